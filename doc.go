@@ -1,0 +1,22 @@
+// Package kubefoundry is a Go SDK that stands up and runs production-grade
+// Kubernetes clusters on vSphere, the way VMware TKGI and vSphere with Tanzu
+// do, as importable packages rather than a closed appliance.
+//
+// The SDK is layered (see DESIGN.md in the project's shared notes):
+//
+//	examples/*   thin mains: flags -> package calls -> output
+//	lifecycle    composable steps and the cluster orchestrator    (planned)
+//	bosh kube harbor                                              (planned)
+//	vsphere csi nsxt   infrastructure clients                     (vsphere today)
+//	internal/    retry and backoff
+//
+// What works today is package [github.com/kubefoundry/kubefoundry/vsphere]:
+// sessions with keep-alive and transparent re-login, inventory lookup,
+// ProvisionVMs (clones from a stemcell template with placement, hardware,
+// cloud-init guestinfo and ownership, in parallel, idempotently), DRS rules,
+// power, resize, destroy, the orphan scan, a watch of many VMs over one
+// PropertyCollector, and stemcell (OVF/OVA) import.
+//
+// Every package is tested against a simulator that speaks the real wire
+// protocol; for vSphere that is govmomi's vcsim.
+package kubefoundry

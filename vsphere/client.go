@@ -1,0 +1,277 @@
+package vsphere
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/url"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/property"
+	"github.com/vmware/govmomi/session/keepalive"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+)
+
+// Client is a vCenter session with keep-alive, transparent re-login, a
+// client-side rate limit and a count of the SOAP calls it made.
+// A Client is safe for concurrent use by many goroutines.
+type Client struct {
+	cfg  Config
+	opts options
+	log  *zap.Logger
+
+	vim    *vim25.Client
+	soap   *soap.Client
+	ka     *keepalive.HandlerSOAP
+	user   *url.Userinfo
+	finder *find.Finder
+	dc     *object.Datacenter
+
+	calls   callCounter
+	relogin sessionRoundTripper
+
+	fieldMu   sync.Mutex
+	fieldKeys map[string]int32
+}
+
+// New logs in to vCenter and returns a Client. Close it to log out.
+func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	c := &Client{cfg: cfg, opts: o, log: o.log.Named("vsphere")}
+
+	u, err := soap.ParseURL(cfg.URL)
+	if err != nil || u == nil {
+		return nil, &ValidationError{Problems: []FieldError{{Field: "url", Reason: fmt.Sprintf("cannot parse %q", redactURL(cfg.URL))}}}
+	}
+	c.user = u.User
+	if cfg.Username != "" {
+		c.user = url.UserPassword(cfg.Username, cfg.Password)
+	}
+	if c.user == nil {
+		return nil, &ValidationError{Problems: []FieldError{{Field: "username", Reason: "required (or credentials in url)"}}}
+	}
+	u.User = nil
+
+	sc := soap.NewClient(u, cfg.Insecure)
+	if cfg.CACert != "" {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(cfg.CACert)) {
+			return nil, &ValidationError{Problems: []FieldError{{Field: "caCert", Reason: "no PEM certificate found"}}}
+		}
+		sc.DefaultTransport().TLSClientConfig.RootCAs = pool
+	}
+	if cfg.Thumbprint != "" {
+		sc.SetThumbprint(u.Host, cfg.Thumbprint)
+	}
+	// net/http keeps two idle connections per host by default; a pool of
+	// workers would then open and close a TLS connection for most calls.
+	sc.DefaultTransport().MaxIdleConnsPerHost = max(2*o.concurrency, 8)
+	sc.DefaultTransport().MaxIdleConns = max(2*o.concurrency, 100)
+	c.soap = sc
+
+	keepAlive := cfg.KeepAlive
+	if keepAlive <= 0 {
+		keepAlive = 5 * time.Minute
+	}
+	c.ka = keepalive.NewHandlerSOAP(sc, keepAlive, nil)
+
+	// The chain, outermost first: count -> rate limit -> re-login -> keep-alive -> wire.
+	c.relogin = sessionRoundTripper{next: c.ka, login: c.login, log: c.log}
+	var limiter *rate.Limiter
+	if o.qps > 0 {
+		limiter = rate.NewLimiter(rate.Limit(o.qps), o.burst)
+	}
+	rt := &countingRoundTripper{next: &limitRoundTripper{next: &c.relogin, limiter: limiter}, counter: &c.calls}
+
+	// NewClient sets the SOAP namespace and version when handed the
+	// soap.Client itself; the wrapped chain takes over afterwards.
+	vc, err := vim25.NewClient(ctx, sc)
+	if err != nil {
+		sc.CloseIdleConnections()
+		return nil, fmt.Errorf("connect to %s: %w", u.Host, err)
+	}
+	vc.RoundTripper = rt
+	c.vim = vc
+
+	if err := c.login(ctx); err != nil {
+		sc.CloseIdleConnections()
+		return nil, err
+	}
+	c.finder = find.NewFinder(vc, false)
+	if err := c.selectDatacenter(ctx, cfg.Datacenter); err != nil {
+		_ = c.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	c.log.Info("connected", zap.String("host", u.Host), zap.String("user", c.user.Username()),
+		zap.String("apiVersion", vc.ServiceContent.About.ApiVersion))
+	return c, nil
+}
+
+// login authenticates through the keep-alive handler, which starts its
+// ticker on a successful login.
+func (c *Client) login(ctx context.Context) error {
+	pw, _ := c.user.Password()
+	req := types.Login{This: *c.vim.ServiceContent.SessionManager, UserName: c.user.Username(), Password: pw}
+	if _, err := methods.Login(ctx, c.ka, &req); err != nil {
+		return fmt.Errorf("login to %s as %q: %w", c.soap.URL().Host, c.user.Username(), err)
+	}
+	return nil
+}
+
+// Close logs out, stops the keep-alive and releases connections.
+func (c *Client) Close(ctx context.Context) error {
+	req := types.Logout{This: *c.vim.ServiceContent.SessionManager}
+	_, err := methods.Logout(ctx, c.vim, &req)
+	c.ka.Stop()
+	c.soap.CloseIdleConnections()
+	if err != nil && !isNotAuthenticated(err) {
+		return fmt.Errorf("logout: %w", err)
+	}
+	return nil
+}
+
+// Vim25 returns the underlying govmomi client, for packages such as csi
+// that share this session. Calls made through it are counted, rate limited
+// and re-authenticated like the Client's own.
+func (c *Client) Vim25() *vim25.Client { return c.vim }
+
+// Datacenter returns the default datacenter.
+func (c *Client) Datacenter() *object.Datacenter { return c.dc }
+
+// Stats are counts of the SOAP calls a Client has made.
+type Stats struct {
+	Calls    int64            // every SOAP call, re-tries included
+	ByMethod map[string]int64 // per SOAP method name, such as "CloneVM_Task"
+	Relogins int64            // sessions re-established after NotAuthenticated
+}
+
+// Stats returns the call counts so far.
+func (c *Client) Stats() Stats {
+	s := c.calls.snapshot()
+	s.Relogins = c.relogin.relogins.Load()
+	return s
+}
+
+func (c *Client) collector() *property.Collector { return property.DefaultCollector(c.vim) }
+
+// callCounter counts SOAP calls by method.
+type callCounter struct {
+	total    atomic.Int64
+	mu       sync.Mutex
+	byMethod map[string]int64
+}
+
+func (cc *callCounter) add(method string) {
+	cc.total.Add(1)
+	cc.mu.Lock()
+	if cc.byMethod == nil {
+		cc.byMethod = map[string]int64{}
+	}
+	cc.byMethod[method]++
+	cc.mu.Unlock()
+}
+
+func (cc *callCounter) snapshot() Stats {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	m := make(map[string]int64, len(cc.byMethod))
+	for k, v := range cc.byMethod {
+		m[k] = v
+	}
+	return Stats{Calls: cc.total.Load(), ByMethod: m}
+}
+
+// methodName turns *methods.CloneVM_TaskBody into "CloneVM_Task".
+func methodName(req soap.HasFault) string {
+	t := reflect.TypeOf(req)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return strings.TrimSuffix(t.Name(), "Body")
+}
+
+type countingRoundTripper struct {
+	next    soap.RoundTripper
+	counter *callCounter
+}
+
+func (r *countingRoundTripper) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
+	r.counter.add(methodName(req))
+	return r.next.RoundTrip(ctx, req, res)
+}
+
+type limitRoundTripper struct {
+	next    soap.RoundTripper
+	limiter *rate.Limiter
+}
+
+func (r *limitRoundTripper) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
+	if r.limiter != nil {
+		if err := r.limiter.Wait(ctx); err != nil {
+			return fmt.Errorf("rate limit: %w", err)
+		}
+	}
+	return r.next.RoundTrip(ctx, req, res)
+}
+
+// sessionRoundTripper logs in again when vCenter answers NotAuthenticated
+// (the session expired or was terminated) and repeats the call once. Many
+// goroutines that see the same expiry share one login.
+type sessionRoundTripper struct {
+	next  soap.RoundTripper
+	login func(context.Context) error
+	log   *zap.Logger
+
+	mu       sync.Mutex
+	gen      atomic.Uint64 // incremented on each successful re-login
+	relogins atomic.Int64
+}
+
+func (r *sessionRoundTripper) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
+	gen := r.gen.Load()
+	err := r.next.RoundTrip(ctx, req, res)
+	if !isNotAuthenticated(err) {
+		return err
+	}
+	switch req.(type) {
+	case *methods.LoginBody, *methods.LogoutBody:
+		return err
+	}
+	if lerr := r.reauthenticate(ctx, gen); lerr != nil {
+		return errors.Join(err, lerr)
+	}
+	// The response may hold the fault of the first attempt.
+	v := reflect.ValueOf(res).Elem()
+	v.Set(reflect.Zero(v.Type()))
+	return r.next.RoundTrip(ctx, req, res)
+}
+
+func (r *sessionRoundTripper) reauthenticate(ctx context.Context, seen uint64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gen.Load() != seen {
+		return nil // another goroutine already logged in again
+	}
+	r.log.Warn("session not authenticated, logging in again")
+	if err := r.login(ctx); err != nil {
+		return err
+	}
+	r.gen.Add(1)
+	r.relogins.Add(1)
+	return nil
+}

@@ -1,0 +1,171 @@
+package vsphere
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+
+	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/object"
+)
+
+// maxListed bounds the names a NotFoundError lists.
+const maxListed = 20
+
+func (c *Client) selectDatacenter(ctx context.Context, name string) error {
+	dc, err := c.FindDatacenter(ctx, name)
+	if err != nil {
+		return err
+	}
+	c.dc = dc
+	c.finder.SetDatacenter(dc)
+	return nil
+}
+
+// FindDatacenter resolves a datacenter by name or inventory path. An empty
+// name means the only datacenter there is.
+func (c *Client) FindDatacenter(ctx context.Context, name string) (*object.Datacenter, error) {
+	f := find.NewFinder(c.vim, false)
+	if name == "" {
+		dc, err := f.DefaultDatacenter(ctx)
+		if err == nil {
+			return dc, nil
+		}
+		var multi *find.DefaultMultipleFoundError
+		if errors.As(err, &multi) {
+			return nil, fmt.Errorf("datacenter: more than one exists (%s), name one: %w",
+				joinNames(names(f.DatacenterList, "*")(ctx)), ErrInvalidSpec)
+		}
+		return nil, notFound(ctx, "datacenter", "", "/", names(f.DatacenterList, "*"), err)
+	}
+	dc, err := f.Datacenter(ctx, name)
+	if err != nil {
+		return nil, notFound(ctx, "datacenter", name, "/", names(f.DatacenterList, "*"), err)
+	}
+	return dc, nil
+}
+
+// FindCluster resolves a compute cluster by name or inventory path.
+func (c *Client) FindCluster(ctx context.Context, name string) (*object.ClusterComputeResource, error) {
+	cl, err := c.finder.ClusterComputeResource(ctx, name)
+	if err != nil {
+		return nil, notFound(ctx, "cluster", name, c.dc.InventoryPath+"/host", names(c.finder.ClusterComputeResourceList, "*"), err)
+	}
+	return cl, nil
+}
+
+// FindResourcePool resolves a resource pool by name or inventory path, such
+// as "DC0_C0/Resources/team-a".
+func (c *Client) FindResourcePool(ctx context.Context, name string) (*object.ResourcePool, error) {
+	rp, err := c.finder.ResourcePool(ctx, name)
+	if err != nil {
+		return nil, notFound(ctx, "resource pool", name, c.dc.InventoryPath+"/host", names(c.finder.ResourcePoolList, "*/Resources/*"), err)
+	}
+	return rp, nil
+}
+
+// FindDatastore resolves a datastore by name or inventory path.
+func (c *Client) FindDatastore(ctx context.Context, name string) (*object.Datastore, error) {
+	ds, err := c.finder.Datastore(ctx, name)
+	if err != nil {
+		return nil, notFound(ctx, "datastore", name, c.dc.InventoryPath+"/datastore", names(c.finder.DatastoreList, "*"), err)
+	}
+	return ds, nil
+}
+
+// FindNetwork resolves a network by name or inventory path: a standard
+// portgroup, a distributed portgroup or an NSX segment (opaque network or
+// NSX distributed portgroup).
+func (c *Client) FindNetwork(ctx context.Context, name string) (object.NetworkReference, error) {
+	n, err := c.finder.Network(ctx, name)
+	if err != nil {
+		return nil, notFound(ctx, "network", name, c.dc.InventoryPath+"/network", networkNames(c.finder.NetworkList, "*"), err)
+	}
+	return n, nil
+}
+
+// FindFolder resolves a VM folder by name or inventory path. Relative paths
+// are taken under the datacenter's vm folder.
+func (c *Client) FindFolder(ctx context.Context, name string) (*object.Folder, error) {
+	p := name
+	if !path.IsAbs(p) {
+		p = path.Join(c.dc.InventoryPath, "vm", name)
+	}
+	f, err := c.finder.Folder(ctx, p)
+	if err != nil {
+		return nil, notFound(ctx, "folder", name, c.dc.InventoryPath+"/vm", names(c.finder.FolderList, path.Join(c.dc.InventoryPath, "vm", "*")), err)
+	}
+	return f, nil
+}
+
+// FindVM resolves a VM or template by name or inventory path.
+func (c *Client) FindVM(ctx context.Context, name string) (*object.VirtualMachine, error) {
+	vm, err := c.finder.VirtualMachine(ctx, name)
+	if err != nil {
+		return nil, notFound(ctx, "virtual machine", name, c.dc.InventoryPath+"/vm", names(c.finder.VirtualMachineList, "..."), err)
+	}
+	return vm, nil
+}
+
+// notFound turns a finder error into a NotFoundError that lists what does
+// exist, or passes any other error through with context.
+func notFound(ctx context.Context, kind, name, where string, list func(context.Context) []string, err error) error {
+	if !isFinderNotFound(err) {
+		return fmt.Errorf("find %s %q: %w", kind, name, err)
+	}
+	return &NotFoundError{Kind: kind, Name: name, Where: where, Available: list(ctx)}
+}
+
+// names lists the names a finder method matches for pattern.
+func names[T interface{ Name() string }](lister func(context.Context, string) ([]T, error), pattern string) func(context.Context) []string {
+	return func(ctx context.Context) []string {
+		objs, err := lister(ctx, pattern)
+		if err != nil {
+			return nil
+		}
+		out := make([]string, 0, len(objs))
+		for _, o := range objs {
+			out = append(out, o.Name())
+		}
+		return trimNames(out)
+	}
+}
+
+// networkNames is names for networks, whose interface has no Name method.
+func networkNames(lister func(context.Context, string) ([]object.NetworkReference, error), pattern string) func(context.Context) []string {
+	return func(ctx context.Context) []string {
+		objs, err := lister(ctx, pattern)
+		if err != nil {
+			return nil
+		}
+		out := make([]string, 0, len(objs))
+		for _, o := range objs {
+			out = append(out, path.Base(o.GetInventoryPath()))
+		}
+		return trimNames(out)
+	}
+}
+
+func trimNames(names []string) []string {
+	slices.Sort(names)
+	names = slices.Compact(names)
+	if len(names) > maxListed {
+		names = append(names[:maxListed], fmt.Sprintf("and %d more", len(names)-maxListed))
+	}
+	return names
+}
+
+func joinNames(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return fmt.Sprint(names)
+}
+
+func isFinderNotFound(err error) bool {
+	var nf *find.NotFoundError
+	var dnf *find.DefaultNotFoundError
+	return errors.As(err, &nf) || errors.As(err, &dnf)
+}

@@ -1,0 +1,182 @@
+package vsphere
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/vmware/govmomi/fault"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+	"go.uber.org/zap"
+)
+
+// wait waits for a task on its own collector (for single operations) or on
+// a shared watcher (for many).
+func (c *Client) wait(ctx context.Context, w *watcher, op string, task types.ManagedObjectReference) (types.AnyType, error) {
+	if w != nil {
+		return w.waitTask(ctx, op, task)
+	}
+	info, err := object.NewTask(c.vim, task).WaitForResult(ctx)
+	if err != nil {
+		te := &TaskError{Op: op, Ref: task, Err: err}
+		if info != nil && info.Error != nil {
+			te.Fault = info.Error.Fault
+		}
+		return nil, te
+	}
+	return info.Result, nil
+}
+
+// PowerOn powers a VM on. A VM that is on already is not an error.
+func (c *Client) PowerOn(ctx context.Context, vm types.ManagedObjectReference) error {
+	return c.powerOn(ctx, nil, vm)
+}
+
+func (c *Client) powerOn(ctx context.Context, w *watcher, vm types.ManagedObjectReference) error {
+	res, err := methods.PowerOnVM_Task(ctx, c.vim, &types.PowerOnVM_Task{This: vm})
+	if err == nil {
+		_, err = c.wait(ctx, w, "power on "+vm.Value, res.Returnval)
+	}
+	if err != nil && !fault.Is(err, &types.InvalidPowerState{}) {
+		return fmt.Errorf("power on %s: %w", vm.Value, err)
+	}
+	return nil
+}
+
+// PowerOff powers a VM off at once (not a guest shutdown). A VM that is off
+// already is not an error.
+func (c *Client) PowerOff(ctx context.Context, vm types.ManagedObjectReference) error {
+	return c.powerOff(ctx, nil, vm)
+}
+
+func (c *Client) powerOff(ctx context.Context, w *watcher, vm types.ManagedObjectReference) error {
+	res, err := methods.PowerOffVM_Task(ctx, c.vim, &types.PowerOffVM_Task{This: vm})
+	if err == nil {
+		_, err = c.wait(ctx, w, "power off "+vm.Value, res.Returnval)
+	}
+	if err != nil && !fault.Is(err, &types.InvalidPowerState{}) {
+		return fmt.Errorf("power off %s: %w", vm.Value, err)
+	}
+	return nil
+}
+
+// Reset resets a powered-on VM.
+func (c *Client) Reset(ctx context.Context, vm types.ManagedObjectReference) error {
+	res, err := methods.ResetVM_Task(ctx, c.vim, &types.ResetVM_Task{This: vm})
+	if err == nil {
+		_, err = c.wait(ctx, nil, "reset "+vm.Value, res.Returnval)
+	}
+	if err != nil {
+		return fmt.Errorf("reset %s: %w", vm.Value, err)
+	}
+	return nil
+}
+
+// Resize is a vertical resize of an existing VM.
+type Resize struct {
+	CPUs     int32 // zero keeps the current count
+	MemoryMB int64 // zero keeps the current size
+	// AllowPowerCycle lets Resize power a running VM off, reconfigure it
+	// and power it on again when vSphere refuses the change while it runs
+	// (CPU or memory hot-add disabled, or a decrease).
+	AllowPowerCycle bool
+}
+
+// ResizeVM changes the CPU count and memory of a VM.
+func (c *Client) ResizeVM(ctx context.Context, vm types.ManagedObjectReference, r Resize) error {
+	if r.CPUs < 0 || r.MemoryMB < 0 || r.MemoryMB%4 != 0 {
+		return &ValidationError{Problems: []FieldError{{Field: "resize", Reason: fmt.Sprintf("cpus %d, memoryMB %d: must be non-negative, memory a multiple of 4", r.CPUs, r.MemoryMB)}}}
+	}
+	spec := types.VirtualMachineConfigSpec{NumCPUs: r.CPUs, MemoryMB: r.MemoryMB}
+	reconfigure := func() error {
+		res, err := methods.ReconfigVM_Task(ctx, c.vim, &types.ReconfigVM_Task{This: vm, Spec: spec})
+		if err == nil {
+			_, err = c.wait(ctx, nil, "reconfigure "+vm.Value, res.Returnval)
+		}
+		return err
+	}
+	err := reconfigure()
+	if err == nil {
+		return nil
+	}
+	if !r.AllowPowerCycle || !(fault.Is(err, &types.InvalidPowerState{}) || fault.Is(err, &types.InvalidState{}) || fault.Is(err, &types.NotSupported{})) {
+		return fmt.Errorf("resize %s: %w", vm.Value, err)
+	}
+	c.log.Info("resize needs a power cycle", zap.String("vm", vm.Value), zap.Error(err))
+	if err := c.PowerOff(ctx, vm); err != nil {
+		return err
+	}
+	if err := reconfigure(); err != nil {
+		return fmt.Errorf("resize %s while off: %w", vm.Value, err)
+	}
+	return c.PowerOn(ctx, vm)
+}
+
+// DestroyVMs powers off and deletes VMs, at most the client's concurrency
+// at a time. A VM that is already gone counts as destroyed. The result has
+// one entry per ref, in order; the error joins the failures.
+func (c *Client) DestroyVMs(ctx context.Context, vms []types.ManagedObjectReference) ([]VMResult, error) {
+	wctx, stop := context.WithCancel(ctx)
+	w := c.newWatcher()
+	go w.run(wctx)
+	defer func() { stop(); <-w.done }()
+
+	results := make([]VMResult, len(vms))
+	sem := make(chan struct{}, c.opts.concurrency)
+	var wg sync.WaitGroup
+	for i, ref := range vms {
+		results[i].Ref = ref
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			results[i].Err = ctx.Err()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			results[i].Name, results[i].Err = c.destroy(ctx, w, ref)
+		}()
+	}
+	wg.Wait()
+	var errs []error
+	for _, r := range results {
+		if r.Err != nil {
+			errs = append(errs, fmt.Errorf("destroy %s (%s): %w", r.Name, r.Ref.Value, r.Err))
+		}
+	}
+	return results, errors.Join(errs...)
+}
+
+func (c *Client) destroy(ctx context.Context, w *watcher, ref types.ManagedObjectReference) (string, error) {
+	var m mo.VirtualMachine
+	err := c.collector().RetrieveOne(ctx, ref, []string{"name", "runtime.powerState"}, &m)
+	if isGone(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if m.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOff {
+		if err := c.powerOff(ctx, w, ref); err != nil && !isGone(err) {
+			return m.Name, err
+		}
+	}
+	res, err := methods.Destroy_Task(ctx, c.vim, &types.Destroy_Task{This: ref})
+	if err == nil {
+		_, err = c.wait(ctx, w, "destroy "+m.Name, res.Returnval)
+	}
+	if err != nil && !isGone(err) {
+		return m.Name, err
+	}
+	c.log.Info("destroyed", zap.String("vm", m.Name), zap.String("ref", ref.Value))
+	return m.Name, nil
+}
+
+func isGone(err error) bool {
+	return err != nil && fault.Is(err, &types.ManagedObjectNotFound{})
+}

@@ -1,0 +1,706 @@
+package vsphere
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vmware/govmomi/fault"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+	"go.uber.org/zap"
+)
+
+// Keys under which ownership is written into each VM's extraConfig, in the
+// same reconfiguration that creates it, so that no VM ever exists without
+// its owner recorded. The custom attribute OwnerAttribute repeats it where
+// the vSphere Client shows it.
+const (
+	ownerKeyPrefix = "kubefoundry."
+	keyCluster     = ownerKeyPrefix + "cluster"
+	keyGroup       = ownerKeyPrefix + "group"
+	keyIndex       = ownerKeyPrefix + "index"
+
+	// OwnerAttribute is the custom attribute holding "cluster/group/index".
+	OwnerAttribute = "kubefoundry.owner"
+)
+
+// ErrIPTimeout is wrapped when a VM did not report an IP address in time.
+var ErrIPTimeout = errors.New("timed out waiting for an IP address")
+
+// ProgressEvent reports one step of one VM. Events of one call are
+// delivered one at a time, in order for each VM.
+type ProgressEvent struct {
+	VM    string
+	Phase Phase
+	Task  types.ManagedObjectReference // the task started, when Phase is PhaseCloneStarted
+	IP    string
+	Err   error
+	Done  int // VMs finished (either way) so far
+	Total int
+}
+
+// Phase names a step of provisioning.
+type Phase string
+
+const (
+	PhaseCloneStarted Phase = "clone-started" // the clone task exists; Task names it
+	PhaseCloned       Phase = "cloned"
+	PhaseExisting     Phase = "existing" // the VM existed already, owned by the same owner
+	PhasePoweredOn    Phase = "powered-on"
+	PhaseReady        Phase = "ready" // done; IP is set when it was waited for
+	PhaseFailed       Phase = "failed"
+)
+
+// ProvisionOption adjusts one ProvisionVMs call.
+type ProvisionOption func(*provisionOptions)
+
+type provisionOptions struct {
+	progress func(ProgressEvent)
+}
+
+// WithProgress calls fn for every step of every VM. Calls are serialised,
+// so fn need not be safe for concurrent use, but it should return quickly.
+func WithProgress(fn func(ProgressEvent)) ProvisionOption {
+	return func(o *provisionOptions) { o.progress = fn }
+}
+
+// ProvisionVMs clones, configures, powers on and waits for the VMs of specs,
+// at most the client's concurrency at a time. It is idempotent: a VM that
+// already exists with the same owner is returned as it is (powered on if it
+// should be) and nothing is created again.
+//
+// The result has one entry per spec, in order. One VM failing does not stop
+// the others; its entry carries the error. The returned error is non-nil
+// when specs are invalid (then nothing was done) or when any VM failed (an
+// errors.Join of the failures).
+func (c *Client) ProvisionVMs(ctx context.Context, specs []VMSpec, opts ...ProvisionOption) ([]VMResult, error) {
+	if err := validateSpecs(specs); err != nil {
+		return nil, err
+	}
+	var po provisionOptions
+	for _, o := range opts {
+		o(&po)
+	}
+
+	wctx, stop := context.WithCancel(ctx)
+	w := c.newWatcher()
+	go w.run(wctx)
+	defer func() { stop(); <-w.done }()
+
+	p := &provisioner{c: c, w: w, total: len(specs), progress: po.progress}
+	results := make([]VMResult, len(specs))
+	sem := make(chan struct{}, c.opts.concurrency)
+	var wg sync.WaitGroup
+	for i := range specs {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			for j := i; j < len(specs); j++ {
+				results[j] = VMResult{Name: specs[j].Name, Err: ctx.Err()}
+			}
+			i = len(specs)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			results[i] = p.provision(ctx, &specs[i])
+		}()
+	}
+	wg.Wait()
+
+	var errs []error
+	for _, r := range results {
+		if r.Err != nil {
+			errs = append(errs, fmt.Errorf("vm %s: %w", r.Name, r.Err))
+		}
+	}
+	return results, errors.Join(errs...)
+}
+
+type provisioner struct {
+	c *Client
+	w *watcher
+
+	templates memo[string, *template]
+	folders   memo[string, *object.Folder]
+	pools     memo[string, *object.ResourcePool]
+	stores    memo[string, *object.Datastore]
+	networks  memo[string, types.BaseVirtualDeviceBackingInfo]
+	existing  memo[string, map[string]existingVM] // by folder path
+
+	mu       sync.Mutex
+	done     int
+	total    int
+	progress func(ProgressEvent)
+}
+
+func (p *provisioner) emit(ev ProgressEvent) {
+	if p.progress == nil && ev.Phase != PhaseReady && ev.Phase != PhaseFailed {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ev.Phase == PhaseReady || ev.Phase == PhaseFailed {
+		p.done++
+	}
+	ev.Done, ev.Total = p.done, p.total
+	if p.progress != nil {
+		p.progress(ev)
+	}
+}
+
+func (p *provisioner) provision(ctx context.Context, s *VMSpec) VMResult {
+	res := VMResult{Name: s.Name}
+	log := p.c.log.With(zap.String("vm", s.Name))
+	res.Ref, res.IP, res.Created, res.Err = p.provisionVM(ctx, s, log)
+	if res.Err != nil {
+		log.Warn("provision failed", zap.Error(res.Err))
+		p.emit(ProgressEvent{VM: s.Name, Phase: PhaseFailed, Err: res.Err})
+	} else {
+		log.Info("provisioned", zap.String("ref", res.Ref.Value), zap.String("ip", res.IP), zap.Bool("created", res.Created))
+		p.emit(ProgressEvent{VM: s.Name, Phase: PhaseReady, IP: res.IP})
+	}
+	return res
+}
+
+func (p *provisioner) provisionVM(ctx context.Context, s *VMSpec, log *zap.Logger) (ref types.ManagedObjectReference, ip string, created bool, err error) {
+	folder, err := p.folder(ctx, s.Folder)
+	if err != nil {
+		return ref, "", false, err
+	}
+	existing, err := p.existing.get(folder.InventoryPath, func() (map[string]existingVM, error) {
+		return p.c.vmsInFolder(ctx, folder.Reference())
+	})
+	if err != nil {
+		return ref, "", false, err
+	}
+
+	if vm, ok := existing[s.Name]; ok {
+		ref, err = p.adopt(ctx, s, vm)
+	} else {
+		ref, err = p.clone(ctx, s, folder)
+		created = err == nil
+		var dup *types.DuplicateName
+		if _, isDup := fault.As(err, &dup); isDup {
+			// Another run (or a run before a crash) created it meanwhile.
+			log.Info("name taken while cloning, adopting the existing VM")
+			var vms map[string]existingVM
+			if vms, err = p.c.vmsInFolder(ctx, folder.Reference()); err == nil {
+				vm, found := vms[s.Name]
+				if !found {
+					return ref, "", false, fmt.Errorf("clone reported %q as a duplicate name, but it is not in %s", s.Name, folder.InventoryPath)
+				}
+				ref, err = p.adopt(ctx, s, vm)
+				created = false
+			}
+		}
+	}
+	if err != nil {
+		return ref, "", created, err
+	}
+
+	if err := p.c.setOwnerAttribute(ctx, ref, s.Owner); err != nil {
+		return ref, "", created, err
+	}
+	if s.IPTimeout > 0 {
+		ip, err = p.waitIP(ctx, ref, s.IPTimeout)
+	}
+	return ref, ip, created, err
+}
+
+// adopt checks that an existing VM belongs to the spec's owner, and powers
+// it on when it should be on.
+func (p *provisioner) adopt(ctx context.Context, s *VMSpec, vm existingVM) (types.ManagedObjectReference, error) {
+	if !vm.hasOwner || vm.owner != s.Owner {
+		holder := "no recorded owner"
+		if vm.hasOwner {
+			holder = "owner " + vm.owner.String()
+		}
+		return vm.ref, fmt.Errorf("%q in %s has %s, not %s: %w", s.Name, s.Folder, holder, s.Owner, ErrAlreadyExists)
+	}
+	p.emit(ProgressEvent{VM: s.Name, Phase: PhaseExisting})
+	if !s.PoweredOff && vm.power != types.VirtualMachinePowerStatePoweredOn {
+		res, err := methods.PowerOnVM_Task(ctx, p.c.vim, &types.PowerOnVM_Task{This: vm.ref})
+		if err != nil {
+			return vm.ref, fmt.Errorf("power on %s: %w", s.Name, err)
+		}
+		if _, err := p.w.waitTask(ctx, "power on "+s.Name, res.Returnval); err != nil && !fault.Is(err, &types.InvalidPowerState{}) {
+			return vm.ref, err
+		}
+		p.emit(ProgressEvent{VM: s.Name, Phase: PhasePoweredOn})
+	}
+	return vm.ref, nil
+}
+
+// clone starts the clone task, reports it, and waits for it.
+func (p *provisioner) clone(ctx context.Context, s *VMSpec, folder *object.Folder) (types.ManagedObjectReference, error) {
+	var ref types.ManagedObjectReference
+	spec, err := p.cloneSpec(ctx, s)
+	if err != nil {
+		return ref, err
+	}
+	tpl, err := p.template(ctx, s)
+	if err != nil {
+		return ref, err
+	}
+	res, err := methods.CloneVM_Task(ctx, p.c.vim, &types.CloneVM_Task{
+		This:   tpl.ref,
+		Folder: folder.Reference(),
+		Name:   s.Name,
+		Spec:   *spec,
+	})
+	if err != nil {
+		return ref, &TaskError{Op: "clone " + s.Name, Err: err}
+	}
+	p.emit(ProgressEvent{VM: s.Name, Phase: PhaseCloneStarted, Task: res.Returnval})
+	result, err := p.w.waitTask(ctx, "clone "+s.Name, res.Returnval)
+	if err != nil {
+		return ref, err
+	}
+	ref, ok := result.(types.ManagedObjectReference)
+	if !ok {
+		return ref, &TaskError{Op: "clone " + s.Name, Ref: res.Returnval, Err: fmt.Errorf("unexpected task result %T", result)}
+	}
+	p.emit(ProgressEvent{VM: s.Name, Phase: PhaseCloned})
+	if spec.PowerOn {
+		p.emit(ProgressEvent{VM: s.Name, Phase: PhasePoweredOn})
+	}
+	return ref, nil
+}
+
+// cloneSpec folds placement, hardware, guestinfo, ownership and power-on
+// into the clone itself, so that a VM costs one task and no reconfigure.
+func (p *provisioner) cloneSpec(ctx context.Context, s *VMSpec) (*types.VirtualMachineCloneSpec, error) {
+	tpl, err := p.template(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := p.pool(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	poolRef := pool.Reference()
+	spec := &types.VirtualMachineCloneSpec{
+		Location: types.VirtualMachineRelocateSpec{Pool: &poolRef},
+		PowerOn:  !s.PoweredOff,
+		Config: &types.VirtualMachineConfigSpec{
+			NumCPUs:  s.CPUs,
+			MemoryMB: s.MemoryMB,
+		},
+	}
+	var dsRef types.ManagedObjectReference
+	if s.Datastore != "" {
+		ds, err := p.stores.get(s.Datastore, func() (*object.Datastore, error) { return p.c.FindDatastore(ctx, s.Datastore) })
+		if err != nil {
+			return nil, err
+		}
+		dsRef = ds.Reference()
+		spec.Location.Datastore = &dsRef
+	}
+	if s.LinkedClone {
+		snap := tpl.snapshot
+		spec.Snapshot = &snap
+		spec.Location.DiskMoveType = string(types.VirtualMachineRelocateDiskMoveOptionsCreateNewChildDiskBacking)
+	}
+
+	devices, err := p.deviceChanges(ctx, s, tpl, dsRef)
+	if err != nil {
+		return nil, err
+	}
+	spec.Config.DeviceChange = devices
+	spec.Config.ExtraConfig, err = extraConfig(s)
+	if err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+// extraConfig builds the guestinfo the cloud-init VMware datasource reads,
+// the ownership keys, and the caller's own entries, in a stable order.
+func extraConfig(s *VMSpec) ([]types.BaseOptionValue, error) {
+	meta, err := json.Marshal(metadata(s))
+	if err != nil {
+		return nil, fmt.Errorf("metadata of %s: %w", s.Name, err)
+	}
+	kv := map[string]string{
+		"guestinfo.metadata":          base64.StdEncoding.EncodeToString(meta),
+		"guestinfo.metadata.encoding": "base64",
+		keyCluster:                    s.Owner.Cluster,
+		keyGroup:                      s.Owner.Group,
+		keyIndex:                      strconv.Itoa(s.Owner.Index),
+	}
+	if len(s.UserData) > 0 {
+		kv["guestinfo.userdata"] = base64.StdEncoding.EncodeToString(s.UserData)
+		kv["guestinfo.userdata.encoding"] = "base64"
+	}
+	for k, v := range s.ExtraConfig {
+		kv[k] = v
+	}
+	keys := make([]string, 0, len(kv))
+	for k := range kv {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	out := make([]types.BaseOptionValue, len(keys))
+	for i, k := range keys {
+		out[i] = &types.OptionValue{Key: k, Value: kv[k]}
+	}
+	return out, nil
+}
+
+// metadata is cloud-init's instance metadata with a netplan v2 network.
+func metadata(s *VMSpec) map[string]any {
+	md := map[string]any{
+		"instance-id":    s.Name,
+		"local-hostname": s.Name,
+	}
+	if len(s.NICs) == 0 {
+		return md
+	}
+	eths := map[string]any{}
+	for i, n := range s.NICs {
+		e := map[string]any{}
+		if n.MAC != "" {
+			e["match"] = map[string]string{"macaddress": strings.ToLower(n.MAC)}
+			e["set-name"] = fmt.Sprintf("eth%d", i)
+		} else {
+			e["match"] = map[string]string{"name": "e*"} // validation allows this only for one NIC or all-DHCP
+		}
+		if n.IP == "" {
+			e["dhcp4"] = true
+		} else {
+			e["dhcp4"] = false
+			e["addresses"] = []string{n.IP}
+			if n.Gateway != "" {
+				e["routes"] = []map[string]string{{"to": "default", "via": n.Gateway}}
+			}
+			if len(n.DNS) > 0 {
+				e["nameservers"] = map[string]any{"addresses": n.DNS}
+			}
+		}
+		eths[fmt.Sprintf("nic%d", i)] = e
+	}
+	md["network"] = map[string]any{"version": 2, "ethernets": eths}
+	return md
+}
+
+// deviceChanges points the template's NICs at the spec's networks, adds or
+// removes NICs to match, and adds the extra disks.
+func (p *provisioner) deviceChanges(ctx context.Context, s *VMSpec, tpl *template, ds types.ManagedObjectReference) ([]types.BaseVirtualDeviceConfigSpec, error) {
+	var changes []types.BaseVirtualDeviceConfigSpec
+	if len(s.NICs) > 0 {
+		nics := tpl.devices.SelectByType((*types.VirtualEthernetCard)(nil))
+		for i, n := range s.NICs {
+			backing, err := p.networks.get(n.Network, func() (types.BaseVirtualDeviceBackingInfo, error) {
+				net, err := p.c.FindNetwork(ctx, n.Network)
+				if err != nil {
+					return nil, err
+				}
+				return net.EthernetCardBackingInfo(ctx)
+			})
+			if err != nil {
+				return nil, err
+			}
+			var card types.BaseVirtualDevice
+			op := types.VirtualDeviceConfigSpecOperationEdit
+			if i < len(nics) {
+				card = copyEthernetCard(nics[i])
+			} else {
+				op = types.VirtualDeviceConfigSpecOperationAdd
+				card, err = tpl.devices.CreateEthernetCard("vmxnet3", backing)
+				if err != nil {
+					return nil, err
+				}
+				card.GetVirtualDevice().Key = tpl.devices.NewKey() - int32(i)
+			}
+			eth := card.(types.BaseVirtualEthernetCard).GetVirtualEthernetCard()
+			eth.Backing = backing
+			if n.MAC != "" {
+				eth.AddressType = string(types.VirtualEthernetCardMacTypeManual)
+				eth.MacAddress = strings.ToLower(n.MAC)
+			}
+			changes = append(changes, &types.VirtualDeviceConfigSpec{Operation: op, Device: card})
+		}
+		for _, extra := range nics[min(len(s.NICs), len(nics)):] {
+			changes = append(changes, &types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationRemove, Device: extra})
+		}
+	}
+	if len(s.Disks) > 0 {
+		ctrl, err := tpl.devices.FindDiskController("scsi")
+		if err != nil {
+			return nil, fmt.Errorf("template %s: extra disks need a SCSI controller: %w", s.Template, err)
+		}
+		ckey := ctrl.GetVirtualController().Key
+		used := map[int32]bool{7: true} // the controller's own unit
+		for _, d := range tpl.devices {
+			if vd := d.GetVirtualDevice(); vd.ControllerKey == ckey && vd.UnitNumber != nil {
+				used[*vd.UnitNumber] = true
+			}
+		}
+		unit := int32(0)
+		for i, d := range s.Disks {
+			for used[unit] {
+				unit++
+			}
+			if unit > 15 {
+				return nil, fmt.Errorf("specs %s: disks[%d]: no free unit on the SCSI controller: %w", s.Name, i, ErrInvalidSpec)
+			}
+			used[unit] = true
+			backing := &types.VirtualDiskFlatVer2BackingInfo{
+				DiskMode:        string(types.VirtualDiskModePersistent),
+				ThinProvisioned: types.NewBool(true),
+			}
+			if ds.Value != "" {
+				backing.Datastore = &ds
+			}
+			disk := &types.VirtualDisk{
+				VirtualDevice: types.VirtualDevice{
+					Key:           tpl.devices.NewKey() - 100 - int32(i),
+					ControllerKey: ckey,
+					UnitNumber:    types.NewInt32(unit),
+					Backing:       backing,
+				},
+				CapacityInKB: d.SizeGB * 1024 * 1024,
+			}
+			changes = append(changes, &types.VirtualDeviceConfigSpec{
+				Operation:     types.VirtualDeviceConfigSpecOperationAdd,
+				FileOperation: types.VirtualDeviceConfigSpecFileOperationCreate,
+				Device:        disk,
+			})
+		}
+	}
+	return changes, nil
+}
+
+// copyEthernetCard copies the card's own struct so that the template's
+// cached device list is never changed by one VM's spec.
+func copyEthernetCard(d types.BaseVirtualDevice) types.BaseVirtualDevice {
+	switch c := d.(type) {
+	case *types.VirtualVmxnet3:
+		cp := *c
+		return &cp
+	case *types.VirtualE1000:
+		cp := *c
+		return &cp
+	case *types.VirtualE1000e:
+		cp := *c
+		return &cp
+	case *types.VirtualVmxnet2:
+		cp := *c
+		return &cp
+	case *types.VirtualPCNet32:
+		cp := *c
+		return &cp
+	case *types.VirtualVmxnet3Vrdma:
+		cp := *c
+		return &cp
+	case *types.VirtualSriovEthernetCard:
+		cp := *c
+		return &cp
+	}
+	return d
+}
+
+// template is what ProvisionVMs needs to know of a clone source.
+type template struct {
+	ref      types.ManagedObjectReference
+	devices  object.VirtualDeviceList
+	snapshot types.ManagedObjectReference // current snapshot, for linked clones
+}
+
+func (p *provisioner) template(ctx context.Context, s *VMSpec) (*template, error) {
+	key := s.Template
+	if s.LinkedClone {
+		key += "\x00linked"
+	}
+	return p.templates.get(key, func() (*template, error) {
+		vm, err := p.c.FindVM(ctx, s.Template)
+		if err != nil {
+			return nil, fmt.Errorf("template: %w", err)
+		}
+		var m mo.VirtualMachine
+		if err := p.c.collector().RetrieveOne(ctx, vm.Reference(), []string{"config.hardware.device", "config.template", "snapshot"}, &m); err != nil {
+			return nil, fmt.Errorf("template %s: %w", s.Template, err)
+		}
+		t := &template{ref: vm.Reference()}
+		if m.Config != nil {
+			t.devices = object.VirtualDeviceList(m.Config.Hardware.Device)
+		}
+		if !s.LinkedClone {
+			return t, nil
+		}
+		if m.Snapshot != nil && m.Snapshot.CurrentSnapshot != nil {
+			t.snapshot = *m.Snapshot.CurrentSnapshot
+			return t, nil
+		}
+		if m.Config != nil && m.Config.Template {
+			return nil, fmt.Errorf("template %s has no snapshot to link clones to; import the stemcell as a VM or snapshot it: %w", s.Template, ErrInvalidSpec)
+		}
+		task, err := vm.CreateSnapshot(ctx, "kubefoundry-base", "base of linked clones", false, false)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %s: %w", s.Template, err)
+		}
+		res, err := p.w.waitTask(ctx, "snapshot "+s.Template, task.Reference())
+		if err != nil {
+			return nil, err
+		}
+		snap, ok := res.(types.ManagedObjectReference)
+		if !ok {
+			return nil, fmt.Errorf("snapshot %s: unexpected result %T", s.Template, res)
+		}
+		t.snapshot = snap
+		return t, nil
+	})
+}
+
+// folder resolves the folder path, creating each missing level.
+func (p *provisioner) folder(ctx context.Context, name string) (*object.Folder, error) {
+	return p.folders.get(name, func() (*object.Folder, error) { return p.c.EnsureFolder(ctx, name) })
+}
+
+// EnsureFolder returns the VM folder at path (relative to the datacenter's
+// vm folder, or absolute), creating each missing level.
+func (c *Client) EnsureFolder(ctx context.Context, folderPath string) (*object.Folder, error) {
+	root := path.Join(c.dc.InventoryPath, "vm")
+	rel := folderPath
+	if path.IsAbs(folderPath) {
+		var ok bool
+		if rel, ok = strings.CutPrefix(path.Clean(folderPath), root); !ok {
+			return nil, fmt.Errorf("folder %q is not under %s: %w", folderPath, root, ErrInvalidSpec)
+		}
+	}
+	f, err := c.finder.Folder(ctx, root)
+	if err != nil {
+		return nil, fmt.Errorf("vm folder of %s: %w", c.dc.InventoryPath, err)
+	}
+	cur := root
+	for _, part := range strings.Split(strings.Trim(rel, "/"), "/") {
+		if part == "" {
+			continue
+		}
+		cur = path.Join(cur, part)
+		next, err := c.finder.Folder(ctx, cur)
+		if err == nil {
+			f = next
+			continue
+		}
+		if !isFinderNotFound(err) {
+			return nil, fmt.Errorf("folder %s: %w", cur, err)
+		}
+		created, err := f.CreateFolder(ctx, part)
+		if err != nil {
+			if !fault.Is(err, &types.DuplicateName{}) {
+				return nil, fmt.Errorf("create folder %s: %w", cur, err)
+			}
+			if created, err = c.finder.Folder(ctx, cur); err != nil {
+				return nil, fmt.Errorf("folder %s: %w", cur, err)
+			}
+		}
+		created.InventoryPath = cur
+		c.log.Info("folder created", zap.String("folder", cur))
+		f = created
+	}
+	return f, nil
+}
+
+// pool resolves the spec's resource pool, creating a missing child pool.
+func (p *provisioner) pool(ctx context.Context, s *VMSpec) (*object.ResourcePool, error) {
+	return p.pools.get(s.Cluster+"\x00"+s.ResourcePool, func() (*object.ResourcePool, error) {
+		return p.c.EnsureResourcePool(ctx, s.Cluster, s.ResourcePool)
+	})
+}
+
+// EnsureResourcePool returns the child pool name of cluster's root pool,
+// creating it with default shares and no limits when missing. An empty name
+// returns the root pool; an absolute path names an existing pool.
+func (c *Client) EnsureResourcePool(ctx context.Context, cluster, name string) (*object.ResourcePool, error) {
+	if path.IsAbs(name) {
+		return c.FindResourcePool(ctx, name)
+	}
+	cl, err := c.FindCluster(ctx, cluster)
+	if err != nil {
+		return nil, err
+	}
+	root, err := cl.ResourcePool(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("root pool of %s: %w", cluster, err)
+	}
+	if name == "" {
+		return root, nil
+	}
+	p := path.Join(cl.InventoryPath, "Resources", name)
+	if rp, err := c.finder.ResourcePool(ctx, p); err == nil {
+		return rp, nil
+	}
+	rp, err := root.Create(ctx, name, types.DefaultResourceConfigSpec())
+	if err != nil {
+		if !fault.Is(err, &types.DuplicateName{}) {
+			return nil, fmt.Errorf("create resource pool %s: %w", p, err)
+		}
+		return c.finder.ResourcePool(ctx, p)
+	}
+	rp.InventoryPath = p
+	c.log.Info("resource pool created", zap.String("pool", p))
+	return rp, nil
+}
+
+// waitIP waits for the guest to report an IP address.
+func (p *provisioner) waitIP(ctx context.Context, ref types.ManagedObjectReference, timeout time.Duration) (string, error) {
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	st, err := p.w.waitFor(tctx, ref, func(st objectState) bool {
+		ip, _ := st["guest.ipAddress"].(string)
+		return ip != ""
+	})
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return "", fmt.Errorf("%s after %s: %w", ref.Value, timeout, ErrIPTimeout)
+		}
+		return "", err
+	}
+	ip, _ := st["guest.ipAddress"].(string)
+	if _, err := netip.ParseAddr(ip); err != nil {
+		return "", fmt.Errorf("guest reported %q, not an IP address", ip)
+	}
+	return ip, nil
+}
+
+// memo computes each key's value once, for every caller that asks.
+type memo[K comparable, V any] struct {
+	mu sync.Mutex
+	m  map[K]*memoEntry[V]
+}
+
+type memoEntry[V any] struct {
+	once sync.Once
+	v    V
+	err  error
+}
+
+func (m *memo[K, V]) get(k K, f func() (V, error)) (V, error) {
+	m.mu.Lock()
+	if m.m == nil {
+		m.m = map[K]*memoEntry[V]{}
+	}
+	e, ok := m.m[k]
+	if !ok {
+		e = &memoEntry[V]{}
+		m.m[k] = e
+	}
+	m.mu.Unlock()
+	e.once.Do(func() { e.v, e.err = f() })
+	return e.v, e.err
+}

@@ -1,0 +1,90 @@
+package vsphere_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"github.com/vmware/govmomi/simulator"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/kubefoundry/kubefoundry/vsphere"
+)
+
+// Names in govmomi's default VPX model.
+const (
+	simCluster   = "DC0_C0"
+	simTemplate  = "DC0_C0_RP0_VM0"
+	simDatastore = "LocalDS_0"
+	simNetwork   = "VM Network"
+	simDVPG      = "DC0_DVPG0"
+)
+
+// delayMu serialises tests that change simulator.TaskDelay, a global.
+var delayMu sync.Mutex
+
+// sim is one in-process vCenter simulator.
+type sim struct {
+	model  *simulator.Model
+	server *simulator.Server
+	url    string
+}
+
+func newSim(t testing.TB) *sim {
+	t.Helper()
+	m := simulator.VPX()
+	require.NoError(t, m.Create())
+	s := m.Service.NewServer()
+	t.Cleanup(func() {
+		s.Close()
+		m.Remove()
+	})
+	return &sim{model: m, server: s, url: s.URL.String()}
+}
+
+// withTaskDelays sets vcsim's task delays (milliseconds) for one test.
+func withTaskDelays(t testing.TB, delays map[string]int) {
+	t.Helper()
+	delayMu.Lock()
+	old := simulator.TaskDelay.MethodDelay
+	simulator.TaskDelay.MethodDelay = delays
+	t.Cleanup(func() {
+		simulator.TaskDelay.MethodDelay = old
+		delayMu.Unlock()
+	})
+}
+
+func (s *sim) client(t testing.TB, opts ...vsphere.Option) *vsphere.Client {
+	t.Helper()
+	opts = append([]vsphere.Option{vsphere.WithLogger(zaptest.NewLogger(t))}, opts...)
+	c, err := vsphere.New(context.Background(), vsphere.Config{URL: s.url, Insecure: true}, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, c.Close(context.Background())) })
+	return c
+}
+
+// specs returns n specs for one cluster, each reporting a made-up IP as
+// vcsim's stand-in for a guest (it has no guest to run DHCP).
+func specs(cluster string, n int) []vsphere.VMSpec {
+	out := make([]vsphere.VMSpec, n)
+	for i := range out {
+		out[i] = vsphere.VMSpec{
+			Name:         fmt.Sprintf("%s-worker-%d", cluster, i),
+			Owner:        vsphere.Owner{Cluster: cluster, Group: "worker", Index: i},
+			Template:     simTemplate,
+			Folder:       "kubefoundry/" + cluster,
+			Cluster:      simCluster,
+			ResourcePool: cluster,
+			CPUs:         2,
+			MemoryMB:     4096,
+			NICs:         []vsphere.NIC{{Network: simNetwork}},
+			ExtraConfig:  map[string]string{"SET.guest.ipAddress": fmt.Sprintf("10.0.%d.%d", i/250, i%250+2)},
+			IPTimeout:    defaultIPTimeout,
+		}
+	}
+	return out
+}
+
+var _ = context.Background
