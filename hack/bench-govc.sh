@@ -180,10 +180,11 @@ ideal = rounds * per_vm
 print("ideal at concurrency %d: ceil(%d/%d) x (clone + power-on) = %d x %.2f s = %.2f s"
       % (p, n, p, rounds, per_vm, ideal))
 wall_seq, wall_par = float(legs[0][1]), float(legs[1][1])
-print("govc %d at a time / ideal:        %.2f" % (p, wall_par / ideal))
+ratio = lambda label, v: print("%-34s %5.2f" % (label, v))
+ratio("govc %d at a time / ideal" % p, wall_par / ideal)
 if legs[2][1]:
     wall_kf = float(legs[2][1])
-    print("kubefoundry / ideal:              %.2f" % (wall_kf / ideal))
-    print("govc one at a time / kubefoundry: %.2f" % (wall_seq / wall_kf))
-    print("govc %d at a time / kubefoundry:  %.2f" % (p, wall_par / wall_kf))
+    ratio("kubefoundry / ideal", wall_kf / ideal)
+    ratio("govc one at a time / kubefoundry", wall_seq / wall_kf)
+    ratio("govc %d at a time / kubefoundry" % p, wall_par / wall_kf)
 EOF

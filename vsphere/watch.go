@@ -153,6 +153,8 @@ func (w *watcher) destroy(ctx context.Context, pc, view types.ManagedObjectRefer
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if pc.Value != "" {
+		// End a wait still running on the server before the collector goes.
+		_, _ = methods.CancelWaitForUpdates(ctx, w.c.vim, &types.CancelWaitForUpdates{This: pc})
 		_, _ = methods.DestroyPropertyCollector(ctx, w.c.vim, &types.DestroyPropertyCollector{This: pc})
 	}
 	if view.Value != "" {
