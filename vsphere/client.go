@@ -62,7 +62,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 	if cfg.Username != "" {
 		c.user = url.UserPassword(cfg.Username, cfg.Password)
 	}
-	if c.user == nil {
+	if c.user == nil || c.user.Username() == "" {
 		return nil, &ValidationError{Problems: []FieldError{{Field: "username", Reason: "required (or credentials in url)"}}}
 	}
 	u.User = nil

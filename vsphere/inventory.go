@@ -61,7 +61,7 @@ func (c *Client) FindCluster(ctx context.Context, name string) (*object.ClusterC
 func (c *Client) FindResourcePool(ctx context.Context, name string) (*object.ResourcePool, error) {
 	rp, err := c.finder.ResourcePool(ctx, name)
 	if err != nil {
-		return nil, notFound(ctx, "resource pool", name, c.dc.InventoryPath+"/host", names(c.finder.ResourcePoolList, "*/Resources/*"), err)
+		return nil, notFound(ctx, "resource pool", name, c.dc.InventoryPath+"/host", names(c.finder.ResourcePoolList, "*/*"), err)
 	}
 	return rp, nil
 }
@@ -104,7 +104,7 @@ func (c *Client) FindFolder(ctx context.Context, name string) (*object.Folder, e
 func (c *Client) FindVM(ctx context.Context, name string) (*object.VirtualMachine, error) {
 	vm, err := c.finder.VirtualMachine(ctx, name)
 	if err != nil {
-		return nil, notFound(ctx, "virtual machine", name, c.dc.InventoryPath+"/vm", names(c.finder.VirtualMachineList, "..."), err)
+		return nil, notFound(ctx, "virtual machine", name, c.dc.InventoryPath+"/vm", names(c.finder.VirtualMachineList, "*"), err)
 	}
 	return vm, nil
 }

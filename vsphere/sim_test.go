@@ -1,6 +1,9 @@
 package vsphere_test
 
 import (
+	"net/url"
+	"crypto/tls"
+	"encoding/pem"
 	"context"
 	"fmt"
 	"sync"
@@ -36,6 +39,9 @@ func newSim(t testing.TB) *sim {
 	t.Helper()
 	m := simulator.VPX()
 	require.NoError(t, m.Create())
+	m.Service.TLS = new(tls.Config) // serve HTTPS with a self-signed certificate, as vCenter does
+	// Accept these credentials only (vcsim's default accepts any).
+	m.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword("kf-admin", "kf-secret")}
 	s := m.Service.NewServer()
 	t.Cleanup(func() {
 		s.Close()
@@ -87,4 +93,11 @@ func specs(cluster string, n int) []vsphere.VMSpec {
 	return out
 }
 
-var _ = context.Background
+
+// caPEM is the simulator's own certificate, as a CA bundle.
+func (s *sim) caPEM(t testing.TB) string {
+	t.Helper()
+	cert := s.server.Certificate()
+	require.NotNil(t, cert)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
+}

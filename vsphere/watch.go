@@ -411,3 +411,53 @@ func dropRef(list *[]types.ManagedObjectReference, ref types.ManagedObjectRefere
 	}
 	return false
 }
+
+// VMEvent is the state of one VM after a change.
+type VMEvent struct {
+	Ref        types.ManagedObjectReference
+	Name       string
+	PowerState types.VirtualMachinePowerState
+	IP         string
+	// Heartbeat is the guest heartbeat status: green, yellow, red or gray
+	// (no VMware Tools heartbeat).
+	Heartbeat types.ManagedEntityStatus
+}
+
+// WatchVMs follows the power state, IP address and guest heartbeat of many
+// VMs through one PropertyCollector (WaitForUpdatesEx), instead of polling
+// each. It calls fn with each VM's state first and then on every change,
+// one call at a time, until fn returns false (WatchVMs returns nil) or ctx
+// ends (it returns ctx.Err()). A session re-established meanwhile is
+// followed transparently.
+func (c *Client) WatchVMs(ctx context.Context, vms []types.ManagedObjectReference, fn func(VMEvent) bool) error {
+	wctx, stop := context.WithCancel(ctx)
+	w := c.newWatcher()
+	go w.run(wctx)
+	defer func() { stop(); <-w.done }()
+
+	events := make(chan VMEvent, 64)
+	for _, ref := range vms {
+		cancel := w.subscribe(ref, func(st objectState) {
+			ev := VMEvent{Ref: ref}
+			ev.Name, _ = st["name"].(string)
+			ev.PowerState, _ = st["runtime.powerState"].(types.VirtualMachinePowerState)
+			ev.IP, _ = st["guest.ipAddress"].(string)
+			ev.Heartbeat, _ = st["guestHeartbeatStatus"].(types.ManagedEntityStatus)
+			select {
+			case events <- ev:
+			case <-wctx.Done():
+			}
+		})
+		defer cancel()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case ev := <-events:
+			if !fn(ev) {
+				return nil
+			}
+		}
+	}
+}

@@ -1,0 +1,123 @@
+package vsphere_test
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/vmware/govmomi/fault"
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/kubefoundry/kubefoundry/vsphere"
+)
+
+func TestConfigStringRedactsSecrets(t *testing.T) {
+	tests := []struct {
+		name   string
+		cfg    vsphere.Config
+		secret string
+	}{
+		{"password field", vsphere.Config{URL: "https://vc/sdk", Username: "admin", Password: "hunter2-field"}, "hunter2-field"},
+		{"password in url", vsphere.Config{URL: "https://admin:hunter2-url@vc/sdk"}, "hunter2-url"},
+		{"unparsable url", vsphere.Config{URL: "https://admin:hunter2-bad@vc:badport/%zz"}, "hunter2-bad"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, s := range []string{tt.cfg.String(), fmt.Sprintf("%v", tt.cfg), fmt.Sprintf("%+v", tt.cfg), fmt.Sprintf("%#v", tt.cfg)} {
+				assert.NotContains(t, s, tt.secret)
+				assert.Contains(t, s, "REDACTED")
+			}
+		})
+	}
+	assert.Contains(t, vsphere.Config{URL: "https://vc/sdk", Username: "admin"}.String(), `Username: "admin"`)
+}
+
+func TestNewErrors(t *testing.T) {
+	s := newSim(t)
+	u, err := url.Parse(s.url)
+	require.NoError(t, err)
+	user := u.User.Username()
+	u.User = nil
+	ctx := context.Background()
+
+	t.Run("wrong password", func(t *testing.T) {
+		_, err := vsphere.New(ctx, vsphere.Config{URL: u.String(), Username: user, Password: "wrong", Insecure: true})
+		require.Error(t, err)
+		assert.True(t, fault.Is(err, &types.InvalidLogin{}), "%v", err)
+		assert.Contains(t, err.Error(), `as "kf-admin"`)
+		assert.NotContains(t, err.Error(), "wrong")
+	})
+	t.Run("no credentials", func(t *testing.T) {
+		_, err := vsphere.New(ctx, vsphere.Config{URL: u.String(), Insecure: true})
+		require.ErrorIs(t, err, vsphere.ErrInvalidSpec)
+		assert.Contains(t, err.Error(), "username")
+	})
+	t.Run("tls verification is on by default", func(t *testing.T) {
+		_, err := vsphere.New(ctx, vsphere.Config{URL: s.url})
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "certificate")
+	})
+	t.Run("bad CA", func(t *testing.T) {
+		_, err := vsphere.New(ctx, vsphere.Config{URL: s.url, CACert: "not pem"})
+		require.ErrorIs(t, err, vsphere.ErrInvalidSpec)
+		assert.Contains(t, err.Error(), "caCert")
+	})
+	t.Run("unknown datacenter lists the ones there are", func(t *testing.T) {
+		_, err := vsphere.New(ctx, vsphere.Config{URL: s.url, Insecure: true, Datacenter: "DC9"})
+		var nf *vsphere.NotFoundError
+		require.ErrorAs(t, err, &nf)
+		assert.Equal(t, []string{"DC0"}, nf.Available)
+		assert.ErrorIs(t, err, vsphere.ErrNotFound)
+	})
+}
+
+func TestNewTrustsGivenCA(t *testing.T) {
+	s := newSim(t)
+	c, err := vsphere.New(context.Background(), vsphere.Config{URL: s.url, CACert: s.caPEM(t)})
+	require.NoError(t, err)
+	require.NoError(t, c.Close(context.Background()))
+}
+
+func TestInventoryNotFoundListsWhatExists(t *testing.T) {
+	s := newSim(t)
+	c := s.client(t)
+	ctx := context.Background()
+	tests := []struct {
+		kind string
+		find func(string) error
+		want string
+	}{
+		{"cluster", func(n string) error { _, err := c.FindCluster(ctx, n); return err }, "DC0_C0"},
+		{"datastore", func(n string) error { _, err := c.FindDatastore(ctx, n); return err }, "LocalDS_0"},
+		{"network", func(n string) error { _, err := c.FindNetwork(ctx, n); return err }, "DC0_DVPG0"},
+		{"resource pool", func(n string) error { _, err := c.FindResourcePool(ctx, n); return err }, "Resources"},
+		{"folder", func(n string) error { _, err := c.FindFolder(ctx, n); return err }, ""},
+		{"virtual machine", func(n string) error { _, err := c.FindVM(ctx, n); return err }, simTemplate},
+	}
+	for _, tt := range tests {
+		t.Run(tt.kind, func(t *testing.T) {
+			err := tt.find("no-such-thing")
+			var nf *vsphere.NotFoundError
+			require.ErrorAs(t, err, &nf)
+			assert.Equal(t, tt.kind, nf.Kind)
+			assert.Equal(t, "no-such-thing", nf.Name)
+			assert.True(t, vsphere.IsNotFound(err))
+			if tt.want != "" {
+				assert.Contains(t, nf.Available, tt.want, "the error lists what exists: %v", err)
+			}
+		})
+	}
+	t.Run("found", func(t *testing.T) {
+		for _, n := range []string{simNetwork, simDVPG} {
+			_, err := c.FindNetwork(ctx, n)
+			require.NoError(t, err, n)
+		}
+		_, err := c.FindResourcePool(ctx, simCluster+"/Resources")
+		require.NoError(t, err)
+		_, err = c.FindVM(ctx, simTemplate)
+		require.NoError(t, err)
+	})
+}
