@@ -2,28 +2,329 @@ package vsphere_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vmware/govmomi/fault"
+	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/kubefoundry/kubefoundry/vsphere"
 )
 
 const defaultIPTimeout = 30 * time.Second
+
+// vmProps reads a VM's configuration straight from the simulator's API.
+func vmProps(t *testing.T, c *vsphere.Client, ref types.ManagedObjectReference) mo.VirtualMachine {
+	t.Helper()
+	var m mo.VirtualMachine
+	require.NoError(t, object.NewVirtualMachine(c.Vim25(), ref).Properties(context.Background(), ref,
+		[]string{"name", "config", "customValue", "runtime.powerState", "resourcePool", "parent", "guest.ipAddress"}, &m))
+	return m
+}
+
+func extraConfig(m mo.VirtualMachine) map[string]string {
+	out := map[string]string{}
+	for _, o := range m.Config.ExtraConfig {
+		ov := o.GetOptionValue()
+		s, _ := ov.Value.(string)
+		out[ov.Key] = s
+	}
+	return out
+}
 
 func TestProvisionVMs(t *testing.T) {
 	s := newSim(t)
 	c := s.client(t)
 	ctx := context.Background()
+	in := specs("alpha", 5)
+	in[0].Disks = []vsphere.Disk{{SizeGB: 20}, {SizeGB: 5}}
+	in[0].UserData = []byte("#cloud-config\nhostname: alpha-worker-0\n")
+	in[0].NICs = []vsphere.NIC{{Network: simDVPG, IP: "10.0.0.10/24", Gateway: "10.0.0.1", DNS: []string{"10.0.0.2"}}}
 
-	res, err := c.ProvisionVMs(ctx, specs("alpha", 5))
+	var mu sync.Mutex
+	phases := map[string][]vsphere.Phase{}
+	res, err := c.ProvisionVMs(ctx, in, vsphere.WithProgress(func(ev vsphere.ProgressEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		phases[ev.VM] = append(phases[ev.VM], ev.Phase)
+		if ev.Phase == vsphere.PhaseCloneStarted {
+			assert.Equal(t, "Task", ev.Task.Type, "the clone task is reported before it is waited on")
+		}
+	}))
 	require.NoError(t, err)
 	require.Len(t, res, 5)
 	for i, r := range res {
+		assert.Equal(t, in[i].Name, r.Name)
 		assert.True(t, r.Created, r.Name)
-		assert.NotEmpty(t, r.Ref.Value)
-		assert.Equal(t, specs("alpha", 5)[i].Name, r.Name)
-		assert.NotEmpty(t, r.IP)
+		assert.NoError(t, r.Err)
+		assert.Equal(t, in[i].ExtraConfig["SET.guest.ipAddress"], r.IP)
+		assert.Equal(t, []vsphere.Phase{vsphere.PhaseCloneStarted, vsphere.PhaseCloned, vsphere.PhasePoweredOn, vsphere.PhaseReady}, phases[r.Name])
 	}
-	t.Logf("stats: %+v", c.Stats())
+
+	t.Run("hardware, placement, guestinfo and ownership are on the VM", func(t *testing.T) {
+		m := vmProps(t, c, res[0].Ref)
+		assert.Equal(t, int32(2), m.Config.Hardware.NumCPU)
+		assert.Equal(t, int32(4096), m.Config.Hardware.MemoryMB)
+		assert.Equal(t, types.VirtualMachinePowerStatePoweredOn, m.Runtime.PowerState)
+
+		devices := object.VirtualDeviceList(m.Config.Hardware.Device)
+		var sizes []int64
+		for _, d := range devices.SelectByType((*types.VirtualDisk)(nil)) {
+			sizes = append(sizes, d.(*types.VirtualDisk).CapacityInKB/(1024*1024))
+		}
+		assert.Subset(t, sizes, []int64{20, 5})
+		nics := devices.SelectByType((*types.VirtualEthernetCard)(nil))
+		require.Len(t, nics, 1)
+		_, onDVPG := nics[0].GetVirtualDevice().Backing.(*types.VirtualEthernetCardDistributedVirtualPortBackingInfo)
+		assert.True(t, onDVPG, "the NIC is on the distributed portgroup")
+
+		ec := extraConfig(m)
+		assert.Equal(t, "alpha", ec["kubefoundry.cluster"])
+		assert.Equal(t, "worker", ec["kubefoundry.group"])
+		assert.Equal(t, "0", ec["kubefoundry.index"])
+		assert.Equal(t, "base64", ec["guestinfo.metadata.encoding"])
+		raw, err := base64.StdEncoding.DecodeString(ec["guestinfo.metadata"])
+		require.NoError(t, err)
+		var md map[string]any
+		require.NoError(t, json.Unmarshal(raw, &md))
+		assert.Equal(t, "alpha-worker-0", md["instance-id"])
+		assert.Equal(t, "alpha-worker-0", md["local-hostname"])
+		eth := md["network"].(map[string]any)["ethernets"].(map[string]any)["nic0"].(map[string]any)
+		assert.Equal(t, []any{"10.0.0.10/24"}, eth["addresses"])
+		assert.Equal(t, false, eth["dhcp4"])
+		user, err := base64.StdEncoding.DecodeString(ec["guestinfo.userdata"])
+		require.NoError(t, err)
+		assert.Equal(t, string(in[0].UserData), string(user))
+
+		require.NotEmpty(t, m.CustomValue)
+		assert.Equal(t, "alpha/worker/0", m.CustomValue[0].(*types.CustomFieldStringValue).Value)
+
+		finder := find.NewFinder(c.Vim25(), true)
+		finder.SetDatacenter(c.Datacenter())
+		folder, err := finder.Folder(ctx, "/DC0/vm/kubefoundry/alpha")
+		require.NoError(t, err)
+		assert.Equal(t, folder.Reference(), *m.Parent)
+		pool, err := finder.ResourcePool(ctx, "/DC0/host/DC0_C0/Resources/alpha")
+		require.NoError(t, err)
+		assert.Equal(t, pool.Reference(), *m.ResourcePool)
+	})
+
+	t.Run("calling again creates nothing and returns the same VMs", func(t *testing.T) {
+		before := c.Stats().ByMethod["CloneVM_Task"]
+		again, err := c.ProvisionVMs(ctx, in)
+		require.NoError(t, err)
+		for i := range again {
+			assert.False(t, again[i].Created)
+			assert.Equal(t, res[i].Ref, again[i].Ref)
+			assert.Equal(t, res[i].IP, again[i].IP)
+		}
+		assert.Equal(t, before, c.Stats().ByMethod["CloneVM_Task"], "no clone was started")
+	})
+
+	t.Run("a powered-off VM is powered on again", func(t *testing.T) {
+		require.NoError(t, c.PowerOff(ctx, res[1].Ref))
+		again, err := c.ProvisionVMs(ctx, in[1:2])
+		require.NoError(t, err)
+		assert.False(t, again[0].Created)
+		assert.Equal(t, types.VirtualMachinePowerStatePoweredOn, vmProps(t, c, res[1].Ref).Runtime.PowerState)
+	})
+
+	t.Run("a VM of the same name owned by another cluster is refused", func(t *testing.T) {
+		other := in[2]
+		other.Owner.Cluster = "beta"
+		out, err := c.ProvisionVMs(ctx, []vsphere.VMSpec{other})
+		require.ErrorIs(t, err, vsphere.ErrAlreadyExists)
+		assert.ErrorIs(t, out[0].Err, vsphere.ErrAlreadyExists)
+		assert.Contains(t, out[0].Err.Error(), "alpha/worker/2")
+	})
+}
+
+func TestProvisionVMsValidation(t *testing.T) {
+	s := newSim(t)
+	c := s.client(t)
+	bad := specs("alpha", 3)
+	bad[0].Name = ""
+	bad[1].Owner.Cluster = ""
+	bad[1].MemoryMB = 1001
+	bad[2].NICs = []vsphere.NIC{{Network: "a", IP: "10.0.0.1"}, {Network: "b", IP: "10.0.1.1/24"}}
+	bad[2].Disks = []vsphere.Disk{{SizeGB: 0}}
+	before := c.Stats().Calls
+	res, err := c.ProvisionVMs(context.Background(), bad)
+	require.ErrorIs(t, err, vsphere.ErrInvalidSpec)
+	assert.Nil(t, res)
+	var verr *vsphere.ValidationError
+	require.ErrorAs(t, err, &verr)
+	var fields []string
+	for _, p := range verr.Problems {
+		fields = append(fields, p.Field)
+	}
+	assert.ElementsMatch(t, []string{
+		"specs[0].name", "specs[1].owner.cluster", "specs[1].memoryMB",
+		"specs[2].nics[0].ip", "specs[2].nics[0].mac", "specs[2].nics[1].mac", "specs[2].disks[0].sizeGB",
+	}, fields)
+	assert.Equal(t, before, c.Stats().Calls, "invalid specs make no call")
+
+	t.Run("unknown template is reported per VM with what exists", func(t *testing.T) {
+		in := specs("alpha", 2)
+		in[1].Template = "no-such-stemcell"
+		res, err := c.ProvisionVMs(context.Background(), in)
+		require.Error(t, err)
+		require.NoError(t, res[0].Err)
+		var nf *vsphere.NotFoundError
+		require.ErrorAs(t, res[1].Err, &nf)
+		assert.Contains(t, nf.Available, simTemplate)
+	})
+}
+
+// TestProvisionVMsOneCloneFails injects a fault into one CloneVM_Task call
+// among many: that VM reports it, the others are provisioned, and nothing
+// of the failed one is left behind.
+func TestProvisionVMsOneCloneFails(t *testing.T) {
+	s := newSim(t)
+	c := s.client(t, vsphere.WithConcurrency(4))
+	s.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
+		MethodName:  "CloneVM_Task",
+		ObjectType:  "*",
+		ObjectName:  "*",
+		FaultType:   simulator.FaultTypeInsufficientResourcesFault,
+		Probability: 1,
+		SkipCount:   3,
+		MaxCount:    1,
+		Enabled:     true,
+	})
+	in := specs("gamma", 8)
+	res, err := c.ProvisionVMs(context.Background(), in)
+	require.Error(t, err)
+	var failed []string
+	for _, r := range res {
+		if r.Err != nil {
+			failed = append(failed, r.Name)
+			assert.True(t, fault.Is(r.Err, &types.InsufficientResourcesFault{}), "%v", r.Err)
+			var te *vsphere.TaskError
+			assert.ErrorAs(t, r.Err, &te)
+		} else {
+			assert.NotEmpty(t, r.IP)
+		}
+	}
+	require.Len(t, failed, 1)
+
+	vms, err := c.ListVMs(context.Background(), "gamma", "")
+	require.NoError(t, err)
+	assert.Len(t, vms, 7, "the failed VM left nothing behind")
+	for _, vm := range vms {
+		assert.NotEqual(t, failed[0], vm.Name)
+	}
+
+	// The failed one alone is created on the next call.
+	res, err = c.ProvisionVMs(context.Background(), in)
+	require.NoError(t, err)
+	created := 0
+	for _, r := range res {
+		if r.Created {
+			created++
+			assert.Equal(t, failed[0], r.Name)
+		}
+	}
+	assert.Equal(t, 1, created)
+}
+
+// TestProvisionVMsTaskError fails the clone task itself (not the call): the
+// host is in maintenance mode, so the power-on inside the clone fails after
+// the VM exists. The VM is reported with a TaskError, is found by the
+// orphan scan, and a later call adopts and powers it on.
+func TestProvisionVMsTaskError(t *testing.T) {
+	s := newSim(t)
+	c := s.client(t)
+	ctx := context.Background()
+	tpl, err := c.FindVM(ctx, simTemplate)
+	require.NoError(t, err)
+	host, err := tpl.HostSystem(ctx)
+	require.NoError(t, err)
+	task, err := host.EnterMaintenanceMode(ctx, 0, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, task.Wait(ctx))
+
+	in := specs("delta", 1)
+	res, err := c.ProvisionVMs(ctx, in)
+	require.Error(t, err)
+	var te *vsphere.TaskError
+	require.ErrorAs(t, res[0].Err, &te)
+	assert.Equal(t, "Task", te.Ref.Type)
+	assert.Contains(t, te.Op, "clone delta-worker-0")
+	assert.True(t, fault.Is(res[0].Err, &types.InvalidState{}), "%v", res[0].Err)
+
+	vms, err := c.ListVMs(ctx, "delta", "")
+	require.NoError(t, err)
+	require.Len(t, vms, 1, "the half-made VM is owned and found")
+	assert.Equal(t, types.VirtualMachinePowerStatePoweredOff, vms[0].PowerState)
+
+	task, err = host.ExitMaintenanceMode(ctx, 0)
+	require.NoError(t, err)
+	require.NoError(t, task.Wait(ctx))
+	res, err = c.ProvisionVMs(ctx, in)
+	require.NoError(t, err)
+	assert.False(t, res[0].Created)
+	assert.Equal(t, vms[0].Ref, res[0].Ref)
+	assert.NotEmpty(t, res[0].IP)
+}
+
+// TestProvisionVMsSessionExpires terminates the client's session on the
+// server while clones are running, as an expired vCenter session would. The
+// client logs in again and every VM is provisioned.
+func TestProvisionVMsSessionExpires(t *testing.T) {
+	withTaskDelays(t, map[string]int{"CloneVm": 300, "LockHandoff": 0})
+	s := newSim(t)
+	c := s.client(t, vsphere.WithConcurrency(3))
+	admin := s.client(t)
+	ctx := context.Background()
+
+	var once sync.Once
+	terminated := make(chan struct{})
+	res, err := c.ProvisionVMs(ctx, specs("epsilon", 9), vsphere.WithProgress(func(ev vsphere.ProgressEvent) {
+		if ev.Phase != vsphere.PhaseCloneStarted {
+			return
+		}
+		once.Do(func() {
+			go func() {
+				defer close(terminated)
+				terminateOtherSessions(t, admin)
+			}()
+		})
+	}))
+	<-terminated
+	require.NoError(t, err)
+	for _, r := range res {
+		assert.NotEmpty(t, r.IP, r.Name)
+	}
+	assert.GreaterOrEqual(t, c.Stats().Relogins, int64(1))
+	vms, err := c.ListVMs(ctx, "epsilon", "")
+	require.NoError(t, err)
+	assert.Len(t, vms, 9)
+}
+
+// terminateOtherSessions ends every session but admin's own.
+func terminateOtherSessions(t *testing.T, admin *vsphere.Client) {
+	ctx := context.Background()
+	var sm mo.SessionManager
+	ref := *admin.Vim25().ServiceContent.SessionManager
+	require.NoError(t, object.NewCommon(admin.Vim25(), ref).Properties(ctx, ref, []string{"sessionList", "currentSession"}, &sm))
+	var keys []string
+	for _, s := range sm.SessionList {
+		if sm.CurrentSession == nil || s.Key != sm.CurrentSession.Key {
+			keys = append(keys, s.Key)
+		}
+	}
+	require.NotEmpty(t, keys)
+	_, err := methods.TerminateSession(ctx, admin.Vim25(), &types.TerminateSession{This: ref, SessionId: keys})
+	require.NoError(t, err)
 }

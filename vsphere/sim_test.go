@@ -1,11 +1,11 @@
 package vsphere_test
 
 import (
-	"net/url"
+	"context"
 	"crypto/tls"
 	"encoding/pem"
-	"context"
 	"fmt"
+	"net/url"
 	"sync"
 	"testing"
 
@@ -92,7 +92,6 @@ func specs(cluster string, n int) []vsphere.VMSpec {
 	}
 	return out
 }
-
 
 // caPEM is the simulator's own certificate, as a CA bundle.
 func (s *sim) caPEM(t testing.TB) string {

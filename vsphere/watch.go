@@ -21,6 +21,10 @@ var watchedProps = map[string][]string{
 }
 
 const (
+	// maxWaitSeconds bounds one WaitForUpdatesEx. Short, because a wait
+	// left on the server by a session that expired cannot be cancelled and
+	// holds a connection until it ends.
+	maxWaitSeconds  = 5
 	flushDelay      = 5 * time.Millisecond
 	maxLazyRemovals = 256
 )
@@ -177,7 +181,7 @@ func (w *watcher) follow(ctx context.Context, pc types.ManagedObjectReference) e
 		}
 	}()
 
-	req := types.WaitForUpdatesEx{This: pc, Options: &types.WaitOptions{MaxWaitSeconds: types.NewInt32(60)}}
+	req := types.WaitForUpdatesEx{This: pc, Options: &types.WaitOptions{MaxWaitSeconds: types.NewInt32(maxWaitSeconds)}}
 	for {
 		res, err := methods.WaitForUpdatesEx(wctx, w.c.vim, &req)
 		if err != nil {
