@@ -1,0 +1,194 @@
+package vsphere_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/kubefoundry/kubefoundry/vsphere"
+)
+
+func refsOf(res []vsphere.VMResult) []types.ManagedObjectReference {
+	out := make([]types.ManagedObjectReference, len(res))
+	for i, r := range res {
+		out[i] = r.Ref
+	}
+	return out
+}
+
+func TestPlacementRules(t *testing.T) {
+	s := newSim(t)
+	c := s.client(t)
+	ctx := context.Background()
+	res, err := c.ProvisionVMs(ctx, specs("zeta", 3))
+	require.NoError(t, err)
+	vms := refsOf(res)
+
+	require.NoError(t, c.EnsureAntiAffinityRule(ctx, simCluster, "zeta-masters", vms))
+	require.NoError(t, c.EnsureAntiAffinityRule(ctx, simCluster, "zeta-masters", vms), "idempotent")
+	require.NoError(t, c.EnsureAntiAffinityRule(ctx, simCluster, "zeta-masters", vms[:2]), "update members")
+
+	hosts := []string{"DC0_C0_H0", "DC0_C0_H1"}
+	rule := vsphere.VMHostRule{Name: "zeta-az1", VMGroup: "zeta-az1-vms", VMs: vms, HostGroup: "az1-hosts", Hosts: hosts, Mandatory: true}
+	require.NoError(t, c.EnsureVMHostRule(ctx, simCluster, rule))
+	require.NoError(t, c.EnsureVMHostRule(ctx, simCluster, rule), "idempotent")
+
+	rules, err := c.Rules(ctx, simCluster)
+	require.NoError(t, err)
+	byName := map[string]types.BaseClusterRuleInfo{}
+	for _, r := range rules {
+		byName[r.GetClusterRuleInfo().Name] = r
+	}
+	require.Len(t, byName, 2, "no duplicate rules")
+	anti, ok := byName["zeta-masters"].(*types.ClusterAntiAffinityRuleSpec)
+	require.True(t, ok)
+	assert.ElementsMatch(t, vms[:2], anti.Vm)
+	vmHost, ok := byName["zeta-az1"].(*types.ClusterVmHostRuleInfo)
+	require.True(t, ok)
+	assert.Equal(t, "zeta-az1-vms", vmHost.VmGroupName)
+	assert.Equal(t, "az1-hosts", vmHost.AffineHostGroupName)
+	assert.True(t, *vmHost.Mandatory)
+
+	t.Run("errors", func(t *testing.T) {
+		err := c.EnsureAntiAffinityRule(ctx, simCluster, "zeta-az1", vms)
+		assert.ErrorIs(t, err, vsphere.ErrAlreadyExists, "a VM/host rule of that name exists")
+		err = c.EnsureAntiAffinityRule(ctx, simCluster, "x", vms[:1])
+		assert.ErrorIs(t, err, vsphere.ErrInvalidSpec)
+		err = c.EnsureVMHostRule(ctx, simCluster, vsphere.VMHostRule{Name: "r", VMGroup: "g", HostGroup: "h", Hosts: []string{"nope"}})
+		var nf *vsphere.NotFoundError
+		require.ErrorAs(t, err, &nf)
+		assert.Contains(t, nf.Available, "DC0_C0_H0")
+		err = c.EnsureAntiAffinityRule(ctx, "no-cluster", "x", vms)
+		assert.ErrorIs(t, err, vsphere.ErrNotFound)
+	})
+}
+
+func TestOrphanScanPowerResizeDestroy(t *testing.T) {
+	s := newSim(t)
+	c := s.client(t)
+	ctx := context.Background()
+	a, err := c.ProvisionVMs(ctx, specs("eta", 3))
+	require.NoError(t, err)
+	b, err := c.ProvisionVMs(ctx, specs("theta", 2))
+	require.NoError(t, err)
+
+	vms, err := c.ListVMs(ctx, "eta", "")
+	require.NoError(t, err)
+	require.Len(t, vms, 3, "only eta's VMs, not theta's nor the model's own")
+	for i, vm := range vms {
+		assert.Equal(t, a[i].Ref, vm.Ref)
+		assert.Equal(t, vsphere.Owner{Cluster: "eta", Group: "worker", Index: i}, vm.Owner)
+		assert.Equal(t, a[i].IP, vm.IP)
+	}
+	none, err := c.ListVMs(ctx, "eta", "master")
+	require.NoError(t, err)
+	assert.Empty(t, none)
+
+	t.Run("power", func(t *testing.T) {
+		ref := a[0].Ref
+		require.NoError(t, c.PowerOff(ctx, ref))
+		require.NoError(t, c.PowerOff(ctx, ref), "already off is fine")
+		assert.Equal(t, types.VirtualMachinePowerStatePoweredOff, vmProps(t, c, ref).Runtime.PowerState)
+		require.NoError(t, c.PowerOn(ctx, ref))
+		require.NoError(t, c.PowerOn(ctx, ref), "already on is fine")
+		require.NoError(t, c.Reset(ctx, ref))
+		assert.Equal(t, types.VirtualMachinePowerStatePoweredOn, vmProps(t, c, ref).Runtime.PowerState)
+	})
+
+	t.Run("resize", func(t *testing.T) {
+		ref := a[1].Ref
+		require.NoError(t, c.ResizeVM(ctx, ref, vsphere.Resize{CPUs: 4, MemoryMB: 8192}))
+		m := vmProps(t, c, ref)
+		assert.Equal(t, int32(4), m.Config.Hardware.NumCPU)
+		assert.Equal(t, int32(8192), m.Config.Hardware.MemoryMB)
+		assert.ErrorIs(t, c.ResizeVM(ctx, ref, vsphere.Resize{MemoryMB: 1001}), vsphere.ErrInvalidSpec)
+	})
+
+	t.Run("destroy", func(t *testing.T) {
+		refs := append(refsOf(a), refsOf(a)[0]) // one twice: already gone the second time
+		res, err := c.DestroyVMs(ctx, refs)
+		require.NoError(t, err)
+		require.Len(t, res, 4)
+		vms, err := c.ListVMs(ctx, "eta", "")
+		require.NoError(t, err)
+		assert.Empty(t, vms)
+		res, err = c.DestroyVMs(ctx, refsOf(a))
+		require.NoError(t, err, "destroying what is gone is not an error")
+		assert.Len(t, res, 3)
+		left, err := c.ListVMs(ctx, "theta", "")
+		require.NoError(t, err)
+		assert.Len(t, left, len(b), "other clusters are untouched")
+	})
+}
+
+func TestWatchVMs(t *testing.T) {
+	s := newSim(t)
+	c := s.client(t)
+	other := s.client(t) // changes the VMs without touching c's call counts
+	ctx := context.Background()
+	res, err := c.ProvisionVMs(ctx, specs("iota", 3))
+	require.NoError(t, err)
+	refs := refsOf(res)
+
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	seen := map[types.ManagedObjectReference]vsphere.VMEvent{}
+	off := false
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	before := c.Stats().ByMethod
+	err = c.WatchVMs(wctx, refs, func(ev vsphere.VMEvent) bool {
+		seen[ev.Ref] = ev
+		if len(seen) == len(refs) && !off {
+			off = true
+			wg.Add(1)
+			go func() { defer wg.Done(); assert.NoError(t, other.PowerOff(ctx, refs[2])) }()
+		}
+		return !(ev.Ref == refs[2] && ev.PowerState == types.VirtualMachinePowerStatePoweredOff)
+	})
+	require.NoError(t, err)
+	for i, r := range res {
+		assert.Equal(t, r.Name, seen[refs[i]].Name)
+		assert.Equal(t, r.IP, seen[refs[i]].IP)
+	}
+	assert.Equal(t, types.VirtualMachinePowerStatePoweredOn, seen[refs[0]].PowerState)
+	assert.Equal(t, types.VirtualMachinePowerStatePoweredOff, seen[refs[2]].PowerState)
+	after := c.Stats().ByMethod
+	assert.Equal(t, int64(1), after["CreateFilter"]-before["CreateFilter"], "one filter for all VMs")
+
+	t.Run("ends with its context", func(t *testing.T) {
+		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		err := c.WatchVMs(short, refs, func(vsphere.VMEvent) bool { return true })
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+	})
+}
+
+func TestLinkedClone(t *testing.T) {
+	s := newSim(t)
+	c := s.client(t)
+	ctx := context.Background()
+	in := specs("kappa", 3)
+	for i := range in {
+		in[i].LinkedClone = true
+	}
+	res, err := c.ProvisionVMs(ctx, in)
+	require.NoError(t, err)
+	assert.Len(t, res, 3)
+	assert.Equal(t, int64(1), c.Stats().ByMethod["CreateSnapshot_Task"], "the source gets one snapshot for all clones")
+
+	res, err = c.ProvisionVMs(ctx, specs("kappa2", 1))
+	require.NoError(t, err)
+	in2 := specs("kappa3", 2)
+	for i := range in2 {
+		in2[i].LinkedClone = true
+	}
+	_, err = c.ProvisionVMs(ctx, in2)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), c.Stats().ByMethod["CreateSnapshot_Task"], "an existing snapshot is reused")
+}
