@@ -121,7 +121,7 @@ func (c *Client) ResizeVM(ctx context.Context, vm types.ManagedObjectReference, 
 // one entry per ref, in order; the error joins the failures.
 func (c *Client) DestroyVMs(ctx context.Context, vms []types.ManagedObjectReference) ([]VMResult, error) {
 	wctx, stop := context.WithCancel(ctx)
-	w := c.newWatcher()
+	w := c.newPoller(pollInterval)
 	go w.run(wctx)
 	defer func() { stop(); <-w.done }()
 

@@ -95,7 +95,7 @@ func (c *Client) ProvisionVMs(ctx context.Context, specs []VMSpec, opts ...Provi
 	}
 
 	wctx, stop := context.WithCancel(ctx)
-	w := c.newWatcher()
+	w := c.newPoller(pollInterval)
 	go w.run(wctx)
 	defer func() { stop(); <-w.done }()
 
@@ -704,3 +704,7 @@ func (m *memo[K, V]) get(k K, f func() (V, error)) (V, error) {
 	e.once.Do(func() { e.v, e.err = f() })
 	return e.v, e.err
 }
+
+// pollInterval is how often ProvisionVMs and DestroyVMs read the state of
+// all their pending tasks and VMs, in one call.
+const pollInterval = 100 * time.Millisecond

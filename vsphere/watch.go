@@ -3,9 +3,11 @@ package vsphere
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/task"
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/types"
@@ -53,6 +55,10 @@ type watcher struct {
 	broken  chan struct{}                // closed when the flusher asks for a rebuild
 
 	done chan struct{}
+
+	// poll, when set, replaces the PropertyCollector watch by one
+	// RetrievePropertiesEx of every followed object per interval.
+	poll time.Duration
 }
 
 // objectState is the latest known value of each watched property.
@@ -70,9 +76,28 @@ func (c *Client) newWatcher() *watcher {
 	}
 }
 
+// newPoller returns a watcher that polls all its objects in one call per
+// interval instead of holding a PropertyCollector filter on them.
+//
+// ProvisionVMs and DestroyVMs use it for their short-lived tasks: vcsim's
+// PropertyCollector re-collects every object of a filter for every change
+// anywhere in the inventory, so a filter over a hundred busy tasks costs
+// it seconds of CPU (measured: 100 concurrent clones took 20 s instead of
+// 2 s), while one batched read per interval costs it almost nothing. On a
+// real vCenter both cost about the same few calls.
+func (c *Client) newPoller(interval time.Duration) *watcher {
+	w := c.newWatcher()
+	w.poll = interval
+	return w
+}
+
 // run follows updates until ctx ends, then destroys its server objects.
 func (w *watcher) run(ctx context.Context) {
 	defer close(w.done)
+	if w.poll > 0 {
+		w.pollLoop(ctx)
+		return
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); w.flushLoop(ctx) }()
@@ -464,4 +489,80 @@ func (c *Client) WatchVMs(ctx context.Context, vms []types.ManagedObjectReferenc
 			}
 		}
 	}
+}
+
+// pollLoop reads every followed object in one call per interval.
+func (w *watcher) pollLoop(ctx context.Context) {
+	t := time.NewTicker(w.poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.changed:
+			// A new object: wait for the tick rather than read at once, so
+			// that objects started together are read together.
+			continue
+		case <-t.C:
+		}
+		w.mu.Lock()
+		refs := make([]types.ManagedObjectReference, 0, len(w.objs))
+		for ref := range w.objs {
+			refs = append(refs, ref)
+		}
+		w.add, w.remove = nil, nil
+		w.mu.Unlock()
+		if len(refs) == 0 {
+			continue
+		}
+		updates, err := w.read(ctx, refs)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			w.log.Debug("poll failed", zap.Error(err))
+			continue
+		}
+		w.apply(updates)
+	}
+}
+
+// read retrieves the followed properties of refs as Enter updates. An
+// object that no longer exists is reported with an empty change set.
+func (w *watcher) read(ctx context.Context, refs []types.ManagedObjectReference) ([]types.ObjectUpdate, error) {
+	spec := types.PropertyFilterSpec{}
+	kinds := map[string]bool{}
+	for _, ref := range refs {
+		spec.ObjectSet = append(spec.ObjectSet, types.ObjectSpec{Obj: ref})
+		kinds[ref.Type] = true
+	}
+	for typ := range kinds {
+		spec.PropSet = append(spec.PropSet, types.PropertySpec{Type: typ, PathSet: watchedProps[typ]})
+	}
+	res, err := methods.RetrievePropertiesEx(ctx, w.c.vim, &types.RetrievePropertiesEx{
+		This: w.c.vim.ServiceContent.PropertyCollector, SpecSet: []types.PropertyFilterSpec{spec}})
+	if err != nil {
+		var gone *types.ManagedObjectNotFound
+		if _, ok := fault.As(err, &gone); ok && len(refs) > 1 {
+			// Read the others without it; report it as gone.
+			rest := slices.DeleteFunc(slices.Clone(refs), func(r types.ManagedObjectReference) bool { return r == gone.Obj })
+			if len(rest) < len(refs) {
+				updates, err := w.read(ctx, rest)
+				return append(updates, types.ObjectUpdate{Obj: gone.Obj, Kind: types.ObjectUpdateKindEnter}), err
+			}
+		}
+		return nil, err
+	}
+	if res.Returnval == nil {
+		return nil, nil
+	}
+	updates := make([]types.ObjectUpdate, 0, len(res.Returnval.Objects))
+	for _, oc := range res.Returnval.Objects {
+		u := types.ObjectUpdate{Obj: oc.Obj, Kind: types.ObjectUpdateKindEnter}
+		for _, p := range oc.PropSet {
+			u.ChangeSet = append(u.ChangeSet, types.PropertyChange{Name: p.Name, Op: types.PropertyChangeOpAssign, Val: p.Val})
+		}
+		updates = append(updates, u)
+	}
+	return updates, nil
 }
