@@ -1,0 +1,188 @@
+package vsphere
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/ovf/importer"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+	"go.uber.org/zap"
+)
+
+// StemcellSpec describes an OVF or OVA image to import as a clone source.
+type StemcellSpec struct {
+	// Path of the local .ova or .ovf file (an .ovf's disks sit beside it).
+	Path string `json:"path"`
+	// Name of the VM or template to create.
+	Name string `json:"name"`
+	// Folder, Cluster, ResourcePool and Datastore place the import as
+	// VMSpec's fields do; Folder and a child ResourcePool are created if
+	// missing.
+	Folder       string `json:"folder"`
+	Cluster      string `json:"cluster"`
+	ResourcePool string `json:"resourcePool,omitempty"`
+	Datastore    string `json:"datastore"`
+	// Network maps every network of the image to this one; empty keeps
+	// the image's own mapping.
+	Network string `json:"network,omitempty"`
+	// AsTemplate marks the import as a template. Otherwise it stays a
+	// powered-off VM with a snapshot "kubefoundry-base", ready for linked
+	// clones (a template cannot be snapshotted).
+	AsTemplate bool `json:"asTemplate,omitempty"`
+}
+
+// Stemcell is an imported image.
+type Stemcell struct {
+	Name     string                       `json:"name"`
+	Ref      types.ManagedObjectReference `json:"ref"`
+	SHA256   string                       `json:"sha256"`
+	Imported bool                         `json:"imported"` // false when it was there already
+}
+
+const stemcellAnnotationPrefix = "kubefoundry stemcell sha256:"
+
+// ImportStemcell uploads an OVF/OVA image through govmomi's OVF importer.
+// It is idempotent by name and checksum: an image of that name recorded
+// with the same SHA-256 is returned as it is; one with another checksum is
+// an ErrAlreadyExists (import a new stemcell version under a new name).
+func (c *Client) ImportStemcell(ctx context.Context, s StemcellSpec) (*Stemcell, error) {
+	verr := &ValidationError{}
+	for field, v := range map[string]string{"path": s.Path, "name": s.Name, "folder": s.Folder, "cluster": s.Cluster, "datastore": s.Datastore} {
+		if v == "" {
+			verr.add("stemcell."+field, "required")
+		}
+	}
+	ext := strings.ToLower(path.Ext(s.Path))
+	if s.Path != "" && ext != ".ova" && ext != ".ovf" {
+		verr.add("stemcell.path", "%q: want an .ova or .ovf file", s.Path)
+	}
+	if err := verr.orNil(); err != nil {
+		return nil, err
+	}
+	sum, err := fileSHA256(s.Path)
+	if err != nil {
+		return nil, fmt.Errorf("stemcell %s: %w", s.Path, err)
+	}
+	folder, err := c.EnsureFolder(ctx, s.Folder)
+	if err != nil {
+		return nil, err
+	}
+
+	if existing, err := c.vmsInFolder(ctx, folder.Reference()); err != nil {
+		return nil, err
+	} else if vm, ok := existing[s.Name]; ok {
+		var m mo.VirtualMachine
+		if err := c.collector().RetrieveOne(ctx, vm.ref, []string{"config.annotation"}, &m); err != nil {
+			return nil, fmt.Errorf("stemcell %s: %w", s.Name, err)
+		}
+		if m.Config != nil && m.Config.Annotation == stemcellAnnotationPrefix+sum {
+			return &Stemcell{Name: s.Name, Ref: vm.ref, SHA256: sum}, nil
+		}
+		return nil, fmt.Errorf("stemcell %q in %s exists with another image (want sha256 %s): %w", s.Name, s.Folder, sum, ErrAlreadyExists)
+	}
+
+	pool, err := c.EnsureResourcePool(ctx, s.Cluster, s.ResourcePool)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := c.FindDatastore(ctx, s.Datastore)
+	if err != nil {
+		return nil, err
+	}
+	opener := importer.Opener{Client: c.vim}
+	var archive importer.Archive = &importer.FileArchive{Path: s.Path, Opener: opener}
+	fpath := s.Path
+	if ext == ".ova" {
+		archive = &importer.TapeArchive{Path: s.Path, Opener: opener}
+		fpath = "*.ovf"
+	}
+	log := c.log.With(zap.String("stemcell", s.Name))
+	imp := importer.Importer{
+		Log:          func(msg string) (int, error) { log.Info(strings.TrimSpace(msg)); return len(msg), nil },
+		Name:         s.Name,
+		Client:       c.vim,
+		Finder:       c.finder,
+		Datacenter:   c.dc,
+		Datastore:    ds,
+		ResourcePool: pool,
+		Folder:       folder,
+		Archive:      archive,
+	}
+	opts := importer.Options{
+		Name:             &s.Name,
+		Annotation:       stemcellAnnotationPrefix + sum,
+		DiskProvisioning: string(types.OvfCreateImportSpecParamsDiskProvisioningTypeThin),
+	}
+	if s.Network != "" {
+		if _, err := c.FindNetwork(ctx, s.Network); err != nil {
+			return nil, err
+		}
+		o, err := ovfNetworks(imp.Archive, fpath)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range o {
+			opts.NetworkMapping = append(opts.NetworkMapping, importer.Network{Name: n, Network: s.Network})
+		}
+	}
+	ref, err := imp.Import(ctx, fpath, opts)
+	if err != nil {
+		return nil, fmt.Errorf("import stemcell %s: %w", s.Name, err)
+	}
+	vm := object.NewVirtualMachine(c.vim, *ref)
+	if s.AsTemplate {
+		if err := vm.MarkAsTemplate(ctx); err != nil {
+			return nil, fmt.Errorf("mark %s as template: %w", s.Name, err)
+		}
+	} else {
+		task, err := vm.CreateSnapshot(ctx, "kubefoundry-base", "base of linked clones", false, false)
+		if err == nil {
+			_, err = c.wait(ctx, nil, "snapshot "+s.Name, task.Reference())
+		}
+		if err != nil {
+			return nil, fmt.Errorf("snapshot stemcell %s: %w", s.Name, err)
+		}
+	}
+	log.Info("stemcell imported", zap.String("ref", ref.Value), zap.String("sha256", sum))
+	return &Stemcell{Name: s.Name, Ref: *ref, SHA256: sum, Imported: true}, nil
+}
+
+// ovfNetworks lists the network names an image's OVF descriptor uses.
+func ovfNetworks(archive importer.Archive, fpath string) ([]string, error) {
+	raw, err := importer.ReadOvf(fpath, archive)
+	if err != nil {
+		return nil, fmt.Errorf("read ovf: %w", err)
+	}
+	env, err := importer.ReadEnvelope(raw)
+	if err != nil {
+		return nil, fmt.Errorf("parse ovf: %w", err)
+	}
+	var names []string
+	if env.Network != nil {
+		for _, n := range env.Network.Networks {
+			names = append(names, n.Name)
+		}
+	}
+	return names, nil
+}
+
+func fileSHA256(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

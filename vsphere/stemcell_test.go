@@ -1,0 +1,86 @@
+package vsphere_test
+
+import (
+	"archive/tar"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kubefoundry/kubefoundry/vsphere"
+)
+
+// writeOVA packs testdata's OVF and disk into an OVA (a tar, OVF first).
+func writeOVA(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "stemcell.ova")
+	f, err := os.Create(p)
+	require.NoError(t, err)
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	for _, name := range []string{"stemcell.ovf", "stemcell-disk1.vmdk"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		require.NoError(t, err)
+		require.NoError(t, tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b))}))
+		_, err = tw.Write(b)
+		require.NoError(t, err)
+	}
+	require.NoError(t, tw.Close())
+	return p
+}
+
+func TestImportStemcell(t *testing.T) {
+	s := newSim(t)
+	c := s.client(t)
+	ctx := context.Background()
+	spec := vsphere.StemcellSpec{
+		Path: writeOVA(t), Name: "stemcell-test-1", Folder: "kubefoundry/stemcells",
+		Cluster: simCluster, Datastore: simDatastore, Network: simNetwork,
+	}
+	sc, err := c.ImportStemcell(ctx, spec)
+	require.NoError(t, err)
+	assert.True(t, sc.Imported)
+	assert.Len(t, sc.SHA256, 64)
+
+	again, err := c.ImportStemcell(ctx, spec)
+	require.NoError(t, err)
+	assert.False(t, again.Imported, "same name and checksum: nothing is uploaded")
+	assert.Equal(t, sc.Ref, again.Ref)
+
+	t.Run("linked clones from the imported stemcell", func(t *testing.T) {
+		in := specs("lambda", 2)
+		for i := range in {
+			in[i].Template = "kubefoundry/stemcells/" + spec.Name
+			in[i].LinkedClone = true
+		}
+		res, err := c.ProvisionVMs(ctx, in)
+		require.NoError(t, err)
+		assert.Len(t, res, 2)
+		assert.Zero(t, c.Stats().ByMethod["CreateSnapshot_Task"]-1, "the snapshot of the import is used")
+	})
+
+	t.Run("another image under the same name is refused", func(t *testing.T) {
+		other := spec
+		other.Path = filepath.Join("testdata", "stemcell.ovf")
+		_, err := c.ImportStemcell(ctx, other)
+		assert.ErrorIs(t, err, vsphere.ErrAlreadyExists)
+	})
+
+	t.Run("an OVF as a template", func(t *testing.T) {
+		tpl := spec
+		tpl.Path, tpl.Name, tpl.AsTemplate = filepath.Join("testdata", "stemcell.ovf"), "stemcell-test-2", true
+		sc, err := c.ImportStemcell(ctx, tpl)
+		require.NoError(t, err)
+		assert.True(t, vmProps(t, c, sc.Ref).Config.Template)
+	})
+
+	t.Run("bad input", func(t *testing.T) {
+		_, err := c.ImportStemcell(ctx, vsphere.StemcellSpec{Path: "x.iso"})
+		var verr *vsphere.ValidationError
+		require.ErrorAs(t, err, &verr)
+		assert.Len(t, verr.Problems, 5)
+	})
+}
