@@ -12,7 +12,15 @@
 #
 # Knobs (environment): N (100), P (16), TEMPLATE (DC0_H0_VM0), and the
 # simulator's task delays in ms: CLONE_MS (2000), RECONFIG_MS (500),
-# POWERON_MS (500).
+# POWERON_MS (0).
+#
+# POWERON_MS is 0 by default to match the baseline the issue measured: its
+# delay key "PowerOnVm" names no task in vcsim v0.56 (the power-on task is
+# "PowerOn"), so those govc figures had no power-on delay. With POWERON_MS
+# above 0 the simulator also delays the power-on that ProvisionVMs folds into
+# the clone task, and it runs that one while holding the source VM's lock, so
+# clones of one template then power on one at a time -- a simulator artefact:
+# on vCenter a clone's power-on runs on the clone.
 #
 #   hack/bench-govc.sh
 #   N=10 P=4 CLONE_MS=200 hack/bench-govc.sh
@@ -23,7 +31,7 @@ P=${P:-16}
 TEMPLATE=${TEMPLATE:-DC0_H0_VM0}
 CLONE_MS=${CLONE_MS:-2000}
 RECONFIG_MS=${RECONFIG_MS:-500}
-POWERON_MS=${POWERON_MS:-500}
+POWERON_MS=${POWERON_MS:-0}
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -132,8 +140,10 @@ elif ! go build -o "$tmp/provision-vms" ./examples/provision-vms 2>"$tmp/kf.log"
 else
 	calls0=$(soap_total)
 	start=$(now)
+	# -ip-timeout 0: the simulator gives clones no guest IP, and govc does not
+	# wait for one either.
 	if kf_json=$("$tmp/provision-vms" -url "$URL" -insecure -n "$N" -concurrency "$P" \
-		-template "$TEMPLATE" -prefix kf-bench -quiet -json 2>"$tmp/kf.log"); then
+		-template "$TEMPLATE" -prefix kf-bench -ip-timeout 0 -quiet -json 2>"$tmp/kf.log"); then
 		wall_kf=$(since "$start")
 		calls_kf=$(($(soap_total) - calls0))
 	else
