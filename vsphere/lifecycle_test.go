@@ -182,7 +182,7 @@ func TestLinkedClone(t *testing.T) {
 	assert.Len(t, res, 3)
 	assert.Equal(t, int64(1), c.Stats().ByMethod["CreateSnapshot_Task"], "the source gets one snapshot for all clones")
 
-	res, err = c.ProvisionVMs(ctx, specs("kappa2", 1))
+	_, err = c.ProvisionVMs(ctx, specs("kappa2", 1))
 	require.NoError(t, err)
 	in2 := specs("kappa3", 2)
 	for i := range in2 {

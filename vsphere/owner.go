@@ -137,6 +137,9 @@ func (c *Client) setOwnerAttribute(ctx context.Context, vm types.ManagedObjectRe
 		return err
 	}
 	if err := m.Set(ctx, vm, key, o.String()); err != nil {
+		if isGone(err) {
+			return fmt.Errorf("set %s on %s: %w: %w", OwnerAttribute, vm.Value, ErrNotFound, err)
+		}
 		return fmt.Errorf("set %s on %s: %w", OwnerAttribute, vm.Value, err)
 	}
 	return nil

@@ -328,3 +328,40 @@ func terminateOtherSessions(t *testing.T, admin *vsphere.Client) {
 	_, err := methods.TerminateSession(ctx, admin.Vim25(), &types.TerminateSession{This: ref, SessionId: keys})
 	require.NoError(t, err)
 }
+
+// TestProvisionVMsDeletedWhileWaiting deletes a VM (from another session)
+// while ProvisionVMs waits for its IP: the VM is reported as gone at once
+// instead of after the IP timeout, and the other VM is unaffected.
+func TestProvisionVMsDeletedWhileWaiting(t *testing.T) {
+	s := newSim(t)
+	c := s.client(t)
+	other := s.client(t)
+	ctx := context.Background()
+	in := specs("mu", 2)
+	delete(in[1].ExtraConfig, "SET.guest.ipAddress") // never reports an IP
+	in[1].IPTimeout = time.Hour
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	res, err := c.ProvisionVMs(ctx, in, vsphere.WithProgress(func(ev vsphere.ProgressEvent) {
+		if ev.VM != in[1].Name || ev.Phase != vsphere.PhaseCloned {
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			vms, err := other.ListVMs(ctx, "mu", "")
+			if assert.NoError(t, err) {
+				for _, vm := range vms {
+					if vm.Name == in[1].Name {
+						_, err := other.DestroyVMs(ctx, []types.ManagedObjectReference{vm.Ref})
+						assert.NoError(t, err)
+					}
+				}
+			}
+		}()
+	}))
+	require.Error(t, err)
+	require.NoError(t, res[0].Err)
+	assert.ErrorIs(t, res[1].Err, vsphere.ErrNotFound)
+}

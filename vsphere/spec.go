@@ -21,19 +21,6 @@ type Owner struct {
 
 func (o Owner) String() string { return fmt.Sprintf("%s/%s/%d", o.Cluster, o.Group, o.Index) }
 
-// parseOwner reads the form Owner.String writes.
-func parseOwner(s string) (Owner, bool) {
-	parts := strings.Split(s, "/")
-	if len(parts) != 3 || parts[0] == "" {
-		return Owner{}, false
-	}
-	var idx int
-	if _, err := fmt.Sscanf(parts[2], "%d", &idx); err != nil {
-		return Owner{}, false
-	}
-	return Owner{Cluster: parts[0], Group: parts[1], Index: idx}, true
-}
-
 // VMSpec describes one VM to clone from a template (a stemcell).
 type VMSpec struct {
 	// Name of the VM, unique within its folder.

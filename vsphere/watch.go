@@ -3,6 +3,7 @@ package vsphere
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -383,13 +384,16 @@ func (w *watcher) waitFor(ctx context.Context, ref types.ManagedObjectReference,
 	ch := make(chan objectState, 1)
 	var once sync.Once
 	cancel := w.subscribe(ref, func(st objectState) {
-		if done(st) {
+		if st[goneKey] == true || done(st) {
 			once.Do(func() { ch <- st })
 		}
 	})
 	defer cancel()
 	select {
 	case st := <-ch:
+		if st[goneKey] == true {
+			return nil, fmt.Errorf("%s %s no longer exists: %w", ref.Type, ref.Value, ErrNotFound)
+		}
 		return st, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -491,6 +495,14 @@ func (c *Client) WatchVMs(ctx context.Context, vms []types.ManagedObjectReferenc
 	}
 }
 
+// goneKey marks the state of an object that no longer exists.
+const goneKey = "kubefoundry:gone"
+
+func goneUpdate(ref types.ManagedObjectReference) types.ObjectUpdate {
+	return types.ObjectUpdate{Obj: ref, Kind: types.ObjectUpdateKindEnter,
+		ChangeSet: []types.PropertyChange{{Name: goneKey, Op: types.PropertyChangeOpAssign, Val: true}}}
+}
+
 // pollLoop reads every followed object in one call per interval.
 func (w *watcher) pollLoop(ctx context.Context) {
 	t := time.NewTicker(w.poll)
@@ -543,12 +555,15 @@ func (w *watcher) read(ctx context.Context, refs []types.ManagedObjectReference)
 		This: w.c.vim.ServiceContent.PropertyCollector, SpecSet: []types.PropertyFilterSpec{spec}})
 	if err != nil {
 		var gone *types.ManagedObjectNotFound
+		if _, ok := fault.As(err, &gone); ok && len(refs) == 1 && refs[0] == gone.Obj {
+			return []types.ObjectUpdate{goneUpdate(gone.Obj)}, nil
+		}
 		if _, ok := fault.As(err, &gone); ok && len(refs) > 1 {
 			// Read the others without it; report it as gone.
 			rest := slices.DeleteFunc(slices.Clone(refs), func(r types.ManagedObjectReference) bool { return r == gone.Obj })
 			if len(rest) < len(refs) {
 				updates, err := w.read(ctx, rest)
-				return append(updates, types.ObjectUpdate{Obj: gone.Obj, Kind: types.ObjectUpdateKindEnter}), err
+				return append(updates, goneUpdate(gone.Obj)), err
 			}
 		}
 		return nil, err
