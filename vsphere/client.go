@@ -245,6 +245,11 @@ type sessionRoundTripper struct {
 func (r *sessionRoundTripper) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
 	gen := r.gen.Load()
 	err := r.next.RoundTrip(ctx, req, res)
+	if err == nil && missingNotAuthenticated(res) {
+		// vCenter answers a property read on an expired session with
+		// NotAuthenticated per property (MissingSet), not as a fault.
+		err = soap.WrapVimFault(&types.NotAuthenticated{})
+	}
 	if !isNotAuthenticated(err) {
 		return err
 	}
@@ -274,4 +279,32 @@ func (r *sessionRoundTripper) reauthenticate(ctx context.Context, seen uint64) e
 	r.gen.Add(1)
 	r.relogins.Add(1)
 	return nil
+}
+
+// missingNotAuthenticated reports whether a property read came back with
+// properties missing for want of a session.
+func missingNotAuthenticated(res soap.HasFault) bool {
+	var objects []types.ObjectContent
+	switch r := res.(type) {
+	case *methods.RetrievePropertiesBody:
+		if r.Res != nil {
+			objects = r.Res.Returnval
+		}
+	case *methods.RetrievePropertiesExBody:
+		if r.Res != nil && r.Res.Returnval != nil {
+			objects = r.Res.Returnval.Objects
+		}
+	case *methods.ContinueRetrievePropertiesExBody:
+		if r.Res != nil {
+			objects = r.Res.Returnval.Objects
+		}
+	}
+	for _, o := range objects {
+		for _, m := range o.MissingSet {
+			if _, ok := m.Fault.Fault.(*types.NotAuthenticated); ok {
+				return true
+			}
+		}
+	}
+	return false
 }

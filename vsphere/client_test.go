@@ -121,3 +121,26 @@ func TestInventoryNotFoundListsWhatExists(t *testing.T) {
 		require.NoError(t, err)
 	})
 }
+
+// TestReloginAfterSessionEnds ends the client's session on the server; the
+// next calls log in again, whether the expiry shows as a fault (a task
+// call) or only as properties missing for NotAuthenticated (a property
+// read, which is how vCenter answers those).
+func TestReloginAfterSessionEnds(t *testing.T) {
+	s := newSim(t)
+	c := s.client(t)
+	admin := s.client(t)
+	ctx := context.Background()
+
+	terminateOtherSessions(t, admin)
+	vms, err := c.ListVMs(ctx, "nobody", "")
+	require.NoError(t, err, "a property read re-authenticates")
+	assert.Empty(t, vms)
+	assert.Equal(t, int64(1), c.Stats().Relogins)
+
+	terminateOtherSessions(t, admin)
+	tpl, err := c.FindVM(ctx, simTemplate)
+	require.NoError(t, err)
+	require.NoError(t, c.PowerOff(ctx, tpl.Reference()))
+	assert.Equal(t, int64(2), c.Stats().Relogins)
+}
