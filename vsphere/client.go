@@ -12,12 +12,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/pbm"
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/session/keepalive"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 	"go.uber.org/zap"
@@ -40,10 +43,14 @@ type Client struct {
 	dc     *object.Datacenter
 
 	calls   callCounter
+	counted soap.RoundTripper // the chain below re-login, for logins
 	relogin sessionRoundTripper
 
 	fieldMu   sync.Mutex
 	fieldKeys map[string]int32
+
+	pbmMu sync.Mutex
+	pbm   *pbm.Client
 }
 
 // New logs in to vCenter and returns a Client. Close it to log out.
@@ -90,13 +97,16 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 	}
 	c.ka = keepalive.NewHandlerSOAP(sc, keepAlive, nil)
 
-	// The chain, outermost first: count -> rate limit -> re-login -> keep-alive -> wire.
-	c.relogin = sessionRoundTripper{next: c.ka, login: c.login, log: c.log}
+	// The chain, outermost first: rate limit -> re-login -> count ->
+	// keep-alive -> wire. Counting below the re-login counts every call
+	// that reaches vCenter, repeats and logins included.
+	c.counted = &countingRoundTripper{next: c.ka, counter: &c.calls}
+	c.relogin = sessionRoundTripper{next: c.counted, login: c.reauthenticate, log: c.log}
 	var limiter *rate.Limiter
 	if o.qps > 0 {
 		limiter = rate.NewLimiter(rate.Limit(o.qps), o.burst)
 	}
-	rt := &countingRoundTripper{next: &limitRoundTripper{next: &c.relogin, limiter: limiter}, counter: &c.calls}
+	rt := &limitRoundTripper{next: &c.relogin, limiter: limiter}
 
 	// NewClient sets the SOAP namespace and version when handed the
 	// soap.Client itself; the wrapped chain takes over afterwards.
@@ -127,10 +137,32 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 func (c *Client) login(ctx context.Context) error {
 	pw, _ := c.user.Password()
 	req := types.Login{This: *c.vim.ServiceContent.SessionManager, UserName: c.user.Username(), Password: pw}
-	if _, err := methods.Login(ctx, c.ka, &req); err != nil {
+	if _, err := methods.Login(ctx, c.counted, &req); err != nil {
 		return fmt.Errorf("login to %s as %q: %w", c.soap.URL().Host, c.user.Username(), err)
 	}
 	return nil
+}
+
+// reauthenticate logs in again after a NotAuthenticated answer. If the
+// login is refused because the session is in fact still valid (a spurious
+// NotAuthenticated), that counts as success: the call is simply repeated.
+func (c *Client) reauthenticate(ctx context.Context) error {
+	err := c.login(ctx)
+	if err == nil || !fault.Is(err, &types.InvalidLogin{}) {
+		return err
+	}
+	var sm mo.SessionManager
+	ref := *c.vim.ServiceContent.SessionManager
+	req := types.RetrieveProperties{This: c.vim.ServiceContent.PropertyCollector, SpecSet: []types.PropertyFilterSpec{{
+		ObjectSet: []types.ObjectSpec{{Obj: ref}},
+		PropSet:   []types.PropertySpec{{Type: ref.Type, PathSet: []string{"currentSession"}}},
+	}}}
+	res, rerr := methods.RetrieveProperties(ctx, c.counted, &req)
+	if rerr == nil && mo.LoadObjectContent(res.Returnval, &sm) == nil && sm.CurrentSession != nil {
+		c.log.Info("session still valid; repeating the call")
+		return nil
+	}
+	return err
 }
 
 // Close logs out, stops the keep-alive and releases connections.
@@ -155,7 +187,7 @@ func (c *Client) Datacenter() *object.Datacenter { return c.dc }
 
 // Stats are counts of the SOAP calls a Client has made.
 type Stats struct {
-	Calls    int64            // every SOAP call, re-tries included
+	Calls    int64            // every SOAP call that reached vCenter, repeats and logins included
 	ByMethod map[string]int64 // per SOAP method name, such as "CloneVM_Task"
 	Relogins int64            // sessions re-established after NotAuthenticated
 }

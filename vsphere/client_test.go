@@ -144,3 +144,38 @@ func TestReloginAfterSessionEnds(t *testing.T) {
 	require.NoError(t, c.PowerOff(ctx, tpl.Reference()))
 	assert.Equal(t, int64(2), c.Stats().Relogins)
 }
+
+func TestNewTrustsThumbprint(t *testing.T) {
+	s := newSim(t)
+	thumb := s.server.CertificateInfo().ThumbprintSHA1
+	require.NotEmpty(t, thumb)
+	c, err := vsphere.New(context.Background(), vsphere.Config{URL: s.url, Thumbprint: thumb})
+	require.NoError(t, err)
+	require.NoError(t, c.Close(context.Background()))
+
+	_, err = vsphere.New(context.Background(), vsphere.Config{URL: s.url, Thumbprint: "00:11:22"})
+	require.Error(t, err, "a wrong thumbprint is refused")
+}
+
+func TestStoragePolicy(t *testing.T) {
+	s := newSim(t)
+	c := s.client(t)
+	ctx := context.Background()
+	id, err := c.FindStoragePolicy(ctx, "vSAN Default Storage Policy")
+	require.NoError(t, err)
+	assert.NotEmpty(t, id)
+
+	_, err = c.FindStoragePolicy(ctx, "gold")
+	var nf *vsphere.NotFoundError
+	require.ErrorAs(t, err, &nf)
+	assert.Contains(t, nf.Available, "vSAN Default Storage Policy")
+
+	in := specs("nu", 2)
+	in[0].StoragePolicy = "vSAN Default Storage Policy"
+	in[0].Disks = []vsphere.Disk{{SizeGB: 1}}
+	in[1].StoragePolicy = "gold"
+	res, err := c.ProvisionVMs(ctx, in)
+	require.Error(t, err)
+	assert.NoError(t, res[0].Err)
+	require.ErrorAs(t, res[1].Err, &nf, "an unknown policy fails that VM only")
+}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/pbm"
+	pbmtypes "github.com/vmware/govmomi/pbm/types"
 )
 
 // maxListed bounds the names a NotFoundError lists.
@@ -168,4 +170,55 @@ func isFinderNotFound(err error) bool {
 	var nf *find.NotFoundError
 	var dnf *find.DefaultNotFoundError
 	return errors.As(err, &nf) || errors.As(err, &dnf)
+}
+
+// FindStoragePolicy resolves an SPBM storage policy by name to its ID.
+func (c *Client) FindStoragePolicy(ctx context.Context, name string) (string, error) {
+	pc, err := c.pbmClient(ctx)
+	if err != nil {
+		return "", err
+	}
+	names, ids, err := storagePolicies(ctx, pc)
+	if err != nil {
+		return "", fmt.Errorf("storage policies: %w", err)
+	}
+	for i, n := range names {
+		if n == name {
+			return ids[i], nil
+		}
+	}
+	return "", &NotFoundError{Kind: "storage policy", Name: name, Where: "SPBM", Available: trimNames(names)}
+}
+
+func (c *Client) pbmClient(ctx context.Context) (*pbm.Client, error) {
+	c.pbmMu.Lock()
+	defer c.pbmMu.Unlock()
+	if c.pbm != nil {
+		return c.pbm, nil
+	}
+	pc, err := pbm.NewClient(ctx, c.vim)
+	if err != nil {
+		return nil, fmt.Errorf("storage policy service: %w", err)
+	}
+	c.pbm = pc
+	return pc, nil
+}
+
+// storagePolicies lists the storage requirement policies, names and IDs.
+func storagePolicies(ctx context.Context, pc *pbm.Client) (names, ids []string, err error) {
+	rtype := pbmtypes.PbmProfileResourceType{ResourceType: string(pbmtypes.PbmProfileResourceTypeEnumSTORAGE)}
+	pids, err := pc.QueryProfile(ctx, rtype, string(pbmtypes.PbmProfileCategoryEnumREQUIREMENT))
+	if err != nil {
+		return nil, nil, err
+	}
+	profiles, err := pc.RetrieveContent(ctx, pids)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, p := range profiles {
+		base := p.GetPbmProfile()
+		names = append(names, base.Name)
+		ids = append(ids, base.ProfileId.UniqueId)
+	}
+	return names, ids, nil
 }

@@ -139,6 +139,7 @@ type provisioner struct {
 	pools     memo[string, *object.ResourcePool]
 	stores    memo[string, *object.Datastore]
 	networks  memo[string, types.BaseVirtualDeviceBackingInfo]
+	policies  memo[string, string]
 	existing  memo[string, map[string]existingVM] // by folder path
 
 	mu       sync.Mutex
@@ -310,13 +311,22 @@ func (p *provisioner) cloneSpec(ctx context.Context, s *VMSpec) (*types.VirtualM
 		dsRef = ds.Reference()
 		spec.Location.Datastore = &dsRef
 	}
+	var profile []types.BaseVirtualMachineProfileSpec
+	if s.StoragePolicy != "" {
+		id, err := p.policies.get(s.StoragePolicy, func() (string, error) { return p.c.FindStoragePolicy(ctx, s.StoragePolicy) })
+		if err != nil {
+			return nil, err
+		}
+		profile = []types.BaseVirtualMachineProfileSpec{&types.VirtualMachineDefinedProfileSpec{ProfileId: id}}
+		spec.Location.Profile = profile
+	}
 	if s.LinkedClone {
 		snap := tpl.snapshot
 		spec.Snapshot = &snap
 		spec.Location.DiskMoveType = string(types.VirtualMachineRelocateDiskMoveOptionsCreateNewChildDiskBacking)
 	}
 
-	devices, err := p.deviceChanges(ctx, s, tpl, dsRef)
+	devices, err := p.deviceChanges(ctx, s, tpl, dsRef, profile)
 	if err != nil {
 		return nil, err
 	}
@@ -399,7 +409,7 @@ func metadata(s *VMSpec) map[string]any {
 
 // deviceChanges points the template's NICs at the spec's networks, adds or
 // removes NICs to match, and adds the extra disks.
-func (p *provisioner) deviceChanges(ctx context.Context, s *VMSpec, tpl *template, ds types.ManagedObjectReference) ([]types.BaseVirtualDeviceConfigSpec, error) {
+func (p *provisioner) deviceChanges(ctx context.Context, s *VMSpec, tpl *template, ds types.ManagedObjectReference, profile []types.BaseVirtualMachineProfileSpec) ([]types.BaseVirtualDeviceConfigSpec, error) {
 	var changes []types.BaseVirtualDeviceConfigSpec
 	if len(s.NICs) > 0 {
 		nics := tpl.devices.SelectByType((*types.VirtualEthernetCard)(nil))
@@ -479,6 +489,7 @@ func (p *provisioner) deviceChanges(ctx context.Context, s *VMSpec, tpl *templat
 				Operation:     types.VirtualDeviceConfigSpecOperationAdd,
 				FileOperation: types.VirtualDeviceConfigSpecFileOperationCreate,
 				Device:        disk,
+				Profile:       profile,
 			})
 		}
 	}

@@ -365,3 +365,32 @@ func TestProvisionVMsDeletedWhileWaiting(t *testing.T) {
 	require.NoError(t, res[0].Err)
 	assert.ErrorIs(t, res[1].Err, vsphere.ErrNotFound)
 }
+
+// TestProvisionVMsInjectedNotAuthenticated makes vcsim answer one clone
+// call NotAuthenticated (a FaultInjectionRule) while the session is in fact
+// valid: the client finds its session still good, repeats the call, and
+// creates each VM exactly once.
+func TestProvisionVMsInjectedNotAuthenticated(t *testing.T) {
+	s := newSim(t)
+	c := s.client(t, vsphere.WithConcurrency(4))
+	s.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
+		MethodName:  "CloneVM_Task",
+		ObjectType:  "*",
+		ObjectName:  "*",
+		FaultType:   simulator.FaultTypeNotAuthenticated,
+		Probability: 1,
+		SkipCount:   2,
+		MaxCount:    1,
+		Enabled:     true,
+	})
+	res, err := c.ProvisionVMs(context.Background(), specs("xi", 6))
+	require.NoError(t, err)
+	for _, r := range res {
+		assert.True(t, r.Created)
+	}
+	assert.Equal(t, int64(1), c.Stats().Relogins)
+	assert.Equal(t, int64(7), c.Stats().ByMethod["CloneVM_Task"], "6 clones and the refused call")
+	vms, err := c.ListVMs(context.Background(), "xi", "")
+	require.NoError(t, err)
+	assert.Len(t, vms, 6)
+}

@@ -45,6 +45,9 @@ type VMSpec struct {
 	ResourcePool string `json:"resourcePool,omitempty"`
 	// Datastore for the VM's files and disks; empty keeps the template's.
 	Datastore string `json:"datastore,omitempty"`
+	// StoragePolicy is the name of an SPBM policy applied to the VM's home
+	// and to its new disks.
+	StoragePolicy string `json:"storagePolicy,omitempty"`
 
 	CPUs     int32  `json:"cpus,omitempty"`     // zero keeps the template's
 	MemoryMB int64  `json:"memoryMB,omitempty"` // zero keeps the template's
