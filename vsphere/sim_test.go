@@ -40,7 +40,7 @@ func newSim(t testing.TB) *sim {
 	t.Helper()
 	m := simulator.VPX()
 	require.NoError(t, m.Create())
-	m.Service.TLS = new(tls.Config) // serve HTTPS with a self-signed certificate, as vCenter does
+	m.Service.TLS = new(tls.Config)    // serve HTTPS with a self-signed certificate, as vCenter does
 	m.Service.RegisterEndpoints = true // SPBM (and whatever else is blank-imported)
 	// Accept these credentials only (vcsim's default accepts any).
 	m.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword("kf-admin", "kf-secret")}
