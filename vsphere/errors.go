@@ -54,6 +54,9 @@ type TaskError struct {
 }
 
 func (e *TaskError) Error() string {
+	if e.Ref.Value == "" { // the call that would start the task failed
+		return fmt.Sprintf("%s: %v", e.Op, e.Err)
+	}
 	return fmt.Sprintf("%s: task %s: %v", e.Op, e.Ref.Value, e.Err)
 }
 

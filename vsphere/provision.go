@@ -99,23 +99,16 @@ func (c *Client) ProvisionVMs(ctx context.Context, specs []VMSpec, opts ...Provi
 	go w.run(wctx)
 	defer func() { stop(); <-w.done }()
 
-	p := &provisioner{c: c, w: w, total: len(specs), progress: po.progress}
+	// Every VM gets a goroutine, but only the client's concurrency of them
+	// run vSphere tasks at a time; waiting for IPs holds no slot.
+	p := &provisioner{c: c, w: w, total: len(specs), progress: po.progress,
+		slots: make(chan struct{}, c.opts.concurrency)}
 	results := make([]VMResult, len(specs))
-	sem := make(chan struct{}, c.opts.concurrency)
 	var wg sync.WaitGroup
 	for i := range specs {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			for j := i; j < len(specs); j++ {
-				results[j] = VMResult{Name: specs[j].Name, Err: ctx.Err()}
-			}
-			i = len(specs)
-			continue
-		}
 		wg.Add(1)
 		go func() {
-			defer func() { <-sem; wg.Done() }()
+			defer wg.Done()
 			results[i] = p.provision(ctx, &specs[i])
 		}()
 	}
@@ -131,8 +124,9 @@ func (c *Client) ProvisionVMs(ctx context.Context, specs []VMSpec, opts ...Provi
 }
 
 type provisioner struct {
-	c *Client
-	w *watcher
+	c     *Client
+	w     *watcher
+	slots chan struct{} // bounds the VMs whose tasks run at once
 
 	templates memo[string, *template]
 	folders   memo[string, *object.Folder]
@@ -178,15 +172,38 @@ func (p *provisioner) provision(ctx context.Context, s *VMSpec) VMResult {
 }
 
 func (p *provisioner) provisionVM(ctx context.Context, s *VMSpec, log *zap.Logger) (ref types.ManagedObjectReference, ip string, created bool, err error) {
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ref, "", false, ctx.Err()
+	}
+	ref, created, err = p.place(ctx, s, log)
+	<-p.slots
+	if err != nil {
+		return ref, "", created, err
+	}
+
+	if err := p.c.setOwnerAttribute(ctx, ref, s.Owner); err != nil {
+		return ref, "", created, err
+	}
+	if s.IPTimeout > 0 {
+		ip, err = p.waitIP(ctx, ref, s.IPTimeout)
+	}
+	return ref, ip, created, err
+}
+
+// place returns the spec's VM: the existing one, checked and powered on,
+// or a new clone.
+func (p *provisioner) place(ctx context.Context, s *VMSpec, log *zap.Logger) (ref types.ManagedObjectReference, created bool, err error) {
 	folder, err := p.folder(ctx, s.Folder)
 	if err != nil {
-		return ref, "", false, err
+		return ref, false, err
 	}
 	existing, err := p.existing.get(folder.InventoryPath, func() (map[string]existingVM, error) {
 		return p.c.vmsInFolder(ctx, folder.Reference())
 	})
 	if err != nil {
-		return ref, "", false, err
+		return ref, false, err
 	}
 
 	if vm, ok := existing[s.Name]; ok {
@@ -202,24 +219,14 @@ func (p *provisioner) provisionVM(ctx context.Context, s *VMSpec, log *zap.Logge
 			if vms, err = p.c.vmsInFolder(ctx, folder.Reference()); err == nil {
 				vm, found := vms[s.Name]
 				if !found {
-					return ref, "", false, fmt.Errorf("clone reported %q as a duplicate name, but it is not in %s", s.Name, folder.InventoryPath)
+					return ref, false, fmt.Errorf("clone reported %q as a duplicate name, but it is not in %s", s.Name, folder.InventoryPath)
 				}
 				ref, err = p.adopt(ctx, s, vm)
 				created = false
 			}
 		}
 	}
-	if err != nil {
-		return ref, "", created, err
-	}
-
-	if err := p.c.setOwnerAttribute(ctx, ref, s.Owner); err != nil {
-		return ref, "", created, err
-	}
-	if s.IPTimeout > 0 {
-		ip, err = p.waitIP(ctx, ref, s.IPTimeout)
-	}
-	return ref, ip, created, err
+	return ref, created, err
 }
 
 // adopt checks that an existing VM belongs to the spec's owner, and powers
@@ -234,11 +241,7 @@ func (p *provisioner) adopt(ctx context.Context, s *VMSpec, vm existingVM) (type
 	}
 	p.emit(ProgressEvent{VM: s.Name, Phase: PhaseExisting})
 	if !s.PoweredOff && vm.power != types.VirtualMachinePowerStatePoweredOn {
-		res, err := methods.PowerOnVM_Task(ctx, p.c.vim, &types.PowerOnVM_Task{This: vm.ref})
-		if err != nil {
-			return vm.ref, fmt.Errorf("power on %s: %w", s.Name, err)
-		}
-		if _, err := p.w.waitTask(ctx, "power on "+s.Name, res.Returnval); err != nil && !fault.Is(err, &types.InvalidPowerState{}) {
+		if err := p.c.powerOn(ctx, p.w, vm.ref); err != nil {
 			return vm.ref, err
 		}
 		p.emit(ProgressEvent{VM: s.Name, Phase: PhasePoweredOn})
@@ -249,11 +252,7 @@ func (p *provisioner) adopt(ctx context.Context, s *VMSpec, vm existingVM) (type
 // clone starts the clone task, reports it, and waits for it.
 func (p *provisioner) clone(ctx context.Context, s *VMSpec, folder *object.Folder) (types.ManagedObjectReference, error) {
 	var ref types.ManagedObjectReference
-	spec, err := p.cloneSpec(ctx, s)
-	if err != nil {
-		return ref, err
-	}
-	tpl, err := p.template(ctx, s)
+	tpl, spec, err := p.cloneSpec(ctx, s)
 	if err != nil {
 		return ref, err
 	}
@@ -284,14 +283,14 @@ func (p *provisioner) clone(ctx context.Context, s *VMSpec, folder *object.Folde
 
 // cloneSpec folds placement, hardware, guestinfo, ownership and power-on
 // into the clone itself, so that a VM costs one task and no reconfigure.
-func (p *provisioner) cloneSpec(ctx context.Context, s *VMSpec) (*types.VirtualMachineCloneSpec, error) {
+func (p *provisioner) cloneSpec(ctx context.Context, s *VMSpec) (*template, *types.VirtualMachineCloneSpec, error) {
 	tpl, err := p.template(ctx, s)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pool, err := p.pool(ctx, s)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	poolRef := pool.Reference()
 	spec := &types.VirtualMachineCloneSpec{
@@ -306,7 +305,7 @@ func (p *provisioner) cloneSpec(ctx context.Context, s *VMSpec) (*types.VirtualM
 	if s.Datastore != "" {
 		ds, err := p.stores.get(s.Datastore, func() (*object.Datastore, error) { return p.c.FindDatastore(ctx, s.Datastore) })
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		dsRef = ds.Reference()
 		spec.Location.Datastore = &dsRef
@@ -315,7 +314,7 @@ func (p *provisioner) cloneSpec(ctx context.Context, s *VMSpec) (*types.VirtualM
 	if s.StoragePolicy != "" {
 		id, err := p.policies.get(s.StoragePolicy, func() (string, error) { return p.c.FindStoragePolicy(ctx, s.StoragePolicy) })
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		profile = []types.BaseVirtualMachineProfileSpec{&types.VirtualMachineDefinedProfileSpec{ProfileId: id}}
 		spec.Location.Profile = profile
@@ -328,14 +327,14 @@ func (p *provisioner) cloneSpec(ctx context.Context, s *VMSpec) (*types.VirtualM
 
 	devices, err := p.deviceChanges(ctx, s, tpl, dsRef, profile)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	spec.Config.DeviceChange = devices
 	spec.Config.ExtraConfig, err = extraConfig(s)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return spec, nil
+	return tpl, spec, nil
 }
 
 // extraConfig builds the guestinfo the cloud-init VMware datasource reads,

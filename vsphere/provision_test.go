@@ -394,3 +394,25 @@ func TestProvisionVMsInjectedNotAuthenticated(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, vms, 6)
 }
+
+// TestProvisionVMsIPWaitHoldsNoSlot: with concurrency 1, a VM whose guest
+// is slow to report an IP does not keep the others from being cloned.
+func TestProvisionVMsIPWaitHoldsNoSlot(t *testing.T) {
+	s := newSim(t)
+	c := s.client(t, vsphere.WithConcurrency(1))
+	in := specs("omicron", 3)
+	delete(in[0].ExtraConfig, "SET.guest.ipAddress")
+	in[0].IPTimeout = 2 * time.Second
+
+	var order []string
+	res, err := c.ProvisionVMs(context.Background(), in, vsphere.WithProgress(func(ev vsphere.ProgressEvent) {
+		if ev.Phase == vsphere.PhaseReady || ev.Phase == vsphere.PhaseFailed {
+			order = append(order, ev.VM)
+		}
+	}))
+	require.Error(t, err)
+	assert.ErrorIs(t, res[0].Err, vsphere.ErrIPTimeout)
+	assert.NotEmpty(t, res[0].Ref.Value, "the VM exists and is reported")
+	assert.ElementsMatch(t, []string{in[1].Name, in[2].Name}, order[:2], "the others finish first")
+	assert.Equal(t, in[0].Name, order[2])
+}

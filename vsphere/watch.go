@@ -19,8 +19,8 @@ import (
 
 // watchedProps are the properties a watcher follows, by managed object type.
 var watchedProps = map[string][]string{
-	"Task":           {"info.state", "info.error", "info.result", "info.progress"},
-	"VirtualMachine": {"name", "runtime.powerState", "guest.ipAddress", "guest.net", "guestHeartbeatStatus"},
+	"Task":           {"info.state", "info.error", "info.result"},
+	"VirtualMachine": {"name", "runtime.powerState", "guest.ipAddress", "guestHeartbeatStatus"},
 }
 
 const (
