@@ -413,6 +413,7 @@ func TestProvisionVMsIPWaitHoldsNoSlot(t *testing.T) {
 	require.Error(t, err)
 	assert.ErrorIs(t, res[0].Err, vsphere.ErrIPTimeout)
 	assert.NotEmpty(t, res[0].Ref.Value, "the VM exists and is reported")
+	require.Len(t, order, 3)
 	assert.ElementsMatch(t, []string{in[1].Name, in[2].Name}, order[:2], "the others finish first")
 	assert.Equal(t, in[0].Name, order[2])
 }
