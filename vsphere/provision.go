@@ -93,6 +93,11 @@ func (c *Client) ProvisionVMs(ctx context.Context, specs []VMSpec, opts ...Provi
 	for _, o := range opts {
 		o(&po)
 	}
+	// Define the owner attribute before any clone runs: every VM needs it,
+	// and vcsim's AddCustomFieldDef races with VMs being created.
+	if _, err := c.ownerFieldKey(ctx); err != nil {
+		return nil, err
+	}
 
 	wctx, stop := context.WithCancel(ctx)
 	w := c.newPoller(pollInterval)

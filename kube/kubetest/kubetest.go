@@ -1,0 +1,385 @@
+// Package kubetest starts a real Kubernetes control plane for tests: etcd,
+// kube-apiserver and kube-controller-manager, on free loopback ports in a
+// temporary directory, from binaries built by `make tools` (no Docker, no
+// downloads). Users of kubefoundry can test their own code with it too.
+//
+// The controller manager runs only the controllers that API-level tests
+// need and that work without kubelets: disruption (PodDisruptionBudget
+// status, without which every eviction is refused), namespace,
+// garbagecollector, serviceaccount and serviceaccount-token.
+//
+// Share one environment among a package's tests through TestMain:
+//
+//	var env *kubetest.Environment
+//	var envErr error
+//
+//	func TestMain(m *testing.M) {
+//		env, envErr = kubetest.Start(context.Background())
+//		code := m.Run()
+//		if env != nil {
+//			env.Stop()
+//		}
+//		os.Exit(code)
+//	}
+//
+//	func TestSomething(t *testing.T) {
+//		env := kubetest.Need(t, env, envErr) // skips, or fails under KUBEFOUNDRY_REQUIRE_KUBE=1
+//		cs := kubernetes.NewForConfigOrDie(env.Config)
+//		...
+//	}
+//
+// An Environment is safe for concurrent use; Stop must be called once.
+package kubetest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// ErrNoBinaries is returned by Start when the control plane's binaries are
+// not built. `make tools` builds them into the repository's bin directory.
+var ErrNoBinaries = errors.New("kubetest: kube-apiserver, kube-controller-manager or etcd not found; run `make tools`")
+
+// RequireEnv names the environment variable that turns a missing control
+// plane from a skipped test into a failed one. `make test` sets it to 1.
+const RequireEnv = "KUBEFOUNDRY_REQUIRE_KUBE"
+
+// BinDirEnv names the environment variable that points at the binaries;
+// without it Start looks for bin/ in the working directory and its parents.
+const BinDirEnv = "KUBEFOUNDRY_KUBE_BIN"
+
+// Environment is a running control plane.
+type Environment struct {
+	// Config is an admin client configuration (system:masters).
+	Config *rest.Config
+	// Kubeconfig is the path of an admin kubeconfig file for kubectl.
+	Kubeconfig string
+	// Dir holds the certificates, data and logs; Stop removes it.
+	Dir string
+	// BinDir holds the binaries, kubectl included when it was built.
+	BinDir string
+
+	procs []*process
+}
+
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+// Start starts etcd, kube-apiserver and kube-controller-manager and waits
+// until the API server answers /readyz. Ports are picked free on loopback;
+// if another process takes one first, Start tries again with new ones.
+func Start(ctx context.Context) (*Environment, error) {
+	bin, err := findBinDir()
+	if err != nil {
+		return nil, err
+	}
+	for attempt := 1; ; attempt++ {
+		env, err := start(ctx, bin)
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return env, err
+		}
+	}
+}
+
+func start(ctx context.Context, bin string) (_ *Environment, err error) {
+	dir, err := os.MkdirTemp("", "kubetest-")
+	if err != nil {
+		return nil, err
+	}
+	env := &Environment{Dir: dir, BinDir: bin}
+	defer func() {
+		if err != nil {
+			env.Stop()
+		}
+	}()
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	etcdClient, etcdPeer, apiPort := ports[0], ports[1], ports[2]
+
+	etcdURL := "http://127.0.0.1:" + strconv.Itoa(etcdClient)
+	peerURL := "http://127.0.0.1:" + strconv.Itoa(etcdPeer)
+	if err := env.start("etcd",
+		"--name=kubetest",
+		"--data-dir="+filepath.Join(dir, "etcd"),
+		"--listen-client-urls="+etcdURL,
+		"--advertise-client-urls="+etcdURL,
+		"--listen-peer-urls="+peerURL,
+		"--initial-advertise-peer-urls="+peerURL,
+		"--initial-cluster=kubetest="+peerURL,
+		"--unsafe-no-fsync",
+		"--log-level=warn",
+	); err != nil {
+		return nil, err
+	}
+	if err := waitHTTP(ctx, http.DefaultClient, etcdURL+"/health", nil, env.procs[0]); err != nil {
+		return nil, err
+	}
+
+	token, err := randomToken()
+	if err != nil {
+		return nil, err
+	}
+	tokens := filepath.Join(dir, "tokens.csv")
+	if err := os.WriteFile(tokens, []byte(token+",admin,admin,system:masters\n"), 0o600); err != nil {
+		return nil, err
+	}
+	saKey, saPub, err := writeServiceAccountKeys(dir)
+	if err != nil {
+		return nil, err
+	}
+	certDir := filepath.Join(dir, "certs")
+	if err := env.start("kube-apiserver",
+		"--etcd-servers="+etcdURL,
+		"--bind-address=127.0.0.1",
+		"--advertise-address=127.0.0.1",
+		"--secure-port="+strconv.Itoa(apiPort),
+		"--cert-dir="+certDir,
+		"--token-auth-file="+tokens,
+		"--authorization-mode=RBAC",
+		"--service-account-key-file="+saPub,
+		"--service-account-signing-key-file="+saKey,
+		"--service-account-issuer=https://kubernetes.default.svc",
+		"--service-cluster-ip-range=10.96.0.0/16",
+		"--endpoint-reconciler-type=none",
+		"--disable-admission-plugins=ServiceAccount",
+	); err != nil {
+		return nil, err
+	}
+	host := "https://127.0.0.1:" + strconv.Itoa(apiPort)
+	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // the certificate is not written yet; the readiness probe only
+	if err := waitHTTP(ctx, insecure, host+"/readyz", map[string]string{"Authorization": "Bearer " + token}, env.procs[1]); err != nil {
+		return nil, err
+	}
+	insecure.CloseIdleConnections()
+	ca, err := os.ReadFile(filepath.Join(certDir, "apiserver.crt"))
+	if err != nil {
+		return nil, fmt.Errorf("kubetest: the API server's self-signed certificate: %w", err)
+	}
+	env.Config = &rest.Config{Host: host, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{CAData: ca}}
+
+	env.Kubeconfig = filepath.Join(dir, "admin.kubeconfig")
+	if err := writeKubeconfig(env.Kubeconfig, host, ca, token); err != nil {
+		return nil, err
+	}
+	if err := env.start("kube-controller-manager",
+		"--kubeconfig="+env.Kubeconfig,
+		"--controllers=disruption,namespace,garbagecollector,serviceaccount,serviceaccount-token",
+		"--service-account-private-key-file="+saKey,
+		"--root-ca-file="+filepath.Join(certDir, "apiserver.crt"),
+		"--leader-elect=false",
+		"--bind-address=127.0.0.1",
+		"--secure-port=0",
+	); err != nil {
+		return nil, err
+	}
+	return env, nil
+}
+
+// Need returns env for a test that needs the control plane. When Start
+// failed it skips the test, or fails it if KUBEFOUNDRY_REQUIRE_KUBE=1 or
+// the failure was anything but missing binaries.
+func Need(t testing.TB, env *Environment, startErr error) *Environment {
+	t.Helper()
+	switch {
+	case startErr == nil && env != nil:
+		return env
+	case errors.Is(startErr, ErrNoBinaries) && os.Getenv(RequireEnv) != "1":
+		t.Skipf("no Kubernetes control plane: %v (set %s=1 to make this a failure)", startErr, RequireEnv)
+	case startErr == nil:
+		t.Fatal("kubetest: no environment")
+	default:
+		t.Fatalf("kubetest: %v", startErr)
+	}
+	return nil
+}
+
+// Kubectl runs the kubectl built with the control plane against it.
+func (e *Environment) Kubectl(ctx context.Context, args ...string) ([]byte, error) {
+	kubectl := filepath.Join(e.BinDir, "kubectl")
+	if _, err := os.Stat(kubectl); err != nil {
+		return nil, fmt.Errorf("kubetest: kubectl: %w", ErrNoBinaries)
+	}
+	cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig=" + e.Kubeconfig}, args...)...)
+	return cmd.CombinedOutput()
+}
+
+// Stop ends the processes, newest first, and removes Dir.
+func (e *Environment) Stop() {
+	for i := len(e.procs) - 1; i >= 0; i-- {
+		p := e.procs[i]
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+	e.procs = nil
+	if e.Dir != "" {
+		_ = os.RemoveAll(e.Dir)
+	}
+}
+
+func (e *Environment) start(name string, args ...string) error {
+	log := filepath.Join(e.Dir, name+".log")
+	f, err := os.Create(log)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(filepath.Join(e.BinDir, name), args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the test binary
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return fmt.Errorf("kubetest: start %s: %w", name, err)
+	}
+	p := &process{name: name, cmd: cmd, log: log, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	e.procs = append(e.procs, p)
+	return nil
+}
+
+// waitHTTP polls url until it answers 200, the process exits, or 60 s pass.
+func waitHTTP(ctx context.Context, c *http.Client, url string, header map[string]string, p *process) error {
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		select {
+		case <-p.done:
+			return false, fmt.Errorf("%s exited", p.name)
+		default:
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return false, err
+		}
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		res, err := c.Do(req)
+		if err != nil {
+			return false, nil
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		return fmt.Errorf("kubetest: %s not ready: %w; last log lines:\n%s", p.name, err, tail(p.log, 20))
+	}
+	return nil
+}
+
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+func findBinDir() (string, error) {
+	want := []string{"etcd", "kube-apiserver", "kube-controller-manager"}
+	has := func(dir string) bool {
+		for _, b := range want {
+			if fi, err := os.Stat(filepath.Join(dir, b)); err != nil || fi.IsDir() {
+				return false
+			}
+		}
+		return true
+	}
+	if d := os.Getenv(BinDirEnv); d != "" {
+		if has(d) {
+			return d, nil
+		}
+		return "", fmt.Errorf("%w (in %s=%s)", ErrNoBinaries, BinDirEnv, d)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if has(filepath.Join(d, "bin")) {
+			return filepath.Join(d, "bin"), nil
+		}
+		if filepath.Dir(d) == d {
+			return "", ErrNoBinaries
+		}
+	}
+}
+
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports, nil
+}
+
+func randomToken() (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%x", b), nil
+}
+
+func writeServiceAccountKeys(dir string) (keyPath, pubPath string, err error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return "", "", err
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return "", "", err
+	}
+	keyPath, pubPath = filepath.Join(dir, "sa.key"), filepath.Join(dir, "sa.pub")
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(pubPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o644); err != nil {
+		return "", "", err
+	}
+	return keyPath, pubPath, nil
+}
+
+func writeKubeconfig(path, host string, ca []byte, token string) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["kubetest"] = &clientcmdapi.Cluster{Server: host, CertificateAuthorityData: ca}
+	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts["kubetest"] = &clientcmdapi.Context{Cluster: "kubetest", AuthInfo: "admin"}
+	cfg.CurrentContext = "kubetest"
+	return clientcmd.WriteToFile(*cfg, path)
+}
