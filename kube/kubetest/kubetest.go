@@ -45,6 +45,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -75,6 +76,8 @@ type Environment struct {
 	Config *rest.Config
 	// Kubeconfig is the path of an admin kubeconfig file for kubectl.
 	Kubeconfig string
+	// ServerCA is the PEM certificate that signs the API server's.
+	ServerCA []byte
 	// Dir holds the certificates, data and logs; Stop removes it.
 	Dir string
 	// BinDir holds the binaries, kubectl included when it was built.
@@ -93,20 +96,38 @@ type process struct {
 // Start starts etcd, kube-apiserver and kube-controller-manager and waits
 // until the API server answers /readyz. Ports are picked free on loopback;
 // if another process takes one first, Start tries again with new ones.
-func Start(ctx context.Context) (*Environment, error) {
+func Start(ctx context.Context, opts ...Option) (*Environment, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	bin, err := findBinDir()
 	if err != nil {
 		return nil, err
 	}
 	for attempt := 1; ; attempt++ {
-		env, err := start(ctx, bin)
+		env, err := start(ctx, bin, o)
 		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
 			return env, err
 		}
 	}
 }
 
-func start(ctx context.Context, bin string) (_ *Environment, err error) {
+// An Option adjusts the control plane.
+type Option func(*options)
+
+type options struct {
+	clientCA []byte
+}
+
+// WithClientCA makes the API server accept client certificates signed by
+// the CAs in pemCerts (its --client-ca-file), so that kubeconfigs made with
+// a cluster's own PKI can be tested against it.
+func WithClientCA(pemCerts []byte) Option {
+	return func(o *options) { o.clientCA = pemCerts }
+}
+
+func start(ctx context.Context, bin string, o options) (_ *Environment, err error) {
 	dir, err := os.MkdirTemp("", "kubetest-")
 	if err != nil {
 		return nil, err
@@ -155,7 +176,15 @@ func start(ctx context.Context, bin string) (_ *Environment, err error) {
 		return nil, err
 	}
 	certDir := filepath.Join(dir, "certs")
-	if err := env.start("kube-apiserver",
+	var extra []string
+	if len(o.clientCA) > 0 {
+		caFile := filepath.Join(dir, "client-ca.crt")
+		if err := os.WriteFile(caFile, o.clientCA, 0o644); err != nil {
+			return nil, err
+		}
+		extra = append(extra, "--client-ca-file="+caFile)
+	}
+	if err := env.start("kube-apiserver", append(extra,
 		"--etcd-servers="+etcdURL,
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
@@ -169,7 +198,7 @@ func start(ctx context.Context, bin string) (_ *Environment, err error) {
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--endpoint-reconciler-type=none",
 		"--disable-admission-plugins=ServiceAccount",
-	); err != nil {
+	)...); err != nil {
 		return nil, err
 	}
 	host := "https://127.0.0.1:" + strconv.Itoa(apiPort)
@@ -182,6 +211,7 @@ func start(ctx context.Context, bin string) (_ *Environment, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubetest: the API server's self-signed certificate: %w", err)
 	}
+	env.ServerCA = ca
 	env.Config = &rest.Config{Host: host, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{CAData: ca}}
 
 	env.Kubeconfig = filepath.Join(dir, "admin.kubeconfig")
@@ -220,13 +250,18 @@ func Need(t testing.TB, env *Environment, startErr error) *Environment {
 	return nil
 }
 
-// Kubectl runs the kubectl built with the control plane against it.
+// Kubectl runs the kubectl built with the control plane, with the admin
+// kubeconfig unless args give a --kubeconfig of their own.
 func (e *Environment) Kubectl(ctx context.Context, args ...string) ([]byte, error) {
 	kubectl := filepath.Join(e.BinDir, "kubectl")
 	if _, err := os.Stat(kubectl); err != nil {
 		return nil, fmt.Errorf("kubetest: kubectl: %w", ErrNoBinaries)
 	}
-	cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig=" + e.Kubeconfig}, args...)...)
+	// The admin kubeconfig unless args name another.
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--kubeconfig") }) {
+		args = append([]string{"--kubeconfig=" + e.Kubeconfig}, args...)
+	}
+	cmd := exec.CommandContext(ctx, kubectl, args...)
 	return cmd.CombinedOutput()
 }
 

@@ -1,0 +1,21 @@
+// Package kube is kubefoundry's Kubernetes side, built on client-go.
+//
+// What works today: the PKI of a cluster (NewPKI: cluster, front-proxy and
+// etcd CAs and the service-account key; IssueServing with the API server's
+// SANs from APIServerSANs; IssueClient for users and groups; ExpiryReport)
+// and Kubeconfig, which kubectl accepts (tested against a real
+// kube-apiserver that trusts the cluster CA).
+//
+//	pki, err := kube.NewPKI("c1")
+//	admin, err := pki.ClusterCA.IssueClient("admin", []string{"system:masters"}, 0)
+//	cfg, err := kube.Kubeconfig("c1", "https://10.0.0.10:8443", kube.CertPEM(pki.ClusterCA.Cert), "admin", admin)
+//
+// Keys print as names only (String), never as key material.
+//
+// Package kubetest starts a real etcd, kube-apiserver and
+// kube-controller-manager for tests.
+//
+// Not yet here (issue 5): bootstrap data through Cluster API's kubeadm
+// types, readiness and health, drain, add-ons, the namespace network
+// controller, CA rotation and short-lived user credentials.
+package kube
