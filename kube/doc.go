@@ -12,10 +12,18 @@
 //
 // Keys print as names only (String), never as key material.
 //
+// Client (New, on a *rest.Config) drains nodes: Cordon, Uncordon,
+// DrainPreflight (the PodDisruptionBudgets that would refuse an eviction
+// now, and the pods they hold) and Drain, which evicts through the
+// Eviction API, retries PDB refusals with backoff up to a per-pod timeout,
+// skips DaemonSet and mirror pods, leaves emptyDir pods unless asked, and
+// returns an outcome per pod. Tested on a real API server and
+// controller-manager (kubetest), PDB refusals and their release included.
+//
 // Package kubetest starts a real etcd, kube-apiserver and
 // kube-controller-manager for tests.
 //
 // Not yet here (issue 5): bootstrap data through Cluster API's kubeadm
-// types, readiness and health, drain, add-ons, the namespace network
-// controller, CA rotation and short-lived user credentials.
+// types, readiness and health, add-ons, the namespace network controller,
+// CA rotation and short-lived user credentials with RBAC bindings.
 package kube
