@@ -23,7 +23,14 @@
 // Package kubetest starts a real etcd, kube-apiserver and
 // kube-controller-manager for tests.
 //
+// Readiness and health: WaitReady (/readyz), WaitNodesReady (a
+// *NotReadyError names each laggard and why), Health (the API server's
+// readiness checks, etcd among them; nodes and conditions; kube-system
+// pods). Credentials: UserKubeconfig (a short-lived client certificate from
+// the cluster CA) and BindTeam (a group's ClusterRole in namespaces, applied
+// server-side, idempotent).
+//
 // Not yet here (issue 5): bootstrap data through Cluster API's kubeadm
-// types, readiness and health, add-ons, the namespace network controller,
-// CA rotation and short-lived user credentials with RBAC bindings.
+// types, add-ons, the namespace network controller, CA rotation, and etcd
+// member listing beyond the API server's own etcd checks.
 package kube

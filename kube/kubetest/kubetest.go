@@ -6,7 +6,9 @@
 // The controller manager runs only the controllers that API-level tests
 // need and that work without kubelets: disruption (PodDisruptionBudget
 // status, without which every eviction is refused), namespace,
-// garbagecollector, serviceaccount and serviceaccount-token.
+// garbagecollector, serviceaccount, serviceaccount-token and
+// clusterrole-aggregation (which fills the built-in admin, edit and view
+// ClusterRoles; without it they grant nothing).
 //
 // Share one environment among a package's tests through TestMain:
 //
@@ -220,7 +222,7 @@ func start(ctx context.Context, bin string, o options) (_ *Environment, err erro
 	}
 	if err := env.start("kube-controller-manager",
 		"--kubeconfig="+env.Kubeconfig,
-		"--controllers=disruption,namespace,garbagecollector,serviceaccount,serviceaccount-token",
+		"--controllers=disruption,namespace,garbagecollector,serviceaccount,serviceaccount-token,clusterrole-aggregation",
 		"--service-account-private-key-file="+saKey,
 		"--root-ca-file="+filepath.Join(certDir, "apiserver.crt"),
 		"--leader-elect=false",

@@ -1,0 +1,96 @@
+package kube_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubefoundry/kubefoundry/kube"
+	"github.com/kubefoundry/kubefoundry/kube/kubetest"
+)
+
+func TestReadinessAndHealth(t *testing.T) {
+	env := kubetest.Need(t, env, envErr)
+	ctx := context.Background()
+	c, err := kube.New(env.Config)
+	require.NoError(t, err)
+	require.NoError(t, c.WaitReady(ctx, 10*time.Second))
+
+	cs := c.Clientset()
+	for _, name := range []string{"health-a", "health-b"} {
+		_, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	setReady := func(name string, status corev1.ConditionStatus) {
+		n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		require.NoError(t, err)
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status, Reason: "KubeletReady", LastHeartbeatTime: metav1.Now()}}
+		_, err = cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		require.NoError(t, err)
+	}
+	setReady("health-a", corev1.ConditionTrue)
+	setReady("health-b", corev1.ConditionFalse)
+
+	err = c.WaitNodesReady(ctx, []string{"health-a", "health-b", "health-c"}, time.Second)
+	var nre *kube.NotReadyError
+	require.ErrorAs(t, err, &nre)
+	assert.Equal(t, []string{"health-b", "health-c"}, nre.Nodes)
+	assert.Equal(t, "not registered", nre.Reasons["health-c"])
+
+	go func() { time.Sleep(300 * time.Millisecond); setReady("health-b", corev1.ConditionTrue) }()
+	require.NoError(t, c.WaitNodesReady(ctx, []string{"health-a", "health-b"}, 10*time.Second))
+
+	rep, err := c.Health(ctx)
+	require.NoError(t, err)
+	assert.True(t, rep.API.Ready)
+	assert.True(t, rep.API.Checks["etcd"], "the API server's etcd check is reported: %v", rep.API.Checks)
+	var names []string
+	for _, n := range rep.Nodes {
+		names = append(names, n.Name)
+		if n.Name == "health-a" {
+			assert.True(t, n.Ready)
+			assert.Equal(t, corev1.ConditionTrue, n.Conditions[corev1.NodeReady])
+		}
+	}
+	assert.Subset(t, names, []string{"health-a", "health-b"})
+}
+
+func TestCredentialsAndTeamBindings(t *testing.T) {
+	env := kubetest.Need(t, env, envErr)
+	ctx := context.Background()
+	c, err := kube.New(env.Config)
+	require.NoError(t, err)
+	for _, ns := range []string{"team-a-dev", "team-a-prod", "other"} {
+		_, err := c.Clientset().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	require.NoError(t, c.BindTeam(ctx, "team-a", "view", []string{"team-a-dev", "team-a-prod"}))
+	require.NoError(t, c.BindTeam(ctx, "team-a", "edit", []string{"team-a-dev"}), "role changed")
+	require.NoError(t, c.BindTeam(ctx, "team-a", "edit", []string{"team-a-dev"}), "idempotent")
+
+	cfg, err := kube.UserKubeconfig(pki.ClusterCA, "test", env.Config.Host, env.ServerCA, "alice", []string{"team-a"}, time.Hour)
+	require.NoError(t, err)
+	rc, err := kube.RESTConfig(cfg)
+	require.NoError(t, err)
+	alice := kubernetes.NewForConfigOrDie(rc)
+
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x"}}
+	// The RBAC authorizer sees new bindings through an informer: moments later.
+	require.Eventually(t, func() bool {
+		_, err = alice.CoreV1().ConfigMaps("team-a-dev").Create(ctx, cm, metav1.CreateOptions{})
+		return err == nil
+	}, 10*time.Second, 100*time.Millisecond, "edit in team-a-dev: %v", err)
+	_, err = alice.CoreV1().ConfigMaps("team-a-prod").List(ctx, metav1.ListOptions{})
+	assert.NoError(t, err, "view in team-a-prod")
+	_, err = alice.CoreV1().ConfigMaps("team-a-prod").Create(ctx, cm, metav1.CreateOptions{})
+	assert.True(t, apierrors.IsForbidden(err), "no edit in team-a-prod: %v", err)
+	_, err = alice.CoreV1().ConfigMaps("other").List(ctx, metav1.ListOptions{})
+	assert.True(t, apierrors.IsForbidden(err), "nothing in other: %v", err)
+}
