@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -51,8 +52,8 @@ func (c *Client) WaitNodesReady(ctx context.Context, names []string, timeout tim
 			switch {
 			case apierrors.IsNotFound(err):
 				round[n] = "not registered"
-			case err != nil && ctx.Err() != nil:
-				return false, nil // the deadline struck mid-round; keep the last full one
+			case err != nil && !isAPIStatus(err):
+				return false, nil // no answer (deadline, rate limit, network): keep the last full round
 			case err != nil:
 				round[n] = err.Error()
 			default:
@@ -184,4 +185,11 @@ func (c *Client) Health(ctx context.Context) (*HealthReport, error) {
 		r.SystemPods = append(r.SystemPods, ph)
 	}
 	return r, nil
+}
+
+// isAPIStatus reports whether err is an answer of the API server, as
+// opposed to a request that did not get one.
+func isAPIStatus(err error) bool {
+	var st apierrors.APIStatus
+	return errors.As(err, &st)
 }

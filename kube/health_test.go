@@ -38,7 +38,7 @@ func TestReadinessAndHealth(t *testing.T) {
 	setReady("health-a", corev1.ConditionTrue)
 	setReady("health-b", corev1.ConditionFalse)
 
-	err = c.WaitNodesReady(ctx, []string{"health-a", "health-b", "health-c"}, time.Second)
+	err = c.WaitNodesReady(ctx, []string{"health-a", "health-b", "health-c"}, 3*time.Second)
 	var nre *kube.NotReadyError
 	require.ErrorAs(t, err, &nre)
 	assert.Equal(t, []string{"health-b", "health-c"}, nre.Nodes)
