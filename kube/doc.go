@@ -30,7 +30,14 @@
 // the cluster CA) and BindTeam (a group's ClusterRole in namespaces, applied
 // server-side, idempotent).
 //
+// Add-ons: ParseManifests (multi-document YAML) and ApplyAddons, which
+// applies a named set server-side under FieldManager in dependency order
+// (CRDs, waited on until Established; Namespaces; the rest), labels every
+// object with its set, shows a dry run as per-object actions, prunes what
+// an earlier apply of the set had (recorded in a ConfigMap inventory in
+// kube-system) and waits for rollouts.
+//
 // Not yet here (issue 5): bootstrap data through Cluster API's kubeadm
-// types, add-ons, the namespace network controller, CA rotation, and etcd
-// member listing beyond the API server's own etcd checks.
+// types, the namespace network controller, CA rotation, and etcd member
+// listing beyond the API server's own etcd checks.
 package kube

@@ -8,7 +8,8 @@
 // status, without which every eviction is refused), namespace,
 // garbagecollector, serviceaccount, serviceaccount-token and
 // clusterrole-aggregation (which fills the built-in admin, edit and view
-// ClusterRoles; without it they grant nothing).
+// ClusterRoles; without it they grant nothing), deployment and replicaset.
+// There is no scheduler and no kubelet: pods are never run.
 //
 // Share one environment among a package's tests through TestMain:
 //
@@ -222,7 +223,7 @@ func start(ctx context.Context, bin string, o options) (_ *Environment, err erro
 	}
 	if err := env.start("kube-controller-manager",
 		"--kubeconfig="+env.Kubeconfig,
-		"--controllers=disruption,namespace,garbagecollector,serviceaccount,serviceaccount-token,clusterrole-aggregation",
+		"--controllers=disruption,namespace,garbagecollector,serviceaccount,serviceaccount-token,clusterrole-aggregation,deployment,replicaset",
 		"--service-account-private-key-file="+saKey,
 		"--root-ca-file="+filepath.Join(certDir, "apiserver.crt"),
 		"--leader-elect=false",

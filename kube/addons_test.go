@@ -1,0 +1,155 @@
+package kube_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/kubefoundry/kubefoundry/kube"
+	"github.com/kubefoundry/kubefoundry/kube/kubetest"
+)
+
+const addonsV1 = `
+# the CR comes first in the file; ApplyAddons still applies the CRD first
+apiVersion: example.com/v1
+kind: Widget
+metadata:
+  name: w1
+  namespace: addons-a
+spec:
+  size: 3
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: addons-a
+data:
+  level: info
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: idle
+  namespace: addons-a
+spec:
+  replicas: 0
+  selector:
+    matchLabels: {app: idle}
+  template:
+    metadata:
+      labels: {app: idle}
+    spec:
+      containers:
+      - name: c
+        image: registry.local/idle:1
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: addons-a
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+`
+
+func TestParseManifests(t *testing.T) {
+	objs, err := kube.ParseManifests([]byte(addonsV1 + "\n---\n\n---\n"))
+	require.NoError(t, err)
+	require.Len(t, objs, 5)
+	assert.Equal(t, "Widget", objs[0].GetKind())
+
+	_, err = kube.ParseManifests([]byte("apiVersion: v1\nkind: ConfigMap\n---\nkind: [oops"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "document 0")
+}
+
+func TestApplyAddons(t *testing.T) {
+	env := kubetest.Need(t, env, envErr)
+	ctx := context.Background()
+	c, err := kube.New(env.Config)
+	require.NoError(t, err)
+	objs, err := kube.ParseManifests([]byte(addonsV1))
+	require.NoError(t, err)
+	set := kube.AddonSet{Name: "demo", Objects: objs}
+
+	rep, err := c.ApplyAddons(ctx, set, kube.ApplyOptions{Prune: true, RolloutTimeout: 30 * time.Second})
+	require.NoError(t, err)
+	assert.Equal(t, "created CustomResourceDefinition widgets.example.com\ncreated Namespace addons-a\n", strings.Join(strings.SplitAfter(rep.String(), "\n")[:2], ""), "CRDs first, then namespaces")
+	for _, ch := range rep.Changes {
+		assert.Equal(t, kube.Created, ch.Action, ch.Name)
+	}
+
+	dyn := dynamic.NewForConfigOrDie(env.Config)
+	widget, err := dyn.Resource(schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "widgets"}).Namespace("addons-a").Get(ctx, "w1", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "demo", widget.GetLabels()[kube.AddonSetLabel])
+
+	rep, err = c.ApplyAddons(ctx, set, kube.ApplyOptions{Prune: true})
+	require.NoError(t, err)
+	for _, ch := range rep.Changes {
+		assert.Equal(t, kube.Unchanged, ch.Action, ch.Name)
+	}
+
+	t.Run("dry run shows the change and makes none", func(t *testing.T) {
+		v2 := strings.Replace(addonsV1, "level: info", "level: debug", 1)
+		objs, err := kube.ParseManifests([]byte(v2))
+		require.NoError(t, err)
+		rep, err := c.ApplyAddons(ctx, kube.AddonSet{Name: "demo", Objects: objs}, kube.ApplyOptions{DryRun: true})
+		require.NoError(t, err)
+		assert.Contains(t, rep.String(), "updated ConfigMap addons-a/settings")
+		cm, err := c.Clientset().CoreV1().ConfigMaps("addons-a").Get(ctx, "settings", metav1.GetOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, "info", cm.Data["level"])
+	})
+
+	t.Run("a later version without an object prunes it", func(t *testing.T) {
+		var keep = objs[:0:0]
+		for _, o := range objs {
+			if o.GetKind() != "ConfigMap" {
+				keep = append(keep, o)
+			}
+		}
+		rep, err := c.ApplyAddons(ctx, kube.AddonSet{Name: "demo", Objects: keep}, kube.ApplyOptions{Prune: true})
+		require.NoError(t, err)
+		assert.Contains(t, rep.String(), "pruned ConfigMap addons-a/settings")
+		_, err = c.Clientset().CoreV1().ConfigMaps("addons-a").Get(ctx, "settings", metav1.GetOptions{})
+		assert.True(t, apierrors.IsNotFound(err), "%v", err)
+	})
+}
+
+func TestApplyAddonsRolloutTimeout(t *testing.T) {
+	env := kubetest.Need(t, env, envErr)
+	c, err := kube.New(env.Config)
+	require.NoError(t, err)
+	// One replica that never becomes available: there is no scheduler.
+	objs, err := kube.ParseManifests([]byte(strings.NewReplacer("replicas: 0", "replicas: 1", "addons-a", "addons-b").Replace(addonsV1)))
+	require.NoError(t, err)
+	objs = objs[1:] // the Widget is not needed here
+	_, err = c.ApplyAddons(context.Background(), kube.AddonSet{Name: "stuck", Objects: objs}, kube.ApplyOptions{RolloutTimeout: 2 * time.Second})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "rollout of Deployment addons-b/idle")
+	assert.Contains(t, err.Error(), "0 of 1 updated and available")
+}
