@@ -72,7 +72,26 @@ type ApplyOptions struct {
 	// RolloutTimeout, when set, waits for the set's Deployments,
 	// DaemonSets and StatefulSets to finish rolling out.
 	RolloutTimeout time.Duration
+	// KeepOthers refuses to take over fields another field manager set
+	// (kubectl edit, an operator): such an apply fails with a *ConflictError
+	// naming them. By default the set's values win, as with kubectl apply
+	// --server-side --force-conflicts.
+	KeepOthers bool
 }
+
+// ConflictError is an apply refused because other field managers own
+// fields the set would change.
+type ConflictError struct {
+	Kind, Namespace, Name string
+	Conflicts             []string // "field owned by manager", as the server words them
+	Err                   error
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("apply %s %s/%s: fields owned by others: %s", e.Kind, e.Namespace, e.Name, strings.Join(e.Conflicts, "; "))
+}
+
+func (e *ConflictError) Unwrap() error { return e.Err }
 
 // Action is what applying did, or would do, to one object.
 type Action string
@@ -134,7 +153,7 @@ func (c *Client) ApplyAddons(ctx context.Context, set AddonSet, o ApplyOptions) 
 			crdsDone = true
 			mapper.Reset() // the new kinds are served now
 		}
-		change, err := c.applyOne(ctx, dyn, mapper, u, o.DryRun)
+		change, err := c.applyOne(ctx, dyn, mapper, u, o)
 		if err != nil {
 			return report, err
 		}
@@ -191,7 +210,7 @@ func (c *Client) resource(dyn dynamic.Interface, mapper meta.RESTMapper, gvk sch
 	return dyn.Resource(m.Resource), nil
 }
 
-func (c *Client) applyOne(ctx context.Context, dyn dynamic.Interface, mapper meta.RESTMapper, u *unstructured.Unstructured, dryRun bool) (ObjectChange, error) {
+func (c *Client) applyOne(ctx context.Context, dyn dynamic.Interface, mapper meta.RESTMapper, u *unstructured.Unstructured, o ApplyOptions) (ObjectChange, error) {
 	ch := ObjectChange{Kind: u.GetKind(), Namespace: u.GetNamespace(), Name: u.GetName()}
 	ri, err := c.resource(dyn, mapper, u.GroupVersionKind(), u.GetNamespace())
 	if meta.IsNoMatchError(err) {
@@ -217,11 +236,21 @@ func (c *Client) applyOne(ctx context.Context, dyn dynamic.Interface, mapper met
 	case err != nil:
 		return ch, fmt.Errorf("read %s %s: %w", u.GetKind(), u.GetName(), err)
 	}
-	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
-	if dryRun {
+	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: !o.KeepOthers}
+	if o.DryRun {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}
 	after, err := ri.Apply(ctx, u.GetName(), u, opts)
+	if apierrors.IsConflict(err) {
+		ce := &ConflictError{Kind: u.GetKind(), Namespace: u.GetNamespace(), Name: u.GetName(), Err: err}
+		var st apierrors.APIStatus
+		if errors.As(err, &st) && st.Status().Details != nil {
+			for _, cause := range st.Status().Details.Causes {
+				ce.Conflicts = append(ce.Conflicts, cause.Message)
+			}
+		}
+		return ch, ce
+	}
 	if err != nil {
 		return ch, fmt.Errorf("apply %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
 	}

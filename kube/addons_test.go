@@ -125,6 +125,26 @@ func TestApplyAddons(t *testing.T) {
 		assert.Equal(t, "info", cm.Data["level"])
 	})
 
+	t.Run("fields another manager changed", func(t *testing.T) {
+		// An operator edits the ConfigMap with kubectl (its own field manager).
+		out, err := env.Kubectl(ctx, "-n", "addons-a", "patch", "configmap", "settings", "--type=merge", "-p", `{"data":{"level":"warn"}}`)
+		require.NoError(t, err, string(out))
+
+		_, err = c.ApplyAddons(ctx, set, kube.ApplyOptions{KeepOthers: true})
+		var ce *kube.ConflictError
+		require.ErrorAs(t, err, &ce)
+		assert.Equal(t, "settings", ce.Name)
+		require.NotEmpty(t, ce.Conflicts)
+		assert.Contains(t, ce.Conflicts[0], "kubectl")
+
+		rep, err := c.ApplyAddons(ctx, set, kube.ApplyOptions{})
+		require.NoError(t, err, "by default the set's values win")
+		assert.Contains(t, rep.String(), "updated ConfigMap addons-a/settings")
+		cm, err := c.Clientset().CoreV1().ConfigMaps("addons-a").Get(ctx, "settings", metav1.GetOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, "info", cm.Data["level"])
+	})
+
 	t.Run("a later version without an object prunes it", func(t *testing.T) {
 		var keep = objs[:0:0]
 		for _, o := range objs {
