@@ -37,7 +37,12 @@
 // an earlier apply of the set had (recorded in a ConfigMap inventory in
 // kube-system) and waits for rollouts.
 //
-// Not yet here (issue 5): bootstrap data through Cluster API's kubeadm
-// types, the namespace network controller, CA rotation, and etcd member
-// listing beyond the API server's own etcd checks.
+// Bootstrap: InitControlPlaneUserData, JoinControlPlaneUserData and
+// WorkerUserData render the cloud-init user data a stemcell VM runs, with
+// Cluster API's own kubeadm bootstrap code (its v1beta2 types converted to
+// kubeadm's API for the Kubernetes version, its cloud-init templates);
+// NewBootstrapToken and BootstrapTokenSecret make the join token valid.
+//
+// Not yet here (issue 5): the namespace network controller, CA rotation in
+// two phases, and etcd member listing beyond the API server's own checks.
 package kube

@@ -201,6 +201,7 @@ func start(ctx context.Context, bin string, o options) (_ *Environment, err erro
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--endpoint-reconciler-type=none",
 		"--disable-admission-plugins=ServiceAccount",
+		"--enable-bootstrap-token-auth",
 	)...); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,284 @@
+package kube
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"maps"
+	"math/big"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/blang/semver/v4"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	bootstrapv1 "sigs.k8s.io/cluster-api/api/bootstrap/kubeadm/v1beta2"
+	"sigs.k8s.io/cluster-api/bootstrap/kubeadm/pkg/cloudinit"
+	kubeadmtypes "sigs.k8s.io/cluster-api/bootstrap/kubeadm/pkg/types"
+	"sigs.k8s.io/cluster-api/bootstrap/kubeadm/pkg/types/upstream"
+	"sigs.k8s.io/cluster-api/util/certs"
+	"sigs.k8s.io/cluster-api/util/secret"
+)
+
+// NodeNameFromMetadata is the node name cloud-init renders from the
+// instance's standard local_hostname, which the VMware datasource reads
+// from the local-hostname that vsphere.ProvisionVMs puts in guestinfo
+// metadata (the VM's name).
+const NodeNameFromMetadata = "{{ v1.local_hostname }}"
+
+// BootstrapSpec is what kubeadm needs to make or join a cluster. The YAML
+// it becomes is rendered by Cluster API's own kubeadm bootstrap code (its
+// v1beta2 types, their conversion to kubeadm's API for the Kubernetes
+// version, and its cloud-init templates), not written by hand here.
+type BootstrapSpec struct {
+	ClusterName       string
+	KubernetesVersion string // such as "v1.36.3"
+	// ControlPlaneEndpoint is the load balancer's "host:port" (TKGI: the
+	// NSX virtual server on 8443).
+	ControlPlaneEndpoint string
+	PodSubnet            string // default 10.244.0.0/16
+	ServiceSubnet        string // default 10.96.0.0/12
+	DNSDomain            string // default cluster.local
+	// CertSANs are extra names of the API server certificate.
+	CertSANs []string
+	// APIServerArgs and KubeletArgs are extra flags, as in TKGI's
+	// Kubernetes profiles.
+	APIServerArgs map[string]string
+	KubeletArgs   map[string]string
+	// Token is the bootstrap token joining nodes use ("abcdef.0123456789abcdef").
+	Token               string
+	PreKubeadmCommands  []string
+	PostKubeadmCommands []string
+}
+
+func (s *BootstrapSpec) defaults() (semver.Version, error) {
+	if s.PodSubnet == "" {
+		s.PodSubnet = "10.244.0.0/16"
+	}
+	if s.ServiceSubnet == "" {
+		s.ServiceSubnet = "10.96.0.0/12"
+	}
+	if s.DNSDomain == "" {
+		s.DNSDomain = "cluster.local"
+	}
+	var missing []string
+	for name, v := range map[string]string{"clusterName": s.ClusterName, "kubernetesVersion": s.KubernetesVersion,
+		"controlPlaneEndpoint": s.ControlPlaneEndpoint, "token": s.Token} {
+		if v == "" {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return semver.Version{}, fmt.Errorf("bootstrap spec: %s required", strings.Join(missing, ", "))
+	}
+	v, err := semver.ParseTolerant(s.KubernetesVersion)
+	if err != nil {
+		return semver.Version{}, fmt.Errorf("bootstrap spec: kubernetesVersion %q: %w", s.KubernetesVersion, err)
+	}
+	if _, err := bootstrapv1.NewBootstrapTokenString(s.Token); err != nil {
+		return semver.Version{}, fmt.Errorf("bootstrap spec: token: %w", err)
+	}
+	return v, nil
+}
+
+func args(m map[string]string) []bootstrapv1.Arg {
+	out := make([]bootstrapv1.Arg, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, bootstrapv1.Arg{Name: k, Value: ptrTo(m[k])})
+	}
+	return out
+}
+
+func (s *BootstrapSpec) clusterConfiguration(v semver.Version) (string, error) {
+	cc := &bootstrapv1.ClusterConfiguration{
+		ControlPlaneEndpoint: s.ControlPlaneEndpoint,
+		APIServer:            bootstrapv1.APIServer{CertSANs: s.CertSANs, ExtraArgs: args(s.APIServerArgs)},
+	}
+	ver := s.KubernetesVersion
+	return kubeadmtypes.MarshalClusterConfigurationForVersion(cc, v, &upstream.AdditionalData{
+		KubernetesVersion: &ver, ClusterName: &s.ClusterName, DNSDomain: &s.DNSDomain,
+		ServiceSubnet: &s.ServiceSubnet, PodSubnet: &s.PodSubnet,
+	})
+}
+
+func (s *BootstrapSpec) nodeRegistration() bootstrapv1.NodeRegistrationOptions {
+	return bootstrapv1.NodeRegistrationOptions{Name: NodeNameFromMetadata, KubeletExtraArgs: args(s.KubeletArgs)}
+}
+
+func (s *BootstrapSpec) base(controlPlane bool, v semver.Version) cloudinit.BaseUserData {
+	return cloudinit.BaseUserData{
+		PreKubeadmCommands:  s.PreKubeadmCommands,
+		PostKubeadmCommands: s.PostKubeadmCommands,
+		ControlPlane:        controlPlane,
+		KubernetesVersion:   v,
+	}
+}
+
+// certificates are the cluster's CAs and service-account key as Cluster
+// API writes them to a control-plane node (/etc/kubernetes/pki).
+func (p *PKI) certificates() (secret.Certificates, error) {
+	set := secret.NewCertificatesForInitialControlPlane(nil)
+	pair := func(ca *CA) (*certs.KeyPair, error) {
+		key, err := KeyPEM(ca.Key)
+		if err != nil {
+			return nil, err
+		}
+		return &certs.KeyPair{Cert: CertPEM(ca.Cert), Key: key}, nil
+	}
+	for purpose, ca := range map[secret.Purpose]*CA{secret.ClusterCA: p.ClusterCA, secret.EtcdCA: p.EtcdCA, secret.FrontProxyCA: p.FrontProxyCA} {
+		kp, err := pair(ca)
+		if err != nil {
+			return nil, err
+		}
+		set.GetByPurpose(purpose).KeyPair = kp
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&p.ServiceKey.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	key, err := KeyPEM(p.ServiceKey)
+	if err != nil {
+		return nil, err
+	}
+	set.GetByPurpose(secret.ServiceAccount).KeyPair = &certs.KeyPair{
+		Cert: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), Key: key}
+	return set, nil
+}
+
+// InitControlPlaneUserData is the cloud-init user data of the first
+// control-plane node: the cluster's CAs and keys, and `kubeadm init`.
+// It holds private keys: treat it as a secret.
+func (p *PKI) InitControlPlaneUserData(s BootstrapSpec) ([]byte, error) {
+	v, err := s.defaults()
+	if err != nil {
+		return nil, err
+	}
+	cc, err := s.clusterConfiguration(v)
+	if err != nil {
+		return nil, err
+	}
+	tok, _ := bootstrapv1.NewBootstrapTokenString(s.Token)
+	ic, err := kubeadmtypes.MarshalInitConfigurationForVersion(&bootstrapv1.InitConfiguration{
+		BootstrapTokens:  []bootstrapv1.BootstrapToken{{Token: *tok, TTLSeconds: ptrTo(int32(24 * 3600)), Groups: []string{"system:bootstrappers:kubeadm:default-node-token"}, Usages: []string{"signing", "authentication"}}},
+		NodeRegistration: s.nodeRegistration(),
+	}, v)
+	if err != nil {
+		return nil, err
+	}
+	set, err := p.certificates()
+	if err != nil {
+		return nil, err
+	}
+	return cloudinit.NewInitControlPlane(&cloudinit.ControlPlaneInput{
+		BaseUserData: s.base(true, v), Certificates: set, ClusterConfiguration: cc, InitConfiguration: ic,
+	})
+}
+
+// JoinControlPlaneUserData is the cloud-init user data of a further
+// control-plane node. It holds private keys: treat it as a secret.
+func (p *PKI) JoinControlPlaneUserData(s BootstrapSpec) ([]byte, error) {
+	v, err := s.defaults()
+	if err != nil {
+		return nil, err
+	}
+	jc, err := p.joinConfiguration(s, v, true)
+	if err != nil {
+		return nil, err
+	}
+	set, err := p.certificates()
+	if err != nil {
+		return nil, err
+	}
+	return cloudinit.NewJoinControlPlane(&cloudinit.ControlPlaneJoinInput{
+		BaseUserData: s.base(true, v), Certificates: set, BootstrapToken: s.Token, JoinConfiguration: jc,
+	})
+}
+
+// WorkerUserData is the cloud-init user data of a worker: `kubeadm join`
+// with the bootstrap token, pinned to the cluster CA by its hash. It holds
+// no private key, only the (short-lived) token.
+func (p *PKI) WorkerUserData(s BootstrapSpec) ([]byte, error) {
+	v, err := s.defaults()
+	if err != nil {
+		return nil, err
+	}
+	jc, err := p.joinConfiguration(s, v, false)
+	if err != nil {
+		return nil, err
+	}
+	return cloudinit.NewNode(&cloudinit.NodeInput{BaseUserData: s.base(false, v), JoinConfiguration: jc})
+}
+
+func (p *PKI) joinConfiguration(s BootstrapSpec, v semver.Version, controlPlane bool) (string, error) {
+	jc := &bootstrapv1.JoinConfiguration{
+		NodeRegistration: s.nodeRegistration(),
+		Discovery: bootstrapv1.Discovery{BootstrapToken: bootstrapv1.BootstrapTokenDiscovery{
+			Token: s.Token, APIServerEndpoint: s.ControlPlaneEndpoint, CACertHashes: []string{CACertHash(p.ClusterCA.Cert)},
+		}},
+	}
+	if controlPlane {
+		jc.ControlPlane = &bootstrapv1.JoinControlPlane{}
+	}
+	return kubeadmtypes.MarshalJoinConfigurationForVersion(jc, v)
+}
+
+// CACertHash is kubeadm's discovery pin of a CA: "sha256:" and the hash of
+// its public key (SubjectPublicKeyInfo).
+func CACertHash(ca *x509.Certificate) string {
+	sum := sha256.Sum256(ca.RawSubjectPublicKeyInfo)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// NewBootstrapToken returns a random kubeadm bootstrap token.
+func NewBootstrapToken() (string, error) {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	pick := func(n int) (string, error) {
+		b := make([]byte, n)
+		for i := range b {
+			k, err := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
+			if err != nil {
+				return "", err
+			}
+			b[i] = alphabet[k.Int64()]
+		}
+		return string(b), nil
+	}
+	id, err := pick(6)
+	if err != nil {
+		return "", err
+	}
+	sec, err := pick(16)
+	if err != nil {
+		return "", err
+	}
+	return id + "." + sec, nil
+}
+
+// BootstrapTokenSecret is the kube-system Secret that makes token valid for
+// joining nodes until ttl from now, in the bootstrap-token format the API
+// server's bootstrap authenticator reads.
+func BootstrapTokenSecret(token string, ttl time.Duration) (*corev1.Secret, error) {
+	t, err := bootstrapv1.NewBootstrapTokenString(token)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap token: %w", err)
+	}
+	return &corev1.Secret{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: metav1.ObjectMeta{Name: "bootstrap-token-" + t.ID, Namespace: metav1.NamespaceSystem},
+		Type:       corev1.SecretTypeBootstrapToken,
+		StringData: map[string]string{
+			"token-id":                       t.ID,
+			"token-secret":                   t.Secret,
+			"expiration":                     time.Now().Add(ttl).UTC().Format(time.RFC3339),
+			"usage-bootstrap-authentication": "true",
+			"usage-bootstrap-signing":        "true",
+			"auth-extra-groups":              "system:bootstrappers:kubeadm:default-node-token",
+			"description":                    "kubefoundry node join token",
+		},
+	}, nil
+}
