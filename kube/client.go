@@ -3,6 +3,8 @@ package kube
 import (
 	"fmt"
 
+	"golang.org/x/time/rate"
+
 	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -49,3 +51,5 @@ func New(cfg *rest.Config, opts ...Option) (*Client, error) {
 
 // Clientset returns the underlying client-go clientset.
 func (c *Client) Clientset() kubernetes.Interface { return c.cs }
+
+func newLimiter(qps float64, burst int) *rate.Limiter { return rate.NewLimiter(rate.Limit(qps), burst) }

@@ -43,6 +43,13 @@
 // kubeadm's API for the Kubernetes version, its cloud-init templates);
 // NewBootstrapToken and BootstrapTokenSecret make the join token valid.
 //
-// Not yet here (issue 5): the namespace network controller, CA rotation in
-// two phases, and etcd member listing beyond the API server's own checks.
+// The namespace network controller (NCP's role): an informer on Namespaces
+// and a rate-limited workqueue call a NetworkProvider (lifecycle wires in
+// nsxt) to make and delete each namespace's network, record the result in
+// annotations, retry failures with per-item backoff, resync, and hold
+// deleted namespaces with a finalizer until their network is gone, across
+// restarts of the controller.
+//
+// Not yet here (issue 5): CA rotation in two phases, and etcd member
+// listing beyond the API server's own checks.
 package kube
