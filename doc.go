@@ -6,7 +6,7 @@
 //
 //	examples/*   thin mains: flags -> package calls -> output
 //	lifecycle    composable steps and the cluster orchestrator    (planned)
-//	bosh kube harbor                                              (planned)
+//	bosh kube harbor                                              (kube today)
 //	vsphere csi nsxt   infrastructure clients                     (vsphere today)
 //	internal/    retry and backoff
 //
@@ -15,7 +15,12 @@
 // ProvisionVMs (clones from a stemcell template with placement, hardware,
 // cloud-init guestinfo and ownership, in parallel, idempotently), DRS rules,
 // power, resize, destroy, the orphan scan, a watch of many VMs over one
-// PropertyCollector, and stemcell (OVF/OVA) import.
+// PropertyCollector, and stemcell (OVF/OVA) import; and package
+// [github.com/kubefoundry/kubefoundry/kube]: the cluster PKI and
+// kubeconfigs, kubeadm bootstrap data rendered by Cluster API's code,
+// readiness and health, PDB-aware drains, add-ons by server-side apply, the
+// namespace network controller and team RBAC, tested on a real API server
+// that package kube/kubetest starts.
 //
 // Every package is tested against a simulator that speaks the real wire
 // protocol; for vSphere that is govmomi's vcsim.
