@@ -81,6 +81,9 @@ type Environment struct {
 	Kubeconfig string
 	// ServerCA is the PEM certificate that signs the API server's.
 	ServerCA []byte
+	// ClientCAFile is the API server's --client-ca-file, when WithClientCA
+	// was given; SetClientCA replaces its content.
+	ClientCAFile string
 	// Dir holds the certificates, data and logs; Stop removes it.
 	Dir string
 	// BinDir holds the binaries, kubectl included when it was built.
@@ -186,6 +189,7 @@ func start(ctx context.Context, bin string, o options) (_ *Environment, err erro
 			return nil, err
 		}
 		extra = append(extra, "--client-ca-file="+caFile)
+		env.ClientCAFile = caFile
 	}
 	if err := env.start("kube-apiserver", append(extra,
 		"--etcd-servers="+etcdURL,
@@ -267,6 +271,19 @@ func (e *Environment) Kubectl(ctx context.Context, args ...string) ([]byte, erro
 	}
 	cmd := exec.CommandContext(ctx, kubectl, args...)
 	return cmd.CombinedOutput()
+}
+
+// SetClientCA replaces the CAs the API server accepts client certificates
+// from. The API server notices the file change by itself, within moments.
+func (e *Environment) SetClientCA(pemCerts []byte) error {
+	if e.ClientCAFile == "" {
+		return errors.New("kubetest: started without WithClientCA")
+	}
+	tmp := e.ClientCAFile + ".new"
+	if err := os.WriteFile(tmp, pemCerts, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, e.ClientCAFile)
 }
 
 // Stop ends the processes, newest first, and removes Dir.
