@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kubefoundry/kubefoundry/internal/retry"
 )
 
 // DrainOptions control Drain, as TKGI's update-cluster drain flags do.
@@ -32,6 +34,10 @@ type DrainOptions struct {
 	DeleteEmptyDirData bool
 	// Concurrency bounds the evictions in flight; zero means 10.
 	Concurrency int
+	// Progress, when set, is told of every refusal while it is retried
+	// (Result Refused, Reason saying it retries) and of every pod's final
+	// outcome. Calls are serialised.
+	Progress func(PodOutcome)
 }
 
 // Result is what happened to one pod.
@@ -179,6 +185,14 @@ func (c *Client) Drain(ctx context.Context, node string, o DrainOptions) (*Drain
 	}
 	log := c.log.With(zap.String("node", node))
 	report := &DrainReport{Node: node, Pods: make([]PodOutcome, len(pods))}
+	var progressMu sync.Mutex
+	progress := func(po PodOutcome) {
+		if o.Progress != nil {
+			progressMu.Lock()
+			defer progressMu.Unlock()
+			o.Progress(po)
+		}
+	}
 	sem := make(chan struct{}, o.Concurrency)
 	var wg sync.WaitGroup
 	for i := range pods {
@@ -203,7 +217,8 @@ func (c *Client) Drain(ctx context.Context, node string, o DrainOptions) (*Drain
 				out.Result, out.Err = Failed, ctx.Err()
 				return
 			}
-			c.evict(ctx, p, o, out)
+			c.evict(ctx, p, o, out, progress)
+			progress(*out)
 			log.Debug("pod drained", zap.String("pod", p.Namespace+"/"+p.Name), zap.String("result", string(out.Result)))
 		}()
 	}
@@ -252,40 +267,42 @@ func hasEmptyDir(p *corev1.Pod) bool {
 
 // evict requests the eviction until it is accepted or PodTimeout passes,
 // then waits for the pod (this very pod, by UID) to be gone.
-func (c *Client) evict(ctx context.Context, p *corev1.Pod, o DrainOptions, out *PodOutcome) {
+func (c *Client) evict(ctx context.Context, p *corev1.Pod, o DrainOptions, out *PodOutcome, progress func(PodOutcome)) {
 	ctx, cancel := context.WithTimeout(ctx, o.PodTimeout)
 	defer cancel()
 	ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}}
 	if o.GracePeriod != nil {
 		ev.DeleteOptions = &metav1.DeleteOptions{GracePeriodSeconds: ptrTo(int64(o.GracePeriod.Seconds()))}
 	}
-	var lastRefusal error
-	err := wait.ExponentialBackoffWithContext(ctx, wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 5 * time.Second},
-		func(ctx context.Context) (bool, error) {
-			out.Attempts++
-			err := c.cs.PolicyV1().Evictions(p.Namespace).Evict(ctx, ev)
-			switch {
-			case err == nil, apierrors.IsNotFound(err):
-				return true, nil
-			case apierrors.IsTooManyRequests(err):
-				lastRefusal = err // a PodDisruptionBudget says not now
-				return false, nil
-			case apierrors.IsConflict(err):
-				return false, nil // the budget changed under us; ask again
-			default:
-				return false, err
-			}
-		})
-	if err != nil {
+	backoff := retry.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
+	for accepted := false; !accepted; {
+		out.Attempts++
+		err := c.cs.PolicyV1().Evictions(p.Namespace).Evict(ctx, ev)
 		switch {
-		case lastRefusal != nil && ctx.Err() != nil:
-			out.Result, out.Reason, out.Err = Refused, "refused by a PodDisruptionBudget until the pod timeout", lastRefusal
+		case err == nil, apierrors.IsNotFound(err):
+			accepted = true
+			continue
+		case apierrors.IsTooManyRequests(err):
+			// A PodDisruptionBudget says not now: ask again later.
+			out.Result, out.Reason, out.Err = Refused, "refused by a PodDisruptionBudget until the pod timeout", err
+			progress(PodOutcome{Namespace: p.Namespace, Name: p.Name, Result: Refused, Reason: "refused by a PodDisruptionBudget; retrying", Attempts: out.Attempts, Err: err})
+		case apierrors.IsConflict(err):
+			// The budget changed under us; ask again.
+		case ctx.Err() != nil && out.Result == Refused:
+			return // the pod timeout struck during a request; still refused
 		default:
-			out.Result, out.Err = Failed, err
+			out.Result, out.Reason, out.Err = Failed, "", err
+			return
 		}
-		return
+		if !backoff.Sleep(ctx) {
+			if out.Result != Refused {
+				out.Result, out.Err = Failed, fmt.Errorf("eviction not accepted before the pod timeout: %w", context.DeadlineExceeded)
+			}
+			return
+		}
 	}
-	err = wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+	out.Result, out.Reason, out.Err = "", "", nil
+	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		got, err := c.cs.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return true, nil

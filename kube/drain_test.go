@@ -3,6 +3,7 @@ package kube_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,17 +132,27 @@ func TestDrain(t *testing.T) {
 	assert.Equal(t, "db", blocks[0].Name)
 	assert.ElementsMatch(t, []string{"db-0", "db-1", "db-2"}, blocks[0].Pods)
 
-	// Half-way, the db budget is relaxed, as an operator would: its pods
-	// are refused (429) first, then evicted.
-	go func() {
-		time.Sleep(1500 * time.Millisecond)
-		patch := []byte(`{"spec":{"minAvailable":0}}`)
-		_, err := c.Clientset().PolicyV1().PodDisruptionBudgets(f.ns).Patch(ctx, "db", types.MergePatchType, patch, metav1.PatchOptions{})
-		assert.NoError(t, err)
-	}()
+	// Once every db pod has been refused (429), the db budget is relaxed,
+	// as an operator would, and they are evicted.
+	refusedDB := map[string]bool{}
+	relaxed := make(chan struct{})
+	progress := func(po kube.PodOutcome) {
+		if po.Result != kube.Refused || !strings.HasPrefix(po.Name, "db-") || len(refusedDB) == 3 {
+			return
+		}
+		if refusedDB[po.Name] = true; len(refusedDB) == 3 {
+			go func() {
+				defer close(relaxed)
+				patch := []byte(`{"spec":{"minAvailable":0}}`)
+				_, err := c.Clientset().PolicyV1().PodDisruptionBudgets(f.ns).Patch(ctx, "db", types.MergePatchType, patch, metav1.PatchOptions{})
+				assert.NoError(t, err)
+			}()
+		}
+	}
 	grace := time.Duration(0)
-	rep, err := c.Drain(ctx, f.node, kube.DrainOptions{GracePeriod: &grace, PodTimeout: 6 * time.Second})
+	rep, err := c.Drain(ctx, f.node, kube.DrainOptions{GracePeriod: &grace, PodTimeout: 10 * time.Second, Progress: progress})
 	require.NoError(t, err)
+	<-relaxed
 
 	node, err := c.Clientset().CoreV1().Nodes().Get(ctx, f.node, metav1.GetOptions{})
 	require.NoError(t, err)
