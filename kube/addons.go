@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -107,6 +108,9 @@ const (
 type ObjectChange struct {
 	Kind, Namespace, Name string
 	Action                Action
+	// Diff lists, for an update, each changed field as
+	// "path: old -> new" (with <none> for a field added or removed).
+	Diff []string
 }
 
 // ApplyReport lists every object's change, in apply order, prunes last.
@@ -261,22 +265,58 @@ func (c *Client) applyOne(ctx context.Context, dyn dynamic.Interface, mapper met
 		ch.Action = Unchanged
 	default:
 		ch.Action = Updated
+		ch.Diff = diffFields("", stripVolatile(before), stripVolatile(after), nil)
 	}
 	return ch, nil
+}
+
+// diffFields lists the leaf fields that differ between a and b.
+func diffFields(path string, a, b any, out []string) []string {
+	am, aok := a.(map[string]any)
+	bm, bok := b.(map[string]any)
+	if aok && bok {
+		keys := map[string]bool{}
+		for k := range am {
+			keys[k] = true
+		}
+		for k := range bm {
+			keys[k] = true
+		}
+		for _, k := range slices.Sorted(maps.Keys(keys)) {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			out = diffFields(p, am[k], bm[k], out)
+		}
+		return out
+	}
+	if equality.Semantic.DeepEqual(a, b) {
+		return out
+	}
+	show := func(v any) string {
+		if v == nil {
+			return "<none>"
+		}
+		raw, _ := json.Marshal(v)
+		return string(raw)
+	}
+	return append(out, fmt.Sprintf("%s: %s -> %s", path, show(a), show(b)))
 }
 
 // sameContent compares two versions of an object without the fields the
 // server changes on every write.
 func sameContent(a, b *unstructured.Unstructured) bool {
-	strip := func(u *unstructured.Unstructured) map[string]any {
-		c := u.DeepCopy()
-		for _, f := range []string{"managedFields", "resourceVersion", "generation", "creationTimestamp", "uid"} {
-			unstructured.RemoveNestedField(c.Object, "metadata", f)
-		}
-		unstructured.RemoveNestedField(c.Object, "status")
-		return c.Object
+	return equality.Semantic.DeepEqual(stripVolatile(a), stripVolatile(b))
+}
+
+func stripVolatile(u *unstructured.Unstructured) map[string]any {
+	c := u.DeepCopy()
+	for _, f := range []string{"managedFields", "resourceVersion", "generation", "creationTimestamp", "uid"} {
+		unstructured.RemoveNestedField(c.Object, "metadata", f)
 	}
-	return equality.Semantic.DeepEqual(strip(a), strip(b))
+	unstructured.RemoveNestedField(c.Object, "status")
+	return c.Object
 }
 
 func (c *Client) waitEstablished(ctx context.Context, dyn dynamic.Interface, name string) error {
@@ -478,6 +518,9 @@ func (r *ApplyReport) String() string {
 			name = c.Namespace + "/" + c.Name
 		}
 		fmt.Fprintf(&b, "%s %s %s\n", c.Action, c.Kind, name)
+		for _, d := range c.Diff {
+			fmt.Fprintf(&b, "    %s\n", d)
+		}
 	}
 	return b.String()
 }

@@ -119,7 +119,7 @@ func TestApplyAddons(t *testing.T) {
 		require.NoError(t, err)
 		rep, err := c.ApplyAddons(ctx, kube.AddonSet{Name: "demo", Objects: objs}, kube.ApplyOptions{DryRun: true})
 		require.NoError(t, err)
-		assert.Contains(t, rep.String(), "updated ConfigMap addons-a/settings")
+		assert.Contains(t, rep.String(), "updated ConfigMap addons-a/settings\n    data.level: \"info\" -> \"debug\"\n")
 		cm, err := c.Clientset().CoreV1().ConfigMaps("addons-a").Get(ctx, "settings", metav1.GetOptions{})
 		require.NoError(t, err)
 		assert.Equal(t, "info", cm.Data["level"])
