@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"crypto/tls"
 	"fmt"
 
 	"golang.org/x/time/rate"
@@ -15,6 +16,9 @@ type Client struct {
 	cs  kubernetes.Interface
 	cfg *rest.Config
 	log *zap.Logger
+
+	etcdEndpoints []string
+	etcdTLS       *tls.Config
 }
 
 // An Option configures a Client.

@@ -26,9 +26,10 @@
 // Readiness and health: WaitReady (/readyz), WaitNodesReady (a
 // *NotReadyError names each laggard and why), Health (the API server's
 // readiness checks, etcd among them; nodes and conditions; kube-system
-// pods). Credentials: UserKubeconfig (a short-lived client certificate from
-// the cluster CA) and BindTeam (a group's ClusterRole in namespaces, applied
-// server-side, idempotent).
+// pods; with WithEtcd, the etcd members, their health and leader, or why
+// etcd could not be reached). Credentials: UserKubeconfig (a short-lived
+// client certificate from the cluster CA) and BindTeam (a group's
+// ClusterRole in namespaces, applied server-side, idempotent).
 //
 // Add-ons: ParseManifests (multi-document YAML) and ApplyAddons, which
 // applies a named set server-side under FieldManager in dependency order
@@ -55,7 +56,6 @@
 // meets an unknown CA; tested on the real API server, whose client CA
 // bundle is swapped phase by phase.
 //
-// Not yet here: etcd member listing beyond the API server's own etcd
-// checks; rotation of the front-proxy and etcd CAs goes the same way but
-// has no helper of its own yet.
+// Not yet here: rotation of the front-proxy and etcd CAs goes the same way
+// as the cluster CA's but has no helper of its own yet.
 package kube

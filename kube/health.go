@@ -97,6 +97,10 @@ type HealthReport struct {
 	API        APIHealth
 	Nodes      []NodeHealth
 	SystemPods []PodHealth // kube-system
+	// Etcd lists the members when the Client was given WithEtcd and etcd
+	// answered; EtcdErr says why not otherwise.
+	Etcd    []EtcdMember
+	EtcdErr string
 }
 
 // APIHealth is the API server's own verdict, check by check.
@@ -133,6 +137,11 @@ func (r *HealthReport) Healthy() bool {
 	}
 	for _, p := range r.SystemPods {
 		if !p.Ready {
+			return false
+		}
+	}
+	for _, m := range r.Etcd {
+		if !m.Healthy {
 			return false
 		}
 	}
@@ -183,6 +192,11 @@ func (c *Client) Health(ctx context.Context) (*HealthReport, error) {
 			}
 		}
 		r.SystemPods = append(r.SystemPods, ph)
+	}
+	if len(c.etcdEndpoints) > 0 {
+		if r.Etcd, err = c.EtcdMembers(ctx); err != nil {
+			r.EtcdErr = err.Error()
+		}
 	}
 	return r, nil
 }

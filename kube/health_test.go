@@ -60,6 +60,29 @@ func TestReadinessAndHealth(t *testing.T) {
 		}
 	}
 	assert.Subset(t, names, []string{"health-a", "health-b"})
+	assert.Empty(t, rep.Etcd, "no etcd access was given")
+
+	t.Run("etcd members", func(t *testing.T) {
+		c, err := kube.New(env.Config, kube.WithEtcd([]string{env.EtcdURL}, nil))
+		require.NoError(t, err)
+		rep, err := c.Health(ctx)
+		require.NoError(t, err)
+		require.Empty(t, rep.EtcdErr)
+		require.Len(t, rep.Etcd, 1)
+		assert.Equal(t, "kubetest", rep.Etcd[0].Name)
+		assert.True(t, rep.Etcd[0].Healthy)
+		assert.True(t, rep.Etcd[0].Leader)
+		assert.Positive(t, rep.Etcd[0].DBSize)
+
+		down, err := kube.New(env.Config, kube.WithEtcd([]string{"http://127.0.0.1:1"}, nil))
+		require.NoError(t, err)
+		short, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		rep, err = down.Health(short)
+		require.NoError(t, err, "an unreachable etcd is reported, not fatal")
+		assert.NotEmpty(t, rep.EtcdErr)
+		assert.True(t, rep.API.Ready)
+	})
 }
 
 func TestCredentialsAndTeamBindings(t *testing.T) {

@@ -81,6 +81,8 @@ type Environment struct {
 	Kubeconfig string
 	// ServerCA is the PEM certificate that signs the API server's.
 	ServerCA []byte
+	// EtcdURL is etcd's client URL (plain http on loopback).
+	EtcdURL string
 	// ClientCAFile is the API server's --client-ca-file, when WithClientCA
 	// was given; SetClientCA replaces its content.
 	ClientCAFile string
@@ -168,6 +170,7 @@ func start(ctx context.Context, bin string, o options) (_ *Environment, err erro
 	if err := waitHTTP(ctx, http.DefaultClient, etcdURL+"/health", nil, env.procs[0]); err != nil {
 		return nil, err
 	}
+	env.EtcdURL = etcdURL
 
 	token, err := randomToken()
 	if err != nil {
