@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vmware/govmomi/fault"
+	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/kubefoundry/kubefoundry/vsphere"
@@ -191,4 +193,72 @@ func TestLinkedClone(t *testing.T) {
 	_, err = c.ProvisionVMs(ctx, in2)
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), c.Stats().ByMethod["CreateSnapshot_Task"], "an existing snapshot is reused")
+}
+
+// TestWatchVMsAcrossReLogin ends the watching client's session on the
+// server; the watch logs in again, rebuilds its collector and view, and
+// still delivers the next change.
+func TestWatchVMsAcrossReLogin(t *testing.T) {
+	s := newSim(t)
+	c := s.client(t)
+	admin := s.client(t)
+	ctx := context.Background()
+	res, err := c.ProvisionVMs(ctx, specs("pi", 2))
+	require.NoError(t, err)
+	refs := refsOf(res)
+
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	seen := map[types.ManagedObjectReference]bool{}
+	started := false
+	err = c.WatchVMs(wctx, refs, func(ev vsphere.VMEvent) bool {
+		seen[ev.Ref] = true
+		if len(seen) == len(refs) && !started {
+			started = true
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				terminateOtherSessions(t, admin)
+				time.Sleep(200 * time.Millisecond)
+				assert.NoError(t, admin.PowerOff(ctx, refs[1]))
+			}()
+		}
+		return !(ev.Ref == refs[1] && ev.PowerState == types.VirtualMachinePowerStatePoweredOff)
+	})
+	require.NoError(t, err, "the change after the session ended was delivered")
+	assert.GreaterOrEqual(t, c.Stats().Relogins, int64(1))
+}
+
+// TestResizeWithPowerCycle: vSphere refuses the change while the VM runs
+// (a fault injected on the first reconfigure); with AllowPowerCycle the VM
+// is powered off, resized and powered on again; without it, the refusal is
+// returned.
+func TestResizeWithPowerCycle(t *testing.T) {
+	s := newSim(t)
+	c := s.client(t)
+	ctx := context.Background()
+	res, err := c.ProvisionVMs(ctx, specs("rho", 1))
+	require.NoError(t, err)
+	ref := res[0].Ref
+	refuse := func() {
+		s.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
+			MethodName: "ReconfigVM_Task", ObjectType: "*", ObjectName: "*",
+			FaultType: simulator.FaultTypeInvalidState, Probability: 1, MaxCount: 1, Enabled: true,
+		})
+	}
+
+	refuse()
+	err = c.ResizeVM(ctx, ref, vsphere.Resize{CPUs: 8})
+	assert.True(t, fault.Is(err, &types.InvalidState{}), "%v", err)
+
+	refuse()
+	offs := c.Stats().ByMethod["PowerOffVM_Task"]
+	require.NoError(t, c.ResizeVM(ctx, ref, vsphere.Resize{CPUs: 8, MemoryMB: 16384, AllowPowerCycle: true}))
+	m := vmProps(t, c, ref)
+	assert.Equal(t, int32(8), m.Config.Hardware.NumCPU)
+	assert.Equal(t, int32(16384), m.Config.Hardware.MemoryMB)
+	assert.Equal(t, types.VirtualMachinePowerStatePoweredOn, m.Runtime.PowerState)
+	assert.Equal(t, offs+1, c.Stats().ByMethod["PowerOffVM_Task"])
 }
