@@ -151,11 +151,39 @@ func (c *Client) ApplyAddons(ctx context.Context, set AddonSet, o ApplyOptions) 
 	sort.SliceStable(objs, func(i, j int) bool { return applyRank(objs[i]) < applyRank(objs[j]) })
 
 	report := &ApplyReport{}
+	// Kinds whose CRD, and namespaces, this set brings and the server does
+	// not have yet.
+	newKinds := map[schema.GroupKind]bool{}
+	newNamespaces := map[string]bool{}
+	if o.DryRun {
+		for _, u := range objs {
+			if applyRank(u) == 1 {
+				if _, err := c.cs.CoreV1().Namespaces().Get(ctx, u.GetName(), metav1.GetOptions{}); apierrors.IsNotFound(err) {
+					newNamespaces[u.GetName()] = true
+				}
+			}
+			if applyRank(u) != 0 {
+				continue
+			}
+			group, _, _ := unstructured.NestedString(u.Object, "spec", "group")
+			kind, _, _ := unstructured.NestedString(u.Object, "spec", "names", "kind")
+			gk := schema.GroupKind{Group: group, Kind: kind}
+			if _, err := mapper.RESTMapping(gk); meta.IsNoMatchError(err) {
+				newKinds[gk] = true
+			}
+		}
+	}
 	crdsDone := false
 	for _, u := range objs {
 		if applyRank(u) > 0 && !crdsDone {
 			crdsDone = true
 			mapper.Reset() // the new kinds are served now
+		}
+		if o.DryRun && (newKinds[u.GroupVersionKind().GroupKind()] || newNamespaces[u.GetNamespace()]) {
+			// Its CRD or namespace is only being dry-run too: the server
+			// cannot check it.
+			report.Changes = append(report.Changes, ObjectChange{Kind: u.GetKind(), Namespace: u.GetNamespace(), Name: u.GetName(), Action: Created})
+			continue
 		}
 		change, err := c.applyOne(ctx, dyn, mapper, u, o)
 		if err != nil {

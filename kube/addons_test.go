@@ -113,6 +113,18 @@ func TestApplyAddons(t *testing.T) {
 		assert.Equal(t, kube.Unchanged, ch.Action, ch.Name)
 	}
 
+	t.Run("a dry run of a set whose CRD is new", func(t *testing.T) {
+		v := strings.NewReplacer("widgets", "gadgets", "Widget", "Gadget", "widget", "gadget", "addons-a", "addons-c").Replace(addonsV1)
+		objs, err := kube.ParseManifests([]byte(v))
+		require.NoError(t, err)
+		rep, err := c.ApplyAddons(ctx, kube.AddonSet{Name: "dry", Objects: objs}, kube.ApplyOptions{DryRun: true})
+		require.NoError(t, err)
+		assert.Len(t, rep.Changes, 5)
+		assert.Contains(t, rep.String(), "created Gadget addons-c/w1")
+		_, err = c.Clientset().CoreV1().Namespaces().Get(ctx, "addons-c", metav1.GetOptions{})
+		assert.True(t, apierrors.IsNotFound(err), "nothing was made")
+	})
+
 	t.Run("dry run shows the change and makes none", func(t *testing.T) {
 		v2 := strings.Replace(addonsV1, "level: info", "level: debug", 1)
 		objs, err := kube.ParseManifests([]byte(v2))
