@@ -1,0 +1,401 @@
+package csi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/vmware/govmomi/cns"
+	cnstypes "github.com/vmware/govmomi/cns/types"
+	"github.com/vmware/govmomi/fault"
+	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+	"go.uber.org/zap"
+)
+
+var (
+	// ErrNotFound is wrapped by errors about a volume or VM that does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrAttached is wrapped when a volume is attached where it may not be.
+	ErrAttached = errors.New("volume attached")
+	// ErrInvalidSpec is wrapped by validation errors.
+	ErrInvalidSpec = errors.New("invalid spec")
+)
+
+// AttachedError says a volume is attached to another VM than asked, or is
+// still attached when it should not be. Holder is the VM's managed object
+// ID ("vm-123").
+type AttachedError struct {
+	Volume string
+	Holder string
+}
+
+func (e *AttachedError) Error() string {
+	return fmt.Sprintf("volume %s is attached to %s", e.Volume, e.Holder)
+}
+
+// Unwrap makes errors.Is(err, ErrAttached) true.
+func (e *AttachedError) Unwrap() error { return ErrAttached }
+
+// attachedLabel records, in the volume's CNS metadata, the VM the volume
+// was attached to through this package, so that a conflict can name the
+// holder and a volume left on a deleted VM can be released.
+const attachedLabel = "kubefoundry.io/attached-to"
+
+// Client manages CNS volumes over a vSphere session it shares.
+// A Client is safe for concurrent use.
+type Client struct {
+	vim *vim25.Client
+	cns *cns.Client
+	log *zap.Logger
+}
+
+// An Option configures a Client.
+type Option func(*Client)
+
+// WithLogger sets the logger; the default discards everything.
+func WithLogger(l *zap.Logger) Option {
+	return func(c *Client) {
+		if l != nil {
+			c.log = l
+		}
+	}
+}
+
+// New returns a Client on vc, such as the one vsphere.Client.Vim25 returns,
+// so that volumes and VMs share one session.
+func New(ctx context.Context, vc *vim25.Client, opts ...Option) (*Client, error) {
+	c := &Client{vim: vc, log: zap.NewNop()}
+	for _, o := range opts {
+		o(c)
+	}
+	c.log = c.log.Named("csi")
+	cc, err := cns.NewClient(ctx, vc)
+	if err != nil {
+		return nil, fmt.Errorf("CNS client: %w", err)
+	}
+	c.cns = cc
+	return c, nil
+}
+
+// VolumeSpec describes a block volume.
+type VolumeSpec struct {
+	Name      string
+	SizeMB    int64
+	Datastore string // name or inventory path
+	// ClusterID is the owning Kubernetes cluster, recorded in CNS metadata
+	// (the orphan scan queries by it).
+	ClusterID string
+	Labels    map[string]string
+}
+
+// Volume is a CNS volume.
+type Volume struct {
+	ID           string
+	Name         string
+	SizeMB       int64
+	DatastoreURL string
+	ClusterID    string
+	// AttachedTo is the VM the volume was attached to through this
+	// package, if any.
+	AttachedTo string
+}
+
+func (s VolumeSpec) validate() error {
+	var p []string
+	if s.Name == "" {
+		p = append(p, "name: required")
+	}
+	if s.SizeMB <= 0 {
+		p = append(p, "sizeMB: must be positive")
+	}
+	if s.Datastore == "" {
+		p = append(p, "datastore: required")
+	}
+	if s.ClusterID == "" {
+		p = append(p, "clusterID: required")
+	}
+	if len(p) > 0 {
+		return fmt.Errorf("volume %q: %s: %w", s.Name, strings.Join(p, "; "), ErrInvalidSpec)
+	}
+	return nil
+}
+
+// CreateVolume creates a block volume, or returns the one of the same name
+// in the same cluster that exists already.
+func (c *Client) CreateVolume(ctx context.Context, s VolumeSpec) (*Volume, error) {
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	existing, err := c.query(ctx, cnstypes.CnsQueryFilter{Names: []string{s.Name}, ContainerClusterIds: []string{s.ClusterID}})
+	if err != nil {
+		return nil, err
+	}
+	if len(existing) > 0 {
+		return &existing[0], nil
+	}
+	finder := find.NewFinder(c.vim, false)
+	dc, err := finder.DefaultDatacenter(ctx)
+	if err == nil {
+		finder.SetDatacenter(dc)
+	}
+	ds, err := finder.Datastore(ctx, s.Datastore)
+	if err != nil {
+		return nil, fmt.Errorf("volume %s: datastore %q: %w: %w", s.Name, s.Datastore, ErrNotFound, err)
+	}
+	spec := cnstypes.CnsVolumeCreateSpec{
+		Name:       s.Name,
+		VolumeType: string(cnstypes.CnsVolumeTypeBlock),
+		Datastores: []types.ManagedObjectReference{ds.Reference()},
+		Metadata: cnstypes.CnsVolumeMetadata{
+			ContainerCluster: cnstypes.CnsContainerCluster{ClusterType: string(cnstypes.CnsClusterTypeKubernetes), ClusterId: s.ClusterID, VSphereUser: "kubefoundry", ClusterFlavor: string(cnstypes.CnsClusterFlavorVanilla)},
+			EntityMetadata:   []cnstypes.BaseCnsEntityMetadata{c.entity(s.Name, s.ClusterID, s.Labels)},
+		},
+		BackingObjectDetails: &cnstypes.CnsBlockBackingDetails{CnsBackingObjectDetails: cnstypes.CnsBackingObjectDetails{CapacityInMb: s.SizeMB}},
+	}
+	task, err := c.cns.CreateVolume(ctx, []cnstypes.CnsVolumeCreateSpec{spec})
+	if err != nil {
+		return nil, fmt.Errorf("create volume %s: %w", s.Name, err)
+	}
+	res, err := c.result(ctx, task)
+	if err != nil {
+		return nil, fmt.Errorf("create volume %s: %w", s.Name, err)
+	}
+	id := res.GetCnsVolumeOperationResult().VolumeId.Id
+	c.log.Info("volume created", zap.String("volume", s.Name), zap.String("id", id))
+	return c.Get(ctx, id)
+}
+
+func (c *Client) entity(name, cluster string, labels map[string]string) *cnstypes.CnsKubernetesEntityMetadata {
+	e := &cnstypes.CnsKubernetesEntityMetadata{
+		CnsEntityMetadata: cnstypes.CnsEntityMetadata{EntityName: name, ClusterID: cluster},
+		EntityType:        string(cnstypes.CnsKubernetesEntityTypePV),
+	}
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		e.Labels = append(e.Labels, types.KeyValue{Key: k, Value: labels[k]})
+	}
+	return e
+}
+
+// Get returns a volume by ID.
+func (c *Client) Get(ctx context.Context, id string) (*Volume, error) {
+	vols, err := c.query(ctx, cnstypes.CnsQueryFilter{VolumeIds: []cnstypes.CnsVolumeId{{Id: id}}})
+	if err != nil {
+		return nil, err
+	}
+	if len(vols) == 0 {
+		return nil, fmt.Errorf("volume %s: %w", id, ErrNotFound)
+	}
+	return &vols[0], nil
+}
+
+// QueryVolumes returns the volumes of a cluster: the orphan scan.
+func (c *Client) QueryVolumes(ctx context.Context, clusterID string) ([]Volume, error) {
+	return c.query(ctx, cnstypes.CnsQueryFilter{ContainerClusterIds: []string{clusterID}})
+}
+
+func (c *Client) query(ctx context.Context, f cnstypes.CnsQueryFilter) ([]Volume, error) {
+	res, err := c.cns.QueryVolume(ctx, &f)
+	if err != nil {
+		return nil, fmt.Errorf("query volumes: %w", err)
+	}
+	out := make([]Volume, 0, len(res.Volumes))
+	for _, v := range res.Volumes {
+		vol := Volume{ID: v.VolumeId.Id, Name: v.Name, DatastoreURL: v.DatastoreUrl, ClusterID: v.Metadata.ContainerCluster.ClusterId}
+		if b := v.BackingObjectDetails; b != nil {
+			vol.SizeMB = b.GetCnsBackingObjectDetails().CapacityInMb
+		}
+		for _, m := range v.Metadata.EntityMetadata {
+			for _, l := range m.GetCnsEntityMetadata().Labels {
+				if l.Key == attachedLabel {
+					vol.AttachedTo = l.Value
+				}
+			}
+		}
+		out = append(out, vol)
+	}
+	slices.SortFunc(out, func(a, b Volume) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// AttachVolume attaches a volume to a VM. A volume already attached to that
+// VM is success; one attached to another VM is an *AttachedError naming it.
+func (c *Client) AttachVolume(ctx context.Context, id string, vm types.ManagedObjectReference) error {
+	vol, err := c.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	switch vol.AttachedTo {
+	case vm.Value:
+		return nil
+	case "":
+	default:
+		return &AttachedError{Volume: id, Holder: vol.AttachedTo}
+	}
+	task, err := c.cns.AttachVolume(ctx, []cnstypes.CnsVolumeAttachDetachSpec{{VolumeId: cnstypes.CnsVolumeId{Id: id}, Vm: vm}})
+	if err == nil {
+		_, err = c.result(ctx, task)
+	}
+	if err != nil {
+		if fault.Is(err, &types.ResourceInUse{}) {
+			return &AttachedError{Volume: id, Holder: "a VM not recorded by kubefoundry"}
+		}
+		return fmt.Errorf("attach volume %s to %s: %w", id, vm.Value, err)
+	}
+	return c.setAttached(ctx, vol, vm.Value)
+}
+
+// DetachVolume detaches a volume from the VM it is attached to. A volume
+// attached nowhere is success.
+func (c *Client) DetachVolume(ctx context.Context, id string) error {
+	vol, err := c.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if vol.AttachedTo == "" {
+		return nil
+	}
+	vm := types.ManagedObjectReference{Type: "VirtualMachine", Value: vol.AttachedTo}
+	task, err := c.cns.DetachVolume(ctx, []cnstypes.CnsVolumeAttachDetachSpec{{VolumeId: cnstypes.CnsVolumeId{Id: id}, Vm: vm}})
+	if err == nil {
+		_, err = c.result(ctx, task)
+	}
+	if err != nil && !c.vmGone(ctx, vm) {
+		return fmt.Errorf("detach volume %s from %s: %w", id, vm.Value, err)
+	}
+	return c.setAttached(ctx, vol, "")
+}
+
+// ReleaseVolume frees a volume whose VM no longer exists (the "volume stuck
+// on a deleted node" problem): it detaches it in CNS as far as CNS still
+// knows the attachment, and forgets the holder. A volume whose VM still
+// exists is an *AttachedError: detach it instead.
+func (c *Client) ReleaseVolume(ctx context.Context, id string) error {
+	vol, err := c.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if vol.AttachedTo == "" {
+		return nil
+	}
+	vm := types.ManagedObjectReference{Type: "VirtualMachine", Value: vol.AttachedTo}
+	if !c.vmGone(ctx, vm) {
+		return &AttachedError{Volume: id, Holder: vol.AttachedTo}
+	}
+	c.log.Info("releasing volume from a deleted VM", zap.String("volume", id), zap.String("vm", vm.Value))
+	return c.DetachVolume(ctx, id)
+}
+
+func (c *Client) vmGone(ctx context.Context, vm types.ManagedObjectReference) bool {
+	var m mo.VirtualMachine
+	err := object.NewVirtualMachine(c.vim, vm).Properties(ctx, vm, []string{"name"}, &m)
+	return err != nil && fault.Is(err, &types.ManagedObjectNotFound{})
+}
+
+func (c *Client) setAttached(ctx context.Context, vol *Volume, vm string) error {
+	current, err := c.cns.QueryVolume(ctx, &cnstypes.CnsQueryFilter{VolumeIds: []cnstypes.CnsVolumeId{{Id: vol.ID}}})
+	if err != nil || len(current.Volumes) == 0 {
+		return fmt.Errorf("record attachment of %s: %w", vol.ID, err)
+	}
+	var md []cnstypes.BaseCnsEntityMetadata
+	for _, m := range current.Volumes[0].Metadata.EntityMetadata {
+		e := m.GetCnsEntityMetadata()
+		e.Labels = slices.DeleteFunc(e.Labels, func(l types.KeyValue) bool { return l.Key == attachedLabel })
+		if vm != "" {
+			e.Labels = append(e.Labels, types.KeyValue{Key: attachedLabel, Value: vm})
+		}
+		md = append(md, m)
+	}
+	task, err := c.cns.UpdateVolumeMetadata(ctx, []cnstypes.CnsVolumeMetadataUpdateSpec{{
+		VolumeId: cnstypes.CnsVolumeId{Id: vol.ID},
+		Metadata: cnstypes.CnsVolumeMetadata{ContainerCluster: current.Volumes[0].Metadata.ContainerCluster, EntityMetadata: md},
+	}})
+	if err == nil {
+		_, err = c.result(ctx, task)
+	}
+	if err != nil {
+		return fmt.Errorf("record attachment of %s: %w", vol.ID, err)
+	}
+	return nil
+}
+
+// ExtendVolume grows a volume to sizeMB. Shrinking is refused.
+func (c *Client) ExtendVolume(ctx context.Context, id string, sizeMB int64) error {
+	vol, err := c.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if sizeMB < vol.SizeMB {
+		return fmt.Errorf("volume %s: %d MB is smaller than its %d MB: %w", id, sizeMB, vol.SizeMB, ErrInvalidSpec)
+	}
+	if sizeMB == vol.SizeMB {
+		return nil
+	}
+	task, err := c.cns.ExtendVolume(ctx, []cnstypes.CnsVolumeExtendSpec{{VolumeId: cnstypes.CnsVolumeId{Id: id}, CapacityInMb: sizeMB}})
+	if err == nil {
+		_, err = c.result(ctx, task)
+	}
+	if err != nil {
+		return fmt.Errorf("extend volume %s: %w", id, err)
+	}
+	return nil
+}
+
+// DeleteVolume deletes a volume and its disk. A volume still attached is
+// refused with an *AttachedError unless force is set, which detaches it
+// first. A volume that is gone already is success.
+func (c *Client) DeleteVolume(ctx context.Context, id string, force bool) error {
+	vol, err := c.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if vol.AttachedTo != "" {
+		if !force {
+			return &AttachedError{Volume: id, Holder: vol.AttachedTo}
+		}
+		if err := c.DetachVolume(ctx, id); err != nil {
+			return err
+		}
+	}
+	task, err := c.cns.DeleteVolume(ctx, []cnstypes.CnsVolumeId{{Id: id}}, true)
+	if err == nil {
+		_, err = c.result(ctx, task)
+	}
+	if err != nil {
+		return fmt.Errorf("delete volume %s: %w", id, err)
+	}
+	c.log.Info("volume deleted", zap.String("id", id))
+	return nil
+}
+
+// result waits for a CNS task and returns its single volume result, or the
+// fault that result carries.
+func (c *Client) result(ctx context.Context, task *object.Task) (cnstypes.BaseCnsVolumeOperationResult, error) {
+	info, err := cns.GetTaskInfo(ctx, task)
+	if err != nil {
+		return nil, err
+	}
+	res, err := cns.GetTaskResult(ctx, info)
+	if err != nil {
+		return nil, err
+	}
+	if f := res.GetCnsVolumeOperationResult().Fault; f != nil {
+		return nil, fmt.Errorf("%s: %w", f.LocalizedMessage, faultError{f})
+	}
+	return res, nil
+}
+
+// faultError lets govmomi's fault.Is see a result's fault.
+type faultError struct{ f *types.LocalizedMethodFault }
+
+func (e faultError) Error() string                { return fmt.Sprintf("%T", e.f.Fault) }
+func (e faultError) Fault() types.BaseMethodFault { return e.f.Fault }

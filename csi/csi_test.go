@@ -1,0 +1,141 @@
+package csi_test
+
+import (
+	"context"
+	"crypto/tls"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/vmware/govmomi"
+	_ "github.com/vmware/govmomi/cns/simulator" // the CNS endpoint
+	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/simulator"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/kubefoundry/kubefoundry/csi"
+)
+
+type env struct {
+	c   *csi.Client
+	vms []*object.VirtualMachine
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	m := simulator.VPX()
+	require.NoError(t, m.Create())
+	m.Service.TLS = new(tls.Config)
+	m.Service.RegisterEndpoints = true
+	s := m.Service.NewServer()
+	t.Cleanup(func() { s.Close(); m.Remove() })
+	ctx := context.Background()
+	gc, err := govmomi.NewClient(ctx, s.URL, true)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = gc.Logout(context.Background()) })
+	c, err := csi.New(ctx, gc.Client, csi.WithLogger(zaptest.NewLogger(t)))
+	require.NoError(t, err)
+	f := find.NewFinder(gc.Client, true)
+	dc, err := f.DefaultDatacenter(ctx)
+	require.NoError(t, err)
+	f.SetDatacenter(dc)
+	vms, err := f.VirtualMachineList(ctx, "DC0_C0_RP0_VM*")
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(vms), 2)
+	return &env{c: c, vms: vms}
+}
+
+func spec(name string) csi.VolumeSpec {
+	return csi.VolumeSpec{Name: name, SizeMB: 1024, Datastore: "LocalDS_0", ClusterID: "c1", Labels: map[string]string{"app": "db"}}
+}
+
+func TestVolumeLifecycle(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	c := e.c
+	vm0, vm1 := e.vms[0].Reference(), e.vms[1].Reference()
+
+	vol, err := c.CreateVolume(ctx, spec("pv-a"))
+	require.NoError(t, err)
+	assert.Equal(t, "pv-a", vol.Name)
+	assert.Equal(t, int64(1024), vol.SizeMB)
+	assert.Equal(t, "c1", vol.ClusterID)
+	again, err := c.CreateVolume(ctx, spec("pv-a"))
+	require.NoError(t, err)
+	assert.Equal(t, vol.ID, again.ID, "idempotent by name within the cluster")
+
+	other := spec("pv-b")
+	other.ClusterID = "c2"
+	_, err = c.CreateVolume(ctx, other)
+	require.NoError(t, err)
+	vols, err := c.QueryVolumes(ctx, "c1")
+	require.NoError(t, err)
+	require.Len(t, vols, 1, "the orphan scan of c1 sees only c1's volumes")
+
+	require.NoError(t, c.AttachVolume(ctx, vol.ID, vm0))
+	require.NoError(t, c.AttachVolume(ctx, vol.ID, vm0), "already attached there is success")
+	err = c.AttachVolume(ctx, vol.ID, vm1)
+	var ae *csi.AttachedError
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, vm0.Value, ae.Holder)
+
+	err = c.DeleteVolume(ctx, vol.ID, false)
+	require.ErrorAs(t, err, &ae, "refused while attached")
+	require.NoError(t, c.ExtendVolume(ctx, vol.ID, 2048))
+	got, err := c.Get(ctx, vol.ID)
+	require.NoError(t, err)
+	assert.Equal(t, int64(2048), got.SizeMB)
+	assert.ErrorIs(t, c.ExtendVolume(ctx, vol.ID, 1024), csi.ErrInvalidSpec)
+
+	require.NoError(t, c.DetachVolume(ctx, vol.ID))
+	require.NoError(t, c.DetachVolume(ctx, vol.ID), "detached already is success")
+	require.NoError(t, c.AttachVolume(ctx, vol.ID, vm1), "free again")
+	require.NoError(t, c.DeleteVolume(ctx, vol.ID, true), "forced: detached, then deleted")
+	_, err = c.Get(ctx, vol.ID)
+	assert.ErrorIs(t, err, csi.ErrNotFound)
+	require.NoError(t, c.DeleteVolume(ctx, vol.ID, false), "gone already is success")
+}
+
+// TestReleaseFromDeletedVM: the node VM is deleted while the volume is
+// attached; ReleaseVolume frees it for another node.
+func TestReleaseFromDeletedVM(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	vol, err := e.c.CreateVolume(ctx, spec("pv-stuck"))
+	require.NoError(t, err)
+	node := e.vms[0]
+	require.NoError(t, e.c.AttachVolume(ctx, vol.ID, node.Reference()))
+
+	err = e.c.ReleaseVolume(ctx, vol.ID)
+	var ae *csi.AttachedError
+	require.ErrorAs(t, err, &ae, "the VM still exists: detach, do not release")
+
+	task, err := node.PowerOff(ctx)
+	require.NoError(t, err)
+	require.NoError(t, task.Wait(ctx))
+	task, err = node.Destroy(ctx)
+	require.NoError(t, err)
+	require.NoError(t, task.Wait(ctx))
+
+	require.ErrorAs(t, e.c.AttachVolume(ctx, vol.ID, e.vms[1].Reference()), &ae, "still recorded on the deleted VM")
+	require.NoError(t, e.c.ReleaseVolume(ctx, vol.ID))
+	require.NoError(t, e.c.AttachVolume(ctx, vol.ID, e.vms[1].Reference()))
+	got, err := e.c.Get(ctx, vol.ID)
+	require.NoError(t, err)
+	assert.Equal(t, e.vms[1].Reference().Value, got.AttachedTo)
+}
+
+func TestValidation(t *testing.T) {
+	e := newEnv(t)
+	_, err := e.c.CreateVolume(context.Background(), csi.VolumeSpec{Name: "x"})
+	require.ErrorIs(t, err, csi.ErrInvalidSpec)
+	assert.Contains(t, err.Error(), "sizeMB")
+	assert.Contains(t, err.Error(), "datastore")
+	assert.Contains(t, err.Error(), "clusterID")
+
+	s := spec("pv-x")
+	s.Datastore = "nope"
+	_, err = e.c.CreateVolume(context.Background(), s)
+	assert.ErrorIs(t, err, csi.ErrNotFound)
+}
