@@ -139,3 +139,25 @@ func TestValidation(t *testing.T) {
 	_, err = e.c.CreateVolume(context.Background(), s)
 	assert.ErrorIs(t, err, csi.ErrNotFound)
 }
+
+func TestSnapshots(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	vol, err := e.c.CreateVolume(ctx, spec("pv-snap"))
+	require.NoError(t, err)
+	s1, err := e.c.CreateSnapshot(ctx, vol.ID, "before upgrade")
+	require.NoError(t, err)
+	s2, err := e.c.CreateSnapshot(ctx, vol.ID, "after upgrade")
+	require.NoError(t, err)
+	list, err := e.c.ListSnapshots(ctx, vol.ID)
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	assert.ElementsMatch(t, []string{s1.ID, s2.ID}, []string{list[0].ID, list[1].ID})
+	assert.Equal(t, "before upgrade", s1.Description)
+
+	require.NoError(t, e.c.DeleteSnapshot(ctx, vol.ID, s1.ID))
+	list, err = e.c.ListSnapshots(ctx, vol.ID)
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	assert.Equal(t, s2.ID, list[0].ID)
+}

@@ -8,7 +8,11 @@
 // VM already is success; attached to another VM is an *AttachedError naming
 // it), DetachVolume, ReleaseVolume (frees a volume left on a VM that no
 // longer exists), ExtendVolume and DeleteVolume (refused while attached
-// unless forced). The VM a volume is attached to is recorded in the
+// unless forced); snapshots (create, list, delete); the vSphere CSI
+// driver's configuration (csi-vsphere.conf in its Secret, password
+// redacted from String) and storage.k8s.io/v1 StorageClasses for storage
+// policies, one default at most, with zone topology. The VM a volume is
+// attached to is recorded in the
 // volume's CNS metadata (label kubefoundry.io/attached-to), which is how
 // conflicts name their holder.
 //
@@ -20,7 +24,7 @@
 // A Client is safe for concurrent use. Tested on govmomi's vcsim with its
 // CNS simulator.
 //
-// Not yet here (issue 4): storage policies (SPBM) for volumes, snapshots,
-// the vSphere CSI driver's configuration Secret and StorageClasses, volume
-// topology, BenchmarkCreateAttach and examples/attach-volume.
+// Not yet here (issue 4): creating volumes with a storage policy, listing
+// policies and their compatible datastores, BenchmarkCreateAttach and
+// examples/attach-volume.
 package csi
