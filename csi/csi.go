@@ -54,6 +54,7 @@ type Client struct {
 	vim *vim25.Client
 	cns *cns.Client
 	log *zap.Logger
+	pbm pbmHolder
 }
 
 // An Option configures a Client.
@@ -88,7 +89,9 @@ func New(ctx context.Context, vc *vim25.Client, opts ...Option) (*Client, error)
 type VolumeSpec struct {
 	Name      string
 	SizeMB    int64
-	Datastore string // name or inventory path
+	Datastore string // name or inventory path; empty with a StoragePolicy lets CNS pick among the compatible ones
+	// StoragePolicy is an SPBM policy name applied to the volume.
+	StoragePolicy string
 	// ClusterID is the owning Kubernetes cluster, recorded in CNS metadata
 	// (the orphan scan queries by it).
 	ClusterID string
@@ -102,6 +105,7 @@ type Volume struct {
 	SizeMB       int64
 	DatastoreURL string
 	ClusterID    string
+	PolicyID     string
 	// AttachedTo is the VM the volume was attached to through this
 	// package, if any.
 	AttachedTo string
@@ -115,8 +119,8 @@ func (s VolumeSpec) validate() error {
 	if s.SizeMB <= 0 {
 		p = append(p, "sizeMB: must be positive")
 	}
-	if s.Datastore == "" {
-		p = append(p, "datastore: required")
+	if s.Datastore == "" && s.StoragePolicy == "" {
+		p = append(p, "datastore or storagePolicy: one is required")
 	}
 	if s.ClusterID == "" {
 		p = append(p, "clusterID: required")
@@ -140,19 +144,39 @@ func (c *Client) CreateVolume(ctx context.Context, s VolumeSpec) (*Volume, error
 	if len(existing) > 0 {
 		return &existing[0], nil
 	}
-	finder := find.NewFinder(c.vim, false)
-	dc, err := finder.DefaultDatacenter(ctx)
-	if err == nil {
-		finder.SetDatacenter(dc)
+	var datastores []types.ManagedObjectReference
+	var profile []types.BaseVirtualMachineProfileSpec
+	if s.StoragePolicy != "" {
+		id, err := c.StoragePolicyID(ctx, s.StoragePolicy)
+		if err != nil {
+			return nil, fmt.Errorf("volume %s: %w", s.Name, err)
+		}
+		profile = []types.BaseVirtualMachineProfileSpec{&types.VirtualMachineDefinedProfileSpec{ProfileId: id}}
+		if s.Datastore == "" {
+			if datastores, err = c.CompatibleDatastores(ctx, s.StoragePolicy); err != nil {
+				return nil, fmt.Errorf("volume %s: %w", s.Name, err)
+			}
+			if len(datastores) == 0 {
+				return nil, fmt.Errorf("volume %s: no datastore satisfies policy %q: %w", s.Name, s.StoragePolicy, ErrNotFound)
+			}
+		}
 	}
-	ds, err := finder.Datastore(ctx, s.Datastore)
-	if err != nil {
-		return nil, fmt.Errorf("volume %s: datastore %q: %w: %w", s.Name, s.Datastore, ErrNotFound, err)
+	if s.Datastore != "" {
+		finder := find.NewFinder(c.vim, false)
+		if dc, err := finder.DefaultDatacenter(ctx); err == nil {
+			finder.SetDatacenter(dc)
+		}
+		ds, err := finder.Datastore(ctx, s.Datastore)
+		if err != nil {
+			return nil, fmt.Errorf("volume %s: datastore %q: %w: %w", s.Name, s.Datastore, ErrNotFound, err)
+		}
+		datastores = []types.ManagedObjectReference{ds.Reference()}
 	}
 	spec := cnstypes.CnsVolumeCreateSpec{
 		Name:       s.Name,
 		VolumeType: string(cnstypes.CnsVolumeTypeBlock),
-		Datastores: []types.ManagedObjectReference{ds.Reference()},
+		Datastores: datastores,
+		Profile:    profile,
 		Metadata: cnstypes.CnsVolumeMetadata{
 			ContainerCluster: cnstypes.CnsContainerCluster{ClusterType: string(cnstypes.CnsClusterTypeKubernetes), ClusterId: s.ClusterID, VSphereUser: "kubefoundry", ClusterFlavor: string(cnstypes.CnsClusterFlavorVanilla)},
 			EntityMetadata:   []cnstypes.BaseCnsEntityMetadata{c.entity(s.Name, s.ClusterID, s.Labels)},
@@ -207,7 +231,7 @@ func (c *Client) query(ctx context.Context, f cnstypes.CnsQueryFilter) ([]Volume
 	}
 	out := make([]Volume, 0, len(res.Volumes))
 	for _, v := range res.Volumes {
-		vol := Volume{ID: v.VolumeId.Id, Name: v.Name, DatastoreURL: v.DatastoreUrl, ClusterID: v.Metadata.ContainerCluster.ClusterId}
+		vol := Volume{ID: v.VolumeId.Id, Name: v.Name, DatastoreURL: v.DatastoreUrl, ClusterID: v.Metadata.ContainerCluster.ClusterId, PolicyID: v.StoragePolicyId}
 		if b := v.BackingObjectDetails; b != nil {
 			vol.SizeMB = b.GetCnsBackingObjectDetails().CapacityInMb
 		}

@@ -11,6 +11,7 @@ import (
 	_ "github.com/vmware/govmomi/cns/simulator" // the CNS endpoint
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
+	_ "github.com/vmware/govmomi/pbm/simulator" // the SPBM endpoint
 	"github.com/vmware/govmomi/simulator"
 	"go.uber.org/zap/zaptest"
 
@@ -160,4 +161,32 @@ func TestSnapshots(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, list, 1)
 	assert.Equal(t, s2.ID, list[0].ID)
+}
+
+func TestStoragePolicies(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	pols, err := e.c.StoragePolicies(ctx)
+	require.NoError(t, err)
+	var names []string
+	for _, p := range pols {
+		names = append(names, p.Name)
+	}
+	assert.Contains(t, names, "vSAN Default Storage Policy")
+
+	_, err = e.c.StoragePolicyID(ctx, "platinum")
+	require.ErrorIs(t, err, csi.ErrNotFound)
+	assert.Contains(t, err.Error(), "vSAN Default Storage Policy", "the error lists what exists")
+
+	dss, err := e.c.CompatibleDatastores(ctx, "vSAN Default Storage Policy")
+	require.NoError(t, err)
+	assert.NotEmpty(t, dss)
+
+	s := spec("pv-policy")
+	s.Datastore, s.StoragePolicy = "", "vSAN Default Storage Policy"
+	vol, err := e.c.CreateVolume(ctx, s)
+	require.NoError(t, err)
+	id, err := e.c.StoragePolicyID(ctx, "vSAN Default Storage Policy")
+	require.NoError(t, err)
+	assert.Equal(t, id, vol.PolicyID, "CNS records the policy")
 }

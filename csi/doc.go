@@ -2,7 +2,8 @@
 // with govmomi's cns package, over a vSphere session it shares (New takes
 // the *vim25.Client of vsphere.Client.Vim25).
 //
-// What works today: CreateVolume (block, size, datastore, CNS metadata
+// What works today: CreateVolume (block, size, datastore or SPBM storage
+// policy by name, CNS metadata
 // naming the cluster, labels; idempotent by name within the cluster), Get,
 // QueryVolumes by cluster (the orphan scan), AttachVolume (attached to that
 // VM already is success; attached to another VM is an *AttachedError naming
@@ -24,7 +25,8 @@
 // A Client is safe for concurrent use. Tested on govmomi's vcsim with its
 // CNS simulator.
 //
-// Not yet here (issue 4): creating volumes with a storage policy, listing
-// policies and their compatible datastores, BenchmarkCreateAttach and
-// examples/attach-volume.
+// Storage policies: StoragePolicies, StoragePolicyID (an unknown name
+// lists those there are) and CompatibleDatastores.
+//
+// Not yet here (issue 4): BenchmarkCreateAttach and examples/attach-volume.
 package csi
