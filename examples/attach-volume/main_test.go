@@ -1,0 +1,22 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRunOnEmbeddedSimulator(t *testing.T) {
+	t.Setenv("GOVC_URL", "")
+	var out bytes.Buffer
+	require.NoError(t, run([]string{"-n", "3"}, &out))
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 4, out.String())
+	assert.Regexp(t, `^NAME\s+ID\s+SIZE \(MB\)\s+ATTACHED TO`, lines[0])
+	for _, l := range lines[1:] {
+		assert.Regexp(t, `^demo-pv-\d\s+\S+\s+1024\s+vm-\d+$`, l)
+	}
+}
