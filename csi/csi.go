@@ -96,6 +96,15 @@ type VolumeSpec struct {
 	// (the orphan scan queries by it).
 	ClusterID string
 	Labels    map[string]string
+	// PVName and PVC name the Kubernetes objects of the volume, when there
+	// are such, in its CNS metadata (the vSphere Client shows them).
+	PVName string
+	PVC    *PVCRef
+}
+
+// PVCRef names a PersistentVolumeClaim.
+type PVCRef struct {
+	Namespace, Name string
 }
 
 // Volume is a CNS volume.
@@ -106,6 +115,7 @@ type Volume struct {
 	DatastoreURL string
 	ClusterID    string
 	PolicyID     string
+	PVC          *PVCRef
 	// AttachedTo is the VM the volume was attached to through this
 	// package, if any.
 	AttachedTo string
@@ -179,7 +189,7 @@ func (c *Client) CreateVolume(ctx context.Context, s VolumeSpec) (*Volume, error
 		Profile:    profile,
 		Metadata: cnstypes.CnsVolumeMetadata{
 			ContainerCluster: cnstypes.CnsContainerCluster{ClusterType: string(cnstypes.CnsClusterTypeKubernetes), ClusterId: s.ClusterID, VSphereUser: "kubefoundry", ClusterFlavor: string(cnstypes.CnsClusterFlavorVanilla)},
-			EntityMetadata:   []cnstypes.BaseCnsEntityMetadata{c.entity(s.Name, s.ClusterID, s.Labels)},
+			EntityMetadata:   c.entities(s),
 		},
 		BackingObjectDetails: &cnstypes.CnsBlockBackingDetails{CnsBackingObjectDetails: cnstypes.CnsBackingObjectDetails{CapacityInMb: s.SizeMB}},
 	}
@@ -196,15 +206,30 @@ func (c *Client) CreateVolume(ctx context.Context, s VolumeSpec) (*Volume, error
 	return c.Get(ctx, id)
 }
 
-func (c *Client) entity(name, cluster string, labels map[string]string) *cnstypes.CnsKubernetesEntityMetadata {
+func (c *Client) entities(s VolumeSpec) []cnstypes.BaseCnsEntityMetadata {
+	pv := s.PVName
+	if pv == "" {
+		pv = s.Name
+	}
 	e := &cnstypes.CnsKubernetesEntityMetadata{
-		CnsEntityMetadata: cnstypes.CnsEntityMetadata{EntityName: name, ClusterID: cluster},
+		CnsEntityMetadata: cnstypes.CnsEntityMetadata{EntityName: pv, ClusterID: s.ClusterID},
 		EntityType:        string(cnstypes.CnsKubernetesEntityTypePV),
 	}
-	for _, k := range slices.Sorted(maps.Keys(labels)) {
-		e.Labels = append(e.Labels, types.KeyValue{Key: k, Value: labels[k]})
+	for _, k := range slices.Sorted(maps.Keys(s.Labels)) {
+		e.Labels = append(e.Labels, types.KeyValue{Key: k, Value: s.Labels[k]})
 	}
-	return e
+	out := []cnstypes.BaseCnsEntityMetadata{e}
+	if s.PVC != nil {
+		out = append(out, &cnstypes.CnsKubernetesEntityMetadata{
+			CnsEntityMetadata: cnstypes.CnsEntityMetadata{EntityName: s.PVC.Name, ClusterID: s.ClusterID},
+			EntityType:        string(cnstypes.CnsKubernetesEntityTypePVC),
+			Namespace:         s.PVC.Namespace,
+			ReferredEntity: []cnstypes.CnsKubernetesEntityReference{{
+				EntityType: string(cnstypes.CnsKubernetesEntityTypePV), EntityName: pv, ClusterID: s.ClusterID,
+			}},
+		})
+	}
+	return out
 }
 
 // Get returns a volume by ID.
@@ -240,6 +265,9 @@ func (c *Client) query(ctx context.Context, f cnstypes.CnsQueryFilter) ([]Volume
 				if l.Key == attachedLabel {
 					vol.AttachedTo = l.Value
 				}
+			}
+			if k, ok := m.(*cnstypes.CnsKubernetesEntityMetadata); ok && k.EntityType == string(cnstypes.CnsKubernetesEntityTypePVC) {
+				vol.PVC = &PVCRef{Namespace: k.Namespace, Name: k.EntityName}
 			}
 		}
 		out = append(out, vol)
@@ -328,11 +356,13 @@ func (c *Client) setAttached(ctx context.Context, vol *Volume, vm string) error 
 		return fmt.Errorf("record attachment of %s: %w", vol.ID, err)
 	}
 	var md []cnstypes.BaseCnsEntityMetadata
+	recorded := false
 	for _, m := range current.Volumes[0].Metadata.EntityMetadata {
 		e := m.GetCnsEntityMetadata()
 		e.Labels = slices.DeleteFunc(e.Labels, func(l types.KeyValue) bool { return l.Key == attachedLabel })
-		if vm != "" {
+		if k, ok := m.(*cnstypes.CnsKubernetesEntityMetadata); ok && vm != "" && !recorded && k.EntityType == string(cnstypes.CnsKubernetesEntityTypePV) {
 			e.Labels = append(e.Labels, types.KeyValue{Key: attachedLabel, Value: vm})
+			recorded = true
 		}
 		md = append(md, m)
 	}

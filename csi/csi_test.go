@@ -9,18 +9,21 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vmware/govmomi"
 	_ "github.com/vmware/govmomi/cns/simulator" // the CNS endpoint
+	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
 	_ "github.com/vmware/govmomi/pbm/simulator" // the SPBM endpoint
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/types"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/kubefoundry/kubefoundry/csi"
 )
 
 type env struct {
-	c   *csi.Client
-	vms []*object.VirtualMachine
+	c     *csi.Client
+	vms   []*object.VirtualMachine
+	model *simulator.Model
 }
 
 func newEnv(t *testing.T) *env {
@@ -44,7 +47,7 @@ func newEnv(t *testing.T) *env {
 	vms, err := f.VirtualMachineList(ctx, "DC0_C0_RP0_VM*")
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, len(vms), 2)
-	return &env{c: c, vms: vms}
+	return &env{c: c, vms: vms, model: m}
 }
 
 func spec(name string) csi.VolumeSpec {
@@ -189,4 +192,51 @@ func TestStoragePolicies(t *testing.T) {
 	id, err := e.c.StoragePolicyID(ctx, "vSAN Default Storage Policy")
 	require.NoError(t, err)
 	assert.Equal(t, id, vol.PolicyID, "CNS records the policy")
+}
+
+// TestFaultsInjected: CNS refuses an attach and a create (FaultInjectionRule
+// on the CNS endpoint): the errors surface as vSphere faults, nothing is
+// recorded as attached, and the next call succeeds.
+func TestFaultsInjected(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	vol, err := e.c.CreateVolume(ctx, spec("pv-fault"))
+	require.NoError(t, err)
+	for _, method := range []string{"CnsAttachVolume", "CnsCreateVolume"} {
+		e.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
+			MethodName: method, ObjectType: "*", ObjectName: "*",
+			FaultType: simulator.FaultTypeInsufficientResourcesFault, Probability: 1, MaxCount: 1, Enabled: true,
+		})
+	}
+	vm := e.vms[0].Reference()
+	err = e.c.AttachVolume(ctx, vol.ID, vm)
+	require.Error(t, err)
+	assert.True(t, fault.Is(err, &types.InsufficientResourcesFault{}), "%v", err)
+	got, err := e.c.Get(ctx, vol.ID)
+	require.NoError(t, err)
+	assert.Empty(t, got.AttachedTo, "a failed attach records nothing")
+	require.NoError(t, e.c.AttachVolume(ctx, vol.ID, vm), "the next attach works")
+
+	_, err = e.c.CreateVolume(ctx, spec("pv-fault-2"))
+	require.Error(t, err)
+	assert.True(t, fault.Is(err, &types.InsufficientResourcesFault{}), "%v", err)
+	_, err = e.c.CreateVolume(ctx, spec("pv-fault-2"))
+	require.NoError(t, err)
+}
+
+func TestVolumeKubernetesMetadata(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	s := spec("pvc-1234")
+	s.PVName = "pvc-1234"
+	s.PVC = &csi.PVCRef{Namespace: "shop", Name: "db-data"}
+	vol, err := e.c.CreateVolume(ctx, s)
+	require.NoError(t, err)
+	require.NotNil(t, vol.PVC)
+	assert.Equal(t, csi.PVCRef{Namespace: "shop", Name: "db-data"}, *vol.PVC)
+	require.NoError(t, e.c.AttachVolume(ctx, vol.ID, e.vms[0].Reference()))
+	got, err := e.c.Get(ctx, vol.ID)
+	require.NoError(t, err)
+	assert.Equal(t, e.vms[0].Reference().Value, got.AttachedTo)
+	require.NotNil(t, got.PVC, "the PVC survives the attachment record")
 }

@@ -1,0 +1,59 @@
+package csi_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log"
+
+	"github.com/vmware/govmomi"
+	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/simulator"
+
+	"github.com/kubefoundry/kubefoundry/csi"
+)
+
+func Example() {
+	m := simulator.VPX()
+	if err := m.Create(); err != nil {
+		log.Fatal(err)
+	}
+	defer m.Remove()
+	m.Service.TLS = new(tls.Config)
+	m.Service.RegisterEndpoints = true
+	s := m.Service.NewServer()
+	defer s.Close()
+
+	ctx := context.Background()
+	gc, err := govmomi.NewClient(ctx, s.URL, true)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer gc.Logout(ctx)
+	c, err := csi.New(ctx, gc.Client)
+	if err != nil {
+		log.Fatal(err)
+	}
+	vol, err := c.CreateVolume(ctx, csi.VolumeSpec{Name: "pvc-data", SizeMB: 2048, Datastore: "LocalDS_0", ClusterID: "c1"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	node0, err := find.NewFinder(gc.Client).VirtualMachine(ctx, "DC0_C0_RP0_VM0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := c.AttachVolume(ctx, vol.ID, node0.Reference()); err != nil {
+		log.Fatal(err)
+	}
+	err = c.DeleteVolume(ctx, vol.ID, false)
+	var attached *csi.AttachedError
+	fmt.Println("delete while attached refused:", errors.As(err, &attached))
+	fmt.Println("force delete:", c.DeleteVolume(ctx, vol.ID, true))
+	vols, _ := c.QueryVolumes(ctx, "c1")
+	fmt.Println("volumes left:", len(vols))
+	// Output:
+	// delete while attached refused: true
+	// force delete: <nil>
+	// volumes left: 0
+}
