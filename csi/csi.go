@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/vmware/govmomi/cns"
 	cnstypes "github.com/vmware/govmomi/cns/types"
@@ -15,8 +16,10 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 )
 
 var (
@@ -51,10 +54,13 @@ const attachedLabel = "kubefoundry.io/attached-to"
 // Client manages CNS volumes over a vSphere session it shares.
 // A Client is safe for concurrent use.
 type Client struct {
-	vim *vim25.Client
-	cns *cns.Client
-	log *zap.Logger
-	pbm pbmHolder
+	vim         *vim25.Client
+	cns         *cns.Client
+	log         *zap.Logger
+	pbm         pbmHolder
+	concurrency int
+	qps         float64
+	burst       int
 }
 
 // An Option configures a Client.
@@ -69,10 +75,27 @@ func WithLogger(l *zap.Logger) Option {
 	}
 }
 
+// WithConcurrency bounds how many volumes CreateVolumes handles at once;
+// the default is 8.
+func WithConcurrency(n int) Option {
+	return func(c *Client) {
+		if n > 0 {
+			c.concurrency = n
+		}
+	}
+}
+
+// WithRateLimit sets the client-side token bucket on CNS calls: qps on
+// average, bursts of burst. The default is 100 qps, burst 200; qps of zero
+// or less removes the limit.
+func WithRateLimit(qps float64, burst int) Option {
+	return func(c *Client) { c.qps, c.burst = qps, max(burst, 1) }
+}
+
 // New returns a Client on vc, such as the one vsphere.Client.Vim25 returns,
 // so that volumes and VMs share one session.
 func New(ctx context.Context, vc *vim25.Client, opts ...Option) (*Client, error) {
-	c := &Client{vim: vc, log: zap.NewNop()}
+	c := &Client{vim: vc, log: zap.NewNop(), concurrency: 8, qps: 100, burst: 200}
 	for _, o := range opts {
 		o(c)
 	}
@@ -81,8 +104,62 @@ func New(ctx context.Context, vc *vim25.Client, opts ...Option) (*Client, error)
 	if err != nil {
 		return nil, fmt.Errorf("CNS client: %w", err)
 	}
+	if c.qps > 0 {
+		cc.RoundTripper = &limited{next: cc.RoundTripper, limiter: rate.NewLimiter(rate.Limit(c.qps), c.burst)}
+	}
 	c.cns = cc
 	return c, nil
+}
+
+type limited struct {
+	next    soap.RoundTripper
+	limiter *rate.Limiter
+}
+
+func (l *limited) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
+	if err := l.limiter.Wait(ctx); err != nil {
+		return fmt.Errorf("rate limit: %w", err)
+	}
+	return l.next.RoundTrip(ctx, req, res)
+}
+
+// VolumeResult is the outcome of one spec of CreateVolumes.
+type VolumeResult struct {
+	Name   string
+	Volume *Volume
+	Err    error
+}
+
+// CreateVolumes creates many volumes, at most the client's concurrency at
+// a time. One failure does not stop the others: the result has one entry
+// per spec, in order, and the error joins the failures.
+func (c *Client) CreateVolumes(ctx context.Context, specs []VolumeSpec) ([]VolumeResult, error) {
+	out := make([]VolumeResult, len(specs))
+	sem := make(chan struct{}, c.concurrency)
+	var wg sync.WaitGroup
+	for i := range specs {
+		out[i].Name = specs[i].Name
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			case <-ctx.Done():
+				out[i].Err = ctx.Err()
+				return
+			}
+			out[i].Volume, out[i].Err = c.CreateVolume(ctx, specs[i])
+		}()
+	}
+	wg.Wait()
+	var errs []error
+	for _, r := range out {
+		if r.Err != nil {
+			errs = append(errs, fmt.Errorf("volume %s: %w", r.Name, r.Err))
+		}
+	}
+	return out, errors.Join(errs...)
 }
 
 // VolumeSpec describes a block volume.

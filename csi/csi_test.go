@@ -240,3 +240,16 @@ func TestVolumeKubernetesMetadata(t *testing.T) {
 	assert.Equal(t, e.vms[0].Reference().Value, got.AttachedTo)
 	require.NotNil(t, got.PVC, "the PVC survives the attachment record")
 }
+
+func TestCreateVolumes(t *testing.T) {
+	e := newEnv(t)
+	specs := []csi.VolumeSpec{spec("b-0"), spec("b-1"), spec("b-2")}
+	specs[1].Datastore = "no-such-datastore"
+	res, err := e.c.CreateVolumes(context.Background(), specs)
+	require.Error(t, err)
+	require.Len(t, res, 3)
+	assert.NoError(t, res[0].Err)
+	assert.ErrorIs(t, res[1].Err, csi.ErrNotFound, "one bad spec fails alone")
+	assert.NoError(t, res[2].Err)
+	assert.Equal(t, "b-2", res[2].Volume.Name)
+}
