@@ -7,7 +7,7 @@
 //	examples/*   thin mains: flags -> package calls -> output
 //	lifecycle    composable steps and the cluster orchestrator    (planned)
 //	bosh kube harbor                                              (kube today)
-//	vsphere csi nsxt   infrastructure clients                     (vsphere today)
+//	vsphere csi nsxt   infrastructure clients                     (vsphere, csi today)
 //	internal/    retry and backoff
 //
 // What works today is package [github.com/kubefoundry/kubefoundry/vsphere]:
@@ -20,7 +20,9 @@
 // kubeconfigs, kubeadm bootstrap data rendered by Cluster API's code,
 // readiness and health, PDB-aware drains, add-ons by server-side apply, the
 // namespace network controller and team RBAC, tested on a real API server
-// that package kube/kubetest starts.
+// that package kube/kubetest starts; and package
+// [github.com/kubefoundry/kubefoundry/csi]: CNS volumes, snapshots, storage
+// policies and the vSphere CSI driver's configuration.
 //
 // Every package is tested against a simulator that speaks the real wire
 // protocol; for vSphere that is govmomi's vcsim.
