@@ -196,6 +196,8 @@ type Volume struct {
 	// AttachedTo is the VM the volume was attached to through this
 	// package, if any.
 	AttachedTo string
+
+	metadata cnstypes.CnsVolumeMetadata // as read, for rewriting the holder
 }
 
 func (s VolumeSpec) validate() error {
@@ -274,7 +276,7 @@ func (c *Client) CreateVolume(ctx context.Context, s VolumeSpec) (*Volume, error
 	if err != nil {
 		return nil, fmt.Errorf("create volume %s: %w", s.Name, err)
 	}
-	res, err := c.result(ctx, task)
+	res, err := c.result(ctx, task, nil)
 	if err != nil {
 		return nil, fmt.Errorf("create volume %s: %w", s.Name, err)
 	}
@@ -333,7 +335,8 @@ func (c *Client) query(ctx context.Context, f cnstypes.CnsQueryFilter) ([]Volume
 	}
 	out := make([]Volume, 0, len(res.Volumes))
 	for _, v := range res.Volumes {
-		vol := Volume{ID: v.VolumeId.Id, Name: v.Name, DatastoreURL: v.DatastoreUrl, ClusterID: v.Metadata.ContainerCluster.ClusterId, PolicyID: v.StoragePolicyId}
+		vol := Volume{ID: v.VolumeId.Id, Name: v.Name, DatastoreURL: v.DatastoreUrl, ClusterID: v.Metadata.ContainerCluster.ClusterId,
+			PolicyID: v.StoragePolicyId, metadata: v.Metadata}
 		if b := v.BackingObjectDetails; b != nil {
 			vol.SizeMB = b.GetCnsBackingObjectDetails().CapacityInMb
 		}
@@ -368,9 +371,7 @@ func (c *Client) AttachVolume(ctx context.Context, id string, vm types.ManagedOb
 		return &AttachedError{Volume: id, Holder: vol.AttachedTo}
 	}
 	task, err := c.cns.AttachVolume(ctx, []cnstypes.CnsVolumeAttachDetachSpec{{VolumeId: cnstypes.CnsVolumeId{Id: id}, Vm: vm}})
-	if err == nil {
-		_, err = c.result(ctx, task)
-	}
+	_, err = c.result(ctx, task, err)
 	if err != nil {
 		if fault.Is(err, &types.ResourceInUse{}) {
 			return &AttachedError{Volume: id, Holder: "a VM not recorded by kubefoundry"}
@@ -387,16 +388,18 @@ func (c *Client) DetachVolume(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	return c.detach(ctx, vol)
+}
+
+func (c *Client) detach(ctx context.Context, vol *Volume) error {
 	if vol.AttachedTo == "" {
 		return nil
 	}
 	vm := types.ManagedObjectReference{Type: "VirtualMachine", Value: vol.AttachedTo}
-	task, err := c.cns.DetachVolume(ctx, []cnstypes.CnsVolumeAttachDetachSpec{{VolumeId: cnstypes.CnsVolumeId{Id: id}, Vm: vm}})
-	if err == nil {
-		_, err = c.result(ctx, task)
-	}
+	task, err := c.cns.DetachVolume(ctx, []cnstypes.CnsVolumeAttachDetachSpec{{VolumeId: cnstypes.CnsVolumeId{Id: vol.ID}, Vm: vm}})
+	_, err = c.result(ctx, task, err)
 	if err != nil && !c.vmGone(ctx, vm) {
-		return fmt.Errorf("detach volume %s from %s: %w", id, vm.Value, err)
+		return fmt.Errorf("detach volume %s from %s: %w", vol.ID, vm.Value, err)
 	}
 	return c.setAttached(ctx, vol, "")
 }
@@ -418,7 +421,7 @@ func (c *Client) ReleaseVolume(ctx context.Context, id string) error {
 		return &AttachedError{Volume: id, Holder: vol.AttachedTo}
 	}
 	c.log.Info("releasing volume from a deleted VM", zap.String("volume", id), zap.String("vm", vm.Value))
-	return c.DetachVolume(ctx, id)
+	return c.detach(ctx, vol)
 }
 
 func (c *Client) vmGone(ctx context.Context, vm types.ManagedObjectReference) bool {
@@ -427,14 +430,12 @@ func (c *Client) vmGone(ctx context.Context, vm types.ManagedObjectReference) bo
 	return err != nil && fault.Is(err, &types.ManagedObjectNotFound{})
 }
 
+// setAttached rewrites the volume's metadata, as read with it, with the
+// holder label set to vm (or removed when vm is empty).
 func (c *Client) setAttached(ctx context.Context, vol *Volume, vm string) error {
-	current, err := c.cns.QueryVolume(ctx, &cnstypes.CnsQueryFilter{VolumeIds: []cnstypes.CnsVolumeId{{Id: vol.ID}}})
-	if err != nil || len(current.Volumes) == 0 {
-		return fmt.Errorf("record attachment of %s: %w", vol.ID, err)
-	}
 	var md []cnstypes.BaseCnsEntityMetadata
 	recorded := false
-	for _, m := range current.Volumes[0].Metadata.EntityMetadata {
+	for _, m := range vol.metadata.EntityMetadata {
 		e := m.GetCnsEntityMetadata()
 		e.Labels = slices.DeleteFunc(e.Labels, func(l types.KeyValue) bool { return l.Key == attachedLabel })
 		if k, ok := m.(*cnstypes.CnsKubernetesEntityMetadata); ok && vm != "" && !recorded && k.EntityType == string(cnstypes.CnsKubernetesEntityTypePV) {
@@ -445,11 +446,9 @@ func (c *Client) setAttached(ctx context.Context, vol *Volume, vm string) error 
 	}
 	task, err := c.cns.UpdateVolumeMetadata(ctx, []cnstypes.CnsVolumeMetadataUpdateSpec{{
 		VolumeId: cnstypes.CnsVolumeId{Id: vol.ID},
-		Metadata: cnstypes.CnsVolumeMetadata{ContainerCluster: current.Volumes[0].Metadata.ContainerCluster, EntityMetadata: md},
+		Metadata: cnstypes.CnsVolumeMetadata{ContainerCluster: vol.metadata.ContainerCluster, EntityMetadata: md},
 	}})
-	if err == nil {
-		_, err = c.result(ctx, task)
-	}
+	_, err = c.result(ctx, task, err)
 	if err != nil {
 		return fmt.Errorf("record attachment of %s: %w", vol.ID, err)
 	}
@@ -469,9 +468,7 @@ func (c *Client) ExtendVolume(ctx context.Context, id string, sizeMB int64) erro
 		return nil
 	}
 	task, err := c.cns.ExtendVolume(ctx, []cnstypes.CnsVolumeExtendSpec{{VolumeId: cnstypes.CnsVolumeId{Id: id}, CapacityInMb: sizeMB}})
-	if err == nil {
-		_, err = c.result(ctx, task)
-	}
+	_, err = c.result(ctx, task, err)
 	if err != nil {
 		return fmt.Errorf("extend volume %s: %w", id, err)
 	}
@@ -493,14 +490,12 @@ func (c *Client) DeleteVolume(ctx context.Context, id string, force bool) error 
 		if !force {
 			return &AttachedError{Volume: id, Holder: vol.AttachedTo}
 		}
-		if err := c.DetachVolume(ctx, id); err != nil {
+		if err := c.detach(ctx, vol); err != nil {
 			return err
 		}
 	}
 	task, err := c.cns.DeleteVolume(ctx, []cnstypes.CnsVolumeId{{Id: id}}, true)
-	if err == nil {
-		_, err = c.result(ctx, task)
-	}
+	_, err = c.result(ctx, task, err)
 	if err != nil {
 		return fmt.Errorf("delete volume %s: %w", id, err)
 	}
@@ -508,9 +503,12 @@ func (c *Client) DeleteVolume(ctx context.Context, id string, force bool) error 
 	return nil
 }
 
-// result waits for a CNS task and returns its single volume result, or the
-// fault that result carries.
-func (c *Client) result(ctx context.Context, task *object.Task) (cnstypes.BaseCnsVolumeOperationResult, error) {
+// result waits for the CNS task a call started and returns its single
+// volume result, or the call's error, or the fault the result carries.
+func (c *Client) result(ctx context.Context, task *object.Task, callErr error) (cnstypes.BaseCnsVolumeOperationResult, error) {
+	if callErr != nil {
+		return nil, callErr
+	}
 	info, err := cns.GetTaskInfo(ctx, task)
 	if err != nil {
 		return nil, err

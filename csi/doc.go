@@ -33,7 +33,7 @@
 // calls) are the vsphere package's options.
 //
 // Known cost: each CNS task is waited on with its own PropertyCollector and
-// each attach re-reads and re-writes the volume's metadata, about 29 SOAP
+// each attach re-writes the volume's metadata, about 28 SOAP
 // calls per volume created and attached (BenchmarkCreateAttach); batching
 // the waits as vsphere.ProvisionVMs does is the next step.
 package csi

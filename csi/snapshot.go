@@ -24,7 +24,7 @@ func (c *Client) CreateSnapshot(ctx context.Context, volumeID, description strin
 	if err != nil {
 		return nil, fmt.Errorf("snapshot volume %s: %w", volumeID, err)
 	}
-	res, err := c.result(ctx, task)
+	res, err := c.result(ctx, task, nil)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot volume %s: %w", volumeID, err)
 	}
@@ -71,9 +71,7 @@ func (c *Client) DeleteSnapshot(ctx context.Context, volumeID, snapshotID string
 	task, err := c.cns.DeleteSnapshots(ctx, []cnstypes.CnsSnapshotDeleteSpec{{
 		VolumeId: cnstypes.CnsVolumeId{Id: volumeID}, SnapshotId: cnstypes.CnsSnapshotId{Id: snapshotID},
 	}})
-	if err == nil {
-		_, err = c.result(ctx, task)
-	}
+	_, err = c.result(ctx, task, err)
 	if err != nil {
 		return fmt.Errorf("delete snapshot %s of %s: %w", snapshotID, volumeID, err)
 	}
