@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/vmware/govmomi/cns"
 	cnstypes "github.com/vmware/govmomi/cns/types"
@@ -20,6 +19,8 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
+
+	"github.com/kubefoundry/kubefoundry/internal/workpool"
 )
 
 var (
@@ -135,24 +136,12 @@ type VolumeResult struct {
 // per spec, in order, and the error joins the failures.
 func (c *Client) CreateVolumes(ctx context.Context, specs []VolumeSpec) ([]VolumeResult, error) {
 	out := make([]VolumeResult, len(specs))
-	sem := make(chan struct{}, c.concurrency)
-	var wg sync.WaitGroup
 	for i := range specs {
 		out[i].Name = specs[i].Name
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-				defer func() { <-sem }()
-			case <-ctx.Done():
-				out[i].Err = ctx.Err()
-				return
-			}
-			out[i].Volume, out[i].Err = c.CreateVolume(ctx, specs[i])
-		}()
 	}
-	wg.Wait()
+	workpool.Run(ctx, c.concurrency, len(specs),
+		func(i int) { out[i].Volume, out[i].Err = c.CreateVolume(ctx, specs[i]) },
+		func(i int, err error) { out[i].Err = err })
 	var errs []error
 	for _, r := range out {
 		if r.Err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/object"
@@ -12,6 +11,8 @@ import (
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 	"go.uber.org/zap"
+
+	"github.com/kubefoundry/kubefoundry/internal/workpool"
 )
 
 // wait waits for a task on its own collector (for single operations) or on
@@ -126,23 +127,12 @@ func (c *Client) DestroyVMs(ctx context.Context, vms []types.ManagedObjectRefere
 	defer func() { stop(); <-w.done }()
 
 	results := make([]VMResult, len(vms))
-	sem := make(chan struct{}, c.opts.concurrency)
-	var wg sync.WaitGroup
 	for i, ref := range vms {
 		results[i].Ref = ref
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			results[i].Err = ctx.Err()
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			results[i].Name, results[i].Err = c.destroy(ctx, w, ref)
-		}()
 	}
-	wg.Wait()
+	workpool.Run(ctx, c.opts.concurrency, len(vms),
+		func(i int) { results[i].Name, results[i].Err = c.destroy(ctx, w, vms[i]) },
+		func(i int, err error) { results[i].Err = err })
 	var errs []error
 	for _, r := range results {
 		if r.Err != nil {
