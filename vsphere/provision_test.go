@@ -191,7 +191,9 @@ func TestProvisionVMsValidation(t *testing.T) {
 // of the failed one is left behind.
 func TestProvisionVMsOneCloneFails(t *testing.T) {
 	s := newSim(t)
-	c := s.client(t, vsphere.WithConcurrency(4))
+	// One clone call at a time: vcsim's FaultInjector counts matches under a
+	// read lock, so concurrent matching calls race inside the simulator.
+	c := s.client(t, vsphere.WithConcurrency(1))
 	s.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
 		MethodName:  "CloneVM_Task",
 		ObjectType:  "*",
@@ -372,7 +374,9 @@ func TestProvisionVMsDeletedWhileWaiting(t *testing.T) {
 // creates each VM exactly once.
 func TestProvisionVMsInjectedNotAuthenticated(t *testing.T) {
 	s := newSim(t)
-	c := s.client(t, vsphere.WithConcurrency(4))
+	// One clone call at a time: vcsim's FaultInjector counts matches under a
+	// read lock, so concurrent matching calls race inside the simulator.
+	c := s.client(t, vsphere.WithConcurrency(1))
 	s.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
 		MethodName:  "CloneVM_Task",
 		ObjectType:  "*",
