@@ -1,0 +1,274 @@
+package nsxt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/infra/realized_state"
+	"go.uber.org/zap"
+
+	"github.com/kubefoundry/kubefoundry/internal/retry"
+	"github.com/kubefoundry/kubefoundry/internal/workpool"
+)
+
+// Network is what BuildTopology built for a cluster.
+type Network struct {
+	Plan            *Plan
+	Tier1Path       string
+	NodeSegmentPath string
+	NodeSubnet      netip.Prefix
+	SNATAddress     string // the nodes' SNAT address
+	APIAddress      string // the Kubernetes API virtual server's address
+	APIPort         int
+	Namespaces      map[string]NamespaceNetwork
+	// Writes is the number of write requests the apply made.
+	Writes int
+}
+
+// NamespaceNetwork is one namespace's segment, subnet and SNAT address.
+type NamespaceNetwork struct {
+	SegmentPath string
+	Subnet      netip.Prefix
+	SNATAddress string
+}
+
+// conflictRetries bounds re-reading and re-applying after NSX reports a
+// concurrent change.
+const conflictRetries = 4
+
+// PlanTopology computes what BuildTopology would change, without writing
+// anything: a dry run. Subnets and addresses NSX has not allocated yet
+// show as "<allocated by NSX>".
+func (c *Client) PlanTopology(ctx context.Context, t Topology) (*Plan, error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	cur, err := c.owned(ctx, t.ClusterID, "")
+	if err != nil {
+		return nil, err
+	}
+	return c.plan(ctx, t, cur, nil)
+}
+
+// plan diffs both stages. known are addresses already read (nil: read
+// those that exist).
+func (c *Client) plan(ctx context.Context, t Topology, cur current, known *addresses) (*Plan, error) {
+	alloc, err := diff(t.ipamIntents(), cur)
+	if err != nil {
+		return nil, err
+	}
+	if known == nil {
+		a, err := c.addresses(ctx, t, cur, nil)
+		if err != nil {
+			return nil, err
+		}
+		known = &a
+	}
+	cfg := t.configIntents(*known)
+	conf, err := diff(cfg, cur)
+	if err != nil {
+		return nil, err
+	}
+	keep := map[string]bool{}
+	for _, in := range append(t.ipamIntents(), cfg...) {
+		keep[in.path] = true
+	}
+	conf = append(conf, deletions(keep, cur)...)
+	p := &Plan{ClusterID: t.ClusterID, allocate: alloc, configure: conf}
+	for _, x := range alloc {
+		p.Allocate = append(p.Allocate, x.Change)
+	}
+	for _, x := range conf {
+		p.Configure = append(p.Configure, x.Change)
+	}
+	return p, nil
+}
+
+// BuildTopology makes NSX hold exactly t: it reads what is tagged with the
+// cluster, allocates what is missing (one hierarchical PATCH), waits for
+// NSX to realize the allocations, then creates, updates and deletes the
+// rest (one more PATCH) and waits for it to be realized. A second call
+// with the same t writes nothing. A concurrent change reported by NSX is
+// met by reading again and re-applying.
+func (c *Client) BuildTopology(ctx context.Context, t Topology) (*Network, error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	if err := c.checkInventory(ctx, t); err != nil {
+		return nil, err
+	}
+	_, w0 := c.Calls()
+	var lastErr error
+	for attempt := 0; attempt < conflictRetries; attempt++ {
+		n, err := c.build(ctx, t)
+		if err == nil {
+			_, w1 := c.Calls()
+			n.Writes = int(w1 - w0)
+			return n, nil
+		}
+		if !errors.Is(err, ErrConflict) {
+			return nil, err
+		}
+		c.log.Info("nsx reported a concurrent change; reading again", zap.String("cluster", t.ClusterID), zap.Error(err))
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+func (c *Client) build(ctx context.Context, t Topology) (*Network, error) {
+	cur, err := c.owned(ctx, t.ClusterID, "")
+	if err != nil {
+		return nil, err
+	}
+	alloc, err := diff(t.ipamIntents(), cur)
+	if err != nil {
+		return nil, err
+	}
+	c.log.Info("nsx allocate", zap.String("cluster", t.ClusterID), zap.Int("changes", len(alloc)))
+	if err := c.patch(ctx, alloc); err != nil {
+		return nil, err
+	}
+	fresh := map[string]bool{}
+	for _, x := range alloc {
+		fresh[x.Path] = true
+	}
+	addr, err := c.addresses(ctx, t, cur, fresh)
+	if err != nil {
+		return nil, err
+	}
+	// The allocation stage is done; what it created counts as present.
+	for _, in := range t.ipamIntents() {
+		if _, ok := cur[in.path]; !ok {
+			m, _ := intentMap(in)
+			cur[in.path] = m
+		}
+	}
+	p, err := c.plan(ctx, t, cur, &addr)
+	if err != nil {
+		return nil, err
+	}
+	p.allocate, p.Allocate = alloc, nil
+	for _, x := range alloc {
+		p.Allocate = append(p.Allocate, x.Change)
+	}
+	c.log.Info("nsx configure", zap.String("cluster", t.ClusterID), zap.Int("changes", len(p.configure)))
+	if err := c.patch(ctx, p.configure); err != nil {
+		return nil, err
+	}
+	var written []string
+	for _, x := range p.configure {
+		if x.Action != Delete {
+			written = append(written, x.Path)
+		}
+	}
+	if err := c.WaitRealized(ctx, written...); err != nil {
+		return nil, err
+	}
+	n := &Network{Plan: p, Tier1Path: t.tier1Path(), NodeSegmentPath: "/infra/segments/" + t.prefix() + "-nodes",
+		NodeSubnet: addr.subnets[t.nodeSubnetPath()], SNATAddress: addr.ips[t.snatAllocPath()],
+		APIAddress: addr.ips[t.vipAllocPath()], APIPort: t.apiPort(), Namespaces: map[string]NamespaceNetwork{}}
+	for _, ns := range t.Namespaces {
+		n.Namespaces[ns] = NamespaceNetwork{SegmentPath: "/infra/segments/" + t.prefix() + "-ns-" + ns,
+			Subnet: addr.subnets[t.nsSubnetPath(ns)], SNATAddress: addr.ips[t.nsSNATAllocPath(ns)]}
+	}
+	return n, nil
+}
+
+// addresses reads the subnets and addresses NSX allocated for t. Paths in
+// wait were just written: their realization is awaited, and a realization
+// error is returned. Without wait (a dry run) an intent that does not
+// exist is simply not known yet.
+func (c *Client) addresses(ctx context.Context, t Topology, cur current, wait map[string]bool) (addresses, error) {
+	a := addresses{subnets: map[string]netip.Prefix{}, ips: map[string]string{}}
+	var paths []string
+	for _, in := range t.ipamIntents() {
+		if in.rtype == "IpAddressPool" {
+			continue
+		}
+		if _, ok := cur[in.path]; ok || wait[in.path] {
+			paths = append(paths, in.path)
+		}
+	}
+	var mu sync.Mutex
+	errs := make([]error, len(paths))
+	workpool.Run(ctx, 8, len(paths), func(i int) {
+		attrs, err := c.realized(ctx, paths[i], wait[paths[i]])
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if v := attrs["cidr"]; v != "" {
+			if p, err := netip.ParsePrefix(v); err == nil {
+				a.subnets[paths[i]] = p
+			}
+		}
+		if v := attrs["allocation_ip"]; v != "" {
+			a.ips[paths[i]] = v
+		}
+	}, func(i int, err error) { errs[i] = err })
+	return a, errors.Join(errs...)
+}
+
+// WaitRealized waits until NSX reports every path realized. An intent in
+// state ERROR gives a *RealizationError naming it and NSX's reason; the
+// others are still awaited, and every error is returned.
+func (c *Client) WaitRealized(ctx context.Context, paths ...string) error {
+	errs := make([]error, len(paths))
+	workpool.Run(ctx, 8, len(paths), func(i int) {
+		_, errs[i] = c.realized(ctx, paths[i], true)
+	}, func(i int, err error) { errs[i] = err })
+	return errors.Join(errs...)
+}
+
+// realized returns the extended attributes of path's realized entity. With
+// wait it polls until the state is REALIZED or ERROR.
+func (c *Client) realized(ctx context.Context, path string, wait bool) (map[string]string, error) {
+	rc := realized_state.NewRealizedEntitiesClient(c.connector(ctx))
+	bo := retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
+	for {
+		res, err := rc.List(path, nil)
+		if err != nil {
+			return nil, apiError("realized state of "+path, err)
+		}
+		state, msg := "UNREALIZED", ""
+		attrs := map[string]string{}
+		for _, e := range res.Results {
+			if e.State != nil {
+				state = *e.State
+			}
+			if e.RuntimeError != nil {
+				msg = *e.RuntimeError
+			}
+			for _, al := range e.Alarms {
+				if al.Message != nil && msg == "" {
+					msg = *al.Message
+				}
+			}
+			for _, kv := range e.ExtendedAttributes {
+				if kv.Key != nil && len(kv.Values) > 0 {
+					attrs[*kv.Key] = kv.Values[0]
+				}
+			}
+		}
+		switch {
+		case state == "REALIZED":
+			return attrs, nil
+		case state == "ERROR":
+			return nil, &RealizationError{Path: path, State: state, Message: msg}
+		case !wait:
+			return attrs, nil
+		}
+		if !bo.Sleep(ctx) {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("%w: %w", &RealizationError{Path: path, State: state, Message: msg}, ctx.Err())
+			}
+			return nil, &RealizationError{Path: path, State: state, Message: "the context ends before NSX realizes it"}
+		}
+	}
+}

@@ -1,0 +1,93 @@
+package nsxt
+
+import (
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Config is the plain, serialisable description of an NSX-T manager
+// connection. New copies it; the caller's value is never changed.
+type Config struct {
+	// URLs of the NSX managers (or of the cluster VIP), such as
+	// https://nsx-1.example.com. Requests go to the first that answers;
+	// when one stops answering the next takes over.
+	URLs []string `json:"urls"`
+	// Username and Password authenticate with HTTP basic auth.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	// ClientCert and ClientKey (PEM) authenticate as a principal identity
+	// instead of a user, as NCP and TKGI do.
+	ClientCert string `json:"clientCert,omitempty"`
+	ClientKey  string `json:"clientKey,omitempty"`
+	// CACert is a PEM bundle of certificate authorities to trust.
+	CACert string `json:"caCert,omitempty"`
+	// Thumbprint is the SHA-256 thumbprint (hex, colons optional) of the
+	// managers' certificate, trusted instead of a CA.
+	Thumbprint string `json:"thumbprint,omitempty"`
+	// Insecure turns TLS verification off. It is never implied.
+	Insecure bool `json:"insecure,omitempty"`
+	// Timeout bounds one HTTP request; 2 minutes when zero.
+	Timeout time.Duration `json:"timeout,omitempty"`
+}
+
+// String describes the configuration with every secret redacted.
+func (c Config) String() string {
+	pw, key := "", ""
+	if c.Password != "" {
+		pw = "--- REDACTED ---"
+	}
+	if c.ClientKey != "" {
+		key = "--- REDACTED ---"
+	}
+	return fmt.Sprintf("nsxt.Config{URLs: %q, Username: %q, Password: %q, ClientCert: %d bytes, ClientKey: %q, CACert: %d bytes, Thumbprint: %q, Insecure: %t, Timeout: %s}",
+		c.URLs, c.Username, pw, len(c.ClientCert), key, len(c.CACert), c.Thumbprint, c.Insecure, c.Timeout)
+}
+
+// GoString makes %#v as safe as %v.
+func (c Config) GoString() string { return c.String() }
+
+// An Option configures a Client's collaborators.
+type Option interface {
+	apply(*options)
+}
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+type options struct {
+	log      *zap.Logger
+	qps      float64
+	burst    int
+	attempts int
+	backoff  time.Duration
+}
+
+func defaultOptions() options {
+	return options{log: zap.NewNop(), qps: 50, burst: 100, attempts: 6, backoff: 250 * time.Millisecond}
+}
+
+// WithLogger sets the logger. The NSX runtime's own log lines are routed to
+// it too, at debug level.
+func WithLogger(l *zap.Logger) Option {
+	return optionFunc(func(o *options) {
+		if l != nil {
+			o.log = l
+		}
+	})
+}
+
+// WithRateLimit limits requests to qps per second with bursts of burst
+// (50 and 100 by default). qps <= 0 removes the limit.
+func WithRateLimit(qps float64, burst int) Option {
+	return optionFunc(func(o *options) { o.qps, o.burst = qps, max(burst, 1) })
+}
+
+// WithRetry sets how many times a request answered 503 or 429 is tried in
+// all (6 by default) and the first backoff delay (250ms by default; it
+// doubles, with jitter, up to 10s; a Retry-After header is honoured).
+func WithRetry(attempts int, firstDelay time.Duration) Option {
+	return optionFunc(func(o *options) { o.attempts, o.backoff = max(attempts, 1), firstDelay })
+}

@@ -1,0 +1,135 @@
+package nsxt
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	vapierrors "github.com/vmware/vsphere-automation-sdk-go/lib/vapi/std/errors"
+	"github.com/vmware/vsphere-automation-sdk-go/runtime/data"
+)
+
+// Sentinel errors; every error the package returns for an NSX answer wraps
+// one of them when it applies, so errors.Is works.
+var (
+	ErrNotFound     = errors.New("nsxt: not found")
+	ErrConflict     = errors.New("nsxt: concurrent change")
+	ErrInvalid      = errors.New("nsxt: invalid request")
+	ErrUnauthorized = errors.New("nsxt: unauthorized")
+	ErrUnavailable  = errors.New("nsxt: service unavailable")
+)
+
+// APIError is an error answered by NSX, with what NSX said about it.
+type APIError struct {
+	Op      string // what the package was doing: "patch /infra", "get /infra/tier-0s/t0"
+	Kind    error  // one of the sentinel errors, or nil
+	Code    int64  // NSX error_code
+	Message string // NSX error_message
+	Related []string
+}
+
+func (e *APIError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "nsxt: %s: ", e.Op)
+	if e.Kind != nil {
+		b.WriteString(strings.TrimPrefix(e.Kind.Error(), "nsxt: "))
+	}
+	if e.Message != "" {
+		fmt.Fprintf(&b, ": %s", e.Message)
+	}
+	if e.Code != 0 {
+		fmt.Fprintf(&b, " (code %d)", e.Code)
+	}
+	for _, r := range e.Related {
+		fmt.Fprintf(&b, "; %s", r)
+	}
+	return b.String()
+}
+
+// Unwrap lets errors.Is match the sentinel.
+func (e *APIError) Unwrap() error { return e.Kind }
+
+// RealizationError reports an intent that NSX accepted but could not
+// realize, such as an IP block with no free subnet left.
+type RealizationError struct {
+	Path    string // the intent path
+	State   string // ERROR, or the last state seen when waiting gave up
+	Message string
+}
+
+func (e *RealizationError) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("nsxt: %s not realized (state %s)", e.Path, e.State)
+	}
+	return fmt.Sprintf("nsxt: %s not realized (state %s): %s", e.Path, e.State, e.Message)
+}
+
+// apiError turns what the SDK returned into an *APIError naming op.
+func apiError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	e := &APIError{Op: op}
+	var d *data.StructValue
+	var nf vapierrors.NotFound
+	var cc vapierrors.ConcurrentChange
+	var ir vapierrors.InvalidRequest
+	var ua vapierrors.Unauthorized
+	var un vapierrors.Unauthenticated
+	var su vapierrors.ServiceUnavailable
+	var ise vapierrors.InternalServerError
+	switch {
+	case errors.As(err, &nf):
+		e.Kind, d = ErrNotFound, nf.Data
+	case errors.As(err, &cc):
+		e.Kind, d = ErrConflict, cc.Data
+	case errors.As(err, &ir):
+		e.Kind, d = ErrInvalid, ir.Data
+	case errors.As(err, &ua):
+		e.Kind, d = ErrUnauthorized, ua.Data
+	case errors.As(err, &un):
+		e.Kind, d = ErrUnauthorized, un.Data
+	case errors.As(err, &su):
+		e.Kind, d = ErrUnavailable, su.Data
+	case errors.As(err, &ise):
+		d = ise.Data
+	default:
+		return fmt.Errorf("nsxt: %s: %w", op, err)
+	}
+	if d != nil {
+		e.Message = field(d, "error_message")
+		if v, err := d.Field("error_code"); err == nil {
+			if iv, ok := unwrapOptional(v).(*data.IntegerValue); ok {
+				e.Code = iv.Value()
+			}
+		}
+		if v, err := d.Field("related_errors"); err == nil {
+			if lv, ok := unwrapOptional(v).(*data.ListValue); ok {
+				for _, r := range lv.List() {
+					if sv, ok := r.(*data.StructValue); ok {
+						e.Related = append(e.Related, field(sv, "error_message"))
+					}
+				}
+			}
+		}
+	}
+	return e
+}
+
+func field(sv *data.StructValue, name string) string {
+	v, err := sv.Field(name)
+	if err != nil {
+		return ""
+	}
+	if s, ok := unwrapOptional(v).(*data.StringValue); ok {
+		return s.Value()
+	}
+	return ""
+}
+
+func unwrapOptional(v data.DataValue) data.DataValue {
+	if o, ok := v.(*data.OptionalValue); ok {
+		return o.Value()
+	}
+	return v
+}

@@ -1,0 +1,409 @@
+package nsxt
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/vmware/vsphere-automation-sdk-go/runtime/bindings"
+	"github.com/vmware/vsphere-automation-sdk-go/runtime/data"
+	"github.com/vmware/vsphere-automation-sdk-go/runtime/data/serializers/cleanjson"
+	nsx "github.com/vmware/vsphere-automation-sdk-go/services/nsxt"
+	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/model"
+	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/search"
+)
+
+// Action is what a plan does to one object.
+type Action string
+
+// The actions of a plan.
+const (
+	Create Action = "create"
+	Update Action = "update"
+	Delete Action = "delete"
+)
+
+// Change is one object a plan creates, updates or deletes.
+type Change struct {
+	Action Action
+	Path   string
+	Type   string   // NSX resource_type
+	Fields []string // for an update, the fields that differ
+}
+
+func (c Change) String() string {
+	s := fmt.Sprintf("%-6s %s %s", c.Action, c.Type, c.Path)
+	if len(c.Fields) > 0 {
+		s += " (" + strings.Join(c.Fields, ", ") + ")"
+	}
+	return s
+}
+
+// Plan is the difference between a Topology and what NSX holds. Allocate
+// runs first: NSX computes subnets and addresses, which the Configure
+// stage needs. Each non-empty stage is one hierarchical PATCH of /infra.
+type Plan struct {
+	ClusterID string
+	Allocate  []Change
+	Configure []Change
+
+	allocate  []pending
+	configure []pending
+}
+
+// pending is a change with what the tree needs to send it.
+type pending struct {
+	Change
+	obj      map[string]any // the body to send; nil for a delete
+	revision *int64
+}
+
+// Empty reports whether applying the plan would write nothing.
+func (p *Plan) Empty() bool { return len(p.Allocate) == 0 && len(p.Configure) == 0 }
+
+// Changes lists both stages in order.
+func (p *Plan) Changes() []Change { return append(append([]Change{}, p.Allocate...), p.Configure...) }
+
+// String prints one change per line.
+func (p *Plan) String() string {
+	var b strings.Builder
+	for _, c := range p.Changes() {
+		b.WriteString(c.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// current is what NSX holds for a cluster: its owned objects by path.
+type current map[string]map[string]any
+
+// owned reads every object tagged with the cluster (and namespace, when
+// not empty) through the search API.
+func (c *Client) owned(ctx context.Context, clusterID, namespace string) (current, error) {
+	q := fmt.Sprintf("tags.scope:%s AND tags.tag:%s", escape(TagCluster), escape(clusterID))
+	if namespace != "" {
+		q += " AND tags.tag:" + escape(namespace)
+	}
+	res, err := searchAll(ctx, c, q)
+	if err != nil {
+		return nil, err
+	}
+	out := current{}
+	for _, m := range res {
+		if hasTag(m, TagCluster, clusterID) && (namespace == "" || hasTag(m, TagNamespace, namespace)) {
+			if p, _ := m["path"].(string); p != "" {
+				out[p] = m
+			}
+		}
+	}
+	return out, nil
+}
+
+// searchAll runs a search query through every page.
+func searchAll(ctx context.Context, c *Client, q string) ([]map[string]any, error) {
+	var out []map[string]any
+	qc := search.NewQueryClient(c.connector(ctx))
+	var cursor *string
+	for {
+		res, err := qc.List(q, cursor, nil, ptr(int64(1000)), nil, nil)
+		if err != nil {
+			return nil, apiError("search "+q, err)
+		}
+		for _, sv := range res.Results {
+			m, err := toMap(sv)
+			if err != nil {
+				return nil, fmt.Errorf("nsxt: decoding a search result: %w", err)
+			}
+			out = append(out, m)
+		}
+		if res.Cursor == nil || *res.Cursor == "" || len(res.Results) == 0 {
+			return out, nil
+		}
+		cursor = res.Cursor
+	}
+}
+
+// escape escapes the characters NSX's search syntax reserves.
+func escape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`+-&|!(){}[]^"~*?:\/ `, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func hasTag(m map[string]any, scope, tag string) bool {
+	list, _ := m["tags"].([]any)
+	for _, t := range list {
+		tm, _ := t.(map[string]any)
+		if tm["scope"] == scope && tm["tag"] == tag {
+			return true
+		}
+	}
+	return false
+}
+
+// toMap turns a DataValue into plain JSON values.
+func toMap(dv data.DataValue) (map[string]any, error) {
+	js, err := cleanjson.NewDataValueToJsonEncoder().Encode(dv)
+	if err != nil {
+		return nil, err
+	}
+	d := json.NewDecoder(strings.NewReader(js))
+	d.UseNumber()
+	var m map[string]any
+	return m, d.Decode(&m)
+}
+
+// intentMap converts a desired model value through its SDK binding.
+func intentMap(in intent) (map[string]any, error) {
+	bt, ok := bindingOf[in.rtype]
+	if !ok {
+		return nil, fmt.Errorf("nsxt: no binding for %s", in.rtype)
+	}
+	dv, errs := bindings.NewTypeConverter().ConvertToVapi(in.obj, bt())
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("nsxt: %s %s: %w", in.rtype, in.path, bindings.VAPIerrorsToError(errs))
+	}
+	return toMap(dv)
+}
+
+// diff compares desired intents with what NSX holds: absent ones are
+// created; present ones are updated when a field the package sets differs.
+func diff(want []intent, cur current) ([]pending, error) {
+	var out []pending
+	for _, in := range want {
+		m, err := intentMap(in)
+		if err != nil {
+			return nil, err
+		}
+		have, ok := cur[in.path]
+		if !ok {
+			out = append(out, pending{Change: Change{Action: Create, Path: in.path, Type: in.rtype}, obj: m})
+			continue
+		}
+		var fields []string
+		for k, v := range m {
+			if k == "resource_type" || k == "id" {
+				continue
+			}
+			if !reflect.DeepEqual(v, have[k]) {
+				fields = append(fields, k)
+			}
+		}
+		if len(fields) == 0 {
+			continue
+		}
+		sort.Strings(fields)
+		var rev *int64
+		if n, ok := have["_revision"].(json.Number); ok {
+			if i, err := n.Int64(); err == nil {
+				rev = &i
+			}
+		}
+		out = append(out, pending{Change: Change{Action: Update, Path: in.path, Type: in.rtype, Fields: fields}, obj: m, revision: rev})
+	}
+	return out, nil
+}
+
+// deletions lists the owned objects that no intent keeps.
+func deletions(keep map[string]bool, cur current) []pending {
+	var out []pending
+	for p, m := range cur {
+		if keep[p] {
+			continue
+		}
+		rt, _ := m["resource_type"].(string)
+		out = append(out, pending{Change: Change{Action: Delete, Path: p, Type: rt}})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+// bindingOf is the SDK binding of every type the package writes.
+var bindingOf = map[string]func() bindings.BindingType{
+	"Tier1":                    model.Tier1BindingType,
+	"LocaleServices":           model.LocaleServicesBindingType,
+	"Segment":                  model.SegmentBindingType,
+	"PolicyNat":                model.PolicyNatBindingType,
+	"PolicyNatRule":            model.PolicyNatRuleBindingType,
+	"LBService":                model.LBServiceBindingType,
+	"LBPool":                   model.LBPoolBindingType,
+	"LBVirtualServer":          model.LBVirtualServerBindingType,
+	"Group":                    model.GroupBindingType,
+	"SecurityPolicy":           model.SecurityPolicyBindingType,
+	"Rule":                     model.RuleBindingType,
+	"IpAddressPool":            model.IpAddressPoolBindingType,
+	"IpAddressPoolBlockSubnet": model.IpAddressPoolBlockSubnetBindingType,
+	"IpAddressAllocation":      model.IpAddressAllocationBindingType,
+}
+
+// wrapperOf is the hierarchical API's Child* wrapper of each type.
+var wrapperOf = map[string]string{
+	"Tier0": "ChildTier0", "Tier1": "ChildTier1", "LocaleServices": "ChildLocaleServices",
+	"Segment": "ChildSegment", "PolicyNat": "ChildPolicyNat", "PolicyNatRule": "ChildPolicyNatRule",
+	"LBService": "ChildLBService", "LBPool": "ChildLBPool", "LBVirtualServer": "ChildLBVirtualServer",
+	"Domain": "ChildDomain", "Group": "ChildGroup", "SecurityPolicy": "ChildSecurityPolicy", "Rule": "ChildRule",
+	"IpAddressPool": "ChildIpAddressPool", "IpAddressPoolBlockSubnet": "ChildIpAddressPoolSubnet",
+	"IpAddressAllocation": "ChildIpAddressAllocation",
+}
+
+// typeOfSegment names the resource type behind a collection, for
+// ChildResourceReference to a parent the plan does not change.
+var typeOfSegment = map[string]string{
+	"tier-0s": "Tier0", "tier-1s": "Tier1", "nat": "PolicyNat", "domains": "Domain",
+	"security-policies": "SecurityPolicy", "ip-pools": "IpAddressPool", "locale-services": "LocaleServices",
+}
+
+// tree builds the hierarchical body for changes: each object sits under
+// its parent path; parents the plan does not touch are
+// ChildResourceReference nodes.
+func tree(changes []pending) (model.Infra, error) {
+	type node struct {
+		path     string
+		change   *pending
+		children []string
+	}
+	nodes := map[string]*node{"/infra": {path: "/infra"}}
+	var ensure func(p string) *node
+	ensure = func(p string) *node {
+		if n, ok := nodes[p]; ok {
+			return n
+		}
+		n := &node{path: p}
+		nodes[p] = n
+		parent := parentPath(p)
+		pn := ensure(parent)
+		pn.children = append(pn.children, p)
+		return n
+	}
+	for i := range changes {
+		ensure(changes[i].Path).change = &changes[i]
+	}
+	var build func(n *node) (*data.StructValue, error)
+	build = func(n *node) (*data.StructValue, error) {
+		sort.Strings(n.children)
+		kids := data.NewListValue()
+		for _, c := range n.children {
+			sv, err := build(nodes[c])
+			if err != nil {
+				return nil, err
+			}
+			kids.Add(sv)
+		}
+		_, collection, id := splitPath(n.path)
+		if n.change == nil {
+			target, ok := typeOfSegment[collection]
+			if !ok {
+				return nil, fmt.Errorf("nsxt: no parent type for %s", n.path)
+			}
+			return data.NewStructValue("child_resource_reference", map[string]data.DataValue{
+				"resource_type": data.NewStringValue("ChildResourceReference"),
+				"target_type":   data.NewStringValue(target),
+				"id":            data.NewStringValue(id),
+				"children":      kids,
+			}), nil
+		}
+		ch := n.change
+		wrapper := wrapperOf[ch.Type]
+		if wrapper == "" {
+			return nil, fmt.Errorf("nsxt: no hierarchical wrapper for %s %s", ch.Type, ch.Path)
+		}
+		body := ch.obj
+		if ch.Action == Delete {
+			body = map[string]any{"id": id, "resource_type": ch.Type}
+		}
+		inner, err := fromMap(body, ch.Type)
+		if err != nil {
+			return nil, fmt.Errorf("nsxt: %s %s: %w", ch.Type, ch.Path, err)
+		}
+		if ch.revision != nil {
+			inner.SetField("_revision", data.NewIntegerValue(*ch.revision))
+		}
+		if len(n.children) > 0 {
+			inner.SetField("children", kids)
+		}
+		if ch.Action == Delete {
+			inner.SetField("marked_for_delete", data.NewBooleanValue(true))
+		}
+		return data.NewStructValue(strings.ToLower(wrapper), map[string]data.DataValue{
+			"resource_type":                      data.NewStringValue(wrapper),
+			strings.TrimPrefix(wrapper, "Child"): inner,
+			"marked_for_delete":                  data.NewBooleanValue(ch.Action == Delete),
+		}), nil
+	}
+	root := nodes["/infra"]
+	infra := model.Infra{ResourceType: ptr("Infra")}
+	sort.Strings(root.children)
+	for _, c := range root.children {
+		sv, err := build(nodes[c])
+		if err != nil {
+			return infra, err
+		}
+		infra.Children = append(infra.Children, sv)
+	}
+	return infra, nil
+}
+
+// fromMap turns a JSON body into a StructValue checked by its binding.
+func fromMap(m map[string]any, rtype string) (*data.StructValue, error) {
+	dv, err := cleanjson.NewJsonToDataValueDecoder().Decode(m)
+	if err != nil {
+		return nil, err
+	}
+	if bt, ok := bindingOf[rtype]; ok {
+		tc := bindings.NewTypeConverter()
+		g, errs := tc.ConvertToGolang(dv, bt())
+		if len(errs) > 0 {
+			return nil, bindings.VAPIerrorsToError(errs)
+		}
+		if dv, errs = tc.ConvertToVapi(g, bt()); len(errs) > 0 {
+			return nil, bindings.VAPIerrorsToError(errs)
+		}
+	}
+	sv, ok := dv.(*data.StructValue)
+	if !ok {
+		return nil, fmt.Errorf("not an object")
+	}
+	return sv, nil
+}
+
+// patch sends one hierarchical PATCH of /infra with revision checks on.
+func (c *Client) patch(ctx context.Context, changes []pending) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	infra, err := tree(changes)
+	if err != nil {
+		return err
+	}
+	err = nsx.NewInfraClient(c.connector(ctx)).Patch(infra, ptr(true))
+	return apiError("patch /infra", err)
+}
+
+func parentPath(p string) string {
+	parent, _, _ := splitPath(p)
+	return parent
+}
+
+// splitPath splits /infra/tier-1s/t1/segments/s into /infra/tier-1s/t1,
+// segments and s.
+func splitPath(path string) (parent, collection, id string) {
+	i := strings.LastIndex(path, "/")
+	if i <= 0 {
+		return "", "", path
+	}
+	id = path[i+1:]
+	rest := path[:i]
+	j := strings.LastIndex(rest, "/")
+	if j < 0 {
+		return "", rest, id
+	}
+	return rest[:j], rest[j+1:], id
+}

@@ -1,0 +1,475 @@
+package simulator
+
+import (
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vmware/vsphere-automation-sdk-go/runtime/bindings"
+	"github.com/vmware/vsphere-automation-sdk-go/runtime/data/serializers/cleanjson"
+)
+
+const apiPrefix = "/policy/api/v1"
+
+// Config configures a simulator. The zero value serves the default
+// inventory to user "admin" with password "VMware1!VMware1!".
+type Config struct {
+	// Username and Password are the basic-auth credentials accepted.
+	Username, Password string
+	// ClientCAs, when set, also admits a client certificate that chains to
+	// it, as NSX admits a principal identity.
+	ClientCAs *x509.CertPool
+	// Addr is the loopback address to listen on; "127.0.0.1:0" by default.
+	Addr string
+	// RealizeAfterReads makes a written intent report IN_PROGRESS to that
+	// many realized-state reads before it reports REALIZED.
+	RealizeAfterReads int
+	// Inventory is what exists before any client writes; DefaultInventory
+	// when zero.
+	Inventory *Inventory
+}
+
+// Inventory is the pre-existing NSX configuration a platform team hands to
+// kubefoundry: a tier-0, an edge cluster, an overlay transport zone, IP
+// blocks for nodes and pods and a floating IP pool.
+type Inventory struct {
+	Tier0         string // id under /infra/tier-0s
+	EdgeCluster   string // id under the default enforcement point
+	TransportZone string // overlay transport zone id
+	NodeBlock     Block
+	PodBlock      Block
+	FloatingPool  string // id under /infra/ip-pools
+	FloatingCIDR  string
+	FloatingRange [2]string // first and last allocatable address
+}
+
+// Block is an IP block id and its CIDR.
+type Block struct{ ID, CIDR string }
+
+// DefaultInventory is the inventory the simulator starts with unless told
+// otherwise.
+func DefaultInventory() Inventory {
+	return Inventory{
+		Tier0:         "t0",
+		EdgeCluster:   "edge-cluster-1",
+		TransportZone: "overlay-tz",
+		NodeBlock:     Block{"nodes-block", "172.23.0.0/16"},
+		PodBlock:      Block{"pods-block", "172.24.0.0/14"},
+		FloatingPool:  "floating-pool",
+		FloatingCIDR:  "10.40.14.0/24",
+		FloatingRange: [2]string{"10.40.14.10", "10.40.14.250"},
+	}
+}
+
+// EdgeClusterPath is the policy path of the inventory's edge cluster.
+func (inv Inventory) EdgeClusterPath() string {
+	return "/infra/sites/default/enforcement-points/default/edge-clusters/" + inv.EdgeCluster
+}
+
+// TransportZonePath is the policy path of the inventory's transport zone.
+func (inv Inventory) TransportZonePath() string {
+	return "/infra/sites/default/enforcement-points/default/transport-zones/" + inv.TransportZone
+}
+
+// Fault makes the simulator answer Status instead of serving a request: on
+// the Nth request (counting from 1) whose method is Method ("" for any)
+// and whose path matches Path, and on the Times-1 matching requests after
+// it (Times 0 means 1).
+type Fault struct {
+	Method string
+	Path   *regexp.Regexp
+	Nth    int
+	Times  int
+	Status int
+
+	seen int
+}
+
+// Server is an NSX-T Policy API simulator listening on loopback over HTTPS.
+// It is safe for concurrent use.
+type Server struct {
+	// URL is the manager's base URL, https://127.0.0.1:port.
+	URL string
+
+	cfg  Config
+	inv  Inventory
+	http *httptest.Server
+
+	mu     sync.Mutex
+	st     *store
+	faults []*Fault
+	counts map[string]int
+}
+
+// New starts a simulator.
+func New(cfg Config) (*Server, error) {
+	if cfg.Username == "" {
+		cfg.Username, cfg.Password = "admin", "VMware1!VMware1!"
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	inv := DefaultInventory()
+	if cfg.Inventory != nil {
+		inv = *cfg.Inventory
+	}
+	s := &Server{cfg: cfg, inv: inv, counts: map[string]int{}}
+	st, err := seed(inv)
+	if err != nil {
+		return nil, err
+	}
+	st.user = cfg.Username
+	s.st = st
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	s.http = httptest.NewUnstartedServer(s)
+	s.http.Listener.Close()
+	s.http.Listener = ln
+	s.http.TLS = &tls.Config{ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: cfg.ClientCAs}
+	s.http.StartTLS()
+	s.URL = s.http.URL
+	return s, nil
+}
+
+// Close stops the server.
+func (s *Server) Close() { s.http.Close() }
+
+// Certificate is the server's TLS certificate, for a client to trust.
+func (s *Server) Certificate() *x509.Certificate { return s.http.Certificate() }
+
+// CertificatePEM is the server's certificate in PEM, as a CA bundle.
+func (s *Server) CertificatePEM() []byte { return pemCert(s.Certificate()) }
+
+// Inventory is what the simulator was seeded with.
+func (s *Server) Inventory() Inventory { return s.inv }
+
+// Username and Password are the accepted credentials.
+func (s *Server) Username() string { return s.cfg.Username }
+
+// Password is the accepted password.
+func (s *Server) Password() string { return s.cfg.Password }
+
+// Inject adds a fault.
+func (s *Server) Inject(f *Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, f)
+}
+
+// Requests returns how many requests the server has answered, keyed by
+// "METHOD /path" (no query), faults and refusals included.
+func (s *Server) Requests() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.counts))
+	for k, v := range s.counts {
+		out[k] = v
+	}
+	return out
+}
+
+// Writes counts the requests that could change state: PATCH, PUT, POST and
+// DELETE.
+func (s *Server) Writes() int {
+	n := 0
+	for k, v := range s.Requests() {
+		if !strings.HasPrefix(k, "GET ") {
+			n += v
+		}
+	}
+	return n
+}
+
+// Paths lists the paths of the objects that exist now and are not the
+// seeded inventory or created by the system, sorted.
+func (s *Server) Paths() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for p, o := range s.st.objs {
+		if !o.system && o.body["_create_user"] != "system" {
+			out = append(out, p)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Object returns the stored JSON of the object at path, or nil.
+func (s *Server) Object(path string) map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o := s.st.objs[path]; o != nil {
+		return o.body
+	}
+	return nil
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	key := r.Method + " " + r.URL.Path
+	s.mu.Lock()
+	s.counts[key]++
+	var fault *Fault
+	for _, f := range s.faults {
+		if (f.Method == "" || f.Method == r.Method) && f.Path.MatchString(r.URL.Path) {
+			f.seen++
+			times := max(f.Times, 1)
+			if f.seen >= f.Nth && f.seen < f.Nth+times {
+				fault = f
+				break
+			}
+		}
+	}
+	s.mu.Unlock()
+
+	if !s.authenticated(r) {
+		writeError(w, errorf(http.StatusForbidden, "The credentials were incorrect or the account specified has been locked."))
+		return
+	}
+	if fault != nil {
+		writeError(w, errorf(fault.Status, "injected fault: %d on %s", fault.Status, key))
+		return
+	}
+	p := strings.TrimSuffix(r.URL.Path, "/")
+	switch {
+	case p == apiPrefix+"/infra" && r.Method == http.MethodPatch:
+		s.serveHierarchical(w, r)
+	case p == apiPrefix+"/infra/realized-state/realized-entities" && r.Method == http.MethodGet:
+		s.serveRealized(w, r)
+	case p == apiPrefix+"/search/query" && r.Method == http.MethodGet:
+		s.serveSearch(w, r)
+	case strings.HasPrefix(p, apiPrefix+"/infra"):
+		s.serveObject(w, r, strings.TrimPrefix(p, apiPrefix))
+	default:
+		writeError(w, errorf(http.StatusNotFound, "The requested URI: %s could not be found.", r.URL.Path))
+	}
+}
+
+func (s *Server) authenticated(r *http.Request) bool {
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		return true
+	}
+	u, p, ok := r.BasicAuth()
+	return ok && subtle.ConstantTimeCompare([]byte(u), []byte(s.cfg.Username)) == 1 &&
+		subtle.ConstantTimeCompare([]byte(p), []byte(s.cfg.Password)) == 1
+}
+
+func readBody(r *http.Request) (map[string]any, error) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "reading the body: %v", err)
+	}
+	m, err := decodeJSON(b)
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "the body is not a JSON object: %v", err)
+	}
+	return m, nil
+}
+
+// transact runs fn on a copy of the store and keeps the copy only when fn
+// succeeds and the result is valid: a write applies entirely or not at all.
+func (s *Server) transact(fn func(*store) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := s.st.clone()
+	if err := fn(next); err != nil {
+		return err
+	}
+	if err := next.validate(s.st); err != nil {
+		return err
+	}
+	for _, o := range next.objs {
+		if o.realized.state == "REALIZED" && o.realized.reads == 0 && s.cfg.RealizeAfterReads > 0 && s.st.objs[o.path] != o {
+			o.realized.state = "IN_PROGRESS"
+		}
+	}
+	s.st = next
+	return nil
+}
+
+func (s *Server) serveHierarchical(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	check, _ := strconv.ParseBool(r.URL.Query().Get("enforce_revision_check"))
+	if err := s.transact(func(st *store) error { return st.patchInfra(body, check) }); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// serveObject serves GET, PATCH, PUT and DELETE of one object, and GET of a
+// collection (a list).
+func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, path string) {
+	s.mu.Lock()
+	o := s.st.objs[path]
+	s.mu.Unlock()
+	parentPath, collection, id := splitPath(path)
+
+	switch r.Method {
+	case http.MethodGet:
+		if o != nil {
+			writeObject(w, o)
+			return
+		}
+		lp, coll := path[:strings.LastIndex(path, "/")], path[strings.LastIndex(path, "/")+1:]
+		s.mu.Lock()
+		listParent := s.st.objs[lp]
+		var items []*object
+		if listParent != nil && collectionKinds(listParent.kind.resourceType, coll) {
+			items = s.st.children(lp, coll)
+		}
+		s.mu.Unlock()
+		if listParent == nil || !collectionKinds(listParent.kind.resourceType, coll) {
+			writeError(w, errorf(http.StatusNotFound, "the path=[%s] is invalid or the object does not exist", path))
+			return
+		}
+		writeList(w, items)
+	case http.MethodDelete:
+		err := s.transact(func(st *store) error { return st.remove(path) })
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	case http.MethodPatch, http.MethodPut:
+		body, err := readBody(r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		mode := modePatch
+		if r.Method == http.MethodPut {
+			mode = modePut
+		}
+		var stored *object
+		err = s.transact(func(st *store) error {
+			parent := st.objs[parentPath]
+			if parent == nil {
+				return errorf(http.StatusBadRequest, "parent %s of %s does not exist", parentPath, path)
+			}
+			k := kindFor(parent.kind.resourceType, collection, fmtString(body["resource_type"]))
+			if k == nil {
+				return errorf(http.StatusBadRequest, "%s: no %q objects under a %s", path, collection, parent.kind.resourceType)
+			}
+			if _, ok := body["resource_type"]; !ok && len(wrappers[k.wrapper]) > 1 {
+				return errorf(http.StatusBadRequest, "%s: resource_type is required", path)
+			}
+			var err error
+			stored, err = st.upsert(parent, k, id, body, mode, true)
+			return err
+		})
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if r.Method == http.MethodPut {
+			writeObject(w, stored)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	default:
+		writeError(w, errorf(http.StatusMethodNotAllowed, "method %s is not allowed on %s", r.Method, path))
+	}
+}
+
+// splitPath splits /infra/tier-1s/t1/segments/s into /infra/tier-1s/t1,
+// segments and s.
+func splitPath(path string) (parent, collection, id string) {
+	i := strings.LastIndex(path, "/")
+	if i <= 0 {
+		return "", "", path
+	}
+	id = path[i+1:]
+	rest := path[:i]
+	j := strings.LastIndex(rest, "/")
+	if j < 0 {
+		return "", rest, id
+	}
+	return rest[:j], rest[j+1:], id
+}
+
+// encode runs an object through its SDK binding and out as JSON.
+func encode(o *object) (json.RawMessage, error) {
+	dv, err := cleanjson.NewJsonToDataValueDecoder().Decode(o.body)
+	if err != nil {
+		return nil, err
+	}
+	tc := bindings.NewTypeConverter()
+	g, errs := tc.ConvertToGolang(dv, o.kind.binding())
+	if len(errs) > 0 {
+		return nil, bindings.VAPIerrorsToError(errs)
+	}
+	back, errs := tc.ConvertToVapi(g, o.kind.binding())
+	if len(errs) > 0 {
+		return nil, bindings.VAPIerrorsToError(errs)
+	}
+	js, err := cleanjson.NewDataValueToJsonEncoder().Encode(back)
+	return json.RawMessage(js), err
+}
+
+func writeObject(w http.ResponseWriter, o *object) {
+	js, err := encode(o)
+	if err != nil {
+		writeError(w, errorf(http.StatusInternalServerError, "encoding %s: %v", o.path, err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(js)
+}
+
+func writeList(w http.ResponseWriter, items []*object) {
+	res := make([]json.RawMessage, 0, len(items))
+	for _, o := range items {
+		js, err := encode(o)
+		if err != nil {
+			writeError(w, errorf(http.StatusInternalServerError, "encoding %s: %v", o.path, err))
+			return
+		}
+		res = append(res, js)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": res, "result_count": len(res)})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError answers err with NSX's error body.
+func writeError(w http.ResponseWriter, err error) {
+	e, ok := err.(*apiError)
+	if !ok {
+		e = errorf(http.StatusInternalServerError, "%v", err)
+	}
+	writeJSON(w, e.status, map[string]any{
+		"httpStatus":    strings.ToUpper(strings.ReplaceAll(http.StatusText(e.status), " ", "_")),
+		"error_code":    e.code,
+		"module_name":   "Policy",
+		"error_message": e.msg,
+	})
+}
+
+func nowMillis() int64 { return time.Now().UnixMilli() }
+
+func pemCert(c *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}

@@ -1,0 +1,349 @@
+package simulator
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/vmware/vsphere-automation-sdk-go/runtime/bindings"
+	"github.com/vmware/vsphere-automation-sdk-go/runtime/data/serializers/cleanjson"
+)
+
+// object is one stored Policy intent. Its body is never mutated once
+// stored: writes replace it, so a transaction can share objects with the
+// store it was cloned from.
+type object struct {
+	kind     *kind
+	path     string
+	parent   string
+	body     map[string]any
+	system   bool // created by NSX itself (nat/USER), deleted with its parent
+	realized realization
+}
+
+type realization struct {
+	state string // REALIZED, IN_PROGRESS or ERROR
+	err   string
+	attrs map[string]string // extended attributes: cidr, allocation_ip, ...
+	reads int               // realized-state reads answered so far
+}
+
+func (o *object) revision() int64 { n, _ := toInt(o.body["_revision"]); return n }
+
+func (o *object) str(key string) string { s, _ := o.body[key].(string); return s }
+
+// apiError is an error answered with an NSX error body.
+type apiError struct {
+	status int
+	code   int64
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func errorf(status int, format string, args ...any) *apiError {
+	code := int64(500012) // NSX's generic "invalid request" code
+	switch status {
+	case http.StatusNotFound:
+		code = 500090
+	case http.StatusConflict:
+		code = 604 // "The object was modified by somebody else"
+	case http.StatusForbidden:
+		code = 403
+	}
+	return &apiError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// store is the intent tree, keyed by policy path.
+type store struct {
+	objs map[string]*object
+	user string
+	now  func() int64
+}
+
+func (s *store) clone() *store {
+	return &store{objs: maps.Clone(s.objs), user: s.user, now: s.now}
+}
+
+// serverFields are set by NSX and ignored when a client sends them.
+var serverFields = []string{
+	"id", "path", "parent_path", "relative_path", "remote_path", "unique_id",
+	"realization_id", "resource_type", "marked_for_delete", "overridden",
+	"children", "_revision", "_create_time", "_create_user",
+	"_last_modified_time", "_last_modified_user", "_protection",
+	"_system_owned", "_links", "_self", "_schema", "owner_id", "origin_site_id",
+}
+
+// canonical runs a JSON object through the SDK binding of k and back, so
+// what is stored has exactly the shape the SDK's model gives it: unknown
+// fields dropped, types checked.
+func canonical(k *kind, in map[string]any) (map[string]any, error) {
+	body := maps.Clone(in)
+	delete(body, "children")
+	if _, ok := body["resource_type"]; !ok {
+		body["resource_type"] = k.resourceType
+	}
+	dv, err := cleanjson.NewJsonToDataValueDecoder().Decode(body)
+	if err != nil {
+		return nil, err
+	}
+	tc := bindings.NewTypeConverter()
+	g, errs := tc.ConvertToGolang(dv, k.binding())
+	if len(errs) > 0 {
+		return nil, bindings.VAPIerrorsToError(errs)
+	}
+	back, errs := tc.ConvertToVapi(g, k.binding())
+	if len(errs) > 0 {
+		return nil, bindings.VAPIerrorsToError(errs)
+	}
+	js, err := cleanjson.NewDataValueToJsonEncoder().Encode(back)
+	if err != nil {
+		return nil, err
+	}
+	return decodeJSON([]byte(js))
+}
+
+func decodeJSON(b []byte) (map[string]any, error) {
+	d := json.NewDecoder(strings.NewReader(string(b)))
+	d.UseNumber()
+	var m map[string]any
+	if err := d.Decode(&m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func toInt(v any) (int64, bool) {
+	switch n := v.(type) {
+	case json.Number:
+		i, err := n.Int64()
+		return i, err == nil
+	case int64:
+		return n, true
+	case int:
+		return int64(n), true
+	case float64:
+		return int64(n), true
+	}
+	return 0, false
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+type writeMode int
+
+const (
+	modePatch writeMode = iota // merge the sent fields into the object
+	modePut                    // replace the object; _revision required on update
+)
+
+// upsert creates or updates the object id in collection of parent. body is
+// what the client sent. checkRevision makes a sent _revision binding.
+func (s *store) upsert(parent *object, k *kind, id string, in map[string]any, mode writeMode, checkRevision bool) (*object, error) {
+	if id == "" || strings.ContainsAny(id, "/?#") || len(id) > 255 {
+		return nil, errorf(http.StatusBadRequest, "invalid id %q for %s under %s", id, k.resourceType, parent.path)
+	}
+	if !k.hasParent(parent.kind.resourceType) {
+		return nil, errorf(http.StatusBadRequest, "%s cannot be a child of %s %s", k.resourceType, parent.kind.resourceType, parent.path)
+	}
+	if k.wrapper == "" {
+		return nil, errorf(http.StatusBadRequest, "%s objects are read-only", k.resourceType)
+	}
+	path := parent.path + "/" + k.collection + "/" + id
+	body, err := canonical(k, in)
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "%s %s: %v", k.resourceType, path, err)
+	}
+	old := s.objs[path]
+	if old != nil && old.kind != k {
+		return nil, errorf(http.StatusBadRequest, "%s exists as %s, not %s", path, old.kind.resourceType, k.resourceType)
+	}
+	sent, hasRev := toInt(in["_revision"])
+	if old != nil && (mode == modePut || (checkRevision && hasRev)) {
+		if !hasRev {
+			return nil, errorf(http.StatusConflict, "%s %s: _revision is required to update it (current %d)", k.resourceType, path, old.revision())
+		}
+		if sent != old.revision() {
+			return nil, errorf(http.StatusConflict, "The object was modified by somebody else: %s %s is at _revision %d, the request sent %d", k.resourceType, path, old.revision(), sent)
+		}
+	}
+	for _, f := range serverFields {
+		delete(body, f)
+	}
+	now := s.now()
+	var merged map[string]any
+	if old != nil && mode == modePatch {
+		merged = maps.Clone(old.body)
+		maps.Copy(merged, body)
+	} else {
+		merged = body
+		if old != nil {
+			for _, f := range serverFields {
+				if v, ok := old.body[f]; ok {
+					merged[f] = v
+				}
+			}
+		}
+	}
+	merged["id"] = id
+	merged["resource_type"] = k.resourceType
+	merged["path"] = path
+	merged["parent_path"] = parent.path
+	merged["relative_path"] = id
+	merged["marked_for_delete"] = false
+	merged["_last_modified_time"] = json.Number(fmt.Sprint(now))
+	merged["_last_modified_user"] = s.user
+	if _, ok := merged["display_name"]; !ok {
+		merged["display_name"] = id
+	}
+	o := &object{kind: k, path: path, parent: parent.path, body: merged}
+	if old == nil {
+		merged["_revision"] = json.Number("0")
+		merged["_create_time"] = json.Number(fmt.Sprint(now))
+		merged["_create_user"] = s.user
+		merged["_system_owned"] = false
+		merged["_protection"] = "NOT_PROTECTED"
+		merged["unique_id"] = newUUID()
+		merged["realization_id"] = merged["unique_id"]
+		o.realized = realization{state: "REALIZED", attrs: map[string]string{}}
+	} else {
+		merged["_revision"] = json.Number(fmt.Sprint(old.revision() + 1))
+		o.realized = old.realized
+		o.realized.reads = 0
+		o.realized.attrs = maps.Clone(old.realized.attrs)
+		if o.realized.state == "IN_PROGRESS" {
+			o.realized.state = "REALIZED"
+		}
+	}
+	if err := s.ipam(o, old); err != nil {
+		return nil, err
+	}
+	s.objs[path] = o
+	if old == nil && (k.resourceType == "Tier0" || k.resourceType == "Tier1") {
+		for _, id := range []string{"USER", "DEFAULT", "INTERNAL"} {
+			s.system(o, kinds["PolicyNat"], id, map[string]any{"nat_type": id})
+		}
+	}
+	return o, nil
+}
+
+// system adds an object NSX creates by itself.
+func (s *store) system(parent *object, k *kind, id string, body map[string]any) *object {
+	path := parent.path + "/" + k.collection + "/" + id
+	b := maps.Clone(body)
+	b["id"], b["resource_type"], b["path"], b["parent_path"] = id, k.resourceType, path, parent.path
+	b["relative_path"], b["display_name"] = id, id
+	b["_revision"], b["_system_owned"] = json.Number("0"), true
+	b["_create_user"], b["_last_modified_user"] = "system", "system"
+	b["unique_id"] = newUUID()
+	o := &object{kind: k, path: path, parent: parent.path, body: b, system: true,
+		realized: realization{state: "REALIZED", attrs: map[string]string{}}}
+	s.objs[path] = o
+	return o
+}
+
+// remove deletes path and the system-created objects under it. A missing
+// path is not an error, as in NSX.
+func (s *store) remove(path string) error {
+	o := s.objs[path]
+	if o == nil {
+		return nil
+	}
+	if o.system || o.kind.wrapper == "" || o.kind.resourceType == "Infra" {
+		return errorf(http.StatusBadRequest, "%s %s is owned by the system and cannot be deleted", o.kind.resourceType, path)
+	}
+	delete(s.objs, path)
+	for p, c := range s.objs {
+		if c.system && strings.HasPrefix(p, path+"/") {
+			delete(s.objs, p)
+		}
+	}
+	return nil
+}
+
+// selfKeys hold an object's own paths, not references.
+var selfKeys = map[string]bool{
+	"path": true, "parent_path": true, "relative_path": true, "remote_path": true,
+	"_links": true, "_self": true, "unique_id": true, "realization_id": true,
+}
+
+// refs lists the policy paths body refers to, by the field that holds them.
+func refs(body map[string]any) [][2]string {
+	var out [][2]string
+	var walk func(field string, v any)
+	walk = func(field string, v any) {
+		switch x := v.(type) {
+		case string:
+			if strings.HasPrefix(x, "/infra/") {
+				out = append(out, [2]string{field, x})
+			}
+		case []any:
+			for _, e := range x {
+				walk(field, e)
+			}
+		case map[string]any:
+			for k, e := range x {
+				walk(field+"."+k, e)
+			}
+		}
+	}
+	for k, v := range body {
+		if !selfKeys[k] {
+			walk(k, v)
+		}
+	}
+	return out
+}
+
+// validate checks the end state of a transaction against NSX's rules:
+// every object has its parent, every reference points at an object, and
+// nothing deleted is still a parent or a referent. prev is the state the
+// transaction started from, to tell a deletion from a bad reference.
+func (s *store) validate(prev *store) error {
+	paths := slices.Sorted(maps.Keys(s.objs))
+	for _, p := range paths {
+		o := s.objs[p]
+		if o.parent != "" {
+			if _, ok := s.objs[o.parent]; !ok {
+				if _, was := prev.objs[o.parent]; was {
+					return errorf(http.StatusBadRequest, "cannot delete %s: it still has child %s %s; delete its children first", o.parent, o.kind.resourceType, p)
+				}
+				return errorf(http.StatusBadRequest, "parent %s of %s %s does not exist", o.parent, o.kind.resourceType, p)
+			}
+		}
+		for _, r := range refs(o.body) {
+			if _, ok := s.objs[r[1]]; ok {
+				continue
+			}
+			if _, was := prev.objs[r[1]]; was {
+				return errorf(http.StatusBadRequest, "cannot delete %s: it is referenced by %s %s (field %s)", r[1], o.kind.resourceType, p, r[0])
+			}
+			return errorf(http.StatusBadRequest, "%s %s: field %s refers to %s, which does not exist", o.kind.resourceType, p, r[0], r[1])
+		}
+	}
+	return nil
+}
+
+// children lists the objects directly under path in collection, sorted.
+func (s *store) children(path, collection string) []*object {
+	var out []*object
+	prefix := path + "/" + collection + "/"
+	for p, o := range s.objs {
+		if strings.HasPrefix(p, prefix) && !strings.Contains(p[len(prefix):], "/") {
+			out = append(out, o)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
+	return out
+}

@@ -1,0 +1,118 @@
+package nsxt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/infra"
+	"go.uber.org/zap"
+)
+
+// Teardown reports what TeardownTopology or TeardownNamespace deleted.
+type Teardown struct {
+	Deleted []string // policy paths
+	Writes  int
+}
+
+// TeardownTopology deletes every object tagged with the cluster, found by
+// tag, so it works after the caller has lost every id. The allocated
+// subnets and addresses go back to their block and pool. Calling it again
+// finds nothing and writes nothing.
+func (c *Client) TeardownTopology(ctx context.Context, clusterID string) (*Teardown, error) {
+	if !clusterIDRe.MatchString(clusterID) {
+		return nil, &FieldError{"ClusterID", clusterID, "must be 1-40 lower-case letters, digits or '-'"}
+	}
+	return c.teardown(ctx, clusterID, "")
+}
+
+// TeardownNamespace deletes the network of one namespace of a cluster:
+// its segment, subnet, SNAT rule and address, group and DFW policy. The
+// next BuildTopology must not list the namespace, or it comes back.
+func (c *Client) TeardownNamespace(ctx context.Context, clusterID, namespace string) (*Teardown, error) {
+	if !clusterIDRe.MatchString(clusterID) {
+		return nil, &FieldError{"ClusterID", clusterID, "must be 1-40 lower-case letters, digits or '-'"}
+	}
+	if !dnsLabelRe.MatchString(namespace) {
+		return nil, &FieldError{"Namespace", namespace, "is not a Kubernetes namespace name"}
+	}
+	return c.teardown(ctx, clusterID, namespace)
+}
+
+func (c *Client) teardown(ctx context.Context, clusterID, namespace string) (*Teardown, error) {
+	_, w0 := c.Calls()
+	var lastErr error
+	for attempt := 0; attempt < conflictRetries; attempt++ {
+		cur, err := c.owned(ctx, clusterID, namespace)
+		if err != nil {
+			return nil, err
+		}
+		dels := deletions(nil, cur)
+		out := &Teardown{}
+		for _, d := range dels {
+			out.Deleted = append(out.Deleted, d.Path)
+		}
+		sort.Strings(out.Deleted)
+		c.log.Info("nsx teardown", zap.String("cluster", clusterID), zap.String("namespace", namespace), zap.Int("objects", len(dels)))
+		err = c.patch(ctx, dels)
+		if err == nil {
+			_, w1 := c.Calls()
+			out.Writes = int(w1 - w0)
+			return out, nil
+		}
+		if !errors.Is(err, ErrConflict) {
+			return nil, err
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+// checkInventory reads the pre-existing objects t refers to in one search
+// and names the field whose object does not exist.
+func (c *Client) checkInventory(ctx context.Context, t Topology) error {
+	fields := []struct{ name, path string }{
+		{"Tier0Path", t.Tier0Path}, {"EdgeClusterPath", t.EdgeClusterPath},
+		{"TransportZonePath", t.TransportZonePath}, {"NodeIPBlockPath", t.NodeIPBlockPath},
+		{"PodIPBlockPath", t.PodIPBlockPath}, {"FloatingIPPoolPath", t.FloatingIPPoolPath},
+	}
+	var alts []string
+	for _, f := range fields {
+		alts = append(alts, escape(f.path))
+	}
+	found, err := c.searchPaths(ctx, "path:("+strings.Join(alts, " OR ")+")")
+	if err != nil {
+		return err
+	}
+	for _, f := range fields {
+		if !found[f.path] {
+			return &FieldError{f.name, f.path, "does not exist in NSX"}
+		}
+	}
+	return nil
+}
+
+func (c *Client) searchPaths(ctx context.Context, q string) (map[string]bool, error) {
+	res, err := searchAll(ctx, c, q)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, m := range res {
+		if p, _ := m["path"].(string); p != "" {
+			out[p] = true
+		}
+	}
+	return out, nil
+}
+
+// ping checks that a manager answers and accepts the credentials.
+func (c *Client) ping(ctx context.Context) error {
+	_, err := infra.NewDomainsClient(c.connector(ctx)).Get("default")
+	if err != nil {
+		return fmt.Errorf("nsxt: connecting to %s: %w", c.cfg.URLs[0], apiError("get /infra/domains/default", err))
+	}
+	return nil
+}

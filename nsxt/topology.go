@@ -1,0 +1,367 @@
+package nsxt
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strconv"
+
+	"github.com/vmware/vsphere-automation-sdk-go/runtime/bindings"
+	"github.com/vmware/vsphere-automation-sdk-go/runtime/data"
+	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/model"
+)
+
+// Ownership tag scopes on every object kubefoundry creates.
+const (
+	TagCluster   = "kubefoundry/cluster"
+	TagNamespace = "kubefoundry/namespace"
+)
+
+// Topology is the NSX network of one Kubernetes cluster, as TKGI builds it:
+// per cluster a tier-1 gateway on the tier-0, a node segment, SNAT, a load
+// balancer with the Kubernetes API virtual server and a DFW policy; per
+// namespace a segment with a subnet from the pod IP block, an SNAT address
+// and a DFW policy.
+type Topology struct {
+	// ClusterID names the cluster: lower-case letters, digits and '-', at
+	// most 40 characters. Every object's id starts with "kf-<ClusterID>".
+	ClusterID string `json:"clusterID"`
+	// Tier0Path is the existing tier-0 gateway, /infra/tier-0s/<id>.
+	Tier0Path string `json:"tier0Path"`
+	// EdgeClusterPath is the edge cluster for the tier-1 and the load
+	// balancer: /infra/sites/default/enforcement-points/default/edge-clusters/<id>.
+	EdgeClusterPath string `json:"edgeClusterPath"`
+	// TransportZonePath is the overlay transport zone of the segments.
+	TransportZonePath string `json:"transportZonePath"`
+	// NodeIPBlockPath and PodIPBlockPath are the IP blocks the node subnet
+	// and the namespace subnets are carved from.
+	NodeIPBlockPath string `json:"nodeIPBlockPath"`
+	PodIPBlockPath  string `json:"podIPBlockPath"`
+	// FloatingIPPoolPath is the pool SNAT and load balancer addresses are
+	// allocated from.
+	FloatingIPPoolPath string `json:"floatingIPPoolPath"`
+	// LBSize is SMALL (the default), MEDIUM, LARGE or XLARGE.
+	LBSize string `json:"lbSize,omitempty"`
+	// SingleTier attaches the segments and SNAT to the tier-0; the tier-1
+	// then only hosts the load balancer.
+	SingleTier bool `json:"singleTier,omitempty"`
+	// APIPort is the Kubernetes API virtual server's port; 8443 as TKGI
+	// when zero. APIMemberPort is the port on the control-plane nodes;
+	// APIPort when zero.
+	APIPort       int `json:"apiPort,omitempty"`
+	APIMemberPort int `json:"apiMemberPort,omitempty"`
+	// APIMembers are the control-plane node addresses behind the API
+	// virtual server. It may be empty until the nodes exist.
+	APIMembers []string `json:"apiMembers,omitempty"`
+	// NodeSubnetSize and NamespaceSubnetSize are the number of addresses
+	// in the node subnet and in each namespace subnet (a power of two);
+	// 256 (a /24) when zero.
+	NodeSubnetSize      int `json:"nodeSubnetSize,omitempty"`
+	NamespaceSubnetSize int `json:"namespaceSubnetSize,omitempty"`
+	// DefaultDeny adds a last rule dropping any other traffic to the nodes
+	// and to each namespace.
+	DefaultDeny bool `json:"defaultDeny,omitempty"`
+	// Namespaces get a network each.
+	Namespaces []string `json:"namespaces,omitempty"`
+}
+
+var (
+	clusterIDRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
+	dnsLabelRe  = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+)
+
+// FieldError names the field of a Topology that is wrong.
+type FieldError struct {
+	Field  string
+	Value  string
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("nsxt: Topology.%s %q: %s", e.Field, e.Value, e.Reason)
+}
+
+// Validate checks t and returns a *FieldError naming the first wrong field.
+func (t Topology) Validate() error {
+	if !clusterIDRe.MatchString(t.ClusterID) {
+		return &FieldError{"ClusterID", t.ClusterID, "must be 1-40 lower-case letters, digits or '-'"}
+	}
+	for _, f := range []struct{ name, val, prefix string }{
+		{"Tier0Path", t.Tier0Path, "/infra/tier-0s/"},
+		{"EdgeClusterPath", t.EdgeClusterPath, "/infra/sites/"},
+		{"TransportZonePath", t.TransportZonePath, "/infra/sites/"},
+		{"NodeIPBlockPath", t.NodeIPBlockPath, "/infra/ip-blocks/"},
+		{"PodIPBlockPath", t.PodIPBlockPath, "/infra/ip-blocks/"},
+		{"FloatingIPPoolPath", t.FloatingIPPoolPath, "/infra/ip-pools/"},
+	} {
+		if len(f.val) <= len(f.prefix) || f.val[:len(f.prefix)] != f.prefix {
+			return &FieldError{f.name, f.val, "must be a policy path starting with " + f.prefix}
+		}
+	}
+	switch t.LBSize {
+	case "", "SMALL", "MEDIUM", "LARGE", "XLARGE":
+	default:
+		return &FieldError{"LBSize", t.LBSize, "must be SMALL, MEDIUM, LARGE or XLARGE"}
+	}
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"APIPort", t.APIPort}, {"APIMemberPort", t.APIMemberPort}} {
+		if p.v < 0 || p.v > 65535 {
+			return &FieldError{p.name, strconv.Itoa(p.v), "must be a TCP port"}
+		}
+	}
+	for i, m := range t.APIMembers {
+		if _, err := netip.ParseAddr(m); err != nil {
+			return &FieldError{fmt.Sprintf("APIMembers[%d]", i), m, "is not an IP address"}
+		}
+	}
+	for _, s := range []struct {
+		name string
+		v    int
+	}{{"NodeSubnetSize", t.NodeSubnetSize}, {"NamespaceSubnetSize", t.NamespaceSubnetSize}} {
+		if s.v != 0 && (s.v < 4 || s.v&(s.v-1) != 0) {
+			return &FieldError{s.name, strconv.Itoa(s.v), "must be a power of two of at least 4"}
+		}
+	}
+	seen := map[string]bool{}
+	for i, ns := range t.Namespaces {
+		if !dnsLabelRe.MatchString(ns) {
+			return &FieldError{fmt.Sprintf("Namespaces[%d]", i), ns, "is not a Kubernetes namespace name"}
+		}
+		if seen[ns] {
+			return &FieldError{fmt.Sprintf("Namespaces[%d]", i), ns, "is listed twice"}
+		}
+		seen[ns] = true
+	}
+	return nil
+}
+
+func (t Topology) apiPort() int         { return orDefault(t.APIPort, 8443) }
+func (t Topology) memberPort() int      { return orDefault(t.APIMemberPort, t.apiPort()) }
+func (t Topology) nodeSubnet() int      { return orDefault(t.NodeSubnetSize, 256) }
+func (t Topology) nsSubnet() int        { return orDefault(t.NamespaceSubnetSize, 256) }
+func (t Topology) lbSize() string       { return orDefaultS(t.LBSize, "SMALL") }
+func (t Topology) prefix() string       { return "kf-" + t.ClusterID }
+func (t Topology) tier1Path() string    { return "/infra/tier-1s/" + t.prefix() }
+func (t Topology) poolPath() string     { return "/infra/ip-pools/" + t.prefix() }
+func (t Topology) policyDomain() string { return "/infra/domains/default" }
+
+// gatewayPath is where the segments attach and the SNAT rules live.
+func (t Topology) gatewayPath() string {
+	if t.SingleTier {
+		return t.Tier0Path
+	}
+	return t.tier1Path()
+}
+
+func orDefault(v, d int) int {
+	if v == 0 {
+		return d
+	}
+	return v
+}
+
+func orDefaultS(v, d string) string {
+	if v == "" {
+		return d
+	}
+	return v
+}
+
+// Paths of the objects of one namespace.
+func (t Topology) nsSubnetPath(ns string) string { return t.poolPath() + "/ip-subnets/ns-" + ns }
+func (t Topology) nsSNATAllocPath(ns string) string {
+	return t.FloatingIPPoolPath + "/ip-allocations/" + t.prefix() + "-ns-" + ns
+}
+func (t Topology) nodeSubnetPath() string { return t.poolPath() + "/ip-subnets/nodes" }
+func (t Topology) snatAllocPath() string {
+	return t.FloatingIPPoolPath + "/ip-allocations/" + t.prefix() + "-snat"
+}
+func (t Topology) vipAllocPath() string {
+	return t.FloatingIPPoolPath + "/ip-allocations/" + t.prefix() + "-api"
+}
+
+// intent is one desired object.
+type intent struct {
+	path  string
+	rtype string
+	obj   any // a model struct value
+	ipam  bool
+}
+
+func (t Topology) tags(ns string) []model.Tag {
+	tags := []model.Tag{{Scope: ptr(TagCluster), Tag: ptr(t.ClusterID)}}
+	if ns != "" {
+		tags = append(tags, model.Tag{Scope: ptr(TagNamespace), Tag: ptr(ns)})
+	}
+	return tags
+}
+
+// ipamIntents are what the allocation stage creates: the cluster's pool
+// with a subnet per network, and floating addresses.
+func (t Topology) ipamIntents() []intent {
+	out := []intent{
+		{t.poolPath(), "IpAddressPool", model.IpAddressPool{Id: ptr(t.prefix()), DisplayName: ptr(t.prefix()), Tags: t.tags("")}, true},
+		{t.nodeSubnetPath(), "IpAddressPoolBlockSubnet", model.IpAddressPoolBlockSubnet{
+			Id: ptr("nodes"), ResourceType: "IpAddressPoolBlockSubnet", IpBlockPath: ptr(t.NodeIPBlockPath),
+			Size: ptr(int64(t.nodeSubnet())), AutoAssignGateway: ptr(true), Tags: t.tags("")}, true},
+		{t.snatAllocPath(), "IpAddressAllocation", model.IpAddressAllocation{Id: ptr(t.prefix() + "-snat"), Tags: t.tags("")}, true},
+		{t.vipAllocPath(), "IpAddressAllocation", model.IpAddressAllocation{Id: ptr(t.prefix() + "-api"), Tags: t.tags("")}, true},
+	}
+	for _, ns := range t.Namespaces {
+		out = append(out,
+			intent{t.nsSubnetPath(ns), "IpAddressPoolBlockSubnet", model.IpAddressPoolBlockSubnet{
+				Id: ptr("ns-" + ns), ResourceType: "IpAddressPoolBlockSubnet", IpBlockPath: ptr(t.PodIPBlockPath),
+				Size: ptr(int64(t.nsSubnet())), AutoAssignGateway: ptr(true), Tags: t.tags(ns)}, true},
+			intent{t.nsSNATAllocPath(ns), "IpAddressAllocation", model.IpAddressAllocation{Id: ptr(t.prefix() + "-ns-" + ns), Tags: t.tags(ns)}, true},
+		)
+	}
+	return out
+}
+
+// addresses are what the allocation stage got from NSX.
+type addresses struct {
+	subnets map[string]netip.Prefix // block subnet path -> cidr
+	ips     map[string]string       // allocation path -> address
+}
+
+// configIntents are the rest of the topology, given the allocations. An
+// allocation not known yet (a dry run before the first apply) leaves a
+// placeholder the plan names.
+func (t Topology) configIntents(a addresses) []intent {
+	p := t.prefix()
+	gw := t.gatewayPath()
+	t1 := t.tier1Path()
+	natRules := gw + "/nat/USER/nat-rules/"
+	nodeCIDR := a.subnets[t.nodeSubnetPath()]
+	nodesGroup := t.policyDomain() + "/groups/" + p + "-nodes"
+	allow, drop := "ALLOW", "DROP"
+	out := []intent{
+		{t1, "Tier1", model.Tier1{Id: ptr(p), DisplayName: ptr(p), Tier0Path: ptr(t.Tier0Path),
+			RouteAdvertisementTypes: []string{"TIER1_CONNECTED", "TIER1_NAT", "TIER1_LB_VIP", "TIER1_LB_SNAT"},
+			Tags:                    t.tags("")}, false},
+		{t1 + "/locale-services/default", "LocaleServices", model.LocaleServices{Id: ptr("default"),
+			EdgeClusterPath: ptr(t.EdgeClusterPath), Tags: t.tags("")}, false},
+		{"/infra/segments/" + p + "-nodes", "Segment", model.Segment{Id: ptr(p + "-nodes"), DisplayName: ptr(p + "-nodes"),
+			ConnectivityPath: ptr(gw), TransportZonePath: ptr(t.TransportZonePath),
+			Subnets: []model.SegmentSubnet{{GatewayAddress: ptr(gatewayCIDR(nodeCIDR))}}, Tags: t.tags("")}, false},
+		{natRules + p + "-nodes-snat", "PolicyNatRule", model.PolicyNatRule{Id: ptr(p + "-nodes-snat"),
+			Action: ptr("SNAT"), SourceNetwork: ptr(cidrString(nodeCIDR)), TranslatedNetwork: ptr(ipOrPending(a.ips[t.snatAllocPath()])),
+			Enabled: ptr(true), SequenceNumber: ptr(int64(100)), Tags: t.tags("")}, false},
+		{"/infra/lb-services/" + p, "LBService", model.LBService{Id: ptr(p), ConnectivityPath: ptr(t1),
+			Size: ptr(t.lbSize()), Enabled: ptr(true), Tags: t.tags("")}, false},
+		{"/infra/lb-pools/" + p + "-api", "LBPool", model.LBPool{Id: ptr(p + "-api"),
+			Members:            members(t.APIMembers, t.memberPort()),
+			ActiveMonitorPaths: []string{"/infra/lb-monitor-profiles/default-tcp-lb-monitor"},
+			Tags:               t.tags("")}, false},
+		{"/infra/lb-virtual-servers/" + p + "-api", "LBVirtualServer", model.LBVirtualServer{Id: ptr(p + "-api"),
+			IpAddress: ptr(ipOrPending(a.ips[t.vipAllocPath()])), Ports: []string{strconv.Itoa(t.apiPort())},
+			DefaultPoolMemberPorts: []string{strconv.Itoa(t.memberPort())},
+			PoolPath:               ptr("/infra/lb-pools/" + p + "-api"), LbServicePath: ptr("/infra/lb-services/" + p),
+			ApplicationProfilePath: ptr("/infra/lb-app-profiles/default-tcp-lb-app-profile"), Enabled: ptr(true),
+			Tags: t.tags("")}, false},
+		{nodesGroup, "Group", model.Group{Id: ptr(p + "-nodes"), Expression: ipExpression(nodeCIDR), Tags: t.tags("")}, false},
+		{t.policyDomain() + "/security-policies/" + p, "SecurityPolicy", model.SecurityPolicy{Id: ptr(p),
+			Category: ptr("Application"), SequenceNumber: ptr(int64(100)), Scope: []string{nodesGroup}, Tags: t.tags("")}, false},
+		{t.policyDomain() + "/security-policies/" + p + "/rules/nodes", "Rule", model.Rule{Id: ptr("nodes"),
+			Action: &allow, SourceGroups: []string{nodesGroup}, DestinationGroups: []string{nodesGroup},
+			Services: []string{"ANY"}, SequenceNumber: ptr(int64(10)), Tags: t.tags("")}, false},
+		{t.policyDomain() + "/security-policies/" + p + "/rules/api", "Rule", model.Rule{Id: ptr("api"),
+			Action: &allow, SourceGroups: []string{"ANY"}, DestinationGroups: []string{nodesGroup},
+			ServiceEntries: tcpPorts(t.memberPort()), Services: []string{"ANY"},
+			SequenceNumber: ptr(int64(20)), Tags: t.tags("")}, false},
+	}
+	if t.DefaultDeny {
+		out = append(out, intent{t.policyDomain() + "/security-policies/" + p + "/rules/default-deny", "Rule", model.Rule{
+			Id: ptr("default-deny"), Action: &drop, SourceGroups: []string{"ANY"}, DestinationGroups: []string{nodesGroup},
+			Services: []string{"ANY"}, SequenceNumber: ptr(int64(1000)), Tags: t.tags("")}, false})
+	}
+	for _, ns := range t.Namespaces {
+		id := p + "-ns-" + ns
+		cidr := a.subnets[t.nsSubnetPath(ns)]
+		group := t.policyDomain() + "/groups/" + id
+		policy := t.policyDomain() + "/security-policies/" + id
+		out = append(out,
+			intent{"/infra/segments/" + id, "Segment", model.Segment{Id: ptr(id), DisplayName: ptr(id),
+				ConnectivityPath: ptr(gw), TransportZonePath: ptr(t.TransportZonePath),
+				Subnets: []model.SegmentSubnet{{GatewayAddress: ptr(gatewayCIDR(cidr))}}, Tags: t.tags(ns)}, false},
+			intent{natRules + id + "-snat", "PolicyNatRule", model.PolicyNatRule{Id: ptr(id + "-snat"),
+				Action: ptr("SNAT"), SourceNetwork: ptr(cidrString(cidr)), TranslatedNetwork: ptr(ipOrPending(a.ips[t.nsSNATAllocPath(ns)])),
+				Enabled: ptr(true), SequenceNumber: ptr(int64(200)), Tags: t.tags(ns)}, false},
+			intent{group, "Group", model.Group{Id: ptr(id), Expression: ipExpression(cidr), Tags: t.tags(ns)}, false},
+			intent{policy, "SecurityPolicy", model.SecurityPolicy{Id: ptr(id), Category: ptr("Application"),
+				SequenceNumber: ptr(int64(200)), Scope: []string{group}, Tags: t.tags(ns)}, false},
+			intent{policy + "/rules/intra", "Rule", model.Rule{Id: ptr("intra"), Action: &allow,
+				SourceGroups: []string{group}, DestinationGroups: []string{group}, Services: []string{"ANY"},
+				SequenceNumber: ptr(int64(10)), Tags: t.tags(ns)}, false},
+			intent{policy + "/rules/from-nodes", "Rule", model.Rule{Id: ptr("from-nodes"), Action: &allow,
+				SourceGroups: []string{nodesGroup}, DestinationGroups: []string{group}, Services: []string{"ANY"},
+				SequenceNumber: ptr(int64(20)), Tags: t.tags(ns)}, false},
+		)
+		if t.DefaultDeny {
+			out = append(out, intent{policy + "/rules/default-deny", "Rule", model.Rule{Id: ptr("default-deny"), Action: &drop,
+				SourceGroups: []string{"ANY"}, DestinationGroups: []string{group}, Services: []string{"ANY"},
+				SequenceNumber: ptr(int64(1000)), Tags: t.tags(ns)}, false})
+		}
+	}
+	return out
+}
+
+// unallocated stands for an address or subnet NSX has not allocated yet; it
+// only appears in a dry run.
+const unallocated = "<allocated by NSX>"
+
+func ipOrPending(ip string) string {
+	if ip == "" {
+		return unallocated
+	}
+	return ip
+}
+
+func cidrString(p netip.Prefix) string {
+	if !p.IsValid() {
+		return unallocated
+	}
+	return p.String()
+}
+
+// gatewayCIDR is the first address of p with p's length, as a segment's
+// gateway_address: 172.24.0.1/24.
+func gatewayCIDR(p netip.Prefix) string {
+	if !p.IsValid() {
+		return unallocated
+	}
+	return netip.PrefixFrom(p.Addr().Next(), p.Bits()).String()
+}
+
+func members(ips []string, port int) []model.LBPoolMember {
+	var out []model.LBPoolMember
+	for _, ip := range ips {
+		out = append(out, model.LBPoolMember{IpAddress: ptr(ip), Port: ptr(strconv.Itoa(port)), DisplayName: ptr(ip)})
+	}
+	return out
+}
+
+func ipExpression(p netip.Prefix) []*data.StructValue {
+	e := model.IPAddressExpression{ResourceType: "IPAddressExpression", IpAddresses: []string{cidrString(p)}}
+	return []*data.StructValue{mustStruct(e, model.IPAddressExpressionBindingType())}
+}
+
+func tcpPorts(port int) []*data.StructValue {
+	e := model.L4PortSetServiceEntry{ResourceType: "L4PortSetServiceEntry", Id: ptr("tcp-" + strconv.Itoa(port)),
+		L4Protocol: ptr("TCP"), DestinationPorts: []string{strconv.Itoa(port)}}
+	return []*data.StructValue{mustStruct(e, model.L4PortSetServiceEntryBindingType())}
+}
+
+// mustStruct converts a model value the package builds itself; a failure
+// is a bug in the package, not bad input.
+func mustStruct(v any, bt bindings.BindingType) *data.StructValue {
+	dv, errs := bindings.NewTypeConverter().ConvertToVapi(v, bt)
+	if len(errs) > 0 {
+		panic(fmt.Sprintf("nsxt: converting %T: %v", v, bindings.VAPIerrorsToError(errs)))
+	}
+	return dv.(*data.StructValue)
+}
+
+func ptr[T any](v T) *T { return &v }
