@@ -40,6 +40,17 @@ type NamespaceNetwork struct {
 // concurrent change.
 const conflictRetries = 4
 
+// desiredSet is a set of objects converged together: the topology of a
+// cluster, one LoadBalancer Service, one NetworkPolicy. member picks, among
+// the objects tagged with the cluster, those that belong to the set: the
+// ones it deletes when no intent keeps them.
+type desiredSet struct {
+	cluster string
+	member  func(m map[string]any) bool
+	ipam    []intent
+	config  func(addresses) []intent
+}
+
 // PlanTopology computes what BuildTopology would change, without writing
 // anything: a dry run. Subnets and addresses NSX has not allocated yet
 // show as "<allocated by NSX>".
@@ -47,38 +58,62 @@ func (c *Client) PlanTopology(ctx context.Context, t Topology) (*Plan, error) {
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
-	cur, err := c.owned(ctx, t.ClusterID, "")
+	set := t.desired()
+	cur, err := c.current(ctx, set)
 	if err != nil {
 		return nil, err
 	}
-	return c.plan(ctx, t, cur, nil)
+	return c.plan(ctx, set, cur, nil)
+}
+
+func (t Topology) desired() desiredSet {
+	return desiredSet{
+		cluster: t.ClusterID,
+		member:  func(m map[string]any) bool { return !hasScope(m, TagService) && !hasScope(m, TagNetworkPolicy) },
+		ipam:    t.ipamIntents(),
+		config:  t.configIntents,
+	}
+}
+
+// current reads the set's members.
+func (c *Client) current(ctx context.Context, set desiredSet) (current, error) {
+	all, err := c.owned(ctx, set.cluster, "")
+	if err != nil {
+		return nil, err
+	}
+	for p, m := range all {
+		if !set.member(m) {
+			delete(all, p)
+		}
+	}
+	return all, nil
 }
 
 // plan diffs both stages. known are addresses already read (nil: read
 // those that exist).
-func (c *Client) plan(ctx context.Context, t Topology, cur current, known *addresses) (*Plan, error) {
-	alloc, err := diff(t.ipamIntents(), cur)
+func (c *Client) plan(ctx context.Context, set desiredSet, cur current, known *addresses) (*Plan, error) {
+	alloc, err := diff(set.ipam, cur)
 	if err != nil {
 		return nil, err
 	}
 	if known == nil {
-		a, err := c.addresses(ctx, t, cur, nil)
+		a, err := c.addresses(ctx, set.ipam, cur, nil)
 		if err != nil {
 			return nil, err
 		}
 		known = &a
 	}
-	cfg := t.configIntents(*known)
+	cfg := set.config(*known)
 	conf, err := diff(cfg, cur)
 	if err != nil {
 		return nil, err
 	}
 	keep := map[string]bool{}
-	for _, in := range append(t.ipamIntents(), cfg...) {
+	for _, in := range append(append([]intent{}, set.ipam...), cfg...) {
 		keep[in.path] = true
 	}
 	conf = append(conf, deletions(keep, cur)...)
-	p := &Plan{ClusterID: t.ClusterID, allocate: alloc, configure: conf}
+	p := &Plan{ClusterID: set.cluster, allocate: alloc, configure: conf}
 	for _, x := range alloc {
 		p.Allocate = append(p.Allocate, x.Change)
 	}
@@ -93,7 +128,8 @@ func (c *Client) plan(ctx context.Context, t Topology, cur current, known *addre
 // NSX to realize the allocations, then creates, updates and deletes the
 // rest (one more PATCH) and waits for it to be realized. A second call
 // with the same t writes nothing. A concurrent change reported by NSX is
-// met by reading again and re-applying.
+// met by reading again and re-applying. The objects of LoadBalancer
+// Services and NetworkPolicies of the cluster are left alone.
 func (c *Client) BuildTopology(ctx context.Context, t Topology) (*Network, error) {
 	if err := t.Validate(); err != nil {
 		return nil, err
@@ -101,74 +137,11 @@ func (c *Client) BuildTopology(ctx context.Context, t Topology) (*Network, error
 	if err := c.checkInventory(ctx, t); err != nil {
 		return nil, err
 	}
-	_, w0 := c.Calls()
-	var lastErr error
-	for attempt := 0; attempt < conflictRetries; attempt++ {
-		n, err := c.build(ctx, t)
-		if err == nil {
-			_, w1 := c.Calls()
-			n.Writes = int(w1 - w0)
-			return n, nil
-		}
-		if !errors.Is(err, ErrConflict) {
-			return nil, err
-		}
-		c.log.Info("nsx reported a concurrent change; reading again", zap.String("cluster", t.ClusterID), zap.Error(err))
-		lastErr = err
-	}
-	return nil, lastErr
-}
-
-func (c *Client) build(ctx context.Context, t Topology) (*Network, error) {
-	cur, err := c.owned(ctx, t.ClusterID, "")
+	p, addr, writes, err := c.converge(ctx, t.desired())
 	if err != nil {
 		return nil, err
 	}
-	alloc, err := diff(t.ipamIntents(), cur)
-	if err != nil {
-		return nil, err
-	}
-	c.log.Info("nsx allocate", zap.String("cluster", t.ClusterID), zap.Int("changes", len(alloc)))
-	if err := c.patch(ctx, alloc); err != nil {
-		return nil, err
-	}
-	fresh := map[string]bool{}
-	for _, x := range alloc {
-		fresh[x.Path] = true
-	}
-	addr, err := c.addresses(ctx, t, cur, fresh)
-	if err != nil {
-		return nil, err
-	}
-	// The allocation stage is done; what it created counts as present.
-	for _, in := range t.ipamIntents() {
-		if _, ok := cur[in.path]; !ok {
-			m, _ := intentMap(in)
-			cur[in.path] = m
-		}
-	}
-	p, err := c.plan(ctx, t, cur, &addr)
-	if err != nil {
-		return nil, err
-	}
-	p.allocate, p.Allocate = alloc, nil
-	for _, x := range alloc {
-		p.Allocate = append(p.Allocate, x.Change)
-	}
-	c.log.Info("nsx configure", zap.String("cluster", t.ClusterID), zap.Int("changes", len(p.configure)))
-	if err := c.patch(ctx, p.configure); err != nil {
-		return nil, err
-	}
-	var written []string
-	for _, x := range p.configure {
-		if x.Action != Delete {
-			written = append(written, x.Path)
-		}
-	}
-	if err := c.WaitRealized(ctx, written...); err != nil {
-		return nil, err
-	}
-	n := &Network{Plan: p, Tier1Path: t.tier1Path(), NodeSegmentPath: "/infra/segments/" + t.prefix() + "-nodes",
+	n := &Network{Plan: p, Writes: writes, Tier1Path: t.tier1Path(), NodeSegmentPath: "/infra/segments/" + t.prefix() + "-nodes",
 		NodeSubnet: addr.subnets[t.nodeSubnetPath()], SNATAddress: addr.ips[t.snatAllocPath()],
 		APIAddress: addr.ips[t.vipAllocPath()], APIPort: t.apiPort(), Namespaces: map[string]NamespaceNetwork{}}
 	for _, ns := range t.Namespaces {
@@ -178,14 +151,86 @@ func (c *Client) build(ctx context.Context, t Topology) (*Network, error) {
 	return n, nil
 }
 
-// addresses reads the subnets and addresses NSX allocated for t. Paths in
-// wait were just written: their realization is awaited, and a realization
-// error is returned. Without wait (a dry run) an intent that does not
-// exist is simply not known yet.
-func (c *Client) addresses(ctx context.Context, t Topology, cur current, wait map[string]bool) (addresses, error) {
+// converge applies a set, re-reading after a conflict. It returns the plan
+// it applied, the addresses of the set and the write requests it made.
+func (c *Client) converge(ctx context.Context, set desiredSet) (*Plan, addresses, int, error) {
+	_, w0 := c.Calls()
+	var lastErr error
+	for attempt := 0; attempt < conflictRetries; attempt++ {
+		p, addr, err := c.apply(ctx, set)
+		if err == nil {
+			_, w1 := c.Calls()
+			return p, addr, int(w1 - w0), nil
+		}
+		if !errors.Is(err, ErrConflict) {
+			return nil, addresses{}, 0, err
+		}
+		c.log.Info("nsx reported a concurrent change; reading again", zap.String("cluster", set.cluster), zap.Error(err))
+		lastErr = err
+	}
+	return nil, addresses{}, 0, lastErr
+}
+
+func (c *Client) apply(ctx context.Context, set desiredSet) (*Plan, addresses, error) {
+	cur, err := c.current(ctx, set)
+	if err != nil {
+		return nil, addresses{}, err
+	}
+	alloc, err := diff(set.ipam, cur)
+	if err != nil {
+		return nil, addresses{}, err
+	}
+	c.log.Info("nsx allocate", zap.String("cluster", set.cluster), zap.Int("changes", len(alloc)))
+	if err := c.patch(ctx, alloc); err != nil {
+		return nil, addresses{}, err
+	}
+	fresh := map[string]bool{}
+	for _, x := range alloc {
+		fresh[x.Path] = true
+	}
+	addr, err := c.addresses(ctx, set.ipam, cur, fresh)
+	if err != nil {
+		return nil, addresses{}, err
+	}
+	// The allocation stage is done; what it created counts as present.
+	for _, in := range set.ipam {
+		if _, ok := cur[in.path]; !ok {
+			m, _ := intentMap(in)
+			cur[in.path] = m
+		}
+	}
+	p, err := c.plan(ctx, set, cur, &addr)
+	if err != nil {
+		return nil, addresses{}, err
+	}
+	p.allocate, p.Allocate = alloc, nil
+	for _, x := range alloc {
+		p.Allocate = append(p.Allocate, x.Change)
+	}
+	c.log.Info("nsx configure", zap.String("cluster", set.cluster), zap.Int("changes", len(p.configure)))
+	if err := c.patch(ctx, p.configure); err != nil {
+		return nil, addresses{}, err
+	}
+	var written []string
+	for _, x := range p.configure {
+		if x.Action != Delete {
+			written = append(written, x.Path)
+		}
+	}
+	if err := c.WaitRealized(ctx, written...); err != nil {
+		return nil, addresses{}, err
+	}
+	return p, addr, nil
+}
+
+// addresses reads the subnets and addresses NSX allocated for the IPAM
+// intents. Paths in wait were just written: their realization is awaited,
+// and a realization error is returned. Without wait (a dry run) an intent
+// that does not exist is simply not known yet.
+func (c *Client) addresses(ctx context.Context, ipam []intent, cur current, wait map[string]bool) (addresses, error) {
 	a := addresses{subnets: map[string]netip.Prefix{}, ips: map[string]string{}}
 	var paths []string
-	for _, in := range t.ipamIntents() {
+	for _, in := range ipam {
 		if in.rtype == "IpAddressPool" {
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/vmware/vsphere-automation-sdk-go/lib/vapi/std"
 	vapierrors "github.com/vmware/vsphere-automation-sdk-go/lib/vapi/std/errors"
 	"github.com/vmware/vsphere-automation-sdk-go/runtime/data"
 )
@@ -71,6 +72,7 @@ func apiError(op string, err error) error {
 	}
 	e := &APIError{Op: op}
 	var d *data.StructValue
+	var msgs []std.LocalizableMessage
 	var nf vapierrors.NotFound
 	var cc vapierrors.ConcurrentChange
 	var ir vapierrors.InvalidRequest
@@ -80,19 +82,19 @@ func apiError(op string, err error) error {
 	var ise vapierrors.InternalServerError
 	switch {
 	case errors.As(err, &nf):
-		e.Kind, d = ErrNotFound, nf.Data
+		e.Kind, d, msgs = ErrNotFound, nf.Data, nf.Messages
 	case errors.As(err, &cc):
-		e.Kind, d = ErrConflict, cc.Data
+		e.Kind, d, msgs = ErrConflict, cc.Data, cc.Messages
 	case errors.As(err, &ir):
-		e.Kind, d = ErrInvalid, ir.Data
+		e.Kind, d, msgs = ErrInvalid, ir.Data, ir.Messages
 	case errors.As(err, &ua):
-		e.Kind, d = ErrUnauthorized, ua.Data
+		e.Kind, d, msgs = ErrUnauthorized, ua.Data, ua.Messages
 	case errors.As(err, &un):
-		e.Kind, d = ErrUnauthorized, un.Data
+		e.Kind, d, msgs = ErrUnauthorized, un.Data, un.Messages
 	case errors.As(err, &su):
-		e.Kind, d = ErrUnavailable, su.Data
+		e.Kind, d, msgs = ErrUnavailable, su.Data, su.Messages
 	case errors.As(err, &ise):
-		d = ise.Data
+		d, msgs = ise.Data, ise.Messages
 	default:
 		return fmt.Errorf("nsxt: %s: %w", op, err)
 	}
@@ -112,6 +114,17 @@ func apiError(op string, err error) error {
 				}
 			}
 		}
+	}
+	if e.Message == "" {
+		// A transport failure carries no NSX body, only the runtime's
+		// messages (the dial or TLS error).
+		var parts []string
+		for _, m := range msgs {
+			if m.DefaultMessage != "" {
+				parts = append(parts, m.DefaultMessage)
+			}
+		}
+		e.Message = strings.Join(parts, ": ")
 	}
 	return e
 }

@@ -2,6 +2,13 @@ package nsxt_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,17 +60,324 @@ func TestBuildTopology(t *testing.T) {
 	topo := topology(e.sim, "c1", "default", "kube-system")
 	n, err := e.c.BuildTopology(ctx, topo)
 	require.NoError(t, err)
-	t.Logf("plan:\n%s", n.Plan)
-	t.Logf("network: %+v", n)
-	require.Equal(t, 2, n.Writes)
-	require.Equal(t, "172.23.0.0/24", n.NodeSubnet.String())
+	require.Equal(t, 2, n.Writes, "one PATCH to allocate, one to configure")
+	require.Equal(t, 2, e.sim.Requests()["PATCH /policy/api/v1/infra"])
+	require.Equal(t, 2, e.sim.Writes(), "nothing but the two hierarchical PATCHes")
+	require.Len(t, n.Plan.Allocate, 8)
+	require.Len(t, n.Plan.Configure, 23)
 
+	// What NSX holds matches what the Network reports.
+	require.Equal(t, "172.23.0.0/24", n.NodeSubnet.String())
+	seg := e.sim.Object(n.NodeSegmentPath)
+	require.NotNil(t, seg)
+	require.Equal(t, n.Tier1Path, seg["connectivity_path"])
+	require.Equal(t, "172.23.0.1/24", seg["subnets"].([]any)[0].(map[string]any)["gateway_address"])
+	nat := e.sim.Object(n.Tier1Path + "/nat/USER/nat-rules/kf-c1-nodes-snat")
+	require.Equal(t, "172.23.0.0/24", nat["source_network"])
+	require.Equal(t, n.SNATAddress, nat["translated_network"])
+	vs := e.sim.Object("/infra/lb-virtual-servers/kf-c1-api")
+	require.Equal(t, n.APIAddress, vs["ip_address"])
+	require.Equal(t, []any{"8443"}, vs["ports"])
+	require.Equal(t, 8443, n.APIPort)
+	pool := e.sim.Object("/infra/lb-pools/kf-c1-api")
+	require.Len(t, pool["members"], 3)
+	require.Equal(t, []any{"/infra/lb-monitor-profiles/default-tcp-lb-monitor"}, pool["active_monitor_paths"])
+	require.Equal(t, "SMALL", e.sim.Object("/infra/lb-services/kf-c1")["size"])
+
+	addrs := map[string]bool{n.SNATAddress: true, n.APIAddress: true}
+	subnets := map[string]bool{n.NodeSubnet.String(): true}
+	for _, ns := range []string{"default", "kube-system"} {
+		nn := n.Namespaces[ns]
+		require.True(t, nn.Subnet.IsValid(), ns)
+		require.Equal(t, 24, nn.Subnet.Bits())
+		require.True(t, nn.Subnet.Overlaps(mustPrefix(t, "172.24.0.0/14")), "namespace subnets come from the pod block")
+		subnets[nn.Subnet.String()] = true
+		addrs[nn.SNATAddress] = true
+		s := e.sim.Object(nn.SegmentPath)
+		require.Equal(t, []any{map[string]any{"scope": nsxt.TagCluster, "tag": "c1"}, map[string]any{"scope": nsxt.TagNamespace, "tag": ns}}, s["tags"])
+		require.NotNil(t, e.sim.Object("/infra/domains/default/security-policies/kf-c1-ns-"+ns+"/rules/intra"))
+	}
+	require.Len(t, addrs, 4, "every floating address is distinct")
+	require.Len(t, subnets, 3, "every subnet is distinct")
+
+	// A rebuild with no change reads and writes nothing.
 	again, err := e.c.BuildTopology(ctx, topo)
 	require.NoError(t, err)
 	require.Equal(t, 0, again.Writes, "%s", again.Plan)
+	require.True(t, again.Plan.Empty())
+	require.Equal(t, n.APIAddress, again.APIAddress)
+	require.Equal(t, n.Namespaces, again.Namespaces)
+}
 
-	td, err := e.c.TeardownTopology(ctx, "c1")
+func mustPrefix(t *testing.T, s string) netip.Prefix {
+	p, err := netip.ParsePrefix(s)
 	require.NoError(t, err)
-	t.Logf("deleted %d", len(td.Deleted))
+	return p
+}
+
+func TestAddAndRemoveNamespace(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	ctx := context.Background()
+	first, err := e.c.BuildTopology(ctx, topology(e.sim, "c1", "a"))
+	require.NoError(t, err)
+	before := e.sim.Paths()
+
+	added, err := e.c.BuildTopology(ctx, topology(e.sim, "c1", "a", "b"))
+	require.NoError(t, err)
+	require.Equal(t, 2, added.Writes)
+	for _, ch := range added.Plan.Changes() {
+		require.Equal(t, nsxt.Create, ch.Action, "%s", ch)
+		require.Contains(t, ch.Path, "-b", "only namespace b's objects change: %s", ch)
+	}
+	require.Equal(t, first.Namespaces["a"], added.Namespaces["a"])
+	require.NotEqual(t, added.Namespaces["a"].Subnet, added.Namespaces["b"].Subnet)
+
+	removed, err := e.c.BuildTopology(ctx, topology(e.sim, "c1", "a"))
+	require.NoError(t, err)
+	require.Equal(t, 1, removed.Writes, "removing needs no allocation")
+	for _, ch := range removed.Plan.Changes() {
+		require.Equal(t, nsxt.Delete, ch.Action, "%s", ch)
+	}
+	require.Equal(t, before, e.sim.Paths(), "b's objects, subnet and address are gone")
+
+	// The released subnet and address are handed out again.
+	again, err := e.c.BuildTopology(ctx, topology(e.sim, "c1", "a", "c"))
+	require.NoError(t, err)
+	require.Equal(t, added.Namespaces["b"].Subnet, again.Namespaces["c"].Subnet)
+	require.Equal(t, added.Namespaces["b"].SNATAddress, again.Namespaces["c"].SNATAddress)
+}
+
+func TestUpdateWritesOnlyWhatChanged(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	ctx := context.Background()
+	topo := topology(e.sim, "c1", "a")
+	_, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	rev := e.sim.Object("/infra/lb-services/kf-c1")["_revision"]
+
+	topo.LBSize = "MEDIUM"
+	topo.APIMembers = topo.APIMembers[:1]
+	n, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Equal(t, 1, n.Writes)
+	require.Equal(t, []nsxt.Change{
+		{Action: nsxt.Update, Path: "/infra/lb-services/kf-c1", Type: "LBService", Fields: []string{"size"}},
+		{Action: nsxt.Update, Path: "/infra/lb-pools/kf-c1-api", Type: "LBPool", Fields: []string{"members"}},
+	}, n.Plan.Changes())
+	lb := e.sim.Object("/infra/lb-services/kf-c1")
+	require.Equal(t, "MEDIUM", lb["size"])
+	require.NotEqual(t, rev, lb["_revision"])
+	require.Len(t, e.sim.Object("/infra/lb-pools/kf-c1-api")["members"], 1)
+}
+
+func TestPlanTopologyWritesNothing(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	p, err := e.c.PlanTopology(context.Background(), topology(e.sim, "c1", "a"))
+	require.NoError(t, err)
+	require.Zero(t, e.sim.Writes())
+	require.Len(t, p.Allocate, 6)
+	require.Contains(t, p.String(), "create Segment /infra/segments/kf-c1-ns-a")
 	require.Empty(t, e.sim.Paths())
+}
+
+func TestSingleTier(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	topo := topology(e.sim, "c1", "a")
+	topo.SingleTier = true
+	n, err := e.c.BuildTopology(context.Background(), topo)
+	require.NoError(t, err)
+	require.Equal(t, topo.Tier0Path, e.sim.Object(n.Namespaces["a"].SegmentPath)["connectivity_path"])
+	require.NotNil(t, e.sim.Object(topo.Tier0Path+"/nat/USER/nat-rules/kf-c1-ns-a-snat"))
+	require.Equal(t, n.Tier1Path, e.sim.Object("/infra/lb-services/kf-c1")["connectivity_path"], "the tier-1 hosts the load balancer")
+
+	td, err := e.c.TeardownTopology(context.Background(), "c1")
+	require.NoError(t, err)
+	require.NotEmpty(t, td.Deleted)
+	require.Empty(t, e.sim.Paths())
+	require.Nil(t, e.sim.Object(topo.Tier0Path+"/nat/USER/nat-rules/kf-c1-ns-a-snat"))
+}
+
+func TestTeardownFindsObjectsByTag(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	ctx := context.Background()
+	_, err := e.c.BuildTopology(ctx, topology(e.sim, "c1", "a", "b"))
+	require.NoError(t, err)
+	_, err = e.c.BuildTopology(ctx, topology(e.sim, "c2", "a"))
+	require.NoError(t, err)
+	c2 := e.sim.Paths()
+
+	// A new client knows nothing of c1 but its name.
+	other := newClient(t, e.sim)
+	ns, err := other.TeardownNamespace(ctx, "c1", "b")
+	require.NoError(t, err)
+	require.Equal(t, 1, ns.Writes)
+	require.Contains(t, ns.Deleted, "/infra/segments/kf-c1-ns-b")
+	require.NotContains(t, ns.Deleted, "/infra/segments/kf-c1-ns-a")
+
+	td, err := other.TeardownTopology(ctx, "c1")
+	require.NoError(t, err)
+	require.Equal(t, 1, td.Writes)
+	for _, p := range e.sim.Paths() {
+		require.NotContains(t, p, "kf-c1", "nothing of c1 is left")
+	}
+	require.Less(t, len(e.sim.Paths()), len(c2))
+	require.NotNil(t, e.sim.Object("/infra/tier-1s/kf-c2"), "c2 is untouched")
+
+	again, err := other.TeardownTopology(ctx, "c1")
+	require.NoError(t, err)
+	require.Zero(t, again.Writes)
+	require.Empty(t, again.Deleted)
+}
+
+func TestPoolExhaustion(t *testing.T) {
+	inv := simulator.DefaultInventory()
+	inv.FloatingRange = [2]string{"10.40.14.10", "10.40.14.13"} // four addresses
+	e := newEnv(t, simulator.Config{Inventory: &inv})
+	// Two for the cluster and one per namespace: three namespaces need five.
+	_, err := e.c.BuildTopology(context.Background(), topology(e.sim, "c1", "a", "b", "c"))
+	var re *nsxt.RealizationError
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, "ERROR", re.State)
+	require.Contains(t, re.Message, "exhausted")
+	require.Contains(t, err.Error(), "/infra/ip-pools/floating-pool/ip-allocations/kf-c1-")
+
+	// Freeing a namespace makes room; the failed allocation is retried by
+	// deleting it with the cluster.
+	_, err = e.c.TeardownTopology(context.Background(), "c1")
+	require.NoError(t, err)
+	_, err = e.c.BuildTopology(context.Background(), topology(e.sim, "c1", "a", "b"))
+	require.NoError(t, err)
+}
+
+func TestConflictIsReadAndReapplied(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	ctx := context.Background()
+	topo := topology(e.sim, "c1", "a")
+	_, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+
+	// Someone else edits the load balancer between our read and our write:
+	// NSX answers the stale _revision with a conflict.
+	e.sim.Inject(&simulator.Fault{Method: "PATCH", Path: regexp.MustCompile(`/infra$`), Nth: 1, Status: 409})
+	topo.LBSize = "LARGE"
+	n, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Equal(t, 2, n.Writes, "the conflicting PATCH and the one after reading again")
+	require.Equal(t, "LARGE", e.sim.Object("/infra/lb-services/kf-c1")["size"])
+}
+
+func TestRetriesBusyManager(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	e.sim.Inject(&simulator.Fault{Method: "PATCH", Path: regexp.MustCompile(`/infra$`), Nth: 1, Times: 2, Status: 503})
+	e.sim.Inject(&simulator.Fault{Method: "GET", Path: regexp.MustCompile(`/search/query$`), Nth: 1, Status: 429})
+	n, err := e.c.BuildTopology(context.Background(), topology(e.sim, "c1", "a"))
+	require.NoError(t, err)
+	require.Equal(t, 4, n.Writes, "two 503s retried, then the two PATCHes")
+	require.Equal(t, 4, e.sim.Requests()["PATCH /policy/api/v1/infra"])
+	require.NotNil(t, e.sim.Object("/infra/tier-1s/kf-c1"))
+
+	// A manager that stays busy past the retries gives a typed error.
+	e.sim.Inject(&simulator.Fault{Method: "PATCH", Path: regexp.MustCompile(`/infra$`), Nth: 1, Times: 100, Status: 503})
+	_, err = e.c.TeardownTopology(context.Background(), "c1")
+	require.ErrorIs(t, err, nsxt.ErrUnavailable)
+}
+
+func TestWrongCredentials(t *testing.T) {
+	sim, err := simulator.New(simulator.Config{})
+	require.NoError(t, err)
+	defer sim.Close()
+	_, err = nsxt.New(context.Background(), nsxt.Config{URLs: []string{sim.URL}, Username: "admin", Password: "wrong",
+		CACert: string(sim.CertificatePEM())})
+	require.ErrorIs(t, err, nsxt.ErrUnauthorized)
+	require.Contains(t, err.Error(), "credentials were incorrect")
+	require.NotContains(t, err.Error(), "wrong")
+}
+
+func TestFailover(t *testing.T) {
+	sim, err := simulator.New(simulator.Config{})
+	require.NoError(t, err)
+	defer sim.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := "https://" + ln.Addr().String()
+	ln.Close()
+	c, err := nsxt.New(context.Background(), nsxt.Config{URLs: []string{dead, sim.URL}, Username: sim.Username(),
+		Password: sim.Password(), CACert: string(sim.CertificatePEM())}, nsxt.WithLogger(zaptest.NewLogger(t)))
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.BuildTopology(context.Background(), topology(sim, "c1"))
+	require.NoError(t, err)
+
+	_, err = nsxt.New(context.Background(), nsxt.Config{URLs: []string{dead}, Username: "u", Password: "p", Insecure: true})
+	require.ErrorContains(t, err, "no manager answered")
+}
+
+func TestTrustByThumbprint(t *testing.T) {
+	sim, err := simulator.New(simulator.Config{})
+	require.NoError(t, err)
+	defer sim.Close()
+	sum := sha256.Sum256(sim.Certificate().Raw)
+	c, err := nsxt.New(context.Background(), nsxt.Config{URLs: []string{sim.URL}, Username: sim.Username(),
+		Password: sim.Password(), Thumbprint: hex.EncodeToString(sum[:])})
+	require.NoError(t, err)
+	c.Close()
+	_, err = nsxt.New(context.Background(), nsxt.Config{URLs: []string{sim.URL}, Username: sim.Username(),
+		Password: sim.Password(), Thumbprint: strings.Repeat("ab", 32)})
+	require.ErrorContains(t, err, "does not match Config.Thumbprint")
+	_, err = nsxt.New(context.Background(), nsxt.Config{URLs: []string{sim.URL}, Username: sim.Username(), Password: sim.Password()})
+	require.Error(t, err, "an untrusted certificate is refused unless Insecure is set")
+}
+
+func TestTopologyValidation(t *testing.T) {
+	sim, err := simulator.New(simulator.Config{})
+	require.NoError(t, err)
+	defer sim.Close()
+	for _, tc := range []struct {
+		field string
+		edit  func(*nsxt.Topology)
+	}{
+		{"ClusterID", func(t *nsxt.Topology) { t.ClusterID = "Bad_ID" }},
+		{"Tier0Path", func(t *nsxt.Topology) { t.Tier0Path = "t0" }},
+		{"FloatingIPPoolPath", func(t *nsxt.Topology) { t.FloatingIPPoolPath = "/infra/ip-blocks/x" }},
+		{"LBSize", func(t *nsxt.Topology) { t.LBSize = "HUGE" }},
+		{"APIPort", func(t *nsxt.Topology) { t.APIPort = 70000 }},
+		{"APIMembers[1]", func(t *nsxt.Topology) { t.APIMembers[1] = "master-1" }},
+		{"NamespaceSubnetSize", func(t *nsxt.Topology) { t.NamespaceSubnetSize = 100 }},
+		{"Namespaces[1]", func(t *nsxt.Topology) { t.Namespaces = []string{"a", "A"} }},
+		{"Namespaces[1]", func(t *nsxt.Topology) { t.Namespaces = []string{"a", "a"} }},
+	} {
+		topo := topology(sim, "c1", "a")
+		tc.edit(&topo)
+		var fe *nsxt.FieldError
+		require.ErrorAs(t, topo.Validate(), &fe, tc.field)
+		require.Equal(t, tc.field, fe.Field)
+	}
+}
+
+func TestMissingInventoryNamesTheField(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	topo := topology(e.sim, "c1", "a")
+	topo.PodIPBlockPath = "/infra/ip-blocks/no-such-block"
+	_, err := e.c.BuildTopology(context.Background(), topo)
+	var fe *nsxt.FieldError
+	require.ErrorAs(t, err, &fe)
+	require.Equal(t, "PodIPBlockPath", fe.Field)
+	require.Zero(t, e.sim.Writes(), "nothing is written for a bad topology")
+}
+
+func TestConfigStringRedacts(t *testing.T) {
+	cfg := nsxt.Config{URLs: []string{"https://nsx"}, Username: "admin", Password: "s3cret!", ClientKey: "-----BEGIN KEY-----xyz"}
+	for _, s := range []string{cfg.String(), fmt.Sprintf("%v", cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg)} {
+		require.NotContains(t, s, "s3cret!")
+		require.NotContains(t, s, "xyz")
+		require.Contains(t, s, "admin")
+	}
+}
+
+func newClient(t *testing.T, sim *simulator.Server) *nsxt.Client {
+	c, err := nsxt.New(context.Background(), nsxt.Config{URLs: []string{sim.URL}, Username: sim.Username(),
+		Password: sim.Password(), CACert: string(sim.CertificatePEM())}, nsxt.WithLogger(zaptest.NewLogger(t)))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	return c
 }

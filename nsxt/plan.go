@@ -149,6 +149,16 @@ func hasTag(m map[string]any, scope, tag string) bool {
 	return false
 }
 
+func hasScope(m map[string]any, scope string) bool {
+	list, _ := m["tags"].([]any)
+	for _, t := range list {
+		if tm, _ := t.(map[string]any); tm["scope"] == scope {
+			return true
+		}
+	}
+	return false
+}
+
 // toMap turns a DataValue into plain JSON values.
 func toMap(dv data.DataValue) (map[string]any, error) {
 	js, err := cleanjson.NewDataValueToJsonEncoder().Encode(dv)

@@ -25,7 +25,7 @@ func (c *Client) TeardownTopology(ctx context.Context, clusterID string) (*Teard
 	if !clusterIDRe.MatchString(clusterID) {
 		return nil, &FieldError{"ClusterID", clusterID, "must be 1-40 lower-case letters, digits or '-'"}
 	}
-	return c.teardown(ctx, clusterID, "")
+	return c.teardown(ctx, clusterID, "", nil)
 }
 
 // TeardownNamespace deletes the network of one namespace of a cluster:
@@ -38,16 +38,23 @@ func (c *Client) TeardownNamespace(ctx context.Context, clusterID, namespace str
 	if !dnsLabelRe.MatchString(namespace) {
 		return nil, &FieldError{"Namespace", namespace, "is not a Kubernetes namespace name"}
 	}
-	return c.teardown(ctx, clusterID, namespace)
+	return c.teardown(ctx, clusterID, namespace, nil)
 }
 
-func (c *Client) teardown(ctx context.Context, clusterID, namespace string) (*Teardown, error) {
+// teardown deletes the objects tagged with the cluster (and namespace),
+// those member accepts when it is not nil.
+func (c *Client) teardown(ctx context.Context, clusterID, namespace string, member func(map[string]any) bool) (*Teardown, error) {
 	_, w0 := c.Calls()
 	var lastErr error
 	for attempt := 0; attempt < conflictRetries; attempt++ {
 		cur, err := c.owned(ctx, clusterID, namespace)
 		if err != nil {
 			return nil, err
+		}
+		for p, m := range cur {
+			if member != nil && !member(m) {
+				delete(cur, p)
+			}
 		}
 		dels := deletions(nil, cur)
 		out := &Teardown{}

@@ -15,6 +15,10 @@ import (
 const (
 	TagCluster   = "kubefoundry/cluster"
 	TagNamespace = "kubefoundry/namespace"
+	// TagService marks the objects of a LoadBalancer Service, "<ns>/<name>".
+	TagService = "kubefoundry/service"
+	// TagNetworkPolicy marks the objects of a NetworkPolicy, "<ns>/<name>".
+	TagNetworkPolicy = "kubefoundry/network-policy"
 )
 
 // Topology is the NSX network of one Kubernetes cluster, as TKGI builds it:
