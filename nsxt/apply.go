@@ -58,6 +58,9 @@ func (c *Client) PlanTopology(ctx context.Context, t Topology) (*Plan, error) {
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
+	if err := c.checkInventory(ctx, t); err != nil {
+		return nil, err
+	}
 	set := t.desired()
 	cur, err := c.current(ctx, set)
 	if err != nil {

@@ -268,9 +268,19 @@ type runtimeLogger struct{}
 
 func (runtimeLogger) out() *zap.SugaredLogger { return runtimeLog.cur.Load() }
 
+// The runtime sometimes calls the f variants without a format verb; such a
+// line is logged as its parts rather than with %!(EXTRA ...).
+func (l runtimeLogger) logf(f string, args []interface{}) {
+	if len(args) > 0 && !strings.Contains(f, "%") {
+		l.out().Debug(append([]interface{}{f, " "}, args...)...)
+		return
+	}
+	l.out().Debugf(f, args...)
+}
+
 func (l runtimeLogger) Error(args ...interface{})            { l.out().Debug(args...) }
-func (l runtimeLogger) Errorf(f string, args ...interface{}) { l.out().Debugf(f, args...) }
+func (l runtimeLogger) Errorf(f string, args ...interface{}) { l.logf(f, args) }
 func (l runtimeLogger) Info(args ...interface{})             { l.out().Debug(args...) }
-func (l runtimeLogger) Infof(f string, args ...interface{})  { l.out().Debugf(f, args...) }
+func (l runtimeLogger) Infof(f string, args ...interface{})  { l.logf(f, args) }
 func (l runtimeLogger) Debug(args ...interface{})            { l.out().Debug(args...) }
-func (l runtimeLogger) Debugf(f string, args ...interface{}) { l.out().Debugf(f, args...) }
+func (l runtimeLogger) Debugf(f string, args ...interface{}) { l.logf(f, args) }

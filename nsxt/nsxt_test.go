@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/kubefoundry/kubefoundry/nsxt"
 	"github.com/kubefoundry/kubefoundry/nsxt/simulator"
@@ -174,6 +176,12 @@ func TestPlanTopologyWritesNothing(t *testing.T) {
 	e := newEnv(t, simulator.Config{})
 	p, err := e.c.PlanTopology(context.Background(), topology(e.sim, "c1", "a"))
 	require.NoError(t, err)
+	bad := topology(e.sim, "c1", "a")
+	bad.Tier0Path = "/infra/tier-0s/nope"
+	_, err = e.c.PlanTopology(context.Background(), bad)
+	var fe *nsxt.FieldError
+	require.ErrorAs(t, err, &fe)
+	require.Equal(t, "Tier0Path", fe.Field)
 	require.Zero(t, e.sim.Writes())
 	require.Len(t, p.Allocate, 6)
 	require.Contains(t, p.String(), "create Segment /infra/segments/kf-c1-ns-a")
@@ -380,4 +388,23 @@ func newClient(t *testing.T, sim *simulator.Server) *nsxt.Client {
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
 	return c
+}
+
+func TestPasswordNeverLogged(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	sim, err := simulator.New(simulator.Config{Password: "pa55-w0rd-xyz", Username: "admin"})
+	require.NoError(t, err)
+	defer sim.Close()
+	c, err := nsxt.New(context.Background(), nsxt.Config{URLs: []string{sim.URL}, Username: "admin", Password: "pa55-w0rd-xyz",
+		CACert: string(sim.CertificatePEM())}, nsxt.WithLogger(zap.New(core)))
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.BuildTopology(context.Background(), topology(sim, "c1", "a"))
+	require.NoError(t, err)
+	require.NotZero(t, logs.Len())
+	for _, e := range logs.All() {
+		line := e.Message + fmt.Sprint(e.ContextMap())
+		require.NotContains(t, line, "pa55-w0rd-xyz")
+		require.NotContains(t, line, "%!(EXTRA", "runtime lines without a verb are logged as they are")
+	}
 }

@@ -203,7 +203,7 @@ func diff(want []intent, cur current) ([]pending, error) {
 			if k == "resource_type" || k == "id" {
 				continue
 			}
-			if !reflect.DeepEqual(v, have[k]) {
+			if !subset(v, have[k]) {
 				fields = append(fields, k)
 			}
 		}
@@ -220,6 +220,38 @@ func diff(want []intent, cur current) ([]pending, error) {
 		out = append(out, pending{Change: Change{Action: Update, Path: in.path, Type: in.rtype, Fields: fields}, obj: m, revision: rev})
 	}
 	return out, nil
+}
+
+// subset reports whether have holds everything want says: maps may carry
+// more keys in have (fields NSX fills in, such as the ids and paths of
+// nested expressions), lists must match element by element.
+func subset(want, have any) bool {
+	switch w := want.(type) {
+	case map[string]any:
+		h, ok := have.(map[string]any)
+		if !ok {
+			return false
+		}
+		for k, v := range w {
+			if !subset(v, h[k]) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		h, ok := have.([]any)
+		if !ok || len(h) != len(w) {
+			return false
+		}
+		for i := range w {
+			if !subset(w[i], h[i]) {
+				return false
+			}
+		}
+		return true
+	default:
+		return reflect.DeepEqual(want, have)
+	}
 }
 
 // deletions lists the owned objects that no intent keeps.

@@ -1,0 +1,448 @@
+package nsxt
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/vmware/vsphere-automation-sdk-go/runtime/data"
+	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/model"
+)
+
+// NetworkPolicy mirrors a Kubernetes networking/v1 NetworkPolicy without
+// importing Kubernetes (kube/nsxtnet converts one). The fields mean what
+// they mean there.
+type NetworkPolicy struct {
+	ClusterID   string
+	Namespace   string
+	Name        string
+	PodSelector LabelSelector
+	// PolicyTypes holds "Ingress", "Egress" or both. Empty means Ingress,
+	// plus Egress when Egress rules are given, as in Kubernetes.
+	PolicyTypes []string
+	Ingress     []PolicyRule
+	Egress      []PolicyRule
+}
+
+// LabelSelector is a Kubernetes label selector.
+type LabelSelector struct {
+	MatchLabels      map[string]string
+	MatchExpressions []SelectorRequirement
+}
+
+// SelectorRequirement is one matchExpressions entry: Operator is In,
+// NotIn, Exists or DoesNotExist.
+type SelectorRequirement struct {
+	Key      string
+	Operator string
+	Values   []string
+}
+
+// PolicyRule is one ingress (From) or egress (To) rule: traffic with any
+// of the peers (any peer when empty) on any of the ports (any port when
+// empty) is allowed.
+type PolicyRule struct {
+	Peers []Peer
+	Ports []PolicyPort
+}
+
+// Peer is one from/to entry. PodSelector alone selects pods of the
+// policy's namespace; NamespaceSelector selects namespaces (all of the
+// cluster's when empty); both select those pods in those namespaces.
+type Peer struct {
+	PodSelector       *LabelSelector
+	NamespaceSelector *LabelSelector
+	IPBlock           *IPBlock
+}
+
+// IPBlock is a CIDR peer.
+type IPBlock struct {
+	CIDR   string
+	Except []string
+}
+
+// PolicyPort is a port or range (EndPort) of a protocol; Port 0 is every
+// port of it. Named ports are not supported: NSX sees port numbers.
+type PolicyPort struct {
+	Protocol string // TCP (the default) or UDP
+	Port     int
+	EndPort  int
+	Named    string
+}
+
+// The tags by which the groups of a translated policy select pods. The
+// component that creates the pods' segment ports (the CNI) must tag each
+// port with TagCluster and TagNamespace, with every pod label as
+// scope=key tag=value, and with every label of the pod's namespace as
+// scope=NamespaceLabelScope+key tag=value.
+const NamespaceLabelScope = "kubefoundry/ns-label/"
+
+// nsxLimits: NSX takes at most 5 criteria per group, 15 conditions each.
+const (
+	maxCriteria   = 5
+	maxConditions = 15
+)
+
+type condition struct {
+	op, scope, tag string // op EQUALS or NOTEQUALS; tag "" matches the scope alone
+}
+
+// criteria are OR-ed; the conditions in each are AND-ed.
+type criteria [][]condition
+
+// selectorCriteria turns a label selector into criteria on segment port
+// tags, scoped by prefix (a pod label: "", a namespace label:
+// NamespaceLabelScope). In with several values multiplies the criteria.
+func selectorCriteria(field string, sel LabelSelector, prefix string, base []condition) (criteria, error) {
+	out := criteria{append([]condition{}, base...)}
+	keys := make([]string, 0, len(sel.MatchLabels))
+	for k := range sel.MatchLabels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		for i := range out {
+			out[i] = append(out[i], condition{"EQUALS", prefix + k, sel.MatchLabels[k]})
+		}
+	}
+	for i, r := range sel.MatchExpressions {
+		f := fmt.Sprintf("%s.MatchExpressions[%d]", field, i)
+		switch r.Operator {
+		case "In":
+			if len(r.Values) == 0 {
+				return nil, &FieldError{f + ".Values", "", "In needs values"}
+			}
+			var next criteria
+			for _, c := range out {
+				for _, v := range r.Values {
+					next = append(next, append(append([]condition{}, c...), condition{"EQUALS", prefix + r.Key, v}))
+				}
+			}
+			out = next
+		case "NotIn":
+			for j := range out {
+				for _, v := range r.Values {
+					out[j] = append(out[j], condition{"NOTEQUALS", prefix + r.Key, v})
+				}
+			}
+		case "Exists":
+			for j := range out {
+				out[j] = append(out[j], condition{"EQUALS", prefix + r.Key, ""})
+			}
+		case "DoesNotExist":
+			for j := range out {
+				out[j] = append(out[j], condition{"NOTEQUALS", prefix + r.Key, ""})
+			}
+		default:
+			return nil, &FieldError{f + ".Operator", r.Operator, "must be In, NotIn, Exists or DoesNotExist"}
+		}
+	}
+	if len(out) > maxCriteria {
+		return nil, &FieldError{field, fmt.Sprint(len(out)), fmt.Sprintf("needs %d OR-ed criteria; an NSX group takes %d", len(out), maxCriteria)}
+	}
+	for _, c := range out {
+		if len(c) > maxConditions {
+			return nil, &FieldError{field, fmt.Sprint(len(c)), fmt.Sprintf("needs %d conditions; an NSX group criterion takes %d", len(c), maxConditions)}
+		}
+	}
+	return out, nil
+}
+
+// expression renders criteria as an NSX group expression: conditions on
+// segment port tags joined by AND, criteria joined by OR, each criterion a
+// NestedExpression when there are several.
+func (cr criteria) expression() []*data.StructValue {
+	render := func(cs []condition, prefix string) []*data.StructValue {
+		var out []*data.StructValue
+		for i, c := range cs {
+			if i > 0 {
+				out = append(out, mustStruct(model.ConjunctionOperator{ResourceType: "ConjunctionOperator",
+					Id: ptr(fmt.Sprintf("%sand%d", prefix, i)), ConjunctionOperator: ptr("AND")}, model.ConjunctionOperatorBindingType()))
+			}
+			out = append(out, mustStruct(model.Condition{ResourceType: "Condition", Id: ptr(fmt.Sprintf("%sc%d", prefix, i)),
+				MemberType: ptr("SegmentPort"), Key: ptr("Tag"), Operator: ptr(c.op), Value: ptr(c.scope + "|" + c.tag)},
+				model.ConditionBindingType()))
+		}
+		return out
+	}
+	if len(cr) == 1 {
+		return render(cr[0], "")
+	}
+	var out []*data.StructValue
+	for i, c := range cr {
+		if i > 0 {
+			out = append(out, mustStruct(model.ConjunctionOperator{ResourceType: "ConjunctionOperator",
+				Id: ptr(fmt.Sprintf("or%d", i)), ConjunctionOperator: ptr("OR")}, model.ConjunctionOperatorBindingType()))
+		}
+		out = append(out, mustStruct(model.NestedExpression{ResourceType: "NestedExpression", Id: ptr(fmt.Sprintf("n%d", i)),
+			Expressions: render(c, fmt.Sprintf("n%d", i))}, model.NestedExpressionBindingType()))
+	}
+	return out
+}
+
+func (np NetworkPolicy) key() string  { return np.Namespace + "/" + np.Name }
+func (np NetworkPolicy) base() string { return objectID("kf-"+np.ClusterID, "np", np.Namespace, np.Name) }
+
+func (np NetworkPolicy) tags() []model.Tag {
+	return []model.Tag{
+		{Scope: ptr(TagCluster), Tag: ptr(np.ClusterID)},
+		{Scope: ptr(TagNamespace), Tag: ptr(np.Namespace)},
+		{Scope: ptr(TagNetworkPolicy), Tag: ptr(np.key())},
+	}
+}
+
+func (np NetworkPolicy) types() (ingress, egress bool) {
+	if len(np.PolicyTypes) == 0 {
+		return true, len(np.Egress) > 0
+	}
+	for _, t := range np.PolicyTypes {
+		switch t {
+		case "Ingress":
+			ingress = true
+		case "Egress":
+			egress = true
+		}
+	}
+	return ingress, egress
+}
+
+// Object is one NSX object: its policy path, resource type, and body as
+// the Policy API's JSON.
+type Object struct {
+	Path string
+	Type string
+	Body map[string]any
+}
+
+// Translate turns the policy into the NSX objects that enforce it, or
+// returns a *FieldError naming what NSX cannot express. It writes nothing.
+//
+// The selected pods form a group; each peer forms a group (label
+// selectors become conditions on segment port tags, see
+// NamespaceLabelScope; an ipBlock an IP address expression); each rule
+// becomes an ALLOW rule with its ports as service entries, in a DFW policy
+// NSX evaluates before the namespaces' own (sequence 50). A second policy
+// (sequence 60, after every policy's allows) isolates the selected pods:
+// traffic from the cluster's nodes is allowed (kubelet probes), the rest in
+// the policy's directions is dropped.
+func (np NetworkPolicy) Translate() ([]Object, error) {
+	ins, err := np.intents()
+	if err != nil {
+		return nil, err
+	}
+	var out []Object
+	for _, in := range ins {
+		m, err := intentMap(in)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Object{Path: in.path, Type: in.rtype, Body: m})
+	}
+	return out, nil
+}
+
+func (np NetworkPolicy) validate() error {
+	if !clusterIDRe.MatchString(np.ClusterID) {
+		return &FieldError{"ClusterID", np.ClusterID, "must be 1-40 lower-case letters, digits or '-'"}
+	}
+	if !dnsLabelRe.MatchString(np.Namespace) {
+		return &FieldError{"Namespace", np.Namespace, "is not a Kubernetes namespace name"}
+	}
+	if np.Name == "" || len(np.Name) > 253 || strings.ToLower(np.Name) != np.Name || strings.ContainsAny(np.Name, "/ ") {
+		return &FieldError{"Name", np.Name, "is not a Kubernetes object name"}
+	}
+	for i, t := range np.PolicyTypes {
+		if t != "Ingress" && t != "Egress" {
+			return &FieldError{fmt.Sprintf("PolicyTypes[%d]", i), t, "must be Ingress or Egress"}
+		}
+	}
+	return nil
+}
+
+func (np NetworkPolicy) intents() ([]intent, error) {
+	if err := np.validate(); err != nil {
+		return nil, err
+	}
+	domain := "/infra/domains/default"
+	base := np.base()
+	tags := np.tags()
+	podsGroup := domain + "/groups/" + base + "-pods"
+	nsBase := []condition{{"EQUALS", TagCluster, np.ClusterID}, {"EQUALS", TagNamespace, np.Namespace}}
+	selected, err := selectorCriteria("PodSelector", np.PodSelector, "", nsBase)
+	if err != nil {
+		return nil, err
+	}
+	out := []intent{{podsGroup, "Group", model.Group{Id: ptr(base + "-pods"), Expression: selected.expression(), Tags: tags}, false}}
+	policy := domain + "/security-policies/" + base
+	out = append(out, intent{policy, "SecurityPolicy", model.SecurityPolicy{Id: ptr(base), Category: ptr("Application"),
+		SequenceNumber: ptr(int64(50)), Scope: []string{podsGroup}, Tags: tags}, false})
+
+	ingress, egress := np.types()
+	seq := int64(10)
+	addRules := func(dir string, rules []PolicyRule) error {
+		for i, r := range rules {
+			field := fmt.Sprintf("%s[%d]", map[string]string{"IN": "Ingress", "OUT": "Egress"}[dir], i)
+			peers := []string{"ANY"}
+			if len(r.Peers) > 0 {
+				peers = nil
+			}
+			for j, p := range r.Peers {
+				id := fmt.Sprintf("%s-%s%d-p%d", base, strings.ToLower(dir), i, j)
+				expr, err := np.peerExpression(fmt.Sprintf("%s.Peers[%d]", field, j), p)
+				if err != nil {
+					return err
+				}
+				out = append(out, intent{domain + "/groups/" + id, "Group", model.Group{Id: ptr(id), Expression: expr, Tags: tags}, false})
+				peers = append(peers, domain+"/groups/"+id)
+			}
+			entries, err := serviceEntries(field, r.Ports)
+			if err != nil {
+				return err
+			}
+			rule := model.Rule{Id: ptr(fmt.Sprintf("%s-%d", strings.ToLower(dir), i)), Action: ptr("ALLOW"),
+				Direction: ptr(map[string]string{"IN": "IN", "OUT": "OUT"}[dir]), Services: []string{"ANY"},
+				ServiceEntries: entries, SequenceNumber: ptr(seq), Tags: tags}
+			if dir == "IN" {
+				rule.SourceGroups, rule.DestinationGroups = peers, []string{podsGroup}
+			} else {
+				rule.SourceGroups, rule.DestinationGroups = []string{podsGroup}, peers
+			}
+			out = append(out, intent{policy + "/rules/" + *rule.Id, "Rule", rule, false})
+			seq += 10
+		}
+		return nil
+	}
+	if ingress {
+		if err := addRules("IN", np.Ingress); err != nil {
+			return nil, err
+		}
+	}
+	if egress {
+		if err := addRules("OUT", np.Egress); err != nil {
+			return nil, err
+		}
+	}
+
+	isolation := policy + "-isolation"
+	out = append(out, intent{isolation, "SecurityPolicy", model.SecurityPolicy{Id: ptr(base + "-isolation"),
+		Category: ptr("Application"), SequenceNumber: ptr(int64(60)), Scope: []string{podsGroup}, Tags: tags}, false})
+	nodes := domain + "/groups/kf-" + np.ClusterID + "-nodes"
+	if ingress {
+		out = append(out,
+			intent{isolation + "/rules/from-nodes", "Rule", model.Rule{Id: ptr("from-nodes"), Action: ptr("ALLOW"), Direction: ptr("IN"),
+				SourceGroups: []string{nodes}, DestinationGroups: []string{podsGroup}, Services: []string{"ANY"},
+				SequenceNumber: ptr(int64(10)), Tags: tags}, false},
+			intent{isolation + "/rules/deny-ingress", "Rule", model.Rule{Id: ptr("deny-ingress"), Action: ptr("DROP"), Direction: ptr("IN"),
+				SourceGroups: []string{"ANY"}, DestinationGroups: []string{podsGroup}, Services: []string{"ANY"},
+				SequenceNumber: ptr(int64(20)), Tags: tags}, false})
+	}
+	if egress {
+		out = append(out, intent{isolation + "/rules/deny-egress", "Rule", model.Rule{Id: ptr("deny-egress"), Action: ptr("DROP"), Direction: ptr("OUT"),
+			SourceGroups: []string{podsGroup}, DestinationGroups: []string{"ANY"}, Services: []string{"ANY"},
+			SequenceNumber: ptr(int64(30)), Tags: tags}, false})
+	}
+	return out, nil
+}
+
+func (np NetworkPolicy) peerExpression(field string, p Peer) ([]*data.StructValue, error) {
+	set := 0
+	for _, b := range []bool{p.PodSelector != nil || p.NamespaceSelector != nil, p.IPBlock != nil} {
+		if b {
+			set++
+		}
+	}
+	if set != 1 {
+		return nil, &FieldError{field, "", "must set podSelector/namespaceSelector or ipBlock, not both or neither"}
+	}
+	if b := p.IPBlock; b != nil {
+		pfx, err := netip.ParsePrefix(b.CIDR)
+		if err != nil {
+			return nil, &FieldError{field + ".IPBlock.CIDR", b.CIDR, "is not a CIDR"}
+		}
+		if len(b.Except) > 0 {
+			return nil, &FieldError{field + ".IPBlock.Except", strings.Join(b.Except, ","), "is not supported: an NSX group cannot subtract addresses"}
+		}
+		return []*data.StructValue{mustStruct(model.IPAddressExpression{ResourceType: "IPAddressExpression",
+			Id: ptr("ip"), IpAddresses: []string{pfx.Masked().String()}}, model.IPAddressExpressionBindingType())}, nil
+	}
+	base := []condition{{"EQUALS", TagCluster, np.ClusterID}}
+	if p.NamespaceSelector == nil {
+		base = append(base, condition{"EQUALS", TagNamespace, np.Namespace})
+	}
+	cr := criteria{base}
+	var err error
+	if p.NamespaceSelector != nil {
+		if cr, err = selectorCriteria(field+".NamespaceSelector", *p.NamespaceSelector, NamespaceLabelScope, base); err != nil {
+			return nil, err
+		}
+	}
+	if p.PodSelector != nil {
+		var out criteria
+		for _, c := range cr {
+			more, err := selectorCriteria(field+".PodSelector", *p.PodSelector, "", c)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, more...)
+		}
+		if len(out) > maxCriteria {
+			return nil, &FieldError{field, fmt.Sprint(len(out)), fmt.Sprintf("needs %d OR-ed criteria; an NSX group takes %d", len(out), maxCriteria)}
+		}
+		cr = out
+	}
+	return cr.expression(), nil
+}
+
+func serviceEntries(field string, ports []PolicyPort) ([]*data.StructValue, error) {
+	var out []*data.StructValue
+	for i, p := range ports {
+		f := fmt.Sprintf("%s.Ports[%d]", field, i)
+		proto := strings.ToUpper(orDefaultS(p.Protocol, "TCP"))
+		if proto != "TCP" && proto != "UDP" {
+			return nil, &FieldError{f + ".Protocol", p.Protocol, "must be TCP or UDP"}
+		}
+		if p.Named != "" {
+			return nil, &FieldError{f + ".Port", p.Named, "named ports are not supported: NSX rules match port numbers"}
+		}
+		if p.Port < 0 || p.Port > 65535 || (p.EndPort != 0 && (p.EndPort < p.Port || p.EndPort > 65535 || p.Port == 0)) {
+			return nil, &FieldError{f, fmt.Sprintf("%d-%d", p.Port, p.EndPort), "is not a port or port range"}
+		}
+		e := model.L4PortSetServiceEntry{ResourceType: "L4PortSetServiceEntry", Id: ptr(fmt.Sprintf("port%d", i)), L4Protocol: ptr(proto)}
+		switch {
+		case p.EndPort != 0:
+			e.DestinationPorts = []string{strconv.Itoa(p.Port) + "-" + strconv.Itoa(p.EndPort)}
+		case p.Port != 0:
+			e.DestinationPorts = []string{strconv.Itoa(p.Port)}
+		}
+		out = append(out, mustStruct(e, model.L4PortSetServiceEntryBindingType()))
+	}
+	return out, nil
+}
+
+// ApplyNetworkPolicy makes NSX enforce np: it creates, updates or deletes
+// the groups and DFW rules of the policy (one hierarchical PATCH, none when
+// nothing changed). The cluster's topology must exist (BuildTopology).
+func (c *Client) ApplyNetworkPolicy(ctx context.Context, np NetworkPolicy) (*Plan, int, error) {
+	ins, err := np.intents()
+	if err != nil {
+		return nil, 0, err
+	}
+	p, _, writes, err := c.converge(ctx, desiredSet{
+		cluster: np.ClusterID,
+		member:  func(m map[string]any) bool { return hasTag(m, TagNetworkPolicy, np.key()) },
+		config:  func(addresses) []intent { return ins },
+	})
+	return p, writes, err
+}
+
+// DeleteNetworkPolicy removes what ApplyNetworkPolicy made, found by tag.
+func (c *Client) DeleteNetworkPolicy(ctx context.Context, clusterID, namespace, name string) (*Teardown, error) {
+	np := NetworkPolicy{ClusterID: clusterID, Namespace: namespace, Name: name}
+	if err := np.validate(); err != nil {
+		return nil, err
+	}
+	return c.teardown(ctx, clusterID, namespace, func(m map[string]any) bool { return hasTag(m, TagNetworkPolicy, np.key()) })
+}
