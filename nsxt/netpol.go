@@ -183,8 +183,10 @@ func (cr criteria) expression() []*data.StructValue {
 	return out
 }
 
-func (np NetworkPolicy) key() string  { return np.Namespace + "/" + np.Name }
-func (np NetworkPolicy) base() string { return objectID("kf-"+np.ClusterID, "np", np.Namespace, np.Name) }
+func (np NetworkPolicy) key() string { return np.Namespace + "/" + np.Name }
+func (np NetworkPolicy) base() string {
+	return objectID("kf-"+np.ClusterID, "np", np.Namespace, np.Name)
+}
 
 func (np NetworkPolicy) tags() []model.Tag {
 	return []model.Tag{

@@ -85,8 +85,8 @@ func TestTranslateNetworkPolicy(t *testing.T) {
 		rules  map[string]string // path suffix -> rule text
 	}{
 		{
-			name: "deny all ingress",
-			np:   nsxt.NetworkPolicy{PolicyTypes: []string{"Ingress"}},
+			name:   "deny all ingress",
+			np:     nsxt.NetworkPolicy{PolicyTypes: []string{"Ingress"}},
 			groups: map[string]string{"pods": sel},
 			rules: map[string]string{
 				"-isolation/rules/from-nodes":   "ALLOW IN kf-c1-nodes -> kf-c1-np-shop-p-pods",
