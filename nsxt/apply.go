@@ -72,8 +72,11 @@ func (c *Client) PlanTopology(ctx context.Context, t Topology) (*Plan, error) {
 func (t Topology) desired() desiredSet {
 	return desiredSet{
 		cluster: t.ClusterID,
-		member:  func(m map[string]any) bool { return !hasScope(m, TagService) && !hasScope(m, TagNetworkPolicy) },
-		ipam:    t.ipamIntents(),
+		member: func(m map[string]any) bool {
+			return !hasScope(m, TagService) && !hasScope(m, TagNetworkPolicy) &&
+				!(t.NamespacesManagedElsewhere && hasScope(m, TagNamespace))
+		},
+		ipam: t.ipamIntents(),
 		config:  t.configIntents,
 	}
 }
@@ -152,6 +155,37 @@ func (c *Client) BuildTopology(ctx context.Context, t Topology) (*Network, error
 			Subnet: addr.subnets[t.nsSubnetPath(ns)], SNATAddress: addr.ips[t.nsSNATAllocPath(ns)]}
 	}
 	return n, nil
+}
+
+// EnsureNamespace gives one namespace of a built cluster its network (a
+// segment with a subnet from the pod block, an SNAT address and rule, a
+// group and a DFW policy), leaving every other namespace alone: what a
+// namespace controller calls. It is BuildTopology for that namespace
+// only, idempotent, two PATCHes the first time and none after; t.Namespaces
+// is ignored. Pair it with Topology.NamespacesManagedElsewhere so that
+// BuildTopology does not remove what it adds.
+func (c *Client) EnsureNamespace(ctx context.Context, t Topology, namespace string) (*NamespaceNetwork, error) {
+	t.Namespaces = nil
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	if !dnsLabelRe.MatchString(namespace) {
+		return nil, &FieldError{"Namespace", namespace, "is not a Kubernetes namespace name"}
+	}
+	set := desiredSet{
+		cluster: t.ClusterID,
+		member: func(m map[string]any) bool {
+			return hasTag(m, TagNamespace, namespace) && !hasScope(m, TagService) && !hasScope(m, TagNetworkPolicy)
+		},
+		ipam:   t.nsIPAM(namespace),
+		config: func(a addresses) []intent { return t.nsConfig(namespace, a) },
+	}
+	_, addr, _, err := c.converge(ctx, set)
+	if err != nil {
+		return nil, err
+	}
+	return &NamespaceNetwork{SegmentPath: "/infra/segments/" + t.prefix() + "-ns-" + namespace,
+		Subnet: addr.subnets[t.nsSubnetPath(namespace)], SNATAddress: addr.ips[t.nsSNATAllocPath(namespace)]}, nil
 }
 
 // converge applies a set, re-reading after a conflict. It returns the plan

@@ -408,3 +408,33 @@ func TestPasswordNeverLogged(t *testing.T) {
 		require.NotContains(t, line, "%!(EXTRA", "runtime lines without a verb are logged as they are")
 	}
 }
+
+func TestEnsureNamespace(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	ctx := context.Background()
+	topo := topology(e.sim, "c1")
+	topo.NamespacesManagedElsewhere = true
+	_, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+
+	a, err := e.c.EnsureNamespace(ctx, topo, "a")
+	require.NoError(t, err)
+	b, err := e.c.EnsureNamespace(ctx, topo, "b")
+	require.NoError(t, err)
+	require.NotEqual(t, a.Subnet, b.Subnet)
+	require.NotNil(t, e.sim.Object(a.SegmentPath))
+	again, err := e.c.EnsureNamespace(ctx, topo, "a")
+	require.NoError(t, err)
+	require.Equal(t, a, again)
+
+	// The topology leaves the controller's namespaces alone.
+	n, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Zero(t, n.Writes, "%s", n.Plan)
+	require.NotNil(t, e.sim.Object(b.SegmentPath))
+
+	_, err = e.c.TeardownNamespace(ctx, "c1", "a")
+	require.NoError(t, err)
+	require.Nil(t, e.sim.Object(a.SegmentPath))
+	require.NotNil(t, e.sim.Object(b.SegmentPath))
+}

@@ -67,6 +67,11 @@ type Topology struct {
 	DefaultDeny bool `json:"defaultDeny,omitempty"`
 	// Namespaces get a network each.
 	Namespaces []string `json:"namespaces,omitempty"`
+	// NamespacesManagedElsewhere leaves namespace networks to
+	// EnsureNamespace and TeardownNamespace (a namespace controller):
+	// BuildTopology then neither creates nor deletes any, and Namespaces
+	// is ignored.
+	NamespacesManagedElsewhere bool `json:"namespacesManagedElsewhere,omitempty"`
 }
 
 var (
@@ -159,6 +164,15 @@ func (t Topology) gatewayPath() string {
 	return t.tier1Path()
 }
 
+// namespaces are the namespaces BuildTopology manages: none when
+// NamespacesManagedElsewhere.
+func (t Topology) namespaces() []string {
+	if t.NamespacesManagedElsewhere {
+		return nil
+	}
+	return t.Namespaces
+}
+
 func orDefault(v, d int) int {
 	if v == 0 {
 		return d
@@ -213,13 +227,8 @@ func (t Topology) ipamIntents() []intent {
 		{t.snatAllocPath(), "IpAddressAllocation", model.IpAddressAllocation{Id: ptr(t.prefix() + "-snat"), Tags: t.tags("")}, true},
 		{t.vipAllocPath(), "IpAddressAllocation", model.IpAddressAllocation{Id: ptr(t.prefix() + "-api"), Tags: t.tags("")}, true},
 	}
-	for _, ns := range t.Namespaces {
-		out = append(out,
-			intent{t.nsSubnetPath(ns), "IpAddressPoolBlockSubnet", model.IpAddressPoolBlockSubnet{
-				Id: ptr("ns-" + ns), ResourceType: "IpAddressPoolBlockSubnet", IpBlockPath: ptr(t.PodIPBlockPath),
-				Size: ptr(int64(t.nsSubnet())), AutoAssignGateway: ptr(true), Tags: t.tags(ns)}, true},
-			intent{t.nsSNATAllocPath(ns), "IpAddressAllocation", model.IpAddressAllocation{Id: ptr(t.prefix() + "-ns-" + ns), Tags: t.tags(ns)}, true},
-		)
+	for _, ns := range t.namespaces() {
+		out = append(out, t.nsIPAM(ns)...)
 	}
 	return out
 }
@@ -281,33 +290,55 @@ func (t Topology) configIntents(a addresses) []intent {
 			Id: ptr("default-deny"), Action: &drop, SourceGroups: []string{"ANY"}, DestinationGroups: []string{nodesGroup},
 			Services: []string{"ANY"}, SequenceNumber: ptr(int64(1000)), Tags: t.tags("")}, false})
 	}
-	for _, ns := range t.Namespaces {
-		id := p + "-ns-" + ns
-		cidr := a.subnets[t.nsSubnetPath(ns)]
-		group := t.policyDomain() + "/groups/" + id
-		policy := t.policyDomain() + "/security-policies/" + id
-		out = append(out,
-			intent{"/infra/segments/" + id, "Segment", model.Segment{Id: ptr(id), DisplayName: ptr(id),
-				ConnectivityPath: ptr(gw), TransportZonePath: ptr(t.TransportZonePath),
-				Subnets: []model.SegmentSubnet{{GatewayAddress: ptr(gatewayCIDR(cidr))}}, Tags: t.tags(ns)}, false},
-			intent{natRules + id + "-snat", "PolicyNatRule", model.PolicyNatRule{Id: ptr(id + "-snat"),
-				Action: ptr("SNAT"), SourceNetwork: ptr(cidrString(cidr)), TranslatedNetwork: ptr(ipOrPending(a.ips[t.nsSNATAllocPath(ns)])),
-				Enabled: ptr(true), SequenceNumber: ptr(int64(200)), Tags: t.tags(ns)}, false},
-			intent{group, "Group", model.Group{Id: ptr(id), Expression: ipExpression(cidr), Tags: t.tags(ns)}, false},
-			intent{policy, "SecurityPolicy", model.SecurityPolicy{Id: ptr(id), Category: ptr("Application"),
-				SequenceNumber: ptr(int64(200)), Scope: []string{group}, Tags: t.tags(ns)}, false},
-			intent{policy + "/rules/intra", "Rule", model.Rule{Id: ptr("intra"), Action: &allow,
-				SourceGroups: []string{group}, DestinationGroups: []string{group}, Services: []string{"ANY"},
-				SequenceNumber: ptr(int64(10)), Tags: t.tags(ns)}, false},
-			intent{policy + "/rules/from-nodes", "Rule", model.Rule{Id: ptr("from-nodes"), Action: &allow,
-				SourceGroups: []string{nodesGroup}, DestinationGroups: []string{group}, Services: []string{"ANY"},
-				SequenceNumber: ptr(int64(20)), Tags: t.tags(ns)}, false},
-		)
-		if t.DefaultDeny {
-			out = append(out, intent{policy + "/rules/default-deny", "Rule", model.Rule{Id: ptr("default-deny"), Action: &drop,
-				SourceGroups: []string{"ANY"}, DestinationGroups: []string{group}, Services: []string{"ANY"},
-				SequenceNumber: ptr(int64(1000)), Tags: t.tags(ns)}, false})
-		}
+	for _, ns := range t.namespaces() {
+		out = append(out, t.nsConfig(ns, a)...)
+	}
+	return out
+}
+
+// nsIPAM is what one namespace allocates: its subnet and SNAT address.
+func (t Topology) nsIPAM(ns string) []intent {
+	return []intent{
+		intent{t.nsSubnetPath(ns), "IpAddressPoolBlockSubnet", model.IpAddressPoolBlockSubnet{
+			Id: ptr("ns-" + ns), ResourceType: "IpAddressPoolBlockSubnet", IpBlockPath: ptr(t.PodIPBlockPath),
+			Size: ptr(int64(t.nsSubnet())), AutoAssignGateway: ptr(true), Tags: t.tags(ns)}, true},
+		intent{t.nsSNATAllocPath(ns), "IpAddressAllocation", model.IpAddressAllocation{Id: ptr(t.prefix() + "-ns-" + ns), Tags: t.tags(ns)}, true},
+	}
+}
+
+// nsConfig is the segment, SNAT rule, group and DFW policy of a namespace.
+func (t Topology) nsConfig(ns string, a addresses) []intent {
+	p := t.prefix()
+	gw := t.gatewayPath()
+	natRules := gw + "/nat/USER/nat-rules/"
+	nodesGroup := t.policyDomain() + "/groups/" + p + "-nodes"
+	allow, drop := "ALLOW", "DROP"
+	var out []intent
+	id := p + "-ns-" + ns
+	cidr := a.subnets[t.nsSubnetPath(ns)]
+	group := t.policyDomain() + "/groups/" + id
+	policy := t.policyDomain() + "/security-policies/" + id
+	out = append(out,
+		intent{"/infra/segments/" + id, "Segment", model.Segment{Id: ptr(id), DisplayName: ptr(id),
+			ConnectivityPath: ptr(gw), TransportZonePath: ptr(t.TransportZonePath),
+			Subnets: []model.SegmentSubnet{{GatewayAddress: ptr(gatewayCIDR(cidr))}}, Tags: t.tags(ns)}, false},
+		intent{natRules + id + "-snat", "PolicyNatRule", model.PolicyNatRule{Id: ptr(id + "-snat"),
+			Action: ptr("SNAT"), SourceNetwork: ptr(cidrString(cidr)), TranslatedNetwork: ptr(ipOrPending(a.ips[t.nsSNATAllocPath(ns)])),
+			Enabled: ptr(true), SequenceNumber: ptr(int64(200)), Tags: t.tags(ns)}, false},
+		intent{group, "Group", model.Group{Id: ptr(id), Expression: ipExpression(cidr), Tags: t.tags(ns)}, false},
+		intent{policy, "SecurityPolicy", model.SecurityPolicy{Id: ptr(id), Category: ptr("Application"),
+			SequenceNumber: ptr(int64(200)), Scope: []string{group}, Tags: t.tags(ns)}, false},
+		intent{policy + "/rules/intra", "Rule", model.Rule{Id: ptr("intra"), Action: &allow,
+			SourceGroups: []string{group}, DestinationGroups: []string{group}, Services: []string{"ANY"},
+			SequenceNumber: ptr(int64(10)), Tags: t.tags(ns)}, false},
+		intent{policy + "/rules/from-nodes", "Rule", model.Rule{Id: ptr("from-nodes"), Action: &allow,
+			SourceGroups: []string{nodesGroup}, DestinationGroups: []string{group}, Services: []string{"ANY"},
+			SequenceNumber: ptr(int64(20)), Tags: t.tags(ns)}, false},
+	)
+	if t.DefaultDeny {
+		out = append(out, intent{policy + "/rules/default-deny", "Rule", model.Rule{Id: ptr("default-deny"), Action: &drop,
+			SourceGroups: []string{"ANY"}, DestinationGroups: []string{group}, Services: []string{"ANY"},
+			SequenceNumber: ptr(int64(1000)), Tags: t.tags(ns)}, false})
 	}
 	return out
 }
