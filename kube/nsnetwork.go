@@ -27,7 +27,7 @@ const (
 )
 
 // NetworkProvider makes and removes the network of a namespace (NCP's
-// role: lifecycle implements it with nsxt). Both calls must be idempotent:
+// role: kube/nsxtnet implements it with nsxt). Both calls must be idempotent:
 // the controller repeats them after errors, resyncs and restarts.
 type NetworkProvider interface {
 	EnsureNamespaceNetwork(ctx context.Context, namespace string) (string, error)

@@ -67,7 +67,9 @@ func TestNamespacesGetNSXNetworks(t *testing.T) {
 
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- kc.NewNamespaceNetworkController(&nsxtnet.Provider{Client: c, Topology: topo}).Run(cctx, 2) }()
+	go func() {
+		done <- kc.NewNamespaceNetworkController(&nsxtnet.Provider{Client: c, Topology: topo}).Run(cctx, 2)
+	}()
 	defer func() { cancel(); require.NoError(t, <-done) }()
 
 	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, metav1.CreateOptions{})
