@@ -7,7 +7,7 @@
 //	examples/*   thin mains: flags -> package calls -> output
 //	lifecycle    composable steps and the cluster orchestrator    (planned)
 //	bosh kube harbor                                              (kube today)
-//	vsphere csi nsxt   infrastructure clients                     (vsphere, csi today)
+//	vsphere csi nsxt   infrastructure clients                     (all three today)
 //	internal/    retry and backoff
 //
 // What works today is package [github.com/kubefoundry/kubefoundry/vsphere]:
@@ -22,8 +22,13 @@
 // namespace network controller and team RBAC, tested on a real API server
 // that package kube/kubetest starts; and package
 // [github.com/kubefoundry/kubefoundry/csi]: CNS volumes, snapshots, storage
-// policies and the vSphere CSI driver's configuration.
+// policies and the vSphere CSI driver's configuration; and package
+// [github.com/kubefoundry/kubefoundry/nsxt]: a cluster's NSX-T network
+// (tier-1, segments, SNAT, load balancer, DFW, IPAM) built declaratively in
+// hierarchical Policy API PATCHes, torn down by tag, with LoadBalancer
+// Services and NetworkPolicies; kube/nsxtnet connects it to the namespace
+// controller.
 //
 // Every package is tested against a simulator that speaks the real wire
-// protocol; for vSphere that is govmomi's vcsim.
+// protocol: govmomi's vcsim for vSphere, nsxt/simulator for NSX-T.
 package kubefoundry
