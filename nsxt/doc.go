@@ -44,8 +44,28 @@
 // work after the caller has lost every id; the subnets and addresses go
 // back to their block and pool.
 //
-// Not done yet: Services of type LoadBalancer and NetworkPolicy
-// translation.
+// EnsureNamespace and TeardownNamespace handle one namespace of a built
+// cluster, for a namespace controller (kube/nsxtnet wires one to
+// kube.NamespaceNetworkController); Topology.NamespacesManagedElsewhere
+// keeps BuildTopology off those namespaces.
+//
+// EnsureLoadBalancer serves a Service of type LoadBalancer on the cluster's
+// load balancer: an address from the floating pool (or the one asked for)
+// and per port a virtual server whose pool is the nodes' NodePort;
+// DeleteLoadBalancer releases it. ApplyNetworkPolicy enforces a
+// NetworkPolicy (a mirror of networking/v1; kube/nsxtnet converts one) as
+// DFW groups and rules: label selectors become conditions on segment port
+// tags (see NamespaceLabelScope for the tags the CNI must set), ipBlocks
+// IP address expressions, rules ALLOW rules before the namespaces' own,
+// and an isolation policy drops the rest for the selected pods while
+// letting the nodes in. What NSX cannot express (ipBlock except, named
+// ports, SCTP, more than 5 OR-ed selector criteria) is a *FieldError
+// naming the field. Translate shows the objects without writing.
+//
+// Services and policies are converged like the topology (by their own
+// tags kubefoundry/service and kubefoundry/network-policy), and the
+// topology leaves them alone; TeardownTopology removes them with the
+// cluster.
 //
 // A Client is safe for concurrent use. Tested against nsxt/simulator over
 // HTTPS.
