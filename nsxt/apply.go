@@ -76,8 +76,8 @@ func (t Topology) desired() desiredSet {
 			return !hasScope(m, TagService) && !hasScope(m, TagNetworkPolicy) &&
 				!(t.NamespacesManagedElsewhere && hasScope(m, TagNamespace))
 		},
-		ipam: t.ipamIntents(),
-		config:  t.configIntents,
+		ipam:   t.ipamIntents(),
+		config: t.configIntents,
 	}
 }
 

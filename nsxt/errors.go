@@ -20,6 +20,10 @@ var (
 	ErrUnavailable  = errors.New("nsxt: service unavailable")
 )
 
+// revisionConflictCode is NSX's error_code for "The object was modified by
+// somebody else", answered with HTTP 412 to a stale _revision.
+const revisionConflictCode = 604
+
 // APIError is an error answered by NSX, with what NSX said about it.
 type APIError struct {
 	Op      string // what the package was doing: "patch /infra", "get /infra/tier-0s/t0"
@@ -86,6 +90,8 @@ func apiError(op string, err error) error {
 	case errors.As(err, &cc):
 		e.Kind, d, msgs = ErrConflict, cc.Data, cc.Messages
 	case errors.As(err, &ir):
+		// NSX answers a stale _revision with 412 and error code 604, which
+		// the SDK reports as InvalidRequest; it is a conflict.
 		e.Kind, d, msgs = ErrInvalid, ir.Data, ir.Messages
 	case errors.As(err, &ua):
 		e.Kind, d, msgs = ErrUnauthorized, ua.Data, ua.Messages
@@ -114,6 +120,9 @@ func apiError(op string, err error) error {
 				}
 			}
 		}
+	}
+	if e.Kind == ErrInvalid && e.Code == revisionConflictCode {
+		e.Kind = ErrConflict
 	}
 	if e.Message == "" {
 		// A transport failure carries no NSX body, only the runtime's

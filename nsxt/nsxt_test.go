@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -272,6 +273,20 @@ func TestConflictIsReadAndReapplied(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 2, n.Writes, "the conflicting PATCH and the one after reading again")
 	require.Equal(t, "LARGE", e.sim.Object("/infra/lb-services/kf-c1")["size"])
+
+	// A real one: another writer changes the load balancer after our read,
+	// NSX refuses our stale _revision (412, code 604), we read again and
+	// win with the fresh revision.
+	e.sim.Inject(&simulator.Fault{Method: "PATCH", Path: regexp.MustCompile(`/infra$`), Nth: 1, Before: func() {
+		assert.NoError(t, e.sim.Patch("/infra/lb-services/kf-c1", map[string]any{"size": "SMALL", "description": "edited by hand"}))
+	}})
+	topo.LBSize = "XLARGE"
+	n, err = e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Equal(t, 2, n.Writes)
+	lb := e.sim.Object("/infra/lb-services/kf-c1")
+	require.Equal(t, "XLARGE", lb["size"])
+	require.Equal(t, "edited by hand", lb["description"], "a field we do not manage is kept")
 }
 
 func TestRetriesBusyManager(t *testing.T) {

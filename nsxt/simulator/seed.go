@@ -5,6 +5,10 @@ import (
 	"fmt"
 )
 
+// nsxOwned are the seeded kinds NSX creates by itself: the default domain,
+// the default load-balancer profiles and a tier-0's NAT sections.
+var nsxOwned = map[string]bool{"Domain": true, "LBFastTcpProfile": true, "LBTcpMonitorProfile": true, "PolicyNat": true}
+
 // seed builds the store an NSX manager has before kubefoundry touches it.
 func seed(inv Inventory) (*store, error) {
 	st := &store{objs: map[string]*object{}, user: "system", now: nowMillis}
@@ -30,7 +34,11 @@ func seed(inv Inventory) (*store, error) {
 			return
 		}
 		o := st.system(p, k, id, body)
-		o.system = false // seeded, not owned by a parent: kept, but never deleted
+		// What NSX makes itself stays NSX's: a client cannot delete it.
+		// The rest stands for what the platform team configured: a
+		// client may delete it, and it is not deleted with its parent.
+		o.system = nsxOwned[rt]
+		o.body["_system_owned"] = o.system || k.wrapper == ""
 		o.body["_create_user"] = "system"
 		if ipErr := st.ipam(o, nil); ipErr != nil {
 			err = ipErr

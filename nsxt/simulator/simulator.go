@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -87,12 +88,17 @@ func (inv Inventory) TransportZonePath() string {
 // the Nth request (counting from 1) whose method is Method ("" for any)
 // and whose path matches Path, and on the Times-1 matching requests after
 // it (Times 0 means 1).
+//
+// With Before set, the fault runs Before first (as another client writing
+// between two of ours would) and then answers Status, or serves the
+// request normally when Status is 0.
 type Fault struct {
 	Method string
 	Path   *regexp.Regexp
 	Nth    int
 	Times  int
 	Status int
+	Before func()
 
 	seen int
 }
@@ -132,6 +138,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	st.user = cfg.Username
 	s.st = st
+	host, _, err := net.SplitHostPort(cfg.Addr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("simulator: Config.Addr %q is not a loopback IP address and port", cfg.Addr)
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, err
@@ -139,7 +149,11 @@ func New(cfg Config) (*Server, error) {
 	s.http = httptest.NewUnstartedServer(s)
 	s.http.Listener.Close()
 	s.http.Listener = ln
-	s.http.TLS = &tls.Config{ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: cfg.ClientCAs}
+	// A client certificate is asked for, not required, and checked by
+	// authenticated: NSX answers 403 to one it does not trust rather than
+	// failing the handshake. ClientCAs is still sent, so a client can pick
+	// the certificate to present.
+	s.http.TLS = &tls.Config{ClientAuth: tls.RequestClientCert, ClientCAs: cfg.ClientCAs}
 	s.http.StartTLS()
 	s.URL = s.http.URL
 	return s, nil
@@ -209,14 +223,49 @@ func (s *Server) Paths() []string {
 	return out
 }
 
-// Object returns the stored JSON of the object at path, or nil.
+// Object returns a copy of the stored JSON of the object at path, or nil.
 func (s *Server) Object(path string) map[string]any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if o := s.st.objs[path]; o != nil {
-		return o.body
+		return deepCopy(o.body).(map[string]any)
 	}
 	return nil
+}
+
+// Patch merges fields into the object at path as another client's PATCH
+// would, incrementing its _revision: a test's stand-in for a concurrent
+// writer.
+func (s *Server) Patch(path string, fields map[string]any) error {
+	return s.transact(func(st *store) error {
+		o := st.objs[path]
+		if o == nil {
+			return errorf(http.StatusNotFound, "%s does not exist", path)
+		}
+		parent := st.objs[o.parent]
+		_, err := st.upsert(parent, o.kind, o.str("id"), fields, modePatch, false)
+		return err
+	})
+}
+
+// deepCopy copies a decoded JSON value, so a caller can change it without
+// changing a stored body.
+func deepCopy(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = deepCopy(e)
+		}
+		return m
+	case []any:
+		l := make([]any, len(x))
+		for i, e := range x {
+			l[i] = deepCopy(e)
+		}
+		return l
+	}
+	return v
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -240,7 +289,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusForbidden, "The credentials were incorrect or the account specified has been locked."))
 		return
 	}
-	if fault != nil {
+	if fault != nil && fault.Before != nil {
+		fault.Before()
+	}
+	if fault != nil && fault.Status != 0 {
 		writeError(w, errorf(fault.Status, "injected fault: %d on %s", fault.Status, key))
 		return
 	}
@@ -260,12 +312,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) authenticated(r *http.Request) bool {
-	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+	if s.principal(r) {
 		return true
 	}
 	u, p, ok := r.BasicAuth()
 	return ok && subtle.ConstantTimeCompare([]byte(u), []byte(s.cfg.Username)) == 1 &&
 		subtle.ConstantTimeCompare([]byte(p), []byte(s.cfg.Password)) == 1
+}
+
+// principal reports whether r presents a client certificate that chains
+// to Config.ClientCAs; with no ClientCAs, no certificate is trusted.
+func (s *Server) principal(r *http.Request) bool {
+	if s.cfg.ClientCAs == nil || r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return false
+	}
+	inter := x509.NewCertPool()
+	for _, c := range r.TLS.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	_, err := r.TLS.PeerCertificates[0].Verify(x509.VerifyOptions{
+		Roots: s.cfg.ClientCAs, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	return err == nil
 }
 
 func readBody(r *http.Request) (map[string]any, error) {

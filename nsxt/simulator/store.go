@@ -52,7 +52,7 @@ func errorf(status int, format string, args ...any) *apiError {
 	switch status {
 	case http.StatusNotFound:
 		code = 500090
-	case http.StatusConflict:
+	case http.StatusPreconditionFailed:
 		code = 604 // "The object was modified by somebody else"
 	case http.StatusForbidden:
 		code = 403
@@ -172,10 +172,10 @@ func (s *store) upsert(parent *object, k *kind, id string, in map[string]any, mo
 	sent, hasRev := toInt(in["_revision"])
 	if old != nil && (mode == modePut || (checkRevision && hasRev)) {
 		if !hasRev {
-			return nil, errorf(http.StatusConflict, "%s %s: _revision is required to update it (current %d)", k.resourceType, path, old.revision())
+			return nil, errorf(http.StatusPreconditionFailed, "%s %s: _revision is required to update it (current %d)", k.resourceType, path, old.revision())
 		}
 		if sent != old.revision() {
-			return nil, errorf(http.StatusConflict, "The object was modified by somebody else: %s %s is at _revision %d, the request sent %d", k.resourceType, path, old.revision(), sent)
+			return nil, errorf(http.StatusPreconditionFailed, "The object was modified by somebody else: %s %s is at _revision %d, the request sent %d", k.resourceType, path, old.revision(), sent)
 		}
 	}
 	for _, f := range serverFields {
@@ -207,7 +207,8 @@ func (s *store) upsert(parent *object, k *kind, id string, in map[string]any, mo
 	if _, ok := merged["display_name"]; !ok {
 		merged["display_name"] = id
 	}
-	o := &object{kind: k, path: path, parent: parent.path, body: merged}
+	// What NSX made stays NSX's when a client updates it.
+	o := &object{kind: k, path: path, parent: parent.path, body: merged, system: old != nil && old.system}
 	if old == nil {
 		merged["_revision"] = json.Number("0")
 		merged["_create_time"] = json.Number(fmt.Sprint(now))

@@ -1,0 +1,42 @@
+// Package simulator is an NSX-T Policy API server for tests and demos: a
+// real HTTPS server on loopback, used in-process like httptest (New, URL,
+// CertificatePEM, Close) or on its own as examples/nsxt-simulator.
+//
+// It serves the paths package nsxt uses, as NSX does:
+//
+//   - the hierarchical PATCH /policy/api/v1/infra with Child* wrappers and
+//     ChildResourceReference, applied atomically (all or nothing), with
+//     enforce_revision_check;
+//   - GET, PATCH, PUT and DELETE of single objects and GET of collections
+//     under /policy/api/v1/infra: tier-0s, tier-1s, locale-services,
+//     segments, nat and nat-rules, lb-services, lb-pools,
+//     lb-virtual-servers, lb-monitor-profiles, lb-app-profiles, domains,
+//     groups, security-policies, rules, ip-blocks, ip-pools, ip-subnets,
+//     ip-allocations, and the read-only sites, enforcement points, edge
+//     clusters and transport zones;
+//   - GET /policy/api/v1/infra/realized-state/realized-entities and
+//     GET /policy/api/v1/search/query (field:value clauses joined by AND,
+//     (a OR b) alternatives, escapes, prefix*, paging with a cursor).
+//
+// Bodies are decoded and encoded through the SDK's own bindings (the model
+// package of vsphere-automation-sdk-go), so wire shapes are the SDK's.
+// NSX's rules hold: path, parent_path and _revision are set by the server
+// and _revision grows on each write; a stale or missing _revision where
+// one is required is refused with 412 and error code 604 as NSX does; a
+// missing object is 404; a missing parent or a policy path that points
+// nowhere is 400; a delete is refused while children or references remain;
+// NAT sections and the like that NSX creates by itself are owned by the
+// system. IP blocks hand out aligned subnets that never overlap and pools
+// addresses that never repeat; running out leaves the intent in realized
+// state ERROR with the reason, as NSX does. Basic auth (wrong credentials:
+// 403) or a client certificate chaining to Config.ClientCAs.
+//
+// Tests steer it with Inject (a status on the Nth request matching a
+// method and path, or a Before hook that writes in between as another
+// client would), Patch, and read it with Requests, Writes, Paths and
+// Object. DefaultInventory is what it starts with: a tier-0, an edge
+// cluster, an overlay transport zone, node and pod IP blocks and a
+// floating pool.
+//
+// A Server is safe for concurrent use.
+package simulator
