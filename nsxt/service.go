@@ -145,6 +145,7 @@ func (lb LoadBalancer) desired() desiredSet {
 				if p.protocol() == "UDP" {
 					profile = "/infra/lb-app-profiles/default-udp-lb-app-profile"
 				} else {
+					//lint:ignore SA1019 the NSX load balancer is deprecated as a whole (for Avi) but it is what TKGI uses; its health monitors have no other field
 					pool.ActiveMonitorPaths = []string{"/infra/lb-monitor-profiles/default-tcp-lb-monitor"}
 				}
 				out = append(out,

@@ -223,7 +223,7 @@ func (t Topology) ipamIntents() []intent {
 		{t.poolPath(), "IpAddressPool", model.IpAddressPool{Id: ptr(t.prefix()), DisplayName: ptr(t.prefix()), Tags: t.tags("")}, true},
 		{t.nodeSubnetPath(), "IpAddressPoolBlockSubnet", model.IpAddressPoolBlockSubnet{
 			Id: ptr("nodes"), ResourceType: "IpAddressPoolBlockSubnet", IpBlockPath: ptr(t.NodeIPBlockPath),
-			Size: ptr(int64(t.nodeSubnet())), AutoAssignGateway: ptr(true), Tags: t.tags("")}, true},
+			SubnetSize: ptr(strconv.Itoa(t.nodeSubnet())), AutoAssignGateway: ptr(true), Tags: t.tags("")}, true},
 		{t.snatAllocPath(), "IpAddressAllocation", model.IpAddressAllocation{Id: ptr(t.prefix() + "-snat"), Tags: t.tags("")}, true},
 		{t.vipAllocPath(), "IpAddressAllocation", model.IpAddressAllocation{Id: ptr(t.prefix() + "-api"), Tags: t.tags("")}, true},
 	}
@@ -265,7 +265,8 @@ func (t Topology) configIntents(a addresses) []intent {
 		{"/infra/lb-services/" + p, "LBService", model.LBService{Id: ptr(p), ConnectivityPath: ptr(t1),
 			Size: ptr(t.lbSize()), Enabled: ptr(true), Tags: t.tags("")}, false},
 		{"/infra/lb-pools/" + p + "-api", "LBPool", model.LBPool{Id: ptr(p + "-api"),
-			Members:            members(t.APIMembers, t.memberPort()),
+			Members: members(t.APIMembers, t.memberPort()),
+			//lint:ignore SA1019 the NSX load balancer is deprecated as a whole (for Avi) but it is what TKGI uses; its health monitors have no other field
 			ActiveMonitorPaths: []string{"/infra/lb-monitor-profiles/default-tcp-lb-monitor"},
 			Tags:               t.tags("")}, false},
 		{"/infra/lb-virtual-servers/" + p + "-api", "LBVirtualServer", model.LBVirtualServer{Id: ptr(p + "-api"),
@@ -301,7 +302,7 @@ func (t Topology) nsIPAM(ns string) []intent {
 	return []intent{
 		intent{t.nsSubnetPath(ns), "IpAddressPoolBlockSubnet", model.IpAddressPoolBlockSubnet{
 			Id: ptr("ns-" + ns), ResourceType: "IpAddressPoolBlockSubnet", IpBlockPath: ptr(t.PodIPBlockPath),
-			Size: ptr(int64(t.nsSubnet())), AutoAssignGateway: ptr(true), Tags: t.tags(ns)}, true},
+			SubnetSize: ptr(strconv.Itoa(t.nsSubnet())), AutoAssignGateway: ptr(true), Tags: t.tags(ns)}, true},
 		intent{t.nsSNATAllocPath(ns), "IpAddressAllocation", model.IpAddressAllocation{Id: ptr(t.prefix() + "-ns-" + ns), Tags: t.tags(ns)}, true},
 	}
 }

@@ -19,7 +19,7 @@ func (s *store) ipam(o, old *object) error {
 	switch o.kind.resourceType {
 	case "IpAddressPoolBlockSubnet":
 		if old != nil {
-			if o.str("ip_block_path") != old.str("ip_block_path") || fmt.Sprint(o.body["size"]) != fmt.Sprint(old.body["size"]) {
+			if o.str("ip_block_path") != old.str("ip_block_path") || blockSize(o.body) != blockSize(old.body) {
 				return errorf(http.StatusBadRequest, "%s: ip_block_path and size cannot change once the subnet is allocated", o.path)
 			}
 			return nil
@@ -49,20 +49,30 @@ func (s *store) ipam(o, old *object) error {
 	return nil
 }
 
+// blockSize is the size a block subnet asks for: subnet_size (a string,
+// the current field) or the deprecated size; 0 when neither parses.
+func blockSize(body map[string]any) int64 {
+	if ss, ok := body["subnet_size"].(string); ok {
+		if n, err := strconv.ParseInt(ss, 10, 64); err == nil {
+			return n
+		}
+	}
+	n, _ := toInt(body["size"])
+	return n
+}
+
 func (s *store) allocSubnet(o *object) error {
 	blockPath := o.str("ip_block_path")
 	block := s.objs[blockPath]
 	if block == nil || block.kind.resourceType != "IpAddressBlock" {
 		return errorf(http.StatusBadRequest, "%s: ip_block_path %q is not an IP block", o.path, blockPath)
 	}
-	size, ok := toInt(o.body["size"])
-	if !ok {
-		if ss, err := strconv.ParseInt(o.str("subnet_size"), 10, 64); err == nil {
-			size, ok = ss, true
-			o.body["size"] = json.Number(fmt.Sprint(size))
-		}
+	size := blockSize(o.body)
+	if size > 0 {
+		o.body["size"] = json.Number(fmt.Sprint(size))
+		o.body["subnet_size"] = fmt.Sprint(size)
 	}
-	if !ok || size < 4 || size&(size-1) != 0 {
+	if size < 4 || size&(size-1) != 0 {
 		return errorf(http.StatusBadRequest, "%s: size must be a power of two of at least 4, got %v", o.path, o.body["size"])
 	}
 	bpfx, err := netip.ParsePrefix(block.str("cidr"))

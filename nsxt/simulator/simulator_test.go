@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -481,7 +482,7 @@ func smallInventory() *simulator.Inventory {
 // blockSubnet asks for a subnet of size addresses from block; id is only
 // needed inside a hierarchical PATCH.
 func blockSubnet(t *testing.T, id, block string, size int64) *data.StructValue {
-	s := model.IpAddressPoolBlockSubnet{ResourceType: "IpAddressPoolBlockSubnet", IpBlockPath: ptr(block), Size: ptr(size)}
+	s := model.IpAddressPoolBlockSubnet{ResourceType: "IpAddressPoolBlockSubnet", IpBlockPath: ptr(block), SubnetSize: ptr(strconv.FormatInt(size, 10))}
 	if id != "" {
 		s.Id = &id
 	}
