@@ -191,13 +191,12 @@ func (c *Client) EnsureNamespace(ctx context.Context, t Topology, namespace stri
 // converge applies a set, re-reading after a conflict. It returns the plan
 // it applied, the addresses of the set and the write requests it made.
 func (c *Client) converge(ctx context.Context, set desiredSet) (*Plan, addresses, int, error) {
-	_, w0 := c.Calls()
+	ctx, writes := countWrites(ctx)
 	var lastErr error
 	for attempt := 0; attempt < conflictRetries; attempt++ {
 		p, addr, err := c.apply(ctx, set)
 		if err == nil {
-			_, w1 := c.Calls()
-			return p, addr, int(w1 - w0), nil
+			return p, addr, int(writes.Load()), nil
 		}
 		if !errors.Is(err, ErrConflict) {
 			return nil, addresses{}, 0, err

@@ -233,6 +233,9 @@ func (t *transport) send(req *http.Request, body []byte) (*http.Response, error)
 			t.reads.Add(1)
 		} else {
 			t.writes.Add(1)
+			if n, ok := req.Context().Value(writesKey{}).(*atomic.Int64); ok {
+				n.Add(1)
+			}
 		}
 		resp, err := t.base.RoundTrip(r)
 		if err == nil {
@@ -249,6 +252,15 @@ func (t *transport) send(req *http.Request, body []byte) (*http.Response, error)
 		errs = append(errs, fmt.Errorf("%s: %w", m.Host, err))
 	}
 	return nil, fmt.Errorf("nsxt: no manager answered: %w", errors.Join(errs...))
+}
+
+type writesKey struct{}
+
+// countWrites returns a context whose write requests are counted, so that
+// an operation reports its own writes even while others share the Client.
+func countWrites(ctx context.Context) (context.Context, *atomic.Int64) {
+	n := new(atomic.Int64)
+	return context.WithValue(ctx, writesKey{}, n), n
 }
 
 // The runtime logs through one package-level logger. It is pointed, once,

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -452,4 +453,29 @@ func TestEnsureNamespace(t *testing.T) {
 	require.NoError(t, err)
 	require.Nil(t, e.sim.Object(a.SegmentPath))
 	require.NotNil(t, e.sim.Object(b.SegmentPath))
+}
+
+func TestConcurrentClustersOnOneClient(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	nets := make([]*nsxt.Network, 4)
+	errs := make([]error, 4)
+	for i := range nets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nets[i], errs[i] = e.c.BuildTopology(ctx, topology(e.sim, fmt.Sprintf("c%d", i), "a", "b"))
+		}()
+	}
+	wg.Wait()
+	subnets := map[string]bool{}
+	for i, n := range nets {
+		require.NoError(t, errs[i])
+		require.Equal(t, 2, n.Writes, "each call counts its own writes")
+		for _, ns := range n.Namespaces {
+			subnets[ns.Subnet.String()] = true
+		}
+	}
+	require.Len(t, subnets, 8, "no subnet handed out twice")
 }

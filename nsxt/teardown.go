@@ -44,7 +44,7 @@ func (c *Client) TeardownNamespace(ctx context.Context, clusterID, namespace str
 // teardown deletes the objects tagged with the cluster (and namespace),
 // those member accepts when it is not nil.
 func (c *Client) teardown(ctx context.Context, clusterID, namespace string, member func(map[string]any) bool) (*Teardown, error) {
-	_, w0 := c.Calls()
+	ctx, writes := countWrites(ctx)
 	var lastErr error
 	for attempt := 0; attempt < conflictRetries; attempt++ {
 		cur, err := c.owned(ctx, clusterID, namespace)
@@ -65,8 +65,7 @@ func (c *Client) teardown(ctx context.Context, clusterID, namespace string, memb
 		c.log.Info("nsx teardown", zap.String("cluster", clusterID), zap.String("namespace", namespace), zap.Int("objects", len(dels)))
 		err = c.patch(ctx, dels)
 		if err == nil {
-			_, w1 := c.Calls()
-			out.Writes = int(w1 - w0)
+			out.Writes = int(writes.Load())
 			return out, nil
 		}
 		if !errors.Is(err, ErrConflict) {
