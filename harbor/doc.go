@@ -1,0 +1,34 @@
+// Package harbor manages what a platform team sets up in Harbor for each
+// cluster and team, through goharbor/go-client.
+//
+// What works today: New (URL, admin or robot credentials, a CA bundle, or
+// no TLS verification only when Config.Insecure says so; it checks that
+// Harbor answers and that the credentials are accepted); typed errors
+// (*APIError wrapping ErrNotFound, ErrConflict, ErrInvalid,
+// ErrUnauthorized, ErrForbidden); EnsureProject (public or private,
+// storage quota, CVE allowlist, scan on push, refusal of images with a
+// vulnerability of a severity or worse, signatures required; idempotent,
+// changing only what differs), GetProject, DeleteProject; members
+// (EnsureMember, RemoveMember, Members: users and LDAP or HTTP groups as
+// project admin, maintainer, developer, guest or limited guest);
+// project-scoped robot accounts (EnsureRobot with pull and/or push,
+// lifetime, disabling; RefreshRobotSecret; DeleteRobot) and PullSecret,
+// which turns a robot into a kubernetes.io/dockerconfigjson Secret;
+// RegistryAccess, which asks Harbor's registry token service what the
+// client's credentials may do to a repository (a robot gets nothing
+// outside its project), the check a runtime makes before a pull.
+//
+//	c, err := harbor.New(ctx, harbor.Config{URL: "https://harbor.example.com",
+//		Username: "admin", Password: pw})
+//	_, err = c.EnsureProject(ctx, harbor.ProjectSpec{Name: "c1", AutoScan: true, PreventVulnerable: "high"})
+//	r, err := c.EnsureRobot(ctx, harbor.RobotSpec{Project: "c1", Name: "pull", Pull: true})
+//	secret, err := c.PullSecret(r, "default", "harbor-pull")
+//
+// Not done yet: LDAP and OIDC configuration, scanners and scan gates,
+// replication, retention and immutable-tag rules, garbage collection and
+// audit logs. API gives go-client's own client for those meanwhile.
+//
+// A Client is safe for concurrent use. The tests run one suite against
+// harbor/simulator and, when KUBEFOUNDRY_HARBOR_URL is set, against a real
+// Harbor.
+package harbor

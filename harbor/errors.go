@@ -1,0 +1,100 @@
+package harbor
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/go-openapi/runtime"
+	"github.com/goharbor/go-client/pkg/sdk/v2.0/models"
+)
+
+// Sentinel errors; every error answered by Harbor wraps one of them when
+// it applies, so errors.Is works.
+var (
+	ErrNotFound     = errors.New("harbor: not found")
+	ErrConflict     = errors.New("harbor: conflict")
+	ErrInvalid      = errors.New("harbor: invalid request")
+	ErrUnauthorized = errors.New("harbor: unauthorized")
+	ErrForbidden    = errors.New("harbor: forbidden")
+)
+
+// APIError is an error answered by Harbor.
+type APIError struct {
+	Op      string // what the package was doing: "create project c1"
+	Status  int    // the HTTP status
+	Kind    error  // one of the sentinel errors, or nil
+	Message string // Harbor's errors[].code: message
+}
+
+func (e *APIError) Error() string {
+	s := fmt.Sprintf("harbor: %s: %d %s", e.Op, e.Status, http.StatusText(e.Status))
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+// Unwrap lets errors.Is match the sentinel.
+func (e *APIError) Unwrap() error { return e.Kind }
+
+// responseError is what every error response of go-client implements.
+type responseError interface {
+	error
+	IsCode(int) bool
+}
+
+type withPayload interface {
+	GetPayload() *models.Errors
+}
+
+var statuses = []int{400, 401, 403, 404, 409, 412, 422, 500, 503}
+
+// apiError turns what go-client returned into an *APIError naming op.
+func apiError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	e := &APIError{Op: op}
+	var re responseError
+	var rae *runtime.APIError
+	switch {
+	case errors.As(err, &re):
+		for _, s := range statuses {
+			if re.IsCode(s) {
+				e.Status = s
+				break
+			}
+		}
+		if p, ok := re.(withPayload); ok && p.GetPayload() != nil {
+			var parts []string
+			for _, m := range p.GetPayload().Errors {
+				if m != nil {
+					parts = append(parts, strings.TrimSpace(m.Code+": "+m.Message))
+				}
+			}
+			e.Message = strings.Join(parts, "; ")
+		}
+	case errors.As(err, &rae):
+		e.Status = rae.Code
+		e.Message = fmt.Sprint(rae.Response)
+	default:
+		return fmt.Errorf("harbor: %s: %w", op, err)
+	}
+	switch e.Status {
+	case http.StatusNotFound:
+		e.Kind = ErrNotFound
+	case http.StatusConflict:
+		e.Kind = ErrConflict
+	case http.StatusBadRequest, http.StatusUnprocessableEntity:
+		e.Kind = ErrInvalid
+	case http.StatusUnauthorized:
+		e.Kind = ErrUnauthorized
+	case http.StatusForbidden:
+		e.Kind = ErrForbidden
+	}
+	return e
+}
+
+func isKind(err, kind error) bool { return errors.Is(err, kind) }

@@ -1,0 +1,323 @@
+package harbor_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/user"
+	"github.com/goharbor/go-client/pkg/sdk/v2.0/models"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	"go.uber.org/zap/zaptest"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kubefoundry/kubefoundry/harbor"
+	"github.com/kubefoundry/kubefoundry/harbor/simulator"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+// backend is a Harbor the suite runs against: the simulator always, and a
+// real Harbor when KUBEFOUNDRY_HARBOR_URL names one (.ci/run starts
+// Harbor 2.4 for that).
+type backend struct {
+	name     string
+	url      string
+	user, pw string
+	sim      *simulator.Server // nil for a real Harbor
+}
+
+// each runs fn against every backend, as a subtest named after it.
+func each(t *testing.T, fn func(t *testing.T, b backend)) {
+	t.Run("simulator", func(t *testing.T) {
+		sim, err := simulator.New(simulator.Config{})
+		require.NoError(t, err)
+		defer sim.Close()
+		fn(t, backend{name: "simulator", url: sim.URL, user: "admin", pw: "Harbor12345", sim: sim})
+	})
+	url := os.Getenv("KUBEFOUNDRY_HARBOR_URL")
+	t.Run("harbor", func(t *testing.T) {
+		if url == "" {
+			t.Skip("KUBEFOUNDRY_HARBOR_URL is not set: no real Harbor to test against (.ci/run starts one)")
+		}
+		u, pw := os.Getenv("KUBEFOUNDRY_HARBOR_USERNAME"), os.Getenv("KUBEFOUNDRY_HARBOR_PASSWORD")
+		if u == "" {
+			u, pw = "admin", "Harbor12345"
+		}
+		fn(t, backend{name: "harbor", url: url, user: u, pw: pw})
+	})
+}
+
+// realOnlySkip skips what a real Harbor cannot be made to do in a test.
+func (b backend) simulatorOnly(t *testing.T, why string) {
+	if b.sim == nil {
+		t.Skipf("against the real Harbor: %s", why)
+	}
+}
+
+func (b backend) client(t *testing.T, user, pw string) *harbor.Client {
+	t.Helper()
+	c, err := harbor.New(context.Background(), harbor.Config{URL: b.url, Username: user, Password: pw},
+		harbor.WithLogger(zaptest.NewLogger(t)))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	return c
+}
+
+func (b backend) admin(t *testing.T) *harbor.Client { return b.client(t, b.user, b.pw) }
+
+// unique makes names that do not clash with earlier runs on a real Harbor.
+func unique(prefix string) string {
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	return prefix + "-" + hex.EncodeToString(r[:])
+}
+
+func cleanupProject(t *testing.T, c *harbor.Client, name string) {
+	t.Cleanup(func() { _ = c.DeleteProject(context.Background(), name) })
+}
+
+func TestProjects(t *testing.T) {
+	each(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		c := b.admin(t)
+		name := unique("kf-c1")
+		cleanupProject(t, c, name)
+		p, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: name, StorageLimitBytes: 10 << 30,
+			AutoScan: true, PreventVulnerable: "high", CVEAllowlist: []string{"CVE-2021-44228"}})
+		require.NoError(t, err)
+		require.NotZero(t, p.ID)
+		require.Equal(t, harbor.Project{ID: p.ID, Name: name, StorageLimitBytes: 10 << 30, AutoScan: true,
+			PreventVulnerable: "high", CVEAllowlist: []string{"CVE-2021-44228"}}, *p)
+
+		again, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: name, StorageLimitBytes: 10 << 30,
+			AutoScan: true, PreventVulnerable: "high", CVEAllowlist: []string{"CVE-2021-44228"}})
+		require.NoError(t, err)
+		require.Equal(t, p, again)
+
+		changed, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: name, Public: true, SignatureRequired: true,
+			PreventVulnerable: "critical"})
+		require.NoError(t, err)
+		require.Equal(t, harbor.Project{ID: p.ID, Name: name, Public: true, SignatureRequired: true,
+			PreventVulnerable: "critical", StorageLimitBytes: -1}, *changed)
+
+		var fe *harbor.FieldError
+		_, err = c.EnsureProject(ctx, harbor.ProjectSpec{Name: "Bad_Name"})
+		require.ErrorAs(t, err, &fe)
+		require.Equal(t, "Name", fe.Field)
+
+		require.NoError(t, c.DeleteProject(ctx, name))
+		_, err = c.GetProject(ctx, name)
+		require.ErrorIs(t, err, harbor.ErrNotFound)
+		require.NoError(t, c.DeleteProject(ctx, name), "deleting what is gone is not an error")
+	})
+}
+
+func TestProjectWithRepositoriesIsNotDeleted(t *testing.T) {
+	each(t, func(t *testing.T, b backend) {
+		b.simulatorOnly(t, "it would need an image pushed to the registry")
+		ctx := context.Background()
+		c := b.admin(t)
+		_, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: "full"})
+		require.NoError(t, err)
+		require.NoError(t, b.sim.AddRepository("full", "nginx"))
+		err = c.DeleteProject(ctx, "full")
+		var ae *harbor.APIError
+		require.ErrorAs(t, err, &ae)
+		require.Equal(t, 412, ae.Status)
+		require.Contains(t, ae.Message, "contains repositories")
+	})
+}
+
+func createUser(t *testing.T, c *harbor.Client, name, pw string) {
+	t.Helper()
+	_, err := c.API().User.CreateUser(context.Background(), user.NewCreateUserParams().WithUserReq(&models.UserCreationReq{
+		Username: name, Password: pw, Email: name + "@example.com", Realname: name}))
+	require.NoError(t, err)
+}
+
+func TestMembers(t *testing.T) {
+	each(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		c := b.admin(t)
+		name := unique("kf-team")
+		cleanupProject(t, c, name)
+		_, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: name})
+		require.NoError(t, err)
+		alice := unique("alice")
+		createUser(t, c, alice, "Passw0rd-Alice")
+
+		require.NoError(t, c.EnsureMember(ctx, name, harbor.Member{User: alice, Role: harbor.Developer}))
+		require.NoError(t, c.EnsureMember(ctx, name, harbor.Member{User: alice, Role: harbor.Developer}), "idempotent")
+		require.NoError(t, c.EnsureMember(ctx, name, harbor.Member{User: alice, Role: harbor.Maintainer}))
+		members, err := c.Members(ctx, name)
+		require.NoError(t, err)
+		require.Contains(t, members, harbor.Member{User: alice, Role: harbor.Maintainer})
+
+		// Alice, a maintainer, may pull and push; a stranger may not.
+		ac := b.client(t, alice, "Passw0rd-Alice")
+		got, err := ac.RegistryAccess(ctx, name+"/app")
+		require.NoError(t, err)
+		require.ElementsMatch(t, []string{"pull", "push"}, got)
+
+		require.NoError(t, c.RemoveMember(ctx, name, harbor.Member{User: alice}))
+		require.NoError(t, c.RemoveMember(ctx, name, harbor.Member{User: alice}), "removing a non-member is not an error")
+		got, err = ac.RegistryAccess(ctx, name+"/app")
+		require.NoError(t, err)
+		require.Empty(t, got)
+
+		err = c.EnsureMember(ctx, name, harbor.Member{User: "no-such-user-" + alice, Role: harbor.Guest})
+		require.Error(t, err)
+		var fe *harbor.FieldError
+		require.ErrorAs(t, c.EnsureMember(ctx, name, harbor.Member{User: alice, Group: "g", Role: harbor.Guest}), &fe)
+	})
+}
+
+func TestGroupMembers(t *testing.T) {
+	each(t, func(t *testing.T, b backend) {
+		b.simulatorOnly(t, "LDAP and HTTP groups need an LDAP or OIDC Harbor; the CI Harbor uses its database")
+		ctx := context.Background()
+		c := b.admin(t)
+		_, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: "team"})
+		require.NoError(t, err)
+		dn := "cn=platform,ou=groups,dc=example,dc=com"
+		require.NoError(t, c.EnsureMember(ctx, "team", harbor.Member{Group: "platform", GroupDN: dn, Role: harbor.ProjectAdmin}))
+		require.NoError(t, c.EnsureMember(ctx, "team", harbor.Member{Group: "platform", GroupDN: dn, Role: harbor.LimitedGuest}))
+		members, err := c.Members(ctx, "team")
+		require.NoError(t, err)
+		require.Contains(t, members, harbor.Member{Group: "platform", Role: harbor.LimitedGuest})
+	})
+}
+
+func TestRobotsAndPullSecrets(t *testing.T) {
+	each(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		c := b.admin(t)
+		mine, other := unique("kf-c1"), unique("kf-c2")
+		cleanupProject(t, c, mine)
+		cleanupProject(t, c, other)
+		for _, n := range []string{mine, other} {
+			_, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: n})
+			require.NoError(t, err)
+		}
+		spec := harbor.RobotSpec{Project: mine, Name: "cluster-pull", Description: "pulls for cluster c1", Pull: true,
+			ExpiresIn: 30 * 24 * time.Hour}
+		r, err := c.EnsureRobot(ctx, spec)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.DeleteRobot(context.Background(), r.ID) })
+		require.Equal(t, "robot$"+mine+"+cluster-pull", r.Name)
+		require.NotEmpty(t, r.Secret)
+		require.True(t, r.Pull)
+		require.False(t, r.Push)
+		require.WithinDuration(t, time.Now().Add(30*24*time.Hour), r.ExpiresAt, 24*time.Hour)
+		require.NotContains(t, r.String(), r.Secret)
+		require.NotContains(t, fmt.Sprintf("%#v", *r), r.Secret)
+
+		again, err := c.EnsureRobot(ctx, spec)
+		require.NoError(t, err)
+		require.Equal(t, r.ID, again.ID)
+		require.Empty(t, again.Secret, "an existing robot's secret is not known")
+
+		// Least privilege: pull in its project, nothing elsewhere.
+		rc := b.client(t, r.Name, r.Secret)
+		got, err := rc.RegistryAccess(ctx, mine+"/app")
+		require.NoError(t, err)
+		require.Equal(t, []string{"pull"}, got)
+		got, err = rc.RegistryAccess(ctx, other+"/app")
+		require.NoError(t, err)
+		require.Empty(t, got, "a robot cannot reach another project")
+
+		// The pull Secret carries exactly those credentials.
+		sec, err := c.PullSecret(r, "default", "harbor-pull")
+		require.NoError(t, err)
+		require.Equal(t, corev1.SecretTypeDockerConfigJson, sec.Type)
+		var cfg struct {
+			Auths map[string]struct{ Username, Password, Auth string } `json:"auths"`
+		}
+		require.NoError(t, json.Unmarshal(sec.Data[corev1.DockerConfigJsonKey], &cfg))
+		entry, ok := cfg.Auths[c.Registry()]
+		require.True(t, ok, "%v", cfg.Auths)
+		require.Equal(t, r.Name, entry.Username)
+		require.Equal(t, r.Secret, entry.Password)
+		_, err = c.PullSecret(again, "default", "x")
+		require.Error(t, err, "no secret, no pull Secret")
+
+		// A new secret: the old one stops working.
+		newSecret, err := c.RefreshRobotSecret(ctx, r.ID, "")
+		require.NoError(t, err)
+		require.NotEqual(t, r.Secret, newSecret)
+		_, err = rc.RegistryAccess(ctx, mine+"/app")
+		require.ErrorIs(t, err, harbor.ErrUnauthorized)
+		rc2 := b.client(t, r.Name, newSecret)
+		got, err = rc2.RegistryAccess(ctx, mine+"/app")
+		require.NoError(t, err)
+		require.Equal(t, []string{"pull"}, got)
+
+		// Push added, then the robot disabled: refused.
+		spec.Push = true
+		upd, err := c.EnsureRobot(ctx, spec)
+		require.NoError(t, err)
+		require.True(t, upd.Push)
+		got, err = rc2.RegistryAccess(ctx, mine+"/app")
+		require.NoError(t, err)
+		require.ElementsMatch(t, []string{"pull", "push"}, got)
+		spec.Disabled = true
+		_, err = c.EnsureRobot(ctx, spec)
+		require.NoError(t, err)
+		_, err = rc2.RegistryAccess(ctx, mine+"/app")
+		require.ErrorIs(t, err, harbor.ErrUnauthorized)
+
+		require.NoError(t, c.DeleteRobot(ctx, r.ID))
+		require.NoError(t, c.DeleteRobot(ctx, r.ID), "deleting what is gone is not an error")
+	})
+}
+
+func TestExpiredRobotIsRefused(t *testing.T) {
+	each(t, func(t *testing.T, b backend) {
+		b.simulatorOnly(t, "a robot cannot be made to expire without waiting a day")
+		ctx := context.Background()
+		c := b.admin(t)
+		_, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: "c1"})
+		require.NoError(t, err)
+		r, err := c.EnsureRobot(ctx, harbor.RobotSpec{Project: "c1", Name: "short", Pull: true, ExpiresIn: 24 * time.Hour})
+		require.NoError(t, err)
+		rc := b.client(t, r.Name, r.Secret)
+		_, err = rc.RegistryAccess(ctx, "c1/app")
+		require.NoError(t, err)
+		b.sim.Advance(25 * time.Hour)
+		_, err = rc.RegistryAccess(ctx, "c1/app")
+		require.ErrorIs(t, err, harbor.ErrUnauthorized)
+		_, err = harbor.New(ctx, harbor.Config{URL: b.url, Username: r.Name, Password: r.Secret})
+		require.ErrorIs(t, err, harbor.ErrUnauthorized)
+	})
+}
+
+func TestWrongAdminPassword(t *testing.T) {
+	each(t, func(t *testing.T, b backend) {
+		_, err := harbor.New(context.Background(), harbor.Config{URL: b.url, Username: b.user, Password: "not-the-password"})
+		require.ErrorIs(t, err, harbor.ErrUnauthorized)
+		require.Contains(t, err.Error(), "log in as "+b.user)
+		require.NotContains(t, err.Error(), "not-the-password")
+	})
+}
+
+func TestConfigStringRedacts(t *testing.T) {
+	cfg := harbor.Config{URL: "https://harbor", Username: "admin", Password: "s3cret!"}
+	for _, s := range []string{cfg.String(), fmt.Sprintf("%v", cfg), fmt.Sprintf("%#v", cfg)} {
+		require.NotContains(t, s, "s3cret!")
+		require.True(t, strings.Contains(s, "admin"))
+	}
+}

@@ -1,0 +1,216 @@
+package harbor
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+
+	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/project"
+	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/quota"
+	"github.com/goharbor/go-client/pkg/sdk/v2.0/models"
+	"go.uber.org/zap"
+)
+
+// Severities, lowest first, as Harbor names them in prevent_vul settings.
+var severities = []string{"none", "low", "medium", "high", "critical"}
+
+// ProjectSpec is what a cluster or team project should look like.
+type ProjectSpec struct {
+	// Name: lower-case letters, digits and . _ - between them, as Harbor
+	// requires.
+	Name   string
+	Public bool
+	// StorageLimitBytes is the project quota; 0 or -1 is unlimited.
+	StorageLimitBytes int64
+	// CVEAllowlist lists CVE ids the project accepts whatever their
+	// severity; when empty the system allowlist applies.
+	CVEAllowlist []string
+	// AutoScan scans every image on push.
+	AutoScan bool
+	// PreventVulnerable refuses pulls of images with a vulnerability of
+	// this severity or worse: low, medium, high or critical; "" allows all.
+	PreventVulnerable string
+	// SignatureRequired refuses pulls of unsigned images (content trust).
+	SignatureRequired bool
+}
+
+// Project is a Harbor project.
+type Project struct {
+	ID                int64
+	Name              string
+	Public            bool
+	StorageLimitBytes int64
+	CVEAllowlist      []string
+	AutoScan          bool
+	PreventVulnerable string
+	SignatureRequired bool
+	RepoCount         int64
+}
+
+var projectNameRe = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*$`)
+
+// Validate checks s and returns a *FieldError naming the first wrong field.
+func (s ProjectSpec) Validate() error {
+	if len(s.Name) > 255 || !projectNameRe.MatchString(s.Name) {
+		return &FieldError{"Name", s.Name, "must be lower-case letters and digits, with . _ - between them"}
+	}
+	if s.PreventVulnerable != "" && !slices.Contains(severities[1:], s.PreventVulnerable) {
+		return &FieldError{"PreventVulnerable", s.PreventVulnerable, "must be low, medium, high or critical"}
+	}
+	if s.StorageLimitBytes < -1 {
+		return &FieldError{"StorageLimitBytes", strconv.FormatInt(s.StorageLimitBytes, 10), "must be -1, 0 or positive"}
+	}
+	return nil
+}
+
+// FieldError names the field of a spec that is wrong.
+type FieldError struct {
+	Field  string
+	Value  string
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("harbor: %s %q: %s", e.Field, e.Value, e.Reason)
+}
+
+func boolString(b bool) *string { s := strconv.FormatBool(b); return &s }
+
+func (s ProjectSpec) request() *models.ProjectReq {
+	md := &models.ProjectMetadata{
+		Public:             strconv.FormatBool(s.Public),
+		AutoScan:           boolString(s.AutoScan),
+		EnableContentTrust: boolString(s.SignatureRequired),
+		PreventVul:         boolString(s.PreventVulnerable != ""),
+	}
+	if s.PreventVulnerable != "" {
+		md.Severity = &s.PreventVulnerable
+	}
+	md.ReuseSysCVEAllowlist = boolString(len(s.CVEAllowlist) == 0)
+	// The allowlist is always sent, empty to clear it.
+	al := &models.CVEAllowlist{Items: []*models.CVEAllowlistItem{}}
+	for _, id := range s.CVEAllowlist {
+		al.Items = append(al.Items, &models.CVEAllowlistItem{CVEID: id})
+	}
+	return &models.ProjectReq{ProjectName: s.Name, Public: &s.Public, Metadata: md, CVEAllowlist: al}
+}
+
+func fromModel(p *models.Project, limit int64) *Project {
+	out := &Project{ID: int64(p.ProjectID), Name: p.Name, RepoCount: p.RepoCount, StorageLimitBytes: limit}
+	if md := p.Metadata; md != nil {
+		out.Public = md.Public == "true"
+		out.AutoScan = md.AutoScan != nil && *md.AutoScan == "true"
+		out.SignatureRequired = md.EnableContentTrust != nil && *md.EnableContentTrust == "true"
+		if md.PreventVul != nil && *md.PreventVul == "true" && md.Severity != nil {
+			out.PreventVulnerable = *md.Severity
+		}
+	}
+	if p.CVEAllowlist != nil {
+		for _, it := range p.CVEAllowlist.Items {
+			if it != nil {
+				out.CVEAllowlist = append(out.CVEAllowlist, it.CVEID)
+			}
+		}
+	}
+	return out
+}
+
+// GetProject reads a project by name.
+func (c *Client) GetProject(ctx context.Context, name string) (*Project, error) {
+	res, err := c.api.Project.GetProject(ctx, project.NewGetProjectParams().WithProjectNameOrID(name).WithXIsResourceName(ptr(true)))
+	if err != nil {
+		return nil, apiError("get project "+name, err)
+	}
+	limit, _, err := c.quota(ctx, int64(res.Payload.ProjectID))
+	if err != nil {
+		return nil, err
+	}
+	return fromModel(res.Payload, limit), nil
+}
+
+// quota returns a project's storage limit and its quota id.
+func (c *Client) quota(ctx context.Context, projectID int64) (limit, id int64, err error) {
+	res, err := c.api.Quota.ListQuotas(ctx, quota.NewListQuotasParams().WithReference(ptr("project")).
+		WithReferenceID(ptr(strconv.FormatInt(projectID, 10))))
+	if err != nil {
+		return 0, 0, apiError(fmt.Sprintf("list quotas of project %d", projectID), err)
+	}
+	for _, q := range res.Payload {
+		if q == nil {
+			continue
+		}
+		if v, ok := q.Hard["storage"]; ok {
+			return v, q.ID, nil
+		}
+	}
+	return -1, 0, nil
+}
+
+// EnsureProject creates the project, or updates it to match spec: it is
+// idempotent and changes only what differs.
+func (c *Client) EnsureProject(ctx context.Context, spec ProjectSpec) (*Project, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	limit := spec.StorageLimitBytes
+	if limit == 0 {
+		limit = -1
+	}
+	cur, err := c.GetProject(ctx, spec.Name)
+	switch {
+	case isKind(err, ErrNotFound):
+		req := spec.request()
+		req.StorageLimit = &limit
+		_, err := c.api.Project.CreateProject(ctx, project.NewCreateProjectParams().WithProject(req))
+		if err != nil && !isKind(apiError("", err), ErrConflict) {
+			return nil, apiError("create project "+spec.Name, err)
+		}
+		c.log.Info("harbor project created", zap.String("project", spec.Name))
+		return c.GetProject(ctx, spec.Name)
+	case err != nil:
+		return nil, err
+	}
+	want := *cur
+	want.Public, want.AutoScan, want.SignatureRequired = spec.Public, spec.AutoScan, spec.SignatureRequired
+	want.PreventVulnerable, want.CVEAllowlist = spec.PreventVulnerable, spec.CVEAllowlist
+	if !sameProject(*cur, want) {
+		_, err := c.api.Project.UpdateProject(ctx, project.NewUpdateProjectParams().
+			WithProjectNameOrID(spec.Name).WithXIsResourceName(ptr(true)).WithProject(spec.request()))
+		if err != nil {
+			return nil, apiError("update project "+spec.Name, err)
+		}
+	}
+	if cur.StorageLimitBytes != limit {
+		_, id, err := c.quota(ctx, cur.ID)
+		if err != nil {
+			return nil, err
+		}
+		_, err = c.api.Quota.UpdateQuota(ctx, quota.NewUpdateQuotaParams().WithID(id).
+			WithHard(&models.QuotaUpdateReq{Hard: models.ResourceList{"storage": limit}}))
+		if err != nil {
+			return nil, apiError("update quota of project "+spec.Name, err)
+		}
+	}
+	return c.GetProject(ctx, spec.Name)
+}
+
+func sameProject(a, b Project) bool {
+	return a.Public == b.Public && a.AutoScan == b.AutoScan && a.SignatureRequired == b.SignatureRequired &&
+		a.PreventVulnerable == b.PreventVulnerable && slices.Equal(a.CVEAllowlist, b.CVEAllowlist)
+}
+
+// DeleteProject deletes a project. A project that is gone is not an
+// error; one that still holds repositories is refused by Harbor (412).
+func (c *Client) DeleteProject(ctx context.Context, name string) error {
+	_, err := c.api.Project.DeleteProject(ctx, project.NewDeleteProjectParams().WithProjectNameOrID(name).WithXIsResourceName(ptr(true)))
+	if err != nil {
+		if e := apiError("delete project "+name, err); !isKind(e, ErrNotFound) {
+			return e
+		}
+	}
+	return nil
+}
+
+func ptr[T any](v T) *T { return &v }

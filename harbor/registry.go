@@ -1,0 +1,84 @@
+package harbor
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// RegistryAccess asks Harbor's registry token service (/service/token)
+// what the client's credentials may do to a repository ("project/repo"),
+// as a container runtime does before a pull: it returns the actions
+// granted among pull and push. A robot gets nothing outside its project;
+// wrong, disabled or expired credentials are ErrUnauthorized. Use it to
+// check a pull secret's robot before handing it to a cluster.
+func (c *Client) RegistryAccess(ctx context.Context, repository string) ([]string, error) {
+	u, err := url.Parse(c.cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/service/token"
+	u.RawQuery = url.Values{"service": {"harbor-registry"}, "scope": {"repository:" + repository + ":pull,push"}}.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.SetBasicAuth(c.cfg.Username, c.cfg.Password)
+	resp, err := (&http.Client{Transport: c.hc, Timeout: c.timeout()}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("harbor: registry token for %s: %w", repository, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		e := &APIError{Op: "registry token for " + repository, Status: resp.StatusCode, Message: strings.TrimSpace(string(body))}
+		switch resp.StatusCode {
+		case http.StatusUnauthorized:
+			e.Kind = ErrUnauthorized
+		case http.StatusForbidden:
+			e.Kind = ErrForbidden
+		}
+		return nil, e
+	}
+	var tok struct {
+		Token       string `json:"token"`
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(body, &tok); err != nil {
+		return nil, fmt.Errorf("harbor: registry token for %s: %w", repository, err)
+	}
+	jwt := tok.Token
+	if jwt == "" {
+		jwt = tok.AccessToken
+	}
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("harbor: registry token for %s is not a JWT", repository)
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, fmt.Errorf("harbor: registry token for %s: %w", repository, err)
+	}
+	var claims struct {
+		Access []struct {
+			Type    string   `json:"type"`
+			Name    string   `json:"name"`
+			Actions []string `json:"actions"`
+		} `json:"access"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return nil, fmt.Errorf("harbor: registry token for %s: %w", repository, err)
+	}
+	actions := []string{}
+	for _, a := range claims.Access {
+		if a.Type == "repository" && a.Name == repository {
+			actions = append(actions, a.Actions...)
+		}
+	}
+	return actions, nil
+}

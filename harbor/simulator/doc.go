@@ -1,0 +1,26 @@
+// Package simulator is a Harbor v2.0 API server for tests and demos, on
+// loopback over HTTP like an httptest server.
+//
+// Every request is routed, bound and validated against go-client's own
+// swagger.yaml (embedded; go generate copies it from the module and a test
+// keeps it equal) with go-openapi's middleware and validators, and every
+// response is validated against the operation's response schema before it
+// is sent: an answer the spec does not allow becomes a 500 naming the
+// violation. Errors the spec leaves out but Harbor sends (getProject's
+// 404) must still carry Harbor's {"errors": [...]} body.
+//
+// It behaves as Harbor does for what package harbor uses: ping and
+// system info; projects (name rules, 409 on a duplicate, 404, metadata
+// and CVE allowlists, quotas, 412 when deleting a project with
+// repositories, the public library project); members (users, LDAP and
+// HTTP groups, roles); project robot accounts (robot$project+name,
+// permissions limited to their project, lifetime in days, disabling,
+// secret refresh with Harbor's rules); users; repositories; and core's
+// registry token service /service/token, which grants pull and push by
+// role or robot permission in an RS256 JWT. Wrong, disabled or expired
+// credentials make a request anonymous, as in Harbor: open APIs answer,
+// the rest say 401. An operation it does not implement answers 501.
+//
+// AddRepository stands in for a push; Advance moves its clock so robots
+// expire. A Server is safe for concurrent use.
+package simulator
