@@ -68,11 +68,11 @@ func WithLogger(l *zap.Logger) Option {
 // Client manages projects, members, robot accounts and the rest of a
 // Harbor through goharbor/go-client. It is safe for concurrent use.
 type Client struct {
-	cfg  Config
-	log  *zap.Logger
-	api  *v2.HarborAPI
-	hc   *http.Transport
-	host string // the registry host in image references and pull secrets
+	cfg      Config
+	log      *zap.Logger
+	api      *v2.HarborAPI
+	hc       *http.Transport
+	host     string // the registry host in image references and pull secrets
 	timeoutD time.Duration
 }
 
@@ -104,7 +104,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 		timeout = time.Minute
 	}
 	tr := &http.Transport{TLSClientConfig: tlsCfg, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}
-		base := *u
+	base := *u
 	base.Path = strings.TrimSuffix(u.Path, "/") + v2.DefaultBasePath
 	c := &Client{cfg: cfg, log: o.log, hc: tr, host: u.Host, timeoutD: timeout, api: v2.New(v2.Config{
 		URL: &base, Transport: timeoutTransport{tr, timeout},

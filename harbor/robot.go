@@ -213,11 +213,10 @@ func (c *Client) PullSecret(r *Robot, namespace, name string) (*corev1.Secret, e
 		return nil, err
 	}
 	return &corev1.Secret{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: map[string]string{"app.kubernetes.io/managed-by": "kubefoundry"},
 			Annotations: map[string]string{"kubefoundry.io/harbor-robot": r.Name}},
 		Type: corev1.SecretTypeDockerConfigJson,
 		Data: map[string][]byte{corev1.DockerConfigJsonKey: cfg},
 	}, nil
 }
-
