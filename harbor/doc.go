@@ -16,7 +16,11 @@
 // which turns a robot into a kubernetes.io/dockerconfigjson Secret;
 // RegistryAccess, which asks Harbor's registry token service what the
 // client's credentials may do to a repository (a robot gets nothing
-// outside its project), the check a runtime makes before a pull.
+// outside its project), the check a runtime makes before a pull;
+// scanners (Scanners, SetDefaultScanner), Scan, Vulnerabilities (an
+// image's scan summary) and MayRun, a scan gate that refuses an image
+// never scanned, whose scan failed, or with a vulnerability at or above a
+// severity threshold.
 //
 //	c, err := harbor.New(ctx, harbor.Config{URL: "https://harbor.example.com",
 //		Username: "admin", Password: pw})
@@ -24,9 +28,8 @@
 //	r, err := c.EnsureRobot(ctx, harbor.RobotSpec{Project: "c1", Name: "pull", Pull: true})
 //	secret, err := c.PullSecret(r, "default", "harbor-pull")
 //
-// Not done yet: LDAP and OIDC configuration, scanners and scan gates,
-// replication, retention and immutable-tag rules, garbage collection and
-// audit logs. API gives go-client's own client for those meanwhile.
+// Not done yet: LDAP and OIDC configuration, replication, retention and
+// immutable-tag rules, garbage collection and audit logs. API gives go-client's own client for those meanwhile.
 //
 // A Client is safe for concurrent use. The tests run one suite against
 // harbor/simulator and, when KUBEFOUNDRY_HARBOR_URL is set, against a real

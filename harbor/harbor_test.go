@@ -321,3 +321,62 @@ func TestConfigStringRedacts(t *testing.T) {
 		require.True(t, strings.Contains(s, "admin"))
 	}
 }
+
+func TestScanGate(t *testing.T) {
+	each(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		c := b.admin(t)
+		scanners, err := c.Scanners(ctx)
+		require.NoError(t, err)
+		if b.sim == nil {
+			// The CI Harbor runs without a scanner adapter.
+			t.Logf("scanners on the real Harbor: %v", scanners)
+			t.Skip("against the real Harbor: no scanner adapter runs in CI, and no image can be pushed; scanners listed only")
+		}
+		require.Len(t, scanners, 1)
+		require.Equal(t, "Trivy", scanners[0].Name)
+		require.True(t, scanners[0].Default)
+		require.NoError(t, c.SetDefaultScanner(ctx, "Trivy"))
+		require.ErrorIs(t, c.SetDefaultScanner(ctx, "Clair"), harbor.ErrNotFound)
+
+		_, err = c.EnsureProject(ctx, harbor.ProjectSpec{Name: "apps"})
+		require.NoError(t, err)
+		_, err = b.sim.AddArtifact("apps", "team/web", "v1")
+		require.NoError(t, err)
+		_, err = b.sim.AddArtifact("apps", "team/web", "v2")
+		require.NoError(t, err)
+		require.NoError(t, b.sim.SetVulnerabilities("apps", "team/web", "v1", map[string]int64{"High": 2, "Low": 5}, 3))
+		v1 := harbor.Image{Project: "apps", Repository: "team/web", Reference: "v1"}
+		v2 := harbor.Image{Project: "apps", Repository: "team/web", Reference: "v2"}
+
+		d, err := c.MayRun(ctx, v1, "high")
+		require.NoError(t, err)
+		require.False(t, d.Allowed)
+		require.Contains(t, d.Reason, "has not been scanned")
+
+		require.NoError(t, c.Scan(ctx, v1))
+		require.NoError(t, c.Scan(ctx, v2))
+		sum, err := c.Vulnerabilities(ctx, v1)
+		require.NoError(t, err)
+		require.Equal(t, &harbor.ScanSummary{Scanned: true, Status: "Success", Severity: "High", Total: 7, Fixable: 3,
+			Counts: map[string]int64{"High": 2, "Low": 5}}, sum)
+
+		for _, tc := range []struct {
+			img       harbor.Image
+			threshold string
+			allowed   bool
+		}{
+			{v1, "critical", true}, {v1, "high", false}, {v1, "medium", false}, {v1, "low", false},
+			{v2, "low", true},
+		} {
+			d, err := c.MayRun(ctx, tc.img, tc.threshold)
+			require.NoError(t, err)
+			require.Equal(t, tc.allowed, d.Allowed, "%s at %s: %s", tc.img, tc.threshold, d.Reason)
+		}
+		_, err = c.MayRun(ctx, v1, "severe")
+		var fe *harbor.FieldError
+		require.ErrorAs(t, err, &fe)
+		_, err = c.Vulnerabilities(ctx, harbor.Image{Project: "apps", Repository: "team/web", Reference: "v9"})
+		require.ErrorIs(t, err, harbor.ErrNotFound)
+	})
+}

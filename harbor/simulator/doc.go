@@ -15,12 +15,14 @@
 // repositories, the public library project); members (users, LDAP and
 // HTTP groups, roles); project robot accounts (robot$project+name,
 // permissions limited to their project, lifetime in days, disabling,
-// secret refresh with Harbor's rules); users; repositories; and core's
+// secret refresh with Harbor's rules); users; repositories; artifacts,
+// scanners (Trivy registered as the default) and scans whose findings a
+// test sets with SetVulnerabilities; and core's
 // registry token service /service/token, which grants pull and push by
 // role or robot permission in an RS256 JWT. Wrong, disabled or expired
 // credentials make a request anonymous, as in Harbor: open APIs answer,
 // the rest say 401. An operation it does not implement answers 501.
 //
-// AddRepository stands in for a push; Advance moves its clock so robots
+// AddRepository and AddArtifact stand in for a push; Advance moves its clock so robots
 // expire. A Server is safe for concurrent use.
 package simulator

@@ -78,13 +78,20 @@ type state struct {
 	projects map[int64]*project
 	members  []*member
 	robots   map[int64]*robot
+	scanners []*scanner
+	// artifacts by "project/repository"
+	artifacts map[string][]*artifact
 }
 
 func (st *state) next() int64 { st.seq++; return st.seq }
 
 func newState(cfg Config) *state {
-	st := &state{users: map[string]*user{}, projects: map[int64]*project{}, robots: map[int64]*robot{}}
+	st := &state{users: map[string]*user{}, projects: map[int64]*project{}, robots: map[int64]*robot{},
+		artifacts: map[string][]*artifact{}}
 	now := time.Now()
+	// Harbor installs Trivy as its default scanner.
+	st.scanners = []*scanner{{uuid: "trivy-" + strconv.FormatInt(now.UnixNano(), 36), name: "Trivy",
+		url: "http://trivy-adapter:8080", isDefault: true, created: now}}
 	st.users["admin"] = &user{id: st.next(), name: "admin", password: cfg.AdminPassword, admin: true, created: now}
 	for _, u := range cfg.Users {
 		st.users[u.Name] = &user{id: st.next(), name: u.Name, password: u.Password, admin: u.Admin, created: now}
