@@ -1,6 +1,7 @@
 package harbor
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -156,6 +157,15 @@ func (t timeoutTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err != nil {
 		cancel()
 		return nil, err
+	}
+	if resp.StatusCode >= 400 {
+		// Error bodies are small; kept in memory they stay readable after
+		// go-client closes the response of a status its spec does not list.
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		cancel()
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		return resp, nil
 	}
 	resp.Body = cancelOnClose{resp.Body, cancel}
 	return resp, nil

@@ -1,7 +1,9 @@
 package harbor
 
 import (
+	"encoding/json"
 	"errors"
+	"io"
 	"fmt"
 	"net/http"
 	"strings"
@@ -77,8 +79,24 @@ func apiError(op string, err error) error {
 			e.Message = strings.Join(parts, "; ")
 		}
 	case errors.As(err, &rae):
+		// A status the spec does not list for the operation: go-client
+		// keeps the response; Harbor's body is still in it.
 		e.Status = rae.Code
-		e.Message = fmt.Sprint(rae.Response)
+		if cr, ok := rae.Response.(runtime.ClientResponse); ok && cr.Body() != nil {
+			b, _ := io.ReadAll(io.LimitReader(cr.Body(), 64<<10))
+			var body models.Errors
+			if json.Unmarshal(b, &body) == nil && len(body.Errors) > 0 {
+				var parts []string
+				for _, m := range body.Errors {
+					if m != nil {
+						parts = append(parts, strings.TrimSpace(m.Code+": "+m.Message))
+					}
+				}
+				e.Message = strings.Join(parts, "; ")
+			} else {
+				e.Message = strings.TrimSpace(string(b))
+			}
+		}
 	default:
 		return fmt.Errorf("harbor: %s: %w", op, err)
 	}

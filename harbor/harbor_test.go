@@ -380,3 +380,53 @@ func TestScanGate(t *testing.T) {
 		require.ErrorIs(t, err, harbor.ErrNotFound)
 	})
 }
+
+func TestAuthConfiguration(t *testing.T) {
+	each(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		c := b.admin(t)
+		mode, err := c.AuthMode(ctx)
+		require.NoError(t, err)
+		require.Equal(t, "db_auth", mode)
+
+		ldap := harbor.LDAPConfig{URL: "ldap://127.0.0.1:1", SearchDN: "cn=harbor,dc=example,dc=com",
+			SearchPassword: "bind-s3cret", BaseDN: "dc=example,dc=com", UID: "uid", Filter: "(objectClass=person)",
+			GroupBaseDN: "ou=groups,dc=example,dc=com", GroupNameAttr: "cn"}
+		require.NoError(t, c.ConfigureLDAP(ctx, ldap, false))
+		require.NotContains(t, fmt.Sprintf("%v %#v", ldap, ldap), "bind-s3cret")
+		ok, msg, err := c.PingLDAP(ctx, ldap)
+		require.NoError(t, err)
+		require.False(t, ok, "nothing listens on port 1")
+		require.NotEmpty(t, msg)
+
+		var fe *harbor.FieldError
+		require.ErrorAs(t, c.ConfigureLDAP(ctx, harbor.LDAPConfig{URL: "http://x", BaseDN: "dc=x"}, false), &fe)
+		require.Equal(t, "LDAPConfig.URL", fe.Field)
+
+		oidc := harbor.OIDCConfig{Name: "corp", Endpoint: "https://login.example.com", ClientID: "harbor",
+			ClientSecret: "oidc-s3cret", Scope: []string{"profile", "email"}, GroupsClaim: "groups", AutoOnboard: true}
+		require.NoError(t, c.ConfigureOIDC(ctx, oidc, false))
+		require.NotContains(t, fmt.Sprintf("%v %#v", oidc, oidc), "oidc-s3cret")
+		mode, err = c.AuthMode(ctx)
+		require.NoError(t, err)
+		require.Equal(t, "db_auth", mode, "settings written, mode unchanged")
+	})
+}
+
+func TestAuthModeLockedOnceUsersExist(t *testing.T) {
+	each(t, func(t *testing.T, b backend) {
+		b.simulatorOnly(t, "switching the CI Harbor's auth mode would break the other tests")
+		ctx := context.Background()
+		c := b.admin(t)
+		ldap := harbor.LDAPConfig{URL: "ldaps://ldap.example.com", BaseDN: "dc=example,dc=com"}
+		require.NoError(t, c.ConfigureLDAP(ctx, ldap, true))
+		mode, err := c.AuthMode(ctx)
+		require.NoError(t, err)
+		require.Equal(t, "ldap_auth", mode)
+		require.NoError(t, c.ConfigureOIDC(ctx, harbor.OIDCConfig{Name: "corp", Endpoint: "https://login.example.com", ClientID: "h"}, true))
+		createUser(t, c, "bob", "Passw0rd-Bob")
+		err = c.ConfigureLDAP(ctx, ldap, true)
+		require.ErrorIs(t, err, harbor.ErrInvalid)
+		require.Contains(t, err.Error(), "new users have been inserted")
+	})
+}

@@ -158,7 +158,7 @@ func (e *herr) Error() string { return e.msg }
 
 func errf(status int, format string, args ...any) *herr {
 	code := map[int]string{400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
-		409: "CONFLICT", 412: "PRECONDITION", 422: "UNPROCESSABLE_ENTITY", 500: "UNKNOWN"}[status]
+		409: "CONFLICT", 412: "PRECONDITION", 422: "UNPROCESSABLE_ENTITY", 500: "UNKNOWN", 501: "NOT_IMPLEMENTED"}[status]
 	return &herr{status: status, code: code, msg: fmt.Sprintf(format, args...)}
 }
 

@@ -89,9 +89,9 @@ func TestRequestsAreValidatedAgainstTheSpec(t *testing.T) {
 	require.Equal(t, 400, status)
 	require.Contains(t, message(m), "page_size")
 
-	status, m, _ = do(t, s, "GET", "/scanners", admin, pw, "")
+	status, m, _ = do(t, s, "GET", "/labels", admin, pw, "")
 	require.Equal(t, 501, status)
-	require.Contains(t, message(m), "does not implement listScanners")
+	require.Contains(t, message(m), "does not implement listLabels")
 }
 
 func TestOnlyLoopback(t *testing.T) {

@@ -81,13 +81,14 @@ type state struct {
 	scanners []*scanner
 	// artifacts by "project/repository"
 	artifacts map[string][]*artifact
+	config    map[string]any
 }
 
 func (st *state) next() int64 { st.seq++; return st.seq }
 
 func newState(cfg Config) *state {
 	st := &state{users: map[string]*user{}, projects: map[int64]*project{}, robots: map[int64]*robot{},
-		artifacts: map[string][]*artifact{}}
+		artifacts: map[string][]*artifact{}, config: defaultConfig()}
 	now := time.Now()
 	// Harbor installs Trivy as its default scanner.
 	st.scanners = []*scanner{{uuid: "trivy-" + strconv.FormatInt(now.UnixNano(), 36), name: "Trivy",
