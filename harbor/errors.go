@@ -3,8 +3,8 @@ package harbor
 import (
 	"encoding/json"
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 

@@ -91,7 +91,7 @@ func TestRequestsAreValidatedAgainstTheSpec(t *testing.T) {
 
 	status, m, _ = do(t, s, "GET", "/labels", admin, pw, "")
 	require.Equal(t, 501, status)
-	require.Contains(t, message(m), "does not implement listLabels")
+	require.Contains(t, message(m), "does not implement ListLabels")
 }
 
 func TestOnlyLoopback(t *testing.T) {
