@@ -28,8 +28,14 @@
 //	r, err := c.EnsureRobot(ctx, harbor.RobotSpec{Project: "c1", Name: "pull", Pull: true})
 //	secret, err := c.PullSecret(r, "default", "harbor-pull")
 //
-// Not done yet: LDAP and OIDC configuration, replication, retention and
-// immutable-tag rules, garbage collection and audit logs. API gives go-client's own client for those meanwhile.
+// LDAP and OIDC authentication settings (ConfigureLDAP, ConfigureOIDC,
+// AuthMode, PingLDAP); replication: registry endpoints (EnsureRegistry),
+// push or pull policies with name, tag and resource filters and a manual,
+// scheduled or event trigger (EnsureReplication), StartReplication and
+// WaitReplication following the execution.
+//
+// Not done yet: retention and immutable-tag rules, garbage collection and
+// audit logs. API gives go-client's own client for those meanwhile.
 //
 // A Client is safe for concurrent use. The tests run one suite against
 // harbor/simulator and, when KUBEFOUNDRY_HARBOR_URL is set, against a real

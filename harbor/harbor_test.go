@@ -430,3 +430,68 @@ func TestAuthModeLockedOnceUsersExist(t *testing.T) {
 		require.Contains(t, err.Error(), "new users have been inserted")
 	})
 }
+
+func TestReplication(t *testing.T) {
+	each(t, func(t *testing.T, b backend) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		c := b.admin(t)
+		src := unique("kf-src")
+		cleanupProject(t, c, src)
+		_, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: src})
+		require.NoError(t, err)
+		var images int64
+		if b.sim != nil {
+			for _, tag := range []string{"v1", "v2"} {
+				_, err := b.sim.AddArtifact(src, "web", tag)
+				require.NoError(t, err)
+				images++
+			}
+		}
+
+		// The endpoint is this Harbor itself: replication between two local
+		// registries, as CI can run it without the internet.
+		regName := unique("kf-self")
+		reg := harbor.RegistrySpec{Name: regName, Type: "harbor", URL: b.url, Username: b.user, Password: b.pw, Insecure: true}
+		require.NotContains(t, fmt.Sprintf("%v %#v", reg, reg), b.pw)
+		regID, err := c.EnsureRegistry(ctx, reg)
+		require.NoError(t, err)
+		again, err := c.EnsureRegistry(ctx, reg)
+		require.NoError(t, err)
+		require.Equal(t, regID, again)
+		t.Cleanup(func() { _ = c.DeleteRegistry(context.Background(), regName) })
+
+		polName := unique("kf-mirror")
+		spec := harbor.ReplicationSpec{Name: polName, Direction: harbor.Push, Registry: regName,
+			NameFilter: src + "/**", TagFilter: "v*", DestNamespace: unique("kf-dst"), Override: true}
+		polID, err := c.EnsureReplication(ctx, spec)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.DeleteReplication(context.Background(), polName) })
+		spec.Cron = "0 0 2 * * *"
+		again2, err := c.EnsureReplication(ctx, spec)
+		require.NoError(t, err)
+		require.Equal(t, polID, again2)
+
+		_, err = c.EnsureReplication(ctx, harbor.ReplicationSpec{Name: "x", Direction: harbor.Push, Registry: regName, Cron: "0 2 * * *"})
+		var fe *harbor.FieldError
+		require.ErrorAs(t, err, &fe)
+		require.Equal(t, "ReplicationSpec.Cron", fe.Field)
+
+		id, err := c.StartReplication(ctx, polName)
+		require.NoError(t, err)
+		var seen []string
+		exec, err := c.WaitReplication(ctx, id, func(e harbor.Execution) { seen = append(seen, e.Status) })
+		require.NoError(t, err)
+		require.Equal(t, "Succeed", exec.Status, "%+v", exec)
+		require.Equal(t, images, exec.Total)
+		require.Equal(t, images, exec.Succeed)
+		require.Zero(t, exec.Failed)
+		require.NotEmpty(t, seen)
+
+		err = c.DeleteRegistry(ctx, regName)
+		require.Error(t, err, "a registry a policy uses is kept")
+		require.NoError(t, c.DeleteReplication(ctx, polName))
+		require.NoError(t, c.DeleteRegistry(ctx, regName))
+		require.NoError(t, c.DeleteRegistry(ctx, regName))
+	})
+}

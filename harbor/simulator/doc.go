@@ -7,7 +7,9 @@
 // response is validated against the operation's response schema before it
 // is sent: an answer the spec does not allow becomes a 500 naming the
 // violation. Errors the spec leaves out but Harbor sends (getProject's
-// 404) must still carry Harbor's {"errors": [...]} body.
+// 404) must still carry Harbor's {"errors": [...]} body. Where the spec
+// says less than Harbor accepts, the loaded spec is amended, each case
+// named in amendSpec (today one: replication filter values are strings).
 //
 // It behaves as Harbor does for what package harbor uses: ping and
 // system info; projects (name rules, 409 on a duplicate, 404, metadata
@@ -17,7 +19,11 @@
 // permissions limited to their project, lifetime in days, disabling,
 // secret refresh with Harbor's rules); users; repositories; artifacts,
 // scanners (Trivy registered as the default) and scans whose findings a
-// test sets with SetVulnerabilities; and core's
+// test sets with SetVulnerabilities; LDAP and OIDC configuration (the
+// auth mode locked once users exist) and an LDAP reachability ping;
+// replication registries, policies and executions (a push policy copies
+// the local artifacts its filters match, finishing on the second read);
+// and core's
 // registry token service /service/token, which grants pull and push by
 // role or robot permission in an RS256 JWT. Wrong, disabled or expired
 // credentials make a request anonymous, as in Harbor: open APIs answer,

@@ -82,6 +82,10 @@ type state struct {
 	// artifacts by "project/repository"
 	artifacts map[string][]*artifact
 	config    map[string]any
+
+	registries []*registryEP
+	policies   []*policy
+	executions []*execution
 }
 
 func (st *state) next() int64 { st.seq++; return st.seq }

@@ -1,0 +1,321 @@
+package harbor
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/registry"
+	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/replication"
+	"github.com/goharbor/go-client/pkg/sdk/v2.0/models"
+
+	"github.com/kubefoundry/kubefoundry/internal/retry"
+)
+
+// RegistrySpec is a registry endpoint replication pushes to or pulls from.
+type RegistrySpec struct {
+	Name string
+	// Type is Harbor's adapter: harbor, docker-registry, docker-hub, ...
+	Type     string
+	URL      string
+	Username string
+	Password string
+	Insecure bool
+}
+
+// String never shows the password.
+func (r RegistrySpec) String() string {
+	pw := ""
+	if r.Password != "" {
+		pw = "--- REDACTED ---"
+	}
+	return fmt.Sprintf("harbor.RegistrySpec{Name: %q, Type: %q, URL: %q, Username: %q, Password: %q, Insecure: %t}",
+		r.Name, r.Type, r.URL, r.Username, pw, r.Insecure)
+}
+
+// GoString makes %#v as safe as %v.
+func (r RegistrySpec) GoString() string { return r.String() }
+
+func (r RegistrySpec) model() *models.Registry {
+	m := &models.Registry{Name: r.Name, Type: r.Type, URL: r.URL, Insecure: r.Insecure}
+	if r.Username != "" {
+		m.Credential = &models.RegistryCredential{Type: "basic", AccessKey: r.Username, AccessSecret: r.Password}
+	}
+	return m
+}
+
+// EnsureRegistry creates the registry endpoint or updates it to match,
+// and returns its id. Harbor checks that it can reach it.
+func (c *Client) EnsureRegistry(ctx context.Context, spec RegistrySpec) (int64, error) {
+	if u, err := url.Parse(spec.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return 0, &FieldError{"RegistrySpec.URL", spec.URL, "must be an http(s) URL"}
+	}
+	if spec.Name == "" || spec.Type == "" {
+		return 0, &FieldError{"RegistrySpec.Name", spec.Name, "Name and Type are required"}
+	}
+	cur, err := c.findRegistry(ctx, spec.Name)
+	if err != nil {
+		return 0, err
+	}
+	if cur == nil {
+		if _, err := c.api.Registry.CreateRegistry(ctx, registry.NewCreateRegistryParams().WithRegistry(spec.model())); err != nil {
+			return 0, apiError("create registry "+spec.Name, err)
+		}
+		if cur, err = c.findRegistry(ctx, spec.Name); err != nil || cur == nil {
+			return 0, fmt.Errorf("harbor: registry %s not found after creating it: %w", spec.Name, err)
+		}
+		return cur.ID, nil
+	}
+	upd := &models.RegistryUpdate{Name: &spec.Name, URL: &spec.URL, Insecure: &spec.Insecure}
+	if spec.Username != "" {
+		upd.CredentialType, upd.AccessKey, upd.AccessSecret = ptr("basic"), &spec.Username, &spec.Password
+	}
+	_, err = c.api.Registry.UpdateRegistry(ctx, registry.NewUpdateRegistryParams().WithID(cur.ID).WithRegistry(upd))
+	return cur.ID, apiError("update registry "+spec.Name, err)
+}
+
+func (c *Client) findRegistry(ctx context.Context, name string) (*models.Registry, error) {
+	res, err := c.api.Registry.ListRegistries(ctx, registry.NewListRegistriesParams().WithQ(ptr("name="+name)))
+	if err != nil {
+		return nil, apiError("list registries", err)
+	}
+	for _, r := range res.Payload {
+		if r != nil && r.Name == name {
+			return r, nil
+		}
+	}
+	return nil, nil
+}
+
+// DeleteRegistry deletes a registry endpoint by name; one that is gone is
+// not an error. Harbor refuses while a policy uses it.
+func (c *Client) DeleteRegistry(ctx context.Context, name string) error {
+	cur, err := c.findRegistry(ctx, name)
+	if err != nil || cur == nil {
+		return err
+	}
+	_, err = c.api.Registry.DeleteRegistry(ctx, registry.NewDeleteRegistryParams().WithID(cur.ID))
+	if e := apiError("delete registry "+name, err); e != nil && !isKind(e, ErrNotFound) {
+		return e
+	}
+	return nil
+}
+
+// Direction of a replication policy.
+type Direction string
+
+// Push sends local images to the registry; Pull fetches from it.
+const (
+	Push Direction = "push"
+	Pull Direction = "pull"
+)
+
+// ReplicationSpec is a replication policy.
+type ReplicationSpec struct {
+	Name      string
+	Direction Direction
+	Registry  string // the endpoint's name
+	// Filters on what is replicated: repository names (library/**),
+	// tags (v*), and the resource type (image, artifact).
+	NameFilter     string
+	TagFilter      string
+	ResourceFilter string
+	// DestNamespace is where images land; empty keeps their project.
+	DestNamespace string
+	// Cron schedules the policy ("0 0 2 * * *", Harbor's six fields);
+	// EventBased replicates on every push; neither is manual only.
+	Cron       string
+	EventBased bool
+	Override   bool
+	Disabled   bool
+	Deletion   bool // replicate deletions too
+}
+
+func (s ReplicationSpec) model(registryID int64) (*models.ReplicationPolicy, error) {
+	p := &models.ReplicationPolicy{Name: s.Name, DestNamespace: s.DestNamespace, Override: s.Override,
+		Enabled: !s.Disabled, Deletion: s.Deletion, ReplicateDeletion: s.Deletion}
+	reg := &models.Registry{ID: registryID}
+	switch s.Direction {
+	case Push:
+		p.DestRegistry = reg
+	case Pull:
+		p.SrcRegistry = reg
+	default:
+		return nil, &FieldError{"ReplicationSpec.Direction", string(s.Direction), "must be push or pull"}
+	}
+	if s.NameFilter != "" {
+		p.Filters = append(p.Filters, &models.ReplicationFilter{Type: "name", Value: s.NameFilter})
+	}
+	if s.TagFilter != "" {
+		p.Filters = append(p.Filters, &models.ReplicationFilter{Type: "tag", Value: s.TagFilter, Decoration: "matches"})
+	}
+	if s.ResourceFilter != "" {
+		p.Filters = append(p.Filters, &models.ReplicationFilter{Type: "resource", Value: s.ResourceFilter})
+	}
+	switch {
+	case s.Cron != "" && s.EventBased:
+		return nil, &FieldError{"ReplicationSpec.Cron", s.Cron, "a policy is scheduled or event based, not both"}
+	case s.Cron != "":
+		if n := len(strings.Fields(s.Cron)); n != 6 {
+			return nil, &FieldError{"ReplicationSpec.Cron", s.Cron, fmt.Sprintf("Harbor's cron has 6 fields (seconds first), not %d", n)}
+		}
+		p.Trigger = &models.ReplicationTrigger{Type: "scheduled", TriggerSettings: &models.ReplicationTriggerSettings{Cron: s.Cron}}
+	case s.EventBased:
+		if s.Direction != Push {
+			return nil, &FieldError{"ReplicationSpec.EventBased", "true", "only push policies can be event based"}
+		}
+		p.Trigger = &models.ReplicationTrigger{Type: "event_based"}
+	default:
+		p.Trigger = &models.ReplicationTrigger{Type: "manual"}
+	}
+	return p, nil
+}
+
+// EnsureReplication creates the policy or updates it to match, and
+// returns its id.
+func (c *Client) EnsureReplication(ctx context.Context, spec ReplicationSpec) (int64, error) {
+	if spec.Name == "" {
+		return 0, &FieldError{"ReplicationSpec.Name", "", "is required"}
+	}
+	reg, err := c.findRegistry(ctx, spec.Registry)
+	if err != nil {
+		return 0, err
+	}
+	if reg == nil {
+		return 0, &FieldError{"ReplicationSpec.Registry", spec.Registry, "no such registry endpoint"}
+	}
+	m, err := spec.model(reg.ID)
+	if err != nil {
+		return 0, err
+	}
+	cur, err := c.findPolicy(ctx, spec.Name)
+	if err != nil {
+		return 0, err
+	}
+	if cur == nil {
+		if _, err := c.api.Replication.CreateReplicationPolicy(ctx, replication.NewCreateReplicationPolicyParams().WithPolicy(m)); err != nil {
+			return 0, apiError("create replication policy "+spec.Name, err)
+		}
+		if cur, err = c.findPolicy(ctx, spec.Name); err != nil || cur == nil {
+			return 0, fmt.Errorf("harbor: policy %s not found after creating it: %w", spec.Name, err)
+		}
+		return cur.ID, nil
+	}
+	m.ID = cur.ID
+	_, err = c.api.Replication.UpdateReplicationPolicy(ctx, replication.NewUpdateReplicationPolicyParams().WithID(cur.ID).WithPolicy(m))
+	return cur.ID, apiError("update replication policy "+spec.Name, err)
+}
+
+func (c *Client) findPolicy(ctx context.Context, name string) (*models.ReplicationPolicy, error) {
+	res, err := c.api.Replication.ListReplicationPolicies(ctx, replication.NewListReplicationPoliciesParams().WithQ(ptr("name="+name)))
+	if err != nil {
+		return nil, apiError("list replication policies", err)
+	}
+	for _, p := range res.Payload {
+		if p != nil && p.Name == name {
+			return p, nil
+		}
+	}
+	return nil, nil
+}
+
+// DeleteReplication deletes a policy by name; one that is gone is not an
+// error.
+func (c *Client) DeleteReplication(ctx context.Context, name string) error {
+	cur, err := c.findPolicy(ctx, name)
+	if err != nil || cur == nil {
+		return err
+	}
+	_, err = c.api.Replication.DeleteReplicationPolicy(ctx, replication.NewDeleteReplicationPolicyParams().WithID(cur.ID))
+	if e := apiError("delete replication policy "+name, err); e != nil && !isKind(e, ErrNotFound) {
+		return e
+	}
+	return nil
+}
+
+// Execution is one run of a replication policy.
+type Execution struct {
+	ID         int64
+	PolicyID   int64
+	Status     string // InProgress, Succeed, Failed, Stopped
+	StatusText string
+	Total      int64
+	Succeed    int64
+	Failed     int64
+	InProgress int64
+	Start, End time.Time
+}
+
+// Done reports whether the execution has finished.
+func (e Execution) Done() bool {
+	return e.Status != "" && e.Status != "InProgress" && e.Status != "Pending"
+}
+
+// StartReplication runs a policy now and returns the execution's id.
+func (c *Client) StartReplication(ctx context.Context, policy string) (int64, error) {
+	cur, err := c.findPolicy(ctx, policy)
+	if err != nil {
+		return 0, err
+	}
+	if cur == nil {
+		return 0, &APIError{Op: "start replication " + policy, Status: 404, Kind: ErrNotFound, Message: "no such policy"}
+	}
+	since := time.Now().Add(-time.Second)
+	_, err = c.api.Replication.StartReplication(ctx, replication.NewStartReplicationParams().
+		WithExecution(&models.StartReplicationExecution{PolicyID: cur.ID}))
+	if err != nil {
+		return 0, apiError("start replication "+policy, err)
+	}
+	// Harbor answers 201 with the execution in Location, which go-client
+	// drops: the newest execution of the policy is ours.
+	res, err := c.api.Replication.ListReplicationExecutions(ctx, replication.NewListReplicationExecutionsParams().
+		WithPolicyID(&cur.ID).WithSort(ptr("-start_time")).WithPageSize(ptr(int64(1))))
+	if err != nil {
+		return 0, apiError("list executions of "+policy, err)
+	}
+	if len(res.Payload) == 0 || time.Time(res.Payload[0].StartTime).Before(since.Add(-time.Minute)) {
+		return 0, fmt.Errorf("harbor: the execution of %s started but cannot be found", policy)
+	}
+	return res.Payload[0].ID, nil
+}
+
+// Execution reads an execution.
+func (c *Client) Execution(ctx context.Context, id int64) (Execution, error) {
+	res, err := c.api.Replication.GetReplicationExecution(ctx, replication.NewGetReplicationExecutionParams().WithID(id))
+	if err != nil {
+		return Execution{}, apiError(fmt.Sprintf("get execution %d", id), err)
+	}
+	e := res.Payload
+	return Execution{ID: e.ID, PolicyID: e.PolicyID, Status: e.Status, StatusText: e.StatusText, Total: e.Total,
+		Succeed: e.Succeed, Failed: e.Failed, InProgress: e.InProgress,
+		Start: time.Time(e.StartTime), End: time.Time(e.EndTime)}, nil
+}
+
+// WaitReplication follows an execution until it finishes or ctx ends,
+// calling progress (if not nil) on every change.
+func (c *Client) WaitReplication(ctx context.Context, id int64, progress func(Execution)) (Execution, error) {
+	bo := retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
+	var last Execution
+	for {
+		e, err := c.Execution(ctx, id)
+		if err != nil {
+			return last, err
+		}
+		if progress != nil && e != last {
+			progress(e)
+		}
+		last = e
+		if e.Done() {
+			return e, nil
+		}
+		if !bo.Sleep(ctx) {
+			cause := context.Cause(ctx)
+			if cause == nil {
+				cause = context.DeadlineExceeded
+			}
+			return e, fmt.Errorf("harbor: execution %d still %s: %w", id, e.Status, cause)
+		}
+	}
+}
