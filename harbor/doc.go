@@ -32,10 +32,12 @@
 // AuthMode, PingLDAP); replication: registry endpoints (EnsureRegistry),
 // push or pull policies with name, tag and resource filters and a manual,
 // scheduled or event trigger (EnsureReplication), StartReplication and
-// WaitReplication following the execution.
-//
-// Not done yet: retention and immutable-tag rules, garbage collection and
-// audit logs. API gives go-client's own client for those meanwhile.
+// WaitReplication following the execution; immutable-tag rules
+// (EnsureImmutableRule, ImmutableRules, DeleteImmutableRule); retention
+// (SetRetention with latest-pushed or pulled-within rules on a schedule,
+// RunRetention, dry run or not); garbage collection (SetGCSchedule, RunGC,
+// GCHistory); audit logs (AuditLogs by user, resource, operation and time
+// window). API gives go-client's own client for anything else.
 //
 // A Client is safe for concurrent use. The tests run one suite against
 // harbor/simulator and, when KUBEFOUNDRY_HARBOR_URL is set, against a real

@@ -495,3 +495,74 @@ func TestReplication(t *testing.T) {
 		require.NoError(t, c.DeleteRegistry(ctx, regName))
 	})
 }
+
+func TestImmutableAndRetention(t *testing.T) {
+	each(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		c := b.admin(t)
+		name := unique("kf-rel")
+		cleanupProject(t, c, name)
+		_, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: name})
+		require.NoError(t, err)
+
+		id, err := c.EnsureImmutableRule(ctx, name, harbor.ImmutableRule{Repositories: "**", Tags: "v*"})
+		require.NoError(t, err)
+		again, err := c.EnsureImmutableRule(ctx, name, harbor.ImmutableRule{Repositories: "**", Tags: "v*"})
+		require.NoError(t, err)
+		require.Equal(t, id, again)
+		_, err = c.EnsureImmutableRule(ctx, name, harbor.ImmutableRule{Repositories: "**", Tags: "v*", Disabled: true})
+		require.NoError(t, err)
+		rules, err := c.ImmutableRules(ctx, name)
+		require.NoError(t, err)
+		require.Equal(t, []harbor.ImmutableRule{{ID: id, Repositories: "**", Tags: "v*", Disabled: true}}, rules)
+		require.NoError(t, c.DeleteImmutableRule(ctx, name, id))
+		rules, err = c.ImmutableRules(ctx, name)
+		require.NoError(t, err)
+		require.Empty(t, rules)
+
+		pol, err := c.SetRetention(ctx, name, "0 0 3 * * *",
+			harbor.RetentionRule{Repositories: "**", Tags: "**", LatestPushed: 10},
+			harbor.RetentionRule{Repositories: "**", Tags: "release-*", PulledWithinDays: 90})
+		require.NoError(t, err)
+		require.NotZero(t, pol)
+		pol2, err := c.SetRetention(ctx, name, "", harbor.RetentionRule{Repositories: "**", Tags: "**", LatestPushed: 5})
+		require.NoError(t, err)
+		require.Equal(t, pol, pol2, "the project's policy is updated, not duplicated")
+		exec, err := c.RunRetention(ctx, pol, true)
+		require.NoError(t, err)
+		require.NotZero(t, exec)
+
+		var fe *harbor.FieldError
+		_, err = c.SetRetention(ctx, name, "", harbor.RetentionRule{Repositories: "**", Tags: "**"})
+		require.ErrorAs(t, err, &fe)
+	})
+}
+
+func TestGCAndAudit(t *testing.T) {
+	each(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		c := b.admin(t)
+		require.NoError(t, c.SetGCSchedule(ctx, "0 0 4 * * 6", true))
+		require.NoError(t, c.SetGCSchedule(ctx, "0 0 5 * * 6", false))
+		var fe *harbor.FieldError
+		require.ErrorAs(t, c.SetGCSchedule(ctx, "0 5 * * 6", false), &fe)
+		require.NoError(t, c.RunGC(ctx, true))
+		runs, err := c.GCHistory(ctx, 5)
+		require.NoError(t, err)
+		require.NotEmpty(t, runs)
+		require.Equal(t, "MANUAL", runs[0].Kind)
+		require.True(t, runs[0].DeleteUntagged)
+		require.NoError(t, c.SetGCSchedule(ctx, "", false))
+
+		since := time.Now().Add(-time.Minute)
+		name := unique("kf-audit")
+		cleanupProject(t, c, name)
+		_, err = c.EnsureProject(ctx, harbor.ProjectSpec{Name: name})
+		require.NoError(t, err)
+		logs, err := c.AuditLogs(ctx, harbor.AuditQuery{Resource: name, Operation: "create", Since: since})
+		require.NoError(t, err)
+		require.NotEmpty(t, logs, "the project's creation is in the audit log")
+		require.Equal(t, b.user, logs[0].Username)
+		require.Equal(t, "project", logs[0].ResourceType)
+	})
+}

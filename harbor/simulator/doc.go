@@ -7,9 +7,11 @@
 // response is validated against the operation's response schema before it
 // is sent: an answer the spec does not allow becomes a 500 naming the
 // violation. Errors the spec leaves out but Harbor sends (getProject's
-// 404) must still carry Harbor's {"errors": [...]} body. Where the spec
-// says less than Harbor accepts, the loaded spec is amended, each case
-// named in amendSpec (today one: replication filter values are strings).
+// 404) must still carry Harbor's {"errors": [...]} body. One amendment to
+// the loaded spec makes it read as Harbor's go-swagger server does: an
+// object schema without properties takes any JSON value there (replication
+// filter values, rule params and GC parameters are strings, numbers and
+// booleans).
 //
 // It behaves as Harbor does for what package harbor uses: ping and
 // system info; projects (name rules, 409 on a duplicate, 404, metadata
@@ -23,7 +25,10 @@
 // auth mode locked once users exist) and an LDAP reachability ping;
 // replication registries, policies and executions (a push policy copies
 // the local artifacts its filters match, finishing on the second read);
-// and core's
+// immutable-tag rules and retention policies (at most 15 rules each, known
+// templates, the project's retention_id); the GC schedule, manual runs and
+// history; audit logs of project, robot and GC operations with Harbor's
+// q= filters; and core's
 // registry token service /service/token, which grants pull and push by
 // role or robot permission in an RS256 JWT. Wrong, disabled or expired
 // credentials make a request anonymous, as in Harbor: open APIs answer,

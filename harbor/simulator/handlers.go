@@ -263,6 +263,7 @@ func createProject(s *Server, c *call) (reply, error) {
 		return reply{}, err
 	}
 	s.st.members = append(s.st.members, &member{id: s.st.next(), project: p.id, user: c.who.user, role: 1})
+	s.audit(c.who, "project", p.name, "create")
 	loc := "/api/v2.0/projects/" + strconv.FormatInt(p.id, 10)
 	if c.bool("X-Resource-Name-In-Location") {
 		loc = "/api/v2.0/projects/" + p.name
@@ -370,6 +371,7 @@ func deleteProject(s *Server, c *call) (reply, error) {
 		return reply{}, errf(http.StatusPreconditionFailed, "the project %s contains repositories, can not be deleted", p.name)
 	}
 	delete(s.st.projects, p.id)
+	s.audit(c.who, "project", p.name, "delete")
 	s.st.members = slices.DeleteFunc(s.st.members, func(m *member) bool { return m.project == p.id })
 	for id, r := range s.st.robots {
 		if r.project == p.id {
@@ -711,6 +713,7 @@ func createRobot(s *Server, c *call) (reply, error) {
 	r := &robot{id: s.st.next(), name: full, description: req.Description, secret: secret, project: p.id,
 		namespace: p.name, access: acc, duration: req.Duration, disabled: req.Disable, created: now, updated: now}
 	s.st.robots[r.id] = r
+	s.audit(c.who, "robot", r.name, "create")
 	return reply{status: http.StatusCreated, headers: map[string]string{"Location": fmt.Sprintf("/api/v2.0/robots/%d", r.id)},
 		body: map[string]any{"id": r.id, "name": r.name, "secret": secret, "creation_time": ts(now), "expires_at": r.expiresAt()}}, nil
 }

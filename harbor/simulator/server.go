@@ -139,17 +139,35 @@ func loadSpec() (*loads.Document, error) {
 	return specDoc, specErr
 }
 
-// amendSpec relaxes the schemas where the spec says less than Harbor
-// accepts, so a request real Harbor serves is not refused here. Each entry
-// names why.
+// amendSpec makes the spec read as Harbor's own go-swagger server reads
+// it: an object schema with no properties ("type: object", or a map whose
+// values are "type: object") becomes interface{} there and takes any JSON
+// value; go-client sends strings, numbers and booleans in such places
+// (replication filter values, retention and immutable rule params, GC
+// parameters). Without this the validator would refuse requests Harbor
+// serves. Nothing else is changed.
 func amendSpec(doc *loads.Document) {
+	untyped := func(sc *spec.Schema) bool {
+		return sc != nil && sc.Type.Contains("object") && len(sc.Properties) == 0 && sc.AdditionalProperties == nil && sc.Ref.String() == ""
+	}
 	defs := doc.Spec().Definitions
-	// ReplicationFilter.value is "type: object", but go-client sends the
-	// name and tag patterns as strings, and Harbor's go-swagger server
-	// reads an untyped object as any value.
-	if f, ok := defs["ReplicationFilter"]; ok {
-		f.Properties["value"] = spec.Schema{SchemaProps: spec.SchemaProps{Description: f.Properties["value"].Description}}
-		defs["ReplicationFilter"] = f
+	for name, def := range defs {
+		changed := false
+		for pname, prop := range def.Properties {
+			switch {
+			case untyped(&prop):
+				prop = spec.Schema{SchemaProps: spec.SchemaProps{Description: prop.Description}}
+			case prop.AdditionalProperties != nil && untyped(prop.AdditionalProperties.Schema):
+				prop.AdditionalProperties = &spec.SchemaOrBool{Allows: true}
+			default:
+				continue
+			}
+			def.Properties[pname] = prop
+			changed = true
+		}
+		if changed {
+			defs[name] = def
+		}
 	}
 }
 

@@ -86,6 +86,14 @@ type state struct {
 	registries []*registryEP
 	policies   []*policy
 	executions []*execution
+
+	immutable  []*immuRule
+	retention  []*retentionPolicy
+	gcSchedule map[string]any
+	gcParams   map[string]any
+	gcSince    time.Time
+	gcRuns     []*gcRun
+	audit      []*auditEntry
 }
 
 func (st *state) next() int64 { st.seq++; return st.seq }
