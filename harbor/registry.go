@@ -14,8 +14,9 @@ import (
 // RegistryAccess asks Harbor's registry token service (/service/token)
 // what the client's credentials may do to a repository ("project/repo"),
 // as a container runtime does before a pull: it returns the actions
-// granted among pull and push. A robot gets nothing outside its project;
-// wrong, disabled or expired credentials are ErrUnauthorized. Use it to
+// granted (pull, push, and whatever else Harbor adds). A robot gets
+// nothing outside its project; wrong, disabled or expired credentials,
+// which Harbor answers with an anonymous token, are ErrUnauthorized. Use it to
 // check a pull secret's robot before handing it to a cluster.
 func (c *Client) RegistryAccess(ctx context.Context, repository string) ([]string, error) {
 	u, err := url.Parse(c.cfg.URL)
@@ -65,7 +66,8 @@ func (c *Client) RegistryAccess(ctx context.Context, repository string) ([]strin
 		return nil, fmt.Errorf("harbor: registry token for %s: %w", repository, err)
 	}
 	var claims struct {
-		Access []struct {
+		Subject string `json:"sub"`
+		Access  []struct {
 			Type    string   `json:"type"`
 			Name    string   `json:"name"`
 			Actions []string `json:"actions"`
@@ -73,6 +75,12 @@ func (c *Client) RegistryAccess(ctx context.Context, repository string) ([]strin
 	}
 	if err := json.Unmarshal(payload, &claims); err != nil {
 		return nil, fmt.Errorf("harbor: registry token for %s: %w", repository, err)
+	}
+	if claims.Subject == "" {
+		// Harbor answers credentials it does not accept with an anonymous
+		// token (no subject) rather than a 401.
+		return nil, &APIError{Op: "registry token for " + repository, Status: http.StatusUnauthorized, Kind: ErrUnauthorized,
+			Message: "Harbor issued an anonymous token: it does not accept the credentials of " + c.cfg.Username}
 	}
 	actions := []string{}
 	for _, a := range claims.Access {

@@ -107,20 +107,21 @@ func getCurrentUserInfo(s *Server, c *call) (reply, error) {
 }
 
 // lookupProject resolves the project_name_or_id parameter as Harbor does.
+// A project that does not exist is 403 "forbidden", as Harbor's project
+// access check answers before any handler runs (HEAD /projects says 404).
 func (s *Server) lookupProject(c *call) (*project, error) {
 	key := c.str("project_name_or_id")
 	var p *project
 	if !c.bool("X-Is-Resource-Name") {
 		if id, err := strconv.ParseInt(key, 10, 64); err == nil {
-			p = s.st.projects[id]
-			if p == nil {
-				return nil, errf(http.StatusNotFound, "project %d not found", id)
+			if p = s.st.projects[id]; p == nil {
+				return nil, errf(http.StatusForbidden, "forbidden")
 			}
 			return p, nil
 		}
 	}
 	if p = s.st.projectByName(key); p == nil {
-		return nil, errf(http.StatusNotFound, "project %s not found", key)
+		return nil, errf(http.StatusForbidden, "forbidden")
 	}
 	return p, nil
 }

@@ -83,6 +83,8 @@ func TestRequestsAreValidatedAgainstTheSpec(t *testing.T) {
 	status, _, _ = do(t, s, "GET", "/projects/library", "", "", "")
 	require.Equal(t, 200, status, "the public library project is open")
 	status, _, _ = do(t, s, "GET", "/projects/nope", admin, pw, "")
+	require.Equal(t, 403, status, "Harbor's access check answers for a missing project")
+	status, _, _ = do(t, s, "HEAD", "/projects?project_name=nope", admin, pw, "")
 	require.Equal(t, 404, status)
 
 	status, m, _ = do(t, s, "GET", "/projects?page_size=abc", admin, pw, "")

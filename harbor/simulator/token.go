@@ -22,16 +22,12 @@ var (
 // serveToken answers Harbor core's registry token service,
 // GET /service/token?service=harbor-registry&scope=repository:p/r:pull,push:
 // an RS256 JWT whose access claim holds what the caller may do. Wrong,
-// disabled or expired credentials get 401; a robot gets nothing outside
-// its project.
+// disabled or expired credentials get an anonymous token, as from Harbor;
+// a robot gets nothing outside its project.
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
-	who, err := s.authenticate(r)
-	if err != nil {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusUnauthorized)
-		_ = json.NewEncoder(w).Encode(map[string]any{"errors": []any{map[string]any{"code": "UNAUTHORIZED", "message": err.Error()}}})
-		return
-	}
+	// Credentials Harbor does not accept get an anonymous token, not a
+	// 401: no subject, and only what anyone may do.
+	who, _ := s.authenticate(r)
 	var access []map[string]any
 	for _, scope := range r.URL.Query()["scope"] {
 		parts := strings.Split(scope, ":")
@@ -55,8 +51,11 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	tokenKeyOnce.Do(func() { tokenKey, _ = rsa.GenerateKey(rand.Reader, 2048) })
 	now := s.clock()
-	claims := map[string]any{"iss": "harbor-token-issuer", "sub": who.name(), "aud": r.URL.Query().Get("service"),
+	claims := map[string]any{"iss": "harbor-token-issuer", "aud": r.URL.Query().Get("service"),
 		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(30 * time.Minute).Unix(), "access": nonNil(access)}
+	if who != nil {
+		claims["sub"] = who.name()
+	}
 	head, _ := json.Marshal(map[string]any{"alg": "RS256", "typ": "JWT"})
 	body, _ := json.Marshal(claims)
 	signing := base64.RawURLEncoding.EncodeToString(head) + "." + base64.RawURLEncoding.EncodeToString(body)
