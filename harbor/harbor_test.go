@@ -131,17 +131,17 @@ func TestProjects(t *testing.T) {
 
 func TestProjectWithRepositoriesIsNotDeleted(t *testing.T) {
 	each(t, func(t *testing.T, b backend) {
-		b.simulatorOnly(t, "it would need an image pushed to the registry")
 		ctx := context.Background()
 		c := b.admin(t)
-		_, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: "full"})
+		full := unique("kf-full")
+		_, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: full})
 		require.NoError(t, err)
-		require.NoError(t, b.sim.AddRepository("full", "nginx"))
-		err = c.DeleteProject(ctx, "full")
+		b.push(t, full, "nginx", "1.27")
+		err = c.DeleteProject(ctx, full)
 		var ae *harbor.APIError
 		require.ErrorAs(t, err, &ae)
 		require.Equal(t, 412, ae.Status)
-		require.Contains(t, ae.Message, "contains repositories")
+		require.NotEmpty(t, ae.Message)
 	})
 }
 
@@ -444,11 +444,10 @@ func TestReplication(t *testing.T) {
 		_, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: src})
 		require.NoError(t, err)
 		var images int64
-		if b.sim != nil {
-			for _, tag := range []string{"v1", "v2"} {
-				_, err := b.sim.AddArtifact(src, "web", tag)
-				require.NoError(t, err)
-				images++
+		for _, tag := range []string{"v1", "v2", "latest"} {
+			b.push(t, src, "web", tag)
+			if strings.HasPrefix(tag, "v") {
+				images++ // what the v* tag filter replicates
 			}
 		}
 
@@ -494,6 +493,21 @@ func TestReplication(t *testing.T) {
 		require.Equal(t, images, exec.Succeed)
 		require.Zero(t, exec.Failed)
 		require.NotEmpty(t, seen)
+
+		// A pull policy and an event-based push policy on the same endpoint.
+		pullName, eventName := unique("kf-pull"), unique("kf-onpush")
+		_, err = c.EnsureReplication(ctx, harbor.ReplicationSpec{Name: pullName, Direction: harbor.Pull, Registry: regName,
+			NameFilter: src + "/web", DestNamespace: unique("kf-pulled"), Cron: "0 30 1 * * *"})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.DeleteReplication(context.Background(), pullName) })
+		_, err = c.EnsureReplication(ctx, harbor.ReplicationSpec{Name: eventName, Direction: harbor.Push, Registry: regName,
+			NameFilter: src + "/**", EventBased: true, ResourceFilter: "image"})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.DeleteReplication(context.Background(), eventName) })
+		_, err = c.EnsureReplication(ctx, harbor.ReplicationSpec{Name: "x", Direction: harbor.Pull, Registry: regName, EventBased: true})
+		require.ErrorAs(t, err, &fe)
+		require.NoError(t, c.DeleteReplication(ctx, pullName))
+		require.NoError(t, c.DeleteReplication(ctx, eventName))
 
 		err = c.DeleteRegistry(ctx, regName)
 		require.Error(t, err, "a registry a policy uses is kept")
