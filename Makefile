@@ -72,7 +72,8 @@ harbor-down: ## Stop the Harbor that harbor-up started (keeps its data).
 test-harbor: harbor-build ## Run the harbor suite against a real Harbor 2.4 (started for the run, stopped after).
 	@set -e; eval "$$(./hack/harbor/start.sh)"; trap './hack/harbor/stop.sh' EXIT; \
 	KUBEFOUNDRY_HARBOR_URL=$$KUBEFOUNDRY_HARBOR_URL KUBEFOUNDRY_HARBOR_USERNAME=$$KUBEFOUNDRY_HARBOR_USERNAME \
-	KUBEFOUNDRY_HARBOR_PASSWORD=$$KUBEFOUNDRY_HARBOR_PASSWORD KUBEFOUNDRY_REQUIRE_HARBOR=1 \
+	KUBEFOUNDRY_HARBOR_PASSWORD=$$KUBEFOUNDRY_HARBOR_PASSWORD KUBEFOUNDRY_HARBOR_PSQL="$$KUBEFOUNDRY_HARBOR_PSQL" \
+	KUBEFOUNDRY_REQUIRE_HARBOR=1 \
 	$(GO) test -race -count=1 -v -run . ./harbor/ 2>&1 | grep -E '^(=== RUN|--- |    --- |ok|FAIL|PASS|panic)|harbor_test.go|Error' ; \
 	test $${PIPESTATUS[0]} -eq 0
 

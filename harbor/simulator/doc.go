@@ -23,8 +23,9 @@
 // scanners (Trivy registered as the default) and scans whose findings a
 // test sets with SetVulnerabilities; LDAP and OIDC configuration (the
 // auth mode locked once users exist) and an LDAP reachability ping;
-// replication registries, policies and executions (a push policy copies
-// the local artifacts its filters match, finishing on the second read);
+// replication registries, policies and executions (a push policy has a
+// task per local repository its filters match, finishing on the second
+// read);
 // immutable-tag rules and retention policies (at most 15 rules each, known
 // templates, the project's retention_id); the GC schedule, manual runs and
 // history; audit logs of project, robot and GC operations with Harbor's

@@ -420,7 +420,8 @@ func deletePolicy(s *Server, c *call) (reply, error) {
 	return reply{}, nil
 }
 
-// matching counts the local artifacts a push policy would copy.
+// matching counts the tasks of a push policy: one per local repository
+// with an artifact its filters match, as Harbor counts them.
 func (s *Server) matching(p *policy) int64 {
 	var names, tags []string
 	for _, f := range p.filters {
@@ -452,13 +453,14 @@ func (s *Server) matching(p *policy) int64 {
 		if !glob(names, repo) {
 			continue
 		}
+		matched := false
 		for _, a := range arts {
 			for _, t := range a.tags {
-				if glob(tags, t) {
-					n++
-					break
-				}
+				matched = matched || glob(tags, t)
 			}
+		}
+		if matched {
+			n++
 		}
 	}
 	return n
