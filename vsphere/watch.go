@@ -60,6 +60,9 @@ type watcher struct {
 	// poll, when set, replaces the PropertyCollector watch by one
 	// RetrievePropertiesEx of every followed object per interval.
 	poll time.Duration
+	// urgent, when set and true, quarters the poll interval: someone waits
+	// for what the next read may show.
+	urgent func() bool
 }
 
 // objectState is the latest known value of each watched property.
@@ -505,7 +508,7 @@ func goneUpdate(ref types.ManagedObjectReference) types.ObjectUpdate {
 
 // pollLoop reads every followed object in one call per interval.
 func (w *watcher) pollLoop(ctx context.Context) {
-	t := time.NewTicker(w.poll)
+	t := time.NewTimer(w.poll)
 	defer t.Stop()
 	for {
 		select {
@@ -517,6 +520,11 @@ func (w *watcher) pollLoop(ctx context.Context) {
 			continue
 		case <-t.C:
 		}
+		next := w.poll
+		if w.urgent != nil && w.urgent() {
+			next = w.poll / 4
+		}
+		t.Reset(next)
 		w.mu.Lock()
 		refs := make([]types.ManagedObjectReference, 0, len(w.objs))
 		for ref := range w.objs {
