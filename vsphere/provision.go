@@ -100,19 +100,18 @@ func (c *Client) ProvisionVMs(ctx context.Context, specs []VMSpec, opts ...Provi
 		return nil, err
 	}
 
-	wctx, stop := context.WithCancel(ctx)
-	w := c.newPoller(pollInterval)
-	go w.run(wctx)
-	defer func() { stop(); <-w.done }()
-
 	// Every VM gets a goroutine, but only the client's concurrency of them
 	// run vSphere tasks at a time; waiting for IPs holds no slot.
+	w := c.newPoller(pollInterval)
 	p := &provisioner{c: c, w: w, total: len(specs), progress: po.progress,
 		slots: make(chan struct{}, c.opts.concurrency)}
 	// While VMs queue for a slot, a finished task should free its slot
-	// sooner: poll four times as often. With nothing queued (every VM's task in
-	// flight) the slower pace saves calls.
+	// sooner: poll four times as often. With nothing queued (every VM's
+	// task in flight) the slower pace saves calls.
 	w.urgent = func() bool { return p.queued.Load() > 0 }
+	wctx, stop := context.WithCancel(ctx)
+	go w.run(wctx)
+	defer func() { stop(); <-w.done }()
 	results := make([]VMResult, len(specs))
 	var wg sync.WaitGroup
 	for i := range specs {
