@@ -147,11 +147,11 @@ func (c *Client) BuildTopology(ctx context.Context, t Topology) (*Network, error
 	if err != nil {
 		return nil, err
 	}
-	n := &Network{Plan: p, Writes: writes, Tier1Path: t.tier1Path(), NodeSegmentPath: "/infra/segments/" + t.prefix() + "-nodes",
+	n := &Network{Plan: p, Writes: writes, Tier1Path: t.tier1Path(), NodeSegmentPath: "/infra/segments/" + t.prefix() + "_nodes",
 		NodeSubnet: addr.subnets[t.nodeSubnetPath()], SNATAddress: addr.ips[t.snatAllocPath()],
 		APIAddress: addr.ips[t.vipAllocPath()], APIPort: t.apiPort(), Namespaces: map[string]NamespaceNetwork{}}
 	for _, ns := range t.Namespaces {
-		n.Namespaces[ns] = NamespaceNetwork{SegmentPath: "/infra/segments/" + t.prefix() + "-ns-" + ns,
+		n.Namespaces[ns] = NamespaceNetwork{SegmentPath: "/infra/segments/" + t.prefix() + "_ns_" + ns,
 			Subnet: addr.subnets[t.nsSubnetPath(ns)], SNATAddress: addr.ips[t.nsSNATAllocPath(ns)]}
 	}
 	return n, nil
@@ -184,7 +184,7 @@ func (c *Client) EnsureNamespace(ctx context.Context, t Topology, namespace stri
 	if err != nil {
 		return nil, err
 	}
-	return &NamespaceNetwork{SegmentPath: "/infra/segments/" + t.prefix() + "-ns-" + namespace,
+	return &NamespaceNetwork{SegmentPath: "/infra/segments/" + t.prefix() + "_ns_" + namespace,
 		Subnet: addr.subnets[t.nsSubnetPath(namespace)], SNATAddress: addr.ips[t.nsSNATAllocPath(namespace)]}, nil
 }
 

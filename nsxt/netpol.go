@@ -185,7 +185,7 @@ func (cr criteria) expression() []*data.StructValue {
 
 func (np NetworkPolicy) key() string { return np.Namespace + "/" + np.Name }
 func (np NetworkPolicy) base() string {
-	return objectID("kf-"+np.ClusterID, "np", np.Namespace, np.Name)
+	return objectID("kf_"+np.ClusterID, "np", np.Namespace, np.Name)
 }
 
 func (np NetworkPolicy) tags() []model.Tag {
@@ -271,13 +271,13 @@ func (np NetworkPolicy) intents() ([]intent, error) {
 	domain := "/infra/domains/default"
 	base := np.base()
 	tags := np.tags()
-	podsGroup := domain + "/groups/" + base + "-pods"
+	podsGroup := domain + "/groups/" + base + "_pods"
 	nsBase := []condition{{"EQUALS", TagCluster, np.ClusterID}, {"EQUALS", TagNamespace, np.Namespace}}
 	selected, err := selectorCriteria("PodSelector", np.PodSelector, "", nsBase)
 	if err != nil {
 		return nil, err
 	}
-	out := []intent{{podsGroup, "Group", model.Group{Id: ptr(base + "-pods"), Expression: selected.expression(), Tags: tags}, false}}
+	out := []intent{{podsGroup, "Group", model.Group{Id: ptr(base + "_pods"), Expression: selected.expression(), Tags: tags}, false}}
 	policy := domain + "/security-policies/" + base
 	out = append(out, intent{policy, "SecurityPolicy", model.SecurityPolicy{Id: ptr(base), Category: ptr("Application"),
 		SequenceNumber: ptr(int64(50)), Scope: []string{podsGroup}, Tags: tags}, false})
@@ -292,7 +292,7 @@ func (np NetworkPolicy) intents() ([]intent, error) {
 				peers = nil
 			}
 			for j, p := range r.Peers {
-				id := fmt.Sprintf("%s-%s%d-p%d", base, strings.ToLower(dir), i, j)
+				id := fmt.Sprintf("%s_%s%d_p%d", base, strings.ToLower(dir), i, j)
 				expr, err := np.peerExpression(fmt.Sprintf("%s.Peers[%d]", field, j), p)
 				if err != nil {
 					return err
@@ -328,10 +328,10 @@ func (np NetworkPolicy) intents() ([]intent, error) {
 		}
 	}
 
-	isolation := policy + "-isolation"
-	out = append(out, intent{isolation, "SecurityPolicy", model.SecurityPolicy{Id: ptr(base + "-isolation"),
+	isolation := policy + "_isolation"
+	out = append(out, intent{isolation, "SecurityPolicy", model.SecurityPolicy{Id: ptr(base + "_isolation"),
 		Category: ptr("Application"), SequenceNumber: ptr(int64(60)), Scope: []string{podsGroup}, Tags: tags}, false})
-	nodes := domain + "/groups/kf-" + np.ClusterID + "-nodes"
+	nodes := domain + "/groups/kf_" + np.ClusterID + "_nodes"
 	if ingress {
 		out = append(out,
 			intent{isolation + "/rules/from-nodes", "Rule", model.Rule{Id: ptr("from-nodes"), Action: ptr("ALLOW"), Direction: ptr("IN"),

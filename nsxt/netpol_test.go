@@ -89,8 +89,8 @@ func TestTranslateNetworkPolicy(t *testing.T) {
 			np:     nsxt.NetworkPolicy{PolicyTypes: []string{"Ingress"}},
 			groups: map[string]string{"pods": sel},
 			rules: map[string]string{
-				"-isolation/rules/from-nodes":   "ALLOW IN kf-c1-nodes -> kf-c1-np-shop-p-pods",
-				"-isolation/rules/deny-ingress": "DROP IN ANY -> kf-c1-np-shop-p-pods",
+				"_isolation/rules/from-nodes":   "ALLOW IN kf_c1_nodes -> kf_c1_np_shop_p_pods",
+				"_isolation/rules/deny-ingress": "DROP IN ANY -> kf_c1_np_shop_p_pods",
 			},
 		},
 		{
@@ -102,10 +102,10 @@ func TestTranslateNetworkPolicy(t *testing.T) {
 					Ports: []nsxt.PolicyPort{{Port: 80}},
 				}},
 			},
-			groups: map[string]string{"pods": sel + " AND app|db", "in0-p0": sel + " AND app|frontend"},
+			groups: map[string]string{"pods": sel + " AND app|db", "in0_p0": sel + " AND app|frontend"},
 			rules: map[string]string{
-				"/rules/in-0":                   "ALLOW IN kf-c1-np-shop-p-in0-p0 -> kf-c1-np-shop-p-pods TCP:80",
-				"-isolation/rules/deny-ingress": "DROP IN ANY -> kf-c1-np-shop-p-pods",
+				"/rules/in-0":                   "ALLOW IN kf_c1_np_shop_p_in0_p0 -> kf_c1_np_shop_p_pods TCP:80",
+				"_isolation/rules/deny-ingress": "DROP IN ANY -> kf_c1_np_shop_p_pods",
 			},
 		},
 		{
@@ -121,10 +121,10 @@ func TestTranslateNetworkPolicy(t *testing.T) {
 			},
 			groups: map[string]string{
 				"pods": sel,
-				"in0-p0": "(kubefoundry/cluster|c1 AND kubefoundry/ns-label/team|a AND role|api AND !canary|)" +
+				"in0_p0": "(kubefoundry/cluster|c1 AND kubefoundry/ns-label/team|a AND role|api AND !canary|)" +
 					" OR (kubefoundry/cluster|c1 AND kubefoundry/ns-label/team|a AND role|web AND !canary|)",
 			},
-			rules: map[string]string{"/rules/in-0": "ALLOW IN kf-c1-np-shop-p-in0-p0 -> kf-c1-np-shop-p-pods"},
+			rules: map[string]string{"/rules/in-0": "ALLOW IN kf_c1_np_shop_p_in0_p0 -> kf_c1_np_shop_p_pods"},
 		},
 		{
 			name: "any namespace, egress to a CIDR on a UDP range",
@@ -136,12 +136,12 @@ func TestTranslateNetworkPolicy(t *testing.T) {
 					Ports: []nsxt.PolicyPort{{Protocol: "UDP", Port: 8000, EndPort: 8080}, {Protocol: "TCP"}},
 				}},
 			},
-			groups: map[string]string{"pods": sel, "in0-p0": "kubefoundry/cluster|c1", "out0-p0": "ip:10.0.0.0/8"},
+			groups: map[string]string{"pods": sel, "in0_p0": "kubefoundry/cluster|c1", "out0_p0": "ip:10.0.0.0/8"},
 			rules: map[string]string{
-				"/rules/in-0":                   "ALLOW IN kf-c1-np-shop-p-in0-p0 -> kf-c1-np-shop-p-pods",
-				"/rules/out-0":                  "ALLOW OUT kf-c1-np-shop-p-pods -> kf-c1-np-shop-p-out0-p0 UDP:8000-8080 TCP:",
-				"-isolation/rules/deny-ingress": "DROP IN ANY -> kf-c1-np-shop-p-pods",
-				"-isolation/rules/deny-egress":  "DROP OUT kf-c1-np-shop-p-pods -> ANY",
+				"/rules/in-0":                   "ALLOW IN kf_c1_np_shop_p_in0_p0 -> kf_c1_np_shop_p_pods",
+				"/rules/out-0":                  "ALLOW OUT kf_c1_np_shop_p_pods -> kf_c1_np_shop_p_out0_p0 UDP:8000-8080 TCP:",
+				"_isolation/rules/deny-ingress": "DROP IN ANY -> kf_c1_np_shop_p_pods",
+				"_isolation/rules/deny-egress":  "DROP OUT kf_c1_np_shop_p_pods -> ANY",
 			},
 		},
 	} {
@@ -164,19 +164,19 @@ func TestTranslateNetworkPolicy(t *testing.T) {
 			}
 			require.Equal(t, len(tc.groups), groups)
 			for suffix, want := range tc.groups {
-				o, ok := objs["groups/kf-c1-np-shop-p-"+suffix]
+				o, ok := objs["groups/kf_c1_np_shop_p_"+suffix]
 				require.True(t, ok, suffix)
 				require.Equal(t, want, conditions(t, o.Body), suffix)
 			}
 			for suffix, want := range tc.rules {
-				o, ok := objs["security-policies/kf-c1-np-shop-p"+suffix]
+				o, ok := objs["security-policies/kf_c1_np_shop_p"+suffix]
 				require.True(t, ok, "%s in %v", suffix, objs)
 				require.Equal(t, want, ruleText(o), suffix)
 			}
-			_, egress := objs["security-policies/kf-c1-np-shop-p-isolation/rules/deny-egress"]
+			_, egress := objs["security-policies/kf_c1_np_shop_p_isolation/rules/deny-egress"]
 			require.Equal(t, strings.Contains(tc.name, "egress"), egress)
-			require.Equal(t, int64(50), mustInt(objs["security-policies/kf-c1-np-shop-p"].Body["sequence_number"]))
-			require.Equal(t, int64(60), mustInt(objs["security-policies/kf-c1-np-shop-p-isolation"].Body["sequence_number"]))
+			require.Equal(t, int64(50), mustInt(objs["security-policies/kf_c1_np_shop_p"].Body["sequence_number"]))
+			require.Equal(t, int64(60), mustInt(objs["security-policies/kf_c1_np_shop_p_isolation"].Body["sequence_number"]))
 		})
 	}
 }
@@ -223,7 +223,7 @@ func TestApplyNetworkPolicy(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, writes, "no allocation: one PATCH")
 	require.Len(t, plan.Configure, 7, "two groups, two policies, three rules")
-	require.NotNil(t, e.sim.Object("/infra/domains/default/security-policies/kf-c1-np-shop-db/rules/in-0"))
+	require.NotNil(t, e.sim.Object("/infra/domains/default/security-policies/kf_c1_np_shop_db/rules/in-0"))
 
 	_, writes, err = e.c.ApplyNetworkPolicy(ctx, np)
 	require.NoError(t, err)
@@ -236,13 +236,13 @@ func TestApplyNetworkPolicy(t *testing.T) {
 	plan, writes, err = e.c.ApplyNetworkPolicy(ctx, np)
 	require.NoError(t, err)
 	require.Equal(t, 1, writes)
-	require.Equal(t, []nsxt.Change{{Action: nsxt.Update, Path: "/infra/domains/default/security-policies/kf-c1-np-shop-db/rules/in-0",
+	require.Equal(t, []nsxt.Change{{Action: nsxt.Update, Path: "/infra/domains/default/security-policies/kf_c1_np_shop_db/rules/in-0",
 		Type: "Rule", Fields: []string{"service_entries"}}}, plan.Changes())
 
 	td, err := e.c.DeleteNetworkPolicy(ctx, "c1", "shop", "db")
 	require.NoError(t, err)
 	require.Len(t, td.Deleted, 7)
 	for _, p := range e.sim.Paths() {
-		require.NotContains(t, p, "-np-")
+		require.NotContains(t, p, "_np_")
 	}
 }

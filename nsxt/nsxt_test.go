@@ -76,17 +76,17 @@ func TestBuildTopology(t *testing.T) {
 	require.NotNil(t, seg)
 	require.Equal(t, n.Tier1Path, seg["connectivity_path"])
 	require.Equal(t, "172.23.0.1/24", seg["subnets"].([]any)[0].(map[string]any)["gateway_address"])
-	nat := e.sim.Object(n.Tier1Path + "/nat/USER/nat-rules/kf-c1-nodes-snat")
+	nat := e.sim.Object(n.Tier1Path + "/nat/USER/nat-rules/kf_c1_nodes_snat")
 	require.Equal(t, "172.23.0.0/24", nat["source_network"])
 	require.Equal(t, n.SNATAddress, nat["translated_network"])
-	vs := e.sim.Object("/infra/lb-virtual-servers/kf-c1-api")
+	vs := e.sim.Object("/infra/lb-virtual-servers/kf_c1_api")
 	require.Equal(t, n.APIAddress, vs["ip_address"])
 	require.Equal(t, []any{"8443"}, vs["ports"])
 	require.Equal(t, 8443, n.APIPort)
-	pool := e.sim.Object("/infra/lb-pools/kf-c1-api")
+	pool := e.sim.Object("/infra/lb-pools/kf_c1_api")
 	require.Len(t, pool["members"], 3)
 	require.Equal(t, []any{"/infra/lb-monitor-profiles/default-tcp-lb-monitor"}, pool["active_monitor_paths"])
-	require.Equal(t, "SMALL", e.sim.Object("/infra/lb-services/kf-c1")["size"])
+	require.Equal(t, "SMALL", e.sim.Object("/infra/lb-services/kf_c1")["size"])
 
 	addrs := map[string]bool{n.SNATAddress: true, n.APIAddress: true}
 	subnets := map[string]bool{n.NodeSubnet.String(): true}
@@ -99,7 +99,7 @@ func TestBuildTopology(t *testing.T) {
 		addrs[nn.SNATAddress] = true
 		s := e.sim.Object(nn.SegmentPath)
 		require.Equal(t, []any{map[string]any{"scope": nsxt.TagCluster, "tag": "c1"}, map[string]any{"scope": nsxt.TagNamespace, "tag": ns}}, s["tags"])
-		require.NotNil(t, e.sim.Object("/infra/domains/default/security-policies/kf-c1-ns-"+ns+"/rules/intra"))
+		require.NotNil(t, e.sim.Object("/infra/domains/default/security-policies/kf_c1_ns_"+ns+"/rules/intra"))
 	}
 	require.Len(t, addrs, 4, "every floating address is distinct")
 	require.Len(t, subnets, 3, "every subnet is distinct")
@@ -131,7 +131,7 @@ func TestAddAndRemoveNamespace(t *testing.T) {
 	require.Equal(t, 2, added.Writes)
 	for _, ch := range added.Plan.Changes() {
 		require.Equal(t, nsxt.Create, ch.Action, "%s", ch)
-		require.Contains(t, ch.Path, "-b", "only namespace b's objects change: %s", ch)
+		require.Contains(t, ch.Path, "_b", "only namespace b's objects change: %s", ch)
 	}
 	require.Equal(t, first.Namespaces["a"], added.Namespaces["a"])
 	require.NotEqual(t, added.Namespaces["a"].Subnet, added.Namespaces["b"].Subnet)
@@ -157,7 +157,7 @@ func TestUpdateWritesOnlyWhatChanged(t *testing.T) {
 	topo := topology(e.sim, "c1", "a")
 	_, err := e.c.BuildTopology(ctx, topo)
 	require.NoError(t, err)
-	rev := e.sim.Object("/infra/lb-services/kf-c1")["_revision"]
+	rev := e.sim.Object("/infra/lb-services/kf_c1")["_revision"]
 
 	topo.LBSize = "MEDIUM"
 	topo.APIMembers = topo.APIMembers[:1]
@@ -165,13 +165,13 @@ func TestUpdateWritesOnlyWhatChanged(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, n.Writes)
 	require.Equal(t, []nsxt.Change{
-		{Action: nsxt.Update, Path: "/infra/lb-services/kf-c1", Type: "LBService", Fields: []string{"size"}},
-		{Action: nsxt.Update, Path: "/infra/lb-pools/kf-c1-api", Type: "LBPool", Fields: []string{"members"}},
+		{Action: nsxt.Update, Path: "/infra/lb-services/kf_c1", Type: "LBService", Fields: []string{"size"}},
+		{Action: nsxt.Update, Path: "/infra/lb-pools/kf_c1_api", Type: "LBPool", Fields: []string{"members"}},
 	}, n.Plan.Changes())
-	lb := e.sim.Object("/infra/lb-services/kf-c1")
+	lb := e.sim.Object("/infra/lb-services/kf_c1")
 	require.Equal(t, "MEDIUM", lb["size"])
 	require.NotEqual(t, rev, lb["_revision"])
-	require.Len(t, e.sim.Object("/infra/lb-pools/kf-c1-api")["members"], 1)
+	require.Len(t, e.sim.Object("/infra/lb-pools/kf_c1_api")["members"], 1)
 }
 
 func TestPlanTopologyWritesNothing(t *testing.T) {
@@ -186,7 +186,7 @@ func TestPlanTopologyWritesNothing(t *testing.T) {
 	require.Equal(t, "Tier0Path", fe.Field)
 	require.Zero(t, e.sim.Writes())
 	require.Len(t, p.Allocate, 6)
-	require.Contains(t, p.String(), "create Segment /infra/segments/kf-c1-ns-a")
+	require.Contains(t, p.String(), "create Segment /infra/segments/kf_c1_ns_a")
 	require.Empty(t, e.sim.Paths())
 }
 
@@ -197,14 +197,14 @@ func TestSingleTier(t *testing.T) {
 	n, err := e.c.BuildTopology(context.Background(), topo)
 	require.NoError(t, err)
 	require.Equal(t, topo.Tier0Path, e.sim.Object(n.Namespaces["a"].SegmentPath)["connectivity_path"])
-	require.NotNil(t, e.sim.Object(topo.Tier0Path+"/nat/USER/nat-rules/kf-c1-ns-a-snat"))
-	require.Equal(t, n.Tier1Path, e.sim.Object("/infra/lb-services/kf-c1")["connectivity_path"], "the tier-1 hosts the load balancer")
+	require.NotNil(t, e.sim.Object(topo.Tier0Path+"/nat/USER/nat-rules/kf_c1_ns_a_snat"))
+	require.Equal(t, n.Tier1Path, e.sim.Object("/infra/lb-services/kf_c1")["connectivity_path"], "the tier-1 hosts the load balancer")
 
 	td, err := e.c.TeardownTopology(context.Background(), "c1")
 	require.NoError(t, err)
 	require.NotEmpty(t, td.Deleted)
 	require.Empty(t, e.sim.Paths())
-	require.Nil(t, e.sim.Object(topo.Tier0Path+"/nat/USER/nat-rules/kf-c1-ns-a-snat"))
+	require.Nil(t, e.sim.Object(topo.Tier0Path+"/nat/USER/nat-rules/kf_c1_ns_a_snat"))
 }
 
 func TestTeardownFindsObjectsByTag(t *testing.T) {
@@ -221,17 +221,17 @@ func TestTeardownFindsObjectsByTag(t *testing.T) {
 	ns, err := other.TeardownNamespace(ctx, "c1", "b")
 	require.NoError(t, err)
 	require.Equal(t, 1, ns.Writes)
-	require.Contains(t, ns.Deleted, "/infra/segments/kf-c1-ns-b")
-	require.NotContains(t, ns.Deleted, "/infra/segments/kf-c1-ns-a")
+	require.Contains(t, ns.Deleted, "/infra/segments/kf_c1_ns_b")
+	require.NotContains(t, ns.Deleted, "/infra/segments/kf_c1_ns_a")
 
 	td, err := other.TeardownTopology(ctx, "c1")
 	require.NoError(t, err)
 	require.Equal(t, 1, td.Writes)
 	for _, p := range e.sim.Paths() {
-		require.NotContains(t, p, "kf-c1", "nothing of c1 is left")
+		require.NotContains(t, p, "kf_c1", "nothing of c1 is left")
 	}
 	require.Less(t, len(e.sim.Paths()), len(c2))
-	require.NotNil(t, e.sim.Object("/infra/tier-1s/kf-c2"), "c2 is untouched")
+	require.NotNil(t, e.sim.Object("/infra/tier-1s/kf_c2"), "c2 is untouched")
 
 	again, err := other.TeardownTopology(ctx, "c1")
 	require.NoError(t, err)
@@ -249,7 +249,7 @@ func TestPoolExhaustion(t *testing.T) {
 	require.ErrorAs(t, err, &re)
 	require.Equal(t, "ERROR", re.State)
 	require.Contains(t, re.Message, "exhausted")
-	require.Contains(t, err.Error(), "/infra/ip-pools/floating-pool/ip-allocations/kf-c1-")
+	require.Contains(t, err.Error(), "/infra/ip-pools/floating-pool/ip-allocations/kf_c1_")
 
 	// Freeing a namespace makes room; the failed allocation is retried by
 	// deleting it with the cluster.
@@ -273,19 +273,19 @@ func TestConflictIsReadAndReapplied(t *testing.T) {
 	n, err := e.c.BuildTopology(ctx, topo)
 	require.NoError(t, err)
 	require.Equal(t, 2, n.Writes, "the conflicting PATCH and the one after reading again")
-	require.Equal(t, "LARGE", e.sim.Object("/infra/lb-services/kf-c1")["size"])
+	require.Equal(t, "LARGE", e.sim.Object("/infra/lb-services/kf_c1")["size"])
 
 	// A real one: another writer changes the load balancer after our read,
 	// NSX refuses our stale _revision (412, code 604), we read again and
 	// win with the fresh revision.
 	e.sim.Inject(&simulator.Fault{Method: "PATCH", Path: regexp.MustCompile(`/infra$`), Nth: 1, Before: func() {
-		assert.NoError(t, e.sim.Patch("/infra/lb-services/kf-c1", map[string]any{"size": "SMALL", "description": "edited by hand"}))
+		assert.NoError(t, e.sim.Patch("/infra/lb-services/kf_c1", map[string]any{"size": "SMALL", "description": "edited by hand"}))
 	}})
 	topo.LBSize = "XLARGE"
 	n, err = e.c.BuildTopology(ctx, topo)
 	require.NoError(t, err)
 	require.Equal(t, 2, n.Writes)
-	lb := e.sim.Object("/infra/lb-services/kf-c1")
+	lb := e.sim.Object("/infra/lb-services/kf_c1")
 	require.Equal(t, "XLARGE", lb["size"])
 	require.Equal(t, "edited by hand", lb["description"], "a field we do not manage is kept")
 }
@@ -298,7 +298,7 @@ func TestRetriesBusyManager(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 4, n.Writes, "two 503s retried, then the two PATCHes")
 	require.Equal(t, 4, e.sim.Requests()["PATCH /policy/api/v1/infra"])
-	require.NotNil(t, e.sim.Object("/infra/tier-1s/kf-c1"))
+	require.NotNil(t, e.sim.Object("/infra/tier-1s/kf_c1"))
 
 	// A manager that stays busy past the retries gives a typed error.
 	e.sim.Inject(&simulator.Fault{Method: "PATCH", Path: regexp.MustCompile(`/infra$`), Nth: 1, Times: 100, Status: 503})
@@ -478,4 +478,34 @@ func TestConcurrentClustersOnOneClient(t *testing.T) {
 		}
 	}
 	require.Len(t, subnets, 8, "no subnet handed out twice")
+}
+
+// Ids join their parts with "_", so names that contain "-" never make two
+// clusters' (or two Services') objects collide.
+func TestIDsDoNotCollide(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	ctx := context.Background()
+	a, err := e.c.BuildTopology(ctx, topology(e.sim, "a", "nodes"))
+	require.NoError(t, err)
+	ans, err := e.c.BuildTopology(ctx, topology(e.sim, "a-ns"))
+	require.NoError(t, err)
+	require.NotEqual(t, a.Namespaces["nodes"].SegmentPath, ans.NodeSegmentPath)
+
+	l1 := nsxt.LoadBalancer{ClusterID: "a", Namespace: "team-a", Name: "web", FloatingIPPoolPath: topology(e.sim, "a").FloatingIPPoolPath,
+		Ports: []nsxt.ServicePort{{Port: 80, NodePort: 30080}}}
+	l2 := l1
+	l2.Namespace, l2.Name = "team", "a-web"
+	s1, err := e.c.EnsureLoadBalancer(ctx, l1)
+	require.NoError(t, err)
+	s2, err := e.c.EnsureLoadBalancer(ctx, l2)
+	require.NoError(t, err)
+	require.NotEqual(t, s1.IP, s2.IP)
+	require.NotEqual(t, s1.VirtualServers, s2.VirtualServers)
+
+	_, err = e.c.TeardownTopology(ctx, "a-ns")
+	require.NoError(t, err)
+	require.NotNil(t, e.sim.Object(a.Namespaces["nodes"].SegmentPath), "cluster a keeps its namespace")
+	again, err := e.c.EnsureLoadBalancer(ctx, l1)
+	require.NoError(t, err)
+	require.Zero(t, again.Writes, "the other Service did not take it over")
 }

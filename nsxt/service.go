@@ -97,10 +97,12 @@ func (lb LoadBalancer) Validate() error {
 
 func (p ServicePort) protocol() string { return strings.ToUpper(orDefaultS(p.Protocol, "TCP")) }
 
-// objectID makes an NSX id of at most 200 characters: long Kubernetes
-// names are cut and keep a hash so they stay unique.
+// objectID joins the parts of an NSX id with "_", which neither cluster
+// ids nor Kubernetes names contain, so two objects' ids never collide
+// ("a-ns"+"nodes" and "a"+"ns-nodes" stay apart). At most 200 characters:
+// long Kubernetes names are cut and keep a hash so they stay unique.
 func objectID(parts ...string) string {
-	id := strings.Join(parts, "-")
+	id := strings.Join(parts, "_")
 	if len(id) <= 200 {
 		return id
 	}
@@ -111,7 +113,7 @@ func objectID(parts ...string) string {
 func (lb LoadBalancer) key() string { return lb.Namespace + "/" + lb.Name }
 
 func (lb LoadBalancer) base() string {
-	return objectID("kf-"+lb.ClusterID, "svc", lb.Namespace, lb.Name)
+	return objectID("kf_"+lb.ClusterID, "svc", lb.Namespace, lb.Name)
 }
 
 func (lb LoadBalancer) vipPath() string {
@@ -153,7 +155,7 @@ func (lb LoadBalancer) desired() desiredSet {
 					intent{"/infra/lb-virtual-servers/" + id, "LBVirtualServer", model.LBVirtualServer{Id: ptr(id),
 						IpAddress: ptr(vip), Ports: []string{strconv.Itoa(p.Port)},
 						DefaultPoolMemberPorts: []string{strconv.Itoa(p.NodePort)},
-						PoolPath:               ptr("/infra/lb-pools/" + id), LbServicePath: ptr("/infra/lb-services/kf-" + lb.ClusterID),
+						PoolPath:               ptr("/infra/lb-pools/" + id), LbServicePath: ptr("/infra/lb-services/kf_" + lb.ClusterID),
 						ApplicationProfilePath: ptr(profile), Enabled: ptr(true), Tags: lb.tags()}, false},
 				)
 			}

@@ -25,12 +25,12 @@ func TestLoadBalancerService(t *testing.T) {
 	require.Equal(t, 2, st.Writes, "allocate the address, then the virtual servers")
 	require.NotEmpty(t, st.IP)
 	require.NotEqual(t, n.APIAddress, st.IP)
-	require.Equal(t, []string{"/infra/lb-virtual-servers/kf-c1-svc-web-frontend-tcp-80", "/infra/lb-virtual-servers/kf-c1-svc-web-frontend-tcp-443"}, st.VirtualServers)
+	require.Equal(t, []string{"/infra/lb-virtual-servers/kf_c1_svc_web_frontend_tcp_80", "/infra/lb-virtual-servers/kf_c1_svc_web_frontend_tcp_443"}, st.VirtualServers)
 	vs := e.sim.Object(st.VirtualServers[1])
 	require.Equal(t, st.IP, vs["ip_address"])
 	require.Equal(t, []any{"443"}, vs["ports"])
-	require.Equal(t, "/infra/lb-services/kf-c1", vs["lb_service_path"])
-	pool := e.sim.Object("/infra/lb-pools/kf-c1-svc-web-frontend-tcp-443")
+	require.Equal(t, "/infra/lb-services/kf_c1", vs["lb_service_path"])
+	pool := e.sim.Object("/infra/lb-pools/kf_c1_svc_web_frontend_tcp_443")
 	require.Equal(t, []any{
 		map[string]any{"display_name": "172.23.0.20", "ip_address": "172.23.0.20", "port": "30443"},
 		map[string]any{"display_name": "172.23.0.21", "ip_address": "172.23.0.21", "port": "30443"},
@@ -53,11 +53,11 @@ func TestLoadBalancerService(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, changed.Writes)
 	require.ElementsMatch(t, []nsxt.Change{
-		{Action: nsxt.Update, Path: "/infra/lb-pools/kf-c1-svc-web-frontend-tcp-80", Type: "LBPool", Fields: []string{"members"}},
-		{Action: nsxt.Delete, Path: "/infra/lb-pools/kf-c1-svc-web-frontend-tcp-443", Type: "LBPool"},
-		{Action: nsxt.Delete, Path: "/infra/lb-virtual-servers/kf-c1-svc-web-frontend-tcp-443", Type: "LBVirtualServer"},
+		{Action: nsxt.Update, Path: "/infra/lb-pools/kf_c1_svc_web_frontend_tcp_80", Type: "LBPool", Fields: []string{"members"}},
+		{Action: nsxt.Delete, Path: "/infra/lb-pools/kf_c1_svc_web_frontend_tcp_443", Type: "LBPool"},
+		{Action: nsxt.Delete, Path: "/infra/lb-virtual-servers/kf_c1_svc_web_frontend_tcp_443", Type: "LBVirtualServer"},
 	}, changed.Plan.Changes())
-	require.Nil(t, e.sim.Object("/infra/lb-virtual-servers/kf-c1-svc-web-frontend-tcp-443"))
+	require.Nil(t, e.sim.Object("/infra/lb-virtual-servers/kf_c1_svc_web_frontend_tcp_443"))
 
 	del, err := e.c.DeleteLoadBalancer(ctx, "c1", "web", "frontend")
 	require.NoError(t, err)

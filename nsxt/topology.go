@@ -28,7 +28,9 @@ const (
 // and a DFW policy.
 type Topology struct {
 	// ClusterID names the cluster: lower-case letters, digits and '-', at
-	// most 40 characters. Every object's id starts with "kf-<ClusterID>".
+	// most 40 characters. Every object's id starts with "kf_<ClusterID>";
+	// the parts of an id are joined with "_", which no cluster id or
+	// Kubernetes name holds, so ids of different clusters never collide.
 	ClusterID string `json:"clusterID"`
 	// Tier0Path is the existing tier-0 gateway, /infra/tier-0s/<id>.
 	Tier0Path string `json:"tier0Path"`
@@ -151,7 +153,7 @@ func (t Topology) memberPort() int      { return orDefault(t.APIMemberPort, t.ap
 func (t Topology) nodeSubnet() int      { return orDefault(t.NodeSubnetSize, 256) }
 func (t Topology) nsSubnet() int        { return orDefault(t.NamespaceSubnetSize, 256) }
 func (t Topology) lbSize() string       { return orDefaultS(t.LBSize, "SMALL") }
-func (t Topology) prefix() string       { return "kf-" + t.ClusterID }
+func (t Topology) prefix() string       { return "kf_" + t.ClusterID }
 func (t Topology) tier1Path() string    { return "/infra/tier-1s/" + t.prefix() }
 func (t Topology) poolPath() string     { return "/infra/ip-pools/" + t.prefix() }
 func (t Topology) policyDomain() string { return "/infra/domains/default" }
@@ -188,16 +190,16 @@ func orDefaultS(v, d string) string {
 }
 
 // Paths of the objects of one namespace.
-func (t Topology) nsSubnetPath(ns string) string { return t.poolPath() + "/ip-subnets/ns-" + ns }
+func (t Topology) nsSubnetPath(ns string) string { return t.poolPath() + "/ip-subnets/ns_" + ns }
 func (t Topology) nsSNATAllocPath(ns string) string {
-	return t.FloatingIPPoolPath + "/ip-allocations/" + t.prefix() + "-ns-" + ns
+	return t.FloatingIPPoolPath + "/ip-allocations/" + t.prefix() + "_ns_" + ns
 }
 func (t Topology) nodeSubnetPath() string { return t.poolPath() + "/ip-subnets/nodes" }
 func (t Topology) snatAllocPath() string {
-	return t.FloatingIPPoolPath + "/ip-allocations/" + t.prefix() + "-snat"
+	return t.FloatingIPPoolPath + "/ip-allocations/" + t.prefix() + "_snat"
 }
 func (t Topology) vipAllocPath() string {
-	return t.FloatingIPPoolPath + "/ip-allocations/" + t.prefix() + "-api"
+	return t.FloatingIPPoolPath + "/ip-allocations/" + t.prefix() + "_api"
 }
 
 // intent is one desired object.
@@ -224,8 +226,8 @@ func (t Topology) ipamIntents() []intent {
 		{t.nodeSubnetPath(), "IpAddressPoolBlockSubnet", model.IpAddressPoolBlockSubnet{
 			Id: ptr("nodes"), ResourceType: "IpAddressPoolBlockSubnet", IpBlockPath: ptr(t.NodeIPBlockPath),
 			SubnetSize: ptr(strconv.Itoa(t.nodeSubnet())), AutoAssignGateway: ptr(true), Tags: t.tags("")}, true},
-		{t.snatAllocPath(), "IpAddressAllocation", model.IpAddressAllocation{Id: ptr(t.prefix() + "-snat"), Tags: t.tags("")}, true},
-		{t.vipAllocPath(), "IpAddressAllocation", model.IpAddressAllocation{Id: ptr(t.prefix() + "-api"), Tags: t.tags("")}, true},
+		{t.snatAllocPath(), "IpAddressAllocation", model.IpAddressAllocation{Id: ptr(t.prefix() + "_snat"), Tags: t.tags("")}, true},
+		{t.vipAllocPath(), "IpAddressAllocation", model.IpAddressAllocation{Id: ptr(t.prefix() + "_api"), Tags: t.tags("")}, true},
 	}
 	for _, ns := range t.namespaces() {
 		out = append(out, t.nsIPAM(ns)...)
@@ -248,7 +250,7 @@ func (t Topology) configIntents(a addresses) []intent {
 	t1 := t.tier1Path()
 	natRules := gw + "/nat/USER/nat-rules/"
 	nodeCIDR := a.subnets[t.nodeSubnetPath()]
-	nodesGroup := t.policyDomain() + "/groups/" + p + "-nodes"
+	nodesGroup := t.policyDomain() + "/groups/" + p + "_nodes"
 	allow, drop := "ALLOW", "DROP"
 	out := []intent{
 		{t1, "Tier1", model.Tier1{Id: ptr(p), DisplayName: ptr(p), Tier0Path: ptr(t.Tier0Path),
@@ -256,26 +258,26 @@ func (t Topology) configIntents(a addresses) []intent {
 			Tags:                    t.tags("")}, false},
 		{t1 + "/locale-services/default", "LocaleServices", model.LocaleServices{Id: ptr("default"),
 			EdgeClusterPath: ptr(t.EdgeClusterPath), Tags: t.tags("")}, false},
-		{"/infra/segments/" + p + "-nodes", "Segment", model.Segment{Id: ptr(p + "-nodes"), DisplayName: ptr(p + "-nodes"),
+		{"/infra/segments/" + p + "_nodes", "Segment", model.Segment{Id: ptr(p + "_nodes"), DisplayName: ptr(p + "_nodes"),
 			ConnectivityPath: ptr(gw), TransportZonePath: ptr(t.TransportZonePath),
 			Subnets: []model.SegmentSubnet{{GatewayAddress: ptr(gatewayCIDR(nodeCIDR))}}, Tags: t.tags("")}, false},
-		{natRules + p + "-nodes-snat", "PolicyNatRule", model.PolicyNatRule{Id: ptr(p + "-nodes-snat"),
+		{natRules + p + "_nodes_snat", "PolicyNatRule", model.PolicyNatRule{Id: ptr(p + "_nodes_snat"),
 			Action: ptr("SNAT"), SourceNetwork: ptr(cidrString(nodeCIDR)), TranslatedNetwork: ptr(ipOrPending(a.ips[t.snatAllocPath()])),
 			Enabled: ptr(true), SequenceNumber: ptr(int64(100)), Tags: t.tags("")}, false},
 		{"/infra/lb-services/" + p, "LBService", model.LBService{Id: ptr(p), ConnectivityPath: ptr(t1),
 			Size: ptr(t.lbSize()), Enabled: ptr(true), Tags: t.tags("")}, false},
-		{"/infra/lb-pools/" + p + "-api", "LBPool", model.LBPool{Id: ptr(p + "-api"),
+		{"/infra/lb-pools/" + p + "_api", "LBPool", model.LBPool{Id: ptr(p + "_api"),
 			Members: members(t.APIMembers, t.memberPort()),
 			//lint:ignore SA1019 the NSX load balancer is deprecated as a whole (for Avi) but it is what TKGI uses; its health monitors have no other field
 			ActiveMonitorPaths: []string{"/infra/lb-monitor-profiles/default-tcp-lb-monitor"},
 			Tags:               t.tags("")}, false},
-		{"/infra/lb-virtual-servers/" + p + "-api", "LBVirtualServer", model.LBVirtualServer{Id: ptr(p + "-api"),
+		{"/infra/lb-virtual-servers/" + p + "_api", "LBVirtualServer", model.LBVirtualServer{Id: ptr(p + "_api"),
 			IpAddress: ptr(ipOrPending(a.ips[t.vipAllocPath()])), Ports: []string{strconv.Itoa(t.apiPort())},
 			DefaultPoolMemberPorts: []string{strconv.Itoa(t.memberPort())},
-			PoolPath:               ptr("/infra/lb-pools/" + p + "-api"), LbServicePath: ptr("/infra/lb-services/" + p),
+			PoolPath:               ptr("/infra/lb-pools/" + p + "_api"), LbServicePath: ptr("/infra/lb-services/" + p),
 			ApplicationProfilePath: ptr("/infra/lb-app-profiles/default-tcp-lb-app-profile"), Enabled: ptr(true),
 			Tags: t.tags("")}, false},
-		{nodesGroup, "Group", model.Group{Id: ptr(p + "-nodes"), Expression: ipExpression(nodeCIDR), Tags: t.tags("")}, false},
+		{nodesGroup, "Group", model.Group{Id: ptr(p + "_nodes"), Expression: ipExpression(nodeCIDR), Tags: t.tags("")}, false},
 		{t.policyDomain() + "/security-policies/" + p, "SecurityPolicy", model.SecurityPolicy{Id: ptr(p),
 			Category: ptr("Application"), SequenceNumber: ptr(int64(100)), Scope: []string{nodesGroup}, Tags: t.tags("")}, false},
 		{t.policyDomain() + "/security-policies/" + p + "/rules/nodes", "Rule", model.Rule{Id: ptr("nodes"),
@@ -301,9 +303,9 @@ func (t Topology) configIntents(a addresses) []intent {
 func (t Topology) nsIPAM(ns string) []intent {
 	return []intent{
 		intent{t.nsSubnetPath(ns), "IpAddressPoolBlockSubnet", model.IpAddressPoolBlockSubnet{
-			Id: ptr("ns-" + ns), ResourceType: "IpAddressPoolBlockSubnet", IpBlockPath: ptr(t.PodIPBlockPath),
+			Id: ptr("ns_" + ns), ResourceType: "IpAddressPoolBlockSubnet", IpBlockPath: ptr(t.PodIPBlockPath),
 			SubnetSize: ptr(strconv.Itoa(t.nsSubnet())), AutoAssignGateway: ptr(true), Tags: t.tags(ns)}, true},
-		intent{t.nsSNATAllocPath(ns), "IpAddressAllocation", model.IpAddressAllocation{Id: ptr(t.prefix() + "-ns-" + ns), Tags: t.tags(ns)}, true},
+		intent{t.nsSNATAllocPath(ns), "IpAddressAllocation", model.IpAddressAllocation{Id: ptr(t.prefix() + "_ns_" + ns), Tags: t.tags(ns)}, true},
 	}
 }
 
@@ -312,10 +314,10 @@ func (t Topology) nsConfig(ns string, a addresses) []intent {
 	p := t.prefix()
 	gw := t.gatewayPath()
 	natRules := gw + "/nat/USER/nat-rules/"
-	nodesGroup := t.policyDomain() + "/groups/" + p + "-nodes"
+	nodesGroup := t.policyDomain() + "/groups/" + p + "_nodes"
 	allow, drop := "ALLOW", "DROP"
 	var out []intent
-	id := p + "-ns-" + ns
+	id := p + "_ns_" + ns
 	cidr := a.subnets[t.nsSubnetPath(ns)]
 	group := t.policyDomain() + "/groups/" + id
 	policy := t.policyDomain() + "/security-policies/" + id
@@ -323,7 +325,7 @@ func (t Topology) nsConfig(ns string, a addresses) []intent {
 		intent{"/infra/segments/" + id, "Segment", model.Segment{Id: ptr(id), DisplayName: ptr(id),
 			ConnectivityPath: ptr(gw), TransportZonePath: ptr(t.TransportZonePath),
 			Subnets: []model.SegmentSubnet{{GatewayAddress: ptr(gatewayCIDR(cidr))}}, Tags: t.tags(ns)}, false},
-		intent{natRules + id + "-snat", "PolicyNatRule", model.PolicyNatRule{Id: ptr(id + "-snat"),
+		intent{natRules + id + "_snat", "PolicyNatRule", model.PolicyNatRule{Id: ptr(id + "_snat"),
 			Action: ptr("SNAT"), SourceNetwork: ptr(cidrString(cidr)), TranslatedNetwork: ptr(ipOrPending(a.ips[t.nsSNATAllocPath(ns)])),
 			Enabled: ptr(true), SequenceNumber: ptr(int64(200)), Tags: t.tags(ns)}, false},
 		intent{group, "Group", model.Group{Id: ptr(id), Expression: ipExpression(cidr), Tags: t.tags(ns)}, false},

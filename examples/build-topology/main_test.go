@@ -48,20 +48,20 @@ func TestRunOnEmbeddedSimulator(t *testing.T) {
 	s := out.String()
 	assert.Regexp(t, `^plan for cluster c1: 31 changes\n`, s)
 	for _, line := range []string{
-		"create IpAddressPool /infra/ip-pools/kf-c1\n",
-		"create Tier1 /infra/tier-1s/kf-c1\n",
-		"create LBVirtualServer /infra/lb-virtual-servers/kf-c1-api\n",
-		"create Segment /infra/segments/kf-c1-ns-web\n",
+		"create IpAddressPool /infra/ip-pools/kf_c1\n",
+		"create Tier1 /infra/tier-1s/kf_c1\n",
+		"create LBVirtualServer /infra/lb-virtual-servers/kf_c1_api\n",
+		"create Segment /infra/segments/kf_c1_ns_web\n",
 	} {
 		assert.Contains(t, s, line)
 	}
 	assert.Contains(t, s, "realized with 2 writes:\n")
-	assert.Regexp(t, `(?m)^tier-1\s+/infra/tier-1s/kf-c1$`, s)
+	assert.Regexp(t, `(?m)^tier-1\s+/infra/tier-1s/kf_c1$`, s)
 	assert.Regexp(t, `(?m)^node subnet\s+172\.23\.0\.0/24$`, s)
 	assert.Regexp(t, `(?m)^API VIP\s+10\.40\.14\.\d+:8443$`, s)
 	assert.Regexp(t, `(?m)^NAMESPACE\s+SEGMENT\s+SUBNET\s+SNAT ADDRESS$`, s)
-	assert.Regexp(t, `(?m)^default\s+/infra/segments/kf-c1-ns-default\s+172\.24\.\d+\.0/24\s+10\.40\.14\.\d+$`, s)
-	assert.Regexp(t, `(?m)^web\s+/infra/segments/kf-c1-ns-web\s+172\.24\.\d+\.0/24\s+10\.40\.14\.\d+$`, s)
+	assert.Regexp(t, `(?m)^default\s+/infra/segments/kf_c1_ns_default\s+172\.24\.\d+\.0/24\s+10\.40\.14\.\d+$`, s)
+	assert.Regexp(t, `(?m)^web\s+/infra/segments/kf_c1_ns_web\s+172\.24\.\d+\.0/24\s+10\.40\.14\.\d+$`, s)
 	assert.NotContains(t, s, "torn down")
 }
 
@@ -76,7 +76,7 @@ func TestRunExternal(t *testing.T) {
 		{"dry run", []string{"-dry-run"}, false, false, []string{"dry run: nothing written\n"}},
 		{"build", nil, true, true, []string{"realized with 2 writes:\n", "API VIP"}},
 		{"single tier, torn down", []string{"-teardown", "-single-tier"}, true, false, []string{
-			"create PolicyNatRule /infra/tier-0s/t0/nat/USER/nat-rules/kf-demo-nodes-snat\n",
+			"create PolicyNatRule /infra/tier-0s/t0/nat/USER/nat-rules/kf_demo_nodes_snat\n",
 			"torn down: 31 objects deleted with 1 writes\n"}},
 	}
 	for _, tt := range tests {

@@ -81,18 +81,18 @@ func TestNamespacesGetNSXNetworks(t *testing.T) {
 	ns, err := cs.CoreV1().Namespaces().Get(ctx, "shop", metav1.GetOptions{})
 	require.NoError(t, err)
 	require.Regexp(t, regexp.MustCompile(`^172\.2[4-7]\.\d+\.0/24$`), ns.Annotations[kube.NetworkAnnotation])
-	seg := sim.Object("/infra/segments/kf-c1-ns-shop")
+	seg := sim.Object("/infra/segments/kf_c1_ns_shop")
 	require.NotNil(t, seg)
-	require.Equal(t, "/infra/tier-1s/kf-c1", seg["connectivity_path"])
+	require.Equal(t, "/infra/tier-1s/kf_c1", seg["connectivity_path"])
 
 	require.NoError(t, cs.CoreV1().Namespaces().Delete(ctx, "shop", metav1.DeleteOptions{}))
 	require.Eventually(t, func() bool {
 		_, err := cs.CoreV1().Namespaces().Get(ctx, "shop", metav1.GetOptions{})
 		return apierrors.IsNotFound(err)
 	}, 30*time.Second, 100*time.Millisecond)
-	require.Nil(t, sim.Object("/infra/segments/kf-c1-ns-shop"), "the network went before the namespace")
+	require.Nil(t, sim.Object("/infra/segments/kf_c1_ns_shop"), "the network went before the namespace")
 	for _, p := range sim.Paths() {
-		require.NotContains(t, p, "-ns-shop")
+		require.NotContains(t, p, "_ns_shop")
 	}
 }
 
@@ -143,7 +143,7 @@ func TestNetworkPolicyConversion(t *testing.T) {
 	_, writes, err := c.ApplyNetworkPolicy(context.Background(), got)
 	require.NoError(t, err)
 	require.Equal(t, 1, writes)
-	require.NotNil(t, sim.Object("/infra/domains/default/security-policies/kf-c1-np-shop-db/rules/out-0"))
+	require.NotNil(t, sim.Object("/infra/domains/default/security-policies/kf_c1_np_shop_db/rules/out-0"))
 
 	// A named port reaches nsxt, which names the field it cannot express.
 	np.Spec.Ingress[0].Ports = []networkingv1.NetworkPolicyPort{{Port: &named}}
