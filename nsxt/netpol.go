@@ -304,8 +304,14 @@ func (np NetworkPolicy) intents() ([]intent, error) {
 			if err != nil {
 				return err
 			}
+			// Services ANY beside service entries would widen the rule to
+			// every port: entries alone, or ANY when there are none.
+			services := []string{"ANY"}
+			if len(entries) > 0 {
+				services = []string{}
+			}
 			rule := model.Rule{Id: ptr(fmt.Sprintf("%s-%d", strings.ToLower(dir), i)), Action: ptr("ALLOW"),
-				Direction: ptr(map[string]string{"IN": "IN", "OUT": "OUT"}[dir]), Services: []string{"ANY"},
+				Direction: ptr(map[string]string{"IN": "IN", "OUT": "OUT"}[dir]), Services: services,
 				ServiceEntries: entries, SequenceNumber: ptr(seq), Tags: tags}
 			if dir == "IN" {
 				rule.SourceGroups, rule.DestinationGroups = peers, []string{podsGroup}
@@ -398,8 +404,10 @@ func (np NetworkPolicy) peerExpression(field string, p Peer) ([]*data.StructValu
 	return cr.expression(), nil
 }
 
+// serviceEntries are a rule's ports; none is sent as [] (every port) so
+// that removing the last port reaches NSX.
 func serviceEntries(field string, ports []PolicyPort) ([]*data.StructValue, error) {
-	var out []*data.StructValue
+	out := []*data.StructValue{}
 	for i, p := range ports {
 		f := fmt.Sprintf("%s.Ports[%d]", field, i)
 		proto := strings.ToUpper(orDefaultS(p.Protocol, "TCP"))

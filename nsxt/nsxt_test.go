@@ -87,6 +87,14 @@ func TestBuildTopology(t *testing.T) {
 	require.Len(t, pool["members"], 3)
 	require.Equal(t, []any{"/infra/lb-monitor-profiles/default-tcp-lb-monitor"}, pool["active_monitor_paths"])
 	require.Equal(t, "SMALL", e.sim.Object("/infra/lb-services/kf_c1")["size"])
+	// DFW groups are segment ports (NSX can apply rules to them), and the
+	// API rule allows its port only.
+	expr := e.sim.Object("/infra/domains/default/groups/kf_c1_nodes")["expression"].([]any)[0].(map[string]any)
+	require.Equal(t, "PathExpression", expr["resource_type"])
+	require.Equal(t, []any{n.NodeSegmentPath}, expr["paths"])
+	api := e.sim.Object("/infra/domains/default/security-policies/kf_c1/rules/api")
+	require.Empty(t, api["services"])
+	require.Equal(t, []any{"8443"}, api["service_entries"].([]any)[0].(map[string]any)["destination_ports"])
 
 	addrs := map[string]bool{n.SNATAddress: true, n.APIAddress: true}
 	subnets := map[string]bool{n.NodeSubnet.String(): true}
@@ -508,4 +516,34 @@ func TestIDsDoNotCollide(t *testing.T) {
 	again, err := e.c.EnsureLoadBalancer(ctx, l1)
 	require.NoError(t, err)
 	require.Zero(t, again.Writes, "the other Service did not take it over")
+}
+
+// Emptying a list the package manages reaches NSX: an update sends [].
+func TestEmptiedListsAreCleared(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	ctx := context.Background()
+	topo := topology(e.sim, "c1")
+	_, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Len(t, e.sim.Object("/infra/lb-pools/kf_c1_api")["members"], 3)
+	topo.APIMembers = nil
+	n, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Equal(t, 1, n.Writes)
+	require.Empty(t, e.sim.Object("/infra/lb-pools/kf_c1_api")["members"])
+	again, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Zero(t, again.Writes, "%s", again.Plan)
+
+	np := nsxt.NetworkPolicy{ClusterID: "c1", Namespace: "shop", Name: "web",
+		Ingress: []nsxt.PolicyRule{{Ports: []nsxt.PolicyPort{{Port: 80}}}}}
+	_, _, err = e.c.ApplyNetworkPolicy(ctx, np)
+	require.NoError(t, err)
+	rule := "/infra/domains/default/security-policies/kf_c1_np_shop_web/rules/in-0"
+	require.Len(t, e.sim.Object(rule)["service_entries"], 1)
+	np.Ingress[0].Ports = nil
+	_, writes, err := e.c.ApplyNetworkPolicy(ctx, np)
+	require.NoError(t, err)
+	require.Equal(t, 1, writes)
+	require.Empty(t, e.sim.Object(rule)["service_entries"], "no ports: every port")
 }

@@ -277,7 +277,7 @@ func (t Topology) configIntents(a addresses) []intent {
 			PoolPath:               ptr("/infra/lb-pools/" + p + "_api"), LbServicePath: ptr("/infra/lb-services/" + p),
 			ApplicationProfilePath: ptr("/infra/lb-app-profiles/default-tcp-lb-app-profile"), Enabled: ptr(true),
 			Tags: t.tags("")}, false},
-		{nodesGroup, "Group", model.Group{Id: ptr(p + "_nodes"), Expression: ipExpression(nodeCIDR), Tags: t.tags("")}, false},
+		{nodesGroup, "Group", model.Group{Id: ptr(p + "_nodes"), Expression: segmentExpression("/infra/segments/" + p + "_nodes"), Tags: t.tags("")}, false},
 		{t.policyDomain() + "/security-policies/" + p, "SecurityPolicy", model.SecurityPolicy{Id: ptr(p),
 			Category: ptr("Application"), SequenceNumber: ptr(int64(100)), Scope: []string{nodesGroup}, Tags: t.tags("")}, false},
 		{t.policyDomain() + "/security-policies/" + p + "/rules/nodes", "Rule", model.Rule{Id: ptr("nodes"),
@@ -285,7 +285,7 @@ func (t Topology) configIntents(a addresses) []intent {
 			Services: []string{"ANY"}, SequenceNumber: ptr(int64(10)), Tags: t.tags("")}, false},
 		{t.policyDomain() + "/security-policies/" + p + "/rules/api", "Rule", model.Rule{Id: ptr("api"),
 			Action: &allow, SourceGroups: []string{"ANY"}, DestinationGroups: []string{nodesGroup},
-			ServiceEntries: tcpPorts(t.memberPort()), Services: []string{"ANY"},
+			ServiceEntries: tcpPorts(t.memberPort()), Services: []string{},
 			SequenceNumber: ptr(int64(20)), Tags: t.tags("")}, false},
 	}
 	if t.DefaultDeny {
@@ -328,7 +328,7 @@ func (t Topology) nsConfig(ns string, a addresses) []intent {
 		intent{natRules + id + "_snat", "PolicyNatRule", model.PolicyNatRule{Id: ptr(id + "_snat"),
 			Action: ptr("SNAT"), SourceNetwork: ptr(cidrString(cidr)), TranslatedNetwork: ptr(ipOrPending(a.ips[t.nsSNATAllocPath(ns)])),
 			Enabled: ptr(true), SequenceNumber: ptr(int64(200)), Tags: t.tags(ns)}, false},
-		intent{group, "Group", model.Group{Id: ptr(id), Expression: ipExpression(cidr), Tags: t.tags(ns)}, false},
+		intent{group, "Group", model.Group{Id: ptr(id), Expression: segmentExpression("/infra/segments/" + id), Tags: t.tags(ns)}, false},
 		intent{policy, "SecurityPolicy", model.SecurityPolicy{Id: ptr(id), Category: ptr("Application"),
 			SequenceNumber: ptr(int64(200)), Scope: []string{group}, Tags: t.tags(ns)}, false},
 		intent{policy + "/rules/intra", "Rule", model.Rule{Id: ptr("intra"), Action: &allow,
@@ -373,17 +373,22 @@ func gatewayCIDR(p netip.Prefix) string {
 	return netip.PrefixFrom(p.Addr().Next(), p.Bits()).String()
 }
 
+// members are a pool's members; an empty list is sent as [] so that
+// removing the last member reaches NSX.
 func members(ips []string, port int) []model.LBPoolMember {
-	var out []model.LBPoolMember
+	out := []model.LBPoolMember{}
 	for _, ip := range ips {
 		out = append(out, model.LBPoolMember{IpAddress: ptr(ip), Port: ptr(strconv.Itoa(port)), DisplayName: ptr(ip)})
 	}
 	return out
 }
 
-func ipExpression(p netip.Prefix) []*data.StructValue {
-	e := model.IPAddressExpression{ResourceType: "IPAddressExpression", IpAddresses: []string{cidrString(p)}}
-	return []*data.StructValue{mustStruct(e, model.IPAddressExpressionBindingType())}
+// segmentExpression makes a group of the ports of a segment: membership
+// NSX can apply DFW rules to (Applied-To), which an IP address group is
+// not.
+func segmentExpression(segment string) []*data.StructValue {
+	e := model.PathExpression{ResourceType: "PathExpression", Id: ptr("segment"), Paths: []string{segment}}
+	return []*data.StructValue{mustStruct(e, model.PathExpressionBindingType())}
 }
 
 func tcpPorts(port int) []*data.StructValue {
