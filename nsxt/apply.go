@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,7 +39,7 @@ type NamespaceNetwork struct {
 
 // conflictRetries bounds re-reading and re-applying after NSX reports a
 // concurrent change.
-const conflictRetries = 4
+const conflictRetries = 6
 
 // desiredSet is a set of objects converged together: the topology of a
 // cluster, one LoadBalancer Service, one NetworkPolicy. member picks, among
@@ -150,7 +151,7 @@ func (c *Client) BuildTopology(ctx context.Context, t Topology) (*Network, error
 	n := &Network{Plan: p, Writes: writes, Tier1Path: t.tier1Path(), NodeSegmentPath: "/infra/segments/" + t.prefix() + "_nodes",
 		NodeSubnet: addr.subnets[t.nodeSubnetPath()], SNATAddress: addr.ips[t.snatAllocPath()],
 		APIAddress: addr.ips[t.vipAllocPath()], APIPort: t.apiPort(), Namespaces: map[string]NamespaceNetwork{}}
-	for _, ns := range t.Namespaces {
+	for _, ns := range t.namespaces() {
 		n.Namespaces[ns] = NamespaceNetwork{SegmentPath: "/infra/segments/" + t.prefix() + "_ns_" + ns,
 			Subnet: addr.subnets[t.nsSubnetPath(ns)], SNATAddress: addr.ips[t.nsSNATAllocPath(ns)]}
 	}
@@ -170,7 +171,7 @@ func (c *Client) EnsureNamespace(ctx context.Context, t Topology, namespace stri
 		return nil, err
 	}
 	if !dnsLabelRe.MatchString(namespace) {
-		return nil, &FieldError{"Namespace", namespace, "is not a Kubernetes namespace name"}
+		return nil, &FieldError{"Topology", "Namespace", namespace, "is not a Kubernetes namespace name"}
 	}
 	set := desiredSet{
 		cluster: t.ClusterID,
@@ -192,6 +193,10 @@ func (c *Client) EnsureNamespace(ctx context.Context, t Topology, namespace stri
 // it applied, the addresses of the set and the write requests it made.
 func (c *Client) converge(ctx context.Context, set desiredSet) (*Plan, addresses, int, error) {
 	ctx, writes := countWrites(ctx)
+	// NSX's search index follows writes with a delay, so what a re-read
+	// shows right after a conflict may still be stale: wait a little
+	// longer each time.
+	bo := retry.Backoff{Initial: 250 * time.Millisecond, Max: 4 * time.Second}
 	var lastErr error
 	for attempt := 0; attempt < conflictRetries; attempt++ {
 		p, addr, err := c.apply(ctx, set)
@@ -203,6 +208,9 @@ func (c *Client) converge(ctx context.Context, set desiredSet) (*Plan, addresses
 		}
 		c.log.Info("nsx reported a concurrent change; reading again", zap.String("cluster", set.cluster), zap.Error(err))
 		lastErr = err
+		if attempt+1 < conflictRetries && !bo.Sleep(ctx) {
+			break
+		}
 	}
 	return nil, addresses{}, 0, lastErr
 }
@@ -220,11 +228,13 @@ func (c *Client) apply(ctx context.Context, set desiredSet) (*Plan, addresses, e
 	if err := c.patch(ctx, alloc); err != nil {
 		return nil, addresses{}, err
 	}
-	fresh := map[string]bool{}
-	for _, x := range alloc {
-		fresh[x.Path] = true
+	// Wait for every allocation, not only the new ones: one created by an
+	// earlier, interrupted run may not be realized yet.
+	all := map[string]bool{}
+	for _, in := range set.ipam {
+		all[in.path] = true
 	}
-	addr, err := c.addresses(ctx, set.ipam, cur, fresh)
+	addr, err := c.addresses(ctx, set.ipam, cur, all)
 	if err != nil {
 		return nil, addresses{}, err
 	}
@@ -243,6 +253,11 @@ func (c *Client) apply(ctx context.Context, set desiredSet) (*Plan, addresses, e
 	for _, x := range alloc {
 		p.Allocate = append(p.Allocate, x.Change)
 	}
+	for _, x := range p.configure {
+		if x.obj != nil && holdsUnallocated(x.obj) {
+			return nil, addresses{}, fmt.Errorf("nsxt: %s %s would be written with an address NSX has not allocated", x.Type, x.Path)
+		}
+	}
 	c.log.Info("nsx configure", zap.String("cluster", set.cluster), zap.Int("changes", len(p.configure)))
 	if err := c.patch(ctx, p.configure); err != nil {
 		return nil, addresses{}, err
@@ -257,6 +272,28 @@ func (c *Client) apply(ctx context.Context, set desiredSet) (*Plan, addresses, e
 		return nil, addresses{}, err
 	}
 	return p, addr, nil
+}
+
+// holdsUnallocated reports whether a body still holds the dry-run
+// placeholder anywhere.
+func holdsUnallocated(v any) bool {
+	switch x := v.(type) {
+	case string:
+		return strings.Contains(x, unallocated)
+	case []any:
+		for _, e := range x {
+			if holdsUnallocated(e) {
+				return true
+			}
+		}
+	case map[string]any:
+		for _, e := range x {
+			if holdsUnallocated(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // addresses reads the subnets and addresses NSX allocated for the IPAM
@@ -317,10 +354,19 @@ func (c *Client) realized(ctx context.Context, path string, wait bool) (map[stri
 		if err != nil {
 			return nil, apiError("realized state of "+path, err)
 		}
+		// Every realized entity of the intent counts: any ERROR is an
+		// error, only all REALIZED is realized.
 		state, msg := "UNREALIZED", ""
 		attrs := map[string]string{}
+		realized := 0
 		for _, e := range res.Results {
-			if e.State != nil {
+			switch {
+			case e.State == nil:
+			case *e.State == "ERROR":
+				state = "ERROR"
+			case *e.State == "REALIZED":
+				realized++
+			case state != "ERROR":
 				state = *e.State
 			}
 			if e.RuntimeError != nil {
@@ -336,6 +382,9 @@ func (c *Client) realized(ctx context.Context, path string, wait bool) (map[stri
 					attrs[*kv.Key] = kv.Values[0]
 				}
 			}
+		}
+		if state != "ERROR" && len(res.Results) > 0 && realized == len(res.Results) {
+			state = "REALIZED"
 		}
 		switch {
 		case state == "REALIZED":

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -52,7 +53,10 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 	for i, raw := range cfg.URLs {
 		u, err := url.Parse(raw)
 		if err != nil || u.Scheme != "https" || u.Host == "" {
-			return nil, fmt.Errorf("nsxt: Config.URLs[%d] %q is not an https URL", i, raw)
+			return nil, fmt.Errorf("nsxt: Config.URLs[%d] is not an https URL", i)
+		}
+		if u.User != nil {
+			return nil, fmt.Errorf("nsxt: Config.URLs[%d] carries credentials; set Username and Password instead", i)
 		}
 		managers = append(managers, u)
 	}
@@ -70,6 +74,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 	}
 	routeRuntimeLog(o.log)
 	base := &http.Transport{
+		// A manager that is powered off drops packets rather than refusing
+		// connections: give up on it after 10s and try the next.
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:     tlsCfg,
 		MaxIdleConnsPerHost: 16,
 		IdleConnTimeout:     90 * time.Second,

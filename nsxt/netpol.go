@@ -113,7 +113,7 @@ func selectorCriteria(field string, sel LabelSelector, prefix string, base []con
 		switch r.Operator {
 		case "In":
 			if len(r.Values) == 0 {
-				return nil, &FieldError{f + ".Values", "", "In needs values"}
+				return nil, &FieldError{"NetworkPolicy", f + ".Values", "", "In needs values"}
 			}
 			var next criteria
 			for _, c := range out {
@@ -137,15 +137,15 @@ func selectorCriteria(field string, sel LabelSelector, prefix string, base []con
 				out[j] = append(out[j], condition{"NOTEQUALS", prefix + r.Key, ""})
 			}
 		default:
-			return nil, &FieldError{f + ".Operator", r.Operator, "must be In, NotIn, Exists or DoesNotExist"}
+			return nil, &FieldError{"NetworkPolicy", f + ".Operator", r.Operator, "must be In, NotIn, Exists or DoesNotExist"}
 		}
 	}
 	if len(out) > maxCriteria {
-		return nil, &FieldError{field, fmt.Sprint(len(out)), fmt.Sprintf("needs %d OR-ed criteria; an NSX group takes %d", len(out), maxCriteria)}
+		return nil, &FieldError{"NetworkPolicy", field, fmt.Sprint(len(out)), fmt.Sprintf("needs %d OR-ed criteria; an NSX group takes %d", len(out), maxCriteria)}
 	}
 	for _, c := range out {
 		if len(c) > maxConditions {
-			return nil, &FieldError{field, fmt.Sprint(len(c)), fmt.Sprintf("needs %d conditions; an NSX group criterion takes %d", len(c), maxConditions)}
+			return nil, &FieldError{"NetworkPolicy", field, fmt.Sprint(len(c)), fmt.Sprintf("needs %d conditions; an NSX group criterion takes %d", len(c), maxConditions)}
 		}
 	}
 	return out, nil
@@ -248,17 +248,17 @@ func (np NetworkPolicy) Translate() ([]Object, error) {
 
 func (np NetworkPolicy) validate() error {
 	if !clusterIDRe.MatchString(np.ClusterID) {
-		return &FieldError{"ClusterID", np.ClusterID, "must be 1-40 lower-case letters, digits or '-'"}
+		return &FieldError{"NetworkPolicy", "ClusterID", np.ClusterID, "must be 1-40 lower-case letters, digits or '-'"}
 	}
 	if !dnsLabelRe.MatchString(np.Namespace) {
-		return &FieldError{"Namespace", np.Namespace, "is not a Kubernetes namespace name"}
+		return &FieldError{"NetworkPolicy", "Namespace", np.Namespace, "is not a Kubernetes namespace name"}
 	}
 	if np.Name == "" || len(np.Name) > 253 || strings.ToLower(np.Name) != np.Name || strings.ContainsAny(np.Name, "/ ") {
-		return &FieldError{"Name", np.Name, "is not a Kubernetes object name"}
+		return &FieldError{"NetworkPolicy", "Name", np.Name, "is not a Kubernetes object name"}
 	}
 	for i, t := range np.PolicyTypes {
 		if t != "Ingress" && t != "Egress" {
-			return &FieldError{fmt.Sprintf("PolicyTypes[%d]", i), t, "must be Ingress or Egress"}
+			return &FieldError{"NetworkPolicy", fmt.Sprintf("PolicyTypes[%d]", i), t, "must be Ingress or Egress"}
 		}
 	}
 	return nil
@@ -363,15 +363,15 @@ func (np NetworkPolicy) peerExpression(field string, p Peer) ([]*data.StructValu
 		}
 	}
 	if set != 1 {
-		return nil, &FieldError{field, "", "must set podSelector/namespaceSelector or ipBlock, not both or neither"}
+		return nil, &FieldError{"NetworkPolicy", field, "", "must set podSelector/namespaceSelector or ipBlock, not both or neither"}
 	}
 	if b := p.IPBlock; b != nil {
 		pfx, err := netip.ParsePrefix(b.CIDR)
 		if err != nil {
-			return nil, &FieldError{field + ".IPBlock.CIDR", b.CIDR, "is not a CIDR"}
+			return nil, &FieldError{"NetworkPolicy", field + ".IPBlock.CIDR", b.CIDR, "is not a CIDR"}
 		}
 		if len(b.Except) > 0 {
-			return nil, &FieldError{field + ".IPBlock.Except", strings.Join(b.Except, ","), "is not supported: an NSX group cannot subtract addresses"}
+			return nil, &FieldError{"NetworkPolicy", field + ".IPBlock.Except", strings.Join(b.Except, ","), "is not supported: an NSX group cannot subtract addresses"}
 		}
 		return []*data.StructValue{mustStruct(model.IPAddressExpression{ResourceType: "IPAddressExpression",
 			Id: ptr("ip"), IpAddresses: []string{pfx.Masked().String()}}, model.IPAddressExpressionBindingType())}, nil
@@ -397,7 +397,7 @@ func (np NetworkPolicy) peerExpression(field string, p Peer) ([]*data.StructValu
 			out = append(out, more...)
 		}
 		if len(out) > maxCriteria {
-			return nil, &FieldError{field, fmt.Sprint(len(out)), fmt.Sprintf("needs %d OR-ed criteria; an NSX group takes %d", len(out), maxCriteria)}
+			return nil, &FieldError{"NetworkPolicy", field, fmt.Sprint(len(out)), fmt.Sprintf("needs %d OR-ed criteria; an NSX group takes %d", len(out), maxCriteria)}
 		}
 		cr = out
 	}
@@ -412,13 +412,13 @@ func serviceEntries(field string, ports []PolicyPort) ([]*data.StructValue, erro
 		f := fmt.Sprintf("%s.Ports[%d]", field, i)
 		proto := strings.ToUpper(orDefaultS(p.Protocol, "TCP"))
 		if proto != "TCP" && proto != "UDP" {
-			return nil, &FieldError{f + ".Protocol", p.Protocol, "must be TCP or UDP"}
+			return nil, &FieldError{"NetworkPolicy", f + ".Protocol", p.Protocol, "must be TCP or UDP"}
 		}
 		if p.Named != "" {
-			return nil, &FieldError{f + ".Port", p.Named, "named ports are not supported: NSX rules match port numbers"}
+			return nil, &FieldError{"NetworkPolicy", f + ".Port", p.Named, "named ports are not supported: NSX rules match port numbers"}
 		}
 		if p.Port < 0 || p.Port > 65535 || (p.EndPort != 0 && (p.EndPort < p.Port || p.EndPort > 65535 || p.Port == 0)) {
-			return nil, &FieldError{f, fmt.Sprintf("%d-%d", p.Port, p.EndPort), "is not a port or port range"}
+			return nil, &FieldError{"NetworkPolicy", f, fmt.Sprintf("%d-%d", p.Port, p.EndPort), "is not a port or port range"}
 		}
 		e := model.L4PortSetServiceEntry{ResourceType: "L4PortSetServiceEntry", Id: ptr(fmt.Sprintf("port%d", i)), L4Protocol: ptr(proto)}
 		switch {

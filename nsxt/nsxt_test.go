@@ -547,3 +547,19 @@ func TestEmptiedListsAreCleared(t *testing.T) {
 	require.Equal(t, 1, writes)
 	require.Empty(t, e.sim.Object(rule)["service_entries"], "no ports: every port")
 }
+
+func TestAllocationsCannotChangeInPlace(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	ctx := context.Background()
+	topo := topology(e.sim, "c1", "a")
+	_, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	topo.NamespaceSubnetSize = 512
+	_, err = e.c.BuildTopology(ctx, topo)
+	var fe *nsxt.FieldError
+	require.ErrorAs(t, err, &fe)
+	require.Contains(t, fe.Field, "NamespaceSubnetSize")
+	require.Contains(t, fe.Value, "ip-subnets/ns_a")
+	_, err = e.c.PlanTopology(ctx, topo)
+	require.ErrorAs(t, err, &fe, "the dry run says so too")
+}

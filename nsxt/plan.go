@@ -211,6 +211,13 @@ func diff(want []intent, cur current) ([]pending, error) {
 			continue
 		}
 		sort.Strings(fields)
+		if in.ipam && in.rtype != "IpAddressPool" {
+			// NSX allocates once: a subnet's size and block, an address,
+			// cannot change in place.
+			obj, field := immutableField(in.rtype)
+			return nil, &FieldError{Object: obj, Field: field, Value: in.path,
+				Reason: fmt.Sprintf("cannot change once NSX has allocated it (%s differs); delete the cluster or namespace network first", strings.Join(fields, ", "))}
+		}
 		var rev *int64
 		if n, ok := have["_revision"].(json.Number); ok {
 			if i, err := n.Int64(); err == nil {
@@ -220,6 +227,15 @@ func diff(want []intent, cur current) ([]pending, error) {
 		out = append(out, pending{Change: Change{Action: Update, Path: in.path, Type: in.rtype, Fields: fields}, obj: m, revision: rev})
 	}
 	return out, nil
+}
+
+// immutableField names the spec field behind an allocation: a subnet's
+// size (Topology) or a Service's address (LoadBalancer).
+func immutableField(rtype string) (object, field string) {
+	if rtype == "IpAddressPoolBlockSubnet" {
+		return "Topology", "NodeSubnetSize/NamespaceSubnetSize"
+	}
+	return "LoadBalancer", "IP"
 }
 
 // subset reports whether have holds everything want says: maps may carry

@@ -48,24 +48,24 @@ type LoadBalancerStatus struct {
 // field.
 func (lb LoadBalancer) Validate() error {
 	if !clusterIDRe.MatchString(lb.ClusterID) {
-		return &FieldError{"ClusterID", lb.ClusterID, "must be 1-40 lower-case letters, digits or '-'"}
+		return &FieldError{"LoadBalancer", "ClusterID", lb.ClusterID, "must be 1-40 lower-case letters, digits or '-'"}
 	}
 	if !dnsLabelRe.MatchString(lb.Namespace) {
-		return &FieldError{"Namespace", lb.Namespace, "is not a Kubernetes namespace name"}
+		return &FieldError{"LoadBalancer", "Namespace", lb.Namespace, "is not a Kubernetes namespace name"}
 	}
 	if !dnsLabelRe.MatchString(lb.Name) {
-		return &FieldError{"Name", lb.Name, "is not a Kubernetes Service name"}
+		return &FieldError{"LoadBalancer", "Name", lb.Name, "is not a Kubernetes Service name"}
 	}
 	if !strings.HasPrefix(lb.FloatingIPPoolPath, "/infra/ip-pools/") {
-		return &FieldError{"FloatingIPPoolPath", lb.FloatingIPPoolPath, "must be a policy path starting with /infra/ip-pools/"}
+		return &FieldError{"LoadBalancer", "FloatingIPPoolPath", lb.FloatingIPPoolPath, "must be a policy path starting with /infra/ip-pools/"}
 	}
 	if lb.IP != "" {
 		if _, err := netip.ParseAddr(lb.IP); err != nil {
-			return &FieldError{"IP", lb.IP, "is not an IP address"}
+			return &FieldError{"LoadBalancer", "IP", lb.IP, "is not an IP address"}
 		}
 	}
 	if len(lb.Ports) == 0 {
-		return &FieldError{"Ports", "", "a LoadBalancer Service needs at least one port"}
+		return &FieldError{"LoadBalancer", "Ports", "", "a LoadBalancer Service needs at least one port"}
 	}
 	seen := map[string]bool{}
 	for i, p := range lb.Ports {
@@ -73,23 +73,23 @@ func (lb LoadBalancer) Validate() error {
 		switch p.protocol() {
 		case "TCP", "UDP":
 		default:
-			return &FieldError{f + ".Protocol", p.Protocol, "must be TCP or UDP (the NSX load balancer has no SCTP)"}
+			return &FieldError{"LoadBalancer", f + ".Protocol", p.Protocol, "must be TCP or UDP (the NSX load balancer has no SCTP)"}
 		}
 		if p.Port < 1 || p.Port > 65535 {
-			return &FieldError{f + ".Port", strconv.Itoa(p.Port), "must be 1-65535"}
+			return &FieldError{"LoadBalancer", f + ".Port", strconv.Itoa(p.Port), "must be 1-65535"}
 		}
 		if p.NodePort < 1 || p.NodePort > 65535 {
-			return &FieldError{f + ".NodePort", strconv.Itoa(p.NodePort), "must be 1-65535"}
+			return &FieldError{"LoadBalancer", f + ".NodePort", strconv.Itoa(p.NodePort), "must be 1-65535"}
 		}
 		key := p.protocol() + strconv.Itoa(p.Port)
 		if seen[key] {
-			return &FieldError{f, key, "is listed twice"}
+			return &FieldError{"LoadBalancer", f, key, "is listed twice"}
 		}
 		seen[key] = true
 	}
 	for i, n := range lb.Nodes {
 		if _, err := netip.ParseAddr(n); err != nil {
-			return &FieldError{fmt.Sprintf("Nodes[%d]", i), n, "is not an IP address"}
+			return &FieldError{"LoadBalancer", fmt.Sprintf("Nodes[%d]", i), n, "is not an IP address"}
 		}
 	}
 	return nil
@@ -193,10 +193,13 @@ func (c *Client) EnsureLoadBalancer(ctx context.Context, lb LoadBalancer) (*Load
 func (c *Client) DeleteLoadBalancer(ctx context.Context, clusterID, namespace, name string) (*Teardown, error) {
 	lb := LoadBalancer{ClusterID: clusterID, Namespace: namespace, Name: name}
 	if !clusterIDRe.MatchString(clusterID) {
-		return nil, &FieldError{"ClusterID", clusterID, "must be 1-40 lower-case letters, digits or '-'"}
+		return nil, &FieldError{"LoadBalancer", "ClusterID", clusterID, "must be 1-40 lower-case letters, digits or '-'"}
 	}
-	if !dnsLabelRe.MatchString(namespace) || !dnsLabelRe.MatchString(name) {
-		return nil, &FieldError{"Name", lb.key(), "is not a Kubernetes namespace/name"}
+	if !dnsLabelRe.MatchString(namespace) {
+		return nil, &FieldError{"LoadBalancer", "Namespace", namespace, "is not a Kubernetes namespace name"}
+	}
+	if !dnsLabelRe.MatchString(name) {
+		return nil, &FieldError{"LoadBalancer", "Name", name, "is not a Kubernetes Service name"}
 	}
 	return c.teardown(ctx, clusterID, namespace, func(m map[string]any) bool { return hasTag(m, TagService, lb.key()) })
 }

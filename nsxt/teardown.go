@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/infra"
 	"go.uber.org/zap"
+
+	"github.com/kubefoundry/kubefoundry/internal/retry"
 )
 
 // Teardown reports what TeardownTopology or TeardownNamespace deleted.
@@ -23,7 +26,7 @@ type Teardown struct {
 // finds nothing and writes nothing.
 func (c *Client) TeardownTopology(ctx context.Context, clusterID string) (*Teardown, error) {
 	if !clusterIDRe.MatchString(clusterID) {
-		return nil, &FieldError{"ClusterID", clusterID, "must be 1-40 lower-case letters, digits or '-'"}
+		return nil, &FieldError{"Topology", "ClusterID", clusterID, "must be 1-40 lower-case letters, digits or '-'"}
 	}
 	return c.teardown(ctx, clusterID, "", nil)
 }
@@ -33,10 +36,10 @@ func (c *Client) TeardownTopology(ctx context.Context, clusterID string) (*Teard
 // next BuildTopology must not list the namespace, or it comes back.
 func (c *Client) TeardownNamespace(ctx context.Context, clusterID, namespace string) (*Teardown, error) {
 	if !clusterIDRe.MatchString(clusterID) {
-		return nil, &FieldError{"ClusterID", clusterID, "must be 1-40 lower-case letters, digits or '-'"}
+		return nil, &FieldError{"Topology", "ClusterID", clusterID, "must be 1-40 lower-case letters, digits or '-'"}
 	}
 	if !dnsLabelRe.MatchString(namespace) {
-		return nil, &FieldError{"Namespace", namespace, "is not a Kubernetes namespace name"}
+		return nil, &FieldError{"Topology", "Namespace", namespace, "is not a Kubernetes namespace name"}
 	}
 	return c.teardown(ctx, clusterID, namespace, nil)
 }
@@ -45,35 +48,56 @@ func (c *Client) TeardownNamespace(ctx context.Context, clusterID, namespace str
 // those member accepts when it is not nil.
 func (c *Client) teardown(ctx context.Context, clusterID, namespace string, member func(map[string]any) bool) (*Teardown, error) {
 	ctx, writes := countWrites(ctx)
-	var lastErr error
-	for attempt := 0; attempt < conflictRetries; attempt++ {
+	out := &Teardown{}
+	seen := map[string]bool{}
+	// NSX's search index follows writes with a delay: objects made just
+	// before may show up only on a later read, and objects just deleted
+	// may still show. Search again after deleting, until a search finds
+	// nothing new (a few rounds at most).
+	bo := retry.Backoff{Initial: 250 * time.Millisecond, Max: 4 * time.Second}
+	for round := 0; round < conflictRetries; round++ {
 		cur, err := c.owned(ctx, clusterID, namespace)
 		if err != nil {
 			return nil, err
 		}
 		for p, m := range cur {
-			if member != nil && !member(m) {
+			if (member != nil && !member(m)) || seen[p] {
 				delete(cur, p)
 			}
 		}
-		dels := deletions(nil, cur)
-		out := &Teardown{}
-		for _, d := range dels {
-			out.Deleted = append(out.Deleted, d.Path)
+		if len(cur) == 0 {
+			break
 		}
-		sort.Strings(out.Deleted)
+		dels := deletions(nil, cur)
 		c.log.Info("nsx teardown", zap.String("cluster", clusterID), zap.String("namespace", namespace), zap.Int("objects", len(dels)))
 		err = c.patch(ctx, dels)
-		if err == nil {
-			out.Writes = int(writes.Load())
-			return out, nil
-		}
-		if !errors.Is(err, ErrConflict) {
+		switch {
+		case err == nil:
+			for _, d := range dels {
+				seen[d.Path] = true
+				out.Deleted = append(out.Deleted, d.Path)
+			}
+		case errors.Is(err, ErrConflict) || errors.Is(err, ErrInvalid):
+			// A stale read (an object changed, or a child the index did
+			// not show yet): read again.
+			c.log.Info("nsx teardown refused; reading again", zap.Error(err))
+			if round+1 == conflictRetries {
+				return nil, err
+			}
+		default:
 			return nil, err
 		}
-		lastErr = err
+		if !bo.Sleep(ctx) {
+			cause := context.Cause(ctx)
+			if cause == nil {
+				cause = context.DeadlineExceeded
+			}
+			return nil, fmt.Errorf("nsxt: teardown of %s: %w", clusterID, cause)
+		}
 	}
-	return nil, lastErr
+	sort.Strings(out.Deleted)
+	out.Writes = int(writes.Load())
+	return out, nil
 }
 
 // checkInventory reads the pre-existing objects t refers to in one search
@@ -94,7 +118,7 @@ func (c *Client) checkInventory(ctx context.Context, t Topology) error {
 	}
 	for _, f := range fields {
 		if !found[f.path] {
-			return &FieldError{f.name, f.path, "does not exist in NSX"}
+			return &FieldError{"Topology", f.name, f.path, "does not exist in NSX"}
 		}
 	}
 	return nil

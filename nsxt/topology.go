@@ -81,21 +81,26 @@ var (
 	dnsLabelRe  = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 )
 
-// FieldError names the field of a Topology that is wrong.
+// FieldError names the field of a spec that is wrong. It wraps
+// ErrInvalid.
 type FieldError struct {
+	Object string // Topology, LoadBalancer or NetworkPolicy
 	Field  string
 	Value  string
 	Reason string
 }
 
 func (e *FieldError) Error() string {
-	return fmt.Sprintf("nsxt: Topology.%s %q: %s", e.Field, e.Value, e.Reason)
+	return fmt.Sprintf("nsxt: %s.%s %q: %s", e.Object, e.Field, e.Value, e.Reason)
 }
+
+// Unwrap lets errors.Is(err, ErrInvalid) match.
+func (e *FieldError) Unwrap() error { return ErrInvalid }
 
 // Validate checks t and returns a *FieldError naming the first wrong field.
 func (t Topology) Validate() error {
 	if !clusterIDRe.MatchString(t.ClusterID) {
-		return &FieldError{"ClusterID", t.ClusterID, "must be 1-40 lower-case letters, digits or '-'"}
+		return &FieldError{"Topology", "ClusterID", t.ClusterID, "must be 1-40 lower-case letters, digits or '-'"}
 	}
 	for _, f := range []struct{ name, val, prefix string }{
 		{"Tier0Path", t.Tier0Path, "/infra/tier-0s/"},
@@ -106,25 +111,25 @@ func (t Topology) Validate() error {
 		{"FloatingIPPoolPath", t.FloatingIPPoolPath, "/infra/ip-pools/"},
 	} {
 		if len(f.val) <= len(f.prefix) || f.val[:len(f.prefix)] != f.prefix {
-			return &FieldError{f.name, f.val, "must be a policy path starting with " + f.prefix}
+			return &FieldError{"Topology", f.name, f.val, "must be a policy path starting with " + f.prefix}
 		}
 	}
 	switch t.LBSize {
 	case "", "SMALL", "MEDIUM", "LARGE", "XLARGE":
 	default:
-		return &FieldError{"LBSize", t.LBSize, "must be SMALL, MEDIUM, LARGE or XLARGE"}
+		return &FieldError{"Topology", "LBSize", t.LBSize, "must be SMALL, MEDIUM, LARGE or XLARGE"}
 	}
 	for _, p := range []struct {
 		name string
 		v    int
 	}{{"APIPort", t.APIPort}, {"APIMemberPort", t.APIMemberPort}} {
 		if p.v < 0 || p.v > 65535 {
-			return &FieldError{p.name, strconv.Itoa(p.v), "must be a TCP port"}
+			return &FieldError{"Topology", p.name, strconv.Itoa(p.v), "must be a TCP port"}
 		}
 	}
 	for i, m := range t.APIMembers {
 		if _, err := netip.ParseAddr(m); err != nil {
-			return &FieldError{fmt.Sprintf("APIMembers[%d]", i), m, "is not an IP address"}
+			return &FieldError{"Topology", fmt.Sprintf("APIMembers[%d]", i), m, "is not an IP address"}
 		}
 	}
 	for _, s := range []struct {
@@ -132,16 +137,16 @@ func (t Topology) Validate() error {
 		v    int
 	}{{"NodeSubnetSize", t.NodeSubnetSize}, {"NamespaceSubnetSize", t.NamespaceSubnetSize}} {
 		if s.v != 0 && (s.v < 4 || s.v&(s.v-1) != 0) {
-			return &FieldError{s.name, strconv.Itoa(s.v), "must be a power of two of at least 4"}
+			return &FieldError{"Topology", s.name, strconv.Itoa(s.v), "must be a power of two of at least 4"}
 		}
 	}
 	seen := map[string]bool{}
 	for i, ns := range t.Namespaces {
 		if !dnsLabelRe.MatchString(ns) {
-			return &FieldError{fmt.Sprintf("Namespaces[%d]", i), ns, "is not a Kubernetes namespace name"}
+			return &FieldError{"Topology", fmt.Sprintf("Namespaces[%d]", i), ns, "is not a Kubernetes namespace name"}
 		}
 		if seen[ns] {
-			return &FieldError{fmt.Sprintf("Namespaces[%d]", i), ns, "is listed twice"}
+			return &FieldError{"Topology", fmt.Sprintf("Namespaces[%d]", i), ns, "is listed twice"}
 		}
 		seen[ns] = true
 	}

@@ -41,6 +41,9 @@ func (p *Provider) EnsureNamespaceNetwork(ctx context.Context, namespace string)
 	if err != nil {
 		return "", err
 	}
+	if !n.Subnet.IsValid() {
+		return "", fmt.Errorf("nsxtnet: namespace %s has no subnet from NSX yet", namespace)
+	}
 	return n.Subnet.String(), nil
 }
 
@@ -60,21 +63,21 @@ func NetworkPolicy(clusterID string, np *networkingv1.NetworkPolicy) (nsxt.Netwo
 		out.PolicyTypes = append(out.PolicyTypes, string(t))
 	}
 	for i, r := range np.Spec.Ingress {
-		rule, err := policyRule(fmt.Sprintf("spec.ingress[%d]", i), r.From, r.Ports)
+		rule, err := policyRule(fmt.Sprintf("Ingress[%d]", i), r.From, r.Ports)
 		if err != nil {
 			return out, err
 		}
 		out.Ingress = append(out.Ingress, rule)
 	}
 	for i, r := range np.Spec.Egress {
-		rule, err := policyRule(fmt.Sprintf("spec.egress[%d]", i), r.To, r.Ports)
+		rule, err := policyRule(fmt.Sprintf("Egress[%d]", i), r.To, r.Ports)
 		if err != nil {
 			return out, err
 		}
 		out.Egress = append(out.Egress, rule)
 	}
 	if np.Namespace == "" {
-		return out, fmt.Errorf("nsxtnet: NetworkPolicy %q has no namespace", np.Name)
+		return out, &nsxt.FieldError{Object: "NetworkPolicy", Field: "Namespace", Value: "", Reason: "NetworkPolicy " + np.Name + " has no namespace"}
 	}
 	return out, nil
 }
@@ -110,7 +113,8 @@ func policyRule(field string, peers []networkingv1.NetworkPolicyPeer, ports []ne
 		}
 		if p.EndPort != nil {
 			if p.Port == nil {
-				return r, fmt.Errorf("nsxtnet: %s.ports[%d]: endPort without port", field, i)
+				return r, &nsxt.FieldError{Object: "NetworkPolicy", Field: fmt.Sprintf("%s.Ports[%d].EndPort", field, i),
+					Value: fmt.Sprint(*p.EndPort), Reason: "endPort needs a port"}
 			}
 			pp.EndPort = int(*p.EndPort)
 		}
