@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -35,14 +36,15 @@ type Config struct {
 	Timeout time.Duration `json:"timeout,omitempty"`
 }
 
-// String describes the configuration with the password redacted.
+// String describes the configuration with the password redacted, the
+// one in Password and any user information in URL.
 func (c Config) String() string {
 	pw := ""
 	if c.Password != "" {
 		pw = "--- REDACTED ---"
 	}
 	return fmt.Sprintf("harbor.Config{URL: %q, Username: %q, Password: %q, CACert: %d bytes, Insecure: %t, Timeout: %s}",
-		c.URL, c.Username, pw, len(c.CACert), c.Insecure, c.Timeout)
+		redact(c.URL), c.Username, pw, len(c.CACert), c.Insecure, c.Timeout)
 }
 
 // GoString makes %#v as safe as %v.
@@ -115,13 +117,19 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("harbor: %s does not answer: %w", redact(cfg.URL), err)
 	}
 	if _, err := c.api.User.GetCurrentUserInfo(ctx, user.NewGetCurrentUserInfoParams()); err != nil {
-		// A robot account has no user record: its token still works on
-		// what it is allowed to, so only a refusal of the credentials
-		// themselves fails New.
-		if e := apiError("log in as "+cfg.Username, err); isKind(e, ErrUnauthorized) {
+		// A robot account has no user record and gets another answer
+		// (Harbor answers 412); its credentials still work on what it
+		// is allowed to. What fails New is a refusal of the credentials
+		// (401), a Harbor that cannot answer (5xx) and a request that
+		// did not get an answer at all.
+		e := apiError("log in as "+cfg.Username, err)
+		var ae *APIError
+		if !errors.As(e, &ae) || ae.Status == http.StatusUnauthorized || ae.Status >= 500 || ae.Status == 0 {
 			tr.CloseIdleConnections()
 			return nil, e
 		}
+		c.log.Debug("harbor current user check refused; taking the credentials for a robot's",
+			zap.String("username", cfg.Username), zap.Int("status", ae.Status))
 	}
 	return c, nil
 }

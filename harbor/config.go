@@ -2,6 +2,7 @@ package harbor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -11,16 +12,19 @@ import (
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/models"
 )
 
-// LDAPConfig is Harbor's LDAP authentication setting.
+// LDAPConfig is Harbor's LDAP authentication setting. ConfigureLDAP
+// sends only the fields that are set: an empty optional field, the
+// search password above all, leaves what Harbor holds as it is.
 type LDAPConfig struct {
 	URL            string // ldaps://ldap.example.com:636
 	SearchDN       string
 	SearchPassword string
 	BaseDN         string
 	Filter         string // (objectClass=person)
-	UID            string // uid or sAMAccountName
-	// Scope: 0 base, 1 one level, 2 subtree (the default).
-	Scope      int64
+	UID            string // uid or sAMAccountName; uid when empty
+	// Scope of the user search: "base", "onelevel" or "subtree" (the
+	// default when empty).
+	Scope      string
 	VerifyCert bool
 	// Group settings, for LDAP groups as project members.
 	GroupBaseDN     string
@@ -30,41 +34,57 @@ type LDAPConfig struct {
 	GroupMembership string // memberof
 }
 
+// LDAP search scopes and the numbers Harbor knows them by.
+var ldapScopes = map[string]int64{"base": 0, "onelevel": 1, "subtree": 2}
+
 // String never shows the search password.
 func (l LDAPConfig) String() string {
 	pw := ""
 	if l.SearchPassword != "" {
 		pw = "--- REDACTED ---"
 	}
-	return fmt.Sprintf("harbor.LDAPConfig{URL: %q, SearchDN: %q, SearchPassword: %q, BaseDN: %q, UID: %q, Scope: %d}",
+	return fmt.Sprintf("harbor.LDAPConfig{URL: %q, SearchDN: %q, SearchPassword: %q, BaseDN: %q, UID: %q, Scope: %q}",
 		l.URL, l.SearchDN, pw, l.BaseDN, l.UID, l.Scope)
 }
 
 // GoString makes %#v as safe as %v.
 func (l LDAPConfig) GoString() string { return l.String() }
 
+// validate returns every problem of l at once.
 func (l LDAPConfig) validate() error {
+	var errs []error
 	u, err := url.Parse(l.URL)
 	if err != nil || (u.Scheme != "ldap" && u.Scheme != "ldaps") || u.Host == "" {
-		return &FieldError{"LDAPConfig.URL", l.URL, "must be an ldap:// or ldaps:// URL"}
+		errs = append(errs, &FieldError{"LDAPConfig.URL", l.URL, "must be an ldap:// or ldaps:// URL"})
 	}
 	if l.BaseDN == "" {
-		return &FieldError{"LDAPConfig.BaseDN", "", "is required"}
+		errs = append(errs, &FieldError{"LDAPConfig.BaseDN", "", "is required"})
 	}
-	if l.Scope < 0 || l.Scope > 2 {
-		return &FieldError{"LDAPConfig.Scope", fmt.Sprint(l.Scope), "must be 0 (base), 1 (one level) or 2 (subtree)"}
+	if _, ok := ldapScopes[l.Scope]; !ok && l.Scope != "" {
+		errs = append(errs, &FieldError{"LDAPConfig.Scope", l.Scope, "must be base, onelevel or subtree"})
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
+// scope is Harbor's number for l.Scope; subtree when empty.
 func (l LDAPConfig) scope() int64 {
-	if l.Scope == 0 && l.BaseDN != "" {
-		return 2
+	if l.Scope == "" {
+		return ldapScopes["subtree"]
 	}
-	return l.Scope
+	return ldapScopes[l.Scope]
+}
+
+// nonEmpty points at s, or is nil for an empty s so that it is not sent.
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // OIDCConfig is Harbor's OpenID Connect authentication setting.
+// ConfigureOIDC sends only the fields that are set: an empty optional
+// field, the client secret above all, leaves what Harbor holds as it is.
 type OIDCConfig struct {
 	Name         string
 	Endpoint     string // the issuer, https://login.example.com
@@ -99,10 +119,12 @@ func (c *Client) ConfigureLDAP(ctx context.Context, l LDAPConfig, setAuthMode bo
 		return err
 	}
 	cfg := &models.Configurations{
-		LdapURL: ptr(l.URL), LdapSearchDn: ptr(l.SearchDN), LdapSearchPassword: ptr(l.SearchPassword), LdapBaseDn: ptr(l.BaseDN),
-		LdapFilter: ptr(l.Filter), LdapUID: ptr(orDefault(l.UID, "uid")), LdapScope: ptr(l.scope()), LdapVerifyCert: &l.VerifyCert,
-		LdapGroupBaseDn: ptr(l.GroupBaseDN), LdapGroupSearchFilter: ptr(l.GroupFilter), LdapGroupAttributeName: ptr(l.GroupNameAttr),
-		LdapGroupAdminDn: ptr(l.GroupAdminDN), LdapGroupMembershipAttribute: ptr(l.GroupMembership),
+		LdapURL: ptr(l.URL), LdapSearchDn: nonEmpty(l.SearchDN), LdapSearchPassword: nonEmpty(l.SearchPassword),
+		LdapBaseDn: ptr(l.BaseDN), LdapFilter: nonEmpty(l.Filter), LdapUID: ptr(orDefault(l.UID, "uid")),
+		LdapScope: ptr(l.scope()), LdapVerifyCert: &l.VerifyCert,
+		LdapGroupBaseDn: nonEmpty(l.GroupBaseDN), LdapGroupSearchFilter: nonEmpty(l.GroupFilter),
+		LdapGroupAttributeName: nonEmpty(l.GroupNameAttr), LdapGroupAdminDn: nonEmpty(l.GroupAdminDN),
+		LdapGroupMembershipAttribute: nonEmpty(l.GroupMembership),
 	}
 	if setAuthMode {
 		cfg.AuthMode = ptr("ldap_auth")
@@ -126,8 +148,9 @@ func (c *Client) ConfigureOIDC(ctx context.Context, o OIDCConfig, setAuthMode bo
 		scope = append([]string{"openid"}, scope...)
 	}
 	cfg := &models.Configurations{OIDCName: ptr(o.Name), OIDCEndpoint: ptr(o.Endpoint), OIDCClientID: ptr(o.ClientID),
-		OIDCClientSecret: ptr(o.ClientSecret), OIDCScope: ptr(strings.Join(scope, ",")), OIDCVerifyCert: &o.VerifyCert,
-		OIDCAutoOnboard: &o.AutoOnboard, OIDCUserClaim: ptr(o.UserClaim), OIDCGroupsClaim: ptr(o.GroupsClaim), OIDCAdminGroup: ptr(o.AdminGroup)}
+		OIDCClientSecret: nonEmpty(o.ClientSecret), OIDCScope: ptr(strings.Join(scope, ",")), OIDCVerifyCert: &o.VerifyCert,
+		OIDCAutoOnboard: &o.AutoOnboard, OIDCUserClaim: nonEmpty(o.UserClaim), OIDCGroupsClaim: nonEmpty(o.GroupsClaim),
+		OIDCAdminGroup: nonEmpty(o.AdminGroup)}
 	if setAuthMode {
 		cfg.AuthMode = ptr("oidc_auth")
 	}

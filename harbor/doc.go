@@ -1,18 +1,22 @@
 // Package harbor manages what a platform team sets up in Harbor for each
 // cluster and team, through goharbor/go-client.
 //
-// What works today: New (URL, admin or robot credentials, a CA bundle, or
-// no TLS verification only when Config.Insecure says so; it checks that
-// Harbor answers and that the credentials are accepted); typed errors
-// (*APIError wrapping ErrNotFound, ErrConflict, ErrInvalid,
-// ErrUnauthorized, ErrForbidden); EnsureProject (public or private,
-// storage quota, CVE allowlist, scan on push, refusal of images with a
-// vulnerability of a severity or worse, signatures required; idempotent,
-// changing only what differs), GetProject, DeleteProject; members
-// (EnsureMember, RemoveMember, Members: users and LDAP or HTTP groups as
-// project admin, maintainer, developer, guest or limited guest);
-// project-scoped robot accounts (EnsureRobot with pull and/or push,
-// lifetime, disabling; RefreshRobotSecret; DeleteRobot) and PullSecret,
+// What works today: New (URL, administrator, user or robot credentials, a
+// CA bundle, or no TLS verification only when Config.Insecure says so; it
+// checks that Harbor answers and that the credentials are accepted);
+// typed errors (*APIError, for any error status, wrapping ErrNotFound,
+// ErrConflict, ErrInvalid, ErrUnauthorized, ErrForbidden; *FieldError for
+// a wrong spec; *ExpiredError for an expired robot); EnsureProject (public
+// or private, storage quota, the project's own CVE allowlist or the
+// system's, scan on push, refusal of images with a vulnerability of a
+// severity or worse, signatures required; idempotent, changing only what
+// differs; a project administrator can use it too, as long as it leaves
+// the quota, which Harbor shows to system administrators only, alone),
+// GetProject, DeleteProject; members (EnsureMember, RemoveMember, Members:
+// users and LDAP or HTTP groups as project admin, maintainer, developer,
+// guest or limited guest); project-scoped robot accounts (EnsureRobot with
+// pull and/or push, lifetime, disabling, found whatever Harbor's
+// robot_name_prefix; RefreshRobotSecret; DeleteRobot) and PullSecret,
 // which turns a robot into a kubernetes.io/dockerconfigjson Secret;
 // RegistryAccess, which asks Harbor's registry token service what the
 // client's credentials may do to a repository (a robot gets nothing
@@ -29,15 +33,20 @@
 //	secret, err := c.PullSecret(r, "default", "harbor-pull")
 //
 // LDAP and OIDC authentication settings (ConfigureLDAP, ConfigureOIDC,
-// AuthMode, PingLDAP); replication: registry endpoints (EnsureRegistry),
-// push or pull policies with name, tag and resource filters and a manual,
-// scheduled or event trigger (EnsureReplication), StartReplication and
-// WaitReplication following the execution; immutable-tag rules
-// (EnsureImmutableRule, ImmutableRules, DeleteImmutableRule); retention
-// (SetRetention with latest-pushed or pulled-within rules on a schedule,
-// RunRetention, dry run or not); garbage collection (SetGCSchedule, RunGC,
-// GCHistory); audit logs (AuditLogs by user, resource, operation and time
-// window). API gives go-client's own client for anything else.
+// which send only the settings given, so that an empty secret keeps the
+// one Harbor holds; AuthMode, PingLDAP); replication: registry endpoints
+// (EnsureRegistry), push or pull policies with name, tag and resource
+// filters and a manual, scheduled or event trigger (EnsureReplication),
+// StartReplication and WaitReplication following the execution;
+// immutable-tag rules (EnsureImmutableRule, ImmutableRules,
+// DeleteImmutableRule); retention (SetRetention with latest-pushed or
+// pulled-within rules on a schedule, RunRetention, dry run or not);
+// garbage collection (SetGCSchedule, RunGC, GCHistory); audit logs
+// (AuditLogs by user, resource, operation and time window, at most 100 a
+// call). EnsureProject, EnsureRobot, EnsureRegistry and EnsureReplication
+// may race with another caller creating the same thing: when Harbor
+// answers 409 they ensure the one that caller made. API gives go-client's
+// own client for anything else.
 //
 // A Client is safe for concurrent use. The tests run one suite against
 // harbor/simulator and, when KUBEFOUNDRY_HARBOR_URL is set, against a real

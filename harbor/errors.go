@@ -51,8 +51,6 @@ type withPayload interface {
 	GetPayload() *models.Errors
 }
 
-var statuses = []int{400, 401, 403, 404, 409, 412, 422, 500, 503}
-
 // apiError turns what go-client returned into an *APIError naming op.
 func apiError(op string, err error) error {
 	if err == nil {
@@ -63,7 +61,9 @@ func apiError(op string, err error) error {
 	var rae *runtime.APIError
 	switch {
 	case errors.As(err, &re):
-		for _, s := range statuses {
+		// Each response type knows its own status only by IsCode: ask
+		// for every error status rather than a list that misses some.
+		for s := 400; s < 600; s++ {
 			if re.IsCode(s) {
 				e.Status = s
 				break

@@ -14,6 +14,7 @@ import (
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/project"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/retention"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/models"
+	"go.uber.org/zap"
 )
 
 // ImmutableRule makes tags matching Tags in repositories matching
@@ -95,11 +96,14 @@ func (c *Client) EnsureImmutableRule(ctx context.Context, proj string, r Immutab
 	return 0, fmt.Errorf("harbor: immutable rule %s:%s not found after creating it", r.Repositories, r.Tags)
 }
 
-// DeleteImmutableRule deletes a rule.
+// DeleteImmutableRule deletes a rule; one that is gone is not an error.
 func (c *Client) DeleteImmutableRule(ctx context.Context, proj string, id int64) error {
 	_, err := c.api.Immutable.DeleteImmuRule(ctx, immutable.NewDeleteImmuRuleParams().WithProjectNameOrID(proj).
 		WithXIsResourceName(ptr(true)).WithImmutableRuleID(id))
-	return apiError(fmt.Sprintf("delete immutable rule %d of %s", id, proj), err)
+	if e := apiError(fmt.Sprintf("delete immutable rule %d of %s", id, proj), err); e != nil && !isKind(e, ErrNotFound) {
+		return e
+	}
+	return nil
 }
 
 // RetentionRule keeps, in repositories matching Repositories, the tags
@@ -177,11 +181,21 @@ func retentionID(p *models.Project) int64 {
 // RunRetention runs a retention policy now (dryRun: only report what it
 // would delete) and returns the execution id.
 func (c *Client) RunRetention(ctx context.Context, policyID int64, dryRun bool) (int64, error) {
-	_, _, err := c.api.Retention.TriggerRetentionExecution(ctx, retention.NewTriggerRetentionExecutionParams().
+	_, created, err := c.api.Retention.TriggerRetentionExecution(ctx, retention.NewTriggerRetentionExecutionParams().
 		WithID(policyID).WithBody(retention.TriggerRetentionExecutionBody{DryRun: dryRun}))
 	if err != nil {
 		return 0, apiError(fmt.Sprintf("run retention %d", policyID), err)
 	}
+	// Harbor answers 201 with the execution in Location
+	// (/api/v2.0/retentions/<policy>/executions/<id>).
+	if created != nil {
+		if id, ok := idFromLocation(created.Location); ok {
+			return id, nil
+		}
+	}
+	// Without it (a 200) the newest execution is taken for ours, which a
+	// concurrent run could make wrong.
+	c.log.Warn("harbor retention run without a Location; taking the newest execution", zap.Int64("policy", policyID))
 	res, err := c.api.Retention.ListRetentionExecutions(ctx, retention.NewListRetentionExecutionsParams().WithID(policyID).WithPageSize(ptr(int64(1))))
 	if err != nil {
 		return 0, apiError(fmt.Sprintf("list executions of retention %d", policyID), err)
@@ -236,8 +250,21 @@ func (c *Client) RunGC(ctx context.Context, deleteUntagged bool) error {
 	return apiError("run GC", err)
 }
 
-// GCHistory lists the latest garbage collections, newest first.
+// maxPage is the largest page Harbor serves.
+const maxPage = 100
+
+// pageSize is limit within (0, maxPage], maxPage when not positive.
+func pageSize(limit int64) int64 {
+	if limit <= 0 || limit > maxPage {
+		return maxPage
+	}
+	return limit
+}
+
+// GCHistory lists the latest garbage collections, newest first: limit of
+// them, at most 100 (Harbor's largest page), 100 when not positive.
 func (c *Client) GCHistory(ctx context.Context, limit int64) ([]GCRun, error) {
+	limit = pageSize(limit)
 	res, err := c.api.GC.GetGCHistory(ctx, gc.NewGetGCHistoryParams().WithSort(ptr("-creation_time")).WithPageSize(&limit))
 	if err != nil {
 		return nil, apiError("GC history", err)
@@ -274,7 +301,7 @@ type AuditQuery struct {
 	ResourceType string
 	Operation    string
 	Since, Until time.Time
-	Limit        int64 // 100 when zero
+	Limit        int64 // at most 100 (Harbor's largest page); 100 when zero
 }
 
 func (q AuditQuery) q() string {
@@ -300,10 +327,7 @@ func (q AuditQuery) q() string {
 
 // AuditLogs queries the audit log, newest first.
 func (c *Client) AuditLogs(ctx context.Context, q AuditQuery) ([]AuditEntry, error) {
-	limit := q.Limit
-	if limit <= 0 {
-		limit = 100
-	}
+	limit := pageSize(q.Limit)
 	p := auditlog.NewListAuditLogsParams().WithSort(ptr("-op_time")).WithPageSize(&limit)
 	if s := q.q(); s != "" {
 		p = p.WithQ(&s)

@@ -9,9 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/configure"
+	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/project"
+	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/replication"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/user"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/models"
 	"github.com/stretchr/testify/require"
@@ -41,14 +45,18 @@ type backend struct {
 	sim      *simulator.Server // nil for a real Harbor
 }
 
+// simulated is a backend on a new simulator, closed when t ends.
+func simulated(t *testing.T) backend {
+	t.Helper()
+	sim, err := simulator.New(simulator.Config{})
+	require.NoError(t, err)
+	t.Cleanup(sim.Close)
+	return backend{name: "simulator", url: sim.URL, user: "admin", pw: "Harbor12345", sim: sim}
+}
+
 // each runs fn against every backend, as a subtest named after it.
 func each(t *testing.T, fn func(t *testing.T, b backend)) {
-	t.Run("simulator", func(t *testing.T) {
-		sim, err := simulator.New(simulator.Config{})
-		require.NoError(t, err)
-		defer sim.Close()
-		fn(t, backend{name: "simulator", url: sim.URL, user: "admin", pw: "Harbor12345", sim: sim})
-	})
+	t.Run("simulator", func(t *testing.T) { fn(t, simulated(t)) })
 	url := os.Getenv("KUBEFOUNDRY_HARBOR_URL")
 	t.Run("harbor", func(t *testing.T) {
 		if url == "" {
@@ -65,7 +73,7 @@ func each(t *testing.T, fn func(t *testing.T, b backend)) {
 	})
 }
 
-// realOnlySkip skips what a real Harbor cannot be made to do in a test.
+// simulatorOnly skips what a real Harbor cannot be made to do in a test.
 func (b backend) simulatorOnly(t *testing.T, why string) {
 	if b.sim == nil {
 		t.Skipf("against the real Harbor: %s", why)
@@ -74,12 +82,20 @@ func (b backend) simulatorOnly(t *testing.T, why string) {
 
 func (b backend) client(t *testing.T, user, pw string) *harbor.Client {
 	t.Helper()
-	c, err := harbor.New(context.Background(), harbor.Config{URL: b.url, Username: user, Password: pw},
+	return clientAt(t, b.url, user, pw)
+}
+
+// clientAt is a client of the Harbor at url, such as a proxy's.
+func clientAt(t *testing.T, url, user, pw string) *harbor.Client {
+	t.Helper()
+	c, err := harbor.New(context.Background(), harbor.Config{URL: url, Username: user, Password: pw},
 		harbor.WithLogger(zaptest.NewLogger(t)))
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
 	return c
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func (b backend) admin(t *testing.T) *harbor.Client { return b.client(t, b.user, b.pw) }
 
@@ -105,7 +121,7 @@ func TestProjects(t *testing.T) {
 		require.NoError(t, err)
 		require.NotZero(t, p.ID)
 		require.Equal(t, harbor.Project{ID: p.ID, Name: name, StorageLimitBytes: 10 << 30, AutoScan: true,
-			PreventVulnerable: "high", CVEAllowlist: []string{"CVE-2021-44228"}}, *p)
+			PreventVulnerable: "high", CVEAllowlist: []string{"CVE-2021-44228"}, SystemCVEAllowlist: false}, *p)
 
 		again, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: name, StorageLimitBytes: 10 << 30,
 			AutoScan: true, PreventVulnerable: "high", CVEAllowlist: []string{"CVE-2021-44228"}})
@@ -116,7 +132,7 @@ func TestProjects(t *testing.T) {
 			PreventVulnerable: "critical"})
 		require.NoError(t, err)
 		require.Equal(t, harbor.Project{ID: p.ID, Name: name, Public: true, SignatureRequired: true,
-			PreventVulnerable: "critical", StorageLimitBytes: -1}, *changed)
+			PreventVulnerable: "critical", StorageLimitBytes: -1, SystemCVEAllowlist: true}, *changed)
 
 		var fe *harbor.FieldError
 		_, err = c.EnsureProject(ctx, harbor.ProjectSpec{Name: "Bad_Name"})
@@ -127,6 +143,81 @@ func TestProjects(t *testing.T) {
 		_, err = c.GetProject(ctx, name)
 		require.ErrorIs(t, err, harbor.ErrNotFound)
 		require.NoError(t, c.DeleteProject(ctx, name), "deleting what is gone is not an error")
+	})
+}
+
+// A project switched to the system CVE allowlist behind EnsureProject's
+// back gets its own allowlist back.
+func TestProjectAllowlistIsRepaired(t *testing.T) {
+	each(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		c := b.admin(t)
+		name := unique("kf-cve")
+		cleanupProject(t, c, name)
+		spec := harbor.ProjectSpec{Name: name, CVEAllowlist: []string{"CVE-2021-44228"}}
+		p, err := c.EnsureProject(ctx, spec)
+		require.NoError(t, err)
+		require.False(t, p.SystemCVEAllowlist)
+
+		reuse := func() string {
+			t.Helper()
+			res, err := c.API().Project.GetProject(ctx, project.NewGetProjectParams().WithProjectNameOrID(name).WithXIsResourceName(ptr(true)))
+			require.NoError(t, err)
+			require.NotNil(t, res.Payload.Metadata.ReuseSysCVEAllowlist)
+			return *res.Payload.Metadata.ReuseSysCVEAllowlist
+		}
+		require.Equal(t, "false", reuse())
+		_, err = c.API().Project.UpdateProject(ctx, project.NewUpdateProjectParams().WithProjectNameOrID(name).
+			WithXIsResourceName(ptr(true)).WithProject(&models.ProjectReq{
+			Metadata: &models.ProjectMetadata{ReuseSysCVEAllowlist: ptr("true")}}))
+		require.NoError(t, err)
+		p, err = c.GetProject(ctx, name)
+		require.NoError(t, err)
+		require.True(t, p.SystemCVEAllowlist)
+
+		p, err = c.EnsureProject(ctx, spec)
+		require.NoError(t, err)
+		require.Equal(t, "false", reuse(), "the project's own allowlist applies again")
+		require.False(t, p.SystemCVEAllowlist)
+		require.Equal(t, []string{"CVE-2021-44228"}, p.CVEAllowlist)
+	})
+}
+
+// A project administrator who is not a system administrator cannot see
+// quotas (Harbor lists them to system administrators only) but can read
+// and ensure everything else.
+func TestProjectAsProjectAdmin(t *testing.T) {
+	each(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		c := b.admin(t)
+		name := unique("kf-owned")
+		cleanupProject(t, c, name)
+		_, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: name, StorageLimitBytes: 5 << 30})
+		require.NoError(t, err)
+		owner := unique("owner")
+		createUser(t, c, owner, "Passw0rd-Owner")
+		require.NoError(t, c.EnsureMember(ctx, name, harbor.Member{User: owner, Role: harbor.ProjectAdmin}))
+		oc := b.client(t, owner, "Passw0rd-Owner")
+
+		p, err := oc.GetProject(ctx, name)
+		require.NoError(t, err)
+		require.Zero(t, p.StorageLimitBytes, "unknown to a project administrator")
+		spec := harbor.ProjectSpec{Name: name, AutoScan: true, PreventVulnerable: "high"}
+		p, err = oc.EnsureProject(ctx, spec)
+		require.NoError(t, err)
+		require.Equal(t, harbor.Project{ID: p.ID, Name: name, AutoScan: true, PreventVulnerable: "high", SystemCVEAllowlist: true}, *p)
+		again, err := oc.EnsureProject(ctx, spec)
+		require.NoError(t, err)
+		require.Equal(t, p, again)
+
+		// Asking for a limit needs the quota, which Harbor refuses.
+		spec.StorageLimitBytes = 1 << 30
+		_, err = oc.EnsureProject(ctx, spec)
+		require.ErrorIs(t, err, harbor.ErrForbidden)
+		ap, err := c.GetProject(ctx, name)
+		require.NoError(t, err)
+		require.Equal(t, int64(5<<30), ap.StorageLimitBytes, "the quota is as the administrator set it")
+		require.True(t, ap.AutoScan)
 	})
 }
 
@@ -187,6 +278,44 @@ func TestMembers(t *testing.T) {
 		require.Error(t, err)
 		var fe *harbor.FieldError
 		require.ErrorAs(t, c.EnsureMember(ctx, name, harbor.Member{User: alice, Group: "g", Role: harbor.Guest}), &fe)
+	})
+}
+
+// Harbor's entityname filter is a substring match paged by 10: dev is
+// found among dev0..dev11 all the same.
+func TestMembersWithSimilarNames(t *testing.T) {
+	each(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		c := b.admin(t)
+		name := unique("kf-similar")
+		cleanupProject(t, c, name)
+		_, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: name})
+		require.NoError(t, err)
+		dev := "dev"
+		if b.sim == nil {
+			dev = unique("dev") // users outlive the run on a real Harbor
+		}
+		var users []string
+		for i := range 12 {
+			users = append(users, fmt.Sprintf("%s%d", dev, i))
+		}
+		for _, u := range append(users, dev) { // dev last: on the second page
+			createUser(t, c, u, "Passw0rd-Dev")
+			require.NoError(t, c.EnsureMember(ctx, name, harbor.Member{User: u, Role: harbor.Guest}))
+		}
+		require.NoError(t, c.EnsureMember(ctx, name, harbor.Member{User: dev, Role: harbor.Developer}))
+		require.NoError(t, c.EnsureMember(ctx, name, harbor.Member{User: dev, Role: harbor.Developer}), "idempotent")
+		members, err := c.Members(ctx, name)
+		require.NoError(t, err)
+		require.Contains(t, members, harbor.Member{User: dev, Role: harbor.Developer})
+		require.Contains(t, members, harbor.Member{User: dev + "11", Role: harbor.Guest})
+
+		require.NoError(t, c.RemoveMember(ctx, name, harbor.Member{User: dev}))
+		require.NoError(t, c.RemoveMember(ctx, name, harbor.Member{User: dev}))
+		members, err = c.Members(ctx, name)
+		require.NoError(t, err)
+		require.NotContains(t, members, harbor.Member{User: dev, Role: harbor.Developer})
+		require.Len(t, members, len(users)+1, "dev0..dev11 and the project's creator")
 	})
 }
 
@@ -302,7 +431,13 @@ func TestExpiredRobotIsRefused(t *testing.T) {
 		cleanupProject(t, c, name)
 		_, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: name})
 		require.NoError(t, err)
-		r, err := c.EnsureRobot(ctx, harbor.RobotSpec{Project: name, Name: "short", Pull: true, ExpiresIn: 24 * time.Hour})
+		if b.sim != nil {
+			// Made a day and an hour ago, so that it has expired by this
+			// test's clock too once the simulator's is back to now.
+			b.sim.Advance(-25 * time.Hour)
+		}
+		spec := harbor.RobotSpec{Project: name, Name: "short", Pull: true, ExpiresIn: 24 * time.Hour}
+		r, err := c.EnsureRobot(ctx, spec)
 		require.NoError(t, err)
 		rc := b.client(t, r.Name, r.Secret)
 		_, err = rc.RegistryAccess(ctx, name+"/app")
@@ -321,7 +456,63 @@ func TestExpiredRobotIsRefused(t *testing.T) {
 		require.ErrorIs(t, err, harbor.ErrUnauthorized)
 		_, err = harbor.New(ctx, harbor.Config{URL: b.url, Username: r.Name, Password: r.Secret})
 		require.ErrorIs(t, err, harbor.ErrUnauthorized)
+
+		// EnsureRobot does not pass an expired robot off as fine: it
+		// names it and its expiry, and the caller may delete it.
+		_, err = c.EnsureRobot(ctx, spec)
+		var ee *harbor.ExpiredError
+		require.ErrorAs(t, err, &ee)
+		require.Equal(t, r.ID, ee.Robot.ID)
+		require.True(t, ee.Robot.ExpiresAt.Before(time.Now()), "%s", ee.Robot.ExpiresAt)
+		require.Contains(t, err.Error(), r.Name)
+		require.Contains(t, err.Error(), ee.Robot.ExpiresAt.UTC().Format(time.RFC3339))
 		require.NoError(t, c.DeleteRobot(ctx, r.ID))
+		fresh, err := c.EnsureRobot(ctx, spec)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.DeleteRobot(context.Background(), fresh.ID) })
+		require.NotEqual(t, r.ID, fresh.ID)
+		require.NotEmpty(t, fresh.Secret)
+	})
+}
+
+// A robot is found by <project>+<name> in its project, whatever Harbor's
+// robot_name_prefix has become since it was made.
+func TestRobotNamePrefixChanged(t *testing.T) {
+	each(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		c := b.admin(t)
+		name := unique("kf-prefix")
+		cleanupProject(t, c, name)
+		_, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: name})
+		require.NoError(t, err)
+		spec := harbor.RobotSpec{Project: name, Name: "pull", Pull: true}
+		r, err := c.EnsureRobot(ctx, spec)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.DeleteRobot(context.Background(), r.ID) })
+		require.Equal(t, spec.FullName(), r.Name)
+
+		cfg, err := c.API().Configure.GetConfigurations(ctx, configure.NewGetConfigurationsParams())
+		require.NoError(t, err)
+		was := "robot$"
+		if cfg.Payload.RobotNamePrefix != nil && cfg.Payload.RobotNamePrefix.Value != "" {
+			was = cfg.Payload.RobotNamePrefix.Value
+		}
+		setPrefix := func(p string) error {
+			_, err := c.API().Configure.UpdateConfigurations(context.Background(), configure.NewUpdateConfigurationsParams().
+				WithConfigurations(&models.Configurations{RobotNamePrefix: &p}))
+			return err
+		}
+		require.NoError(t, setPrefix("bot-"))
+		t.Cleanup(func() { require.NoError(t, setPrefix(was)) })
+
+		spec.Description = "now bot-"
+		again, err := c.EnsureRobot(ctx, spec)
+		require.NoError(t, err)
+		require.Equal(t, r.ID, again.ID, "the same robot, not a second one")
+		require.Equal(t, "bot-"+name+"+pull", again.Name)
+		got, err := b.client(t, again.Name, r.Secret).RegistryAccess(ctx, name+"/app")
+		require.NoError(t, err)
+		require.Equal(t, []string{"pull"}, got, "it logs in under its new name")
 	})
 }
 
@@ -335,11 +526,48 @@ func TestWrongAdminPassword(t *testing.T) {
 }
 
 func TestConfigStringRedacts(t *testing.T) {
-	cfg := harbor.Config{URL: "https://harbor", Username: "admin", Password: "s3cret!"}
-	for _, s := range []string{cfg.String(), fmt.Sprintf("%v", cfg), fmt.Sprintf("%#v", cfg)} {
-		require.NotContains(t, s, "s3cret!")
-		require.True(t, strings.Contains(s, "admin"))
+	for _, cfg := range []harbor.Config{
+		{URL: "https://harbor", Username: "admin", Password: "s3cret!"},
+		{URL: "https://admin:s3cret!@harbor/", Username: "admin"},
+		{URL: "https://admin:s3cret%21@harbor:8443/x", Username: "admin", Password: "s3cret!"},
+	} {
+		for _, s := range []string{cfg.String(), fmt.Sprintf("%v", cfg), fmt.Sprintf("%#v", cfg)} {
+			require.NotContains(t, s, "s3cret")
+			require.Contains(t, s, "admin")
+			require.Contains(t, s, "harbor")
+		}
 	}
+}
+
+// Advance may move the simulator's clock while it issues tokens; run with
+// -race.
+func TestSimulatorAdvanceWhileServing(t *testing.T) {
+	b := simulated(t)
+	ctx := context.Background()
+	c := b.admin(t)
+	_, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: "clock"})
+	require.NoError(t, err)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+				b.sim.Advance(time.Millisecond)
+			}
+		}
+	}()
+	for range 20 {
+		got, err := c.RegistryAccess(ctx, "clock/app")
+		require.NoError(t, err)
+		require.ElementsMatch(t, []string{"pull", "push"}, got)
+	}
+	close(done)
+	wg.Wait()
 }
 
 func TestScanGate(t *testing.T) {
@@ -393,6 +621,12 @@ func TestScanGate(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, tc.allowed, d.Allowed, "%s at %s: %s", tc.img, tc.threshold, d.Reason)
 		}
+		// Scanning needs the scan permission, which a pull-only robot
+		// does not have.
+		r, err := c.EnsureRobot(ctx, harbor.RobotSpec{Project: "apps", Name: "puller", Pull: true})
+		require.NoError(t, err)
+		require.ErrorIs(t, b.client(t, r.Name, r.Secret).Scan(ctx, v1), harbor.ErrForbidden)
+
 		_, err = c.MayRun(ctx, v1, "severe")
 		var fe *harbor.FieldError
 		require.ErrorAs(t, err, &fe)
@@ -500,6 +734,13 @@ func TestReplication(t *testing.T) {
 
 		id, err := c.StartReplication(ctx, polName)
 		require.NoError(t, err)
+		if b.sim != nil {
+			// Listing executions, as a dashboard does, changes nothing.
+			for range 2 {
+				_, err := c.API().Replication.ListReplicationExecutions(ctx, replication.NewListReplicationExecutionsParams())
+				require.NoError(t, err)
+			}
+		}
 		var seen []string
 		exec, err := c.WaitReplication(ctx, id, func(e harbor.Execution) { seen = append(seen, e.Status) })
 		require.NoError(t, err)
@@ -508,6 +749,11 @@ func TestReplication(t *testing.T) {
 		require.Equal(t, int64(tasks), exec.Succeed)
 		require.Zero(t, exec.Failed)
 		require.NotEmpty(t, seen)
+		if b.sim != nil {
+			// The simulator's execution is in progress until its second
+			// read: progress sees both.
+			require.Equal(t, []string{"InProgress", "Succeed"}, seen)
+		}
 
 		// A pull policy and an event-based push policy on the same endpoint.
 		pullName, eventName := unique("kf-pull"), unique("kf-onpush")
@@ -552,6 +798,7 @@ func TestImmutableAndRetention(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, []harbor.ImmutableRule{{ID: id, Repositories: "**", Tags: "v*", Disabled: true}}, rules)
 		require.NoError(t, c.DeleteImmutableRule(ctx, name, id))
+		require.NoError(t, c.DeleteImmutableRule(ctx, name, id), "deleting what is gone is not an error")
 		rules, err = c.ImmutableRules(ctx, name)
 		require.NoError(t, err)
 		require.Empty(t, rules)
@@ -582,6 +829,7 @@ func TestGCAndAudit(t *testing.T) {
 		require.NoError(t, c.SetGCSchedule(ctx, "0 0 5 * * 6", false))
 		var fe *harbor.FieldError
 		require.ErrorAs(t, c.SetGCSchedule(ctx, "0 5 * * 6", false), &fe)
+		since := time.Now().Add(-time.Minute)
 		require.NoError(t, c.RunGC(ctx, true))
 		runs, err := c.GCHistory(ctx, 5)
 		require.NoError(t, err)
@@ -589,13 +837,20 @@ func TestGCAndAudit(t *testing.T) {
 		require.Equal(t, "MANUAL", runs[0].Kind)
 		require.True(t, runs[0].DeleteUntagged)
 		require.NoError(t, c.SetGCSchedule(ctx, "", false))
+		all, err := c.GCHistory(ctx, 500)
+		require.NoError(t, err, "a limit past Harbor's largest page is capped")
+		require.LessOrEqual(t, len(all), 100)
+		logs, err := c.AuditLogs(ctx, harbor.AuditQuery{Since: since, Limit: 500})
+		require.NoError(t, err, "a limit past Harbor's largest page is capped")
+		for _, l := range logs {
+			require.NotContains(t, strings.ToLower(l.ResourceType), "gc", "Harbor 2.4 keeps no audit log of GC: %+v", l)
+		}
 
-		since := time.Now().Add(-time.Minute)
 		name := unique("kf-audit")
 		cleanupProject(t, c, name)
 		_, err = c.EnsureProject(ctx, harbor.ProjectSpec{Name: name})
 		require.NoError(t, err)
-		logs, err := c.AuditLogs(ctx, harbor.AuditQuery{Resource: name, Operation: "create", Since: since})
+		logs, err = c.AuditLogs(ctx, harbor.AuditQuery{Resource: name, Operation: "create", Since: since})
 		require.NoError(t, err)
 		require.NotEmpty(t, logs, "the project's creation is in the audit log")
 		require.Equal(t, b.user, logs[0].Username)

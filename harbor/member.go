@@ -3,7 +3,6 @@ package harbor
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/member"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/models"
@@ -139,20 +138,29 @@ func (c *Client) RemoveMember(ctx context.Context, project string, m Member) err
 	return nil
 }
 
+// findMember finds a user or group among a project's members by its exact
+// name. Harbor's entityname filter is a substring match and its pages are
+// short, so every page of the filtered list is read.
 func (c *Client) findMember(ctx context.Context, project string, m Member) (*models.ProjectMemberEntity, error) {
-	res, err := c.api.Member.ListProjectMembers(ctx, member.NewListProjectMembersParams().
-		WithProjectNameOrID(project).WithXIsResourceName(ptr(true)).WithEntityname(ptr(m.name())))
-	if err != nil {
-		return nil, apiError("list members of "+project, err)
-	}
 	kind := "u"
 	if m.User == "" {
 		kind = "g"
 	}
-	for _, e := range res.Payload {
-		if e != nil && e.EntityType == kind && strings.EqualFold(e.EntityName, m.name()) {
-			return e, nil
+	const size = 100
+	for page := int64(1); ; page++ {
+		res, err := c.api.Member.ListProjectMembers(ctx, member.NewListProjectMembersParams().
+			WithProjectNameOrID(project).WithXIsResourceName(ptr(true)).WithEntityname(ptr(m.name())).
+			WithPage(&page).WithPageSize(ptr(int64(size))))
+		if err != nil {
+			return nil, apiError("list members of "+project, err)
+		}
+		for _, e := range res.Payload {
+			if e != nil && e.EntityType == kind && e.EntityName == m.name() {
+				return e, nil
+			}
+		}
+		if len(res.Payload) < size {
+			return nil, nil
 		}
 	}
-	return nil, nil
 }

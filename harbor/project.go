@@ -23,6 +23,9 @@ type ProjectSpec struct {
 	Name   string
 	Public bool
 	// StorageLimitBytes is the project quota; 0 or -1 is unlimited.
+	// Harbor lets only system administrators read or set quotas: as a
+	// project administrator, leave it 0, which then leaves the quota
+	// alone.
 	StorageLimitBytes int64
 	// CVEAllowlist lists CVE ids the project accepts whatever their
 	// severity; when empty the system allowlist applies.
@@ -38,15 +41,20 @@ type ProjectSpec struct {
 
 // Project is a Harbor project.
 type Project struct {
-	ID                int64
-	Name              string
-	Public            bool
+	ID     int64
+	Name   string
+	Public bool
+	// StorageLimitBytes is the project quota, -1 for unlimited; 0 means
+	// unknown: Harbor shows quotas to system administrators only.
 	StorageLimitBytes int64
 	CVEAllowlist      []string
-	AutoScan          bool
-	PreventVulnerable string
-	SignatureRequired bool
-	RepoCount         int64
+	// SystemCVEAllowlist: the system allowlist applies, not CVEAllowlist
+	// (Harbor's reuse_sys_cve_allowlist).
+	SystemCVEAllowlist bool
+	AutoScan           bool
+	PreventVulnerable  string
+	SignatureRequired  bool
+	RepoCount          int64
 }
 
 var projectNameRe = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*$`)
@@ -106,6 +114,10 @@ func fromModel(p *models.Project, limit int64) *Project {
 		if md.PreventVul != nil && *md.PreventVul == "true" && md.Severity != nil {
 			out.PreventVulnerable = *md.Severity
 		}
+		// Harbor reuses the system allowlist unless told otherwise.
+		out.SystemCVEAllowlist = md.ReuseSysCVEAllowlist == nil || *md.ReuseSysCVEAllowlist != "false"
+	} else {
+		out.SystemCVEAllowlist = true
 	}
 	if p.CVEAllowlist != nil {
 		for _, it := range p.CVEAllowlist.Items {
@@ -119,7 +131,9 @@ func fromModel(p *models.Project, limit int64) *Project {
 
 // GetProject reads a project by name. A project that does not exist is
 // ErrNotFound (Harbor itself answers 403 to reading a missing project;
-// HEAD tells the two apart).
+// HEAD tells the two apart). Its StorageLimitBytes is 0, unknown, unless
+// the client is a system administrator: Harbor lists quotas to nobody
+// else.
 func (c *Client) GetProject(ctx context.Context, name string) (*Project, error) {
 	res, err := c.api.Project.GetProject(ctx, project.NewGetProjectParams().WithProjectNameOrID(name).WithXIsResourceName(ptr(true)))
 	if err != nil {
@@ -134,7 +148,10 @@ func (c *Client) GetProject(ctx context.Context, name string) (*Project, error) 
 		return nil, e
 	}
 	limit, _, err := c.quota(ctx, int64(res.Payload.ProjectID))
-	if err != nil {
+	switch {
+	case isKind(err, ErrForbidden):
+		limit = 0 // not a system administrator: unknown
+	case err != nil:
 		return nil, err
 	}
 	return fromModel(res.Payload, limit), nil
@@ -159,7 +176,9 @@ func (c *Client) quota(ctx context.Context, projectID int64) (limit, id int64, e
 }
 
 // EnsureProject creates the project, or updates it to match spec: it is
-// idempotent and changes only what differs.
+// idempotent and changes only what differs. It touches the quota only when
+// spec sets a limit or the current one is known (the client is a system
+// administrator), so a project administrator can ensure everything else.
 func (c *Client) EnsureProject(ctx context.Context, spec ProjectSpec) (*Project, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
@@ -177,7 +196,9 @@ func (c *Client) EnsureProject(ctx context.Context, spec ProjectSpec) (*Project,
 		if err != nil && !isKind(apiError("", err), ErrConflict) {
 			return nil, apiError("create project "+spec.Name, err)
 		}
-		c.log.Info("harbor project created", zap.String("project", spec.Name))
+		if err == nil {
+			c.log.Info("harbor project created", zap.String("project", spec.Name))
+		}
 		// Harbor 2.4 ignores some settings on creation (the CVE
 		// allowlist): read back and update what did not take.
 		if cur, err = c.GetProject(ctx, spec.Name); err != nil {
@@ -189,6 +210,7 @@ func (c *Client) EnsureProject(ctx context.Context, spec ProjectSpec) (*Project,
 	want := *cur
 	want.Public, want.AutoScan, want.SignatureRequired = spec.Public, spec.AutoScan, spec.SignatureRequired
 	want.PreventVulnerable, want.CVEAllowlist = spec.PreventVulnerable, spec.CVEAllowlist
+	want.SystemCVEAllowlist = len(spec.CVEAllowlist) == 0
 	if !sameProject(*cur, want) {
 		_, err := c.api.Project.UpdateProject(ctx, project.NewUpdateProjectParams().
 			WithProjectNameOrID(spec.Name).WithXIsResourceName(ptr(true)).WithProject(spec.request()))
@@ -196,7 +218,9 @@ func (c *Client) EnsureProject(ctx context.Context, spec ProjectSpec) (*Project,
 			return nil, apiError("update project "+spec.Name, err)
 		}
 	}
-	if cur.StorageLimitBytes != limit {
+	// 0 is an unknown limit: left alone unless spec asks for one, and
+	// then reading the quota says whether the client may.
+	if cur.StorageLimitBytes != limit && (cur.StorageLimitBytes != 0 || spec.StorageLimitBytes != 0) {
 		_, id, err := c.quota(ctx, cur.ID)
 		if err != nil {
 			return nil, err
@@ -212,7 +236,8 @@ func (c *Client) EnsureProject(ctx context.Context, spec ProjectSpec) (*Project,
 
 func sameProject(a, b Project) bool {
 	return a.Public == b.Public && a.AutoScan == b.AutoScan && a.SignatureRequired == b.SignatureRequired &&
-		a.PreventVulnerable == b.PreventVulnerable && slices.Equal(a.CVEAllowlist, b.CVEAllowlist)
+		a.PreventVulnerable == b.PreventVulnerable && slices.Equal(a.CVEAllowlist, b.CVEAllowlist) &&
+		a.SystemCVEAllowlist == b.SystemCVEAllowlist
 }
 
 // DeleteProject deletes a project. A project that is gone is not an

@@ -2,14 +2,17 @@ package harbor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/registry"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/replication"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/models"
+	"go.uber.org/zap"
 
 	"github.com/kubefoundry/kubefoundry/internal/retry"
 )
@@ -46,8 +49,12 @@ func (r RegistrySpec) model() *models.Registry {
 	return m
 }
 
-// EnsureRegistry creates the registry endpoint or updates it to match,
-// and returns its id. Harbor checks that it can reach it.
+// EnsureRegistry creates the registry endpoint or updates what differs
+// from spec, and returns its id. Harbor checks that it can reach it.
+// Harbor never shows a password back, so a changed Password alone is not
+// seen; it is sent whenever the URL or user name changes. An endpoint of
+// another Type is a *FieldError: Harbor cannot change it (delete the
+// endpoint first).
 func (c *Client) EnsureRegistry(ctx context.Context, spec RegistrySpec) (int64, error) {
 	if u, err := url.Parse(spec.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return 0, &FieldError{"RegistrySpec.URL", spec.URL, "must be an http(s) URL"}
@@ -60,17 +67,45 @@ func (c *Client) EnsureRegistry(ctx context.Context, spec RegistrySpec) (int64, 
 		return 0, err
 	}
 	if cur == nil {
-		if _, err := c.api.Registry.CreateRegistry(ctx, registry.NewCreateRegistryParams().WithRegistry(spec.model())); err != nil {
-			return 0, apiError("create registry "+spec.Name, err)
+		_, err := c.api.Registry.CreateRegistry(ctx, registry.NewCreateRegistryParams().WithRegistry(spec.model()))
+		created := apiError("create registry "+spec.Name, err)
+		if created != nil && !isKind(created, ErrConflict) {
+			return 0, created
 		}
+		// Created, or another caller created it in the meantime (409):
+		// either way it is there now.
 		if cur, err = c.findRegistry(ctx, spec.Name); err != nil || cur == nil {
-			return 0, fmt.Errorf("harbor: registry %s not found after creating it: %w", spec.Name, err)
+			return 0, fmt.Errorf("harbor: registry %s not found after creating it: %w", spec.Name, errors.Join(created, err))
 		}
-		return cur.ID, nil
+		if created == nil {
+			return cur.ID, nil
+		}
 	}
-	upd := &models.RegistryUpdate{Name: &spec.Name, URL: &spec.URL, Insecure: &spec.Insecure}
-	if spec.Username != "" {
-		upd.CredentialType, upd.AccessKey, upd.AccessSecret = ptr("basic"), &spec.Username, &spec.Password
+	if cur.Type != spec.Type {
+		return 0, &FieldError{"RegistrySpec.Type", spec.Type,
+			fmt.Sprintf("registry %s is of type %s, which Harbor cannot change; delete it first", spec.Name, cur.Type)}
+	}
+	upd, changed := &models.RegistryUpdate{}, false
+	if strings.TrimSuffix(cur.URL, "/") != strings.TrimSuffix(spec.URL, "/") {
+		upd.URL, changed = &spec.URL, true
+	}
+	if cur.Insecure != spec.Insecure {
+		upd.Insecure, changed = &spec.Insecure, true
+	}
+	curUser := ""
+	if cur.Credential != nil {
+		curUser = cur.Credential.AccessKey
+	}
+	if curUser != spec.Username || (upd.URL != nil && spec.Username != "") {
+		// The credential goes whole: a new user with its password, or a
+		// new URL with the password that goes with it there.
+		upd.AccessKey, upd.AccessSecret, changed = &spec.Username, &spec.Password, true
+		if spec.Username != "" {
+			upd.CredentialType = ptr("basic")
+		}
+	}
+	if !changed {
+		return cur.ID, nil
 	}
 	_, err = c.api.Registry.UpdateRegistry(ctx, registry.NewUpdateRegistryParams().WithID(cur.ID).WithRegistry(upd))
 	return cur.ID, apiError("update registry "+spec.Name, err)
@@ -195,13 +230,19 @@ func (c *Client) EnsureReplication(ctx context.Context, spec ReplicationSpec) (i
 		return 0, err
 	}
 	if cur == nil {
-		if _, err := c.api.Replication.CreateReplicationPolicy(ctx, replication.NewCreateReplicationPolicyParams().WithPolicy(m)); err != nil {
-			return 0, apiError("create replication policy "+spec.Name, err)
+		_, err := c.api.Replication.CreateReplicationPolicy(ctx, replication.NewCreateReplicationPolicyParams().WithPolicy(m))
+		created := apiError("create replication policy "+spec.Name, err)
+		if created != nil && !isKind(created, ErrConflict) {
+			return 0, created
 		}
+		// Created, or another caller created it in the meantime (409):
+		// either way it is there now, and the latter is updated below.
 		if cur, err = c.findPolicy(ctx, spec.Name); err != nil || cur == nil {
-			return 0, fmt.Errorf("harbor: policy %s not found after creating it: %w", spec.Name, err)
+			return 0, fmt.Errorf("harbor: policy %s not found after creating it: %w", spec.Name, errors.Join(created, err))
 		}
-		return cur.ID, nil
+		if created == nil {
+			return cur.ID, nil
+		}
 	}
 	m.ID = cur.ID
 	_, err = c.api.Replication.UpdateReplicationPolicy(ctx, replication.NewUpdateReplicationPolicyParams().WithID(cur.ID).WithPolicy(m))
@@ -263,13 +304,20 @@ func (c *Client) StartReplication(ctx context.Context, policy string) (int64, er
 		return 0, &APIError{Op: "start replication " + policy, Status: 404, Kind: ErrNotFound, Message: "no such policy"}
 	}
 	since := time.Now().Add(-time.Second)
-	_, err = c.api.Replication.StartReplication(ctx, replication.NewStartReplicationParams().
+	started, err := c.api.Replication.StartReplication(ctx, replication.NewStartReplicationParams().
 		WithExecution(&models.StartReplicationExecution{PolicyID: cur.ID}))
 	if err != nil {
 		return 0, apiError("start replication "+policy, err)
 	}
-	// Harbor answers 201 with the execution in Location, which go-client
-	// drops: the newest execution of the policy is ours.
+	// Harbor answers 201 with the execution in Location
+	// (/api/v2.0/replication/executions/<id>).
+	if id, ok := idFromLocation(started.Location); ok {
+		return id, nil
+	}
+	// Without it the newest execution of the policy is taken for ours,
+	// which a concurrent start could make wrong.
+	c.log.Warn("harbor replication started without a Location; taking the newest execution",
+		zap.String("policy", policy), zap.String("location", started.Location))
 	res, err := c.api.Replication.ListReplicationExecutions(ctx, replication.NewListReplicationExecutionsParams().
 		WithPolicyID(&cur.ID).WithSort(ptr("-start_time")).WithPageSize(ptr(int64(1))))
 	if err != nil {
@@ -279,6 +327,20 @@ func (c *Client) StartReplication(ctx context.Context, policy string) (int64, er
 		return 0, fmt.Errorf("harbor: the execution of %s started but cannot be found", policy)
 	}
 	return res.Payload[0].ID, nil
+}
+
+// idFromLocation reads the id that ends a Location header such as
+// /api/v2.0/replication/executions/12.
+func idFromLocation(loc string) (int64, bool) {
+	if u, err := url.Parse(loc); err == nil {
+		loc = u.Path
+	}
+	i := strings.LastIndexByte(loc, '/')
+	if i < 0 {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(loc[i+1:], 10, 64)
+	return id, err == nil && id > 0
 }
 
 // Execution reads an execution.

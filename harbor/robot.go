@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/project"
@@ -20,7 +21,8 @@ import (
 // least privilege.
 type RobotSpec struct {
 	Project string
-	// Name is the robot's short name; Harbor calls it robot$<project>+<name>.
+	// Name is the robot's short name; Harbor calls it
+	// <prefix><project>+<name>, robot$ being the default prefix.
 	Name        string
 	Description string
 	Pull        bool
@@ -35,7 +37,7 @@ type RobotSpec struct {
 // or refreshed.
 type Robot struct {
 	ID        int64
-	Name      string // the full name to log in with, robot$<project>+<name>
+	Name      string // the full name to log in with, robot$<project>+<name> by default
 	Secret    string
 	ExpiresAt time.Time // zero: never
 	Disabled  bool
@@ -88,12 +90,29 @@ func (s RobotSpec) permissions() []*models.RobotPermission {
 	return []*models.RobotPermission{{Kind: "project", Namespace: s.Project, Access: access}}
 }
 
-// FullName is how Harbor names a project robot.
+// FullName is how Harbor names a project robot under the default
+// robot_name_prefix, robot$.
 func (s RobotSpec) FullName() string { return "robot$" + s.Project + "+" + s.Name }
+
+// suffix is the part of a project robot's name that no robot_name_prefix
+// changes.
+func (s RobotSpec) suffix() string { return s.Project + "+" + s.Name }
+
+// ExpiredError is EnsureRobot's answer for a robot that exists but has
+// expired: Harbor refuses its logins. Delete it (DeleteRobot with
+// Robot.ID) and ensure it again for a new one.
+type ExpiredError struct{ Robot *Robot }
+
+func (e *ExpiredError) Error() string {
+	return fmt.Sprintf("harbor: robot %s (id %d) expired at %s; delete it to create it again",
+		e.Robot.Name, e.Robot.ID, e.Robot.ExpiresAt.UTC().Format(time.RFC3339))
+}
 
 // EnsureRobot creates the robot, or updates an existing one's permissions,
 // lifetime and description to match. The returned Secret is set only when
-// the robot was created; use RefreshRobotSecret for an existing one.
+// the robot was created; use RefreshRobotSecret for an existing one. An
+// existing robot is found by its project and <project>+<name>, whatever
+// Harbor's robot_name_prefix; one that has expired is an *ExpiredError.
 func (c *Client) EnsureRobot(ctx context.Context, spec RobotSpec) (*Robot, error) {
 	if err := spec.validate(); err != nil {
 		return nil, err
@@ -106,16 +125,28 @@ func (c *Client) EnsureRobot(ctx context.Context, spec RobotSpec) (*Robot, error
 		res, err := c.api.Robot.CreateRobot(ctx, robot.NewCreateRobotParams().WithRobot(&models.RobotCreate{
 			Name: spec.Name, Description: spec.Description, Level: "project", Duration: spec.duration(),
 			Disable: spec.Disabled, Permissions: spec.permissions()}))
-		if err != nil {
-			return nil, apiError("create robot "+spec.FullName(), err)
+		if err == nil {
+			r := &Robot{ID: res.Payload.ID, Name: res.Payload.Name, Secret: res.Payload.Secret, Pull: spec.Pull, Push: spec.Push, Disabled: spec.Disabled}
+			if res.Payload.ExpiresAt > 0 {
+				r.ExpiresAt = time.Unix(res.Payload.ExpiresAt, 0)
+			}
+			return r, nil
 		}
-		r := &Robot{ID: res.Payload.ID, Name: res.Payload.Name, Secret: res.Payload.Secret, Pull: spec.Pull, Push: spec.Push, Disabled: spec.Disabled}
-		if res.Payload.ExpiresAt > 0 {
-			r.ExpiresAt = time.Unix(res.Payload.ExpiresAt, 0)
+		if e := apiError("create robot "+spec.FullName(), err); !isKind(e, ErrConflict) {
+			return nil, e
 		}
-		return r, nil
+		// Another caller created it in the meantime: ensure that one.
+		if cur, err = c.findRobot(ctx, spec); err != nil {
+			return nil, err
+		}
+		if cur == nil {
+			return nil, fmt.Errorf("harbor: robot %s: Harbor says it exists but it cannot be found", spec.FullName())
+		}
 	}
 	have := toRobot(cur)
+	if !have.ExpiresAt.IsZero() && !time.Now().Before(have.ExpiresAt) {
+		return nil, &ExpiredError{Robot: have}
+	}
 	if have.Pull != spec.Pull || have.Push != spec.Push || cur.Description != spec.Description || cur.Disable != spec.Disabled ||
 		cur.Duration == nil || *cur.Duration != spec.duration() {
 		upd := *cur
@@ -165,7 +196,10 @@ func (c *Client) findRobot(ctx context.Context, spec RobotSpec) (*models.Robot, 
 			return nil, apiError("list robots of "+spec.Project, err)
 		}
 		for _, r := range res.Payload {
-			if r != nil && r.Name == spec.FullName() {
+			// Harbor lists names under the robot_name_prefix in force, so
+			// a prefix changed since the robot was made is no matter: its
+			// <project>+<name> and its project are.
+			if r != nil && r.Level == "project" && strings.HasSuffix(r.Name, spec.suffix()) && inProject(r, spec.Project) {
 				return r, nil
 			}
 		}
@@ -173,6 +207,18 @@ func (c *Client) findRobot(ctx context.Context, spec RobotSpec) (*models.Robot, 
 			return nil, nil
 		}
 	}
+}
+
+// inProject reports whether a project robot's permissions are for project;
+// a robot listed without permissions is taken on its name and the list's
+// project filter.
+func inProject(r *models.Robot, project string) bool {
+	for _, p := range r.Permissions {
+		if p != nil && p.Kind == "project" && p.Namespace != project {
+			return false
+		}
+	}
+	return true
 }
 
 // RefreshRobotSecret gives a robot a new secret: secret when not empty

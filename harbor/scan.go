@@ -3,6 +3,7 @@ package harbor
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -106,13 +107,31 @@ func (c *Client) Vulnerabilities(ctx context.Context, img Image) (*ScanSummary, 
 		return nil, apiError("get "+img.String(), err)
 	}
 	out := &ScanSummary{}
-	for _, r := range res.Payload.ScanOverview {
+	if key, ok := reportKey(res.Payload.ScanOverview); ok {
+		r := res.Payload.ScanOverview[key]
 		out.Scanned, out.Status, out.Severity = true, r.ScanStatus, r.Severity
 		if r.Summary != nil {
 			out.Total, out.Fixable, out.Counts = r.Summary.Total, r.Summary.Fixable, r.Summary.Summary
 		}
 	}
 	return out, nil
+}
+
+// reportKey picks the report of a scan overview, keyed by MIME type, the
+// same way every time: the vulnerability report
+// (application/vnd.security.vulnerability.report; version=1.1) when there
+// is one, else the first key in order.
+func reportKey(overview models.ScanOverview) (string, bool) {
+	keys := slices.Sorted(maps.Keys(overview))
+	for _, k := range keys {
+		if strings.Contains(k, "vulnerability.report") {
+			return k, true
+		}
+	}
+	if len(keys) == 0 {
+		return "", false
+	}
+	return keys[0], true
 }
 
 // Decision says whether an image may run.

@@ -1,9 +1,10 @@
 // Package simulator is a Harbor v2.0 API server for tests and demos, on
 // loopback over HTTP like an httptest server.
 //
-// Every request is routed, bound and validated against go-client's own
-// swagger.yaml (embedded; go generate copies it from the module and a test
-// keeps it equal) with go-openapi's middleware and validators, and every
+// The API it serves is go-client's: every request is routed, bound and
+// validated against go-client's own swagger.yaml, which is Harbor
+// 2.13.1's (embedded; go generate copies it from the module and a test
+// keeps it equal), with go-openapi's middleware and validators, and every
 // response is validated against the operation's response schema before it
 // is sent: an answer the spec does not allow becomes a 500 naming the
 // violation. Errors the spec leaves out but Harbor sends (getProject's
@@ -11,30 +12,42 @@
 // the loaded spec makes it read as Harbor's go-swagger server does: an
 // object schema without properties takes any JSON value there (replication
 // filter values, rule params and GC parameters are strings, numbers and
-// booleans).
+// booleans). The behaviour follows the real Harbor 2.4 that CI also runs
+// package harbor's tests against, where the two are known to differ from
+// the spec (a missing project is 403 to GET and 404 to HEAD; a robot
+// asking for the current user gets 412).
 //
 // It behaves as Harbor does for what package harbor uses: ping and
 // system info; projects (name rules, 409 on a duplicate, 404, metadata
-// and CVE allowlists, quotas, 412 when deleting a project with
-// repositories, the public library project); members (users, LDAP and
-// HTTP groups, roles); project robot accounts (robot$project+name,
-// permissions limited to their project, lifetime in days, disabling,
-// secret refresh with Harbor's rules); users; repositories; artifacts,
-// scanners (Trivy registered as the default) and scans whose findings a
-// test sets with SetVulnerabilities; LDAP and OIDC configuration (the
-// auth mode locked once users exist) and an LDAP reachability ping;
-// replication registries, policies and executions (a push policy has a
-// task per local repository its filters match, finishing on the second
-// read);
-// immutable-tag rules and retention policies (at most 15 rules each, known
-// templates, the project's retention_id); the GC schedule, manual runs and
-// history; audit logs of project, robot and GC operations with Harbor's
-// q= filters; and core's
-// registry token service /service/token, which grants pull and push by
-// role or robot permission in an RS256 JWT. Wrong, disabled or expired
-// credentials make a request anonymous, as in Harbor: open APIs answer,
-// the rest say 401. An operation it does not implement answers 501.
+// and CVE allowlists, quotas that only system administrators may list or
+// change and only they may set at creation, 412 when deleting a project
+// with repositories, the public library project); members (users, LDAP
+// and HTTP groups, roles; the entityname filter is a substring match and
+// lists are paged, 10 by default); project robot accounts (<project>+<name>
+// under the robot_name_prefix in force, robot$ by default, so changing the
+// prefix renames them; permissions limited to their project; lifetime in
+// days, disabling, secret refresh with Harbor's rules); users;
+// repositories; artifacts, scanners (Trivy registered as the default) and
+// scans, which system and project administrators, maintainers, developers
+// and robots with the scan permission may start (a pull-only robot may
+// not), whose findings a test sets with SetVulnerabilities; LDAP and OIDC
+// configuration (the auth mode locked once users exist) and an LDAP
+// reachability ping; replication registries, policies and executions (201
+// with the execution in Location; a push policy has a task per local
+// repository its filters match; an execution finishes on the second read
+// of it by id, and listing executions changes nothing); immutable-tag
+// rules and retention policies (at most 15 rules each, known templates,
+// the project's retention_id; a run answers 201 with the execution in
+// Location); the GC schedule, manual runs and history; audit logs of
+// project and robot operations (not of garbage collection, which Harbor
+// 2.4 does not log) with Harbor's q= filters; and core's registry token
+// service /service/token, which grants pull and push by role or robot
+// permission in an RS256 JWT. Wrong, disabled or expired credentials make
+// a request anonymous, as in Harbor: open APIs answer, the rest say 401,
+// and the token service issues an anonymous token (no subject). An
+// operation it does not implement answers 501.
 //
-// AddRepository and AddArtifact stand in for a push; Advance moves its clock so robots
-// expire. A Server is safe for concurrent use.
+// AddRepository and AddArtifact stand in for a push; Advance moves its
+// clock, forward so robots expire, or back so that what is created next
+// is dated in the past. A Server is safe for concurrent use.
 package simulator

@@ -313,7 +313,9 @@ func triggerRetention(s *Server, c *call) (reply, error) {
 	id := s.st.next()
 	r.execs = append([]map[string]any{{"id": id, "policy_id": r.id, "status": "Succeed", "trigger": "MANUAL",
 		"dry_run": body.DryRun, "start_time": ts(now), "end_time": ts(now.Add(time.Second))}}, r.execs...)
-	return reply{status: http.StatusOK}, nil
+	// As Harbor: 201 with the execution in Location.
+	return reply{status: http.StatusCreated, headers: map[string]string{
+		"Location": fmt.Sprintf("/api/v2.0/retentions/%d/executions/%d", r.id, id)}}, nil
 }
 
 func listRetentionExecutions(s *Server, c *call) (reply, error) {
@@ -366,8 +368,8 @@ func (s *Server) setGC(c *call, create bool) (reply, error) {
 				return reply{}, errf(http.StatusConflict, "a garbage collection is already running")
 			}
 		}
+		// Harbor 2.4 keeps no audit log of garbage collection.
 		s.st.gcRuns = append(s.st.gcRuns, &gcRun{id: s.st.next(), kind: "MANUAL", params: params, created: s.clock(), sched: sched})
-		s.audit(c.who, "gc", "gc", "create")
 		return reply{status: http.StatusCreated, headers: map[string]string{"Location": "/api/v2.0/system/gc/1"}}, nil
 	case "None":
 		s.st.gcSchedule = nil

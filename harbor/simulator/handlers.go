@@ -99,7 +99,9 @@ func getCurrentUserInfo(s *Server, c *call) (reply, error) {
 		return reply{}, err
 	}
 	if c.who.user == nil {
-		return reply{}, errf(http.StatusForbidden, "robot accounts have no user profile")
+		// As Harbor: the current user is only known to a local security
+		// context.
+		return reply{}, errf(http.StatusPreconditionFailed, "get current user not available for security context: robot")
 	}
 	u := c.who.user
 	return reply{body: map[string]any{"user_id": u.id, "username": u.name, "sysadmin_flag": u.admin,
@@ -250,8 +252,14 @@ func createProject(s *Server, c *call) (reply, error) {
 	if s.st.projectByName(req.ProjectName) != nil {
 		return reply{}, errf(http.StatusConflict, "The project named %s already exists", req.ProjectName)
 	}
-	limit := int64(-1)
-	if req.StorageLimit != nil {
+	// Only a system administrator sets a new project's quota; anyone
+	// else's storage_limit is ignored for storage_per_project, as in
+	// Harbor.
+	limit, _ := s.st.config["storage_per_project"].(int64)
+	if limit == 0 {
+		limit = -1
+	}
+	if req.StorageLimit != nil && c.who.admin() {
 		if *req.StorageLimit < -1 || *req.StorageLimit == 0 {
 			return reply{}, errf(http.StatusBadRequest, "storage_limit must be -1 or positive, got %d", *req.StorageLimit)
 		}
@@ -388,8 +396,10 @@ func quotaJSON(p *project) map[string]any {
 		"creation_time": ts(p.created), "update_time": ts(p.updated)}
 }
 
+// listQuotas, like updateQuota, is for system administrators only, as in
+// Harbor (RequireSystemAccess): a project administrator gets 403.
 func listQuotas(s *Server, c *call) (reply, error) {
-	if err := needAuth(c); err != nil {
+	if err := needAdmin(c); err != nil {
 		return reply{}, err
 	}
 	s.mu.Lock()
@@ -403,9 +413,6 @@ func listQuotas(s *Server, c *call) (reply, error) {
 	for _, id := range ids {
 		p := s.st.projects[id]
 		if ref := c.str("reference_id"); ref != "" && ref != strconv.FormatInt(p.id, 10) {
-			continue
-		}
-		if !c.who.admin() && s.canRead(c, p) != nil {
 			continue
 		}
 		out = append(out, quotaJSON(p))
@@ -623,14 +630,14 @@ type permissionJSON struct {
 	} `json:"access"`
 }
 
-func robotJSON(r *robot) map[string]any {
+func robotJSON(prefix string, r *robot) map[string]any {
 	acc := []any{}
 	for _, a := range r.access {
 		acc = append(acc, map[string]any{"resource": a.resource, "action": a.action})
 	}
 	level := "project"
 	perms := []any{map[string]any{"kind": "project", "namespace": r.namespace, "access": acc}}
-	return map[string]any{"id": r.id, "name": r.name, "description": r.description, "level": level,
+	return map[string]any{"id": r.id, "name": prefix + r.name, "description": r.description, "level": level,
 		"duration": r.duration, "disable": r.disabled, "editable": true, "expires_at": r.expiresAt(),
 		"permissions": perms, "creation_time": ts(r.created), "update_time": ts(r.updated)}
 }
@@ -658,6 +665,7 @@ func (s *Server) robotPermissions(c *call, level string, perms []permissionJSON)
 			"artifact":   {"read", "list", "delete"},
 			"tag":        {"list", "create", "delete"},
 			"helm-chart": {"read", "create"},
+			"scan":       {"create", "read"},
 		}[a.Resource]
 		if !slices.Contains(ok, a.Action) {
 			return nil, nil, errf(http.StatusBadRequest, "unsupported permission %s:%s", a.Resource, a.Action)
@@ -698,10 +706,10 @@ func createRobot(s *Server, c *call) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	full := "robot$" + p.name + "+" + req.Name
+	bare := p.name + "+" + req.Name
 	for _, r := range s.st.robots {
-		if r.name == full {
-			return reply{}, errf(http.StatusConflict, "robot account %s already exists", full)
+		if r.name == bare {
+			return reply{}, errf(http.StatusConflict, "robot account %d:%s already exists", p.id, bare)
 		}
 	}
 	secret := req.Secret
@@ -711,12 +719,13 @@ func createRobot(s *Server, c *call) (reply, error) {
 		return reply{}, errf(http.StatusBadRequest, "the secret must be 8-128 characters with an upper-case letter, a lower-case letter and a digit")
 	}
 	now := s.clock()
-	r := &robot{id: s.st.next(), name: full, description: req.Description, secret: secret, project: p.id,
+	r := &robot{id: s.st.next(), name: bare, description: req.Description, secret: secret, project: p.id,
 		namespace: p.name, access: acc, duration: req.Duration, disabled: req.Disable, created: now, updated: now}
 	s.st.robots[r.id] = r
-	s.audit(c.who, "robot", r.name, "create")
+	full := s.st.robotPrefix() + r.name
+	s.audit(c.who, "robot", full, "create")
 	return reply{status: http.StatusCreated, headers: map[string]string{"Location": fmt.Sprintf("/api/v2.0/robots/%d", r.id)},
-		body: map[string]any{"id": r.id, "name": r.name, "secret": secret, "creation_time": ts(now), "expires_at": r.expiresAt()}}, nil
+		body: map[string]any{"id": r.id, "name": full, "secret": secret, "creation_time": ts(now), "expires_at": r.expiresAt()}}, nil
 }
 
 // robotQuery parses q=Level=project,ProjectID=3 as Harbor's list API does.
@@ -757,7 +766,7 @@ func listRobots(s *Server, c *call) (reply, error) {
 		if p := s.st.projects[r.project]; p == nil || (!c.who.admin() && s.canManage(c, p) != nil) {
 			continue
 		}
-		out = append(out, robotJSON(r))
+		out = append(out, robotJSON(s.st.robotPrefix(), r))
 	}
 	return page(c, out), nil
 }
@@ -784,7 +793,7 @@ func getRobot(s *Server, c *call) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	return reply{body: robotJSON(r)}, nil
+	return reply{body: robotJSON(s.st.robotPrefix(), r)}, nil
 }
 
 func updateRobot(s *Server, c *call) (reply, error) {
@@ -805,8 +814,8 @@ func updateRobot(s *Server, c *call) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	if req.Name != r.name {
-		return reply{}, errf(http.StatusBadRequest, "the robot name cannot be changed (%q, sent %q)", r.name, req.Name)
+	if full := s.st.robotPrefix() + r.name; req.Name != full {
+		return reply{}, errf(http.StatusBadRequest, "the robot name cannot be changed (%q, sent %q)", full, req.Name)
 	}
 	if req.Duration == nil || (*req.Duration != -1 && *req.Duration <= 0) {
 		return reply{}, errf(http.StatusBadRequest, "duration must be -1 or a positive number of days")

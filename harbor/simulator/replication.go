@@ -494,10 +494,14 @@ func startReplication(s *Server, c *call) (reply, error) {
 	return reply{status: http.StatusCreated, headers: map[string]string{"Location": fmt.Sprintf("/api/v2.0/replication/executions/%d", e.id)}}, nil
 }
 
-// executionJSON reports an execution; it finishes (every task
-// succeeding) on the second read, so a client sees it in progress first.
-func (s *Server) executionJSON(e *execution) map[string]any {
-	e.reads++
+// executionJSON reports an execution. Reading it by id (read true)
+// counts: it finishes, every task succeeding, on the second such read, so
+// a client that follows it sees it in progress first. Listing executions
+// changes nothing.
+func (s *Server) executionJSON(e *execution, read bool) map[string]any {
+	if read {
+		e.reads++
+	}
 	if e.status == "InProgress" && e.reads >= 2 {
 		e.status, e.succeed, e.end = "Succeed", e.total, s.clock()
 	}
@@ -514,7 +518,9 @@ func listExecutions(s *Server, c *call) (reply, error) {
 	if err := needAdmin(c); err != nil {
 		return reply{}, err
 	}
-	pid, hasPID := c.int64("policy_id")
+	// The binder gives an absent policy_id its zero value: ask the query.
+	pid, _ := c.int64("policy_id")
+	hasPID := c.r.URL.Query().Has("policy_id")
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var list []*execution
@@ -528,7 +534,7 @@ func listExecutions(s *Server, c *call) (reply, error) {
 	}
 	var out []map[string]any
 	for _, e := range list {
-		out = append(out, s.executionJSON(e))
+		out = append(out, s.executionJSON(e, false))
 	}
 	return page(c, out), nil
 }
@@ -542,7 +548,7 @@ func getExecution(s *Server, c *call) (reply, error) {
 	defer s.mu.Unlock()
 	for _, e := range s.st.executions {
 		if e.id == id {
-			return reply{body: s.executionJSON(e)}, nil
+			return reply{body: s.executionJSON(e, true)}, nil
 		}
 	}
 	return reply{}, errf(http.StatusNotFound, "execution %d not found", id)

@@ -174,7 +174,14 @@ func scanArtifact(s *Server, c *call) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	if c.who.robot == nil && !c.who.admin() && !slices.Contains([]int64{1, 2, 4}, s.st.role(c.who, p)) {
+	// Harbor asks for create on the scan resource: system admins,
+	// project admins, maintainers and developers have it, a robot only
+	// when its permissions say so (a pull-only robot does not).
+	if r := c.who.robot; r != nil {
+		if !r.can(p, "scan", "create") {
+			return reply{}, errf(http.StatusForbidden, "%s may not scan in project %s", c.who.name(), p.name)
+		}
+	} else if !c.who.admin() && !slices.Contains([]int64{1, 2, 4}, s.st.role(c.who, p)) {
 		return reply{}, errf(http.StatusForbidden, "%s may not scan in project %s", c.who.name(), p.name)
 	}
 	var def *scanner

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-openapi/loads"
@@ -63,7 +64,9 @@ type Server struct {
 	mu  sync.Mutex
 	st  *state
 	now func() time.Time
-	off time.Duration // Advance
+	// off is what Advance added to the clock, in nanoseconds; atomic, as
+	// the clock is read with and without mu held.
+	off atomic.Int64
 }
 
 // New starts a simulator.
@@ -174,14 +177,12 @@ func amendSpec(doc *loads.Document) {
 // Close stops the server.
 func (s *Server) Close() { s.http.Close() }
 
-// Advance moves the simulator's clock forward, so robots expire.
-func (s *Server) Advance(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.off += d
-}
+// Advance moves the simulator's clock forward, so robots expire; a
+// negative d moves it back, so that what is created next is dated in the
+// past. It is safe to call while requests are served.
+func (s *Server) Advance(d time.Duration) { s.off.Add(int64(d)) }
 
-func (s *Server) clock() time.Time { return s.now().Add(s.off) }
+func (s *Server) clock() time.Time { return s.now().Add(time.Duration(s.off.Load())) }
 
 // herr is an error answered in Harbor's {"errors":[...]} shape.
 type herr struct {

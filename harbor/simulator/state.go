@@ -50,8 +50,11 @@ type member struct {
 type access struct{ resource, action string }
 
 type robot struct {
-	id          int64
-	name        string // robot$project+name
+	id int64
+	// name is project+name; Harbor shows it, and robots log in, under the
+	// robot_name_prefix in force (robot$ by default), so changing the
+	// prefix renames every robot.
+	name        string
 	description string
 	secret      string
 	project     int64 // 0 for a system robot
@@ -134,6 +137,15 @@ func (st *state) projectByName(name string) *project {
 type principal struct {
 	user  *user
 	robot *robot
+	login string // the name a robot logged in with, under the prefix
+}
+
+// robotPrefix is Harbor's robot_name_prefix.
+func (st *state) robotPrefix() string {
+	if p, _ := st.config["robot_name_prefix"].(string); p != "" {
+		return p
+	}
+	return "robot$"
 }
 
 func (p *principal) admin() bool { return p != nil && p.user != nil && p.user.admin }
@@ -145,7 +157,7 @@ func (p *principal) name() string {
 	case p.user != nil:
 		return p.user.name
 	default:
-		return p.robot.name
+		return p.login
 	}
 }
 
@@ -158,9 +170,9 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if strings.HasPrefix(name, "robot$") {
+	if prefix := s.st.robotPrefix(); strings.HasPrefix(name, prefix) {
 		for _, rb := range s.st.robots {
-			if rb.name != name {
+			if rb.name != strings.TrimPrefix(name, prefix) {
 				continue
 			}
 			if subtle.ConstantTimeCompare([]byte(rb.secret), []byte(pw)) != 1 {
@@ -172,7 +184,7 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 			if exp := rb.expiresAt(); exp > 0 && s.clock().Unix() >= exp {
 				return nil, errf(http.StatusUnauthorized, "robot %s has expired", name)
 			}
-			return &principal{robot: rb}, nil
+			return &principal{robot: rb, login: name}, nil
 		}
 		return nil, errf(http.StatusUnauthorized, "unauthorized")
 	}
