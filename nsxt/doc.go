@@ -30,7 +30,8 @@
 //
 // BuildTopology reads what is tagged with the cluster through the search
 // API (NSX updates its index a little after each write: a conflict from a
-// stale read is met by reading again, with backoff), computes the
+// stale read is met by reading again, with backoff; an update carries the
+// _revision read from the object itself just before), computes the
 // difference and sends it as hierarchical PATCHes of /infra with Child*
 // objects and revision checks, never one call per object: one PATCH
 // allocates the subnets and addresses that are missing (NSX's

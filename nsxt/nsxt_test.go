@@ -563,3 +563,38 @@ func TestAllocationsCannotChangeInPlace(t *testing.T) {
 	_, err = e.c.PlanTopology(ctx, topo)
 	require.ErrorAs(t, err, &fe, "the dry run says so too")
 }
+
+// NSX's search index trails its writes. Right after a build, a change and
+// a teardown still come out right: updates read the revision from the
+// object, and teardown searches again until the index shows nothing.
+func TestStaleSearchIndex(t *testing.T) {
+	e := newEnv(t, simulator.Config{SearchLag: 700 * time.Millisecond})
+	ctx := context.Background()
+	topo := topology(e.sim, "c1", "a")
+	_, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+
+	// The index may not show the objects yet: they are written again
+	// (PATCH is an upsert), never duplicated, and nothing is allocated twice.
+	topo.LBSize = "LARGE"
+	n, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Equal(t, "LARGE", e.sim.Object("/infra/lb-services/kf_c1")["size"])
+	require.Equal(t, "172.24.0.0/24", n.Namespaces["a"].Subnet.String(), "the same subnet, not a second one")
+
+	// Once the index has caught up, an update is one write with the
+	// object's own revision.
+	time.Sleep(800 * time.Millisecond)
+	topo.LBSize = "MEDIUM"
+	n, err = e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Equal(t, 1, n.Writes, "%s", n.Plan)
+
+	// A teardown right after a change still removes everything.
+	topo.Namespaces = append(topo.Namespaces, "b")
+	_, err = e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	_, err = e.c.TeardownTopology(ctx, "c1")
+	require.NoError(t, err)
+	require.Empty(t, e.sim.Paths())
+}

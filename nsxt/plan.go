@@ -3,7 +3,10 @@ package nsxt
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"reflect"
 	"sort"
 	"strings"
@@ -14,6 +17,8 @@ import (
 	nsx "github.com/vmware/vsphere-automation-sdk-go/services/nsxt"
 	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/model"
 	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/search"
+
+	"github.com/kubefoundry/kubefoundry/internal/workpool"
 )
 
 // Action is what a plan does to one object.
@@ -433,9 +438,14 @@ func fromMap(m map[string]any, rtype string) (*data.StructValue, error) {
 }
 
 // patch sends one hierarchical PATCH of /infra with revision checks on.
+// Updates carry the _revision read from the object itself just before:
+// the search index may still show an older one.
 func (c *Client) patch(ctx context.Context, changes []pending) error {
 	if len(changes) == 0 {
 		return nil
+	}
+	if err := c.freshRevisions(ctx, changes); err != nil {
+		return err
 	}
 	infra, err := tree(changes)
 	if err != nil {
@@ -443,6 +453,74 @@ func (c *Client) patch(ctx context.Context, changes []pending) error {
 	}
 	err = nsx.NewInfraClient(c.connector(ctx)).Patch(infra, ptr(true))
 	return apiError("patch /infra", err)
+}
+
+// freshRevisions reads the current _revision of every object an update
+// changes, with a GET of the object (consistent, unlike the search index),
+// at bounded concurrency.
+func (c *Client) freshRevisions(ctx context.Context, changes []pending) error {
+	var idx []int
+	for i := range changes {
+		if changes[i].Action == Update {
+			idx = append(idx, i)
+		}
+	}
+	errs := make([]error, len(idx))
+	workpool.Run(ctx, 8, len(idx), func(j int) {
+		ch := &changes[idx[j]]
+		rev, err := c.revision(ctx, ch.Path)
+		if err != nil {
+			errs[j] = err
+			return
+		}
+		ch.revision = &rev
+	}, func(j int, err error) { errs[j] = err })
+	return errors.Join(errs...)
+}
+
+// revision GETs one object and returns its _revision.
+func (c *Client) revision(ctx context.Context, path string) (int64, error) {
+	u := *c.tr.managers[0]
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/policy/api/v1" + path
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return 0, err
+	}
+	if c.cfg.Username != "" && c.cfg.ClientCert == "" {
+		req.SetBasicAuth(c.cfg.Username, c.cfg.Password)
+	}
+	resp, err := c.tr.RoundTrip(req)
+	if err != nil {
+		return 0, fmt.Errorf("nsxt: get %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode != http.StatusOK {
+		e := &APIError{Op: "get " + path, Message: strings.TrimSpace(string(body))}
+		var nsx struct {
+			Code    int64  `json:"error_code"`
+			Message string `json:"error_message"`
+		}
+		if json.Unmarshal(body, &nsx) == nil && nsx.Message != "" {
+			e.Code, e.Message = nsx.Code, nsx.Message
+		}
+		switch resp.StatusCode {
+		case http.StatusNotFound:
+			e.Kind = ErrNotFound
+		case http.StatusUnauthorized, http.StatusForbidden:
+			e.Kind = ErrUnauthorized
+		default:
+			e.Kind = ErrUnavailable
+		}
+		return 0, e
+	}
+	var obj struct {
+		Revision *int64 `json:"_revision"`
+	}
+	if err := json.Unmarshal(body, &obj); err != nil || obj.Revision == nil {
+		return 0, fmt.Errorf("nsxt: get %s: no _revision in the answer", path)
+	}
+	return *obj.Revision, nil
 }
 
 func parentPath(p string) string {

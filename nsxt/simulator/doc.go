@@ -31,6 +31,9 @@
 // state ERROR with the reason, as NSX does. Basic auth (wrong credentials:
 // 403) or a client certificate chaining to Config.ClientCAs.
 //
+// Config.SearchLag makes the search API answer from the state as it was a
+// while ago, as NSX's search index trails its writes.
+//
 // Tests steer it with Inject (a status on the Nth request matching a
 // method and path, or a Before hook that writes in between as another
 // client would), Patch, and read it with Requests, Writes, Paths and

@@ -178,7 +178,7 @@ func (s *Server) serveSearch(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	var hits []*object
-	for _, o := range s.st.objs {
+	for _, o := range s.indexed().objs {
 		ok := true
 		for _, c := range clauses {
 			if !c.matches(o) {

@@ -40,6 +40,9 @@ type Config struct {
 	// Inventory is what exists before any client writes; DefaultInventory
 	// when zero.
 	Inventory *Inventory
+	// SearchLag makes the search API answer from the state as it was that
+	// long ago, as NSX's search index trails its writes.
+	SearchLag time.Duration
 }
 
 // Inventory is the pre-existing NSX configuration a platform team hands to
@@ -113,10 +116,16 @@ type Server struct {
 	inv  Inventory
 	http *httptest.Server
 
-	mu     sync.Mutex
-	st     *store
-	faults []*Fault
-	counts map[string]int
+	mu      sync.Mutex
+	st      *store
+	faults  []*Fault
+	counts  map[string]int
+	history []snapshot // for SearchLag: committed states, oldest first
+}
+
+type snapshot struct {
+	at time.Time
+	st *store
 }
 
 // New starts a simulator.
@@ -138,6 +147,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	st.user = cfg.Username
 	s.st = st
+	s.history = []snapshot{{st: st}}
 	host, _, err := net.SplitHostPort(cfg.Addr)
 	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
 		return nil, fmt.Errorf("simulator: Config.Addr %q is not a loopback IP address and port", cfg.Addr)
@@ -365,7 +375,32 @@ func (s *Server) transact(fn func(*store) error) error {
 		}
 	}
 	s.st = next
+	if s.cfg.SearchLag > 0 {
+		now := time.Now()
+		s.history = append(s.history, snapshot{at: now, st: next})
+		// Keep the newest state old enough to be indexed, and what came after.
+		for len(s.history) > 1 && now.Sub(s.history[1].at) >= s.cfg.SearchLag {
+			s.history = s.history[1:]
+		}
+	}
 	return nil
+}
+
+// indexed is what the search index shows: the state SearchLag ago. The
+// caller holds s.mu.
+func (s *Server) indexed() *store {
+	if s.cfg.SearchLag <= 0 {
+		return s.st
+	}
+	cut := time.Now().Add(-s.cfg.SearchLag)
+	st := s.history[0].st
+	for _, h := range s.history[1:] {
+		if h.at.After(cut) {
+			break
+		}
+		st = h.st
+	}
+	return st
 }
 
 func (s *Server) serveHierarchical(w http.ResponseWriter, r *http.Request) {
