@@ -247,8 +247,8 @@ func (np NetworkPolicy) Translate() ([]Object, error) {
 }
 
 func (np NetworkPolicy) validate() error {
-	if !clusterIDRe.MatchString(np.ClusterID) {
-		return &FieldError{"NetworkPolicy", "ClusterID", np.ClusterID, "must be 1-40 lower-case letters, digits or '-'"}
+	if err := checkClusterID("NetworkPolicy", np.ClusterID); err != nil {
+		return err
 	}
 	if !dnsLabelRe.MatchString(np.Namespace) {
 		return &FieldError{"NetworkPolicy", "Namespace", np.Namespace, "is not a Kubernetes namespace name"}

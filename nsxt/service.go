@@ -47,8 +47,8 @@ type LoadBalancerStatus struct {
 // Validate checks lb and returns a *FieldError naming the first wrong
 // field.
 func (lb LoadBalancer) Validate() error {
-	if !clusterIDRe.MatchString(lb.ClusterID) {
-		return &FieldError{"LoadBalancer", "ClusterID", lb.ClusterID, "must be 1-40 lower-case letters, digits or '-'"}
+	if err := checkClusterID("LoadBalancer", lb.ClusterID); err != nil {
+		return err
 	}
 	if !dnsLabelRe.MatchString(lb.Namespace) {
 		return &FieldError{"LoadBalancer", "Namespace", lb.Namespace, "is not a Kubernetes namespace name"}
@@ -192,8 +192,8 @@ func (c *Client) EnsureLoadBalancer(ctx context.Context, lb LoadBalancer) (*Load
 // nothing.
 func (c *Client) DeleteLoadBalancer(ctx context.Context, clusterID, namespace, name string) (*Teardown, error) {
 	lb := LoadBalancer{ClusterID: clusterID, Namespace: namespace, Name: name}
-	if !clusterIDRe.MatchString(clusterID) {
-		return nil, &FieldError{"LoadBalancer", "ClusterID", clusterID, "must be 1-40 lower-case letters, digits or '-'"}
+	if err := checkClusterID("LoadBalancer", clusterID); err != nil {
+		return nil, err
 	}
 	if !dnsLabelRe.MatchString(namespace) {
 		return nil, &FieldError{"LoadBalancer", "Namespace", namespace, "is not a Kubernetes namespace name"}

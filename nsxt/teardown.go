@@ -25,8 +25,8 @@ type Teardown struct {
 // subnets and addresses go back to their block and pool. Calling it again
 // finds nothing and writes nothing.
 func (c *Client) TeardownTopology(ctx context.Context, clusterID string) (*Teardown, error) {
-	if !clusterIDRe.MatchString(clusterID) {
-		return nil, &FieldError{"Topology", "ClusterID", clusterID, "must be 1-40 lower-case letters, digits or '-'"}
+	if err := checkClusterID("Topology", clusterID); err != nil {
+		return nil, err
 	}
 	return c.teardown(ctx, clusterID, "", nil)
 }
@@ -35,8 +35,8 @@ func (c *Client) TeardownTopology(ctx context.Context, clusterID string) (*Teard
 // its segment, subnet, SNAT rule and address, group and DFW policy. The
 // next BuildTopology must not list the namespace, or it comes back.
 func (c *Client) TeardownNamespace(ctx context.Context, clusterID, namespace string) (*Teardown, error) {
-	if !clusterIDRe.MatchString(clusterID) {
-		return nil, &FieldError{"Topology", "ClusterID", clusterID, "must be 1-40 lower-case letters, digits or '-'"}
+	if err := checkClusterID("Topology", clusterID); err != nil {
+		return nil, err
 	}
 	if !dnsLabelRe.MatchString(namespace) {
 		return nil, &FieldError{"Topology", "Namespace", namespace, "is not a Kubernetes namespace name"}

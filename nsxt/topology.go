@@ -97,10 +97,18 @@ func (e *FieldError) Error() string {
 // Unwrap lets errors.Is(err, ErrInvalid) match.
 func (e *FieldError) Unwrap() error { return ErrInvalid }
 
+// checkClusterID checks a cluster id given to object.
+func checkClusterID(object, id string) error {
+	if !clusterIDRe.MatchString(id) {
+		return &FieldError{object, "ClusterID", id, "must be 1-40 lower-case letters, digits or '-'"}
+	}
+	return nil
+}
+
 // Validate checks t and returns a *FieldError naming the first wrong field.
 func (t Topology) Validate() error {
-	if !clusterIDRe.MatchString(t.ClusterID) {
-		return &FieldError{"Topology", "ClusterID", t.ClusterID, "must be 1-40 lower-case letters, digits or '-'"}
+	if err := checkClusterID("Topology", t.ClusterID); err != nil {
+		return err
 	}
 	for _, f := range []struct{ name, val, prefix string }{
 		{"Tier0Path", t.Tier0Path, "/infra/tier-0s/"},

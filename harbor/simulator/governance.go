@@ -89,11 +89,8 @@ func checkSelectors(m map[string]any) error {
 func listImmuRules(s *Server, c *call) (reply, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, err := s.lookupProject(c)
+	p, err := s.readableProject(c)
 	if err != nil {
-		return reply{}, err
-	}
-	if err := s.canRead(c, p); err != nil {
 		return reply{}, err
 	}
 	var out []map[string]any
@@ -125,11 +122,8 @@ func createImmuRule(s *Server, c *call) (reply, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, err := s.lookupProject(c)
+	p, err := s.managedProject(c)
 	if err != nil {
-		return reply{}, err
-	}
-	if err := s.canManage(c, p); err != nil {
 		return reply{}, err
 	}
 	n := 0
@@ -151,11 +145,8 @@ func createImmuRule(s *Server, c *call) (reply, error) {
 }
 
 func (s *Server) immuRule(c *call) (*immuRule, error) {
-	p, err := s.lookupProject(c)
+	p, err := s.managedProject(c)
 	if err != nil {
-		return nil, err
-	}
-	if err := s.canManage(c, p); err != nil {
 		return nil, err
 	}
 	id, _ := c.int64("immutable_rule_id")

@@ -128,6 +128,26 @@ func (s *Server) lookupProject(c *call) (*project, error) {
 	return p, nil
 }
 
+// readableProject looks the call's project up and checks the caller may
+// read it.
+func (s *Server) readableProject(c *call) (*project, error) {
+	p, err := s.lookupProject(c)
+	if err != nil {
+		return nil, err
+	}
+	return p, s.canRead(c, p)
+}
+
+// managedProject looks the call's project up and checks the caller may
+// manage it.
+func (s *Server) managedProject(c *call) (*project, error) {
+	p, err := s.lookupProject(c)
+	if err != nil {
+		return nil, err
+	}
+	return p, s.canManage(c, p)
+}
+
 // canRead: public projects to anyone, private ones to members, admins and
 // the project's robots.
 func (s *Server) canRead(c *call, p *project) error {
@@ -283,11 +303,8 @@ func createProject(s *Server, c *call) (reply, error) {
 func getProject(s *Server, c *call) (reply, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, err := s.lookupProject(c)
+	p, err := s.readableProject(c)
 	if err != nil {
-		return reply{}, err
-	}
-	if err := s.canRead(c, p); err != nil {
 		return reply{}, err
 	}
 	return reply{body: s.projectJSON(c, p)}, nil
@@ -352,11 +369,8 @@ func updateProject(s *Server, c *call) (reply, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, err := s.lookupProject(c)
+	p, err := s.managedProject(c)
 	if err != nil {
-		return reply{}, err
-	}
-	if err := s.canManage(c, p); err != nil {
 		return reply{}, err
 	}
 	if err := req.apply(p); err != nil {
@@ -369,11 +383,8 @@ func updateProject(s *Server, c *call) (reply, error) {
 func deleteProject(s *Server, c *call) (reply, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, err := s.lookupProject(c)
+	p, err := s.managedProject(c)
 	if err != nil {
-		return reply{}, err
-	}
-	if err := s.canManage(c, p); err != nil {
 		return reply{}, err
 	}
 	if len(p.repos) > 0 {
@@ -518,11 +529,8 @@ func createProjectMember(s *Server, c *call) (reply, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, err := s.lookupProject(c)
+	p, err := s.managedProject(c)
 	if err != nil {
-		return reply{}, err
-	}
-	if err := s.canManage(c, p); err != nil {
 		return reply{}, err
 	}
 	if roleNames[req.RoleID] == "" {
