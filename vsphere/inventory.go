@@ -23,6 +23,11 @@ func (c *Client) selectDatacenter(ctx context.Context, name string) error {
 	}
 	c.dc = dc
 	c.finder.SetDatacenter(dc)
+	// The Finder caches the datacenter's folders on first use, unguarded:
+	// fill the cache now, so that concurrent lookups only read it.
+	if _, err := c.finder.DefaultFolder(ctx); err != nil {
+		return fmt.Errorf("vsphere: folders of datacenter %s: %w", dc.InventoryPath, err)
+	}
 	return nil
 }
 
