@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http/cookiejar"
 	"net/url"
 	"reflect"
 	"strings"
@@ -38,7 +39,7 @@ type Client struct {
 	vim    *vim25.Client
 	soap   *soap.Client
 	ka     *keepalive.HandlerSOAP
-	user   *url.Userinfo
+	user   atomic.Pointer[url.Userinfo] // swapped by SetCredentials
 	finder *find.Finder
 	dc     *object.Datacenter
 
@@ -65,13 +66,14 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 	if err != nil || u == nil {
 		return nil, &ValidationError{Problems: []FieldError{{Field: "url", Reason: fmt.Sprintf("cannot parse %q", redactURL(cfg.URL))}}}
 	}
-	c.user = u.User
+	user := u.User
 	if cfg.Username != "" {
-		c.user = url.UserPassword(cfg.Username, cfg.Password)
+		user = url.UserPassword(cfg.Username, cfg.Password)
 	}
-	if c.user == nil || c.user.Username() == "" {
+	if user == nil || user.Username() == "" {
 		return nil, &ValidationError{Problems: []FieldError{{Field: "username", Reason: "required (or credentials in url)"}}}
 	}
+	c.user.Store(user)
 	u.User = nil
 
 	sc := soap.NewClient(u, cfg.Insecure)
@@ -127,7 +129,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 		_ = c.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	c.log.Info("connected", zap.String("host", u.Host), zap.String("user", c.user.Username()),
+	c.log.Info("connected", zap.String("host", u.Host), zap.String("user", user.Username()),
 		zap.String("apiVersion", vc.ServiceContent.About.ApiVersion))
 	return c, nil
 }
@@ -135,11 +137,48 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 // login authenticates through the keep-alive handler, which starts its
 // ticker on a successful login.
 func (c *Client) login(ctx context.Context) error {
-	pw, _ := c.user.Password()
-	req := types.Login{This: *c.vim.ServiceContent.SessionManager, UserName: c.user.Username(), Password: pw}
-	if _, err := methods.Login(ctx, c.counted, &req); err != nil {
-		return fmt.Errorf("login to %s as %q: %w", c.soap.URL().Host, c.user.Username(), err)
+	return c.loginAs(ctx, c.counted, c.user.Load())
+}
+
+func (c *Client) loginAs(ctx context.Context, rt soap.RoundTripper, user *url.Userinfo) error {
+	pw, _ := user.Password()
+	req := types.Login{This: *c.vim.ServiceContent.SessionManager, UserName: user.Username(), Password: pw}
+	if _, err := methods.Login(ctx, rt, &req); err != nil {
+		return fmt.Errorf("login to %s as %q: %w", c.soap.URL().Host, user.Username(), err)
 	}
+	return nil
+}
+
+// SetCredentials rotates the account the Client logs in with, for when
+// vCenter's password (or the service account) changes under a running
+// program. The new credentials are first tried on a session of their own,
+// logged out at once: if vCenter refuses them, nothing changes and the
+// error says so (fault.Is(err, &types.InvalidLogin{}) holds). Once
+// accepted, every later login uses them; the current session, still
+// valid, is kept, and when vCenter ends it the transparent re-login
+// signs in with the new account without interrupting the work in flight.
+func (c *Client) SetCredentials(ctx context.Context, username, password string) error {
+	if username == "" {
+		return &ValidationError{Problems: []FieldError{{Field: "username", Reason: "required"}}}
+	}
+	user := url.UserPassword(username, password)
+	var err error
+	// A client of its own shares the connections and TLS settings but not
+	// the cookie, so the check neither uses nor disturbs the session.
+	side := c.soap.NewServiceClient(c.soap.URL().Path, vim25.Namespace)
+	side.Version = c.soap.Version
+	if side.Jar, err = cookiejar.New(nil); err != nil { // NewServiceClient copies the session cookie
+		return err
+	}
+	rt := &countingRoundTripper{next: side, counter: &c.calls}
+	if err := c.loginAs(ctx, rt, user); err != nil {
+		return fmt.Errorf("new credentials refused: %w", err)
+	}
+	if _, err := methods.Logout(ctx, rt, &types.Logout{This: *c.vim.ServiceContent.SessionManager}); err != nil {
+		c.log.Debug("logout of the credential check failed", zap.Error(err))
+	}
+	old := c.user.Swap(user)
+	c.log.Info("credentials rotated", zap.String("from", old.Username()), zap.String("to", username))
 	return nil
 }
 

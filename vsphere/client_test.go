@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vmware/govmomi/fault"
+	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/types"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/kubefoundry/kubefoundry/vsphere"
 )
@@ -178,4 +182,58 @@ func TestStoragePolicy(t *testing.T) {
 	require.Error(t, err)
 	assert.NoError(t, res[0].Err)
 	require.ErrorAs(t, res[1].Err, &nf, "an unknown policy fails that VM only")
+}
+
+// TestSetCredentials rotates the account under a running Client: vCenter
+// starts accepting only a new password; refused credentials change
+// nothing; accepted ones are used by the re-login after vCenter ends the
+// session, and the work in flight carries on. A client that was not told
+// fails at that re-login, which shows the rotation is what made the
+// difference. No password reaches the log.
+func TestSetCredentials(t *testing.T) {
+	var password atomic.Pointer[string]
+	first := "kf-secret"
+	password.Store(&first)
+	s := startSim(t, nil, func(m *simulator.Model) {
+		m.Map().SessionManager().ValidLogin = func(req *types.Login) bool {
+			return req.UserName == "kf-admin" && req.Password == *password.Load()
+		}
+	})
+	core, logs := observer.New(zap.DebugLevel)
+	c := s.client(t, vsphere.WithLogger(zap.New(core)))
+	stale := s.client(t)
+	admin := s.client(t)
+	ctx := context.Background()
+
+	rotated := "kf-secret-2"
+	password.Store(&rotated)
+	err := c.SetCredentials(ctx, "kf-admin", "not-it")
+	assert.True(t, fault.Is(err, &types.InvalidLogin{}), "%v", err)
+	assert.NotContains(t, err.Error(), "not-it")
+	_, err = c.ListVMs(ctx, "", "")
+	require.NoError(t, err, "the session is untouched by a refused rotation")
+
+	require.NoError(t, c.SetCredentials(ctx, "kf-admin", rotated))
+	_, err = c.ListVMs(ctx, "", "")
+	require.NoError(t, err, "the session is kept")
+	assert.Zero(t, c.Stats().Relogins)
+
+	terminateOtherSessions(t, admin) // vCenter ends both clients' sessions
+	_, err = c.ListVMs(ctx, "", "")
+	require.NoError(t, err, "the re-login uses the new password")
+	assert.Equal(t, int64(1), c.Stats().Relogins)
+	_, err = stale.ListVMs(ctx, "", "")
+	assert.True(t, fault.Is(err, &types.InvalidLogin{}), "a client with the old password cannot log in again: %v", err)
+
+	for _, e := range logs.All() {
+		for _, secret := range []string{first, rotated, "not-it"} {
+			assert.NotContains(t, e.Message, secret)
+			for k, v := range e.ContextMap() {
+				assert.NotContains(t, fmt.Sprint(v), secret, "log field %s", k)
+			}
+		}
+	}
+	assert.NotEmpty(t, logs.FilterMessage("credentials rotated").All())
+
+	require.ErrorIs(t, c.SetCredentials(ctx, "", "x"), vsphere.ErrInvalidSpec)
 }

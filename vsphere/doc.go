@@ -1,10 +1,12 @@
 // Package vsphere is kubefoundry's vCenter client, built on govmomi.
 //
 // It owns sessions (keep-alive, transparent re-login when vCenter answers
-// NotAuthenticated, a client-side rate limit, a count of SOAP calls),
+// NotAuthenticated, credentials rotated under a running Client with
+// SetCredentials, a client-side rate limit, a count of SOAP calls),
 // inventory lookup whose errors list what does exist, and the VM work a
 // Kubernetes foundation needs: ProvisionVMs clones VMs from a stemcell
-// template (full or linked clones) into a folder and a resource pool per
+// template (full or linked clones, with the stemcell replicated once to
+// each datastore linked clones are asked for on) into a folder and a resource pool per
 // cluster, with CPU, memory, extra disks, NICs, cloud-init guestinfo
 // metadata and userdata, and ownership recorded on every VM; DRS
 // anti-affinity and VM/host rules; power, resize and destroy; ListVMs, the

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/kubefoundry/kubefoundry/vsphere"
@@ -265,4 +266,97 @@ func TestResizeWithPowerCycle(t *testing.T) {
 	assert.Equal(t, int32(16384), m.Config.Hardware.MemoryMB)
 	assert.Equal(t, types.VirtualMachinePowerStatePoweredOn, m.Runtime.PowerState)
 	assert.Equal(t, offs+1, c.Stats().ByMethod["PowerOffVM_Task"])
+}
+
+// TestLinkedCloneReplicaPerDatastore: linked clones asked for on a
+// datastore the source is not on get a replica of the source there, made
+// once and snapshotted once, as the BOSH vSphere CPI does; clones on the
+// source's own datastore use the source itself.
+func TestLinkedCloneReplicaPerDatastore(t *testing.T) {
+	s := newSim(t, func(m *simulator.Model) { m.Datastore = 2 })
+	c := s.client(t)
+	ctx := context.Background()
+	const otherDS = "LocalDS_1"
+	ds, err := c.FindDatastore(ctx, otherDS)
+	require.NoError(t, err)
+	replicaName := simTemplate + ".replica." + ds.Reference().Value
+
+	linked := func(cluster, datastore string, n int) []vsphere.VMSpec {
+		in := specs(cluster, n)
+		for i := range in {
+			in[i].LinkedClone, in[i].Datastore = true, datastore
+		}
+		return in
+	}
+	res, err := c.ProvisionVMs(ctx, linked("sigma", otherDS, 3))
+	require.NoError(t, err)
+	st := c.Stats().ByMethod
+	assert.Equal(t, int64(4), st["CloneVM_Task"], "three VMs and one replica")
+	assert.Equal(t, int64(1), st["CreateSnapshot_Task"], "the replica is snapshotted once")
+
+	replica, err := c.FindVM(ctx, replicaName)
+	require.NoError(t, err, "the replica sits beside the source")
+	var rm mo.VirtualMachine
+	require.NoError(t, replica.Properties(ctx, replica.Reference(), []string{"datastore", "snapshot", "config", "runtime.powerState"}, &rm))
+	assert.Equal(t, []types.ManagedObjectReference{ds.Reference()}, rm.Datastore)
+	require.NotNil(t, rm.Snapshot)
+	src, err := c.FindVM(ctx, simTemplate)
+	require.NoError(t, err)
+	assert.Equal(t, src.Reference().Value, extraConfig(rm)["kubefoundry.replica-of"])
+	assert.Equal(t, types.VirtualMachinePowerStatePoweredOff, rm.Runtime.PowerState)
+	for _, r := range res {
+		var m mo.VirtualMachine
+		require.NoError(t, replica.Properties(ctx, r.Ref, []string{"datastore"}, &m))
+		assert.Equal(t, []types.ManagedObjectReference{ds.Reference()}, m.Datastore, r.Name)
+	}
+	vms, err := c.ListVMs(ctx, "", "")
+	require.NoError(t, err)
+	for _, vm := range vms {
+		assert.NotEqual(t, replicaName, vm.Name, "a replica has no owner")
+	}
+
+	// Another call, another client: the replica and its snapshot are found.
+	c2 := s.client(t)
+	_, err = c2.ProvisionVMs(ctx, linked("tau", otherDS, 2))
+	require.NoError(t, err)
+	st = c2.Stats().ByMethod
+	assert.Equal(t, int64(2), st["CloneVM_Task"], "no second replica")
+	assert.Zero(t, st["CreateSnapshot_Task"])
+
+	// On the source's own datastore there is nothing to replicate.
+	c3 := s.client(t)
+	_, err = c3.ProvisionVMs(ctx, linked("upsilon", simDatastore, 2))
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), c3.Stats().ByMethod["CloneVM_Task"])
+}
+
+// TestLinkedCloneReplicaResumes: the replica's snapshot fails once (as a
+// crash between the two steps would leave it); the VMs report that error,
+// and the next call snapshots the replica it finds instead of making
+// another.
+func TestLinkedCloneReplicaResumes(t *testing.T) {
+	s := newSim(t, func(m *simulator.Model) { m.Datastore = 2 })
+	c := s.client(t)
+	ctx := context.Background()
+	in := specs("phi", 2)
+	for i := range in {
+		in[i].LinkedClone, in[i].Datastore = true, "LocalDS_1"
+	}
+	s.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
+		MethodName: "CreateSnapshot_Task", ObjectType: "*", ObjectName: "*",
+		FaultType: simulator.FaultTypeInvalidState, Probability: 1, MaxCount: 1, Enabled: true,
+	})
+	res, err := c.ProvisionVMs(ctx, in)
+	require.Error(t, err)
+	for _, r := range res {
+		assert.True(t, fault.Is(r.Err, &types.InvalidState{}), "%s: %v", r.Name, r.Err)
+	}
+	assert.Equal(t, int64(1), c.Stats().ByMethod["CloneVM_Task"], "only the replica was cloned")
+
+	res, err = c.ProvisionVMs(ctx, in)
+	require.NoError(t, err)
+	assert.Len(t, res, 2)
+	st := c.Stats().ByMethod
+	assert.Equal(t, int64(3), st["CloneVM_Task"], "the replica is not cloned again")
+	assert.Equal(t, int64(2), st["CreateSnapshot_Task"])
 }

@@ -32,6 +32,8 @@ const (
 	keyCluster     = ownerKeyPrefix + "cluster"
 	keyGroup       = ownerKeyPrefix + "group"
 	keyIndex       = ownerKeyPrefix + "index"
+	// keyReplicaOf marks a stemcell replica with its source's id.
+	keyReplicaOf = ownerKeyPrefix + "replica-of"
 
 	// OwnerAttribute is the custom attribute holding "cluster/group/index".
 	OwnerAttribute = "kubefoundry.owner"
@@ -547,7 +549,7 @@ type template struct {
 func (p *provisioner) template(ctx context.Context, s *VMSpec) (*template, error) {
 	key := s.Template
 	if s.LinkedClone {
-		key += "\x00linked"
+		key += "\x00linked\x00" + s.Datastore
 	}
 	return p.templates.get(key, func() (*template, error) {
 		vm, err := p.c.FindVM(ctx, s.Template)
@@ -555,10 +557,21 @@ func (p *provisioner) template(ctx context.Context, s *VMSpec) (*template, error
 			return nil, fmt.Errorf("template: %w", err)
 		}
 		var m mo.VirtualMachine
-		if err := p.c.collector().RetrieveOne(ctx, vm.Reference(), []string{"config.hardware.device", "config.template", "snapshot"}, &m); err != nil {
+		if err := p.c.collector().RetrieveOne(ctx, vm.Reference(), templateProps, &m); err != nil {
 			return nil, fmt.Errorf("template %s: %w", s.Template, err)
 		}
-		t := &template{ref: vm.Reference()}
+		if s.LinkedClone && s.Datastore != "" {
+			ds, err := p.stores.get(s.Datastore, func() (*object.Datastore, error) { return p.c.FindDatastore(ctx, s.Datastore) })
+			if err != nil {
+				return nil, err
+			}
+			if !slices.Contains(m.Datastore, ds.Reference()) {
+				if m, err = p.replica(ctx, s, &m, ds); err != nil {
+					return nil, err
+				}
+			}
+		}
+		t := &template{ref: m.Self}
 		if m.Config != nil {
 			t.devices = object.VirtualDeviceList(m.Config.Hardware.Device)
 		}
@@ -572,21 +585,100 @@ func (p *provisioner) template(ctx context.Context, s *VMSpec) (*template, error
 		if m.Config != nil && m.Config.Template {
 			return nil, fmt.Errorf("template %s has no snapshot to link clones to; import the stemcell as a VM or snapshot it: %w", s.Template, ErrInvalidSpec)
 		}
-		task, err := vm.CreateSnapshot(ctx, "kubefoundry-base", "base of linked clones", false, false)
+		req := types.CreateSnapshot_Task{This: m.Self, Name: "kubefoundry-base", Description: "base of linked clones"}
+		task, err := methods.CreateSnapshot_Task(ctx, p.c.vim, &req)
 		if err != nil {
-			return nil, fmt.Errorf("snapshot %s: %w", s.Template, err)
+			return nil, fmt.Errorf("snapshot %s: %w", m.Name, err)
 		}
-		res, err := p.w.waitTask(ctx, "snapshot "+s.Template, task.Reference())
+		res, err := p.w.waitTask(ctx, "snapshot "+m.Name, task.Returnval)
 		if err != nil {
 			return nil, err
 		}
 		snap, ok := res.(types.ManagedObjectReference)
 		if !ok {
-			return nil, fmt.Errorf("snapshot %s: unexpected result %T", s.Template, res)
+			return nil, fmt.Errorf("snapshot %s: unexpected result %T", m.Name, res)
 		}
 		t.snapshot = snap
 		return t, nil
 	})
+}
+
+// templateProps are what ProvisionVMs reads of a clone source.
+var templateProps = []string{"name", "parent", "datastore", "config.hardware.device", "config.template", "snapshot"}
+
+// replica returns the copy of the clone source src on datastore ds,
+// cloning it there when it is missing, as the BOSH vSphere CPI replicates
+// a stemcell to each datastore: a linked clone's delta disk then sits on
+// the same datastore as its base disk, so clones on a datastore the
+// stemcell is not on stay linked clones, and hosts that cannot see the
+// stemcell's datastore can run them.
+//
+// The replica is an ordinary powered-off VM beside the source, named
+// "<source>.replica.<datastore id>", with the source's hardware, an
+// annotation saying what it is and the source's id in extraConfig
+// (kubefoundry.replica-of); template() snapshots it. It carries no
+// owner, so ListVMs never counts it as a cluster's VM. Found by name, it
+// is made once however many callers ask at once: a clone that loses the
+// race to another process (DuplicateName) takes the winner's.
+func (p *provisioner) replica(ctx context.Context, s *VMSpec, src *mo.VirtualMachine, ds *object.Datastore) (mo.VirtualMachine, error) {
+	var m mo.VirtualMachine
+	if src.Parent == nil {
+		return m, fmt.Errorf("template %s: no parent folder to put a replica in", src.Name)
+	}
+	name := src.Name + ".replica." + ds.Reference().Value
+	find := func() (bool, error) {
+		vms, err := p.c.vmsInFolder(ctx, *src.Parent)
+		if err != nil {
+			return false, err
+		}
+		vm, ok := vms[name]
+		if !ok {
+			return false, nil
+		}
+		if err := p.c.collector().RetrieveOne(ctx, vm.ref, templateProps, &m); err != nil {
+			return false, fmt.Errorf("replica %s: %w", name, err)
+		}
+		if !slices.Contains(m.Datastore, ds.Reference()) {
+			return false, fmt.Errorf("replica %s of %s is not on datastore %s: %w", name, src.Name, ds.Name(), ErrAlreadyExists)
+		}
+		return true, nil
+	}
+	if ok, err := find(); ok || err != nil {
+		return m, err
+	}
+
+	pool, err := p.pool(ctx, s)
+	if err != nil {
+		return m, err
+	}
+	poolRef, dsRef := pool.Reference(), ds.Reference()
+	p.c.log.Info("replicating stemcell", zap.String("template", src.Name), zap.String("replica", name), zap.String("datastore", ds.Name()))
+	res, err := methods.CloneVM_Task(ctx, p.c.vim, &types.CloneVM_Task{
+		This:   src.Self,
+		Folder: *src.Parent,
+		Name:   name,
+		Spec: types.VirtualMachineCloneSpec{
+			Location: types.VirtualMachineRelocateSpec{Pool: &poolRef, Datastore: &dsRef},
+			Config: &types.VirtualMachineConfigSpec{
+				Annotation:  fmt.Sprintf("kubefoundry: replica of stemcell %s (%s) on datastore %s, the base of linked clones there", src.Name, src.Self.Value, ds.Name()),
+				ExtraConfig: []types.BaseOptionValue{&types.OptionValue{Key: keyReplicaOf, Value: src.Self.Value}},
+			},
+		},
+	})
+	if err == nil {
+		_, err = p.w.waitTask(ctx, "replicate "+src.Name, res.Returnval)
+	}
+	if err != nil && !fault.Is(err, &types.DuplicateName{}) {
+		return m, fmt.Errorf("replicate %s to %s: %w", src.Name, ds.Name(), err)
+	}
+	ok, ferr := find()
+	if ferr != nil {
+		return m, ferr
+	}
+	if !ok {
+		return m, fmt.Errorf("replica %s of %s not found after cloning it", name, src.Name)
+	}
+	return m, nil
 }
 
 // folder resolves the folder path, creating each missing level.

@@ -36,10 +36,25 @@ type sim struct {
 	url    string
 }
 
-func newSim(t testing.TB) *sim {
+// newSim starts the default VPX model; edit, when given, changes the model
+// before it is created.
+func newSim(t testing.TB, edit ...func(*simulator.Model)) *sim {
+	t.Helper()
+	return startSim(t, edit, nil)
+}
+
+// startSim creates the VPX model after the edits, calls created (when not
+// nil) on the created model before the server starts, and serves it.
+func startSim(t testing.TB, edit []func(*simulator.Model), created func(*simulator.Model)) *sim {
 	t.Helper()
 	m := simulator.VPX()
+	for _, e := range edit {
+		e(m)
+	}
 	require.NoError(t, m.Create())
+	if created != nil {
+		created(m)
+	}
 	m.Service.TLS = new(tls.Config)    // serve HTTPS with a self-signed certificate, as vCenter does
 	m.Service.RegisterEndpoints = true // SPBM (and whatever else is blank-imported)
 	// Accept these credentials only (vcsim's default accepts any).

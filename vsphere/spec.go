@@ -31,7 +31,11 @@ type VMSpec struct {
 	Template string `json:"template"`
 	// LinkedClone clones from the template's current snapshot with a delta
 	// disk instead of copying the whole disk. A source VM without a snapshot
-	// gets one, once; a template without one is an error.
+	// gets one, once; a template without one is an error. When Datastore
+	// names a datastore the source is not on, the source is first
+	// replicated there (once, as "<template>.replica.<datastore id>" beside
+	// it, then snapshotted), as the BOSH vSphere CPI does, so each delta
+	// disk sits beside its base.
 	LinkedClone bool `json:"linkedClone,omitempty"`
 
 	// Folder is the VM folder, relative to the datacenter's vm folder or an
