@@ -9,7 +9,8 @@
 // each datastore linked clones are asked for on) into a folder and a resource pool per
 // cluster, with CPU, memory, extra disks, NICs, cloud-init guestinfo
 // metadata and userdata, and ownership recorded on every VM; DRS
-// anti-affinity and VM/host rules; power, resize and destroy; ListVMs, the
+// anti-affinity and VM/host rules; power; resize of CPU, memory and disks;
+// destroy; ListVMs, the
 // orphan scan; WatchVMs, one PropertyCollector for many VMs; and
 // ImportStemcell for OVF/OVA images.
 //

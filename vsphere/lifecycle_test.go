@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vmware/govmomi/fault"
+	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
@@ -359,4 +360,49 @@ func TestLinkedCloneReplicaResumes(t *testing.T) {
 	st := c.Stats().ByMethod
 	assert.Equal(t, int64(3), st["CloneVM_Task"], "the replica is not cloned again")
 	assert.Equal(t, int64(2), st["CreateSnapshot_Task"])
+}
+
+// TestResizeDisks grows the extra disk of a running VM in place, leaves
+// the template's disk alone, refuses to shrink or to name a disk the VM
+// does not have (naming the field, changing nothing), and makes no call
+// when the VM already has the sizes asked for.
+func TestResizeDisks(t *testing.T) {
+	s := newSim(t)
+	c := s.client(t)
+	ctx := context.Background()
+	in := specs("chi", 1)
+	in[0].Disks = []vsphere.Disk{{SizeGB: 10}}
+	res, err := c.ProvisionVMs(ctx, in)
+	require.NoError(t, err)
+	ref := res[0].Ref
+	sizes := func() []int64 {
+		var out []int64
+		for _, d := range object.VirtualDeviceList(vmProps(t, c, ref).Config.Hardware.Device).SelectByType((*types.VirtualDisk)(nil)) {
+			out = append(out, d.(*types.VirtualDisk).CapacityInKB/(1024*1024))
+		}
+		return out
+	}
+	before := sizes()
+	require.Len(t, before, 2)
+	require.Equal(t, int64(10), before[1])
+
+	require.NoError(t, c.ResizeVM(ctx, ref, vsphere.Resize{DisksGB: []int64{0, 25}}))
+	assert.Equal(t, []int64{before[0], 25}, sizes())
+	assert.Equal(t, types.VirtualMachinePowerStatePoweredOn, vmProps(t, c, ref).Runtime.PowerState, "grown while running")
+
+	calls := c.Stats().ByMethod["ReconfigVM_Task"]
+	require.NoError(t, c.ResizeVM(ctx, ref, vsphere.Resize{CPUs: 2, MemoryMB: 4096, DisksGB: []int64{before[0], 25}}))
+	assert.Equal(t, calls, c.Stats().ByMethod["ReconfigVM_Task"], "nothing to change, no task")
+
+	err = c.ResizeVM(ctx, ref, vsphere.Resize{CPUs: 4, DisksGB: []int64{0, 20, 0, 5}})
+	require.ErrorIs(t, err, vsphere.ErrInvalidSpec)
+	assert.Contains(t, err.Error(), "resize.disksGB[1]")
+	assert.Contains(t, err.Error(), "only grow")
+	assert.Contains(t, err.Error(), "resize.disksGB[3]")
+	assert.Equal(t, calls, c.Stats().ByMethod["ReconfigVM_Task"], "a refused resize changes nothing")
+	assert.Equal(t, int32(2), vmProps(t, c, ref).Config.Hardware.NumCPU)
+
+	err = c.ResizeVM(ctx, ref, vsphere.Resize{DisksGB: []int64{-1}})
+	require.ErrorIs(t, err, vsphere.ErrInvalidSpec)
+	assert.Contains(t, err.Error(), "resize.disksGB[0]")
 }

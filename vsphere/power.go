@@ -81,18 +81,86 @@ func (c *Client) Reset(ctx context.Context, vm types.ManagedObjectReference) err
 type Resize struct {
 	CPUs     int32 // zero keeps the current count
 	MemoryMB int64 // zero keeps the current size
+	// DisksGB are the sizes wanted for the VM's disks, in the order vSphere
+	// lists them (the template's own disk first, then VMSpec.Disks); zero,
+	// or a disk past the end of the list, keeps a disk's size. Disks only
+	// grow, in place and while the VM runs; vSphere refuses to extend a
+	// disk that has snapshots or is a linked clone's delta disk.
+	DisksGB []int64
 	// AllowPowerCycle lets Resize power a running VM off, reconfigure it
 	// and power it on again when vSphere refuses the change while it runs
 	// (CPU or memory hot-add disabled, or a decrease).
 	AllowPowerCycle bool
 }
 
-// ResizeVM changes the CPU count and memory of a VM.
+// ResizeVM changes the CPU count, the memory and the disk sizes of a VM.
+// Only what differs from the VM's current configuration is sent; a
+// Resize the VM already has makes no change and starts no task.
 func (c *Client) ResizeVM(ctx context.Context, vm types.ManagedObjectReference, r Resize) error {
-	if r.CPUs < 0 || r.MemoryMB < 0 || r.MemoryMB%4 != 0 {
-		return &ValidationError{Problems: []FieldError{{Field: "resize", Reason: fmt.Sprintf("cpus %d, memoryMB %d: must be non-negative, memory a multiple of 4", r.CPUs, r.MemoryMB)}}}
+	verr := &ValidationError{}
+	if r.CPUs < 0 {
+		verr.add("resize.cpus", "%d: must not be negative", r.CPUs)
 	}
-	spec := types.VirtualMachineConfigSpec{NumCPUs: r.CPUs, MemoryMB: r.MemoryMB}
+	if r.MemoryMB < 0 || r.MemoryMB%4 != 0 {
+		verr.add("resize.memoryMB", "%d: must be a non-negative multiple of 4", r.MemoryMB)
+	}
+	for i, gb := range r.DisksGB {
+		if gb < 0 {
+			verr.add(fmt.Sprintf("resize.disksGB[%d]", i), "%d: must not be negative", gb)
+		}
+	}
+	if err := verr.orNil(); err != nil {
+		return err
+	}
+	var m mo.VirtualMachine
+	if err := c.collector().RetrieveOne(ctx, vm, []string{"config.hardware"}, &m); err != nil {
+		if isGone(err) {
+			return fmt.Errorf("resize %s: %w: %w", vm.Value, ErrNotFound, err)
+		}
+		return fmt.Errorf("resize %s: %w", vm.Value, err)
+	}
+	if m.Config == nil {
+		return fmt.Errorf("resize %s: the VM has no configuration yet", vm.Value)
+	}
+	hw := m.Config.Hardware
+	var spec types.VirtualMachineConfigSpec
+	if r.CPUs != 0 && r.CPUs != hw.NumCPU {
+		spec.NumCPUs = r.CPUs
+	}
+	if r.MemoryMB != 0 && r.MemoryMB != int64(hw.MemoryMB) {
+		spec.MemoryMB = r.MemoryMB
+	}
+	disks := object.VirtualDeviceList(hw.Device).SelectByType((*types.VirtualDisk)(nil))
+	for i, gb := range r.DisksGB {
+		if gb == 0 {
+			continue
+		}
+		field := fmt.Sprintf("resize.disksGB[%d]", i)
+		if i >= len(disks) {
+			verr.add(field, "the VM has %d disks", len(disks))
+			continue
+		}
+		disk := *disks[i].(*types.VirtualDisk) // a copy: the retrieved list stays as read
+		have := disk.CapacityInKB
+		if disk.CapacityInBytes > 0 {
+			have = disk.CapacityInBytes / 1024
+		}
+		want := gb * 1024 * 1024
+		switch {
+		case want < have:
+			verr.add(field, "%d GiB is smaller than the disk's %.1f GiB; disks only grow", gb, float64(have)/(1024*1024))
+		case want > have:
+			disk.CapacityInKB, disk.CapacityInBytes = want, want*1024
+			spec.DeviceChange = append(spec.DeviceChange, &types.VirtualDeviceConfigSpec{
+				Operation: types.VirtualDeviceConfigSpecOperationEdit, Device: &disk})
+		}
+	}
+	if err := verr.orNil(); err != nil {
+		return err
+	}
+	if spec.NumCPUs == 0 && spec.MemoryMB == 0 && len(spec.DeviceChange) == 0 {
+		return nil
+	}
 	reconfigure := func() error {
 		res, err := methods.ReconfigVM_Task(ctx, c.vim, &types.ReconfigVM_Task{This: vm, Spec: spec})
 		if err == nil {
