@@ -5,14 +5,13 @@
 // SetCredentials, a client-side rate limit, a count of SOAP calls),
 // inventory lookup whose errors list what does exist, and the VM work a
 // Kubernetes foundation needs: ProvisionVMs clones VMs from a stemcell
-// template (full or linked clones, with the stemcell replicated once to
-// each datastore linked clones are asked for on) into a folder and a resource pool per
-// cluster, with CPU, memory, extra disks, NICs, cloud-init guestinfo
-// metadata and userdata, and ownership recorded on every VM; DRS
+// template (full or linked clones, with the stemcell replicated once to each
+// datastore linked clones are asked for on) into a folder and a resource
+// pool per cluster, with CPU, memory, extra disks, NICs, cloud-init
+// guestinfo metadata and userdata, and ownership recorded on every VM; DRS
 // anti-affinity and VM/host rules; power; resize of CPU, memory and disks;
-// destroy; ListVMs, the
-// orphan scan; WatchVMs, one PropertyCollector for many VMs; and
-// ImportStemcell for OVF/OVA images.
+// destroy; ListVMs, the orphan scan; WatchVMs, one PropertyCollector for
+// many VMs; and ImportStemcell for OVF/OVA images.
 //
 // The shortest use:
 //
