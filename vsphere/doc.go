@@ -11,7 +11,8 @@
 // guestinfo metadata and userdata, and ownership recorded on every VM; DRS
 // anti-affinity and VM/host rules; power; resize of CPU, memory and disks;
 // destroy; ListVMs, the orphan scan; WatchVMs, one PropertyCollector for
-// many VMs; and ImportStemcell for OVF/OVA images.
+// many VMs; and ImportStemcell for OVF/OVA images, DeleteStemcell with
+// its replicas.
 //
 // The shortest use:
 //

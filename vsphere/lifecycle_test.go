@@ -310,11 +310,9 @@ func TestLinkedCloneReplicaPerDatastore(t *testing.T) {
 		require.NoError(t, replica.Properties(ctx, r.Ref, []string{"datastore"}, &m))
 		assert.Equal(t, []types.ManagedObjectReference{ds.Reference()}, m.Datastore, r.Name)
 	}
-	vms, err := c.ListVMs(ctx, "", "")
+	vms, err := c.ListVMs(ctx, "sigma", "")
 	require.NoError(t, err)
-	for _, vm := range vms {
-		assert.NotEqual(t, replicaName, vm.Name, "a replica has no owner")
-	}
+	assert.Len(t, vms, 3, "the replica is no cluster's VM")
 
 	// Another call, another client: the replica and its snapshot are found.
 	c2 := s.client(t)
@@ -326,9 +324,30 @@ func TestLinkedCloneReplicaPerDatastore(t *testing.T) {
 
 	// On the source's own datastore there is nothing to replicate.
 	c3 := s.client(t)
-	_, err = c3.ProvisionVMs(ctx, linked("upsilon", simDatastore, 2))
+	res3, err := c3.ProvisionVMs(ctx, linked("upsilon", simDatastore, 2))
 	require.NoError(t, err)
 	assert.Equal(t, int64(2), c3.Stats().ByMethod["CloneVM_Task"])
+
+	// Deleting the stemcell, once its clones are gone, deletes its replica.
+	var clones []types.ManagedObjectReference
+	for _, cluster := range []string{"sigma", "tau", "upsilon"} {
+		vms, err := c.ListVMs(ctx, cluster, "")
+		require.NoError(t, err)
+		for _, vm := range vms {
+			clones = append(clones, vm.Ref)
+		}
+	}
+	require.Len(t, clones, len(res)+2+len(res3))
+	// One destroy at a time: see TestOrphanScanPowerResizeDestroy.
+	c = s.client(t, vsphere.WithConcurrency(1))
+	_, err = c.DestroyVMs(ctx, clones)
+	require.NoError(t, err)
+	require.NoError(t, c.DeleteStemcell(ctx, simTemplate))
+	for _, name := range []string{simTemplate, replicaName} {
+		_, err := c.FindVM(ctx, name)
+		assert.ErrorIs(t, err, vsphere.ErrNotFound, name)
+	}
+	require.NoError(t, c.DeleteStemcell(ctx, simTemplate), "already gone")
 }
 
 // TestLinkedCloneReplicaResumes: the replica's snapshot fails once (as a

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/ovf/importer"
+	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 	"go.uber.org/zap"
@@ -185,4 +186,60 @@ func fileSHA256(p string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// DeleteStemcell deletes the stemcell name (a VM or template, by name or
+// inventory path) and every replica ProvisionVMs made of it on other
+// datastores, replicas first, so that an interrupted delete finds them
+// again through the stemcell. A stemcell already gone is no error. Delete
+// the VMs cloned from a stemcell first: vSphere refuses to delete a disk
+// that linked clones still read.
+func (c *Client) DeleteStemcell(ctx context.Context, name string) error {
+	vm, err := c.FindVM(ctx, name)
+	if IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	replicas, err := c.replicasOf(ctx, vm.Reference())
+	if err != nil {
+		return err
+	}
+	if len(replicas) > 0 {
+		if _, err := c.DestroyVMs(ctx, replicas); err != nil {
+			return fmt.Errorf("delete replicas of stemcell %s: %w", name, err)
+		}
+	}
+	if _, err := c.DestroyVMs(ctx, []types.ManagedObjectReference{vm.Reference()}); err != nil {
+		return fmt.Errorf("delete stemcell %s: %w", name, err)
+	}
+	c.log.Info("stemcell deleted", zap.String("stemcell", name), zap.Int("replicas", len(replicas)))
+	return nil
+}
+
+// replicasOf finds the replicas of src in the datacenter by the source id
+// they carry in extraConfig.
+func (c *Client) replicasOf(ctx context.Context, src types.ManagedObjectReference) ([]types.ManagedObjectReference, error) {
+	v, err := view.NewManager(c.vim).CreateContainerView(ctx, c.dc.Reference(), []string{"VirtualMachine"}, true)
+	if err != nil {
+		return nil, fmt.Errorf("find replicas of %s: %w", src.Value, err)
+	}
+	defer func() { _ = v.Destroy(context.WithoutCancel(ctx)) }()
+	var all []mo.VirtualMachine
+	if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"config.extraConfig"}, &all); err != nil {
+		return nil, fmt.Errorf("find replicas of %s: %w", src.Value, err)
+	}
+	var out []types.ManagedObjectReference
+	for _, m := range all {
+		if m.Config == nil {
+			continue
+		}
+		for _, bov := range m.Config.ExtraConfig {
+			if ov := bov.GetOptionValue(); ov.Key == keyReplicaOf && ov.Value == src.Value {
+				out = append(out, m.Self)
+			}
+		}
+	}
+	return out, nil
 }
