@@ -157,6 +157,8 @@ func (c *Client) loginAs(ctx context.Context, rt soap.RoundTripper, user *url.Us
 // accepted, every later login uses them; the current session, still
 // valid, is kept, and when vCenter ends it the transparent re-login
 // signs in with the new account without interrupting the work in flight.
+// (The keep-alive keeps that session going; to move to another account
+// at once, Close the Client and make a new one.)
 func (c *Client) SetCredentials(ctx context.Context, username, password string) error {
 	if username == "" {
 		return &ValidationError{Problems: []FieldError{{Field: "username", Reason: "required"}}}
@@ -174,7 +176,8 @@ func (c *Client) SetCredentials(ctx context.Context, username, password string) 
 	if err := c.loginAs(ctx, rt, user); err != nil {
 		return fmt.Errorf("new credentials refused: %w", err)
 	}
-	if _, err := methods.Logout(ctx, rt, &types.Logout{This: *c.vim.ServiceContent.SessionManager}); err != nil {
+	// Even when ctx has ended, so that the check leaves no session behind.
+	if _, err := methods.Logout(context.WithoutCancel(ctx), rt, &types.Logout{This: *c.vim.ServiceContent.SessionManager}); err != nil {
 		c.log.Debug("logout of the credential check failed", zap.Error(err))
 	}
 	old := c.user.Swap(user)
@@ -186,7 +189,13 @@ func (c *Client) SetCredentials(ctx context.Context, username, password string) 
 // login is refused because the session is in fact still valid (a spurious
 // NotAuthenticated), that counts as success: the call is simply repeated.
 func (c *Client) reauthenticate(ctx context.Context) error {
-	err := c.login(ctx)
+	user := c.user.Load()
+	err := c.loginAs(ctx, c.counted, user)
+	if err != nil && fault.Is(err, &types.InvalidLogin{}) && c.user.Load() != user {
+		// SetCredentials swapped the account while this login used the
+		// old one: try the new one.
+		err = c.login(ctx)
+	}
 	if err == nil || !fault.Is(err, &types.InvalidLogin{}) {
 		return err
 	}

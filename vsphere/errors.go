@@ -18,6 +18,9 @@ var (
 	ErrAlreadyExists = errors.New("already exists")
 	// ErrInvalidSpec is wrapped by validation errors.
 	ErrInvalidSpec = errors.New("invalid spec")
+	// ErrInUse is wrapped when an object cannot go because others still
+	// depend on it, such as a stemcell that VMs are linked clones of.
+	ErrInUse = errors.New("in use")
 )
 
 // NotFoundError names what was looked for, where, and what exists there.

@@ -2,6 +2,7 @@ package vsphere_test
 
 import (
 	"context"
+	"path"
 	"sync"
 	"testing"
 	"time"
@@ -424,4 +425,153 @@ func TestResizeDisks(t *testing.T) {
 	err = c.ResizeVM(ctx, ref, vsphere.Resize{DisksGB: []int64{-1}})
 	require.ErrorIs(t, err, vsphere.ErrInvalidSpec)
 	assert.Contains(t, err.Error(), "resize.disksGB[0]")
+}
+
+// deltaDisk adds to vm a disk whose backing is a delta of parent, as a
+// linked clone's disk is on vCenter (vcsim's own clones have no parents).
+func deltaDisk(t *testing.T, c *vsphere.Client, vm types.ManagedObjectReference, parent string) {
+	t.Helper()
+	ctx := context.Background()
+	obj := object.NewVirtualMachine(c.Vim25(), vm)
+	devices, err := obj.Device(ctx)
+	require.NoError(t, err)
+	ctrl, err := devices.FindDiskController("scsi")
+	require.NoError(t, err)
+	disk := devices.CreateDisk(ctrl, types.ManagedObjectReference{}, "")
+	disk.CapacityInKB = 1024 * 1024
+	b := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
+	b.Parent = &types.VirtualDiskFlatVer2BackingInfo{VirtualDeviceFileBackingInfo: types.VirtualDeviceFileBackingInfo{FileName: parent}}
+	require.NoError(t, obj.AddDevice(ctx, disk))
+}
+
+// diskFiles lists the disk files of vm.
+func diskFiles(t *testing.T, c *vsphere.Client, vm types.ManagedObjectReference) []string {
+	t.Helper()
+	var out []string
+	for _, d := range object.VirtualDeviceList(vmProps(t, c, vm).Config.Hardware.Device).SelectByType((*types.VirtualDisk)(nil)) {
+		out = append(out, d.GetVirtualDevice().Backing.(types.BaseVirtualDeviceFileBackingInfo).GetVirtualDeviceFileBackingInfo().FileName)
+	}
+	return out
+}
+
+// TestDeleteStemcellRefuses: DeleteStemcell deletes nothing that is not a
+// stemcell, nothing while a VM's disk is a delta of the stemcell's, and
+// never a cluster VM that carries a replica's mark (vCenter copies a
+// source's extraConfig into its clones).
+func TestDeleteStemcellRefuses(t *testing.T) {
+	s := newSim(t, func(m *simulator.Model) { m.Datastore = 2 })
+	c := s.client(t, vsphere.WithConcurrency(1)) // see TestOrphanScanPowerResizeDestroy on destroys
+	ctx := context.Background()
+	in := specs("omega", 2)
+	for i := range in {
+		in[i].LinkedClone, in[i].Datastore = true, "LocalDS_1"
+	}
+	res, err := c.ProvisionVMs(ctx, in)
+	require.NoError(t, err)
+	src, err := c.FindVM(ctx, simTemplate)
+	require.NoError(t, err)
+
+	err = c.DeleteStemcell(ctx, res[0].Name)
+	require.ErrorIs(t, err, vsphere.ErrInvalidSpec, "a cluster's VM is no stemcell")
+	assert.Contains(t, err.Error(), "omega")
+	err = c.DeleteStemcell(ctx, "DC0_H0_VM0")
+	require.ErrorIs(t, err, vsphere.ErrInvalidSpec, "an unrelated VM is no stemcell")
+
+	// A worker marked as vCenter would mark a clone of the replica.
+	task, err := object.NewVirtualMachine(c.Vim25(), res[0].Ref).Reconfigure(ctx, types.VirtualMachineConfigSpec{
+		ExtraConfig: []types.BaseOptionValue{&types.OptionValue{Key: "kubefoundry.replica-of", Value: src.Reference().Value}}})
+	require.NoError(t, err)
+	require.NoError(t, task.Wait(ctx))
+
+	ds, err := c.FindDatastore(ctx, "LocalDS_1")
+	require.NoError(t, err)
+	replica, err := c.FindVM(ctx, simTemplate+".replica."+ds.Reference().Value)
+	require.NoError(t, err)
+	deltaDisk(t, c, res[1].Ref, diskFiles(t, c, replica.Reference())[0])
+	err = c.DeleteStemcell(ctx, simTemplate)
+	require.ErrorIs(t, err, vsphere.ErrInUse)
+	assert.Contains(t, err.Error(), res[1].Name)
+	_, err = c.FindVM(ctx, replica.InventoryPath)
+	require.NoError(t, err, "nothing deleted while in use")
+
+	_, err = c.DestroyVMs(ctx, []types.ManagedObjectReference{res[1].Ref})
+	require.NoError(t, err)
+	require.NoError(t, c.DeleteStemcell(ctx, simTemplate))
+	_, err = c.FindVM(ctx, replica.InventoryPath)
+	assert.ErrorIs(t, err, vsphere.ErrNotFound)
+	vms, err := c.ListVMs(ctx, "omega", "")
+	require.NoError(t, err)
+	require.Len(t, vms, 1, "the marked worker is still there")
+	assert.Equal(t, res[0].Ref, vms[0].Ref)
+}
+
+// TestStaleReplicaRefused: a stemcell deleted without DeleteStemcell and
+// made again under the same name must not reuse the old one's replica.
+func TestStaleReplicaRefused(t *testing.T) {
+	s := newSim(t, func(m *simulator.Model) { m.Datastore = 2 })
+	c := s.client(t, vsphere.WithConcurrency(1))
+	ctx := context.Background()
+	linked := func(cluster string) []vsphere.VMSpec {
+		in := specs(cluster, 1)
+		in[0].LinkedClone, in[0].Datastore = true, "LocalDS_1"
+		return in
+	}
+	_, err := c.ProvisionVMs(ctx, linked("psi"))
+	require.NoError(t, err)
+
+	old, err := c.FindVM(ctx, simTemplate)
+	require.NoError(t, err)
+	_, err = c.DestroyVMs(ctx, []types.ManagedObjectReference{old.Reference()})
+	require.NoError(t, err)
+	// A new stemcell of the same name in the same folder.
+	other, err := c.FindVM(ctx, "DC0_H0_VM0")
+	require.NoError(t, err)
+	folder, err := c.FindFolder(ctx, path.Dir(old.InventoryPath))
+	require.NoError(t, err)
+	pool, err := c.EnsureResourcePool(ctx, simCluster, "")
+	require.NoError(t, err)
+	poolRef := pool.Reference()
+	task, err := other.Clone(ctx, folder, simTemplate, types.VirtualMachineCloneSpec{Location: types.VirtualMachineRelocateSpec{Pool: &poolRef}})
+	require.NoError(t, err)
+	require.NoError(t, task.Wait(ctx))
+
+	res, err := c.ProvisionVMs(ctx, linked("psi2"))
+	require.ErrorIs(t, err, vsphere.ErrAlreadyExists)
+	assert.Contains(t, res[0].Err.Error(), "is not a replica of "+simTemplate)
+	assert.Zero(t, res[0].Ref.Value, "no VM was linked to the old image")
+}
+
+// TestResizeRefusesDeltaDisk: a delta disk cannot be extended; the error
+// names the field instead of leaving it to a vCenter fault.
+func TestResizeRefusesDeltaDisk(t *testing.T) {
+	s := newSim(t)
+	c := s.client(t)
+	ctx := context.Background()
+	res, err := c.ProvisionVMs(ctx, specs("delta", 1))
+	require.NoError(t, err)
+	ref := res[0].Ref
+	deltaDisk(t, c, ref, diskFiles(t, c, ref)[0])
+	calls := c.Stats().ByMethod["ReconfigVM_Task"]
+	err = c.ResizeVM(ctx, ref, vsphere.Resize{DisksGB: []int64{0, 50}})
+	require.ErrorIs(t, err, vsphere.ErrInvalidSpec)
+	assert.Contains(t, err.Error(), "resize.disksGB[1]")
+	assert.Contains(t, err.Error(), "delta disk")
+	assert.Equal(t, calls, c.Stats().ByMethod["ReconfigVM_Task"])
+}
+
+// TestLinkedCloneOneBasePerDatastore: in one call, a datastore named by
+// name and by path shares one replica, and the source's own datastore
+// named or left empty shares the source's one snapshot.
+func TestLinkedCloneOneBasePerDatastore(t *testing.T) {
+	s := newSim(t, func(m *simulator.Model) { m.Datastore = 2 })
+	c := s.client(t)
+	in := specs("lambda", 4)
+	for i, ds := range []string{"LocalDS_1", "/DC0/datastore/LocalDS_1", "", simDatastore} {
+		in[i].LinkedClone, in[i].Datastore = true, ds
+	}
+	_, err := c.ProvisionVMs(context.Background(), in)
+	require.NoError(t, err)
+	st := c.Stats().ByMethod
+	assert.Equal(t, int64(5), st["CloneVM_Task"], "four VMs and one replica")
+	assert.Equal(t, int64(2), st["CreateSnapshot_Task"], "the source and the replica, once each")
 }

@@ -82,10 +82,12 @@ type Resize struct {
 	CPUs     int32 // zero keeps the current count
 	MemoryMB int64 // zero keeps the current size
 	// DisksGB are the sizes wanted for the VM's disks, in the order vSphere
-	// lists them (the template's own disk first, then VMSpec.Disks); zero,
-	// or a disk past the end of the list, keeps a disk's size. Disks only
-	// grow, in place and while the VM runs; vSphere refuses to extend a
-	// disk that has snapshots or is a linked clone's delta disk.
+	// lists them (the template's own disk first, then VMSpec.Disks); zero
+	// keeps a disk's size, and disks past the end of the list are kept.
+	// Disks only grow, in place and while the VM runs. A size for a disk
+	// the VM does not have, a smaller size, or a size for a delta disk
+	// (the VM has snapshots, or the disk is a linked clone's, which vSphere
+	// cannot extend) is an ErrInvalidSpec naming resize.disksGB[i].
 	DisksGB []int64
 	// AllowPowerCycle lets Resize power a running VM off, reconfigure it
 	// and power it on again when vSphere refuses the change while it runs
@@ -113,7 +115,7 @@ func (c *Client) ResizeVM(ctx context.Context, vm types.ManagedObjectReference, 
 		return err
 	}
 	var m mo.VirtualMachine
-	if err := c.collector().RetrieveOne(ctx, vm, []string{"config.hardware"}, &m); err != nil {
+	if err := c.collector().RetrieveOne(ctx, vm, []string{"config.hardware", "runtime.powerState"}, &m); err != nil {
 		if isGone(err) {
 			return fmt.Errorf("resize %s: %w: %w", vm.Value, ErrNotFound, err)
 		}
@@ -147,6 +149,8 @@ func (c *Client) ResizeVM(ctx context.Context, vm types.ManagedObjectReference, 
 		}
 		want := gb * 1024 * 1024
 		switch {
+		case want != have && len(backingChain(disk.Backing)) > 1:
+			verr.add(field, "a delta disk (the VM has snapshots or is a linked clone) cannot be extended")
 		case want < have:
 			verr.add(field, "%d GiB is smaller than the disk's %.1f GiB; disks only grow", gb, float64(have)/(1024*1024))
 		case want > have:
@@ -172,7 +176,8 @@ func (c *Client) ResizeVM(ctx context.Context, vm types.ManagedObjectReference, 
 	if err == nil {
 		return nil
 	}
-	if !r.AllowPowerCycle || !(fault.Is(err, &types.InvalidPowerState{}) || fault.Is(err, &types.InvalidState{}) || fault.Is(err, &types.NotSupported{})) {
+	running := m.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn
+	if !r.AllowPowerCycle || !running || !(fault.Is(err, &types.InvalidPowerState{}) || fault.Is(err, &types.InvalidState{}) || fault.Is(err, &types.NotSupported{})) {
 		return fmt.Errorf("resize %s: %w", vm.Value, err)
 	}
 	c.log.Info("resize needs a power cycle", zap.String("vm", vm.Value), zap.Error(err))
@@ -180,6 +185,10 @@ func (c *Client) ResizeVM(ctx context.Context, vm types.ManagedObjectReference, 
 		return err
 	}
 	if err := reconfigure(); err != nil {
+		// Leave the VM as it was found: running, at its old size.
+		if perr := c.PowerOn(ctx, vm); perr != nil {
+			return fmt.Errorf("resize %s while off: %w (and powering it on again: %w)", vm.Value, err, perr)
+		}
 		return fmt.Errorf("resize %s while off: %w", vm.Value, err)
 	}
 	return c.PowerOn(ctx, vm)

@@ -140,7 +140,9 @@ type provisioner struct {
 	slots  chan struct{} // bounds the VMs whose tasks run at once
 	queued atomic.Int32  // VMs waiting for a slot
 
-	templates memo[string, *template]
+	sources   memo[string, *mo.VirtualMachine]                       // clone sources by VMSpec.Template
+	replicas  memo[types.ManagedObjectReference, *mo.VirtualMachine] // by datastore
+	snapshots memo[types.ManagedObjectReference, types.ManagedObjectReference]
 	folders   memo[string, *object.Folder]
 	pools     memo[string, *object.ResourcePool]
 	stores    memo[string, *object.Datastore]
@@ -360,6 +362,10 @@ func extraConfig(s *VMSpec) ([]types.BaseOptionValue, error) {
 		return nil, fmt.Errorf("metadata of %s: %w", s.Name, err)
 	}
 	kv := map[string]string{
+		// vCenter starts a clone's extraConfig from its source's: a VM
+		// cloned from a replica must not carry the replica's mark (an
+		// empty value removes a key).
+		keyReplicaOf:                  "",
 		"guestinfo.metadata":          base64.StdEncoding.EncodeToString(meta),
 		"guestinfo.metadata.encoding": "base64",
 		keyCluster:                    s.Owner.Cluster,
@@ -547,11 +553,7 @@ type template struct {
 }
 
 func (p *provisioner) template(ctx context.Context, s *VMSpec) (*template, error) {
-	key := s.Template
-	if s.LinkedClone {
-		key += "\x00linked\x00" + s.Datastore
-	}
-	return p.templates.get(key, func() (*template, error) {
+	src, err := p.sources.get(s.Template, func() (*mo.VirtualMachine, error) {
 		vm, err := p.c.FindVM(ctx, s.Template)
 		if err != nil {
 			return nil, fmt.Errorf("template: %w", err)
@@ -560,47 +562,70 @@ func (p *provisioner) template(ctx context.Context, s *VMSpec) (*template, error
 		if err := p.c.collector().RetrieveOne(ctx, vm.Reference(), templateProps, &m); err != nil {
 			return nil, fmt.Errorf("template %s: %w", s.Template, err)
 		}
-		if s.LinkedClone && s.Datastore != "" {
-			ds, err := p.stores.get(s.Datastore, func() (*object.Datastore, error) { return p.c.FindDatastore(ctx, s.Datastore) })
-			if err != nil {
-				return nil, err
-			}
-			if !slices.Contains(m.Datastore, ds.Reference()) {
-				if m, err = p.replica(ctx, s, &m, ds); err != nil {
-					return nil, err
-				}
-			}
-		}
-		t := &template{ref: m.Self}
-		if m.Config != nil {
-			t.devices = object.VirtualDeviceList(m.Config.Hardware.Device)
-		}
-		if !s.LinkedClone {
-			return t, nil
-		}
-		if m.Snapshot != nil && m.Snapshot.CurrentSnapshot != nil {
-			t.snapshot = *m.Snapshot.CurrentSnapshot
-			return t, nil
-		}
-		if m.Config != nil && m.Config.Template {
-			return nil, fmt.Errorf("template %s has no snapshot to link clones to; import the stemcell as a VM or snapshot it: %w", s.Template, ErrInvalidSpec)
-		}
-		req := types.CreateSnapshot_Task{This: m.Self, Name: "kubefoundry-base", Description: "base of linked clones"}
-		task, err := methods.CreateSnapshot_Task(ctx, p.c.vim, &req)
-		if err != nil {
-			return nil, fmt.Errorf("snapshot %s: %w", m.Name, err)
-		}
-		res, err := p.w.waitTask(ctx, "snapshot "+m.Name, task.Returnval)
+		return &m, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !s.LinkedClone {
+		return newTemplate(src), nil
+	}
+	base := src
+	if s.Datastore != "" {
+		ds, err := p.stores.get(s.Datastore, func() (*object.Datastore, error) { return p.c.FindDatastore(ctx, s.Datastore) })
 		if err != nil {
 			return nil, err
 		}
-		snap, ok := res.(types.ManagedObjectReference)
-		if !ok {
-			return nil, fmt.Errorf("snapshot %s: unexpected result %T", m.Name, res)
+		// Keyed by the datastore itself, so that its name and its path
+		// share one replica, and the source's own datastore needs none.
+		if !slices.Contains(src.Datastore, ds.Reference()) {
+			base, err = p.replicas.get(ds.Reference(), func() (*mo.VirtualMachine, error) { return p.replica(ctx, s, src, ds) })
+			if err != nil {
+				return nil, err
+			}
 		}
-		t.snapshot = snap
-		return t, nil
-	})
+	}
+	snap, err := p.snapshots.get(base.Self, func() (types.ManagedObjectReference, error) { return p.snapshot(ctx, s, base) })
+	if err != nil {
+		return nil, err
+	}
+	t := newTemplate(base)
+	t.snapshot = snap
+	return t, nil
+}
+
+func newTemplate(m *mo.VirtualMachine) *template {
+	t := &template{ref: m.Self}
+	if m.Config != nil {
+		t.devices = object.VirtualDeviceList(m.Config.Hardware.Device)
+	}
+	return t
+}
+
+// snapshot returns the current snapshot of a linked clones' base, taking
+// one when it has none.
+func (p *provisioner) snapshot(ctx context.Context, s *VMSpec, m *mo.VirtualMachine) (types.ManagedObjectReference, error) {
+	if m.Snapshot != nil && m.Snapshot.CurrentSnapshot != nil {
+		return *m.Snapshot.CurrentSnapshot, nil
+	}
+	var none types.ManagedObjectReference
+	if m.Config != nil && m.Config.Template {
+		return none, fmt.Errorf("template %s has no snapshot to link clones to; import the stemcell as a VM or snapshot it: %w", s.Template, ErrInvalidSpec)
+	}
+	req := types.CreateSnapshot_Task{This: m.Self, Name: "kubefoundry-base", Description: "base of linked clones"}
+	task, err := methods.CreateSnapshot_Task(ctx, p.c.vim, &req)
+	if err != nil {
+		return none, fmt.Errorf("snapshot %s: %w", m.Name, err)
+	}
+	res, err := p.w.waitTask(ctx, "snapshot "+m.Name, task.Returnval)
+	if err != nil {
+		return none, err
+	}
+	snap, ok := res.(types.ManagedObjectReference)
+	if !ok {
+		return none, fmt.Errorf("snapshot %s: unexpected result %T", m.Name, res)
+	}
+	return snap, nil
 }
 
 // templateProps are what ProvisionVMs reads of a clone source.
@@ -620,36 +645,41 @@ var templateProps = []string{"name", "parent", "datastore", "config.hardware.dev
 // owner, so ListVMs never counts it as a cluster's VM. Found by name, it
 // is made once however many callers ask at once: a clone that loses the
 // race to another process (DuplicateName) takes the winner's.
-func (p *provisioner) replica(ctx context.Context, s *VMSpec, src *mo.VirtualMachine, ds *object.Datastore) (mo.VirtualMachine, error) {
-	var m mo.VirtualMachine
+func (p *provisioner) replica(ctx context.Context, s *VMSpec, src *mo.VirtualMachine, ds *object.Datastore) (*mo.VirtualMachine, error) {
 	if src.Parent == nil {
-		return m, fmt.Errorf("template %s: no parent folder to put a replica in", src.Name)
+		return nil, fmt.Errorf("template %s: no parent folder to put a replica in", src.Name)
 	}
-	name := src.Name + ".replica." + ds.Reference().Value
-	find := func() (bool, error) {
+	name := replicaName(src.Name, ds.Reference())
+	find := func() (*mo.VirtualMachine, error) {
 		vms, err := p.c.vmsInFolder(ctx, *src.Parent)
 		if err != nil {
-			return false, err
+			return nil, err
 		}
 		vm, ok := vms[name]
 		if !ok {
-			return false, nil
+			return nil, nil
 		}
-		if err := p.c.collector().RetrieveOne(ctx, vm.ref, templateProps, &m); err != nil {
-			return false, fmt.Errorf("replica %s: %w", name, err)
+		var m mo.VirtualMachine
+		if err := p.c.collector().RetrieveOne(ctx, vm.ref, replicaProps, &m); err != nil {
+			return nil, fmt.Errorf("replica %s: %w", name, err)
+		}
+		// A replica of an older stemcell of the same name (deleted
+		// without DeleteStemcell) must not become the base of new VMs.
+		if of := replicaOf(&m); of != src.Self.Value {
+			return nil, fmt.Errorf("%s is not a replica of %s (%s) but of %q; delete it: %w", name, src.Name, src.Self.Value, of, ErrAlreadyExists)
 		}
 		if !slices.Contains(m.Datastore, ds.Reference()) {
-			return false, fmt.Errorf("replica %s of %s is not on datastore %s: %w", name, src.Name, ds.Name(), ErrAlreadyExists)
+			return nil, fmt.Errorf("replica %s of %s is not on datastore %s: %w", name, src.Name, ds.Name(), ErrAlreadyExists)
 		}
-		return true, nil
+		return &m, nil
 	}
-	if ok, err := find(); ok || err != nil {
+	if m, err := find(); m != nil || err != nil {
 		return m, err
 	}
 
 	pool, err := p.pool(ctx, s)
 	if err != nil {
-		return m, err
+		return nil, err
 	}
 	poolRef, dsRef := pool.Reference(), ds.Reference()
 	p.c.log.Info("replicating stemcell", zap.String("template", src.Name), zap.String("replica", name), zap.String("datastore", ds.Name()))
@@ -669,16 +699,35 @@ func (p *provisioner) replica(ctx context.Context, s *VMSpec, src *mo.VirtualMac
 		_, err = p.w.waitTask(ctx, "replicate "+src.Name, res.Returnval)
 	}
 	if err != nil && !fault.Is(err, &types.DuplicateName{}) {
-		return m, fmt.Errorf("replicate %s to %s: %w", src.Name, ds.Name(), err)
+		return nil, fmt.Errorf("replicate %s to %s: %w", src.Name, ds.Name(), err)
 	}
-	ok, ferr := find()
-	if ferr != nil {
-		return m, ferr
+	m, err := find()
+	if err == nil && m == nil {
+		err = fmt.Errorf("replica %s of %s not found after cloning it", name, src.Name)
 	}
-	if !ok {
-		return m, fmt.Errorf("replica %s of %s not found after cloning it", name, src.Name)
+	return m, err
+}
+
+// replicaProps are templateProps and the extraConfig naming the source.
+var replicaProps = append(slices.Clone(templateProps), "config.extraConfig")
+
+// replicaName names the replica of stemcell on datastore ds.
+func replicaName(stemcell string, ds types.ManagedObjectReference) string {
+	return stemcell + ".replica." + ds.Value
+}
+
+// replicaOf returns the source id a replica records, or "".
+func replicaOf(m *mo.VirtualMachine) string {
+	if m.Config == nil {
+		return ""
 	}
-	return m, nil
+	for _, bov := range m.Config.ExtraConfig {
+		if ov := bov.GetOptionValue(); ov.Key == keyReplicaOf {
+			v, _ := ov.Value.(string)
+			return v
+		}
+	}
+	return ""
 }
 
 // folder resolves the folder path, creating each missing level.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/vmware/govmomi/object"
@@ -191,9 +192,13 @@ func fileSHA256(p string) (string, error) {
 // DeleteStemcell deletes the stemcell name (a VM or template, by name or
 // inventory path) and every replica ProvisionVMs made of it on other
 // datastores, replicas first, so that an interrupted delete finds them
-// again through the stemcell. A stemcell already gone is no error. Delete
-// the VMs cloned from a stemcell first: vSphere refuses to delete a disk
-// that linked clones still read.
+// again through the stemcell. A stemcell already gone is no error.
+//
+// It refuses (ErrInvalidSpec) a VM that is not a stemcell — one with a
+// cluster owner, or neither a template, nor imported by ImportStemcell,
+// nor replicated — and (ErrInUse, naming them) while any VM's disks are
+// delta disks of the stemcell's or its replicas' disks: delete those VMs
+// first.
 func (c *Client) DeleteStemcell(ctx context.Context, name string) error {
 	vm, err := c.FindVM(ctx, name)
 	if IsNotFound(err) {
@@ -202,44 +207,124 @@ func (c *Client) DeleteStemcell(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	replicas, err := c.replicasOf(ctx, vm.Reference())
+	all, err := c.allVMs(ctx, []string{"name", "config.template", "config.annotation", "config.extraConfig", "config.hardware.device"})
 	if err != nil {
-		return err
-	}
-	if len(replicas) > 0 {
-		if _, err := c.DestroyVMs(ctx, replicas); err != nil {
-			return fmt.Errorf("delete replicas of stemcell %s: %w", name, err)
-		}
-	}
-	if _, err := c.DestroyVMs(ctx, []types.ManagedObjectReference{vm.Reference()}); err != nil {
 		return fmt.Errorf("delete stemcell %s: %w", name, err)
 	}
-	c.log.Info("stemcell deleted", zap.String("stemcell", name), zap.Int("replicas", len(replicas)))
-	return nil
-}
+	src := vm.Reference()
+	i := slices.IndexFunc(all, func(m mo.VirtualMachine) bool { return m.Self == src })
+	if i < 0 {
+		return nil // deleted meanwhile
+	}
+	stemcell := &all[i]
+	var replicas []*mo.VirtualMachine
+	for i := range all {
+		m := &all[i]
+		_, owned := ownerOf(m)
+		if replicaOf(m) == src.Value && strings.HasPrefix(m.Name, stemcell.Name+".replica.") && !owned {
+			replicas = append(replicas, m)
+		}
+	}
+	if o, owned := ownerOf(stemcell); owned {
+		return fmt.Errorf("%s is VM %s of cluster %s, not a stemcell: %w", name, o, o.Cluster, ErrInvalidSpec)
+	}
+	isTemplate := stemcell.Config != nil && stemcell.Config.Template
+	imported := stemcell.Config != nil && strings.HasPrefix(stemcell.Config.Annotation, stemcellAnnotationPrefix)
+	if !isTemplate && !imported && len(replicas) == 0 {
+		return fmt.Errorf("%s is neither a template, nor imported by ImportStemcell, nor replicated; not deleting it as a stemcell: %w", name, ErrInvalidSpec)
+	}
 
-// replicasOf finds the replicas of src in the datacenter by the source id
-// they carry in extraConfig.
-func (c *Client) replicasOf(ctx context.Context, src types.ManagedObjectReference) ([]types.ManagedObjectReference, error) {
-	v, err := view.NewManager(c.vim).CreateContainerView(ctx, c.dc.Reference(), []string{"VirtualMachine"}, true)
-	if err != nil {
-		return nil, fmt.Errorf("find replicas of %s: %w", src.Value, err)
+	// Every disk file of the stemcell and its replicas, whole chains.
+	bases := map[string]bool{}
+	for _, m := range append([]*mo.VirtualMachine{stemcell}, replicas...) {
+		for _, f := range diskChains(m) {
+			bases[f] = true
+		}
 	}
-	defer func() { _ = v.Destroy(context.WithoutCancel(ctx)) }()
-	var all []mo.VirtualMachine
-	if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"config.extraConfig"}, &all); err != nil {
-		return nil, fmt.Errorf("find replicas of %s: %w", src.Value, err)
-	}
-	var out []types.ManagedObjectReference
-	for _, m := range all {
-		if m.Config == nil {
+	var users []string
+	for i := range all {
+		m := &all[i]
+		if m == stemcell || slices.Contains(replicas, m) {
 			continue
 		}
-		for _, bov := range m.Config.ExtraConfig {
-			if ov := bov.GetOptionValue(); ov.Key == keyReplicaOf && ov.Value == src.Value {
-				out = append(out, m.Self)
+		for _, f := range diskChains(m) {
+			if bases[f] {
+				users = append(users, m.Name)
+				break
 			}
 		}
 	}
-	return out, nil
+	if len(users) > 0 {
+		slices.Sort(users)
+		return fmt.Errorf("stemcell %s is the base of the disks of %s: %w", name, joinNames(users), ErrInUse)
+	}
+
+	refs := make([]types.ManagedObjectReference, len(replicas))
+	for i, r := range replicas {
+		refs[i] = r.Self
+	}
+	if len(refs) > 0 {
+		if _, err := c.DestroyVMs(ctx, refs); err != nil {
+			return fmt.Errorf("delete replicas of stemcell %s: %w", name, err)
+		}
+	}
+	if _, err := c.DestroyVMs(ctx, []types.ManagedObjectReference{src}); err != nil {
+		return fmt.Errorf("delete stemcell %s: %w", name, err)
+	}
+	c.log.Info("stemcell deleted", zap.String("stemcell", name), zap.Int("replicas", len(refs)))
+	return nil
+}
+
+// allVMs reads props of every VM in the datacenter in one view.
+func (c *Client) allVMs(ctx context.Context, props []string) ([]mo.VirtualMachine, error) {
+	v, err := view.NewManager(c.vim).CreateContainerView(ctx, c.dc.Reference(), []string{"VirtualMachine"}, true)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = v.Destroy(context.WithoutCancel(ctx)) }()
+	var all []mo.VirtualMachine
+	if err := v.Retrieve(ctx, []string{"VirtualMachine"}, props, &all); err != nil {
+		return nil, err
+	}
+	return all, nil
+}
+
+// diskChains lists the files of every disk of m with all their parents.
+func diskChains(m *mo.VirtualMachine) []string {
+	if m.Config == nil {
+		return nil
+	}
+	var files []string
+	for _, d := range object.VirtualDeviceList(m.Config.Hardware.Device).SelectByType((*types.VirtualDisk)(nil)) {
+		files = append(files, backingChain(d.GetVirtualDevice().Backing)...)
+	}
+	return files
+}
+
+// backingChain lists a disk backing's file and its parents' files, the
+// disk's own first. A disk with snapshots or a linked clone's disk has
+// more than one.
+func backingChain(b types.BaseVirtualDeviceBackingInfo) []string {
+	var files []string
+	switch x := b.(type) {
+	case *types.VirtualDiskFlatVer2BackingInfo:
+		for ; x != nil; x = x.Parent {
+			files = append(files, x.FileName)
+		}
+	case *types.VirtualDiskSeSparseBackingInfo:
+		for ; x != nil; x = x.Parent {
+			files = append(files, x.FileName)
+		}
+	case *types.VirtualDiskSparseVer2BackingInfo:
+		for ; x != nil; x = x.Parent {
+			files = append(files, x.FileName)
+		}
+	case *types.VirtualDiskRawDiskMappingVer1BackingInfo:
+		for ; x != nil; x = x.Parent {
+			files = append(files, x.FileName)
+		}
+	case types.BaseVirtualDeviceFileBackingInfo:
+		files = append(files, x.GetVirtualDeviceFileBackingInfo().FileName)
+	}
+	return slices.DeleteFunc(files, func(f string) bool { return f == "" })
 }
