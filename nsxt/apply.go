@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/infra/realized_state"
@@ -34,7 +34,7 @@ type Network struct {
 type NamespaceNetwork struct {
 	SegmentPath string
 	Subnet      netip.Prefix
-	SNATAddress string
+	SNATAddress string // empty when the Topology is PodRoutable
 }
 
 // conflictRetries bounds re-reading and re-applying after NSX reports a
@@ -44,17 +44,20 @@ const conflictRetries = 6
 // desiredSet is a set of objects converged together: the topology of a
 // cluster, one LoadBalancer Service, one NetworkPolicy. member picks, among
 // the objects tagged with the cluster, those that belong to the set: the
-// ones it deletes when no intent keeps them.
+// ones it deletes when no intent keeps them. admit, when set, may refuse
+// the set given every object of the cluster, before anything is written.
 type desiredSet struct {
 	cluster string
 	member  func(m map[string]any) bool
-	ipam    []intent
+	admit   func(all current) error
+	ipam    []allocation
 	config  func(addresses) []intent
 }
 
 // PlanTopology computes what BuildTopology would change, without writing
 // anything: a dry run. Subnets and addresses NSX has not allocated yet
-// show as "<allocated by NSX>".
+// show as "<allocated by NSX>", and come from the first block or pool
+// listed.
 func (c *Client) PlanTopology(ctx context.Context, t Topology) (*Plan, error) {
 	if err := t.Validate(); err != nil {
 		return nil, err
@@ -67,7 +70,14 @@ func (c *Client) PlanTopology(ctx context.Context, t Topology) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.plan(ctx, set, cur, nil)
+	if err := c.holdings(ctx, set.ipam, cur); err != nil {
+		return nil, err
+	}
+	ps, err := place(set.ipam, cur, nil)
+	if err != nil {
+		return nil, err
+	}
+	return c.plan(ctx, set, ps, cur, nil)
 }
 
 func (t Topology) desired() desiredSet {
@@ -77,7 +87,7 @@ func (t Topology) desired() desiredSet {
 			return !hasScope(m, TagService) && !hasScope(m, TagNetworkPolicy) &&
 				!(t.NamespacesManagedElsewhere && hasScope(m, TagNamespace))
 		},
-		ipam:   t.ipamIntents(),
+		ipam:   t.allocations(),
 		config: t.configIntents,
 	}
 }
@@ -88,24 +98,33 @@ func (c *Client) current(ctx context.Context, set desiredSet) (current, error) {
 	if err != nil {
 		return nil, err
 	}
-	for p, m := range all {
-		if !set.member(m) {
-			delete(all, p)
-		}
-	}
-	return all, nil
+	return set.members(all), nil
 }
 
-// plan diffs both stages. known are addresses already read (nil: read
-// those that exist).
-func (c *Client) plan(ctx context.Context, set desiredSet, cur current, known *addresses) (*Plan, error) {
-	alloc, err := diff(set.ipam, cur)
+func (set desiredSet) members(all current) current {
+	out := current{}
+	for p, m := range all {
+		if set.member(m) {
+			out[p] = m
+		}
+	}
+	return out
+}
+
+// plan diffs both stages, with the allocations placed as ps. known are
+// addresses already read (nil: read those that exist).
+func (c *Client) plan(ctx context.Context, set desiredSet, ps []placed, cur current, known *addresses) (*Plan, error) {
+	ipam := make([]intent, len(ps))
+	for i, p := range ps {
+		ipam[i] = p.intent()
+	}
+	alloc, err := diff(ipam, cur)
 	if err != nil {
 		return nil, err
 	}
 	if known == nil {
-		a, err := c.addresses(ctx, set.ipam, cur, nil)
-		if err != nil {
+		a := newAddresses()
+		if _, err := c.addresses(ctx, a, ps, cur, false, nil); err != nil {
 			return nil, err
 		}
 		known = &a
@@ -116,7 +135,7 @@ func (c *Client) plan(ctx context.Context, set desiredSet, cur current, known *a
 		return nil, err
 	}
 	keep := map[string]bool{}
-	for _, in := range append(append([]intent{}, set.ipam...), cfg...) {
+	for _, in := range append(ipam, cfg...) {
 		keep[in.path] = true
 	}
 	conf = append(conf, deletions(keep, cur)...)
@@ -133,10 +152,14 @@ func (c *Client) plan(ctx context.Context, set desiredSet, cur current, known *a
 // BuildTopology makes NSX hold exactly t: it reads what is tagged with the
 // cluster, allocates what is missing (one hierarchical PATCH), waits for
 // NSX to realize the allocations, then creates, updates and deletes the
-// rest (one more PATCH) and waits for it to be realized. A second call
-// with the same t writes nothing. A concurrent change reported by NSX is
-// met by reading again and re-applying. The objects of LoadBalancer
-// Services and NetworkPolicies of the cluster are left alone.
+// rest (one more PATCH) and waits for it to be realized. An allocation NSX
+// cannot make from a block or pool is released and made from the next one
+// listed (two more PATCHes); when none can make it, even after what t no
+// longer wants is released to make room, the error wraps the
+// *RealizationError of the last. A second call with the same t writes
+// nothing. A concurrent change reported by NSX is met by reading again and
+// re-applying. The objects of LoadBalancer Services and NetworkPolicies of
+// the cluster are left alone.
 func (c *Client) BuildTopology(ctx context.Context, t Topology) (*Network, error) {
 	if err := t.Validate(); err != nil {
 		return nil, err
@@ -149,19 +172,19 @@ func (c *Client) BuildTopology(ctx context.Context, t Topology) (*Network, error
 		return nil, err
 	}
 	n := &Network{Plan: p, Writes: writes, Tier1Path: t.tier1Path(), NodeSegmentPath: "/infra/segments/" + t.prefix() + "_nodes",
-		NodeSubnet: addr.subnets[t.nodeSubnetPath()], SNATAddress: addr.ips[t.snatAllocPath()],
-		APIAddress: addr.ips[t.vipAllocPath()], APIPort: t.apiPort(), Namespaces: map[string]NamespaceNetwork{}}
+		NodeSubnet: addr.subnets[t.nodeSubnetPath()], SNATAddress: addr.ips[t.snatID()],
+		APIAddress: addr.ips[t.vipID()], APIPort: t.apiPort(), Namespaces: map[string]NamespaceNetwork{}}
 	for _, ns := range t.namespaces() {
 		n.Namespaces[ns] = NamespaceNetwork{SegmentPath: "/infra/segments/" + t.prefix() + "_ns_" + ns,
-			Subnet: addr.subnets[t.nsSubnetPath(ns)], SNATAddress: addr.ips[t.nsSNATAllocPath(ns)]}
+			Subnet: addr.subnets[t.nsSubnetPath(ns)], SNATAddress: addr.ips[t.nsSNATID(ns)]}
 	}
 	return n, nil
 }
 
 // EnsureNamespace gives one namespace of a built cluster its network (a
-// segment with a subnet from the pod block, an SNAT address and rule, a
-// group and a DFW policy), leaving every other namespace alone: what a
-// namespace controller calls. It is BuildTopology for that namespace
+// segment with a subnet from a pod block, an SNAT address and rule unless
+// t.PodRoutable, a group and a DFW policy), leaving every other namespace
+// alone: what a namespace controller calls. It is BuildTopology for that namespace
 // only, idempotent, two PATCHes the first time and none after; t.Namespaces
 // is ignored. Pair it with Topology.NamespacesManagedElsewhere so that
 // BuildTopology does not remove what it adds.
@@ -186,7 +209,7 @@ func (c *Client) EnsureNamespace(ctx context.Context, t Topology, namespace stri
 		return nil, err
 	}
 	return &NamespaceNetwork{SegmentPath: "/infra/segments/" + t.prefix() + "_ns_" + namespace,
-		Subnet: addr.subnets[t.nsSubnetPath(namespace)], SNATAddress: addr.ips[t.nsSNATAllocPath(namespace)]}, nil
+		Subnet: addr.subnets[t.nsSubnetPath(namespace)], SNATAddress: addr.ips[t.nsSNATID(namespace)]}, nil
 }
 
 // converge applies a set, re-reading after a conflict. It returns the plan
@@ -216,41 +239,29 @@ func (c *Client) converge(ctx context.Context, set desiredSet) (*Plan, addresses
 }
 
 func (c *Client) apply(ctx context.Context, set desiredSet) (*Plan, addresses, error) {
-	cur, err := c.current(ctx, set)
+	all, err := c.owned(ctx, set.cluster, "")
 	if err != nil {
 		return nil, addresses{}, err
 	}
-	alloc, err := diff(set.ipam, cur)
-	if err != nil {
-		return nil, addresses{}, err
-	}
-	c.log.Info("nsx allocate", zap.String("cluster", set.cluster), zap.Int("changes", len(alloc)))
-	if err := c.patch(ctx, alloc); err != nil {
-		return nil, addresses{}, err
-	}
-	// Wait for every allocation, not only the new ones: one created by an
-	// earlier, interrupted run may not be realized yet.
-	all := map[string]bool{}
-	for _, in := range set.ipam {
-		all[in.path] = true
-	}
-	addr, err := c.addresses(ctx, set.ipam, cur, all)
-	if err != nil {
-		return nil, addresses{}, err
-	}
-	// The allocation stage is done; what it created counts as present.
-	for _, in := range set.ipam {
-		if _, ok := cur[in.path]; !ok {
-			m, _ := intentMap(in)
-			cur[in.path] = m
+	if set.admit != nil {
+		if err := set.admit(all); err != nil {
+			return nil, addresses{}, err
 		}
 	}
-	p, err := c.plan(ctx, set, cur, &addr)
+	cur := set.members(all)
+	if err := c.holdings(ctx, set.ipam, cur); err != nil {
+		return nil, addresses{}, err
+	}
+	ps, allocated, addr, err := c.allocate(ctx, set, cur)
 	if err != nil {
 		return nil, addresses{}, err
 	}
-	p.allocate, p.Allocate = alloc, nil
-	for _, x := range alloc {
+	p, err := c.plan(ctx, set, ps, cur, &addr)
+	if err != nil {
+		return nil, addresses{}, err
+	}
+	p.allocate, p.Allocate = allocated, nil
+	for _, x := range allocated {
 		p.Allocate = append(p.Allocate, x.Change)
 	}
 	for _, x := range p.configure {
@@ -274,6 +285,129 @@ func (c *Client) apply(ctx context.Context, set desiredSet) (*Plan, addresses, e
 	return p, addr, nil
 }
 
+// allocate is the allocation stage: it creates what is missing (one
+// PATCH) and waits for NSX to realize every allocation, not only the new
+// ones (one created by an earlier, interrupted run may not be realized
+// yet). One NSX cannot allocate (realized in ERROR: its block or pool is
+// exhausted) is released and made again from the next block or pool
+// listed, one PATCH each way per round, until each is allocated or one
+// has no block or pool left; then, once, the allocations the set no longer
+// wants are released too and every source is tried again. It returns
+// where the allocations are, the changes it made and what NSX allocated;
+// cur then holds what it created.
+func (c *Client) allocate(ctx context.Context, set desiredSet, cur current) ([]placed, []pending, addresses, error) {
+	addr := newAddresses()
+	tried := map[string]map[int]bool{}
+	var changes []pending
+	var only map[int]bool // after the first round, the allocations made again
+	freed := false        // what the set no longer wants was released early
+	for {
+		ps, err := place(set.ipam, cur, tried)
+		if err != nil {
+			return nil, nil, addresses{}, err
+		}
+		ipam := make([]intent, len(ps))
+		for i, p := range ps {
+			ipam[i] = p.intent()
+		}
+		alloc, err := diff(ipam, cur)
+		if err != nil {
+			return nil, nil, addresses{}, err
+		}
+		c.log.Info("nsx allocate", zap.String("cluster", set.cluster), zap.Int("changes", len(alloc)))
+		if err := c.patch(ctx, alloc); err != nil {
+			return nil, nil, addresses{}, err
+		}
+		changes = append(changes, alloc...)
+		// What this round created counts as present.
+		for _, in := range ipam {
+			if _, ok := cur[in.path]; !ok {
+				m, err := intentMap(in)
+				if err != nil {
+					return nil, nil, addresses{}, err
+				}
+				cur[in.path] = m
+			}
+		}
+		failed, err := c.addresses(ctx, addr, ps, cur, true, only)
+		if err != nil {
+			return nil, nil, addresses{}, err
+		}
+		if len(failed) == 0 {
+			return ps, changes, addr, nil
+		}
+
+		// An allocation in ERROR holds nothing: release it, and try the
+		// next source.
+		idx := make([]int, 0, len(failed))
+		for i := range failed {
+			idx = append(idx, i)
+		}
+		sort.Ints(idx)
+		var release []pending
+		var exhausted []error
+		only = map[int]bool{}
+		for _, i := range idx {
+			p, re := ps[i], failed[i]
+			if tried[p.key] == nil {
+				tried[p.key] = map[int]bool{}
+			}
+			tried[p.key][p.source] = true
+			in := p.intent()
+			release = append(release, pending{Change: Change{Action: Delete, Path: in.path, Type: in.rtype}})
+			delete(cur, in.path)
+			only[i] = true
+			left := p.next(tried[p.key]) >= 0
+			c.log.Info("nsx could not allocate; releasing it", zap.String("cluster", set.cluster), zap.String("path", in.path),
+				zap.String("from", p.from[p.source]), zap.String("reason", re.Message), zap.Bool("next", left))
+			if !left {
+				exhausted = append(exhausted, p.exhausted(re))
+			}
+		}
+		if len(exhausted) > 0 && !freed {
+			// Allocations the set no longer wants (of a namespace it
+			// drops) go only after the allocation stage; when room is
+			// short, release them now and try every source once more.
+			keep := map[string]bool{}
+			for _, p := range ps {
+				keep[p.intent().path] = true
+			}
+			for path, m := range cur {
+				if rt, _ := m["resource_type"].(string); !keep[path] && (rt == "IpAddressPoolBlockSubnet" || rt == "IpAddressAllocation") {
+					release = append(release, pending{Change: Change{Action: Delete, Path: path, Type: rt}})
+					delete(cur, path)
+					freed = true
+				}
+			}
+			if freed {
+				c.log.Info("nsx releasing what the set no longer wants, to make room", zap.String("cluster", set.cluster))
+				for _, i := range idx {
+					delete(tried, ps[i].key)
+				}
+				exhausted = nil
+			}
+		}
+		sort.Slice(release, func(i, j int) bool { return release[i].Path < release[j].Path })
+		if err := c.patch(ctx, release); err != nil {
+			return nil, nil, addresses{}, err
+		}
+		changes = append(changes, release...)
+		if len(exhausted) > 0 {
+			return nil, nil, addresses{}, errors.Join(exhausted...)
+		}
+	}
+}
+
+// exhausted is the error of an allocation none of its sources could make;
+// re is NSX's reason for the last.
+func (a *allocation) exhausted(re *RealizationError) error {
+	if len(a.sources) < 2 {
+		return re
+	}
+	return fmt.Errorf("nsxt: NSX could allocate %s from none of %s.%s (%s): %w",
+		a.key, a.object, a.field, strings.Join(a.from, ", "), re)
+}
+
 // holdsUnallocated reports whether a body still holds the dry-run
 // placeholder anywhere.
 func holdsUnallocated(v any) bool {
@@ -294,43 +428,6 @@ func holdsUnallocated(v any) bool {
 		}
 	}
 	return false
-}
-
-// addresses reads the subnets and addresses NSX allocated for the IPAM
-// intents. Paths in wait were just written: their realization is awaited,
-// and a realization error is returned. Without wait (a dry run) an intent
-// that does not exist is simply not known yet.
-func (c *Client) addresses(ctx context.Context, ipam []intent, cur current, wait map[string]bool) (addresses, error) {
-	a := addresses{subnets: map[string]netip.Prefix{}, ips: map[string]string{}}
-	var paths []string
-	for _, in := range ipam {
-		if in.rtype == "IpAddressPool" {
-			continue
-		}
-		if _, ok := cur[in.path]; ok || wait[in.path] {
-			paths = append(paths, in.path)
-		}
-	}
-	var mu sync.Mutex
-	errs := make([]error, len(paths))
-	workpool.Run(ctx, 8, len(paths), func(i int) {
-		attrs, err := c.realized(ctx, paths[i], wait[paths[i]])
-		if err != nil {
-			errs[i] = err
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if v := attrs["cidr"]; v != "" {
-			if p, err := netip.ParsePrefix(v); err == nil {
-				a.subnets[paths[i]] = p
-			}
-		}
-		if v := attrs["allocation_ip"]; v != "" {
-			a.ips[paths[i]] = v
-		}
-	}, func(i int, err error) { errs[i] = err })
-	return a, errors.Join(errs...)
 }
 
 // WaitRealized waits until NSX reports every path realized. An intent in

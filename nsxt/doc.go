@@ -15,39 +15,60 @@
 // BuildTopology makes NSX hold a cluster's Topology as TKGI lays it out: a
 // tier-1 gateway on the tier-0 with route advertisement and a locale
 // service on the edge cluster; a node segment with a subnet carved from the
-// node IP block; SNAT for it with an address from the floating pool; a load
+// node IP block; SNAT for it with an address from a floating pool; a load
 // balancer with the Kubernetes API virtual server (port 8443), its pool and
 // an active health monitor; a DFW policy (node to node, API from anywhere,
 // default deny when asked); and per namespace a segment with a subnet from
-// the pod IP block, an SNAT address and a DFW policy. Single-tier puts the
-// segments and SNAT on the tier-0. Every object carries the tags
+// a pod IP block, an SNAT address and rule, and a DFW policy. Single-tier
+// puts the segments and SNAT on the tier-0. Every object carries the tags
 // kubefoundry/cluster (and kubefoundry/namespace where it applies).
+//
+// The Topology holds the fields of TKGI's network profile. Several pod IP
+// blocks and floating pools (pod_ip_block_ids, fip_pool_ids) are tried in
+// order: a subnet or address that NSX cannot allocate (realized in state
+// ERROR, as when the block or pool is exhausted) is released and allocated
+// again from the next; when none can, the allocations of namespaces the
+// Topology drops are released at once, to make room, and the blocks or
+// pools tried again; only then is it an error, the *RealizationError with
+// NSX's reason. An allocation never moves: rebuilds find it in whichever
+// block or pool it came from, so the lists may grow or be reordered, but
+// dropping a block or pool that still holds one is a *FieldError.
+// PodRoutable (pod_routable) gives the namespaces no SNAT address or rule:
+// their subnets reach the tier-0 as the tier-1's connected segments, and
+// switching it converges both ways. MaxL4LBServices (max_l4_lb_service)
+// caps the LoadBalancer Services.
 //
 //	c, err := nsxt.New(ctx, nsxt.Config{URLs: []string{"https://nsx.example.com"},
 //		Username: "admin", Password: pw, CACert: ca}, nsxt.WithLogger(log))
-//	net, err := c.BuildTopology(ctx, nsxt.Topology{ClusterID: "c1", Tier0Path: "/infra/tier-0s/t0", ...})
+//	net, err := c.BuildTopology(ctx, nsxt.Topology{ClusterID: "c1", Tier0Path: "/infra/tier-0s/t0",
+//		PodIPBlockPaths: []string{"/infra/ip-blocks/pods-1", "/infra/ip-blocks/pods-2"}, ...})
 //	fmt.Println(net.APIAddress, net.Namespaces["default"].Subnet)
 //
 // BuildTopology reads what is tagged with the cluster through the search
 // API (NSX updates its index a little after each write: a conflict from a
-// stale read is met by reading again, with backoff; an update carries the
-// _revision read from the object itself just before), computes the
-// difference and sends it as hierarchical PATCHes of /infra with Child*
-// objects and revision checks, never one call per object: one PATCH
-// allocates the subnets and addresses that are missing (NSX's
-// IpAddressPoolBlockSubnet and IpAddressAllocation objects), and after NSX
-// has realized them, one PATCH creates, updates and deletes the rest. A
-// rebuild with no change writes nothing; a change that needs no new address
-// is one PATCH. A conflict (another writer changed an object since it was
-// read) is met by reading again and re-applying. It waits for NSX to
-// realize what it wrote and returns a *RealizationError naming the object
-// and NSX's reason otherwise (an exhausted pool, say). PlanTopology is the
-// same computation as a dry run.
+// stale read, or an allocation the index shows that NSX no longer holds,
+// is met by reading again, with backoff; an update carries the _revision
+// read from the object itself just before; and an allocation that may come
+// from several blocks or pools but is not in the index is looked for in
+// the collections it may be in, read from NSX itself, so that a stale index
+// never makes a second copy of it), computes the difference and sends it
+// as hierarchical PATCHes of /infra with Child* objects and revision
+// checks, never one call per object: one PATCH allocates the subnets and
+// addresses that are missing (NSX's IpAddressPoolBlockSubnet and
+// IpAddressAllocation objects), and after NSX has realized them, one PATCH
+// creates, updates and deletes the rest; each fallback to the next block
+// or pool costs one PATCH to release and one to allocate again. A rebuild
+// with no change writes nothing; a change that needs no new address is one
+// PATCH. A conflict (another writer changed an object since it was read)
+// is met by reading again and re-applying. It waits for NSX to realize
+// what it wrote and returns a *RealizationError naming the object and
+// NSX's reason otherwise. PlanTopology is the same computation as a dry
+// run.
 //
 // TeardownTopology and TeardownNamespace delete, in one PATCH, every object
 // tagged with the cluster (or the namespace), found by tag, so they work
 // after the caller has lost every id; the subnets and addresses go back to
-// their block and pool. They search again after deleting, until the index
+// whichever block and pool they came from. They search again after deleting, until the index
 // shows nothing of theirs. TeardownNamespace takes the namespace's
 // LoadBalancer Services and NetworkPolicies with it.
 //
@@ -57,9 +78,15 @@
 // keeps BuildTopology off those namespaces.
 //
 // EnsureLoadBalancer serves a Service of type LoadBalancer on the cluster's
-// load balancer: an address from the floating pool (or the one asked for)
-// and per port a virtual server whose pool is the nodes' NodePort;
-// DeleteLoadBalancer releases it. ApplyNetworkPolicy enforces a
+// load balancer: an address from the floating pools, tried in order (or the
+// one asked for, from the pool that holds it), and per port a virtual
+// server whose pool is the nodes' NodePort; DeleteLoadBalancer releases
+// it. A new Service beyond Topology.MaxL4LBServices is refused with a
+// *LimitError (errors.Is(err, ErrLimitExceeded)) naming the limit and the
+// count; the limit is recorded on the cluster's load balancer and the
+// Services are counted by tag through the search API, so it holds across
+// clients and restarts (two new Services at the same moment may both
+// pass). ApplyNetworkPolicy enforces a
 // NetworkPolicy (a mirror of networking/v1; kube/nsxtnet converts one) as
 // DFW groups and rules: label selectors become conditions on segment port
 // tags (see NamespaceLabelScope for the tags the CNI must set), ipBlocks IP

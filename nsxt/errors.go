@@ -18,7 +18,28 @@ var (
 	ErrInvalid      = errors.New("nsxt: invalid request")
 	ErrUnauthorized = errors.New("nsxt: unauthorized")
 	ErrUnavailable  = errors.New("nsxt: service unavailable")
+	// ErrLimitExceeded is wrapped by a *LimitError: the request is valid,
+	// but the cluster is at a limit its Topology sets.
+	ErrLimitExceeded = errors.New("nsxt: limit exceeded")
 )
+
+// LimitError reports a request refused because the cluster is at a limit
+// of its Topology, such as MaxL4LBServices. It wraps ErrLimitExceeded.
+type LimitError struct {
+	ClusterID string
+	Field     string // the Topology field that sets the limit: MaxL4LBServices
+	Limit     int
+	Count     int    // how many the cluster has
+	Object    string // what was refused: "LoadBalancer Service web/frontend"
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("nsxt: %s refused: cluster %s is at its limit Topology.%s=%d (it has %d)",
+		e.Object, e.ClusterID, e.Field, e.Limit, e.Count)
+}
+
+// Unwrap lets errors.Is(err, ErrLimitExceeded) match.
+func (e *LimitError) Unwrap() error { return ErrLimitExceeded }
 
 // revisionConflictCode is NSX's error_code for "The object was modified by
 // somebody else", answered with HTTP 412 to a stale _revision.

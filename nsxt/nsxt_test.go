@@ -46,15 +46,15 @@ func newEnv(t testing.TB, cfg simulator.Config, opts ...nsxt.Option) *env {
 func topology(sim *simulator.Server, cluster string, namespaces ...string) nsxt.Topology {
 	inv := sim.Inventory()
 	return nsxt.Topology{
-		ClusterID:          cluster,
-		Tier0Path:          "/infra/tier-0s/" + inv.Tier0,
-		EdgeClusterPath:    inv.EdgeClusterPath(),
-		TransportZonePath:  inv.TransportZonePath(),
-		NodeIPBlockPath:    "/infra/ip-blocks/" + inv.NodeBlock.ID,
-		PodIPBlockPath:     "/infra/ip-blocks/" + inv.PodBlock.ID,
-		FloatingIPPoolPath: "/infra/ip-pools/" + inv.FloatingPool,
-		APIMembers:         []string{"172.23.0.10", "172.23.0.11", "172.23.0.12"},
-		Namespaces:         namespaces,
+		ClusterID:           cluster,
+		Tier0Path:           "/infra/tier-0s/" + inv.Tier0,
+		EdgeClusterPath:     inv.EdgeClusterPath(),
+		TransportZonePath:   inv.TransportZonePath(),
+		NodeIPBlockPath:     "/infra/ip-blocks/" + inv.NodeBlock.ID,
+		PodIPBlockPaths:     []string{"/infra/ip-blocks/" + inv.PodBlock.ID},
+		FloatingIPPoolPaths: []string{"/infra/ip-pools/" + inv.FloatingPool},
+		APIMembers:          []string{"172.23.0.10", "172.23.0.11", "172.23.0.12"},
+		Namespaces:          namespaces,
 	}
 }
 
@@ -258,13 +258,16 @@ func TestPoolExhaustion(t *testing.T) {
 	require.Equal(t, "ERROR", re.State)
 	require.Contains(t, re.Message, "exhausted")
 	require.Contains(t, err.Error(), "/infra/ip-pools/floating-pool/ip-allocations/kf_c1_")
+	require.Nil(t, e.sim.Object(re.Path), "the failed allocation is released, not left in ERROR")
 
-	// Freeing a namespace makes room; the failed allocation is retried by
-	// deleting it with the cluster.
-	_, err = e.c.TeardownTopology(context.Background(), "c1")
-	require.NoError(t, err)
+	// Asking for less succeeds without a teardown first, and the teardown
+	// returns every address.
 	_, err = e.c.BuildTopology(context.Background(), topology(e.sim, "c1", "a", "b"))
 	require.NoError(t, err)
+	_, err = e.c.TeardownTopology(context.Background(), "c1")
+	require.NoError(t, err)
+	require.Empty(t, e.sim.Paths())
+	require.Empty(t, e.sim.Allocated())
 }
 
 func TestConflictIsReadAndReapplied(t *testing.T) {
@@ -370,7 +373,14 @@ func TestTopologyValidation(t *testing.T) {
 	}{
 		{"ClusterID", func(t *nsxt.Topology) { t.ClusterID = "Bad_ID" }},
 		{"Tier0Path", func(t *nsxt.Topology) { t.Tier0Path = "t0" }},
-		{"FloatingIPPoolPath", func(t *nsxt.Topology) { t.FloatingIPPoolPath = "/infra/ip-blocks/x" }},
+		{"PodIPBlockPaths", func(t *nsxt.Topology) { t.PodIPBlockPaths = nil }},
+		{"PodIPBlockPaths[1]", func(t *nsxt.Topology) { t.PodIPBlockPaths = append(t.PodIPBlockPaths, "/infra/ip-pools/x") }},
+		{"PodIPBlockPaths[1]", func(t *nsxt.Topology) { t.PodIPBlockPaths = append(t.PodIPBlockPaths, "/infra/ip-blocks/") }},
+		{"PodIPBlockPaths[1]", func(t *nsxt.Topology) { t.PodIPBlockPaths = append(t.PodIPBlockPaths, "/infra/ip-blocks/a/b") }},
+		{"PodIPBlockPaths[1]", func(t *nsxt.Topology) { t.PodIPBlockPaths = append(t.PodIPBlockPaths, t.PodIPBlockPaths[0]) }},
+		{"FloatingIPPoolPaths", func(t *nsxt.Topology) { t.FloatingIPPoolPaths = []string{} }},
+		{"FloatingIPPoolPaths[0]", func(t *nsxt.Topology) { t.FloatingIPPoolPaths = []string{"/infra/ip-blocks/x"} }},
+		{"MaxL4LBServices", func(t *nsxt.Topology) { t.MaxL4LBServices = -1 }},
 		{"LBSize", func(t *nsxt.Topology) { t.LBSize = "HUGE" }},
 		{"APIPort", func(t *nsxt.Topology) { t.APIPort = 70000 }},
 		{"APIMembers[1]", func(t *nsxt.Topology) { t.APIMembers[1] = "master-1" }},
@@ -389,11 +399,17 @@ func TestTopologyValidation(t *testing.T) {
 func TestMissingInventoryNamesTheField(t *testing.T) {
 	e := newEnv(t, simulator.Config{})
 	topo := topology(e.sim, "c1", "a")
-	topo.PodIPBlockPath = "/infra/ip-blocks/no-such-block"
+	topo.PodIPBlockPaths = append(topo.PodIPBlockPaths, "/infra/ip-blocks/no-such-block")
 	_, err := e.c.BuildTopology(context.Background(), topo)
 	var fe *nsxt.FieldError
 	require.ErrorAs(t, err, &fe)
-	require.Equal(t, "PodIPBlockPath", fe.Field)
+	require.Equal(t, "PodIPBlockPaths[1]", fe.Field)
+	require.Equal(t, "/infra/ip-blocks/no-such-block", fe.Value)
+	topo = topology(e.sim, "c1", "a")
+	topo.FloatingIPPoolPaths = []string{"/infra/ip-pools/nope", topo.FloatingIPPoolPaths[0]}
+	_, err = e.c.BuildTopology(context.Background(), topo)
+	require.ErrorAs(t, err, &fe)
+	require.Equal(t, "FloatingIPPoolPaths[0]", fe.Field)
 	require.Zero(t, e.sim.Writes(), "nothing is written for a bad topology")
 }
 
@@ -499,7 +515,7 @@ func TestIDsDoNotCollide(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEqual(t, a.Namespaces["nodes"].SegmentPath, ans.NodeSegmentPath)
 
-	l1 := nsxt.LoadBalancer{ClusterID: "a", Namespace: "team-a", Name: "web", FloatingIPPoolPath: topology(e.sim, "a").FloatingIPPoolPath,
+	l1 := nsxt.LoadBalancer{ClusterID: "a", Namespace: "team-a", Name: "web", FloatingIPPoolPaths: topology(e.sim, "a").FloatingIPPoolPaths,
 		Ports: []nsxt.ServicePort{{Port: 80, NodePort: 30080}}}
 	l2 := l1
 	l2.Namespace, l2.Name = "team", "a-web"

@@ -13,7 +13,7 @@ import (
 )
 
 // LoadBalancer is a Kubernetes Service of type LoadBalancer as the
-// cluster's NSX load balancer serves it: one address from the floating
+// cluster's NSX load balancer serves it: one address from a floating
 // pool, and per port a virtual server whose pool is the nodes' NodePort.
 type LoadBalancer struct {
 	ClusterID string
@@ -22,10 +22,13 @@ type LoadBalancer struct {
 	Ports     []ServicePort
 	// Nodes are the addresses of the nodes that serve the NodePorts.
 	Nodes []string
-	// FloatingIPPoolPath is the pool the address comes from; IP asks for a
-	// particular address of it (spec.loadBalancerIP), empty for any.
-	FloatingIPPoolPath string
-	IP                 string
+	// FloatingIPPoolPaths are the pools the address may come from, at
+	// least one, tried in order as Topology.FloatingIPPoolPaths (usually
+	// the same list). IP asks for a particular address of one of them
+	// (spec.loadBalancerIP), empty for any: it is asked of the first pool
+	// with a range that holds it.
+	FloatingIPPoolPaths []string
+	IP                  string
 }
 
 // ServicePort is one port of a Service.
@@ -56,8 +59,8 @@ func (lb LoadBalancer) Validate() error {
 	if !dnsLabelRe.MatchString(lb.Name) {
 		return &FieldError{"LoadBalancer", "Name", lb.Name, "is not a Kubernetes Service name"}
 	}
-	if !strings.HasPrefix(lb.FloatingIPPoolPath, "/infra/ip-pools/") {
-		return &FieldError{"LoadBalancer", "FloatingIPPoolPath", lb.FloatingIPPoolPath, "must be a policy path starting with /infra/ip-pools/"}
+	if err := checkPaths("LoadBalancer", "FloatingIPPoolPaths", lb.FloatingIPPoolPaths, "/infra/ip-pools/", "IP pool"); err != nil {
+		return err
 	}
 	if lb.IP != "" {
 		if _, err := netip.ParseAddr(lb.IP); err != nil {
@@ -116,10 +119,6 @@ func (lb LoadBalancer) base() string {
 	return objectID("kf_"+lb.ClusterID, "svc", lb.Namespace, lb.Name)
 }
 
-func (lb LoadBalancer) vipPath() string {
-	return lb.FloatingIPPoolPath + "/ip-allocations/" + lb.base()
-}
-
 func (lb LoadBalancer) tags() []model.Tag {
 	return []model.Tag{
 		{Scope: ptr(TagCluster), Tag: ptr(lb.ClusterID)},
@@ -129,17 +128,14 @@ func (lb LoadBalancer) tags() []model.Tag {
 }
 
 func (lb LoadBalancer) desired() desiredSet {
-	alloc := model.IpAddressAllocation{Id: ptr(lb.base()), Tags: lb.tags()}
-	if lb.IP != "" {
-		alloc.AllocationIp = ptr(lb.IP)
-	}
 	return desiredSet{
 		cluster: lb.ClusterID,
 		member:  func(m map[string]any) bool { return hasTag(m, TagService, lb.key()) },
-		ipam:    []intent{{lb.vipPath(), "IpAddressAllocation", alloc, true}},
+		admit:   lb.admit,
+		ipam:    []allocation{poolAddress("LoadBalancer", "FloatingIPPoolPaths", lb.base(), lb.FloatingIPPoolPaths, lb.IP, lb.tags())},
 		config: func(a addresses) []intent {
 			var out []intent
-			vip := ipOrPending(a.ips[lb.vipPath()])
+			vip := ipOrPending(a.ips[lb.base()])
 			for _, p := range lb.Ports {
 				id := objectID(lb.base(), strings.ToLower(p.protocol()), strconv.Itoa(p.Port))
 				pool := model.LBPool{Id: ptr(id), Members: members(lb.Nodes, p.NodePort), Tags: lb.tags()}
@@ -164,27 +160,110 @@ func (lb LoadBalancer) desired() desiredSet {
 	}
 }
 
+// admit refuses a new Service when the cluster has as many LoadBalancer
+// Services as its Topology.MaxL4LBServices, which BuildTopology recorded
+// on the cluster's load balancer. all is every object of the cluster, as
+// the search shows it: the limit holds across clients and processes,
+// though Services created at the same moment may pass it together, and
+// the index trails writes by a moment. A Service that exists may always
+// change.
+func (lb LoadBalancer) admit(all current) error {
+	services := map[string]bool{}
+	for _, m := range all {
+		if s := tagValue(m, TagService); s != "" {
+			services[s] = true
+		}
+	}
+	if services[lb.key()] {
+		return nil
+	}
+	limit := 0
+	if m := all["/infra/lb-services/kf_"+lb.ClusterID]; m != nil {
+		limit, _ = strconv.Atoi(tagValue(m, TagMaxL4LBServices))
+	}
+	if limit > 0 && len(services) >= limit {
+		return &LimitError{ClusterID: lb.ClusterID, Field: "MaxL4LBServices", Limit: limit, Count: len(services),
+			Object: "LoadBalancer Service " + lb.key()}
+	}
+	return nil
+}
+
 // EnsureLoadBalancer makes the cluster's load balancer serve a Service:
-// it allocates the address (one PATCH, only the first time) and creates,
-// updates or deletes the virtual servers and pools of its ports (one
-// PATCH when anything changed). Calling it again with the same Service
-// writes nothing; with changed ports or nodes it changes only those. The
-// cluster's topology must exist (BuildTopology).
+// it allocates the address (one PATCH, only the first time; from the next
+// pool when one is exhausted, as BuildTopology does) and creates, updates
+// or deletes the virtual servers and pools of its ports (one PATCH when
+// anything changed). Calling it again with the same Service writes
+// nothing; with changed ports or nodes it changes only those. The
+// cluster's topology must exist (BuildTopology). A new Service beyond the
+// cluster's Topology.MaxL4LBServices is refused with a *LimitError
+// (errors.Is(err, ErrLimitExceeded)), before anything is written.
 func (c *Client) EnsureLoadBalancer(ctx context.Context, lb LoadBalancer) (*LoadBalancerStatus, error) {
 	if err := lb.Validate(); err != nil {
 		return nil, err
 	}
+	pools, err := c.poolsFor(ctx, lb)
+	if err != nil {
+		return nil, err
+	}
+	lb.FloatingIPPoolPaths = pools
 	p, addr, writes, err := c.converge(ctx, lb.desired())
 	if err != nil {
 		return nil, err
 	}
-	st := &LoadBalancerStatus{IP: addr.ips[lb.vipPath()], Plan: p, Writes: writes}
+	st := &LoadBalancerStatus{IP: addr.ips[lb.base()], Plan: p, Writes: writes}
 	for _, in := range lb.desired().config(addr) {
 		if in.rtype == "LBVirtualServer" {
 			st.VirtualServers = append(st.VirtualServers, in.path)
 		}
 	}
 	return st, nil
+}
+
+// poolsFor orders the pools of lb for an address asked for by value: a
+// pool with a range that holds it goes first, since NSX refuses an
+// address outside the pool it is asked of. The others stay, in order, so
+// an allocation already made from one of them is still found.
+func (c *Client) poolsFor(ctx context.Context, lb LoadBalancer) ([]string, error) {
+	pools := lb.FloatingIPPoolPaths
+	if lb.IP == "" || len(pools) < 2 {
+		return pools, nil
+	}
+	ip := netip.MustParseAddr(lb.IP) // Validate checked it
+	alts := make([]string, len(pools))
+	for i, p := range pools {
+		alts[i] = escape(p)
+	}
+	res, err := searchAll(ctx, c, "resource_type:IpAddressPoolStaticSubnet AND parent_path:("+strings.Join(alts, " OR ")+")")
+	if err != nil {
+		return nil, err
+	}
+	holds := map[string]bool{}
+	for _, m := range res {
+		if parent, _ := m["parent_path"].(string); subnetHolds(m, ip) {
+			holds[parent] = true
+		}
+	}
+	for i, p := range pools {
+		if holds[p] {
+			return append(append([]string{p}, pools[:i]...), pools[i+1:]...), nil
+		}
+	}
+	return pools, nil
+}
+
+// subnetHolds reports whether a pool's static subnet hands out ip: one of
+// its allocation ranges holds it.
+func subnetHolds(m map[string]any, ip netip.Addr) bool {
+	ranges, _ := m["allocation_ranges"].([]any)
+	for _, r := range ranges {
+		rm, _ := r.(map[string]any)
+		start, err1 := netip.ParseAddr(fmt.Sprint(rm["start"]))
+		end, err2 := netip.ParseAddr(fmt.Sprint(rm["end"]))
+		if err1 == nil && err2 == nil && !ip.Less(start) && !end.Less(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // DeleteLoadBalancer removes a Service's virtual servers and pools and

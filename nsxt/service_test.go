@@ -18,7 +18,7 @@ func TestLoadBalancerService(t *testing.T) {
 	require.NoError(t, err)
 
 	lb := nsxt.LoadBalancer{ClusterID: "c1", Namespace: "web", Name: "frontend",
-		FloatingIPPoolPath: topo.FloatingIPPoolPath, Nodes: []string{"172.23.0.20", "172.23.0.21"},
+		FloatingIPPoolPaths: topo.FloatingIPPoolPaths, Nodes: []string{"172.23.0.20", "172.23.0.21"},
 		Ports: []nsxt.ServicePort{{Name: "http", Port: 80, NodePort: 30080}, {Name: "https", Port: 443, NodePort: 30443}}}
 	st, err := e.c.EnsureLoadBalancer(ctx, lb)
 	require.NoError(t, err)
@@ -88,7 +88,7 @@ func TestLoadBalancerService(t *testing.T) {
 }
 
 func TestLoadBalancerValidation(t *testing.T) {
-	good := nsxt.LoadBalancer{ClusterID: "c1", Namespace: "web", Name: "fe", FloatingIPPoolPath: "/infra/ip-pools/p",
+	good := nsxt.LoadBalancer{ClusterID: "c1", Namespace: "web", Name: "fe", FloatingIPPoolPaths: []string{"/infra/ip-pools/p"},
 		Ports: []nsxt.ServicePort{{Port: 80, NodePort: 30080}}}
 	require.NoError(t, good.Validate())
 	for _, tc := range []struct {

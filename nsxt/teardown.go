@@ -106,7 +106,12 @@ func (c *Client) checkInventory(ctx context.Context, t Topology) error {
 	fields := []struct{ name, path string }{
 		{"Tier0Path", t.Tier0Path}, {"EdgeClusterPath", t.EdgeClusterPath},
 		{"TransportZonePath", t.TransportZonePath}, {"NodeIPBlockPath", t.NodeIPBlockPath},
-		{"PodIPBlockPath", t.PodIPBlockPath}, {"FloatingIPPoolPath", t.FloatingIPPoolPath},
+	}
+	for i, p := range t.PodIPBlockPaths {
+		fields = append(fields, struct{ name, path string }{fmt.Sprintf("PodIPBlockPaths[%d]", i), p})
+	}
+	for i, p := range t.FloatingIPPoolPaths {
+		fields = append(fields, struct{ name, path string }{fmt.Sprintf("FloatingIPPoolPaths[%d]", i), p})
 	}
 	var alts []string
 	for _, f := range fields {

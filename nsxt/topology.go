@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/vmware/vsphere-automation-sdk-go/runtime/bindings"
 	"github.com/vmware/vsphere-automation-sdk-go/runtime/data"
@@ -19,13 +20,16 @@ const (
 	TagService = "kubefoundry/service"
 	// TagNetworkPolicy marks the objects of a NetworkPolicy, "<ns>/<name>".
 	TagNetworkPolicy = "kubefoundry/network-policy"
+	// TagMaxL4LBServices on the cluster's load balancer holds
+	// Topology.MaxL4LBServices, for EnsureLoadBalancer to enforce.
+	TagMaxL4LBServices = "kubefoundry/max-l4-lb-services"
 )
 
 // Topology is the NSX network of one Kubernetes cluster, as TKGI builds it:
 // per cluster a tier-1 gateway on the tier-0, a node segment, SNAT, a load
 // balancer with the Kubernetes API virtual server and a DFW policy; per
-// namespace a segment with a subnet from the pod IP block, an SNAT address
-// and a DFW policy.
+// namespace a segment with a subnet from a pod IP block, an SNAT address
+// (unless PodRoutable) and a DFW policy.
 type Topology struct {
 	// ClusterID names the cluster: lower-case letters, digits and '-', at
 	// most 40 characters. Every object's id starts with "kf_<ClusterID>";
@@ -39,18 +43,41 @@ type Topology struct {
 	EdgeClusterPath string `json:"edgeClusterPath"`
 	// TransportZonePath is the overlay transport zone of the segments.
 	TransportZonePath string `json:"transportZonePath"`
-	// NodeIPBlockPath and PodIPBlockPath are the IP blocks the node subnet
-	// and the namespace subnets are carved from.
+	// NodeIPBlockPath is the IP block the node subnet is carved from,
+	// /infra/ip-blocks/<id>.
 	NodeIPBlockPath string `json:"nodeIPBlockPath"`
-	PodIPBlockPath  string `json:"podIPBlockPath"`
-	// FloatingIPPoolPath is the pool SNAT and load balancer addresses are
-	// allocated from.
-	FloatingIPPoolPath string `json:"floatingIPPoolPath"`
+	// PodIPBlockPaths are the IP blocks the namespace subnets are carved
+	// from (TKGI's pod_ip_block_ids), at least one, tried in order: a new
+	// subnet comes from the first block NSX can carve it from. A subnet
+	// never moves once allocated, so a block may be added or the list
+	// reordered at any time, but a block that holds a subnet of the
+	// cluster cannot be taken off the list.
+	PodIPBlockPaths []string `json:"podIPBlockPaths"`
+	// FloatingIPPoolPaths are the pools the SNAT addresses and the API
+	// virtual server's address are allocated from (TKGI's fip_pool_ids),
+	// at least one, tried in order like PodIPBlockPaths, with the same
+	// rules.
+	FloatingIPPoolPaths []string `json:"floatingIPPoolPaths"`
 	// LBSize is SMALL (the default), MEDIUM, LARGE or XLARGE.
 	LBSize string `json:"lbSize,omitempty"`
 	// SingleTier attaches the segments and SNAT to the tier-0; the tier-1
 	// then only hosts the load balancer.
 	SingleTier bool `json:"singleTier,omitempty"`
+	// PodRoutable makes the namespace subnets routable (TKGI's
+	// pod_routable): they get no SNAT address and no SNAT rule, and reach
+	// the tier-0 as connected segments of the tier-1, which advertises
+	// them (TIER1_CONNECTED); in single-tier they are the tier-0's own.
+	// Routing them beyond the tier-0 is the tier-0's route redistribution,
+	// which belongs to the platform team. The nodes keep their SNAT.
+	// Changing it on a built cluster adds or removes the namespaces' SNAT
+	// rules and addresses.
+	PodRoutable bool `json:"podRoutable,omitempty"`
+	// MaxL4LBServices caps the LoadBalancer Services of the cluster
+	// (TKGI's max_l4_lb_service); 0 is no limit. BuildTopology records it
+	// on the cluster's load balancer (tag TagMaxL4LBServices), where
+	// EnsureLoadBalancer reads it, so every client and process enforces
+	// the same limit.
+	MaxL4LBServices int `json:"maxL4LBServices,omitempty"`
 	// APIPort is the Kubernetes API virtual server's port; 8443 as TKGI
 	// when zero. APIMemberPort is the port on the control-plane nodes;
 	// APIPort when zero.
@@ -105,6 +132,26 @@ func checkClusterID(object, id string) error {
 	return nil
 }
 
+// checkPaths checks a list of policy paths of one kind, such as the pod IP
+// blocks: at least one, each prefix+<id>, none twice.
+func checkPaths(object, field string, paths []string, prefix, kind string) error {
+	if len(paths) == 0 {
+		return &FieldError{object, field, "", "needs at least one " + kind}
+	}
+	seen := map[string]bool{}
+	for i, p := range paths {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if id, ok := strings.CutPrefix(p, prefix); !ok || id == "" || strings.Contains(id, "/") {
+			return &FieldError{object, f, p, "must be the policy path of an " + kind + ", " + prefix + "<id>"}
+		}
+		if seen[p] {
+			return &FieldError{object, f, p, "is listed twice"}
+		}
+		seen[p] = true
+	}
+	return nil
+}
+
 // Validate checks t and returns a *FieldError naming the first wrong field.
 func (t Topology) Validate() error {
 	if err := checkClusterID("Topology", t.ClusterID); err != nil {
@@ -115,12 +162,19 @@ func (t Topology) Validate() error {
 		{"EdgeClusterPath", t.EdgeClusterPath, "/infra/sites/"},
 		{"TransportZonePath", t.TransportZonePath, "/infra/sites/"},
 		{"NodeIPBlockPath", t.NodeIPBlockPath, "/infra/ip-blocks/"},
-		{"PodIPBlockPath", t.PodIPBlockPath, "/infra/ip-blocks/"},
-		{"FloatingIPPoolPath", t.FloatingIPPoolPath, "/infra/ip-pools/"},
 	} {
 		if len(f.val) <= len(f.prefix) || f.val[:len(f.prefix)] != f.prefix {
 			return &FieldError{"Topology", f.name, f.val, "must be a policy path starting with " + f.prefix}
 		}
+	}
+	if err := checkPaths("Topology", "PodIPBlockPaths", t.PodIPBlockPaths, "/infra/ip-blocks/", "IP block"); err != nil {
+		return err
+	}
+	if err := checkPaths("Topology", "FloatingIPPoolPaths", t.FloatingIPPoolPaths, "/infra/ip-pools/", "IP pool"); err != nil {
+		return err
+	}
+	if t.MaxL4LBServices < 0 {
+		return &FieldError{"Topology", "MaxL4LBServices", strconv.Itoa(t.MaxL4LBServices), "must be 0 (no limit) or more"}
 	}
 	switch t.LBSize {
 	case "", "SMALL", "MEDIUM", "LARGE", "XLARGE":
@@ -202,18 +256,13 @@ func orDefaultS(v, d string) string {
 	return v
 }
 
-// Paths of the objects of one namespace.
+// Paths of the cluster's subnets, and ids of its addresses: an address's
+// path depends on the floating pool it comes from.
 func (t Topology) nsSubnetPath(ns string) string { return t.poolPath() + "/ip-subnets/ns_" + ns }
-func (t Topology) nsSNATAllocPath(ns string) string {
-	return t.FloatingIPPoolPath + "/ip-allocations/" + t.prefix() + "_ns_" + ns
-}
-func (t Topology) nodeSubnetPath() string { return t.poolPath() + "/ip-subnets/nodes" }
-func (t Topology) snatAllocPath() string {
-	return t.FloatingIPPoolPath + "/ip-allocations/" + t.prefix() + "_snat"
-}
-func (t Topology) vipAllocPath() string {
-	return t.FloatingIPPoolPath + "/ip-allocations/" + t.prefix() + "_api"
-}
+func (t Topology) nodeSubnetPath() string        { return t.poolPath() + "/ip-subnets/nodes" }
+func (t Topology) nsSNATID(ns string) string     { return t.prefix() + "_ns_" + ns }
+func (t Topology) snatID() string                { return t.prefix() + "_snat" }
+func (t Topology) vipID() string                 { return t.prefix() + "_api" }
 
 // intent is one desired object.
 type intent struct {
@@ -231,27 +280,31 @@ func (t Topology) tags(ns string) []model.Tag {
 	return tags
 }
 
-// ipamIntents are what the allocation stage creates: the cluster's pool
+// lbTags are the load balancer's tags: it carries the cluster's limit of
+// LoadBalancer Services, for EnsureLoadBalancer.
+func (t Topology) lbTags() []model.Tag {
+	tags := t.tags("")
+	if t.MaxL4LBServices > 0 {
+		tags = append(tags, model.Tag{Scope: ptr(TagMaxL4LBServices), Tag: ptr(strconv.Itoa(t.MaxL4LBServices))})
+	}
+	return tags
+}
+
+// allocations are what the allocation stage makes: the cluster's pool
 // with a subnet per network, and floating addresses.
-func (t Topology) ipamIntents() []intent {
-	out := []intent{
-		{t.poolPath(), "IpAddressPool", model.IpAddressPool{Id: ptr(t.prefix()), DisplayName: ptr(t.prefix()), Tags: t.tags("")}, true},
-		{t.nodeSubnetPath(), "IpAddressPoolBlockSubnet", model.IpAddressPoolBlockSubnet{
-			Id: ptr("nodes"), ResourceType: "IpAddressPoolBlockSubnet", IpBlockPath: ptr(t.NodeIPBlockPath),
-			SubnetSize: ptr(strconv.Itoa(t.nodeSubnet())), AutoAssignGateway: ptr(true), Tags: t.tags("")}, true},
-		{t.snatAllocPath(), "IpAddressAllocation", model.IpAddressAllocation{Id: ptr(t.prefix() + "_snat"), Tags: t.tags("")}, true},
-		{t.vipAllocPath(), "IpAddressAllocation", model.IpAddressAllocation{Id: ptr(t.prefix() + "_api"), Tags: t.tags("")}, true},
+func (t Topology) allocations() []allocation {
+	pool := model.IpAddressPool{Id: ptr(t.prefix()), DisplayName: ptr(t.prefix()), Tags: t.tags("")}
+	out := []allocation{
+		{key: t.poolPath(), object: "Topology", from: []string{""},
+			sources: []intent{{t.poolPath(), "IpAddressPool", pool, true}}},
+		blockSubnet("Topology", "NodeIPBlockPath", t.nodeSubnetPath(), []string{t.NodeIPBlockPath}, t.nodeSubnet(), t.tags("")),
+		poolAddress("Topology", "FloatingIPPoolPaths", t.snatID(), t.FloatingIPPoolPaths, "", t.tags("")),
+		poolAddress("Topology", "FloatingIPPoolPaths", t.vipID(), t.FloatingIPPoolPaths, "", t.tags("")),
 	}
 	for _, ns := range t.namespaces() {
 		out = append(out, t.nsIPAM(ns)...)
 	}
 	return out
-}
-
-// addresses are what the allocation stage got from NSX.
-type addresses struct {
-	subnets map[string]netip.Prefix // block subnet path -> cidr
-	ips     map[string]string       // allocation path -> address
 }
 
 // configIntents are the rest of the topology, given the allocations. An
@@ -275,17 +328,17 @@ func (t Topology) configIntents(a addresses) []intent {
 			ConnectivityPath: ptr(gw), TransportZonePath: ptr(t.TransportZonePath),
 			Subnets: []model.SegmentSubnet{{GatewayAddress: ptr(gatewayCIDR(nodeCIDR))}}, Tags: t.tags("")}, false},
 		{natRules + p + "_nodes_snat", "PolicyNatRule", model.PolicyNatRule{Id: ptr(p + "_nodes_snat"),
-			Action: ptr("SNAT"), SourceNetwork: ptr(cidrString(nodeCIDR)), TranslatedNetwork: ptr(ipOrPending(a.ips[t.snatAllocPath()])),
+			Action: ptr("SNAT"), SourceNetwork: ptr(cidrString(nodeCIDR)), TranslatedNetwork: ptr(ipOrPending(a.ips[t.snatID()])),
 			Enabled: ptr(true), SequenceNumber: ptr(int64(100)), Tags: t.tags("")}, false},
 		{"/infra/lb-services/" + p, "LBService", model.LBService{Id: ptr(p), ConnectivityPath: ptr(t1),
-			Size: ptr(t.lbSize()), Enabled: ptr(true), Tags: t.tags("")}, false},
+			Size: ptr(t.lbSize()), Enabled: ptr(true), Tags: t.lbTags()}, false},
 		{"/infra/lb-pools/" + p + "_api", "LBPool", model.LBPool{Id: ptr(p + "_api"),
 			Members: members(t.APIMembers, t.memberPort()),
 			//lint:ignore SA1019 the NSX load balancer is deprecated as a whole (for Avi) but it is what TKGI uses; its health monitors have no other field
 			ActiveMonitorPaths: []string{"/infra/lb-monitor-profiles/default-tcp-lb-monitor"},
 			Tags:               t.tags("")}, false},
 		{"/infra/lb-virtual-servers/" + p + "_api", "LBVirtualServer", model.LBVirtualServer{Id: ptr(p + "_api"),
-			IpAddress: ptr(ipOrPending(a.ips[t.vipAllocPath()])), Ports: []string{strconv.Itoa(t.apiPort())},
+			IpAddress: ptr(ipOrPending(a.ips[t.vipID()])), Ports: []string{strconv.Itoa(t.apiPort())},
 			DefaultPoolMemberPorts: []string{strconv.Itoa(t.memberPort())},
 			PoolPath:               ptr("/infra/lb-pools/" + p + "_api"), LbServicePath: ptr("/infra/lb-services/" + p),
 			ApplicationProfilePath: ptr("/infra/lb-app-profiles/default-tcp-lb-app-profile"), Enabled: ptr(true),
@@ -312,17 +365,18 @@ func (t Topology) configIntents(a addresses) []intent {
 	return out
 }
 
-// nsIPAM is what one namespace allocates: its subnet and SNAT address.
-func (t Topology) nsIPAM(ns string) []intent {
-	return []intent{
-		intent{t.nsSubnetPath(ns), "IpAddressPoolBlockSubnet", model.IpAddressPoolBlockSubnet{
-			Id: ptr("ns_" + ns), ResourceType: "IpAddressPoolBlockSubnet", IpBlockPath: ptr(t.PodIPBlockPath),
-			SubnetSize: ptr(strconv.Itoa(t.nsSubnet())), AutoAssignGateway: ptr(true), Tags: t.tags(ns)}, true},
-		intent{t.nsSNATAllocPath(ns), "IpAddressAllocation", model.IpAddressAllocation{Id: ptr(t.prefix() + "_ns_" + ns), Tags: t.tags(ns)}, true},
+// nsIPAM is what one namespace allocates: its subnet, and its SNAT
+// address unless its subnet is routable.
+func (t Topology) nsIPAM(ns string) []allocation {
+	out := []allocation{blockSubnet("Topology", "PodIPBlockPaths", t.nsSubnetPath(ns), t.PodIPBlockPaths, t.nsSubnet(), t.tags(ns))}
+	if !t.PodRoutable {
+		out = append(out, poolAddress("Topology", "FloatingIPPoolPaths", t.nsSNATID(ns), t.FloatingIPPoolPaths, "", t.tags(ns)))
 	}
+	return out
 }
 
-// nsConfig is the segment, SNAT rule, group and DFW policy of a namespace.
+// nsConfig is the segment, SNAT rule (unless routable), group and DFW
+// policy of a namespace.
 func (t Topology) nsConfig(ns string, a addresses) []intent {
 	p := t.prefix()
 	gw := t.gatewayPath()
@@ -334,13 +388,15 @@ func (t Topology) nsConfig(ns string, a addresses) []intent {
 	cidr := a.subnets[t.nsSubnetPath(ns)]
 	group := t.policyDomain() + "/groups/" + id
 	policy := t.policyDomain() + "/security-policies/" + id
+	out = append(out, intent{"/infra/segments/" + id, "Segment", model.Segment{Id: ptr(id), DisplayName: ptr(id),
+		ConnectivityPath: ptr(gw), TransportZonePath: ptr(t.TransportZonePath),
+		Subnets: []model.SegmentSubnet{{GatewayAddress: ptr(gatewayCIDR(cidr))}}, Tags: t.tags(ns)}, false})
+	if !t.PodRoutable {
+		out = append(out, intent{natRules + id + "_snat", "PolicyNatRule", model.PolicyNatRule{Id: ptr(id + "_snat"),
+			Action: ptr("SNAT"), SourceNetwork: ptr(cidrString(cidr)), TranslatedNetwork: ptr(ipOrPending(a.ips[t.nsSNATID(ns)])),
+			Enabled: ptr(true), SequenceNumber: ptr(int64(200)), Tags: t.tags(ns)}, false})
+	}
 	out = append(out,
-		intent{"/infra/segments/" + id, "Segment", model.Segment{Id: ptr(id), DisplayName: ptr(id),
-			ConnectivityPath: ptr(gw), TransportZonePath: ptr(t.TransportZonePath),
-			Subnets: []model.SegmentSubnet{{GatewayAddress: ptr(gatewayCIDR(cidr))}}, Tags: t.tags(ns)}, false},
-		intent{natRules + id + "_snat", "PolicyNatRule", model.PolicyNatRule{Id: ptr(id + "_snat"),
-			Action: ptr("SNAT"), SourceNetwork: ptr(cidrString(cidr)), TranslatedNetwork: ptr(ipOrPending(a.ips[t.nsSNATAllocPath(ns)])),
-			Enabled: ptr(true), SequenceNumber: ptr(int64(200)), Tags: t.tags(ns)}, false},
 		intent{group, "Group", model.Group{Id: ptr(id), Expression: segmentExpression("/infra/segments/" + id), Tags: t.tags(ns)}, false},
 		intent{policy, "SecurityPolicy", model.SecurityPolicy{Id: ptr(id), Category: ptr("Application"),
 			SequenceNumber: ptr(int64(200)), Scope: []string{group}, Tags: t.tags(ns)}, false},

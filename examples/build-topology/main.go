@@ -11,11 +11,13 @@
 //
 // Against a real NSX manager give -url and the inventory the platform team
 // provides (ids or policy paths); the credentials default to NSXT_USERNAME
-// and NSXT_PASSWORD:
+// and NSXT_PASSWORD. -pod-block and -floating-pool take several, tried in
+// order (TKGI's pod_ip_block_ids and fip_pool_ids); -pod-routable and
+// -max-l4-lb-services are TKGI's pod_routable and max_l4_lb_service:
 //
 //	go run ./examples/build-topology -url https://nsx-1.example.com -ca-file nsx-ca.pem \
 //		-tier0 t0 -edge-cluster edge-cluster-1 -transport-zone overlay-tz \
-//		-node-block nodes-block -pod-block pods-block -floating-pool floating-pool
+//		-node-block nodes-block -pod-block pods-block,pods-block-2 -floating-pool floating-pool
 //
 // examples/nsxt-simulator serves the same simulator on its own and prints
 // these flags for it.
@@ -75,13 +77,16 @@ func (l *listFlag) Set(v string) error {
 
 // inventory flags: the objects NSX holds before the cluster exists.
 type inventory struct {
-	tier0, edgeCluster, transportZone, nodeBlock, podBlock, floatingPool string
+	tier0, edgeCluster, transportZone, nodeBlock string
+	podBlocks, floatingPools                     listFlag
 }
 
 type flags struct {
 	cluster                      string
 	namespaces                   listFlag
 	singleTier, dryRun, teardown bool
+	podRoutable                  bool
+	maxL4LBServices              int
 	urls                         listFlag
 	user, password               string
 	caFile, thumbprint           string
@@ -98,6 +103,8 @@ func parse(args []string) (*flags, error) {
 	f.namespaces.vals = []string{"default", "kube-system"}
 	fs.Var(&f.namespaces, "namespaces", "namespaces that get a network each, repeatable or a comma list")
 	fs.BoolVar(&f.singleTier, "single-tier", false, "attach the segments and SNAT to the tier-0; the tier-1 only hosts the load balancer")
+	fs.BoolVar(&f.podRoutable, "pod-routable", false, "routable namespace subnets: no SNAT address or rule per namespace")
+	fs.IntVar(&f.maxL4LBServices, "max-l4-lb-services", 0, "most LoadBalancer Services the cluster may have (0: no limit)")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan and write nothing")
 	fs.BoolVar(&f.teardown, "teardown", false, "tear the topology down again after building it")
 	fs.Var(&f.urls, "url", "NSX manager URL, repeatable or a comma list; none starts an in-process simulator")
@@ -112,8 +119,8 @@ func parse(args []string) (*flags, error) {
 	fs.StringVar(&f.inv.edgeCluster, "edge-cluster", "", "edge cluster: id or policy path (required with -url)")
 	fs.StringVar(&f.inv.transportZone, "transport-zone", "", "overlay transport zone: id or policy path (required with -url)")
 	fs.StringVar(&f.inv.nodeBlock, "node-block", "", "IP block of the node subnet: id or /infra/ip-blocks/<id> (required with -url)")
-	fs.StringVar(&f.inv.podBlock, "pod-block", "", "IP block of the namespace subnets: id or /infra/ip-blocks/<id> (required with -url)")
-	fs.StringVar(&f.inv.floatingPool, "floating-pool", "", "IP pool of SNAT and load balancer addresses: id or /infra/ip-pools/<id> (required with -url)")
+	fs.Var(&f.inv.podBlocks, "pod-block", "IP blocks of the namespace subnets, tried in order: ids or /infra/ip-blocks/<id>, repeatable or a comma list (required with -url)")
+	fs.Var(&f.inv.floatingPools, "floating-pool", "IP pools of SNAT and load balancer addresses, tried in order: ids or /infra/ip-pools/<id>, repeatable or a comma list (required with -url)")
 	fs.DurationVar(&f.timeout, "timeout", 15*time.Minute, "give up after this long (0: never)")
 	fs.BoolVar(&f.verbose, "v", false, "log to stderr")
 	if err := fs.Parse(args); err != nil {
@@ -129,7 +136,7 @@ func parse(args []string) (*flags, error) {
 		var missing []string
 		for _, x := range []struct{ name, val string }{
 			{"-tier0", f.inv.tier0}, {"-edge-cluster", f.inv.edgeCluster}, {"-transport-zone", f.inv.transportZone},
-			{"-node-block", f.inv.nodeBlock}, {"-pod-block", f.inv.podBlock}, {"-floating-pool", f.inv.floatingPool},
+			{"-node-block", f.inv.nodeBlock}, {"-pod-block", f.inv.podBlocks.String()}, {"-floating-pool", f.inv.floatingPools.String()},
 		} {
 			if x.val == "" {
 				missing = append(missing, x.name)
@@ -189,11 +196,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			val string
 		}{
 			{&f.inv.tier0, inv.Tier0}, {&f.inv.edgeCluster, inv.EdgeCluster}, {&f.inv.transportZone, inv.TransportZone},
-			{&f.inv.nodeBlock, inv.NodeBlock.ID}, {&f.inv.podBlock, inv.PodBlock.ID}, {&f.inv.floatingPool, inv.FloatingPool},
+			{&f.inv.nodeBlock, inv.NodeBlock.ID},
 		} {
 			if *x.dst == "" {
 				*x.dst = x.val
 			}
+		}
+		if len(f.inv.podBlocks.vals) == 0 {
+			f.inv.podBlocks.vals = []string{inv.PodBlock.ID}
+		}
+		if len(f.inv.floatingPools.vals) == 0 {
+			f.inv.floatingPools.vals = []string{inv.FloatingPool}
 		}
 	}
 	log.Info("connecting", zap.Stringer("config", cfg))
@@ -205,15 +218,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 	const ep = "/infra/sites/default/enforcement-points/default/"
 	topo := nsxt.Topology{
-		ClusterID:          f.cluster,
-		Tier0Path:          policyPath(f.inv.tier0, "/infra/tier-0s/"),
-		EdgeClusterPath:    policyPath(f.inv.edgeCluster, ep+"edge-clusters/"),
-		TransportZonePath:  policyPath(f.inv.transportZone, ep+"transport-zones/"),
-		NodeIPBlockPath:    policyPath(f.inv.nodeBlock, "/infra/ip-blocks/"),
-		PodIPBlockPath:     policyPath(f.inv.podBlock, "/infra/ip-blocks/"),
-		FloatingIPPoolPath: policyPath(f.inv.floatingPool, "/infra/ip-pools/"),
-		SingleTier:         f.singleTier,
-		Namespaces:         f.namespaces.vals,
+		ClusterID:           f.cluster,
+		Tier0Path:           policyPath(f.inv.tier0, "/infra/tier-0s/"),
+		EdgeClusterPath:     policyPath(f.inv.edgeCluster, ep+"edge-clusters/"),
+		TransportZonePath:   policyPath(f.inv.transportZone, ep+"transport-zones/"),
+		NodeIPBlockPath:     policyPath(f.inv.nodeBlock, "/infra/ip-blocks/"),
+		PodIPBlockPaths:     policyPaths(f.inv.podBlocks.vals, "/infra/ip-blocks/"),
+		FloatingIPPoolPaths: policyPaths(f.inv.floatingPools.vals, "/infra/ip-pools/"),
+		SingleTier:          f.singleTier,
+		PodRoutable:         f.podRoutable,
+		MaxL4LBServices:     f.maxL4LBServices,
+		Namespaces:          f.namespaces.vals,
 	}
 
 	plan, err := c.PlanTopology(ctx, topo)
@@ -245,7 +260,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintln(tw, "NAMESPACE\tSEGMENT\tSUBNET\tSNAT ADDRESS")
 		for _, ns := range topo.Namespaces {
 			nn := built.Namespaces[ns]
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", ns, nn.SegmentPath, nn.Subnet, nn.SNATAddress)
+			snat := nn.SNATAddress
+			if snat == "" {
+				snat = "- (routable)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", ns, nn.SegmentPath, nn.Subnet, snat)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -260,6 +279,15 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "\ntorn down: %d objects deleted with %d writes\n", len(td.Deleted), td.Writes)
 	}
 	return nil
+}
+
+// policyPaths is policyPath of each.
+func policyPaths(vs []string, prefix string) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = policyPath(v, prefix)
+	}
+	return out
 }
 
 // policyPath takes an id or a policy path; an id goes under prefix.

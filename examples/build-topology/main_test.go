@@ -29,7 +29,12 @@ func testContext(t *testing.T) context.Context {
 // that point build-topology at it as at a real manager.
 func external(t *testing.T) (*simulator.Server, []string) {
 	t.Helper()
-	sim, err := simulator.New(simulator.Config{})
+	return externalWith(t, simulator.Config{})
+}
+
+func externalWith(t *testing.T, cfg simulator.Config) (*simulator.Server, []string) {
+	t.Helper()
+	sim, err := simulator.New(cfg)
 	require.NoError(t, err)
 	t.Cleanup(sim.Close)
 	ca := filepath.Join(t.TempDir(), "ca.pem")
@@ -107,6 +112,8 @@ func TestRunFlagErrors(t *testing.T) {
 			"-node-block", "n", "-pod-block", "p", "-floating-pool", "f"}, "missing -tier0"},
 		{"bad cluster id", []string{"-cluster", "Demo"}, `nsxt: Topology.ClusterID "Demo"`},
 		{"tier0 not in NSX", []string{"-tier0", "nope"}, `nsxt: Topology.Tier0Path "/infra/tier-0s/nope": does not exist in NSX`},
+		{"second pod block not in NSX", []string{"-pod-block", "pods-block,nope"}, `nsxt: Topology.PodIPBlockPaths[1] "/infra/ip-blocks/nope": does not exist in NSX`},
+		{"negative limit", []string{"-max-l4-lb-services", "-1"}, `nsxt: Topology.MaxL4LBServices "-1"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,4 +133,29 @@ func TestRunTwiceWritesNothing(t *testing.T) {
 	assert.Contains(t, out.String(), "plan for cluster demo: 0 changes\n")
 	assert.Contains(t, out.String(), "realized with 0 writes:\n")
 	assert.Equal(t, writes, sim.Writes())
+}
+
+// Several pod blocks and floating pools, tried in order, with routable
+// namespaces and a limit of LoadBalancer Services, as a TKGI network
+// profile has them.
+func TestRunNetworkProfile(t *testing.T) {
+	inv := simulator.DefaultInventory()
+	inv.PodBlock.CIDR = "172.24.0.0/24" // room for one namespace
+	inv.MorePodBlocks = []simulator.Block{{ID: "pods-2", CIDR: "172.30.0.0/16"}}
+	inv.MoreFloatingPools = []simulator.Pool{{ID: "fip-2", CIDR: "10.50.0.0/24", Range: [2]string{"10.50.0.10", "10.50.0.20"}}}
+	sim, args := externalWith(t, simulator.Config{Inventory: &inv})
+	args = append(args, "-pod-block", "pods-2", "-floating-pool", "/infra/ip-pools/fip-2",
+		"-namespaces", "a,b", "-pod-routable", "-max-l4-lb-services", "20")
+	var out bytes.Buffer
+	require.NoError(t, run(testContext(t), args, &out))
+	s := out.String()
+	assert.Regexp(t, `(?m)^a\s+/infra/segments/kf_demo_ns_a\s+172\.24\.0\.0/24\s+- \(routable\)$`, s)
+	assert.Regexp(t, `(?m)^b\s+/infra/segments/kf_demo_ns_b\s+172\.30\.0\.0/24\s+- \(routable\)$`, s, "the first block is full")
+	assert.NotContains(t, s, "nat-rules/kf_demo_ns_")
+	assert.Contains(t, sim.Object("/infra/lb-services/kf_demo")["tags"],
+		map[string]any{"scope": "kubefoundry/max-l4-lb-services", "tag": "20"})
+
+	out.Reset()
+	require.NoError(t, run(testContext(t), args, &out))
+	assert.Contains(t, out.String(), "realized with 0 writes:\n")
 }

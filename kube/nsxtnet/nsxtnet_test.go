@@ -47,7 +47,8 @@ func newNSX(t *testing.T) (*simulator.Server, *nsxt.Client, nsxt.Topology) {
 	inv := sim.Inventory()
 	topo := nsxt.Topology{ClusterID: "c1", Tier0Path: "/infra/tier-0s/" + inv.Tier0, EdgeClusterPath: inv.EdgeClusterPath(),
 		TransportZonePath: inv.TransportZonePath(), NodeIPBlockPath: "/infra/ip-blocks/" + inv.NodeBlock.ID,
-		PodIPBlockPath: "/infra/ip-blocks/" + inv.PodBlock.ID, FloatingIPPoolPath: "/infra/ip-pools/" + inv.FloatingPool,
+		PodIPBlockPaths:            []string{"/infra/ip-blocks/" + inv.PodBlock.ID},
+		FloatingIPPoolPaths:        []string{"/infra/ip-pools/" + inv.FloatingPool},
 		NamespacesManagedElsewhere: true}
 	_, err = c.BuildTopology(context.Background(), topo)
 	require.NoError(t, err)

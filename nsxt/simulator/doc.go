@@ -8,7 +8,7 @@
 //     ChildResourceReference, applied atomically (all or nothing), with
 //     enforce_revision_check;
 //   - GET, PATCH, PUT and DELETE of single objects and GET of collections
-//     under /policy/api/v1/infra: tier-0s, tier-1s, locale-services,
+//     (paged with page_size and a cursor) under /policy/api/v1/infra: tier-0s, tier-1s, locale-services,
 //     segments, nat and nat-rules, lb-services, lb-pools,
 //     lb-virtual-servers, lb-monitor-profiles, lb-app-profiles, domains,
 //     groups, security-policies, rules, ip-blocks, ip-pools, ip-subnets,
@@ -36,10 +36,13 @@
 //
 // Tests steer it with Inject (a status on the Nth request matching a
 // method and path, or a Before hook that writes in between as another
-// client would), Patch, and read it with Requests, Writes, Paths and
-// Object. DefaultInventory is what it starts with: a tier-0, an edge
-// cluster, an overlay transport zone, node and pod IP blocks and a
-// floating pool.
+// client would), Patch, and read it with Requests, Writes, Paths, Object
+// and Allocated (what each IP block and pool has handed out).
+// DefaultInventory is what it starts with: a tier-0, an edge cluster, an
+// overlay transport zone, node and pod IP blocks and a floating pool;
+// Config.Inventory changes it, with small blocks and pools to run out of,
+// or more pod blocks and floating pools (Inventory.MorePodBlocks,
+// MoreFloatingPools).
 //
 // A Server is safe for concurrent use.
 package simulator

@@ -56,12 +56,17 @@ func seed(inv Inventory) (*store, error) {
 	}
 	add("/infra", "Domain", "default", map[string]any{})
 	add("/infra", "IpAddressBlock", inv.NodeBlock.ID, map[string]any{"cidr": inv.NodeBlock.CIDR})
-	add("/infra", "IpAddressBlock", inv.PodBlock.ID, map[string]any{"cidr": inv.PodBlock.CIDR})
-	add("/infra", "IpAddressPool", inv.FloatingPool, map[string]any{})
-	add("/infra/ip-pools/"+inv.FloatingPool, "IpAddressPoolStaticSubnet", "floating", map[string]any{
-		"resource_type": "IpAddressPoolStaticSubnet", "cidr": inv.FloatingCIDR,
-		"allocation_ranges": []any{map[string]any{"start": inv.FloatingRange[0], "end": inv.FloatingRange[1]}},
-	})
+	for _, b := range append([]Block{inv.PodBlock}, inv.MorePodBlocks...) {
+		add("/infra", "IpAddressBlock", b.ID, map[string]any{"cidr": b.CIDR})
+	}
+	pools := append([]Pool{{inv.FloatingPool, inv.FloatingCIDR, inv.FloatingRange}}, inv.MoreFloatingPools...)
+	for _, p := range pools {
+		add("/infra", "IpAddressPool", p.ID, map[string]any{})
+		add("/infra/ip-pools/"+p.ID, "IpAddressPoolStaticSubnet", "floating", map[string]any{
+			"resource_type": "IpAddressPoolStaticSubnet", "cidr": p.CIDR,
+			"allocation_ranges": []any{map[string]any{"start": p.Range[0], "end": p.Range[1]}},
+		})
+	}
 	add("/infra", "LBFastTcpProfile", "default-tcp-lb-app-profile", map[string]any{"resource_type": "LBFastTcpProfile"})
 	add("/infra", "LBTcpMonitorProfile", "default-tcp-lb-monitor", map[string]any{"resource_type": "LBTcpMonitorProfile", "interval": json.Number("5"), "timeout": json.Number("15")})
 	if err != nil {

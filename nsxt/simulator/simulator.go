@@ -57,10 +57,22 @@ type Inventory struct {
 	FloatingPool  string // id under /infra/ip-pools
 	FloatingCIDR  string
 	FloatingRange [2]string // first and last allocatable address
+	// MorePodBlocks and MoreFloatingPools are further pod blocks and
+	// floating pools, as a platform team that lists several hands out.
+	MorePodBlocks     []Block
+	MoreFloatingPools []Pool
 }
 
 // Block is an IP block id and its CIDR.
 type Block struct{ ID, CIDR string }
+
+// Pool is an IP pool id and its one static subnet: a CIDR and the first
+// and last address it hands out.
+type Pool struct {
+	ID    string
+	CIDR  string
+	Range [2]string
+}
 
 // DefaultInventory is the inventory the simulator starts with unless told
 // otherwise.
@@ -230,6 +242,32 @@ func (s *Server) Paths() []string {
 		}
 	}
 	sort.Strings(out)
+	return out
+}
+
+// Allocated lists what the IP blocks and pools have handed out, by block or
+// pool path: the subnets carved from a block and the addresses allocated
+// from a pool, sorted. A block or pool that has handed out nothing is not
+// listed, so an empty map means everything went back.
+func (s *Server) Allocated() map[string][]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string][]string{}
+	for _, o := range s.st.objs {
+		switch o.kind.resourceType {
+		case "IpAddressPoolBlockSubnet":
+			if c := o.realized.attrs["cidr"]; c != "" {
+				out[o.str("ip_block_path")] = append(out[o.str("ip_block_path")], c)
+			}
+		case "IpAddressAllocation":
+			if ip := o.realized.attrs["allocation_ip"]; ip != "" {
+				out[o.parent] = append(out[o.parent], ip)
+			}
+		}
+	}
+	for _, v := range out {
+		sort.Strings(v)
+	}
 	return out
 }
 
@@ -443,7 +481,7 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, path string
 			writeError(w, errorf(http.StatusNotFound, "the path=[%s] is invalid or the object does not exist", path))
 			return
 		}
-		writeList(w, items)
+		writeList(w, r, items)
 	case http.MethodDelete:
 		err := s.transact(func(st *store) error { return st.remove(path) })
 		if err != nil {
@@ -537,9 +575,26 @@ func writeObject(w http.ResponseWriter, o *object) {
 	_, _ = w.Write(js)
 }
 
-func writeList(w http.ResponseWriter, items []*object) {
-	res := make([]json.RawMessage, 0, len(items))
-	for _, o := range items {
+// writeList answers a collection GET a page at a time, as NSX does: at
+// most page_size results (1000 at most), and a cursor when more follow.
+func writeList(w http.ResponseWriter, r *http.Request, items []*object) {
+	q := r.URL.Query()
+	pageSize := 1000
+	if n, err := strconv.Atoi(q.Get("page_size")); err == nil && n > 0 && n < pageSize {
+		pageSize = n
+	}
+	offset := 0
+	if c := q.Get("cursor"); c != "" {
+		var err error
+		if offset, err = strconv.Atoi(c); err != nil || offset < 0 {
+			writeError(w, errorf(http.StatusBadRequest, "invalid cursor %q", c))
+			return
+		}
+	}
+	total := len(items)
+	end := min(offset+pageSize, total)
+	res := make([]json.RawMessage, 0, end-min(offset, total))
+	for _, o := range items[min(offset, total):end] {
 		js, err := encode(o)
 		if err != nil {
 			writeError(w, errorf(http.StatusInternalServerError, "encoding %s: %v", o.path, err))
@@ -547,7 +602,11 @@ func writeList(w http.ResponseWriter, items []*object) {
 		}
 		res = append(res, js)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"results": res, "result_count": len(res)})
+	resp := map[string]any{"results": res, "result_count": total}
+	if end < total {
+		resp["cursor"] = strconv.Itoa(end)
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

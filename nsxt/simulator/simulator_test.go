@@ -646,6 +646,78 @@ func TestAllocationsNeverRepeat(t *testing.T) {
 	require.Equal(t, ipOf["a2"], attr(r, "allocation_ip"))
 }
 
+// A platform team may hand out several pod blocks and floating pools: each
+// is seeded, allocates on its own and runs out on its own, and Allocated
+// shows what each has handed out until it all goes back.
+func TestMorePodBlocksAndPools(t *testing.T) {
+	inv := simulator.DefaultInventory()
+	inv.MorePodBlocks = []simulator.Block{{ID: "pods-2", CIDR: "10.8.0.0/29"}}
+	inv.MoreFloatingPools = []simulator.Pool{{ID: "fip-2", CIDR: "192.168.9.0/24", Range: [2]string{"192.168.9.5", "192.168.9.5"}}}
+	e := newEnv(t, simulator.Config{Inventory: &inv})
+	require.NotNil(t, e.sim.Object("/infra/ip-blocks/pods-2"))
+	require.NotNil(t, e.sim.Object("/infra/ip-pools/fip-2/ip-subnets/floating"))
+	require.Empty(t, e.sim.Paths(), "the inventory is not a client's")
+	require.Empty(t, e.sim.Allocated())
+
+	require.NoError(t, infra.NewIpPoolsClient(e.conn).Patch("c", model.IpAddressPool{}))
+	subnets := ip_pools.NewIpSubnetsClient(e.conn)
+	allocs := ip_pools.NewIpAllocationsClient(e.conn)
+	require.NoError(t, subnets.Patch("c", "one", blockSubnet(t, "", "/infra/ip-blocks/pods-2", 8)))
+	require.NoError(t, subnets.Patch("c", "two", blockSubnet(t, "", "/infra/ip-blocks/"+inv.PodBlock.ID, 256)))
+	require.NoError(t, allocs.Patch("fip-2", "a", model.IpAddressAllocation{}))
+	require.NoError(t, allocs.Patch(inv.FloatingPool, "b", model.IpAddressAllocation{}))
+	require.Equal(t, map[string][]string{
+		"/infra/ip-blocks/pods-2":             {"10.8.0.0/29"},
+		"/infra/ip-blocks/" + inv.PodBlock.ID: {"172.24.0.0/24"},
+		"/infra/ip-pools/fip-2":               {"192.168.9.5"},
+		"/infra/ip-pools/" + inv.FloatingPool: {inv.FloatingRange[0]},
+	}, e.sim.Allocated())
+
+	// The small ones run out; what fails holds nothing.
+	require.NoError(t, subnets.Patch("c", "three", blockSubnet(t, "", "/infra/ip-blocks/pods-2", 4)))
+	require.Equal(t, "ERROR", *e.realized(t, "/infra/ip-pools/c/ip-subnets/three").State)
+	require.NoError(t, allocs.Patch("fip-2", "c", model.IpAddressAllocation{}))
+	r := e.realized(t, "/infra/ip-pools/fip-2/ip-allocations/c")
+	require.Equal(t, "ERROR", *r.State)
+	require.Contains(t, *r.RuntimeError, "IP pool /infra/ip-pools/fip-2 is exhausted")
+	require.Len(t, e.sim.Allocated(), 4)
+
+	for _, id := range []string{"one", "two", "three"} {
+		require.NoError(t, subnets.Delete("c", id, nil))
+	}
+	require.NoError(t, allocs.Delete("fip-2", "a"))
+	require.NoError(t, allocs.Delete("fip-2", "c"))
+	require.NoError(t, allocs.Delete(inv.FloatingPool, "b"))
+	require.Empty(t, e.sim.Allocated())
+}
+
+// Collections are paged as NSX pages them: page_size results at most and a
+// cursor to the rest.
+func TestListPages(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	for i := range 5 {
+		require.NoError(t, infra.NewTier1sClient(e.conn).Patch(fmt.Sprintf("t%d", i), model.Tier1{}))
+	}
+	var paths []string
+	cursor := ""
+	for page := 0; ; page++ {
+		require.Less(t, page, 5)
+		_, body := e.call(t, http.MethodGet, "/infra/tier-1s?page_size=2&cursor="+cursor, nil)
+		require.Equal(t, json.Number("5"), body["result_count"])
+		for _, r := range body["results"].([]any) {
+			paths = append(paths, r.(map[string]any)["path"].(string))
+		}
+		next, _ := body["cursor"].(string)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	require.Equal(t, []string{"/infra/tier-1s/t0", "/infra/tier-1s/t1", "/infra/tier-1s/t2", "/infra/tier-1s/t3", "/infra/tier-1s/t4"}, paths)
+	status, _ := e.call(t, http.MethodGet, "/infra/tier-1s?cursor=x", nil)
+	require.Equal(t, http.StatusBadRequest, status)
+}
+
 func TestRealizedState(t *testing.T) {
 	e := newEnv(t, simulator.Config{RealizeAfterReads: 2})
 	inv := e.sim.Inventory()

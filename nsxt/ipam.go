@@ -1,0 +1,261 @@
+package nsxt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/model"
+
+	"github.com/kubefoundry/kubefoundry/internal/workpool"
+)
+
+// allocation is one object of the allocation stage: a subnet carved from
+// an IP block, an address from an IP pool, or the cluster's own pool that
+// holds its subnets. It may come from any of several sources (the pod IP
+// blocks, the floating pools), tried in order; sources[i] is the object
+// as made from from[i]. A subnet's path is the same whichever block it
+// comes from; an address lives under its pool, so its path is not.
+type allocation struct {
+	key     string // names it in addresses: a subnet's path, an address's id
+	object  string // the spec that lists the sources, for errors: Topology
+	field   string // its field: PodIPBlockPaths
+	from    []string
+	sources []intent
+}
+
+// blockSubnet is a subnet of size addresses at path, carved from one of
+// blocks.
+func blockSubnet(object, field, path string, blocks []string, size int, tags []model.Tag) allocation {
+	_, _, id := splitPath(path)
+	a := allocation{key: path, object: object, field: field}
+	for _, b := range blocks {
+		a.from = append(a.from, b)
+		a.sources = append(a.sources, intent{path, "IpAddressPoolBlockSubnet", model.IpAddressPoolBlockSubnet{
+			Id: ptr(id), ResourceType: "IpAddressPoolBlockSubnet", IpBlockPath: ptr(b),
+			SubnetSize: ptr(strconv.Itoa(size)), AutoAssignGateway: ptr(true), Tags: tags}, true})
+	}
+	return a
+}
+
+// poolAddress is an address allocated as id from one of pools; ip asks for
+// a particular address, "" for any.
+func poolAddress(object, field, id string, pools []string, ip string, tags []model.Tag) allocation {
+	a := allocation{key: id, object: object, field: field}
+	for _, p := range pools {
+		alloc := model.IpAddressAllocation{Id: ptr(id), Tags: tags}
+		if ip != "" {
+			alloc.AllocationIp = ptr(ip)
+		}
+		a.from = append(a.from, p)
+		a.sources = append(a.sources, intent{p + "/ip-allocations/" + id, "IpAddressAllocation", alloc, true})
+	}
+	return a
+}
+
+// allocKey is the key of the allocation an object NSX holds is a copy of,
+// or "" when it is not an allocation.
+func allocKey(m map[string]any) string {
+	path, _ := m["path"].(string)
+	switch m["resource_type"] {
+	case "IpAddressPool", "IpAddressPoolBlockSubnet":
+		return path
+	case "IpAddressAllocation":
+		_, _, id := splitPath(path)
+		return id
+	}
+	return ""
+}
+
+// sourceOf is the block or pool an allocation NSX holds came from.
+func sourceOf(m map[string]any) string {
+	switch m["resource_type"] {
+	case "IpAddressPoolBlockSubnet":
+		s, _ := m["ip_block_path"].(string)
+		return s
+	case "IpAddressAllocation":
+		path, _ := m["path"].(string)
+		return parentPath(path)
+	}
+	return ""
+}
+
+// placed is an allocation with its source chosen.
+type placed struct {
+	*allocation
+	source int
+}
+
+func (p placed) intent() intent { return p.sources[p.source] }
+
+// place chooses the source of each allocation: the one NSX already holds
+// it from, since an allocation never moves, or else the first not tried
+// yet (tried holds, by key, the sources that could not allocate it in this
+// apply). A copy held from a block or pool the spec no longer lists is a
+// *FieldError: it cannot move, and it cannot stay unlisted. Of two copies
+// (another writer raced this one), the first listed is kept and the other
+// deleted.
+func place(allocs []allocation, cur current, tried map[string]map[int]bool) ([]placed, error) {
+	copies := map[string][]map[string]any{}
+	for _, m := range cur {
+		if k := allocKey(m); k != "" {
+			copies[k] = append(copies[k], m)
+		}
+	}
+	out := make([]placed, len(allocs))
+	for i := range allocs {
+		a := &allocs[i]
+		held, stray := -1, map[string]any(nil)
+		for _, m := range copies[a.key] {
+			j := slices.Index(a.from, sourceOf(m))
+			switch {
+			case j < 0:
+				stray = m
+			case held < 0 || j < held:
+				held = j
+			}
+		}
+		if held < 0 && stray != nil {
+			return nil, &FieldError{Object: a.object, Field: a.field, Value: sourceOf(stray),
+				Reason: fmt.Sprintf("is not listed but holds %s, and an allocation never moves: list it again, or delete the network that uses it first", stray["path"])}
+		}
+		if held < 0 {
+			held = a.next(tried[a.key])
+		}
+		if held < 0 {
+			return nil, fmt.Errorf("nsxt: %s has no source left to try", a.key)
+		}
+		out[i] = placed{allocation: a, source: held}
+	}
+	return out, nil
+}
+
+// next is the first source not in tried, or -1.
+func (a *allocation) next(tried map[int]bool) int {
+	for i := range a.sources {
+		if !tried[i] {
+			return i
+		}
+	}
+	return -1
+}
+
+// holdings adds to cur the allocations NSX holds that the search did not
+// show, for those that have several possible sources. The search index
+// trails writes: guessing from it that an allocation is missing would
+// make a second copy of an address in another pool (which would then
+// move), or ask for a subnet again from another block (which NSX
+// refuses). It lists, from NSX's store, each collection their sources
+// live in, once.
+func (c *Client) holdings(ctx context.Context, allocs []allocation, cur current) error {
+	keys := map[string]bool{}
+	for _, m := range cur {
+		if k := allocKey(m); k != "" {
+			keys[k] = true
+		}
+	}
+	want := map[string]bool{}        // source paths
+	collections := map[string]bool{} // where they live
+	for _, a := range allocs {
+		if len(a.sources) < 2 || keys[a.key] {
+			continue
+		}
+		for _, s := range a.sources {
+			want[s.path] = true
+			collections[s.path[:strings.LastIndex(s.path, "/")]] = true
+		}
+	}
+	if len(collections) == 0 {
+		return nil
+	}
+	paths := make([]string, 0, len(collections))
+	for p := range collections {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	var mu sync.Mutex
+	errs := make([]error, len(paths))
+	workpool.Run(ctx, 8, len(paths), func(i int) {
+		items, err := c.list(ctx, paths[i])
+		if errors.Is(err, ErrNotFound) {
+			return // the cluster's pool does not exist yet: nothing in it
+		}
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range items {
+			if p, _ := m["path"].(string); want[p] {
+				cur[p] = m
+			}
+		}
+	}, func(i int, err error) { errs[i] = err })
+	return errors.Join(errs...)
+}
+
+// addresses are what the allocation stage got from NSX, by allocation key.
+type addresses struct {
+	subnets map[string]netip.Prefix // subnet path -> cidr
+	ips     map[string]string       // allocation id -> address
+}
+
+// addresses reads the subnets and addresses NSX allocated for ps, those in
+// only when it is not nil, into a. With wait (an apply) each is awaited,
+// and those NSX could not allocate (realized in state ERROR: an exhausted
+// block or pool) are returned by index rather than as errors; without (a
+// dry run) one that does not exist yet is simply not known.
+func (c *Client) addresses(ctx context.Context, a addresses, ps []placed, cur current, wait bool, only map[int]bool) (map[int]*RealizationError, error) {
+	var idx []int
+	for i, p := range ps {
+		in := p.intent()
+		if in.rtype == "IpAddressPool" || (only != nil && !only[i]) {
+			continue
+		}
+		if _, ok := cur[in.path]; ok || wait {
+			idx = append(idx, i)
+		}
+	}
+	var mu sync.Mutex
+	failed := map[int]*RealizationError{}
+	errs := make([]error, len(idx))
+	workpool.Run(ctx, 8, len(idx), func(j int) {
+		p := ps[idx[j]]
+		path := p.intent().path
+		attrs, err := c.realized(ctx, path, wait)
+		mu.Lock()
+		defer mu.Unlock()
+		var re *RealizationError
+		switch {
+		case wait && errors.As(err, &re) && re.State == "ERROR":
+			failed[idx[j]] = re
+		case errors.Is(err, ErrNotFound):
+			// The search showed it and NSX no longer holds it: a stale
+			// read, to be read again.
+			errs[j] = fmt.Errorf("nsxt: %s is gone since the search index showed it: %w: %w", path, ErrConflict, err)
+		case err != nil:
+			errs[j] = err
+		default:
+			if v := attrs["cidr"]; v != "" {
+				if pfx, err := netip.ParsePrefix(v); err == nil {
+					a.subnets[p.key] = pfx
+				}
+			}
+			if v := attrs["allocation_ip"]; v != "" {
+				a.ips[p.key] = v
+			}
+		}
+	}, func(j int, err error) { errs[j] = err })
+	return failed, errors.Join(errs...)
+}
+
+func newAddresses() addresses {
+	return addresses{subnets: map[string]netip.Prefix{}, ips: map[string]string{}}
+}

@@ -1,0 +1,514 @@
+package nsxt_test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kubefoundry/kubefoundry/nsxt"
+	"github.com/kubefoundry/kubefoundry/nsxt/simulator"
+)
+
+// The fields of TKGI's network profile: several pod IP blocks and
+// floating pools (pod_ip_block_ids, fip_pool_ids), routable pods
+// (pod_routable) and a limit of LoadBalancer Services (max_l4_lb_service).
+
+const (
+	block2 = "/infra/ip-blocks/pods-2"
+	pool2  = "/infra/ip-pools/fip-2"
+)
+
+// twoOfEach has a pod block with room for two /24s and a floating pool of
+// four addresses, each followed by a roomy second one.
+func twoOfEach() *simulator.Inventory {
+	inv := simulator.DefaultInventory()
+	inv.PodBlock = simulator.Block{ID: "pods-block", CIDR: "172.24.0.0/23"}
+	inv.FloatingRange = [2]string{"10.40.14.10", "10.40.14.13"}
+	inv.MorePodBlocks = []simulator.Block{{ID: "pods-2", CIDR: "172.30.0.0/16"}}
+	inv.MoreFloatingPools = []simulator.Pool{{ID: "fip-2", CIDR: "10.50.0.0/24", Range: [2]string{"10.50.0.10", "10.50.0.250"}}}
+	return &inv
+}
+
+func withBoth(topo nsxt.Topology) nsxt.Topology {
+	topo.PodIPBlockPaths = append(topo.PodIPBlockPaths, block2)
+	topo.FloatingIPPoolPaths = append(topo.FloatingIPPoolPaths, pool2)
+	return topo
+}
+
+// allocationPaths counts the subnets and addresses the simulator holds.
+func allocationPaths(sim *simulator.Server) (subnets, addrs int) {
+	for _, p := range sim.Paths() {
+		switch {
+		case strings.Contains(p, "/ip-subnets/"):
+			subnets++
+		case strings.Contains(p, "/ip-allocations/"):
+			addrs++
+		}
+	}
+	return subnets, addrs
+}
+
+// requireNothingLeft checks that the simulator holds nothing a client made
+// and that every block and pool has everything back.
+func requireNothingLeft(t *testing.T, sim *simulator.Server) {
+	t.Helper()
+	require.Empty(t, sim.Paths(), "no owned object is left")
+	require.Empty(t, sim.Allocated(), "every subnet and address went back")
+}
+
+// Subnets and addresses come from the first block and pool with room; one
+// NSX cannot allocate is released and made again from the next. Rebuilding
+// finds each where it is, and teardown returns them all.
+func TestSeveralPodBlocksAndFloatingPools(t *testing.T) {
+	e := newEnv(t, simulator.Config{Inventory: twoOfEach()})
+	ctx := context.Background()
+	inv := e.sim.Inventory()
+	block1, pool1 := "/infra/ip-blocks/"+inv.PodBlock.ID, "/infra/ip-pools/"+inv.FloatingPool
+	topo := withBoth(topology(e.sim, "c1", "a", "b", "c"))
+
+	n, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	// Three namespace subnets, two fit the first block; five addresses,
+	// four fit the first pool.
+	alloc := e.sim.Allocated()
+	require.Len(t, alloc[block1], 2)
+	require.Len(t, alloc[block2], 1)
+	require.Len(t, alloc[pool1], 4)
+	require.Len(t, alloc[pool2], 1)
+	require.Equal(t, 4, n.Writes, "allocate, release what did not fit, allocate it again, configure")
+	var released int
+	for _, ch := range n.Plan.Allocate {
+		if ch.Action == nsxt.Delete {
+			released++
+		}
+	}
+	require.Equal(t, 2, released, "%s", n.Plan)
+	subnets, addrs := allocationPaths(e.sim)
+	require.Equal(t, 4, subnets, "nodes and three namespaces: nothing failed is left behind")
+	require.Equal(t, 5, addrs)
+
+	// The Network reports what NSX holds, wherever it came from.
+	seen := map[string]bool{n.SNATAddress: true, n.APIAddress: true}
+	var fromBlock2 string
+	for _, ns := range []string{"a", "b", "c"} {
+		nn := n.Namespaces[ns]
+		require.True(t, nn.Subnet.IsValid(), ns)
+		require.NotEmpty(t, nn.SNATAddress, ns)
+		seen[nn.SNATAddress] = true
+		s := e.sim.Object("/infra/ip-pools/kf_c1/ip-subnets/ns_" + ns)
+		if s["ip_block_path"] == block2 {
+			fromBlock2 = ns
+			require.True(t, mustPrefix(t, "172.30.0.0/16").Contains(nn.Subnet.Addr()), "%s", nn.Subnet)
+		}
+		seg := e.sim.Object(nn.SegmentPath)
+		require.Equal(t, netip.PrefixFrom(nn.Subnet.Addr().Next(), 24).String(), seg["subnets"].([]any)[0].(map[string]any)["gateway_address"])
+		nat := e.sim.Object(n.Tier1Path + "/nat/USER/nat-rules/kf_c1_ns_" + ns + "_snat")
+		require.Equal(t, nn.SNATAddress, nat["translated_network"])
+	}
+	require.NotEmpty(t, fromBlock2)
+	require.Len(t, seen, 5, "every address is distinct")
+
+	// A subnet from the second block and an address from the second pool
+	// are no change.
+	again, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Zero(t, again.Writes, "%s", again.Plan)
+	require.True(t, again.Plan.Empty())
+	require.Equal(t, n.Namespaces, again.Namespaces)
+	require.Equal(t, n.SNATAddress, again.SNATAddress)
+	require.Equal(t, n.APIAddress, again.APIAddress)
+	plan, err := e.c.PlanTopology(ctx, topo)
+	require.NoError(t, err)
+	require.True(t, plan.Empty(), "%s", plan)
+
+	// A new namespace goes where there is room.
+	topo.Namespaces = append(topo.Namespaces, "d")
+	added, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Equal(t, block2, e.sim.Object("/infra/ip-pools/kf_c1/ip-subnets/ns_d")["ip_block_path"])
+	require.NotNil(t, e.sim.Object(pool2+"/ip-allocations/kf_c1_ns_d"))
+	require.Equal(t, n.Namespaces["a"], added.Namespaces["a"])
+
+	_, err = e.c.TeardownTopology(ctx, "c1")
+	require.NoError(t, err)
+	requireNothingLeft(t, e.sim)
+}
+
+// An allocation stays in the block or pool it came from: the list may be
+// reordered and grow, and a block freeing up moves nothing, but a block or
+// pool that still holds one cannot leave the list.
+func TestAllocationsNeverMove(t *testing.T) {
+	e := newEnv(t, simulator.Config{Inventory: twoOfEach()})
+	ctx := context.Background()
+	inv := e.sim.Inventory()
+	block1, pool1 := "/infra/ip-blocks/"+inv.PodBlock.ID, "/infra/ip-pools/"+inv.FloatingPool
+	topo := withBoth(topology(e.sim, "c1", "a", "b", "c"))
+	first, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Equal(t, block2, e.sim.Object("/infra/ip-pools/kf_c1/ip-subnets/ns_c")["ip_block_path"])
+
+	// a goes: the first block has room again, c stays where it is.
+	topo.Namespaces = []string{"b", "c"}
+	n, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Equal(t, 1, n.Writes)
+	for _, ch := range n.Plan.Changes() {
+		require.Equal(t, nsxt.Delete, ch.Action, "%s", ch)
+		require.Contains(t, ch.Path, "_a", "%s", ch)
+	}
+	require.Equal(t, first.Namespaces["c"], n.Namespaces["c"])
+
+	// Reordered, nothing moves; what is new comes from the new first.
+	topo.PodIPBlockPaths = []string{block2, block1}
+	topo.FloatingIPPoolPaths = []string{pool2, pool1}
+	n, err = e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Zero(t, n.Writes, "%s", n.Plan)
+	require.Equal(t, first.Namespaces["b"], n.Namespaces["b"])
+	topo.Namespaces = append(topo.Namespaces, "e")
+	_, err = e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Equal(t, block2, e.sim.Object("/infra/ip-pools/kf_c1/ip-subnets/ns_e")["ip_block_path"])
+	require.NotNil(t, e.sim.Object(pool2+"/ip-allocations/kf_c1_ns_e"))
+
+	// The block and pool that hold b's subnet and the cluster's addresses
+	// cannot go.
+	writes := e.sim.Writes()
+	for _, tc := range []struct {
+		edit  func(*nsxt.Topology)
+		field string
+		value string
+	}{
+		{func(t *nsxt.Topology) { t.PodIPBlockPaths = []string{block2} }, "PodIPBlockPaths", block1},
+		{func(t *nsxt.Topology) { t.FloatingIPPoolPaths = []string{pool2} }, "FloatingIPPoolPaths", pool1},
+	} {
+		bad := topo
+		tc.edit(&bad)
+		_, err = e.c.BuildTopology(ctx, bad)
+		var fe *nsxt.FieldError
+		require.ErrorAs(t, err, &fe)
+		require.ErrorIs(t, err, nsxt.ErrInvalid)
+		require.Equal(t, tc.field, fe.Field)
+		require.Equal(t, tc.value, fe.Value)
+		require.Contains(t, fe.Reason, "never moves")
+		_, err = e.c.PlanTopology(ctx, bad)
+		require.ErrorAs(t, err, &fe, "the dry run says so too")
+	}
+	require.Equal(t, writes, e.sim.Writes(), "a refused topology writes nothing")
+
+	_, err = e.c.TeardownTopology(ctx, "c1")
+	require.NoError(t, err)
+	requireNothingLeft(t, e.sim)
+}
+
+// With every block exhausted the build fails with NSX's reason, naming the
+// namespace's subnet and the blocks tried, and leaves nothing in ERROR
+// behind. Dropping a namespace makes room in the same build.
+func TestEveryBlockExhausted(t *testing.T) {
+	inv := simulator.DefaultInventory()
+	inv.PodBlock = simulator.Block{ID: "pods-block", CIDR: "172.24.0.0/24"}
+	inv.MorePodBlocks = []simulator.Block{{ID: "pods-2", CIDR: "172.30.0.0/24"}}
+	e := newEnv(t, simulator.Config{Inventory: &inv})
+	ctx := context.Background()
+	topo := topology(e.sim, "c1", "a", "b", "c")
+	topo.PodIPBlockPaths = append(topo.PodIPBlockPaths, block2)
+
+	_, err := e.c.BuildTopology(ctx, topo)
+	var re *nsxt.RealizationError
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, "ERROR", re.State)
+	require.Equal(t, "/infra/ip-pools/kf_c1/ip-subnets/ns_c", re.Path)
+	require.Contains(t, re.Message, "IP block "+block2+" (172.30.0.0/24) is exhausted")
+	require.Contains(t, err.Error(), "PodIPBlockPaths (/infra/ip-blocks/pods-block, "+block2+")")
+	require.Nil(t, e.sim.Object(re.Path), "what NSX could not allocate is released")
+	// What was allocated stays the cluster's (tagged, for the next build
+	// or the teardown); nothing in ERROR does.
+	subnets, addrs := allocationPaths(e.sim)
+	allocated := 0
+	for _, v := range e.sim.Allocated() {
+		allocated += len(v)
+	}
+	require.Equal(t, subnets+addrs, allocated)
+
+	// b gives its room to c: its subnet is released before c's is made
+	// again, rather than with the rest of b after the allocation stage.
+	b := e.sim.Object("/infra/ip-pools/kf_c1/ip-subnets/ns_b")
+	require.Equal(t, block2, b["ip_block_path"])
+	topo.Namespaces = []string{"a", "c"}
+	n, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Equal(t, block2, e.sim.Object("/infra/ip-pools/kf_c1/ip-subnets/ns_c")["ip_block_path"])
+	require.Equal(t, "172.30.0.0/24", n.Namespaces["c"].Subnet.String())
+	for _, p := range e.sim.Paths() {
+		require.NotContains(t, p, "ns_b")
+	}
+	again, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Zero(t, again.Writes, "%s", again.Plan)
+
+	_, err = e.c.TeardownTopology(ctx, "c1")
+	require.NoError(t, err)
+	requireNothingLeft(t, e.sim)
+}
+
+// Routable namespaces get no SNAT address and no SNAT rule; their
+// segments hang off the tier-1, which advertises connected segments.
+// Switching converges both ways, and a rebuild writes nothing.
+func TestPodRoutable(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	ctx := context.Background()
+	inv := e.sim.Inventory()
+	pool := "/infra/ip-pools/" + inv.FloatingPool
+	topo := topology(e.sim, "c1", "a", "b")
+	topo.PodRoutable = true
+	snatRule := func(ns string) map[string]any {
+		return e.sim.Object("/infra/tier-1s/kf_c1/nat/USER/nat-rules/kf_c1_ns_" + ns + "_snat")
+	}
+	rebuildWritesNothing := func() {
+		t.Helper()
+		again, err := e.c.BuildTopology(ctx, topo)
+		require.NoError(t, err)
+		require.Zero(t, again.Writes, "%s", again.Plan)
+	}
+
+	n, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Equal(t, 2, n.Writes)
+	t1 := e.sim.Object(n.Tier1Path)
+	require.Contains(t, t1["route_advertisement_types"], "TIER1_CONNECTED", "the namespace segments reach the tier-0")
+	for _, ns := range []string{"a", "b"} {
+		require.Empty(t, n.Namespaces[ns].SNATAddress)
+		require.True(t, n.Namespaces[ns].Subnet.IsValid())
+		require.Equal(t, n.Tier1Path, e.sim.Object(n.Namespaces[ns].SegmentPath)["connectivity_path"])
+		require.Nil(t, snatRule(ns))
+	}
+	require.NotNil(t, e.sim.Object(n.Tier1Path+"/nat/USER/nat-rules/kf_c1_nodes_snat"), "the nodes keep their SNAT")
+	require.Len(t, e.sim.Allocated()[pool], 2, "the nodes' SNAT and the API address only")
+	rebuildWritesNothing()
+
+	// Not routable: the SNAT addresses and rules come.
+	topo.PodRoutable = false
+	n, err = e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Equal(t, 2, n.Writes)
+	for _, ch := range n.Plan.Changes() {
+		require.Equal(t, nsxt.Create, ch.Action, "%s", ch)
+		require.Contains(t, []string{"IpAddressAllocation", "PolicyNatRule"}, ch.Type, "%s", ch)
+	}
+	require.Len(t, n.Plan.Changes(), 4)
+	for _, ns := range []string{"a", "b"} {
+		nn := n.Namespaces[ns]
+		require.NotEmpty(t, nn.SNATAddress)
+		rule := snatRule(ns)
+		require.Equal(t, nn.Subnet.String(), rule["source_network"])
+		require.Equal(t, nn.SNATAddress, rule["translated_network"])
+	}
+	require.Len(t, e.sim.Allocated()[pool], 4)
+	rebuildWritesNothing()
+
+	// Routable again: they go, and the addresses return to the pool.
+	topo.PodRoutable = true
+	n, err = e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Equal(t, 1, n.Writes, "removing needs no allocation")
+	require.Len(t, n.Plan.Changes(), 4)
+	for _, ch := range n.Plan.Changes() {
+		require.Equal(t, nsxt.Delete, ch.Action, "%s", ch)
+	}
+	require.Nil(t, snatRule("a"))
+	require.Len(t, e.sim.Allocated()[pool], 2)
+	rebuildWritesNothing()
+
+	// A namespace controller's namespace is routable too.
+	ctrl := topo
+	ctrl.ClusterID, ctrl.NamespacesManagedElsewhere = "c2", true
+	_, err = e.c.BuildTopology(ctx, ctrl)
+	require.NoError(t, err)
+	nn, err := e.c.EnsureNamespace(ctx, ctrl, "x")
+	require.NoError(t, err)
+	require.Empty(t, nn.SNATAddress)
+	require.Nil(t, e.sim.Object("/infra/tier-1s/kf_c2/nat/USER/nat-rules/kf_c2_ns_x_snat"))
+
+	// Single-tier: the segments are the tier-0's own, with no SNAT.
+	single := topology(e.sim, "c3", "a")
+	single.SingleTier, single.PodRoutable = true, true
+	sn, err := e.c.BuildTopology(ctx, single)
+	require.NoError(t, err)
+	require.Equal(t, single.Tier0Path, e.sim.Object(sn.Namespaces["a"].SegmentPath)["connectivity_path"])
+	require.Nil(t, e.sim.Object(single.Tier0Path+"/nat/USER/nat-rules/kf_c3_ns_a_snat"))
+	require.NotNil(t, e.sim.Object(single.Tier0Path+"/nat/USER/nat-rules/kf_c3_nodes_snat"))
+
+	for _, c := range []string{"c1", "c2", "c3"} {
+		_, err = e.c.TeardownTopology(ctx, c)
+		require.NoError(t, err)
+	}
+	requireNothingLeft(t, e.sim)
+}
+
+// The cluster's limit of LoadBalancer Services holds for new Services,
+// across clients, and follows the topology; existing Services may always
+// change.
+func TestMaxL4LBServices(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	ctx := context.Background()
+	topo := topology(e.sim, "c1", "web")
+	topo.MaxL4LBServices = 2
+	_, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Contains(t, e.sim.Object("/infra/lb-services/kf_c1")["tags"],
+		map[string]any{"scope": nsxt.TagMaxL4LBServices, "tag": "2"})
+	svc := func(name string) nsxt.LoadBalancer {
+		return nsxt.LoadBalancer{ClusterID: "c1", Namespace: "web", Name: name, FloatingIPPoolPaths: topo.FloatingIPPoolPaths,
+			Nodes: []string{"172.23.0.20"}, Ports: []nsxt.ServicePort{{Port: 80, NodePort: 30080}, {Port: 443, NodePort: 30443}}}
+	}
+	for _, name := range []string{"s1", "s2"} {
+		_, err := e.c.EnsureLoadBalancer(ctx, svc(name))
+		require.NoError(t, err)
+	}
+
+	refused := func(c *nsxt.Client, name string, count, limit int) {
+		t.Helper()
+		writes := e.sim.Writes()
+		_, err := c.EnsureLoadBalancer(ctx, svc(name))
+		require.ErrorIs(t, err, nsxt.ErrLimitExceeded)
+		require.False(t, errors.Is(err, nsxt.ErrInvalid), "a valid request at a limit")
+		var le *nsxt.LimitError
+		require.ErrorAs(t, err, &le)
+		require.Equal(t, nsxt.LimitError{ClusterID: "c1", Field: "MaxL4LBServices", Limit: limit, Count: count,
+			Object: "LoadBalancer Service web/" + name}, *le)
+		require.Contains(t, err.Error(), "MaxL4LBServices")
+		require.Equal(t, writes, e.sim.Writes(), "nothing is written")
+		require.Nil(t, e.sim.Object("/infra/lb-virtual-servers/kf_c1_svc_web_"+name+"_tcp_80"))
+	}
+	refused(e.c, "s3", 2, 2)
+
+	// An existing Service changes freely at the limit.
+	changed := svc("s1")
+	changed.Ports = changed.Ports[:1]
+	st, err := e.c.EnsureLoadBalancer(ctx, changed)
+	require.NoError(t, err)
+	require.Equal(t, 1, st.Writes)
+
+	// Another process knows nothing but what NSX holds, and refuses too.
+	refused(newClient(t, e.sim), "s3", 2, 2)
+
+	// Room again once a Service goes.
+	_, err = e.c.DeleteLoadBalancer(ctx, "c1", "web", "s2")
+	require.NoError(t, err)
+	_, err = e.c.EnsureLoadBalancer(ctx, svc("s3"))
+	require.NoError(t, err)
+
+	// No limit, then a lower one than the Services there are: those stay
+	// and may change, new ones wait.
+	topo.MaxL4LBServices = 0
+	n, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Equal(t, 1, n.Writes, "the load balancer's tags")
+	require.Equal(t, []nsxt.Change{{Action: nsxt.Update, Path: "/infra/lb-services/kf_c1", Type: "LBService", Fields: []string{"tags"}}}, n.Plan.Changes())
+	_, err = e.c.EnsureLoadBalancer(ctx, svc("s4"))
+	require.NoError(t, err)
+	topo.MaxL4LBServices = 1
+	_, err = e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	again, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Zero(t, again.Writes, "%s", again.Plan)
+	_, err = e.c.EnsureLoadBalancer(ctx, svc("s4"))
+	require.NoError(t, err)
+	refused(e.c, "s5", 3, 1)
+
+	_, err = e.c.TeardownTopology(ctx, "c1")
+	require.NoError(t, err)
+	requireNothingLeft(t, e.sim)
+}
+
+// A Service's address comes from the next pool when the first is
+// exhausted; one asked for by value comes from the pool that holds it.
+func TestLoadBalancerFromSeveralPools(t *testing.T) {
+	e := newEnv(t, simulator.Config{Inventory: twoOfEach()})
+	ctx := context.Background()
+	pool1 := "/infra/ip-pools/" + e.sim.Inventory().FloatingPool
+	topo := withBoth(topology(e.sim, "c1"))
+	_, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	svc := func(name, ip string) nsxt.LoadBalancer {
+		return nsxt.LoadBalancer{ClusterID: "c1", Namespace: "web", Name: name, FloatingIPPoolPaths: topo.FloatingIPPoolPaths,
+			IP: ip, Ports: []nsxt.ServicePort{{Port: 80, NodePort: 30080}}}
+	}
+	for _, name := range []string{"s1", "s2"} {
+		st, err := e.c.EnsureLoadBalancer(ctx, svc(name, ""))
+		require.NoError(t, err)
+		require.Equal(t, 2, st.Writes)
+	}
+	require.Len(t, e.sim.Allocated()[pool1], 4, "the first pool is full")
+
+	st, err := e.c.EnsureLoadBalancer(ctx, svc("s3", ""))
+	require.NoError(t, err)
+	require.Equal(t, 4, st.Writes, "allocate, release, allocate again, configure")
+	require.True(t, mustPrefix(t, "10.50.0.0/24").Contains(netip.MustParseAddr(st.IP)), st.IP)
+	require.Equal(t, st.IP, e.sim.Object(st.VirtualServers[0])["ip_address"])
+	again, err := e.c.EnsureLoadBalancer(ctx, svc("s3", ""))
+	require.NoError(t, err)
+	require.Zero(t, again.Writes, "%s", again.Plan)
+
+	byValue, err := e.c.EnsureLoadBalancer(ctx, svc("s4", "10.50.0.100"))
+	require.NoError(t, err)
+	require.Equal(t, 2, byValue.Writes, "straight to the pool that holds it")
+	require.Equal(t, "10.50.0.100", byValue.IP)
+	require.NotNil(t, e.sim.Object(pool2+"/ip-allocations/kf_c1_svc_web_s4"))
+
+	var fe *nsxt.FieldError
+	bad := svc("s5", "")
+	bad.FloatingIPPoolPaths = append(bad.FloatingIPPoolPaths, pool2)
+	require.ErrorAs(t, bad.Validate(), &fe)
+	require.Equal(t, "FloatingIPPoolPaths[2]", fe.Field)
+
+	_, err = e.c.TeardownTopology(ctx, "c1")
+	require.NoError(t, err)
+	requireNothingLeft(t, e.sim)
+}
+
+// NSX's search index trails its writes. Right after a build that fell back
+// to the second block and pool, a rebuild reads from NSX itself where the
+// allocations are, rather than guessing from the index and making them
+// again elsewhere; right after a namespace is torn down, the index still
+// shows it, and the rebuild reads again until it does not.
+func TestSeveralBlocksWithStaleSearchIndex(t *testing.T) {
+	e := newEnv(t, simulator.Config{Inventory: twoOfEach(), SearchLag: 700 * time.Millisecond})
+	ctx := context.Background()
+	topo := withBoth(topology(e.sim, "c1", "a", "b", "c"))
+	first, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	before := e.sim.Allocated()
+
+	again, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Equal(t, first.Namespaces, again.Namespaces)
+	require.Equal(t, first.SNATAddress, again.SNATAddress)
+	require.Equal(t, before, e.sim.Allocated(), "nothing allocated twice")
+
+	// Once the index shows c, tear it down and build it again at once:
+	// the index still shows c's objects, which NSX no longer holds.
+	time.Sleep(800 * time.Millisecond)
+	td, err := e.c.TeardownNamespace(ctx, "c1", "c")
+	require.NoError(t, err)
+	require.Contains(t, td.Deleted, "/infra/ip-pools/kf_c1/ip-subnets/ns_c")
+	back, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.NotNil(t, e.sim.Object(back.Namespaces["c"].SegmentPath), "c's network is made again, not taken as there")
+	require.True(t, back.Namespaces["c"].Subnet.IsValid())
+
+	time.Sleep(800 * time.Millisecond)
+	settled, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Zero(t, settled.Writes, "%s", settled.Plan)
+
+	_, err = e.c.TeardownTopology(ctx, "c1")
+	require.NoError(t, err)
+	requireNothingLeft(t, e.sim)
+}
