@@ -53,6 +53,11 @@ type BootstrapSpec struct {
 	Token               string
 	PreKubeadmCommands  []string
 	PostKubeadmCommands []string
+	// KubeVIP, when set, runs kube-vip on the control-plane nodes to hold
+	// ControlPlaneEndpoint's address: the control-plane load balancer of
+	// a cluster without NSX. The API servers then listen on the
+	// endpoint's port.
+	KubeVIP *KubeVIP
 }
 
 func (s *BootstrapSpec) defaults() (semver.Version, error) {
@@ -83,7 +88,34 @@ func (s *BootstrapSpec) defaults() (semver.Version, error) {
 	if _, err := bootstrapv1.NewBootstrapTokenString(s.Token); err != nil {
 		return semver.Version{}, fmt.Errorf("bootstrap spec: token: %w", err)
 	}
+	if s.KubeVIP != nil {
+		if _, err := s.kubeVIPPort(); err != nil {
+			return semver.Version{}, err
+		}
+	}
 	return v, nil
+}
+
+// controlPlaneBase is base for a control-plane node, with kube-vip's
+// files and commands when the spec asks for it, and the port the API
+// server binds (0: kubeadm's default).
+func (s *BootstrapSpec) controlPlaneBase(v semver.Version, init bool) (cloudinit.BaseUserData, int32, error) {
+	b := s.base(true, v)
+	if s.KubeVIP == nil {
+		return b, 0, nil
+	}
+	port, err := s.kubeVIPPort()
+	if err != nil {
+		return b, 0, err
+	}
+	superAdmin := v.GTE(semver.Version{Major: 1, Minor: 29})
+	files, post, err := s.kubeVIPFiles(port, init, superAdmin)
+	if err != nil {
+		return b, 0, err
+	}
+	b.AdditionalFiles = append(b.AdditionalFiles, files...)
+	b.PostKubeadmCommands = append(post, b.PostKubeadmCommands...)
+	return b, port, nil
 }
 
 func args(m map[string]string) []bootstrapv1.Arg {
@@ -162,10 +194,15 @@ func (p *PKI) InitControlPlaneUserData(s BootstrapSpec) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	base, port, err := s.controlPlaneBase(v, true)
+	if err != nil {
+		return nil, err
+	}
 	tok, _ := bootstrapv1.NewBootstrapTokenString(s.Token)
 	ic, err := kubeadmtypes.MarshalInitConfigurationForVersion(&bootstrapv1.InitConfiguration{
 		BootstrapTokens:  []bootstrapv1.BootstrapToken{{Token: *tok, TTLSeconds: ptrTo(int32(24 * 3600)), Groups: []string{"system:bootstrappers:kubeadm:default-node-token"}, Usages: []string{"signing", "authentication"}}},
 		NodeRegistration: s.nodeRegistration(),
+		LocalAPIEndpoint: bootstrapv1.APIEndpoint{BindPort: port},
 	}, v)
 	if err != nil {
 		return nil, err
@@ -175,7 +212,7 @@ func (p *PKI) InitControlPlaneUserData(s BootstrapSpec) ([]byte, error) {
 		return nil, err
 	}
 	return cloudinit.NewInitControlPlane(&cloudinit.ControlPlaneInput{
-		BaseUserData: s.base(true, v), Certificates: set, ClusterConfiguration: cc, InitConfiguration: ic,
+		BaseUserData: base, Certificates: set, ClusterConfiguration: cc, InitConfiguration: ic,
 	})
 }
 
@@ -186,7 +223,11 @@ func (p *PKI) JoinControlPlaneUserData(s BootstrapSpec) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	jc, err := p.joinConfiguration(s, v, true)
+	base, port, err := s.controlPlaneBase(v, false)
+	if err != nil {
+		return nil, err
+	}
+	jc, err := p.joinConfiguration(s, v, &bootstrapv1.JoinControlPlane{LocalAPIEndpoint: bootstrapv1.APIEndpoint{BindPort: port}})
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +236,7 @@ func (p *PKI) JoinControlPlaneUserData(s BootstrapSpec) ([]byte, error) {
 		return nil, err
 	}
 	return cloudinit.NewJoinControlPlane(&cloudinit.ControlPlaneJoinInput{
-		BaseUserData: s.base(true, v), Certificates: set, BootstrapToken: s.Token, JoinConfiguration: jc,
+		BaseUserData: base, Certificates: set, BootstrapToken: s.Token, JoinConfiguration: jc,
 	})
 }
 
@@ -207,22 +248,27 @@ func (p *PKI) WorkerUserData(s BootstrapSpec) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	jc, err := p.joinConfiguration(s, v, false)
+	jc, err := p.joinConfiguration(s, v, nil)
 	if err != nil {
 		return nil, err
 	}
 	return cloudinit.NewNode(&cloudinit.NodeInput{BaseUserData: s.base(false, v), JoinConfiguration: jc})
 }
 
-func (p *PKI) joinConfiguration(s BootstrapSpec, v semver.Version, controlPlane bool) (string, error) {
+// joinConfiguration joins a worker, or a control-plane node when cp is
+// not nil.
+func (p *PKI) joinConfiguration(s BootstrapSpec, v semver.Version, cp *bootstrapv1.JoinControlPlane) (string, error) {
 	jc := &bootstrapv1.JoinConfiguration{
 		NodeRegistration: s.nodeRegistration(),
 		Discovery: bootstrapv1.Discovery{BootstrapToken: bootstrapv1.BootstrapTokenDiscovery{
 			Token: s.Token, APIServerEndpoint: s.ControlPlaneEndpoint, CACertHashes: []string{CACertHash(p.ClusterCA.Cert)},
 		}},
+		ControlPlane: cp,
 	}
-	if controlPlane {
-		jc.ControlPlane = &bootstrapv1.JoinControlPlane{}
+	if cp != nil && s.KubeVIP != nil {
+		// kube-vip's manifest is there before kubeadm join, whose
+		// preflight otherwise wants the manifests directory empty.
+		jc.NodeRegistration.IgnorePreflightErrors = append(jc.NodeRegistration.IgnorePreflightErrors, "DirAvailable--etc-kubernetes-manifests")
 	}
 	return kubeadmtypes.MarshalJoinConfigurationForVersion(jc, v)
 }

@@ -43,6 +43,11 @@
 // Cluster API's own kubeadm bootstrap code (its v1beta2 types converted to
 // kubeadm's API for the Kubernetes version, its cloud-init templates);
 // NewBootstrapToken and BootstrapTokenSecret make the join token valid.
+// BootstrapSpec.KubeVIP gives a cluster without NSX its control-plane load
+// balancer: kube-vip as a static pod on every control-plane node, holding
+// the endpoint's address by ARP with leader election (on super-admin.conf
+// during the first node's init from Kubernetes 1.29, then admin.conf);
+// its manifests are Pods the real API server accepts.
 //
 // The namespace network controller (NCP's role): an informer on Namespaces
 // and a rate-limited workqueue call a NetworkProvider (lifecycle wires in
