@@ -108,7 +108,8 @@ func (s *BootstrapSpec) controlPlaneBase(v semver.Version, init bool) (cloudinit
 	if err != nil {
 		return b, 0, err
 	}
-	superAdmin := v.GTE(semver.Version{Major: 1, Minor: 29})
+	// By major and minor only: a 1.29 pre-release needs it too.
+	superAdmin := v.Major > 1 || v.Major == 1 && v.Minor >= 29
 	files, post, err := s.kubeVIPFiles(port, init, superAdmin)
 	if err != nil {
 		return b, 0, err
@@ -264,11 +265,6 @@ func (p *PKI) joinConfiguration(s BootstrapSpec, v semver.Version, cp *bootstrap
 			Token: s.Token, APIServerEndpoint: s.ControlPlaneEndpoint, CACertHashes: []string{CACertHash(p.ClusterCA.Cert)},
 		}},
 		ControlPlane: cp,
-	}
-	if cp != nil && s.KubeVIP != nil {
-		// kube-vip's manifest is there before kubeadm join, whose
-		// preflight otherwise wants the manifests directory empty.
-		jc.NodeRegistration.IgnorePreflightErrors = append(jc.NodeRegistration.IgnorePreflightErrors, "DirAvailable--etc-kubernetes-manifests")
 	}
 	return kubeadmtypes.MarshalJoinConfigurationForVersion(jc, v)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"regexp"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -38,9 +39,15 @@ const (
 	// kubeVIPAfterInit is the manifest the first node switches to once
 	// kubeadm init has finished (see kubeVIPFiles).
 	kubeVIPAfterInit = "/etc/kubernetes/kube-vip.after-init.yaml"
-	adminConf        = "/etc/kubernetes/admin.conf"
-	superAdminConf   = "/etc/kubernetes/super-admin.conf"
+	// kubeVIPHosts becomes the pod's /etc/hosts (see kubeVIPPod).
+	kubeVIPHosts   = "/etc/kube-vip.hosts"
+	adminConf      = "/etc/kubernetes/admin.conf"
+	superAdminConf = "/etc/kubernetes/super-admin.conf"
 )
+
+// ifaceRe is what Linux takes as an interface name (at most 15 bytes, no
+// '/', ':' or white space).
+var ifaceRe = regexp.MustCompile(`^[A-Za-z0-9_.@-]{1,15}$`)
 
 // kubeVIPPort checks the spec's kube-vip against its control-plane
 // endpoint and returns the API server port.
@@ -48,6 +55,9 @@ func (s *BootstrapSpec) kubeVIPPort() (int32, error) {
 	addr, err := netip.ParseAddr(s.KubeVIP.Address)
 	if err != nil {
 		return 0, fmt.Errorf("bootstrap spec: kubeVIP.address %q: not an IP address", s.KubeVIP.Address)
+	}
+	if i := s.KubeVIP.Interface; i != "" && !ifaceRe.MatchString(i) {
+		return 0, fmt.Errorf("bootstrap spec: kubeVIP.interface %q: not an interface name", i)
 	}
 	host, port, err := net.SplitHostPort(s.ControlPlaneEndpoint)
 	if err != nil || host != addr.String() {
@@ -92,9 +102,13 @@ func (s *BootstrapSpec) kubeVIPPod(port int32, kubeconfig string) *corev1.Pod {
 		ObjectMeta: metav1.ObjectMeta{Name: "kube-vip", Namespace: "kube-system"},
 		Spec: corev1.PodSpec{
 			HostNetwork: true,
-			// kube-vip reaches the API server as "kubernetes:<port>": the
-			// local one, since the VIP is not up before it is.
-			HostAliases: []corev1.HostAlias{{IP: "127.0.0.1", Hostnames: []string{"kubernetes"}}},
+			// kube-vip reaches the API server as "kubernetes:<port>", which
+			// must be the local one: the VIP is not up before kube-vip is.
+			// Not hostAliases: before Kubernetes 1.32 the kubelet writes
+			// them only once the pod has an IP, which a host-network pod
+			// on the first node gets only after the Node registers through
+			// the VIP (kubernetes#119852). A hosts file of its own, as
+			// Cluster API Provider vSphere mounts, works on every version.
 			Containers: []corev1.Container{{
 				Name:            "kube-vip",
 				Image:           image,
@@ -103,10 +117,17 @@ func (s *BootstrapSpec) kubeVIPPod(port int32, kubeconfig string) *corev1.Pod {
 				Env:             env,
 				SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{
 					Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}}},
-				VolumeMounts: []corev1.VolumeMount{{Name: "kubeconfig", MountPath: adminConf}},
+				VolumeMounts: []corev1.VolumeMount{
+					{Name: "kubeconfig", MountPath: adminConf},
+					{Name: "hosts", MountPath: "/etc/hosts"},
+				},
 			}},
-			Volumes: []corev1.Volume{{Name: "kubeconfig", VolumeSource: corev1.VolumeSource{
-				HostPath: &corev1.HostPathVolumeSource{Path: kubeconfig, Type: &fileType}}}},
+			Volumes: []corev1.Volume{
+				{Name: "kubeconfig", VolumeSource: corev1.VolumeSource{
+					HostPath: &corev1.HostPathVolumeSource{Path: kubeconfig, Type: &fileType}}},
+				{Name: "hosts", VolumeSource: corev1.VolumeSource{
+					HostPath: &corev1.HostPathVolumeSource{Path: kubeVIPHosts, Type: &fileType}}},
+			},
 		},
 	}
 }
@@ -133,7 +154,10 @@ func (s *BootstrapSpec) kubeVIPFiles(port int32, init, superAdmin bool) ([]boots
 	if err != nil {
 		return nil, nil, err
 	}
-	files := []bootstrapv1.File{{Path: kubeVIPManifest, Owner: "root:root", Permissions: "0600", Content: m}}
+	files := []bootstrapv1.File{
+		{Path: kubeVIPHosts, Owner: "root:root", Permissions: "0644", Content: "127.0.0.1 localhost kubernetes\n"},
+		{Path: kubeVIPManifest, Owner: "root:root", Permissions: "0600", Content: m},
+	}
 	if kubeconfig == adminConf {
 		return files, nil, nil
 	}

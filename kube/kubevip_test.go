@@ -59,6 +59,43 @@ func hostKubeconfig(pod *corev1.Pod) string {
 	return pod.Spec.Volumes[0].HostPath.Path
 }
 
+// checkKubeVIPPod checks what every kube-vip pod must have: ARP with
+// leader election on the control-plane Lease, the node's name, the local
+// API server reachable as "kubernetes" through a hosts file of its own,
+// and host paths that must exist (type File).
+func checkKubeVIPPod(t *testing.T, pod *corev1.Pod, port string) {
+	t.Helper()
+	assert.Equal(t, map[string]string{
+		"vip_arp": "true", "port": port, "vip_nodename": "", "vip_cidr": "32", "cp_enable": "true",
+		"cp_namespace": "kube-system", "vip_leaderelection": "true", "vip_leasename": "plndr-cp-lock",
+		"vip_leaseduration": "15", "vip_renewdeadline": "10", "vip_retryperiod": "2",
+		"address": "192.168.10.10", "vip_interface": "eth0",
+	}, podEnv(pod))
+	c := pod.Spec.Containers[0]
+	for _, e := range c.Env {
+		if e.Name == "vip_nodename" {
+			require.NotNil(t, e.ValueFrom)
+			assert.Equal(t, "spec.nodeName", e.ValueFrom.FieldRef.FieldPath)
+		}
+	}
+	assert.Equal(t, []string{"manager"}, c.Args)
+	assert.ElementsMatch(t, []corev1.Capability{"NET_ADMIN", "NET_RAW"}, c.SecurityContext.Capabilities.Add)
+	assert.True(t, pod.Spec.HostNetwork)
+	assert.Empty(t, pod.Spec.HostAliases, "hostAliases reach a host-network pod too late before 1.32")
+	mounts := map[string]string{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.Name] = m.MountPath
+	}
+	assert.Equal(t, map[string]string{"kubeconfig": "/etc/kubernetes/admin.conf", "hosts": "/etc/hosts"}, mounts)
+	for _, v := range pod.Spec.Volumes {
+		require.NotNil(t, v.HostPath, v.Name)
+		assert.Equal(t, corev1.HostPathFile, *v.HostPath.Type, v.Name)
+		if v.Name == "hosts" {
+			assert.Equal(t, "/etc/kube-vip.hosts", v.HostPath.Path)
+		}
+	}
+}
+
 // TestKubeVIPUserData: with KubeVIP, every control-plane node runs
 // kube-vip as a static pod holding the endpoint's address and the API
 // servers listen on the endpoint's port; the first node of a Kubernetes
@@ -69,37 +106,36 @@ func TestKubeVIPUserData(t *testing.T) {
 	spec := bootstrapSpec
 	spec.ControlPlaneEndpoint = "192.168.10.10:8443"
 	spec.KubeVIP = &kube.KubeVIP{Address: "192.168.10.10", Interface: "eth0"}
+	spec.PostKubeadmCommands = []string{"echo joined"}
+	const hosts = "127.0.0.1 localhost kubernetes\n"
 
 	out, err := pki.InitControlPlaneUserData(spec)
 	require.NoError(t, err)
 	cc, files := parseCloudConfig(t, out)
 	pod := kubeVIPPod(t, files["/etc/kubernetes/manifests/kube-vip.yaml"])
+	checkKubeVIPPod(t, pod, "8443")
 	assert.Equal(t, "/etc/kubernetes/super-admin.conf", hostKubeconfig(pod), "kube-vip leads during init on super-admin.conf")
-	assert.Equal(t, "/etc/kubernetes/admin.conf", pod.Spec.Containers[0].VolumeMounts[0].MountPath)
 	assert.Equal(t, kube.DefaultKubeVIPImage, pod.Spec.Containers[0].Image)
-	e := podEnv(pod)
-	assert.Equal(t, "192.168.10.10", e["address"])
-	assert.Equal(t, "8443", e["port"])
-	assert.Equal(t, "eth0", e["vip_interface"])
-	assert.Equal(t, "true", e["cp_enable"])
-	assert.True(t, pod.Spec.HostNetwork)
+	assert.Equal(t, hosts, files["/etc/kube-vip.hosts"])
 	after := kubeVIPPod(t, files["/etc/kubernetes/kube-vip.after-init.yaml"])
+	checkKubeVIPPod(t, after, "8443")
 	assert.Equal(t, "/etc/kubernetes/admin.conf", hostKubeconfig(after))
 	init := slices.IndexFunc(cc.RunCmd, func(c string) bool { return strings.Contains(c, "kubeadm init") })
 	mv := slices.Index(cc.RunCmd, "mv -f /etc/kubernetes/kube-vip.after-init.yaml /etc/kubernetes/manifests/kube-vip.yaml")
+	user := slices.Index(cc.RunCmd, "echo joined")
 	require.GreaterOrEqual(t, init, 0)
-	assert.Greater(t, mv, init, "switched to admin.conf after init: %q", cc.RunCmd)
+	assert.True(t, init < mv && mv < user, "switched to admin.conf after init, before the caller's commands: %q", cc.RunCmd)
 	assert.Contains(t, files["/run/kubeadm/kubeadm.yaml"], "bindPort: 8443")
 
 	out, err = pki.JoinControlPlaneUserData(spec)
 	require.NoError(t, err)
 	cc, files = parseCloudConfig(t, out)
 	pod = kubeVIPPod(t, files["/etc/kubernetes/manifests/kube-vip.yaml"])
+	checkKubeVIPPod(t, pod, "8443")
 	assert.Equal(t, "/etc/kubernetes/admin.conf", hostKubeconfig(pod), "a joining node's admin.conf works from the start")
+	assert.Equal(t, hosts, files["/etc/kube-vip.hosts"])
 	assert.NotContains(t, files, "/etc/kubernetes/kube-vip.after-init.yaml")
-	join := files["/run/kubeadm/kubeadm-join-config.yaml"]
-	assert.Contains(t, join, "DirAvailable--etc-kubernetes-manifests")
-	assert.Contains(t, join, "bindPort: 8443")
+	assert.Contains(t, files["/run/kubeadm/kubeadm-join-config.yaml"], "bindPort: 8443")
 	for _, c := range cc.RunCmd {
 		assert.NotContains(t, c, "kube-vip")
 	}
@@ -107,16 +143,21 @@ func TestKubeVIPUserData(t *testing.T) {
 	out, err = pki.WorkerUserData(spec)
 	require.NoError(t, err)
 	assert.NotContains(t, string(out), "kube-vip")
-	assert.NotContains(t, string(out), "DirAvailable")
 
-	t.Run("before 1.29 admin.conf serves init too", func(t *testing.T) {
-		old := spec
-		old.KubernetesVersion = "v1.28.15"
-		out, err := pki.InitControlPlaneUserData(old)
-		require.NoError(t, err)
-		_, files := parseCloudConfig(t, out)
-		assert.Equal(t, "/etc/kubernetes/admin.conf", hostKubeconfig(kubeVIPPod(t, files["/etc/kubernetes/manifests/kube-vip.yaml"])))
-		assert.NotContains(t, files, "/etc/kubernetes/kube-vip.after-init.yaml")
+	t.Run("super-admin.conf from 1.29, pre-releases included", func(t *testing.T) {
+		for version, want := range map[string]string{
+			"v1.28.15": "/etc/kubernetes/admin.conf", "v1.29.0-rc.1": "/etc/kubernetes/super-admin.conf",
+			"v1.29.0": "/etc/kubernetes/super-admin.conf", "v1.31.4": "/etc/kubernetes/super-admin.conf",
+		} {
+			v := spec
+			v.KubernetesVersion = version
+			out, err := pki.InitControlPlaneUserData(v)
+			require.NoError(t, err, version)
+			_, files := parseCloudConfig(t, out)
+			assert.Equal(t, want, hostKubeconfig(kubeVIPPod(t, files["/etc/kubernetes/manifests/kube-vip.yaml"])), version)
+			_, moved := files["/etc/kubernetes/kube-vip.after-init.yaml"]
+			assert.Equal(t, want != "/etc/kubernetes/admin.conf", moved, version)
+		}
 	})
 	t.Run("no interface: kube-vip picks the default route's", func(t *testing.T) {
 		auto := spec
@@ -135,10 +176,14 @@ func TestKubeVIPUserData(t *testing.T) {
 			{"192.168.10.10", "192.168.10.10", "controlPlaneEndpoint"},
 			{"192.168.10.10:0", "192.168.10.10", "bad port"},
 			{"vip:6443", "vip", "kubeVIP.address"},
+			{"192.168.10.10:6443", "192.168.10.10", "kubeVIP.interface"}, // with Interface below
 		} {
 			bad := spec
 			bad.ControlPlaneEndpoint = tc.endpoint
 			bad.KubeVIP = &kube.KubeVIP{Address: tc.address}
+			if tc.want == "kubeVIP.interface" {
+				bad.KubeVIP.Interface = "eth0; reboot"
+			}
 			for _, render := range []func(kube.BootstrapSpec) ([]byte, error){pki.InitControlPlaneUserData, pki.JoinControlPlaneUserData, pki.WorkerUserData} {
 				_, err := render(bad)
 				assert.ErrorContains(t, err, tc.want, tc.endpoint)
