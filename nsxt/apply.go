@@ -154,12 +154,12 @@ func (c *Client) plan(ctx context.Context, set desiredSet, ps []placed, cur curr
 // NSX to realize the allocations, then creates, updates and deletes the
 // rest (one more PATCH) and waits for it to be realized. An allocation NSX
 // cannot make from a block or pool is released and made from the next one
-// listed (two more PATCHes); when none can make it, even after what t no
-// longer wants is released to make room, the error wraps the
-// *RealizationError of the last. A second call with the same t writes
-// nothing. A concurrent change reported by NSX is met by reading again and
-// re-applying. The objects of LoadBalancer Services and NetworkPolicies of
-// the cluster are left alone.
+// listed (two more PATCHes; one when NSX refused the subnet at once); when
+// none can make it, even after what t no longer wants is released to make
+// room, the error wraps the *RealizationError (or the refusal) of the
+// last. A second call with the same t writes nothing. A concurrent change
+// reported by NSX is met by reading again and re-applying. The objects of
+// LoadBalancer Services and NetworkPolicies of the cluster are left alone.
 func (c *Client) BuildTopology(ctx context.Context, t Topology) (*Network, error) {
 	if err := t.Validate(); err != nil {
 		return nil, err
@@ -292,15 +292,18 @@ func (c *Client) apply(ctx context.Context, set desiredSet) (*Plan, addresses, e
 // exhausted) is released and made again from the next block or pool
 // listed, one PATCH each way per round, until each is allocated or one
 // has no block or pool left; then, once, the allocations the set no longer
-// wants are released too and every source is tried again. It returns
-// where the allocations are, the changes it made and what NSX allocated;
-// cur then holds what it created.
+// wants are released too and every source is tried again. A subnet NSX
+// refuses at once for want of room in its block (see refusedSubnets)
+// moves on the same way, with nothing to release. It returns where the
+// allocations are, the changes it made and what NSX allocated; cur then
+// holds what it created.
 func (c *Client) allocate(ctx context.Context, set desiredSet, cur current) ([]placed, []pending, addresses, error) {
 	addr := newAddresses()
 	tried := map[string]map[int]bool{}
 	var changes []pending
-	var only map[int]bool // after the first round, the allocations made again
-	freed := false        // what the set no longer wants was released early
+	var only map[int]bool        // after the first round, the allocations made again
+	freed := false               // what the set no longer wants was released early
+	refusals := map[string]int{} // by IP block, the PATCHes it refused
 	for {
 		ps, err := place(set.ipam, cur, tried)
 		if err != nil {
@@ -315,30 +318,41 @@ func (c *Client) allocate(ctx context.Context, set desiredSet, cur current) ([]p
 			return nil, nil, addresses{}, err
 		}
 		c.log.Info("nsx allocate", zap.String("cluster", set.cluster), zap.Int("changes", len(alloc)))
+		// failed are the allocations NSX could not make, by index in ps,
+		// with its reason; made says whether they exist (realized in
+		// ERROR) or NSX refused the PATCH, which then made nothing.
+		failed, made := map[int]error{}, true
 		if err := c.patch(ctx, alloc); err != nil {
-			return nil, nil, addresses{}, err
-		}
-		changes = append(changes, alloc...)
-		// What this round created counts as present.
-		for _, in := range ipam {
-			if _, ok := cur[in.path]; !ok {
-				m, err := intentMap(in)
-				if err != nil {
-					return nil, nil, addresses{}, err
-				}
-				cur[in.path] = m
+			if failed = refusedSubnets(err, ps, alloc, refusals); len(failed) == 0 {
+				return nil, nil, addresses{}, err
 			}
-		}
-		failed, err := c.addresses(ctx, addr, ps, cur, true, only)
-		if err != nil {
-			return nil, nil, addresses{}, err
-		}
-		if len(failed) == 0 {
-			return ps, changes, addr, nil
+			made = false
+		} else {
+			changes = append(changes, alloc...)
+			// What this round created counts as present.
+			for _, in := range ipam {
+				if _, ok := cur[in.path]; !ok {
+					m, err := intentMap(in)
+					if err != nil {
+						return nil, nil, addresses{}, err
+					}
+					cur[in.path] = m
+				}
+			}
+			errored, err := c.addresses(ctx, addr, ps, cur, true, only)
+			if err != nil {
+				return nil, nil, addresses{}, err
+			}
+			if len(errored) == 0 {
+				return ps, changes, addr, nil
+			}
+			for i, re := range errored {
+				failed[i] = re
+			}
 		}
 
 		// An allocation in ERROR holds nothing: release it, and try the
-		// next source.
+		// next source. One NSX refused does not exist: try the next.
 		idx := make([]int, 0, len(failed))
 		for i := range failed {
 			idx = append(idx, i)
@@ -346,22 +360,33 @@ func (c *Client) allocate(ctx context.Context, set desiredSet, cur current) ([]p
 		sort.Ints(idx)
 		var release []pending
 		var exhausted []error
-		only = map[int]bool{}
+		again := map[int]bool{}
 		for _, i := range idx {
-			p, re := ps[i], failed[i]
+			p, why := ps[i], failed[i]
 			if tried[p.key] == nil {
 				tried[p.key] = map[int]bool{}
 			}
 			tried[p.key][p.source] = true
 			in := p.intent()
-			release = append(release, pending{Change: Change{Action: Delete, Path: in.path, Type: in.rtype}})
-			delete(cur, in.path)
-			only[i] = true
+			if made {
+				release = append(release, pending{Change: Change{Action: Delete, Path: in.path, Type: in.rtype}})
+				delete(cur, in.path)
+			}
+			again[i] = true
 			left := p.next(tried[p.key]) >= 0
-			c.log.Info("nsx could not allocate; releasing it", zap.String("cluster", set.cluster), zap.String("path", in.path),
-				zap.String("from", p.from[p.source]), zap.String("reason", re.Message), zap.Bool("next", left))
+			c.log.Info("nsx could not allocate; trying the next source", zap.String("cluster", set.cluster), zap.String("path", in.path),
+				zap.String("from", p.from[p.source]), zap.String("reason", reason(why)), zap.Bool("refused", !made), zap.Bool("next", left))
 			if !left {
-				exhausted = append(exhausted, p.exhausted(re))
+				exhausted = append(exhausted, p.exhausted(why))
+			}
+		}
+		switch {
+		case made:
+			only = again
+		case only != nil:
+			// Nothing was made or read: those still to read stay so.
+			for i := range again {
+				only[i] = true
 			}
 		}
 		if len(exhausted) > 0 && !freed {
@@ -384,6 +409,7 @@ func (c *Client) allocate(ctx context.Context, set desiredSet, cur current) ([]p
 				for _, i := range idx {
 					delete(tried, ps[i].key)
 				}
+				clear(refusals)
 				exhausted = nil
 			}
 		}
@@ -398,14 +424,71 @@ func (c *Client) allocate(ctx context.Context, set desiredSet, cur current) ([]p
 	}
 }
 
+// refusedSubnets are the new subnets of a refused allocation PATCH that
+// err says their IP block has no room for, by index in ps: some NSX
+// versions refuse such a subnet at once (error code 520012), failing the
+// whole PATCH, instead of realizing it in state ERROR. NSX names the full
+// blocks but not which of their new subnets did not fit (it carves them
+// in order, so the last ones): the last new subnet of a block moves on
+// after each of its first two refusals, then the last two, four, eight...
+// after the next ones. A block with room for all but one keeps the
+// others, as it would with ERROR, and one with no room at all costs a few
+// refused PATCHes, not one per subnet. When NSX names no block, every
+// block of a new subnet counts as named. refusals counts, by block, the
+// refusals so far.
+func refusedSubnets(err error, ps []placed, alloc []pending, refusals map[string]int) map[int]error {
+	full, ok := fullBlocks(err)
+	if !ok {
+		return nil
+	}
+	creating := map[string]bool{}
+	for _, a := range alloc {
+		if a.Action == Create {
+			creating[a.Path] = true
+		}
+	}
+	byBlock := map[string][]int{} // new subnets by block, in order
+	for i, p := range ps {
+		if in := p.intent(); in.rtype == "IpAddressPoolBlockSubnet" && creating[in.path] {
+			b := p.from[p.source]
+			if len(full) == 0 || full[b] {
+				byBlock[b] = append(byBlock[b], i)
+			}
+		}
+	}
+	out := map[int]error{}
+	for b, idx := range byBlock {
+		refusals[b]++
+		n := min(1<<min(max(refusals[b]-2, 0), 30), len(idx))
+		for _, i := range idx[len(idx)-n:] {
+			out[i] = err
+		}
+	}
+	return out
+}
+
+// reason is NSX's reason for not allocating, for the log.
+func reason(err error) string {
+	var re *RealizationError
+	var ae *APIError
+	switch {
+	case errors.As(err, &re):
+		return re.Message
+	case errors.As(err, &ae):
+		return ae.Message
+	}
+	return err.Error()
+}
+
 // exhausted is the error of an allocation none of its sources could make;
-// re is NSX's reason for the last.
-func (a *allocation) exhausted(re *RealizationError) error {
+// why is NSX's reason for the last: a *RealizationError, or the *APIError
+// of a refused subnet.
+func (a *allocation) exhausted(why error) error {
 	if len(a.sources) < 2 {
-		return re
+		return why
 	}
 	return fmt.Errorf("nsxt: NSX could allocate %s from none of %s.%s (%s): %w",
-		a.key, a.object, a.field, strings.Join(a.from, ", "), re)
+		a.key, a.object, a.field, strings.Join(a.from, ", "), why)
 }
 
 // holdsUnallocated reports whether a body still holds the dry-run

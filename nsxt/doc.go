@@ -27,10 +27,12 @@
 // blocks and floating pools (pod_ip_block_ids, fip_pool_ids) are tried in
 // order: a subnet or address that NSX cannot allocate (realized in state
 // ERROR, as when the block or pool is exhausted) is released and allocated
-// again from the next; when none can, the allocations of namespaces the
-// Topology drops are released at once, to make room, and the blocks or
-// pools tried again; only then is it an error, the *RealizationError with
-// NSX's reason. An allocation never moves: rebuilds find it in whichever
+// again from the next, and so is a subnet NSX refuses at once for want of
+// room in its block (error code 520012, as some NSX versions answer);
+// when none can, the allocations of namespaces the Topology drops are
+// released at once, to make room, and the blocks or pools tried again;
+// only then is it an error, the *RealizationError with NSX's reason (or
+// the *APIError of the refusal). An allocation never moves: rebuilds find it in whichever
 // block or pool it came from, so the lists may grow or be reordered, but
 // dropping a block or pool that still holds one is a *FieldError.
 // PodRoutable (pod_routable) gives the namespaces no SNAT address or rule:
@@ -66,11 +68,25 @@
 // run.
 //
 // TeardownTopology and TeardownNamespace delete, in one PATCH, every object
-// tagged with the cluster (or the namespace), found by tag, so they work
-// after the caller has lost every id; the subnets and addresses go back to
-// whichever block and pool they came from. They search again after deleting, until the index
-// shows nothing of theirs. TeardownNamespace takes the namespace's
-// LoadBalancer Services and NetworkPolicies with it.
+// tagged with the cluster (or the namespace), so they work after the
+// caller has lost every id; the subnets and addresses go back to
+// whichever block and pool they came from. Since the search index trails
+// writes, what the search finds by tag is joined with what NSX itself
+// holds: GETs of the objects whose paths follow from the cluster id, and
+// listings of the collections the others live in (segments, NAT rules,
+// load balancer pools and virtual servers, groups, security policies and
+// their rules, IP pools, the cluster pool's subnets, the addresses in
+// every pool kubefoundry did not make), kept when their tags say they are
+// the cluster's. So a teardown right after a build leaves nothing behind,
+// and one right after a teardown writes nothing. They read again after
+// deleting, until nothing of theirs is left. A teardown of a cluster costs
+// a search, 2 GETs and 6 listings, plus one listing for the tier-1's
+// locale services, each gateway, the cluster's pool, each of its security
+// policies and each IP pool kubefoundry did not make; the check after the
+// delete, the search, GETs and listings again. TeardownNamespace takes the
+// namespace's LoadBalancer Services and NetworkPolicies with it;
+// DeleteLoadBalancer and DeleteNetworkPolicy read only where their own
+// objects live.
 //
 // EnsureNamespace and TeardownNamespace handle one namespace of a built
 // cluster, for a namespace controller (kube/nsxtnet wires one to

@@ -3,6 +3,7 @@ package nsxt
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/vmware/vsphere-automation-sdk-go/lib/vapi/std"
@@ -52,6 +53,8 @@ type APIError struct {
 	Code    int64  // NSX error_code
 	Message string // NSX error_message
 	Related []string
+
+	relatedCodes []int64 // the error_code of each of Related
 }
 
 func (e *APIError) Error() string {
@@ -127,16 +130,13 @@ func apiError(op string, err error) error {
 	}
 	if d != nil {
 		e.Message = field(d, "error_message")
-		if v, err := d.Field("error_code"); err == nil {
-			if iv, ok := unwrapOptional(v).(*data.IntegerValue); ok {
-				e.Code = iv.Value()
-			}
-		}
+		e.Code = intField(d, "error_code")
 		if v, err := d.Field("related_errors"); err == nil {
 			if lv, ok := unwrapOptional(v).(*data.ListValue); ok {
 				for _, r := range lv.List() {
 					if sv, ok := r.(*data.StructValue); ok {
 						e.Related = append(e.Related, field(sv, "error_message"))
+						e.relatedCodes = append(e.relatedCodes, intField(sv, "error_code"))
 					}
 				}
 			}
@@ -168,6 +168,53 @@ func field(sv *data.StructValue, name string) string {
 		return s.Value()
 	}
 	return ""
+}
+
+func intField(sv *data.StructValue, name string) int64 {
+	v, err := sv.Field(name)
+	if err != nil {
+		return 0
+	}
+	if iv, ok := unwrapOptional(v).(*data.IntegerValue); ok {
+		return iv.Value()
+	}
+	return 0
+}
+
+// blockFullCode is NSX's error_code for a new subnet its IP block has no
+// room for, when NSX refuses the subnet at once instead of realizing it
+// in state ERROR: "IpAddressBlock with path=[/infra/ip-blocks/b] does not
+// have spare capacity to satisfy new block subnet of size 256", in the
+// error or among its related errors.
+const blockFullCode = 520012
+
+var blockPathRe = regexp.MustCompile(`path=\[([^\]]+)\]`)
+
+// fullBlocks reports whether err is NSX refusing a new subnet for want of
+// room in its IP block, and the blocks it names (none when it names none).
+func fullBlocks(err error) (map[string]bool, bool) {
+	var e *APIError
+	if !errors.As(err, &e) {
+		return nil, false
+	}
+	blocks := map[string]bool{}
+	refused := false
+	check := func(code int64, msg string) {
+		if code != blockFullCode {
+			return
+		}
+		refused = true
+		for _, m := range blockPathRe.FindAllStringSubmatch(msg, -1) {
+			blocks[m[1]] = true
+		}
+	}
+	check(e.Code, e.Message)
+	for i, msg := range e.Related {
+		if i < len(e.relatedCodes) {
+			check(e.relatedCodes[i], msg)
+		}
+	}
+	return blocks, refused
 }
 
 func unwrapOptional(v data.DataValue) data.DataValue {

@@ -448,11 +448,13 @@ func (c *Client) ApplyNetworkPolicy(ctx context.Context, np NetworkPolicy) (*Pla
 	return p, writes, err
 }
 
-// DeleteNetworkPolicy removes what ApplyNetworkPolicy made, found by tag.
+// DeleteNetworkPolicy removes what ApplyNetworkPolicy made, found by tag
+// and, as a teardown does, in NSX's store (the groups, the security
+// policies and their rules), so a policy applied a moment before goes too.
 func (c *Client) DeleteNetworkPolicy(ctx context.Context, clusterID, namespace, name string) (*Teardown, error) {
 	np := NetworkPolicy{ClusterID: clusterID, Namespace: namespace, Name: name}
 	if err := np.validate(); err != nil {
 		return nil, err
 	}
-	return c.teardown(ctx, clusterID, namespace, func(m map[string]any) bool { return hasTag(m, TagNetworkPolicy, np.key()) })
+	return c.teardown(ctx, clusterID, namespace, func(m map[string]any) bool { return hasTag(m, TagNetworkPolicy, np.key()) }, reachDFW)
 }

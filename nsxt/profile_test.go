@@ -512,3 +512,73 @@ func TestSeveralBlocksWithStaleSearchIndex(t *testing.T) {
 	require.NoError(t, err)
 	requireNothingLeft(t, e.sim)
 }
+
+// Some NSX versions refuse a subnet its block has no room for at once
+// (400, error code 520012, the whole PATCH failing) rather than realize it
+// in state ERROR. It falls over to the next block all the same, and the
+// subnets end up where they would have with ERROR: a block with room for
+// all but one keeps the others.
+func TestFullBlockRefusedAtOnce(t *testing.T) {
+	inv := twoOfEach()
+	e := newEnv(t, simulator.Config{Inventory: inv, RefuseFullBlocks: true})
+	ctx := context.Background()
+	block1, pool1 := "/infra/ip-blocks/"+inv.PodBlock.ID, "/infra/ip-pools/"+inv.FloatingPool
+	topo := withBoth(topology(e.sim, "c1", "a", "b", "c"))
+
+	n, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	alloc := e.sim.Allocated()
+	require.Len(t, alloc[block1], 2)
+	require.Len(t, alloc[block2], 1)
+	require.Len(t, alloc[pool1], 4)
+	require.Len(t, alloc[pool2], 1)
+	require.Equal(t, block2, e.sim.Object("/infra/ip-pools/kf_c1/ip-subnets/ns_c")["ip_block_path"], "the last one listed moves")
+	require.Equal(t, 5, n.Writes, "the refused PATCH, allocate, release the address in ERROR, allocate it again, configure")
+	for ns, nn := range n.Namespaces {
+		require.True(t, nn.Subnet.IsValid(), ns)
+	}
+	again, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Zero(t, again.Writes, "%s", again.Plan)
+
+	// A new namespace: the first block refuses it, the second has room.
+	topo.Namespaces = append(topo.Namespaces, "d")
+	added, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Equal(t, 5, added.Writes, "the refused PATCH, allocate, release the address the full first pool has in ERROR, allocate it again, configure")
+	require.NotNil(t, e.sim.Object(pool2+"/ip-allocations/kf_c1_ns_d"))
+	require.Equal(t, block2, e.sim.Object("/infra/ip-pools/kf_c1/ip-subnets/ns_d")["ip_block_path"])
+
+	_, err = e.c.TeardownTopology(ctx, "c1")
+	require.NoError(t, err)
+	requireNothingLeft(t, e.sim)
+}
+
+// With every block refusing, the build fails with NSX's refusal, naming
+// the blocks tried, and has allocated nothing; asking for less succeeds.
+func TestEveryBlockRefuses(t *testing.T) {
+	inv := simulator.DefaultInventory()
+	inv.PodBlock = simulator.Block{ID: "pods-block", CIDR: "172.24.0.0/24"}
+	inv.MorePodBlocks = []simulator.Block{{ID: "pods-2", CIDR: "172.30.0.0/24"}}
+	e := newEnv(t, simulator.Config{Inventory: &inv, RefuseFullBlocks: true})
+	ctx := context.Background()
+	topo := topology(e.sim, "c1", "a", "b", "c")
+	topo.PodIPBlockPaths = append(topo.PodIPBlockPaths, block2)
+
+	_, err := e.c.BuildTopology(ctx, topo)
+	var ae *nsxt.APIError
+	require.ErrorAs(t, err, &ae)
+	require.EqualValues(t, 520012, ae.Code)
+	require.Contains(t, ae.Message, "does not have spare capacity")
+	require.Contains(t, err.Error(), "/infra/ip-pools/kf_c1/ip-subnets/ns_c from none of Topology.PodIPBlockPaths (/infra/ip-blocks/pods-block, "+block2+")")
+	require.Empty(t, e.sim.Paths(), "every PATCH was refused: nothing was made")
+
+	topo.Namespaces = []string{"a", "c"}
+	n, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Equal(t, "172.24.0.0/24", n.Namespaces["a"].Subnet.String())
+	require.Equal(t, "172.30.0.0/24", n.Namespaces["c"].Subnet.String())
+	_, err = e.c.TeardownTopology(ctx, "c1")
+	require.NoError(t, err)
+	requireNothingLeft(t, e.sim)
+}

@@ -267,8 +267,10 @@ func subnetHolds(m map[string]any, ip netip.Addr) bool {
 }
 
 // DeleteLoadBalancer removes a Service's virtual servers and pools and
-// releases its address, found by tag. Deleting one that is gone writes
-// nothing.
+// releases its address, found by tag and, as a teardown does, in NSX's
+// store (the load balancer pools and virtual servers, the IP pools and
+// their addresses), so one made a moment before goes too. Deleting one
+// that is gone writes nothing.
 func (c *Client) DeleteLoadBalancer(ctx context.Context, clusterID, namespace, name string) (*Teardown, error) {
 	lb := LoadBalancer{ClusterID: clusterID, Namespace: namespace, Name: name}
 	if err := checkClusterID("LoadBalancer", clusterID); err != nil {
@@ -280,5 +282,5 @@ func (c *Client) DeleteLoadBalancer(ctx context.Context, clusterID, namespace, n
 	if !dnsLabelRe.MatchString(name) {
 		return nil, &FieldError{"LoadBalancer", "Name", name, "is not a Kubernetes Service name"}
 	}
-	return c.teardown(ctx, clusterID, namespace, func(m map[string]any) bool { return hasTag(m, TagService, lb.key()) })
+	return c.teardown(ctx, clusterID, namespace, func(m map[string]any) bool { return hasTag(m, TagService, lb.key()) }, reachLB|reachFloating)
 }

@@ -13,8 +13,9 @@ import (
 // carved from an IP block, or an address from a pool. An address asked for
 // by value that is taken or outside the pool is refused (400); running out
 // of space leaves the intent in place with a realization error, as NSX
-// does. Allocations are held by the objects themselves, so deleting the
-// object releases them.
+// does (a block subnet with Config.RefuseFullBlocks is refused instead:
+// 400 with error code 520012). Allocations are held by the objects
+// themselves, so deleting the object releases them.
 func (s *store) ipam(o, old *object) error {
 	switch o.kind.resourceType {
 	case "IpAddressPoolBlockSubnet":
@@ -114,10 +115,19 @@ func (s *store) allocSubnet(o *object) error {
 		}
 		return nil
 	}
+	if s.refuseFull {
+		msg := fmt.Sprintf("IpAddressBlock with path=[%s] does not have spare capacity to satisfy new block subnet of size %d", blockPath, size)
+		rel := &apiError{status: http.StatusBadRequest, code: blockFullCode, msg: msg}
+		return &apiError{status: http.StatusBadRequest, code: blockFullCode, msg: o.path + ": " + msg, related: []*apiError{rel}}
+	}
 	o.realized.state = "ERROR"
 	o.realized.err = fmt.Sprintf("IP block %s (%s) is exhausted: no free subnet of %d addresses (%d of %d in use)", blockPath, bpfx, size, inUse, total)
 	return nil
 }
+
+// blockFullCode is NSX's error code for a block subnet its IP block has no
+// room for, when the block refuses it at once (Config.RefuseFullBlocks).
+const blockFullCode = 520012
 
 // poolRanges lists the allocatable address ranges of a pool's subnets.
 func (s *store) poolRanges(pool string) [][2]netip.Addr {

@@ -43,6 +43,13 @@ type Config struct {
 	// SearchLag makes the search API answer from the state as it was that
 	// long ago, as NSX's search index trails its writes.
 	SearchLag time.Duration
+	// RefuseFullBlocks makes an IP block with no room for a new subnet
+	// refuse it when it is written, failing the whole request with 400 and
+	// error code 520012 ("IpAddressBlock with path=[...] does not have
+	// spare capacity to satisfy new block subnet of size N", also as a
+	// related error), as some NSX versions do, rather than accept it and
+	// realize it in state ERROR.
+	RefuseFullBlocks bool
 }
 
 // Inventory is the pre-existing NSX configuration a platform team hands to
@@ -158,6 +165,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	st.user = cfg.Username
+	st.refuseFull = cfg.RefuseFullBlocks
 	s.st = st
 	s.history = []snapshot{{st: st}}
 	host, _, err := net.SplitHostPort(cfg.Addr)
@@ -621,12 +629,24 @@ func writeError(w http.ResponseWriter, err error) {
 	if !ok {
 		e = errorf(http.StatusInternalServerError, "%v", err)
 	}
-	writeJSON(w, e.status, map[string]any{
+	body := e.body()
+	if len(e.related) > 0 {
+		var rel []any
+		for _, r := range e.related {
+			rel = append(rel, r.body())
+		}
+		body["related_errors"] = rel
+	}
+	writeJSON(w, e.status, body)
+}
+
+func (e *apiError) body() map[string]any {
+	return map[string]any{
 		"httpStatus":    strings.ToUpper(strings.ReplaceAll(http.StatusText(e.status), " ", "_")),
 		"error_code":    e.code,
 		"module_name":   "Policy",
 		"error_message": e.msg,
-	})
+	}
 }
 
 func nowMillis() int64 { return time.Now().UnixMilli() }

@@ -26,6 +26,7 @@ import (
 	vapierrors "github.com/vmware/vsphere-automation-sdk-go/lib/vapi/std/errors"
 	"github.com/vmware/vsphere-automation-sdk-go/runtime/bindings"
 	"github.com/vmware/vsphere-automation-sdk-go/runtime/data"
+	"github.com/vmware/vsphere-automation-sdk-go/runtime/data/serializers/cleanjson"
 	vapilog "github.com/vmware/vsphere-automation-sdk-go/runtime/log"
 	"github.com/vmware/vsphere-automation-sdk-go/runtime/protocol/client"
 	"github.com/vmware/vsphere-automation-sdk-go/runtime/security"
@@ -544,6 +545,70 @@ func TestBlockSubnetsNeverOverlap(t *testing.T) {
 	// The size of an allocated subnet cannot change.
 	err = subnets.Patch("nodes", "again", blockSubnet(t, "", blockPath, 8))
 	require.ErrorAs(t, err, new(vapierrors.InvalidRequest))
+}
+
+// With RefuseFullBlocks a block with no room refuses a new subnet when it
+// is written, as some NSX versions do: the whole request fails with 400
+// and error code 520012 naming the block, in the error and among its
+// related errors, and nothing of it is kept.
+func TestFullBlockRefusesAtOnce(t *testing.T) {
+	inv := smallInventory()
+	inv.NodeBlock = simulator.Block{ID: "nodes-block", CIDR: "10.0.0.0/28"}
+	e := newEnv(t, simulator.Config{Inventory: inv, RefuseFullBlocks: true})
+	blockPath := "/infra/ip-blocks/nodes-block"
+	require.NoError(t, infra.NewIpPoolsClient(e.conn).Patch("nodes", model.IpAddressPool{}))
+	subnets := ip_pools.NewIpSubnetsClient(e.conn)
+	require.NoError(t, subnets.Patch("nodes", "s0", blockSubnet(t, "", blockPath, 8)))
+	require.Equal(t, "REALIZED", *e.realized(t, "/infra/ip-pools/nodes/ip-subnets/s0").State)
+
+	// One subnet fits, the second does not: the hierarchical PATCH that
+	// asks for both is refused, and neither is made.
+	var kids []*data.StructValue
+	for _, s := range []struct {
+		id   string
+		size int64
+	}{{"s1", 4}, {"s2", 8}} {
+		kids = append(kids, structValue(t, model.ChildIpAddressPoolSubnet{ResourceType: "ChildIpAddressPoolSubnet",
+			IpAddressPoolSubnet: blockSubnet(t, s.id, blockPath, s.size)}, model.ChildIpAddressPoolSubnetBindingType()))
+	}
+	pool := model.IpAddressPool{Id: ptr("nodes"), ResourceType: ptr("IpAddressPool"), Children: kids}
+	writes := e.sim.Writes()
+	status, body := e.call(t, "PATCH", "/infra", map[string]any{"resource_type": "Infra", "children": []any{
+		map[string]any{"resource_type": "ChildResourceReference", "target_type": "IpAddressPool", "id": "nodes",
+			"children": toJSON(t, pool.Children)},
+	}})
+	require.Equal(t, http.StatusBadRequest, status, "%v", body)
+	want := "IpAddressBlock with path=[" + blockPath + "] does not have spare capacity to satisfy new block subnet of size 8"
+	require.Equal(t, json.Number("520012"), body["error_code"])
+	require.Contains(t, body["error_message"], want)
+	require.Len(t, body["related_errors"], 1)
+	rel := body["related_errors"].([]any)[0].(map[string]any)
+	require.Equal(t, json.Number("520012"), rel["error_code"])
+	require.Equal(t, want, rel["error_message"])
+	require.Nil(t, e.sim.Object("/infra/ip-pools/nodes/ip-subnets/s1"), "the request applies entirely or not at all")
+	require.Nil(t, e.sim.Object("/infra/ip-pools/nodes/ip-subnets/s2"))
+	require.Equal(t, writes+1, e.sim.Writes())
+
+	// Through the SDK the refusal is an InvalidRequest; a subnet that fits
+	// is still made.
+	err := subnets.Patch("nodes", "s2", blockSubnet(t, "", blockPath, 16))
+	require.ErrorAs(t, err, new(vapierrors.InvalidRequest))
+	require.NoError(t, subnets.Patch("nodes", "s1", blockSubnet(t, "", blockPath, 4)))
+	require.Equal(t, "REALIZED", *e.realized(t, "/infra/ip-pools/nodes/ip-subnets/s1").State)
+}
+
+// toJSON turns StructValues into plain JSON values, for a raw request.
+func toJSON(t *testing.T, svs []*data.StructValue) []any {
+	t.Helper()
+	var out []any
+	for _, sv := range svs {
+		js, err := cleanjson.NewDataValueToJsonEncoder().Encode(sv)
+		require.NoError(t, err)
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(js), &m))
+		out = append(out, m)
+	}
+	return out
 }
 
 func TestBlockSubnetsFromManyPools(t *testing.T) {

@@ -40,9 +40,10 @@ func (o *object) str(key string) string { s, _ := o.body[key].(string); return s
 
 // apiError is an error answered with an NSX error body.
 type apiError struct {
-	status int
-	code   int64
-	msg    string
+	status  int
+	code    int64
+	msg     string
+	related []*apiError
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -62,13 +63,14 @@ func errorf(status int, format string, args ...any) *apiError {
 
 // store is the intent tree, keyed by policy path.
 type store struct {
-	objs map[string]*object
-	user string
-	now  func() int64
+	objs       map[string]*object
+	user       string
+	now        func() int64
+	refuseFull bool // Config.RefuseFullBlocks
 }
 
 func (s *store) clone() *store {
-	return &store{objs: maps.Clone(s.objs), user: s.user, now: s.now}
+	return &store{objs: maps.Clone(s.objs), user: s.user, now: s.now, refuseFull: s.refuseFull}
 }
 
 // serverFields are set by NSX and ignored when a client sends them.

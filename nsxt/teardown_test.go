@@ -1,0 +1,275 @@
+package nsxt_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kubefoundry/kubefoundry/nsxt"
+	"github.com/kubefoundry/kubefoundry/nsxt/simulator"
+)
+
+// longLag keeps NSX's search index behind every write of a test: the index
+// shows the simulator as it was seeded, and nothing a test writes.
+const longLag = time.Hour
+
+// ownedBy lists the paths of the objects the simulator holds that are
+// tagged with cluster and, when ns is not empty, with the namespace.
+func ownedBy(sim *simulator.Server, cluster, ns string) []string {
+	var out []string
+	for _, p := range sim.Paths() {
+		tags, _ := sim.Object(p)["tags"].([]any)
+		var c, n bool
+		for _, t := range tags {
+			m, _ := t.(map[string]any)
+			c = c || (m["scope"] == nsxt.TagCluster && m["tag"] == cluster)
+			n = n || (m["scope"] == nsxt.TagNamespace && m["tag"] == ns)
+		}
+		if c && (ns == "" || n) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// indexed counts what NSX's search index shows tagged with cluster.
+func indexed(t *testing.T, sim *simulator.Server, cluster string) int {
+	t.Helper()
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(sim.CertificatePEM()))
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	defer tr.CloseIdleConnections()
+	q := url.Values{"query": {"tags.scope:kubefoundry\\/cluster AND tags.tag:" + cluster}}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, sim.URL+"/policy/api/v1/search/query?"+q.Encode(), nil)
+	require.NoError(t, err)
+	req.SetBasicAuth(sim.Username(), sim.Password())
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var res struct {
+		ResultCount int `json:"result_count"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&res))
+	return res.ResultCount
+}
+
+// allocatedIn flattens Allocated, for comparing what went back.
+func allocatedIn(sim *simulator.Server) []string {
+	var out []string
+	for src, v := range sim.Allocated() {
+		for _, a := range v {
+			out = append(out, src+" "+a)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func without(all, drop []string) []string {
+	var out []string
+	for _, s := range all {
+		if !slices.Contains(drop, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// NSX's search index trails writes. A teardown right after a build, by a
+// client that knows nothing but the cluster id (and the namespace), still
+// finds and deletes everything the cluster owns, from NSX's store: the
+// namespaces' networks, a LoadBalancer Service, a NetworkPolicy, and the
+// subnets and addresses in every block and pool they came from, while the
+// search index still shows none of it. Another cluster is untouched, and
+// a second teardown writes nothing.
+func TestTeardownBeforeTheSearchIndexCatchesUp(t *testing.T) {
+	e := newEnv(t, simulator.Config{Inventory: twoOfEach(), SearchLag: longLag})
+	ctx := context.Background()
+
+	// c1 takes both pod blocks and both floating pools; c2 is single-tier,
+	// its NAT rules on the tier-0.
+	c1 := withBoth(topology(e.sim, "c1", "a", "b", "c"))
+	_, err := e.c.BuildTopology(ctx, c1)
+	require.NoError(t, err)
+	c2 := withBoth(topology(e.sim, "c2", "a"))
+	c2.SingleTier = true
+	_, err = e.c.BuildTopology(ctx, c2)
+	require.NoError(t, err)
+	for _, ns := range []string{"a", "b"} {
+		_, err = e.c.EnsureLoadBalancer(ctx, nsxt.LoadBalancer{ClusterID: "c1", Namespace: ns, Name: "web",
+			FloatingIPPoolPaths: c1.FloatingIPPoolPaths, Nodes: []string{"172.23.0.20"},
+			Ports: []nsxt.ServicePort{{Port: 80, NodePort: 30080}, {Port: 443, NodePort: 30443}}})
+		require.NoError(t, err)
+	}
+	_, _, err = e.c.ApplyNetworkPolicy(ctx, nsxt.NetworkPolicy{ClusterID: "c1", Namespace: "b", Name: "db",
+		PodSelector: nsxt.LabelSelector{MatchLabels: map[string]string{"app": "db"}},
+		Ingress: []nsxt.PolicyRule{{Peers: []nsxt.Peer{{PodSelector: &nsxt.LabelSelector{MatchLabels: map[string]string{"app": "web"}}}},
+			Ports: []nsxt.PolicyPort{{Port: 5432}}}},
+		Egress: []nsxt.PolicyRule{{Ports: []nsxt.PolicyPort{{Protocol: "UDP", Port: 53}}}}})
+	require.NoError(t, err)
+	// What is spread where: the test means something only if c1 holds
+	// subnets in both blocks and addresses in both pools.
+	inv := e.sim.Inventory()
+	alloc := e.sim.Allocated()
+	for _, src := range []string{"/infra/ip-blocks/" + inv.PodBlock.ID, block2, "/infra/ip-pools/" + inv.FloatingPool, pool2} {
+		require.NotEmpty(t, alloc[src], src)
+	}
+	require.Zero(t, indexed(t, e.sim, "c1"), "the search index shows nothing of c1 yet")
+
+	t.Run("TeardownNamespace", func(t *testing.T) {
+		before, allocBefore := e.sim.Paths(), allocatedIn(e.sim)
+		b := ownedBy(e.sim, "c1", "b")
+		for _, p := range []string{
+			"/infra/segments/kf_c1_ns_b",
+			"/infra/tier-1s/kf_c1/nat/USER/nat-rules/kf_c1_ns_b_snat",
+			"/infra/domains/default/security-policies/kf_c1_ns_b/rules/intra",
+			"/infra/ip-pools/kf_c1/ip-subnets/ns_b",
+			"/infra/lb-virtual-servers/kf_c1_svc_b_web_tcp_443",
+			"/infra/domains/default/security-policies/kf_c1_np_b_db/rules/in-0",
+			"/infra/domains/default/groups/kf_c1_np_b_db_in0_p0",
+		} {
+			require.Contains(t, b, p)
+		}
+
+		td, err := newClient(t, e.sim).TeardownNamespace(ctx, "c1", "b")
+		require.NoError(t, err)
+		require.Equal(t, 1, td.Writes, "one PATCH")
+		require.Equal(t, b, td.Deleted)
+		require.Equal(t, without(before, b), e.sim.Paths(), "b's objects went, no other")
+		released := without(allocBefore, allocatedIn(e.sim))
+		require.Len(t, released, 3, "b's subnet, SNAT address and Service address: %v", released)
+		require.Subset(t, allocBefore, allocatedIn(e.sim))
+
+		again, err := newClient(t, e.sim).TeardownNamespace(ctx, "c1", "b")
+		require.NoError(t, err)
+		require.Zero(t, again.Writes)
+		require.Empty(t, again.Deleted)
+	})
+
+	t.Run("TeardownTopology", func(t *testing.T) {
+		c2Paths := ownedBy(e.sim, "c2", "")
+		require.NotEmpty(t, c2Paths)
+		require.Contains(t, c2Paths, c2.Tier0Path+"/nat/USER/nat-rules/kf_c2_ns_a_snat")
+		c := newClient(t, e.sim)
+		r0, _ := c.Calls()
+		td, err := c.TeardownTopology(ctx, "c1")
+		require.NoError(t, err)
+		r1, _ := c.Calls()
+		require.Equal(t, 1, td.Writes, "one PATCH")
+		require.Empty(t, ownedBy(e.sim, "c1", ""), "nothing of c1 is left")
+		require.Equal(t, c2Paths, e.sim.Paths(), "c2 is untouched")
+		require.Contains(t, td.Deleted, "/infra/tier-1s/kf_c1")
+		require.Contains(t, td.Deleted, "/infra/lb-virtual-servers/kf_c1_svc_a_web_tcp_80")
+		// Two rounds (delete, then check), each a search, 2 GETs (the
+		// tier-1, the load balancer), 6 listings (segments, LB pools and
+		// virtual servers, groups, policies, IP pools) and the addresses
+		// of the two floating pools; the first also lists what is under
+		// what it found: the tier-1's locale services and NAT rules, the
+		// cluster pool's subnets and the rules of c1's three policies (the
+		// cluster's, a's and c's).
+		require.EqualValues(t, (1+2+6+2+1+1+1+3)+(1+2+6+2), r1-r0, "reads")
+
+		// The other cluster's subnets and addresses are all that is left.
+		for src, v := range e.sim.Allocated() {
+			for _, a := range v {
+				require.True(t, src == c2.NodeIPBlockPath || src == block2 || src == pool2, "%s %s", src, a)
+			}
+		}
+		require.Len(t, allocatedIn(e.sim), 5, "c2's node and namespace subnets, and its nodes', namespace's and API addresses")
+
+		again, err := newClient(t, e.sim).TeardownTopology(ctx, "c1")
+		require.NoError(t, err)
+		require.Zero(t, again.Writes)
+		require.Empty(t, again.Deleted)
+
+		single, err := newClient(t, e.sim).TeardownTopology(ctx, "c2")
+		require.NoError(t, err)
+		require.Equal(t, 1, single.Writes)
+		requireNothingLeft(t, e.sim)
+	})
+}
+
+// A Service and a NetworkPolicy deleted right after they are made, while
+// the search index still shows neither, go with their address.
+func TestDeleteServiceAndPolicyBeforeTheSearchIndexCatchesUp(t *testing.T) {
+	e := newEnv(t, simulator.Config{SearchLag: longLag})
+	ctx := context.Background()
+	topo := topology(e.sim, "c1", "web")
+	_, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	before, allocBefore := e.sim.Paths(), allocatedIn(e.sim)
+
+	lb := nsxt.LoadBalancer{ClusterID: "c1", Namespace: "web", Name: "fe", FloatingIPPoolPaths: topo.FloatingIPPoolPaths,
+		Ports: []nsxt.ServicePort{{Port: 80, NodePort: 30080}}}
+	_, err = e.c.EnsureLoadBalancer(ctx, lb)
+	require.NoError(t, err)
+	np := nsxt.NetworkPolicy{ClusterID: "c1", Namespace: "web", Name: "deny"}
+	_, _, err = e.c.ApplyNetworkPolicy(ctx, np)
+	require.NoError(t, err)
+	require.Greater(t, len(e.sim.Paths()), len(before))
+
+	other := newClient(t, e.sim)
+	del, err := other.DeleteLoadBalancer(ctx, "c1", "web", "fe")
+	require.NoError(t, err)
+	require.Equal(t, 1, del.Writes)
+	require.Len(t, del.Deleted, 3, "pool, virtual server and address")
+	delNP, err := other.DeleteNetworkPolicy(ctx, "c1", "web", "deny")
+	require.NoError(t, err)
+	require.Equal(t, 1, delNP.Writes)
+	require.Equal(t, before, e.sim.Paths())
+	require.Equal(t, allocBefore, allocatedIn(e.sim))
+
+	for _, td := range []func() (*nsxt.Teardown, error){
+		func() (*nsxt.Teardown, error) { return other.DeleteLoadBalancer(ctx, "c1", "web", "fe") },
+		func() (*nsxt.Teardown, error) { return other.DeleteNetworkPolicy(ctx, "c1", "web", "deny") },
+	} {
+		again, err := td()
+		require.NoError(t, err)
+		require.Zero(t, again.Writes)
+	}
+}
+
+// Right after a teardown the search index still shows what it deleted. A
+// second teardown, by another client, reads from NSX's store that none of
+// it is there any more, and writes nothing.
+func TestSecondTeardownWhileTheIndexShowsThePast(t *testing.T) {
+	const lag = 500 * time.Millisecond
+	e := newEnv(t, simulator.Config{SearchLag: lag})
+	ctx := context.Background()
+	_, err := e.c.BuildTopology(ctx, topology(e.sim, "c1", "a", "b"))
+	require.NoError(t, err)
+	time.Sleep(lag + 100*time.Millisecond)
+	shown := indexed(t, e.sim, "c1")
+	require.Equal(t, len(ownedBy(e.sim, "c1", "")), shown, "the index has caught up with the build")
+
+	ns, err := e.c.TeardownNamespace(ctx, "c1", "b")
+	require.NoError(t, err)
+	require.Equal(t, 1, ns.Writes)
+	td, err := e.c.TeardownTopology(ctx, "c1")
+	require.NoError(t, err)
+	require.Equal(t, 1, td.Writes)
+	requireNothingLeft(t, e.sim)
+	require.Equal(t, shown, indexed(t, e.sim, "c1"), "the index still shows every object")
+
+	other := newClient(t, e.sim)
+	for _, again := range []func() (*nsxt.Teardown, error){
+		func() (*nsxt.Teardown, error) { return other.TeardownNamespace(ctx, "c1", "b") },
+		func() (*nsxt.Teardown, error) { return other.TeardownTopology(ctx, "c1") },
+	} {
+		writes := e.sim.Writes()
+		res, err := again()
+		require.NoError(t, err)
+		require.Zero(t, res.Writes)
+		require.Empty(t, res.Deleted)
+		require.Equal(t, writes, e.sim.Writes())
+	}
+}
