@@ -45,11 +45,12 @@ const conflictRetries = 6
 // cluster, one LoadBalancer Service, one NetworkPolicy. member picks, among
 // the objects tagged with the cluster, those that belong to the set: the
 // ones it deletes when no intent keeps them. admit, when set, may refuse
-// the set given every object of the cluster, before anything is written.
+// the set given every object of the cluster the search shows (and what it
+// reads from NSX itself), before anything is written.
 type desiredSet struct {
 	cluster string
 	member  func(m map[string]any) bool
-	admit   func(all current) error
+	admit   func(ctx context.Context, c *Client, all current) error
 	ipam    []allocation
 	config  func(addresses) []intent
 }
@@ -244,7 +245,7 @@ func (c *Client) apply(ctx context.Context, set desiredSet) (*Plan, addresses, e
 		return nil, addresses{}, err
 	}
 	if set.admit != nil {
-		if err := set.admit(all); err != nil {
+		if err := set.admit(ctx, c, all); err != nil {
 			return nil, addresses{}, err
 		}
 	}
@@ -480,12 +481,17 @@ func reason(err error) string {
 	return err.Error()
 }
 
-// exhausted is the error of an allocation none of its sources could make;
-// why is NSX's reason for the last: a *RealizationError, or the *APIError
-// of a refused subnet.
+// exhausted is the error of an allocation none of its sources could make,
+// naming the spec field that lists them (Topology.NodeIPBlockPath,
+// Topology.PodIPBlockPaths...); why is NSX's reason for the last, which
+// it wraps: a *RealizationError, or the *APIError of a refused subnet.
 func (a *allocation) exhausted(why error) error {
-	if len(a.sources) < 2 {
+	switch {
+	case a.field == "":
 		return why
+	case len(a.sources) < 2:
+		return fmt.Errorf("nsxt: NSX could not allocate %s from %s.%s (%s): %w",
+			a.key, a.object, a.field, strings.Join(a.from, ", "), why)
 	}
 	return fmt.Errorf("nsxt: NSX could allocate %s from none of %s.%s (%s): %w",
 		a.key, a.object, a.field, strings.Join(a.from, ", "), why)

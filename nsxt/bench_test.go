@@ -17,8 +17,9 @@ import (
 // stage whatever the number of namespaces), of the unchanged rebuild and
 // of the teardown, the objects in the plan, and the read requests of the
 // whole cycle (search pages, realized-state reads, and the GETs and
-// listings of NSX's store a teardown makes: 24 plus one per namespace
-// here).
+// listings of NSX's store a teardown makes: 24 plus three per namespace
+// here, a GET of its segment and of its group and a listing of its
+// policy's rules).
 func BenchmarkBuildTopology(b *testing.B) {
 	for _, n := range []int{1, 10, 100} {
 		b.Run(fmt.Sprintf("namespaces=%d", n), func(b *testing.B) {

@@ -35,9 +35,10 @@
 // the *APIError of the refusal). An allocation never moves: rebuilds find it in whichever
 // block or pool it came from, so the lists may grow or be reordered, but
 // dropping a block or pool that still holds one is a *FieldError.
-// PodRoutable (pod_routable) gives the namespaces no SNAT address or rule:
-// their subnets reach the tier-0 as the tier-1's connected segments, and
-// switching it converges both ways. MaxL4LBServices (max_l4_lb_service)
+// PodRoutable (pod_routable) only takes the namespaces' SNAT address and
+// rule away (the tier-1 advertises its connected segments, namespace
+// subnets among them, to the tier-0 in any case), and switching it
+// converges both ways. MaxL4LBServices (max_l4_lb_service)
 // caps the LoadBalancer Services.
 //
 //	c, err := nsxt.New(ctx, nsxt.Config{URLs: []string{"https://nsx.example.com"},
@@ -51,9 +52,10 @@
 // stale read, or an allocation the index shows that NSX no longer holds,
 // is met by reading again, with backoff; an update carries the _revision
 // read from the object itself just before; and an allocation that may come
-// from several blocks or pools but is not in the index is looked for in
-// the collections it may be in, read from NSX itself, so that a stale index
-// never makes a second copy of it), computes the difference and sends it
+// from several blocks or pools is read from NSX itself, a GET of the copy
+// the index shows or, when it shows none, of each path it may have, so
+// that a stale index never makes a second copy of it nor takes one NSX
+// no longer holds as there), computes the difference and sends it
 // as hierarchical PATCHes of /infra with Child* objects and revision
 // checks, never one call per object: one PATCH allocates the subnets and
 // addresses that are missing (NSX's IpAddressPoolBlockSubnet and
@@ -72,18 +74,27 @@
 // caller has lost every id; the subnets and addresses go back to
 // whichever block and pool they came from. Since the search index trails
 // writes, what the search finds by tag is joined with what NSX itself
-// holds: GETs of the objects whose paths follow from the cluster id, and
-// listings of the collections the others live in (segments, NAT rules,
-// load balancer pools and virtual servers, groups, security policies and
-// their rules, IP pools, the cluster pool's subnets, the addresses in
-// every pool kubefoundry did not make), kept when their tags say they are
-// the cluster's. So a teardown right after a build leaves nothing behind,
-// and one right after a teardown writes nothing. They read again after
-// deleting, until nothing of theirs is left. A teardown of a cluster costs
-// a search, 2 GETs and 6 listings, plus one listing for the tier-1's
-// locale services, each gateway, the cluster's pool, each of its security
-// policies and each IP pool kubefoundry did not make; the check after the
-// delete, the search, GETs and listings again. TeardownNamespace takes the
+// holds, kept when their tags say they are the cluster's. The reads do
+// not grow with a shared NSX: what follows from the cluster id is read by
+// path (the tier-1, the load balancer, the cluster's IP pool, and for each
+// namespace its subnet names, the segment, group and SNAT rule), and the
+// only listings are of the cluster's own collections (its IP pool's
+// subnets, its tier-1's locale services and NAT rules, its security
+// policies' rules), of the addresses of the floating pools its IP pool
+// records (BuildTopology writes them there, tag TagFloatingPool), and of
+// the collections whose ids follow from names a teardown cannot know (the
+// load balancer pools and virtual servers of Services, the security
+// policies of NetworkPolicies). So a teardown right after a build leaves
+// nothing behind, and one right after a teardown writes nothing. They read
+// again after deleting, until nothing of theirs is left. A teardown of a
+// cluster with n namespaces costs a search, 5 GETs and 4 listings, then
+// 2n GETs and a listing for the locale services, each of its security
+// policies and each recorded pool, then one for the tier-1's NAT rules
+// (GETs by id on a tier-0); the check after the delete, the search, GETs
+// and listings of the first step again. (A cluster whose IP pool records
+// no pool, or a Service whose address comes from a pool the Topology does
+// not list, costs a listing of the IP pools and of the addresses of each
+// kubefoundry did not make.) TeardownNamespace takes the
 // namespace's LoadBalancer Services and NetworkPolicies with it;
 // DeleteLoadBalancer and DeleteNetworkPolicy read only where their own
 // objects live.
@@ -99,10 +110,13 @@
 // server whose pool is the nodes' NodePort; DeleteLoadBalancer releases
 // it. A new Service beyond Topology.MaxL4LBServices is refused with a
 // *LimitError (errors.Is(err, ErrLimitExceeded)) naming the limit and the
-// count; the limit is recorded on the cluster's load balancer and the
-// Services are counted by tag through the search API, so it holds across
-// clients and restarts (two new Services at the same moment may both
-// pass). ApplyNetworkPolicy enforces a
+// count, one per Service of type LoadBalancer whatever its ports (TKGI's
+// "1 TCP layer 4 virtual server for each Kubernetes service of type
+// LoadBalancer"); the limit is recorded on the cluster's load balancer and
+// read back with a GET, and the Services are counted by tag in NSX's store
+// (the virtual servers) as well as through the search API, so it holds
+// across clients and restarts, right after a build and in a burst (two
+// new Services at the same moment may both pass). ApplyNetworkPolicy enforces a
 // NetworkPolicy (a mirror of networking/v1; kube/nsxtnet converts one) as
 // DFW groups and rules: label selectors become conditions on segment port
 // tags (see NamespaceLabelScope for the tags the CNI must set), ipBlocks IP

@@ -52,9 +52,11 @@ type APIError struct {
 	Kind    error  // one of the sentinel errors, or nil
 	Code    int64  // NSX error_code
 	Message string // NSX error_message
-	Related []string
-
-	relatedCodes []int64 // the error_code of each of Related
+	// Related are the error_message of NSX's related_errors, and
+	// RelatedCodes their error_code: a hierarchical PATCH that fails
+	// reports what failed there, under an error of its own.
+	Related      []string
+	RelatedCodes []int64
 }
 
 func (e *APIError) Error() string {
@@ -136,7 +138,7 @@ func apiError(op string, err error) error {
 				for _, r := range lv.List() {
 					if sv, ok := r.(*data.StructValue); ok {
 						e.Related = append(e.Related, field(sv, "error_message"))
-						e.relatedCodes = append(e.relatedCodes, intField(sv, "error_code"))
+						e.RelatedCodes = append(e.RelatedCodes, intField(sv, "error_code"))
 					}
 				}
 			}
@@ -184,8 +186,10 @@ func intField(sv *data.StructValue, name string) int64 {
 // blockFullCode is NSX's error_code for a new subnet its IP block has no
 // room for, when NSX refuses the subnet at once instead of realizing it
 // in state ERROR: "IpAddressBlock with path=[/infra/ip-blocks/b] does not
-// have spare capacity to satisfy new block subnet of size 256", in the
-// error or among its related errors.
+// have spare capacity to satisfy new block subnet of size 256". NSX
+// reports it among the related errors of the failed hierarchical PATCH
+// (where nsx-operator looks for it too); it counts in the error itself
+// as well, should a version answer so.
 const blockFullCode = 520012
 
 var blockPathRe = regexp.MustCompile(`path=\[([^\]]+)\]`)
@@ -210,8 +214,8 @@ func fullBlocks(err error) (map[string]bool, bool) {
 	}
 	check(e.Code, e.Message)
 	for i, msg := range e.Related {
-		if i < len(e.relatedCodes) {
-			check(e.relatedCodes[i], msg)
+		if i < len(e.RelatedCodes) {
+			check(e.RelatedCodes[i], msg)
 		}
 	}
 	return blocks, refused

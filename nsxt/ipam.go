@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/model"
@@ -146,59 +145,77 @@ func (a *allocation) next(tried map[int]bool) int {
 	return -1
 }
 
-// holdings adds to cur the allocations NSX holds that the search did not
-// show, for those that have several possible sources. The search index
-// trails writes: guessing from it that an allocation is missing would
-// make a second copy of an address in another pool (which would then
-// move), or ask for a subnet again from another block (which NSX
-// refuses). It lists, from NSX's store, each collection their sources
-// live in, once.
+// holdings makes cur hold what NSX's store holds, rather than what the
+// search index shows, of the allocations that may come from several
+// sources, and of any the search shows where the spec does not list it.
+// The index trails writes: guessing from it that such an allocation is
+// missing would make a second copy of an address in another pool (which
+// would then move), or ask for a subnet again from another block (which
+// NSX refuses); trusting a hit for one deleted a moment ago would take it
+// as held, or refuse the spec for a block or pool it no longer is in. So
+// it GETs, at bounded concurrency, each copy the search shows, and when
+// the search shows none, each path the allocation may have (one per
+// source, the same for a subnet from any block): a 404 is an absent copy.
+// A copy the search shows that NSX no longer holds is the index showing
+// the past, which may hold more than allocations: it is an error wrapping
+// ErrConflict, to read again.
 func (c *Client) holdings(ctx context.Context, allocs []allocation, cur current) error {
-	keys := map[string]bool{}
-	for _, m := range cur {
+	shown := map[string][]string{} // by key, the paths of the copies the search shows
+	for p, m := range cur {
 		if k := allocKey(m); k != "" {
-			keys[k] = true
+			shown[k] = append(shown[k], p)
 		}
 	}
-	want := map[string]bool{}        // source paths
-	collections := map[string]bool{} // where they live
+	want := map[string]bool{}
 	for _, a := range allocs {
-		if len(a.sources) < 2 || keys[a.key] {
-			continue
-		}
+		own := map[string]bool{}
 		for _, s := range a.sources {
-			want[s.path] = true
-			collections[s.path[:strings.LastIndex(s.path, "/")]] = true
+			own[s.path] = true
+		}
+		several := len(a.sources) > 1
+		for _, p := range shown[a.key] {
+			if several || !own[p] {
+				want[p] = true
+			}
+		}
+		if several && len(shown[a.key]) == 0 {
+			for p := range own {
+				want[p] = true
+			}
 		}
 	}
-	if len(collections) == 0 {
+	if len(want) == 0 {
 		return nil
 	}
-	paths := make([]string, 0, len(collections))
-	for p := range collections {
+	paths := make([]string, 0, len(want))
+	for p := range want {
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
-	var mu sync.Mutex
+	held := make([]map[string]any, len(paths))
 	errs := make([]error, len(paths))
 	workpool.Run(ctx, 8, len(paths), func(i int) {
-		items, err := c.list(ctx, paths[i])
-		if errors.Is(err, ErrNotFound) {
-			return // the cluster's pool does not exist yet: nothing in it
-		}
-		if err != nil {
-			errs[i] = err
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		for _, m := range items {
-			if p, _ := m["path"].(string); want[p] {
-				cur[p] = m
+		m, err := c.getObject(ctx, paths[i])
+		switch {
+		case err == nil:
+			held[i] = m
+		case errors.Is(err, ErrNotFound):
+			if _, ok := cur[paths[i]]; ok {
+				errs[i] = fmt.Errorf("nsxt: %s is gone since the search index showed it: %w: %w", paths[i], ErrConflict, err)
 			}
+		default:
+			errs[i] = err
 		}
 	}, func(i int, err error) { errs[i] = err })
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for i, p := range paths {
+		if held[i] != nil {
+			cur[p] = held[i]
+		}
+	}
+	return nil
 }
 
 // addresses are what the allocation stage got from NSX, by allocation key.

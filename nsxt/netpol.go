@@ -449,12 +449,13 @@ func (c *Client) ApplyNetworkPolicy(ctx context.Context, np NetworkPolicy) (*Pla
 }
 
 // DeleteNetworkPolicy removes what ApplyNetworkPolicy made, found by tag
-// and, as a teardown does, in NSX's store (the groups, the security
-// policies and their rules), so a policy applied a moment before goes too.
+// and, as a teardown does, in NSX's store (its two security policies, read
+// by path, their rules, and the groups they name), so a policy applied a
+// moment before goes too.
 func (c *Client) DeleteNetworkPolicy(ctx context.Context, clusterID, namespace, name string) (*Teardown, error) {
 	np := NetworkPolicy{ClusterID: clusterID, Namespace: namespace, Name: name}
 	if err := np.validate(); err != nil {
 		return nil, err
 	}
-	return c.teardown(ctx, clusterID, namespace, func(m map[string]any) bool { return hasTag(m, TagNetworkPolicy, np.key()) }, reachDFW)
+	return c.teardown(ctx, clusterID, namespace, func(m map[string]any) bool { return hasTag(m, TagNetworkPolicy, np.key()) }, reach{policy: np.base()})
 }

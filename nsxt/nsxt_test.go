@@ -582,31 +582,35 @@ func TestAllocationsCannotChangeInPlace(t *testing.T) {
 
 // NSX's search index trails its writes. Right after a build, a change and
 // a teardown still come out right: updates read the revision from the
-// object, and teardown searches again until the index shows nothing.
+// object, and teardown reads NSX's store as well as the index.
 func TestStaleSearchIndex(t *testing.T) {
-	e := newEnv(t, simulator.Config{SearchLag: 700 * time.Millisecond})
+	e := newEnv(t, simulator.Config{})
+	e.sim.FreezeSearch() // the index shows nothing of the build
 	ctx := context.Background()
 	topo := topology(e.sim, "c1", "a")
 	_, err := e.c.BuildTopology(ctx, topo)
 	require.NoError(t, err)
 
-	// The index may not show the objects yet: they are written again
-	// (PATCH is an upsert), never duplicated, and nothing is allocated twice.
+	// The index does not show the objects: they are written again (PATCH
+	// is an upsert), never duplicated, and nothing is allocated twice.
+	allocated := e.sim.Allocated()
 	topo.LBSize = "LARGE"
 	n, err := e.c.BuildTopology(ctx, topo)
 	require.NoError(t, err)
 	require.Equal(t, "LARGE", e.sim.Object("/infra/lb-services/kf_c1")["size"])
 	require.Equal(t, "172.24.0.0/24", n.Namespaces["a"].Subnet.String(), "the same subnet, not a second one")
+	require.Equal(t, allocated, e.sim.Allocated())
 
 	// Once the index has caught up, an update is one write with the
 	// object's own revision.
-	time.Sleep(800 * time.Millisecond)
+	e.sim.FreezeSearch()
 	topo.LBSize = "MEDIUM"
 	n, err = e.c.BuildTopology(ctx, topo)
 	require.NoError(t, err)
 	require.Equal(t, 1, n.Writes, "%s", n.Plan)
 
-	// A teardown right after a change still removes everything.
+	// A teardown right after a change, which the index does not show,
+	// still removes everything.
 	topo.Namespaces = append(topo.Namespaces, "b")
 	_, err = e.c.BuildTopology(ctx, topo)
 	require.NoError(t, err)

@@ -168,6 +168,20 @@ func tagValue(m map[string]any, scope string) string {
 	return ""
 }
 
+// tagValues are the tags of every tag with scope.
+func tagValues(m map[string]any, scope string) []string {
+	var out []string
+	list, _ := m["tags"].([]any)
+	for _, t := range list {
+		if tm, _ := t.(map[string]any); tm["scope"] == scope {
+			if s, _ := tm["tag"].(string); s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
 func hasScope(m map[string]any, scope string) bool {
 	list, _ := m["tags"].([]any)
 	for _, t := range list {

@@ -3,10 +3,12 @@ package nsxt_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -39,6 +41,9 @@ func withBoth(topo nsxt.Topology) nsxt.Topology {
 	topo.FloatingIPPoolPaths = append(topo.FloatingIPPoolPaths, pool2)
 	return topo
 }
+
+// searchKey counts the simulator's search requests in Requests.
+const searchKey = "GET /policy/api/v1/search/query"
 
 // allocationPaths counts the subnets and addresses the simulator holds.
 func allocationPaths(sim *simulator.Server) (subnets, addrs int) {
@@ -256,6 +261,44 @@ func TestEveryBlockExhausted(t *testing.T) {
 	requireNothingLeft(t, e.sim)
 }
 
+// The node subnet has one block. With no room left there, the build
+// fails naming the field, Topology.NodeIPBlockPath, as it names
+// PodIPBlockPaths, and wraps NSX's reason: the subnet in state ERROR, or
+// NSX's refusal of it.
+func TestNodeBlockExhausted(t *testing.T) {
+	for _, refuse := range []bool{false, true} {
+		t.Run(fmt.Sprint("RefuseFullBlocks=", refuse), func(t *testing.T) {
+			inv := simulator.DefaultInventory()
+			inv.NodeBlock = simulator.Block{ID: "nodes-block", CIDR: "172.23.0.0/24"} // one node subnet
+			e := newEnv(t, simulator.Config{Inventory: &inv, RefuseFullBlocks: refuse})
+			ctx := context.Background()
+			_, err := e.c.BuildTopology(ctx, topology(e.sim, "c1", "a"))
+			require.NoError(t, err)
+
+			_, err = e.c.BuildTopology(ctx, topology(e.sim, "c2", "a"))
+			require.ErrorContains(t, err, "nsxt: NSX could not allocate /infra/ip-pools/kf_c2/ip-subnets/nodes from Topology.NodeIPBlockPath (/infra/ip-blocks/nodes-block): ")
+			if refuse {
+				var ae *nsxt.APIError
+				require.ErrorAs(t, err, &ae)
+				require.Equal(t, []int64{520012}, ae.RelatedCodes)
+			} else {
+				var re *nsxt.RealizationError
+				require.ErrorAs(t, err, &re)
+				require.Equal(t, "ERROR", re.State)
+				require.Equal(t, "/infra/ip-pools/kf_c2/ip-subnets/nodes", re.Path)
+				require.Contains(t, re.Message, "IP block /infra/ip-blocks/nodes-block (172.23.0.0/24) is exhausted")
+			}
+			require.Nil(t, e.sim.Object("/infra/ip-pools/kf_c2/ip-subnets/nodes"), "nothing is left in ERROR")
+
+			for _, c := range []string{"c1", "c2"} {
+				_, err = e.c.TeardownTopology(ctx, c)
+				require.NoError(t, err)
+			}
+			requireNothingLeft(t, e.sim)
+		})
+	}
+}
+
 // Routable namespaces get no SNAT address and no SNAT rule; their
 // segments hang off the tier-1, which advertises connected segments.
 // Switching converges both ways, and a rebuild writes nothing.
@@ -427,6 +470,68 @@ func TestMaxL4LBServices(t *testing.T) {
 	requireNothingLeft(t, e.sim)
 }
 
+// The search index trails writes: right after a build, and in a burst of
+// new Services, it shows neither the limit nor the Services. The limit is
+// read from the load balancer and the Services counted in NSX's store, so
+// it holds all the same, for this client and another; a Service counts
+// once whatever its ports, and one that exists may change.
+func TestMaxL4LBServicesWhileTheIndexTrails(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	e.sim.FreezeSearch() // the index shows nothing the test writes
+	ctx := context.Background()
+	topo := topology(e.sim, "c1", "web")
+	topo.MaxL4LBServices = 2
+	_, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	svc := func(name string, ports ...int) nsxt.LoadBalancer {
+		lb := nsxt.LoadBalancer{ClusterID: "c1", Namespace: "web", Name: name, FloatingIPPoolPaths: topo.FloatingIPPoolPaths,
+			Nodes: []string{"172.23.0.20"}}
+		for _, p := range ports {
+			lb.Ports = append(lb.Ports, nsxt.ServicePort{Port: p, NodePort: 30000 + p})
+		}
+		return lb
+	}
+	refused := func(c *nsxt.Client, name string, count int) {
+		t.Helper()
+		writes := e.sim.Writes()
+		_, err := c.EnsureLoadBalancer(ctx, svc(name, 80))
+		var le *nsxt.LimitError
+		require.ErrorAs(t, err, &le, name)
+		require.Equal(t, nsxt.LimitError{ClusterID: "c1", Field: "MaxL4LBServices", Limit: 2, Count: count,
+			Object: "LoadBalancer Service web/" + name}, *le)
+		require.Equal(t, writes, e.sim.Writes(), "nothing is written")
+	}
+
+	// s1 has three ports, three virtual servers: one Service.
+	_, err = e.c.EnsureLoadBalancer(ctx, svc("s1", 80, 443, 8080))
+	require.NoError(t, err)
+	_, err = e.c.EnsureLoadBalancer(ctx, svc("s2", 80))
+	require.NoError(t, err)
+	require.Zero(t, indexed(t, e.sim, "c1"), "the index shows none of it")
+	refused(e.c, "s3", 2)
+	refused(e.c, "s4", 2)
+	refused(newClient(t, e.sim), "s3", 2)
+	moved := svc("s1", 80, 443, 8080)
+	moved.Nodes = []string{"172.23.0.21"}
+	_, err = e.c.EnsureLoadBalancer(ctx, moved)
+	require.NoError(t, err, "an existing Service changes at the limit")
+	require.Equal(t, "172.23.0.21", e.sim.Object("/infra/lb-pools/kf_c1_svc_web_s1_tcp_443")["members"].([]any)[0].(map[string]any)["ip_address"])
+
+	// Once the index shows s2, it goes: the index still shows it, NSX
+	// does not, and a new one takes its place; the next is refused.
+	e.sim.FreezeSearch()
+	_, err = e.c.DeleteLoadBalancer(ctx, "c1", "web", "s2")
+	require.NoError(t, err)
+	require.Positive(t, indexed(t, e.sim, "c1"))
+	_, err = e.c.EnsureLoadBalancer(ctx, svc("s3", 80))
+	require.NoError(t, err)
+	refused(e.c, "s4", 2)
+
+	_, err = e.c.TeardownTopology(ctx, "c1")
+	require.NoError(t, err)
+	requireNothingLeft(t, e.sim)
+}
+
 // A Service's address comes from the next pool when the first is
 // exhausted; one asked for by value comes from the pool that holds it.
 func TestLoadBalancerFromSeveralPools(t *testing.T) {
@@ -473,37 +578,99 @@ func TestLoadBalancerFromSeveralPools(t *testing.T) {
 	requireNothingLeft(t, e.sim)
 }
 
+// The search index may show an allocation NSX released a moment ago. A
+// Service whose address was in the second pool goes, and comes back with
+// the first pool only, which has room again: the index still shows its
+// old address, in a pool the Service no longer lists. That is not taken
+// as an address that cannot move (a FieldError): it is read from NSX,
+// found gone, and the Service is read again once the index catches up.
+func TestStaleAddressInAnUnlistedPool(t *testing.T) {
+	e := newEnv(t, simulator.Config{Inventory: twoOfEach()})
+	ctx := context.Background()
+	pool1 := "/infra/ip-pools/" + e.sim.Inventory().FloatingPool
+	topo := withBoth(topology(e.sim, "c1"))
+	_, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	svc := func(name string, pools ...string) nsxt.LoadBalancer {
+		return nsxt.LoadBalancer{ClusterID: "c1", Namespace: "web", Name: name, FloatingIPPoolPaths: pools,
+			Ports: []nsxt.ServicePort{{Port: 80, NodePort: 30080}}}
+	}
+	for _, name := range []string{"s1", "s2", "s3"} {
+		_, err := e.c.EnsureLoadBalancer(ctx, svc(name, topo.FloatingIPPoolPaths...))
+		require.NoError(t, err)
+	}
+	old := pool2 + "/ip-allocations/kf_c1_svc_web_s3"
+	require.NotNil(t, e.sim.Object(old), "the first pool was full")
+
+	e.sim.FreezeSearch() // the index shows s3's address in the second pool
+	for _, name := range []string{"s1", "s3"} {
+		_, err := e.c.DeleteLoadBalancer(ctx, "c1", "web", name)
+		require.NoError(t, err)
+	}
+	var thawed atomic.Bool
+	e.sim.Inject(&simulator.Fault{Method: "GET", Path: regexp.MustCompile(regexp.QuoteMeta(old) + "$"), Nth: 1,
+		Before: func() { thawed.Store(true); e.sim.ThawSearch() }})
+	st, err := e.c.EnsureLoadBalancer(ctx, svc("s3", pool1))
+	require.NoError(t, err)
+	require.True(t, thawed.Load(), "the address the index shows is read from NSX")
+	require.NotNil(t, e.sim.Object(pool1+"/ip-allocations/kf_c1_svc_web_s3"))
+	require.Nil(t, e.sim.Object(old))
+	require.Equal(t, st.IP, e.sim.Object(st.VirtualServers[0])["ip_address"])
+
+	_, err = e.c.TeardownTopology(ctx, "c1")
+	require.NoError(t, err)
+	requireNothingLeft(t, e.sim)
+}
+
 // NSX's search index trails its writes. Right after a build that fell back
 // to the second block and pool, a rebuild reads from NSX itself where the
 // allocations are, rather than guessing from the index and making them
 // again elsewhere; right after a namespace is torn down, the index still
 // shows it, and the rebuild reads again until it does not.
 func TestSeveralBlocksWithStaleSearchIndex(t *testing.T) {
-	e := newEnv(t, simulator.Config{Inventory: twoOfEach(), SearchLag: 700 * time.Millisecond})
+	e := newEnv(t, simulator.Config{Inventory: twoOfEach()})
+	e.sim.FreezeSearch() // the index shows nothing of the build
 	ctx := context.Background()
 	topo := withBoth(topology(e.sim, "c1", "a", "b", "c"))
 	first, err := e.c.BuildTopology(ctx, topo)
 	require.NoError(t, err)
 	before := e.sim.Allocated()
+	require.Zero(t, indexed(t, e.sim, "c1"))
 
+	reqs := e.sim.Requests()
 	again, err := e.c.BuildTopology(ctx, topo)
 	require.NoError(t, err)
 	require.Equal(t, first.Namespaces, again.Namespaces)
 	require.Equal(t, first.SNATAddress, again.SNATAddress)
 	require.Equal(t, before, e.sim.Allocated(), "nothing allocated twice")
+	// Each allocation that may come from two sources is read where it may
+	// be: no shared pool is listed whole.
+	for _, pool := range []string{"/infra/ip-pools/" + e.sim.Inventory().FloatingPool, pool2} {
+		require.Equal(t, reqs["GET /policy/api/v1"+pool+"/ip-allocations"], e.sim.Requests()["GET /policy/api/v1"+pool+"/ip-allocations"], pool)
+		require.Equal(t, reqs["GET /policy/api/v1"+pool+"/ip-allocations/kf_c1_snat"]+1,
+			e.sim.Requests()["GET /policy/api/v1"+pool+"/ip-allocations/kf_c1_snat"], pool)
+	}
 
 	// Once the index shows c, tear it down and build it again at once:
-	// the index still shows c's objects, which NSX no longer holds.
-	time.Sleep(800 * time.Millisecond)
+	// the index still shows c's objects, which NSX no longer holds. The
+	// build reads c's subnet from NSX, finds it gone, and reads again; the
+	// index catches up only once the subnet is read.
+	e.sim.FreezeSearch()
 	td, err := e.c.TeardownNamespace(ctx, "c1", "c")
 	require.NoError(t, err)
 	require.Contains(t, td.Deleted, "/infra/ip-pools/kf_c1/ip-subnets/ns_c")
+	require.Positive(t, indexed(t, e.sim, "c1"))
+	var thawed atomic.Bool
+	e.sim.Inject(&simulator.Fault{Method: "GET", Path: regexp.MustCompile(`/infra/ip-pools/kf_c1/ip-subnets/ns_c$`), Nth: 1,
+		Before: func() { thawed.Store(true); e.sim.ThawSearch() }})
+	searches := e.sim.Requests()[searchKey]
 	back, err := e.c.BuildTopology(ctx, topo)
 	require.NoError(t, err)
+	require.True(t, thawed.Load())
+	require.Equal(t, 3, e.sim.Requests()[searchKey]-searches, "the inventory, the stale read, and the read after")
 	require.NotNil(t, e.sim.Object(back.Namespaces["c"].SegmentPath), "c's network is made again, not taken as there")
 	require.True(t, back.Namespaces["c"].Subnet.IsValid())
 
-	time.Sleep(800 * time.Millisecond)
 	settled, err := e.c.BuildTopology(ctx, topo)
 	require.NoError(t, err)
 	require.Zero(t, settled.Writes, "%s", settled.Plan)
@@ -566,10 +733,12 @@ func TestEveryBlockRefuses(t *testing.T) {
 	topo.PodIPBlockPaths = append(topo.PodIPBlockPaths, block2)
 
 	_, err := e.c.BuildTopology(ctx, topo)
+	require.ErrorIs(t, err, nsxt.ErrInvalid)
 	var ae *nsxt.APIError
-	require.ErrorAs(t, err, &ae)
-	require.EqualValues(t, 520012, ae.Code)
-	require.Contains(t, ae.Message, "does not have spare capacity")
+	require.ErrorAs(t, err, &ae, "the refusal is wrapped")
+	require.Equal(t, []int64{520012}, ae.RelatedCodes, "NSX names the full block among the related errors")
+	require.Len(t, ae.Related, 1)
+	require.Contains(t, ae.Related[0], "IpAddressBlock with path=["+block2+"] does not have spare capacity")
 	require.Contains(t, err.Error(), "/infra/ip-pools/kf_c1/ip-subnets/ns_c from none of Topology.PodIPBlockPaths (/infra/ip-blocks/pods-block, "+block2+")")
 	require.Empty(t, e.sim.Paths(), "every PATCH was refused: nothing was made")
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -115,6 +117,9 @@ func objectID(parts ...string) string {
 
 func (lb LoadBalancer) key() string { return lb.Namespace + "/" + lb.Name }
 
+// lbServicePath is the cluster's load balancer, which serves the Service.
+func (lb LoadBalancer) lbServicePath() string { return "/infra/lb-services/kf_" + lb.ClusterID }
+
 func (lb LoadBalancer) base() string {
 	return objectID("kf_"+lb.ClusterID, "svc", lb.Namespace, lb.Name)
 }
@@ -151,7 +156,7 @@ func (lb LoadBalancer) desired() desiredSet {
 					intent{"/infra/lb-virtual-servers/" + id, "LBVirtualServer", model.LBVirtualServer{Id: ptr(id),
 						IpAddress: ptr(vip), Ports: []string{strconv.Itoa(p.Port)},
 						DefaultPoolMemberPorts: []string{strconv.Itoa(p.NodePort)},
-						PoolPath:               ptr("/infra/lb-pools/" + id), LbServicePath: ptr("/infra/lb-services/kf_" + lb.ClusterID),
+						PoolPath:               ptr("/infra/lb-pools/" + id), LbServicePath: ptr(lb.lbServicePath()),
 						ApplicationProfilePath: ptr(profile), Enabled: ptr(true), Tags: lb.tags()}, false},
 				)
 			}
@@ -162,26 +167,65 @@ func (lb LoadBalancer) desired() desiredSet {
 
 // admit refuses a new Service when the cluster has as many LoadBalancer
 // Services as its Topology.MaxL4LBServices, which BuildTopology recorded
-// on the cluster's load balancer. all is every object of the cluster, as
-// the search shows it: the limit holds across clients and processes,
-// though Services created at the same moment may pass it together, and
-// the index trails writes by a moment. A Service that exists may always
-// change.
-func (lb LoadBalancer) admit(all current) error {
+// on the cluster's load balancer. The search index trails writes, so
+// neither the limit nor the count comes from it alone: the limit is read
+// from the load balancer itself (a GET: its path follows from the cluster
+// id), and, when there is one, the Services are counted in NSX's store by
+// their virtual servers tagged with the cluster (a listing), joined with
+// the Services all (the search) shows whose address NSX still holds (a
+// GET of each such address): one whose virtual servers are not made yet
+// counts, one deleted a moment ago does not. A Service counts once
+// whatever its ports, as TKGI counts "1 TCP layer 4 virtual server for
+// each Kubernetes service of type LoadBalancer". One with a virtual
+// server in the store exists and may always change. The limit holds
+// across clients, processes and bursts, though Services created at the
+// same moment may pass it together.
+func (lb LoadBalancer) admit(ctx context.Context, c *Client, all current) error {
+	m, err := c.getObject(ctx, lb.lbServicePath())
+	if errors.Is(err, ErrNotFound) {
+		return nil // no topology: no limit, and nothing to serve the Service
+	}
+	if err != nil {
+		return err
+	}
+	limit, _ := strconv.Atoi(tagValue(m, TagMaxL4LBServices))
+	if limit <= 0 {
+		return nil
+	}
+	servers, err := c.list(ctx, "/infra/lb-virtual-servers")
+	if err != nil {
+		return err
+	}
 	services := map[string]bool{}
-	for _, m := range all {
-		if s := tagValue(m, TagService); s != "" {
+	for _, vs := range servers {
+		if s := tagValue(vs, TagService); s != "" && hasTag(vs, TagCluster, lb.ClusterID) {
 			services[s] = true
 		}
 	}
 	if services[lb.key()] {
 		return nil
 	}
-	limit := 0
-	if m := all["/infra/lb-services/kf_"+lb.ClusterID]; m != nil {
-		limit, _ = strconv.Atoi(tagValue(m, TagMaxL4LBServices))
+	var addrs []string // of the Services only the search shows
+	for path, m := range all {
+		if s := tagValue(m, TagService); s != "" && s != lb.key() && !services[s] && m["resource_type"] == "IpAddressAllocation" {
+			addrs = append(addrs, path)
+		}
 	}
-	if limit > 0 && len(services) >= limit {
+	sort.Strings(addrs)
+	for _, path := range addrs {
+		s := tagValue(all[path], TagService)
+		if services[s] {
+			continue
+		}
+		_, err := c.getObject(ctx, path)
+		switch {
+		case err == nil:
+			services[s] = true
+		case !errors.Is(err, ErrNotFound):
+			return err
+		}
+	}
+	if len(services) >= limit {
 		return &LimitError{ClusterID: lb.ClusterID, Field: "MaxL4LBServices", Limit: limit, Count: len(services),
 			Object: "LoadBalancer Service " + lb.key()}
 	}
@@ -196,7 +240,10 @@ func (lb LoadBalancer) admit(all current) error {
 // nothing; with changed ports or nodes it changes only those. The
 // cluster's topology must exist (BuildTopology). A new Service beyond the
 // cluster's Topology.MaxL4LBServices is refused with a *LimitError
-// (errors.Is(err, ErrLimitExceeded)), before anything is written.
+// (errors.Is(err, ErrLimitExceeded)), before anything is written; the
+// limit is read from the cluster's load balancer, and the Services
+// counted in NSX's store, so it holds right after a build and in a burst
+// of new Services, while the search index does not show them yet.
 func (c *Client) EnsureLoadBalancer(ctx context.Context, lb LoadBalancer) (*LoadBalancerStatus, error) {
 	if err := lb.Validate(); err != nil {
 		return nil, err
@@ -268,9 +315,9 @@ func subnetHolds(m map[string]any, ip netip.Addr) bool {
 
 // DeleteLoadBalancer removes a Service's virtual servers and pools and
 // releases its address, found by tag and, as a teardown does, in NSX's
-// store (the load balancer pools and virtual servers, the IP pools and
-// their addresses), so one made a moment before goes too. Deleting one
-// that is gone writes nothing.
+// store (the load balancer pools and virtual servers, and the addresses
+// of the floating pools the cluster's IP pool records), so one made a
+// moment before goes too. Deleting one that is gone writes nothing.
 func (c *Client) DeleteLoadBalancer(ctx context.Context, clusterID, namespace, name string) (*Teardown, error) {
 	lb := LoadBalancer{ClusterID: clusterID, Namespace: namespace, Name: name}
 	if err := checkClusterID("LoadBalancer", clusterID); err != nil {
@@ -282,5 +329,5 @@ func (c *Client) DeleteLoadBalancer(ctx context.Context, clusterID, namespace, n
 	if !dnsLabelRe.MatchString(name) {
 		return nil, &FieldError{"LoadBalancer", "Name", name, "is not a Kubernetes Service name"}
 	}
-	return c.teardown(ctx, clusterID, namespace, func(m map[string]any) bool { return hasTag(m, TagService, lb.key()) }, reachLB|reachFloating)
+	return c.teardown(ctx, clusterID, namespace, func(m map[string]any) bool { return hasTag(m, TagService, lb.key()) }, reach{services: true})
 }

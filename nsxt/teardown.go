@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -34,7 +36,7 @@ func (c *Client) TeardownTopology(ctx context.Context, clusterID string) (*Teard
 	if err := checkClusterID("Topology", clusterID); err != nil {
 		return nil, err
 	}
-	return c.teardown(ctx, clusterID, "", nil, reachAll)
+	return c.teardown(ctx, clusterID, "", nil, reach{cluster: true, networks: true, services: true, policies: true})
 }
 
 // TeardownNamespace deletes the network of one namespace of a cluster:
@@ -49,33 +51,28 @@ func (c *Client) TeardownNamespace(ctx context.Context, clusterID, namespace str
 	if !dnsLabelRe.MatchString(namespace) {
 		return nil, &FieldError{"Topology", "Namespace", namespace, "is not a Kubernetes namespace name"}
 	}
-	return c.teardown(ctx, clusterID, namespace, nil, reachAll&^reachCluster)
+	return c.teardown(ctx, clusterID, namespace, nil, reach{networks: true, services: true, policies: true})
 }
 
-// reach names the places in NSX's store a teardown reads, besides the
-// search: those where what it deletes may live.
-type reach uint8
-
-const (
-	// reachCluster: the cluster's tier-1 and load balancer, read by path,
-	// and the tier-1's locale services.
-	reachCluster reach = 1 << iota
-	// reachSegments: the segments, and the NAT rules of the gateways the
-	// cluster's segments hang off.
-	reachSegments
-	// reachLB: the load balancer pools and virtual servers.
-	reachLB
-	// reachDFW: the groups and security policies of the default domain,
-	// and the rules of the policies the teardown deletes.
-	reachDFW
-	// reachSubnets: the IP pools, and the subnets of the cluster's own.
-	reachSubnets
-	// reachFloating: the IP pools (the cluster's own among them), and the
-	// addresses allocated in every pool kubefoundry did not make.
-	reachFloating
-
-	reachAll = reachCluster | reachSegments | reachLB | reachDFW | reachSubnets | reachFloating
-)
+// reach says what a teardown reads from NSX's store, besides the search.
+type reach struct {
+	// cluster: the cluster's own objects, read by path (the tier-1 and its
+	// locale services, the load balancer, the node segment and group, the
+	// cluster's IP pool).
+	cluster bool
+	// networks: the networks of the namespaces (the teardown's, or those
+	// the cluster's IP pool holds a subnet for), read by path.
+	networks bool
+	// services: the load balancer pools and virtual servers, listed (their
+	// ids follow from Service names), and the addresses of the Services.
+	services bool
+	// policies: the security policies of the default domain, listed (their
+	// ids follow from NetworkPolicy names), with their rules and groups.
+	policies bool
+	// policy is the id of one NetworkPolicy's security policy: it and its
+	// isolation policy are read by path instead.
+	policy string
+}
 
 // teardown deletes the objects tagged with the cluster (and namespace),
 // those member accepts when it is not nil.
@@ -83,9 +80,10 @@ const (
 // It finds them in two ways and deletes the union, in one hierarchical
 // PATCH: the search API by tag, and reads of NSX's store, which hold every
 // write made before them, where the search index trails by a moment. The
-// store reads are GETs of the objects whose paths follow from the cluster
-// id and listings of the collections the others live in (where says
-// which), kept when their tags say the teardown owns them. A search hit
+// store reads (see stored; where says which) are GETs of the objects
+// whose paths follow from the cluster id, and listings of the cluster's
+// own collections and of those whose ids cannot be known, kept when their
+// tags say the teardown owns them. A search hit
 // in a collection the reads cover that NSX no longer holds is the index
 // showing the past, and is left out: a second teardown writes nothing.
 // After deleting it reads again, at once (the reads are authoritative),
@@ -111,7 +109,7 @@ func (c *Client) teardown(ctx context.Context, clusterID, namespace string, memb
 				delete(hits, p)
 			}
 		}
-		st, err := c.stored(ctx, clusterID, where, owns, hits)
+		st, err := c.stored(ctx, clusterID, namespace, where, owns, hits)
 		if err != nil {
 			return nil, err
 		}
@@ -180,89 +178,226 @@ type storeView struct {
 // collection was listed, or it was read by path, without it; or the same
 // holds for one of its parents.
 func (v *storeView) gone(path string) bool {
+	known, held := v.knows(path)
+	return known && !held
+}
+
+// knows reports whether the reads tell if NSX holds path, and if so
+// whether it does: it was read (by path or in a listing of its
+// collection), or a parent of it was and NSX does not hold that.
+func (v *storeView) knows(path string) (known, held bool) {
+	if _, ok := v.all[path]; ok {
+		return true, true
+	}
 	for p := path; p != "" && p != "/infra"; p = parentPath(p) {
 		i := strings.LastIndex(p, "/")
 		if (i > 0 && v.listed[p[:i]]) || v.got[p] {
-			_, ok := v.all[p]
-			return !ok
+			if _, ok := v.all[p]; !ok {
+				return true, false
+			}
 		}
 	}
-	return false
+	return false, false
 }
 
-// stored reads what where names from NSX's store, at bounded
-// concurrency: first the objects whose paths follow from the cluster id
-// and the collections of the others, then the collections under what that
-// found: the locale services of the cluster's tier-1, the NAT rules of the
-// gateways its segments hang off, the subnets of its pool, the rules of
-// the security policies owns accepts and the addresses of the pools
-// kubefoundry did not make. hits are what the search showed, for the
-// gateways and pools only they may name.
+// stored reads what where names from NSX's store, at bounded concurrency,
+// in rounds, each from what the ones before found: it reads by path
+// whatever follows from the cluster id, and lists only the collections
+// whose ids follow from names it cannot know (the load balancer pools and
+// virtual servers of Services, the security policies of NetworkPolicies)
+// and collections of the cluster's own (its IP pool's subnets, its
+// tier-1's locale services and NAT rules, its security policies' rules)
+// or that it recorded (the addresses of the floating pools named on its
+// IP pool). hits are what the search showed, for the namespaces, gateways
+// and pools only they may name; one of them the reads do not cover is read
+// by path.
 //
-// For reachAll that is 2 GETs and 6 listings, then one listing each for
-// the locale services, a gateway, the cluster's pool, a policy of its own
-// and an IP pool kubefoundry did not make (each listing a page per 1000
-// objects).
-func (c *Client) stored(ctx context.Context, clusterID string, where reach, owns func(map[string]any) bool, hits current) (*storeView, error) {
+//  1. GETs of the cluster's IP pool, tier-1, load balancer, node segment
+//     and node group (a namespace's teardown: of its subnet, segment and
+//     group instead) and of one NetworkPolicy's security policies;
+//     listings of the IP pool's subnets, the load balancer pools and
+//     virtual servers and the security policies.
+//  2. For each namespace of the IP pool's subnets (or of the search), GETs
+//     of its segment and group; listings of the tier-1's locale services,
+//     the rules of each security policy of the teardown, and the
+//     addresses of each floating pool the IP pool records.
+//  3. The NAT rules of the gateways the segments hang off (a listing for
+//     the cluster's tier-1, GETs by id on a tier-0), GETs of the groups the
+//     teardown's security policies and rules name. When the IP pool records
+//     no pool (a cluster built before pools were recorded), or an object
+//     read carries an address none of those pools holds (a Service's from
+//     a pool the topology does not list), the IP pools are listed, then
+//     the addresses of each kubefoundry did not make.
+//  4. GETs of what the search showed that the reads left unknown, if
+//     anything (usually nothing).
+func (c *Client) stored(ctx context.Context, clusterID, namespace string, where reach, owns func(map[string]any) bool, hits current) (*storeView, error) {
 	prefix := "kf_" + clusterID
 	t1 := "/infra/tier-1s/" + prefix
 	pool := "/infra/ip-pools/" + prefix
-	domain := "/infra/domains/default"
+	groups := "/infra/domains/default/groups/"
+	policies := "/infra/domains/default/security-policies"
 	v := &storeView{owned: current{}, all: current{}, listed: map[string]bool{}, got: map[string]bool{}}
+	addresses := where.cluster || where.networks || where.services
+
+	// 1. What follows from the cluster id, and the collections of what
+	// does not.
 	var gets, lists []string
-	if where&reachCluster != 0 {
-		gets = append(gets, t1, "/infra/lb-services/"+prefix)
+	if addresses {
+		gets = append(gets, pool)
 	}
-	if where&reachSegments != 0 {
-		lists = append(lists, "/infra/segments")
+	if where.cluster {
+		gets = append(gets, t1, "/infra/lb-services/"+prefix, "/infra/segments/"+prefix+"_nodes", groups+prefix+"_nodes")
 	}
-	if where&reachLB != 0 {
+	if where.networks {
+		if namespace == "" {
+			lists = append(lists, pool+"/ip-subnets")
+		} else {
+			gets = append(gets, pool+"/ip-subnets/ns_"+namespace, "/infra/segments/"+prefix+"_ns_"+namespace, groups+prefix+"_ns_"+namespace)
+		}
+	}
+	if where.services {
 		lists = append(lists, "/infra/lb-pools", "/infra/lb-virtual-servers")
 	}
-	if where&reachDFW != 0 {
-		lists = append(lists, domain+"/groups", domain+"/security-policies")
+	if where.policies {
+		lists = append(lists, policies)
 	}
-	if where&(reachSubnets|reachFloating) != 0 {
-		lists = append(lists, "/infra/ip-pools")
+	if where.policy != "" {
+		gets = append(gets, policies+"/"+where.policy, policies+"/"+where.policy+"_isolation")
 	}
 	if err := c.readStore(ctx, v, gets, lists); err != nil {
 		return nil, err
 	}
 
-	more := map[string]bool{}
-	if _, ok := v.all[t1]; ok && where&reachCluster != 0 {
-		more[t1+"/locale-services"] = true
-	}
-	if where&reachSegments != 0 {
-		for _, gw := range gateways(clusterID, v.all, hits) {
-			more[gw+"/nat/USER/nat-rules"] = true
+	// 2. What that names: the namespaces, the rules of the policies, the
+	// addresses of the recorded floating pools.
+	gets, lists = nil, nil
+	namespaces := map[string]bool{}
+	if namespace != "" {
+		namespaces[namespace] = true
+	} else if where.networks {
+		for path := range v.all {
+			if ns, ok := strings.CutPrefix(path, pool+"/ip-subnets/ns_"); ok {
+				namespaces[ns] = true
+			}
 		}
+		for _, m := range hits {
+			if ns := tagValue(m, TagNamespace); ns != "" {
+				namespaces[ns] = true
+			}
+		}
+		for _, ns := range slices.Sorted(maps.Keys(namespaces)) {
+			gets = append(gets, "/infra/segments/"+prefix+"_ns_"+ns, groups+prefix+"_ns_"+ns)
+		}
+	}
+	if _, ok := v.all[t1]; ok && where.cluster {
+		lists = append(lists, t1+"/locale-services")
 	}
 	for path, m := range v.all {
-		switch rt := m["resource_type"]; {
-		case rt == "SecurityPolicy" && owns(m):
-			more[path+"/rules"] = true
-		case rt == "IpAddressPool" && path == pool && where&reachSubnets != 0:
-			more[path+"/ip-subnets"] = true
-		case rt == "IpAddressPool" && where&reachFloating != 0 && !hasScope(m, TagCluster):
-			more[path+"/ip-allocations"] = true
+		if m["resource_type"] == "SecurityPolicy" && owns(m) {
+			lists = append(lists, path+"/rules")
 		}
 	}
-	for path, m := range hits {
-		// An address the search shows in a pool the listing of pools
-		// holds but that was not listed (one kubefoundry made).
-		if m["resource_type"] == "IpAddressAllocation" && where&reachFloating != 0 {
-			if _, ok := v.all[parentPath(path)]; ok {
-				more[parentPath(path)+"/ip-allocations"] = true
+	everyPool := false // look for addresses in every pool
+	if addresses {
+		pools := map[string]bool{}
+		if m, ok := v.all[pool]; ok {
+			for _, t := range tagValues(m, TagFloatingPool) {
+				pools[t] = true
+			}
+			everyPool = len(pools) == 0 // built before pools were recorded
+		}
+		for path, m := range hits {
+			if m["resource_type"] == "IpAddressAllocation" {
+				pools[parentPath(path)] = true
+			}
+		}
+		for p := range pools {
+			lists = append(lists, p+"/ip-allocations")
+		}
+	}
+	sort.Strings(lists)
+	if err := c.readStore(ctx, v, gets, lists); err != nil {
+		return nil, err
+	}
+
+	// 3. The NAT rules of the gateways, and the groups the policies and
+	// rules name.
+	gets, lists = nil, nil
+	if where.cluster || where.networks {
+		var ids []string
+		if where.cluster {
+			ids = append(ids, prefix+"_nodes_snat")
+		}
+		for _, ns := range slices.Sorted(maps.Keys(namespaces)) {
+			ids = append(ids, prefix+"_ns_"+ns+"_snat")
+		}
+		for _, gw := range gateways(clusterID, v.all, hits) {
+			rules := gw + "/nat/USER/nat-rules"
+			if gw == t1 {
+				lists = append(lists, rules)
+				continue
+			}
+			for _, id := range ids {
+				gets = append(gets, rules+"/"+id)
 			}
 		}
 	}
-	lists = lists[:0]
-	for l := range more {
-		lists = append(lists, l)
+	named := map[string]bool{}
+	for _, m := range v.all {
+		if rt := m["resource_type"]; (rt == "SecurityPolicy" || rt == "Rule") && owns(m) {
+			for _, f := range []string{"scope", "source_groups", "destination_groups"} {
+				list, _ := m[f].([]any)
+				for _, g := range list {
+					if g, _ := g.(string); strings.HasPrefix(g, groups+prefix+"_") {
+						named[g] = true
+					}
+				}
+			}
+		}
 	}
+	for path := range named {
+		if known, _ := v.knows(path); !known {
+			gets = append(gets, path)
+		}
+	}
+	sort.Strings(gets)
 	sort.Strings(lists)
-	if err := c.readStore(ctx, v, nil, lists); err != nil {
+	if err := c.readStore(ctx, v, gets, lists); err != nil {
+		return nil, err
+	}
+
+	// An object with an address whose allocation none of the pools read
+	// holds (a Service's, or a namespace's of EnsureNamespace, from a
+	// pool the topology does not list) has it elsewhere: look in every
+	// pool kubefoundry did not make, as for a cluster that records none.
+	if addresses && !everyPool {
+		everyPool = lacksAddress(prefix, v.all, owns)
+	}
+	if everyPool {
+		if err := c.readStore(ctx, v, nil, []string{"/infra/ip-pools"}); err != nil {
+			return nil, err
+		}
+		lists = nil
+		for path, m := range v.all {
+			if m["resource_type"] == "IpAddressPool" && parentPath(path) == "/infra" && !hasScope(m, TagCluster) && !v.listed[path+"/ip-allocations"] {
+				lists = append(lists, path+"/ip-allocations")
+			}
+		}
+		sort.Strings(lists)
+		if err := c.readStore(ctx, v, nil, lists); err != nil {
+			return nil, err
+		}
+	}
+
+	// 4. What the search showed that the reads left unknown, if anything.
+	gets = nil
+	for path := range hits {
+		if known, _ := v.knows(path); !known {
+			gets = append(gets, path)
+		}
+	}
+	sort.Strings(gets)
+	if err := c.readStore(ctx, v, gets, nil); err != nil {
 		return nil, err
 	}
 	for path, m := range v.all {
@@ -271,6 +406,43 @@ func (c *Client) stored(ctx context.Context, clusterID string, where reach, owns
 		}
 	}
 	return v, nil
+}
+
+// lacksAddress reports whether an object of the teardown that carries an
+// address (a SNAT rule of the cluster, a virtual server) is read without
+// the allocation of that address.
+func lacksAddress(prefix string, all current, owns func(map[string]any) bool) bool {
+	held := map[string]bool{}
+	for _, m := range all {
+		if m["resource_type"] == "IpAddressAllocation" {
+			held[allocKey(m)] = true
+		}
+	}
+	for path, m := range all {
+		if !owns(m) {
+			continue
+		}
+		_, _, id := splitPath(path)
+		var want string
+		switch m["resource_type"] {
+		case "PolicyNatRule":
+			if id == prefix+"_nodes_snat" {
+				want = prefix + "_snat"
+			} else if ns, ok := strings.CutPrefix(id, prefix+"_ns_"); ok {
+				want = prefix + "_ns_" + strings.TrimSuffix(ns, "_snat")
+			}
+		case "LBVirtualServer":
+			if id == prefix+"_api" {
+				want = id
+			} else if ns, name, ok := strings.Cut(tagValue(m, TagService), "/"); ok {
+				want = objectID(prefix, "svc", ns, name)
+			}
+		}
+		if want != "" && !held[want] {
+			return true
+		}
+	}
+	return false
 }
 
 // readStore GETs gets and lists lists into v. A 404 is an answer: the

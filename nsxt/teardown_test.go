@@ -9,17 +9,12 @@ import (
 	"net/url"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/kubefoundry/kubefoundry/nsxt"
 	"github.com/kubefoundry/kubefoundry/nsxt/simulator"
 )
-
-// longLag keeps NSX's search index behind every write of a test: the index
-// shows the simulator as it was seeded, and nothing a test writes.
-const longLag = time.Hour
 
 // ownedBy lists the paths of the objects the simulator holds that are
 // tagged with cluster and, when ns is not empty, with the namespace.
@@ -92,7 +87,8 @@ func without(all, drop []string) []string {
 // search index still shows none of it. Another cluster is untouched, and
 // a second teardown writes nothing.
 func TestTeardownBeforeTheSearchIndexCatchesUp(t *testing.T) {
-	e := newEnv(t, simulator.Config{Inventory: twoOfEach(), SearchLag: longLag})
+	e := newEnv(t, simulator.Config{Inventory: twoOfEach()})
+	e.sim.FreezeSearch() // the index shows nothing the test writes
 	ctx := context.Background()
 
 	// c1 takes both pod blocks and both floating pools; c2 is single-tier,
@@ -169,14 +165,17 @@ func TestTeardownBeforeTheSearchIndexCatchesUp(t *testing.T) {
 		require.Equal(t, c2Paths, e.sim.Paths(), "c2 is untouched")
 		require.Contains(t, td.Deleted, "/infra/tier-1s/kf_c1")
 		require.Contains(t, td.Deleted, "/infra/lb-virtual-servers/kf_c1_svc_a_web_tcp_80")
-		// Two rounds (delete, then check), each a search, 2 GETs (the
-		// tier-1, the load balancer), 6 listings (segments, LB pools and
-		// virtual servers, groups, policies, IP pools) and the addresses
-		// of the two floating pools; the first also lists what is under
-		// what it found: the tier-1's locale services and NAT rules, the
-		// cluster pool's subnets and the rules of c1's three policies (the
-		// cluster's, a's and c's).
-		require.EqualValues(t, (1+2+6+2+1+1+1+3)+(1+2+6+2), r1-r0, "reads")
+		// Two rounds (delete, then check), each a search, 5 GETs (the
+		// cluster's IP pool, tier-1, load balancer, node segment and
+		// group) and 4 listings (the pool's subnets, LB pools and virtual
+		// servers, security policies). The first also reads what they
+		// name: a GET of the segment and the group of a and c (the
+		// namespaces the pool's subnets name), listings of the tier-1's
+		// locale services, of the rules of c1's three policies (the
+		// cluster's, a's and c's), of the addresses of the two floating
+		// pools the IP pool records, and of the tier-1's NAT rules. No
+		// shared collection but those of Services and policies is listed.
+		require.EqualValues(t, (1+5+4)+(4+1+3+2)+1+(1+5+4), r1-r0, "reads")
 
 		// The other cluster's subnets and addresses are all that is left.
 		for src, v := range e.sim.Allocated() {
@@ -201,7 +200,8 @@ func TestTeardownBeforeTheSearchIndexCatchesUp(t *testing.T) {
 // A Service and a NetworkPolicy deleted right after they are made, while
 // the search index still shows neither, go with their address.
 func TestDeleteServiceAndPolicyBeforeTheSearchIndexCatchesUp(t *testing.T) {
-	e := newEnv(t, simulator.Config{SearchLag: longLag})
+	e := newEnv(t, simulator.Config{})
+	e.sim.FreezeSearch() // the index shows nothing the test writes
 	ctx := context.Background()
 	topo := topology(e.sim, "c1", "web")
 	_, err := e.c.BuildTopology(ctx, topo)
@@ -242,14 +242,13 @@ func TestDeleteServiceAndPolicyBeforeTheSearchIndexCatchesUp(t *testing.T) {
 // second teardown, by another client, reads from NSX's store that none of
 // it is there any more, and writes nothing.
 func TestSecondTeardownWhileTheIndexShowsThePast(t *testing.T) {
-	const lag = 500 * time.Millisecond
-	e := newEnv(t, simulator.Config{SearchLag: lag})
+	e := newEnv(t, simulator.Config{})
 	ctx := context.Background()
 	_, err := e.c.BuildTopology(ctx, topology(e.sim, "c1", "a", "b"))
 	require.NoError(t, err)
-	time.Sleep(lag + 100*time.Millisecond)
+	e.sim.FreezeSearch() // the index shows the build, and nothing after
 	shown := indexed(t, e.sim, "c1")
-	require.Equal(t, len(ownedBy(e.sim, "c1", "")), shown, "the index has caught up with the build")
+	require.Equal(t, len(ownedBy(e.sim, "c1", "")), shown, "the index shows the build")
 
 	ns, err := e.c.TeardownNamespace(ctx, "c1", "b")
 	require.NoError(t, err)
@@ -272,4 +271,99 @@ func TestSecondTeardownWhileTheIndexShowsThePast(t *testing.T) {
 		require.Empty(t, res.Deleted)
 		require.Equal(t, writes, e.sim.Writes())
 	}
+}
+
+// A teardown reads by path what follows from the cluster id and lists
+// only collections of the cluster's own, the floating pools its IP pool
+// records, and those whose ids follow from names it cannot know (the load
+// balancer pools and virtual servers of Services, the security policies
+// of NetworkPolicies): not the segments, groups or IP pools of a shared
+// NSX, nor the addresses of a pool the cluster does not use. Only NSX's
+// store tells it what there is here: the index shows nothing.
+func TestTeardownReadsWhatIsTheClusters(t *testing.T) {
+	e := newEnv(t, simulator.Config{Inventory: twoOfEach()})
+	e.sim.FreezeSearch()
+	ctx := context.Background()
+	c1 := topology(e.sim, "c1", "a", "b")
+	_, err := e.c.BuildTopology(ctx, c1)
+	require.NoError(t, err)
+	require.Contains(t, e.sim.Object("/infra/ip-pools/kf_c1")["tags"],
+		map[string]any{"scope": nsxt.TagFloatingPool, "tag": c1.FloatingIPPoolPaths[0]}, "the IP pool records the floating pool")
+	c2 := topology(e.sim, "c2", "x", "y", "z")
+	c2.SingleTier, c2.PodIPBlockPaths, c2.FloatingIPPoolPaths = true, []string{block2}, []string{pool2}
+	_, err = e.c.BuildTopology(ctx, c2)
+	require.NoError(t, err)
+	c2Paths := ownedBy(e.sim, "c2", "")
+
+	c := newClient(t, e.sim)
+	before := e.sim.Requests()
+	r0, _ := c.Calls()
+	td, err := c.TeardownTopology(ctx, "c1")
+	require.NoError(t, err)
+	r1, _ := c.Calls()
+	require.Equal(t, 1, td.Writes)
+	require.Empty(t, ownedBy(e.sim, "c1", ""))
+	require.Equal(t, c2Paths, e.sim.Paths(), "c2 is untouched")
+	for _, coll := range []string{"/infra/segments", "/infra/domains/default/groups", "/infra/ip-pools",
+		pool2 + "/ip-allocations", c2.Tier0Path + "/nat/USER/nat-rules"} {
+		key := "GET /policy/api/v1" + coll
+		require.Equal(t, before[key], e.sim.Requests()[key], "%s is not listed", coll)
+	}
+	// Two rounds (delete, then check), each a search, 5 GETs (IP pool,
+	// tier-1, load balancer, node segment and group) and 4 listings (the
+	// pool's subnets, LB pools and virtual servers, security policies);
+	// the first also GETs the segment and group of a and b, and lists the
+	// tier-1's locale services and NAT rules, the rules of the cluster's,
+	// a's and b's policies and the addresses of the recorded pool.
+	require.EqualValues(t, (1+5+4)+(2*2+1+3+1)+1+(1+5+4), r1-r0, "reads")
+
+	single, err := c.TeardownTopology(ctx, "c2")
+	require.NoError(t, err)
+	require.Equal(t, 1, single.Writes, "the single-tier cluster's NAT rules on the tier-0 are read by id")
+	requireNothingLeft(t, e.sim)
+}
+
+// The cluster's IP pool records the floating pools of its Topology. A
+// teardown finds the addresses of a cluster built before it did, and a
+// Service's from a pool the Topology does not list, all the same (only
+// NSX's store tells it what there is): it then looks in every pool
+// kubefoundry did not make.
+func TestTeardownFindsAddressesInPoolsNotRecorded(t *testing.T) {
+	t.Run("a cluster that records no pool", func(t *testing.T) {
+		e := newEnv(t, simulator.Config{Inventory: twoOfEach()})
+		e.sim.FreezeSearch()
+		ctx := context.Background()
+		_, err := e.c.BuildTopology(ctx, withBoth(topology(e.sim, "c1", "a", "b", "c")))
+		require.NoError(t, err)
+		require.Len(t, e.sim.Allocated(), 5, "the node block, both pod blocks and both pools hold some")
+		require.NoError(t, e.sim.Patch("/infra/ip-pools/kf_c1", map[string]any{"tags": []any{
+			map[string]any{"scope": nsxt.TagCluster, "tag": "c1"}}}))
+
+		td, err := newClient(t, e.sim).TeardownTopology(ctx, "c1")
+		require.NoError(t, err)
+		require.Equal(t, 1, td.Writes)
+		requireNothingLeft(t, e.sim)
+	})
+	t.Run("a Service from a pool the Topology does not list", func(t *testing.T) {
+		e := newEnv(t, simulator.Config{Inventory: twoOfEach()})
+		e.sim.FreezeSearch()
+		ctx := context.Background()
+		topo := topology(e.sim, "c1", "web")
+		_, err := e.c.BuildTopology(ctx, topo)
+		require.NoError(t, err)
+		_, err = e.c.EnsureLoadBalancer(ctx, nsxt.LoadBalancer{ClusterID: "c1", Namespace: "web", Name: "fe",
+			FloatingIPPoolPaths: []string{pool2}, Ports: []nsxt.ServicePort{{Port: 80, NodePort: 30080}}})
+		require.NoError(t, err)
+		require.NotNil(t, e.sim.Object(pool2+"/ip-allocations/kf_c1_svc_web_fe"))
+
+		for _, td := range []func() (*nsxt.Teardown, error){
+			func() (*nsxt.Teardown, error) { return newClient(t, e.sim).TeardownNamespace(ctx, "c1", "web") },
+			func() (*nsxt.Teardown, error) { return newClient(t, e.sim).TeardownTopology(ctx, "c1") },
+		} {
+			res, err := td()
+			require.NoError(t, err)
+			require.Equal(t, 1, res.Writes)
+		}
+		requireNothingLeft(t, e.sim)
+	})
 }

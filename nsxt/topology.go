@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -23,6 +24,10 @@ const (
 	// TagMaxL4LBServices on the cluster's load balancer holds
 	// Topology.MaxL4LBServices, for EnsureLoadBalancer to enforce.
 	TagMaxL4LBServices = "kubefoundry/max-l4-lb-services"
+	// TagFloatingPool on the cluster's IP pool names a floating pool of
+	// Topology.FloatingIPPoolPaths, one tag each: where a teardown looks
+	// for the cluster's addresses.
+	TagFloatingPool = "kubefoundry/floating-pool"
 )
 
 // Topology is the NSX network of one Kubernetes cluster, as TKGI builds it:
@@ -64,19 +69,24 @@ type Topology struct {
 	// then only hosts the load balancer.
 	SingleTier bool `json:"singleTier,omitempty"`
 	// PodRoutable makes the namespace subnets routable (TKGI's
-	// pod_routable): they get no SNAT address and no SNAT rule, and reach
-	// the tier-0 as connected segments of the tier-1, which advertises
-	// them (TIER1_CONNECTED); in single-tier they are the tier-0's own.
-	// Routing them beyond the tier-0 is the tier-0's route redistribution,
-	// which belongs to the platform team. The nodes keep their SNAT.
-	// Changing it on a built cluster adds or removes the namespaces' SNAT
-	// rules and addresses.
+	// pod_routable): all it changes is that the namespaces get no SNAT
+	// address and no SNAT rule, so their traffic leaves with the pods'
+	// own addresses. The tier-1 advertises its connected segments
+	// (TIER1_CONNECTED) to the tier-0 in any case, namespace segments
+	// among them; in single-tier they are the tier-0's own. Routing them
+	// beyond the tier-0 is the tier-0's route redistribution, which
+	// belongs to the platform team. The nodes keep their SNAT. Changing it
+	// on a built cluster adds or removes the namespaces' SNAT rules and
+	// addresses.
 	PodRoutable bool `json:"podRoutable,omitempty"`
-	// MaxL4LBServices caps the LoadBalancer Services of the cluster
-	// (TKGI's max_l4_lb_service); 0 is no limit. BuildTopology records it
-	// on the cluster's load balancer (tag TagMaxL4LBServices), where
-	// EnsureLoadBalancer reads it, so every client and process enforces
-	// the same limit.
+	// MaxL4LBServices caps the Kubernetes Services of type LoadBalancer
+	// of the cluster (TKGI's max_l4_lb_service); 0 is no limit. A Service
+	// counts once however many ports (virtual servers) it has, as TKGI
+	// counts "1 TCP layer 4 virtual server for each Kubernetes service of
+	// type LoadBalancer"; the cluster's own API virtual server does not
+	// count. BuildTopology records it on the cluster's load balancer (tag
+	// TagMaxL4LBServices), where EnsureLoadBalancer reads it, so every
+	// client and process enforces the same limit.
 	MaxL4LBServices int `json:"maxL4LBServices,omitempty"`
 	// APIPort is the Kubernetes API virtual server's port; 8443 as TKGI
 	// when zero. APIMemberPort is the port on the control-plane nodes;
@@ -290,10 +300,22 @@ func (t Topology) lbTags() []model.Tag {
 	return tags
 }
 
+// poolTags are the tags of the cluster's IP pool: it records the floating
+// pools, in a stable order (reordering the list changes nothing), so that
+// a teardown lists the addresses of those pools only. They are written
+// with the pool, in the allocation stage.
+func (t Topology) poolTags() []model.Tag {
+	tags := t.tags("")
+	for _, p := range slices.Sorted(slices.Values(t.FloatingIPPoolPaths)) {
+		tags = append(tags, model.Tag{Scope: ptr(TagFloatingPool), Tag: ptr(p)})
+	}
+	return tags
+}
+
 // allocations are what the allocation stage makes: the cluster's pool
 // with a subnet per network, and floating addresses.
 func (t Topology) allocations() []allocation {
-	pool := model.IpAddressPool{Id: ptr(t.prefix()), DisplayName: ptr(t.prefix()), Tags: t.tags("")}
+	pool := model.IpAddressPool{Id: ptr(t.prefix()), DisplayName: ptr(t.prefix()), Tags: t.poolTags()}
 	out := []allocation{
 		{key: t.poolPath(), object: "Topology", from: []string{""},
 			sources: []intent{{t.poolPath(), "IpAddressPool", pool, true}}},

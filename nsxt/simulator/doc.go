@@ -31,11 +31,16 @@
 // state ERROR with the reason, as NSX does. Basic auth (wrong credentials:
 // 403) or a client certificate chaining to Config.ClientCAs.
 //
-// Config.SearchLag makes the search API answer from the state as it was a
-// while ago, as NSX's search index trails its writes. Config.RefuseFullBlocks
-// makes a block with no room refuse a new subnet when it is written (400,
-// error code 520012, naming the block), as some NSX versions do, instead
-// of realizing it in state ERROR.
+// NSX's search index trails its writes. Server.FreezeSearch makes the
+// search API answer from the state as it was when it was called, until
+// Server.ThawSearch makes the index catch up: what the index shows is then
+// up to the test, not to the clock. Config.SearchLag makes the search API
+// answer from the state as it was a while ago, by the clock, for demos.
+//
+// Config.RefuseFullBlocks makes a block with no room refuse a new subnet
+// when it is written (400, with error code 520012 naming the block among
+// the related errors), as some NSX versions do, instead of realizing it in
+// state ERROR.
 //
 // Tests steer it with Inject (a status on the Nth request matching a
 // method and path, or a Before hook that writes in between as another

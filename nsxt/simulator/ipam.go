@@ -14,7 +14,7 @@ import (
 // by value that is taken or outside the pool is refused (400); running out
 // of space leaves the intent in place with a realization error, as NSX
 // does (a block subnet with Config.RefuseFullBlocks is refused instead:
-// 400 with error code 520012). Allocations are held by the objects
+// 400 with error code 520012 among the related errors). Allocations are held by the objects
 // themselves, so deleting the object releases them.
 func (s *store) ipam(o, old *object) error {
 	switch o.kind.resourceType {
@@ -118,7 +118,7 @@ func (s *store) allocSubnet(o *object) error {
 	if s.refuseFull {
 		msg := fmt.Sprintf("IpAddressBlock with path=[%s] does not have spare capacity to satisfy new block subnet of size %d", blockPath, size)
 		rel := &apiError{status: http.StatusBadRequest, code: blockFullCode, msg: msg}
-		return &apiError{status: http.StatusBadRequest, code: blockFullCode, msg: o.path + ": " + msg, related: []*apiError{rel}}
+		return &apiError{status: http.StatusBadRequest, code: requestFailedCode, msg: "Error creating " + o.path, related: []*apiError{rel}}
 	}
 	o.realized.state = "ERROR"
 	o.realized.err = fmt.Sprintf("IP block %s (%s) is exhausted: no free subnet of %d addresses (%d of %d in use)", blockPath, bpfx, size, inUse, total)
@@ -127,7 +127,14 @@ func (s *store) allocSubnet(o *object) error {
 
 // blockFullCode is NSX's error code for a block subnet its IP block has no
 // room for, when the block refuses it at once (Config.RefuseFullBlocks).
+// NSX reports it as a related error, under an error with a code of its
+// own, requestFailedCode: clients (nsx-operator among them) look for it
+// among the related errors only.
 const blockFullCode = 520012
+
+// requestFailedCode is the generic error code the simulator gives a
+// request refused for the reason its related errors hold.
+const requestFailedCode = 500127
 
 // poolRanges lists the allocatable address ranges of a pool's subnets.
 func (s *store) poolRanges(pool string) [][2]netip.Addr {

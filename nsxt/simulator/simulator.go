@@ -41,14 +41,17 @@ type Config struct {
 	// when zero.
 	Inventory *Inventory
 	// SearchLag makes the search API answer from the state as it was that
-	// long ago, as NSX's search index trails its writes.
+	// long ago, as NSX's search index trails its writes. It depends on the
+	// clock: a test that needs the index to show the past for sure uses
+	// Server.FreezeSearch instead.
 	SearchLag time.Duration
 	// RefuseFullBlocks makes an IP block with no room for a new subnet
-	// refuse it when it is written, failing the whole request with 400 and
-	// error code 520012 ("IpAddressBlock with path=[...] does not have
-	// spare capacity to satisfy new block subnet of size N", also as a
-	// related error), as some NSX versions do, rather than accept it and
-	// realize it in state ERROR.
+	// refuse it when it is written, failing the whole request with 400
+	// and, among its related_errors, error code 520012 ("IpAddressBlock
+	// with path=[...] does not have spare capacity to satisfy new block
+	// subnet of size N"), as some NSX versions do, rather than accept it
+	// and realize it in state ERROR. The error itself has a generic code
+	// (500127) and names the subnet.
 	RefuseFullBlocks bool
 }
 
@@ -140,6 +143,7 @@ type Server struct {
 	faults  []*Fault
 	counts  map[string]int
 	history []snapshot // for SearchLag: committed states, oldest first
+	frozen  *store     // what the search index shows while frozen, or nil
 }
 
 type snapshot struct {
@@ -432,9 +436,34 @@ func (s *Server) transact(fn func(*store) error) error {
 	return nil
 }
 
-// indexed is what the search index shows: the state SearchLag ago. The
-// caller holds s.mu.
+// FreezeSearch stops the search index where it is: until ThawSearch, the
+// search API answers from the state as it is now, whatever is written
+// after and however long it takes, as NSX's index does while it trails
+// its writes. It shows every write made before it (Config.SearchLag does
+// not hold it back). Calling it again moves the frozen index up to the
+// state as it is then. Unlike SearchLag, it does not depend on the clock,
+// so a test can rely on what the index shows.
+func (s *Server) FreezeSearch() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.frozen = s.st
+}
+
+// ThawSearch makes the search index catch up with every write made so
+// far and follow the writes again (after Config.SearchLag, when set).
+func (s *Server) ThawSearch() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.frozen = nil
+	s.history = []snapshot{{st: s.st}}
+}
+
+// indexed is what the search index shows: the state when it was frozen,
+// or else the state SearchLag ago. The caller holds s.mu.
 func (s *Server) indexed() *store {
+	if s.frozen != nil {
+		return s.frozen
+	}
 	if s.cfg.SearchLag <= 0 {
 		return s.st
 	}

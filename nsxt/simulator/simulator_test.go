@@ -548,9 +548,10 @@ func TestBlockSubnetsNeverOverlap(t *testing.T) {
 }
 
 // With RefuseFullBlocks a block with no room refuses a new subnet when it
-// is written, as some NSX versions do: the whole request fails with 400
-// and error code 520012 naming the block, in the error and among its
-// related errors, and nothing of it is kept.
+// is written, as some NSX versions do: the whole request fails with 400,
+// error code 520012 naming the block among its related errors (only
+// there: the error itself has a generic code and names the subnet), and
+// nothing of it is kept.
 func TestFullBlockRefusesAtOnce(t *testing.T) {
 	inv := smallInventory()
 	inv.NodeBlock = simulator.Block{ID: "nodes-block", CIDR: "10.0.0.0/28"}
@@ -579,8 +580,8 @@ func TestFullBlockRefusesAtOnce(t *testing.T) {
 	}})
 	require.Equal(t, http.StatusBadRequest, status, "%v", body)
 	want := "IpAddressBlock with path=[" + blockPath + "] does not have spare capacity to satisfy new block subnet of size 8"
-	require.Equal(t, json.Number("520012"), body["error_code"])
-	require.Contains(t, body["error_message"], want)
+	require.Equal(t, json.Number("500127"), body["error_code"])
+	require.Equal(t, "Error creating /infra/ip-pools/nodes/ip-subnets/s2", body["error_message"])
 	require.Len(t, body["related_errors"], 1)
 	rel := body["related_errors"].([]any)[0].(map[string]any)
 	require.Equal(t, json.Number("520012"), rel["error_code"])
@@ -929,6 +930,53 @@ func TestSearch(t *testing.T) {
 	}
 	status, _ := e.call(t, http.MethodGet, "/search/query?query=tags.tag:c1&cursor=x", nil)
 	require.Equal(t, http.StatusBadRequest, status)
+}
+
+// FreezeSearch holds the search index where it is, whatever is written
+// after and however long it takes, while GETs show every write;
+// ThawSearch makes it catch up. Freezing again moves it up to the state
+// as it is then. A long Config.SearchLag does not hold back what a freeze
+// shows.
+func TestFreezeSearch(t *testing.T) {
+	for _, lag := range []time.Duration{0, time.Hour} {
+		t.Run(fmt.Sprint("SearchLag=", lag), func(t *testing.T) {
+			e := newEnv(t, simulator.Config{SearchLag: lag})
+			segs := infra.NewSegmentsClient(e.conn)
+			tags := []model.Tag{{Scope: ptr("kubefoundry/cluster"), Tag: ptr("c1")}}
+			found := func() []string {
+				t.Helper()
+				status, body := e.call(t, http.MethodGet, "/search/query?query="+url.QueryEscape(`tags.tag:c1`), nil)
+				require.Equal(t, http.StatusOK, status, "%v", body)
+				var paths []string
+				for _, r := range body["results"].([]any) {
+					paths = append(paths, r.(map[string]any)["path"].(string))
+				}
+				return paths
+			}
+
+			require.NoError(t, segs.Patch("a", model.Segment{Tags: tags}))
+			e.sim.FreezeSearch()
+			require.Equal(t, []string{"/infra/segments/a"}, found(), "a freeze shows what was written before it")
+			require.NoError(t, segs.Patch("b", model.Segment{Tags: tags}))
+			require.NoError(t, segs.Delete("a"))
+			require.Equal(t, []string{"/infra/segments/a"}, found(), "nothing written after the freeze shows")
+			status, _ := e.call(t, http.MethodGet, "/infra/segments/a", nil)
+			require.Equal(t, http.StatusNotFound, status, "a GET shows every write")
+
+			e.sim.FreezeSearch()
+			require.Equal(t, []string{"/infra/segments/b"}, found(), "freezing again moves the index up")
+
+			require.NoError(t, segs.Patch("c", model.Segment{Tags: tags}))
+			e.sim.ThawSearch()
+			require.Equal(t, []string{"/infra/segments/b", "/infra/segments/c"}, found(), "thawed, the index catches up")
+			require.NoError(t, segs.Patch("d", model.Segment{Tags: tags}))
+			want := []string{"/infra/segments/b", "/infra/segments/c"}
+			if lag == 0 {
+				want = append(want, "/infra/segments/d")
+			}
+			require.Equal(t, want, found(), "and then follows the writes as SearchLag says")
+		})
+	}
 }
 
 func unwrapString(t *testing.T, v data.DataValue) string {
