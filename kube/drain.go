@@ -2,7 +2,9 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -288,8 +290,11 @@ func (c *Client) evict(ctx context.Context, p *corev1.Pod, o DrainOptions, out *
 			progress(PodOutcome{Namespace: p.Namespace, Name: p.Name, Result: Refused, Reason: "refused by a PodDisruptionBudget; retrying", Attempts: out.Attempts, Err: err})
 		case apierrors.IsConflict(err):
 			// The budget changed under us; ask again.
-		case ctx.Err() != nil && out.Result == Refused:
-			return // the pod timeout struck during a request; still refused
+		case out.Result == Refused && (ctx.Err() != nil || deadlineError(err)):
+			// The pod timeout struck during a request, or the client's
+			// rate limiter saw it would before the request could go:
+			// still refused, not another failure.
+			return
 		default:
 			out.Result, out.Reason, out.Err = Failed, "", err
 			return
@@ -314,6 +319,13 @@ func (c *Client) evict(ctx context.Context, p *corev1.Pod, o DrainOptions, out *
 		return
 	}
 	out.Result = Evicted
+}
+
+// deadlineError tells whether err is the context's deadline, including
+// client-go's rate limiter refusing to wait past it (x/time/rate says
+// "would exceed context deadline" without wrapping the context's error).
+func deadlineError(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "would exceed context deadline")
 }
 
 func ptrTo[T any](v T) *T { return &v }

@@ -150,7 +150,9 @@ func TestDrain(t *testing.T) {
 		}
 	}
 	grace := time.Duration(0)
-	rep, err := c.Drain(ctx, f.node, kube.DrainOptions{GracePeriod: &grace, PodTimeout: 10 * time.Second, Progress: progress})
+	// The pod timeout leaves the controller-manager ample time to see the
+	// relaxed budget on a loaded machine; the refused web pods wait it out.
+	rep, err := c.Drain(ctx, f.node, kube.DrainOptions{GracePeriod: &grace, PodTimeout: 20 * time.Second, Progress: progress})
 	require.NoError(t, err)
 	<-relaxed
 
