@@ -42,17 +42,23 @@ type NamespaceNetwork struct {
 const conflictRetries = 6
 
 // desiredSet is a set of objects converged together: the topology of a
-// cluster, one LoadBalancer Service, one NetworkPolicy. member picks, among
-// the objects tagged with the cluster, those that belong to the set: the
-// ones it deletes when no intent keeps them. admit, when set, may refuse
-// the set given every object of the cluster the search shows (and what it
+// cluster, one namespace's network, one LoadBalancer Service, one
+// NetworkPolicy. member picks, among the objects tagged with the cluster,
+// those that belong to the set: the ones it deletes when no intent keeps
+// them. Since the search index trails writes, they are found as a
+// teardown finds them: what the search shows, joined with what NSX's
+// store holds where reach says (the set's own scope; namespace, when not
+// empty, is the one namespace it covers). admit, when set, may refuse the
+// set given every object of the cluster the search shows (and what it
 // reads from NSX itself), before anything is written.
 type desiredSet struct {
-	cluster string
-	member  func(m map[string]any) bool
-	admit   func(ctx context.Context, c *Client, all current) error
-	ipam    []allocation
-	config  func(addresses) []intent
+	cluster   string
+	namespace string
+	reach     reach
+	member    func(m map[string]any) bool
+	admit     func(ctx context.Context, c *Client, all current) error
+	ipam      []allocation
+	config    func(addresses) []intent
 }
 
 // PlanTopology computes what BuildTopology would change, without writing
@@ -84,6 +90,10 @@ func (c *Client) PlanTopology(ctx context.Context, t Topology) (*Plan, error) {
 func (t Topology) desired() desiredSet {
 	return desiredSet{
 		cluster: t.ClusterID,
+		// What a teardown of the cluster reads by path and in the
+		// cluster's own collections, not the shared ones of Services and
+		// NetworkPolicies, which the topology leaves alone.
+		reach: reach{cluster: true, networks: !t.NamespacesManagedElsewhere, own: true, pools: t.FloatingIPPoolPaths},
 		member: func(m map[string]any) bool {
 			return !hasScope(m, TagService) && !hasScope(m, TagNetworkPolicy) &&
 				!(t.NamespacesManagedElsewhere && hasScope(m, TagNamespace))
@@ -99,17 +109,46 @@ func (c *Client) current(ctx context.Context, set desiredSet) (current, error) {
 	if err != nil {
 		return nil, err
 	}
-	return set.members(all), nil
+	return c.members(ctx, set, all)
 }
 
-func (set desiredSet) members(all current) current {
-	out := current{}
+// members are the set's members: those of all (what the search shows of
+// the cluster) joined, as a teardown joins them, with those NSX's store
+// holds where set.reach says. The index trails writes: without the store,
+// an object made a moment ago that the set no longer wants would never be
+// deleted; and a hit NSX no longer holds is left out.
+func (c *Client) members(ctx context.Context, set desiredSet, all current) (current, error) {
+	hits := current{}
 	for p, m := range all {
-		if set.member(m) {
-			out[p] = m
+		if set.owns(m) {
+			hits[p] = m
 		}
 	}
-	return out
+	where := set.reach
+	if where.none() {
+		return hits, nil
+	}
+	// What the set keeps need not be read: it is written whatever NSX
+	// holds.
+	where.keep = map[string]bool{}
+	for _, a := range set.ipam {
+		for _, in := range a.sources {
+			where.keep[in.path] = true
+		}
+	}
+	for _, in := range set.config(newAddresses()) {
+		where.keep[in.path] = true
+	}
+	st, err := c.stored(ctx, set.cluster, set.namespace, where, set.owns, hits)
+	if err != nil {
+		return nil, err
+	}
+	return st.join(hits, nil), nil
+}
+
+// owns reports whether m is a member of the set.
+func (set desiredSet) owns(m map[string]any) bool {
+	return hasTag(m, TagCluster, set.cluster) && (set.namespace == "" || hasTag(m, TagNamespace, set.namespace)) && set.member(m)
 }
 
 // plan diffs both stages, with the allocations placed as ps. known are
@@ -198,7 +237,9 @@ func (c *Client) EnsureNamespace(ctx context.Context, t Topology, namespace stri
 		return nil, &FieldError{"Topology", "Namespace", namespace, "is not a Kubernetes namespace name"}
 	}
 	set := desiredSet{
-		cluster: t.ClusterID,
+		cluster:   t.ClusterID,
+		namespace: namespace,
+		reach:     reach{networks: true, own: true, pools: t.FloatingIPPoolPaths},
 		member: func(m map[string]any) bool {
 			return hasTag(m, TagNamespace, namespace) && !hasScope(m, TagService) && !hasScope(m, TagNetworkPolicy)
 		},
@@ -249,7 +290,10 @@ func (c *Client) apply(ctx context.Context, set desiredSet) (*Plan, addresses, e
 			return nil, addresses{}, err
 		}
 	}
-	cur := set.members(all)
+	cur, err := c.members(ctx, set, all)
+	if err != nil {
+		return nil, addresses{}, err
+	}
 	if err := c.holdings(ctx, set.ipam, cur); err != nil {
 		return nil, addresses{}, err
 	}

@@ -69,6 +69,24 @@
 // NSX's reason otherwise. PlanTopology is the same computation as a dry
 // run.
 //
+// What an update may delete is found as a teardown finds it (below):
+// what the search shows, joined with what NSX's store holds in the
+// update's own scope, so that an object made a moment ago and dropped now,
+// which the index does not show yet, is deleted all the same, and a hit
+// NSX no longer holds is left out. BuildTopology, always, reads what a
+// teardown of the cluster reads by path and in the cluster's own
+// collections, and its security policies by path, but neither the
+// Services' and policies' collections nor the floating pools' addresses
+// (those of namespaces it no longer wants are read by path): a search, 6
+// GETs and 2 listings, then per namespace 3 GETs and a listing of its
+// policy's rules, a listing of the tier-1's locale services and NAT rules,
+// and 2 GETs for the API's pool and virtual server, 12+4n reads more than
+// before per rebuild of n namespaces. EnsureLoadBalancer lists the
+// virtual servers and GETs the pools of that Service's (one listing and a
+// GET per port); ApplyNetworkPolicy GETs its two security policies, lists
+// their rules and GETs the groups they name; EnsureNamespace reads that
+// namespace's network as TeardownNamespace does, by path.
+//
 // TeardownTopology and TeardownNamespace delete, in one PATCH, every object
 // tagged with the cluster (or the namespace), so they work after the
 // caller has lost every id; the subnets and addresses go back to

@@ -442,6 +442,7 @@ func (c *Client) ApplyNetworkPolicy(ctx context.Context, np NetworkPolicy) (*Pla
 	}
 	p, _, writes, err := c.converge(ctx, desiredSet{
 		cluster: np.ClusterID,
+		reach:   reach{policy: np.base()},
 		member:  func(m map[string]any) bool { return hasTag(m, TagNetworkPolicy, np.key()) },
 		config:  func(addresses) []intent { return ins },
 	})

@@ -135,6 +135,7 @@ func (lb LoadBalancer) tags() []model.Tag {
 func (lb LoadBalancer) desired() desiredSet {
 	return desiredSet{
 		cluster: lb.ClusterID,
+		reach:   reach{service: lb.key()},
 		member:  func(m map[string]any) bool { return hasTag(m, TagService, lb.key()) },
 		admit:   lb.admit,
 		ipam:    []allocation{poolAddress("LoadBalancer", "FloatingIPPoolPaths", lb.base(), lb.FloatingIPPoolPaths, lb.IP, lb.tags())},

@@ -72,6 +72,40 @@ type reach struct {
 	// policy is the id of one NetworkPolicy's security policy: it and its
 	// isolation policy are read by path instead.
 	policy string
+	// own: the security policies of the cluster (with cluster) and of the
+	// namespaces (with networks) read by path instead of listed, and their
+	// rules listed: what an update of the topology or of a namespace reads,
+	// never the shared collection of every policy.
+	own bool
+	// service is one Service's key, "<ns>/<name>": the load balancer's
+	// virtual servers are listed (their ids follow from ports the update
+	// may no longer know), and the pools of that Service's read by path
+	// (a pool has the id of its virtual server).
+	service string
+	// keep, for an update, are the paths it keeps whatever NSX holds: the
+	// reads skip them where they can. An update reads the addresses of the
+	// namespaces by path, in the floating pools the cluster's IP pool
+	// records and in pools, rather than list those shared pools.
+	keep  map[string]bool
+	pools []string
+}
+
+// none reports whether r reads nothing.
+func (r reach) none() bool {
+	return !r.cluster && !r.networks && !r.services && !r.policies && r.policy == "" && r.service == ""
+}
+
+// join is what an update or a teardown may delete: what the store reads
+// found, with what the search alone shows, less what the reads show NSX
+// no longer holds (the index showing the past) and what skip names.
+func (v *storeView) join(hits current, skip func(path string) bool) current {
+	cur := v.owned
+	for p, m := range hits {
+		if _, ok := cur[p]; !ok && !v.gone(p) && (skip == nil || !skip(p)) {
+			cur[p] = m
+		}
+	}
+	return cur
 }
 
 // teardown deletes the objects tagged with the cluster (and namespace),
@@ -113,15 +147,10 @@ func (c *Client) teardown(ctx context.Context, clusterID, namespace string, memb
 		if err != nil {
 			return nil, err
 		}
-		cur := st.owned
-		for p, m := range hits {
-			// What the search alone shows: one the store reads cover and
-			// do not hold is gone, and one this teardown deleted is the
-			// index trailing.
-			if _, ok := cur[p]; !ok && !deleted[p] && !st.gone(p) {
-				cur[p] = m
-			}
-		}
+		// What the search alone shows: one the store reads cover and do
+		// not hold is gone, and one this teardown deleted is the index
+		// trailing.
+		cur := st.join(hits, func(p string) bool { return deleted[p] })
 		if len(cur) == 0 {
 			break
 		}
@@ -264,6 +293,13 @@ func (c *Client) stored(ctx context.Context, clusterID, namespace string, where 
 	if where.policy != "" {
 		gets = append(gets, policies+"/"+where.policy, policies+"/"+where.policy+"_isolation")
 	}
+	if where.own && where.cluster {
+		gets = append(gets, policies+"/"+prefix)
+		lists = append(lists, policies+"/"+prefix+"/rules")
+	}
+	if where.service != "" && !where.services {
+		lists = append(lists, "/infra/lb-virtual-servers")
+	}
 	if err := c.readStore(ctx, v, gets, lists); err != nil {
 		return nil, err
 	}
@@ -289,12 +325,28 @@ func (c *Client) stored(ctx context.Context, clusterID, namespace string, where 
 			gets = append(gets, "/infra/segments/"+prefix+"_ns_"+ns, groups+prefix+"_ns_"+ns)
 		}
 	}
+	if where.own && where.networks {
+		for _, ns := range slices.Sorted(maps.Keys(namespaces)) {
+			gets = append(gets, policies+"/"+prefix+"_ns_"+ns)
+			lists = append(lists, policies+"/"+prefix+"_ns_"+ns+"/rules")
+		}
+	}
 	if _, ok := v.all[t1]; ok && where.cluster {
 		lists = append(lists, t1+"/locale-services")
 	}
 	for path, m := range v.all {
-		if m["resource_type"] == "SecurityPolicy" && owns(m) {
+		if m["resource_type"] == "SecurityPolicy" && owns(m) && !v.listed[path+"/rules"] {
 			lists = append(lists, path+"/rules")
+		}
+	}
+	if where.service != "" {
+		for path, m := range v.all {
+			if m["resource_type"] == "LBVirtualServer" && hasTag(m, TagCluster, clusterID) && hasTag(m, TagService, where.service) {
+				_, _, id := splitPath(path)
+				if known, _ := v.knows("/infra/lb-pools/" + id); !known {
+					gets = append(gets, "/infra/lb-pools/"+id)
+				}
+			}
 		}
 	}
 	everyPool := false // look for addresses in every pool
@@ -311,10 +363,28 @@ func (c *Client) stored(ctx context.Context, clusterID, namespace string, where 
 				pools[parentPath(path)] = true
 			}
 		}
-		for p := range pools {
-			lists = append(lists, p+"/ip-allocations")
+		switch {
+		case where.keep != nil:
+			// An update: the namespaces' addresses it does not keep, by
+			// path, in the pools it may use too.
+			everyPool = false
+			for _, p := range where.pools {
+				pools[p] = true
+			}
+			for _, p := range slices.Sorted(maps.Keys(pools)) {
+				for _, ns := range slices.Sorted(maps.Keys(namespaces)) {
+					if a := p + "/ip-allocations/" + prefix + "_ns_" + ns; !where.keep[a] {
+						gets = append(gets, a)
+					}
+				}
+			}
+		default:
+			for p := range pools {
+				lists = append(lists, p+"/ip-allocations")
+			}
 		}
 	}
+	sort.Strings(gets)
 	sort.Strings(lists)
 	if err := c.readStore(ctx, v, gets, lists); err != nil {
 		return nil, err
@@ -370,7 +440,7 @@ func (c *Client) stored(ctx context.Context, clusterID, namespace string, where 
 	// holds (a Service's, or a namespace's of EnsureNamespace, from a
 	// pool the topology does not list) has it elsewhere: look in every
 	// pool kubefoundry did not make, as for a cluster that records none.
-	if addresses && !everyPool {
+	if addresses && !everyPool && where.keep == nil {
 		everyPool = lacksAddress(prefix, v.all, owns)
 	}
 	if everyPool {
@@ -391,8 +461,10 @@ func (c *Client) stored(ctx context.Context, clusterID, namespace string, where 
 
 	// 4. What the search showed that the reads left unknown, if anything.
 	gets = nil
-	for path := range hits {
-		if known, _ := v.knows(path); !known {
+	for path, m := range hits {
+		// An address an update keeps is read anyway (holdings, its
+		// realized state), and found gone when the index shows the past.
+		if known, _ := v.knows(path); !known && !(where.keep[path] && m["resource_type"] == "IpAddressAllocation") {
 			gets = append(gets, path)
 		}
 	}
