@@ -2,6 +2,7 @@ package nsxt_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -105,6 +106,13 @@ func TestUpdateDropsWhatTheIndexDoesNotShowYet(t *testing.T) {
 			want: build,
 		},
 		{
+			name: "single-tier goes right after it came",
+			more: []func(*nsxt.Client, nsxt.Topology) (int, error){
+				func(c *nsxt.Client, topo nsxt.Topology) (int, error) { topo.SingleTier = true; return build(c, topo) },
+			},
+			want: build,
+		},
+		{
 			name: "a NetworkPolicy's rules and groups go right after they came",
 			base: func(c *nsxt.Client, topo nsxt.Topology) error { _, err := apply(c, policy(topo, "a")); return err },
 			more: []func(*nsxt.Client, nsxt.Topology) (int, error){
@@ -171,5 +179,48 @@ func TestUpdateDropsWhatTheIndexDoesNotShowYet(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, writes, e.sim.Writes(), "doing it again writes nothing")
 		})
+	}
+}
+
+// A rebuild with no change reads, besides the two searches and the
+// realized state of the allocations, what it may delete: what follows from
+// the cluster id, and per kept namespace only its policy's rules (a rule
+// made a moment ago and no longer wanted may not show in the index yet).
+// What it keeps and the index shows is not read again.
+func TestRebuildReads(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		namespaces int
+		reads      int64
+	}{
+		// 2 searches (the inventory, the cluster's objects); 6 GETs (IP
+		// pool, tier-1, load balancer, node segment and group, the
+		// cluster's policy) and 2 listings (the pool's subnets, the
+		// cluster's policy's rules); the tier-1's locale services and NAT
+		// rules; the API's pool and virtual server; the realized state of
+		// the node subnet, SNAT and API addresses: 17. Per namespace: GETs
+		// of its segment, group and policy, a listing of its policy's
+		// rules, and the realized state of its subnet and address: 6. The
+		// store reads are what keeps an update from missing what the
+		// search index does not show yet.
+		{1, 17 + 6}, {10, 17 + 6*10},
+	} {
+		e := newEnv(t, simulator.Config{})
+		var ns []string
+		for i := range tc.namespaces {
+			ns = append(ns, fmt.Sprintf("ns-%02d", i))
+		}
+		topo := topology(e.sim, "c1", ns...)
+		_, err := e.c.BuildTopology(ctx, topo)
+		require.NoError(t, err)
+		c := newClient(t, e.sim)
+		r0, w0 := c.Calls()
+		again, err := c.BuildTopology(ctx, topo)
+		require.NoError(t, err)
+		r1, w1 := c.Calls()
+		require.Zero(t, again.Writes)
+		require.Equal(t, w0, w1)
+		t.Logf("%d namespaces: %d reads", tc.namespaces, r1-r0)
+		require.Equal(t, tc.reads, r1-r0, "reads of a no-change rebuild with %d namespaces", tc.namespaces)
 	}
 }
