@@ -66,6 +66,15 @@ func requireNothingLeft(t *testing.T, sim *simulator.Server) {
 	require.Empty(t, sim.Allocated(), "every subnet and address went back")
 }
 
+// teardownLeavesNothing tears cluster down, the last cluster in e's
+// simulator, and checks that nothing is left.
+func teardownLeavesNothing(t *testing.T, e *env, cluster string) {
+	t.Helper()
+	_, err := e.c.TeardownTopology(context.Background(), cluster)
+	require.NoError(t, err)
+	requireNothingLeft(t, e.sim)
+}
+
 // Subnets and addresses come from the first block and pool with room; one
 // NSX cannot allocate is released and made again from the next. Rebuilding
 // finds each where it is, and teardown returns them all.
@@ -139,9 +148,7 @@ func TestSeveralPodBlocksAndFloatingPools(t *testing.T) {
 	require.NotNil(t, e.sim.Object(pool2+"/ip-allocations/kf_c1_ns_d"))
 	require.Equal(t, n.Namespaces["a"], added.Namespaces["a"])
 
-	_, err = e.c.TeardownTopology(ctx, "c1")
-	require.NoError(t, err)
-	requireNothingLeft(t, e.sim)
+	teardownLeavesNothing(t, e, "c1")
 }
 
 // An allocation stays in the block or pool it came from: the list may be
@@ -206,9 +213,7 @@ func TestAllocationsNeverMove(t *testing.T) {
 	}
 	require.Equal(t, writes, e.sim.Writes(), "a refused topology writes nothing")
 
-	_, err = e.c.TeardownTopology(ctx, "c1")
-	require.NoError(t, err)
-	requireNothingLeft(t, e.sim)
+	teardownLeavesNothing(t, e, "c1")
 }
 
 // With every block exhausted the build fails with NSX's reason, naming the
@@ -256,9 +261,7 @@ func TestEveryBlockExhausted(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, again.Writes, "%s", again.Plan)
 
-	_, err = e.c.TeardownTopology(ctx, "c1")
-	require.NoError(t, err)
-	requireNothingLeft(t, e.sim)
+	teardownLeavesNothing(t, e, "c1")
 }
 
 // The node subnet has one block. With no room left there, the build
@@ -465,9 +468,7 @@ func TestMaxL4LBServices(t *testing.T) {
 	require.NoError(t, err)
 	refused(e.c, "s5", 3, 1)
 
-	_, err = e.c.TeardownTopology(ctx, "c1")
-	require.NoError(t, err)
-	requireNothingLeft(t, e.sim)
+	teardownLeavesNothing(t, e, "c1")
 }
 
 // The search index trails writes: right after a build, and in a burst of
@@ -527,9 +528,7 @@ func TestMaxL4LBServicesWhileTheIndexTrails(t *testing.T) {
 	require.NoError(t, err)
 	refused(e.c, "s4", 2)
 
-	_, err = e.c.TeardownTopology(ctx, "c1")
-	require.NoError(t, err)
-	requireNothingLeft(t, e.sim)
+	teardownLeavesNothing(t, e, "c1")
 }
 
 // A Service's address comes from the next pool when the first is
@@ -573,9 +572,7 @@ func TestLoadBalancerFromSeveralPools(t *testing.T) {
 	require.ErrorAs(t, bad.Validate(), &fe)
 	require.Equal(t, "FloatingIPPoolPaths[2]", fe.Field)
 
-	_, err = e.c.TeardownTopology(ctx, "c1")
-	require.NoError(t, err)
-	requireNothingLeft(t, e.sim)
+	teardownLeavesNothing(t, e, "c1")
 }
 
 // The search index may show an allocation NSX released a moment ago. A
@@ -617,9 +614,7 @@ func TestStaleAddressInAnUnlistedPool(t *testing.T) {
 	require.Nil(t, e.sim.Object(old))
 	require.Equal(t, st.IP, e.sim.Object(st.VirtualServers[0])["ip_address"])
 
-	_, err = e.c.TeardownTopology(ctx, "c1")
-	require.NoError(t, err)
-	requireNothingLeft(t, e.sim)
+	teardownLeavesNothing(t, e, "c1")
 }
 
 // NSX's search index trails its writes. Right after a build that fell back
@@ -675,9 +670,7 @@ func TestSeveralBlocksWithStaleSearchIndex(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, settled.Writes, "%s", settled.Plan)
 
-	_, err = e.c.TeardownTopology(ctx, "c1")
-	require.NoError(t, err)
-	requireNothingLeft(t, e.sim)
+	teardownLeavesNothing(t, e, "c1")
 }
 
 // Some NSX versions refuse a subnet its block has no room for at once
@@ -716,9 +709,7 @@ func TestFullBlockRefusedAtOnce(t *testing.T) {
 	require.NotNil(t, e.sim.Object(pool2+"/ip-allocations/kf_c1_ns_d"))
 	require.Equal(t, block2, e.sim.Object("/infra/ip-pools/kf_c1/ip-subnets/ns_d")["ip_block_path"])
 
-	_, err = e.c.TeardownTopology(ctx, "c1")
-	require.NoError(t, err)
-	requireNothingLeft(t, e.sim)
+	teardownLeavesNothing(t, e, "c1")
 }
 
 // With every block refusing, the build fails with NSX's refusal, naming
@@ -747,7 +738,5 @@ func TestEveryBlockRefuses(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "172.24.0.0/24", n.Namespaces["a"].Subnet.String())
 	require.Equal(t, "172.30.0.0/24", n.Namespaces["c"].Subnet.String())
-	_, err = e.c.TeardownTopology(ctx, "c1")
-	require.NoError(t, err)
-	requireNothingLeft(t, e.sim)
+	teardownLeavesNothing(t, e, "c1")
 }
