@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/vmware/govmomi/cns"
 	cnstypes "github.com/vmware/govmomi/cns/types"
@@ -20,6 +21,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
+	"github.com/kubefoundry/kubefoundry/internal/vimpoll"
 	"github.com/kubefoundry/kubefoundry/internal/workpool"
 )
 
@@ -62,6 +64,11 @@ type Client struct {
 	concurrency int
 	qps         float64
 	burst       int
+
+	tasks *vimpoll.Tasks // one batched read of every CNS task being waited for
+
+	dsMu       sync.Mutex
+	datastores map[string]types.ManagedObjectReference // by VolumeSpec.Datastore, as resolved
 }
 
 // An Option configures a Client.
@@ -109,6 +116,8 @@ func New(ctx context.Context, vc *vim25.Client, opts ...Option) (*Client, error)
 		cc.RoundTripper = &limited{next: cc.RoundTripper, limiter: rate.NewLimiter(rate.Limit(c.qps), c.burst)}
 	}
 	c.cns = cc
+	c.tasks = vimpoll.NewTasks(vc)
+	c.datastores = map[string]types.ManagedObjectReference{}
 	return c, nil
 }
 
@@ -240,15 +249,11 @@ func (c *Client) CreateVolume(ctx context.Context, s VolumeSpec) (*Volume, error
 		}
 	}
 	if s.Datastore != "" {
-		finder := find.NewFinder(c.vim, false)
-		if dc, err := finder.DefaultDatacenter(ctx); err == nil {
-			finder.SetDatacenter(dc)
-		}
-		ds, err := finder.Datastore(ctx, s.Datastore)
+		ds, err := c.datastore(ctx, s.Datastore)
 		if err != nil {
-			return nil, fmt.Errorf("volume %s: datastore %q: %w: %w", s.Name, s.Datastore, ErrNotFound, err)
+			return nil, fmt.Errorf("volume %s: %w", s.Name, err)
 		}
-		datastores = []types.ManagedObjectReference{ds.Reference()}
+		datastores = []types.ManagedObjectReference{ds}
 	}
 	spec := cnstypes.CnsVolumeCreateSpec{
 		Name:       s.Name,
@@ -267,11 +272,39 @@ func (c *Client) CreateVolume(ctx context.Context, s VolumeSpec) (*Volume, error
 	}
 	res, err := c.result(ctx, task, nil)
 	if err != nil {
+		if fault.Is(err, &types.ManagedObjectNotFound{}) && s.Datastore != "" {
+			c.dsMu.Lock()
+			delete(c.datastores, s.Datastore) // resolved once, gone since: resolve it again next time
+			c.dsMu.Unlock()
+		}
 		return nil, fmt.Errorf("create volume %s: %w", s.Name, err)
 	}
 	id := res.GetCnsVolumeOperationResult().VolumeId.Id
 	c.log.Info("volume created", zap.String("volume", s.Name), zap.String("id", id))
 	return c.Get(ctx, id)
+}
+
+// datastore resolves a datastore name or inventory path, once per Client:
+// a datastore's managed object ID does not change while it exists.
+func (c *Client) datastore(ctx context.Context, name string) (types.ManagedObjectReference, error) {
+	c.dsMu.Lock()
+	ref, ok := c.datastores[name]
+	c.dsMu.Unlock()
+	if ok {
+		return ref, nil
+	}
+	finder := find.NewFinder(c.vim, false)
+	if dc, err := finder.DefaultDatacenter(ctx); err == nil {
+		finder.SetDatacenter(dc)
+	}
+	ds, err := finder.Datastore(ctx, name)
+	if err != nil {
+		return ref, fmt.Errorf("datastore %q: %w: %w", name, ErrNotFound, err)
+	}
+	c.dsMu.Lock()
+	c.datastores[name] = ds.Reference()
+	c.dsMu.Unlock()
+	return ds.Reference(), nil
 }
 
 func (c *Client) entities(s VolumeSpec) []cnstypes.BaseCnsEntityMetadata {
@@ -498,7 +531,7 @@ func (c *Client) result(ctx context.Context, task *object.Task, callErr error) (
 	if callErr != nil {
 		return nil, callErr
 	}
-	info, err := cns.GetTaskInfo(ctx, task)
+	info, err := c.tasks.Wait(ctx, task.Reference())
 	if err != nil {
 		return nil, err
 	}

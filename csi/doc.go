@@ -32,8 +32,11 @@
 // outcome per volume. WithLogger and WithRateLimit (a token bucket on CNS
 // calls) are the vsphere package's options.
 //
-// Known cost: each CNS task is waited on with its own PropertyCollector and
-// each attach re-writes the volume's metadata, about 28 SOAP
-// calls per volume created and attached (BenchmarkCreateAttach); batching
-// the waits as vsphere.ProvisionVMs does is the next step.
+// CNS tasks are waited for together: every task the Client waits for is
+// read in one PropertyCollector call per interval (a quarter of the time
+// the youngest has been waited for, 20 ms to 2 s), not with a collector and
+// filter of its own; a datastore is resolved once per Client. Measured
+// (BenchmarkCreateAttach, 100 volumes created and attached 10 at a time on
+// vcsim): about 8 SOAP calls per volume created and attached (was 28) and
+// 1.4 times the critical path (was 2.0).
 package csi

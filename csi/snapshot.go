@@ -43,7 +43,7 @@ func (c *Client) ListSnapshots(ctx context.Context, volumeID string) ([]Snapshot
 	if err != nil {
 		return nil, fmt.Errorf("list snapshots of %s: %w", volumeID, err)
 	}
-	info, err := cns.GetTaskInfo(ctx, task)
+	info, err := c.tasks.Wait(ctx, task.Reference())
 	if err != nil {
 		return nil, fmt.Errorf("list snapshots of %s: %w", volumeID, err)
 	}

@@ -4,17 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
-	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/task"
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/types"
 	"go.uber.org/zap"
 
 	"github.com/kubefoundry/kubefoundry/internal/retry"
+	"github.com/kubefoundry/kubefoundry/internal/vimpoll"
 )
 
 // watchedProps are the properties a watcher follows, by managed object type.
@@ -550,42 +549,20 @@ func (w *watcher) pollLoop(ctx context.Context) {
 // read retrieves the followed properties of refs as Enter updates. An
 // object that no longer exists is reported with an empty change set.
 func (w *watcher) read(ctx context.Context, refs []types.ManagedObjectReference) ([]types.ObjectUpdate, error) {
-	spec := types.PropertyFilterSpec{}
-	kinds := map[string]bool{}
-	for _, ref := range refs {
-		spec.ObjectSet = append(spec.ObjectSet, types.ObjectSpec{Obj: ref})
-		kinds[ref.Type] = true
-	}
-	for typ := range kinds {
-		spec.PropSet = append(spec.PropSet, types.PropertySpec{Type: typ, PathSet: watchedProps[typ]})
-	}
-	res, err := methods.RetrievePropertiesEx(ctx, w.c.vim, &types.RetrievePropertiesEx{
-		This: w.c.vim.ServiceContent.PropertyCollector, SpecSet: []types.PropertyFilterSpec{spec}})
+	found, gone, err := vimpoll.Read(ctx, w.c.vim, w.c.vim.ServiceContent.PropertyCollector, refs, watchedProps)
 	if err != nil {
-		var gone *types.ManagedObjectNotFound
-		if _, ok := fault.As(err, &gone); ok && len(refs) == 1 && refs[0] == gone.Obj {
-			return []types.ObjectUpdate{goneUpdate(gone.Obj)}, nil
-		}
-		if _, ok := fault.As(err, &gone); ok && len(refs) > 1 {
-			// Read the others without it; report it as gone.
-			rest := slices.DeleteFunc(slices.Clone(refs), func(r types.ManagedObjectReference) bool { return r == gone.Obj })
-			if len(rest) < len(refs) {
-				updates, err := w.read(ctx, rest)
-				return append(updates, goneUpdate(gone.Obj)), err
-			}
-		}
 		return nil, err
 	}
-	if res.Returnval == nil {
-		return nil, nil
-	}
-	updates := make([]types.ObjectUpdate, 0, len(res.Returnval.Objects))
-	for _, oc := range res.Returnval.Objects {
+	updates := make([]types.ObjectUpdate, 0, len(found)+len(gone))
+	for _, oc := range found {
 		u := types.ObjectUpdate{Obj: oc.Obj, Kind: types.ObjectUpdateKindEnter}
 		for _, p := range oc.PropSet {
 			u.ChangeSet = append(u.ChangeSet, types.PropertyChange{Name: p.Name, Op: types.PropertyChangeOpAssign, Val: p.Val})
 		}
 		updates = append(updates, u)
+	}
+	for _, ref := range gone {
+		updates = append(updates, goneUpdate(ref))
 	}
 	return updates, nil
 }
