@@ -10,7 +10,8 @@
 // pool per cluster, with CPU, memory, extra disks, NICs, cloud-init
 // guestinfo metadata and userdata, and ownership recorded on every VM; DRS
 // anti-affinity and VM/host rules; power; resize of CPU, memory and disks;
-// destroy; ListVMs, the orphan scan; WatchVMs, one PropertyCollector for
+// destroy, which detaches and keeps the disks that are not the VM's own
+// (persistent volumes) so that vSphere does not delete them with it; ListVMs, the orphan scan; WatchVMs, one PropertyCollector for
 // many VMs; and ImportStemcell for OVF/OVA images, DeleteStemcell with
 // its replicas.
 //

@@ -575,3 +575,93 @@ func TestLinkedCloneOneBasePerDatastore(t *testing.T) {
 	assert.Equal(t, int64(5), st["CloneVM_Task"], "four VMs and one replica")
 	assert.Equal(t, int64(2), st["CreateSnapshot_Task"], "the source and the replica, once each")
 }
+
+// TestDestroyKeepsDisksNotTheVMsOwn: a persistent disk attached to a VM
+// (a file outside the VM's directory, as a BOSH persistent disk or an
+// in-tree vSphere volume; or a First Class Disk, as CNS volumes are) is
+// detached before the VM is destroyed, so that vSphere does not delete it
+// with the VM (vcsim deletes them too: without the detach, both files are
+// gone after the destroy); the VM's own disks (cloned, extra) go with it.
+// The destroy is made to fail once, to look at the VM in between.
+func TestDestroyKeepsDisksNotTheVMsOwn(t *testing.T) {
+	s := newSim(t)
+	c := s.client(t, vsphere.WithConcurrency(1)) // see TestOrphanScanPowerResizeDestroy on destroys
+	ctx := context.Background()
+	sp := specs("kappa", 1)
+	sp[0].Disks = []vsphere.Disk{{SizeGB: 1}}
+	res, err := c.ProvisionVMs(ctx, sp)
+	require.NoError(t, err)
+	ref := res[0].Ref
+
+	// A persistent disk made on its own, and attached as a file.
+	dc := c.Datacenter()
+	vdm := object.NewVirtualDiskManager(c.Vim25())
+	const pv = "[" + simDatastore + "] pv/pv-1.vmdk"
+	ds, err := c.FindDatastore(ctx, simDatastore)
+	require.NoError(t, err)
+	require.NoError(t, ds.NewFileManager(dc, false).FileManager.MakeDirectory(ctx, ds.Path("pv"), dc, true))
+	task, err := vdm.CreateVirtualDisk(ctx, pv, dc, &types.FileBackedVirtualDiskSpec{
+		VirtualDiskSpec: types.VirtualDiskSpec{DiskType: string(types.VirtualDiskTypeThin), AdapterType: string(types.VirtualDiskAdapterTypeLsiLogic)},
+		CapacityKb:      1024,
+	})
+	require.NoError(t, err)
+	require.NoError(t, task.Wait(ctx))
+
+	vm := object.NewVirtualMachine(c.Vim25(), ref)
+	devices, err := vm.Device(ctx)
+	require.NoError(t, err)
+	own := devices.SelectByType((*types.VirtualDisk)(nil))
+	require.Len(t, own, 2, "the cloned disk and the extra disk")
+	ctrl, err := devices.FindDiskController("")
+	require.NoError(t, err)
+	disk := devices.CreateDisk(ctrl, ds.Reference(), pv)
+	// A First Class Disk's id as well: either mark makes a disk foreign.
+	disk.VDiskId = &types.ID{Id: "fcd-1"}
+	fileDisk := devices.CreateDisk(ctrl, ds.Reference(), "["+simDatastore+"] pv/pv-2.vmdk")
+	fileDisk.UnitNumber = types.NewInt32(*disk.UnitNumber + 1)
+	task, err = vdm.CreateVirtualDisk(ctx, "["+simDatastore+"] pv/pv-2.vmdk", dc, &types.FileBackedVirtualDiskSpec{
+		VirtualDiskSpec: types.VirtualDiskSpec{DiskType: string(types.VirtualDiskTypeThin), AdapterType: string(types.VirtualDiskAdapterTypeLsiLogic)},
+		CapacityKb:      1024,
+	})
+	require.NoError(t, err)
+	require.NoError(t, task.Wait(ctx))
+	require.NoError(t, vm.AddDevice(ctx, disk, fileDisk))
+	devices, err = vm.Device(ctx)
+	require.NoError(t, err)
+	require.Len(t, devices.SelectByType((*types.VirtualDisk)(nil)), 4)
+
+	// The destroy fails after the detach: the VM is left without the
+	// persistent disks, with its own.
+	s.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
+		MethodName: "Destroy_Task", ObjectType: "*", ObjectName: "*",
+		FaultType: simulator.FaultTypeInvalidState, Probability: 1, MaxCount: 1, Enabled: true,
+	})
+	out, err := c.DestroyVMs(ctx, []types.ManagedObjectReference{ref})
+	require.Error(t, err)
+	assert.ElementsMatch(t, []string{pv, "[" + simDatastore + "] pv/pv-2.vmdk"}, out[0].KeptDisks)
+	devices, err = vm.Device(ctx)
+	require.NoError(t, err)
+	left := devices.SelectByType((*types.VirtualDisk)(nil))
+	assert.Len(t, left, 2)
+	for _, d := range left {
+		assert.NotContains(t, diskFileName(d), "pv/", "a persistent disk is still attached")
+	}
+
+	out, err = c.DestroyVMs(ctx, []types.ManagedObjectReference{ref})
+	require.NoError(t, err)
+	assert.Empty(t, out[0].KeptDisks, "nothing left to keep on the second try")
+	vms, err := c.ListVMs(ctx, "kappa", "")
+	require.NoError(t, err)
+	assert.Empty(t, vms)
+	for _, f := range []string{pv, "[" + simDatastore + "] pv/pv-2.vmdk"} {
+		_, err := vdm.QueryVirtualDiskUuid(ctx, f, dc)
+		assert.NoError(t, err, "%s survives its VM", f)
+	}
+}
+
+func diskFileName(d types.BaseVirtualDevice) string {
+	if b, ok := d.GetVirtualDevice().Backing.(types.BaseVirtualDeviceFileBackingInfo); ok {
+		return b.GetVirtualDeviceFileBackingInfo().FileName
+	}
+	return ""
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
+	"strings"
 
 	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/object"
@@ -197,6 +199,16 @@ func (c *Client) ResizeVM(ctx context.Context, vm types.ManagedObjectReference, 
 // DestroyVMs powers off and deletes VMs, at most the client's concurrency
 // at a time. A VM that is already gone counts as destroyed. The result has
 // one entry per ref, in order; the error joins the failures.
+//
+// Disks that are not the VM's own are detached first and kept: vSphere
+// deletes every disk attached to a VM it destroys, and a Kubernetes node
+// destroyed with a persistent volume still attached (its pods never
+// drained, or the node already dead) would lose the volume's data. A disk
+// is the VM's own when its file is in the VM's directory (those it was
+// cloned with, its extra disks, a linked clone's delta disk); a First Class
+// Disk (a CNS volume) or a file elsewhere (a BOSH persistent disk, an
+// in-tree vSphere volume) is not. The result's KeptDisks lists what was
+// detached.
 func (c *Client) DestroyVMs(ctx context.Context, vms []types.ManagedObjectReference) ([]VMResult, error) {
 	wctx, stop := context.WithCancel(ctx)
 	w := c.newPoller(pollInterval)
@@ -208,7 +220,7 @@ func (c *Client) DestroyVMs(ctx context.Context, vms []types.ManagedObjectRefere
 		results[i].Ref = ref
 	}
 	workpool.Run(ctx, c.opts.concurrency, len(vms),
-		func(i int) { results[i].Name, results[i].Err = c.destroy(ctx, w, vms[i]) },
+		func(i int) { results[i].Name, results[i].KeptDisks, results[i].Err = c.destroy(ctx, w, vms[i]) },
 		func(i int, err error) { results[i].Err = err })
 	var errs []error
 	for _, r := range results {
@@ -219,29 +231,86 @@ func (c *Client) DestroyVMs(ctx context.Context, vms []types.ManagedObjectRefere
 	return results, errors.Join(errs...)
 }
 
-func (c *Client) destroy(ctx context.Context, w *watcher, ref types.ManagedObjectReference) (string, error) {
+func (c *Client) destroy(ctx context.Context, w *watcher, ref types.ManagedObjectReference) (string, []string, error) {
 	var m mo.VirtualMachine
-	err := c.collector().RetrieveOne(ctx, ref, []string{"name", "runtime.powerState"}, &m)
+	err := c.collector().RetrieveOne(ctx, ref, []string{"name", "runtime.powerState", "config.files.vmPathName", "config.hardware.device"}, &m)
 	if isGone(err) {
-		return "", nil
+		return "", nil, nil
 	}
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if m.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOff {
 		if err := c.powerOff(ctx, w, ref); err != nil && !isGone(err) {
-			return m.Name, err
+			return m.Name, nil, err
 		}
+	}
+	kept, err := c.detachForeignDisks(ctx, w, &m)
+	if err != nil && !isGone(err) {
+		return m.Name, kept, err
 	}
 	res, err := methods.Destroy_Task(ctx, c.vim, &types.Destroy_Task{This: ref})
 	if err == nil {
 		_, err = c.wait(ctx, w, "destroy "+m.Name, res.Returnval)
 	}
 	if err != nil && !isGone(err) {
-		return m.Name, err
+		return m.Name, kept, err
 	}
-	c.log.Info("destroyed", zap.String("vm", m.Name), zap.String("ref", ref.Value))
-	return m.Name, nil
+	c.log.Info("destroyed", zap.String("vm", m.Name), zap.String("ref", ref.Value), zap.Strings("keptDisks", kept))
+	return m.Name, kept, nil
+}
+
+// detachForeignDisks removes from a VM, keeping their files, the disks
+// that are not its own (see DestroyVMs), and returns their files.
+func (c *Client) detachForeignDisks(ctx context.Context, w *watcher, m *mo.VirtualMachine) ([]string, error) {
+	if m.Config == nil {
+		return nil, nil // an inaccessible VM: vSphere knows nothing of its disks
+	}
+	var own object.DatastorePath
+	if !own.FromString(m.Config.Files.VmPathName) {
+		return nil, nil
+	}
+	ownDir := path.Dir(own.Path)
+	var kept []string
+	var change []types.BaseVirtualDeviceConfigSpec
+	for _, dev := range m.Config.Hardware.Device {
+		disk, ok := dev.(*types.VirtualDisk)
+		if !ok {
+			continue
+		}
+		file := diskFile(disk)
+		var p object.DatastorePath
+		foreign := disk.VDiskId != nil // a First Class Disk lives on its own
+		if !foreign && file != "" && p.FromString(file) {
+			foreign = path.Dir(p.Path) != ownDir
+		}
+		if !foreign {
+			continue
+		}
+		kept = append(kept, file)
+		// No FileOperation: the disk leaves the VM, its file stays.
+		change = append(change, &types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationRemove, Device: disk})
+	}
+	if len(change) == 0 {
+		return nil, nil
+	}
+	c.log.Info("detaching disks that are not the VM's own before destroying it", zap.String("vm", m.Name), zap.Strings("disks", kept))
+	res, err := methods.ReconfigVM_Task(ctx, c.vim, &types.ReconfigVM_Task{This: m.Self, Spec: types.VirtualMachineConfigSpec{DeviceChange: change}})
+	if err == nil {
+		_, err = c.wait(ctx, w, "detach disks of "+m.Name, res.Returnval)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("detach %s from %s before destroying it: %w", strings.Join(kept, ", "), m.Name, err)
+	}
+	return kept, nil
+}
+
+// diskFile is the datastore path of a disk's top backing file, or "".
+func diskFile(d *types.VirtualDisk) string {
+	if b, ok := d.Backing.(types.BaseVirtualDeviceFileBackingInfo); ok {
+		return b.GetVirtualDeviceFileBackingInfo().FileName
+	}
+	return ""
 }
 
 func isGone(err error) bool {

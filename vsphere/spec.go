@@ -96,7 +96,10 @@ type VMResult struct {
 	Ref     types.ManagedObjectReference `json:"ref"`
 	IP      string                       `json:"ip,omitempty"`
 	Created bool                         `json:"created"` // false when the VM existed already
-	Err     error                        `json:"-"`
+	// KeptDisks, from DestroyVMs, are the files of the disks that were
+	// not the VM's own, detached and kept (see DestroyVMs).
+	KeptDisks []string `json:"keptDisks,omitempty"`
+	Err       error    `json:"-"`
 }
 
 var (
