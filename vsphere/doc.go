@@ -36,6 +36,10 @@
 // WaitForUpdatesEx instead. It is idempotent:
 // called again with the same specs it returns the same VMs and creates
 // nothing; a VM of the same name with another owner is an ErrAlreadyExists.
+// Each clone task is reported (PhaseCloneStarted) before it is waited for;
+// a caller that journals those and crashes passes them to the next call
+// (WithInFlight), which waits for the clones still running instead of
+// starting them again.
 // Each VM's outcome is its own: one failing clone does not stop the others.
 //
 // Ownership is written into each VM's extraConfig (kubefoundry.cluster,

@@ -71,6 +71,17 @@ type ProvisionOption func(*provisionOptions)
 
 type provisionOptions struct {
 	progress func(ProgressEvent)
+	inFlight map[string]types.ManagedObjectReference
+}
+
+// WithInFlight resumes the clone tasks an earlier call started: tasks maps
+// a VM's name to the Task of its PhaseCloneStarted event, as a caller that
+// journals progress recorded it before a crash. A VM not in its folder yet
+// whose task is still known to vCenter is waited for instead of being
+// cloned a second time; a task that failed or that vCenter no longer
+// knows is cloned again as usual.
+func WithInFlight(tasks map[string]types.ManagedObjectReference) ProvisionOption {
+	return func(o *provisionOptions) { o.inFlight = tasks }
 }
 
 // WithProgress calls fn for every step of every VM. Calls are serialised,
@@ -105,7 +116,7 @@ func (c *Client) ProvisionVMs(ctx context.Context, specs []VMSpec, opts ...Provi
 	// Every VM gets a goroutine, but only the client's concurrency of them
 	// run vSphere tasks at a time; waiting for IPs holds no slot.
 	w := c.newPoller(pollInterval)
-	p := &provisioner{c: c, w: w, total: len(specs), progress: po.progress,
+	p := &provisioner{c: c, w: w, total: len(specs), progress: po.progress, inFlight: po.inFlight,
 		slots: make(chan struct{}, c.opts.concurrency)}
 	// While VMs queue for a slot, a finished task should free its slot
 	// sooner: poll four times as often. With nothing queued (every VM's
@@ -149,6 +160,8 @@ type provisioner struct {
 	networks  memo[string, types.BaseVirtualDeviceBackingInfo]
 	policies  memo[string, string]
 	existing  memo[string, map[string]existingVM] // by folder path
+
+	inFlight map[string]types.ManagedObjectReference // clone tasks of an earlier call, by VM name
 
 	mu       sync.Mutex
 	done     int
@@ -225,6 +238,9 @@ func (p *provisioner) place(ctx context.Context, s *VMSpec, log *zap.Logger) (re
 
 	if vm, ok := existing[s.Name]; ok {
 		ref, err = p.adopt(ctx, s, vm)
+	} else if vm, ok := p.resume(ctx, s, folder, log); ok {
+		ref, err = p.adopt(ctx, s, vm)
+		created = err == nil
 	} else {
 		ref, err = p.clone(ctx, s, folder)
 		created = err == nil
@@ -244,6 +260,35 @@ func (p *provisioner) place(ctx context.Context, s *VMSpec, log *zap.Logger) (re
 		}
 	}
 	return ref, created, err
+}
+
+// resume waits for the clone task an earlier call started for the spec's
+// VM, if there is one, and returns the VM it made. ok is false when there
+// is none to wait for, or it did not make the VM: then it is cloned.
+func (p *provisioner) resume(ctx context.Context, s *VMSpec, folder *object.Folder, log *zap.Logger) (vm existingVM, ok bool) {
+	task, found := p.inFlight[s.Name]
+	if !found || task.Value == "" {
+		return vm, false
+	}
+	p.emit(ProgressEvent{VM: s.Name, Phase: PhaseCloneStarted, Task: task})
+	result, err := p.w.waitTask(ctx, "clone "+s.Name, task)
+	if err != nil {
+		log.Info("the earlier clone task did not make the VM; cloning it again", zap.String("task", task.Value), zap.Error(err))
+		return vm, false
+	}
+	ref, _ := result.(types.ManagedObjectReference)
+	vms, err := p.c.vmsInFolder(ctx, folder.Reference())
+	if err != nil {
+		return vm, false
+	}
+	vm, ok = vms[s.Name]
+	if !ok || vm.ref != ref {
+		log.Info("the earlier clone task made a VM that is not the spec's; cloning it again", zap.String("task", task.Value))
+		return vm, false
+	}
+	log.Info("resumed the earlier clone task", zap.String("task", task.Value))
+	p.emit(ProgressEvent{VM: s.Name, Phase: PhaseCloned})
+	return vm, true
 }
 
 // adopt checks that an existing VM belongs to the spec's owner, and powers

@@ -421,3 +421,51 @@ func TestProvisionVMsIPWaitHoldsNoSlot(t *testing.T) {
 	assert.ElementsMatch(t, []string{in[1].Name, in[2].Name}, order[:2], "the others finish first")
 	assert.Equal(t, in[0].Name, order[2])
 }
+
+// TestProvisionVMsResumesInFlightClones: a run that ends (a crash) while
+// its clones run leaves their tasks running in vCenter; the next run, given
+// the tasks the first one reported, waits for them instead of cloning the
+// VMs a second time. A recorded task vCenter does not know is cloned again.
+func TestProvisionVMsResumesInFlightClones(t *testing.T) {
+	withTaskDelays(t, map[string]int{"CloneVm": 1500, "LockHandoff": 0})
+	s := newSim(t)
+	ctx := context.Background()
+	sp := specs("iota", 3)
+
+	first := s.client(t)
+	crash, cancel := context.WithCancel(ctx)
+	var mu sync.Mutex
+	recorded := map[string]types.ManagedObjectReference{}
+	_, err := first.ProvisionVMs(crash, sp, vsphere.WithProgress(func(ev vsphere.ProgressEvent) {
+		if ev.Phase != vsphere.PhaseCloneStarted {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		recorded[ev.VM] = ev.Task
+		if len(recorded) == len(sp) {
+			cancel() // every clone started: the process dies
+		}
+	}))
+	require.ErrorIs(t, err, context.Canceled)
+	require.Len(t, recorded, len(sp))
+	// The third VM's record is lost: that one is cloned again.
+	recorded[sp[2].Name] = types.ManagedObjectReference{Type: "Task", Value: "task-lost"}
+
+	second := s.client(t)
+	clones := second.Stats().ByMethod["CloneVM_Task"]
+	res, err := second.ProvisionVMs(ctx, sp, vsphere.WithInFlight(recorded))
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, second.Stats().ByMethod["CloneVM_Task"]-clones, "only the VM whose task was lost is cloned")
+	for i, r := range res {
+		// The lost one's second clone finds the name taken by the first
+		// run's clone and adopts that VM: it existed already.
+		assert.Equal(t, i < 2, r.Created, "%s: made by the clone it resumed", r.Name)
+		m := vmProps(t, second, r.Ref)
+		assert.Equal(t, sp[i].Name, m.Name)
+		assert.Equal(t, types.VirtualMachinePowerStatePoweredOn, m.Runtime.PowerState)
+	}
+	vms, err := second.ListVMs(ctx, "iota", "")
+	require.NoError(t, err)
+	assert.Len(t, vms, len(sp), "no VM twice")
+}
