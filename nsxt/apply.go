@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -143,17 +145,34 @@ func (c *Client) members(ctx context.Context, set desiredSet, all current) (curr
 	if err != nil {
 		return nil, err
 	}
-	return st.join(hits, nil), nil
+	cur := st.join(hits, nil)
+	st.attached(cur, where.keep)
+	return cur, nil
 }
 
-// owns reports whether m is a member of the set.
+// owns reports whether m is a member of the set. A segment port never is,
+// tagged with the cluster or not: it is what a CNI (or vCenter) attached
+// to a segment, which an update leaves alone; it goes only with a segment
+// the update deletes (see storeView.attached).
 func (set desiredSet) owns(m map[string]any) bool {
-	return hasTag(m, TagCluster, set.cluster) && (set.namespace == "" || hasTag(m, TagNamespace, set.namespace)) && set.member(m)
+	return hasTag(m, TagCluster, set.cluster) && (set.namespace == "" || hasTag(m, TagNamespace, set.namespace)) &&
+		m["resource_type"] != "SegmentPort" && set.member(m)
 }
 
 // plan diffs both stages, with the allocations placed as ps. known are
 // addresses already read (nil: read those that exist).
 func (c *Client) plan(ctx context.Context, set desiredSet, ps []placed, cur current, known *addresses) (*Plan, error) {
+	if known == nil {
+		a := newAddresses()
+		_, gone, err := c.addresses(ctx, a, ps, cur, false, nil)
+		if err != nil {
+			return nil, err
+		}
+		for i := range gone {
+			delete(cur, ps[i].intent().path)
+		}
+		known = &a
+	}
 	ipam := make([]intent, len(ps))
 	for i, p := range ps {
 		ipam[i] = p.intent()
@@ -161,13 +180,6 @@ func (c *Client) plan(ctx context.Context, set desiredSet, ps []placed, cur curr
 	alloc, err := diff(ipam, cur)
 	if err != nil {
 		return nil, err
-	}
-	if known == nil {
-		a := newAddresses()
-		if _, err := c.addresses(ctx, a, ps, cur, false, nil); err != nil {
-			return nil, err
-		}
-		known = &a
 	}
 	cfg := set.config(*known)
 	conf, err := diff(cfg, cur)
@@ -349,6 +361,7 @@ func (c *Client) allocate(ctx context.Context, set desiredSet, cur current) ([]p
 	var only map[int]bool        // after the first round, the allocations made again
 	freed := false               // what the set no longer wants was released early
 	refusals := map[string]int{} // by IP block, the PATCHes it refused
+	created := map[string]bool{} // what this apply created
 	for {
 		ps, err := place(set.ipam, cur, tried)
 		if err != nil {
@@ -367,6 +380,7 @@ func (c *Client) allocate(ctx context.Context, set desiredSet, cur current) ([]p
 		// with its reason; made says whether they exist (realized in
 		// ERROR) or NSX refused the PATCH, which then made nothing.
 		failed, made := map[int]error{}, true
+		again := map[int]bool{} // the allocations to read after the next PATCH
 		if err := c.patch(ctx, alloc); err != nil {
 			if failed = refusedSubnets(err, ps, alloc, refusals); len(failed) == 0 {
 				return nil, nil, addresses{}, err
@@ -382,17 +396,42 @@ func (c *Client) allocate(ctx context.Context, set desiredSet, cur current) ([]p
 						return nil, nil, addresses{}, err
 					}
 					cur[in.path] = m
+					created[in.path] = true
 				}
 			}
-			errored, err := c.addresses(ctx, addr, ps, cur, true, only)
+			errored, gone, err := c.addresses(ctx, addr, ps, cur, true, only)
 			if err != nil {
 				return nil, nil, addresses{}, err
 			}
-			if len(errored) == 0 {
+			// One the search showed (an update does not read a kept
+			// address by path) that NSX no longer holds, as right after a
+			// teardown, is absent: made in the next round. One this apply
+			// made and NSX no longer holds, another writer deleted.
+			var lost []error
+			for _, i := range slices.Sorted(maps.Keys(gone)) {
+				path := ps[i].intent().path
+				if created[path] {
+					lost = append(lost, fmt.Errorf("nsxt: %s is gone since it was created: %w", path, ErrConflict))
+					continue
+				}
+				c.log.Info("nsx does not hold what the search index shows; making it again", zap.String("cluster", set.cluster), zap.String("path", path))
+				delete(cur, path)
+			}
+			if len(lost) > 0 {
+				return nil, nil, addresses{}, errors.Join(lost...)
+			}
+			if len(errored) == 0 && len(gone) == 0 {
 				return ps, changes, addr, nil
+			}
+			if len(errored) == 0 {
+				only = gone
+				continue
 			}
 			for i, re := range errored {
 				failed[i] = re
+			}
+			for i := range gone {
+				again[i] = true
 			}
 		}
 
@@ -405,7 +444,6 @@ func (c *Client) allocate(ctx context.Context, set desiredSet, cur current) ([]p
 		sort.Ints(idx)
 		var release []pending
 		var exhausted []error
-		again := map[int]bool{}
 		for _, i := range idx {
 			p, why := ps[i], failed[i]
 			if tried[p.key] == nil {

@@ -17,10 +17,10 @@ import (
 // stage whatever the number of namespaces), of the unchanged rebuild and
 // of the teardown, the objects in the plan, and the read requests of the
 // whole cycle (search pages, realized-state reads, and the GETs and
-// listings of NSX's store: a teardown makes 24 plus three per namespace
-// here, a GET of its segment and of its group and a listing of its
-// policy's rules; a build or rebuild, what it may delete, 12 plus four per
-// namespace once the cluster exists).
+// listings of NSX's store: a teardown makes 25 plus four per namespace
+// here, a GET of its segment and of its group and listings of its
+// policy's rules and of its segment's ports; a build or rebuild, what it
+// may delete, 12 plus four per namespace once the cluster exists).
 func BenchmarkBuildTopology(b *testing.B) {
 	for _, n := range []int{1, 10, 100} {
 		b.Run(fmt.Sprintf("namespaces=%d", n), func(b *testing.B) {

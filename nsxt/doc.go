@@ -49,13 +49,17 @@
 //
 // BuildTopology reads what is tagged with the cluster through the search
 // API (NSX updates its index a little after each write: a conflict from a
-// stale read, or an allocation the index shows that NSX no longer holds,
-// is met by reading again, with backoff; an update carries the _revision
-// read from the object itself just before; and an allocation that may come
-// from several blocks or pools is read from NSX itself, a GET of the copy
-// the index shows or, when it shows none, of each path it may have, so
-// that a stale index never makes a second copy of it nor takes one NSX
-// no longer holds as there), computes the difference and sends it
+// stale read is met by reading again, with backoff; an update carries the
+// _revision read from the object itself just before; an allocation that
+// may come from several blocks or pools is read from NSX itself, a GET of
+// the copy the index shows or, when it shows none, of each path it may
+// have, so that a stale index never makes a second copy of it nor takes
+// one NSX no longer holds as there; and any other allocation the index
+// shows that NSX no longer holds, as right after a teardown, is taken as
+// absent and made again rather than waited for: its realized state, read
+// in any case, says so, and making it again costs one more allocation
+// PATCH, so that a rebuild right after a teardown succeeds at once),
+// computes the difference and sends it
 // as hierarchical PATCHes of /infra with Child* objects and revision
 // checks, never one call per object: one PATCH allocates the subnets and
 // addresses that are missing (NSX's IpAddressPoolBlockSubnet and
@@ -87,35 +91,49 @@
 // their rules and GETs the groups they name; EnsureNamespace reads that
 // namespace's network as TeardownNamespace does, by path.
 //
-// TeardownTopology and TeardownNamespace delete, in one PATCH, every object
-// tagged with the cluster (or the namespace), so they work after the
-// caller has lost every id; the subnets and addresses go back to
-// whichever block and pool they came from. Since the search index trails
-// writes, what the search finds by tag is joined with what NSX itself
-// holds, kept when their tags say they are the cluster's. The reads do
-// not grow with a shared NSX: what follows from the cluster id is read by
-// path (the tier-1, the load balancer, the cluster's IP pool, and for each
-// namespace its subnet names, the segment, group and SNAT rule), and the
-// only listings are of the cluster's own collections (its IP pool's
-// subnets, its tier-1's locale services and NAT rules, its security
-// policies' rules), of the addresses of the floating pools its IP pool
-// records (BuildTopology writes them there, tag TagFloatingPool), and of
-// the collections whose ids follow from names a teardown cannot know (the
-// load balancer pools and virtual servers of Services, the security
-// policies of NetworkPolicies). So a teardown right after a build leaves
-// nothing behind, and one right after a teardown writes nothing. They read
-// again after deleting, until nothing of theirs is left. A teardown of a
-// cluster with n namespaces costs a search, 5 GETs and 4 listings, then
-// 2n GETs and a listing for the locale services, each of its security
-// policies and each recorded pool, then one for the tier-1's NAT rules
-// (GETs by id on a tier-0); the check after the delete, the search, GETs
-// and listings of the first step again. (A cluster whose IP pool records
-// no pool, or a Service whose address comes from a pool the Topology does
-// not list, costs a listing of the IP pools and of the addresses of each
-// kubefoundry did not make.) TeardownNamespace takes the
-// namespace's LoadBalancer Services and NetworkPolicies with it;
-// DeleteLoadBalancer and DeleteNetworkPolicy read only where their own
-// objects live.
+// TeardownTopology and TeardownNamespace delete, in one PATCH, every
+// object tagged with the cluster (or the namespace), so they work after
+// the caller has lost every id; the subnets and addresses go back to
+// whichever block and pool they came from. NSX refuses to delete a segment
+// that has ports, so a segment goes with every port NSX holds on it,
+// tagged or not: the ports a CNI (NCP, antrea-nsx) makes for pods, tagged
+// with the cluster, and any other, such as vCenter's for a VM NIC still
+// attached, since the segment is the cluster's and whatever is attached to
+// it goes with it (detach what must stay first). A port tagged with the
+// cluster on a segment that is not the cluster's goes too, once the search
+// shows it. An update leaves the ports of the segments it keeps alone, and
+// deletes those of a segment it drops (a namespace taken out of the
+// Topology). NSX deletes a security policy with its rules, so a rule added
+// by hand to one of the cluster's policies (untagged, not the cluster's)
+// goes with the policy, and never keeps it from going; while the policy
+// stays, the rule stays. Since the search index trails writes, what the
+// search finds by tag is joined with what NSX itself holds, kept when
+// their tags say they are the cluster's. The reads do not grow with a
+// shared NSX: what follows from the cluster id is read by path (the
+// tier-1, the load balancer, the cluster's IP pool, and for each namespace
+// its subnet names, the segment, group and SNAT rule), and the only
+// listings are of the cluster's own collections (its IP pool's subnets,
+// its tier-1's locale services and NAT rules, its security policies'
+// rules, its segments' ports), of the addresses of the floating pools its
+// IP pool records (BuildTopology writes them there, tag TagFloatingPool),
+// and of the collections whose ids follow from names a teardown cannot
+// know (the load balancer pools and virtual servers of Services, the
+// security policies of NetworkPolicies). So a teardown right after a build
+// leaves nothing behind, and one right after a teardown writes nothing.
+// They read again after deleting, until nothing of theirs is left. A
+// teardown of a cluster with n namespaces costs a search, 5 GETs and 4
+// listings, then 2n GETs and a listing for the locale services, each of
+// its security policies and each recorded pool, then one for the tier-1's
+// NAT rules (GETs by id on a tier-0) and one for the ports of each of its
+// n+1 segments; the check after the delete, the search, GETs and listings
+// of the first step again. An update that drops a namespace lists the
+// ports of its segment; a rebuild that keeps every segment lists none. (A
+// cluster whose IP pool records no pool, or a Service whose address comes
+// from a pool the Topology does not list, costs a listing of the IP pools
+// and of the addresses of each kubefoundry did not make.)
+// TeardownNamespace takes the namespace's LoadBalancer Services and
+// NetworkPolicies with it; DeleteLoadBalancer and DeleteNetworkPolicy read
+// only where their own objects live.
 //
 // EnsureNamespace and TeardownNamespace handle one namespace of a built
 // cluster, for a namespace controller (kube/nsxtnet wires one to

@@ -156,9 +156,9 @@ func (a *allocation) next(tried map[int]bool) int {
 // it GETs, at bounded concurrency, each copy the search shows, and when
 // the search shows none, each path the allocation may have (one per
 // source, the same for a subnet from any block): a 404 is an absent copy.
-// A copy the search shows that NSX no longer holds is the index showing
-// the past, which may hold more than allocations: it is an error wrapping
-// ErrConflict, to read again.
+// A copy the search shows that NSX no longer holds (the index showing the
+// past, as right after a teardown) is absent too: it leaves cur, and is
+// made again.
 func (c *Client) holdings(ctx context.Context, allocs []allocation, cur current) error {
 	shown := map[string][]string{} // by key, the paths of the copies the search shows
 	for p, m := range cur {
@@ -199,11 +199,7 @@ func (c *Client) holdings(ctx context.Context, allocs []allocation, cur current)
 		switch {
 		case err == nil:
 			held[i] = m
-		case errors.Is(err, ErrNotFound):
-			if _, ok := cur[paths[i]]; ok {
-				errs[i] = fmt.Errorf("nsxt: %s is gone since the search index showed it: %w: %w", paths[i], ErrConflict, err)
-			}
-		default:
+		case !errors.Is(err, ErrNotFound):
 			errs[i] = err
 		}
 	}, func(i int, err error) { errs[i] = err })
@@ -213,6 +209,8 @@ func (c *Client) holdings(ctx context.Context, allocs []allocation, cur current)
 	for i, p := range paths {
 		if held[i] != nil {
 			cur[p] = held[i]
+		} else {
+			delete(cur, p)
 		}
 	}
 	return nil
@@ -228,8 +226,11 @@ type addresses struct {
 // only when it is not nil, into a. With wait (an apply) each is awaited,
 // and those NSX could not allocate (realized in state ERROR: an exhausted
 // block or pool) are returned by index rather than as errors; without (a
-// dry run) one that does not exist yet is simply not known.
-func (c *Client) addresses(ctx context.Context, a addresses, ps []placed, cur current, wait bool, only map[int]bool) (map[int]*RealizationError, error) {
+// dry run) one that does not exist yet is simply not known. Those NSX
+// does not hold (the search index showed one deleted a moment ago, which
+// an update does not read again by path) are returned by index as gone:
+// the caller takes them out of cur and makes them again.
+func (c *Client) addresses(ctx context.Context, a addresses, ps []placed, cur current, wait bool, only map[int]bool) (failed map[int]*RealizationError, gone map[int]bool, err error) {
 	var idx []int
 	for i, p := range ps {
 		in := p.intent()
@@ -241,7 +242,7 @@ func (c *Client) addresses(ctx context.Context, a addresses, ps []placed, cur cu
 		}
 	}
 	var mu sync.Mutex
-	failed := map[int]*RealizationError{}
+	failed, gone = map[int]*RealizationError{}, map[int]bool{}
 	errs := make([]error, len(idx))
 	workpool.Run(ctx, 8, len(idx), func(j int) {
 		p := ps[idx[j]]
@@ -254,9 +255,9 @@ func (c *Client) addresses(ctx context.Context, a addresses, ps []placed, cur cu
 		case wait && errors.As(err, &re) && re.State == "ERROR":
 			failed[idx[j]] = re
 		case errors.Is(err, ErrNotFound):
-			// The search showed it and NSX no longer holds it: a stale
-			// read, to be read again.
-			errs[j] = fmt.Errorf("nsxt: %s is gone since the search index showed it: %w: %w", path, ErrConflict, err)
+			// The search showed it and NSX no longer holds it: the index
+			// showing the past.
+			gone[idx[j]] = true
 		case err != nil:
 			errs[j] = err
 		default:
@@ -270,7 +271,7 @@ func (c *Client) addresses(ctx context.Context, a addresses, ps []placed, cur cu
 			}
 		}
 	}, func(j int, err error) { errs[j] = err })
-	return failed, errors.Join(errs...)
+	return failed, gone, errors.Join(errs...)
 }
 
 func newAddresses() addresses {

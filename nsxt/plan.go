@@ -322,6 +322,7 @@ var bindingOf = map[string]func() bindings.BindingType{
 	"Tier1":                    model.Tier1BindingType,
 	"LocaleServices":           model.LocaleServicesBindingType,
 	"Segment":                  model.SegmentBindingType,
+	"SegmentPort":              model.SegmentPortBindingType,
 	"PolicyNat":                model.PolicyNatBindingType,
 	"PolicyNatRule":            model.PolicyNatRuleBindingType,
 	"LBService":                model.LBServiceBindingType,
@@ -338,7 +339,7 @@ var bindingOf = map[string]func() bindings.BindingType{
 // wrapperOf is the hierarchical API's Child* wrapper of each type.
 var wrapperOf = map[string]string{
 	"Tier0": "ChildTier0", "Tier1": "ChildTier1", "LocaleServices": "ChildLocaleServices",
-	"Segment": "ChildSegment", "PolicyNat": "ChildPolicyNat", "PolicyNatRule": "ChildPolicyNatRule",
+	"Segment": "ChildSegment", "SegmentPort": "ChildSegmentPort", "PolicyNat": "ChildPolicyNat", "PolicyNatRule": "ChildPolicyNatRule",
 	"LBService": "ChildLBService", "LBPool": "ChildLBPool", "LBVirtualServer": "ChildLBVirtualServer",
 	"Domain": "ChildDomain", "Group": "ChildGroup", "SecurityPolicy": "ChildSecurityPolicy", "Rule": "ChildRule",
 	"IpAddressPool": "ChildIpAddressPool", "IpAddressPoolBlockSubnet": "ChildIpAddressPoolSubnet",
@@ -348,7 +349,7 @@ var wrapperOf = map[string]string{
 // typeOfSegment names the resource type behind a collection, for
 // ChildResourceReference to a parent the plan does not change.
 var typeOfSegment = map[string]string{
-	"tier-0s": "Tier0", "tier-1s": "Tier1", "nat": "PolicyNat", "domains": "Domain",
+	"tier-0s": "Tier0", "tier-1s": "Tier1", "segments": "Segment", "nat": "PolicyNat", "domains": "Domain",
 	"security-policies": "SecurityPolicy", "ip-pools": "IpAddressPool", "locale-services": "LocaleServices",
 }
 

@@ -112,12 +112,13 @@ func (v *storeView) join(hits current, skip func(path string) bool) current {
 // those member accepts when it is not nil.
 //
 // It finds them in two ways and deletes the union, in one hierarchical
-// PATCH: the search API by tag, and reads of NSX's store, which hold every
-// write made before them, where the search index trails by a moment. The
-// store reads (see stored; where says which) are GETs of the objects
-// whose paths follow from the cluster id, and listings of the cluster's
-// own collections and of those whose ids cannot be known, kept when their
-// tags say the teardown owns them. A search hit
+// PATCH, with every port NSX holds on the segments it deletes: the search
+// API by tag, and reads of NSX's store, which hold every write made before
+// them, where the search index trails by a moment. The store reads (see
+// stored; where says which) are GETs of the objects whose paths follow
+// from the cluster id, and listings of the cluster's own collections and
+// of those whose ids cannot be known, kept when their tags say the
+// teardown owns them. A search hit
 // in a collection the reads cover that NSX no longer holds is the index
 // showing the past, and is left out: a second teardown writes nothing.
 // After deleting it reads again, at once (the reads are authoritative),
@@ -149,8 +150,9 @@ func (c *Client) teardown(ctx context.Context, clusterID, namespace string, memb
 		}
 		// What the search alone shows: one the store reads cover and do
 		// not hold is gone, and one this teardown deleted is the index
-		// trailing.
+		// trailing. The segments go with every port NSX holds on them.
 		cur := st.join(hits, func(p string) bool { return deleted[p] })
+		st.attached(cur, nil)
 		if len(cur) == 0 {
 			break
 		}
@@ -195,6 +197,23 @@ func (c *Client) teardown(ctx context.Context, clusterID, namespace string, memb
 	return out, nil
 }
 
+// attached adds to cur the ports NSX holds (the reads listed them) on the
+// segments cur holds but keep names, tagged or not: NSX refuses to delete
+// a segment that has ports, and a segment of the cluster's takes what is
+// attached to it (a CNI's ports for pods, vCenter's for VM NICs) when it
+// goes.
+func (v *storeView) attached(cur current, keep map[string]bool) {
+	for p, m := range v.all {
+		if m["resource_type"] != "SegmentPort" {
+			continue
+		}
+		seg := parentPath(p)
+		if s, ok := cur[seg]; ok && s["resource_type"] == "Segment" && !keep[seg] {
+			cur[p] = m
+		}
+	}
+}
+
 // storeView is what a teardown read from NSX's store.
 type storeView struct {
 	owned  current         // the objects the teardown owns
@@ -235,11 +254,11 @@ func (v *storeView) knows(path string) (known, held bool) {
 // whose ids follow from names it cannot know (the load balancer pools and
 // virtual servers of Services, the security policies of NetworkPolicies)
 // and collections of the cluster's own (its IP pool's subnets, its
-// tier-1's locale services and NAT rules, its security policies' rules)
-// or that it recorded (the addresses of the floating pools named on its
-// IP pool). hits are what the search showed, for the namespaces, gateways
-// and pools only they may name; one of them the reads do not cover is read
-// by path.
+// tier-1's locale services and NAT rules, its security policies' rules,
+// its segments' ports) or that it recorded (the addresses of the floating
+// pools named on its IP pool). hits are what the search showed, for the
+// namespaces, gateways and pools only they may name; one of them the reads
+// do not cover is read by path.
 //
 //  1. GETs of the cluster's IP pool, tier-1, load balancer, node segment
 //     and node group (a namespace's teardown: of its subnet, segment and
@@ -251,12 +270,14 @@ func (v *storeView) knows(path string) (known, held bool) {
 //     the rules of each security policy of the teardown, and the
 //     addresses of each floating pool the IP pool records.
 //  3. The NAT rules of the gateways the segments hang off (a listing for
-//     the cluster's tier-1, GETs by id on a tier-0), GETs of the groups the
-//     teardown's security policies and rules name. When the IP pool records
-//     no pool (a cluster built before pools were recorded), or an object
-//     read carries an address none of those pools holds (a Service's from
-//     a pool the topology does not list), the IP pools are listed, then
-//     the addresses of each kubefoundry did not make.
+//     the cluster's tier-1, GETs by id on a tier-0), the ports of each
+//     segment it may delete (a listing each; none of those an update
+//     keeps), GETs of the groups the teardown's security policies and
+//     rules name. When the IP pool records no pool (a cluster built before
+//     pools were recorded), or an object read carries an address none of
+//     those pools holds (a Service's from a pool the topology does not
+//     list), the IP pools are listed, then the addresses of each
+//     kubefoundry did not make.
 //  4. GETs of what the search showed that the reads left unknown, if
 //     anything (usually nothing).
 func (c *Client) stored(ctx context.Context, clusterID, namespace string, where reach, owns func(map[string]any) bool, hits current) (*storeView, error) {
@@ -390,8 +411,8 @@ func (c *Client) stored(ctx context.Context, clusterID, namespace string, where 
 		return nil, err
 	}
 
-	// 3. The NAT rules of the gateways, and the groups the policies and
-	// rules name.
+	// 3. The NAT rules of the gateways, the ports of the segments, and the
+	// groups the policies and rules name.
 	gets, lists = nil, nil
 	if where.cluster || where.networks {
 		var ids []string
@@ -410,6 +431,13 @@ func (c *Client) stored(ctx context.Context, clusterID, namespace string, where 
 			for _, id := range ids {
 				gets = append(gets, rules+"/"+id)
 			}
+		}
+	}
+	// The ports of the segments it may delete: NSX refuses to delete a
+	// segment that has any, whoever made them.
+	for path, m := range v.all {
+		if m["resource_type"] == "Segment" && owns(m) && !where.keep[path] && !v.listed[path+"/ports"] {
+			lists = append(lists, path+"/ports")
 		}
 	}
 	named := map[string]bool{}

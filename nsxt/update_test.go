@@ -3,6 +3,7 @@ package nsxt_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -222,5 +223,133 @@ func TestRebuildReads(t *testing.T) {
 		require.Equal(t, w0, w1)
 		t.Logf("%d namespaces: %d reads", tc.namespaces, r1-r0)
 		require.Equal(t, tc.reads, r1-r0, "reads of a no-change rebuild with %d namespaces", tc.namespaces)
+	}
+}
+
+// Right after a teardown the search index still shows what it deleted. A
+// rebuild at once (the index frozen: it never catches up) reads from NSX
+// that none of it is there, and makes it all again without reading again
+// or waiting: NSX then holds exactly what a fresh build makes. The same
+// holds for a Service deleted and made again at once.
+func TestRebuildRightAfterTeardown(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		inv  *simulator.Inventory
+		topo func(*simulator.Server) nsxt.Topology
+		// extra are the writes beyond a fresh build's.
+		extra int
+	}{
+		// The addresses the index shows are not read by path: their
+		// realized state says NSX no longer holds them, and they are made
+		// in one more allocation PATCH.
+		{"one block and pool", nil, func(sim *simulator.Server) nsxt.Topology { return topology(sim, "c1", "a", "b") }, 1},
+		// Allocations that may come from two sources are read by path
+		// before the first PATCH.
+		{"two blocks and pools", twoOfEach(), func(sim *simulator.Server) nsxt.Topology { return withBoth(topology(sim, "c1", "a", "b", "c")) }, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, simulator.Config{Inventory: tc.inv})
+			topo := tc.topo(e.sim)
+			_, err := e.c.BuildTopology(ctx, topo)
+			require.NoError(t, err)
+			lb := nsxt.LoadBalancer{ClusterID: "c1", Namespace: "a", Name: "fe", FloatingIPPoolPaths: topo.FloatingIPPoolPaths,
+				Nodes: []string{"172.23.0.20"}, Ports: []nsxt.ServicePort{{Port: 80, NodePort: 30080}}}
+			_, err = e.c.EnsureLoadBalancer(ctx, lb)
+			require.NoError(t, err)
+			built, allocated := e.sim.Paths(), allocatedIn(e.sim)
+
+			e.sim.FreezeSearch() // the index shows the build, and nothing after
+			_, err = e.c.TeardownTopology(ctx, "c1")
+			require.NoError(t, err)
+			requireNothingLeft(t, e.sim)
+			require.Equal(t, len(built), indexed(t, e.sim, "c1"), "the index still shows every object")
+
+			c := newClient(t, e.sim)
+			searches := e.sim.Requests()[searchKey]
+			n, err := c.BuildTopology(ctx, topo)
+			require.NoError(t, err)
+			require.Equal(t, 2, e.sim.Requests()[searchKey]-searches, "the inventory and the cluster's objects, read once: no conflict, no waiting")
+			require.True(t, n.Namespaces["a"].Subnet.IsValid())
+			searches = e.sim.Requests()[searchKey]
+			st, err := c.EnsureLoadBalancer(ctx, lb)
+			require.NoError(t, err)
+			require.NotEmpty(t, st.IP)
+			require.Equal(t, 1, e.sim.Requests()[searchKey]-searches, "the Service's objects, read once")
+
+			// What a fresh build makes, in a twin NSX.
+			twin := newEnv(t, simulator.Config{Inventory: tc.inv})
+			fresh, err := twin.c.BuildTopology(ctx, tc.topo(twin.sim))
+			require.NoError(t, err)
+			require.Equal(t, fresh.Writes+tc.extra, n.Writes)
+			_, err = twin.c.EnsureLoadBalancer(ctx, lb)
+			require.NoError(t, err)
+			require.Equal(t, twin.sim.Paths(), e.sim.Paths(), "NSX holds what a fresh build makes")
+			require.Equal(t, built, e.sim.Paths())
+			require.Len(t, allocatedIn(e.sim), len(allocated), "as many subnets and addresses")
+			for src, v := range twin.sim.Allocated() {
+				require.Len(t, e.sim.Allocated()[src], len(v), src)
+			}
+
+			again, err := c.BuildTopology(ctx, topo)
+			require.NoError(t, err)
+			require.Zero(t, again.Writes, "%s", again.Plan)
+			e.sim.ThawSearch()
+			teardownLeavesNothing(t, e, "c1")
+		})
+	}
+}
+
+// Switching SingleTier moves the segments and their SNAT rules between
+// the tier-1 and the tier-0. Right after a build, while the search index
+// shows nothing of it or only what came before, each switch (on, off,
+// and back) finds the NAT rules on the gateway it no longer uses in NSX's
+// store (the gateways the cluster's segments hang off, read by path) and
+// deletes them: NSX then holds what a fresh build of that Topology makes.
+func TestSingleTierSwitchWithinTheIndexLag(t *testing.T) {
+	ctx := context.Background()
+	natRules := func(sim *simulator.Server, gw string) []string {
+		var out []string
+		for _, p := range ownedBy(sim, "c1", "") {
+			if strings.HasPrefix(p, gw+"/nat/") {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	for _, start := range []bool{false, true} {
+		for _, freezeFirst := range []bool{true, false} {
+			t.Run(fmt.Sprintf("single-tier %v first, the index frozen before the build %v", start, freezeFirst), func(t *testing.T) {
+				e := newEnv(t, simulator.Config{})
+				topo := topology(e.sim, "c1", "a", "b")
+				topo.SingleTier = start
+				if freezeFirst {
+					e.sim.FreezeSearch() // the index shows nothing of the cluster
+				}
+				_, err := e.c.BuildTopology(ctx, topo)
+				require.NoError(t, err)
+				e.sim.FreezeSearch() // at most the first build, nothing after
+				for _, single := range []bool{!start, start, !start} {
+					topo.SingleTier = single
+					_, err := newClient(t, e.sim).BuildTopology(ctx, topo)
+					require.NoError(t, err)
+					used, unused := topo.Tier0Path, "/infra/tier-1s/kf_c1"
+					if !single {
+						used, unused = unused, used
+					}
+					require.Empty(t, natRules(e.sim, unused), "no NAT rule of the cluster is left on %s", unused)
+					require.Len(t, natRules(e.sim, used), 3, "the nodes' and two namespaces' SNAT rules on %s", used)
+
+					twin := newEnv(t, simulator.Config{})
+					fresh := topology(twin.sim, "c1", "a", "b")
+					fresh.SingleTier = single
+					_, err = twin.c.BuildTopology(ctx, fresh)
+					require.NoError(t, err)
+					require.Equal(t, twin.sim.Paths(), e.sim.Paths(), "NSX holds what a fresh build makes")
+				}
+				e.sim.ThawSearch()
+				teardownLeavesNothing(t, e, "c1")
+			})
+		}
 	}
 }

@@ -9,7 +9,7 @@
 //     enforce_revision_check;
 //   - GET, PATCH, PUT and DELETE of single objects and GET of collections
 //     (paged with page_size and a cursor) under /policy/api/v1/infra: tier-0s, tier-1s, locale-services,
-//     segments, nat and nat-rules, lb-services, lb-pools,
+//     segments and their ports, nat and nat-rules, lb-services, lb-pools,
 //     lb-virtual-servers, lb-monitor-profiles, lb-app-profiles, domains,
 //     groups, security-policies, rules, ip-blocks, ip-pools, ip-subnets,
 //     ip-allocations, and the read-only sites, enforcement points, edge
@@ -24,9 +24,10 @@
 // and _revision grows on each write; a stale or missing _revision where
 // one is required is refused with 412 and error code 604 as NSX does; a
 // missing object is 404; a missing parent or a policy path that points
-// nowhere is 400; a delete is refused while children or references remain;
-// NAT sections and the like that NSX creates by itself are owned by the
-// system. IP blocks hand out aligned subnets that never overlap and pools
+// nowhere is 400; a delete is refused while children or references remain
+// (a segment with ports, a tier-1 with locale services), but a security
+// policy goes with its rules, as NSX deletes them with it; NAT sections
+// and the like that NSX creates by itself are owned by the system. IP blocks hand out aligned subnets that never overlap and pools
 // addresses that never repeat; running out leaves the intent in realized
 // state ERROR with the reason, as NSX does. Basic auth (wrong credentials:
 // 403) or a client certificate chaining to Config.ClientCAs.

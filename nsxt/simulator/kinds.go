@@ -38,6 +38,9 @@ func init() {
 		{"Tier1", model.Tier1BindingType, "tier-1s", []string{"Infra"}, "ChildTier1", "RealizedLogicalRouter"},
 		{"LocaleServices", model.LocaleServicesBindingType, "locale-services", []string{"Tier0", "Tier1"}, "ChildLocaleServices", "RealizedLogicalRouterLocaleServices"},
 		{"Segment", model.SegmentBindingType, "segments", []string{"Infra", "Tier1"}, "ChildSegment", "RealizedLogicalSwitch"},
+		// A segment's ports: what a CNI (NCP, antrea-nsx) or vCenter makes
+		// for each pod or VM NIC attached to it.
+		{"SegmentPort", model.SegmentPortBindingType, "ports", []string{"Segment"}, "ChildSegmentPort", "RealizedLogicalPort"},
 		{"PolicyNat", model.PolicyNatBindingType, "nat", []string{"Tier0", "Tier1"}, "ChildPolicyNat", "RealizedNatSection"},
 		{"PolicyNatRule", model.PolicyNatRuleBindingType, "nat-rules", []string{"PolicyNat"}, "ChildPolicyNatRule", "RealizedNatRule"},
 		{"LBService", model.LBServiceBindingType, "lb-services", []string{"Infra"}, "ChildLBService", "RealizedLoadBalancerService"},
@@ -66,6 +69,15 @@ func init() {
 		register(k)
 	}
 }
+
+// cascades are the collections NSX deletes together with their parent,
+// which a delete of the parent does not refuse: a security policy goes
+// with its rules ("Deletes the security policy along with all the rules",
+// DELETE /infra/domains/{domain}/security-policies/{policy}; the same in a
+// hierarchical PATCH marking it marked_for_delete). Any other parent is
+// refused while it has children (a tier-1 with locale services, a segment
+// with ports), as NSX refuses it.
+var cascades = map[string][]string{"SecurityPolicy": {"rules"}}
 
 // kindFor returns the kind of an object of resourceType stored in
 // collection under a parent of parentType, or nil.

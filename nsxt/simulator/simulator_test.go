@@ -32,8 +32,11 @@ import (
 	"github.com/vmware/vsphere-automation-sdk-go/runtime/security"
 	nsx_policy "github.com/vmware/vsphere-automation-sdk-go/services/nsxt"
 	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/infra"
+	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/infra/domains"
+	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/infra/domains/security_policies"
 	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/infra/ip_pools"
 	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/infra/realized_state"
+	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/infra/segments"
 	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/infra/tier_1s"
 	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/model"
 	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/search"
@@ -355,6 +358,86 @@ func TestHierarchicalPatchOrderAndDelete(t *testing.T) {
 			Segment: &model.Segment{Id: ptr("s1"), ResourceType: ptr("Segment")}}, model.ChildSegmentBindingType())))
 	require.Empty(t, e.sim.Paths())
 	require.Nil(t, e.sim.Object("/infra/tier-1s/t1/nat/USER"))
+}
+
+// A segment's ports (what a CNI or vCenter attaches) are served at
+// /infra/segments/{id}/ports/{port}, by PATCH, GET, a listing and DELETE,
+// and through the hierarchical API as ChildSegmentPort. As NSX does, a
+// segment with ports cannot be deleted, neither alone nor in a
+// hierarchical PATCH; with its ports marked for delete in the same PATCH,
+// it can.
+func TestSegmentPorts(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	inv := e.sim.Inventory()
+	segs := infra.NewSegmentsClient(e.conn)
+	ports := segments.NewPortsClient(e.conn)
+	require.NoError(t, segs.Patch("s1", model.Segment{ConnectivityPath: ptr("/infra/tier-0s/" + inv.Tier0)}))
+
+	require.NoError(t, ports.Patch("s1", "pod-a", model.SegmentPort{Tags: []model.Tag{{Scope: ptr("ncp/pod"), Tag: ptr("a")}}}))
+	status, body := e.call(t, http.MethodPatch, "/infra/segments/s1/ports/vm-1", map[string]any{"resource_type": "SegmentPort"})
+	require.Equal(t, http.StatusOK, status, "%v", body)
+	got, err := ports.Get("s1", "pod-a")
+	require.NoError(t, err)
+	require.Equal(t, "/infra/segments/s1/ports/pod-a", *got.Path)
+	require.Equal(t, "/infra/segments/s1", *got.ParentPath)
+	list, err := ports.List("s1", nil, nil, nil, nil, nil, nil)
+	require.NoError(t, err)
+	require.Len(t, list.Results, 2)
+	require.Equal(t, "REALIZED", *e.realized(t, "/infra/segments/s1/ports/pod-a").State)
+	status, _ = e.call(t, http.MethodPatch, "/infra/segments/nope/ports/p", map[string]any{})
+	require.Equal(t, http.StatusBadRequest, status, "no segment, no port")
+
+	status, body = e.call(t, http.MethodDelete, "/infra/segments/s1", nil)
+	require.Equal(t, http.StatusBadRequest, status, "it has ports")
+	require.Contains(t, body["error_message"], "/infra/segments/s1/ports/")
+	delSegment := func(children ...*data.StructValue) error {
+		return patchInfra(e.conn, false, structValue(t, model.ChildSegment{ResourceType: "ChildSegment", MarkedForDelete: ptr(true),
+			Segment: &model.Segment{Id: ptr("s1"), ResourceType: ptr("Segment"), Children: children}}, model.ChildSegmentBindingType()))
+	}
+	delPort := func(id string) *data.StructValue {
+		return structValue(t, model.ChildSegmentPort{ResourceType: "ChildSegmentPort", MarkedForDelete: ptr(true),
+			SegmentPort: &model.SegmentPort{Id: ptr(id), ResourceType: ptr("SegmentPort")}}, model.ChildSegmentPortBindingType())
+	}
+	require.ErrorAs(t, delSegment(), new(vapierrors.InvalidRequest))
+	require.ErrorAs(t, delSegment(delPort("pod-a")), new(vapierrors.InvalidRequest), "one port is left")
+	require.Len(t, e.sim.Paths(), 3, "nothing refused was deleted")
+
+	require.NoError(t, ports.Delete("s1", "vm-1"))
+	_, err = ports.Get("s1", "vm-1")
+	require.ErrorAs(t, err, new(vapierrors.NotFound))
+	require.NoError(t, delSegment(delPort("pod-a")))
+	require.Empty(t, e.sim.Paths())
+}
+
+// As NSX does, deleting a security policy deletes its rules with it,
+// whoever made them, by DELETE as by a hierarchical PATCH; other parents
+// are still refused while they have children.
+func TestSecurityPolicyGoesWithItsRules(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	policies := domains.NewSecurityPoliciesClient(e.conn)
+	rules := security_policies.NewRulesClient(e.conn)
+	makePolicy := func() {
+		t.Helper()
+		require.NoError(t, policies.Patch("default", "p1", model.SecurityPolicy{Category: ptr("Application")}))
+		for _, id := range []string{"r1", "r2"} {
+			require.NoError(t, rules.Patch("default", "p1", id, model.Rule{Action: ptr("ALLOW"),
+				SourceGroups: []string{"ANY"}, DestinationGroups: []string{"ANY"}, Services: []string{"ANY"}}))
+		}
+		require.Len(t, e.sim.Paths(), 3)
+	}
+
+	makePolicy()
+	status, body := e.call(t, http.MethodDelete, "/infra/domains/default/security-policies/p1", nil)
+	require.Equal(t, http.StatusOK, status, "%v", body)
+	require.Empty(t, e.sim.Paths(), "the rules went with their policy")
+
+	makePolicy()
+	require.NoError(t, patchInfra(e.conn, false, structValue(t, model.ChildResourceReference{ResourceType: "ChildResourceReference",
+		Id: ptr("default"), TargetType: ptr("Domain"), Children: []*data.StructValue{
+			structValue(t, model.ChildSecurityPolicy{ResourceType: "ChildSecurityPolicy", MarkedForDelete: ptr(true),
+				SecurityPolicy: &model.SecurityPolicy{Id: ptr("p1"), ResourceType: ptr("SecurityPolicy")}}, model.ChildSecurityPolicyBindingType()),
+		}}, model.ChildResourceReferenceBindingType())))
+	require.Empty(t, e.sim.Paths(), "the same in a hierarchical PATCH")
 }
 
 func TestMissingObjectsAndReferences(t *testing.T) {

@@ -256,8 +256,9 @@ func (s *store) system(parent *object, k *kind, id string, body map[string]any) 
 	return o
 }
 
-// remove deletes path and the system-created objects under it. A missing
-// path is not an error, as in NSX.
+// remove deletes path, the system-created objects under it and the
+// children NSX deletes with it (see cascades). A missing path is not an
+// error, as in NSX.
 func (s *store) remove(path string) error {
 	o := s.objs[path]
 	if o == nil {
@@ -270,6 +271,13 @@ func (s *store) remove(path string) error {
 	for p, c := range s.objs {
 		if c.system && strings.HasPrefix(p, path+"/") {
 			delete(s.objs, p)
+		}
+	}
+	for _, coll := range cascades[o.kind.resourceType] {
+		for _, c := range s.children(path, coll) {
+			if err := s.remove(c.path); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

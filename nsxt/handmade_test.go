@@ -1,0 +1,234 @@
+package nsxt_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"io"
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kubefoundry/kubefoundry/nsxt"
+	"github.com/kubefoundry/kubefoundry/nsxt/simulator"
+)
+
+// Objects others make under kubefoundry's: a CNI's segment ports, a rule
+// added by hand to one of the cluster's DFW policies.
+
+// handMade writes body at path of the Policy API as another client (a
+// CNI, an operator at the NSX UI) would: a plain PATCH.
+func handMade(t *testing.T, sim *simulator.Server, path string, body map[string]any) {
+	t.Helper()
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(sim.CertificatePEM()))
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	defer tr.CloseIdleConnections()
+	b, err := json.Marshal(body)
+	require.NoError(t, err)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPatch, sim.URL+"/policy/api/v1"+path, bytes.NewReader(b))
+	require.NoError(t, err)
+	req.SetBasicAuth(sim.Username(), sim.Password())
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(resp.Body)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", msg)
+}
+
+// handRule adds an untagged rule to a security policy, as an operator
+// does by hand.
+func handRule(t *testing.T, sim *simulator.Server, policy, id string) string {
+	t.Helper()
+	path := "/infra/domains/default/security-policies/" + policy + "/rules/" + id
+	handMade(t, sim, path, map[string]any{"resource_type": "Rule", "action": "ALLOW",
+		"source_groups": []any{"ANY"}, "destination_groups": []any{"ANY"}, "services": []any{"ANY"}, "sequence_number": 5})
+	return path
+}
+
+// NSX deletes a security policy together with its rules, whoever made
+// them. A rule an operator adds by hand, untagged, to one of the
+// cluster's policies, does not keep the policy from going: not in a
+// teardown, nor in an update that drops the policy, nor when a
+// NetworkPolicy goes; an update that keeps the policy leaves the rule
+// alone. Each happens with the search index frozen (showing the build and
+// nothing after) and with it caught up.
+func TestHandMadeRuleUnderOurPolicy(t *testing.T) {
+	ctx := context.Background()
+	for _, frozen := range []bool{false, true} {
+		name := "the index caught up"
+		if frozen {
+			name = "the index frozen"
+		}
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, simulator.Config{})
+			topo := topology(e.sim, "c1", "a", "b", "c")
+			_, err := e.c.BuildTopology(ctx, topo)
+			require.NoError(t, err)
+			if frozen {
+				e.sim.FreezeSearch() // the index shows the build, nothing after
+			}
+			np := nsxt.NetworkPolicy{ClusterID: "c1", Namespace: "a", Name: "db",
+				PodSelector: nsxt.LabelSelector{MatchLabels: map[string]string{"app": "db"}}}
+			_, _, err = e.c.ApplyNetworkPolicy(ctx, np)
+			require.NoError(t, err)
+			for _, p := range []string{"kf_c1", "kf_c1_ns_a", "kf_c1_ns_b", "kf_c1_ns_c", "kf_c1_np_a_db"} {
+				handRule(t, e.sim, p, "by-hand")
+			}
+
+			// An update that keeps the policies leaves the rules alone.
+			again, err := newClient(t, e.sim).BuildTopology(ctx, topo)
+			require.NoError(t, err)
+			require.Zero(t, again.Writes, "%s", again.Plan)
+			require.NotNil(t, e.sim.Object("/infra/domains/default/security-policies/kf_c1_ns_b/rules/by-hand"))
+
+			// An update that drops namespace c drops its policy, rule and all.
+			topo.Namespaces = []string{"a", "b"}
+			_, err = newClient(t, e.sim).BuildTopology(ctx, topo)
+			require.NoError(t, err)
+			require.Nil(t, e.sim.Object("/infra/domains/default/security-policies/kf_c1_ns_c"))
+			require.Nil(t, e.sim.Object("/infra/domains/default/security-policies/kf_c1_ns_c/rules/by-hand"))
+
+			del, err := newClient(t, e.sim).DeleteNetworkPolicy(ctx, "c1", "a", "db")
+			require.NoError(t, err)
+			require.Equal(t, 1, del.Writes)
+			require.Nil(t, e.sim.Object("/infra/domains/default/security-policies/kf_c1_np_a_db/rules/by-hand"))
+
+			ns, err := newClient(t, e.sim).TeardownNamespace(ctx, "c1", "b")
+			require.NoError(t, err)
+			require.Equal(t, 1, ns.Writes)
+			require.Nil(t, e.sim.Object("/infra/domains/default/security-policies/kf_c1_ns_b/rules/by-hand"))
+
+			td, err := newClient(t, e.sim).TeardownTopology(ctx, "c1")
+			require.NoError(t, err)
+			require.Equal(t, 1, td.Writes, "one PATCH")
+			requireNothingLeft(t, e.sim)
+		})
+	}
+}
+
+// port adds a port to a segment, as a CNI (NCP, antrea-nsx) does for a
+// pod, tagged with what the scopes and tags say, or as vCenter or another
+// tool does, untagged.
+func port(t *testing.T, sim *simulator.Server, segment, id string, tags ...string) string {
+	t.Helper()
+	var list []any
+	for i := 0; i+1 < len(tags); i += 2 {
+		list = append(list, map[string]any{"scope": tags[i], "tag": tags[i+1]})
+	}
+	path := segment + "/ports/" + id
+	body := map[string]any{"resource_type": "SegmentPort"}
+	if list != nil {
+		body["tags"] = list
+	}
+	handMade(t, sim, path, body)
+	return path
+}
+
+// A CNI makes a port on the cluster's segments for each pod, tagged with
+// the cluster (and namespace); vCenter or another tool may make more,
+// untagged. NSX refuses to delete a segment that has ports: a teardown
+// deletes the ports of the segments it deletes, tagged or not (the segment
+// is the cluster's, and going means whatever is attached to it goes), in
+// the same PATCH, and a port tagged with the cluster wherever the search
+// shows it (only the search finds one on a segment that is not ours). An
+// update leaves the ports of the segments it keeps alone, and deletes
+// those of a segment it drops. Each with the search index caught up (it
+// shows the tagged ports) and frozen (it shows none).
+func TestSegmentPortsOnOurSegments(t *testing.T) {
+	ctx := context.Background()
+	const segs = "/infra/segments/"
+	for _, frozen := range []bool{false, true} {
+		name := "the index caught up"
+		if frozen {
+			name = "the index frozen"
+		}
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, simulator.Config{})
+			topo := topology(e.sim, "c1", "a", "b", "c")
+			_, err := e.c.BuildTopology(ctx, topo)
+			require.NoError(t, err)
+			// A segment of the platform team's, not the cluster's.
+			handMade(t, e.sim, segs+"shared", map[string]any{"resource_type": "Segment", "connectivity_path": topo.Tier0Path})
+			if frozen {
+				e.sim.FreezeSearch() // the index shows the build, no port
+			}
+			var ports []string
+			for _, ns := range []string{"a", "b", "c"} {
+				seg := segs + "kf_c1_ns_" + ns
+				ports = append(ports,
+					port(t, e.sim, seg, "pod-1", nsxt.TagCluster, "c1", nsxt.TagNamespace, ns),
+					port(t, e.sim, seg, "pod-2", nsxt.TagCluster, "c1", nsxt.TagNamespace, ns),
+					port(t, e.sim, seg, "other"))
+			}
+			ports = append(ports,
+				port(t, e.sim, segs+"kf_c1_nodes", "vm-1"),
+				port(t, e.sim, segs+"shared", "pod-x", nsxt.TagCluster, "c1", nsxt.TagNamespace, "a"))
+			sharedOther := port(t, e.sim, segs+"shared", "vm-x")
+			if !frozen {
+				e.sim.FreezeSearch()
+				e.sim.ThawSearch() // the index shows the tagged ports
+				require.Equal(t, len(ownedBy(e.sim, "c1", "")), indexed(t, e.sim, "c1"))
+			}
+
+			// Updates that keep the segments leave their ports alone.
+			again, err := newClient(t, e.sim).BuildTopology(ctx, topo)
+			require.NoError(t, err)
+			require.Zero(t, again.Writes, "%s", again.Plan)
+			_, err = newClient(t, e.sim).EnsureNamespace(ctx, topo, "a")
+			require.NoError(t, err)
+			for _, p := range ports {
+				require.NotNil(t, e.sim.Object(p), p)
+			}
+
+			// An update that drops c deletes its segment's ports with it.
+			topo.Namespaces = []string{"a", "b"}
+			n, err := newClient(t, e.sim).BuildTopology(ctx, topo)
+			require.NoError(t, err)
+			require.Equal(t, 1, n.Writes)
+			require.Contains(t, n.Plan.Configure, nsxt.Change{Action: nsxt.Delete, Path: segs + "kf_c1_ns_c/ports/other", Type: "SegmentPort"})
+			require.Empty(t, ownedBy(e.sim, "c1", "c"))
+			require.Nil(t, e.sim.Object(segs+"kf_c1_ns_c/ports/other"))
+
+			// A namespace's teardown deletes its segment's ports, and its
+			// ports elsewhere that the index shows: only the search finds
+			// one on a segment that is not the cluster's.
+			ns, err := newClient(t, e.sim).TeardownNamespace(ctx, "c1", "a")
+			require.NoError(t, err)
+			require.Equal(t, 1, ns.Writes, "one PATCH")
+			for _, p := range []string{segs + "kf_c1_ns_a/ports/pod-1", segs + "kf_c1_ns_a/ports/other"} {
+				require.Contains(t, ns.Deleted, p)
+			}
+			elsewhere := segs + "shared/ports/pod-x"
+			if frozen {
+				require.NotContains(t, ns.Deleted, elsewhere)
+			} else {
+				require.Contains(t, ns.Deleted, elsewhere)
+			}
+			require.NotNil(t, e.sim.Object(segs+"kf_c1_ns_b/ports/pod-1"), "b's are b's")
+
+			td, err := newClient(t, e.sim).TeardownTopology(ctx, "c1")
+			require.NoError(t, err)
+			require.Equal(t, 1, td.Writes, "one PATCH")
+			require.Contains(t, td.Deleted, segs+"kf_c1_nodes/ports/vm-1")
+			require.Contains(t, td.Deleted, segs+"kf_c1_ns_b/ports/other")
+			require.Empty(t, e.sim.Allocated())
+			if frozen {
+				require.Equal(t, []string{segs + "shared", elsewhere, sharedOther}, e.sim.Paths())
+				e.sim.ThawSearch()
+				late, err := newClient(t, e.sim).TeardownTopology(ctx, "c1")
+				require.NoError(t, err)
+				require.Equal(t, []string{elsewhere}, late.Deleted, "once the index shows it")
+			}
+			require.Equal(t, []string{segs + "shared", sharedOther}, e.sim.Paths(), "what is not the cluster's stays")
+
+			again2, err := newClient(t, e.sim).TeardownTopology(ctx, "c1")
+			require.NoError(t, err)
+			require.Zero(t, again2.Writes)
+		})
+	}
+}
