@@ -116,7 +116,12 @@ func New(ctx context.Context, vc *vim25.Client, opts ...Option) (*Client, error)
 		cc.RoundTripper = &limited{next: cc.RoundTripper, limiter: rate.NewLimiter(rate.Limit(c.qps), c.burst)}
 	}
 	c.cns = cc
-	c.tasks = vimpoll.NewTasks(vc)
+	// CNS tasks are read on /sdk but in the vsan namespace and version, as
+	// the cns package's own task objects do: read as plain vim25, vCenter
+	// leaves their CNS results out.
+	rt := cc.Client.NewServiceClient(vim25.Path, cns.Namespace)
+	rt.Version = cc.Client.Version
+	c.tasks = vimpoll.NewTasks(&vim25.Client{ServiceContent: vc.ServiceContent, Client: rt, RoundTripper: rt})
 	c.datastores = map[string]types.ManagedObjectReference{}
 	return c, nil
 }
@@ -272,9 +277,9 @@ func (c *Client) CreateVolume(ctx context.Context, s VolumeSpec) (*Volume, error
 	}
 	res, err := c.result(ctx, task, nil)
 	if err != nil {
-		if fault.Is(err, &types.ManagedObjectNotFound{}) && s.Datastore != "" {
+		if s.Datastore != "" {
 			c.dsMu.Lock()
-			delete(c.datastores, s.Datastore) // resolved once, gone since: resolve it again next time
+			delete(c.datastores, s.Datastore) // it may be gone or another since: resolve it again next time
 			c.dsMu.Unlock()
 		}
 		return nil, fmt.Errorf("create volume %s: %w", s.Name, err)

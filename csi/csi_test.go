@@ -1,8 +1,15 @@
 package csi_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -256,4 +263,52 @@ func TestCreateVolumes(t *testing.T) {
 	assert.ErrorIs(t, res[1].Err, csi.ErrNotFound, "one bad spec fails alone")
 	assert.NoError(t, res[2].Err)
 	assert.Equal(t, "b-2", res[2].Volume.Name)
+}
+
+// TestCNSTasksReadInTheVsanNamespace: vCenter leaves a CNS task's result
+// out of a read made in the vim25 namespace, so the batched task reads
+// must go, like the cns package's own, to /sdk in the vsan namespace and
+// version. vcsim answers both, so the test looks at the requests.
+func TestCNSTasksReadInTheVsanNamespace(t *testing.T) {
+	m := simulator.VPX()
+	require.NoError(t, m.Create())
+	m.Service.TLS = new(tls.Config)
+	m.Service.RegisterEndpoints = true
+	s := m.Service.NewServer()
+	t.Cleanup(func() { s.Close(); m.Remove() })
+
+	var mu sync.Mutex
+	var taskReads []string // the SOAPAction of each read of a Task
+	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: s.URL.Scheme, Host: s.URL.Host})
+	rp.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // the simulator's self-signed certificate
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if bytes.Contains(body, []byte("RetrievePropertiesEx")) && bytes.Contains(body, []byte(`type="Task"`)) {
+			mu.Lock()
+			taskReads = append(taskReads, r.URL.Path+" "+r.Header.Get("SOAPAction"))
+			mu.Unlock()
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	u, _ := url.Parse(proxy.URL)
+	u.Path, u.User = s.URL.Path, s.URL.User
+
+	ctx := context.Background()
+	gc, err := govmomi.NewClient(ctx, u, true)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = gc.Logout(context.Background()) })
+	c, err := csi.New(ctx, gc.Client)
+	require.NoError(t, err)
+	vol, err := c.CreateVolume(ctx, spec("pv-ns"))
+	require.NoError(t, err)
+	require.NoError(t, c.DeleteVolume(ctx, vol.ID, false))
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotEmpty(t, taskReads)
+	for _, r := range taskReads {
+		assert.Regexp(t, `^/sdk "?urn:vsan/`, r)
+	}
 }

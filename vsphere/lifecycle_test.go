@@ -592,59 +592,64 @@ func TestDestroyKeepsDisksNotTheVMsOwn(t *testing.T) {
 	res, err := c.ProvisionVMs(ctx, sp)
 	require.NoError(t, err)
 	ref := res[0].Ref
+	var vmx object.DatastorePath
+	require.True(t, vmx.FromString(vmProps(t, c, ref).Config.Files.VmPathName))
+	vmDir := path.Dir(vmx.Path)
 
-	// A persistent disk made on its own, and attached as a file.
+	// Two persistent disks made on their own: a file in a directory of its
+	// own, and a First Class Disk, marked by its id alone (its file put in
+	// the VM's directory, where a file of the VM's own would be).
 	dc := c.Datacenter()
 	vdm := object.NewVirtualDiskManager(c.Vim25())
-	const pv = "[" + simDatastore + "] pv/pv-1.vmdk"
 	ds, err := c.FindDatastore(ctx, simDatastore)
 	require.NoError(t, err)
 	require.NoError(t, ds.NewFileManager(dc, false).FileManager.MakeDirectory(ctx, ds.Path("pv"), dc, true))
-	task, err := vdm.CreateVirtualDisk(ctx, pv, dc, &types.FileBackedVirtualDiskSpec{
-		VirtualDiskSpec: types.VirtualDiskSpec{DiskType: string(types.VirtualDiskTypeThin), AdapterType: string(types.VirtualDiskAdapterTypeLsiLogic)},
-		CapacityKb:      1024,
-	})
-	require.NoError(t, err)
-	require.NoError(t, task.Wait(ctx))
+	pvFile, fcdFile := ds.Path("pv/pv-1.vmdk"), ds.Path(vmDir+"/fcd-1.vmdk")
+	for _, f := range []string{pvFile, fcdFile} {
+		task, err := vdm.CreateVirtualDisk(ctx, f, dc, &types.FileBackedVirtualDiskSpec{
+			VirtualDiskSpec: types.VirtualDiskSpec{DiskType: string(types.VirtualDiskTypeThin), AdapterType: string(types.VirtualDiskAdapterTypeLsiLogic)},
+			CapacityKb:      1024,
+		})
+		require.NoError(t, err)
+		require.NoError(t, task.Wait(ctx))
+	}
 
 	vm := object.NewVirtualMachine(c.Vim25(), ref)
 	devices, err := vm.Device(ctx)
 	require.NoError(t, err)
-	own := devices.SelectByType((*types.VirtualDisk)(nil))
-	require.Len(t, own, 2, "the cloned disk and the extra disk")
+	require.Len(t, devices.SelectByType((*types.VirtualDisk)(nil)), 2, "the cloned disk and the extra disk")
 	ctrl, err := devices.FindDiskController("")
 	require.NoError(t, err)
-	disk := devices.CreateDisk(ctrl, ds.Reference(), pv)
-	// A First Class Disk's id as well: either mark makes a disk foreign.
-	disk.VDiskId = &types.ID{Id: "fcd-1"}
-	fileDisk := devices.CreateDisk(ctrl, ds.Reference(), "["+simDatastore+"] pv/pv-2.vmdk")
-	fileDisk.UnitNumber = types.NewInt32(*disk.UnitNumber + 1)
-	task, err = vdm.CreateVirtualDisk(ctx, "["+simDatastore+"] pv/pv-2.vmdk", dc, &types.FileBackedVirtualDiskSpec{
-		VirtualDiskSpec: types.VirtualDiskSpec{DiskType: string(types.VirtualDiskTypeThin), AdapterType: string(types.VirtualDiskAdapterTypeLsiLogic)},
-		CapacityKb:      1024,
-	})
-	require.NoError(t, err)
-	require.NoError(t, task.Wait(ctx))
-	require.NoError(t, vm.AddDevice(ctx, disk, fileDisk))
+	pvDisk := devices.CreateDisk(ctrl, ds.Reference(), pvFile)
+	fcdDisk := devices.CreateDisk(ctrl, ds.Reference(), fcdFile)
+	fcdDisk.VDiskId = &types.ID{Id: "fcd-1"}
+	fcdDisk.UnitNumber = types.NewInt32(*pvDisk.UnitNumber + 1)
+	require.NoError(t, vm.AddDevice(ctx, pvDisk, fcdDisk))
 	devices, err = vm.Device(ctx)
 	require.NoError(t, err)
 	require.Len(t, devices.SelectByType((*types.VirtualDisk)(nil)), 4)
+	// A snapshot, which vSphere would put in front of every disk as a
+	// delta file in the VM's directory (vcsim does not model the chain).
+	task, err := vm.CreateSnapshot(ctx, "before", "", false, false)
+	require.NoError(t, err)
+	require.NoError(t, task.Wait(ctx))
 
-	// The destroy fails after the detach: the VM is left without the
-	// persistent disks, with its own.
+	// The destroy fails after the detach: the VM is left without its
+	// snapshots and without the persistent disks, with its own.
 	s.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
 		MethodName: "Destroy_Task", ObjectType: "*", ObjectName: "*",
 		FaultType: simulator.FaultTypeInvalidState, Probability: 1, MaxCount: 1, Enabled: true,
 	})
 	out, err := c.DestroyVMs(ctx, []types.ManagedObjectReference{ref})
 	require.Error(t, err)
-	assert.ElementsMatch(t, []string{pv, "[" + simDatastore + "] pv/pv-2.vmdk"}, out[0].KeptDisks)
+	assert.ElementsMatch(t, []string{pvFile, fcdFile}, out[0].KeptDisks)
+	assert.Nil(t, vmProps(t, c, ref).Snapshot, "the snapshots were removed first")
 	devices, err = vm.Device(ctx)
 	require.NoError(t, err)
 	left := devices.SelectByType((*types.VirtualDisk)(nil))
 	assert.Len(t, left, 2)
 	for _, d := range left {
-		assert.NotContains(t, diskFileName(d), "pv/", "a persistent disk is still attached")
+		assert.NotContains(t, []string{pvFile, fcdFile}, diskFileName(d), "a persistent disk is still attached")
 	}
 
 	out, err = c.DestroyVMs(ctx, []types.ManagedObjectReference{ref})
@@ -653,10 +658,8 @@ func TestDestroyKeepsDisksNotTheVMsOwn(t *testing.T) {
 	vms, err := c.ListVMs(ctx, "kappa", "")
 	require.NoError(t, err)
 	assert.Empty(t, vms)
-	for _, f := range []string{pv, "[" + simDatastore + "] pv/pv-2.vmdk"} {
-		_, err := vdm.QueryVirtualDiskUuid(ctx, f, dc)
-		assert.NoError(t, err, "%s survives its VM", f)
-	}
+	_, err = vdm.QueryVirtualDiskUuid(ctx, pvFile, dc)
+	assert.NoError(t, err, "%s survives its VM", pvFile)
 }
 
 func diskFileName(d types.BaseVirtualDevice) string {

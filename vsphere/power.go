@@ -206,9 +206,11 @@ func (c *Client) ResizeVM(ctx context.Context, vm types.ManagedObjectReference, 
 // drained, or the node already dead) would lose the volume's data. A disk
 // is the VM's own when its file is in the VM's directory (those it was
 // cloned with, its extra disks, a linked clone's delta disk); a First Class
-// Disk (a CNS volume) or a file elsewhere (a BOSH persistent disk, an
-// in-tree vSphere volume) is not. The result's KeptDisks lists what was
-// detached.
+// Disk (a CNS volume) or a file elsewhere, on another datastore or in
+// another directory (a BOSH persistent disk, an in-tree vSphere volume),
+// is not. A VM with snapshots has them removed first (consolidated), so
+// that a persistent disk does not hide behind a snapshot's delta file.
+// The result's KeptDisks lists what was detached.
 func (c *Client) DestroyVMs(ctx context.Context, vms []types.ManagedObjectReference) ([]VMResult, error) {
 	wctx, stop := context.WithCancel(ctx)
 	w := c.newPoller(pollInterval)
@@ -233,7 +235,7 @@ func (c *Client) DestroyVMs(ctx context.Context, vms []types.ManagedObjectRefere
 
 func (c *Client) destroy(ctx context.Context, w *watcher, ref types.ManagedObjectReference) (string, []string, error) {
 	var m mo.VirtualMachine
-	err := c.collector().RetrieveOne(ctx, ref, []string{"name", "runtime.powerState", "config.files.vmPathName", "config.hardware.device"}, &m)
+	err := c.collector().RetrieveOne(ctx, ref, []string{"name", "runtime.powerState", "config.files.vmPathName", "config.hardware.device", "snapshot"}, &m)
 	if isGone(err) {
 		return "", nil, nil
 	}
@@ -262,6 +264,13 @@ func (c *Client) destroy(ctx context.Context, w *watcher, ref types.ManagedObjec
 
 // detachForeignDisks removes from a VM, keeping their files, the disks
 // that are not its own (see DestroyVMs), and returns their files.
+//
+// A VM with snapshots has its snapshots removed first: a disk attached
+// before a snapshot shows the snapshot's delta file, in the VM's
+// directory, on top of its own, and destroying the VM would delete the
+// delta with the data written since. Removing the snapshots consolidates
+// every delta into the disk beneath it, so that each disk then shows its
+// own file.
 func (c *Client) detachForeignDisks(ctx context.Context, w *watcher, m *mo.VirtualMachine) ([]string, error) {
 	if m.Config == nil {
 		return nil, nil // an inaccessible VM: vSphere knows nothing of its disks
@@ -269,6 +278,21 @@ func (c *Client) detachForeignDisks(ctx context.Context, w *watcher, m *mo.Virtu
 	var own object.DatastorePath
 	if !own.FromString(m.Config.Files.VmPathName) {
 		return nil, nil
+	}
+	if m.Snapshot != nil {
+		c.log.Info("removing the snapshots of a VM before destroying it, to find the disks that are not its own", zap.String("vm", m.Name))
+		res, err := methods.RemoveAllSnapshots_Task(ctx, c.vim, &types.RemoveAllSnapshots_Task{This: m.Self})
+		if err == nil {
+			_, err = c.wait(ctx, w, "remove snapshots of "+m.Name, res.Returnval)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("remove the snapshots of %s before destroying it: %w", m.Name, err)
+		}
+		var after mo.VirtualMachine
+		if err := c.collector().RetrieveOne(ctx, m.Self, []string{"config.hardware.device"}, &after); err != nil {
+			return nil, err
+		}
+		m.Config.Hardware.Device = after.Config.Hardware.Device
 	}
 	ownDir := path.Dir(own.Path)
 	var kept []string
@@ -282,7 +306,7 @@ func (c *Client) detachForeignDisks(ctx context.Context, w *watcher, m *mo.Virtu
 		var p object.DatastorePath
 		foreign := disk.VDiskId != nil // a First Class Disk lives on its own
 		if !foreign && file != "" && p.FromString(file) {
-			foreign = path.Dir(p.Path) != ownDir
+			foreign = p.Datastore != own.Datastore || path.Dir(p.Path) != ownDir
 		}
 		if !foreign {
 			continue

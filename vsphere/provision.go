@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"path"
 	"slices"
@@ -79,9 +80,11 @@ type provisionOptions struct {
 // journals progress recorded it before a crash. A VM not in its folder yet
 // whose task is still known to vCenter is waited for instead of being
 // cloned a second time; a task that failed or that vCenter no longer
-// knows is cloned again as usual.
+// knows, or whose VM is no longer the spec's (renamed or moved since), is
+// cloned again as usual. The map is copied: the caller may go on writing
+// to it, from a WithProgress function for instance.
 func WithInFlight(tasks map[string]types.ManagedObjectReference) ProvisionOption {
-	return func(o *provisionOptions) { o.inFlight = tasks }
+	return func(o *provisionOptions) { o.inFlight = maps.Clone(tasks) }
 }
 
 // WithProgress calls fn for every step of every VM. Calls are serialised,
@@ -239,7 +242,7 @@ func (p *provisioner) place(ctx context.Context, s *VMSpec, log *zap.Logger) (re
 	if vm, ok := existing[s.Name]; ok {
 		ref, err = p.adopt(ctx, s, vm)
 	} else if vm, ok := p.resume(ctx, s, folder, log); ok {
-		ref, err = p.adopt(ctx, s, vm)
+		ref, err = p.take(ctx, s, vm)
 		created = err == nil
 	} else {
 		ref, err = p.clone(ctx, s, folder)
@@ -283,7 +286,8 @@ func (p *provisioner) resume(ctx context.Context, s *VMSpec, folder *object.Fold
 	}
 	vm, ok = vms[s.Name]
 	if !ok || vm.ref != ref {
-		log.Info("the earlier clone task made a VM that is not the spec's; cloning it again", zap.String("task", task.Value))
+		log.Warn("the earlier clone task made a VM that is no longer the spec's (renamed or moved since); cloning it again",
+			zap.String("task", task.Value), zap.String("ref", ref.Value))
 		return vm, false
 	}
 	log.Info("resumed the earlier clone task", zap.String("task", task.Value))
@@ -294,21 +298,46 @@ func (p *provisioner) resume(ctx context.Context, s *VMSpec, folder *object.Fold
 // adopt checks that an existing VM belongs to the spec's owner, and powers
 // it on when it should be on.
 func (p *provisioner) adopt(ctx context.Context, s *VMSpec, vm existingVM) (types.ManagedObjectReference, error) {
+	if err := checkOwner(s, vm); err != nil {
+		return vm.ref, err
+	}
+	p.emit(ProgressEvent{VM: s.Name, Phase: PhaseExisting})
+	return vm.ref, p.powerOnIfOff(ctx, s, vm)
+}
+
+// take is adopt for the VM of a resumed clone task: made for the spec,
+// not found existing.
+func (p *provisioner) take(ctx context.Context, s *VMSpec, vm existingVM) (types.ManagedObjectReference, error) {
+	if err := checkOwner(s, vm); err != nil {
+		return vm.ref, err
+	}
+	if vm.power == types.VirtualMachinePowerStatePoweredOn {
+		p.emit(ProgressEvent{VM: s.Name, Phase: PhasePoweredOn})
+	}
+	return vm.ref, p.powerOnIfOff(ctx, s, vm)
+}
+
+func checkOwner(s *VMSpec, vm existingVM) error {
 	if !vm.hasOwner || vm.owner != s.Owner {
 		holder := "no recorded owner"
 		if vm.hasOwner {
 			holder = "owner " + vm.owner.String()
 		}
-		return vm.ref, fmt.Errorf("%q in %s has %s, not %s: %w", s.Name, s.Folder, holder, s.Owner, ErrAlreadyExists)
+		return fmt.Errorf("%q in %s has %s, not %s: %w", s.Name, s.Folder, holder, s.Owner, ErrAlreadyExists)
 	}
-	p.emit(ProgressEvent{VM: s.Name, Phase: PhaseExisting})
-	if !s.PoweredOff && vm.power != types.VirtualMachinePowerStatePoweredOn {
-		if err := p.c.powerOn(ctx, p.w, vm.ref); err != nil {
-			return vm.ref, err
-		}
-		p.emit(ProgressEvent{VM: s.Name, Phase: PhasePoweredOn})
+	return nil
+}
+
+// powerOnIfOff powers a VM on when the spec wants it on and it is not.
+func (p *provisioner) powerOnIfOff(ctx context.Context, s *VMSpec, vm existingVM) error {
+	if s.PoweredOff || vm.power == types.VirtualMachinePowerStatePoweredOn {
+		return nil
 	}
-	return vm.ref, nil
+	if err := p.c.powerOn(ctx, p.w, vm.ref); err != nil {
+		return err
+	}
+	p.emit(ProgressEvent{VM: s.Name, Phase: PhasePoweredOn})
+	return nil
 }
 
 // clone starts the clone task, reports it, and waits for it.

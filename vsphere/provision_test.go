@@ -28,7 +28,7 @@ func vmProps(t *testing.T, c *vsphere.Client, ref types.ManagedObjectReference) 
 	t.Helper()
 	var m mo.VirtualMachine
 	require.NoError(t, object.NewVirtualMachine(c.Vim25(), ref).Properties(context.Background(), ref,
-		[]string{"name", "config", "customValue", "runtime.powerState", "resourcePool", "parent", "guest.ipAddress"}, &m))
+		[]string{"name", "config", "customValue", "runtime.powerState", "resourcePool", "parent", "guest.ipAddress", "snapshot"}, &m))
 	return m
 }
 
@@ -454,8 +454,20 @@ func TestProvisionVMsResumesInFlightClones(t *testing.T) {
 
 	second := s.client(t)
 	clones := second.Stats().ByMethod["CloneVM_Task"]
-	res, err := second.ProvisionVMs(ctx, sp, vsphere.WithInFlight(recorded))
+	// The second run journals as the first did, into the very map it
+	// resumes from (the option copies it: no race).
+	phases := map[string][]vsphere.Phase{}
+	res, err := second.ProvisionVMs(ctx, sp, vsphere.WithInFlight(recorded), vsphere.WithProgress(func(ev vsphere.ProgressEvent) {
+		phases[ev.VM] = append(phases[ev.VM], ev.Phase)
+		if ev.Phase == vsphere.PhaseCloneStarted {
+			recorded[ev.VM] = ev.Task
+		}
+	}))
 	require.NoError(t, err)
+	for _, vm := range []string{sp[0].Name, sp[1].Name} {
+		assert.Equal(t, []vsphere.Phase{vsphere.PhaseCloneStarted, vsphere.PhaseCloned, vsphere.PhasePoweredOn, vsphere.PhaseReady}, phases[vm],
+			"%s: resumed, not found existing", vm)
+	}
 	assert.EqualValues(t, 1, second.Stats().ByMethod["CloneVM_Task"]-clones, "only the VM whose task was lost is cloned")
 	for i, r := range res {
 		// The lost one's second clone finds the name taken by the first

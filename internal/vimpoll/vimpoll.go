@@ -52,12 +52,21 @@ func Read(ctx context.Context, rt soap.RoundTripper, pc types.ManagedObjectRefer
 		if _, ok := fault.As(err, &missing); !ok {
 			return nil, gone, err
 		}
+		// Compare Type and Value only: the fault's reference may carry a
+		// ServerGUID ours does not.
+		same := func(r types.ManagedObjectReference) bool {
+			return r.Type == missing.Obj.Type && r.Value == missing.Obj.Value
+		}
 		before := len(rest)
-		rest = slices.DeleteFunc(rest, func(r types.ManagedObjectReference) bool { return r == missing.Obj })
+		for _, r := range rest {
+			if same(r) {
+				gone = append(gone, r)
+			}
+		}
+		rest = slices.DeleteFunc(rest, same)
 		if len(rest) == before {
 			return nil, gone, err // not one of ours: do not loop
 		}
-		gone = append(gone, missing.Obj)
 	}
 	return nil, gone, nil
 }
@@ -68,9 +77,9 @@ func Read(ctx context.Context, rt soap.RoundTripper, pc types.ManagedObjectRefer
 const (
 	MinInterval = 20 * time.Millisecond
 	MaxInterval = 2 * time.Second
-	// failuresToGiveUp consecutive failed reads end every wait with the
+	// GiveUpAfter of nothing but failed reads ends every wait with the
 	// last error.
-	failuresToGiveUp = 5
+	GiveUpAfter = time.Minute
 )
 
 // Tasks waits for many vSphere tasks with one read of every pending task
@@ -105,6 +114,7 @@ func NewTasks(vim *vim25.Client) *Tasks {
 // govmomi's fault.Is sees it); a task that no longer exists is ErrGone.
 func (t *Tasks) Wait(ctx context.Context, ref types.ManagedObjectReference) (*types.TaskInfo, error) {
 	w := &waiter{since: time.Now(), done: make(chan outcome, 1)}
+	ref = key(ref)
 	t.mu.Lock()
 	t.waiting[ref] = append(t.waiting[ref], w)
 	if !t.running {
@@ -138,9 +148,9 @@ func (t *Tasks) drop(ref types.ManagedObjectReference, w *waiter) {
 	}
 }
 
-// next returns the pending tasks and how long to sleep before reading
-// them, or ok false (and marks the loop stopped) when nobody waits.
-func (t *Tasks) next(now time.Time) (refs []types.ManagedObjectReference, sleep time.Duration, ok bool) {
+// next returns the pending tasks and the interval to the read after one
+// made at now, or ok false (and marks the loop stopped) when nobody waits.
+func (t *Tasks) next(now time.Time) (refs []types.ManagedObjectReference, interval time.Duration, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.waiting) == 0 {
@@ -160,40 +170,49 @@ func (t *Tasks) next(now time.Time) (refs []types.ManagedObjectReference, sleep 
 }
 
 func (t *Tasks) loop() {
-	last := time.Now() // the first read is an interval after the first wait began
-	failures := 0
+	// The first read is MinInterval after the first wait began, so that
+	// tasks started together are read together; each later one a quarter
+	// of the youngest waiter's age after the read before it, or sooner,
+	// MinInterval after a newcomer arrived.
+	due := time.Now().Add(MinInterval)
+	var failingSince time.Time
 	timer := time.NewTimer(MinInterval)
 	defer timer.Stop()
 	for {
 		select {
 		case <-timer.C:
 		case <-t.wake:
-			timer.Stop() // a newcomer may shorten the interval; recompute it
+			if soon := time.Now().Add(MinInterval); soon.Before(due) {
+				due = soon
+			}
 		}
-		refs, interval, ok := t.next(time.Now())
-		if !ok {
-			return
-		}
-		if wait := time.Until(last.Add(interval)); wait > 0 {
+		if wait := time.Until(due); wait > 0 {
 			timer.Reset(wait)
 			continue
+		}
+		refs, _, ok := t.next(time.Now())
+		if !ok {
+			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		found, gone, err := Read(ctx, t.vim, t.vim.ServiceContent.PropertyCollector, refs, map[string][]string{"Task": {"info"}})
 		cancel()
-		last = time.Now()
-		if err != nil {
-			if failures++; failures >= failuresToGiveUp {
-				t.finishAll(fmt.Errorf("read tasks: %w", err))
-				failures = 0
-			}
-		} else {
-			failures = 0
+		now := time.Now()
+		switch {
+		case err == nil:
+			failingSince = time.Time{}
 			t.finish(found, gone)
+		case failingSince.IsZero():
+			failingSince = now
+		case now.Sub(failingSince) >= GiveUpAfter:
+			t.finishAll(fmt.Errorf("read tasks: %w", err))
+			failingSince = time.Time{}
 		}
-		if _, interval, ok = t.next(last); !ok {
+		_, interval, ok := t.next(now)
+		if !ok {
 			return
 		}
+		due = now.Add(interval)
 		timer.Reset(interval)
 	}
 }
@@ -215,11 +234,11 @@ func (t *Tasks) finish(found []types.ObjectContent, gone []types.ManagedObjectRe
 				}
 				o.err = task.Error{LocalizedMethodFault: lf, Description: info.Description}
 			}
-			t.send(oc.Obj, o)
+			t.send(key(oc.Obj), o)
 		}
 	}
 	for _, ref := range gone {
-		t.send(ref, outcome{err: fmt.Errorf("task %s: %w", ref.Value, ErrGone)})
+		t.send(key(ref), outcome{err: fmt.Errorf("task %s: %w", ref.Value, ErrGone)})
 	}
 }
 
@@ -237,4 +256,10 @@ func (t *Tasks) send(ref types.ManagedObjectReference, o outcome) {
 		w.done <- o
 	}
 	delete(t.waiting, ref)
+}
+
+// key is a reference without its ServerGUID, which one answer may carry
+// and another not.
+func key(ref types.ManagedObjectReference) types.ManagedObjectReference {
+	return types.ManagedObjectReference{Type: ref.Type, Value: ref.Value}
 }
