@@ -146,7 +146,9 @@ func (c *Client) members(ctx context.Context, set desiredSet, all current) (curr
 		return nil, err
 	}
 	cur := st.join(hits, nil)
-	st.attached(cur, where.keep)
+	if err := st.attached(cur, where.keep, set.cluster); err != nil {
+		return nil, err
+	}
 	return cur, nil
 }
 

@@ -95,13 +95,15 @@
 // object tagged with the cluster (or the namespace), so they work after
 // the caller has lost every id; the subnets and addresses go back to
 // whichever block and pool they came from. NSX refuses to delete a segment
-// that has ports, so a segment goes with every port NSX holds on it,
-// tagged or not: the ports a CNI (NCP, antrea-nsx) makes for pods, tagged
-// with the cluster, and any other, such as vCenter's for a VM NIC still
-// attached, since the segment is the cluster's and whatever is attached to
-// it goes with it (detach what must stay first). A port tagged with the
-// cluster on a segment that is not the cluster's goes too, once the search
-// shows it. An update leaves the ports of the segments it keeps alone, and
+// that has ports, so a segment goes with the ports on it that are the
+// cluster's CNI's (NCP, antrea-nsx: tagged with the cluster, or container
+// ports, attachment CHILD or INDEPENDENT) and those with nothing attached.
+// A VM's NIC on it (any other attachment), or a port NSX protects or owns,
+// is not kubefoundry's to delete (NSX would leave the VM attached, in
+// vCenter, to a network that is gone): the teardown, or the update that
+// would drop the segment, is then an error wrapping ErrInUse naming the
+// ports, and writes nothing. A port tagged with the cluster on a segment
+// that is not the cluster's goes too, once the search shows it. An update leaves the ports of the segments it keeps alone, and
 // deletes those of a segment it drops (a namespace taken out of the
 // Topology). NSX deletes a security policy with its rules, so a rule added
 // by hand to one of the cluster's policies (untagged, not the cluster's)

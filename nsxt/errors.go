@@ -22,6 +22,10 @@ var (
 	// ErrLimitExceeded is wrapped by a *LimitError: the request is valid,
 	// but the cluster is at a limit its Topology sets.
 	ErrLimitExceeded = errors.New("nsxt: limit exceeded")
+	// ErrInUse is wrapped when something kubefoundry may not delete is
+	// attached to an object it would delete: a VM's NIC on one of the
+	// cluster's segments. Nothing was written.
+	ErrInUse = errors.New("nsxt: in use")
 )
 
 // LimitError reports a request refused because the cluster is at a limit

@@ -232,3 +232,64 @@ func TestSegmentPortsOnOurSegments(t *testing.T) {
 		})
 	}
 }
+
+// handDelete deletes path as another client would.
+func handDelete(t *testing.T, sim *simulator.Server, path string) {
+	t.Helper()
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(sim.CertificatePEM()))
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodDelete, sim.URL+"/policy/api/v1"+path, nil)
+	require.NoError(t, err)
+	req.SetBasicAuth(sim.Username(), sim.Password())
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(resp.Body)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", msg)
+}
+
+// A VM's NIC on one of the cluster's segments is not kubefoundry's to
+// delete: NSX would delete the port but leave the VM attached, in
+// vCenter, to a network that is gone. An update that drops that segment,
+// and a teardown, refuse (ErrInUse, naming the port) and write nothing;
+// what has no VM on it goes as usual; once the VM is off the segment the
+// teardown finishes.
+func TestVMPortKeepsItsSegment(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, simulator.Config{})
+	topo := topology(e.sim, "c1", "a", "b")
+	_, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	const vmPort = "/infra/segments/kf_c1_ns_b/ports/vm-nic"
+	handMade(t, e.sim, vmPort, map[string]any{"resource_type": "SegmentPort",
+		"attachment": map[string]any{"id": "vif-1", "type": "PARENT"}})
+	// A CNI's container port, untagged, goes with its segment.
+	child := port(t, e.sim, "/infra/segments/kf_c1_ns_b", "pod-1")
+	handMade(t, e.sim, child, map[string]any{"resource_type": "SegmentPort",
+		"attachment": map[string]any{"id": "cif-1", "type": "CHILD", "context_id": "vif-1"}})
+	before := e.sim.Paths()
+	writes := e.sim.Writes()
+
+	drop := topo
+	drop.Namespaces = []string{"a"}
+	_, err = e.c.BuildTopology(ctx, drop)
+	require.ErrorIs(t, err, nsxt.ErrInUse)
+	require.ErrorContains(t, err, vmPort)
+	require.NotContains(t, err.Error(), child, "the container port is not in the way")
+	_, err = e.c.TeardownTopology(ctx, "c1")
+	require.ErrorIs(t, err, nsxt.ErrInUse)
+	require.ErrorContains(t, err, "vif-1")
+	require.Equal(t, writes, e.sim.Writes(), "nothing written")
+	require.Equal(t, before, e.sim.Paths())
+
+	_, err = e.c.TeardownNamespace(ctx, "c1", "a")
+	require.NoError(t, err, "a's segment has no VM on it")
+
+	handDelete(t, e.sim, vmPort) // the VM leaves the segment
+	td, err := e.c.TeardownTopology(ctx, "c1")
+	require.NoError(t, err)
+	require.Contains(t, td.Deleted, child)
+	requireNothingLeft(t, e.sim)
+}

@@ -158,7 +158,8 @@ func (a *allocation) next(tried map[int]bool) int {
 // source, the same for a subnet from any block): a 404 is an absent copy.
 // A copy the search shows that NSX no longer holds (the index showing the
 // past, as right after a teardown) is absent too: it leaves cur, and is
-// made again.
+// made again, unless the allocation may come from several sources and
+// NSX holds it at another of its paths, which are then read as well.
 func (c *Client) holdings(ctx context.Context, allocs []allocation, cur current) error {
 	shown := map[string][]string{} // by key, the paths of the copies the search shows
 	for p, m := range cur {
@@ -184,31 +185,62 @@ func (c *Client) holdings(ctx context.Context, allocs []allocation, cur current)
 			}
 		}
 	}
-	if len(want) == 0 {
+	fetched := map[string]map[string]any{} // by path: what NSX holds there, nil for a 404
+	fetch := func(want map[string]bool) error {
+		paths := make([]string, 0, len(want))
+		for p := range want {
+			if _, done := fetched[p]; !done {
+				paths = append(paths, p)
+			}
+		}
+		sort.Strings(paths)
+		held := make([]map[string]any, len(paths))
+		errs := make([]error, len(paths))
+		workpool.Run(ctx, 8, len(paths), func(i int) {
+			m, err := c.getObject(ctx, paths[i])
+			switch {
+			case err == nil:
+				held[i] = m
+			case !errors.Is(err, ErrNotFound):
+				errs[i] = err
+			}
+		}, func(i int, err error) { errs[i] = err })
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		for i, p := range paths {
+			fetched[p] = held[i]
+		}
 		return nil
 	}
-	paths := make([]string, 0, len(want))
-	for p := range want {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	held := make([]map[string]any, len(paths))
-	errs := make([]error, len(paths))
-	workpool.Run(ctx, 8, len(paths), func(i int) {
-		m, err := c.getObject(ctx, paths[i])
-		switch {
-		case err == nil:
-			held[i] = m
-		case !errors.Is(err, ErrNotFound):
-			errs[i] = err
-		}
-	}, func(i int, err error) { errs[i] = err })
-	if err := errors.Join(errs...); err != nil {
+	if err := fetch(want); err != nil {
 		return err
 	}
-	for i, p := range paths {
-		if held[i] != nil {
-			cur[p] = held[i]
+	// An allocation with several sources whose every copy the search shows
+	// is gone may be held at another of its paths, made since the index
+	// was written (by another client, or a run that crashed): read those
+	// too, or a second copy would be made.
+	more := map[string]bool{}
+	for _, a := range allocs {
+		if len(a.sources) < 2 || len(shown[a.key]) == 0 {
+			continue
+		}
+		held := false
+		for _, p := range shown[a.key] {
+			held = held || fetched[p] != nil
+		}
+		if !held {
+			for _, src := range a.sources {
+				more[src.path] = true
+			}
+		}
+	}
+	if err := fetch(more); err != nil {
+		return err
+	}
+	for p, m := range fetched {
+		if m != nil {
+			cur[p] = m
 		} else {
 			delete(cur, p)
 		}

@@ -152,7 +152,9 @@ func (c *Client) teardown(ctx context.Context, clusterID, namespace string, memb
 		// not hold is gone, and one this teardown deleted is the index
 		// trailing. The segments go with every port NSX holds on them.
 		cur := st.join(hits, func(p string) bool { return deleted[p] })
-		st.attached(cur, nil)
+		if err := st.attached(cur, nil, clusterID); err != nil {
+			return nil, err
+		}
 		if len(cur) == 0 {
 			break
 		}
@@ -198,19 +200,63 @@ func (c *Client) teardown(ctx context.Context, clusterID, namespace string, memb
 }
 
 // attached adds to cur the ports NSX holds (the reads listed them) on the
-// segments cur holds but keep names, tagged or not: NSX refuses to delete
-// a segment that has ports, and a segment of the cluster's takes what is
-// attached to it (a CNI's ports for pods, vCenter's for VM NICs) when it
-// goes.
-func (v *storeView) attached(cur current, keep map[string]bool) {
+// segments cur holds but keep names: NSX refuses to delete a segment that
+// has ports. The ports a segment of the cluster's takes with it are those
+// the cluster's CNI made (tagged with the cluster, or container ports:
+// attachment CHILD or INDEPENDENT) and those with nothing attached. A port
+// with a VM's NIC on it (any other attachment), or one NSX protects or owns
+// (another principal's: only it may delete it), is not kubefoundry's to
+// delete: deleting it would leave the VM attached, in vCenter, to a
+// network that is gone. Those make it an error wrapping ErrInUse, naming
+// them, before anything is written.
+func (v *storeView) attached(cur current, keep map[string]bool, cluster string) error {
+	var blocked []string
 	for p, m := range v.all {
 		if m["resource_type"] != "SegmentPort" {
 			continue
 		}
 		seg := parentPath(p)
-		if s, ok := cur[seg]; ok && s["resource_type"] == "Segment" && !keep[seg] {
-			cur[p] = m
+		s, ok := cur[seg]
+		if !ok || s["resource_type"] != "Segment" || keep[seg] {
+			continue
 		}
+		if why := portKept(m, cluster); why != "" {
+			blocked = append(blocked, p+" ("+why+")")
+			continue
+		}
+		cur[p] = m
+	}
+	if len(blocked) == 0 {
+		return nil
+	}
+	sort.Strings(blocked)
+	return fmt.Errorf("nsxt: cluster %s: its segments have ports that are not its to delete: %s; disconnect the VMs, or have their owner delete the ports, first: %w",
+		cluster, strings.Join(blocked, ", "), ErrInUse)
+}
+
+// portKept says why a port on a segment of the cluster's may not go with
+// it, or "" when it may.
+func portKept(m map[string]any, cluster string) string {
+	if owned, _ := m["_system_owned"].(bool); owned {
+		return "owned by NSX"
+	}
+	switch prot, _ := m["_protection"].(string); prot {
+	case "PROTECTED", "REQUIRE_OVERRIDE":
+		return "protected: made by another principal"
+	}
+	if hasTag(m, TagCluster, cluster) {
+		return ""
+	}
+	att, _ := m["attachment"].(map[string]any)
+	if att == nil {
+		return ""
+	}
+	switch typ, _ := att["type"].(string); typ {
+	case "CHILD", "INDEPENDENT":
+		return ""
+	default:
+		id, _ := att["id"].(string)
+		return "a VM NIC is attached: " + id
 	}
 }
 

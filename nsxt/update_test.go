@@ -328,7 +328,9 @@ func TestSingleTierSwitchWithinTheIndexLag(t *testing.T) {
 				}
 				_, err := e.c.BuildTopology(ctx, topo)
 				require.NoError(t, err)
-				e.sim.FreezeSearch() // at most the first build, nothing after
+				if !freezeFirst {
+					e.sim.FreezeSearch() // the first build, nothing after
+				}
 				for _, single := range []bool{!start, start, !start} {
 					topo.SingleTier = single
 					_, err := newClient(t, e.sim).BuildTopology(ctx, topo)
@@ -352,4 +354,44 @@ func TestSingleTierSwitchWithinTheIndexLag(t *testing.T) {
 			})
 		}
 	}
+}
+
+// An allocation that may come from several pools, which the stale index
+// shows in one pool where NSX no longer holds it (its namespace torn down
+// a moment ago), may meanwhile have been made in another of its pools (by
+// another client, or by a run that crashed): the rebuild reads its other
+// paths before making it, and takes that copy rather than making a
+// second one.
+func TestRebuildFindsAnAllocationMadeElsewhereWhileTheIndexLags(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, simulator.Config{Inventory: twoOfEach()})
+	topo := withBoth(topology(e.sim, "c1", "a", "b"))
+	_, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	copies := func() []string {
+		var out []string
+		for _, p := range e.sim.Paths() {
+			if strings.HasSuffix(p, "/ip-allocations/kf_c1_ns_a") {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	first := copies()
+	require.Len(t, first, 1)
+	require.True(t, strings.HasPrefix(first[0], topo.FloatingIPPoolPaths[0]+"/"), first[0])
+	orig := e.sim.Object(first[0])
+
+	e.sim.FreezeSearch() // the index shows the build, and nothing after
+	_, err = e.c.TeardownNamespace(ctx, "c1", "a")
+	require.NoError(t, err)
+	require.Empty(t, copies())
+	elsewhere := topo.FloatingIPPoolPaths[1] + "/ip-allocations/kf_c1_ns_a"
+	handMade(t, e.sim, elsewhere, map[string]any{"resource_type": "IpAddressAllocation", "tags": orig["tags"]})
+
+	_, err = newClient(t, e.sim).BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Equal(t, []string{elsewhere}, copies(), "one copy, the one NSX holds")
+	e.sim.ThawSearch()
+	teardownLeavesNothing(t, e, "c1")
 }
