@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"maps"
 	"math/big"
 	"slices"
@@ -58,7 +59,50 @@ type BootstrapSpec struct {
 	// a cluster without NSX. The API servers then listen on the
 	// endpoint's port.
 	KubeVIP *KubeVIP
+	// Encryption, when set, makes the API servers encrypt Secrets (or the
+	// resources it names) before they store them in etcd: the control-
+	// plane nodes get its configuration file (EncryptionConfigPath, root
+	// only) and their API servers the flags and the mount that read it.
+	// Every control-plane node must have the same keys: pass the same
+	// Encryption to InitControlPlaneUserData and every
+	// JoinControlPlaneUserData. Workers get nothing of it.
+	Encryption *EncryptionAtRest
 }
+
+// String describes the spec without its secrets: the token's ID only, and
+// the names of the encryption keys.
+func (s BootstrapSpec) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "BootstrapSpec{%s %s, endpoint %s", s.ClusterName, s.KubernetesVersion, s.ControlPlaneEndpoint)
+	if id, _, ok := strings.Cut(s.Token, "."); ok {
+		fmt.Fprintf(&b, ", token %s.<redacted>", id)
+	} else if s.Token != "" {
+		b.WriteString(", token <redacted>")
+	}
+	if s.KubeVIP != nil {
+		fmt.Fprintf(&b, ", kube-vip %s", s.KubeVIP.Address)
+	}
+	if e := s.Encryption; e != nil {
+		names := make([]string, len(e.Keys))
+		for i, k := range e.Keys {
+			names[i] = k.Name
+		}
+		res := e.Resources
+		if len(res) == 0 {
+			res = []string{"secrets"}
+		}
+		fmt.Fprintf(&b, ", encryption of %v with keys %v", res, names)
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+// GoString is String: %#v must not print the secrets either.
+func (s BootstrapSpec) GoString() string { return s.String() }
+
+// Format prints the spec as String whatever the verb: fmt would print
+// the fields themselves for verbs such as %d.
+func (s BootstrapSpec) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, s.String()) }
 
 func (s *BootstrapSpec) defaults() (semver.Version, error) {
 	if s.PodSubnet == "" {
@@ -96,11 +140,16 @@ func (s *BootstrapSpec) defaults() (semver.Version, error) {
 	return v, nil
 }
 
-// controlPlaneBase is base for a control-plane node, with kube-vip's
-// files and commands when the spec asks for it, and the port the API
-// server binds (0: kubeadm's default).
+// controlPlaneBase is base for a control-plane node, with the encryption
+// configuration and kube-vip's files and commands when the spec asks for
+// them, and the port the API server binds (0: kubeadm's default).
 func (s *BootstrapSpec) controlPlaneBase(v semver.Version, init bool) (cloudinit.BaseUserData, int32, error) {
 	b := s.base(true, v)
+	enc, err := s.encryptionFiles()
+	if err != nil {
+		return b, 0, err
+	}
+	b.AdditionalFiles = append(b.AdditionalFiles, enc...)
 	if s.KubeVIP == nil {
 		return b, 0, nil
 	}
@@ -130,7 +179,7 @@ func args(m map[string]string) []bootstrapv1.Arg {
 func (s *BootstrapSpec) clusterConfiguration(v semver.Version) (string, error) {
 	cc := &bootstrapv1.ClusterConfiguration{
 		ControlPlaneEndpoint: s.ControlPlaneEndpoint,
-		APIServer:            bootstrapv1.APIServer{CertSANs: s.CertSANs, ExtraArgs: args(s.APIServerArgs)},
+		APIServer:            s.apiServer(v),
 	}
 	ver := s.KubernetesVersion
 	return kubeadmtypes.MarshalClusterConfigurationForVersion(cc, v, &upstream.AdditionalData{
@@ -185,17 +234,20 @@ func (p *PKI) certificates() (secret.Certificates, error) {
 
 // InitControlPlaneUserData is the cloud-init user data of the first
 // control-plane node: the cluster's CAs and keys, and `kubeadm init`.
-// It holds private keys: treat it as a secret.
+// It holds private keys, and with Encryption the encryption keys: treat it
+// as a secret.
 func (p *PKI) InitControlPlaneUserData(s BootstrapSpec) ([]byte, error) {
 	v, err := s.defaults()
 	if err != nil {
 		return nil, err
 	}
-	cc, err := s.clusterConfiguration(v)
+	// The base first: it checks Encryption, which the ClusterConfiguration
+	// then relies on.
+	base, port, err := s.controlPlaneBase(v, true)
 	if err != nil {
 		return nil, err
 	}
-	base, port, err := s.controlPlaneBase(v, true)
+	cc, err := s.clusterConfiguration(v)
 	if err != nil {
 		return nil, err
 	}
@@ -219,6 +271,12 @@ func (p *PKI) InitControlPlaneUserData(s BootstrapSpec) ([]byte, error) {
 
 // JoinControlPlaneUserData is the cloud-init user data of a further
 // control-plane node. It holds private keys: treat it as a secret.
+//
+// kubeadm join takes the ClusterConfiguration, and with it the API
+// server's flags and mounts, from the cluster (the kubeadm-config
+// ConfigMap that init stored); with Encryption this user data therefore
+// adds only the configuration file, which must hold the keys the first
+// node has.
 func (p *PKI) JoinControlPlaneUserData(s BootstrapSpec) ([]byte, error) {
 	v, err := s.defaults()
 	if err != nil {

@@ -49,6 +49,21 @@
 // during the first node's init from Kubernetes 1.29, then admin.conf);
 // its manifests are Pods the real API server accepts.
 //
+// Encryption at rest (TKGI's "etcd encryption" profile):
+// BootstrapSpec.Encryption gives every control-plane node the API
+// server's EncryptionConfiguration (EncryptionConfig: the secretbox
+// provider with the keys, the first of which encrypts, then identity so
+// that what was stored before stays readable) in EncryptionConfigPath,
+// root only, and the API server the flags (with automatic reload from
+// Kubernetes 1.26) and the read-only mount that use it; joining nodes
+// take the flags from the cluster's kubeadm-config and get the file only;
+// workers get nothing of it. Every control-plane node needs the same
+// keys. Tested on a real API server: Secrets are stored in etcd under
+// "k8s:enc:secretbox:v1:<key>:" and read back in plain, and an API server
+// given [new, old] reads what the old key wrote and writes under the new
+// one. NewEncryptionKey makes keys; they, like BootstrapSpec, print
+// without their secrets.
+//
 // The namespace network controller (NCP's role): an informer on Namespaces
 // and a rate-limited workqueue call a NetworkProvider (lifecycle wires in
 // nsxt) to make and delete each namespace's network, record the result in
@@ -62,5 +77,7 @@
 // bundle is swapped phase by phase.
 //
 // Not yet here: rotation of the front-proxy and etcd CAs goes the same way
-// as the cluster CA's but has no helper of its own yet.
+// as the cluster CA's but has no helper of its own yet; nor has the
+// rotation of encryption keys on running nodes, whose configuration file
+// the caller replaces step by step (see EncryptionAtRest).
 package kube

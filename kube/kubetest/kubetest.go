@@ -11,6 +11,11 @@
 // ClusterRoles; without it they grant nothing), deployment and replicaset.
 // There is no scheduler and no kubelet: pods are never run.
 //
+// Options change the API server of one environment: WithClientCA,
+// WithAPIServerArgs, WithEncryptionConfig (encryption at rest), and
+// WithEtcd, which starts a further API server on another environment's
+// etcd.
+//
 // Share one environment among a package's tests through TestMain:
 //
 //	var env *kubetest.Environment
@@ -86,6 +91,9 @@ type Environment struct {
 	// ClientCAFile is the API server's --client-ca-file, when WithClientCA
 	// was given; SetClientCA replaces its content.
 	ClientCAFile string
+	// EncryptionConfigFile is the API server's
+	// --encryption-provider-config, when WithEncryptionConfig was given.
+	EncryptionConfigFile string
 	// Dir holds the certificates, data and logs; Stop removes it.
 	Dir string
 	// BinDir holds the binaries, kubectl included when it was built.
@@ -125,7 +133,10 @@ func Start(ctx context.Context, opts ...Option) (*Environment, error) {
 type Option func(*options)
 
 type options struct {
-	clientCA []byte
+	clientCA      []byte
+	apiServerArgs []string
+	encryption    []byte
+	etcdURL       string
 }
 
 // WithClientCA makes the API server accept client certificates signed by
@@ -133,6 +144,29 @@ type options struct {
 // a cluster's own PKI can be tested against it.
 func WithClientCA(pemCerts []byte) Option {
 	return func(o *options) { o.clientCA = pemCerts }
+}
+
+// WithAPIServerArgs adds flags ("--name=value") to kube-apiserver's,
+// after the environment's own, so that they win where they overlap.
+func WithAPIServerArgs(args ...string) Option {
+	return func(o *options) { o.apiServerArgs = append(o.apiServerArgs, args...) }
+}
+
+// WithEncryptionConfig writes config, an EncryptionConfiguration, into the
+// environment's directory and makes the API server encrypt at rest with
+// it (its --encryption-provider-config); EncryptionConfigFile names the
+// file.
+func WithEncryptionConfig(config []byte) Option {
+	return func(o *options) { o.encryption = config }
+}
+
+// WithEtcd starts no etcd but uses the one at url, such as another
+// Environment's EtcdURL: two API servers on one store, as in a cluster of
+// several control-plane nodes (each environment runs its own controller
+// manager, without leader election). Stop leaves that etcd running; it
+// must outlive the environment.
+func WithEtcd(url string) Option {
+	return func(o *options) { o.etcdURL = url }
 }
 
 func start(ctx context.Context, bin string, o options) (_ *Environment, err error) {
@@ -152,23 +186,27 @@ func start(ctx context.Context, bin string, o options) (_ *Environment, err erro
 	}
 	etcdClient, etcdPeer, apiPort := ports[0], ports[1], ports[2]
 
-	etcdURL := "http://127.0.0.1:" + strconv.Itoa(etcdClient)
-	peerURL := "http://127.0.0.1:" + strconv.Itoa(etcdPeer)
-	if err := env.start("etcd",
-		"--name=kubetest",
-		"--data-dir="+filepath.Join(dir, "etcd"),
-		"--listen-client-urls="+etcdURL,
-		"--advertise-client-urls="+etcdURL,
-		"--listen-peer-urls="+peerURL,
-		"--initial-advertise-peer-urls="+peerURL,
-		"--initial-cluster=kubetest="+peerURL,
-		"--unsafe-no-fsync",
-		"--log-level=warn",
-	); err != nil {
-		return nil, err
-	}
-	if err := waitHTTP(ctx, http.DefaultClient, etcdURL+"/health", nil, env.procs[0]); err != nil {
-		return nil, err
+	etcdURL := o.etcdURL
+	if etcdURL == "" {
+		etcdURL = "http://127.0.0.1:" + strconv.Itoa(etcdClient)
+		peerURL := "http://127.0.0.1:" + strconv.Itoa(etcdPeer)
+		etcd, err := env.start("etcd",
+			"--name=kubetest",
+			"--data-dir="+filepath.Join(dir, "etcd"),
+			"--listen-client-urls="+etcdURL,
+			"--advertise-client-urls="+etcdURL,
+			"--listen-peer-urls="+peerURL,
+			"--initial-advertise-peer-urls="+peerURL,
+			"--initial-cluster=kubetest="+peerURL,
+			"--unsafe-no-fsync",
+			"--log-level=warn",
+		)
+		if err != nil {
+			return nil, err
+		}
+		if err := waitHTTP(ctx, http.DefaultClient, etcdURL+"/health", nil, etcd); err != nil {
+			return nil, err
+		}
 	}
 	env.EtcdURL = etcdURL
 
@@ -194,27 +232,36 @@ func start(ctx context.Context, bin string, o options) (_ *Environment, err erro
 		extra = append(extra, "--client-ca-file="+caFile)
 		env.ClientCAFile = caFile
 	}
-	if err := env.start("kube-apiserver", append(extra,
-		"--etcd-servers="+etcdURL,
+	if len(o.encryption) > 0 {
+		file := filepath.Join(dir, "encryption-config.yaml")
+		if err := os.WriteFile(file, o.encryption, 0o600); err != nil {
+			return nil, err
+		}
+		extra = append(extra, "--encryption-provider-config="+file)
+		env.EncryptionConfigFile = file
+	}
+	apiserver, err := env.start("kube-apiserver", slices.Concat(extra, []string{
+		"--etcd-servers=" + etcdURL,
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(apiPort),
-		"--cert-dir="+certDir,
-		"--token-auth-file="+tokens,
+		"--secure-port=" + strconv.Itoa(apiPort),
+		"--cert-dir=" + certDir,
+		"--token-auth-file=" + tokens,
 		"--authorization-mode=RBAC",
-		"--service-account-key-file="+saPub,
-		"--service-account-signing-key-file="+saKey,
+		"--service-account-key-file=" + saPub,
+		"--service-account-signing-key-file=" + saKey,
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--endpoint-reconciler-type=none",
 		"--disable-admission-plugins=ServiceAccount",
 		"--enable-bootstrap-token-auth",
-	)...); err != nil {
+	}, o.apiServerArgs)...)
+	if err != nil {
 		return nil, err
 	}
 	host := "https://127.0.0.1:" + strconv.Itoa(apiPort)
 	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // the certificate is not written yet; the readiness probe only
-	if err := waitHTTP(ctx, insecure, host+"/readyz", map[string]string{"Authorization": "Bearer " + token}, env.procs[1]); err != nil {
+	if err := waitHTTP(ctx, insecure, host+"/readyz", map[string]string{"Authorization": "Bearer " + token}, apiserver); err != nil {
 		return nil, err
 	}
 	insecure.CloseIdleConnections()
@@ -229,7 +276,7 @@ func start(ctx context.Context, bin string, o options) (_ *Environment, err erro
 	if err := writeKubeconfig(env.Kubeconfig, host, ca, token); err != nil {
 		return nil, err
 	}
-	if err := env.start("kube-controller-manager",
+	if _, err := env.start("kube-controller-manager",
 		"--kubeconfig="+env.Kubeconfig,
 		"--controllers=disruption,namespace,garbagecollector,serviceaccount,serviceaccount-token,clusterrole-aggregation,deployment,replicaset",
 		"--service-account-private-key-file="+saKey,
@@ -307,18 +354,18 @@ func (e *Environment) Stop() {
 	}
 }
 
-func (e *Environment) start(name string, args ...string) error {
+func (e *Environment) start(name string, args ...string) (*process, error) {
 	log := filepath.Join(e.Dir, name+".log")
 	f, err := os.Create(log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cmd := exec.Command(filepath.Join(e.BinDir, name), args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the test binary
 	if err := cmd.Start(); err != nil {
 		f.Close()
-		return fmt.Errorf("kubetest: start %s: %w", name, err)
+		return nil, fmt.Errorf("kubetest: start %s: %w", name, err)
 	}
 	p := &process{name: name, cmd: cmd, log: log, done: make(chan struct{})}
 	go func() {
@@ -327,7 +374,7 @@ func (e *Environment) start(name string, args ...string) error {
 		close(p.done)
 	}()
 	e.procs = append(e.procs, p)
-	return nil
+	return p, nil
 }
 
 // waitHTTP polls url until it answers 200, the process exits, or 60 s pass.
