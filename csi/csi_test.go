@@ -33,7 +33,9 @@ type env struct {
 	model *simulator.Model
 }
 
-func newEnv(t *testing.T, opts ...csi.Option) *env {
+// newServer serves vcsim's VPX model over HTTPS with its CNS and SPBM
+// endpoints, for the test's lifetime.
+func newServer(t *testing.T) (*simulator.Model, *simulator.Server) {
 	t.Helper()
 	m := simulator.VPX()
 	require.NoError(t, m.Create())
@@ -41,6 +43,12 @@ func newEnv(t *testing.T, opts ...csi.Option) *env {
 	m.Service.RegisterEndpoints = true
 	s := m.Service.NewServer()
 	t.Cleanup(func() { s.Close(); m.Remove() })
+	return m, s
+}
+
+func newEnv(t *testing.T, opts ...csi.Option) *env {
+	t.Helper()
+	m, s := newServer(t)
 	ctx := context.Background()
 	gc, err := govmomi.NewClient(ctx, s.URL, true)
 	require.NoError(t, err)
@@ -270,12 +278,7 @@ func TestCreateVolumes(t *testing.T) {
 // must go, like the cns package's own, to /sdk in the vsan namespace and
 // version. vcsim answers both, so the test looks at the requests.
 func TestCNSTasksReadInTheVsanNamespace(t *testing.T) {
-	m := simulator.VPX()
-	require.NoError(t, m.Create())
-	m.Service.TLS = new(tls.Config)
-	m.Service.RegisterEndpoints = true
-	s := m.Service.NewServer()
-	t.Cleanup(func() { s.Close(); m.Remove() })
+	_, s := newServer(t)
 
 	var mu sync.Mutex
 	var taskReads []string // the SOAPAction of each read of a Task

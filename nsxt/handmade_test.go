@@ -23,16 +23,24 @@ import (
 // CNI, an operator at the NSX UI) would: a plain PATCH.
 func handMade(t *testing.T, sim *simulator.Server, path string, body map[string]any) {
 	t.Helper()
+	b, err := json.Marshal(body)
+	require.NoError(t, err)
+	handRequest(t, sim, http.MethodPatch, path, bytes.NewReader(b))
+}
+
+// handRequest sends one request to the Policy API as another client would.
+func handRequest(t *testing.T, sim *simulator.Server, method, path string, body io.Reader) {
+	t.Helper()
 	pool := x509.NewCertPool()
 	require.True(t, pool.AppendCertsFromPEM(sim.CertificatePEM()))
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 	defer tr.CloseIdleConnections()
-	b, err := json.Marshal(body)
-	require.NoError(t, err)
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPatch, sim.URL+"/policy/api/v1"+path, bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(t.Context(), method, sim.URL+"/policy/api/v1"+path, body)
 	require.NoError(t, err)
 	req.SetBasicAuth(sim.Username(), sim.Password())
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -236,18 +244,7 @@ func TestSegmentPortsOnOurSegments(t *testing.T) {
 // handDelete deletes path as another client would.
 func handDelete(t *testing.T, sim *simulator.Server, path string) {
 	t.Helper()
-	pool := x509.NewCertPool()
-	require.True(t, pool.AppendCertsFromPEM(sim.CertificatePEM()))
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
-	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodDelete, sim.URL+"/policy/api/v1"+path, nil)
-	require.NoError(t, err)
-	req.SetBasicAuth(sim.Username(), sim.Password())
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(resp.Body)
-	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", msg)
+	handRequest(t, sim, http.MethodDelete, path, nil)
 }
 
 // A VM's NIC on one of the cluster's segments is not kubefoundry's to
