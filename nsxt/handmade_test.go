@@ -67,56 +67,47 @@ func handRule(t *testing.T, sim *simulator.Server, policy, id string) string {
 // nothing after) and with it caught up.
 func TestHandMadeRuleUnderOurPolicy(t *testing.T) {
 	ctx := context.Background()
-	for _, frozen := range []bool{false, true} {
-		name := "the index caught up"
+	indexStates(t, func(t *testing.T, e *env, topo nsxt.Topology, frozen bool) {
+		var err error
 		if frozen {
-			name = "the index frozen"
+			e.sim.FreezeSearch() // the index shows the build, nothing after
 		}
-		t.Run(name, func(t *testing.T) {
-			e := newEnv(t, simulator.Config{})
-			topo := topology(e.sim, "c1", "a", "b", "c")
-			_, err := e.c.BuildTopology(ctx, topo)
-			require.NoError(t, err)
-			if frozen {
-				e.sim.FreezeSearch() // the index shows the build, nothing after
-			}
-			np := nsxt.NetworkPolicy{ClusterID: "c1", Namespace: "a", Name: "db",
-				PodSelector: nsxt.LabelSelector{MatchLabels: map[string]string{"app": "db"}}}
-			_, _, err = e.c.ApplyNetworkPolicy(ctx, np)
-			require.NoError(t, err)
-			for _, p := range []string{"kf_c1", "kf_c1_ns_a", "kf_c1_ns_b", "kf_c1_ns_c", "kf_c1_np_a_db"} {
-				handRule(t, e.sim, p, "by-hand")
-			}
+		np := nsxt.NetworkPolicy{ClusterID: "c1", Namespace: "a", Name: "db",
+			PodSelector: nsxt.LabelSelector{MatchLabels: map[string]string{"app": "db"}}}
+		_, _, err = e.c.ApplyNetworkPolicy(ctx, np)
+		require.NoError(t, err)
+		for _, p := range []string{"kf_c1", "kf_c1_ns_a", "kf_c1_ns_b", "kf_c1_ns_c", "kf_c1_np_a_db"} {
+			handRule(t, e.sim, p, "by-hand")
+		}
 
-			// An update that keeps the policies leaves the rules alone.
-			again, err := newClient(t, e.sim).BuildTopology(ctx, topo)
-			require.NoError(t, err)
-			require.Zero(t, again.Writes, "%s", again.Plan)
-			require.NotNil(t, e.sim.Object("/infra/domains/default/security-policies/kf_c1_ns_b/rules/by-hand"))
+		// An update that keeps the policies leaves the rules alone.
+		again, err := newClient(t, e.sim).BuildTopology(ctx, topo)
+		require.NoError(t, err)
+		require.Zero(t, again.Writes, "%s", again.Plan)
+		require.NotNil(t, e.sim.Object("/infra/domains/default/security-policies/kf_c1_ns_b/rules/by-hand"))
 
-			// An update that drops namespace c drops its policy, rule and all.
-			topo.Namespaces = []string{"a", "b"}
-			_, err = newClient(t, e.sim).BuildTopology(ctx, topo)
-			require.NoError(t, err)
-			require.Nil(t, e.sim.Object("/infra/domains/default/security-policies/kf_c1_ns_c"))
-			require.Nil(t, e.sim.Object("/infra/domains/default/security-policies/kf_c1_ns_c/rules/by-hand"))
+		// An update that drops namespace c drops its policy, rule and all.
+		topo.Namespaces = []string{"a", "b"}
+		_, err = newClient(t, e.sim).BuildTopology(ctx, topo)
+		require.NoError(t, err)
+		require.Nil(t, e.sim.Object("/infra/domains/default/security-policies/kf_c1_ns_c"))
+		require.Nil(t, e.sim.Object("/infra/domains/default/security-policies/kf_c1_ns_c/rules/by-hand"))
 
-			del, err := newClient(t, e.sim).DeleteNetworkPolicy(ctx, "c1", "a", "db")
-			require.NoError(t, err)
-			require.Equal(t, 1, del.Writes)
-			require.Nil(t, e.sim.Object("/infra/domains/default/security-policies/kf_c1_np_a_db/rules/by-hand"))
+		del, err := newClient(t, e.sim).DeleteNetworkPolicy(ctx, "c1", "a", "db")
+		require.NoError(t, err)
+		require.Equal(t, 1, del.Writes)
+		require.Nil(t, e.sim.Object("/infra/domains/default/security-policies/kf_c1_np_a_db/rules/by-hand"))
 
-			ns, err := newClient(t, e.sim).TeardownNamespace(ctx, "c1", "b")
-			require.NoError(t, err)
-			require.Equal(t, 1, ns.Writes)
-			require.Nil(t, e.sim.Object("/infra/domains/default/security-policies/kf_c1_ns_b/rules/by-hand"))
+		ns, err := newClient(t, e.sim).TeardownNamespace(ctx, "c1", "b")
+		require.NoError(t, err)
+		require.Equal(t, 1, ns.Writes)
+		require.Nil(t, e.sim.Object("/infra/domains/default/security-policies/kf_c1_ns_b/rules/by-hand"))
 
-			td, err := newClient(t, e.sim).TeardownTopology(ctx, "c1")
-			require.NoError(t, err)
-			require.Equal(t, 1, td.Writes, "one PATCH")
-			requireNothingLeft(t, e.sim)
-		})
-	}
+		td, err := newClient(t, e.sim).TeardownTopology(ctx, "c1")
+		require.NoError(t, err)
+		require.Equal(t, 1, td.Writes, "one PATCH")
+		requireNothingLeft(t, e.sim)
+	})
 }
 
 // port adds a port to a segment, as a CNI (NCP, antrea-nsx) does for a
@@ -150,95 +141,86 @@ func port(t *testing.T, sim *simulator.Server, segment, id string, tags ...strin
 func TestSegmentPortsOnOurSegments(t *testing.T) {
 	ctx := context.Background()
 	const segs = "/infra/segments/"
-	for _, frozen := range []bool{false, true} {
-		name := "the index caught up"
+	indexStates(t, func(t *testing.T, e *env, topo nsxt.Topology, frozen bool) {
+		var err error
+		// A segment of the platform team's, not the cluster's.
+		handMade(t, e.sim, segs+"shared", map[string]any{"resource_type": "Segment", "connectivity_path": topo.Tier0Path})
 		if frozen {
-			name = "the index frozen"
+			e.sim.FreezeSearch() // the index shows the build, no port
 		}
-		t.Run(name, func(t *testing.T) {
-			e := newEnv(t, simulator.Config{})
-			topo := topology(e.sim, "c1", "a", "b", "c")
-			_, err := e.c.BuildTopology(ctx, topo)
-			require.NoError(t, err)
-			// A segment of the platform team's, not the cluster's.
-			handMade(t, e.sim, segs+"shared", map[string]any{"resource_type": "Segment", "connectivity_path": topo.Tier0Path})
-			if frozen {
-				e.sim.FreezeSearch() // the index shows the build, no port
-			}
-			var ports []string
-			for _, ns := range []string{"a", "b", "c"} {
-				seg := segs + "kf_c1_ns_" + ns
-				ports = append(ports,
-					port(t, e.sim, seg, "pod-1", nsxt.TagCluster, "c1", nsxt.TagNamespace, ns),
-					port(t, e.sim, seg, "pod-2", nsxt.TagCluster, "c1", nsxt.TagNamespace, ns),
-					port(t, e.sim, seg, "other"))
-			}
+		var ports []string
+		for _, ns := range []string{"a", "b", "c"} {
+			seg := segs + "kf_c1_ns_" + ns
 			ports = append(ports,
-				port(t, e.sim, segs+"kf_c1_nodes", "vm-1"),
-				port(t, e.sim, segs+"shared", "pod-x", nsxt.TagCluster, "c1", nsxt.TagNamespace, "a"))
-			sharedOther := port(t, e.sim, segs+"shared", "vm-x")
-			if !frozen {
-				e.sim.FreezeSearch()
-				e.sim.ThawSearch() // the index shows the tagged ports
-				require.Equal(t, len(ownedBy(e.sim, "c1", "")), indexed(t, e.sim, "c1"))
-			}
+				port(t, e.sim, seg, "pod-1", nsxt.TagCluster, "c1", nsxt.TagNamespace, ns),
+				port(t, e.sim, seg, "pod-2", nsxt.TagCluster, "c1", nsxt.TagNamespace, ns),
+				port(t, e.sim, seg, "other"))
+		}
+		ports = append(ports,
+			port(t, e.sim, segs+"kf_c1_nodes", "vm-1"),
+			port(t, e.sim, segs+"shared", "pod-x", nsxt.TagCluster, "c1", nsxt.TagNamespace, "a"))
+		sharedOther := port(t, e.sim, segs+"shared", "vm-x")
+		if !frozen {
+			e.sim.FreezeSearch()
+			e.sim.ThawSearch() // the index shows the tagged ports
+			require.Equal(t, len(ownedBy(e.sim, "c1", "")), indexed(t, e.sim, "c1"))
+		}
 
-			// Updates that keep the segments leave their ports alone.
-			again, err := newClient(t, e.sim).BuildTopology(ctx, topo)
-			require.NoError(t, err)
-			require.Zero(t, again.Writes, "%s", again.Plan)
-			_, err = newClient(t, e.sim).EnsureNamespace(ctx, topo, "a")
-			require.NoError(t, err)
-			for _, p := range ports {
-				require.NotNil(t, e.sim.Object(p), p)
-			}
+		// Updates that keep the segments leave their ports alone.
+		again, err := newClient(t, e.sim).BuildTopology(ctx, topo)
+		require.NoError(t, err)
+		require.Zero(t, again.Writes, "%s", again.Plan)
+		_, err = newClient(t, e.sim).EnsureNamespace(ctx, topo, "a")
+		require.NoError(t, err)
+		for _, p := range ports {
+			require.NotNil(t, e.sim.Object(p), p)
+		}
 
-			// An update that drops c deletes its segment's ports with it.
-			topo.Namespaces = []string{"a", "b"}
-			n, err := newClient(t, e.sim).BuildTopology(ctx, topo)
-			require.NoError(t, err)
-			require.Equal(t, 1, n.Writes)
-			require.Contains(t, n.Plan.Configure, nsxt.Change{Action: nsxt.Delete, Path: segs + "kf_c1_ns_c/ports/other", Type: "SegmentPort"})
-			require.Empty(t, ownedBy(e.sim, "c1", "c"))
-			require.Nil(t, e.sim.Object(segs+"kf_c1_ns_c/ports/other"))
+		// An update that drops c deletes its segment's ports with it.
+		topo.Namespaces = []string{"a", "b"}
+		n, err := newClient(t, e.sim).BuildTopology(ctx, topo)
+		require.NoError(t, err)
+		require.Equal(t, 1, n.Writes)
+		require.Contains(t, n.Plan.Configure, nsxt.Change{Action: nsxt.Delete, Path: segs + "kf_c1_ns_c/ports/other", Type: "SegmentPort"})
+		require.Empty(t, ownedBy(e.sim, "c1", "c"))
+		require.Nil(t, e.sim.Object(segs+"kf_c1_ns_c/ports/other"))
 
-			// A namespace's teardown deletes its segment's ports, and its
-			// ports elsewhere that the index shows: only the search finds
-			// one on a segment that is not the cluster's.
-			ns, err := newClient(t, e.sim).TeardownNamespace(ctx, "c1", "a")
-			require.NoError(t, err)
-			require.Equal(t, 1, ns.Writes, "one PATCH")
-			for _, p := range []string{segs + "kf_c1_ns_a/ports/pod-1", segs + "kf_c1_ns_a/ports/other"} {
-				require.Contains(t, ns.Deleted, p)
-			}
-			elsewhere := segs + "shared/ports/pod-x"
-			if frozen {
-				require.NotContains(t, ns.Deleted, elsewhere)
-			} else {
-				require.Contains(t, ns.Deleted, elsewhere)
-			}
-			require.NotNil(t, e.sim.Object(segs+"kf_c1_ns_b/ports/pod-1"), "b's are b's")
+		// A namespace's teardown deletes its segment's ports, and its
+		// ports elsewhere that the index shows: only the search finds
+		// one on a segment that is not the cluster's.
+		ns, err := newClient(t, e.sim).TeardownNamespace(ctx, "c1", "a")
+		require.NoError(t, err)
+		require.Equal(t, 1, ns.Writes, "one PATCH")
+		for _, p := range []string{segs + "kf_c1_ns_a/ports/pod-1", segs + "kf_c1_ns_a/ports/other"} {
+			require.Contains(t, ns.Deleted, p)
+		}
+		elsewhere := segs + "shared/ports/pod-x"
+		if frozen {
+			require.NotContains(t, ns.Deleted, elsewhere)
+		} else {
+			require.Contains(t, ns.Deleted, elsewhere)
+		}
+		require.NotNil(t, e.sim.Object(segs+"kf_c1_ns_b/ports/pod-1"), "b's are b's")
 
-			td, err := newClient(t, e.sim).TeardownTopology(ctx, "c1")
+		td, err := newClient(t, e.sim).TeardownTopology(ctx, "c1")
+		require.NoError(t, err)
+		require.Equal(t, 1, td.Writes, "one PATCH")
+		require.Contains(t, td.Deleted, segs+"kf_c1_nodes/ports/vm-1")
+		require.Contains(t, td.Deleted, segs+"kf_c1_ns_b/ports/other")
+		require.Empty(t, e.sim.Allocated())
+		if frozen {
+			require.Equal(t, []string{segs + "shared", elsewhere, sharedOther}, e.sim.Paths())
+			e.sim.ThawSearch()
+			late, err := newClient(t, e.sim).TeardownTopology(ctx, "c1")
 			require.NoError(t, err)
-			require.Equal(t, 1, td.Writes, "one PATCH")
-			require.Contains(t, td.Deleted, segs+"kf_c1_nodes/ports/vm-1")
-			require.Contains(t, td.Deleted, segs+"kf_c1_ns_b/ports/other")
-			require.Empty(t, e.sim.Allocated())
-			if frozen {
-				require.Equal(t, []string{segs + "shared", elsewhere, sharedOther}, e.sim.Paths())
-				e.sim.ThawSearch()
-				late, err := newClient(t, e.sim).TeardownTopology(ctx, "c1")
-				require.NoError(t, err)
-				require.Equal(t, []string{elsewhere}, late.Deleted, "once the index shows it")
-			}
-			require.Equal(t, []string{segs + "shared", sharedOther}, e.sim.Paths(), "what is not the cluster's stays")
+			require.Equal(t, []string{elsewhere}, late.Deleted, "once the index shows it")
+		}
+		require.Equal(t, []string{segs + "shared", sharedOther}, e.sim.Paths(), "what is not the cluster's stays")
 
-			again2, err := newClient(t, e.sim).TeardownTopology(ctx, "c1")
-			require.NoError(t, err)
-			require.Zero(t, again2.Writes)
-		})
-	}
+		again2, err := newClient(t, e.sim).TeardownTopology(ctx, "c1")
+		require.NoError(t, err)
+		require.Zero(t, again2.Writes)
+	})
 }
 
 // handDelete deletes path as another client would.
@@ -289,4 +271,23 @@ func TestVMPortKeepsItsSegment(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, td.Deleted, child)
 	requireNothingLeft(t, e.sim)
+}
+
+// indexStates runs body on a cluster c1 with namespaces a, b and c just
+// built, once with NSX's search index caught up and once with it to be
+// frozen by body (frozen true) where body wants.
+func indexStates(t *testing.T, body func(t *testing.T, e *env, topo nsxt.Topology, frozen bool)) {
+	for _, frozen := range []bool{false, true} {
+		name := "the index caught up"
+		if frozen {
+			name = "the index frozen"
+		}
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, simulator.Config{})
+			topo := topology(e.sim, "c1", "a", "b", "c")
+			_, err := e.c.BuildTopology(context.Background(), topo)
+			require.NoError(t, err)
+			body(t, e, topo, frozen)
+		})
+	}
 }
