@@ -250,10 +250,7 @@ func TestResizeWithPowerCycle(t *testing.T) {
 	require.NoError(t, err)
 	ref := res[0].Ref
 	refuse := func() {
-		s.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
-			MethodName: "ReconfigVM_Task", ObjectType: "*", ObjectName: "*",
-			FaultType: simulator.FaultTypeInvalidState, Probability: 1, MaxCount: 1, Enabled: true,
-		})
+		s.refuseOnce("ReconfigVM_Task")
 	}
 
 	refuse()
@@ -363,10 +360,7 @@ func TestLinkedCloneReplicaResumes(t *testing.T) {
 	for i := range in {
 		in[i].LinkedClone, in[i].Datastore = true, "LocalDS_1"
 	}
-	s.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
-		MethodName: "CreateSnapshot_Task", ObjectType: "*", ObjectName: "*",
-		FaultType: simulator.FaultTypeInvalidState, Probability: 1, MaxCount: 1, Enabled: true,
-	})
+	s.refuseOnce("CreateSnapshot_Task")
 	res, err := c.ProvisionVMs(ctx, in)
 	require.Error(t, err)
 	for _, r := range res {
@@ -636,10 +630,7 @@ func TestDestroyKeepsDisksNotTheVMsOwn(t *testing.T) {
 
 	// The destroy fails after the detach: the VM is left without its
 	// snapshots and without the persistent disks, with its own.
-	s.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
-		MethodName: "Destroy_Task", ObjectType: "*", ObjectName: "*",
-		FaultType: simulator.FaultTypeInvalidState, Probability: 1, MaxCount: 1, Enabled: true,
-	})
+	s.refuseOnce("Destroy_Task")
 	out, err := c.DestroyVMs(ctx, []types.ManagedObjectReference{ref})
 	require.Error(t, err)
 	assert.ElementsMatch(t, []string{pvFile, fcdFile}, out[0].KeptDisks)

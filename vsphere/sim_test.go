@@ -67,6 +67,14 @@ func startSim(t testing.TB, edit []func(*simulator.Model), created func(*simulat
 	return &sim{model: m, server: s, url: s.URL.String()}
 }
 
+// refuseOnce makes vcsim refuse the next call of method with InvalidState.
+func (s *sim) refuseOnce(method string) {
+	s.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
+		MethodName: method, ObjectType: "*", ObjectName: "*",
+		FaultType: simulator.FaultTypeInvalidState, Probability: 1, MaxCount: 1, Enabled: true,
+	})
+}
+
 // withTaskDelays sets vcsim's task delays (milliseconds) for one test.
 func withTaskDelays(t testing.TB, delays map[string]int) {
 	t.Helper()
