@@ -2,11 +2,17 @@ package nsxt_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/netip"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/kubefoundry/kubefoundry/nsxt"
 	"github.com/kubefoundry/kubefoundry/nsxt/simulator"
@@ -393,5 +399,43 @@ func TestRebuildFindsAnAllocationMadeElsewhereWhileTheIndexLags(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{elsewhere}, copies(), "one copy, the one NSX holds")
 	e.sim.ThawSearch()
+	teardownLeavesNothing(t, e, "c1")
+}
+
+// Another writer deletes a subnet this apply has just allocated, before
+// NSX has realized it: the apply does not take the hole for the search
+// index's lag (it made the subnet itself) but for a concurrent change,
+// reads again and allocates it anew; the segment is built on the subnet
+// NSX holds.
+func TestAllocationDeletedRightAfterItIsMade(t *testing.T) {
+	ctx := context.Background()
+	core, logs := observer.New(zap.InfoLevel)
+	e := newEnv(t, simulator.Config{}, nsxt.WithLogger(zap.New(core)))
+	topo := topology(e.sim, "c1", "a")
+	subnet := "/infra/ip-pools/kf_c1/ip-subnets/ns_a"
+	var deleted error = errors.New("never deleted")
+	// The first realized-state read comes after the allocation PATCH.
+	e.sim.Inject(&simulator.Fault{Method: http.MethodGet, Path: regexp.MustCompile(`/realized-entities$`), Nth: 1,
+		Before: func() { deleted = e.sim.Delete(subnet) }})
+	n, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.NoError(t, deleted, "the subnet existed when the first realized state was read")
+	require.Equal(t, 1, logs.FilterMessage("nsx reported a concurrent change; reading again").
+		FilterFieldKey("error").Len(), "%v", logs.All())
+	require.Contains(t, fmt.Sprint(logs.FilterMessage("nsx reported a concurrent change; reading again").All()[0].ContextMap()["error"]),
+		subnet+" is gone since it was created")
+	require.Equal(t, 3, n.Writes, "allocate, allocate the subnet again, configure")
+
+	got := n.Namespaces["a"].Subnet
+	require.NotNil(t, e.sim.Object(subnet))
+	seg := e.sim.Object(n.Namespaces["a"].SegmentPath)
+	gw := seg["subnets"].([]any)[0].(map[string]any)["gateway_address"].(string)
+	require.True(t, got.Contains(netip.MustParsePrefix(gw).Addr()), "gateway %s in %s", gw, got)
+	require.Equal(t, []string{got.String()}, e.sim.Allocated()["/infra/ip-blocks/"+e.sim.Inventory().PodBlock.ID],
+		"the subnet NSX holds; the first went back to the block")
+
+	again, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Zero(t, again.Writes)
 	teardownLeavesNothing(t, e, "c1")
 }

@@ -308,6 +308,13 @@ func (s *Server) Patch(path string, fields map[string]any) error {
 	})
 }
 
+// Delete deletes the object at path as another client's DELETE would,
+// under the same rules (refused while children or references hold it):
+// a test's stand-in for a concurrent writer.
+func (s *Server) Delete(path string) error {
+	return s.transact(func(st *store) error { return st.remove(path) })
+}
+
 // deepCopy copies a decoded JSON value, so a caller can change it without
 // changing a stored body.
 func deepCopy(v any) any {
@@ -520,8 +527,7 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, path string
 		}
 		writeList(w, r, items)
 	case http.MethodDelete:
-		err := s.transact(func(st *store) error { return st.remove(path) })
-		if err != nil {
+		if err := s.Delete(path); err != nil {
 			writeError(w, err)
 			return
 		}
