@@ -282,10 +282,18 @@ func (c *Client) converge(ctx context.Context, set desiredSet) (*Plan, addresses
 		if err == nil {
 			return p, addr, int(writes.Load()), nil
 		}
-		if !errors.Is(err, ErrConflict) {
+		switch {
+		case errors.Is(err, ErrConflict):
+			c.log.Info("nsx reported a concurrent change; reading again", zap.String("cluster", set.cluster), zap.Error(err))
+		case refusedInUse(err):
+			// A delete NSX refused for what holds the object: what was
+			// read is stale (a CNI added a port to a segment the apply
+			// drops, another writer a reference) and reading again finds
+			// it, to delete with it or to refuse as ErrInUse.
+			c.log.Info("nsx refused a delete for what holds the object; reading again", zap.String("cluster", set.cluster), zap.Error(err))
+		default:
 			return nil, addresses{}, 0, err
 		}
-		c.log.Info("nsx reported a concurrent change; reading again", zap.String("cluster", set.cluster), zap.Error(err))
 		lastErr = err
 		if attempt+1 < conflictRetries && !bo.Sleep(ctx) {
 			break

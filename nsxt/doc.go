@@ -68,7 +68,9 @@
 // or pool costs one PATCH to release and one to allocate again. A rebuild
 // with no change writes nothing; a change that needs no new address is one
 // PATCH. A conflict (another writer changed an object since it was read)
-// is met by reading again and re-applying. It waits for NSX to realize
+// is met by reading again and re-applying, and so is a delete NSX refuses
+// because something holds the object (error codes 500030 and 503040: a
+// port a CNI added to a segment the update drops, since it was read). It waits for NSX to realize
 // what it wrote and returns a *RealizationError naming the object and
 // NSX's reason otherwise. PlanTopology is the same computation as a dry
 // run.

@@ -225,6 +225,32 @@ func fullBlocks(err error) (map[string]bool, bool) {
 	return blocks, refused
 }
 
+// NSX's error codes for a delete refused because something still holds
+// the object: its children or references to it (500030: "The object
+// path=[...] cannot be deleted as either it has children or it is being
+// referenced by other objects"), or, for a segment, its ports (503040).
+// Both come with HTTP 400.
+const (
+	inUseCode           = 500030
+	segmentHasPortsCode = 503040
+)
+
+// refusedInUse reports whether err is NSX refusing a delete because
+// something still holds the object, in the error or among its related
+// errors.
+func refusedInUse(err error) bool {
+	var e *APIError
+	if !errors.As(err, &e) {
+		return false
+	}
+	for _, code := range append([]int64{e.Code}, e.RelatedCodes...) {
+		if code == inUseCode || code == segmentHasPortsCode {
+			return true
+		}
+	}
+	return false
+}
+
 func unwrapOptional(v data.DataValue) data.DataValue {
 	if o, ok := v.(*data.OptionalValue); ok {
 		return o.Value()

@@ -6,8 +6,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
+	"regexp"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -288,6 +291,60 @@ func indexStates(t *testing.T, body func(t *testing.T, e *env, topo nsxt.Topolog
 			_, err := e.c.BuildTopology(context.Background(), topo)
 			require.NoError(t, err)
 			body(t, e, topo, frozen)
+		})
+	}
+}
+
+// A port added to a segment between the update's reads and its PATCH
+// (a CNI starting a pod as the namespace goes, or a VM attached) makes
+// NSX refuse the segment's delete (error code 503040): the update reads
+// again and, as when the port was there before, deletes a CNI's port with
+// the segment, or refuses a VM's NIC with ErrInUse, having written
+// nothing.
+func TestPortAddedWhileAnUpdateDropsItsSegment(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		port map[string]any
+		ok   bool
+	}{
+		{"a CNI's port", map[string]any{"resource_type": "SegmentPort",
+			"tags": []any{map[string]any{"scope": nsxt.TagCluster, "tag": "c1"}}}, true},
+		{"a VM's NIC", map[string]any{"resource_type": "SegmentPort",
+			"attachment": map[string]any{"id": "vif-9", "type": "PARENT"}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, simulator.Config{})
+			topo := topology(e.sim, "c1", "a", "b")
+			_, err := e.c.BuildTopology(ctx, topo)
+			require.NoError(t, err)
+			const racer = "/infra/segments/kf_c1_ns_b/ports/racer"
+			added := errors.New("never added")
+			e.sim.Inject(&simulator.Fault{Method: http.MethodPatch, Path: regexp.MustCompile(`/infra$`), Nth: 1,
+				Before: func() { added = e.sim.Put(racer, tc.port) }})
+			before, writes := e.sim.Paths(), e.sim.Writes()
+
+			drop := topo
+			drop.Namespaces = []string{"a"}
+			n, err := e.c.BuildTopology(ctx, drop)
+			require.NoError(t, added)
+			if !tc.ok {
+				require.ErrorIs(t, err, nsxt.ErrInUse)
+				require.ErrorContains(t, err, racer)
+				require.Equal(t, writes+1, e.sim.Writes(), "the refused PATCH, and nothing after")
+				require.ElementsMatch(t, append(slices.Clone(before), racer), e.sim.Paths())
+				handDelete(t, e.sim, racer)
+				teardownLeavesNothing(t, e, "c1")
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, 2, n.Writes, "the refused PATCH, and the one after reading again")
+			require.Nil(t, e.sim.Object(racer))
+			require.Nil(t, e.sim.Object("/infra/segments/kf_c1_ns_b"))
+			again, err := e.c.BuildTopology(ctx, drop)
+			require.NoError(t, err)
+			require.Zero(t, again.Writes)
+			teardownLeavesNothing(t, e, "c1")
 		})
 	}
 }

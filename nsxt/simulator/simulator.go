@@ -308,6 +308,14 @@ func (s *Server) Patch(path string, fields map[string]any) error {
 	})
 }
 
+// Put creates or replaces the object at path with body as another
+// client's PUT would, under the same rules: a test's stand-in for a
+// concurrent writer, such as a CNI adding a port to a segment.
+func (s *Server) Put(path string, body map[string]any) error {
+	_, err := s.write(path, deepCopy(body).(map[string]any), modePut)
+	return err
+}
+
 // Delete deletes the object at path as another client's DELETE would,
 // under the same rules (refused while children or references hold it):
 // a test's stand-in for a concurrent writer.
@@ -505,8 +513,6 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, path string
 	s.mu.Lock()
 	o := s.st.objs[path]
 	s.mu.Unlock()
-	parentPath, collection, id := splitPath(path)
-
 	switch r.Method {
 	case http.MethodGet:
 		if o != nil {
@@ -542,23 +548,7 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, path string
 		if r.Method == http.MethodPut {
 			mode = modePut
 		}
-		var stored *object
-		err = s.transact(func(st *store) error {
-			parent := st.objs[parentPath]
-			if parent == nil {
-				return errorf(http.StatusBadRequest, "parent %s of %s does not exist", parentPath, path)
-			}
-			k := kindFor(parent.kind.resourceType, collection, fmtString(body["resource_type"]))
-			if k == nil {
-				return errorf(http.StatusBadRequest, "%s: no %q objects under a %s", path, collection, parent.kind.resourceType)
-			}
-			if _, ok := body["resource_type"]; !ok && len(wrappers[k.wrapper]) > 1 {
-				return errorf(http.StatusBadRequest, "%s: resource_type is required", path)
-			}
-			var err error
-			stored, err = st.upsert(parent, k, id, body, mode, true)
-			return err
-		})
+		stored, err := s.write(path, body, mode)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -571,6 +561,30 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, path string
 	default:
 		writeError(w, errorf(http.StatusMethodNotAllowed, "method %s is not allowed on %s", r.Method, path))
 	}
+}
+
+// write creates or changes the object at path as a PATCH (modePatch) or
+// PUT (modePut) of body would.
+func (s *Server) write(path string, body map[string]any, mode writeMode) (*object, error) {
+	parentPath, collection, id := splitPath(path)
+	var stored *object
+	err := s.transact(func(st *store) error {
+		parent := st.objs[parentPath]
+		if parent == nil {
+			return errorf(http.StatusBadRequest, "parent %s of %s does not exist", parentPath, path)
+		}
+		k := kindFor(parent.kind.resourceType, collection, fmtString(body["resource_type"]))
+		if k == nil {
+			return errorf(http.StatusBadRequest, "%s: no %q objects under a %s", path, collection, parent.kind.resourceType)
+		}
+		if _, ok := body["resource_type"]; !ok && len(wrappers[k.wrapper]) > 1 {
+			return errorf(http.StatusBadRequest, "%s: resource_type is required", path)
+		}
+		var err error
+		stored, err = st.upsert(parent, k, id, body, mode, true)
+		return err
+	})
+	return stored, err
 }
 
 // splitPath splits /infra/tier-1s/t1/segments/s into /infra/tier-1s/t1,

@@ -390,6 +390,7 @@ func TestSegmentPorts(t *testing.T) {
 	status, body = e.call(t, http.MethodDelete, "/infra/segments/s1", nil)
 	require.Equal(t, http.StatusBadRequest, status, "it has ports")
 	require.Contains(t, body["error_message"], "/infra/segments/s1/ports/")
+	require.Equal(t, json.Number("503040"), body["error_code"], "NSX's code for a segment with ports")
 	delSegment := func(children ...*data.StructValue) error {
 		return patchInfra(e.conn, false, structValue(t, model.ChildSegment{ResourceType: "ChildSegment", MarkedForDelete: ptr(true),
 			Segment: &model.Segment{Id: ptr("s1"), ResourceType: ptr("Segment"), Children: children}}, model.ChildSegmentBindingType()))
@@ -508,6 +509,7 @@ func TestDelete(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, status, "still referenced")
 	require.Contains(t, body["error_message"], "/infra/segments/s1")
 	require.Contains(t, body["error_message"], "connectivity_path")
+	require.Equal(t, json.Number("500030"), body["error_code"])
 	require.NotNil(t, e.sim.Object("/infra/tier-1s/t1"))
 
 	// A client may update NSX's own NAT section; it stays NSX's: it cannot
@@ -544,8 +546,9 @@ func TestDelete(t *testing.T) {
 		require.Contains(t, body["error_message"], "cannot be deleted", p)
 	}
 	// The seeded tier-0 is referenced by nothing but has children.
-	status, _ = e.call(t, http.MethodDelete, "/infra/tier-0s/"+inv.Tier0, nil)
+	status, body = e.call(t, http.MethodDelete, "/infra/tier-0s/"+inv.Tier0, nil)
 	require.Equal(t, http.StatusBadRequest, status)
+	require.Equal(t, json.Number("500030"), body["error_code"], "NSX's code for an object with children or references")
 	require.NotNil(t, e.sim.Object("/infra/tier-0s/"+inv.Tier0))
 	// What the platform team made may go once nothing uses it.
 	status, _ = e.call(t, http.MethodDelete, "/infra/ip-blocks/"+inv.PodBlock.ID, nil)

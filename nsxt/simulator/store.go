@@ -48,6 +48,21 @@ type apiError struct {
 
 func (e *apiError) Error() string { return e.msg }
 
+// NSX's error codes for a delete refused because something still holds
+// the object: children or references (500030), or, for a segment, ports
+// (503040). Both come with HTTP 400.
+const (
+	inUseCode           = 500030
+	segmentHasPortsCode = 503040
+)
+
+// coded is an error with NSX's error_code code.
+func coded(status int, code int64, format string, args ...any) *apiError {
+	e := errorf(status, format, args...)
+	e.code = code
+	return e
+}
+
 func errorf(status int, format string, args ...any) *apiError {
 	code := int64(500012) // NSX's generic "invalid request" code
 	switch status {
@@ -328,7 +343,10 @@ func (s *store) validate(prev *store) error {
 		if o.parent != "" {
 			if _, ok := s.objs[o.parent]; !ok {
 				if _, was := prev.objs[o.parent]; was {
-					return errorf(http.StatusBadRequest, "cannot delete %s: it still has child %s %s; delete its children first", o.parent, o.kind.resourceType, p)
+					if o.kind.resourceType == "SegmentPort" {
+						return coded(http.StatusBadRequest, segmentHasPortsCode, "Segment %s cannot be deleted: it still has ports attached, such as %s", o.parent, p)
+					}
+					return coded(http.StatusBadRequest, inUseCode, "The object path=[%s] cannot be deleted as either it has children or it is being referenced by other objects: it has child %s %s", o.parent, o.kind.resourceType, p)
 				}
 				return errorf(http.StatusBadRequest, "parent %s of %s %s does not exist", o.parent, o.kind.resourceType, p)
 			}
@@ -338,7 +356,7 @@ func (s *store) validate(prev *store) error {
 				continue
 			}
 			if _, was := prev.objs[r[1]]; was {
-				return errorf(http.StatusBadRequest, "cannot delete %s: it is referenced by %s %s (field %s)", r[1], o.kind.resourceType, p, r[0])
+				return coded(http.StatusBadRequest, inUseCode, "The object path=[%s] cannot be deleted as either it has children or it is being referenced by other objects: %s %s refers to it (field %s)", r[1], o.kind.resourceType, p, r[0])
 			}
 			return errorf(http.StatusBadRequest, "%s %s: field %s refers to %s, which does not exist", o.kind.resourceType, p, r[0], r[1])
 		}
