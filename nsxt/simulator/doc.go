@@ -25,7 +25,8 @@
 // one is required is refused with 412 and error code 604 as NSX does; a
 // missing object is 404; a missing parent or a policy path that points
 // nowhere is 400; a delete is refused while children or references remain
-// (a segment with ports, a tier-1 with locale services), but a security
+// (400 with error code 500030, or 503040 for a segment with ports; a
+// tier-1 with locale services, a segment a rule refers to), but a security
 // policy goes with its rules, as NSX deletes them with it; NAT sections
 // and the like that NSX creates by itself are owned by the system. IP blocks hand out aligned subnets that never overlap and pools
 // addresses that never repeat; running out leaves the intent in realized
@@ -43,10 +44,19 @@
 // the related errors), as some NSX versions do, instead of realizing it in
 // state ERROR.
 //
+// Config.PurgeAfter makes deletes asynchronous, as NSX's are: a deleted
+// object is marked_for_delete until the purge (NSX's runs every 5
+// minutes; Server.Purge runs one at once). Meanwhile GET answers 404 and
+// lists leave it out, but the search shows it with marked_for_delete
+// true, it keeps the subnet or address it allocated, and a write to its
+// path is refused (400, error code 500045: "An object with the same
+// path=[...] is marked for deletion").
+//
 // Tests steer it with Inject (a status on the Nth request matching a
 // method and path, or a Before hook that writes in between as another
-// client would), Patch, and read it with Requests, Writes, Paths, Object
-// and Allocated (what each IP block and pool has handed out).
+// client would), Patch, Put and Delete (as another client), Purge, and
+// read it with Requests, Writes, Paths, Object, Marked and Allocated
+// (what each IP block and pool has handed out).
 // DefaultInventory is what it starts with: a tier-0, an edge cluster, an
 // overlay transport zone, node and pod IP blocks and a floating pool;
 // Config.Inventory changes it, with small blocks and pools to run out of,

@@ -15,7 +15,8 @@ import (
 // of space leaves the intent in place with a realization error, as NSX
 // does (a block subnet with Config.RefuseFullBlocks is refused instead:
 // 400 with error code 520012 among the related errors). Allocations are held by the objects
-// themselves, so deleting the object releases them.
+// themselves, so deleting the object releases them (once it is purged,
+// with Config.PurgeAfter).
 func (s *store) ipam(o, old *object) error {
 	switch o.kind.resourceType {
 	case "IpAddressPoolBlockSubnet":
@@ -87,7 +88,8 @@ func (s *store) allocSubnet(o *object) error {
 	}
 	var used []netip.Prefix
 	var inUse int64
-	for _, other := range s.objs {
+	// What awaits the purge still holds its subnet.
+	for _, other := range s.heldAllocations() {
 		if other.kind.resourceType == "IpAddressPoolBlockSubnet" && other.str("ip_block_path") == blockPath {
 			if c, err := netip.ParsePrefix(other.realized.attrs["cidr"]); err == nil {
 				used = append(used, c)
@@ -177,7 +179,10 @@ func staticRanges(o *object) [][2]netip.Addr {
 
 func (s *store) allocIP(o *object) error {
 	used := map[netip.Addr]string{}
-	for _, a := range s.children(o.parent, "ip-allocations") {
+	for _, a := range s.heldAllocations() {
+		if a.kind.resourceType != "IpAddressAllocation" || a.parent != o.parent {
+			continue
+		}
 		if ip, err := netip.ParseAddr(a.str("allocation_ip")); err == nil && a.path != o.path {
 			used[ip] = a.path
 		}
@@ -214,6 +219,19 @@ func (s *store) allocIP(o *object) error {
 	o.realized.state = "ERROR"
 	o.realized.err = fmt.Sprintf("IP pool %s is exhausted: all %d addresses are allocated", o.parent, total)
 	return nil
+}
+
+// heldAllocations are the block subnets and pool addresses that hold
+// what they allocated: those that exist and those deleted that await the
+// purge.
+func (s *store) heldAllocations() []*object {
+	var out []*object
+	for _, o := range chainObjects(s.objs, s.purging) {
+		if rt := o.kind.resourceType; rt == "IpAddressPoolBlockSubnet" || rt == "IpAddressAllocation" {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 func addrToInt(a netip.Addr) uint32 {

@@ -178,7 +178,9 @@ func (s *Server) serveSearch(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	var hits []*object
-	for _, o := range s.indexed().objs {
+	idx := s.indexed()
+	// What is deleted and awaits the purge shows, marked_for_delete.
+	for _, o := range chainObjects(idx.objs, idx.purging) {
 		ok := true
 		for _, c := range clauses {
 			if !c.matches(o) {
@@ -208,6 +210,17 @@ func (s *Server) serveSearch(w http.ResponseWriter, r *http.Request) {
 		resp["cursor"] = strconv.Itoa(end)
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// chainObjects lists the objects of every map.
+func chainObjects(ms ...map[string]*object) []*object {
+	var out []*object
+	for _, m := range ms {
+		for _, o := range m {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // writeModel writes a model value through its binding.

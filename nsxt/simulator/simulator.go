@@ -8,10 +8,12 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,6 +55,14 @@ type Config struct {
 	// and realize it in state ERROR. The error itself has a generic code
 	// (500127) and names the subnet.
 	RefuseFullBlocks bool
+	// PurgeAfter makes deletes asynchronous, as NSX's are: a deleted
+	// object is marked_for_delete and purged that long after (NSX's purge
+	// runs every 5 minutes). Until then GET answers 404 and lists leave
+	// it out, but the search shows it (marked_for_delete true), it holds
+	// the subnet or address it allocated, and a write to its path is
+	// refused with 400 and error code 500045. Zero purges at once.
+	// Server.Purge purges whatever is marked, whenever a test wants.
+	PurgeAfter time.Duration
 }
 
 // Inventory is the pre-existing NSX configuration a platform team hands to
@@ -170,6 +180,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	st.user = cfg.Username
 	st.refuseFull = cfg.RefuseFullBlocks
+	st.purgeAfter = cfg.PurgeAfter
 	s.st = st
 	s.history = []snapshot{{st: st}}
 	host, _, err := net.SplitHostPort(cfg.Addr)
@@ -259,13 +270,14 @@ func (s *Server) Paths() []string {
 
 // Allocated lists what the IP blocks and pools have handed out, by block or
 // pool path: the subnets carved from a block and the addresses allocated
-// from a pool, sorted. A block or pool that has handed out nothing is not
-// listed, so an empty map means everything went back.
+// from a pool (those of deleted objects awaiting the purge among them),
+// sorted. A block or pool that has handed out nothing is not listed, so
+// an empty map means everything went back.
 func (s *Server) Allocated() map[string][]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := map[string][]string{}
-	for _, o := range s.st.objs {
+	for _, o := range s.st.heldAllocations() {
 		switch o.kind.resourceType {
 		case "IpAddressPoolBlockSubnet":
 			if c := o.realized.attrs["cidr"]; c != "" {
@@ -316,6 +328,20 @@ func (s *Server) Put(path string, body map[string]any) error {
 	return err
 }
 
+// Purge purges at once everything marked for delete (Config.PurgeAfter),
+// as NSX's purge cycle does, releasing what it allocated.
+func (s *Server) Purge() {
+	_ = s.transact(func(st *store) error { st.purge(0, true); return nil })
+}
+
+// Marked lists the paths of what is marked for delete and not purged
+// yet, sorted.
+func (s *Server) Marked() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.st.purging))
+}
+
 // Delete deletes the object at path as another client's DELETE would,
 // under the same rules (refused while children or references hold it):
 // a test's stand-in for a concurrent writer.
@@ -358,7 +384,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	due := s.st.due(s.st.now())
 	s.mu.Unlock()
+	if due {
+		_ = s.transact(func(st *store) error { st.purge(st.now(), false); return nil })
+	}
 
 	if !s.authenticated(r) {
 		writeError(w, errorf(http.StatusForbidden, "The credentials were incorrect or the account specified has been locked."))

@@ -1329,3 +1329,80 @@ func TestListensOnLoopbackOnly(t *testing.T) {
 		s.Close()
 	}
 }
+
+// searchHits runs a search query and returns each hit's path and
+// marked_for_delete.
+func searchHits(t *testing.T, e *env, query string) map[string]bool {
+	t.Helper()
+	status, body := e.call(t, http.MethodGet, "/search/query?"+url.Values{"query": {query}}.Encode(), nil)
+	require.Equal(t, http.StatusOK, status, "%v", body)
+	out := map[string]bool{}
+	for _, r := range body["results"].([]any) {
+		m := r.(map[string]any)
+		out[m["path"].(string)], _ = m["marked_for_delete"].(bool)
+	}
+	return out
+}
+
+// With PurgeAfter, deletes are asynchronous as NSX's are: what is deleted
+// is marked for delete until the purge. GET answers 404 and lists leave it
+// out; the search shows it, marked_for_delete (a client filters on
+// marked_for_delete:false); a write to its path, plain or hierarchical,
+// is refused with error code 500045; deleting it again succeeds; what it
+// allocated stays taken. After the purge the path is free again and so
+// is the space.
+func TestDeletesAwaitThePurge(t *testing.T) {
+	e := newEnv(t, simulator.Config{PurgeAfter: time.Hour})
+	inv := e.sim.Inventory()
+	blockPath := "/infra/ip-blocks/" + inv.NodeBlock.ID
+	segs := infra.NewSegmentsClient(e.conn)
+	tags := []model.Tag{{Scope: ptr("kubefoundry/cluster"), Tag: ptr("c1")}}
+	require.NoError(t, segs.Patch("s1", model.Segment{Tags: tags}))
+	require.NoError(t, segs.Patch("s2", model.Segment{Tags: tags}))
+	require.NoError(t, infra.NewIpPoolsClient(e.conn).Patch("p", model.IpAddressPool{}))
+	subnets := ip_pools.NewIpSubnetsClient(e.conn)
+	require.NoError(t, subnets.Patch("p", "a", blockSubnet(t, "", blockPath, 256)))
+	first := attr(e.realized(t, "/infra/ip-pools/p/ip-subnets/a"), "cidr")
+
+	require.NoError(t, segs.Delete("s1"))
+	require.NoError(t, subnets.Delete("p", "a", nil))
+	require.Equal(t, []string{"/infra/ip-pools/p/ip-subnets/a", "/infra/segments/s1"}, e.sim.Marked())
+	_, err := segs.Get("s1")
+	require.ErrorAs(t, err, new(vapierrors.NotFound))
+	list, err := segs.List(nil, nil, nil, nil, nil, nil, nil)
+	require.NoError(t, err)
+	require.Len(t, list.Results, 1, "only s2 is listed")
+	require.Equal(t, map[string]bool{"/infra/segments/s1": true, "/infra/segments/s2": false},
+		searchHits(t, e, `resource_type:Segment AND tags.tag:c1`), "the search shows s1, marked for delete")
+	require.Equal(t, map[string]bool{"/infra/segments/s2": false},
+		searchHits(t, e, `resource_type:Segment AND tags.tag:c1 AND marked_for_delete:false`))
+	require.Equal(t, []string{first}, e.sim.Allocated()[blockPath], "a's subnet is still taken")
+
+	status, body := e.call(t, http.MethodPatch, "/infra/segments/s1", map[string]any{})
+	require.Equal(t, http.StatusBadRequest, status)
+	require.Equal(t, json.Number("500045"), body["error_code"])
+	require.Contains(t, body["error_message"], "path=[/infra/segments/s1] is marked for deletion")
+	err = patchInfra(e.conn, false, childSegment(t, model.Segment{Id: ptr("s1")}))
+	require.ErrorAs(t, err, new(vapierrors.InvalidRequest), "hierarchical, too")
+	require.NoError(t, segs.Delete("s1"), "deleting it again")
+	require.NoError(t, subnets.Patch("p", "b", blockSubnet(t, "", blockPath, 256)))
+	second := attr(e.realized(t, "/infra/ip-pools/p/ip-subnets/b"), "cidr")
+	require.NotEqual(t, first, second, "a's subnet is not handed out again before the purge")
+
+	e.sim.Purge()
+	require.Empty(t, e.sim.Marked())
+	require.Equal(t, map[string]bool{"/infra/segments/s2": false}, searchHits(t, e, `resource_type:Segment AND tags.tag:c1`))
+	require.Equal(t, []string{second}, e.sim.Allocated()[blockPath])
+	require.NoError(t, segs.Patch("s1", model.Segment{Tags: tags}), "the path is free again")
+	require.NoError(t, subnets.Patch("p", "c", blockSubnet(t, "", blockPath, 256)))
+	require.Equal(t, first, attr(e.realized(t, "/infra/ip-pools/p/ip-subnets/c"), "cidr"), "and so is the space")
+
+	// The purge also comes by itself, PurgeAfter after the delete.
+	e = newEnv(t, simulator.Config{PurgeAfter: time.Millisecond})
+	segs = infra.NewSegmentsClient(e.conn)
+	require.NoError(t, segs.Patch("s1", model.Segment{}))
+	require.NoError(t, segs.Delete("s1"))
+	time.Sleep(20 * time.Millisecond)
+	require.NoError(t, segs.Patch("s1", model.Segment{}), "purged by the time of the next request")
+	require.Empty(t, e.sim.Marked())
+}

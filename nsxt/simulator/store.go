@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/vmware/vsphere-automation-sdk-go/runtime/bindings"
 	"github.com/vmware/vsphere-automation-sdk-go/runtime/data/serializers/cleanjson"
@@ -25,6 +26,7 @@ type object struct {
 	body     map[string]any
 	system   bool // created by NSX itself (nat/USER), deleted with its parent
 	realized realization
+	deleted  int64 // when it was marked for delete (ms), while it awaits the purge
 }
 
 type realization struct {
@@ -82,10 +84,60 @@ type store struct {
 	user       string
 	now        func() int64
 	refuseFull bool // Config.RefuseFullBlocks
+	// purging holds, by path, what was deleted and awaits NSX's purge
+	// (Config.PurgeAfter), marked_for_delete.
+	purging    map[string]*object
+	purgeAfter time.Duration
 }
 
 func (s *store) clone() *store {
-	return &store{objs: maps.Clone(s.objs), user: s.user, now: s.now, refuseFull: s.refuseFull}
+	return &store{objs: maps.Clone(s.objs), user: s.user, now: s.now, refuseFull: s.refuseFull,
+		purging: maps.Clone(s.purging), purgeAfter: s.purgeAfter}
+}
+
+// pendingDeleteCode is NSX's error code for a write to a path whose
+// object is deleted but not purged yet.
+const pendingDeleteCode = 500045
+
+// mark deletes o: at once, or, with Config.PurgeAfter, by keeping a copy
+// marked_for_delete until the purge. A marked object is not read by GET
+// nor listed, but the search shows it, it keeps what it allocated, and
+// its path cannot be written.
+func (s *store) mark(o *object) {
+	delete(s.objs, o.path)
+	if s.purgeAfter <= 0 {
+		return
+	}
+	m := *o
+	m.body = maps.Clone(o.body)
+	m.body["marked_for_delete"] = true
+	m.deleted = s.now()
+	if s.purging == nil {
+		s.purging = map[string]*object{}
+	}
+	s.purging[o.path] = &m
+}
+
+// due reports whether anything marked for delete is due for the purge at
+// now (ms).
+func (s *store) due(now int64) bool {
+	for _, o := range s.purging {
+		if now-o.deleted >= s.purgeAfter.Milliseconds() {
+			return true
+		}
+	}
+	return false
+}
+
+// purge forgets what was marked for delete at least Config.PurgeAfter
+// before now (ms), releasing what it allocated; every marked object when
+// all is set.
+func (s *store) purge(now int64, all bool) {
+	for p, o := range s.purging {
+		if all || now-o.deleted >= s.purgeAfter.Milliseconds() {
+			delete(s.purging, p)
+		}
+	}
 }
 
 // serverFields are set by NSX and ignored when a client sends them.
@@ -178,6 +230,9 @@ func (s *store) upsert(parent *object, k *kind, id string, in map[string]any, mo
 		return nil, errorf(http.StatusBadRequest, "%s objects are read-only", k.resourceType)
 	}
 	path := parent.path + "/" + k.collection + "/" + id
+	if _, ok := s.purging[path]; ok {
+		return nil, coded(http.StatusBadRequest, pendingDeleteCode, "An object with the same path=[%s] is marked for deletion. Either use another path or wait for the purge cycle (which runs every 5 minutes) for permanent removal of the object.", path)
+	}
 	body, err := canonical(k, in)
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "%s %s: %v", k.resourceType, path, err)
@@ -282,10 +337,10 @@ func (s *store) remove(path string) error {
 	if o.system || o.kind.wrapper == "" || o.kind.resourceType == "Infra" {
 		return errorf(http.StatusBadRequest, "%s %s is owned by the system and cannot be deleted", o.kind.resourceType, path)
 	}
-	delete(s.objs, path)
+	s.mark(o)
 	for p, c := range s.objs {
 		if c.system && strings.HasPrefix(p, path+"/") {
-			delete(s.objs, p)
+			s.mark(c)
 		}
 	}
 	for _, coll := range cascades[o.kind.resourceType] {
