@@ -276,13 +276,35 @@ func (c *Client) converge(ctx context.Context, set desiredSet) (*Plan, addresses
 	// shows right after a conflict may still be stale: wait a little
 	// longer each time.
 	bo := retry.Backoff{Initial: 250 * time.Millisecond, Max: 4 * time.Second}
+	// A path NSX has not purged yet is free at its next purge cycle
+	// (every 5 minutes): wait for it, longer each time, up to two cycles.
+	purge := retry.Backoff{Initial: c.opts.purgeFirst, Max: 30 * time.Second}
+	var waitedSince time.Time
 	var lastErr error
-	for attempt := 0; attempt < conflictRetries; attempt++ {
+	for attempt := 0; attempt < conflictRetries; {
 		p, addr, err := c.apply(ctx, set)
 		if err == nil {
 			return p, addr, int(writes.Load()), nil
 		}
 		switch {
+		case errors.Is(err, ErrPendingDelete):
+			if waitedSince.IsZero() {
+				waitedSince = time.Now()
+			}
+			if time.Since(waitedSince) >= c.opts.purgeMax {
+				return nil, addresses{}, 0, fmt.Errorf("nsxt: NSX has still not purged what was deleted at these paths after %s: %w",
+					time.Since(waitedSince).Round(time.Second), err)
+			}
+			c.log.Info("nsx has not purged what was deleted at a path the apply writes; waiting for its purge cycle (every 5 minutes)",
+				zap.String("cluster", set.cluster), zap.Duration("waited", time.Since(waitedSince).Round(time.Second)), zap.Error(err))
+			if !purge.Sleep(ctx) {
+				cause := context.Cause(ctx)
+				if cause == nil {
+					cause = context.DeadlineExceeded // too near to wait again
+				}
+				return nil, addresses{}, 0, fmt.Errorf("nsxt: waiting for NSX to purge: %w: %w", cause, err)
+			}
+			continue
 		case errors.Is(err, ErrConflict):
 			c.log.Info("nsx reported a concurrent change; reading again", zap.String("cluster", set.cluster), zap.Error(err))
 		case refusedInUse(err):
@@ -295,7 +317,8 @@ func (c *Client) converge(ctx context.Context, set desiredSet) (*Plan, addresses
 			return nil, addresses{}, 0, err
 		}
 		lastErr = err
-		if attempt+1 < conflictRetries && !bo.Sleep(ctx) {
+		attempt++
+		if attempt < conflictRetries && !bo.Sleep(ctx) {
 			break
 		}
 	}

@@ -63,10 +63,13 @@ type options struct {
 	burst    int
 	attempts int
 	backoff  time.Duration
+	// purgeFirst and purgeMax: WithPurgeWait.
+	purgeFirst, purgeMax time.Duration
 }
 
 func defaultOptions() options {
-	return options{log: zap.NewNop(), qps: 50, burst: 100, attempts: 6, backoff: 250 * time.Millisecond}
+	return options{log: zap.NewNop(), qps: 50, burst: 100, attempts: 6, backoff: 250 * time.Millisecond,
+		purgeFirst: 2 * time.Second, purgeMax: 10 * time.Minute}
 }
 
 // WithLogger sets the logger. The NSX runtime's own log lines are routed to
@@ -90,4 +93,16 @@ func WithRateLimit(qps float64, burst int) Option {
 // doubles, with jitter, up to 10s; a Retry-After header is honoured).
 func WithRetry(attempts int, firstDelay time.Duration) Option {
 	return optionFunc(func(o *options) { o.attempts, o.backoff = max(attempts, 1), firstDelay })
+}
+
+// WithPurgeWait sets how an apply (BuildTopology, EnsureNamespace,
+// EnsureLoadBalancer, ApplyNetworkPolicy) waits when NSX refuses a path
+// it writes because what was deleted there is not purged yet (error
+// code 500045, ErrPendingDelete), as right after a teardown: NSX deletes
+// asynchronously and purges every 5 minutes. It tries again after first
+// (2s by default), doubling up to 30s, for at most max in all (10
+// minutes by default: two purge cycles); max 0 returns the error at once.
+// The context bounds the wait too.
+func WithPurgeWait(first, max time.Duration) Option {
+	return optionFunc(func(o *options) { o.purgeFirst, o.purgeMax = first, max })
 }

@@ -7,8 +7,9 @@
 // trusting a CA bundle or a SHA-256 thumbprint, or nothing at all only when
 // Config.Insecure says so. A request answered 503 or 429 is retried with
 // backoff; NSX errors come back as *APIError wrapping ErrNotFound,
-// ErrConflict, ErrInvalid, ErrUnauthorized or ErrUnavailable; a wrong spec
-// field is a *FieldError (wrapping ErrInvalid) naming it. The runtime logs
+// ErrConflict, ErrInvalid, ErrPendingDelete, ErrUnauthorized or
+// ErrUnavailable; a wrong spec field is a *FieldError (wrapping
+// ErrInvalid) naming it. The runtime logs
 // through one logger per process: it is routed, at debug level, to the
 // logger of the most recently created Client.
 //
@@ -135,6 +136,15 @@
 // cluster whose IP pool records no pool, or a Service whose address comes
 // from a pool the Topology does not list, costs a listing of the IP pools
 // and of the addresses of each kubefoundry did not make.)
+// NSX deletes asynchronously: what a teardown deleted stays marked for
+// delete until NSX's purge cycle (every 5 minutes) and the search still
+// shows it; every search is made with marked_for_delete:false, so the
+// teardown is done once what is left is marked, and one after it writes
+// nothing. A rebuild before the purge, which writes the same paths, is
+// refused by NSX (error code 500045): it waits for the purge, 2 s then
+// longer up to 30 s between tries, at most 10 minutes in all, logging
+// each wait (WithPurgeWait changes both; with no wait it returns the
+// *APIError at once, errors.Is(err, ErrPendingDelete)).
 // TeardownNamespace takes the namespace's LoadBalancer Services and
 // NetworkPolicies with it; DeleteLoadBalancer and DeleteNetworkPolicy read
 // only where their own objects live.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/vmware/vsphere-automation-sdk-go/lib/vapi/std"
@@ -26,6 +27,11 @@ var (
 	// attached to an object it would delete: a VM's NIC on one of the
 	// cluster's segments. Nothing was written.
 	ErrInUse = errors.New("nsxt: in use")
+	// ErrPendingDelete is the Kind of an *APIError for a write to a path
+	// whose object is deleted but not purged yet (NSX error code 500045):
+	// NSX deletes asynchronously and frees the path at its next purge
+	// (every 5 minutes).
+	ErrPendingDelete = errors.New("nsxt: path pending deletion")
 )
 
 // LimitError reports a request refused because the cluster is at a limit
@@ -151,6 +157,9 @@ func apiError(op string, err error) error {
 	if e.Kind == ErrInvalid && e.Code == revisionConflictCode {
 		e.Kind = ErrConflict
 	}
+	if e.Kind == ErrInvalid && e.hasCode(pendingDeleteCode) {
+		e.Kind = ErrPendingDelete
+	}
 	if e.Message == "" {
 		// A transport failure carries no NSX body, only the runtime's
 		// messages (the dial or TLS error).
@@ -235,16 +244,29 @@ const (
 	segmentHasPortsCode = 503040
 )
 
+// pendingDeleteCode is NSX's error code for a write to a path whose
+// object is marked for deletion and not purged yet: "An object with the
+// same path=[...] is marked for deletion. Either use another path or wait
+// for the purge cycle (which runs every 5 minutes) for permanent removal
+// of the object."
+const pendingDeleteCode = 500045
+
 // refusedInUse reports whether err is NSX refusing a delete because
 // something still holds the object, in the error or among its related
 // errors.
 func refusedInUse(err error) bool {
 	var e *APIError
-	if !errors.As(err, &e) {
-		return false
+	return errors.As(err, &e) && e.hasCode(inUseCode, segmentHasPortsCode)
+}
+
+// hasCode reports whether NSX answered one of codes, in the error or
+// among its related errors.
+func (e *APIError) hasCode(codes ...int64) bool {
+	if slices.Contains(codes, e.Code) {
+		return true
 	}
-	for _, code := range append([]int64{e.Code}, e.RelatedCodes...) {
-		if code == inUseCode || code == segmentHasPortsCode {
+	for _, c := range e.RelatedCodes {
+		if slices.Contains(codes, c) {
 			return true
 		}
 	}

@@ -422,9 +422,9 @@ func TestConfigStringRedacts(t *testing.T) {
 	}
 }
 
-func newClient(t *testing.T, sim *simulator.Server) *nsxt.Client {
+func newClient(t *testing.T, sim *simulator.Server, opts ...nsxt.Option) *nsxt.Client {
 	c, err := nsxt.New(context.Background(), nsxt.Config{URLs: []string{sim.URL}, Username: sim.Username(),
-		Password: sim.Password(), CACert: string(sim.CertificatePEM())}, nsxt.WithLogger(zaptest.NewLogger(t)))
+		Password: sim.Password(), CACert: string(sim.CertificatePEM())}, append([]nsxt.Option{nsxt.WithLogger(zaptest.NewLogger(t))}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
 	return c

@@ -109,9 +109,12 @@ func (c *Client) owned(ctx context.Context, clusterID, namespace string) (curren
 	return out, nil
 }
 
-// searchAll runs a search query through every page.
+// searchAll runs a search query through every page. What NSX has deleted
+// and not purged yet is left out: the search shows it, marked_for_delete,
+// where GET and lists do not.
 func searchAll(ctx context.Context, c *Client, q string) ([]map[string]any, error) {
 	var out []map[string]any
+	q += " AND marked_for_delete:false"
 	qc := search.NewQueryClient(c.connector(ctx))
 	var cursor *string
 	for {
@@ -124,7 +127,9 @@ func searchAll(ctx context.Context, c *Client, q string) ([]map[string]any, erro
 			if err != nil {
 				return nil, fmt.Errorf("nsxt: decoding a search result: %w", err)
 			}
-			out = append(out, m)
+			if marked, _ := m["marked_for_delete"].(bool); !marked {
+				out = append(out, m)
+			}
 		}
 		if res.Cursor == nil || *res.Cursor == "" || len(res.Results) == 0 {
 			return out, nil

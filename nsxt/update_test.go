@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -438,4 +439,53 @@ func TestAllocationDeletedRightAfterItIsMade(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, again.Writes)
 	teardownLeavesNothing(t, e, "c1")
+}
+
+// NSX deletes asynchronously: what a teardown deletes stays, marked for
+// delete, until NSX's purge cycle. The teardown is done when nothing of
+// the cluster is left unmarked (the search shows the marked objects; they
+// are not the cluster's any more), and a second one writes nothing. A
+// rebuild before the purge is refused (500045) and waits for it, then
+// builds what a fresh build makes; with no wait allowed, it fails at once
+// with ErrPendingDelete naming the path.
+func TestRebuildWhileNSXPurges(t *testing.T) {
+	ctx := context.Background()
+	core, logs := observer.New(zap.InfoLevel)
+	e := newEnv(t, simulator.Config{PurgeAfter: time.Hour}, nsxt.WithLogger(zap.New(core)), nsxt.WithPurgeWait(20*time.Millisecond, time.Minute), nsxt.WithRateLimit(0, 1))
+	topo := topology(e.sim, "c1", "a", "b")
+	fresh, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	built := e.sim.Paths()
+
+	td, err := e.c.TeardownTopology(ctx, "c1")
+	require.NoError(t, err)
+	require.Equal(t, 1, td.Writes)
+	require.Empty(t, e.sim.Paths())
+	require.Subset(t, e.sim.Marked(), built, "NSX has not purged anything yet")
+	td, err = e.c.TeardownTopology(ctx, "c1")
+	require.NoError(t, err)
+	require.Zero(t, td.Writes, "what is marked for delete is not the cluster's any more")
+
+	// Without waiting: refused at once, nothing else written.
+	impatient := newClient(t, e.sim, nsxt.WithPurgeWait(time.Millisecond, 0))
+	writes := e.sim.Writes()
+	_, err = impatient.BuildTopology(ctx, topo)
+	require.ErrorIs(t, err, nsxt.ErrPendingDelete)
+	require.ErrorContains(t, err, "is marked for deletion")
+	require.Equal(t, writes+1, e.sim.Writes(), "the refused PATCH")
+
+	// Waiting: NSX purges between the first refusal and the next try.
+	e.sim.Inject(&simulator.Fault{Method: http.MethodPatch, Path: regexp.MustCompile(`/infra$`), Nth: 2, Before: e.sim.Purge})
+	n, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Equal(t, fresh.Writes+1, n.Writes, "the refused PATCH, then a fresh build's")
+	require.Equal(t, built, e.sim.Paths())
+	require.Equal(t, 1, logs.FilterMessageSnippet("waiting for its purge cycle").Len())
+	again, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Zero(t, again.Writes)
+	_, err = e.c.TeardownTopology(ctx, "c1")
+	require.NoError(t, err)
+	e.sim.Purge()
+	requireNothingLeft(t, e.sim)
 }

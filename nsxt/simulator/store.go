@@ -317,7 +317,7 @@ func (s *store) system(parent *object, k *kind, id string, body map[string]any) 
 	b := maps.Clone(body)
 	b["id"], b["resource_type"], b["path"], b["parent_path"] = id, k.resourceType, path, parent.path
 	b["relative_path"], b["display_name"] = id, id
-	b["_revision"], b["_system_owned"] = json.Number("0"), true
+	b["_revision"], b["_system_owned"], b["marked_for_delete"] = json.Number("0"), true, false
 	b["_create_user"], b["_last_modified_user"] = "system", "system"
 	b["unique_id"] = newUUID()
 	o := &object{kind: k, path: path, parent: parent.path, body: b, system: true,
