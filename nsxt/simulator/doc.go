@@ -31,7 +31,13 @@
 // and the like that NSX creates by itself are owned by the system. IP blocks hand out aligned subnets that never overlap and pools
 // addresses that never repeat; running out leaves the intent in realized
 // state ERROR with the reason, as NSX does. Basic auth (wrong credentials:
-// 403) or a client certificate chaining to Config.ClientCAs.
+// 403) or a client certificate chaining to Config.ClientCAs: a principal
+// identity, named by the certificate's common name. What a principal
+// identity makes is protected, as NSX protects what an is_protected
+// principal makes: its _protection is NOT_PROTECTED to it and
+// REQUIRE_OVERRIDE to everyone else, whose changes and deletes (plain or
+// hierarchical) are refused with 400 and error code 289 unless they send
+// X-Allow-Overwrite: true.
 //
 // NSX's search index trails its writes. Server.FreezeSearch makes the
 // search API answer from the state as it was when it was called, until

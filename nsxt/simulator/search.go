@@ -198,7 +198,7 @@ func (s *Server) serveSearch(w http.ResponseWriter, r *http.Request) {
 	end := min(offset+pageSize, total)
 	page := []json.RawMessage{}
 	for _, o := range hits[min(offset, total):end] {
-		js, err := encode(o)
+		js, err := encode(o, actorOf(r).name)
 		if err != nil {
 			writeError(w, errorf(http.StatusInternalServerError, "encoding %s: %v", o.path, err))
 			return

@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"context"
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
@@ -309,7 +310,7 @@ func (s *Server) Object(path string) map[string]any {
 // would, incrementing its _revision: a test's stand-in for a concurrent
 // writer.
 func (s *Server) Patch(path string, fields map[string]any) error {
-	return s.transact(func(st *store) error {
+	return s.transactAs(s.admin(), func(st *store) error {
 		o := st.objs[path]
 		if o == nil {
 			return errorf(http.StatusNotFound, "%s does not exist", path)
@@ -324,7 +325,7 @@ func (s *Server) Patch(path string, fields map[string]any) error {
 // client's PUT would, under the same rules: a test's stand-in for a
 // concurrent writer, such as a CNI adding a port to a segment.
 func (s *Server) Put(path string, body map[string]any) error {
-	_, err := s.write(path, deepCopy(body).(map[string]any), modePut)
+	_, err := s.write(s.admin(), path, deepCopy(body).(map[string]any), modePut)
 	return err
 }
 
@@ -346,7 +347,7 @@ func (s *Server) Marked() []string {
 // under the same rules (refused while children or references hold it):
 // a test's stand-in for a concurrent writer.
 func (s *Server) Delete(path string) error {
-	return s.transact(func(st *store) error { return st.remove(path) })
+	return s.transactAs(s.admin(), func(st *store) error { return st.remove(path) })
 }
 
 // deepCopy copies a decoded JSON value, so a caller can change it without
@@ -390,10 +391,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = s.transact(func(st *store) error { st.purge(st.now(), false); return nil })
 	}
 
-	if !s.authenticated(r) {
+	a, ok := s.authenticate(r)
+	if !ok {
 		writeError(w, errorf(http.StatusForbidden, "The credentials were incorrect or the account specified has been locked."))
 		return
 	}
+	r = r.WithContext(context.WithValue(r.Context(), actorKey{}, a))
 	if fault != nil && fault.Before != nil {
 		fault.Before()
 	}
@@ -416,13 +419,45 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) authenticated(r *http.Request) bool {
+// actor is who makes a request: a user (basic auth), or a principal
+// identity (a client certificate, named by its common name); override is
+// its X-Allow-Overwrite: true header.
+type actor struct {
+	name         string
+	pi, override bool
+}
+
+type actorKey struct{}
+
+// actorOf is the actor ServeHTTP found for r.
+func actorOf(r *http.Request) actor {
+	a, _ := r.Context().Value(actorKey{}).(actor)
+	return a
+}
+
+// admin is the configured user, the actor of the test stand-ins (Patch,
+// Put, Delete).
+func (s *Server) admin() actor { return actor{name: s.cfg.Username} }
+
+// transactAs is transact with a as the writer.
+func (s *Server) transactAs(a actor, fn func(*store) error) error {
+	return s.transact(func(st *store) error {
+		st.user, st.pi, st.override = a.name, a.pi, a.override
+		return fn(st)
+	})
+}
+
+// authenticate says who r comes from: a trusted client certificate (a
+// principal identity) or the configured user and password.
+func (s *Server) authenticate(r *http.Request) (actor, bool) {
+	override, _ := strconv.ParseBool(r.Header.Get("X-Allow-Overwrite"))
 	if s.principal(r) {
-		return true
+		return actor{name: r.TLS.PeerCertificates[0].Subject.CommonName, pi: true, override: override}, true
 	}
 	u, p, ok := r.BasicAuth()
-	return ok && subtle.ConstantTimeCompare([]byte(u), []byte(s.cfg.Username)) == 1 &&
+	ok = ok && subtle.ConstantTimeCompare([]byte(u), []byte(s.cfg.Username)) == 1 &&
 		subtle.ConstantTimeCompare([]byte(p), []byte(s.cfg.Password)) == 1
+	return actor{name: u, override: override}, ok
 }
 
 // principal reports whether r presents a client certificate that chains
@@ -530,7 +565,7 @@ func (s *Server) serveHierarchical(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	check, _ := strconv.ParseBool(r.URL.Query().Get("enforce_revision_check"))
-	if err := s.transact(func(st *store) error { return st.patchInfra(body, check) }); err != nil {
+	if err := s.transactAs(actorOf(r), func(st *store) error { return st.patchInfra(body, check) }); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -546,7 +581,7 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, path string
 	switch r.Method {
 	case http.MethodGet:
 		if o != nil {
-			writeObject(w, o)
+			writeObject(w, r, o)
 			return
 		}
 		lp, coll := path[:strings.LastIndex(path, "/")], path[strings.LastIndex(path, "/")+1:]
@@ -563,7 +598,7 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, path string
 		}
 		writeList(w, r, items)
 	case http.MethodDelete:
-		if err := s.Delete(path); err != nil {
+		if err := s.transactAs(actorOf(r), func(st *store) error { return st.remove(path) }); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -578,13 +613,13 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, path string
 		if r.Method == http.MethodPut {
 			mode = modePut
 		}
-		stored, err := s.write(path, body, mode)
+		stored, err := s.write(actorOf(r), path, body, mode)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
 		if r.Method == http.MethodPut {
-			writeObject(w, stored)
+			writeObject(w, r, stored)
 			return
 		}
 		w.WriteHeader(http.StatusOK)
@@ -595,10 +630,10 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, path string
 
 // write creates or changes the object at path as a PATCH (modePatch) or
 // PUT (modePut) of body would.
-func (s *Server) write(path string, body map[string]any, mode writeMode) (*object, error) {
+func (s *Server) write(a actor, path string, body map[string]any, mode writeMode) (*object, error) {
 	parentPath, collection, id := splitPath(path)
 	var stored *object
-	err := s.transact(func(st *store) error {
+	err := s.transactAs(a, func(st *store) error {
 		parent := st.objs[parentPath]
 		if parent == nil {
 			return errorf(http.StatusBadRequest, "parent %s of %s does not exist", parentPath, path)
@@ -633,9 +668,12 @@ func splitPath(path string) (parent, collection, id string) {
 	return rest[:j], rest[j+1:], id
 }
 
-// encode runs an object through its SDK binding and out as JSON.
-func encode(o *object) (json.RawMessage, error) {
-	dv, err := cleanjson.NewJsonToDataValueDecoder().Decode(o.body)
+// encode runs an object through its SDK binding and out as JSON, as
+// viewer sees it (its _protection).
+func encode(o *object, viewer string) (json.RawMessage, error) {
+	body := maps.Clone(o.body)
+	body["_protection"] = o.protection(viewer)
+	dv, err := cleanjson.NewJsonToDataValueDecoder().Decode(body)
 	if err != nil {
 		return nil, err
 	}
@@ -652,8 +690,8 @@ func encode(o *object) (json.RawMessage, error) {
 	return json.RawMessage(js), err
 }
 
-func writeObject(w http.ResponseWriter, o *object) {
-	js, err := encode(o)
+func writeObject(w http.ResponseWriter, r *http.Request, o *object) {
+	js, err := encode(o, actorOf(r).name)
 	if err != nil {
 		writeError(w, errorf(http.StatusInternalServerError, "encoding %s: %v", o.path, err))
 		return
@@ -682,7 +720,7 @@ func writeList(w http.ResponseWriter, r *http.Request, items []*object) {
 	end := min(offset+pageSize, total)
 	res := make([]json.RawMessage, 0, end-min(offset, total))
 	for _, o := range items[min(offset, total):end] {
-		js, err := encode(o)
+		js, err := encode(o, actorOf(r).name)
 		if err != nil {
 			writeError(w, errorf(http.StatusInternalServerError, "encoding %s: %v", o.path, err))
 			return

@@ -107,6 +107,13 @@ func (e *env) call(t *testing.T, method, path string, body any) (int, map[string
 
 func (e *env) callAs(t *testing.T, user, pw, method, path string, body any) (int, map[string]any) {
 	t.Helper()
+	return e.send(t, e.hc, user, pw, nil, method, path, body)
+}
+
+// send is call through hc (which may present a client certificate), as
+// user (none when empty), with header.
+func (e *env) send(t *testing.T, hc *http.Client, user, pw string, header http.Header, method, path string, body any) (int, map[string]any) {
+	t.Helper()
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -118,8 +125,11 @@ func (e *env) callAs(t *testing.T, user, pw, method, path string, body any) (int
 	if user != "" {
 		req.SetBasicAuth(user, pw)
 	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := e.hc.Do(req)
+	resp, err := hc.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	return resp.StatusCode, decode(t, resp.Body)
@@ -1405,4 +1415,69 @@ func TestDeletesAwaitThePurge(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	require.NoError(t, segs.Patch("s1", model.Segment{}), "purged by the time of the next request")
 	require.Empty(t, e.sim.Marked())
+}
+
+// What a principal identity makes is protected, as NSX's is_protected
+// principals' objects are: it sees them NOT_PROTECTED, everyone else
+// REQUIRE_OVERRIDE, and a change or delete by anyone else (a user, another
+// principal), plain or hierarchical, is refused with error code 289
+// unless it sends X-Allow-Overwrite: true. What a user makes is not
+// protected.
+func TestPrincipalIdentityProtectsWhatItMakes(t *testing.T) {
+	ca := certificate(t, "principal-ca", nil)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Leaf)
+	ncpCert, otherCert := certificate(t, "ncp", &ca), certificate(t, "other", &ca)
+	e := newEnv(t, simulator.Config{ClientCAs: pool})
+	ncp, other := httpClient(t, e.sim, &ncpCert), httpClient(t, e.sim, &otherCert)
+	admin := func(header http.Header, method, path string, body any) (int, map[string]any) {
+		return e.send(t, e.hc, e.sim.Username(), e.sim.Password(), header, method, path, body)
+	}
+	status, body := e.send(t, ncp, "", "", nil, http.MethodPatch, "/infra/segments/s1", map[string]any{})
+	require.Equal(t, http.StatusOK, status, "%v", body)
+	status, _ = e.send(t, ncp, "", "", nil, http.MethodPatch, "/infra/segments/s1/ports/p1", map[string]any{})
+	require.Equal(t, http.StatusOK, status)
+	status, _ = admin(nil, http.MethodPatch, "/infra/segments/mine", map[string]any{})
+	require.Equal(t, http.StatusOK, status)
+
+	_, got := e.send(t, ncp, "", "", nil, http.MethodGet, "/infra/segments/s1", nil)
+	require.Equal(t, "NOT_PROTECTED", got["_protection"], "to its owner")
+	require.Equal(t, "ncp", got["_create_user"])
+	_, got = admin(nil, http.MethodGet, "/infra/segments/s1", nil)
+	require.Equal(t, "REQUIRE_OVERRIDE", got["_protection"], "to everyone else")
+	hits := searchHits(t, e, "resource_type:SegmentPort")
+	require.Contains(t, hits, "/infra/segments/s1/ports/p1")
+	_, list := admin(nil, http.MethodGet, "/infra/segments/s1/ports", nil)
+	require.Equal(t, "REQUIRE_OVERRIDE", list["results"].([]any)[0].(map[string]any)["_protection"])
+	_, got = e.send(t, ncp, "", "", nil, http.MethodGet, "/infra/segments/mine", nil)
+	require.Equal(t, "NOT_PROTECTED", got["_protection"], "a user's object is nobody's to protect")
+
+	refused := func(status int, body map[string]any) {
+		t.Helper()
+		require.Equal(t, http.StatusBadRequest, status)
+		require.Equal(t, json.Number("289"), body["error_code"])
+		require.Contains(t, body["error_message"], "createUser=ncp")
+	}
+	before := e.sim.Object("/infra/segments/s1")
+	refused(admin(nil, http.MethodPatch, "/infra/segments/s1", map[string]any{"description": "x"}))
+	refused(admin(nil, http.MethodDelete, "/infra/segments/s1/ports/p1", nil))
+	refused(e.send(t, other, "", "", nil, http.MethodDelete, "/infra/segments/s1/ports/p1", nil))
+	refused(admin(nil, http.MethodPatch, "/infra", map[string]any{"resource_type": "Infra", "children": []any{
+		map[string]any{"resource_type": "ChildSegment", "marked_for_delete": true,
+			"Segment": map[string]any{"resource_type": "Segment", "id": "s1", "children": []any{
+				map[string]any{"resource_type": "ChildSegmentPort", "marked_for_delete": true,
+					"SegmentPort": map[string]any{"resource_type": "SegmentPort", "id": "p1"}}}}}}}))
+	require.Equal(t, before, e.sim.Object("/infra/segments/s1"))
+	require.NotNil(t, e.sim.Object("/infra/segments/s1/ports/p1"))
+
+	override := http.Header{"X-Allow-Overwrite": {"true"}}
+	status, _ = admin(override, http.MethodPatch, "/infra/segments/s1", map[string]any{"description": "x"})
+	require.Equal(t, http.StatusOK, status, "an admin who overrides")
+	_, got = admin(nil, http.MethodGet, "/infra/segments/s1", nil)
+	require.Equal(t, "x", got["description"])
+	require.Equal(t, "REQUIRE_OVERRIDE", got["_protection"], "still ncp's")
+	status, _ = e.send(t, ncp, "", "", nil, http.MethodDelete, "/infra/segments/s1/ports/p1", nil)
+	require.Equal(t, http.StatusOK, status, "its owner")
+	status, _ = e.send(t, ncp, "", "", nil, http.MethodDelete, "/infra/segments/s1", nil)
+	require.Equal(t, http.StatusOK, status)
 }

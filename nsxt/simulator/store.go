@@ -27,6 +27,9 @@ type object struct {
 	system   bool // created by NSX itself (nat/USER), deleted with its parent
 	realized realization
 	deleted  int64 // when it was marked for delete (ms), while it awaits the purge
+	// owner is the principal identity that made it, or "": NSX protects
+	// what a principal identity makes from everyone else.
+	owner string
 }
 
 type realization struct {
@@ -80,10 +83,13 @@ func errorf(status int, format string, args ...any) *apiError {
 
 // store is the intent tree, keyed by policy path.
 type store struct {
-	objs       map[string]*object
-	user       string
-	now        func() int64
-	refuseFull bool // Config.RefuseFullBlocks
+	objs map[string]*object
+	// user is who writes (the request's actor): a user, or with pi a
+	// principal identity; override is its X-Allow-Overwrite header.
+	user         string
+	pi, override bool
+	now          func() int64
+	refuseFull   bool // Config.RefuseFullBlocks
 	// purging holds, by path, what was deleted and awaits NSX's purge
 	// (Config.PurgeAfter), marked_for_delete.
 	purging    map[string]*object
@@ -91,8 +97,33 @@ type store struct {
 }
 
 func (s *store) clone() *store {
-	return &store{objs: maps.Clone(s.objs), user: s.user, now: s.now, refuseFull: s.refuseFull,
+	return &store{objs: maps.Clone(s.objs), user: s.user, pi: s.pi, override: s.override, now: s.now, refuseFull: s.refuseFull,
 		purging: maps.Clone(s.purging), purgeAfter: s.purgeAfter}
+}
+
+// notOwnerCode is NSX's error code for a write to an object a principal
+// identity made, by anyone else, without X-Allow-Overwrite: true.
+const notOwnerCode = 289
+
+// mayChange refuses a change to o, or its delete, by anyone but the
+// principal identity that made it, unless the request overrides.
+func (s *store) mayChange(o *object) error {
+	if o.owner == "" || o.owner == s.user || s.override {
+		return nil
+	}
+	return coded(http.StatusBadRequest, notOwnerCode,
+		"Principal '%s' with role '[enterprise_admin]' attempts to delete or modify an object of type %s it doesn't own. (createUser=%s, allowOverwrite=null)",
+		s.user, o.kind.resourceType, o.owner)
+}
+
+// protection is o's _protection as viewer sees it: what a principal
+// identity made is protected from everyone else, who may change it only
+// with X-Allow-Overwrite: true (an enterprise admin).
+func (o *object) protection(viewer string) string {
+	if o.owner == "" || o.owner == viewer {
+		return "NOT_PROTECTED"
+	}
+	return "REQUIRE_OVERRIDE"
 }
 
 // pendingDeleteCode is NSX's error code for a write to a path whose
@@ -241,6 +272,11 @@ func (s *store) upsert(parent *object, k *kind, id string, in map[string]any, mo
 	if old != nil && old.kind != k {
 		return nil, errorf(http.StatusBadRequest, "%s exists as %s, not %s", path, old.kind.resourceType, k.resourceType)
 	}
+	if old != nil {
+		if err := s.mayChange(old); err != nil {
+			return nil, err
+		}
+	}
 	sent, hasRev := toInt(in["_revision"])
 	if old != nil && (mode == modePut || (checkRevision && hasRev)) {
 		if !hasRev {
@@ -281,6 +317,12 @@ func (s *store) upsert(parent *object, k *kind, id string, in map[string]any, mo
 	}
 	// What NSX made stays NSX's when a client updates it.
 	o := &object{kind: k, path: path, parent: parent.path, body: merged, system: old != nil && old.system}
+	switch {
+	case old != nil:
+		o.owner = old.owner
+	case s.pi:
+		o.owner = s.user
+	}
 	if old == nil {
 		merged["_revision"] = json.Number("0")
 		merged["_create_time"] = json.Number(fmt.Sprint(now))
@@ -336,6 +378,9 @@ func (s *store) remove(path string) error {
 	}
 	if o.system || o.kind.wrapper == "" || o.kind.resourceType == "Infra" {
 		return errorf(http.StatusBadRequest, "%s %s is owned by the system and cannot be deleted", o.kind.resourceType, path)
+	}
+	if err := s.mayChange(o); err != nil {
+		return err
 	}
 	s.mark(o)
 	for p, c := range s.objs {
