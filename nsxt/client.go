@@ -82,7 +82,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: 15 * time.Second,
 	}
-	tr := &transport{base: base, managers: managers, log: o.log, attempts: o.attempts, backoff: o.backoff}
+	tr := &transport{base: base, managers: managers, log: o.log, attempts: o.attempts, backoff: o.backoff, overwrite: cfg.AllowOverwrite}
 	if o.qps > 0 {
 		tr.limit = rate.NewLimiter(rate.Limit(o.qps), o.burst)
 	}
@@ -165,13 +165,14 @@ func tlsConfig(cfg Config) (*tls.Config, error) {
 // when one cannot be reached, waits for the rate limit, and retries a 503
 // or 429 with backoff (honouring Retry-After) up to attempts.
 type transport struct {
-	base     *http.Transport
-	managers []*url.URL
-	cur      atomic.Int32
-	limit    *rate.Limiter
-	log      *zap.Logger
-	attempts int
-	backoff  time.Duration
+	base      *http.Transport
+	managers  []*url.URL
+	cur       atomic.Int32
+	limit     *rate.Limiter
+	log       *zap.Logger
+	attempts  int
+	backoff   time.Duration
+	overwrite bool // Config.AllowOverwrite
 
 	reads, writes atomic.Int64
 }
@@ -239,6 +240,9 @@ func (t *transport) send(req *http.Request, body []byte) (*http.Response, error)
 		if r.Method == http.MethodGet {
 			t.reads.Add(1)
 		} else {
+			if t.overwrite {
+				r.Header.Set("X-Allow-Overwrite", "true")
+			}
 			t.writes.Add(1)
 			if n, ok := req.Context().Value(writesKey{}).(*atomic.Int64); ok {
 				n.Add(1)

@@ -30,6 +30,12 @@ type Config struct {
 	Insecure bool `json:"insecure,omitempty"`
 	// Timeout bounds one HTTP request; 2 minutes when zero.
 	Timeout time.Duration `json:"timeout,omitempty"`
+	// AllowOverwrite sends X-Allow-Overwrite: true with every write, so
+	// that an enterprise admin may change and delete what a principal
+	// identity made (NSX protects it from everyone else: error code 289,
+	// ErrProtected), as when taking over a cluster built under a
+	// certificate that is gone. It is never implied.
+	AllowOverwrite bool `json:"allowOverwrite,omitempty"`
 }
 
 // String describes the configuration with every secret redacted.
@@ -41,8 +47,8 @@ func (c Config) String() string {
 	if c.ClientKey != "" {
 		key = "--- REDACTED ---"
 	}
-	return fmt.Sprintf("nsxt.Config{URLs: %q, Username: %q, Password: %q, ClientCert: %d bytes, ClientKey: %q, CACert: %d bytes, Thumbprint: %q, Insecure: %t, Timeout: %s}",
-		c.URLs, c.Username, pw, len(c.ClientCert), key, len(c.CACert), c.Thumbprint, c.Insecure, c.Timeout)
+	return fmt.Sprintf("nsxt.Config{URLs: %q, Username: %q, Password: %q, ClientCert: %d bytes, ClientKey: %q, CACert: %d bytes, Thumbprint: %q, Insecure: %t, Timeout: %s, AllowOverwrite: %t}",
+		c.URLs, c.Username, pw, len(c.ClientCert), key, len(c.CACert), c.Thumbprint, c.Insecure, c.Timeout, c.AllowOverwrite)
 }
 
 // GoString makes %#v as safe as %v.

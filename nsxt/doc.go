@@ -7,9 +7,14 @@
 // trusting a CA bundle or a SHA-256 thumbprint, or nothing at all only when
 // Config.Insecure says so. A request answered 503 or 429 is retried with
 // backoff; NSX errors come back as *APIError wrapping ErrNotFound,
-// ErrConflict, ErrInvalid, ErrPendingDelete, ErrUnauthorized or
-// ErrUnavailable; a wrong spec field is a *FieldError (wrapping
-// ErrInvalid) naming it. The runtime logs
+// ErrConflict, ErrInvalid, ErrPendingDelete, ErrProtected,
+// ErrUnauthorized or ErrUnavailable; a wrong spec field is a *FieldError
+// (wrapping ErrInvalid) naming it. As a principal identity (a client
+// certificate, as NCP and TKGI authenticate), what kubefoundry builds is
+// its own: NSX protects it from everyone else, and a user's teardown of
+// it fails with ErrProtected unless Config.AllowOverwrite sends
+// X-Allow-Overwrite (an enterprise admin taking a cluster over). The
+// runtime logs
 // through one logger per process: it is routed, at debug level, to the
 // logger of the most recently created Client.
 //
@@ -24,7 +29,13 @@
 // puts the segments and SNAT on the tier-0. Every object carries the tags
 // kubefoundry/cluster (and kubefoundry/namespace where it applies).
 //
-// The Topology holds the fields of TKGI's network profile. Several pod IP
+// The Topology holds the fields of TKGI's network profile but the
+// firewall section markers, which NSX's Management Plane API has and its
+// Policy API does not (TKGI's Policy API clusters have none either): the
+// cluster's DFW policies are in category Application with sequence
+// numbers 50 to 200, so a platform team's rules go before them in
+// category Environment (or Infrastructure, Emergency) and after them in
+// Application with a sequence number above 200. Several pod IP
 // blocks and floating pools (pod_ip_block_ids, fip_pool_ids) are tried in
 // order: a subnet or address that NSX cannot allocate (realized in state
 // ERROR, as when the block or pool is exhausted) is released and allocated

@@ -32,6 +32,11 @@ var (
 	// NSX deletes asynchronously and frees the path at its next purge
 	// (every 5 minutes).
 	ErrPendingDelete = errors.New("nsxt: path pending deletion")
+	// ErrProtected is the Kind of an *APIError for a change or delete of
+	// what a principal identity made, by anyone else (NSX error code
+	// 289): only it may, or an enterprise admin with
+	// Config.AllowOverwrite.
+	ErrProtected = errors.New("nsxt: protected: made by another principal identity")
 )
 
 // LimitError reports a request refused because the cluster is at a limit
@@ -160,6 +165,9 @@ func apiError(op string, err error) error {
 	if e.Kind == ErrInvalid && e.hasCode(pendingDeleteCode) {
 		e.Kind = ErrPendingDelete
 	}
+	if e.Kind == ErrInvalid && e.hasCode(notOwnerCode) {
+		e.Kind = ErrProtected
+	}
 	if e.Message == "" {
 		// A transport failure carries no NSX body, only the runtime's
 		// messages (the dial or TLS error).
@@ -250,6 +258,12 @@ const (
 // for the purge cycle (which runs every 5 minutes) for permanent removal
 // of the object."
 const pendingDeleteCode = 500045
+
+// notOwnerCode is NSX's error code for a change or delete of what a
+// principal identity made, by anyone else without X-Allow-Overwrite:
+// "Principal 'admin' with role '[enterprise_admin]' attempts to delete or
+// modify an object of type Segment it doesn't own."
+const notOwnerCode = 289
 
 // refusedInUse reports whether err is NSX refusing a delete because
 // something still holds the object, in the error or among its related

@@ -122,8 +122,10 @@ func (v *storeView) join(hits current, skip func(path string) bool) current {
 // in a collection the reads cover that NSX no longer holds is the index
 // showing the past, and is left out: a second teardown writes nothing.
 // After deleting it reads again, at once (the reads are authoritative),
-// until nothing of its own is left; a PATCH NSX refuses (a concurrent
-// change) is met by reading again, with backoff.
+// until nothing of its own is left; a PATCH NSX refuses for a concurrent
+// change, or for a child or reference added since the read (error codes
+// 500030, 503040), is met by reading again, with backoff; any other
+// refusal is returned at once.
 func (c *Client) teardown(ctx context.Context, clusterID, namespace string, member func(map[string]any) bool, where reach) (*Teardown, error) {
 	ctx, writes := countWrites(ctx)
 	out := &Teardown{}
@@ -178,9 +180,9 @@ func (c *Client) teardown(ctx context.Context, clusterID, namespace string, memb
 				}
 			}
 			continue
-		case errors.Is(err, ErrConflict) || errors.Is(err, ErrInvalid):
-			// A stale read (an object changed, or a child another writer
-			// added since): read again.
+		case errors.Is(err, ErrConflict) || refusedInUse(err):
+			// A stale read (an object changed, or a child or reference
+			// another writer added since): read again.
 			c.log.Info("nsx teardown refused; reading again", zap.Error(err))
 			lastErr = err
 		default:
