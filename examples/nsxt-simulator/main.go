@@ -10,6 +10,10 @@
 // the simulator's own (see nsxt/simulator.Config) when those are unset:
 //
 //	curl --cacert /tmp/nsx.pem -u "admin:$NSXT_PASSWORD" https://127.0.0.1:8443/policy/api/v1/infra/tier-0s/t0
+//
+// -search-lag and -purge-after make it trail its writes in the search API
+// and delete asynchronously, as a real NSX manager does (seconds, and
+// minutes: NSX purges every 5).
 package main
 
 import (
@@ -44,6 +48,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	user := fs.String("username", os.Getenv("NSXT_USERNAME"), "user name accepted (env NSXT_USERNAME; default the simulator's, admin)")
 	password := fs.String("password", "", "password accepted (default from env NSXT_PASSWORD, else the simulator's)")
 	realizeAfter := fs.Int("realize-after-reads", 0, "a written intent reports IN_PROGRESS to this many realized-state reads before REALIZED")
+	searchLag := fs.Duration("search-lag", 0, "the search API answers from the state as it was this long ago, as NSX's index trails its writes")
+	purgeAfter := fs.Duration("purge-after", 0, "deletes are asynchronous, as NSX's are: a deleted object stays marked for delete this long (NSX purges every 5m)")
 	certOut := fs.String("cert-out", "", "write the server certificate (PEM) to this file, for clients to trust")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -60,7 +66,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if *realizeAfter < 0 {
 		return errors.New("-realize-after-reads must not be negative")
 	}
-	cfg := simulator.Config{Addr: *addr, RealizeAfterReads: *realizeAfter}
+	if *searchLag < 0 || *purgeAfter < 0 {
+		return errors.New("-search-lag and -purge-after must not be negative")
+	}
+	cfg := simulator.Config{Addr: *addr, RealizeAfterReads: *realizeAfter, SearchLag: *searchLag, PurgeAfter: *purgeAfter}
 	switch {
 	case *user != "" && *password != "":
 		cfg.Username, cfg.Password = *user, *password

@@ -112,6 +112,8 @@ func TestFlagErrors(t *testing.T) {
 		{"no port", []string{"-addr", "127.0.0.1"}, "missing port"},
 		{"user without password", []string{"-username", "kf"}, "give both -username and -password"},
 		{"negative reads", []string{"-realize-after-reads", "-1"}, "must not be negative"},
+		{"negative lag", []string{"-search-lag", "-1s"}, "must not be negative"},
+		{"negative purge", []string{"-purge-after", "-5m"}, "must not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
