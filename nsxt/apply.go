@@ -281,8 +281,12 @@ func (c *Client) converge(ctx context.Context, set desiredSet) (*Plan, addresses
 	purge := retry.Backoff{Initial: c.opts.purgeFirst, Max: 30 * time.Second}
 	var waitedSince time.Time
 	var lastErr error
+	// The sources that could not make an allocation stay tried when the
+	// apply starts over: one released in ERROR awaits NSX's purge, and
+	// making it there again would be refused (or fail again).
+	tried := map[string]map[int]bool{}
 	for attempt := 0; attempt < conflictRetries; {
-		p, addr, err := c.apply(ctx, set)
+		p, addr, err := c.apply(ctx, set, tried)
 		if err == nil {
 			return p, addr, int(writes.Load()), nil
 		}
@@ -325,7 +329,7 @@ func (c *Client) converge(ctx context.Context, set desiredSet) (*Plan, addresses
 	return nil, addresses{}, 0, lastErr
 }
 
-func (c *Client) apply(ctx context.Context, set desiredSet) (*Plan, addresses, error) {
+func (c *Client) apply(ctx context.Context, set desiredSet, tried map[string]map[int]bool) (*Plan, addresses, error) {
 	all, err := c.owned(ctx, set.cluster, "")
 	if err != nil {
 		return nil, addresses{}, err
@@ -342,7 +346,7 @@ func (c *Client) apply(ctx context.Context, set desiredSet) (*Plan, addresses, e
 	if err := c.holdings(ctx, set.ipam, cur); err != nil {
 		return nil, addresses{}, err
 	}
-	ps, allocated, addr, err := c.allocate(ctx, set, cur)
+	ps, allocated, addr, err := c.allocate(ctx, set, cur, tried)
 	if err != nil {
 		return nil, addresses{}, err
 	}
@@ -384,12 +388,15 @@ func (c *Client) apply(ctx context.Context, set desiredSet) (*Plan, addresses, e
 // has no block or pool left; then, once, the allocations the set no longer
 // wants are released too and every source is tried again. A subnet NSX
 // refuses at once for want of room in its block (see refusedSubnets)
-// moves on the same way, with nothing to release. It returns where the
+// moves on the same way, with nothing to release. tried holds, by key,
+// the sources that could not make an allocation, kept by converge when the
+// apply starts over (a released subnet keeps its path, which NSX refuses
+// until it purges it: the apply then waits for the purge and makes it from
+// the next block). It returns where the
 // allocations are, the changes it made and what NSX allocated; cur then
 // holds what it created.
-func (c *Client) allocate(ctx context.Context, set desiredSet, cur current) ([]placed, []pending, addresses, error) {
+func (c *Client) allocate(ctx context.Context, set desiredSet, cur current, tried map[string]map[int]bool) ([]placed, []pending, addresses, error) {
 	addr := newAddresses()
-	tried := map[string]map[int]bool{}
 	var changes []pending
 	var only map[int]bool        // after the first round, the allocations made again
 	freed := false               // what the set no longer wants was released early

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -737,4 +739,32 @@ func TestEveryBlockRefuses(t *testing.T) {
 	require.Equal(t, "172.24.0.0/24", n.Namespaces["a"].Subnet.String())
 	require.Equal(t, "172.30.0.0/24", n.Namespaces["c"].Subnet.String())
 	teardownLeavesNothing(t, e, "c1")
+}
+
+// A subnet NSX cannot carve from the first block (realized in ERROR) is
+// released and made from the next at the same path, which NSX refuses
+// (500045) until it purges the released one: the apply waits for the
+// purge and then makes it from the next block, not the first again.
+func TestFallbackWhileNSXPurges(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, simulator.Config{Inventory: twoOfEach(), PurgeAfter: time.Hour},
+		nsxt.WithPurgeWait(20*time.Millisecond, time.Minute), nsxt.WithRateLimit(0, 1))
+	// allocate; release what NSX could not allocate; allocate it from the
+	// next block and pool, refused while the released subnet awaits the
+	// purge; the purge; allocate again; configure.
+	e.sim.Inject(&simulator.Fault{Method: http.MethodPatch, Path: regexp.MustCompile(`/infra$`), Nth: 4, Before: e.sim.Purge})
+	n, err := e.c.BuildTopology(ctx, withBoth(topology(e.sim, "c1", "a", "b", "c")))
+	require.NoError(t, err)
+	require.Equal(t, 5, n.Writes)
+	alloc := e.sim.Allocated()
+	require.Len(t, alloc[block2], 1)
+	require.Len(t, alloc[pool2], 1)
+	require.Len(t, alloc["/infra/ip-blocks/"+e.sim.Inventory().PodBlock.ID], 2)
+	for _, ns := range []string{"a", "b", "c"} {
+		require.True(t, n.Namespaces[ns].Subnet.IsValid(), ns)
+	}
+	_, err = e.c.TeardownTopology(ctx, "c1")
+	require.NoError(t, err)
+	e.sim.Purge()
+	requireNothingLeft(t, e.sim)
 }

@@ -415,8 +415,10 @@ func TestAllocationDeletedRightAfterItIsMade(t *testing.T) {
 	topo := topology(e.sim, "c1", "a")
 	subnet := "/infra/ip-pools/kf_c1/ip-subnets/ns_a"
 	var deleted error = errors.New("never deleted")
-	// The first realized-state read comes after the allocation PATCH.
-	e.sim.Inject(&simulator.Fault{Method: http.MethodGet, Path: regexp.MustCompile(`/realized-entities$`), Nth: 1,
+	// The subnet's realized state is first read after the allocation
+	// PATCH.
+	e.sim.Inject(&simulator.Fault{Method: http.MethodGet, Path: regexp.MustCompile(`/realized-entities$`),
+		Query: regexp.MustCompile(`intent_path=` + regexp.QuoteMeta(subnet) + `$`), Nth: 1,
 		Before: func() { deleted = e.sim.Delete(subnet) }})
 	n, err := e.c.BuildTopology(ctx, topo)
 	require.NoError(t, err)

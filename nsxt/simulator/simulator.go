@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"slices"
 	"sort"
@@ -122,8 +123,9 @@ func (inv Inventory) TransportZonePath() string {
 
 // Fault makes the simulator answer Status instead of serving a request: on
 // the Nth request (counting from 1) whose method is Method ("" for any)
-// and whose path matches Path, and on the Times-1 matching requests after
-// it (Times 0 means 1).
+// and whose path matches Path (and, when set, whose query, unescaped,
+// matches Query), and on the Times-1 matching requests after it (Times 0
+// means 1).
 //
 // With Before set, the fault runs Before first (as another client writing
 // between two of ours would) and then answers Status, or serves the
@@ -131,6 +133,7 @@ func (inv Inventory) TransportZonePath() string {
 type Fault struct {
 	Method string
 	Path   *regexp.Regexp
+	Query  *regexp.Regexp
 	Nth    int
 	Times  int
 	Status int
@@ -376,7 +379,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.counts[key]++
 	var fault *Fault
 	for _, f := range s.faults {
-		if (f.Method == "" || f.Method == r.Method) && f.Path.MatchString(r.URL.Path) {
+		if (f.Method == "" || f.Method == r.Method) && f.Path.MatchString(r.URL.Path) && (f.Query == nil || f.Query.MatchString(query(r))) {
 			f.seen++
 			times := max(f.Times, 1)
 			if f.seen >= f.Nth && f.seen < f.Nth+times {
@@ -417,6 +420,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeError(w, errorf(http.StatusNotFound, "The requested URI: %s could not be found.", r.URL.Path))
 	}
+}
+
+// query is r's query, unescaped.
+func query(r *http.Request) string {
+	q, err := url.QueryUnescape(r.URL.RawQuery)
+	if err != nil {
+		return r.URL.RawQuery
+	}
+	return q
 }
 
 // actor is who makes a request: a user (basic auth), or a principal

@@ -1111,6 +1111,20 @@ func TestFaultInjection(t *testing.T) {
 	require.Equal(t, []string{"/infra/segments/s", "/infra/tier-1s/a", "/infra/tier-1s/b", "/infra/tier-1s/c"}, e.sim.Paths())
 }
 
+// A fault's Query matches the request's query, unescaped.
+func TestFaultQuery(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	e.sim.Inject(&simulator.Fault{Method: http.MethodGet, Path: regexp.MustCompile(`/realized-entities$`),
+		Query: regexp.MustCompile(`intent_path=/infra/tier-0s/t0$`), Nth: 1, Status: http.StatusServiceUnavailable})
+	rc := realized_state.NewRealizedEntitiesClient(e.conn)
+	_, err := rc.List("/infra/domains/default", nil)
+	require.NoError(t, err, "another intent")
+	_, err = rc.List("/infra/tier-0s/t0", nil)
+	require.ErrorAs(t, err, new(vapierrors.ServiceUnavailable))
+	_, err = rc.List("/infra/tier-0s/t0", nil)
+	require.NoError(t, err)
+}
+
 func TestFaultTimes(t *testing.T) {
 	e := newEnv(t, simulator.Config{})
 	e.sim.Inject(&simulator.Fault{Path: regexp.MustCompile(`/segments/`), Nth: 1, Times: 2, Status: http.StatusInternalServerError})
