@@ -40,8 +40,12 @@ type NamespaceNetwork struct {
 }
 
 // conflictRetries bounds re-reading and re-applying after NSX reports a
-// concurrent change.
-const conflictRetries = 6
+// concurrent change; inUseRetries, after it refuses a delete for what
+// holds the object (one re-read finds a port a CNI added since).
+const (
+	conflictRetries = 6
+	inUseRetries    = 2
+)
 
 // desiredSet is a set of objects converged together: the topology of a
 // cluster, one namespace's network, one LoadBalancer Service, one
@@ -285,6 +289,7 @@ func (c *Client) converge(ctx context.Context, set desiredSet) (*Plan, addresses
 	// apply starts over: one released in ERROR awaits NSX's purge, and
 	// making it there again would be refused (or fail again).
 	tried := map[string]map[int]bool{}
+	inUse := 0
 	for attempt := 0; attempt < conflictRetries; {
 		p, addr, err := c.apply(ctx, set, tried)
 		if err == nil {
@@ -315,7 +320,12 @@ func (c *Client) converge(ctx context.Context, set desiredSet) (*Plan, addresses
 			// A delete NSX refused for what holds the object: what was
 			// read is stale (a CNI added a port to a segment the apply
 			// drops, another writer a reference) and reading again finds
-			// it, to delete with it or to refuse as ErrInUse.
+			// it, to delete with it or to refuse as ErrInUse. A refusal
+			// that stays comes from what kubefoundry cannot see.
+			if inUse++; inUse > inUseRetries {
+				return nil, addresses{}, 0, fmt.Errorf("nsxt: NSX still refuses a delete for what holds the object after reading again %d times: %w: %w",
+					inUseRetries, ErrInUse, err)
+			}
 			c.log.Info("nsx refused a delete for what holds the object; reading again", zap.String("cluster", set.cluster), zap.Error(err))
 		default:
 			return nil, addresses{}, 0, err

@@ -105,10 +105,11 @@ func WithRetry(attempts int, firstDelay time.Duration) Option {
 // EnsureLoadBalancer, ApplyNetworkPolicy) waits when NSX refuses a path
 // it writes because what was deleted there is not purged yet (error
 // code 500045, ErrPendingDelete), as right after a teardown: NSX deletes
-// asynchronously and purges every 5 minutes. It tries again after first
-// (2s by default), doubling up to 30s, for at most max in all (10
-// minutes by default: two purge cycles); max 0 returns the error at once.
-// The context bounds the wait too.
+// asynchronously and purges every 5 minutes. It tries again after about
+// first (2s by default; each wait is drawn between half of it and it),
+// doubling up to 30s, and gives up once max has passed (10 minutes by
+// default: two purge cycles), which may be one wait after max; max 0
+// returns the error at once. The context bounds the wait too.
 func WithPurgeWait(first, max time.Duration) Option {
 	return optionFunc(func(o *options) { o.purgeFirst, o.purgeMax = first, max })
 }

@@ -70,19 +70,27 @@
 // shows that NSX no longer holds, as right after a teardown, is taken as
 // absent and made again rather than waited for: its realized state, read
 // in any case, says so, and making it again costs one more allocation
-// PATCH, so that a rebuild right after a teardown succeeds at once),
+// PATCH, so that a rebuild right after a teardown, once NSX has purged
+// what the teardown deleted, succeeds at once; before, see below),
 // computes the difference and sends it
 // as hierarchical PATCHes of /infra with Child* objects and revision
 // checks, never one call per object: one PATCH allocates the subnets and
 // addresses that are missing (NSX's IpAddressPoolBlockSubnet and
 // IpAddressAllocation objects), and after NSX has realized them, one PATCH
 // creates, updates and deletes the rest; each fallback to the next block
-// or pool costs one PATCH to release and one to allocate again. A rebuild
+// or pool costs one PATCH to release and one to allocate again (a subnet
+// keeps its path whichever block it comes from, so NSX, which deletes
+// asynchronously, refuses the second until it has purged the released
+// one: the apply waits for that, as below, and makes it from the next
+// block, never the first again). A rebuild
 // with no change writes nothing; a change that needs no new address is one
 // PATCH. A conflict (another writer changed an object since it was read)
-// is met by reading again and re-applying, and so is a delete NSX refuses
-// because something holds the object (error codes 500030 and 503040: a
-// port a CNI added to a segment the update drops, since it was read). It waits for NSX to realize
+// is met by reading again and re-applying, and so, twice at most, is a
+// delete NSX refuses because something holds the object (error codes
+// 500030 and 503040: a port a CNI added to a segment the update drops,
+// since it was read); a refusal that stays is an error wrapping ErrInUse
+// (a reference kubefoundry cannot see, such as a rule of someone else's
+// naming one of the cluster's groups). It waits for NSX to realize
 // what it wrote and returns a *RealizationError naming the object and
 // NSX's reason otherwise. PlanTopology is the same computation as a dry
 // run.
@@ -152,10 +160,12 @@
 // shows it; every search is made with marked_for_delete:false, so the
 // teardown is done once what is left is marked, and one after it writes
 // nothing. A rebuild before the purge, which writes the same paths, is
-// refused by NSX (error code 500045): it waits for the purge, 2 s then
-// longer up to 30 s between tries, at most 10 minutes in all, logging
-// each wait (WithPurgeWait changes both; with no wait it returns the
-// *APIError at once, errors.Is(err, ErrPendingDelete)).
+// refused by NSX (error code 500045): it waits for the purge, about 2 s
+// then longer up to 30 s between tries, for about 10 minutes in all,
+// logging each wait (WithPurgeWait changes both; with no wait it returns
+// the *APIError at once, errors.Is(err, ErrPendingDelete)). NSX frees a
+// released subnet or address only when it purges it, so releasing what a
+// Topology drops makes room for others only after the purge.
 // TeardownNamespace takes the namespace's LoadBalancer Services and
 // NetworkPolicies with it; DeleteLoadBalancer and DeleteNetworkPolicy read
 // only where their own objects live.

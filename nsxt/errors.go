@@ -162,7 +162,7 @@ func apiError(op string, err error) error {
 	if e.Kind == ErrInvalid && e.Code == revisionConflictCode {
 		e.Kind = ErrConflict
 	}
-	if e.Kind == ErrInvalid && e.hasCode(pendingDeleteCode) {
+	if e.Kind == ErrInvalid && e.onlyCode(pendingDeleteCode) {
 		e.Kind = ErrPendingDelete
 	}
 	if e.Kind == ErrInvalid && e.hasCode(notOwnerCode) {
@@ -271,6 +271,22 @@ const notOwnerCode = 289
 func refusedInUse(err error) bool {
 	var e *APIError
 	return errors.As(err, &e) && e.hasCode(inUseCode, segmentHasPortsCode)
+}
+
+// onlyCode reports whether code is NSX's one reason: the error's code
+// when it has no related errors, else every related error's (the error
+// itself is then the request's generic failure). A refusal with other
+// reasons too is not waited out as if code were the only one.
+func (e *APIError) onlyCode(code int64) bool {
+	if len(e.RelatedCodes) == 0 {
+		return e.Code == code
+	}
+	for _, c := range e.RelatedCodes {
+		if c != code {
+			return false
+		}
+	}
+	return true
 }
 
 // hasCode reports whether NSX answered one of codes, in the error or

@@ -348,3 +348,38 @@ func TestPortAddedWhileAnUpdateDropsItsSegment(t *testing.T) {
 		})
 	}
 }
+
+// Someone else's rule naming one of the cluster's groups keeps it: NSX
+// refuses the delete (500030) for a reference kubefoundry cannot see. The
+// update that drops the namespace, and the teardown, read again twice (a
+// CNI's port added since the read is found so), then fail with ErrInUse
+// naming the reference; once the rule goes, both succeed.
+func TestUnseenReferenceKeepsAGroup(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, simulator.Config{})
+	topo := topology(e.sim, "c1", "a", "b")
+	_, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	const policy = "/infra/domains/default/security-policies/theirs"
+	handMade(t, e.sim, policy, map[string]any{"resource_type": "SecurityPolicy", "category": "Application", "sequence_number": 5})
+	handMade(t, e.sim, policy+"/rules/to-b", map[string]any{"resource_type": "Rule", "action": "ALLOW",
+		"source_groups": []any{"ANY"}, "destination_groups": []any{"/infra/domains/default/groups/kf_c1_ns_b"},
+		"services": []any{"ANY"}, "sequence_number": 1})
+
+	drop := topo
+	drop.Namespaces = []string{"a"}
+	writes := e.sim.Writes()
+	_, err = e.c.BuildTopology(ctx, drop)
+	require.ErrorIs(t, err, nsxt.ErrInUse)
+	require.ErrorContains(t, err, policy+"/rules/to-b")
+	require.Equal(t, writes+3, e.sim.Writes(), "refused, and twice more after reading again")
+	writes = e.sim.Writes()
+	_, err = e.c.TeardownTopology(ctx, "c1")
+	require.ErrorIs(t, err, nsxt.ErrInUse)
+	require.Equal(t, writes+3, e.sim.Writes())
+
+	handDelete(t, e.sim, policy)
+	_, err = e.c.BuildTopology(ctx, drop)
+	require.NoError(t, err)
+	teardownLeavesNothing(t, e, "c1")
+}

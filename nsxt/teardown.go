@@ -136,6 +136,7 @@ func (c *Client) teardown(ctx context.Context, clusterID, namespace string, memb
 	deleted := map[string]bool{}
 	bo := retry.Backoff{Initial: 250 * time.Millisecond, Max: 4 * time.Second}
 	var lastErr error
+	inUse := 0 // refusals for what holds an object
 	for round := 0; ; round++ {
 		hits, err := c.owned(ctx, clusterID, namespace)
 		if err != nil {
@@ -180,9 +181,17 @@ func (c *Client) teardown(ctx context.Context, clusterID, namespace string, memb
 				}
 			}
 			continue
+		case refusedInUse(err) && inUse >= inUseRetries:
+			// Held by what the reads cannot see (a reference from
+			// someone else's object).
+			return nil, fmt.Errorf("nsxt: teardown of %s: NSX still refuses a delete for what holds the object after reading again %d times: %w: %w",
+				clusterID, inUseRetries, ErrInUse, err)
 		case errors.Is(err, ErrConflict) || refusedInUse(err):
 			// A stale read (an object changed, or a child or reference
 			// another writer added since): read again.
+			if refusedInUse(err) {
+				inUse++
+			}
 			c.log.Info("nsx teardown refused; reading again", zap.Error(err))
 			lastErr = err
 		default:

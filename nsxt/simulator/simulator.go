@@ -278,6 +278,7 @@ func (s *Server) Paths() []string {
 // sorted. A block or pool that has handed out nothing is not listed, so
 // an empty map means everything went back.
 func (s *Server) Allocated() map[string][]string {
+	s.purgeDue()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := map[string][]string{}
@@ -332,6 +333,16 @@ func (s *Server) Put(path string, body map[string]any) error {
 	return err
 }
 
+// purgeDue purges what has been marked for delete for Config.PurgeAfter.
+func (s *Server) purgeDue() {
+	s.mu.Lock()
+	due := s.st.due(s.st.now())
+	s.mu.Unlock()
+	if due {
+		_ = s.transact(func(st *store) error { st.purge(st.now(), false); return nil })
+	}
+}
+
 // Purge purges at once everything marked for delete (Config.PurgeAfter),
 // as NSX's purge cycle does, releasing what it allocated.
 func (s *Server) Purge() {
@@ -341,6 +352,7 @@ func (s *Server) Purge() {
 // Marked lists the paths of what is marked for delete and not purged
 // yet, sorted.
 func (s *Server) Marked() []string {
+	s.purgeDue()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Sorted(maps.Keys(s.st.purging))
@@ -388,11 +400,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	due := s.st.due(s.st.now())
 	s.mu.Unlock()
-	if due {
-		_ = s.transact(func(st *store) error { st.purge(st.now(), false); return nil })
-	}
+	s.purgeDue()
 
 	a, ok := s.authenticate(r)
 	if !ok {

@@ -1406,8 +1406,10 @@ func TestDeletesAwaitThePurge(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, status)
 	require.Equal(t, json.Number("500045"), body["error_code"])
 	require.Contains(t, body["error_message"], "path=[/infra/segments/s1] is marked for deletion")
-	err = patchInfra(e.conn, false, childSegment(t, model.Segment{Id: ptr("s1")}))
-	require.ErrorAs(t, err, new(vapierrors.InvalidRequest), "hierarchical, too")
+	status, body = e.call(t, http.MethodPatch, "/infra", map[string]any{"resource_type": "Infra", "children": []any{
+		map[string]any{"resource_type": "ChildSegment", "Segment": map[string]any{"resource_type": "Segment", "id": "s1"}}}})
+	require.Equal(t, http.StatusBadRequest, status, "hierarchical, too")
+	require.Equal(t, json.Number("500045"), body["error_code"])
 	require.NoError(t, segs.Delete("s1"), "deleting it again")
 	require.NoError(t, subnets.Patch("p", "b", blockSubnet(t, "", blockPath, 256)))
 	second := attr(e.realized(t, "/infra/ip-pools/p/ip-subnets/b"), "cidr")
@@ -1428,6 +1430,16 @@ func TestDeletesAwaitThePurge(t *testing.T) {
 	require.NoError(t, segs.Delete("s1"))
 	time.Sleep(20 * time.Millisecond)
 	require.NoError(t, segs.Patch("s1", model.Segment{}), "purged by the time of the next request")
+	require.Empty(t, e.sim.Marked())
+	// A tier-1 goes with the NAT sections NSX made for it, and they are
+	// purged with it: made again, it has them again.
+	t1s := infra.NewTier1sClient(e.conn)
+	require.NoError(t, t1s.Patch("t1", model.Tier1{}))
+	require.NoError(t, t1s.Delete("t1"))
+	time.Sleep(20 * time.Millisecond)
+	require.Empty(t, e.sim.Marked(), "purged when read")
+	require.NoError(t, t1s.Patch("t1", model.Tier1{}))
+	require.NotNil(t, e.sim.Object("/infra/tier-1s/t1/nat/USER"))
 	require.Empty(t, e.sim.Marked())
 }
 

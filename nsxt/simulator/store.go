@@ -134,7 +134,7 @@ const pendingDeleteCode = 500045
 // marked_for_delete until the purge. A marked object is not read by GET
 // nor listed, but the search shows it, it keeps what it allocated, and
 // its path cannot be written.
-func (s *store) mark(o *object) {
+func (s *store) mark(o *object, at int64) {
 	delete(s.objs, o.path)
 	if s.purgeAfter <= 0 {
 		return
@@ -142,7 +142,7 @@ func (s *store) mark(o *object) {
 	m := *o
 	m.body = maps.Clone(o.body)
 	m.body["marked_for_delete"] = true
-	m.deleted = s.now()
+	m.deleted = at
 	if s.purging == nil {
 		s.purging = map[string]*object{}
 	}
@@ -365,13 +365,19 @@ func (s *store) system(parent *object, k *kind, id string, body map[string]any) 
 	o := &object{kind: k, path: path, parent: parent.path, body: b, system: true,
 		realized: realization{state: "REALIZED", attrs: map[string]string{}}}
 	s.objs[path] = o
+	// What NSX makes anew replaces what it has not purged yet there.
+	delete(s.purging, path)
 	return o
 }
 
 // remove deletes path, the system-created objects under it and the
 // children NSX deletes with it (see cascades). A missing path is not an
 // error, as in NSX.
-func (s *store) remove(path string) error {
+func (s *store) remove(path string) error { return s.removeAt(path, s.now()) }
+
+// removeAt is remove, marking what it deletes as deleted at at (ms), so
+// that an object and what goes with it are purged together.
+func (s *store) removeAt(path string, at int64) error {
 	o := s.objs[path]
 	if o == nil {
 		return nil
@@ -382,15 +388,15 @@ func (s *store) remove(path string) error {
 	if err := s.mayChange(o); err != nil {
 		return err
 	}
-	s.mark(o)
+	s.mark(o, at)
 	for p, c := range s.objs {
 		if c.system && strings.HasPrefix(p, path+"/") {
-			s.mark(c)
+			s.mark(c, at)
 		}
 	}
 	for _, coll := range cascades[o.kind.resourceType] {
 		for _, c := range s.children(path, coll) {
-			if err := s.remove(c.path); err != nil {
+			if err := s.removeAt(c.path, at); err != nil {
 				return err
 			}
 		}
