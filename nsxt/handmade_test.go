@@ -34,13 +34,26 @@ func handMade(t *testing.T, sim *simulator.Server, path string, body map[string]
 // handRequest sends one request to the Policy API as another client would.
 func handRequest(t *testing.T, sim *simulator.Server, method, path string, body io.Reader) {
 	t.Helper()
+	handRequestAs(t, sim, nil, method, path, body)
+}
+
+// handRequestAs is handRequest as the principal identity of cert, or with
+// the simulator's user and password when cert is nil.
+func handRequestAs(t *testing.T, sim *simulator.Server, cert *tls.Certificate, method, path string, body io.Reader) {
+	t.Helper()
 	pool := x509.NewCertPool()
 	require.True(t, pool.AppendCertsFromPEM(sim.CertificatePEM()))
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
+	tr := &http.Transport{TLSClientConfig: cfg}
 	defer tr.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(t.Context(), method, sim.URL+"/policy/api/v1"+path, body)
 	require.NoError(t, err)
-	req.SetBasicAuth(sim.Username(), sim.Password())
+	if cert == nil {
+		req.SetBasicAuth(sim.Username(), sim.Password())
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -73,24 +73,13 @@ func asPrincipal(t *testing.T, sim *simulator.Server, certPEM, keyPEM, method, p
 	t.Helper()
 	pair, err := tls.X509KeyPair([]byte(certPEM), []byte(keyPEM))
 	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	require.True(t, pool.AppendCertsFromPEM(sim.CertificatePEM()))
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}}
-	defer tr.CloseIdleConnections()
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		require.NoError(t, err)
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(t.Context(), method, sim.URL+"/policy/api/v1"+path, rd)
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(resp.Body)
-	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", msg)
+	handRequestAs(t, sim, &pair, method, path, rd)
 }
 
 // kubefoundry as a principal identity (a client certificate, as NCP and
