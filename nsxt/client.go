@@ -88,20 +88,29 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 	}
 	hc := &http.Client{Transport: tr, Timeout: timeout}
 	copts := []client.ConnectorOption{client.UsingRest(nil), client.WithHttpClient(hc)}
-	if cfg.Username != "" && !hasCert {
+	switch {
+	case cfg.Username == "" || hasCert:
+	case cfg.NoSession:
 		copts = append(copts, client.WithSecurityContext(security.NewUserPasswordSecurityContext(cfg.Username, cfg.Password)))
+	default:
+		tr.sess = newSessions(cfg.Username, cfg.Password, base, o.log)
 	}
 	c := &Client{cfg: cfg, opts: o, log: o.log, tr: tr,
 		conn: client.NewConnector(managers[0].String(), copts...)}
 	if err := c.ping(ctx); err != nil {
-		base.CloseIdleConnections()
+		c.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
-// Close releases idle connections.
-func (c *Client) Close() { c.tr.base.CloseIdleConnections() }
+// Close ends the Client's NSX sessions and releases idle connections.
+func (c *Client) Close() {
+	if c.tr.sess != nil {
+		c.tr.sess.close()
+	}
+	c.tr.base.CloseIdleConnections()
+}
 
 // Calls reports the HTTP requests made so far: reads (GET) and writes.
 func (c *Client) Calls() (reads, writes int64) { return c.tr.reads.Load(), c.tr.writes.Load() }
@@ -172,7 +181,8 @@ type transport struct {
 	log       *zap.Logger
 	attempts  int
 	backoff   time.Duration
-	overwrite bool // Config.AllowOverwrite
+	overwrite bool      // Config.AllowOverwrite
+	sess      *sessions // user sessions; nil with a certificate or Config.NoSession
 
 	reads, writes atomic.Int64
 }
@@ -248,7 +258,13 @@ func (t *transport) send(req *http.Request, body []byte) (*http.Response, error)
 				n.Add(1)
 			}
 		}
-		resp, err := t.base.RoundTrip(r)
+		var resp *http.Response
+		var err error
+		if t.sess != nil {
+			resp, err = t.sess.roundTrip(r, m, body)
+		} else {
+			resp, err = t.base.RoundTrip(r)
+		}
 		if err == nil {
 			if idx != start {
 				t.cur.Store(int32(idx))

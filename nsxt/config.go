@@ -14,9 +14,17 @@ type Config struct {
 	// https://nsx-1.example.com. Requests go to the first that answers;
 	// when one stops answering the next takes over.
 	URLs []string `json:"urls"`
-	// Username and Password authenticate with HTTP basic auth.
+	// Username and Password authenticate a user: through one NSX session
+	// per manager (POST /api/session/create, then its cookie and XSRF
+	// token on every request; a session that expires is made again), or
+	// with NoSession through HTTP basic auth on every request.
 	Username string `json:"username,omitempty"`
 	Password string `json:"password,omitempty"`
+	// NoSession sends the user and password with every request instead
+	// of opening a session: for managers whose cookie-based
+	// authentication is turned off. A session is faster, as NSX checks a
+	// remote (LDAP, vIDM) user's password once rather than on every call.
+	NoSession bool `json:"noSession,omitempty"`
 	// ClientCert and ClientKey (PEM) authenticate as a principal identity
 	// instead of a user, as NCP and TKGI do.
 	ClientCert string `json:"clientCert,omitempty"`
@@ -47,8 +55,8 @@ func (c Config) String() string {
 	if c.ClientKey != "" {
 		key = "--- REDACTED ---"
 	}
-	return fmt.Sprintf("nsxt.Config{URLs: %q, Username: %q, Password: %q, ClientCert: %d bytes, ClientKey: %q, CACert: %d bytes, Thumbprint: %q, Insecure: %t, Timeout: %s, AllowOverwrite: %t}",
-		c.URLs, c.Username, pw, len(c.ClientCert), key, len(c.CACert), c.Thumbprint, c.Insecure, c.Timeout, c.AllowOverwrite)
+	return fmt.Sprintf("nsxt.Config{URLs: %q, Username: %q, Password: %q, ClientCert: %d bytes, ClientKey: %q, CACert: %d bytes, Thumbprint: %q, Insecure: %t, Timeout: %s, AllowOverwrite: %t, NoSession: %t}",
+		c.URLs, c.Username, pw, len(c.ClientCert), key, len(c.CACert), c.Thumbprint, c.Insecure, c.Timeout, c.AllowOverwrite, c.NoSession)
 }
 
 // GoString makes %#v as safe as %v.

@@ -3,7 +3,10 @@
 //
 // New connects to one or more managers (a request goes to the next when one
 // refuses the connection or does not answer it within 10 seconds), with a
-// user and password or a client certificate (a principal identity),
+// user and password (through one NSX session per manager, its cookie and
+// XSRF token sent instead of the password and made again when NSX forgets
+// it; Config.NoSession sends the password on every request instead) or
+// a client certificate (a principal identity),
 // trusting a CA bundle or a SHA-256 thumbprint, or nothing at all only when
 // Config.Insecure says so. A request answered 503 or 429 is retried with
 // backoff; NSX errors come back as *APIError wrapping ErrNotFound,

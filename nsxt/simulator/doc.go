@@ -31,7 +31,12 @@
 // and the like that NSX creates by itself are owned by the system. IP blocks hand out aligned subnets that never overlap and pools
 // addresses that never repeat; running out leaves the intent in realized
 // state ERROR with the reason, as NSX does. Basic auth (wrong credentials:
-// 403) or a client certificate chaining to Config.ClientCAs: a principal
+// 403), a session (POST /api/session/create with the user and password
+// as a form, answered with a JSESSIONID cookie and an X-XSRF-TOKEN
+// header that later requests send; it ends with POST
+// /api/session/destroy or after Config.SessionTimeout idle, and
+// Server.ExpireSessions ends them all) or a client certificate chaining
+// to Config.ClientCAs: a principal
 // identity, named by the certificate's common name. What a principal
 // identity makes is protected, as NSX protects what an is_protected
 // principal makes: its _protection is NOT_PROTECTED to it and
@@ -61,7 +66,7 @@
 // Tests steer it with Inject (a status on the Nth request matching a
 // method and path, or a Before hook that writes in between as another
 // client would), Patch, Put and Delete (as another client), Purge, and
-// read it with Requests, Writes, Paths, Object, Marked and Allocated
+// read it with Requests, Writes, Paths, Object, Marked, Sessions and Allocated
 // (what each IP block and pool has handed out).
 // DefaultInventory is what it starts with: a tier-0, an edge cluster, an
 // overlay transport zone, node and pod IP blocks and a floating pool;

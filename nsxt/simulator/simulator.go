@@ -65,6 +65,9 @@ type Config struct {
 	// refused with 400 and error code 500045. Zero purges at once.
 	// Server.Purge purges whatever is marked, whenever a test wants.
 	PurgeAfter time.Duration
+	// SessionTimeout is how long a session (POST /api/session/create)
+	// lives without a request; 30 minutes (NSX's 1800 s) when zero.
+	SessionTimeout time.Duration
 }
 
 // Inventory is the pre-existing NSX configuration a platform team hands to
@@ -152,12 +155,14 @@ type Server struct {
 	inv  Inventory
 	http *httptest.Server
 
-	mu      sync.Mutex
-	st      *store
-	faults  []*Fault
-	counts  map[string]int
-	history []snapshot // for SearchLag: committed states, oldest first
-	frozen  *store     // what the search index shows while frozen, or nil
+	mu     sync.Mutex
+	st     *store
+	faults []*Fault
+	counts map[string]int
+	// sessions are the users' sessions, by JSESSIONID cookie.
+	sessions map[string]*userSession
+	history  []snapshot // for SearchLag: committed states, oldest first
+	frozen   *store     // what the search index shows while frozen, or nil
 }
 
 type snapshot struct {
@@ -177,7 +182,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Inventory != nil {
 		inv = *cfg.Inventory
 	}
-	s := &Server{cfg: cfg, inv: inv, counts: map[string]int{}}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = 30 * time.Minute
+	}
+	s := &Server{cfg: cfg, inv: inv, counts: map[string]int{}, sessions: map[string]*userSession{}}
 	st, err := seed(inv)
 	if err != nil {
 		return nil, err
@@ -246,11 +254,11 @@ func (s *Server) Requests() map[string]int {
 }
 
 // Writes counts the requests that could change state: PATCH, PUT, POST and
-// DELETE.
+// DELETE, but for making and ending sessions.
 func (s *Server) Writes() int {
 	n := 0
 	for k, v := range s.Requests() {
-		if !strings.HasPrefix(k, "GET ") {
+		if !strings.HasPrefix(k, "GET ") && !strings.HasPrefix(k, "POST /api/session/") {
 			n += v
 		}
 	}
@@ -403,6 +411,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	s.purgeDue()
 
+	switch strings.TrimSuffix(r.URL.Path, "/") {
+	case "/api/session/create":
+		s.createSession(w, r)
+		return
+	case "/api/session/destroy":
+		s.destroySession(w, r)
+		return
+	}
 	a, ok := s.authenticate(r)
 	if !ok {
 		writeError(w, errorf(http.StatusForbidden, "The credentials were incorrect or the account specified has been locked."))
@@ -469,11 +485,16 @@ func (s *Server) transactAs(a actor, fn func(*store) error) error {
 }
 
 // authenticate says who r comes from: a trusted client certificate (a
-// principal identity) or the configured user and password.
+// principal identity), a live session (its JSESSIONID cookie and
+// X-XSRF-TOKEN header), or the configured user and password.
 func (s *Server) authenticate(r *http.Request) (actor, bool) {
 	override, _ := strconv.ParseBool(r.Header.Get("X-Allow-Overwrite"))
 	if s.principal(r) {
 		return actor{name: r.TLS.PeerCertificates[0].Subject.CommonName, pi: true, override: override}, true
+	}
+	if c, err := r.Cookie("JSESSIONID"); err == nil {
+		u, ok := s.session(c.Value, r.Header.Get("X-XSRF-TOKEN"))
+		return actor{name: u, override: override}, ok
 	}
 	u, p, ok := r.BasicAuth()
 	ok = ok && subtle.ConstantTimeCompare([]byte(u), []byte(s.cfg.Username)) == 1 &&

@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -1506,4 +1507,63 @@ func TestPrincipalIdentityProtectsWhatItMakes(t *testing.T) {
 	require.Equal(t, http.StatusOK, status, "its owner")
 	status, _ = e.send(t, ncp, "", "", nil, http.MethodDelete, "/infra/segments/s1", nil)
 	require.Equal(t, http.StatusOK, status)
+}
+
+// Session-based authentication as NSX's: POST /api/session/create with
+// the user name and password as a form answers 200 with a JSESSIONID
+// cookie and an X-XSRF-TOKEN header; a request with both is the user's;
+// a wrong password, a missing or wrong token, an idle session past
+// SessionTimeout, and a destroyed one are 403.
+func TestSessions(t *testing.T) {
+	e := newEnv(t, simulator.Config{SessionTimeout: time.Hour})
+	login := func(user, pw string) *http.Response {
+		t.Helper()
+		form := url.Values{"j_username": {user}, "j_password": {pw}}.Encode()
+		resp, err := e.hc.Post(e.sim.URL+"/api/session/create", "application/x-www-form-urlencoded", strings.NewReader(form))
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp
+	}
+	call := func(method, path, cookie, xsrf string) int {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), method, e.sim.URL+path, nil)
+		require.NoError(t, err)
+		req.AddCookie(&http.Cookie{Name: "JSESSIONID", Value: cookie})
+		req.Header.Set("X-XSRF-TOKEN", xsrf)
+		resp, err := e.hc.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusForbidden, login(e.sim.Username(), "wrong").StatusCode)
+	resp := login(e.sim.Username(), e.sim.Password())
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var cookie string
+	for _, c := range resp.Cookies() {
+		if c.Name == "JSESSIONID" {
+			cookie = c.Value
+			require.True(t, c.Secure && c.HttpOnly)
+		}
+	}
+	xsrf := resp.Header.Get("X-XSRF-TOKEN")
+	require.NotEmpty(t, cookie)
+	require.NotEmpty(t, xsrf)
+	require.Equal(t, 1, e.sim.Sessions())
+
+	t0 := api + "/infra/tier-0s/t0"
+	require.Equal(t, http.StatusOK, call(http.MethodGet, t0, cookie, xsrf))
+	require.Equal(t, http.StatusForbidden, call(http.MethodGet, t0, cookie, ""), "no token")
+	require.Equal(t, http.StatusForbidden, call(http.MethodGet, t0, cookie, "forged"))
+	require.Equal(t, http.StatusForbidden, call(http.MethodGet, t0, "forged", xsrf))
+	require.Equal(t, http.StatusOK, call(http.MethodPost, "/api/session/destroy", cookie, xsrf))
+	require.Equal(t, http.StatusForbidden, call(http.MethodGet, t0, cookie, xsrf), "destroyed")
+	require.Zero(t, e.sim.Sessions())
+
+	short := newEnv(t, simulator.Config{SessionTimeout: time.Millisecond})
+	e = short
+	resp = login(e.sim.Username(), e.sim.Password())
+	cookie, xsrf = resp.Cookies()[0].Value, resp.Header.Get("X-XSRF-TOKEN")
+	time.Sleep(20 * time.Millisecond)
+	require.Equal(t, http.StatusForbidden, call(http.MethodGet, t0, cookie, xsrf), "idle past the timeout")
+	require.Zero(t, e.sim.Sessions())
 }
