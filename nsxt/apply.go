@@ -400,9 +400,8 @@ func (c *Client) apply(ctx context.Context, set desiredSet, tried map[string]map
 // refuses at once for want of room in its block (see refusedSubnets)
 // moves on the same way, with nothing to release. tried holds, by key,
 // the sources that could not make an allocation, kept by converge when the
-// apply starts over (a released subnet keeps its path, which NSX refuses
-// until it purges it: the apply then waits for the purge and makes it from
-// the next block). It returns where the
+// apply starts over: NSX keeps what was released until it purges it, and
+// refuses to make it again at its path meanwhile. It returns where the
 // allocations are, the changes it made and what NSX allocated; cur then
 // holds what it created.
 func (c *Client) allocate(ctx context.Context, set desiredSet, cur current, tried map[string]map[int]bool) ([]placed, []pending, addresses, error) {

@@ -81,11 +81,12 @@
 // addresses that are missing (NSX's IpAddressPoolBlockSubnet and
 // IpAddressAllocation objects), and after NSX has realized them, one PATCH
 // creates, updates and deletes the rest; each fallback to the next block
-// or pool costs one PATCH to release and one to allocate again (a subnet
-// keeps its path whichever block it comes from, so NSX, which deletes
-// asynchronously, refuses the second until it has purged the released
-// one: the apply waits for that, as below, and makes it from the next
-// block, never the first again). A rebuild
+// or pool costs one PATCH to release and one to allocate again. NSX
+// deletes asynchronously and refuses to make an object again at a path
+// it has not purged, so each copy has a path of its own: an address lives
+// under its pool, and a namespace's subnet's id names its block
+// (ns_<namespace>_<block id>); and a block or pool that failed is not
+// tried again when the apply starts over. A rebuild
 // with no change writes nothing; a change that needs no new address is one
 // PATCH. A conflict (another writer changed an object since it was read)
 // is met by reading again and re-applying, and so, twice at most, is a

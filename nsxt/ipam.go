@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/model"
@@ -19,8 +20,11 @@ import (
 // an IP block, an address from an IP pool, or the cluster's own pool that
 // holds its subnets. It may come from any of several sources (the pod IP
 // blocks, the floating pools), tried in order; sources[i] is the object
-// as made from from[i]. A subnet's path is the same whichever block it
-// comes from; an address lives under its pool, so its path is not.
+// as made from from[i]. A namespace's subnet has a path of its own in
+// each pod block (its id ends with the block's), and an address lives
+// under its pool: a copy released from one source, which NSX keeps until
+// it purges it, never stands in the way of making it from the next. key
+// stays the same whichever source it comes from.
 type allocation struct {
 	key     string // names it in addresses: a subnet's path, an address's id
 	object  string // the spec that lists the sources, for errors: Topology
@@ -29,18 +33,30 @@ type allocation struct {
 	sources []intent
 }
 
-// blockSubnet is a subnet of size addresses at path, carved from one of
-// blocks.
-func blockSubnet(object, field, path string, blocks []string, size int, tags []model.Tag) allocation {
-	_, _, id := splitPath(path)
-	a := allocation{key: path, object: object, field: field}
+// blockSubnet is a subnet of size addresses, key, carved from one of
+// blocks: at key itself, or with perBlock at key_<block id> for each
+// block (see blockSuffix).
+func blockSubnet(object, field, key string, blocks []string, perBlock bool, size int, tags []model.Tag) allocation {
+	a := allocation{key: key, object: object, field: field}
 	for _, b := range blocks {
+		path := key
+		if perBlock {
+			path += blockSuffix(b)
+		}
+		_, _, id := splitPath(path)
 		a.from = append(a.from, b)
 		a.sources = append(a.sources, intent{path, "IpAddressPoolBlockSubnet", model.IpAddressPoolBlockSubnet{
 			Id: ptr(id), ResourceType: "IpAddressPoolBlockSubnet", IpBlockPath: ptr(b),
 			SubnetSize: ptr(strconv.Itoa(size)), AutoAssignGateway: ptr(true), Tags: tags}, true})
 	}
 	return a
+}
+
+// blockSuffix ends the id of a subnet carved from block: _ and the
+// block's id.
+func blockSuffix(block string) string {
+	_, _, id := splitPath(block)
+	return "_" + id
 }
 
 // poolAddress is an address allocated as id from one of pools; ip asks for
@@ -63,8 +79,11 @@ func poolAddress(object, field, id string, pools []string, ip string, tags []mod
 func allocKey(m map[string]any) string {
 	path, _ := m["path"].(string)
 	switch m["resource_type"] {
-	case "IpAddressPool", "IpAddressPoolBlockSubnet":
+	case "IpAddressPool":
 		return path
+	case "IpAddressPoolBlockSubnet":
+		block, _ := m["ip_block_path"].(string)
+		return strings.TrimSuffix(path, blockSuffix(block))
 	case "IpAddressAllocation":
 		_, _, id := splitPath(path)
 		return id
@@ -150,12 +169,11 @@ func (a *allocation) next(tried map[int]bool) int {
 // sources, and of any the search shows where the spec does not list it.
 // The index trails writes: guessing from it that such an allocation is
 // missing would make a second copy of an address in another pool (which
-// would then move), or ask for a subnet again from another block (which
-// NSX refuses); trusting a hit for one deleted a moment ago would take it
+// would then move), or of a subnet from another block; trusting a hit for one deleted a moment ago would take it
 // as held, or refuse the spec for a block or pool it no longer is in. So
 // it GETs, at bounded concurrency, each copy the search shows, and when
 // the search shows none, each path the allocation may have (one per
-// source, the same for a subnet from any block): a 404 is an absent copy.
+// source): a 404 is an absent copy.
 // A copy the search shows that NSX no longer holds (the index showing the
 // past, as right after a teardown) is absent too: it leaves cur, and is
 // made again, unless the allocation may come from several sources and

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"path"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -42,6 +43,24 @@ func withBoth(topo nsxt.Topology) nsxt.Topology {
 	topo.PodIPBlockPaths = append(topo.PodIPBlockPaths, block2)
 	topo.FloatingIPPoolPaths = append(topo.FloatingIPPoolPaths, pool2)
 	return topo
+}
+
+// nsSubnet is the path of namespace ns's subnet in cluster c1, carved
+// from block: its id names the block.
+func nsSubnet(ns, block string) string {
+	return "/infra/ip-pools/kf_c1/ip-subnets/ns_" + ns + "_" + path.Base(block)
+}
+
+// subnetBlock is the block namespace ns's subnet in cluster c1 comes
+// from, or "" when NSX holds none.
+func subnetBlock(sim *simulator.Server, ns string) string {
+	for _, p := range sim.Paths() {
+		if strings.HasPrefix(p, "/infra/ip-pools/kf_c1/ip-subnets/ns_"+ns+"_") {
+			b, _ := sim.Object(p)["ip_block_path"].(string)
+			return b
+		}
+	}
+	return ""
 }
 
 // searchKey counts the simulator's search requests in Requests.
@@ -116,8 +135,7 @@ func TestSeveralPodBlocksAndFloatingPools(t *testing.T) {
 		require.True(t, nn.Subnet.IsValid(), ns)
 		require.NotEmpty(t, nn.SNATAddress, ns)
 		seen[nn.SNATAddress] = true
-		s := e.sim.Object("/infra/ip-pools/kf_c1/ip-subnets/ns_" + ns)
-		if s["ip_block_path"] == block2 {
+		if subnetBlock(e.sim, ns) == block2 {
 			fromBlock2 = ns
 			require.True(t, mustPrefix(t, "172.30.0.0/16").Contains(nn.Subnet.Addr()), "%s", nn.Subnet)
 		}
@@ -146,7 +164,7 @@ func TestSeveralPodBlocksAndFloatingPools(t *testing.T) {
 	topo.Namespaces = append(topo.Namespaces, "d")
 	added, err := e.c.BuildTopology(ctx, topo)
 	require.NoError(t, err)
-	require.Equal(t, block2, e.sim.Object("/infra/ip-pools/kf_c1/ip-subnets/ns_d")["ip_block_path"])
+	require.Equal(t, block2, subnetBlock(e.sim, "d"))
 	require.NotNil(t, e.sim.Object(pool2+"/ip-allocations/kf_c1_ns_d"))
 	require.Equal(t, n.Namespaces["a"], added.Namespaces["a"])
 
@@ -164,7 +182,7 @@ func TestAllocationsNeverMove(t *testing.T) {
 	topo := withBoth(topology(e.sim, "c1", "a", "b", "c"))
 	first, err := e.c.BuildTopology(ctx, topo)
 	require.NoError(t, err)
-	require.Equal(t, block2, e.sim.Object("/infra/ip-pools/kf_c1/ip-subnets/ns_c")["ip_block_path"])
+	require.Equal(t, block2, subnetBlock(e.sim, "c"))
 
 	// a goes: the first block has room again, c stays where it is.
 	topo.Namespaces = []string{"b", "c"}
@@ -187,7 +205,7 @@ func TestAllocationsNeverMove(t *testing.T) {
 	topo.Namespaces = append(topo.Namespaces, "e")
 	_, err = e.c.BuildTopology(ctx, topo)
 	require.NoError(t, err)
-	require.Equal(t, block2, e.sim.Object("/infra/ip-pools/kf_c1/ip-subnets/ns_e")["ip_block_path"])
+	require.Equal(t, block2, subnetBlock(e.sim, "e"))
 	require.NotNil(t, e.sim.Object(pool2+"/ip-allocations/kf_c1_ns_e"))
 
 	// The block and pool that hold b's subnet and the cluster's addresses
@@ -234,7 +252,7 @@ func TestEveryBlockExhausted(t *testing.T) {
 	var re *nsxt.RealizationError
 	require.ErrorAs(t, err, &re)
 	require.Equal(t, "ERROR", re.State)
-	require.Equal(t, "/infra/ip-pools/kf_c1/ip-subnets/ns_c", re.Path)
+	require.Equal(t, nsSubnet("c", block2), re.Path)
 	require.Contains(t, re.Message, "IP block "+block2+" (172.30.0.0/24) is exhausted")
 	require.Contains(t, err.Error(), "PodIPBlockPaths (/infra/ip-blocks/pods-block, "+block2+")")
 	require.Nil(t, e.sim.Object(re.Path), "what NSX could not allocate is released")
@@ -249,12 +267,11 @@ func TestEveryBlockExhausted(t *testing.T) {
 
 	// b gives its room to c: its subnet is released before c's is made
 	// again, rather than with the rest of b after the allocation stage.
-	b := e.sim.Object("/infra/ip-pools/kf_c1/ip-subnets/ns_b")
-	require.Equal(t, block2, b["ip_block_path"])
+	require.Equal(t, block2, subnetBlock(e.sim, "b"))
 	topo.Namespaces = []string{"a", "c"}
 	n, err := e.c.BuildTopology(ctx, topo)
 	require.NoError(t, err)
-	require.Equal(t, block2, e.sim.Object("/infra/ip-pools/kf_c1/ip-subnets/ns_c")["ip_block_path"])
+	require.Equal(t, block2, subnetBlock(e.sim, "c"))
 	require.Equal(t, "172.30.0.0/24", n.Namespaces["c"].Subnet.String())
 	for _, p := range e.sim.Paths() {
 		require.NotContains(t, p, "ns_b")
@@ -656,7 +673,7 @@ func TestSeveralBlocksWithStaleSearchIndex(t *testing.T) {
 	e.sim.FreezeSearch()
 	td, err := e.c.TeardownNamespace(ctx, "c1", "c")
 	require.NoError(t, err)
-	require.Contains(t, td.Deleted, "/infra/ip-pools/kf_c1/ip-subnets/ns_c")
+	require.Contains(t, td.Deleted, nsSubnet("c", block2))
 	require.Positive(t, indexed(t, e.sim, "c1"))
 	searches := e.sim.Requests()[searchKey]
 	back, err := e.c.BuildTopology(ctx, topo)
@@ -692,7 +709,7 @@ func TestFullBlockRefusedAtOnce(t *testing.T) {
 	require.Len(t, alloc[block2], 1)
 	require.Len(t, alloc[pool1], 4)
 	require.Len(t, alloc[pool2], 1)
-	require.Equal(t, block2, e.sim.Object("/infra/ip-pools/kf_c1/ip-subnets/ns_c")["ip_block_path"], "the last one listed moves")
+	require.Equal(t, block2, subnetBlock(e.sim, "c"), "the last one listed moves")
 	require.Equal(t, 5, n.Writes, "the refused PATCH, allocate, release the address in ERROR, allocate it again, configure")
 	for ns, nn := range n.Namespaces {
 		require.True(t, nn.Subnet.IsValid(), ns)
@@ -707,7 +724,7 @@ func TestFullBlockRefusedAtOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 5, added.Writes, "the refused PATCH, allocate, release the address the full first pool has in ERROR, allocate it again, configure")
 	require.NotNil(t, e.sim.Object(pool2+"/ip-allocations/kf_c1_ns_d"))
-	require.Equal(t, block2, e.sim.Object("/infra/ip-pools/kf_c1/ip-subnets/ns_d")["ip_block_path"])
+	require.Equal(t, block2, subnetBlock(e.sim, "d"))
 
 	teardownLeavesNothing(t, e, "c1")
 }
@@ -741,25 +758,30 @@ func TestEveryBlockRefuses(t *testing.T) {
 	teardownLeavesNothing(t, e, "c1")
 }
 
-// A subnet NSX cannot carve from the first block (realized in ERROR) is
-// released and made from the next at the same path, which NSX refuses
-// (500045) until it purges the released one: the apply waits for the
-// purge and then makes it from the next block, not the first again.
+// A subnet or address NSX cannot allocate from the first block or pool
+// (realized in ERROR) is released, which NSX keeps, marked for delete,
+// until it purges it, and made from the next at a path of its own (a
+// subnet's id names its block): no waiting for the purge, the same writes
+// as with deletes that take effect at once. Even an apply that starts
+// over does not go back to the first.
 func TestFallbackWhileNSXPurges(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, simulator.Config{Inventory: twoOfEach(), PurgeAfter: time.Hour},
 		nsxt.WithPurgeWait(20*time.Millisecond, time.Minute), nsxt.WithRateLimit(0, 1))
-	// allocate; release what NSX could not allocate; allocate it from the
-	// next block and pool, refused while the released subnet awaits the
-	// purge; the purge; allocate again; configure.
-	e.sim.Inject(&simulator.Fault{Method: http.MethodPatch, Path: regexp.MustCompile(`/infra$`), Nth: 4, Before: e.sim.Purge})
+	block1 := "/infra/ip-blocks/" + e.sim.Inventory().PodBlock.ID
+	// A concurrent change answered to the PATCH that allocates from the
+	// next block and pool makes the apply start over.
+	e.sim.Inject(&simulator.Fault{Method: http.MethodPatch, Path: regexp.MustCompile(`/infra$`), Nth: 3, Status: http.StatusPreconditionFailed})
 	n, err := e.c.BuildTopology(ctx, withBoth(topology(e.sim, "c1", "a", "b", "c")))
 	require.NoError(t, err)
-	require.Equal(t, 5, n.Writes)
+	require.Equal(t, 5, n.Writes, "allocate, release, allocate from the next (refused), again, configure")
+	require.Contains(t, e.sim.Marked(), nsSubnet("c", block1), "released, not purged")
+	require.Equal(t, block2, subnetBlock(e.sim, "c"))
+	e.sim.Purge()
 	alloc := e.sim.Allocated()
 	require.Len(t, alloc[block2], 1)
 	require.Len(t, alloc[pool2], 1)
-	require.Len(t, alloc["/infra/ip-blocks/"+e.sim.Inventory().PodBlock.ID], 2)
+	require.Len(t, alloc[block1], 2)
 	for _, ns := range []string{"a", "b", "c"} {
 		require.True(t, n.Namespaces[ns].Subnet.IsValid(), ns)
 	}

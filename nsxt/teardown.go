@@ -356,10 +356,11 @@ func (c *Client) stored(ctx context.Context, clusterID, namespace string, where 
 		gets = append(gets, t1, "/infra/lb-services/"+prefix, "/infra/segments/"+prefix+"_nodes", groups+prefix+"_nodes")
 	}
 	if where.networks {
-		if namespace == "" {
-			lists = append(lists, pool+"/ip-subnets")
-		} else {
-			gets = append(gets, pool+"/ip-subnets/ns_"+namespace, "/infra/segments/"+prefix+"_ns_"+namespace, groups+prefix+"_ns_"+namespace)
+		// A namespace's subnet's id names its block, which a teardown
+		// does not know: the cluster's subnets are listed.
+		lists = append(lists, pool+"/ip-subnets")
+		if namespace != "" {
+			gets = append(gets, "/infra/segments/"+prefix+"_ns_"+namespace, groups+prefix+"_ns_"+namespace)
 		}
 	}
 	if where.services {
@@ -390,7 +391,9 @@ func (c *Client) stored(ctx context.Context, clusterID, namespace string, where 
 		namespaces[namespace] = true
 	} else if where.networks {
 		for path := range v.all {
-			if ns, ok := strings.CutPrefix(path, pool+"/ip-subnets/ns_"); ok {
+			if rest, ok := strings.CutPrefix(path, pool+"/ip-subnets/ns_"); ok {
+				// ns_<namespace>_<block id>: a namespace has no "_".
+				ns, _, _ := strings.Cut(rest, "_")
 				namespaces[ns] = true
 			}
 		}

@@ -128,7 +128,7 @@ func TestTeardownBeforeTheSearchIndexCatchesUp(t *testing.T) {
 			"/infra/segments/kf_c1_ns_b",
 			"/infra/tier-1s/kf_c1/nat/USER/nat-rules/kf_c1_ns_b_snat",
 			"/infra/domains/default/security-policies/kf_c1_ns_b/rules/intra",
-			"/infra/ip-pools/kf_c1/ip-subnets/ns_b",
+			"/infra/ip-pools/kf_c1/ip-subnets/ns_b_pods-block",
 			"/infra/lb-virtual-servers/kf_c1_svc_b_web_tcp_443",
 			"/infra/domains/default/security-policies/kf_c1_np_b_db/rules/in-0",
 			"/infra/domains/default/groups/kf_c1_np_b_db_in0_p0",

@@ -266,8 +266,10 @@ func orDefaultS(v, d string) string {
 	return v
 }
 
-// Paths of the cluster's subnets, and ids of its addresses: an address's
-// path depends on the floating pool it comes from.
+// Keys of the cluster's subnets (the node subnet's path; a namespace's
+// subnet's path is the key and its block's id: blockSubnet), and ids of
+// its addresses: an address's path depends on the floating pool it comes
+// from.
 func (t Topology) nsSubnetPath(ns string) string { return t.poolPath() + "/ip-subnets/ns_" + ns }
 func (t Topology) nodeSubnetPath() string        { return t.poolPath() + "/ip-subnets/nodes" }
 func (t Topology) nsSNATID(ns string) string     { return t.prefix() + "_ns_" + ns }
@@ -319,7 +321,7 @@ func (t Topology) allocations() []allocation {
 	out := []allocation{
 		{key: t.poolPath(), object: "Topology", from: []string{""},
 			sources: []intent{{t.poolPath(), "IpAddressPool", pool, true}}},
-		blockSubnet("Topology", "NodeIPBlockPath", t.nodeSubnetPath(), []string{t.NodeIPBlockPath}, t.nodeSubnet(), t.tags("")),
+		blockSubnet("Topology", "NodeIPBlockPath", t.nodeSubnetPath(), []string{t.NodeIPBlockPath}, false, t.nodeSubnet(), t.tags("")),
 		poolAddress("Topology", "FloatingIPPoolPaths", t.snatID(), t.FloatingIPPoolPaths, "", t.tags("")),
 		poolAddress("Topology", "FloatingIPPoolPaths", t.vipID(), t.FloatingIPPoolPaths, "", t.tags("")),
 	}
@@ -390,7 +392,7 @@ func (t Topology) configIntents(a addresses) []intent {
 // nsIPAM is what one namespace allocates: its subnet, and its SNAT
 // address unless its subnet is routable.
 func (t Topology) nsIPAM(ns string) []allocation {
-	out := []allocation{blockSubnet("Topology", "PodIPBlockPaths", t.nsSubnetPath(ns), t.PodIPBlockPaths, t.nsSubnet(), t.tags(ns))}
+	out := []allocation{blockSubnet("Topology", "PodIPBlockPaths", t.nsSubnetPath(ns), t.PodIPBlockPaths, true, t.nsSubnet(), t.tags(ns))}
 	if !t.PodRoutable {
 		out = append(out, poolAddress("Topology", "FloatingIPPoolPaths", t.nsSNATID(ns), t.FloatingIPPoolPaths, "", t.tags(ns)))
 	}

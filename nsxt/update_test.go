@@ -413,7 +413,7 @@ func TestAllocationDeletedRightAfterItIsMade(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
 	e := newEnv(t, simulator.Config{}, nsxt.WithLogger(zap.New(core)))
 	topo := topology(e.sim, "c1", "a")
-	subnet := "/infra/ip-pools/kf_c1/ip-subnets/ns_a"
+	subnet := "/infra/ip-pools/kf_c1/ip-subnets/ns_a_pods-block"
 	var deleted error = errors.New("never deleted")
 	// The subnet's realized state is first read after the allocation
 	// PATCH.
