@@ -104,13 +104,29 @@ func sourceOf(m map[string]any) string {
 	return ""
 }
 
-// placed is an allocation with its source chosen.
+// placed is an allocation with its source chosen, and the path of the
+// copy NSX holds, when it holds one.
 type placed struct {
 	*allocation
 	source int
+	held   string
 }
 
-func (p placed) intent() intent { return p.sources[p.source] }
+// intent is the allocation as made from its source, at the path of the
+// copy NSX holds: a subnet made before its id named its block (ns_<ns>)
+// stays where it is rather than being made again with another CIDR.
+func (p placed) intent() intent {
+	in := p.sources[p.source]
+	if p.held == "" || p.held == in.path {
+		return in
+	}
+	if o, ok := in.obj.(model.IpAddressPoolBlockSubnet); ok {
+		_, _, id := splitPath(p.held)
+		o.Id = &id
+		in.obj, in.path = o, p.held
+	}
+	return in
+}
 
 // place chooses the source of each allocation: the one NSX already holds
 // it from, since an allocation never moves, or else the first not tried
@@ -129,7 +145,7 @@ func place(allocs []allocation, cur current, tried map[string]map[int]bool) ([]p
 	out := make([]placed, len(allocs))
 	for i := range allocs {
 		a := &allocs[i]
-		held, stray := -1, map[string]any(nil)
+		held, stray, heldPath := -1, map[string]any(nil), ""
 		for _, m := range copies[a.key] {
 			j := slices.Index(a.from, sourceOf(m))
 			switch {
@@ -137,6 +153,7 @@ func place(allocs []allocation, cur current, tried map[string]map[int]bool) ([]p
 				stray = m
 			case held < 0 || j < held:
 				held = j
+				heldPath, _ = m["path"].(string)
 			}
 		}
 		if held < 0 && stray != nil {
@@ -149,7 +166,7 @@ func place(allocs []allocation, cur current, tried map[string]map[int]bool) ([]p
 		if held < 0 {
 			return nil, fmt.Errorf("nsxt: %s has no source left to try", a.key)
 		}
-		out[i] = placed{allocation: a, source: held}
+		out[i] = placed{allocation: a, source: held, held: heldPath}
 	}
 	return out, nil
 }

@@ -790,3 +790,32 @@ func TestFallbackWhileNSXPurges(t *testing.T) {
 	e.sim.Purge()
 	requireNothingLeft(t, e.sim)
 }
+
+// A namespace's subnet made before its id named its block (ns_<ns>, as
+// kubefoundry made them until then) stays where it is: a build finds it,
+// keeps its CIDR and makes no other; a second writes nothing; the teardown
+// takes it.
+func TestSubnetWithTheOldIDStays(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, simulator.Config{})
+	topo := topology(e.sim, "c1", "a")
+	_, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	const old = "/infra/ip-pools/kf_c1/ip-subnets/ns_b"
+	require.NoError(t, e.sim.Put(old, map[string]any{"resource_type": "IpAddressPoolBlockSubnet",
+		"ip_block_path": topo.PodIPBlockPaths[0], "subnet_size": "256", "auto_assign_gateway": true,
+		"tags": []any{map[string]any{"scope": nsxt.TagCluster, "tag": "c1"}, map[string]any{"scope": nsxt.TagNamespace, "tag": "b"}}}))
+	cidr := e.sim.Allocated()[topo.PodIPBlockPaths[0]]
+
+	topo.Namespaces = []string{"a", "b"}
+	n, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Equal(t, cidr, e.sim.Allocated()[topo.PodIPBlockPaths[0]], "no subnet made, none released")
+	require.Contains(t, cidr, n.Namespaces["b"].Subnet.String())
+	require.NotNil(t, e.sim.Object(old))
+	require.Nil(t, e.sim.Object(nsSubnet("b", topo.PodIPBlockPaths[0])))
+	again, err := e.c.BuildTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Zero(t, again.Writes, "%s", again.Plan)
+	teardownLeavesNothing(t, e, "c1")
+}
