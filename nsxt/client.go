@@ -93,7 +93,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 	case cfg.NoSession:
 		copts = append(copts, client.WithSecurityContext(security.NewUserPasswordSecurityContext(cfg.Username, cfg.Password)))
 	default:
-		tr.sess = newSessions(cfg.Username, cfg.Password, base, o.log)
+		tr.sess = newSessions(cfg.Username, cfg.Password, base, o.log, tr.countRequest)
 	}
 	c := &Client{cfg: cfg, opts: o, log: o.log, tr: tr,
 		conn: client.NewConnector(managers[0].String(), copts...)}
@@ -233,6 +233,19 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
+// countRequest counts a request sent: a read (GET) or a write, the latter
+// for the operation of its context too.
+func (t *transport) countRequest(r *http.Request) {
+	if r.Method == http.MethodGet {
+		t.reads.Add(1)
+		return
+	}
+	t.writes.Add(1)
+	if n, ok := r.Context().Value(writesKey{}).(*atomic.Int64); ok {
+		n.Add(1)
+	}
+}
+
 // send tries the managers in turn from the current one.
 func (t *transport) send(req *http.Request, body []byte) (*http.Response, error) {
 	start := int(t.cur.Load())
@@ -247,17 +260,10 @@ func (t *transport) send(req *http.Request, body []byte) (*http.Response, error)
 			r.ContentLength = int64(len(body))
 			r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 		}
-		if r.Method == http.MethodGet {
-			t.reads.Add(1)
-		} else {
-			if t.overwrite {
-				r.Header.Set("X-Allow-Overwrite", "true")
-			}
-			t.writes.Add(1)
-			if n, ok := req.Context().Value(writesKey{}).(*atomic.Int64); ok {
-				n.Add(1)
-			}
+		if r.Method != http.MethodGet && t.overwrite {
+			r.Header.Set("X-Allow-Overwrite", "true")
 		}
+		t.countRequest(r)
 		var resp *http.Response
 		var err error
 		if t.sess != nil {

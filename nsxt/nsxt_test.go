@@ -3,6 +3,7 @@ package nsxt_test
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -430,22 +431,29 @@ func newClient(t *testing.T, sim *simulator.Server, opts ...nsxt.Option) *nsxt.C
 	return c
 }
 
+// Neither the password nor the basic-auth header made of it is logged,
+// even at debug level, with a session or without.
 func TestPasswordNeverLogged(t *testing.T) {
-	core, logs := observer.New(zap.DebugLevel)
-	sim, err := simulator.New(simulator.Config{Password: "pa55-w0rd-xyz", Username: "admin"})
-	require.NoError(t, err)
-	defer sim.Close()
-	c, err := nsxt.New(context.Background(), nsxt.Config{URLs: []string{sim.URL}, Username: "admin", Password: "pa55-w0rd-xyz",
-		CACert: string(sim.CertificatePEM())}, nsxt.WithLogger(zap.New(core)))
-	require.NoError(t, err)
-	defer c.Close()
-	_, err = c.BuildTopology(context.Background(), topology(sim, "c1", "a"))
-	require.NoError(t, err)
-	require.NotZero(t, logs.Len())
-	for _, e := range logs.All() {
-		line := e.Message + fmt.Sprint(e.ContextMap())
-		require.NotContains(t, line, "pa55-w0rd-xyz")
-		require.NotContains(t, line, "%!(EXTRA", "runtime lines without a verb are logged as they are")
+	for _, noSession := range []bool{false, true} {
+		core, logs := observer.New(zap.DebugLevel)
+		sim, err := simulator.New(simulator.Config{Password: "pa55-w0rd-xyz", Username: "admin"})
+		require.NoError(t, err)
+		defer sim.Close()
+		c, err := nsxt.New(context.Background(), nsxt.Config{URLs: []string{sim.URL}, Username: "admin", Password: "pa55-w0rd-xyz",
+			CACert: string(sim.CertificatePEM()), NoSession: noSession}, nsxt.WithLogger(zap.New(core)))
+		require.NoError(t, err)
+		sim.ExpireSessions() // a session made again is not logged either
+		_, err = c.BuildTopology(context.Background(), topology(sim, "c1", "a"))
+		require.NoError(t, err)
+		c.Close()
+		require.NotZero(t, logs.Len())
+		basic := base64.StdEncoding.EncodeToString([]byte("admin:pa55-w0rd-xyz"))
+		for _, e := range logs.All() {
+			line := e.Message + fmt.Sprint(e.ContextMap())
+			require.NotContains(t, line, "pa55-w0rd-xyz")
+			require.NotContains(t, line, basic)
+			require.NotContains(t, line, "%!(EXTRA", "runtime lines without a verb are logged as they are")
+		}
 	}
 }
 

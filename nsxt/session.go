@@ -3,6 +3,8 @@ package nsxt
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,16 +21,20 @@ import (
 // manager (a session belongs to the manager that made it), then the
 // JSESSIONID cookie and the X-XSRF-TOKEN header on every request, rather
 // than the password on each (NSX then checks a remote user's password
-// once, not on every call). A request NSX answers 403 with a session (it
-// expired: 30 minutes idle by default) makes a new one and is sent again,
-// once.
+// once, not on every call). A request NSX answers 403 for its session
+// (it expired: 30 minutes idle by default) makes a new one and is sent
+// again, once; the old one is ended.
 type sessions struct {
 	user, password string
 	base           http.RoundTripper
 	log            *zap.Logger
+	// resent counts a request sent again with a new session, as the
+	// transport counts what it sends.
+	resent func(*http.Request)
 
 	mu     sync.Mutex
-	byHost map[string]*session
+	byURL  map[string]*session // by manager URL
+	closed bool
 }
 
 // session is one manager's: its cookie and XSRF token. mu serializes its
@@ -38,25 +44,43 @@ type session struct {
 	cookie, xsrf string // empty until made
 }
 
-func newSessions(user, password string, base http.RoundTripper, log *zap.Logger) *sessions {
-	return &sessions{user: user, password: password, base: base, log: log, byHost: map[string]*session{}}
+// errClosed is returned for a request made after Close.
+var errClosed = errors.New("nsxt: the Client is closed")
+
+func newSessions(user, password string, base http.RoundTripper, log *zap.Logger, resent func(*http.Request)) *sessions {
+	return &sessions{user: user, password: password, base: base, log: log, resent: resent, byURL: map[string]*session{}}
 }
 
-func (s *sessions) of(host string) *session {
+func (s *sessions) of(m *url.URL) (*session, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.byHost[host] == nil {
-		s.byHost[host] = &session{}
+	if s.closed {
+		return nil, errClosed
 	}
-	return s.byHost[host]
+	key := m.String()
+	if s.byURL[key] == nil {
+		s.byURL[key] = &session{}
+	}
+	return s.byURL[key], nil
+}
+
+// endpoint is path under manager m (which may sit under a path prefix).
+func endpoint(m *url.URL, path string) string {
+	return m.Scheme + "://" + m.Host + strings.TrimSuffix(m.Path, "/") + path
 }
 
 // roundTrip sends r (bound to manager m) with m's session, making it
-// first when there is none, and making a new one when NSX refuses (403)
-// the one it had. A manager that refuses to make a session answers r in
-// its place: a 403 for wrong credentials reads as NSX's own answer.
+// first when there is none. A 403 that says the session is not (or no
+// longer) good, NSX's error code 403 ("The credentials were incorrect")
+// or 98 (a bad or expired XSRF token), as when it expired, makes a new one
+// and sends r again, once, as NSX's own Python client does; any other 403
+// is the request's own. A manager that refuses to make a session answers
+// r in its place: a 403 for wrong credentials reads as NSX's own answer.
 func (s *sessions) roundTrip(r *http.Request, m *url.URL, body []byte) (*http.Response, error) {
-	sess := s.of(m.Host)
+	sess, err := s.of(m)
+	if err != nil {
+		return nil, err
+	}
 	for again := false; ; again = true {
 		cookie, xsrf, made, refusal, err := sess.get(r.Context(), s, m)
 		if err != nil || refusal != nil {
@@ -65,21 +89,40 @@ func (s *sessions) roundTrip(r *http.Request, m *url.URL, body []byte) (*http.Re
 		if body != nil {
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
+		if again && s.resent != nil {
+			s.resent(r)
+		}
 		r.Header.Set("Cookie", "JSESSIONID="+cookie)
 		r.Header.Set("X-XSRF-TOKEN", xsrf)
 		resp, err := s.base.RoundTrip(r)
 		if err != nil || resp.StatusCode != http.StatusForbidden || made || again {
 			return resp, err
 		}
-		// The session expired or the manager forgot it (a restart, a new
-		// leader behind a VIP): drop it, unless a concurrent request
-		// already made a new one, and send again.
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		var e struct {
+			Code int64 `json:"error_code"`
+		}
+		if json.Unmarshal(answer, &e) == nil && e.Code != sessionRefusedCode && e.Code != badXSRFCode {
+			resp.Body = io.NopCloser(bytes.NewReader(answer))
+			return resp, nil
+		}
 		sess.drop(cookie)
 		s.log.Info("nsx session refused; making a new one", zap.String("manager", m.Host))
+		s.destroy(m, cookie, xsrf) // in case it is still alive
 	}
 }
+
+// NSX's error codes, with a 403, for a session it does not take: "The
+// credentials were incorrect or the account specified has been locked",
+// and a bad or expired XSRF token.
+const (
+	sessionRefusedCode = 403
+	badXSRFCode        = 98
+)
 
 // get returns the session's cookie and token, making the session when
 // there is none (made says so). A manager that refuses answers in
@@ -90,8 +133,14 @@ func (sess *session) get(ctx context.Context, s *sessions, m *url.URL) (cookie, 
 	if sess.cookie != "" {
 		return sess.cookie, sess.xsrf, false, nil, nil
 	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return "", "", false, nil, errClosed
+	}
 	form := url.Values{"j_username": {s.user}, "j_password": {s.password}}.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.Scheme+"://"+m.Host+"/api/session/create", strings.NewReader(form))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint(m, "/api/session/create"), strings.NewReader(form))
 	if err != nil {
 		return "", "", false, nil, err
 	}
@@ -119,7 +168,8 @@ func (sess *session) get(ctx context.Context, s *sessions, m *url.URL) (cookie, 
 	return sess.cookie, sess.xsrf, true, nil, nil
 }
 
-// drop forgets the session if it is still the one with cookie.
+// drop forgets the session if it is still the one with cookie (another
+// request may have made a new one already).
 func (sess *session) drop(cookie string) {
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
@@ -128,32 +178,41 @@ func (sess *session) drop(cookie string) {
 	}
 }
 
-// close ends every session (POST /api/session/destroy), so that none
-// lingers on the managers until its idle timeout.
+// destroy ends a session on its manager (POST /api/session/destroy),
+// best effort.
+func (s *sessions) destroy(m *url.URL, cookie, xsrf string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint(m, "/api/session/destroy"), nil)
+	if err != nil {
+		return
+	}
+	req.Header.Set("Cookie", "JSESSIONID="+cookie)
+	req.Header.Set("X-XSRF-TOKEN", xsrf)
+	if resp, err := s.base.RoundTrip(req); err == nil {
+		resp.Body.Close()
+	}
+}
+
+// close ends every session, so that none lingers on the managers until
+// its idle timeout, and refuses to make more.
 func (s *sessions) close() {
 	s.mu.Lock()
-	hosts := make(map[string]*session, len(s.byHost))
-	for h, sess := range s.byHost {
-		hosts[h] = sess
+	s.closed = true
+	byURL := make(map[string]*session, len(s.byURL))
+	for u, sess := range s.byURL {
+		byURL[u] = sess
 	}
 	s.mu.Unlock()
-	for host, sess := range hosts {
+	for raw, sess := range byURL {
 		sess.mu.Lock()
 		cookie, xsrf := sess.cookie, sess.xsrf
 		sess.cookie, sess.xsrf = "", ""
 		sess.mu.Unlock()
-		if cookie == "" {
+		m, err := url.Parse(raw)
+		if cookie == "" || err != nil {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+host+"/api/session/destroy", nil)
-		if err == nil {
-			req.Header.Set("Cookie", "JSESSIONID="+cookie)
-			req.Header.Set("X-XSRF-TOKEN", xsrf)
-			if resp, err := s.base.RoundTrip(req); err == nil {
-				resp.Body.Close()
-			}
-		}
-		cancel()
+		s.destroy(m, cookie, xsrf)
 	}
 }

@@ -63,9 +63,9 @@
 // path is refused (400, error code 500045: "An object with the same
 // path=[...] is marked for deletion").
 //
-// Tests steer it with Inject (a status on the Nth request matching a
-// method and path, or a Before hook that writes in between as another
-// client would), Patch, Put and Delete (as another client), Purge, and
+// Tests steer it with Inject (a status, and an error code, on the Nth
+// authenticated request matching a method, a path and a query, or a
+// Before hook that writes in between as another client would), Patch, Put and Delete (as another client), Purge, and
 // read it with Requests, Writes, Paths, Object, Marked, Sessions and Allocated
 // (what each IP block and pool has handed out).
 // DefaultInventory is what it starts with: a tier-0, an edge cluster, an

@@ -31,7 +31,8 @@ const apiPrefix = "/policy/api/v1"
 // Config configures a simulator. The zero value serves the default
 // inventory to user "admin" with password "VMware1!VMware1!".
 type Config struct {
-	// Username and Password are the basic-auth credentials accepted.
+	// Username and Password are the user's credentials, accepted by basic
+	// auth and by POST /api/session/create.
 	Username, Password string
 	// ClientCAs, when set, also admits a client certificate that chains to
 	// it, as NSX admits a principal identity.
@@ -140,6 +141,9 @@ type Fault struct {
 	Nth    int
 	Times  int
 	Status int
+	// Code is the error_code of the answer; NSX's usual one for Status
+	// when zero.
+	Code   int64
 	Before func()
 
 	seen int
@@ -397,17 +401,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	key := r.Method + " " + r.URL.Path
 	s.mu.Lock()
 	s.counts[key]++
-	var fault *Fault
-	for _, f := range s.faults {
-		if (f.Method == "" || f.Method == r.Method) && f.Path.MatchString(r.URL.Path) && (f.Query == nil || f.Query.MatchString(query(r))) {
-			f.seen++
-			times := max(f.Times, 1)
-			if f.seen >= f.Nth && f.seen < f.Nth+times {
-				fault = f
-				break
-			}
-		}
-	}
 	s.mu.Unlock()
 	s.purgeDue()
 
@@ -425,11 +418,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r = r.WithContext(context.WithValue(r.Context(), actorKey{}, a))
+	// A request refused for its credentials or session is not one a
+	// fault counts: the client's next try with good ones is.
+	s.mu.Lock()
+	var fault *Fault
+	for _, f := range s.faults {
+		if (f.Method == "" || f.Method == r.Method) && f.Path.MatchString(r.URL.Path) && (f.Query == nil || f.Query.MatchString(query(r))) {
+			f.seen++
+			times := max(f.Times, 1)
+			if f.seen >= f.Nth && f.seen < f.Nth+times {
+				fault = f
+				break
+			}
+		}
+	}
+	s.mu.Unlock()
 	if fault != nil && fault.Before != nil {
 		fault.Before()
 	}
 	if fault != nil && fault.Status != 0 {
-		writeError(w, errorf(fault.Status, "injected fault: %d on %s", fault.Status, key))
+		e := errorf(fault.Status, "injected fault: %d on %s", fault.Status, key)
+		if fault.Code != 0 {
+			e.code = fault.Code
+		}
+		writeError(w, e)
 		return
 	}
 	p := strings.TrimSuffix(r.URL.Path, "/")
