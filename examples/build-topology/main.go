@@ -91,7 +91,7 @@ type flags struct {
 	user, password               string
 	caFile, thumbprint           string
 	clientCert, clientKey        string
-	insecure, verbose            bool
+	insecure, verbose, noSession bool
 	timeout                      time.Duration
 	inv                          inventory
 }
@@ -115,6 +115,7 @@ func parse(args []string) (*flags, error) {
 	fs.StringVar(&f.clientCert, "client-cert", "", "PEM file of a principal identity's certificate, instead of a password")
 	fs.StringVar(&f.clientKey, "client-key", "", "PEM file of the principal identity's key")
 	fs.BoolVar(&f.insecure, "insecure", false, "skip TLS verification")
+	fs.BoolVar(&f.noSession, "no-session", false, "send the user and password with every request instead of opening an NSX session")
 	fs.StringVar(&f.inv.tier0, "tier0", "", "tier-0 gateway: id or /infra/tier-0s/<id> (required with -url)")
 	fs.StringVar(&f.inv.edgeCluster, "edge-cluster", "", "edge cluster: id or policy path (required with -url)")
 	fs.StringVar(&f.inv.transportZone, "transport-zone", "", "overlay transport zone: id or policy path (required with -url)")
@@ -167,7 +168,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		defer func() { _ = log.Sync() }()
 	}
 
-	cfg := nsxt.Config{URLs: f.urls.vals, Username: f.user, Password: f.password, Thumbprint: f.thumbprint, Insecure: f.insecure}
+	cfg := nsxt.Config{URLs: f.urls.vals, Username: f.user, Password: f.password, Thumbprint: f.thumbprint, Insecure: f.insecure,
+		NoSession: f.noSession}
 	for _, x := range []struct {
 		file string
 		dst  *string

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -80,6 +81,7 @@ func TestRunExternal(t *testing.T) {
 	}{
 		{"dry run", []string{"-dry-run"}, false, false, []string{"dry run: nothing written\n"}},
 		{"build", nil, true, true, []string{"realized with 2 writes:\n", "API VIP"}},
+		{"build without a session", []string{"-no-session"}, true, true, []string{"realized with 2 writes:\n"}},
 		{"single tier, torn down", []string{"-teardown", "-single-tier"}, true, false, []string{
 			"create PolicyNatRule /infra/tier-0s/t0/nat/USER/nat-rules/kf_demo_nodes_snat\n",
 			"torn down: 31 objects deleted with 1 writes\n"}},
@@ -96,6 +98,11 @@ func TestRunExternal(t *testing.T) {
 			assert.Equal(t, tt.writes, sim.Writes() > 0, "writes")
 			assert.Equal(t, tt.left, len(sim.Paths()) > 0, "%v", sim.Paths())
 			assert.NotContains(t, out.String(), sim.Password())
+			sessions := 1
+			if slices.Contains(tt.args, "-no-session") {
+				sessions = 0
+			}
+			assert.Equal(t, sessions, sim.Requests()["POST /api/session/create"], "sessions made")
 		})
 	}
 }
