@@ -5,10 +5,10 @@
 // refuses the connection or does not answer it within 10 seconds), with a
 // user and password (through one NSX session per manager, its cookie and
 // XSRF token sent instead of the password and made again when NSX forgets
-// it; Config.NoSession sends the password on every request instead) or
-// a client certificate (a principal identity),
-// trusting a CA bundle or a SHA-256 thumbprint, or nothing at all only when
-// Config.Insecure says so. A request answered 503 or 429 is retried with
+// it; Config.NoSession sends the password on every request instead) or a
+// client certificate (a principal identity), trusting a CA bundle or a
+// SHA-256 thumbprint, or nothing at all only when Config.Insecure says
+// so. Close ends the sessions. A request answered 503 or 429 is retried with
 // backoff; NSX errors come back as *APIError wrapping ErrNotFound,
 // ErrConflict, ErrInvalid, ErrPendingDelete, ErrProtected,
 // ErrUnauthorized or ErrUnavailable; a wrong spec field is a *FieldError
@@ -17,9 +17,8 @@
 // its own: NSX protects it from everyone else, and a user's teardown of
 // it fails with ErrProtected unless Config.AllowOverwrite sends
 // X-Allow-Overwrite (an enterprise admin taking a cluster over). The
-// runtime logs
-// through one logger per process: it is routed, at debug level, to the
-// logger of the most recently created Client.
+// runtime logs through one logger per process: it is routed, at debug
+// level, to the logger of the most recently created Client.
 //
 // BuildTopology makes NSX hold a cluster's Topology as TKGI lays it out: a
 // tier-1 gateway on the tier-0 with route advertisement and a locale
