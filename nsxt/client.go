@@ -281,6 +281,9 @@ func (t *transport) send(req *http.Request, body []byte) (*http.Response, error)
 		if req.Context().Err() != nil {
 			return nil, req.Context().Err()
 		}
+		if errors.Is(err, errClosed) {
+			return nil, err
+		}
 		t.log.Warn("nsx manager unreachable", zap.String("manager", m.Host), zap.Error(err))
 		errs = append(errs, fmt.Errorf("%s: %w", m.Host, err))
 	}

@@ -133,7 +133,8 @@ func (p placed) intent() intent {
 // yet (tried holds, by key, the sources that could not allocate it in this
 // apply). A copy held from a block or pool the spec no longer lists is a
 // *FieldError: it cannot move, and it cannot stay unlisted. Of two copies
-// (another writer raced this one), the first listed is kept and the other
+// (another writer raced this one), the one from the first listed source
+// is kept (of two from the same one, see keptFirst) and the other
 // deleted.
 func place(allocs []allocation, cur current, tried map[string]map[int]bool) ([]placed, error) {
 	copies := map[string][]map[string]any{}
@@ -148,12 +149,12 @@ func place(allocs []allocation, cur current, tried map[string]map[int]bool) ([]p
 		held, stray, heldPath := -1, map[string]any(nil), ""
 		for _, m := range copies[a.key] {
 			j := slices.Index(a.from, sourceOf(m))
+			p, _ := m["path"].(string)
 			switch {
 			case j < 0:
 				stray = m
-			case held < 0 || j < held:
-				held = j
-				heldPath, _ = m["path"].(string)
+			case held < 0 || j < held || (j == held && keptFirst(p, heldPath, a.key)):
+				held, heldPath = j, p
 			}
 		}
 		if held < 0 && stray != nil {
@@ -169,6 +170,18 @@ func place(allocs []allocation, cur current, tried map[string]map[int]bool) ([]p
 		out[i] = placed{allocation: a, source: held, held: heldPath}
 	}
 	return out, nil
+}
+
+// keptFirst reports whether, of two copies of the allocation key from
+// the same source, the one at path p is kept rather than the one at q:
+// the one at key itself (a subnet made before its id named its block, which
+// an existing cluster's segment uses), else the first by path, so that
+// every apply and dry run keeps the same one.
+func keptFirst(p, q, key string) bool {
+	if (p == key) != (q == key) {
+		return p == key
+	}
+	return p < q
 }
 
 // next is the first source not in tried, or -1.

@@ -817,5 +817,19 @@ func TestSubnetWithTheOldIDStays(t *testing.T) {
 	again, err := e.c.BuildTopology(ctx, topo)
 	require.NoError(t, err)
 	require.Zero(t, again.Writes, "%s", again.Plan)
+
+	// A copy at the new path from the same block too (a build that
+	// stopped before it could delete the old one): the old one, which the
+	// segment uses, is kept, whatever order NSX lists them in.
+	for range 5 {
+		require.NoError(t, e.sim.Put(nsSubnet("b", topo.PodIPBlockPaths[0]), map[string]any{"resource_type": "IpAddressPoolBlockSubnet",
+			"ip_block_path": topo.PodIPBlockPaths[0], "subnet_size": "256", "auto_assign_gateway": true,
+			"tags": []any{map[string]any{"scope": nsxt.TagCluster, "tag": "c1"}, map[string]any{"scope": nsxt.TagNamespace, "tag": "b"}}}))
+		n2, err := e.c.BuildTopology(ctx, topo)
+		require.NoError(t, err)
+		require.Equal(t, n.Namespaces["b"], n2.Namespaces["b"])
+		require.Nil(t, e.sim.Object(nsSubnet("b", topo.PodIPBlockPaths[0])))
+		require.NotNil(t, e.sim.Object(old))
+	}
 	teardownLeavesNothing(t, e, "c1")
 }

@@ -110,9 +110,10 @@ func (s *sessions) roundTrip(r *http.Request, m *url.URL, body []byte) (*http.Re
 			resp.Body = io.NopCloser(bytes.NewReader(answer))
 			return resp, nil
 		}
-		sess.drop(cookie)
-		s.log.Info("nsx session refused; making a new one", zap.String("manager", m.Host))
-		s.destroy(m, cookie, xsrf) // in case it is still alive
+		if sess.drop(cookie) {
+			s.log.Info("nsx session refused; making a new one", zap.String("manager", m.Host))
+			s.destroy(m, cookie, xsrf) // in case it is still alive
+		}
 	}
 }
 
@@ -169,13 +170,16 @@ func (sess *session) get(ctx context.Context, s *sessions, m *url.URL) (cookie, 
 }
 
 // drop forgets the session if it is still the one with cookie (another
-// request may have made a new one already).
-func (sess *session) drop(cookie string) {
+// request may have dropped it, and made a new one, already); it reports
+// whether it did.
+func (sess *session) drop(cookie string) bool {
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
-	if sess.cookie == cookie {
-		sess.cookie, sess.xsrf = "", ""
+	if sess.cookie != cookie {
+		return false
 	}
+	sess.cookie, sess.xsrf = "", ""
+	return true
 }
 
 // destroy ends a session on its manager (POST /api/session/destroy),
