@@ -28,7 +28,12 @@ import (
 // Provider implements kube.NetworkProvider with nsxt: EnsureNamespace and
 // TeardownNamespace on the cluster of Topology. Build the cluster's
 // topology with Topology.NamespacesManagedElsewhere set, so that
-// BuildTopology leaves the namespaces to the controller.
+// BuildTopology leaves the namespaces to the controller. A namespace
+// deleted and made again within NSX's purge cycle (5 minutes) waits for
+// the purge in EnsureNamespace, holding one of the controller's workers;
+// a Client made with nsxt.WithPurgeWait(time.Second, 0) returns
+// nsxt.ErrPendingDelete at once instead, and the controller tries the
+// namespace again with its backoff.
 type Provider struct {
 	Client   *nsxt.Client
 	Topology nsxt.Topology
