@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,12 +37,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func newNSX(t *testing.T) (*simulator.Server, *nsxt.Client, nsxt.Topology) {
-	sim, err := simulator.New(simulator.Config{})
+func newNSX(t *testing.T, cfg simulator.Config, opts ...nsxt.Option) (*simulator.Server, *nsxt.Client, nsxt.Topology) {
+	sim, err := simulator.New(cfg)
 	require.NoError(t, err)
 	t.Cleanup(sim.Close)
 	c, err := nsxt.New(context.Background(), nsxt.Config{URLs: []string{sim.URL}, Username: sim.Username(),
-		Password: sim.Password(), CACert: string(sim.CertificatePEM())}, nsxt.WithLogger(zaptest.NewLogger(t)))
+		Password: sim.Password(), CACert: string(sim.CertificatePEM())}, append([]nsxt.Option{nsxt.WithLogger(zaptest.NewLogger(t))}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
 	inv := sim.Inventory()
@@ -57,11 +58,14 @@ func newNSX(t *testing.T) (*simulator.Server, *nsxt.Client, nsxt.Topology) {
 
 // The namespace controller of kube, with NSX behind it: a namespace
 // created in a real API server gets an NSX segment and subnet; deleting it
-// removes them before the namespace goes.
+// removes them before the namespace goes. NSX deletes asynchronously: made
+// again before NSX purges the old network, the namespace waits (the
+// Client returns ErrPendingDelete at once, the controller tries again with
+// its backoff) and gets its network once NSX has purged.
 func TestNamespacesGetNSXNetworks(t *testing.T) {
 	env := kubetest.Need(t, env, envErr)
 	ctx := context.Background()
-	sim, c, topo := newNSX(t)
+	sim, c, topo := newNSX(t, simulator.Config{PurgeAfter: time.Hour}, nsxt.WithPurgeWait(time.Millisecond, 0))
 	kc, err := kube.New(env.Config, kube.WithLogger(zaptest.NewLogger(t)))
 	require.NoError(t, err)
 	cs := kc.Clientset()
@@ -95,6 +99,26 @@ func TestNamespacesGetNSXNetworks(t *testing.T) {
 	for _, p := range sim.Paths() {
 		require.NotContains(t, p, "_ns_shop")
 	}
+
+	require.Contains(t, sim.Marked(), "/infra/segments/kf_c1_ns_shop", "NSX has not purged it")
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	const patch = "PATCH /policy/api/v1/infra"
+	before := sim.Requests()[patch]
+	require.Eventually(t, func() bool { return sim.Requests()[patch] >= before+2 }, 20*time.Second, 50*time.Millisecond,
+		"the controller tries again")
+	require.Contains(t, sim.Marked(), "/infra/segments/kf_c1_ns_shop")
+	require.Nil(t, sim.Object("/infra/segments/kf_c1_ns_shop"), "refused while NSX has not purged")
+	require.Eventually(t, func() bool {
+		ns, err := cs.CoreV1().Namespaces().Get(ctx, "shop", metav1.GetOptions{})
+		return err == nil && strings.Contains(ns.Annotations[kube.NetworkStatusAnnotation], "path pending deletion")
+	}, 20*time.Second, 50*time.Millisecond, "the namespace says why")
+	sim.Purge()
+	require.Eventually(t, func() bool {
+		ns, err := cs.CoreV1().Namespaces().Get(ctx, "shop", metav1.GetOptions{})
+		return err == nil && ns.Annotations[kube.NetworkStatusAnnotation] == "Ready"
+	}, 30*time.Second, 50*time.Millisecond)
+	require.NotNil(t, sim.Object("/infra/segments/kf_c1_ns_shop"))
 }
 
 func TestNetworkPolicyConversion(t *testing.T) {
@@ -140,7 +164,7 @@ func TestNetworkPolicyConversion(t *testing.T) {
 	}, got)
 
 	// What the conversion gives, nsxt enforces.
-	sim, c, _ := newNSX(t)
+	sim, c, _ := newNSX(t, simulator.Config{})
 	_, writes, err := c.ApplyNetworkPolicy(context.Background(), got)
 	require.NoError(t, err)
 	require.Equal(t, 1, writes)
