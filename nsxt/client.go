@@ -93,7 +93,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 	case cfg.NoSession:
 		copts = append(copts, client.WithSecurityContext(security.NewUserPasswordSecurityContext(cfg.Username, cfg.Password)))
 	default:
-		tr.sess = newSessions(cfg.Username, cfg.Password, base, o.log, tr.countRequest)
+		tr.sess = newSessions(cfg.Username, cfg.Password, base, o.log, tr.countRequest, tr.wait)
 	}
 	c := &Client{cfg: cfg, opts: o, log: o.log, tr: tr,
 		conn: client.NewConnector(managers[0].String(), copts...)}
@@ -200,10 +200,8 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	bo := retry.Backoff{Initial: t.backoff}
 	for attempt := 1; ; attempt++ {
-		if t.limit != nil {
-			if err := t.limit.Wait(ctx); err != nil {
-				return nil, err
-			}
+		if err := t.wait(ctx); err != nil {
+			return nil, err
 		}
 		resp, err := t.send(req, body)
 		if err != nil {
@@ -231,6 +229,14 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		case <-timer.C:
 		}
 	}
+}
+
+// wait holds a request to the rate limit, when there is one.
+func (t *transport) wait(ctx context.Context) error {
+	if t.limit == nil {
+		return nil
+	}
+	return t.limit.Wait(ctx)
 }
 
 // countRequest counts a request sent: a read (GET) or a write, the latter

@@ -29,8 +29,10 @@ type sessions struct {
 	base           http.RoundTripper
 	log            *zap.Logger
 	// resent counts a request sent again with a new session, as the
-	// transport counts what it sends.
+	// transport counts what it sends; wait holds a request the session
+	// makes or sends again to the Client's rate limit.
 	resent func(*http.Request)
+	wait   func(context.Context) error
 
 	mu     sync.Mutex
 	byURL  map[string]*session // by manager URL
@@ -47,8 +49,9 @@ type session struct {
 // errClosed is returned for a request made after Close.
 var errClosed = errors.New("nsxt: the Client is closed")
 
-func newSessions(user, password string, base http.RoundTripper, log *zap.Logger, resent func(*http.Request)) *sessions {
-	return &sessions{user: user, password: password, base: base, log: log, resent: resent, byURL: map[string]*session{}}
+func newSessions(user, password string, base http.RoundTripper, log *zap.Logger,
+	resent func(*http.Request), wait func(context.Context) error) *sessions {
+	return &sessions{user: user, password: password, base: base, log: log, resent: resent, wait: wait, byURL: map[string]*session{}}
 }
 
 func (s *sessions) of(m *url.URL) (*session, error) {
@@ -89,7 +92,10 @@ func (s *sessions) roundTrip(r *http.Request, m *url.URL, body []byte) (*http.Re
 		if body != nil {
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
-		if again && s.resent != nil {
+		if again {
+			if err := s.wait(r.Context()); err != nil {
+				return nil, err
+			}
 			s.resent(r)
 		}
 		r.Header.Set("Cookie", "JSESSIONID="+cookie)
@@ -139,6 +145,9 @@ func (sess *session) get(ctx context.Context, s *sessions, m *url.URL) (cookie, 
 	s.mu.Unlock()
 	if closed {
 		return "", "", false, nil, errClosed
+	}
+	if err := s.wait(ctx); err != nil {
+		return "", "", false, nil, err
 	}
 	form := url.Values{"j_username": {s.user}, "j_password": {s.password}}.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint(m, "/api/session/create"), strings.NewReader(form))
