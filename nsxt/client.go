@@ -269,12 +269,12 @@ func (t *transport) send(req *http.Request, body []byte) (*http.Response, error)
 		if r.Method != http.MethodGet && t.overwrite {
 			r.Header.Set("X-Allow-Overwrite", "true")
 		}
-		t.countRequest(r)
 		var resp *http.Response
 		var err error
 		if t.sess != nil {
-			resp, err = t.sess.roundTrip(r, m, body)
+			resp, err = t.sess.roundTrip(r, m, body) // it counts what it sends
 		} else {
+			t.countRequest(r)
 			resp, err = t.base.RoundTrip(r)
 		}
 		if err == nil {

@@ -28,11 +28,11 @@ type sessions struct {
 	user, password string
 	base           http.RoundTripper
 	log            *zap.Logger
-	// resent counts a request sent again with a new session, as the
-	// transport counts what it sends; wait holds a request the session
-	// makes or sends again to the Client's rate limit.
-	resent func(*http.Request)
-	wait   func(context.Context) error
+	// sent counts a request as the transport counts what it sends; wait
+	// holds a request the session makes or sends again to the Client's
+	// rate limit.
+	sent func(*http.Request)
+	wait func(context.Context) error
 
 	mu     sync.Mutex
 	byURL  map[string]*session // by manager URL
@@ -50,8 +50,8 @@ type session struct {
 var errClosed = errors.New("nsxt: the Client is closed")
 
 func newSessions(user, password string, base http.RoundTripper, log *zap.Logger,
-	resent func(*http.Request), wait func(context.Context) error) *sessions {
-	return &sessions{user: user, password: password, base: base, log: log, resent: resent, wait: wait, byURL: map[string]*session{}}
+	sent func(*http.Request), wait func(context.Context) error) *sessions {
+	return &sessions{user: user, password: password, base: base, log: log, sent: sent, wait: wait, byURL: map[string]*session{}}
 }
 
 func (s *sessions) of(m *url.URL) (*session, error) {
@@ -96,8 +96,8 @@ func (s *sessions) roundTrip(r *http.Request, m *url.URL, body []byte) (*http.Re
 			if err := s.wait(r.Context()); err != nil {
 				return nil, err
 			}
-			s.resent(r)
 		}
+		s.sent(r)
 		r.Header.Set("Cookie", "JSESSIONID="+cookie)
 		r.Header.Set("X-XSRF-TOKEN", xsrf)
 		resp, err := s.base.RoundTrip(r)

@@ -61,9 +61,12 @@ func TestSession(t *testing.T) {
 
 	e.c.Close()
 	require.Zero(t, e.sim.Sessions(), "Close ends it")
+	reads, writes := e.c.Calls()
 	_, err = e.c.BuildTopology(ctx, topo)
 	require.ErrorContains(t, err, "the Client is closed")
 	require.Zero(t, e.sim.Sessions(), "and makes no other")
+	r2, w2 := e.c.Calls()
+	require.Equal(t, [2]int64{reads, writes}, [2]int64{r2, w2}, "nothing sent, nothing counted")
 
 	plain, err := nsxt.New(ctx, nsxt.Config{URLs: []string{e.sim.URL}, Username: e.sim.Username(), Password: e.sim.Password(),
 		CACert: string(e.sim.CertificatePEM()), NoSession: true}, nsxt.WithLogger(zaptest.NewLogger(t)))
