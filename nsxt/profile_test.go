@@ -802,9 +802,11 @@ func TestSubnetWithTheOldIDStays(t *testing.T) {
 	_, err := e.c.BuildTopology(ctx, topo)
 	require.NoError(t, err)
 	const old = "/infra/ip-pools/kf_c1/ip-subnets/ns_b"
-	require.NoError(t, e.sim.Put(old, map[string]any{"resource_type": "IpAddressPoolBlockSubnet",
+	// What kubefoundry made for namespace b of c1 from the pod block.
+	subnetB := map[string]any{"resource_type": "IpAddressPoolBlockSubnet",
 		"ip_block_path": topo.PodIPBlockPaths[0], "subnet_size": "256", "auto_assign_gateway": true,
-		"tags": []any{map[string]any{"scope": nsxt.TagCluster, "tag": "c1"}, map[string]any{"scope": nsxt.TagNamespace, "tag": "b"}}}))
+		"tags": []any{map[string]any{"scope": nsxt.TagCluster, "tag": "c1"}, map[string]any{"scope": nsxt.TagNamespace, "tag": "b"}}}
+	require.NoError(t, e.sim.Put(old, subnetB))
 	cidr := e.sim.Allocated()[topo.PodIPBlockPaths[0]]
 
 	topo.Namespaces = []string{"a", "b"}
@@ -822,9 +824,7 @@ func TestSubnetWithTheOldIDStays(t *testing.T) {
 	// stopped before it could delete the old one): the old one, which the
 	// segment uses, is kept, whatever order NSX lists them in.
 	for range 5 {
-		require.NoError(t, e.sim.Put(nsSubnet("b", topo.PodIPBlockPaths[0]), map[string]any{"resource_type": "IpAddressPoolBlockSubnet",
-			"ip_block_path": topo.PodIPBlockPaths[0], "subnet_size": "256", "auto_assign_gateway": true,
-			"tags": []any{map[string]any{"scope": nsxt.TagCluster, "tag": "c1"}, map[string]any{"scope": nsxt.TagNamespace, "tag": "b"}}}))
+		require.NoError(t, e.sim.Put(nsSubnet("b", topo.PodIPBlockPaths[0]), subnetB))
 		n2, err := e.c.BuildTopology(ctx, topo)
 		require.NoError(t, err)
 		require.Equal(t, n.Namespaces["b"], n2.Namespaces["b"])
