@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -21,17 +22,22 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
+	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/internal/vimpoll"
+	"github.com/kubefoundry/kubefoundry/internal/vimsession"
 	"github.com/kubefoundry/kubefoundry/internal/workpool"
 )
 
+// The package's errors wrap the SDK's shared sentinels, re-exported here
+// under the same names: csi.ErrNotFound is kubefoundry.ErrNotFound.
 var (
 	// ErrNotFound is wrapped by errors about a volume or VM that does not exist.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = kubefoundry.ErrNotFound
 	// ErrAttached is wrapped when a volume is attached where it may not be.
-	ErrAttached = errors.New("volume attached")
-	// ErrInvalidSpec is wrapped by validation errors.
-	ErrInvalidSpec = errors.New("invalid spec")
+	// It wraps kubefoundry.ErrInUse.
+	ErrAttached = fmt.Errorf("volume attached: %w", kubefoundry.ErrInUse)
+	// ErrInvalidSpec is wrapped by validation errors: kubefoundry.ErrInvalid.
+	ErrInvalidSpec = kubefoundry.ErrInvalid
 )
 
 // AttachedError says a volume is attached to another VM than asked, or is
@@ -62,8 +68,8 @@ type Client struct {
 	log         *zap.Logger
 	pbm         pbmHolder
 	concurrency int
-	qps         float64
-	burst       int
+	limiter     *rate.Limiter // nil: none of its own
+	limitSet    bool          // WithRateLimit or WithRateLimiter was given
 
 	tasks *vimpoll.Tasks // one batched read of every CNS task being waited for
 
@@ -72,56 +78,89 @@ type Client struct {
 }
 
 // An Option configures a Client.
-type Option func(*Client)
+type Option interface {
+	apply(*Client)
+}
+
+type optionFunc func(*Client)
+
+func (f optionFunc) apply(c *Client) { f(c) }
 
 // WithLogger sets the logger; the default discards everything.
 func WithLogger(l *zap.Logger) Option {
-	return func(c *Client) {
+	return optionFunc(func(c *Client) {
 		if l != nil {
 			c.log = l
 		}
-	}
+	})
 }
 
 // WithConcurrency bounds how many volumes CreateVolumes handles at once;
 // the default is 8.
 func WithConcurrency(n int) Option {
-	return func(c *Client) {
+	return optionFunc(func(c *Client) {
 		if n > 0 {
 			c.concurrency = n
 		}
-	}
+	})
 }
 
-// WithRateLimit sets the client-side token bucket on CNS calls: qps on
-// average, bursts of burst. The default is 100 qps, burst 200; qps of zero
-// or less removes the limit.
+// WithRateLimit sets a client-side token bucket on CNS calls: qps on
+// average, bursts of burst; qps of zero or less removes it. Without it, a
+// Client on a session package vsphere made keeps to that session's limit
+// (one budget for VMs and volumes), and a Client on any other session gets
+// 100 qps, burst 200.
 func WithRateLimit(qps float64, burst int) Option {
-	return func(c *Client) { c.qps, c.burst = qps, max(burst, 1) }
+	return optionFunc(func(c *Client) {
+		c.limiter = nil
+		if qps > 0 {
+			c.limiter = rate.NewLimiter(rate.Limit(qps), max(burst, 1))
+		}
+		c.limitSet = true
+	})
 }
 
-// New returns a Client on vc, such as the one vsphere.Client.Vim25 returns,
-// so that volumes and VMs share one session.
+// WithRateLimiter sends every CNS call through l, a token bucket the caller
+// may share with other clients.
+func WithRateLimiter(l *rate.Limiter) Option {
+	return optionFunc(func(c *Client) { c.limiter, c.limitSet = l, true })
+}
+
+// New returns a Client on vc. Given the *vim25.Client of a vsphere.Client
+// (its Vim25 method), volumes and VMs share one session: CNS calls are
+// logged in again with it when vCenter ends it, counted in its Stats, kept
+// to its rate limit and bounded by its timeouts. On any other vim25.Client
+// the CNS endpoint gets a copy of its session cookie, made now: the caller
+// then owns re-login.
 func New(ctx context.Context, vc *vim25.Client, opts ...Option) (*Client, error) {
-	c := &Client{vim: vc, log: zap.NewNop(), concurrency: 8, qps: 100, burst: 200}
+	c := &Client{vim: vc, log: zap.NewNop(), concurrency: 8}
 	for _, o := range opts {
-		o(c)
+		o.apply(c)
 	}
 	c.log = c.log.Named("csi")
 	cc, err := cns.NewClient(ctx, vc)
 	if err != nil {
 		return nil, fmt.Errorf("CNS client: %w", err)
 	}
-	if c.qps > 0 {
-		cc.RoundTripper = &limited{next: cc.RoundTripper, limiter: rate.NewLimiter(rate.Limit(c.qps), c.burst)}
-	}
-	c.cns = cc
 	// CNS tasks are read on /sdk but in the vsan namespace and version, as
 	// the cns package's own task objects do: read as plain vim25, vCenter
 	// leaves their CNS results out.
-	rt := cc.Client.NewServiceClient(vim25.Path, cns.Namespace)
-	rt.Version = cc.Client.Version
-	c.tasks = vimpoll.NewTasks(&vim25.Client{ServiceContent: vc.ServiceContent, Client: rt, RoundTripper: rt})
+	tasks := cc.Client.NewServiceClient(vim25.Path, cns.Namespace)
+	tasks.Version = cc.Client.Version
+	var tasksRT soap.RoundTripper = tasks
+	sess, shared := vimsession.From(vc)
+	if shared {
+		cc.RoundTripper = sess.Share(cc.Client)
+		tasksRT = sess.Share(tasks)
+	} else if !c.limitSet {
+		c.limiter = rate.NewLimiter(100, 200)
+	}
+	if c.limiter != nil {
+		cc.RoundTripper = &limited{next: cc.RoundTripper, limiter: c.limiter}
+		tasksRT = &limited{next: tasksRT, limiter: c.limiter}
+	}
+	c.cns = cc
+	c.tasks = vimpoll.NewTasks(&vim25.Client{ServiceContent: vc.ServiceContent, Client: tasks, RoundTripper: tasksRT})
 	c.datastores = map[string]types.ManagedObjectReference{}
 	return c, nil
 }
@@ -204,23 +243,18 @@ type Volume struct {
 }
 
 func (s VolumeSpec) validate() error {
-	var p []string
+	verr := kubefoundry.ValidationError{Object: fmt.Sprintf("volume %q", s.Name)}
 	if s.Name == "" {
-		p = append(p, "name: required")
+		verr.Add("name", "", "required")
 	}
 	if s.SizeMB <= 0 {
-		p = append(p, "sizeMB: must be positive")
+		verr.Add("sizeMB", strconv.FormatInt(s.SizeMB, 10), "must be positive")
 	}
 	if s.Datastore == "" && s.StoragePolicy == "" {
-		p = append(p, "datastore or storagePolicy: one is required")
+		verr.Add("datastore", "", "datastore or storagePolicy: one is required")
 	}
-	if s.ClusterID == "" {
-		p = append(p, "clusterID: required")
-	}
-	if len(p) > 0 {
-		return fmt.Errorf("volume %q: %s: %w", s.Name, strings.Join(p, "; "), ErrInvalidSpec)
-	}
-	return nil
+	verr.Merge("", kubefoundry.ClusterID(s.ClusterID).Validate())
+	return verr.Err()
 }
 
 // CreateVolume creates a block volume, or returns the one of the same name

@@ -10,6 +10,8 @@ import (
 	"github.com/vmware/govmomi/pbm"
 	pbmtypes "github.com/vmware/govmomi/pbm/types"
 	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/kubefoundry/kubefoundry/internal/vimsession"
 )
 
 // StoragePolicy is an SPBM storage policy.
@@ -27,7 +29,7 @@ func (c *Client) pbmClient(ctx context.Context) (*pbm.Client, error) {
 	c.pbm.mu.Lock()
 	defer c.pbm.mu.Unlock()
 	if c.pbm.c == nil {
-		pc, err := pbm.NewClient(ctx, c.vim)
+		pc, err := vimsession.PBM(ctx, c.vim)
 		if err != nil {
 			return nil, fmt.Errorf("storage policy service: %w", err)
 		}

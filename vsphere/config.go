@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 )
 
 // Config is the plain, serialisable description of a vCenter connection.
@@ -32,6 +33,16 @@ type Config struct {
 	// KeepAlive is the idle interval after which the session is pinged so
 	// that vCenter does not expire it. Zero means 5 minutes.
 	KeepAlive time.Duration `json:"keepAlive,omitempty"`
+	// ConnectTimeout bounds a TCP connect to vCenter; zero means 10s.
+	ConnectTimeout time.Duration `json:"connectTimeout,omitempty"`
+	// TLSHandshakeTimeout bounds the TLS handshake after a connect; zero
+	// means 10s. A server that accepts connections and never answers fails
+	// here, with a *kubefoundry.TimeoutError naming the stage.
+	TLSHandshakeTimeout time.Duration `json:"tlsHandshakeTimeout,omitempty"`
+	// CallTimeout bounds one SOAP call, from sending it to reading its
+	// answer; zero means 1 minute. (A PropertyCollector wait that asks
+	// vCenter to hold it open gets that time on top.)
+	CallTimeout time.Duration `json:"callTimeout,omitempty"`
 }
 
 // String describes the configuration with every secret redacted, so that a
@@ -41,8 +52,9 @@ func (c Config) String() string {
 	if c.Password != "" {
 		pw = "--- REDACTED ---"
 	}
-	return fmt.Sprintf("vsphere.Config{URL: %q, Username: %q, Password: %q, Datacenter: %q, CACert: %d bytes, Thumbprint: %q, Insecure: %t, KeepAlive: %s}",
-		redactURL(c.URL), c.Username, pw, c.Datacenter, len(c.CACert), c.Thumbprint, c.Insecure, c.KeepAlive)
+	return fmt.Sprintf("vsphere.Config{URL: %q, Username: %q, Password: %q, Datacenter: %q, CACert: %d bytes, Thumbprint: %q, Insecure: %t, KeepAlive: %s, ConnectTimeout: %s, TLSHandshakeTimeout: %s, CallTimeout: %s}",
+		redactURL(c.URL), c.Username, pw, c.Datacenter, len(c.CACert), c.Thumbprint, c.Insecure, c.KeepAlive,
+		c.ConnectTimeout, c.TLSHandshakeTimeout, c.CallTimeout)
 }
 
 // GoString makes %#v as safe as %v.
@@ -79,6 +91,7 @@ type options struct {
 	concurrency int
 	qps         float64
 	burst       int
+	limiter     *rate.Limiter
 }
 
 func defaultOptions() options {
@@ -116,5 +129,14 @@ func WithRateLimit(qps float64, burst int) Option {
 	return optionFunc(func(o *options) {
 		o.qps = qps
 		o.burst = max(burst, 1)
+		o.limiter = nil
 	})
+}
+
+// WithRateLimiter sends every SOAP call through l, a token bucket the
+// caller may share with other clients (another vCenter session, an nsxt
+// or harbor Client) so that together they keep to one budget. It replaces
+// WithRateLimit's bucket.
+func WithRateLimiter(l *rate.Limiter) Option {
+	return optionFunc(func(o *options) { o.limiter = l })
 }

@@ -8,19 +8,23 @@ import (
 
 	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/kubefoundry/kubefoundry"
 )
 
+// The package's errors wrap the SDK's shared sentinels, re-exported here
+// under the same names: vsphere.ErrNotFound is kubefoundry.ErrNotFound.
 var (
 	// ErrNotFound is wrapped by every error about a missing object.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = kubefoundry.ErrNotFound
 	// ErrAlreadyExists is wrapped when an object exists and may not be
 	// reused, such as a VM of the requested name owned by another cluster.
-	ErrAlreadyExists = errors.New("already exists")
-	// ErrInvalidSpec is wrapped by validation errors.
-	ErrInvalidSpec = errors.New("invalid spec")
+	ErrAlreadyExists = kubefoundry.ErrAlreadyExists
+	// ErrInvalidSpec is wrapped by validation errors: kubefoundry.ErrInvalid.
+	ErrInvalidSpec = kubefoundry.ErrInvalid
 	// ErrInUse is wrapped when an object cannot go because others still
 	// depend on it, such as a stemcell that VMs are linked clones of.
-	ErrInUse = errors.New("in use")
+	ErrInUse = kubefoundry.ErrInUse
 )
 
 // NotFoundError names what was looked for, where, and what exists there.
@@ -67,47 +71,17 @@ func (e *TaskError) Error() string {
 // reach the vSphere fault.
 func (e *TaskError) Unwrap() error { return e.Err }
 
-// ValidationError lists every problem found in a spec, each naming its field.
-type ValidationError struct {
-	Problems []FieldError
-}
+// ValidationError lists every problem found in a spec, each naming its
+// field: the SDK's shared kubefoundry.ValidationError.
+type ValidationError = kubefoundry.ValidationError
 
-// FieldError is one problem in one field.
-type FieldError struct {
-	Field  string // path such as "specs[3].template"
-	Reason string
-}
-
-func (e *ValidationError) Error() string {
-	s := make([]string, len(e.Problems))
-	for i, p := range e.Problems {
-		s[i] = p.Field + ": " + p.Reason
-	}
-	return "invalid spec: " + strings.Join(s, "; ")
-}
-
-// Unwrap makes errors.Is(err, ErrInvalidSpec) true.
-func (e *ValidationError) Unwrap() error { return ErrInvalidSpec }
-
-func (e *ValidationError) add(field, format string, args ...any) {
-	e.Problems = append(e.Problems, FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
-}
-
-func (e *ValidationError) orNil() error {
-	if e == nil || len(e.Problems) == 0 {
-		return nil
-	}
-	return e
-}
+// FieldError is one problem in one field: kubefoundry.FieldError.
+type FieldError = kubefoundry.FieldError
 
 // IsNotFound reports whether err says an object does not exist, either as
 // one of this package's errors or as a vSphere ManagedObjectNotFound fault.
 func IsNotFound(err error) bool {
 	return errors.Is(err, ErrNotFound) || fault.Is(err, &types.ManagedObjectNotFound{})
-}
-
-func isNotAuthenticated(err error) bool {
-	return err != nil && fault.Is(err, &types.NotAuthenticated{})
 }
 
 // typeName is the bare type name of a fault, such as "DuplicateName".

@@ -11,6 +11,8 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/pbm"
 	pbmtypes "github.com/vmware/govmomi/pbm/types"
+
+	"github.com/kubefoundry/kubefoundry/internal/vimsession"
 )
 
 // maxListed bounds the names a NotFoundError lists.
@@ -201,7 +203,7 @@ func (c *Client) pbmClient(ctx context.Context) (*pbm.Client, error) {
 	if c.pbm != nil {
 		return c.pbm, nil
 	}
-	pc, err := pbm.NewClient(ctx, c.vim)
+	pc, err := vimsession.PBM(ctx, c.vim)
 	if err != nil {
 		return nil, fmt.Errorf("storage policy service: %w", err)
 	}

@@ -65,20 +65,20 @@ type VMHostRule struct {
 // EnsureVMHostRule creates or updates a VM group, a host group and the
 // rule binding them on cluster. It is idempotent.
 func (c *Client) EnsureVMHostRule(ctx context.Context, cluster string, r VMHostRule) error {
-	verr := &ValidationError{}
+	verr := &ValidationError{Object: "spec"}
 	if r.Name == "" {
-		verr.add("rule.name", "required")
+		verr.Add("rule.name", "", "required")
 	}
 	if r.VMGroup == "" {
-		verr.add("rule.vmGroup", "required")
+		verr.Add("rule.vmGroup", "", "required")
 	}
 	if r.HostGroup == "" {
-		verr.add("rule.hostGroup", "required")
+		verr.Add("rule.hostGroup", "", "required")
 	}
 	if len(r.Hosts) == 0 {
-		verr.add("rule.hosts", "at least one host is required")
+		verr.Add("rule.hosts", "", "at least one host is required")
 	}
-	if err := verr.orNil(); err != nil {
+	if err := verr.Err(); err != nil {
 		return err
 	}
 	cl, cfg, err := c.clusterConfig(ctx, cluster)

@@ -101,19 +101,19 @@ type Resize struct {
 // Only what differs from the VM's current configuration is sent; a
 // Resize the VM already has makes no change and starts no task.
 func (c *Client) ResizeVM(ctx context.Context, vm types.ManagedObjectReference, r Resize) error {
-	verr := &ValidationError{}
+	verr := &ValidationError{Object: "spec"}
 	if r.CPUs < 0 {
-		verr.add("resize.cpus", "%d: must not be negative", r.CPUs)
+		verr.Add("resize.cpus", "", "%d: must not be negative", r.CPUs)
 	}
 	if r.MemoryMB < 0 || r.MemoryMB%4 != 0 {
-		verr.add("resize.memoryMB", "%d: must be a non-negative multiple of 4", r.MemoryMB)
+		verr.Add("resize.memoryMB", "", "%d: must be a non-negative multiple of 4", r.MemoryMB)
 	}
 	for i, gb := range r.DisksGB {
 		if gb < 0 {
-			verr.add(fmt.Sprintf("resize.disksGB[%d]", i), "%d: must not be negative", gb)
+			verr.Add(fmt.Sprintf("resize.disksGB[%d]", i), "", "%d: must not be negative", gb)
 		}
 	}
-	if err := verr.orNil(); err != nil {
+	if err := verr.Err(); err != nil {
 		return err
 	}
 	var m mo.VirtualMachine
@@ -141,7 +141,7 @@ func (c *Client) ResizeVM(ctx context.Context, vm types.ManagedObjectReference, 
 		}
 		field := fmt.Sprintf("resize.disksGB[%d]", i)
 		if i >= len(disks) {
-			verr.add(field, "the VM has %d disks", len(disks))
+			verr.Add(field, "", "the VM has %d disks", len(disks))
 			continue
 		}
 		disk := *disks[i].(*types.VirtualDisk) // a copy: the retrieved list stays as read
@@ -152,16 +152,16 @@ func (c *Client) ResizeVM(ctx context.Context, vm types.ManagedObjectReference, 
 		want := gb * 1024 * 1024
 		switch {
 		case want != have && len(backingChain(disk.Backing)) > 1:
-			verr.add(field, "a delta disk (the VM has snapshots or is a linked clone) cannot be extended")
+			verr.Add(field, "", "a delta disk (the VM has snapshots or is a linked clone) cannot be extended")
 		case want < have:
-			verr.add(field, "%d GiB is smaller than the disk's %.1f GiB; disks only grow", gb, float64(have)/(1024*1024))
+			verr.Add(field, "", "%d GiB is smaller than the disk's %.1f GiB; disks only grow", gb, float64(have)/(1024*1024))
 		case want > have:
 			disk.CapacityInKB, disk.CapacityInBytes = want, want*1024
 			spec.DeviceChange = append(spec.DeviceChange, &types.VirtualDeviceConfigSpec{
 				Operation: types.VirtualDeviceConfigSpecOperationEdit, Device: &disk})
 		}
 	}
-	if err := verr.orNil(); err != nil {
+	if err := verr.Err(); err != nil {
 		return err
 	}
 	if spec.NumCPUs == 0 && spec.MemoryMB == 0 && len(spec.DeviceChange) == 0 {

@@ -1,6 +1,7 @@
 package vsphere
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/kubefoundry/kubefoundry"
 )
 
 // Owner identifies who a VM belongs to. It is recorded on the VM when it
@@ -109,94 +112,95 @@ var (
 
 // validate checks every spec and returns all problems at once.
 func validateSpecs(specs []VMSpec) error {
-	verr := &ValidationError{}
+	verr := &ValidationError{Object: "spec"}
 	seen := map[string]int{}
 	for i, s := range specs {
 		f := fmt.Sprintf("specs[%d]", i)
 		switch {
 		case s.Name == "":
-			verr.add(f+".name", "required")
+			verr.Add(f+".name", "", "required")
 		case !vmNameRE.MatchString(s.Name):
-			verr.add(f+".name", "%q: letters, digits, '.', '_' and '-', at most 80, starting and ending with a letter or digit", s.Name)
+			verr.Add(f+".name", "", "%q: letters, digits, '.', '_' and '-', at most 80, starting and ending with a letter or digit", s.Name)
 		}
 		key := s.Folder + "/" + s.Name
 		if j, dup := seen[key]; dup && s.Name != "" {
-			verr.add(f+".name", "%q repeats specs[%d] in the same folder", s.Name, j)
+			verr.Add(f+".name", "", "%q repeats specs[%d] in the same folder", s.Name, j)
 		}
 		seen[key] = i
-		if s.Owner.Cluster == "" || strings.Contains(s.Owner.Cluster, "/") {
-			verr.add(f+".owner.cluster", "required, without '/'")
+		var fe *FieldError
+		if errors.As(kubefoundry.ClusterID(s.Owner.Cluster).Validate(), &fe) {
+			verr.Add(f+".owner.cluster", s.Owner.Cluster, "%s", fe.Reason)
 		}
 		if strings.Contains(s.Owner.Group, "/") {
-			verr.add(f+".owner.group", "must not contain '/'")
+			verr.Add(f+".owner.group", "", "must not contain '/'")
 		}
 		if s.Owner.Index < 0 {
-			verr.add(f+".owner.index", "must not be negative")
+			verr.Add(f+".owner.index", "", "must not be negative")
 		}
 		if s.Template == "" {
-			verr.add(f+".template", "required")
+			verr.Add(f+".template", "", "required")
 		}
 		if s.Cluster == "" {
-			verr.add(f+".cluster", "required")
+			verr.Add(f+".cluster", "", "required")
 		}
 		if s.Folder == "" {
-			verr.add(f+".folder", "required")
+			verr.Add(f+".folder", "", "required")
 		}
 		if s.CPUs < 0 {
-			verr.add(f+".cpus", "must not be negative")
+			verr.Add(f+".cpus", "", "must not be negative")
 		}
 		if s.MemoryMB < 0 || s.MemoryMB%4 != 0 {
-			verr.add(f+".memoryMB", "must be a non-negative multiple of 4")
+			verr.Add(f+".memoryMB", "", "must be a non-negative multiple of 4")
 		}
 		for j, d := range s.Disks {
 			if d.SizeGB <= 0 {
-				verr.add(fmt.Sprintf("%s.disks[%d].sizeGB", f, j), "must be positive")
+				verr.Add(fmt.Sprintf("%s.disks[%d].sizeGB", f, j), "", "must be positive")
 			}
 		}
 		static := 0
 		for j, n := range s.NICs {
 			nf := fmt.Sprintf("%s.nics[%d]", f, j)
 			if n.Network == "" {
-				verr.add(nf+".network", "required")
+				verr.Add(nf+".network", "", "required")
 			}
 			if n.IP != "" {
 				static++
 				if _, err := netip.ParsePrefix(n.IP); err != nil {
-					verr.add(nf+".ip", "%q is not an address with a prefix length, such as 10.0.0.5/24", n.IP)
+					verr.Add(nf+".ip", "", "%q is not an address with a prefix length, such as 10.0.0.5/24", n.IP)
 				}
 			}
 			if n.Gateway != "" {
 				if _, err := netip.ParseAddr(n.Gateway); err != nil {
-					verr.add(nf+".gateway", "%q is not an IP address", n.Gateway)
+					verr.Add(nf+".gateway", "", "%q is not an IP address", n.Gateway)
 				}
 			}
 			for k, d := range n.DNS {
 				if _, err := netip.ParseAddr(d); err != nil {
-					verr.add(fmt.Sprintf("%s.dns[%d]", nf, k), "%q is not an IP address", d)
+					verr.Add(fmt.Sprintf("%s.dns[%d]", nf, k), "", "%q is not an IP address", d)
 				}
 			}
 			if n.MAC != "" && !macRE.MatchString(n.MAC) {
-				verr.add(nf+".mac", "%q is not in VMware's manual range 00:50:56:00:00:00-00:50:56:3f:ff:ff", n.MAC)
+				verr.Add(nf+".mac", "", "%q is not in VMware's manual range 00:50:56:00:00:00-00:50:56:3f:ff:ff", n.MAC)
 			}
 		}
 		if static > 0 && len(s.NICs) > 1 {
 			for j, n := range s.NICs {
 				if n.MAC == "" {
-					verr.add(fmt.Sprintf("%s.nics[%d].mac", f, j), "required when a VM with several NICs has a static IP")
+					verr.Add(fmt.Sprintf("%s.nics[%d].mac", f, j), "", "required when a VM with several NICs has a static IP")
 				}
 			}
 		}
 		if s.IPTimeout < 0 {
-			verr.add(f+".ipTimeout", "must not be negative")
+			verr.Add(f+".ipTimeout", "", "must not be negative")
 		}
 		if s.IPTimeout > 0 && s.PoweredOff {
-			verr.add(f+".ipTimeout", "a VM left powered off never reports an IP")
+			verr.Add(f+".ipTimeout", "", "a VM left powered off never reports an IP")
 		}
 		for k := range s.ExtraConfig {
 			if strings.HasPrefix(k, ownerKeyPrefix) || strings.HasPrefix(k, "guestinfo.metadata") || strings.HasPrefix(k, "guestinfo.userdata") {
-				verr.add(f+".extraConfig["+k+"]", "reserved: set by ProvisionVMs")
+				verr.Add(f+".extraConfig["+k+"]", "", "reserved: set by ProvisionVMs")
 			}
 		}
 	}
-	return verr.orNil()
+	return verr.Err()
 }

@@ -56,17 +56,17 @@ const stemcellAnnotationPrefix = "kubefoundry stemcell sha256:"
 // with the same SHA-256 is returned as it is; one with another checksum is
 // an ErrAlreadyExists (import a new stemcell version under a new name).
 func (c *Client) ImportStemcell(ctx context.Context, s StemcellSpec) (*Stemcell, error) {
-	verr := &ValidationError{}
+	verr := &ValidationError{Object: "spec"}
 	for field, v := range map[string]string{"path": s.Path, "name": s.Name, "folder": s.Folder, "cluster": s.Cluster, "datastore": s.Datastore} {
 		if v == "" {
-			verr.add("stemcell."+field, "required")
+			verr.Add("stemcell."+field, "", "required")
 		}
 	}
 	ext := strings.ToLower(path.Ext(s.Path))
 	if s.Path != "" && ext != ".ova" && ext != ".ovf" {
-		verr.add("stemcell.path", "%q: want an .ova or .ovf file", s.Path)
+		verr.Add("stemcell.path", "", "%q: want an .ova or .ovf file", s.Path)
 	}
-	if err := verr.orNil(); err != nil {
+	if err := verr.Err(); err != nil {
 		return nil, err
 	}
 	sum, err := fileSHA256(s.Path)
