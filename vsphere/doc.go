@@ -31,7 +31,10 @@
 // clone task itself and reads the state of all its pending tasks and VMs in
 // one RetrievePropertiesEx every 100 ms, so a VM costs about two SOAP calls
 // (the clone and the owner custom attribute) plus a share of the batched
-// reads (2.7-2.8 per VM for 100 VMs in BenchmarkProvisionVMs). WatchVMs,
+// reads (2.7-2.8 per VM for 100 VMs in BenchmarkProvisionVMs). Once only
+// VMs waiting for their guests' IPs are left, reads back off to one every
+// 10 s while nothing changes (BenchmarkIPWait: reads of 3 VMs over a
+// 5-minute wait). WatchVMs,
 // for long-lived watches, uses one PropertyCollector and ListView with
 // WaitForUpdatesEx instead. It is idempotent:
 // called again with the same specs it returns the same VMs and creates

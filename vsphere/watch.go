@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"reflect"
 	"sync"
 	"time"
 
@@ -230,7 +232,7 @@ func (w *watcher) follow(ctx context.Context, pc types.ManagedObjectReference) e
 }
 
 // apply records changes and calls the subscribers of each changed object.
-func (w *watcher) apply(updates []types.ObjectUpdate) {
+func (w *watcher) apply(updates []types.ObjectUpdate) (changed bool) {
 	type call struct {
 		fns []func(objectState)
 		st  objectState
@@ -241,9 +243,12 @@ func (w *watcher) apply(updates []types.ObjectUpdate) {
 		if u.Kind == types.ObjectUpdateKindLeave {
 			continue
 		}
-		st := w.state[u.Obj]
+		old := w.state[u.Obj]
+		st := old
 		if st == nil || u.Kind == types.ObjectUpdateKindEnter {
 			st = objectState{}
+		} else {
+			old = maps.Clone(old)
 		}
 		for _, ch := range u.ChangeSet {
 			if ch.Op == types.PropertyChangeOpRemove || ch.Val == nil {
@@ -253,6 +258,9 @@ func (w *watcher) apply(updates []types.ObjectUpdate) {
 			}
 		}
 		w.state[u.Obj] = st
+		if old == nil || !reflect.DeepEqual(old, st) {
+			changed = true
+		}
 		if fns, ok := w.objs[u.Obj]; ok && len(fns) > 0 {
 			snapshot := make(objectState, len(st))
 			for k, v := range st {
@@ -267,6 +275,7 @@ func (w *watcher) apply(updates []types.ObjectUpdate) {
 			fn(c.st)
 		}
 	}
+	return changed
 }
 
 // subscribe follows ref and calls fn with its state on every change, first
@@ -505,10 +514,16 @@ func goneUpdate(ref types.ManagedObjectReference) types.ObjectUpdate {
 		ChangeSet: []types.PropertyChange{{Name: goneKey, Op: types.PropertyChangeOpAssign, Val: true}}}
 }
 
-// pollLoop reads every followed object in one call per interval.
+// pollLoop reads every followed object in one call per interval. While
+// it follows VMs only (what is left is waiting for guests to report an
+// IP, which takes tens of seconds to minutes) and reads show no change,
+// the interval doubles up to maxIdlePoll: a five-minute wait for IPs then
+// costs a few dozen reads for all the VMs together, not one read every
+// 100 ms. A change, or an object added, brings it back to the base.
 func (w *watcher) pollLoop(ctx context.Context) {
 	t := time.NewTimer(w.poll)
 	defer t.Stop()
+	idle := w.poll
 	for {
 		select {
 		case <-ctx.Done():
@@ -516,35 +531,51 @@ func (w *watcher) pollLoop(ctx context.Context) {
 		case <-w.changed:
 			// A new object: wait for the tick rather than read at once, so
 			// that objects started together are read together.
+			idle = w.poll
 			continue
 		case <-t.C:
 		}
-		next := w.poll
-		if w.urgent != nil && w.urgent() {
-			next = w.poll / 4
-		}
-		t.Reset(next)
 		w.mu.Lock()
 		refs := make([]types.ManagedObjectReference, 0, len(w.objs))
+		vmsOnly := true
 		for ref := range w.objs {
 			refs = append(refs, ref)
+			vmsOnly = vmsOnly && ref.Type == "VirtualMachine"
 		}
 		w.add, w.remove = nil, nil
 		w.mu.Unlock()
 		if len(refs) == 0 {
+			t.Reset(w.poll)
 			continue
 		}
 		updates, err := w.read(ctx, refs)
+		changed := true
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			w.log.Debug("poll failed", zap.Error(err))
-			continue
+		} else {
+			changed = w.apply(updates)
 		}
-		w.apply(updates)
+		next := w.poll
+		switch {
+		case vmsOnly && !changed:
+			idle = min(2*idle, maxIdlePoll)
+			next = idle
+		case w.urgent != nil && w.urgent():
+			next = w.poll / 4
+			idle = w.poll
+		default:
+			idle = w.poll
+		}
+		t.Reset(next)
 	}
 }
+
+// maxIdlePoll is the longest interval between reads of VMs whose state
+// has not changed (see pollLoop).
+const maxIdlePoll = 10 * time.Second
 
 // read retrieves the followed properties of refs as Enter updates. An
 // object that no longer exists is reported with an empty change set.

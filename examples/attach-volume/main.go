@@ -7,7 +7,12 @@
 //	go run ./examples/attach-volume -n 4
 //
 // Against a real vCenter, give -url (or GOVC_URL with GOVC_USERNAME,
-// GOVC_PASSWORD, GOVC_INSECURE) and -datastore, -vm-pattern.
+// GOVC_PASSWORD and GOVC_INSECURE, GOVC_TLS_CA_CERTS or
+// GOVC_TLS_KNOWN_HOSTS) and -datastore, -vm-pattern.
+//
+// VMs and volumes share one vCenter session: the csi client is made on the
+// vsphere client's, so a session vCenter ends is logged in again once for
+// both, and the call count printed at the end is theirs together.
 package main
 
 import (
@@ -17,20 +22,20 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/signal"
-	"strconv"
+	"strings"
 	"text/tabwriter"
 
-	"github.com/vmware/govmomi"
 	_ "github.com/vmware/govmomi/cns/simulator" // CNS in the embedded simulator
 	"github.com/vmware/govmomi/find"
 	_ "github.com/vmware/govmomi/pbm/simulator" // SPBM in the embedded simulator
 	"github.com/vmware/govmomi/simulator"
-	"github.com/vmware/govmomi/vim25/soap"
 
+	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/csi"
+	"github.com/kubefoundry/kubefoundry/examples/internal/vcflags"
+	"github.com/kubefoundry/kubefoundry/vsphere"
 )
 
 func main() {
@@ -42,9 +47,7 @@ func main() {
 
 func run(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("attach-volume", flag.ContinueOnError)
-	rawURL := fs.String("url", os.Getenv("GOVC_URL"), "vCenter URL; empty starts an in-process simulator (env GOVC_URL)")
-	insecureDefault, _ := strconv.ParseBool(os.Getenv("GOVC_INSECURE"))
-	insecure := fs.Bool("insecure", insecureDefault, "skip TLS verification (env GOVC_INSECURE)")
+	vc := vcflags.Register(fs)
 	n := fs.Int("n", 4, "volumes to create")
 	sizeMB := fs.Int64("size-mb", 1024, "size of each volume")
 	datastore := fs.String("datastore", "LocalDS_0", "datastore")
@@ -56,11 +59,13 @@ func run(args []string, stdout io.Writer) error {
 	if *n < 1 {
 		return errors.New("-n must be at least 1")
 	}
+	if err := kubefoundry.ClusterID(*cluster).Validate(); err != nil {
+		return fmt.Errorf("-cluster-id: %w", err)
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
 
-	u := *rawURL
-	if u == "" {
+	if vc.URL == "" {
 		m := simulator.VPX()
 		if err := m.Create(); err != nil {
 			return err
@@ -70,30 +75,23 @@ func run(args []string, stdout io.Writer) error {
 		m.Service.RegisterEndpoints = true
 		s := m.Service.NewServer()
 		defer s.Close()
-		u, *insecure = s.URL.String(), true
+		vc.URL, vc.Insecure = s.URL.String(), true
 	}
-	parsed, err := soap.ParseURL(u)
+	cfg, err := vc.Config()
 	if err != nil {
 		return err
 	}
-	if user := os.Getenv("GOVC_USERNAME"); user != "" && parsed.User == nil {
-		parsed.User = url.UserPassword(user, os.Getenv("GOVC_PASSWORD"))
-	}
-	gc, err := govmomi.NewClient(ctx, parsed, *insecure)
+	vs, err := vsphere.New(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = gc.Logout(context.WithoutCancel(ctx)) }()
-	c, err := csi.New(ctx, gc.Client)
+	defer func() { _ = vs.Close(context.WithoutCancel(ctx)) }()
+	c, err := csi.New(ctx, vs.Vim25())
 	if err != nil {
 		return err
 	}
-	f := find.NewFinder(gc.Client, true)
-	dc, err := f.DefaultDatacenter(ctx)
-	if err != nil {
-		return err
-	}
-	f.SetDatacenter(dc)
+	f := find.NewFinder(vs.Vim25(), true)
+	f.SetDatacenter(vs.Datacenter())
 	vms, err := f.VirtualMachineList(ctx, *pattern)
 	if err != nil {
 		return err
@@ -117,5 +115,19 @@ func run(args []string, stdout io.Writer) error {
 	for _, v := range vols {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", v.Name, v.ID, v.SizeMB, v.AttachedTo)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	st := vs.Stats()
+	_, err = fmt.Fprintf(stdout, "%d SOAP calls on one session (%d CNS), %d re-logins\n", st.Calls, cnsCalls(st.ByMethod), st.Relogins)
+	return err
+}
+
+func cnsCalls(by map[string]int64) (n int64) {
+	for m, c := range by {
+		if strings.HasPrefix(m, "Cns") {
+			n += c
+		}
+	}
+	return n
 }
