@@ -7,8 +7,9 @@
 //	go run ./examples/provision-vms -n 20
 //
 // Against a real vCenter, give -url or the GOVC_* variables govc users
-// already have (GOVC_URL, GOVC_USERNAME, GOVC_PASSWORD, GOVC_INSECURE,
-// GOVC_DATACENTER):
+// already have (GOVC_URL, GOVC_USERNAME, GOVC_PASSWORD, GOVC_DATACENTER,
+// and GOVC_INSECURE, GOVC_TLS_CA_CERTS or GOVC_TLS_KNOWN_HOSTS to trust
+// its certificate):
 //
 //	go run ./examples/provision-vms -url https://vc/sdk -template stemcell -cluster C1 -network VM\ Network -n 3
 package main
@@ -22,7 +23,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -30,6 +30,8 @@ import (
 	"github.com/vmware/govmomi/simulator"
 	"go.uber.org/zap"
 
+	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/examples/internal/vcflags"
 	"github.com/kubefoundry/kubefoundry/vsphere"
 )
 
@@ -41,25 +43,26 @@ func main() {
 }
 
 type flags struct {
-	url, user, password, datacenter   string
-	insecure                          bool
+	vc                                *vcflags.VCenter
 	n, concurrency                    int
 	template, cluster, pool, folder   string
 	datastore, network, prefix, owner string
 	linked, quiet, asJSON, verbose    bool
 	ipTimeout, simClone               time.Duration
+	cpus, memoryMB                    int
+	diskGB                            int
+	userData                          string
 }
 
 func parse(args []string, stderr io.Writer) (*flags, error) {
 	f := &flags{}
 	fs := flag.NewFlagSet("provision-vms", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&f.url, "url", os.Getenv("GOVC_URL"), "vCenter URL; empty starts an in-process simulator (env GOVC_URL)")
-	fs.StringVar(&f.user, "username", os.Getenv("GOVC_USERNAME"), "user name (env GOVC_USERNAME)")
-	fs.StringVar(&f.password, "password", os.Getenv("GOVC_PASSWORD"), "password (env GOVC_PASSWORD)")
-	fs.StringVar(&f.datacenter, "datacenter", os.Getenv("GOVC_DATACENTER"), "datacenter (env GOVC_DATACENTER)")
-	insecure, _ := strconv.ParseBool(os.Getenv("GOVC_INSECURE"))
-	fs.BoolVar(&f.insecure, "insecure", insecure, "skip TLS verification (env GOVC_INSECURE)")
+	f.vc = vcflags.Register(fs)
+	fs.IntVar(&f.cpus, "cpus", 0, "virtual CPUs of each VM (default: the template's)")
+	fs.IntVar(&f.memoryMB, "memory-mb", 0, "memory of each VM in MiB (default: the template's)")
+	fs.IntVar(&f.diskGB, "disk-gb", 0, "add a data disk of this many GiB to each VM (0: none)")
+	fs.StringVar(&f.userData, "user-data", "", "file of cloud-init user data for each VM")
 	fs.IntVar(&f.n, "n", 10, "number of VMs")
 	fs.IntVar(&f.concurrency, "concurrency", 16, "VMs provisioned at once")
 	fs.StringVar(&f.template, "template", "DC0_C0_RP0_VM0", "template (stemcell) to clone")
@@ -82,6 +85,9 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	if f.n < 1 || f.concurrency < 1 {
 		return nil, errors.New("-n and -concurrency must be at least 1")
 	}
+	if err := kubefoundry.ClusterID(f.owner).Validate(); err != nil {
+		return nil, fmt.Errorf("-owner: %w", err)
+	}
 	if f.pool == "" {
 		f.pool = f.owner
 	}
@@ -99,7 +105,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
 
-	simulated := f.url == ""
+	var userData []byte
+	if f.userData != "" {
+		if userData, err = os.ReadFile(f.userData); err != nil {
+			return fmt.Errorf("-user-data: %w", err)
+		}
+	}
+	simulated := f.vc.URL == ""
 	if simulated {
 		// A clone takes -sim-clone-delay; LockHandoff 0 lets clones of one
 		// template overlap as they do on a real vCenter.
@@ -111,16 +123,18 @@ func run(args []string, stdout, stderr io.Writer) error {
 		defer m.Remove()
 		s := m.Service.NewServer()
 		defer s.Close()
-		f.url, f.insecure = s.URL.String(), true
+		f.vc.URL, f.vc.Insecure = s.URL.String(), true
 	}
 
 	log := zap.NewNop()
 	if f.verbose {
 		log, _ = zap.NewDevelopment()
 	}
-	c, err := vsphere.New(ctx, vsphere.Config{URL: f.url, Username: f.user, Password: f.password,
-		Datacenter: f.datacenter, Insecure: f.insecure},
-		vsphere.WithLogger(log), vsphere.WithConcurrency(f.concurrency))
+	cfg, err := f.vc.Config()
+	if err != nil {
+		return err
+	}
+	c, err := vsphere.New(ctx, cfg, vsphere.WithLogger(log), vsphere.WithConcurrency(f.concurrency))
 	if err != nil {
 		return err
 	}
@@ -139,6 +153,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 			Datastore:    f.datastore,
 			NICs:         []vsphere.NIC{{Network: f.network}},
 			IPTimeout:    f.ipTimeout,
+			CPUs:         int32(f.cpus),
+			MemoryMB:     int64(f.memoryMB),
+			UserData:     userData,
+		}
+		if f.diskGB > 0 {
+			specs[i].Disks = []vsphere.Disk{{SizeGB: int64(f.diskGB)}}
 		}
 		if simulated {
 			// vcsim has no guest to run DHCP; this is its way to report one.
@@ -149,10 +169,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	var opts []vsphere.ProvisionOption
 	showBar := !f.quiet && !f.asJSON
 	if showBar {
+		// Every step moves the line, so a long wait for clones or IPs
+		// shows where each VM is rather than nothing.
+		phase := map[string]vsphere.Phase{}
 		opts = append(opts, vsphere.WithProgress(func(ev vsphere.ProgressEvent) {
-			if ev.Phase == vsphere.PhaseReady || ev.Phase == vsphere.PhaseFailed {
-				fmt.Fprintf(stderr, "\r%s", bar(ev.Done, ev.Total, 40))
-			}
+			phase[ev.VM] = ev.Phase
+			fmt.Fprintf(stderr, "\r%s %s", bar(ev.Done, ev.Total, 40), phases(phase, ev.Total))
 		}))
 	}
 	before := c.Stats().Calls
@@ -168,15 +190,31 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 
 	failed := 0
+	causes := map[string]int{} // distinct errors, with how many VMs each
+	var order []string
 	for _, r := range res {
 		if r.Err != nil {
 			failed++
+			if causes[r.Err.Error()] == 0 {
+				order = append(order, r.Err.Error())
+			}
+			causes[r.Err.Error()]++
 		}
 	}
+	// One error shared by every failed VM (a bad template, a missing
+	// network) is printed once, not on every row.
+	shared := len(order) == 1 && failed > 1
 	switch {
 	case f.asJSON:
+		vms := make([]map[string]any, len(res))
+		for i, r := range res {
+			vms[i] = map[string]any{"name": r.Name, "ref": r.Ref.Value, "ip": r.IP, "created": r.Created}
+			if r.Err != nil {
+				vms[i]["error"] = r.Err.Error()
+			}
+		}
 		out := map[string]any{"wall_seconds": wall.Seconds(), "soap_calls": calls, "vms": len(res), "failed": failed,
-			"soap_calls_per_vm": float64(calls) / float64(len(res))}
+			"soap_calls_per_vm": float64(calls) / float64(len(res)), "results": vms}
 		if err := json.NewEncoder(stdout).Encode(out); err != nil {
 			return err
 		}
@@ -187,6 +225,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 			e := ""
 			if r.Err != nil {
 				e = r.Err.Error()
+				if shared {
+					e = "(below)"
+				}
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%s\n", r.Name, r.Ref.Value, r.IP, r.Created, e)
 		}
@@ -196,9 +237,41 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%d VMs in %s, %d SOAP calls (%.2f per VM)\n", len(res), wall.Round(time.Millisecond), calls, float64(calls)/float64(len(res)))
 	}
 	if perr != nil {
-		return fmt.Errorf("%d of %d VMs failed", failed, len(res))
+		msg := make([]string, len(order))
+		for i, m := range order {
+			msg[i] = m
+			if len(order) > 1 {
+				msg[i] = fmt.Sprintf("%d VMs: %s", causes[m], m)
+			}
+		}
+		return fmt.Errorf("%d of %d VMs failed: %s", failed, len(res), strings.Join(msg, "; "))
 	}
 	return nil
+}
+
+// phases counts the VMs in each phase reached so far: "cloning 3, powered-on 2, ready 5".
+func phases(by map[string]vsphere.Phase, total int) string {
+	count := map[vsphere.Phase]int{}
+	for _, p := range by {
+		count[p]++
+	}
+	var parts []string
+	if waiting := total - len(by); waiting > 0 {
+		parts = append(parts, fmt.Sprintf("queued %d", waiting))
+	}
+	for _, p := range []vsphere.Phase{vsphere.PhaseCloneStarted, vsphere.PhaseCloned, vsphere.PhaseExisting, vsphere.PhasePoweredOn, vsphere.PhaseReady, vsphere.PhaseFailed} {
+		if count[p] > 0 {
+			name := string(p)
+			switch p {
+			case vsphere.PhaseCloneStarted:
+				name = "cloning"
+			case vsphere.PhasePoweredOn:
+				name = "waiting for IP"
+			}
+			parts = append(parts, fmt.Sprintf("%s %d", name, count[p]))
+		}
+	}
+	return strings.Join(parts, ", ") + "   "
 }
 
 func bar(done, total, width int) string {

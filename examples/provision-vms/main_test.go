@@ -43,3 +43,37 @@ func TestRunBadFlags(t *testing.T) {
 	var out, errOut bytes.Buffer
 	assert.Error(t, run([]string{"-n", "0"}, &out, &errOut))
 }
+
+// TestRunFailureSaysWhy: a cause every VM shares is printed once, in the
+// error -quiet and -json print too, not "2 of 2 VMs failed" alone.
+func TestRunFailureSaysWhy(t *testing.T) {
+	t.Setenv("GOVC_URL", "")
+	for _, mode := range [][]string{nil, {"-quiet"}, {"-json"}} {
+		var out, errOut bytes.Buffer
+		err := run(append([]string{"-n", "2", "-sim-clone-delay", "10ms", "-template", "nope"}, mode...), &out, &errOut)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), `2 of 2 VMs failed: template: virtual machine "nope" not found`, "%v", mode)
+		assert.Equal(t, 1, strings.Count(err.Error(), "not found"), "said once: %v", err)
+		if mode == nil {
+			assert.Equal(t, 2, strings.Count(out.String(), "(below)"), out.String())
+			assert.NotContains(t, out.String(), "not found", "not repeated on every row")
+		}
+		if len(mode) == 1 && mode[0] == "-json" {
+			var summary struct {
+				Results []struct {
+					Name, Error string
+				} `json:"results"`
+			}
+			require.NoError(t, json.Unmarshal(out.Bytes(), &summary))
+			require.Len(t, summary.Results, 2)
+			assert.Contains(t, summary.Results[0].Error, "not found")
+		}
+	}
+}
+
+func TestRunBadOwner(t *testing.T) {
+	var out, errOut bytes.Buffer
+	err := run([]string{"-owner", "Prod_1"}, &out, &errOut)
+	require.ErrorContains(t, err, "-owner")
+	assert.ErrorContains(t, err, "lower-case")
+}
