@@ -48,11 +48,46 @@
 // Ownership is written into each VM's extraConfig (kubefoundry.cluster,
 // kubefoundry.group, kubefoundry.index) in the same task that creates it,
 // so no VM exists without it, and repeated in the custom attribute
-// "kubefoundry.owner" for the vSphere Client.
+// "kubefoundry.owner" for the vSphere Client. The folders and resource
+// pools ProvisionVMs creates carry the cluster in the custom attribute
+// "kubefoundry.cluster": ListContainers lists them and RemoveContainers
+// removes the empty ones, so what a cluster's runs created goes with it. A
+// spec whose template, compute cluster, datastore, storage policy or
+// network does not exist fails before anything is created for it. Owner
+// clusters follow kubefoundry.ClusterID's rule.
 //
-// A Client is safe for concurrent use by many goroutines. Errors wrap
-// ErrNotFound, ErrAlreadyExists and ErrInvalidSpec, and task failures are
+// # Sessions
+//
+// The session (internal/vimsession) is shared with package csi:
+// csi.New(ctx, c.Vim25()) sends CNS and SPBM calls through the same
+// re-login, rate limit (WithRateLimit, or WithRateLimiter to share a bucket
+// with other clients), call counting (Stats) and timeouts. Connect, TLS
+// handshake and each call are bounded (Config.ConnectTimeout,
+// TLSHandshakeTimeout, CallTimeout: 10 s, 10 s, 1 minute by default), and a
+// bound that strikes is a *kubefoundry.TimeoutError naming the stage.
+//
+// # Errors
+//
+// Errors wrap the SDK's shared sentinels (ErrNotFound, ErrAlreadyExists,
+// ErrInvalidSpec = kubefoundry.ErrInvalid, ErrInUse); validation lists every
+// problem at once as a *kubefoundry.ValidationError; task failures are
 // *TaskError values whose vSphere fault govmomi's fault.Is and fault.As see.
+//
+// # Files
+//
+//	client.go      New, Close, SetCredentials, Stats, Vim25
+//	config.go      Config and Options
+//	inventory.go   Find* lookups whose not-found errors list what exists
+//	spec.go        VMSpec, Owner and their validation
+//	provision.go   ProvisionVMs: clone specs, linked-clone replicas, folders and pools, IP waits
+//	containers.go  the folders and pools a cluster's runs created: ListContainers, RemoveContainers
+//	owner.go       ownership keys and attributes, ListVMs (the orphan scan)
+//	power.go       power, resize, DestroyVMs
+//	placement.go   DRS anti-affinity and VM/host rules
+//	watch.go       one PropertyCollector (WatchVMs) and the batched poller of ProvisionVMs
+//	stemcell.go    ImportStemcell, DeleteStemcell
+//
+// A Client is safe for concurrent use by many goroutines.
 //
 // Tests run against govmomi's in-process vCenter simulator (vcsim).
 package vsphere

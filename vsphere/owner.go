@@ -3,6 +3,7 @@ package vsphere
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -147,32 +148,45 @@ func (c *Client) setOwnerAttribute(ctx context.Context, vm types.ManagedObjectRe
 
 // ownerFieldKey finds or defines the owner custom attribute, once.
 func (c *Client) ownerFieldKey(ctx context.Context) (int32, error) {
+	return c.fieldKey(ctx, OwnerAttribute, "VirtualMachine", true)
+}
+
+// fieldKey finds the custom attribute name, once, defining it for moType
+// ("" for every managed entity) when define is set. Without define, a
+// missing attribute is (-1, nil).
+func (c *Client) fieldKey(ctx context.Context, name, moType string, define bool) (int32, error) {
 	c.fieldMu.Lock()
 	defer c.fieldMu.Unlock()
-	if k, ok := c.fieldKeys[OwnerAttribute]; ok {
+	if k, ok := c.fieldKeys[name]; ok {
 		return k, nil
 	}
 	m, err := object.GetCustomFieldsManager(c.vim)
 	if err != nil {
 		return 0, err
 	}
-	key, err := m.FindKey(ctx, OwnerAttribute)
+	key, err := m.FindKey(ctx, name)
 	if err != nil {
-		def, aerr := m.Add(ctx, OwnerAttribute, "VirtualMachine", nil, nil)
+		if !define {
+			if errors.Is(err, object.ErrKeyNameNotFound) {
+				return -1, nil
+			}
+			return 0, fmt.Errorf("custom attribute %s: %w", name, err)
+		}
+		def, aerr := m.Add(ctx, name, moType, nil, nil)
 		switch {
 		case aerr == nil:
 			key = def.Key
 		case fault.Is(aerr, &types.DuplicateName{}):
-			if key, err = m.FindKey(ctx, OwnerAttribute); err != nil {
-				return 0, fmt.Errorf("custom attribute %s: %w", OwnerAttribute, err)
+			if key, err = m.FindKey(ctx, name); err != nil {
+				return 0, fmt.Errorf("custom attribute %s: %w", name, err)
 			}
 		default:
-			return 0, fmt.Errorf("define custom attribute %s: %w", OwnerAttribute, aerr)
+			return 0, fmt.Errorf("define custom attribute %s: %w", name, aerr)
 		}
 	}
 	if c.fieldKeys == nil {
 		c.fieldKeys = map[string]int32{}
 	}
-	c.fieldKeys[OwnerAttribute] = key
+	c.fieldKeys[name] = key
 	return key, nil
 }

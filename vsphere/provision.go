@@ -158,7 +158,9 @@ type provisioner struct {
 	replicas  memo[types.ManagedObjectReference, *mo.VirtualMachine] // by datastore
 	snapshots memo[types.ManagedObjectReference, types.ManagedObjectReference]
 	folders   memo[string, *object.Folder]
+	existed   memo[string, bool] // whether a folder was there when the call began
 	pools     memo[string, *object.ResourcePool]
+	clusters  memo[string, *object.ClusterComputeResource]
 	stores    memo[string, *object.Datastore]
 	networks  memo[string, types.BaseVirtualDeviceBackingInfo]
 	policies  memo[string, string]
@@ -228,7 +230,7 @@ func (p *provisioner) provisionVM(ctx context.Context, s *VMSpec, log *zap.Logge
 // place returns the spec's VM: the existing one, checked and powered on,
 // or a new clone.
 func (p *provisioner) place(ctx context.Context, s *VMSpec, log *zap.Logger) (ref types.ManagedObjectReference, created bool, err error) {
-	folder, err := p.folder(ctx, s.Folder)
+	folder, err := p.folder(ctx, s)
 	if err != nil {
 		return ref, false, err
 	}
@@ -508,13 +510,7 @@ func (p *provisioner) deviceChanges(ctx context.Context, s *VMSpec, tpl *templat
 	if len(s.NICs) > 0 {
 		nics := tpl.devices.SelectByType((*types.VirtualEthernetCard)(nil))
 		for i, n := range s.NICs {
-			backing, err := p.networks.get(n.Network, func() (types.BaseVirtualDeviceBackingInfo, error) {
-				net, err := p.c.FindNetwork(ctx, n.Network)
-				if err != nil {
-					return nil, err
-				}
-				return net.EthernetCardBackingInfo(ctx)
-			})
+			backing, err := p.network(ctx, n.Network)
 			if err != nil {
 				return nil, err
 			}
@@ -804,14 +800,94 @@ func replicaOf(m *mo.VirtualMachine) string {
 	return ""
 }
 
-// folder resolves the folder path, creating each missing level.
-func (p *provisioner) folder(ctx context.Context, name string) (*object.Folder, error) {
-	return p.folders.get(name, func() (*object.Folder, error) { return p.c.EnsureFolder(ctx, name) })
+// folder resolves the spec's folder path, creating each missing level for
+// the spec's cluster, once the spec's inventory is known to exist.
+func (p *provisioner) folder(ctx context.Context, s *VMSpec) (*object.Folder, error) {
+	exists, err := p.existed.get(s.Folder, func() (bool, error) {
+		_, err := p.c.lookupFolder(ctx, s.Folder)
+		if isFinderNotFound(err) {
+			return false, nil
+		}
+		return err == nil, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("folder %s: %w", s.Folder, err)
+	}
+	if !exists {
+		// Nothing of this spec can exist yet: check what it names before
+		// creating anything, so a bad template or network leaves no empty
+		// folder or pool behind. Each spec is checked on its own: one
+		// spec's bad template fails that VM only.
+		if err := p.preflight(ctx, s); err != nil {
+			return nil, err
+		}
+	}
+	return p.folders.get(s.Folder, func() (*object.Folder, error) {
+		return p.c.ensureFolder(ctx, s.Folder, s.Owner.Cluster)
+	})
+}
+
+// preflight resolves what a clone of s needs and that provisioning does
+// not create: template, compute cluster, datastore, storage policy and
+// networks. Every lookup is memoized for the call.
+func (p *provisioner) preflight(ctx context.Context, s *VMSpec) error {
+	if _, err := p.template(ctx, s); err != nil {
+		return err
+	}
+	if !path.IsAbs(s.ResourcePool) {
+		if _, err := p.clusters.get(s.Cluster, func() (*object.ClusterComputeResource, error) { return p.c.FindCluster(ctx, s.Cluster) }); err != nil {
+			return err
+		}
+	}
+	if s.Datastore != "" {
+		if _, err := p.stores.get(s.Datastore, func() (*object.Datastore, error) { return p.c.FindDatastore(ctx, s.Datastore) }); err != nil {
+			return err
+		}
+	}
+	if s.StoragePolicy != "" {
+		if _, err := p.policies.get(s.StoragePolicy, func() (string, error) { return p.c.FindStoragePolicy(ctx, s.StoragePolicy) }); err != nil {
+			return err
+		}
+	}
+	for i, n := range s.NICs {
+		if _, err := p.network(ctx, n.Network); err != nil {
+			return fmt.Errorf("nics[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// network resolves a network's backing for a NIC, once per call.
+func (p *provisioner) network(ctx context.Context, name string) (types.BaseVirtualDeviceBackingInfo, error) {
+	return p.networks.get(name, func() (types.BaseVirtualDeviceBackingInfo, error) {
+		net, err := p.c.FindNetwork(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		return net.EthernetCardBackingInfo(ctx)
+	})
+}
+
+// lookupFolder finds the VM folder at folderPath without creating it.
+func (c *Client) lookupFolder(ctx context.Context, folderPath string) (*object.Folder, error) {
+	root := path.Join(c.dc.InventoryPath, "vm")
+	p := folderPath
+	if !path.IsAbs(p) {
+		p = path.Join(root, p)
+	}
+	return c.finder.Folder(ctx, p)
 }
 
 // EnsureFolder returns the VM folder at path (relative to the datacenter's
-// vm folder, or absolute), creating each missing level.
+// vm folder, or absolute), creating each missing level. Levels it creates
+// carry no cluster (ContainerAttribute): RemoveContainers leaves them.
 func (c *Client) EnsureFolder(ctx context.Context, folderPath string) (*object.Folder, error) {
+	return c.ensureFolder(ctx, folderPath, "")
+}
+
+// ensureFolder is EnsureFolder marking each level it creates as the
+// cluster's, when cluster is set.
+func (c *Client) ensureFolder(ctx context.Context, folderPath, cluster string) (*object.Folder, error) {
 	root := path.Join(c.dc.InventoryPath, "vm")
 	rel := folderPath
 	if path.IsAbs(folderPath) {
@@ -839,6 +915,7 @@ func (c *Client) EnsureFolder(ctx context.Context, folderPath string) (*object.F
 			return nil, fmt.Errorf("folder %s: %w", cur, err)
 		}
 		created, err := f.CreateFolder(ctx, part)
+		ours := err == nil
 		if err != nil {
 			if !fault.Is(err, &types.DuplicateName{}) {
 				return nil, fmt.Errorf("create folder %s: %w", cur, err)
@@ -848,7 +925,14 @@ func (c *Client) EnsureFolder(ctx context.Context, folderPath string) (*object.F
 			}
 		}
 		created.InventoryPath = cur
-		c.log.Info("folder created", zap.String("folder", cur))
+		if ours {
+			c.log.Info("folder created", zap.String("folder", cur))
+		}
+		if cluster != "" && ours {
+			if err := c.markContainer(ctx, created.Reference(), cluster); err != nil {
+				return nil, err
+			}
+		}
 		f = created
 	}
 	return f, nil
@@ -857,14 +941,23 @@ func (c *Client) EnsureFolder(ctx context.Context, folderPath string) (*object.F
 // pool resolves the spec's resource pool, creating a missing child pool.
 func (p *provisioner) pool(ctx context.Context, s *VMSpec) (*object.ResourcePool, error) {
 	return p.pools.get(s.Cluster+"\x00"+s.ResourcePool, func() (*object.ResourcePool, error) {
-		return p.c.EnsureResourcePool(ctx, s.Cluster, s.ResourcePool)
+		return p.c.ensureResourcePool(ctx, s.Cluster, s.ResourcePool, s.Owner.Cluster)
 	})
 }
 
 // EnsureResourcePool returns the child pool name of cluster's root pool,
 // creating it with default shares and no limits when missing. An empty name
 // returns the root pool; an absolute path names an existing pool.
+//
+// A pool it creates carries no cluster (ContainerAttribute):
+// RemoveContainers leaves it.
 func (c *Client) EnsureResourcePool(ctx context.Context, cluster, name string) (*object.ResourcePool, error) {
+	return c.ensureResourcePool(ctx, cluster, name, "")
+}
+
+// ensureResourcePool is EnsureResourcePool marking a pool it creates as
+// owner's, when owner is set.
+func (c *Client) ensureResourcePool(ctx context.Context, cluster, name, owner string) (*object.ResourcePool, error) {
 	if path.IsAbs(name) {
 		return c.FindResourcePool(ctx, name)
 	}
@@ -892,6 +985,11 @@ func (c *Client) EnsureResourcePool(ctx context.Context, cluster, name string) (
 	}
 	rp.InventoryPath = p
 	c.log.Info("resource pool created", zap.String("pool", p))
+	if owner != "" {
+		if err := c.markContainer(ctx, rp.Reference(), owner); err != nil {
+			return nil, err
+		}
+	}
 	return rp, nil
 }
 
