@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,8 @@ import (
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/ping"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/user"
 	"go.uber.org/zap"
+
+	"github.com/kubefoundry/kubefoundry/internal/transport"
 )
 
 // Config is the plain, serialisable description of a Harbor connection.
@@ -30,9 +31,18 @@ type Config struct {
 	Password string `json:"password,omitempty"`
 	// CACert is a PEM bundle of certificate authorities to trust.
 	CACert string `json:"caCert,omitempty"`
+	// Thumbprint is the SHA-256 (or SHA-1) digest of Harbor's
+	// certificate in hex, with or without colons: the certificate is
+	// trusted when it matches, whoever signed it.
+	Thumbprint string `json:"thumbprint,omitempty"`
 	// Insecure turns TLS verification off. It is never implied.
 	Insecure bool `json:"insecure,omitempty"`
-	// Timeout bounds one request; 1 minute when zero.
+	// ConnectTimeout bounds the TCP connect, TLSHandshakeTimeout the TLS
+	// handshake after it; 10 seconds each when zero.
+	ConnectTimeout      time.Duration `json:"connectTimeout,omitempty"`
+	TLSHandshakeTimeout time.Duration `json:"tlsHandshakeTimeout,omitempty"`
+	// Timeout bounds one request, from sending it to reading the whole
+	// answer; 1 minute when zero.
 	Timeout time.Duration `json:"timeout,omitempty"`
 }
 
@@ -43,12 +53,46 @@ func (c Config) String() string {
 	if c.Password != "" {
 		pw = "--- REDACTED ---"
 	}
-	return fmt.Sprintf("harbor.Config{URL: %q, Username: %q, Password: %q, CACert: %d bytes, Insecure: %t, Timeout: %s}",
-		redact(c.URL), c.Username, pw, len(c.CACert), c.Insecure, c.Timeout)
+	return fmt.Sprintf("harbor.Config{URL: %q, Username: %q, Password: %q, CACert: %d bytes, Thumbprint: %q, Insecure: %t, "+
+		"ConnectTimeout: %s, TLSHandshakeTimeout: %s, Timeout: %s}",
+		redact(c.URL), c.Username, pw, len(c.CACert), c.Thumbprint, c.Insecure, c.ConnectTimeout, c.TLSHandshakeTimeout, c.Timeout)
 }
 
 // GoString makes %#v as safe as %v.
 func (c Config) GoString() string { return c.String() }
+
+// validate returns every problem of c at once as a *ValidationError, or
+// Harbor's URL and the TLS configuration built from c.
+func (c Config) validate() (*url.URL, *tls.Config, error) {
+	verr := ValidationError{Object: "harbor.Config"}
+	u, err := url.Parse(c.URL)
+	switch {
+	case err != nil:
+		verr.Add("url", "", "cannot be parsed as a URL")
+	case (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+		verr.Add("url", redact(c.URL), "must be an http(s) URL such as https://harbor.example.com")
+	}
+	if c.Username == "" {
+		verr.Add("username", "", "required: an administrator, a user or a robot account (robot$name)")
+	}
+	if c.Password == "" {
+		verr.Add("password", "", "required")
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"connectTimeout", c.ConnectTimeout}, {"tlsHandshakeTimeout", c.TLSHandshakeTimeout}, {"timeout", c.Timeout}} {
+		if d.v < 0 {
+			verr.Add(d.field, d.v.String(), "must not be negative (zero takes the default)")
+		}
+	}
+	tlsCfg, err := transport.Config(transport.TLS{CACert: c.CACert, Thumbprint: c.Thumbprint, Insecure: c.Insecure})
+	verr.Merge("", err) // caCert, thumbprint
+	if err := verr.Err(); err != nil {
+		return nil, nil, err
+	}
+	return u, tlsCfg, nil
+}
 
 // An Option configures a Client.
 type Option interface{ apply(*options) }
@@ -71,46 +115,35 @@ func WithLogger(l *zap.Logger) Option {
 // Client manages projects, members, robot accounts and the rest of a
 // Harbor through goharbor/go-client. It is safe for concurrent use.
 type Client struct {
-	cfg      Config
-	log      *zap.Logger
-	api      *v2.HarborAPI
-	hc       *http.Transport
-	host     string // the registry host in image references and pull secrets
-	timeoutD time.Duration
+	cfg  Config
+	log  *zap.Logger
+	api  *v2.HarborAPI
+	tr   *http.Transport   // the connections, closed by Close
+	call http.RoundTripper // tr with the per-call bound
+	host string            // the registry host in image references and pull secrets
 }
 
-func (c *Client) timeout() time.Duration { return c.timeoutD }
-
-// New checks that Harbor answers and accepts the credentials.
+// New checks the configuration, reporting every problem at once as a
+// *ValidationError, then that Harbor answers and accepts the credentials.
+// A Harbor that does not answer in time fails it with a
+// *kubefoundry.TimeoutError naming the stage.
 func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 	o := options{log: zap.NewNop()}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
-	u, err := url.Parse(cfg.URL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("harbor: Config.URL %q is not an http(s) URL", cfg.URL)
+	u, tlsCfg, err := cfg.validate()
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Username == "" {
-		return nil, fmt.Errorf("harbor: Config.Username is empty")
-	}
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.Insecure}
-	if cfg.CACert != "" {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM([]byte(cfg.CACert)) {
-			return nil, fmt.Errorf("harbor: Config.CACert holds no PEM certificate")
-		}
-		tlsCfg.RootCAs = pool
-	}
-	timeout := cfg.Timeout
-	if timeout <= 0 {
-		timeout = time.Minute
-	}
-	tr := &http.Transport{TLSClientConfig: tlsCfg, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}
+	timeouts := transport.Timeouts{Connect: cfg.ConnectTimeout, TLSHandshake: cfg.TLSHandshakeTimeout, Call: cfg.Timeout}.WithDefaults()
+	tr := transport.NewHTTPTransport(transport.NewDialer(timeouts, tlsCfg))
+	call := &transport.CallTimeout{Next: tr, Timeout: timeouts.Call}
 	base := *u
+	base.User = nil
 	base.Path = strings.TrimSuffix(u.Path, "/") + v2.DefaultBasePath
-	c := &Client{cfg: cfg, log: o.log, hc: tr, host: u.Host, timeoutD: timeout, api: v2.New(v2.Config{
-		URL: &base, Transport: timeoutTransport{tr, timeout},
+	c := &Client{cfg: cfg, log: o.log, tr: tr, call: call, host: u.Host, api: v2.New(v2.Config{
+		URL: &base, Transport: bufferErrors{call},
 		AuthInfo: httptransport.BasicAuth(cfg.Username, cfg.Password)})}
 	if _, err := c.api.Ping.GetPing(ctx, ping.NewGetPingParams()); err != nil {
 		tr.CloseIdleConnections()
@@ -135,7 +168,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 }
 
 // Close releases idle connections.
-func (c *Client) Close() { c.hc.CloseIdleConnections() }
+func (c *Client) Close() { c.tr.CloseIdleConnections() }
 
 // Registry is the host name images of this Harbor are pulled from.
 func (c *Client) Registry() string { return c.host }
@@ -152,36 +185,23 @@ func redact(raw string) string {
 	return u.String()
 }
 
-// timeoutTransport bounds each request by the configured timeout on top
-// of its context.
-type timeoutTransport struct {
-	base    http.RoundTripper
-	timeout time.Duration
-}
+// bufferErrors reads the body of an error answer into memory, so that it
+// stays readable after go-client closes the response of a status its
+// spec does not list. Error bodies are small.
+type bufferErrors struct{ next http.RoundTripper }
 
-func (t timeoutTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	ctx, cancel := context.WithTimeout(r.Context(), t.timeout)
-	resp, err := t.base.RoundTrip(r.WithContext(ctx))
+func (b bufferErrors) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := b.next.RoundTrip(r)
+	if err != nil || resp.StatusCode < 400 {
+		return resp, err
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
 	if err != nil {
-		cancel()
+		// The call's bound struck while reading: a
+		// *kubefoundry.TimeoutError says so.
 		return nil, err
 	}
-	if resp.StatusCode >= 400 {
-		// Error bodies are small; kept in memory they stay readable after
-		// go-client closes the response of a status its spec does not list.
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		cancel()
-		resp.Body = io.NopCloser(bytes.NewReader(b))
-		return resp, nil
-	}
-	resp.Body = cancelOnClose{resp.Body, cancel}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
 	return resp, nil
 }
-
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (c cancelOnClose) Close() error { err := c.ReadCloser.Close(); c.cancel(); return err }

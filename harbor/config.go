@@ -2,7 +2,6 @@ package harbor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -50,20 +49,20 @@ func (l LDAPConfig) String() string {
 // GoString makes %#v as safe as %v.
 func (l LDAPConfig) GoString() string { return l.String() }
 
-// validate returns every problem of l at once.
+// validate returns every problem of l at once as a *ValidationError.
 func (l LDAPConfig) validate() error {
-	var errs []error
+	verr := ValidationError{Object: "harbor.LDAPConfig"}
 	u, err := url.Parse(l.URL)
 	if err != nil || (u.Scheme != "ldap" && u.Scheme != "ldaps") || u.Host == "" {
-		errs = append(errs, &FieldError{"LDAPConfig.URL", l.URL, "must be an ldap:// or ldaps:// URL"})
+		verr.Add("ldap.url", l.URL, "must be an ldap:// or ldaps:// URL")
 	}
 	if l.BaseDN == "" {
-		errs = append(errs, &FieldError{"LDAPConfig.BaseDN", "", "is required"})
+		verr.Add("ldap.baseDN", "", "required")
 	}
 	if _, ok := ldapScopes[l.Scope]; !ok && l.Scope != "" {
-		errs = append(errs, &FieldError{"LDAPConfig.Scope", l.Scope, "must be base, onelevel or subtree"})
+		verr.Add("ldap.scope", l.Scope, "must be base, onelevel or subtree")
 	}
-	return errors.Join(errs...)
+	return verr.Err()
 }
 
 // scope is Harbor's number for l.Scope; subtree when empty.
@@ -111,6 +110,21 @@ func (o OIDCConfig) String() string {
 // GoString makes %#v as safe as %v.
 func (o OIDCConfig) GoString() string { return o.String() }
 
+// validate returns every problem of o at once as a *ValidationError.
+func (o OIDCConfig) validate() error {
+	verr := ValidationError{Object: "harbor.OIDCConfig"}
+	if o.Name == "" {
+		verr.Add("oidc.name", "", "required")
+	}
+	if u, err := url.Parse(o.Endpoint); err != nil || u.Scheme != "https" || u.Host == "" {
+		verr.Add("oidc.endpoint", o.Endpoint, "must be an https URL")
+	}
+	if o.ClientID == "" {
+		verr.Add("oidc.clientID", "", "required")
+	}
+	return verr.Err()
+}
+
 // ConfigureLDAP writes the LDAP settings; with setAuthMode it also makes
 // LDAP the authentication mode (Harbor refuses that once users other than
 // admin exist in its database).
@@ -136,12 +150,8 @@ func (c *Client) ConfigureLDAP(ctx context.Context, l LDAPConfig, setAuthMode bo
 // ConfigureOIDC writes the OIDC settings; with setAuthMode it also makes
 // OIDC the authentication mode.
 func (c *Client) ConfigureOIDC(ctx context.Context, o OIDCConfig, setAuthMode bool) error {
-	u, err := url.Parse(o.Endpoint)
-	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return &FieldError{"OIDCConfig.Endpoint", o.Endpoint, "must be an https URL"}
-	}
-	if o.ClientID == "" || o.Name == "" {
-		return &FieldError{"OIDCConfig.ClientID", o.ClientID, "Name and ClientID are required"}
+	if err := o.validate(); err != nil {
+		return err
 	}
 	scope := o.Scope
 	if !containsString(scope, "openid") {
@@ -154,7 +164,7 @@ func (c *Client) ConfigureOIDC(ctx context.Context, o OIDCConfig, setAuthMode bo
 	if setAuthMode {
 		cfg.AuthMode = ptr("oidc_auth")
 	}
-	_, err = c.api.Configure.UpdateConfigurations(ctx, configure.NewUpdateConfigurationsParams().WithConfigurations(cfg))
+	_, err := c.api.Configure.UpdateConfigurations(ctx, configure.NewUpdateConfigurationsParams().WithConfigurations(cfg))
 	return apiError("configure OIDC", err)
 }
 

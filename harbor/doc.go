@@ -2,12 +2,22 @@
 // cluster and team, through goharbor/go-client.
 //
 // What works today: New (URL, administrator, user or robot credentials, a
-// CA bundle, or no TLS verification only when Config.Insecure says so; it
-// checks that Harbor answers and that the credentials are accepted);
-// typed errors (*APIError, for any error status, wrapping ErrNotFound,
-// ErrConflict, ErrInvalid, ErrUnauthorized, ErrForbidden; *FieldError for
-// a wrong spec; *ExpiredError for an expired robot); EnsureProject (public
-// or private, storage quota, the project's own CVE allowlist or the
+// CA bundle or the certificate's thumbprint, or no TLS verification only
+// when Config.Insecure says so; the TCP connect, the TLS handshake and
+// each call bounded separately, 10s, 10s and 1 minute by default, a
+// Harbor that does not answer in time failing with a
+// *kubefoundry.TimeoutError that names the stage, and the call as
+// "GET /api/v2.0/..."; it checks the Config, every problem at once, then
+// that Harbor answers and that the credentials are accepted); typed
+// errors (*APIError, for any error status, wrapping the SDK's shared
+// sentinels ErrNotFound, ErrConflict, ErrInvalid, ErrUnauthorized,
+// ErrForbidden, and ErrUnavailable for 502, 503, 504 and 429, beside
+// go-client's own error, which errors.As finds; a *ValidationError for a
+// wrong spec or Config, listing every problem at once, each a FieldError
+// whose Field is a JSON-style path from the argument at fault:
+// "project.storageLimitBytes", "rules[2].tags", "threshold", or for the
+// Config its JSON name; *ExpiredError for an expired robot);
+// EnsureProject (public or private, storage quota, the project's own CVE allowlist or the
 // system's, scan on push, refusal of images with a vulnerability of a
 // severity or worse, signatures required; idempotent, changing only what
 // differs; a project administrator can use it too, as long as it leaves

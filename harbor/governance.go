@@ -27,6 +27,18 @@ type ImmutableRule struct {
 	Disabled     bool
 }
 
+// validate returns every problem of r at once as a *ValidationError.
+func (r ImmutableRule) validate() error {
+	verr := ValidationError{Object: "harbor.ImmutableRule"}
+	if r.Repositories == "" {
+		verr.Add("rule.repositories", "", "required: a doublestar pattern (** for all)")
+	}
+	if r.Tags == "" {
+		verr.Add("rule.tags", "", "required: a doublestar pattern (** for all)")
+	}
+	return verr.Err()
+}
+
 func (r ImmutableRule) model() *models.ImmutableRule {
 	return &models.ImmutableRule{Action: "immutable", Template: "immutable_template", Disabled: r.Disabled,
 		TagSelectors: []*models.ImmutableSelector{{Kind: "doublestar", Decoration: "matches", Pattern: r.Tags}},
@@ -61,8 +73,8 @@ func (c *Client) ImmutableRules(ctx context.Context, proj string) ([]ImmutableRu
 // EnsureImmutableRule adds the rule unless one with the same patterns
 // exists (then it only sets Disabled), and returns its id.
 func (c *Client) EnsureImmutableRule(ctx context.Context, proj string, r ImmutableRule) (int64, error) {
-	if r.Repositories == "" || r.Tags == "" {
-		return 0, &FieldError{"ImmutableRule.Tags", r.Tags, "Repositories and Tags patterns are required (** for all)"}
+	if err := r.validate(); err != nil {
+		return 0, err
 	}
 	have, err := c.ImmutableRules(ctx, proj)
 	if err != nil {
@@ -116,31 +128,62 @@ type RetentionRule struct {
 	PulledWithinDays int
 }
 
-func (r RetentionRule) model(priority int64) (*models.RetentionRule, error) {
+// validate adds every problem of r to verr, under field (rules[i]).
+func (r RetentionRule) validate(verr *ValidationError, field string) {
+	if r.LatestPushed < 0 {
+		verr.Add(field+".latestPushed", strconv.Itoa(r.LatestPushed), "must not be negative")
+	}
+	if r.PulledWithinDays < 0 {
+		verr.Add(field+".pulledWithinDays", strconv.Itoa(r.PulledWithinDays), "must not be negative")
+	}
+	switch {
+	case r.LatestPushed == 0 && r.PulledWithinDays == 0:
+		verr.Add(field+".latestPushed", "0", "set latestPushed or pulledWithinDays")
+	case r.LatestPushed > 0 && r.PulledWithinDays > 0:
+		verr.Add(field+".pulledWithinDays", strconv.Itoa(r.PulledWithinDays), "set latestPushed or pulledWithinDays, not both")
+	}
+	if r.Repositories == "" {
+		verr.Add(field+".repositories", "", "required: a doublestar pattern (** for all)")
+	}
+	if r.Tags == "" {
+		verr.Add(field+".tags", "", "required: a doublestar pattern (** for all)")
+	}
+}
+
+// model is r as Harbor's rule; r is valid.
+func (r RetentionRule) model(priority int64) *models.RetentionRule {
 	m := &models.RetentionRule{Action: "retain", Priority: priority,
 		TagSelectors: []*models.RetentionSelector{{Kind: "doublestar", Decoration: "matches", Pattern: r.Tags}},
 		ScopeSelectors: map[string][]models.RetentionSelector{
 			"repository": {{Kind: "doublestar", Decoration: "repoMatches", Pattern: r.Repositories}}}}
-	switch {
-	case r.LatestPushed > 0 && r.PulledWithinDays == 0:
+	if r.LatestPushed > 0 {
 		m.Template, m.Params = "latestPushedK", map[string]interface{}{"latestPushedK": r.LatestPushed}
-	case r.PulledWithinDays > 0 && r.LatestPushed == 0:
+	} else {
 		m.Template, m.Params = "nDaysSinceLastPull", map[string]interface{}{"nDaysSinceLastPull": r.PulledWithinDays}
-	default:
-		return nil, &FieldError{"RetentionRule", fmt.Sprintf("%d/%d", r.LatestPushed, r.PulledWithinDays), "set LatestPushed or PulledWithinDays"}
 	}
-	if r.Repositories == "" || r.Tags == "" {
-		return nil, &FieldError{"RetentionRule.Tags", r.Tags, "Repositories and Tags patterns are required (** for all)"}
+	return m
+}
+
+// validCron adds a problem to verr unless cron is empty or has Harbor's
+// six fields.
+func validCron(verr *ValidationError, field, cron string) {
+	if n := len(strings.Fields(cron)); cron != "" && n != 6 {
+		verr.Add(field, cron, "Harbor's cron has 6 fields (seconds first), not %d", n)
 	}
-	return m, nil
 }
 
 // SetRetention gives a project its retention policy (replacing its rules),
 // run on Cron (Harbor's six fields) or by hand when Cron is empty, and
-// returns the policy id.
+// returns the policy id. A wrong cron or rule is a *ValidationError naming
+// every one ("cron", "rules[1].tags").
 func (c *Client) SetRetention(ctx context.Context, proj string, cron string, rules ...RetentionRule) (int64, error) {
-	if cron != "" && len(strings.Fields(cron)) != 6 {
-		return 0, &FieldError{"cron", cron, "Harbor's cron has 6 fields (seconds first)"}
+	verr := ValidationError{Object: "retention policy of " + proj}
+	validCron(&verr, "cron", cron)
+	for i, r := range rules {
+		r.validate(&verr, fmt.Sprintf("rules[%d]", i))
+	}
+	if err := verr.Err(); err != nil {
+		return 0, err
 	}
 	p, err := c.api.Project.GetProject(ctx, project.NewGetProjectParams().WithProjectNameOrID(proj).WithXIsResourceName(ptr(true)))
 	if err != nil {
@@ -149,11 +192,7 @@ func (c *Client) SetRetention(ctx context.Context, proj string, cron string, rul
 	pol := &models.RetentionPolicy{Algorithm: "or", Scope: &models.RetentionPolicyScope{Level: "project", Ref: int64(p.Payload.ProjectID)},
 		Trigger: &models.RetentionRuleTrigger{Kind: "Schedule", Settings: map[string]interface{}{"cron": cron}}}
 	for i, r := range rules {
-		m, err := r.model(int64(i + 1))
-		if err != nil {
-			return 0, err
-		}
-		pol.Rules = append(pol.Rules, m)
+		pol.Rules = append(pol.Rules, r.model(int64(i+1)))
 	}
 	if id := retentionID(p.Payload); id > 0 {
 		pol.ID = id
@@ -223,11 +262,14 @@ func gcSchedule(typ, cron string, deleteUntagged bool) *models.Schedule {
 // SetGCSchedule schedules garbage collection on cron (Harbor's six
 // fields); an empty cron removes the schedule.
 func (c *Client) SetGCSchedule(ctx context.Context, cron string, deleteUntagged bool) error {
+	verr := ValidationError{Object: "GC schedule"}
+	validCron(&verr, "cron", cron)
+	if err := verr.Err(); err != nil {
+		return err
+	}
 	typ := "Custom"
 	if cron == "" {
 		typ = "None"
-	} else if len(strings.Fields(cron)) != 6 {
-		return &FieldError{"cron", cron, "Harbor's cron has 6 fields (seconds first)"}
 	}
 	cur, err := c.api.GC.GetGCSchedule(ctx, gc.NewGetGCScheduleParams())
 	if err != nil {

@@ -48,10 +48,8 @@ type backend struct {
 // simulated is a backend on a new simulator, closed when t ends.
 func simulated(t *testing.T) backend {
 	t.Helper()
-	sim, err := simulator.New(simulator.Config{})
-	require.NoError(t, err)
-	t.Cleanup(sim.Close)
-	return backend{name: "simulator", url: sim.URL, user: "admin", pw: "Harbor12345", sim: sim}
+	sim, cfg := simulator.Start(t, simulator.Config{})
+	return backend{name: "simulator", url: cfg.URL, user: cfg.Username, pw: cfg.Password, sim: sim}
 }
 
 // each runs fn against every backend, as a subtest named after it.
@@ -137,7 +135,7 @@ func TestProjects(t *testing.T) {
 		var fe *harbor.FieldError
 		_, err = c.EnsureProject(ctx, harbor.ProjectSpec{Name: "Bad_Name"})
 		require.ErrorAs(t, err, &fe)
-		require.Equal(t, "Name", fe.Field)
+		require.Equal(t, "project.name", fe.Field)
 
 		require.NoError(t, c.DeleteProject(ctx, name))
 		_, err = c.GetProject(ctx, name)
@@ -530,11 +528,18 @@ func TestConfigStringRedacts(t *testing.T) {
 		{URL: "https://harbor", Username: "admin", Password: "s3cret!"},
 		{URL: "https://admin:s3cret!@harbor/", Username: "admin"},
 		{URL: "https://admin:s3cret%21@harbor:8443/x", Username: "admin", Password: "s3cret!"},
+		{URL: "https://admin:s3cret@harbor", Username: "admin", Password: "s3cret!", CACert: "-----BEGIN CERTIFICATE-----",
+			Thumbprint: "ab:cd", Insecure: true, ConnectTimeout: 2 * time.Second, TLSHandshakeTimeout: 3 * time.Second, Timeout: time.Minute},
 	} {
-		for _, s := range []string{cfg.String(), fmt.Sprintf("%v", cfg), fmt.Sprintf("%#v", cfg)} {
+		for _, s := range []string{cfg.String(), fmt.Sprintf("%v", cfg), fmt.Sprintf("%#v", cfg), fmt.Sprintf("%+v", cfg)} {
 			require.NotContains(t, s, "s3cret")
 			require.Contains(t, s, "admin")
 			require.Contains(t, s, "harbor")
+			if cfg.Thumbprint != "" {
+				require.Contains(t, s, `Thumbprint: "ab:cd"`)
+				require.Contains(t, s, "ConnectTimeout: 2s, TLSHandshakeTimeout: 3s, Timeout: 1m0s")
+				require.Contains(t, s, "CACert: 27 bytes")
+			}
 		}
 	}
 }
@@ -655,7 +660,7 @@ func TestAuthConfiguration(t *testing.T) {
 
 		var fe *harbor.FieldError
 		require.ErrorAs(t, c.ConfigureLDAP(ctx, harbor.LDAPConfig{URL: "http://x", BaseDN: "dc=x"}, false), &fe)
-		require.Equal(t, "LDAPConfig.URL", fe.Field)
+		require.Equal(t, "ldap.url", fe.Field)
 
 		oidc := harbor.OIDCConfig{Name: "corp", Endpoint: "https://login.example.com", ClientID: "harbor",
 			ClientSecret: "oidc-s3cret", Scope: []string{"profile", "email"}, GroupsClaim: "groups", AutoOnboard: true}
@@ -730,7 +735,7 @@ func TestReplication(t *testing.T) {
 		_, err = c.EnsureReplication(ctx, harbor.ReplicationSpec{Name: "x", Direction: harbor.Push, Registry: regName, Cron: "0 2 * * *"})
 		var fe *harbor.FieldError
 		require.ErrorAs(t, err, &fe)
-		require.Equal(t, "ReplicationSpec.Cron", fe.Field)
+		require.Equal(t, "replication.cron", fe.Field)
 
 		id, err := c.StartReplication(ctx, polName)
 		require.NoError(t, err)

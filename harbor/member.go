@@ -52,14 +52,22 @@ func (m Member) name() string {
 	return m.Group
 }
 
+// validate returns every problem of m at once as a *ValidationError.
 func (m Member) validate() error {
-	if (m.User == "") == (m.Group == "") {
-		return &FieldError{"Member", m.User + m.Group, "set User or Group, not both"}
+	verr := ValidationError{Object: "harbor.Member"}
+	switch {
+	case m.User == "" && m.Group == "":
+		verr.Add("member.user", "", "set user or group")
+	case m.User != "" && m.Group != "":
+		verr.Add("member.group", m.Group, "set user or group, not both")
+	}
+	if m.GroupDN != "" && m.Group == "" {
+		verr.Add("member.groupDN", m.GroupDN, "is for an LDAP group: set group too")
 	}
 	if m.Role < ProjectAdmin || m.Role > LimitedGuest {
-		return &FieldError{"Role", m.Role.String(), "must be ProjectAdmin, Maintainer, Developer, Guest or LimitedGuest"}
+		verr.Add("member.role", m.Role.String(), "must be ProjectAdmin, Maintainer, Developer, Guest or LimitedGuest")
 	}
-	return nil
+	return verr.Err()
 }
 
 // Members lists a project's members.

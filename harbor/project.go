@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/project"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/quota"
@@ -59,29 +60,25 @@ type Project struct {
 
 var projectNameRe = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*$`)
 
-// Validate checks s and returns a *FieldError naming the first wrong field.
+// Validate checks s and returns a *ValidationError listing every wrong
+// field at once ("project.name", "project.storageLimitBytes"), or nil.
 func (s ProjectSpec) Validate() error {
+	verr := ValidationError{Object: "harbor.ProjectSpec"}
 	if len(s.Name) > 255 || !projectNameRe.MatchString(s.Name) {
-		return &FieldError{"Name", s.Name, "must be lower-case letters and digits, with . _ - between them"}
+		verr.Add("project.name", s.Name, "must be 1-255 lower-case letters and digits, with . _ - between them")
 	}
 	if s.PreventVulnerable != "" && !slices.Contains(severities[1:], s.PreventVulnerable) {
-		return &FieldError{"PreventVulnerable", s.PreventVulnerable, "must be low, medium, high or critical"}
+		verr.Add("project.preventVulnerable", s.PreventVulnerable, "must be low, medium, high or critical, or empty")
 	}
 	if s.StorageLimitBytes < -1 {
-		return &FieldError{"StorageLimitBytes", strconv.FormatInt(s.StorageLimitBytes, 10), "must be -1, 0 or positive"}
+		verr.Add("project.storageLimitBytes", strconv.FormatInt(s.StorageLimitBytes, 10), "must be -1, 0 or positive")
 	}
-	return nil
-}
-
-// FieldError names the field of a spec that is wrong.
-type FieldError struct {
-	Field  string
-	Value  string
-	Reason string
-}
-
-func (e *FieldError) Error() string {
-	return fmt.Sprintf("harbor: %s %q: %s", e.Field, e.Value, e.Reason)
+	for i, id := range s.CVEAllowlist {
+		if strings.TrimSpace(id) == "" {
+			verr.Add(fmt.Sprintf("project.cveAllowlist[%d]", i), "", "must be a CVE id, not empty")
+		}
+	}
+	return verr.Err()
 }
 
 func boolString(b bool) *string { s := strconv.FormatBool(b); return &s }

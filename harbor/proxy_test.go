@@ -226,7 +226,7 @@ func TestEnsureRegistryChangesOnlyWhatDiffers(t *testing.T) {
 		_, err = c.EnsureRegistry(ctx, reg)
 		var fe *harbor.FieldError
 		require.ErrorAs(t, err, &fe)
-		require.Equal(t, "RegistrySpec.Type", fe.Field)
+		require.Equal(t, "registry.type", fe.Field)
 		require.Contains(t, err.Error(), "is of type harbor")
 		require.Empty(t, px.requests(http.MethodPut, ""))
 	})
@@ -355,6 +355,9 @@ func TestNewFailsWithoutAnAnswer(t *testing.T) {
 			} else {
 				require.ErrorAs(t, err, &ae)
 				require.Equal(t, tc.status, ae.Status)
+				if tc.status == http.StatusServiceUnavailable {
+					require.ErrorIs(t, err, harbor.ErrUnavailable)
+				}
 			}
 		})
 	}
@@ -408,9 +411,9 @@ func TestAuthSettingsSendWhatIsSet(t *testing.T) {
 		ldap.Scope = "deep"
 		var fe *harbor.FieldError
 		require.ErrorAs(t, c.ConfigureLDAP(ctx, ldap, false), &fe)
-		require.Equal(t, "LDAPConfig.Scope", fe.Field)
+		require.Equal(t, "ldap.scope", fe.Field)
 		err = c.ConfigureLDAP(ctx, harbor.LDAPConfig{URL: "http://x", Scope: "deep"}, false)
-		for _, field := range []string{"LDAPConfig.URL", "LDAPConfig.BaseDN", "LDAPConfig.Scope"} {
+		for _, field := range []string{"ldap.url", "ldap.baseDN", "ldap.scope"} {
 			require.ErrorContains(t, err, field, "every problem at once")
 		}
 

@@ -30,21 +30,18 @@ func (c *Client) RegistryAccess(ctx context.Context, repository string) ([]strin
 		return nil, err
 	}
 	req.SetBasicAuth(c.cfg.Username, c.cfg.Password)
-	resp, err := (&http.Client{Transport: c.hc, Timeout: c.timeout()}).Do(req)
+	resp, err := (&http.Client{Transport: c.call}).Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("harbor: registry token for %s: %w", repository, err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("harbor: registry token for %s: %w", repository, err)
+	}
 	if resp.StatusCode != http.StatusOK {
-		e := &APIError{Op: "registry token for " + repository, Status: resp.StatusCode, Message: strings.TrimSpace(string(body))}
-		switch resp.StatusCode {
-		case http.StatusUnauthorized:
-			e.Kind = ErrUnauthorized
-		case http.StatusForbidden:
-			e.Kind = ErrForbidden
-		}
-		return nil, e
+		return nil, &APIError{Op: "registry token for " + repository, Status: resp.StatusCode,
+			Kind: statusKind(resp.StatusCode), Message: strings.TrimSpace(string(body))}
 	}
 	var tok struct {
 		Token       string `json:"token"`

@@ -41,6 +41,27 @@ func (r RegistrySpec) String() string {
 // GoString makes %#v as safe as %v.
 func (r RegistrySpec) GoString() string { return r.String() }
 
+// validate returns every problem of r at once as a *ValidationError.
+func (r RegistrySpec) validate() error {
+	verr := ValidationError{Object: "harbor.RegistrySpec"}
+	if r.Name == "" {
+		verr.Add("registry.name", "", "required")
+	}
+	if r.Type == "" {
+		verr.Add("registry.type", "", "required: Harbor's adapter, such as harbor, docker-registry or docker-hub")
+	}
+	switch u, err := url.Parse(r.URL); {
+	case err != nil:
+		verr.Add("registry.url", "", "cannot be parsed as a URL")
+	case (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		verr.Add("registry.url", redact(r.URL), "must be an http(s) URL")
+	}
+	if r.Password != "" && r.Username == "" {
+		verr.Add("registry.username", "", "required with a password")
+	}
+	return verr.Err()
+}
+
 func (r RegistrySpec) model() *models.Registry {
 	m := &models.Registry{Name: r.Name, Type: r.Type, URL: r.URL, Insecure: r.Insecure}
 	if r.Username != "" {
@@ -53,14 +74,11 @@ func (r RegistrySpec) model() *models.Registry {
 // from spec, and returns its id. Harbor checks that it can reach it.
 // Harbor never shows a password back, so a changed Password alone is not
 // seen; it is sent whenever the URL or user name changes. An endpoint of
-// another Type is a *FieldError: Harbor cannot change it (delete the
+// another Type is a *ValidationError: Harbor cannot change it (delete the
 // endpoint first).
 func (c *Client) EnsureRegistry(ctx context.Context, spec RegistrySpec) (int64, error) {
-	if u, err := url.Parse(spec.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return 0, &FieldError{"RegistrySpec.URL", spec.URL, "must be an http(s) URL"}
-	}
-	if spec.Name == "" || spec.Type == "" {
-		return 0, &FieldError{"RegistrySpec.Name", spec.Name, "Name and Type are required"}
+	if err := spec.validate(); err != nil {
+		return 0, err
 	}
 	cur, err := c.findRegistry(ctx, spec.Name)
 	if err != nil {
@@ -82,8 +100,8 @@ func (c *Client) EnsureRegistry(ctx context.Context, spec RegistrySpec) (int64, 
 		}
 	}
 	if cur.Type != spec.Type {
-		return 0, &FieldError{"RegistrySpec.Type", spec.Type,
-			fmt.Sprintf("registry %s is of type %s, which Harbor cannot change; delete it first", spec.Name, cur.Type)}
+		return 0, &ValidationError{Object: "harbor.RegistrySpec", Problems: []FieldError{{Field: "registry.type", Value: spec.Type,
+			Reason: fmt.Sprintf("registry %s is of type %s, which Harbor cannot change; delete it first", spec.Name, cur.Type)}}}
 	}
 	upd, changed := &models.RegistryUpdate{}, false
 	if strings.TrimSuffix(cur.URL, "/") != strings.TrimSuffix(spec.URL, "/") {
@@ -168,17 +186,38 @@ type ReplicationSpec struct {
 	Deletion   bool // replicate deletions too
 }
 
-func (s ReplicationSpec) model(registryID int64) (*models.ReplicationPolicy, error) {
+// validate returns every problem of s at once as a *ValidationError.
+func (s ReplicationSpec) validate() error {
+	verr := ValidationError{Object: "harbor.ReplicationSpec"}
+	if s.Name == "" {
+		verr.Add("replication.name", "", "required")
+	}
+	if s.Direction != Push && s.Direction != Pull {
+		verr.Add("replication.direction", string(s.Direction), "must be push or pull")
+	}
+	if s.Registry == "" {
+		verr.Add("replication.registry", "", "required: the name of a registry endpoint")
+	}
+	if s.Cron != "" && s.EventBased {
+		verr.Add("replication.cron", s.Cron, "a policy is scheduled or event based, not both")
+	} else {
+		validCron(&verr, "replication.cron", s.Cron)
+	}
+	if s.EventBased && s.Direction == Pull {
+		verr.Add("replication.eventBased", "true", "only push policies can be event based")
+	}
+	return verr.Err()
+}
+
+// model is s as Harbor's policy; s is valid.
+func (s ReplicationSpec) model(registryID int64) *models.ReplicationPolicy {
 	p := &models.ReplicationPolicy{Name: s.Name, DestNamespace: s.DestNamespace, Override: s.Override,
 		Enabled: !s.Disabled, Deletion: s.Deletion, ReplicateDeletion: s.Deletion}
 	reg := &models.Registry{ID: registryID}
-	switch s.Direction {
-	case Push:
+	if s.Direction == Push {
 		p.DestRegistry = reg
-	case Pull:
+	} else {
 		p.SrcRegistry = reg
-	default:
-		return nil, &FieldError{"ReplicationSpec.Direction", string(s.Direction), "must be push or pull"}
 	}
 	if s.NameFilter != "" {
 		p.Filters = append(p.Filters, &models.ReplicationFilter{Type: "name", Value: s.NameFilter})
@@ -190,41 +229,31 @@ func (s ReplicationSpec) model(registryID int64) (*models.ReplicationPolicy, err
 		p.Filters = append(p.Filters, &models.ReplicationFilter{Type: "resource", Value: s.ResourceFilter})
 	}
 	switch {
-	case s.Cron != "" && s.EventBased:
-		return nil, &FieldError{"ReplicationSpec.Cron", s.Cron, "a policy is scheduled or event based, not both"}
 	case s.Cron != "":
-		if n := len(strings.Fields(s.Cron)); n != 6 {
-			return nil, &FieldError{"ReplicationSpec.Cron", s.Cron, fmt.Sprintf("Harbor's cron has 6 fields (seconds first), not %d", n)}
-		}
 		p.Trigger = &models.ReplicationTrigger{Type: "scheduled", TriggerSettings: &models.ReplicationTriggerSettings{Cron: s.Cron}}
 	case s.EventBased:
-		if s.Direction != Push {
-			return nil, &FieldError{"ReplicationSpec.EventBased", "true", "only push policies can be event based"}
-		}
 		p.Trigger = &models.ReplicationTrigger{Type: "event_based"}
 	default:
 		p.Trigger = &models.ReplicationTrigger{Type: "manual"}
 	}
-	return p, nil
+	return p
 }
 
 // EnsureReplication creates the policy or updates it to match, and
 // returns its id.
 func (c *Client) EnsureReplication(ctx context.Context, spec ReplicationSpec) (int64, error) {
-	if spec.Name == "" {
-		return 0, &FieldError{"ReplicationSpec.Name", "", "is required"}
+	if err := spec.validate(); err != nil {
+		return 0, err
 	}
 	reg, err := c.findRegistry(ctx, spec.Registry)
 	if err != nil {
 		return 0, err
 	}
 	if reg == nil {
-		return 0, &FieldError{"ReplicationSpec.Registry", spec.Registry, "no such registry endpoint"}
+		return 0, &ValidationError{Object: "harbor.ReplicationSpec", Problems: []FieldError{
+			{Field: "replication.registry", Value: spec.Registry, Reason: "no such registry endpoint"}}}
 	}
-	m, err := spec.model(reg.ID)
-	if err != nil {
-		return 0, err
-	}
+	m := spec.model(reg.ID)
 	cur, err := c.findPolicy(ctx, spec.Name)
 	if err != nil {
 		return 0, err

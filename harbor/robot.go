@@ -56,20 +56,22 @@ func (r Robot) GoString() string { return r.String() }
 
 var robotNameRe = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*$`)
 
+// validate returns every problem of s at once as a *ValidationError.
 func (s RobotSpec) validate() error {
+	verr := ValidationError{Object: "harbor.RobotSpec"}
 	if !projectNameRe.MatchString(s.Project) {
-		return &FieldError{"Project", s.Project, "is not a project name"}
+		verr.Add("robot.project", s.Project, "is not a project name")
 	}
 	if !robotNameRe.MatchString(s.Name) || len(s.Name) > 255 {
-		return &FieldError{"Name", s.Name, "must be lower-case letters and digits, with . _ - between them"}
+		verr.Add("robot.name", s.Name, "must be lower-case letters and digits, with . _ - between them")
 	}
 	if !s.Pull && !s.Push {
-		return &FieldError{"Pull", "false", "a robot needs Pull or Push"}
+		verr.Add("robot.pull", "false", "a robot needs pull or push")
 	}
 	if s.ExpiresIn < 0 || s.ExpiresIn%(24*time.Hour) != 0 {
-		return &FieldError{"ExpiresIn", s.ExpiresIn.String(), "must be zero or whole days"}
+		verr.Add("robot.expiresIn", s.ExpiresIn.String(), "must be zero or whole days")
 	}
-	return nil
+	return verr.Err()
 }
 
 func (s RobotSpec) duration() int64 {

@@ -152,7 +152,8 @@ func (c *Client) MayRun(ctx context.Context, img Image, threshold string) (Decis
 	t := strings.ToUpper(threshold[:min(1, len(threshold))]) + strings.ToLower(threshold[min(1, len(threshold)):])
 	idx := slices.Index(gateSeverities, t)
 	if idx < 0 {
-		return Decision{}, &FieldError{"threshold", threshold, "must be low, medium, high or critical"}
+		return Decision{}, &ValidationError{Object: "scan gate", Problems: []FieldError{
+			{Field: "threshold", Value: threshold, Reason: "must be low, medium, high or critical"}}}
 	}
 	sum, err := c.Vulnerabilities(ctx, img)
 	if err != nil {

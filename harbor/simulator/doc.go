@@ -49,5 +49,10 @@
 //
 // AddRepository and AddArtifact stand in for a push; Advance moves its
 // clock, forward so robots expire, or back so that what is created next
-// is dated in the past. A Server is safe for concurrent use.
+// is dated in the past. Inject adds a Fault: the requests of a method and
+// path it matches (the Nth and Times-1 after it) are answered a status
+// with Harbor's error body, 503 or 429 say, and/or held back for a delay.
+// Start starts a simulator for a test, closed when the test ends, and
+// returns the harbor.Config of a client logged in as admin. A Server is
+// safe for concurrent use.
 package simulator

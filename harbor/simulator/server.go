@@ -61,9 +61,14 @@ type Server struct {
 	doc  *loads.Document
 	mctx *middleware.Context
 
-	mu  sync.Mutex
-	st  *state
-	now func() time.Time
+	adminPassword string
+	closed        chan struct{} // closed by Close
+	closeOnce     sync.Once
+
+	mu     sync.Mutex
+	st     *state
+	faults []*Fault
+	now    func() time.Time
 	// off is what Advance added to the clock, in nanoseconds; atomic, as
 	// the clock is read with and without mu held.
 	off atomic.Int64
@@ -98,7 +103,8 @@ func New(cfg Config) (*Server, error) {
 			api.RegisterOperation(method, path, runtime.OperationHandlerFunc(func(any) (any, error) { return nil, nil }))
 		}
 	}
-	s := &Server{doc: doc, mctx: middleware.NewContext(doc, api, nil), now: time.Now}
+	s := &Server{doc: doc, mctx: middleware.NewContext(doc, api, nil), now: time.Now,
+		adminPassword: cfg.AdminPassword, closed: make(chan struct{})}
 	middleware.NewRouter(s.mctx, nil) // builds the context's router from the spec
 	s.st = newState(cfg)
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -174,8 +180,12 @@ func amendSpec(doc *loads.Document) {
 	}
 }
 
-// Close stops the server.
-func (s *Server) Close() { s.http.Close() }
+// Close stops the server; answers held back by a Fault's Delay end at
+// once.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.closed) })
+	s.http.Close()
+}
 
 // Advance moves the simulator's clock forward, so robots expire; a
 // negative d moves it back, so that what is created next is dated in the
@@ -196,6 +206,9 @@ func (e *herr) Error() string { return e.msg }
 func errf(status int, format string, args ...any) *herr {
 	code := map[int]string{400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
 		409: "CONFLICT", 412: "PRECONDITION", 422: "UNPROCESSABLE_ENTITY", 500: "UNKNOWN", 501: "NOT_IMPLEMENTED"}[status]
+	if code == "" {
+		code = "UNKNOWN" // Harbor's general code
+	}
 	return &herr{status: status, code: code, msg: fmt.Sprintf(format, args...)}
 }
 
@@ -252,6 +265,9 @@ type reply struct {
 type handler func(s *Server, c *call) (reply, error)
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if f := s.fault(r); f != nil && s.serveFault(w, r, f) {
+		return
+	}
 	if r.URL.Path == "/service/token" && r.Method == http.MethodGet {
 		s.serveToken(w, r) // core's registry token service; not in the API spec
 		return
