@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -236,4 +237,43 @@ func TestSetCredentials(t *testing.T) {
 	assert.NotEmpty(t, logs.FilterMessage("credentials rotated").All())
 
 	require.ErrorIs(t, c.SetCredentials(ctx, "", "x"), vsphere.ErrInvalidSpec)
+}
+
+// TestNotFoundListsOnlyWhatWouldBeAccepted: the "available" lists leave
+// out what would fail if picked: a distributed switch and its uplink
+// portgroup as networks, VMs in sub-folders (the SDK's own clones among
+// them) and the SDK's replicas as templates.
+func TestNotFoundListsOnlyWhatWouldBeAccepted(t *testing.T) {
+	// vcsim makes the uplink portgroup but, unlike vCenter, does not list
+	// it in its switch's config.uplinkPortgroup: do as vCenter does.
+	s := startSim(t, nil, func(m *simulator.Model) {
+		ctx := m.Service.Context
+		for _, ref := range ctx.Map.AllReference("DistributedVirtualSwitch") {
+			dvs := ctx.Map.Get(ref.Reference()).(*simulator.DistributedVirtualSwitch)
+			for _, pg := range dvs.Portgroup {
+				if strings.Contains(ctx.Map.Get(pg).(*simulator.DistributedVirtualPortgroup).Name, "-DVUplinks") {
+					dvs.Config.GetDVSConfigInfo().UplinkPortgroup = append(dvs.Config.GetDVSConfigInfo().UplinkPortgroup, pg)
+				}
+			}
+		}
+	})
+	c := s.client(t)
+	ctx := context.Background()
+	in := specs("avail", 1)
+	in[0].LinkedClone = true // makes a replica beside the template
+	_, err := c.ProvisionVMs(ctx, in)
+	require.NoError(t, err)
+
+	_, err = c.FindNetwork(ctx, "no-such-network")
+	var nf *vsphere.NotFoundError
+	require.ErrorAs(t, err, &nf)
+	assert.ElementsMatch(t, []string{simNetwork, simDVPG}, nf.Available)
+
+	_, err = c.FindVM(ctx, "no-such-template")
+	require.ErrorAs(t, err, &nf)
+	assert.Contains(t, nf.Available, simTemplate)
+	for _, n := range nf.Available {
+		assert.NotContains(t, n, ".replica.", "the SDK's replica is not offered")
+		assert.NotContains(t, n, "avail-worker", "a cluster's VM in its sub-folder is not offered")
+	}
 }

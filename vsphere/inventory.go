@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strings"
 
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/pbm"
 	pbmtypes "github.com/vmware/govmomi/pbm/types"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/kubefoundry/kubefoundry/internal/vimsession"
 )
@@ -90,7 +93,7 @@ func (c *Client) FindDatastore(ctx context.Context, name string) (*object.Datast
 func (c *Client) FindNetwork(ctx context.Context, name string) (object.NetworkReference, error) {
 	n, err := c.finder.Network(ctx, name)
 	if err != nil {
-		return nil, notFound(ctx, "network", name, c.dc.InventoryPath+"/network", networkNames(c.finder.NetworkList, "*"), err)
+		return nil, notFound(ctx, "network", name, c.dc.InventoryPath+"/network", c.networkNames, err)
 	}
 	return n, nil
 }
@@ -113,7 +116,7 @@ func (c *Client) FindFolder(ctx context.Context, name string) (*object.Folder, e
 func (c *Client) FindVM(ctx context.Context, name string) (*object.VirtualMachine, error) {
 	vm, err := c.finder.VirtualMachine(ctx, name)
 	if err != nil {
-		return nil, notFound(ctx, "virtual machine", name, c.dc.InventoryPath+"/vm", names(c.finder.VirtualMachineList, "*"), err)
+		return nil, notFound(ctx, "virtual machine", name, c.dc.InventoryPath+"/vm", c.vmNames, err)
 	}
 	return vm, nil
 }
@@ -142,19 +145,88 @@ func names[T interface{ Name() string }](lister func(context.Context, string) ([
 	}
 }
 
-// networkNames is names for networks, whose interface has no Name method.
-func networkNames(lister func(context.Context, string) ([]object.NetworkReference, error), pattern string) func(context.Context) []string {
-	return func(ctx context.Context) []string {
-		objs, err := lister(ctx, pattern)
-		if err != nil {
+// networkNames lists what a NIC can be put on: standard and distributed
+// portgroups and NSX segments, not the distributed switches themselves
+// nor their uplink portgroups (which the finder also lists, and a clone
+// then refuses).
+func (c *Client) networkNames(ctx context.Context) []string {
+	objs, err := c.finder.NetworkList(ctx, "*")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	var pgs []types.ManagedObjectReference
+	byRef := map[types.ManagedObjectReference]string{}
+	for _, o := range objs {
+		ref := o.Reference()
+		name := path.Base(o.GetInventoryPath())
+		switch ref.Type {
+		case "Network", "OpaqueNetwork":
+			out = append(out, name)
+		case "DistributedVirtualPortgroup":
+			pgs = append(pgs, ref)
+			byRef[ref] = name
+		}
+	}
+	if len(pgs) > 0 {
+		// vCenter marks an uplink portgroup three ways; read them all
+		// (config.uplink is newer than the switch's list and the tag).
+		var ms []mo.DistributedVirtualPortgroup
+		if err := c.collector().Retrieve(ctx, pgs, []string{"config.uplink", "config.distributedVirtualSwitch", "tag"}, &ms); err != nil {
 			return nil
 		}
-		out := make([]string, 0, len(objs))
-		for _, o := range objs {
-			out = append(out, path.Base(o.GetInventoryPath()))
+		uplinks := map[types.ManagedObjectReference]bool{}
+		var switches []types.ManagedObjectReference
+		for _, m := range ms {
+			if sw := m.Config.DistributedVirtualSwitch; sw != nil && !slices.Contains(switches, *sw) {
+				switches = append(switches, *sw)
+			}
+			if m.Config.Uplink != nil && *m.Config.Uplink {
+				uplinks[m.Self] = true
+			}
+			for _, tag := range m.Tag {
+				if tag.Key == "SYSTEM/DVS.UPLINKPG" {
+					uplinks[m.Self] = true
+				}
+			}
 		}
-		return trimNames(out)
+		if len(switches) > 0 {
+			var dvs []mo.DistributedVirtualSwitch
+			if err := c.collector().Retrieve(ctx, switches, []string{"config.uplinkPortgroup"}, &dvs); err == nil {
+				for _, d := range dvs {
+					if d.Config != nil {
+						for _, u := range d.Config.GetDVSConfigInfo().UplinkPortgroup {
+							uplinks[u] = true
+						}
+					}
+				}
+			}
+		}
+		for _, m := range ms {
+			if !uplinks[m.Self] {
+				out = append(out, byRef[m.Self])
+			}
+		}
 	}
+	return trimNames(out)
+}
+
+// vmNames lists the VMs and templates directly in the datacenter's vm
+// folder, leaving out the SDK's own replicas: what a template is usually
+// named by.
+func (c *Client) vmNames(ctx context.Context) []string {
+	objs, err := c.finder.VirtualMachineList(ctx, path.Join(c.dc.InventoryPath, "vm", "*"))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, o := range objs {
+		if strings.Contains(o.Name(), replicaInfix) {
+			continue
+		}
+		out = append(out, o.Name())
+	}
+	return trimNames(out)
 }
 
 func trimNames(names []string) []string {

@@ -189,7 +189,15 @@ func TestLinkedClone(t *testing.T) {
 	res, err := c.ProvisionVMs(ctx, in)
 	require.NoError(t, err)
 	assert.Len(t, res, 3)
-	assert.Equal(t, int64(1), c.Stats().ByMethod["CreateSnapshot_Task"], "the source gets one snapshot for all clones")
+	assert.Equal(t, int64(1), c.Stats().ByMethod["CreateSnapshot_Task"], "one snapshot for all clones")
+	src, err := c.FindVM(ctx, simTemplate)
+	require.NoError(t, err)
+	var sm mo.VirtualMachine
+	require.NoError(t, src.Properties(ctx, src.Reference(), []string{"snapshot", "datastore"}, &sm))
+	assert.Nil(t, sm.Snapshot, "the user's own VM is left as it was: clones link to the SDK's replica of it")
+	require.NotEmpty(t, sm.Datastore)
+	_, err = c.FindVM(ctx, simTemplate+".replica."+sm.Datastore[0].Value)
+	require.NoError(t, err, "the replica beside it")
 
 	_, err = c.ProvisionVMs(ctx, specs("kappa2", 1))
 	require.NoError(t, err)
@@ -270,7 +278,8 @@ func TestResizeWithPowerCycle(t *testing.T) {
 // TestLinkedCloneReplicaPerDatastore: linked clones asked for on a
 // datastore the source is not on get a replica of the source there, made
 // once and snapshotted once, as the BOSH vSphere CPI does; clones on the
-// source's own datastore use the source itself.
+// source's own datastore use a replica there (the source, the user's VM,
+// is never snapshotted).
 func TestLinkedCloneReplicaPerDatastore(t *testing.T) {
 	s := newSim(t, func(m *simulator.Model) { m.Datastore = 2 })
 	c := s.client(t)
@@ -320,11 +329,12 @@ func TestLinkedCloneReplicaPerDatastore(t *testing.T) {
 	assert.Equal(t, int64(2), st["CloneVM_Task"], "no second replica")
 	assert.Zero(t, st["CreateSnapshot_Task"])
 
-	// On the source's own datastore there is nothing to replicate.
+	// On the source's own datastore the clones link to a replica there
+	// too: the user's VM is never snapshotted.
 	c3 := s.client(t)
 	res3, err := c3.ProvisionVMs(ctx, linked("upsilon", simDatastore, 2))
 	require.NoError(t, err)
-	assert.Equal(t, int64(2), c3.Stats().ByMethod["CloneVM_Task"])
+	assert.Equal(t, int64(3), c3.Stats().ByMethod["CloneVM_Task"])
 
 	// Deleting the stemcell, once its clones are gone, deletes its replica.
 	var clones []types.ManagedObjectReference
@@ -555,7 +565,7 @@ func TestResizeRefusesDeltaDisk(t *testing.T) {
 
 // TestLinkedCloneOneBasePerDatastore: in one call, a datastore named by
 // name and by path shares one replica, and the source's own datastore
-// named or left empty shares the source's one snapshot.
+// named or left empty shares another.
 func TestLinkedCloneOneBasePerDatastore(t *testing.T) {
 	s := newSim(t, func(m *simulator.Model) { m.Datastore = 2 })
 	c := s.client(t)
@@ -566,8 +576,8 @@ func TestLinkedCloneOneBasePerDatastore(t *testing.T) {
 	_, err := c.ProvisionVMs(context.Background(), in)
 	require.NoError(t, err)
 	st := c.Stats().ByMethod
-	assert.Equal(t, int64(5), st["CloneVM_Task"], "four VMs and one replica")
-	assert.Equal(t, int64(2), st["CreateSnapshot_Task"], "the source and the replica, once each")
+	assert.Equal(t, int64(6), st["CloneVM_Task"], "four VMs and one replica per datastore (the user's VM is not snapshotted: its own datastore gets a replica too)")
+	assert.Equal(t, int64(2), st["CreateSnapshot_Task"], "each replica once")
 }
 
 // TestDestroyKeepsDisksNotTheVMsOwn: a persistent disk attached to a VM

@@ -641,18 +641,31 @@ func (p *provisioner) template(ctx context.Context, s *VMSpec) (*template, error
 		return newTemplate(src), nil
 	}
 	base := src
+	var ds *object.Datastore
 	if s.Datastore != "" {
-		ds, err := p.stores.get(s.Datastore, func() (*object.Datastore, error) { return p.c.FindDatastore(ctx, s.Datastore) })
-		if err != nil {
+		if ds, err = p.stores.get(s.Datastore, func() (*object.Datastore, error) { return p.c.FindDatastore(ctx, s.Datastore) }); err != nil {
 			return nil, err
 		}
-		// Keyed by the datastore itself, so that its name and its path
-		// share one replica, and the source's own datastore needs none.
-		if !slices.Contains(src.Datastore, ds.Reference()) {
-			base, err = p.replicas.get(ds.Reference(), func() (*mo.VirtualMachine, error) { return p.replica(ctx, s, src, ds) })
-			if err != nil {
-				return nil, err
-			}
+	}
+	// Linked clones hang off a snapshot. The SDK snapshots only what is
+	// its own: a stemcell ImportStemcell made, or a replica. The user's
+	// own VM or template is never changed: its clones link to a replica
+	// of it on the same datastore.
+	own := isImportedStemcell(src)
+	if ds == nil && !own {
+		if len(src.Datastore) == 0 {
+			return nil, fmt.Errorf("template %s: on no datastore", s.Template)
+		}
+		ds = object.NewDatastore(p.c.vim, src.Datastore[0])
+		if ds.InventoryPath, err = ds.ObjectName(ctx); err != nil {
+			return nil, fmt.Errorf("datastore of template %s: %w", s.Template, err)
+		}
+	}
+	// Keyed by the datastore itself, so that its name and its path share
+	// one replica, and a stemcell's own datastore needs none.
+	if ds != nil && (!own || !slices.Contains(src.Datastore, ds.Reference())) {
+		if base, err = p.replicas.get(ds.Reference(), func() (*mo.VirtualMachine, error) { return p.replica(ctx, s, src, ds) }); err != nil {
+			return nil, err
 		}
 	}
 	snap, err := p.snapshots.get(base.Self, func() (types.ManagedObjectReference, error) { return p.snapshot(ctx, s, base) })
@@ -699,7 +712,12 @@ func (p *provisioner) snapshot(ctx context.Context, s *VMSpec, m *mo.VirtualMach
 }
 
 // templateProps are what ProvisionVMs reads of a clone source.
-var templateProps = []string{"name", "parent", "datastore", "config.hardware.device", "config.template", "snapshot"}
+var templateProps = []string{"name", "parent", "datastore", "config.hardware.device", "config.template", "config.annotation", "snapshot"}
+
+// isImportedStemcell reports whether ImportStemcell made m.
+func isImportedStemcell(m *mo.VirtualMachine) bool {
+	return m.Config != nil && strings.HasPrefix(m.Config.Annotation, stemcellAnnotationPrefix)
+}
 
 // replica returns the copy of the clone source src on datastore ds,
 // cloning it there when it is missing, as the BOSH vSphere CPI replicates
@@ -783,8 +801,11 @@ var replicaProps = append(slices.Clone(templateProps), "config.extraConfig")
 
 // replicaName names the replica of stemcell on datastore ds.
 func replicaName(stemcell string, ds types.ManagedObjectReference) string {
-	return stemcell + ".replica." + ds.Value
+	return stemcell + replicaInfix + ds.Value
 }
+
+// replicaInfix joins a stemcell's name and a datastore's id in a replica's.
+const replicaInfix = ".replica."
 
 // replicaOf returns the source id a replica records, or "".
 func replicaOf(m *mo.VirtualMachine) string {
