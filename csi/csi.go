@@ -187,13 +187,15 @@ type VolumeResult struct {
 // CreateVolumes creates many volumes, at most the client's concurrency at
 // a time. One failure does not stop the others: the result has one entry
 // per spec, in order, and the error joins the failures.
-func (c *Client) CreateVolumes(ctx context.Context, specs []VolumeSpec) ([]VolumeResult, error) {
+func (c *Client) CreateVolumes(ctx context.Context, specs []VolumeSpec, opts ...CreateOption) ([]VolumeResult, error) {
 	out := make([]VolumeResult, len(specs))
 	for i := range specs {
 		out[i].Name = specs[i].Name
 	}
+	var mu sync.Mutex
+	opts = append(slices.Clone(opts), createOptionFunc(func(o *createOptions) { o.mu = &mu }))
 	workpool.Run(ctx, c.concurrency, len(specs),
-		func(i int) { out[i].Volume, out[i].Err = c.CreateVolume(ctx, specs[i]) },
+		func(i int) { out[i].Volume, out[i].Err = c.CreateVolume(ctx, specs[i], opts...) },
 		func(i int, err error) { out[i].Err = err })
 	var errs []error
 	for _, r := range out {
@@ -259,7 +261,19 @@ func (s VolumeSpec) validate() error {
 
 // CreateVolume creates a block volume, or returns the one of the same name
 // in the same cluster that exists already.
-func (c *Client) CreateVolume(ctx context.Context, s VolumeSpec) (*Volume, error) {
+func (c *Client) CreateVolume(ctx context.Context, s VolumeSpec, opts ...CreateOption) (*Volume, error) {
+	var o createOptions
+	for _, opt := range opts {
+		opt.applyCreate(&o)
+	}
+	vol, err := c.createVolume(ctx, s, &o)
+	if err != nil {
+		o.emit(kubefoundry.Event{Object: s.Name, Phase: PhaseFailed, Err: err})
+	}
+	return vol, err
+}
+
+func (c *Client) createVolume(ctx context.Context, s VolumeSpec, o *createOptions) (*Volume, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
@@ -268,7 +282,23 @@ func (c *Client) CreateVolume(ctx context.Context, s VolumeSpec) (*Volume, error
 		return nil, err
 	}
 	if len(existing) > 0 {
+		o.emit(kubefoundry.Event{Object: s.Name, Phase: PhaseExisting, Handle: existing[0].ID})
 		return &existing[0], nil
+	}
+	if ref := o.inFlight[s.Name]; ref != "" {
+		// CNS names are not unique: a create task started before a crash
+		// may still make this volume. Wait for it rather than make a
+		// second one.
+		task := types.ManagedObjectReference{Type: "Task", Value: ref}
+		o.emit(kubefoundry.Event{Object: s.Name, Phase: PhaseTaskStarted, Handle: ref, Message: "resumed"})
+		res, err := c.result(ctx, object.NewTask(c.vim, task), nil)
+		if err == nil {
+			id := res.GetCnsVolumeOperationResult().VolumeId.Id
+			c.log.Info("volume created by the earlier task", zap.String("volume", s.Name), zap.String("task", ref), zap.String("id", id))
+			o.emit(kubefoundry.Event{Object: s.Name, Phase: PhaseCreated, Handle: id})
+			return c.Get(ctx, id)
+		}
+		c.log.Info("the earlier create task made no volume; creating it", zap.String("volume", s.Name), zap.String("task", ref), zap.Error(err))
 	}
 	var datastores []types.ManagedObjectReference
 	var profile []types.BaseVirtualMachineProfileSpec
@@ -309,6 +339,7 @@ func (c *Client) CreateVolume(ctx context.Context, s VolumeSpec) (*Volume, error
 	if err != nil {
 		return nil, fmt.Errorf("create volume %s: %w", s.Name, err)
 	}
+	o.emit(kubefoundry.Event{Object: s.Name, Phase: PhaseTaskStarted, Handle: task.Reference().Value})
 	res, err := c.result(ctx, task, nil)
 	if err != nil {
 		if s.Datastore != "" {
@@ -320,7 +351,68 @@ func (c *Client) CreateVolume(ctx context.Context, s VolumeSpec) (*Volume, error
 	}
 	id := res.GetCnsVolumeOperationResult().VolumeId.Id
 	c.log.Info("volume created", zap.String("volume", s.Name), zap.String("id", id))
+	o.emit(kubefoundry.Event{Object: s.Name, Phase: PhaseCreated, Handle: id})
 	return c.Get(ctx, id)
+}
+
+// The phases of the progress events of CreateVolume and CreateVolumes
+// (kubefoundry.Event.Phase; Op is "create volume", Object the volume's
+// name).
+const (
+	// PhaseTaskStarted: the CNS create task exists; Handle is its id
+	// ("task-123"). Journal it: WithInFlight hands it back after a crash.
+	PhaseTaskStarted = "task-started"
+	// PhaseCreated: the volume exists; Handle is its CNS volume id.
+	PhaseCreated = "created"
+	// PhaseExisting: a volume of that name was there already (Handle: id).
+	PhaseExisting = "existing"
+	// PhaseFailed: Err says why.
+	PhaseFailed = "failed"
+)
+
+// A CreateOption adjusts one CreateVolume or CreateVolumes call.
+type CreateOption interface {
+	applyCreate(*createOptions)
+}
+
+type createOptions struct {
+	sink     kubefoundry.Sink
+	inFlight map[string]string
+	mu       *sync.Mutex // serialises events of one CreateVolumes call
+}
+
+type createOptionFunc func(*createOptions)
+
+func (f createOptionFunc) applyCreate(o *createOptions) { f(o) }
+
+// WithSink sends the call's progress events to s: for each volume the CNS
+// task it started (PhaseTaskStarted, before it is waited for), then
+// PhaseCreated, PhaseExisting or PhaseFailed.
+func WithSink(s kubefoundry.Sink) CreateOption {
+	return createOptionFunc(func(o *createOptions) { o.sink = s })
+}
+
+// WithInFlight resumes the create tasks an earlier call started: tasks
+// maps a volume's name to the Handle of its PhaseTaskStarted event, as a
+// caller that journals events recorded it before a crash. A volume not
+// there yet whose task is still known is waited for instead of being
+// created a second time (CNS names are not unique: it would make a
+// duplicate); a task that failed, or that vCenter no longer knows, is
+// followed by a new create. The map is copied.
+func WithInFlight(tasks map[string]string) CreateOption {
+	return createOptionFunc(func(o *createOptions) { o.inFlight = maps.Clone(tasks) })
+}
+
+func (o *createOptions) emit(e kubefoundry.Event) {
+	if o.sink == nil {
+		return
+	}
+	e.Op = "create volume"
+	if o.mu != nil {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+	}
+	kubefoundry.Emit(o.sink, e)
 }
 
 // datastore resolves a datastore name or inventory path, once per Client:
