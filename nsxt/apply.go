@@ -248,11 +248,11 @@ func (c *Client) BuildTopology(ctx context.Context, t Topology) (*Network, error
 // BuildTopology does not remove what it adds.
 func (c *Client) EnsureNamespace(ctx context.Context, t Topology, namespace string) (*NamespaceNetwork, error) {
 	t.Namespaces = nil
-	if err := t.Validate(); err != nil {
+	p := newProblems("Topology")
+	t.validate(p)
+	p.namespace("Namespace", namespace)
+	if err := p.err(); err != nil {
 		return nil, err
-	}
-	if !dnsLabelRe.MatchString(namespace) {
-		return nil, &FieldError{"Topology", "Namespace", namespace, "is not a Kubernetes namespace name"}
 	}
 	set := desiredSet{
 		cluster:   t.ClusterID,
@@ -664,12 +664,13 @@ func (c *Client) WaitRealized(ctx context.Context, paths ...string) error {
 // realized returns the extended attributes of path's realized entity. With
 // wait it polls until the state is REALIZED or ERROR.
 func (c *Client) realized(ctx context.Context, path string, wait bool) (map[string]string, error) {
-	rc := realized_state.NewRealizedEntitiesClient(c.connector(ctx))
+	conn, cause := c.connector(ctx)
+	rc := realized_state.NewRealizedEntitiesClient(conn)
 	bo := retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		res, err := rc.List(path, nil)
 		if err != nil {
-			return nil, apiError("realized state of "+path, err)
+			return nil, apiError("realized state of "+path, err, cause.get())
 		}
 		// Every realized entity of the intent counts: any ERROR is an
 		// error, only all REALIZED is realized.

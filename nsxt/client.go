@@ -3,16 +3,12 @@ package nsxt
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/kubefoundry/kubefoundry/internal/retry"
+	"github.com/kubefoundry/kubefoundry/internal/transport"
 )
 
 // Client talks to the NSX-T Policy API through vsphere-automation-sdk-go
@@ -35,59 +32,47 @@ type Client struct {
 	cfg  Config
 	opts options
 	log  *zap.Logger
-	tr   *transport
+	tr   *failover
+	rt   *calls // every request goes through it: the SDK's and get's
 	conn client.Connector
 }
 
+// DefaultTimeout is the bound of one call when Config.Timeout is zero.
+const DefaultTimeout = 2 * time.Minute
+
 // New checks the configuration, connects to the first manager that
-// answers and returns a Client.
+// answers and returns a Client. A wrong Config is a
+// *kubefoundry.ValidationError listing every problem.
 func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
-	if len(cfg.URLs) == 0 {
-		return nil, fmt.Errorf("nsxt: Config.URLs is empty")
-	}
-	var managers []*url.URL
-	for i, raw := range cfg.URLs {
-		u, err := url.Parse(raw)
-		if err != nil || u.Scheme != "https" || u.Host == "" {
-			return nil, fmt.Errorf("nsxt: Config.URLs[%d] is not an https URL", i)
-		}
-		if u.User != nil {
-			return nil, fmt.Errorf("nsxt: Config.URLs[%d] carries credentials; set Username and Password instead", i)
-		}
-		managers = append(managers, u)
-	}
-	hasCert := cfg.ClientCert != "" || cfg.ClientKey != ""
-	if cfg.Username == "" && !hasCert {
-		return nil, fmt.Errorf("nsxt: Config needs Username/Password or ClientCert/ClientKey")
-	}
-	tlsCfg, err := tlsConfig(cfg)
+	cfg.URLs = slices.Clone(cfg.URLs)
+	managers, tlsCfg, err := cfg.check()
 	if err != nil {
 		return nil, err
 	}
 	timeout := cfg.Timeout
-	if timeout <= 0 {
-		timeout = 2 * time.Minute
+	if timeout == 0 {
+		timeout = DefaultTimeout
 	}
 	routeRuntimeLog(o.log)
-	base := &http.Transport{
-		// A manager that is powered off drops packets rather than refusing
-		// connections: give up on it after 10s and try the next.
-		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:     tlsCfg,
-		MaxIdleConnsPerHost: 16,
-		IdleConnTimeout:     90 * time.Second,
-		TLSHandshakeTimeout: 15 * time.Second,
-	}
-	tr := &transport{base: base, managers: managers, log: o.log, attempts: o.attempts, backoff: o.backoff, overwrite: cfg.AllowOverwrite}
+	// A manager that is powered off drops packets rather than refusing
+	// connections, and one that hangs may accept them and never answer:
+	// each dial gives up after ConnectTimeout, each TLS handshake after
+	// TLSHandshakeTimeout (10s each by default), and the next manager is
+	// tried.
+	base := transport.NewHTTPTransport(transport.NewDialer(transport.Timeouts{
+		Connect: cfg.ConnectTimeout, TLSHandshake: cfg.TLSHandshakeTimeout}, tlsCfg))
+	tr := &failover{base: base, managers: managers, log: o.log, attempts: o.attempts, backoff: o.backoff, overwrite: cfg.AllowOverwrite}
 	if o.qps > 0 {
 		tr.limit = rate.NewLimiter(rate.Limit(o.qps), o.burst)
 	}
-	hc := &http.Client{Transport: tr, Timeout: timeout}
+	rt := &calls{f: tr, bound: &transport.CallTimeout{Next: tr, Timeout: timeout}}
+	hc := &http.Client{Transport: rt}
 	copts := []client.ConnectorOption{client.UsingRest(nil), client.WithHttpClient(hc)}
+	hasCert := cfg.ClientCert != "" || cfg.ClientKey != ""
 	switch {
 	case cfg.Username == "" || hasCert:
 	case cfg.NoSession:
@@ -95,7 +80,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 	default:
 		tr.sess = newSessions(cfg.Username, cfg.Password, base, o.log, tr.countRequest, tr.wait)
 	}
-	c := &Client{cfg: cfg, opts: o, log: o.log, tr: tr,
+	c := &Client{cfg: cfg, opts: o, log: o.log, tr: tr, rt: rt,
 		conn: client.NewConnector(managers[0].String(), copts...)}
 	if err := c.ping(ctx); err != nil {
 		c.Close()
@@ -117,8 +102,12 @@ func (c *Client) Calls() (reads, writes int64) { return c.tr.reads.Load(), c.tr.
 
 // connector returns the SDK connector bound to ctx: the generated clients
 // take no context, so the execution context carries it to the request.
-func (c *Client) connector(ctx context.Context) client.Connector {
-	return ctxConnector{Connector: c.conn, ctx: ctx}
+// The transport's error for a call that got no answer is kept in the
+// returned cause, for apiError: the SDK keeps only its text. The calls of
+// one connector are made one at a time, as they share the cause.
+func (c *Client) connector(ctx context.Context) (client.Connector, *cause) {
+	box := new(cause)
+	return ctxConnector{Connector: c.conn, ctx: context.WithValue(ctx, causeKey{}, box)}, box
 }
 
 type ctxConnector struct {
@@ -132,48 +121,83 @@ func (c ctxConnector) NewExecutionContext() *core.ExecutionContext {
 	return ec
 }
 
-func tlsConfig(cfg Config) (*tls.Config, error) {
-	t := &tls.Config{MinVersion: tls.VersionTLS12}
-	if cfg.ClientCert != "" || cfg.ClientKey != "" {
-		pair, err := tls.X509KeyPair([]byte(cfg.ClientCert), []byte(cfg.ClientKey))
-		if err != nil {
-			return nil, fmt.Errorf("nsxt: Config.ClientCert/ClientKey: %w", err)
-		}
-		t.Certificates = []tls.Certificate{pair}
-	}
-	switch {
-	case cfg.Insecure:
-		t.InsecureSkipVerify = true
-	case cfg.Thumbprint != "":
-		want := strings.ToLower(strings.ReplaceAll(cfg.Thumbprint, ":", ""))
-		if len(want) != 64 {
-			return nil, fmt.Errorf("nsxt: Config.Thumbprint %q is not a SHA-256 thumbprint", cfg.Thumbprint)
-		}
-		t.InsecureSkipVerify = true // verified below against the thumbprint instead
-		t.VerifyConnection = func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("nsxt: the manager sent no certificate")
-			}
-			sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
-			if got := hex.EncodeToString(sum[:]); got != want {
-				return fmt.Errorf("nsxt: the manager's certificate thumbprint %s does not match Config.Thumbprint", got)
-			}
-			return nil
-		}
-	case cfg.CACert != "":
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM([]byte(cfg.CACert)) {
-			return nil, fmt.Errorf("nsxt: Config.CACert holds no PEM certificate")
-		}
-		t.RootCAs = pool
-	}
-	return t, nil
+// cause holds the transport's error for the last call of a connector.
+type cause struct {
+	mu  sync.Mutex
+	err error
 }
 
-// transport sends each request to the current manager, moves to the next
+type causeKey struct{}
+
+func (b *cause) set(err error) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.err = err
+}
+
+// get returns the error, if the last call ended with one.
+func (b *cause) get() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+// calls is the Client's outermost RoundTripper. It sends a call to the
+// manager the failover transport uses at the moment, bounds it, answer
+// body included, by Config.Timeout (a *kubefoundry.TimeoutError, Stage
+// call, naming that manager and "GET /policy/api/v1/..."), and records
+// the error of a call that got no answer where apiError finds it (a
+// cause in the request's context).
+//
+// The bound is the call's whole: a manager that cannot be reached (its
+// connect or TLS handshake timed out) gives way to the next within it,
+// and a 503 is retried within it; a call that runs out of time is not
+// sent again anywhere, as the manager may have done what it asked.
+type calls struct {
+	f     *failover
+	bound *transport.CallTimeout // Next is f
+}
+
+func (c *calls) RoundTrip(req *http.Request) (*http.Response, error) {
+	box, _ := req.Context().Value(causeKey{}).(*cause)
+	box.set(nil)
+	if m := c.f.current(); req.URL.Host != m.Host {
+		req = req.Clone(req.Context())
+		req.URL.Host = m.Host
+	}
+	resp, err := c.bound.RoundTrip(req)
+	if err != nil {
+		box.set(err)
+		return nil, err
+	}
+	if box != nil {
+		resp.Body = &recordedBody{ReadCloser: resp.Body, box: box}
+	}
+	return resp, nil
+}
+
+// recordedBody records an error reading the answer, such as the call's
+// bound cutting it short.
+type recordedBody struct {
+	io.ReadCloser
+	box *cause
+}
+
+func (b *recordedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.box.set(err)
+	}
+	return n, err
+}
+
+// failover sends each request to the current manager, moves to the next
 // when one cannot be reached, waits for the rate limit, and retries a 503
 // or 429 with backoff (honouring Retry-After) up to attempts.
-type transport struct {
+type failover struct {
 	base      *http.Transport
 	managers  []*url.URL
 	cur       atomic.Int32
@@ -187,7 +211,7 @@ type transport struct {
 	reads, writes atomic.Int64
 }
 
-func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+func (t *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	var body []byte
 	if req.Body != nil {
@@ -231,8 +255,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
+// current is the manager requests go to first.
+func (t *failover) current() *url.URL { return t.managers[t.cur.Load()] }
+
 // wait holds a request to the rate limit, when there is one.
-func (t *transport) wait(ctx context.Context) error {
+func (t *failover) wait(ctx context.Context) error {
 	if t.limit == nil {
 		return nil
 	}
@@ -241,7 +268,7 @@ func (t *transport) wait(ctx context.Context) error {
 
 // countRequest counts a request sent: a read (GET) or a write, the latter
 // for the operation of its context too.
-func (t *transport) countRequest(r *http.Request) {
+func (t *failover) countRequest(r *http.Request) {
 	if r.Method == http.MethodGet {
 		t.reads.Add(1)
 		return
@@ -252,8 +279,11 @@ func (t *transport) countRequest(r *http.Request) {
 	}
 }
 
-// send tries the managers in turn from the current one.
-func (t *transport) send(req *http.Request, body []byte) (*http.Response, error) {
+// send tries the managers in turn from the current one, moving on when
+// one cannot be reached (a refused or timed-out connect or TLS
+// handshake, as the dialer bounds them) but never once the call's
+// context has ended: its time is up, and a write may have been done.
+func (t *failover) send(req *http.Request, body []byte) (*http.Response, error) {
 	start := int(t.cur.Load())
 	var errs []error
 	for i := range t.managers {

@@ -1,10 +1,15 @@
 package nsxt
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net/url"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/internal/transport"
 )
 
 // Config is the plain, serialisable description of an NSX-T manager
@@ -31,13 +36,24 @@ type Config struct {
 	ClientKey  string `json:"clientKey,omitempty"`
 	// CACert is a PEM bundle of certificate authorities to trust.
 	CACert string `json:"caCert,omitempty"`
-	// Thumbprint is the SHA-256 thumbprint (hex, colons optional) of the
-	// managers' certificate, trusted instead of a CA.
+	// Thumbprint is the SHA-256 (or SHA-1) thumbprint (hex, colons
+	// optional) of the managers' certificate, trusted instead of a CA.
 	Thumbprint string `json:"thumbprint,omitempty"`
 	// Insecure turns TLS verification off. It is never implied.
 	Insecure bool `json:"insecure,omitempty"`
-	// Timeout bounds one HTTP request; 2 minutes when zero.
+	// Timeout bounds one call, from sending the request to reading the
+	// answer, with the retries of a busy manager and the moves to the
+	// next manager it takes; 2 minutes (DefaultTimeout) when zero. A call
+	// that runs out of it fails with a *kubefoundry.TimeoutError (Stage
+	// call) and is not sent again.
 	Timeout time.Duration `json:"timeout,omitempty"`
+	// ConnectTimeout bounds the TCP connect to a manager, and
+	// TLSHandshakeTimeout the TLS handshake after it; 10 seconds each
+	// when zero. A manager that does not make it in time (a
+	// *kubefoundry.TimeoutError, Stage connect or TLS handshake) gives way
+	// to the next.
+	ConnectTimeout      time.Duration `json:"connectTimeout,omitempty"`
+	TLSHandshakeTimeout time.Duration `json:"tlsHandshakeTimeout,omitempty"`
 	// AllowOverwrite sends X-Allow-Overwrite: true with every write, so
 	// that an enterprise admin may change and delete what a principal
 	// identity made (NSX protects it from everyone else: error code 289,
@@ -55,8 +71,76 @@ func (c Config) String() string {
 	if c.ClientKey != "" {
 		key = "--- REDACTED ---"
 	}
-	return fmt.Sprintf("nsxt.Config{URLs: %q, Username: %q, Password: %q, ClientCert: %d bytes, ClientKey: %q, CACert: %d bytes, Thumbprint: %q, Insecure: %t, Timeout: %s, AllowOverwrite: %t, NoSession: %t}",
-		c.URLs, c.Username, pw, len(c.ClientCert), key, len(c.CACert), c.Thumbprint, c.Insecure, c.Timeout, c.AllowOverwrite, c.NoSession)
+	urls := make([]string, len(c.URLs))
+	for i, raw := range c.URLs {
+		urls[i] = raw
+		if u, err := url.Parse(raw); err == nil && u.User != nil {
+			urls[i] = u.Redacted()
+		}
+	}
+	return fmt.Sprintf("nsxt.Config{URLs: %q, Username: %q, Password: %q, ClientCert: %d bytes, ClientKey: %q, CACert: %d bytes, Thumbprint: %q, Insecure: %t, Timeout: %s, ConnectTimeout: %s, TLSHandshakeTimeout: %s, AllowOverwrite: %t, NoSession: %t}",
+		urls, c.Username, pw, len(c.ClientCert), key, len(c.CACert), c.Thumbprint, c.Insecure, c.Timeout, c.ConnectTimeout, c.TLSHandshakeTimeout, c.AllowOverwrite, c.NoSession)
+}
+
+// check returns the managers' URLs and the TLS configuration of c, or a
+// *kubefoundry.ValidationError (Object "nsxt.Config") naming every wrong
+// field.
+func (c Config) check() ([]*url.URL, *tls.Config, error) {
+	v := kubefoundry.ValidationError{Object: "nsxt.Config"}
+	if len(c.URLs) == 0 {
+		v.Add("Config.URLs", "", "needs the URL of at least one NSX manager")
+	}
+	var managers []*url.URL
+	for i, raw := range c.URLs {
+		f := fmt.Sprintf("Config.URLs[%d]", i)
+		u, err := url.Parse(raw)
+		switch {
+		case err != nil:
+			// Not shown: it may hold a password url.Parse cannot find.
+			v.Add(f, "", "is not a URL")
+		case u.User != nil:
+			v.Add(f, u.Redacted(), "carries credentials; set Username and Password instead")
+		case u.Scheme != "https" || u.Host == "":
+			v.Add(f, raw, "is not an https URL")
+		default:
+			managers = append(managers, u)
+		}
+	}
+	if c.Username == "" && c.ClientCert == "" && c.ClientKey == "" {
+		v.Add("Config.Username", "", "needs Username/Password or ClientCert/ClientKey")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"Timeout", c.Timeout}, {"ConnectTimeout", c.ConnectTimeout}, {"TLSHandshakeTimeout", c.TLSHandshakeTimeout}} {
+		if d.v < 0 {
+			v.Add("Config."+d.name, d.v.String(), "must be 0 (the default) or more")
+		}
+	}
+	tlsCfg, err := transport.Config(transport.TLS{CACert: c.CACert, Thumbprint: c.Thumbprint, Insecure: c.Insecure,
+		ClientCert: c.ClientCert, ClientKey: c.ClientKey})
+	if err != nil {
+		var tv kubefoundry.ValidationError
+		if !tv.Merge("", err) {
+			return nil, nil, fmt.Errorf("nsxt: Config: %w", err)
+		}
+		for _, p := range tv.Problems {
+			if name, ok := tlsFields[p.Field]; ok {
+				p.Field = name
+			}
+			v.Problems = append(v.Problems, p)
+		}
+	}
+	if err := v.Err(); err != nil {
+		return nil, nil, err
+	}
+	return managers, tlsCfg, nil
+}
+
+// tlsFields are the Config fields of transport.Config's field names.
+var tlsFields = map[string]string{
+	"caCert": "Config.CACert", "thumbprint": "Config.Thumbprint",
+	"clientCert": "Config.ClientCert", "clientKey": "Config.ClientKey",
 }
 
 // GoString makes %#v as safe as %v.

@@ -2,17 +2,31 @@
 // NSX-T Policy API, with vsphere-automation-sdk-go over REST.
 //
 // New connects to one or more managers (a request goes to the next when one
-// refuses the connection or does not answer it within 10 seconds), with a
+// refuses the connection, or does not complete the TCP connect within
+// Config.ConnectTimeout or the TLS handshake within
+// Config.TLSHandshakeTimeout, 10 seconds each by default), with a
 // user and password (through one NSX session per manager, its cookie and
 // XSRF token sent instead of the password and made again when NSX forgets
 // it; Config.NoSession sends the password on every request instead) or a
 // client certificate (a principal identity), trusting a CA bundle or a
-// SHA-256 thumbprint, or nothing at all only when Config.Insecure says
-// so. Close ends the sessions. A request answered 503 or 429 is retried with
-// backoff; NSX errors come back as *APIError wrapping ErrNotFound,
+// SHA-256 (or SHA-1) thumbprint, or nothing at all only when
+// Config.Insecure says so. Close ends the sessions. A request answered 503
+// or 429 is retried with backoff. Config.Timeout (2 minutes by default)
+// bounds each call as a whole, retries and moves to the next manager
+// included; a call that runs out of it is not sent again. A timeout at
+// any stage is a *kubefoundry.TimeoutError naming the stage (connect, TLS
+// handshake, call), the manager and, for a call, its method and path.
+// NSX errors come back as *APIError wrapping ErrNotFound,
 // ErrConflict, ErrInvalid, ErrPendingDelete, ErrProtected,
-// ErrUnauthorized or ErrUnavailable; a wrong spec field is a *FieldError
-// (wrapping ErrInvalid) naming it. As a principal identity (a client
+// ErrUnauthorized or ErrUnavailable, and the error it was made from (the
+// SDK's, or the transport's when no answer came). The sentinels are the
+// SDK's shared ones (nsxt.ErrNotFound is kubefoundry.ErrNotFound);
+// ErrProtected, NSX's own, wraps kubefoundry.ErrForbidden. A wrong
+// Config, Topology, LoadBalancer or NetworkPolicy is a
+// *kubefoundry.ValidationError (wrapping ErrInvalid) naming every wrong
+// field at once by its path, such as Topology.PodIPBlockPaths[1], each a
+// *FieldError (kubefoundry.FieldError); cluster ids follow
+// kubefoundry.ClusterID. As a principal identity (a client
 // certificate, as NCP and TKGI authenticate), what kubefoundry builds is
 // its own: NSX protects it from everyone else, and a user's teardown of
 // it fails with ErrProtected unless Config.AllowOverwrite sends
@@ -48,7 +62,7 @@
 // only then is it an error, the *RealizationError with NSX's reason (or
 // the *APIError of the refusal). An allocation never moves: rebuilds find it in whichever
 // block or pool it came from, so the lists may grow or be reordered, but
-// dropping a block or pool that still holds one is a *FieldError.
+// dropping a block or pool that still holds one is a field error.
 // PodRoutable (pod_routable) only takes the namespaces' SNAT address and
 // rule away (the tier-1 advertises its connected segments, namespace
 // subnets among them, to the tier-0 in any case), and switching it
@@ -197,7 +211,8 @@
 // address expressions, rules ALLOW rules before the namespaces' own, and an
 // isolation policy drops the rest for the selected pods while letting the
 // nodes in. What NSX cannot express (ipBlock except, named ports, SCTP,
-// more than 5 OR-ed selector criteria) is a *FieldError naming the field.
+// more than 5 OR-ed selector criteria) is a field error naming the field,
+// every one at once.
 // Translate shows the objects without writing.
 //
 // Services and policies are converged like the topology (by their own tags

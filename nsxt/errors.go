@@ -10,33 +10,48 @@ import (
 	"github.com/vmware/vsphere-automation-sdk-go/lib/vapi/std"
 	vapierrors "github.com/vmware/vsphere-automation-sdk-go/lib/vapi/std/errors"
 	"github.com/vmware/vsphere-automation-sdk-go/runtime/data"
+
+	"github.com/kubefoundry/kubefoundry"
 )
 
 // Sentinel errors; every error the package returns for an NSX answer wraps
-// one of them when it applies, so errors.Is works.
+// one of them when it applies, so errors.Is works. They are the SDK's
+// shared sentinels (nsxt.ErrNotFound is kubefoundry.ErrNotFound), so one
+// errors.Is answers for NSX as for every other layer.
 var (
-	ErrNotFound     = errors.New("nsxt: not found")
-	ErrConflict     = errors.New("nsxt: concurrent change")
-	ErrInvalid      = errors.New("nsxt: invalid request")
-	ErrUnauthorized = errors.New("nsxt: unauthorized")
-	ErrUnavailable  = errors.New("nsxt: service unavailable")
+	// ErrNotFound: the object asked for does not exist (HTTP 404).
+	ErrNotFound = kubefoundry.ErrNotFound
+	// ErrConflict: another writer changed the object since it was read
+	// (a stale _revision: HTTP 412, error code 604).
+	ErrConflict = kubefoundry.ErrConflict
+	// ErrInvalid: NSX refused the request (HTTP 400), or a spec or the
+	// Config is wrong (a *kubefoundry.ValidationError or *FieldError says
+	// where) and nothing was sent.
+	ErrInvalid = kubefoundry.ErrInvalid
+	// ErrUnauthorized: NSX refused the credentials or the session, or the
+	// request (HTTP 401, 403).
+	ErrUnauthorized = kubefoundry.ErrUnauthorized
+	// ErrUnavailable: NSX could not serve the request (HTTP 503 past the
+	// retries), or no manager answered it.
+	ErrUnavailable = kubefoundry.ErrUnavailable
 	// ErrLimitExceeded is wrapped by a *LimitError: the request is valid,
 	// but the cluster is at a limit its Topology sets.
-	ErrLimitExceeded = errors.New("nsxt: limit exceeded")
+	ErrLimitExceeded = kubefoundry.ErrLimitExceeded
 	// ErrInUse is wrapped when something kubefoundry may not delete is
 	// attached to an object it would delete: a VM's NIC on one of the
 	// cluster's segments. Nothing was written.
-	ErrInUse = errors.New("nsxt: in use")
+	ErrInUse = kubefoundry.ErrInUse
 	// ErrPendingDelete is the Kind of an *APIError for a write to a path
 	// whose object is deleted but not purged yet (NSX error code 500045):
 	// NSX deletes asynchronously and frees the path at its next purge
 	// (every 5 minutes).
-	ErrPendingDelete = errors.New("nsxt: path pending deletion")
+	ErrPendingDelete = kubefoundry.ErrPendingDelete
 	// ErrProtected is the Kind of an *APIError for a change or delete of
 	// what a principal identity made, by anyone else (NSX error code
 	// 289): only it may, or an enterprise admin with
-	// Config.AllowOverwrite.
-	ErrProtected = errors.New("nsxt: protected: made by another principal identity")
+	// Config.AllowOverwrite. It is NSX's own, and wraps
+	// kubefoundry.ErrForbidden.
+	ErrProtected = fmt.Errorf("nsxt: protected: made by another principal identity: %w", kubefoundry.ErrForbidden)
 )
 
 // LimitError reports a request refused because the cluster is at a limit
@@ -61,7 +76,8 @@ func (e *LimitError) Unwrap() error { return ErrLimitExceeded }
 // somebody else", answered with HTTP 412 to a stale _revision.
 const revisionConflictCode = 604
 
-// APIError is an error answered by NSX, with what NSX said about it.
+// APIError is an error answered by NSX, with what NSX said about it, or
+// the failure of a request that got no answer.
 type APIError struct {
 	Op      string // what the package was doing: "patch /infra", "get /infra/tier-0s/t0"
 	Kind    error  // one of the sentinel errors, or nil
@@ -72,6 +88,12 @@ type APIError struct {
 	// reports what failed there, under an error of its own.
 	Related      []string
 	RelatedCodes []int64
+	// Err is what the error was made from: the SDK's error (a type of
+	// vsphere-automation-sdk-go's lib/vapi/std/errors, such as
+	// errors.NotFound), or, when the request got no answer, the
+	// transport's (a *kubefoundry.TimeoutError, a refused connection, a
+	// certificate that is not trusted), which the SDK keeps only as text.
+	Err error
 }
 
 func (e *APIError) Error() string {
@@ -92,8 +114,20 @@ func (e *APIError) Error() string {
 	return b.String()
 }
 
-// Unwrap lets errors.Is match the sentinel.
-func (e *APIError) Unwrap() error { return e.Kind }
+// Unwrap lets errors.Is match the sentinel, and errors.As find the
+// error it was made from.
+func (e *APIError) Unwrap() []error {
+	if e == nil {
+		return nil
+	}
+	var out []error
+	for _, err := range []error{e.Kind, e.Err} {
+		if err != nil {
+			out = append(out, err)
+		}
+	}
+	return out
+}
 
 // RealizationError reports an intent that NSX accepted but could not
 // realize, such as an IP block with no free subnet left.
@@ -111,11 +145,16 @@ func (e *RealizationError) Error() string {
 }
 
 // apiError turns what the SDK returned into an *APIError naming op.
-func apiError(op string, err error) error {
+// cause is the transport's error for the request, when it got no answer
+// (see calls): the SDK turns it into a vapi error that keeps its text only.
+func apiError(op string, err, cause error) error {
 	if err == nil {
 		return nil
 	}
-	e := &APIError{Op: op}
+	e := &APIError{Op: op, Err: err}
+	if cause != nil {
+		e.Err = cause
+	}
 	var d *data.StructValue
 	var msgs []std.LocalizableMessage
 	var nf vapierrors.NotFound
@@ -142,6 +181,10 @@ func apiError(op string, err error) error {
 		e.Kind, d, msgs = ErrUnavailable, su.Data, su.Messages
 	case errors.As(err, &ise):
 		d, msgs = ise.Data, ise.Messages
+	case cause != nil:
+		// The runtime's own error for a transport failure it classes
+		// otherwise (a timeout): the transport's says more.
+		return fmt.Errorf("nsxt: %s: %w", op, cause)
 	default:
 		return fmt.Errorf("nsxt: %s: %w", op, err)
 	}

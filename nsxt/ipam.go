@@ -13,6 +13,7 @@ import (
 
 	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/model"
 
+	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/internal/workpool"
 )
 
@@ -132,7 +133,8 @@ func (p placed) intent() intent {
 // it from, since an allocation never moves, or else the first not tried
 // yet (tried holds, by key, the sources that could not allocate it in this
 // apply). A copy held from a block or pool the spec no longer lists is a
-// *FieldError: it cannot move, and it cannot stay unlisted. Of two copies
+// problem of a *kubefoundry.ValidationError naming every such field: it
+// cannot move, and it cannot stay unlisted. Of two copies
 // (another writer raced this one), the one from the first listed source
 // is kept (of two from the same one, see keptFirst) and the other
 // deleted.
@@ -144,6 +146,7 @@ func place(allocs []allocation, cur current, tried map[string]map[int]bool) ([]p
 		}
 	}
 	out := make([]placed, len(allocs))
+	var bad kubefoundry.ValidationError // every stray copy
 	for i := range allocs {
 		a := &allocs[i]
 		held, stray, heldPath := -1, map[string]any(nil), ""
@@ -158,8 +161,12 @@ func place(allocs []allocation, cur current, tried map[string]map[int]bool) ([]p
 			}
 		}
 		if held < 0 && stray != nil {
-			return nil, &FieldError{Object: a.object, Field: a.field, Value: sourceOf(stray),
-				Reason: fmt.Sprintf("is not listed but holds %s, and an allocation never moves: list it again, or delete the network that uses it first", stray["path"])}
+			if bad.Object == "" {
+				bad.Object = "nsxt." + a.object
+			}
+			bad.Add(a.object+"."+a.field, sourceOf(stray),
+				"is not listed but holds %s, and an allocation never moves: list it again, or delete the network that uses it first", stray["path"])
+			continue
 		}
 		if held < 0 {
 			held = a.next(tried[a.key])
@@ -168,6 +175,9 @@ func place(allocs []allocation, cur current, tried map[string]map[int]bool) ([]p
 			return nil, fmt.Errorf("nsxt: %s has no source left to try", a.key)
 		}
 		out[i] = placed{allocation: a, source: held, held: heldPath}
+	}
+	if err := bad.Err(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

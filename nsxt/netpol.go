@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -96,7 +97,8 @@ type criteria [][]condition
 // selectorCriteria turns a label selector into criteria on segment port
 // tags, scoped by prefix (a pod label: "", a namespace label:
 // NamespaceLabelScope). In with several values multiplies the criteria.
-func selectorCriteria(field string, sel LabelSelector, prefix string, base []condition) (criteria, error) {
+// What NSX cannot express goes to p, and is left out.
+func selectorCriteria(p problems, field string, sel LabelSelector, prefix string, base []condition) criteria {
 	out := criteria{append([]condition{}, base...)}
 	keys := make([]string, 0, len(sel.MatchLabels))
 	for k := range sel.MatchLabels {
@@ -113,7 +115,8 @@ func selectorCriteria(field string, sel LabelSelector, prefix string, base []con
 		switch r.Operator {
 		case "In":
 			if len(r.Values) == 0 {
-				return nil, &FieldError{"NetworkPolicy", f + ".Values", "", "In needs values"}
+				p.add(f+".Values", "", "In needs values")
+				continue
 			}
 			var next criteria
 			for _, c := range out {
@@ -137,18 +140,19 @@ func selectorCriteria(field string, sel LabelSelector, prefix string, base []con
 				out[j] = append(out[j], condition{"NOTEQUALS", prefix + r.Key, ""})
 			}
 		default:
-			return nil, &FieldError{"NetworkPolicy", f + ".Operator", r.Operator, "must be In, NotIn, Exists or DoesNotExist"}
+			p.add(f+".Operator", r.Operator, "must be In, NotIn, Exists or DoesNotExist")
 		}
 	}
 	if len(out) > maxCriteria {
-		return nil, &FieldError{"NetworkPolicy", field, fmt.Sprint(len(out)), fmt.Sprintf("needs %d OR-ed criteria; an NSX group takes %d", len(out), maxCriteria)}
+		p.add(field, fmt.Sprint(len(out)), fmt.Sprintf("needs %d OR-ed criteria; an NSX group takes %d", len(out), maxCriteria))
 	}
 	for _, c := range out {
 		if len(c) > maxConditions {
-			return nil, &FieldError{"NetworkPolicy", field, fmt.Sprint(len(c)), fmt.Sprintf("needs %d conditions; an NSX group criterion takes %d", len(c), maxConditions)}
+			p.add(field, fmt.Sprint(len(c)), fmt.Sprintf("needs %d conditions; an NSX group criterion takes %d", len(c), maxConditions))
+			break
 		}
 	}
-	return out, nil
+	return out
 }
 
 // expression renders criteria as an NSX group expression: conditions on
@@ -220,7 +224,9 @@ type Object struct {
 }
 
 // Translate turns the policy into the NSX objects that enforce it, or
-// returns a *FieldError naming what NSX cannot express. It writes nothing.
+// returns a *kubefoundry.ValidationError naming every field that is wrong
+// or that NSX cannot express ("NetworkPolicy.Ingress[0].Ports[1].Port").
+// It writes nothing.
 //
 // The selected pods form a group; each peer forms a group (label
 // selectors become conditions on segment port tags, see
@@ -246,37 +252,32 @@ func (np NetworkPolicy) Translate() ([]Object, error) {
 	return out, nil
 }
 
-func (np NetworkPolicy) validate() error {
-	if err := checkClusterID("NetworkPolicy", np.ClusterID); err != nil {
-		return err
-	}
-	if !dnsLabelRe.MatchString(np.Namespace) {
-		return &FieldError{"NetworkPolicy", "Namespace", np.Namespace, "is not a Kubernetes namespace name"}
-	}
+// validate checks what names the policy: its cluster, namespace, name
+// and types.
+func (np NetworkPolicy) validate(p problems) {
+	p.clusterID(np.ClusterID)
+	p.namespace("Namespace", np.Namespace)
 	if np.Name == "" || len(np.Name) > 253 || strings.ToLower(np.Name) != np.Name || strings.ContainsAny(np.Name, "/ ") {
-		return &FieldError{"NetworkPolicy", "Name", np.Name, "is not a Kubernetes object name"}
+		p.add("Name", np.Name, "is not a Kubernetes object name")
 	}
 	for i, t := range np.PolicyTypes {
 		if t != "Ingress" && t != "Egress" {
-			return &FieldError{"NetworkPolicy", fmt.Sprintf("PolicyTypes[%d]", i), t, "must be Ingress or Egress"}
+			p.add(fmt.Sprintf("PolicyTypes[%d]", i), t, "must be Ingress or Egress")
 		}
 	}
-	return nil
 }
 
+// intents are the NSX objects of the policy, or a
+// *kubefoundry.ValidationError naming every problem.
 func (np NetworkPolicy) intents() ([]intent, error) {
-	if err := np.validate(); err != nil {
-		return nil, err
-	}
+	p := newProblems("NetworkPolicy")
+	np.validate(p)
 	domain := "/infra/domains/default"
 	base := np.base()
 	tags := np.tags()
 	podsGroup := domain + "/groups/" + base + "_pods"
 	nsBase := []condition{{"EQUALS", TagCluster, np.ClusterID}, {"EQUALS", TagNamespace, np.Namespace}}
-	selected, err := selectorCriteria("PodSelector", np.PodSelector, "", nsBase)
-	if err != nil {
-		return nil, err
-	}
+	selected := selectorCriteria(p, "PodSelector", np.PodSelector, "", nsBase)
 	out := []intent{{podsGroup, "Group", model.Group{Id: ptr(base + "_pods"), Expression: selected.expression(), Tags: tags}, false}}
 	policy := domain + "/security-policies/" + base
 	out = append(out, intent{policy, "SecurityPolicy", model.SecurityPolicy{Id: ptr(base), Category: ptr("Application"),
@@ -284,26 +285,20 @@ func (np NetworkPolicy) intents() ([]intent, error) {
 
 	ingress, egress := np.types()
 	seq := int64(10)
-	addRules := func(dir string, rules []PolicyRule) error {
+	addRules := func(dir string, rules []PolicyRule) {
 		for i, r := range rules {
 			field := fmt.Sprintf("%s[%d]", map[string]string{"IN": "Ingress", "OUT": "Egress"}[dir], i)
 			peers := []string{"ANY"}
 			if len(r.Peers) > 0 {
 				peers = nil
 			}
-			for j, p := range r.Peers {
+			for j, peer := range r.Peers {
 				id := fmt.Sprintf("%s_%s%d_p%d", base, strings.ToLower(dir), i, j)
-				expr, err := np.peerExpression(fmt.Sprintf("%s.Peers[%d]", field, j), p)
-				if err != nil {
-					return err
-				}
+				expr := np.peerExpression(p, fmt.Sprintf("%s.Peers[%d]", field, j), peer)
 				out = append(out, intent{domain + "/groups/" + id, "Group", model.Group{Id: ptr(id), Expression: expr, Tags: tags}, false})
 				peers = append(peers, domain+"/groups/"+id)
 			}
-			entries, err := serviceEntries(field, r.Ports)
-			if err != nil {
-				return err
-			}
+			entries := serviceEntries(p, field, r.Ports)
 			// Services ANY beside service entries would widen the rule to
 			// every port: entries alone, or ANY when there are none.
 			services := []string{"ANY"}
@@ -321,17 +316,15 @@ func (np NetworkPolicy) intents() ([]intent, error) {
 			out = append(out, intent{policy + "/rules/" + *rule.Id, "Rule", rule, false})
 			seq += 10
 		}
-		return nil
 	}
 	if ingress {
-		if err := addRules("IN", np.Ingress); err != nil {
-			return nil, err
-		}
+		addRules("IN", np.Ingress)
 	}
 	if egress {
-		if err := addRules("OUT", np.Egress); err != nil {
-			return nil, err
-		}
+		addRules("OUT", np.Egress)
+	}
+	if err := p.err(); err != nil {
+		return nil, err
 	}
 
 	isolation := policy + "_isolation"
@@ -355,81 +348,104 @@ func (np NetworkPolicy) intents() ([]intent, error) {
 	return out, nil
 }
 
-func (np NetworkPolicy) peerExpression(field string, p Peer) ([]*data.StructValue, error) {
+// peerExpression is the group expression of a peer; what NSX cannot
+// express goes to p, and the expression is then nil.
+func (np NetworkPolicy) peerExpression(p problems, field string, peer Peer) []*data.StructValue {
 	set := 0
-	for _, b := range []bool{p.PodSelector != nil || p.NamespaceSelector != nil, p.IPBlock != nil} {
+	for _, b := range []bool{peer.PodSelector != nil || peer.NamespaceSelector != nil, peer.IPBlock != nil} {
 		if b {
 			set++
 		}
 	}
 	if set != 1 {
-		return nil, &FieldError{"NetworkPolicy", field, "", "must set podSelector/namespaceSelector or ipBlock, not both or neither"}
+		p.add(field, "", "must set podSelector/namespaceSelector or ipBlock, not both or neither")
+		return nil
 	}
-	if b := p.IPBlock; b != nil {
+	if b := peer.IPBlock; b != nil {
 		pfx, err := netip.ParsePrefix(b.CIDR)
 		if err != nil {
-			return nil, &FieldError{"NetworkPolicy", field + ".IPBlock.CIDR", b.CIDR, "is not a CIDR"}
+			p.add(field+".IPBlock.CIDR", b.CIDR, "is not a CIDR")
 		}
 		if len(b.Except) > 0 {
-			return nil, &FieldError{"NetworkPolicy", field + ".IPBlock.Except", strings.Join(b.Except, ","), "is not supported: an NSX group cannot subtract addresses"}
+			p.add(field+".IPBlock.Except", strings.Join(b.Except, ","), "is not supported: an NSX group cannot subtract addresses")
+		}
+		if err != nil || len(b.Except) > 0 {
+			return nil
 		}
 		return []*data.StructValue{mustStruct(model.IPAddressExpression{ResourceType: "IPAddressExpression",
-			Id: ptr("ip"), IpAddresses: []string{pfx.Masked().String()}}, model.IPAddressExpressionBindingType())}, nil
+			Id: ptr("ip"), IpAddresses: []string{pfx.Masked().String()}}, model.IPAddressExpressionBindingType())}
 	}
 	base := []condition{{"EQUALS", TagCluster, np.ClusterID}}
-	if p.NamespaceSelector == nil {
+	if peer.NamespaceSelector == nil {
 		base = append(base, condition{"EQUALS", TagNamespace, np.Namespace})
 	}
 	cr := criteria{base}
-	var err error
-	if p.NamespaceSelector != nil {
-		if cr, err = selectorCriteria(field+".NamespaceSelector", *p.NamespaceSelector, NamespaceLabelScope, base); err != nil {
-			return nil, err
-		}
+	if peer.NamespaceSelector != nil {
+		cr = selectorCriteria(p, field+".NamespaceSelector", *peer.NamespaceSelector, NamespaceLabelScope, base)
 	}
-	if p.PodSelector != nil {
+	if peer.PodSelector != nil {
+		// The pod selector's own problems once, not once per namespace
+		// criterion.
+		sub := newProblems(p.object)
 		var out criteria
 		for _, c := range cr {
-			more, err := selectorCriteria(field+".PodSelector", *p.PodSelector, "", c)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, more...)
+			out = append(out, selectorCriteria(sub, field+".PodSelector", *peer.PodSelector, "", c)...)
 		}
-		if len(out) > maxCriteria {
-			return nil, &FieldError{"NetworkPolicy", field, fmt.Sprint(len(out)), fmt.Sprintf("needs %d OR-ed criteria; an NSX group takes %d", len(out), maxCriteria)}
+		if sub.err() != nil {
+			p.v.Problems = append(p.v.Problems, problemsOnce(sub.v.Problems)...)
+		} else if len(out) > maxCriteria {
+			p.add(field, fmt.Sprint(len(out)), fmt.Sprintf("needs %d OR-ed criteria; an NSX group takes %d", len(out), maxCriteria))
 		}
 		cr = out
 	}
-	return cr.expression(), nil
+	return cr.expression()
+}
+
+// problemsOnce is ps without repeats.
+func problemsOnce(ps []FieldError) []FieldError {
+	var out []FieldError
+	for _, fe := range ps {
+		if !slices.Contains(out, fe) {
+			out = append(out, fe)
+		}
+	}
+	return out
 }
 
 // serviceEntries are a rule's ports; none is sent as [] (every port) so
-// that removing the last port reaches NSX.
-func serviceEntries(field string, ports []PolicyPort) ([]*data.StructValue, error) {
+// that removing the last port reaches NSX. A port NSX cannot express goes
+// to p, and is left out.
+func serviceEntries(p problems, field string, ports []PolicyPort) []*data.StructValue {
 	out := []*data.StructValue{}
-	for i, p := range ports {
+	for i, port := range ports {
 		f := fmt.Sprintf("%s.Ports[%d]", field, i)
-		proto := strings.ToUpper(orDefaultS(p.Protocol, "TCP"))
+		proto := strings.ToUpper(orDefaultS(port.Protocol, "TCP"))
+		ok := true
 		if proto != "TCP" && proto != "UDP" {
-			return nil, &FieldError{"NetworkPolicy", f + ".Protocol", p.Protocol, "must be TCP or UDP"}
+			p.add(f+".Protocol", port.Protocol, "must be TCP or UDP")
+			ok = false
 		}
-		if p.Named != "" {
-			return nil, &FieldError{"NetworkPolicy", f + ".Port", p.Named, "named ports are not supported: NSX rules match port numbers"}
+		if port.Named != "" {
+			p.add(f+".Port", port.Named, "named ports are not supported: NSX rules match port numbers")
+			ok = false
 		}
-		if p.Port < 0 || p.Port > 65535 || (p.EndPort != 0 && (p.EndPort < p.Port || p.EndPort > 65535 || p.Port == 0)) {
-			return nil, &FieldError{"NetworkPolicy", f, fmt.Sprintf("%d-%d", p.Port, p.EndPort), "is not a port or port range"}
+		if port.Port < 0 || port.Port > 65535 || (port.EndPort != 0 && (port.EndPort < port.Port || port.EndPort > 65535 || port.Port == 0)) {
+			p.add(f, fmt.Sprintf("%d-%d", port.Port, port.EndPort), "is not a port or port range")
+			ok = false
+		}
+		if !ok {
+			continue
 		}
 		e := model.L4PortSetServiceEntry{ResourceType: "L4PortSetServiceEntry", Id: ptr(fmt.Sprintf("port%d", i)), L4Protocol: ptr(proto)}
 		switch {
-		case p.EndPort != 0:
-			e.DestinationPorts = []string{strconv.Itoa(p.Port) + "-" + strconv.Itoa(p.EndPort)}
-		case p.Port != 0:
-			e.DestinationPorts = []string{strconv.Itoa(p.Port)}
+		case port.EndPort != 0:
+			e.DestinationPorts = []string{strconv.Itoa(port.Port) + "-" + strconv.Itoa(port.EndPort)}
+		case port.Port != 0:
+			e.DestinationPorts = []string{strconv.Itoa(port.Port)}
 		}
 		out = append(out, mustStruct(e, model.L4PortSetServiceEntryBindingType()))
 	}
-	return out, nil
+	return out
 }
 
 // ApplyNetworkPolicy makes NSX enforce np: it creates, updates or deletes
@@ -455,7 +471,9 @@ func (c *Client) ApplyNetworkPolicy(ctx context.Context, np NetworkPolicy) (*Pla
 // moment before goes too.
 func (c *Client) DeleteNetworkPolicy(ctx context.Context, clusterID, namespace, name string) (*Teardown, error) {
 	np := NetworkPolicy{ClusterID: clusterID, Namespace: namespace, Name: name}
-	if err := np.validate(); err != nil {
+	p := newProblems("NetworkPolicy")
+	np.validate(p)
+	if err := p.err(); err != nil {
 		return nil, err
 	}
 	return c.teardown(ctx, clusterID, namespace, func(m map[string]any) bool { return hasTag(m, TagNetworkPolicy, np.key()) }, reach{policy: np.base()})

@@ -202,9 +202,8 @@ func TestTranslateRefusesWhatNSXCannotExpress(t *testing.T) {
 	} {
 		tc.np.ClusterID, tc.np.Namespace, tc.np.Name = "c1", "shop", "p"
 		_, err := tc.np.Translate()
-		var fe *nsxt.FieldError
-		require.ErrorAs(t, err, &fe, tc.field)
-		require.Equal(t, tc.field, fe.Field)
+		require.ErrorIs(t, err, nsxt.ErrInvalid, tc.field)
+		require.Equal(t, []string{"NetworkPolicy." + tc.field}, problemFields(t, err))
 	}
 }
 

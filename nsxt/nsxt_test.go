@@ -16,10 +16,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	vapierrors "github.com/vmware/vsphere-automation-sdk-go/lib/vapi/std/errors"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/nsxt"
 	"github.com/kubefoundry/kubefoundry/nsxt/simulator"
 )
@@ -192,7 +194,7 @@ func TestPlanTopologyWritesNothing(t *testing.T) {
 	_, err = e.c.PlanTopology(context.Background(), bad)
 	var fe *nsxt.FieldError
 	require.ErrorAs(t, err, &fe)
-	require.Equal(t, "Tier0Path", fe.Field)
+	require.Equal(t, "Topology.Tier0Path", fe.Field)
 	require.Zero(t, e.sim.Writes())
 	require.Len(t, p.Allocate, 6)
 	require.Contains(t, p.String(), "create Segment /infra/segments/kf_c1_ns_a")
@@ -316,6 +318,9 @@ func TestRetriesBusyManager(t *testing.T) {
 	e.sim.Inject(&simulator.Fault{Method: "PATCH", Path: regexp.MustCompile(`/infra$`), Nth: 1, Times: 100, Status: 503})
 	_, err = e.c.TeardownTopology(context.Background(), "c1")
 	require.ErrorIs(t, err, nsxt.ErrUnavailable)
+	require.ErrorIs(t, err, kubefoundry.ErrUnavailable, "the SDK's sentinel")
+	var su vapierrors.ServiceUnavailable
+	require.ErrorAs(t, err, &su, "the SDK's error it was made from")
 }
 
 func TestWrongCredentials(t *testing.T) {
@@ -359,7 +364,7 @@ func TestTrustByThumbprint(t *testing.T) {
 	c.Close()
 	_, err = nsxt.New(context.Background(), nsxt.Config{URLs: []string{sim.URL}, Username: sim.Username(),
 		Password: sim.Password(), Thumbprint: strings.Repeat("ab", 32)})
-	require.ErrorContains(t, err, "does not match Config.Thumbprint")
+	require.ErrorContains(t, err, "does not match the configured "+strings.Repeat("ab", 32))
 	_, err = nsxt.New(context.Background(), nsxt.Config{URLs: []string{sim.URL}, Username: sim.Username(), Password: sim.Password()})
 	require.Error(t, err, "an untrusted certificate is refused unless Insecure is set")
 }
@@ -391,10 +396,22 @@ func TestTopologyValidation(t *testing.T) {
 	} {
 		topo := topology(sim, "c1", "a")
 		tc.edit(&topo)
-		var fe *nsxt.FieldError
-		require.ErrorAs(t, topo.Validate(), &fe, tc.field)
-		require.Equal(t, tc.field, fe.Field)
+		err := topo.Validate()
+		require.ErrorIs(t, err, nsxt.ErrInvalid, tc.field)
+		require.Equal(t, []string{"Topology." + tc.field}, problemFields(t, err))
 	}
+}
+
+// problemFields are the fields a *kubefoundry.ValidationError names.
+func problemFields(t *testing.T, err error) []string {
+	t.Helper()
+	var ve *kubefoundry.ValidationError
+	require.ErrorAs(t, err, &ve)
+	var out []string
+	for _, p := range ve.Problems {
+		out = append(out, p.Field)
+	}
+	return out
 }
 
 func TestMissingInventoryNamesTheField(t *testing.T) {
@@ -404,22 +421,32 @@ func TestMissingInventoryNamesTheField(t *testing.T) {
 	_, err := e.c.BuildTopology(context.Background(), topo)
 	var fe *nsxt.FieldError
 	require.ErrorAs(t, err, &fe)
-	require.Equal(t, "PodIPBlockPaths[1]", fe.Field)
+	require.Equal(t, "Topology.PodIPBlockPaths[1]", fe.Field)
 	require.Equal(t, "/infra/ip-blocks/no-such-block", fe.Value)
 	topo = topology(e.sim, "c1", "a")
 	topo.FloatingIPPoolPaths = []string{"/infra/ip-pools/nope", topo.FloatingIPPoolPaths[0]}
 	_, err = e.c.BuildTopology(context.Background(), topo)
 	require.ErrorAs(t, err, &fe)
-	require.Equal(t, "FloatingIPPoolPaths[0]", fe.Field)
+	require.Equal(t, "Topology.FloatingIPPoolPaths[0]", fe.Field)
+
+	// Every missing object is named at once.
+	topo.Tier0Path = "/infra/tier-0s/gone"
+	topo.PodIPBlockPaths = append(topo.PodIPBlockPaths, "/infra/ip-blocks/no-such-block")
+	_, err = e.c.BuildTopology(context.Background(), topo)
+	require.Equal(t, []string{"Topology.Tier0Path", "Topology.PodIPBlockPaths[1]", "Topology.FloatingIPPoolPaths[0]"},
+		problemFields(t, err))
 	require.Zero(t, e.sim.Writes(), "nothing is written for a bad topology")
 }
 
 func TestConfigStringRedacts(t *testing.T) {
-	cfg := nsxt.Config{URLs: []string{"https://nsx"}, Username: "admin", Password: "s3cret!", ClientKey: "-----BEGIN KEY-----xyz"}
+	cfg := nsxt.Config{URLs: []string{"https://nsx", "https://ops:urlpass@nsx-2"}, Username: "admin", Password: "s3cret!",
+		ClientKey: "-----BEGIN KEY-----xyz", TLSHandshakeTimeout: 3 * time.Second}
 	for _, s := range []string{cfg.String(), fmt.Sprintf("%v", cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg)} {
 		require.NotContains(t, s, "s3cret!")
 		require.NotContains(t, s, "xyz")
+		require.NotContains(t, s, "urlpass", "a password in a URL (which New refuses) is redacted too")
 		require.Contains(t, s, "admin")
+		require.Contains(t, s, "TLSHandshakeTimeout: 3s")
 	}
 }
 

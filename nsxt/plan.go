@@ -20,6 +20,7 @@ import (
 	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/model"
 	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/search"
 
+	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/internal/workpool"
 )
 
@@ -115,12 +116,13 @@ func (c *Client) owned(ctx context.Context, clusterID, namespace string) (curren
 func searchAll(ctx context.Context, c *Client, q string) ([]map[string]any, error) {
 	var out []map[string]any
 	q += " AND marked_for_delete:false"
-	qc := search.NewQueryClient(c.connector(ctx))
+	conn, cause := c.connector(ctx)
+	qc := search.NewQueryClient(conn)
 	var cursor *string
 	for {
 		res, err := qc.List(q, cursor, nil, ptr(int64(1000)), nil, nil)
 		if err != nil {
-			return nil, apiError("search "+q, err)
+			return nil, apiError("search "+q, err, cause.get())
 		}
 		for _, sv := range res.Results {
 			m, err := toMap(sv)
@@ -226,6 +228,7 @@ func intentMap(in intent) (map[string]any, error) {
 // created; present ones are updated when a field the package sets differs.
 func diff(want []intent, cur current) ([]pending, error) {
 	var out []pending
+	var bad kubefoundry.ValidationError // every allocation asked to change
 	for _, in := range want {
 		m, err := intentMap(in)
 		if err != nil {
@@ -253,8 +256,12 @@ func diff(want []intent, cur current) ([]pending, error) {
 			// NSX allocates once: a subnet's size and block, an address,
 			// cannot change in place.
 			obj, field := immutableField(in.rtype)
-			return nil, &FieldError{Object: obj, Field: field, Value: in.path,
-				Reason: fmt.Sprintf("cannot change once NSX has allocated it (%s differs); delete the cluster or namespace network first", strings.Join(fields, ", "))}
+			if bad.Object == "" {
+				bad.Object = "nsxt." + obj
+			}
+			bad.Add(obj+"."+field, in.path,
+				"cannot change once NSX has allocated it (%s differs); delete the cluster or namespace network first", strings.Join(fields, ", "))
+			continue
 		}
 		var rev *int64
 		if n, ok := have["_revision"].(json.Number); ok {
@@ -263,6 +270,9 @@ func diff(want []intent, cur current) ([]pending, error) {
 			}
 		}
 		out = append(out, pending{Change: Change{Action: Update, Path: in.path, Type: in.rtype, Fields: fields}, obj: m, revision: rev})
+	}
+	if err := bad.Err(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -485,8 +495,9 @@ func (c *Client) patch(ctx context.Context, changes []pending) error {
 	if err != nil {
 		return err
 	}
-	err = nsx.NewInfraClient(c.connector(ctx)).Patch(infra, ptr(true))
-	return apiError("patch /infra", err)
+	conn, cause := c.connector(ctx)
+	err = nsx.NewInfraClient(conn).Patch(infra, ptr(true))
+	return apiError("patch /infra", err, cause.get())
 }
 
 // freshRevisions reads the current _revision of every object an update
@@ -567,7 +578,7 @@ func (c *Client) get(ctx context.Context, path string, query url.Values) ([]byte
 	if c.cfg.Username != "" && c.cfg.ClientCert == "" {
 		req.SetBasicAuth(c.cfg.Username, c.cfg.Password)
 	}
-	resp, err := c.tr.RoundTrip(req)
+	resp, err := c.rt.RoundTrip(req)
 	if err != nil {
 		return nil, fmt.Errorf("nsxt: get %s: %w", path, err)
 	}

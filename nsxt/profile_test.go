@@ -225,7 +225,7 @@ func TestAllocationsNeverMove(t *testing.T) {
 		var fe *nsxt.FieldError
 		require.ErrorAs(t, err, &fe)
 		require.ErrorIs(t, err, nsxt.ErrInvalid)
-		require.Equal(t, tc.field, fe.Field)
+		require.Equal(t, "Topology."+tc.field, fe.Field)
 		require.Equal(t, tc.value, fe.Value)
 		require.Contains(t, fe.Reason, "never moves")
 		_, err = e.c.PlanTopology(ctx, bad)
@@ -589,7 +589,7 @@ func TestLoadBalancerFromSeveralPools(t *testing.T) {
 	bad := svc("s5", "")
 	bad.FloatingIPPoolPaths = append(bad.FloatingIPPoolPaths, pool2)
 	require.ErrorAs(t, bad.Validate(), &fe)
-	require.Equal(t, "FloatingIPPoolPaths[2]", fe.Field)
+	require.Equal(t, "LoadBalancer.FloatingIPPoolPaths[2]", fe.Field)
 
 	teardownLeavesNothing(t, e, "c1")
 }

@@ -49,55 +49,50 @@ type LoadBalancerStatus struct {
 	Writes         int
 }
 
-// Validate checks lb and returns a *FieldError naming the first wrong
-// field.
+// Validate checks lb and returns a *kubefoundry.ValidationError naming
+// every wrong field ("LoadBalancer.Ports[0].Port"), or nil.
 func (lb LoadBalancer) Validate() error {
-	if err := checkClusterID("LoadBalancer", lb.ClusterID); err != nil {
-		return err
-	}
-	if !dnsLabelRe.MatchString(lb.Namespace) {
-		return &FieldError{"LoadBalancer", "Namespace", lb.Namespace, "is not a Kubernetes namespace name"}
-	}
+	p := newProblems("LoadBalancer")
+	p.clusterID(lb.ClusterID)
+	p.namespace("Namespace", lb.Namespace)
 	if !dnsLabelRe.MatchString(lb.Name) {
-		return &FieldError{"LoadBalancer", "Name", lb.Name, "is not a Kubernetes Service name"}
+		p.add("Name", lb.Name, "is not a Kubernetes Service name")
 	}
-	if err := checkPaths("LoadBalancer", "FloatingIPPoolPaths", lb.FloatingIPPoolPaths, "/infra/ip-pools/", "IP pool"); err != nil {
-		return err
-	}
+	p.paths("FloatingIPPoolPaths", lb.FloatingIPPoolPaths, "/infra/ip-pools/", "IP pool")
 	if lb.IP != "" {
 		if _, err := netip.ParseAddr(lb.IP); err != nil {
-			return &FieldError{"LoadBalancer", "IP", lb.IP, "is not an IP address"}
+			p.add("IP", lb.IP, "is not an IP address")
 		}
 	}
 	if len(lb.Ports) == 0 {
-		return &FieldError{"LoadBalancer", "Ports", "", "a LoadBalancer Service needs at least one port"}
+		p.add("Ports", "", "a LoadBalancer Service needs at least one port")
 	}
 	seen := map[string]bool{}
-	for i, p := range lb.Ports {
+	for i, port := range lb.Ports {
 		f := fmt.Sprintf("Ports[%d]", i)
-		switch p.protocol() {
+		switch port.protocol() {
 		case "TCP", "UDP":
 		default:
-			return &FieldError{"LoadBalancer", f + ".Protocol", p.Protocol, "must be TCP or UDP (the NSX load balancer has no SCTP)"}
+			p.add(f+".Protocol", port.Protocol, "must be TCP or UDP (the NSX load balancer has no SCTP)")
 		}
-		if p.Port < 1 || p.Port > 65535 {
-			return &FieldError{"LoadBalancer", f + ".Port", strconv.Itoa(p.Port), "must be 1-65535"}
+		if port.Port < 1 || port.Port > 65535 {
+			p.add(f+".Port", strconv.Itoa(port.Port), "must be 1-65535")
 		}
-		if p.NodePort < 1 || p.NodePort > 65535 {
-			return &FieldError{"LoadBalancer", f + ".NodePort", strconv.Itoa(p.NodePort), "must be 1-65535"}
+		if port.NodePort < 1 || port.NodePort > 65535 {
+			p.add(f+".NodePort", strconv.Itoa(port.NodePort), "must be 1-65535")
 		}
-		key := p.protocol() + strconv.Itoa(p.Port)
+		key := port.protocol() + strconv.Itoa(port.Port)
 		if seen[key] {
-			return &FieldError{"LoadBalancer", f, key, "is listed twice"}
+			p.add(f, key, "is listed twice")
 		}
 		seen[key] = true
 	}
 	for i, n := range lb.Nodes {
 		if _, err := netip.ParseAddr(n); err != nil {
-			return &FieldError{"LoadBalancer", fmt.Sprintf("Nodes[%d]", i), n, "is not an IP address"}
+			p.add(fmt.Sprintf("Nodes[%d]", i), n, "is not an IP address")
 		}
 	}
-	return nil
+	return p.err()
 }
 
 func (p ServicePort) protocol() string { return strings.ToUpper(orDefaultS(p.Protocol, "TCP")) }
@@ -321,14 +316,14 @@ func subnetHolds(m map[string]any, ip netip.Addr) bool {
 // moment before goes too. Deleting one that is gone writes nothing.
 func (c *Client) DeleteLoadBalancer(ctx context.Context, clusterID, namespace, name string) (*Teardown, error) {
 	lb := LoadBalancer{ClusterID: clusterID, Namespace: namespace, Name: name}
-	if err := checkClusterID("LoadBalancer", clusterID); err != nil {
-		return nil, err
-	}
-	if !dnsLabelRe.MatchString(namespace) {
-		return nil, &FieldError{"LoadBalancer", "Namespace", namespace, "is not a Kubernetes namespace name"}
-	}
+	p := newProblems("LoadBalancer")
+	p.clusterID(clusterID)
+	p.namespace("Namespace", namespace)
 	if !dnsLabelRe.MatchString(name) {
-		return nil, &FieldError{"LoadBalancer", "Name", name, "is not a Kubernetes Service name"}
+		p.add("Name", name, "is not a Kubernetes Service name")
+	}
+	if err := p.err(); err != nil {
+		return nil, err
 	}
 	return c.teardown(ctx, clusterID, namespace, func(m map[string]any) bool { return hasTag(m, TagService, lb.key()) }, reach{services: true})
 }

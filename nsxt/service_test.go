@@ -106,8 +106,8 @@ func TestLoadBalancerValidation(t *testing.T) {
 		lb := good
 		lb.Ports = append([]nsxt.ServicePort{}, good.Ports...)
 		tc.edit(&lb)
-		var fe *nsxt.FieldError
-		require.ErrorAs(t, lb.Validate(), &fe, tc.field)
-		require.Equal(t, tc.field, fe.Field)
+		err := lb.Validate()
+		require.ErrorIs(t, err, nsxt.ErrInvalid, tc.field)
+		require.Equal(t, []string{"LoadBalancer." + tc.field}, problemFields(t, err))
 	}
 }

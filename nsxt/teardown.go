@@ -33,7 +33,9 @@ type Teardown struct {
 // the search API and, since NSX's index trails writes, in NSX's store
 // too (see teardown). Calling it again finds nothing and writes nothing.
 func (c *Client) TeardownTopology(ctx context.Context, clusterID string) (*Teardown, error) {
-	if err := checkClusterID("Topology", clusterID); err != nil {
+	p := newProblems("Topology")
+	p.clusterID(clusterID)
+	if err := p.err(); err != nil {
 		return nil, err
 	}
 	return c.teardown(ctx, clusterID, "", nil, reach{cluster: true, networks: true, services: true, policies: true})
@@ -45,11 +47,11 @@ func (c *Client) TeardownTopology(ctx context.Context, clusterID string) (*Teard
 // finds them. The next BuildTopology must not list the namespace, or it
 // comes back.
 func (c *Client) TeardownNamespace(ctx context.Context, clusterID, namespace string) (*Teardown, error) {
-	if err := checkClusterID("Topology", clusterID); err != nil {
+	p := newProblems("Topology")
+	p.clusterID(clusterID)
+	p.namespace("Namespace", namespace)
+	if err := p.err(); err != nil {
 		return nil, err
-	}
-	if !dnsLabelRe.MatchString(namespace) {
-		return nil, &FieldError{"Topology", "Namespace", namespace, "is not a Kubernetes namespace name"}
 	}
 	return c.teardown(ctx, clusterID, namespace, nil, reach{networks: true, services: true, policies: true})
 }
@@ -690,7 +692,7 @@ func gateways(clusterID string, objs ...current) []string {
 }
 
 // checkInventory reads the pre-existing objects t refers to in one search
-// and names the field whose object does not exist.
+// and names every field whose object does not exist.
 func (c *Client) checkInventory(ctx context.Context, t Topology) error {
 	fields := []struct{ name, path string }{
 		{"Tier0Path", t.Tier0Path}, {"EdgeClusterPath", t.EdgeClusterPath},
@@ -710,12 +712,13 @@ func (c *Client) checkInventory(ctx context.Context, t Topology) error {
 	if err != nil {
 		return err
 	}
+	p := newProblems("Topology")
 	for _, f := range fields {
 		if !found[f.path] {
-			return &FieldError{"Topology", f.name, f.path, "does not exist in NSX"}
+			p.add(f.name, f.path, "does not exist in NSX")
 		}
 	}
-	return nil
+	return p.err()
 }
 
 func (c *Client) searchPaths(ctx context.Context, q string) (map[string]bool, error) {
@@ -734,9 +737,10 @@ func (c *Client) searchPaths(ctx context.Context, q string) (map[string]bool, er
 
 // ping checks that a manager answers and accepts the credentials.
 func (c *Client) ping(ctx context.Context) error {
-	_, err := infra.NewDomainsClient(c.connector(ctx)).Get("default")
+	conn, cause := c.connector(ctx)
+	_, err := infra.NewDomainsClient(conn).Get("default")
 	if err != nil {
-		return fmt.Errorf("nsxt: connecting to %s: %w", c.cfg.URLs[0], apiError("get /infra/domains/default", err))
+		return fmt.Errorf("nsxt: connecting to %s: %w", c.cfg.URLs[0], apiError("get /infra/domains/default", err, cause.get()))
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package nsxt
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -11,6 +12,8 @@ import (
 	"github.com/vmware/vsphere-automation-sdk-go/runtime/bindings"
 	"github.com/vmware/vsphere-automation-sdk-go/runtime/data"
 	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/model"
+
+	"github.com/kubefoundry/kubefoundry"
 )
 
 // Ownership tag scopes on every object kubefoundry creates.
@@ -36,8 +39,9 @@ const (
 // namespace a segment with a subnet from a pod IP block, an SNAT address
 // (unless PodRoutable) and a DFW policy.
 type Topology struct {
-	// ClusterID names the cluster: lower-case letters, digits and '-', at
-	// most 40 characters. Every object's id starts with "kf_<ClusterID>";
+	// ClusterID names the cluster, by the SDK's one rule
+	// (kubefoundry.ClusterID): 1 to 40 lower-case letters, digits and
+	// '-', beginning and ending with a letter or digit. Every object's id starts with "kf_<ClusterID>";
 	// the parts of an id are joined with "_", which no cluster id or
 	// Kubernetes name holds, so ids of different clusters never collide.
 	ClusterID string `json:"clusterID"`
@@ -113,60 +117,82 @@ type Topology struct {
 	NamespacesManagedElsewhere bool `json:"namespacesManagedElsewhere,omitempty"`
 }
 
-var (
-	clusterIDRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
-	dnsLabelRe  = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-)
+var dnsLabelRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
-// FieldError names the field of a spec that is wrong. It wraps
-// ErrInvalid.
-type FieldError struct {
-	Object string // Topology, LoadBalancer or NetworkPolicy
-	Field  string
-	Value  string
-	Reason string
+// FieldError names the field of a spec that is wrong, by its path from
+// the spec ("Topology.PodIPBlockPaths[1]", "LoadBalancer.Ports[0].Port",
+// "NetworkPolicy.Ingress[0].Peers[0]"). It wraps ErrInvalid. It is the
+// SDK's one field error; a spec's validation returns a
+// *kubefoundry.ValidationError holding one for every problem, which
+// errors.As finds.
+type FieldError = kubefoundry.FieldError
+
+// problems collects what is wrong with one spec (Topology, LoadBalancer,
+// NetworkPolicy), each field named from it: "Topology.ClusterID".
+type problems struct {
+	object string
+	v      *kubefoundry.ValidationError
 }
 
-func (e *FieldError) Error() string {
-	return fmt.Sprintf("nsxt: %s.%s %q: %s", e.Object, e.Field, e.Value, e.Reason)
+func newProblems(object string) problems {
+	return problems{object: object, v: &kubefoundry.ValidationError{Object: "nsxt." + object}}
 }
 
-// Unwrap lets errors.Is(err, ErrInvalid) match.
-func (e *FieldError) Unwrap() error { return ErrInvalid }
+// add records that field (a path from the spec) with value is wrong.
+func (p problems) add(field, value, reason string) {
+	p.v.Add(p.object+"."+field, value, "%s", reason)
+}
 
-// checkClusterID checks a cluster id given to object.
-func checkClusterID(object, id string) error {
-	if !clusterIDRe.MatchString(id) {
-		return &FieldError{object, "ClusterID", id, "must be 1-40 lower-case letters, digits or '-'"}
+// err returns the *kubefoundry.ValidationError, or nil when there is no
+// problem.
+func (p problems) err() error { return p.v.Err() }
+
+// clusterID checks a cluster id with the SDK's one rule
+// (kubefoundry.ClusterID), as field ClusterID.
+func (p problems) clusterID(id string) {
+	var fe *FieldError
+	if errors.As(kubefoundry.ClusterID(id).Validate(), &fe) {
+		p.add("ClusterID", fe.Value, fe.Reason)
 	}
-	return nil
 }
 
-// checkPaths checks a list of policy paths of one kind, such as the pod IP
+// namespace checks a Kubernetes namespace name given as field.
+func (p problems) namespace(field, ns string) {
+	if !dnsLabelRe.MatchString(ns) {
+		p.add(field, ns, "is not a Kubernetes namespace name")
+	}
+}
+
+// paths checks a list of policy paths of one kind, such as the pod IP
 // blocks: at least one, each prefix+<id>, none twice.
-func checkPaths(object, field string, paths []string, prefix, kind string) error {
+func (p problems) paths(field string, paths []string, prefix, kind string) {
 	if len(paths) == 0 {
-		return &FieldError{object, field, "", "needs at least one " + kind}
+		p.add(field, "", "needs at least one "+kind)
 	}
 	seen := map[string]bool{}
-	for i, p := range paths {
+	for i, path := range paths {
 		f := fmt.Sprintf("%s[%d]", field, i)
-		if id, ok := strings.CutPrefix(p, prefix); !ok || id == "" || strings.Contains(id, "/") {
-			return &FieldError{object, f, p, "must be the policy path of an " + kind + ", " + prefix + "<id>"}
+		if id, ok := strings.CutPrefix(path, prefix); !ok || id == "" || strings.Contains(id, "/") {
+			p.add(f, path, "must be the policy path of an "+kind+", "+prefix+"<id>")
+			continue
 		}
-		if seen[p] {
-			return &FieldError{object, f, p, "is listed twice"}
+		if seen[path] {
+			p.add(f, path, "is listed twice")
 		}
-		seen[p] = true
+		seen[path] = true
 	}
-	return nil
 }
 
-// Validate checks t and returns a *FieldError naming the first wrong field.
+// Validate checks t and returns a *kubefoundry.ValidationError naming
+// every wrong field ("Topology.Tier0Path"), or nil.
 func (t Topology) Validate() error {
-	if err := checkClusterID("Topology", t.ClusterID); err != nil {
-		return err
-	}
+	p := newProblems("Topology")
+	t.validate(p)
+	return p.err()
+}
+
+func (t Topology) validate(p problems) {
+	p.clusterID(t.ClusterID)
 	for _, f := range []struct{ name, val, prefix string }{
 		{"Tier0Path", t.Tier0Path, "/infra/tier-0s/"},
 		{"EdgeClusterPath", t.EdgeClusterPath, "/infra/sites/"},
@@ -174,34 +200,30 @@ func (t Topology) Validate() error {
 		{"NodeIPBlockPath", t.NodeIPBlockPath, "/infra/ip-blocks/"},
 	} {
 		if len(f.val) <= len(f.prefix) || f.val[:len(f.prefix)] != f.prefix {
-			return &FieldError{"Topology", f.name, f.val, "must be a policy path starting with " + f.prefix}
+			p.add(f.name, f.val, "must be a policy path starting with "+f.prefix)
 		}
 	}
-	if err := checkPaths("Topology", "PodIPBlockPaths", t.PodIPBlockPaths, "/infra/ip-blocks/", "IP block"); err != nil {
-		return err
-	}
-	if err := checkPaths("Topology", "FloatingIPPoolPaths", t.FloatingIPPoolPaths, "/infra/ip-pools/", "IP pool"); err != nil {
-		return err
-	}
+	p.paths("PodIPBlockPaths", t.PodIPBlockPaths, "/infra/ip-blocks/", "IP block")
+	p.paths("FloatingIPPoolPaths", t.FloatingIPPoolPaths, "/infra/ip-pools/", "IP pool")
 	if t.MaxL4LBServices < 0 {
-		return &FieldError{"Topology", "MaxL4LBServices", strconv.Itoa(t.MaxL4LBServices), "must be 0 (no limit) or more"}
+		p.add("MaxL4LBServices", strconv.Itoa(t.MaxL4LBServices), "must be 0 (no limit) or more")
 	}
 	switch t.LBSize {
 	case "", "SMALL", "MEDIUM", "LARGE", "XLARGE":
 	default:
-		return &FieldError{"Topology", "LBSize", t.LBSize, "must be SMALL, MEDIUM, LARGE or XLARGE"}
+		p.add("LBSize", t.LBSize, "must be SMALL, MEDIUM, LARGE or XLARGE")
 	}
-	for _, p := range []struct {
+	for _, port := range []struct {
 		name string
 		v    int
 	}{{"APIPort", t.APIPort}, {"APIMemberPort", t.APIMemberPort}} {
-		if p.v < 0 || p.v > 65535 {
-			return &FieldError{"Topology", p.name, strconv.Itoa(p.v), "must be a TCP port"}
+		if port.v < 0 || port.v > 65535 {
+			p.add(port.name, strconv.Itoa(port.v), "must be a TCP port")
 		}
 	}
 	for i, m := range t.APIMembers {
 		if _, err := netip.ParseAddr(m); err != nil {
-			return &FieldError{"Topology", fmt.Sprintf("APIMembers[%d]", i), m, "is not an IP address"}
+			p.add(fmt.Sprintf("APIMembers[%d]", i), m, "is not an IP address")
 		}
 	}
 	for _, s := range []struct {
@@ -209,20 +231,20 @@ func (t Topology) Validate() error {
 		v    int
 	}{{"NodeSubnetSize", t.NodeSubnetSize}, {"NamespaceSubnetSize", t.NamespaceSubnetSize}} {
 		if s.v != 0 && (s.v < 4 || s.v&(s.v-1) != 0) {
-			return &FieldError{"Topology", s.name, strconv.Itoa(s.v), "must be a power of two of at least 4"}
+			p.add(s.name, strconv.Itoa(s.v), "must be a power of two of at least 4")
 		}
 	}
 	seen := map[string]bool{}
 	for i, ns := range t.Namespaces {
-		if !dnsLabelRe.MatchString(ns) {
-			return &FieldError{"Topology", fmt.Sprintf("Namespaces[%d]", i), ns, "is not a Kubernetes namespace name"}
-		}
-		if seen[ns] {
-			return &FieldError{"Topology", fmt.Sprintf("Namespaces[%d]", i), ns, "is listed twice"}
+		f := fmt.Sprintf("Namespaces[%d]", i)
+		switch {
+		case !dnsLabelRe.MatchString(ns):
+			p.namespace(f, ns)
+		case seen[ns]:
+			p.add(f, ns, "is listed twice")
 		}
 		seen[ns] = true
 	}
-	return nil
 }
 
 func (t Topology) apiPort() int         { return orDefault(t.APIPort, 8443) }

@@ -117,10 +117,10 @@ func TestRunFlagErrors(t *testing.T) {
 			"-url needs the inventory NSX already holds; missing -tier0, -edge-cluster, -transport-zone, -node-block, -pod-block, -floating-pool"},
 		{"url without tier0", []string{"-url", "https://127.0.0.1:1", "-edge-cluster", "e", "-transport-zone", "t",
 			"-node-block", "n", "-pod-block", "p", "-floating-pool", "f"}, "missing -tier0"},
-		{"bad cluster id", []string{"-cluster", "Demo"}, `nsxt: Topology.ClusterID "Demo"`},
-		{"tier0 not in NSX", []string{"-tier0", "nope"}, `nsxt: Topology.Tier0Path "/infra/tier-0s/nope": does not exist in NSX`},
-		{"second pod block not in NSX", []string{"-pod-block", "pods-block,nope"}, `nsxt: Topology.PodIPBlockPaths[1] "/infra/ip-blocks/nope": does not exist in NSX`},
-		{"negative limit", []string{"-max-l4-lb-services", "-1"}, `nsxt: Topology.MaxL4LBServices "-1"`},
+		{"bad cluster id", []string{"-cluster", "Demo"}, `Topology.ClusterID "Demo"`},
+		{"tier0 not in NSX", []string{"-tier0", "nope"}, `Topology.Tier0Path "/infra/tier-0s/nope": does not exist in NSX`},
+		{"second pod block not in NSX", []string{"-pod-block", "pods-block,nope"}, `Topology.PodIPBlockPaths[1] "/infra/ip-blocks/nope": does not exist in NSX`},
+		{"negative limit", []string{"-max-l4-lb-services", "-1"}, `Topology.MaxL4LBServices "-1"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -82,7 +82,7 @@ func NetworkPolicy(clusterID string, np *networkingv1.NetworkPolicy) (nsxt.Netwo
 		out.Egress = append(out.Egress, rule)
 	}
 	if np.Namespace == "" {
-		return out, &nsxt.FieldError{Object: "NetworkPolicy", Field: "Namespace", Value: "", Reason: "NetworkPolicy " + np.Name + " has no namespace"}
+		return out, &nsxt.FieldError{Field: "NetworkPolicy.Namespace", Value: "", Reason: "NetworkPolicy " + np.Name + " has no namespace"}
 	}
 	return out, nil
 }
@@ -118,7 +118,7 @@ func policyRule(field string, peers []networkingv1.NetworkPolicyPeer, ports []ne
 		}
 		if p.EndPort != nil {
 			if p.Port == nil {
-				return r, &nsxt.FieldError{Object: "NetworkPolicy", Field: fmt.Sprintf("%s.Ports[%d].EndPort", field, i),
+				return r, &nsxt.FieldError{Field: fmt.Sprintf("NetworkPolicy.%s.Ports[%d].EndPort", field, i),
 					Value: fmt.Sprint(*p.EndPort), Reason: "endPort needs a port"}
 			}
 			pp.EndPort = int(*p.EndPort)

@@ -111,7 +111,7 @@ func TestNamespacesGetNSXNetworks(t *testing.T) {
 	require.Nil(t, sim.Object("/infra/segments/kf_c1_ns_shop"), "refused while NSX has not purged")
 	require.Eventually(t, func() bool {
 		ns, err := cs.CoreV1().Namespaces().Get(ctx, "shop", metav1.GetOptions{})
-		return err == nil && strings.Contains(ns.Annotations[kube.NetworkStatusAnnotation], "path pending deletion")
+		return err == nil && strings.Contains(ns.Annotations[kube.NetworkStatusAnnotation], "pending delete")
 	}, 20*time.Second, 50*time.Millisecond, "the namespace says why")
 	sim.Purge()
 	require.Eventually(t, func() bool {
@@ -177,5 +177,5 @@ func TestNetworkPolicyConversion(t *testing.T) {
 	_, err = got.Translate()
 	var fe *nsxt.FieldError
 	require.ErrorAs(t, err, &fe)
-	require.Equal(t, "Ingress[0].Ports[0].Port", fe.Field)
+	require.Equal(t, "NetworkPolicy.Ingress[0].Ports[0].Port", fe.Field)
 }
