@@ -1,34 +1,42 @@
 // Package kubefoundry is a Go SDK that stands up and runs production-grade
-// Kubernetes clusters on vSphere, the way VMware TKGI and vSphere with Tanzu
-// do, as importable packages rather than a closed appliance.
+// Kubernetes clusters on vSphere, the way VMware TKGI and vSphere with
+// Tanzu do, as importable packages rather than a closed appliance.
 //
-// The SDK is layered (see DESIGN.md in the project's shared notes):
+// This root package is the vocabulary every layer shares, so that they
+// compose without translating:
 //
-//	examples/*   thin mains: flags -> package calls -> output
-//	lifecycle    composable steps and the cluster orchestrator    (planned)
-//	bosh kube harbor                                              (kube today)
-//	vsphere csi nsxt   infrastructure clients                     (all three today)
-//	internal/    retry and backoff
+//   - errors.go: the error sentinels (ErrNotFound, ErrAlreadyExists,
+//     ErrConflict, ErrInvalid, ErrInUse, ErrUnauthorized, ErrForbidden,
+//     ErrUnavailable, ErrPendingDelete, ErrLimitExceeded, ErrTimeout) that
+//     every package's errors wrap, so one errors.Is answers for any layer;
+//     FieldError and ValidationError, which list every problem of a spec at
+//     once, each with its field path; TimeoutError, which names the stage
+//     (connect, TLS handshake, call) and the host that did not answer.
+//   - cluster.go: ClusterID, the one cluster id rule every backend accepts,
+//     checked once before anything is created.
+//   - progress.go: Event and Sink, the one shape of progress every long
+//     call reports: operation, object, phase, step i of n, and the
+//     server-side handle it started (a task, an NSX path, an execution),
+//     which a journal stores to resume after a crash.
 //
-// What works today is package [github.com/kubefoundry/kubefoundry/vsphere]:
-// sessions with keep-alive and transparent re-login, inventory lookup,
-// ProvisionVMs (clones from a stemcell template with placement, hardware,
-// cloud-init guestinfo and ownership, in parallel, idempotently), DRS rules,
-// power, resize, destroy, the orphan scan, a watch of many VMs over one
-// PropertyCollector, and stemcell (OVF/OVA) import; and package
-// [github.com/kubefoundry/kubefoundry/kube]: the cluster PKI and
-// kubeconfigs, kubeadm bootstrap data rendered by Cluster API's code,
-// readiness and health, PDB-aware drains, add-ons by server-side apply, the
-// namespace network controller and team RBAC, tested on a real API server
-// that package kube/kubetest starts; and package
-// [github.com/kubefoundry/kubefoundry/csi]: CNS volumes, snapshots, storage
-// policies and the vSphere CSI driver's configuration; and package
-// [github.com/kubefoundry/kubefoundry/nsxt]: a cluster's NSX-T network
-// (tier-1, segments, SNAT, load balancer, DFW, IPAM) built declaratively in
-// hierarchical Policy API PATCHes, torn down by tag, with LoadBalancer
-// Services and NetworkPolicies; kube/nsxtnet connects it to the namespace
-// controller.
+// The layers (see DESIGN.md in the project's shared notes):
+//
+//	examples/*       thin mains: flags -> package calls -> output
+//	lifecycle        composable steps and the cluster orchestrator   (not built yet)
+//	bosh kube harbor releases, Kubernetes, registry                  (kube and harbor)
+//	vsphere csi nsxt infrastructure clients                          (all three)
+//	internal/        the one vCenter session, TLS and timeouts, retries, pools
+//
+// [github.com/kubefoundry/kubefoundry/vsphere] provisions VMs from stemcells;
+// [github.com/kubefoundry/kubefoundry/csi] manages CNS volumes on the same
+// vCenter session (csi.New(ctx, vs.Vim25())); [github.com/kubefoundry/kubefoundry/nsxt]
+// builds a cluster's NSX-T network; [github.com/kubefoundry/kubefoundry/kube]
+// bootstraps, checks, drains and configures Kubernetes;
+// [github.com/kubefoundry/kubefoundry/harbor] runs a cluster's registry
+// projects. Each package's doc.go maps its files.
 //
 // Every package is tested against a simulator that speaks the real wire
-// protocol: govmomi's vcsim for vSphere, nsxt/simulator for NSX-T.
+// protocol: govmomi's vcsim for vSphere and CNS, nsxt/simulator for NSX-T,
+// harbor/simulator for Harbor (and a real Harbor in CI), and a real
+// kube-apiserver with etcd for Kubernetes.
 package kubefoundry
