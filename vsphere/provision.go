@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kubefoundry/kubefoundry"
 	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/methods"
@@ -71,6 +72,7 @@ const (
 type ProvisionOption func(*provisionOptions)
 
 type provisionOptions struct {
+	sink     kubefoundry.Sink
 	progress func(ProgressEvent)
 	inFlight map[string]types.ManagedObjectReference
 }
@@ -85,6 +87,16 @@ type provisionOptions struct {
 // to it, from a WithProgress function for instance.
 func WithInFlight(tasks map[string]types.ManagedObjectReference) ProvisionOption {
 	return func(o *provisionOptions) { o.inFlight = maps.Clone(tasks) }
+}
+
+// WithSink sends every step of every VM to s as the SDK's shared
+// kubefoundry.Event: Op "provision", Object the VM's name, Phase one of the
+// Phase values, Step of Steps the VMs finished so far, Handle the clone
+// task's id when Phase is PhaseCloneStarted (journal it: WithInFlight hands
+// it back), Message the IP when ready, Err when failed. Events of one call
+// are delivered one at a time.
+func WithSink(s kubefoundry.Sink) ProvisionOption {
+	return func(o *provisionOptions) { o.sink = s }
 }
 
 // WithProgress calls fn for every step of every VM. Calls are serialised,
@@ -119,7 +131,7 @@ func (c *Client) ProvisionVMs(ctx context.Context, specs []VMSpec, opts ...Provi
 	// Every VM gets a goroutine, but only the client's concurrency of them
 	// run vSphere tasks at a time; waiting for IPs holds no slot.
 	w := c.newPoller(pollInterval)
-	p := &provisioner{c: c, w: w, total: len(specs), progress: po.progress, inFlight: po.inFlight,
+	p := &provisioner{c: c, w: w, total: len(specs), progress: po.progress, sink: po.sink, inFlight: po.inFlight,
 		slots: make(chan struct{}, c.opts.concurrency)}
 	// While VMs queue for a slot, a finished task should free its slot
 	// sooner: poll four times as often. With nothing queued (every VM's
@@ -172,10 +184,11 @@ type provisioner struct {
 	done     int
 	total    int
 	progress func(ProgressEvent)
+	sink     kubefoundry.Sink
 }
 
 func (p *provisioner) emit(ev ProgressEvent) {
-	if p.progress == nil && ev.Phase != PhaseReady && ev.Phase != PhaseFailed {
+	if p.progress == nil && p.sink == nil && ev.Phase != PhaseReady && ev.Phase != PhaseFailed {
 		return
 	}
 	p.mu.Lock()
@@ -186,6 +199,10 @@ func (p *provisioner) emit(ev ProgressEvent) {
 	ev.Done, ev.Total = p.done, p.total
 	if p.progress != nil {
 		p.progress(ev)
+	}
+	if p.sink != nil {
+		kubefoundry.Emit(p.sink, kubefoundry.Event{Op: "provision", Object: ev.VM, Phase: string(ev.Phase),
+			Step: ev.Done, Steps: ev.Total, Handle: ev.Task.Value, Message: ev.IP, Err: ev.Err})
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/vsphere"
 )
 
@@ -480,4 +481,32 @@ func TestProvisionVMsResumesInFlightClones(t *testing.T) {
 	vms, err := second.ListVMs(ctx, "iota", "")
 	require.NoError(t, err)
 	assert.Len(t, vms, len(sp), "no VM twice")
+}
+
+// TestProvisionVMsSink: the shared progress event carries each VM's steps,
+// the clone task's handle before it is waited for, the count of VMs done,
+// and the IP.
+func TestProvisionVMsSink(t *testing.T) {
+	c := newSim(t).client(t)
+	var events []kubefoundry.Event
+	_, err := c.ProvisionVMs(context.Background(), specs("sink", 2), vsphere.WithSink(kubefoundry.SinkFunc(func(e kubefoundry.Event) {
+		events = append(events, e)
+	})))
+	require.NoError(t, err)
+	byVM := map[string][]string{}
+	for _, e := range events {
+		assert.Equal(t, "provision", e.Op)
+		assert.Equal(t, 2, e.Steps)
+		byVM[e.Object] = append(byVM[e.Object], e.Phase)
+		switch e.Phase {
+		case string(vsphere.PhaseCloneStarted):
+			assert.Regexp(t, `^task-\d+$`, e.Handle)
+		case string(vsphere.PhaseReady):
+			assert.Regexp(t, `^10\.0\.0\.\d+$`, e.Message)
+		}
+	}
+	for _, vm := range []string{"sink-worker-0", "sink-worker-1"} {
+		assert.Equal(t, []string{"clone-started", "cloned", "powered-on", "ready"}, byVM[vm], vm)
+	}
+	assert.Equal(t, 2, events[len(events)-1].Step, "the last event counts both VMs done")
 }
