@@ -81,6 +81,8 @@
 //	spec.go        VMSpec, Owner and their validation
 //	provision.go   ProvisionVMs: clone specs, linked-clone replicas, folders and pools, IP waits
 //	containers.go  the folders and pools a cluster's runs created: ListContainers, RemoveContainers
+//	disk.go        what a BOSH CPI calls one object at a time: CreateVM, DeleteVM, and persistent
+//	               disks as First Class Disks (CreateDisk, AttachDisk, DetachDisk, DeleteDisk, ListDisks)
 //	owner.go       ownership keys and attributes, ListVMs (the orphan scan)
 //	power.go       power, resize, DestroyVMs
 //	placement.go   DRS anti-affinity and VM/host rules
