@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25/mo"
@@ -205,4 +206,122 @@ func inventoryPath(by map[types.ManagedObjectReference]*mo.ManagedEntity, ref ty
 	}
 	slices.Reverse(parts)
 	return "/" + path.Join(parts...)
+}
+
+// lookupFolder finds the VM folder at folderPath without creating it.
+func (c *Client) lookupFolder(ctx context.Context, folderPath string) (*object.Folder, error) {
+	root := path.Join(c.dc.InventoryPath, "vm")
+	p := folderPath
+	if !path.IsAbs(p) {
+		p = path.Join(root, p)
+	}
+	return c.finder.Folder(ctx, p)
+}
+
+// EnsureFolder returns the VM folder at path (relative to the datacenter's
+// vm folder, or absolute), creating each missing level. Levels it creates
+// carry no cluster (ContainerAttribute): RemoveContainers leaves them.
+func (c *Client) EnsureFolder(ctx context.Context, folderPath string) (*object.Folder, error) {
+	return c.ensureFolder(ctx, folderPath, "")
+}
+
+// ensureFolder is EnsureFolder marking each level it creates as the
+// cluster's, when cluster is set.
+func (c *Client) ensureFolder(ctx context.Context, folderPath, cluster string) (*object.Folder, error) {
+	root := path.Join(c.dc.InventoryPath, "vm")
+	rel := folderPath
+	if path.IsAbs(folderPath) {
+		var ok bool
+		if rel, ok = strings.CutPrefix(path.Clean(folderPath), root); !ok {
+			return nil, fmt.Errorf("folder %q is not under %s: %w", folderPath, root, ErrInvalidSpec)
+		}
+	}
+	f, err := c.finder.Folder(ctx, root)
+	if err != nil {
+		return nil, fmt.Errorf("vm folder of %s: %w", c.dc.InventoryPath, err)
+	}
+	cur := root
+	for _, part := range strings.Split(strings.Trim(rel, "/"), "/") {
+		if part == "" {
+			continue
+		}
+		cur = path.Join(cur, part)
+		next, err := c.finder.Folder(ctx, cur)
+		if err == nil {
+			f = next
+			continue
+		}
+		if !isFinderNotFound(err) {
+			return nil, fmt.Errorf("folder %s: %w", cur, err)
+		}
+		created, err := f.CreateFolder(ctx, part)
+		ours := err == nil
+		if err != nil {
+			if !fault.Is(err, &types.DuplicateName{}) {
+				return nil, fmt.Errorf("create folder %s: %w", cur, err)
+			}
+			if created, err = c.finder.Folder(ctx, cur); err != nil {
+				return nil, fmt.Errorf("folder %s: %w", cur, err)
+			}
+		}
+		created.InventoryPath = cur
+		if ours {
+			c.log.Info("folder created", zap.String("folder", cur))
+		}
+		if cluster != "" && ours {
+			if err := c.markContainer(ctx, created.Reference(), cluster); err != nil {
+				return nil, err
+			}
+		}
+		f = created
+	}
+	return f, nil
+}
+
+// EnsureResourcePool returns the child pool name of cluster's root pool,
+// creating it with default shares and no limits when missing. An empty name
+// returns the root pool; an absolute path names an existing pool.
+//
+// A pool it creates carries no cluster (ContainerAttribute):
+// RemoveContainers leaves it.
+func (c *Client) EnsureResourcePool(ctx context.Context, cluster, name string) (*object.ResourcePool, error) {
+	return c.ensureResourcePool(ctx, cluster, name, "")
+}
+
+// ensureResourcePool is EnsureResourcePool marking a pool it creates as
+// owner's, when owner is set.
+func (c *Client) ensureResourcePool(ctx context.Context, cluster, name, owner string) (*object.ResourcePool, error) {
+	if path.IsAbs(name) {
+		return c.FindResourcePool(ctx, name)
+	}
+	cl, err := c.FindCluster(ctx, cluster)
+	if err != nil {
+		return nil, err
+	}
+	root, err := cl.ResourcePool(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("root pool of %s: %w", cluster, err)
+	}
+	if name == "" {
+		return root, nil
+	}
+	p := path.Join(cl.InventoryPath, "Resources", name)
+	if rp, err := c.finder.ResourcePool(ctx, p); err == nil {
+		return rp, nil
+	}
+	rp, err := root.Create(ctx, name, types.DefaultResourceConfigSpec())
+	if err != nil {
+		if !fault.Is(err, &types.DuplicateName{}) {
+			return nil, fmt.Errorf("create resource pool %s: %w", p, err)
+		}
+		return c.finder.ResourcePool(ctx, p)
+	}
+	rp.InventoryPath = p
+	c.log.Info("resource pool created", zap.String("pool", p))
+	if owner != "" {
+		if err := c.markContainer(ctx, rp.Reference(), owner); err != nil {
+			return nil, err
+		}
+	}
+	return rp, nil
 }

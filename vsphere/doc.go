@@ -79,8 +79,11 @@
 //	config.go      Config and Options
 //	inventory.go   Find* lookups whose not-found errors list what exists
 //	spec.go        VMSpec, Owner and their validation
-//	provision.go   ProvisionVMs: clone specs, linked-clone replicas, folders and pools, IP waits
-//	containers.go  the folders and pools a cluster's runs created: ListContainers, RemoveContainers
+//	provision.go   ProvisionVMs: the per-VM flow (find, resume, clone, power, wait for IP), progress
+//	clonespec.go   the clone spec: placement, hardware, NICs, disks, guestinfo and ownership
+//	template.go    clone sources: linked-clone bases, stemcell replicas per datastore, snapshots
+//	containers.go  folders and pools: EnsureFolder, EnsureResourcePool, and those a cluster's runs
+//	               created (ListContainers, RemoveContainers)
 //	disk.go        what a BOSH CPI calls one object at a time: CreateVM, DeleteVM, and persistent
 //	               disks as First Class Disks (CreateDisk, AttachDisk, DetachDisk, DeleteDisk, ListDisks)
 //	owner.go       ownership keys and attributes, ListVMs (the orphan scan)

@@ -5,10 +5,11 @@ import (
 	"crypto/tls"
 	"encoding/pem"
 	"fmt"
-	_ "github.com/vmware/govmomi/pbm/simulator" // the storage policy (SPBM) endpoint
 	"net/url"
 	"sync"
 	"testing"
+
+	_ "github.com/vmware/govmomi/pbm/simulator" // the storage policy (SPBM) endpoint
 
 	"github.com/stretchr/testify/require"
 	"github.com/vmware/govmomi/simulator"
