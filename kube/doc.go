@@ -76,6 +76,26 @@
 // meets an unknown CA; tested on the real API server, whose client CA
 // bundle is swapped phase by phase.
 //
+// Drain reports each pod's steps as the SDK's shared kubefoundry.Event
+// through DrainOptions.Sink (Op "drain", a step per pod to evict), as well
+// as through DrainOptions.Progress.
+//
+// # Files
+//
+//	client.go       Client (New on a *rest.Config)
+//	pki.go          CAs, serving and client certificates, ExpiryReport
+//	kubeconfig.go   Kubeconfig
+//	credentials.go  UserKubeconfig, BindTeam
+//	rotation.go     CA rotation in phases
+//	bootstrap.go    kubeadm cloud-init user data (Cluster API's code), bootstrap tokens
+//	kubevip.go      kube-vip static pods for a cluster without NSX
+//	encryption.go   encryption at rest: keys and EncryptionConfiguration
+//	health.go       WaitReady, WaitNodesReady, Health
+//	etcd.go         etcd members and health (WithEtcd)
+//	drain.go        Cordon, Uncordon, DrainPreflight, Drain
+//	addons.go       ParseManifests, ApplyAddons (server-side apply, prune, inventory)
+//	nsnetwork.go    the namespace network controller
+//
 // Not yet here: rotation of the front-proxy and etcd CAs goes the same way
 // as the cluster CA's but has no helper of its own yet; nor has the
 // rotation of encryption keys on running nodes, whose configuration file

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/internal/retry"
 )
 
@@ -40,6 +41,11 @@ type DrainOptions struct {
 	// (Result Refused, Reason saying it retries) and of every pod's final
 	// outcome. Calls are serialised.
 	Progress func(PodOutcome)
+	// Sink, when set, receives the same steps as the SDK's shared
+	// kubefoundry.Event: Op "drain", Object "<namespace>/<pod>", Phase the
+	// Result ("refused" with Message saying it retries, while it does),
+	// Step of Steps the pods to evict that have ended, Err the error.
+	Sink kubefoundry.Sink
 }
 
 // Result is what happened to one pod.
@@ -188,11 +194,27 @@ func (c *Client) Drain(ctx context.Context, node string, o DrainOptions) (*Drain
 	log := c.log.With(zap.String("node", node))
 	report := &DrainReport{Node: node, Pods: make([]PodOutcome, len(pods))}
 	var progressMu sync.Mutex
-	progress := func(po PodOutcome) {
+	steps, done := 0, 0
+	for i := range pods {
+		if reason, _ := skipReason(&pods[i]); reason == "" && (o.DeleteEmptyDirData || !hasEmptyDir(&pods[i])) {
+			steps++
+		}
+	}
+	progress := func(po PodOutcome, final bool) {
+		if o.Progress == nil && o.Sink == nil {
+			return
+		}
+		progressMu.Lock()
+		defer progressMu.Unlock()
 		if o.Progress != nil {
-			progressMu.Lock()
-			defer progressMu.Unlock()
 			o.Progress(po)
+		}
+		if o.Sink != nil {
+			if final {
+				done++
+			}
+			kubefoundry.Emit(o.Sink, kubefoundry.Event{Op: "drain", Object: po.Namespace + "/" + po.Name, Phase: string(po.Result),
+				Step: done, Steps: steps, Message: po.Reason, Err: po.Err})
 		}
 	}
 	sem := make(chan struct{}, o.Concurrency)
@@ -219,8 +241,8 @@ func (c *Client) Drain(ctx context.Context, node string, o DrainOptions) (*Drain
 				out.Result, out.Err = Failed, ctx.Err()
 				return
 			}
-			c.evict(ctx, p, o, out, progress)
-			progress(*out)
+			c.evict(ctx, p, o, out, func(po PodOutcome) { progress(po, false) })
+			progress(*out, true)
 			log.Debug("pod drained", zap.String("pod", p.Namespace+"/"+p.Name), zap.String("result", string(out.Result)))
 		}()
 	}

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/kube"
 	"github.com/kubefoundry/kubefoundry/kube/kubetest"
 )
@@ -152,9 +153,27 @@ func TestDrain(t *testing.T) {
 	grace := time.Duration(0)
 	// The pod timeout leaves the controller-manager ample time to see the
 	// relaxed budget on a loaded machine; the refused web pods wait it out.
-	rep, err := c.Drain(ctx, f.node, kube.DrainOptions{GracePeriod: &grace, PodTimeout: 20 * time.Second, Progress: progress})
+	var events []kubefoundry.Event
+	sink := kubefoundry.SinkFunc(func(e kubefoundry.Event) { events = append(events, e) }) // serialised by Drain
+	rep, err := c.Drain(ctx, f.node, kube.DrainOptions{GracePeriod: &grace, PodTimeout: 20 * time.Second, Progress: progress, Sink: sink})
 	require.NoError(t, err)
 	<-relaxed
+
+	// The shared progress events: 23 pods to evict (26 less a DaemonSet
+	// pod, a mirror pod and an emptyDir pod), each ending once, the db
+	// pods' refusals reported while they are retried.
+	require.NotEmpty(t, events)
+	last := events[len(events)-1]
+	assert.Equal(t, 23, last.Steps)
+	assert.Equal(t, 23, last.Step, "every pod to evict ended")
+	retried := 0
+	for _, e := range events {
+		assert.Equal(t, "drain", e.Op)
+		if e.Phase == string(kube.Refused) && strings.HasPrefix(e.Object, f.ns+"/db-") && strings.Contains(e.Message, "retrying") {
+			retried++
+		}
+	}
+	assert.GreaterOrEqual(t, retried, 3, "each db pod's refusal is reported while it is retried")
 
 	node, err := c.Clientset().CoreV1().Nodes().Get(ctx, f.node, metav1.GetOptions{})
 	require.NoError(t, err)
