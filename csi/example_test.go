@@ -12,6 +12,7 @@ import (
 	"github.com/vmware/govmomi/simulator"
 
 	"github.com/kubefoundry/kubefoundry/csi"
+	"github.com/kubefoundry/kubefoundry/vsphere"
 )
 
 func Example() {
@@ -56,4 +57,48 @@ func Example() {
 	// delete while attached refused: true
 	// force delete: <nil>
 	// volumes left: 0
+}
+
+// VMs and volumes on one vCenter session: csi.New on a vsphere.Client's
+// Vim25 shares its re-login, rate limit, timeouts and call counts.
+func Example_sharedSession() {
+	m := simulator.VPX()
+	if err := m.Create(); err != nil {
+		log.Fatal(err)
+	}
+	defer m.Remove()
+	m.Service.TLS = new(tls.Config)
+	m.Service.RegisterEndpoints = true
+	s := m.Service.NewServer()
+	defer s.Close()
+
+	ctx := context.Background()
+	vs, err := vsphere.New(ctx, vsphere.Config{URL: s.URL.String(), Insecure: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer vs.Close(ctx)
+	c, err := csi.New(ctx, vs.Vim25())
+	if err != nil {
+		log.Fatal(err)
+	}
+	vm, err := vs.CreateVM(ctx, vsphere.VMSpec{Name: "c1-worker-0", Owner: vsphere.Owner{Cluster: "c1", Group: "worker"},
+		Template: "DC0_C0_RP0_VM0", Folder: "kubefoundry/c1", Cluster: "DC0_C0"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	vol, err := c.CreateVolume(ctx, csi.VolumeSpec{Name: "pvc-data", SizeMB: 2048, Datastore: "LocalDS_0", ClusterID: "c1"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := c.AttachVolume(ctx, vol.ID, vm.Ref); err != nil {
+		log.Fatal(err)
+	}
+	got, _ := c.Get(ctx, vol.ID)
+	fmt.Println("attached to the new VM:", got.AttachedTo == vm.Ref.Value)
+	st := vs.Stats()
+	fmt.Println("CNS calls counted by the vsphere session:", st.ByMethod["CnsCreateVolume"], st.ByMethod["CnsAttachVolume"])
+	// Output:
+	// attached to the new VM: true
+	// CNS calls counted by the vsphere session: 1 1
 }
