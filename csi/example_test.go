@@ -16,15 +16,8 @@ import (
 )
 
 func Example() {
-	m := simulator.VPX()
-	if err := m.Create(); err != nil {
-		log.Fatal(err)
-	}
-	defer m.Remove()
-	m.Service.TLS = new(tls.Config)
-	m.Service.RegisterEndpoints = true
-	s := m.Service.NewServer()
-	defer s.Close()
+	s, stop := vcsimWithCNS()
+	defer stop()
 
 	ctx := context.Background()
 	gc, err := govmomi.NewClient(ctx, s.URL, true)
@@ -62,15 +55,8 @@ func Example() {
 // VMs and volumes on one vCenter session: csi.New on a vsphere.Client's
 // Vim25 shares its re-login, rate limit, timeouts and call counts.
 func Example_sharedSession() {
-	m := simulator.VPX()
-	if err := m.Create(); err != nil {
-		log.Fatal(err)
-	}
-	defer m.Remove()
-	m.Service.TLS = new(tls.Config)
-	m.Service.RegisterEndpoints = true
-	s := m.Service.NewServer()
-	defer s.Close()
+	s, stop := vcsimWithCNS()
+	defer stop()
 
 	ctx := context.Background()
 	vs, err := vsphere.New(ctx, vsphere.Config{URL: s.URL.String(), Insecure: true})
@@ -101,4 +87,17 @@ func Example_sharedSession() {
 	// Output:
 	// attached to the new VM: true
 	// CNS calls counted by the vsphere session: 1 1
+}
+
+// vcsimWithCNS serves govmomi's in-process vCenter simulator with its CNS
+// and SPBM endpoints, as a real vCenter would be reached.
+func vcsimWithCNS() (*simulator.Server, func()) {
+	m := simulator.VPX()
+	if err := m.Create(); err != nil {
+		log.Fatal(err)
+	}
+	m.Service.TLS = new(tls.Config)
+	m.Service.RegisterEndpoints = true
+	s := m.Service.NewServer()
+	return s, func() { s.Close(); m.Remove() }
 }

@@ -2,7 +2,6 @@ package vsphere_test
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -11,27 +10,14 @@ import (
 	"github.com/vmware/govmomi/simulator"
 
 	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/internal/transport/transporttest"
 	"github.com/kubefoundry/kubefoundry/vsphere"
 )
 
-// silentServer accepts TCP connections and never sends a byte, as a
-// vCenter whose front end hangs does.
+// silentServer is a vCenter whose front end accepts connections and
+// never answers.
 func silentServer(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan struct{})
-	t.Cleanup(func() { close(done); _ = l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { <-done; _ = c.Close() }()
-		}
-	}()
-	return "https://kf:secret@" + l.Addr().String() + "/sdk"
+	return "https://kf:secret@" + transporttest.SilentListener(t) + "/sdk"
 }
 
 // TestNewTimesOutOnSilentServer: New against a server that accepts the

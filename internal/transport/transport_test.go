@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"syscall"
@@ -16,29 +15,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/internal/transport/transporttest"
 )
 
-// silentListener accepts connections and never writes a byte.
-func silentListener(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan struct{})
-	t.Cleanup(func() { close(done); _ = l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { <-done; _ = c.Close() }()
-		}
-	}()
-	return l.Addr().String()
-}
-
 func TestTLSHandshakeTimeout(t *testing.T) {
-	addr := silentListener(t)
+	addr := transporttest.SilentListener(t)
 	d := NewDialer(Timeouts{TLSHandshake: 200 * time.Millisecond}, &tls0)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -60,7 +41,7 @@ func TestTLSHandshakeTimeout(t *testing.T) {
 }
 
 func TestConnectTimeout(t *testing.T) {
-	addr := silentListener(t)
+	addr := transporttest.SilentListener(t)
 	d := NewDialer(Timeouts{Connect: 50 * time.Millisecond}, nil)
 	// Hold the connect up past its bound, as a host that drops SYNs does.
 	d.net.Control = func(string, string, syscall.RawConn) error { time.Sleep(200 * time.Millisecond); return nil }
