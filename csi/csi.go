@@ -179,9 +179,9 @@ func (l *limited) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
 
 // VolumeResult is the outcome of one spec of CreateVolumes.
 type VolumeResult struct {
-	Name   string
-	Volume *Volume
-	Err    error
+	Name   string  `json:"name"`
+	Volume *Volume `json:"volume,omitempty"`
+	Err    error   `json:"-"`
 }
 
 // CreateVolumes creates many volumes, at most the client's concurrency at
@@ -208,38 +208,39 @@ func (c *Client) CreateVolumes(ctx context.Context, specs []VolumeSpec, opts ...
 
 // VolumeSpec describes a block volume.
 type VolumeSpec struct {
-	Name      string
-	SizeMB    int64
-	Datastore string // name or inventory path; empty with a StoragePolicy lets CNS pick among the compatible ones
+	Name      string `json:"name"`
+	SizeMB    int64  `json:"sizeMB"`
+	Datastore string `json:"datastore,omitempty"` // name or inventory path; empty with a StoragePolicy lets CNS pick among the compatible ones
 	// StoragePolicy is an SPBM policy name applied to the volume.
-	StoragePolicy string
+	StoragePolicy string `json:"storagePolicy,omitempty"`
 	// ClusterID is the owning Kubernetes cluster, recorded in CNS metadata
 	// (the orphan scan queries by it).
-	ClusterID string
-	Labels    map[string]string
+	ClusterID string            `json:"clusterID"`
+	Labels    map[string]string `json:"labels,omitempty"`
 	// PVName and PVC name the Kubernetes objects of the volume, when there
 	// are such, in its CNS metadata (the vSphere Client shows them).
-	PVName string
-	PVC    *PVCRef
+	PVName string  `json:"pvName,omitempty"`
+	PVC    *PVCRef `json:"pvc,omitempty"`
 }
 
 // PVCRef names a PersistentVolumeClaim.
 type PVCRef struct {
-	Namespace, Name string
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
 }
 
 // Volume is a CNS volume.
 type Volume struct {
-	ID           string
-	Name         string
-	SizeMB       int64
-	DatastoreURL string
-	ClusterID    string
-	PolicyID     string
-	PVC          *PVCRef
+	ID           string  `json:"id"`
+	Name         string  `json:"name"`
+	SizeMB       int64   `json:"sizeMB"`
+	DatastoreURL string  `json:"datastoreURL,omitempty"`
+	ClusterID    string  `json:"clusterID"`
+	PolicyID     string  `json:"policyID,omitempty"`
+	PVC          *PVCRef `json:"pvc,omitempty"`
 	// AttachedTo is the VM the volume was attached to through this
 	// package, if any.
-	AttachedTo string
+	AttachedTo string `json:"attachedTo,omitempty"`
 
 	metadata cnstypes.CnsVolumeMetadata // as read, for rewriting the holder
 }

@@ -16,8 +16,8 @@ import (
 
 // StoragePolicy is an SPBM storage policy.
 type StoragePolicy struct {
-	ID   string
-	Name string
+	ID   string `json:"id"`
+	Name string `json:"name"`
 }
 
 type pbmHolder struct {

@@ -12,10 +12,10 @@ import (
 
 // Snapshot is a point-in-time copy of a volume.
 type Snapshot struct {
-	ID          string
-	VolumeID    string
-	Description string
-	Created     time.Time
+	ID          string    `json:"id"`
+	VolumeID    string    `json:"volumeID"`
+	Description string    `json:"description,omitempty"`
+	Created     time.Time `json:"created"`
 }
 
 // CreateSnapshot snapshots a volume.
