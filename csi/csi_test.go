@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/kubefoundry/kubefoundry/csi"
+	"github.com/kubefoundry/kubefoundry/vsphere/vspheretest"
 )
 
 type env struct {
@@ -37,13 +38,8 @@ type env struct {
 // endpoints, for the test's lifetime.
 func newServer(t *testing.T) (*simulator.Model, *simulator.Server) {
 	t.Helper()
-	m := simulator.VPX()
-	require.NoError(t, m.Create())
-	m.Service.TLS = new(tls.Config)
-	m.Service.RegisterEndpoints = true
-	s := m.Service.NewServer()
-	t.Cleanup(func() { s.Close(); m.Remove() })
-	return m, s
+	sim := vspheretest.Start(t)
+	return sim.Model, sim.Server
 }
 
 func newEnv(t *testing.T, opts ...csi.Option) *env {

@@ -94,5 +94,7 @@
 //
 // A Client is safe for concurrent use by many goroutines.
 //
-// Tests run against govmomi's in-process vCenter simulator (vcsim).
+// Tests run against govmomi's in-process vCenter simulator (vcsim);
+// package vsphere/vspheretest starts it for a test in one call, with the
+// CNS and SPBM endpoints, and returns the Config that reaches it.
 package vsphere

@@ -2,10 +2,7 @@ package vsphere_test
 
 import (
 	"context"
-	"crypto/tls"
-	"encoding/pem"
 	"fmt"
-	"net/url"
 	"sync"
 	"testing"
 
@@ -16,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/kubefoundry/kubefoundry/vsphere"
+	"github.com/kubefoundry/kubefoundry/vsphere/vspheretest"
 )
 
 // Names in govmomi's default VPX model.
@@ -35,6 +33,7 @@ type sim struct {
 	model  *simulator.Model
 	server *simulator.Server
 	url    string
+	ca     string
 }
 
 // newSim starts the default VPX model; edit, when given, changes the model
@@ -48,24 +47,15 @@ func newSim(t testing.TB, edit ...func(*simulator.Model)) *sim {
 // nil) on the created model before the server starts, and serves it.
 func startSim(t testing.TB, edit []func(*simulator.Model), created func(*simulator.Model)) *sim {
 	t.Helper()
-	m := simulator.VPX()
+	var opts []vspheretest.Option
 	for _, e := range edit {
-		e(m)
+		opts = append(opts, vspheretest.WithModel(e))
 	}
-	require.NoError(t, m.Create())
 	if created != nil {
-		created(m)
+		opts = append(opts, vspheretest.WithCreated(created))
 	}
-	m.Service.TLS = new(tls.Config)    // serve HTTPS with a self-signed certificate, as vCenter does
-	m.Service.RegisterEndpoints = true // SPBM (and whatever else is blank-imported)
-	// Accept these credentials only (vcsim's default accepts any).
-	m.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword("kf-admin", "kf-secret")}
-	s := m.Service.NewServer()
-	t.Cleanup(func() {
-		s.Close()
-		m.Remove()
-	})
-	return &sim{model: m, server: s, url: s.URL.String()}
+	vs := vspheretest.Start(t, opts...)
+	return &sim{model: vs.Model, server: vs.Server, url: vs.Config.URL, ca: vs.CACert}
 }
 
 // refuseOnce makes vcsim refuse the next call of method with InvalidState.
@@ -122,7 +112,6 @@ func specs(cluster string, n int) []vsphere.VMSpec {
 // caPEM is the simulator's own certificate, as a CA bundle.
 func (s *sim) caPEM(t testing.TB) string {
 	t.Helper()
-	cert := s.server.Certificate()
-	require.NotNil(t, cert)
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
+	require.NotEmpty(t, s.ca)
+	return s.ca
 }
