@@ -19,6 +19,7 @@ import (
 	vapilog "github.com/vmware/vsphere-automation-sdk-go/runtime/log"
 	"github.com/vmware/vsphere-automation-sdk-go/runtime/protocol/client"
 	"github.com/vmware/vsphere-automation-sdk-go/runtime/security"
+	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/infra"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
@@ -368,3 +369,13 @@ func (l runtimeLogger) Info(args ...interface{})             { l.out().Debug(arg
 func (l runtimeLogger) Infof(f string, args ...interface{})  { l.logf(f, args) }
 func (l runtimeLogger) Debug(args ...interface{})            { l.out().Debug(args...) }
 func (l runtimeLogger) Debugf(f string, args ...interface{}) { l.logf(f, args) }
+
+// ping checks that a manager answers and accepts the credentials.
+func (c *Client) ping(ctx context.Context) error {
+	conn, cause := c.connector(ctx)
+	_, err := infra.NewDomainsClient(conn).Get("default")
+	if err != nil {
+		return fmt.Errorf("nsxt: connecting to %s: %w", c.cfg.URLs[0], apiError("get /infra/domains/default", err, cause.get()))
+	}
+	return nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -12,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/model"
+	"go.uber.org/zap"
 
 	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/internal/workpool"
@@ -366,4 +368,243 @@ func (c *Client) addresses(ctx context.Context, a addresses, ps []placed, cur cu
 
 func newAddresses() addresses {
 	return addresses{subnets: map[string]netip.Prefix{}, ips: map[string]string{}}
+}
+
+// allocate is the allocation stage: it creates what is missing (one
+// PATCH) and waits for NSX to realize every allocation, not only the new
+// ones (one created by an earlier, interrupted run may not be realized
+// yet). One NSX cannot allocate (realized in ERROR: its block or pool is
+// exhausted) is released and made again from the next block or pool
+// listed, one PATCH each way per round, until each is allocated or one
+// has no block or pool left; then, once, the allocations the set no longer
+// wants are released too and every source is tried again. A subnet NSX
+// refuses at once for want of room in its block (see refusedSubnets)
+// moves on the same way, with nothing to release. tried holds, by key,
+// the sources that could not make an allocation, kept by converge when the
+// apply starts over: NSX keeps what was released until it purges it, and
+// refuses to make it again at its path meanwhile. It returns where the
+// allocations are, the changes it made and what NSX allocated; cur then
+// holds what it created.
+func (c *Client) allocate(ctx context.Context, set desiredSet, cur current, tried map[string]map[int]bool) ([]placed, []pending, addresses, error) {
+	addr := newAddresses()
+	var changes []pending
+	var only map[int]bool        // after the first round, the allocations made again
+	freed := false               // what the set no longer wants was released early
+	refusals := map[string]int{} // by IP block, the PATCHes it refused
+	created := map[string]bool{} // what this apply created
+	for {
+		ps, err := place(set.ipam, cur, tried)
+		if err != nil {
+			return nil, nil, addresses{}, err
+		}
+		ipam := make([]intent, len(ps))
+		for i, p := range ps {
+			ipam[i] = p.intent()
+		}
+		alloc, err := diff(ipam, cur)
+		if err != nil {
+			return nil, nil, addresses{}, err
+		}
+		c.log.Info("nsx allocate", zap.String("cluster", set.cluster), zap.Int("changes", len(alloc)))
+		// failed are the allocations NSX could not make, by index in ps,
+		// with its reason; made says whether they exist (realized in
+		// ERROR) or NSX refused the PATCH, which then made nothing.
+		failed, made := map[int]error{}, true
+		again := map[int]bool{} // the allocations to read after the next PATCH
+		if err := c.patch(ctx, alloc); err != nil {
+			if failed = refusedSubnets(err, ps, alloc, refusals); len(failed) == 0 {
+				return nil, nil, addresses{}, err
+			}
+			made = false
+		} else {
+			changes = append(changes, alloc...)
+			// What this round created counts as present.
+			for _, in := range ipam {
+				if _, ok := cur[in.path]; !ok {
+					m, err := intentMap(in)
+					if err != nil {
+						return nil, nil, addresses{}, err
+					}
+					cur[in.path] = m
+					created[in.path] = true
+				}
+			}
+			errored, gone, err := c.addresses(ctx, addr, ps, cur, true, only)
+			if err != nil {
+				return nil, nil, addresses{}, err
+			}
+			// One the search showed (an update does not read a kept
+			// address by path) that NSX no longer holds, as right after a
+			// teardown, is absent: made in the next round. One this apply
+			// made and NSX no longer holds, another writer deleted.
+			var lost []error
+			for _, i := range slices.Sorted(maps.Keys(gone)) {
+				path := ps[i].intent().path
+				if created[path] {
+					lost = append(lost, fmt.Errorf("nsxt: %s is gone since it was created: %w", path, ErrConflict))
+					continue
+				}
+				c.log.Info("nsx does not hold what the search index shows; making it again", zap.String("cluster", set.cluster), zap.String("path", path))
+				delete(cur, path)
+			}
+			if len(lost) > 0 {
+				return nil, nil, addresses{}, errors.Join(lost...)
+			}
+			if len(errored) == 0 && len(gone) == 0 {
+				return ps, changes, addr, nil
+			}
+			if len(errored) == 0 {
+				only = gone
+				continue
+			}
+			for i, re := range errored {
+				failed[i] = re
+			}
+			for i := range gone {
+				again[i] = true
+			}
+		}
+
+		// An allocation in ERROR holds nothing: release it, and try the
+		// next source. One NSX refused does not exist: try the next.
+		idx := make([]int, 0, len(failed))
+		for i := range failed {
+			idx = append(idx, i)
+		}
+		sort.Ints(idx)
+		var release []pending
+		var exhausted []error
+		for _, i := range idx {
+			p, why := ps[i], failed[i]
+			if tried[p.key] == nil {
+				tried[p.key] = map[int]bool{}
+			}
+			tried[p.key][p.source] = true
+			in := p.intent()
+			if made {
+				release = append(release, pending{Change: Change{Action: Delete, Path: in.path, Type: in.rtype}})
+				delete(cur, in.path)
+			}
+			again[i] = true
+			left := p.next(tried[p.key]) >= 0
+			c.log.Info("nsx could not allocate; trying the next source", zap.String("cluster", set.cluster), zap.String("path", in.path),
+				zap.String("from", p.from[p.source]), zap.String("reason", reason(why)), zap.Bool("refused", !made), zap.Bool("next", left))
+			if !left {
+				exhausted = append(exhausted, p.exhausted(why))
+			}
+		}
+		switch {
+		case made:
+			only = again
+		case only != nil:
+			// Nothing was made or read: those still to read stay so.
+			for i := range again {
+				only[i] = true
+			}
+		}
+		if len(exhausted) > 0 && !freed {
+			// Allocations the set no longer wants (of a namespace it
+			// drops) go only after the allocation stage; when room is
+			// short, release them now and try every source once more.
+			keep := map[string]bool{}
+			for _, p := range ps {
+				keep[p.intent().path] = true
+			}
+			for path, m := range cur {
+				if rt, _ := m["resource_type"].(string); !keep[path] && (rt == "IpAddressPoolBlockSubnet" || rt == "IpAddressAllocation") {
+					release = append(release, pending{Change: Change{Action: Delete, Path: path, Type: rt}})
+					delete(cur, path)
+					freed = true
+				}
+			}
+			if freed {
+				c.log.Info("nsx releasing what the set no longer wants, to make room", zap.String("cluster", set.cluster))
+				for _, i := range idx {
+					delete(tried, ps[i].key)
+				}
+				clear(refusals)
+				exhausted = nil
+			}
+		}
+		sort.Slice(release, func(i, j int) bool { return release[i].Path < release[j].Path })
+		if err := c.patch(ctx, release); err != nil {
+			return nil, nil, addresses{}, err
+		}
+		changes = append(changes, release...)
+		if len(exhausted) > 0 {
+			return nil, nil, addresses{}, errors.Join(exhausted...)
+		}
+	}
+}
+
+// refusedSubnets are the new subnets of a refused allocation PATCH that
+// err says their IP block has no room for, by index in ps: some NSX
+// versions refuse such a subnet at once (error code 520012), failing the
+// whole PATCH, instead of realizing it in state ERROR. NSX names the full
+// blocks but not which of their new subnets did not fit (it carves them
+// in order, so the last ones): the last new subnet of a block moves on
+// after each of its first two refusals, then the last two, four, eight...
+// after the next ones. A block with room for all but one keeps the
+// others, as it would with ERROR, and one with no room at all costs a few
+// refused PATCHes, not one per subnet. When NSX names no block, every
+// block of a new subnet counts as named. refusals counts, by block, the
+// refusals so far.
+func refusedSubnets(err error, ps []placed, alloc []pending, refusals map[string]int) map[int]error {
+	full, ok := fullBlocks(err)
+	if !ok {
+		return nil
+	}
+	creating := map[string]bool{}
+	for _, a := range alloc {
+		if a.Action == Create {
+			creating[a.Path] = true
+		}
+	}
+	byBlock := map[string][]int{} // new subnets by block, in order
+	for i, p := range ps {
+		if in := p.intent(); in.rtype == "IpAddressPoolBlockSubnet" && creating[in.path] {
+			b := p.from[p.source]
+			if len(full) == 0 || full[b] {
+				byBlock[b] = append(byBlock[b], i)
+			}
+		}
+	}
+	out := map[int]error{}
+	for b, idx := range byBlock {
+		refusals[b]++
+		n := min(1<<min(max(refusals[b]-2, 0), 30), len(idx))
+		for _, i := range idx[len(idx)-n:] {
+			out[i] = err
+		}
+	}
+	return out
+}
+
+// reason is NSX's reason for not allocating, for the log.
+func reason(err error) string {
+	var re *RealizationError
+	var ae *APIError
+	switch {
+	case errors.As(err, &re):
+		return re.Message
+	case errors.As(err, &ae):
+		return ae.Message
+	}
+	return err.Error()
+}
+
+// exhausted is the error of an allocation none of its sources could make,
+// naming the spec field that lists them (Topology.NodeIPBlockPath,
+// Topology.PodIPBlockPaths...); why is NSX's reason for the last, which
+// it wraps: a *RealizationError, or the *APIError of a refused subnet.
+func (a *allocation) exhausted(why error) error {
+	switch {
+	case a.field == "":
+		return why
+	case len(a.sources) < 2:
+		return fmt.Errorf("nsxt: NSX could not allocate %s from %s.%s (%s): %w",
+			a.key, a.object, a.field, strings.Join(a.from, ", "), why)
+	}
+	return fmt.Errorf("nsxt: NSX could allocate %s from none of %s.%s (%s): %w",
+		a.key, a.object, a.field, strings.Join(a.from, ", "), why)
 }

@@ -451,7 +451,10 @@ func serviceEntries(p problems, field string, ports []PolicyPort) []*data.Struct
 // ApplyNetworkPolicy makes NSX enforce np: it creates, updates or deletes
 // the groups and DFW rules of the policy (one hierarchical PATCH, none when
 // nothing changed). The cluster's topology must exist (BuildTopology).
-func (c *Client) ApplyNetworkPolicy(ctx context.Context, np NetworkPolicy) (*Plan, int, error) {
+// WithSink reports its progress (OpApplyPolicy).
+func (c *Client) ApplyNetworkPolicy(ctx context.Context, np NetworkPolicy, opts ...CallOption) (_ *Plan, _ int, err error) {
+	pr := newProgress(opts, OpApplyPolicy, np.ClusterID+"/"+np.key())
+	defer func() { pr.end(err) }()
 	ins, err := np.intents()
 	if err != nil {
 		return nil, 0, err
@@ -461,20 +464,22 @@ func (c *Client) ApplyNetworkPolicy(ctx context.Context, np NetworkPolicy) (*Pla
 		reach:   reach{policy: np.base()},
 		member:  func(m map[string]any) bool { return hasTag(m, TagNetworkPolicy, np.key()) },
 		config:  func(addresses) []intent { return ins },
-	})
+	}, pr)
 	return p, writes, err
 }
 
 // DeleteNetworkPolicy removes what ApplyNetworkPolicy made, found by tag
 // and, as a teardown does, in NSX's store (its two security policies, read
 // by path, their rules, and the groups they name), so a policy applied a
-// moment before goes too.
-func (c *Client) DeleteNetworkPolicy(ctx context.Context, clusterID, namespace, name string) (*Teardown, error) {
+// moment before goes too. WithSink reports its progress (OpDeletePolicy).
+func (c *Client) DeleteNetworkPolicy(ctx context.Context, clusterID, namespace, name string, opts ...CallOption) (_ *Teardown, err error) {
 	np := NetworkPolicy{ClusterID: clusterID, Namespace: namespace, Name: name}
+	pr := newProgress(opts, OpDeletePolicy, clusterID+"/"+np.key())
+	defer func() { pr.end(err) }()
 	p := newProblems("NetworkPolicy")
 	np.validate(p)
 	if err := p.err(); err != nil {
 		return nil, err
 	}
-	return c.teardown(ctx, clusterID, namespace, func(m map[string]any) bool { return hasTag(m, TagNetworkPolicy, np.key()) }, reach{policy: np.base()})
+	return c.teardown(ctx, clusterID, namespace, func(m map[string]any) bool { return hasTag(m, TagNetworkPolicy, np.key()) }, reach{policy: np.base()}, pr)
 }

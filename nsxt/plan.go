@@ -1,14 +1,10 @@
 package nsxt
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"reflect"
 	"sort"
 	"strings"
@@ -18,7 +14,6 @@ import (
 	"github.com/vmware/vsphere-automation-sdk-go/runtime/data/serializers/cleanjson"
 	nsx "github.com/vmware/vsphere-automation-sdk-go/services/nsxt"
 	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/model"
-	"github.com/vmware/vsphere-automation-sdk-go/services/nsxt/search"
 
 	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/internal/workpool"
@@ -83,120 +78,6 @@ func (p *Plan) String() string {
 		b.WriteByte('\n')
 	}
 	return b.String()
-}
-
-// current is what NSX holds for a cluster: its owned objects by path.
-type current map[string]map[string]any
-
-// owned reads every object tagged with the cluster (and namespace, when
-// not empty) through the search API.
-func (c *Client) owned(ctx context.Context, clusterID, namespace string) (current, error) {
-	q := fmt.Sprintf("tags.scope:%s AND tags.tag:%s", escape(TagCluster), escape(clusterID))
-	if namespace != "" {
-		q += " AND tags.tag:" + escape(namespace)
-	}
-	res, err := searchAll(ctx, c, q)
-	if err != nil {
-		return nil, err
-	}
-	out := current{}
-	for _, m := range res {
-		if hasTag(m, TagCluster, clusterID) && (namespace == "" || hasTag(m, TagNamespace, namespace)) {
-			if p, _ := m["path"].(string); p != "" {
-				out[p] = m
-			}
-		}
-	}
-	return out, nil
-}
-
-// searchAll runs a search query through every page. What NSX has deleted
-// and not purged yet is left out: the search shows it, marked_for_delete,
-// where GET and lists do not.
-func searchAll(ctx context.Context, c *Client, q string) ([]map[string]any, error) {
-	var out []map[string]any
-	q += " AND marked_for_delete:false"
-	conn, cause := c.connector(ctx)
-	qc := search.NewQueryClient(conn)
-	var cursor *string
-	for {
-		res, err := qc.List(q, cursor, nil, ptr(int64(1000)), nil, nil)
-		if err != nil {
-			return nil, apiError("search "+q, err, cause.get())
-		}
-		for _, sv := range res.Results {
-			m, err := toMap(sv)
-			if err != nil {
-				return nil, fmt.Errorf("nsxt: decoding a search result: %w", err)
-			}
-			if marked, _ := m["marked_for_delete"].(bool); !marked {
-				out = append(out, m)
-			}
-		}
-		if res.Cursor == nil || *res.Cursor == "" || len(res.Results) == 0 {
-			return out, nil
-		}
-		cursor = res.Cursor
-	}
-}
-
-// escape escapes the characters NSX's search syntax reserves.
-func escape(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if strings.ContainsRune(`+-&|!(){}[]^"~*?:\/ `, r) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
-
-func hasTag(m map[string]any, scope, tag string) bool {
-	list, _ := m["tags"].([]any)
-	for _, t := range list {
-		tm, _ := t.(map[string]any)
-		if tm["scope"] == scope && tm["tag"] == tag {
-			return true
-		}
-	}
-	return false
-}
-
-// tagValue is the tag of the first tag with scope, or "".
-func tagValue(m map[string]any, scope string) string {
-	list, _ := m["tags"].([]any)
-	for _, t := range list {
-		if tm, _ := t.(map[string]any); tm["scope"] == scope {
-			s, _ := tm["tag"].(string)
-			return s
-		}
-	}
-	return ""
-}
-
-// tagValues are the tags of every tag with scope.
-func tagValues(m map[string]any, scope string) []string {
-	var out []string
-	list, _ := m["tags"].([]any)
-	for _, t := range list {
-		if tm, _ := t.(map[string]any); tm["scope"] == scope {
-			if s, _ := tm["tag"].(string); s != "" {
-				out = append(out, s)
-			}
-		}
-	}
-	return out
-}
-
-func hasScope(m map[string]any, scope string) bool {
-	list, _ := m["tags"].([]any)
-	for _, t := range list {
-		if tm, _ := t.(map[string]any); tm["scope"] == scope {
-			return true
-		}
-	}
-	return false
 }
 
 // toMap turns a DataValue into plain JSON values.
@@ -521,92 +402,6 @@ func (c *Client) freshRevisions(ctx context.Context, changes []pending) error {
 		ch.revision = &rev
 	}, func(j int, err error) { errs[j] = err })
 	return errors.Join(errs...)
-}
-
-// revision GETs one object and returns its _revision.
-func (c *Client) revision(ctx context.Context, path string) (int64, error) {
-	body, err := c.get(ctx, path, nil)
-	if err != nil {
-		return 0, err
-	}
-	var obj struct {
-		Revision *int64 `json:"_revision"`
-	}
-	if err := json.Unmarshal(body, &obj); err != nil || obj.Revision == nil {
-		return 0, fmt.Errorf("nsxt: get %s: no _revision in the answer", path)
-	}
-	return *obj.Revision, nil
-}
-
-// list GETs every page of a collection. Unlike the search index, the
-// answer holds every write made before it.
-func (c *Client) list(ctx context.Context, path string) ([]map[string]any, error) {
-	var out []map[string]any
-	q := url.Values{"page_size": {"1000"}}
-	for {
-		body, err := c.get(ctx, path, q)
-		if err != nil {
-			return nil, err
-		}
-		var page struct {
-			Results []map[string]any `json:"results"`
-			Cursor  string           `json:"cursor"`
-		}
-		d := json.NewDecoder(bytes.NewReader(body))
-		d.UseNumber()
-		if err := d.Decode(&page); err != nil {
-			return nil, fmt.Errorf("nsxt: list %s: %w", path, err)
-		}
-		out = append(out, page.Results...)
-		if page.Cursor == "" || len(page.Results) == 0 {
-			return out, nil
-		}
-		q.Set("cursor", page.Cursor)
-	}
-}
-
-// get GETs a Policy API path and returns the body of a 200 answer; any
-// other is an *APIError.
-func (c *Client) get(ctx context.Context, path string, query url.Values) ([]byte, error) {
-	u := *c.tr.managers[0]
-	u.Path = strings.TrimSuffix(u.Path, "/") + "/policy/api/v1" + path
-	u.RawQuery = query.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return nil, err
-	}
-	if c.cfg.Username != "" && c.cfg.ClientCert == "" {
-		req.SetBasicAuth(c.cfg.Username, c.cfg.Password)
-	}
-	resp, err := c.rt.RoundTrip(req)
-	if err != nil {
-		return nil, fmt.Errorf("nsxt: get %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("nsxt: get %s: %w", path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		e := &APIError{Op: "get " + path, Message: strings.TrimSpace(string(body))}
-		var nsx struct {
-			Code    int64  `json:"error_code"`
-			Message string `json:"error_message"`
-		}
-		if json.Unmarshal(body, &nsx) == nil && nsx.Message != "" {
-			e.Code, e.Message = nsx.Code, nsx.Message
-		}
-		switch resp.StatusCode {
-		case http.StatusNotFound:
-			e.Kind = ErrNotFound
-		case http.StatusUnauthorized, http.StatusForbidden:
-			e.Kind = ErrUnauthorized
-		default:
-			e.Kind = ErrUnavailable
-		}
-		return nil, e
-	}
-	return body, nil
 }
 
 func parentPath(p string) string {

@@ -240,7 +240,10 @@ func (lb LoadBalancer) admit(ctx context.Context, c *Client, all current) error 
 // limit is read from the cluster's load balancer, and the Services
 // counted in NSX's store, so it holds right after a build and in a burst
 // of new Services, while the search index does not show them yet.
-func (c *Client) EnsureLoadBalancer(ctx context.Context, lb LoadBalancer) (*LoadBalancerStatus, error) {
+// WithSink reports its progress (OpEnsureLoadBalancer).
+func (c *Client) EnsureLoadBalancer(ctx context.Context, lb LoadBalancer, opts ...CallOption) (_ *LoadBalancerStatus, err error) {
+	pr := newProgress(opts, OpEnsureLoadBalancer, lb.ClusterID+"/"+lb.key())
+	defer func() { pr.end(err) }()
 	if err := lb.Validate(); err != nil {
 		return nil, err
 	}
@@ -249,7 +252,7 @@ func (c *Client) EnsureLoadBalancer(ctx context.Context, lb LoadBalancer) (*Load
 		return nil, err
 	}
 	lb.FloatingIPPoolPaths = pools
-	p, addr, writes, err := c.converge(ctx, lb.desired())
+	p, addr, writes, err := c.converge(ctx, lb.desired(), pr)
 	if err != nil {
 		return nil, err
 	}
@@ -314,8 +317,11 @@ func subnetHolds(m map[string]any, ip netip.Addr) bool {
 // store (the load balancer pools and virtual servers, and the addresses
 // of the floating pools the cluster's IP pool records), so one made a
 // moment before goes too. Deleting one that is gone writes nothing.
-func (c *Client) DeleteLoadBalancer(ctx context.Context, clusterID, namespace, name string) (*Teardown, error) {
+// WithSink reports its progress (OpDeleteLoadBalancer).
+func (c *Client) DeleteLoadBalancer(ctx context.Context, clusterID, namespace, name string, opts ...CallOption) (_ *Teardown, err error) {
 	lb := LoadBalancer{ClusterID: clusterID, Namespace: namespace, Name: name}
+	pr := newProgress(opts, OpDeleteLoadBalancer, clusterID+"/"+lb.key())
+	defer func() { pr.end(err) }()
 	p := newProblems("LoadBalancer")
 	p.clusterID(clusterID)
 	p.namespace("Namespace", namespace)
@@ -325,5 +331,5 @@ func (c *Client) DeleteLoadBalancer(ctx context.Context, clusterID, namespace, n
 	if err := p.err(); err != nil {
 		return nil, err
 	}
-	return c.teardown(ctx, clusterID, namespace, func(m map[string]any) bool { return hasTag(m, TagService, lb.key()) }, reach{services: true})
+	return c.teardown(ctx, clusterID, namespace, func(m map[string]any) bool { return hasTag(m, TagService, lb.key()) }, reach{services: true}, pr)
 }

@@ -75,4 +75,18 @@
 // MoreFloatingPools).
 //
 // A Server is safe for concurrent use.
+//
+// # Files
+//
+//	simulator.go  Config, Inventory, New, Close; serving: authentication, faults, objects and lists, encoding, errors
+//	control.go    what tests steer and read it with: Fault and Inject, Patch, Put, Delete, Purge, FreezeSearch,
+//	              ThawSearch, ExpireSessions; Requests, Writes, Paths, Object, Marked, Sessions, Allocated
+//	store.go      the objects, transactions, protection, asynchronous delete and purge
+//	hapi.go       the hierarchical PATCH of /infra
+//	kinds.go      the resource types served, their collections, parents and SDK bindings
+//	ipam.go       IP blocks and pools: subnets and addresses, exhaustion
+//	realized.go   realized state
+//	search.go     the search API and its query syntax
+//	session.go    user sessions
+//	seed.go       the inventory it starts with
 package simulator

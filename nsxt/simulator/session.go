@@ -86,24 +86,3 @@ func (s *Server) session(cookie, xsrf string) (string, bool) {
 	us.last = time.Now()
 	return us.user, true
 }
-
-// Sessions is how many sessions are live.
-func (s *Server) Sessions() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, us := range s.sessions {
-		if time.Since(us.last) <= s.cfg.SessionTimeout {
-			n++
-		}
-	}
-	return n
-}
-
-// ExpireSessions ends every session, as their idle timeout or a restart
-// of the manager does: their next request is refused with 403.
-func (s *Server) ExpireSessions() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	clear(s.sessions)
-}
