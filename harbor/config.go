@@ -127,7 +127,8 @@ func (o OIDCConfig) validate() error {
 
 // ConfigureLDAP writes the LDAP settings; with setAuthMode it also makes
 // LDAP the authentication mode (Harbor refuses that once users other than
-// admin exist in its database).
+// admin exist in its database). Settings left empty are not sent, so an
+// empty SearchPassword keeps the one Harbor holds.
 func (c *Client) ConfigureLDAP(ctx context.Context, l LDAPConfig, setAuthMode bool) error {
 	if err := l.validate(); err != nil {
 		return err
@@ -148,7 +149,8 @@ func (c *Client) ConfigureLDAP(ctx context.Context, l LDAPConfig, setAuthMode bo
 }
 
 // ConfigureOIDC writes the OIDC settings; with setAuthMode it also makes
-// OIDC the authentication mode.
+// OIDC the authentication mode. Settings left empty are not sent, so an
+// empty ClientSecret keeps the one Harbor holds.
 func (c *Client) ConfigureOIDC(ctx context.Context, o OIDCConfig, setAuthMode bool) error {
 	if err := o.validate(); err != nil {
 		return err

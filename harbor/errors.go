@@ -23,6 +23,9 @@ var (
 	ErrNotFound = kubefoundry.ErrNotFound
 	// ErrConflict: the object exists already, or changed (HTTP 409).
 	ErrConflict = kubefoundry.ErrConflict
+	// ErrAlreadyExists: the project or robot exists and belongs to
+	// another cluster (OwnerLabel); nothing was changed.
+	ErrAlreadyExists = kubefoundry.ErrAlreadyExists
 	// ErrInvalid: Harbor refused the request (HTTP 400, 422), or a spec
 	// or the Config is wrong (a *ValidationError says where) and nothing
 	// was sent.

@@ -22,7 +22,7 @@ func TestSentinelsAreShared(t *testing.T) {
 		{ErrNotFound, kubefoundry.ErrNotFound}, {ErrConflict, kubefoundry.ErrConflict},
 		{ErrInvalid, kubefoundry.ErrInvalid}, {ErrUnauthorized, kubefoundry.ErrUnauthorized},
 		{ErrForbidden, kubefoundry.ErrForbidden}, {ErrUnavailable, kubefoundry.ErrUnavailable},
-		{ErrTimeout, kubefoundry.ErrTimeout},
+		{ErrTimeout, kubefoundry.ErrTimeout}, {ErrAlreadyExists, kubefoundry.ErrAlreadyExists},
 	} {
 		require.Same(t, tc.shared, tc.harbor)
 	}

@@ -254,6 +254,15 @@ type GCRun struct {
 	Created        time.Time
 }
 
+func gcRunOf(h *models.GCHistory) GCRun {
+	run := GCRun{ID: h.ID, Status: h.JobStatus, Kind: h.JobKind, Created: time.Time(h.CreationTime)}
+	var params map[string]any
+	if json.Unmarshal([]byte(h.JobParameters), &params) == nil {
+		run.DeleteUntagged, _ = params["delete_untagged"].(bool)
+	}
+	return run
+}
+
 func gcSchedule(typ, cron string, deleteUntagged bool) *models.Schedule {
 	return &models.Schedule{Schedule: &models.ScheduleObj{Type: typ, Cron: cron},
 		Parameters: map[string]interface{}{"delete_untagged": deleteUntagged, "workers": 1}}
@@ -286,10 +295,79 @@ func (c *Client) SetGCSchedule(ctx context.Context, cron string, deleteUntagged 
 	return apiError("update GC schedule", err)
 }
 
-// RunGC starts a garbage collection now.
-func (c *Client) RunGC(ctx context.Context, deleteUntagged bool) error {
-	_, err := c.api.GC.CreateGCSchedule(ctx, gc.NewCreateGCScheduleParams().WithSchedule(gcSchedule("Manual", "", deleteUntagged)))
-	return apiError("run GC", err)
+// RunGC runs a garbage collection now and waits until it ends. With
+// WithSink it reports the run's id (PhaseStarted) before it waits; with
+// WithExecution it waits for that run, started by an earlier call,
+// instead of starting another. It returns the run, and an error when it
+// ended other than Success or when ctx ended first (the run goes on in
+// Harbor: resume it).
+func (c *Client) RunGC(ctx context.Context, deleteUntagged bool, opts ...RunOption) (GCRun, error) {
+	r := newRun(OpGC, "", opts)
+	run, err := c.runGC(ctx, r, deleteUntagged)
+	return run, r.finish(err)
+}
+
+func (c *Client) runGC(ctx context.Context, r *run, deleteUntagged bool) (GCRun, error) {
+	id, err := r.resumeID()
+	if err != nil {
+		return GCRun{}, err
+	}
+	if id == 0 {
+		if id, err = c.startGC(ctx, deleteUntagged); err != nil {
+			return GCRun{}, err
+		}
+		r.started(strconv.FormatInt(id, 10), false)
+	} else {
+		r.started(r.resume, true)
+	}
+	var last GCRun
+	err = c.follow(ctx, r, func(ctx context.Context) (state, error) {
+		res, err := c.api.GC.GetGC(ctx, gc.NewGetGCParams().WithGCID(id))
+		if err != nil {
+			return state{}, apiError(fmt.Sprintf("get GC %d", id), err)
+		}
+		last = gcRunOf(res.Payload)
+		return last.state(), nil
+	})
+	return last, err
+}
+
+// startGC starts a manual garbage collection and returns its id.
+func (c *Client) startGC(ctx context.Context, deleteUntagged bool) (int64, error) {
+	res, err := c.api.GC.CreateGCSchedule(ctx, gc.NewCreateGCScheduleParams().WithSchedule(gcSchedule("Manual", "", deleteUntagged)))
+	if err != nil {
+		return 0, apiError("run GC", err)
+	}
+	// Harbor answers 201 with the run in Location (/api/v2.0/system/gc/<id>).
+	if id, ok := idFromLocation(res.Location); ok {
+		return id, nil
+	}
+	// Without it the newest manual run is taken for ours, which a
+	// concurrent run could make wrong.
+	c.log.Warn("harbor GC started without a Location; taking the newest run", zap.String("location", res.Location))
+	runs, err := c.GCHistory(ctx, 10)
+	if err != nil {
+		return 0, err
+	}
+	for _, run := range runs {
+		if run.Kind == "MANUAL" {
+			return run.ID, nil
+		}
+	}
+	return 0, fmt.Errorf("harbor: the GC run started but cannot be found")
+}
+
+// state is g as progress sees it.
+func (g GCRun) state() state {
+	st := state{status: g.Status}
+	switch g.Status {
+	case "Success":
+		st.ended = true
+	case "Error", "Stopped":
+		st.ended = true
+		st.failure = fmt.Errorf("harbor: GC run %d ended %s", g.ID, g.Status)
+	}
+	return st
 }
 
 // maxPage is the largest page Harbor serves.
@@ -316,12 +394,7 @@ func (c *Client) GCHistory(ctx context.Context, limit int64) ([]GCRun, error) {
 		if h == nil {
 			continue
 		}
-		run := GCRun{ID: h.ID, Status: h.JobStatus, Kind: h.JobKind, Created: time.Time(h.CreationTime)}
-		var params map[string]any
-		if json.Unmarshal([]byte(h.JobParameters), &params) == nil {
-			run.DeleteUntagged, _ = params["delete_untagged"].(bool)
-		}
-		out = append(out, run)
+		out = append(out, gcRunOf(h))
 	}
 	return out, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/harbor"
 	"github.com/kubefoundry/kubefoundry/harbor/simulator"
 )
@@ -607,8 +609,10 @@ func TestScanGate(t *testing.T) {
 		require.False(t, d.Allowed)
 		require.Contains(t, d.Reason, "has not been scanned")
 
-		require.NoError(t, c.Scan(ctx, v1))
-		require.NoError(t, c.Scan(ctx, v2))
+		_, err = c.Scan(ctx, v1)
+		require.NoError(t, err)
+		_, err = c.Scan(ctx, v2)
+		require.NoError(t, err)
 		sum, err := c.Vulnerabilities(ctx, v1)
 		require.NoError(t, err)
 		require.Equal(t, &harbor.ScanSummary{Scanned: true, Status: "Success", Severity: "High", Total: 7, Fixable: 3,
@@ -630,7 +634,8 @@ func TestScanGate(t *testing.T) {
 		// does not have.
 		r, err := c.EnsureRobot(ctx, harbor.RobotSpec{Project: "apps", Name: "puller", Pull: true})
 		require.NoError(t, err)
-		require.ErrorIs(t, b.client(t, r.Name, r.Secret).Scan(ctx, v1), harbor.ErrForbidden)
+		_, err = b.client(t, r.Name, r.Secret).Scan(ctx, v1)
+		require.ErrorIs(t, err, harbor.ErrForbidden)
 
 		_, err = c.MayRun(ctx, v1, "severe")
 		var fe *harbor.FieldError
@@ -747,17 +752,20 @@ func TestReplication(t *testing.T) {
 			}
 		}
 		var seen []string
-		exec, err := c.WaitReplication(ctx, id, func(e harbor.Execution) { seen = append(seen, e.Status) })
+		exec, err := c.Replicate(ctx, polName, harbor.WithExecution(strconv.FormatInt(id, 10)),
+			harbor.WithSink(kubefoundry.SinkFunc(func(e kubefoundry.Event) { seen = append(seen, e.Phase+" "+e.Message) })))
 		require.NoError(t, err)
+		require.Equal(t, id, exec.ID)
 		require.Equal(t, "Succeed", exec.Status, "%+v", exec)
 		require.Equal(t, int64(tasks), exec.Total, "%+v", exec)
 		require.Equal(t, int64(tasks), exec.Succeed)
 		require.Zero(t, exec.Failed)
-		require.NotEmpty(t, seen)
+		require.Equal(t, "started resumed", seen[0])
+		require.Equal(t, "done Succeed", seen[len(seen)-1])
 		if b.sim != nil {
 			// The simulator's execution is in progress until its second
 			// read: progress sees both.
-			require.Equal(t, []string{"InProgress", "Succeed"}, seen)
+			require.Equal(t, []string{"started resumed", "running InProgress", "done Succeed"}, seen)
 		}
 
 		// A pull policy and an event-based push policy on the same endpoint.
@@ -835,10 +843,13 @@ func TestGCAndAudit(t *testing.T) {
 		var fe *harbor.FieldError
 		require.ErrorAs(t, c.SetGCSchedule(ctx, "0 5 * * 6", false), &fe)
 		since := time.Now().Add(-time.Minute)
-		require.NoError(t, c.RunGC(ctx, true))
+		run, err := c.RunGC(ctx, true)
+		require.NoError(t, err)
+		require.Equal(t, "Success", run.Status)
 		runs, err := c.GCHistory(ctx, 5)
 		require.NoError(t, err)
 		require.NotEmpty(t, runs)
+		require.Equal(t, run.ID, runs[0].ID)
 		require.Equal(t, "MANUAL", runs[0].Kind)
 		require.True(t, runs[0].DeleteUntagged)
 		require.NoError(t, c.SetGCSchedule(ctx, "", false))

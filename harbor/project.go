@@ -12,6 +12,8 @@ import (
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/quota"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/models"
 	"go.uber.org/zap"
+
+	"github.com/kubefoundry/kubefoundry"
 )
 
 // Severities, lowest first, as Harbor names them in prevent_vul settings.
@@ -38,6 +40,12 @@ type ProjectSpec struct {
 	PreventVulnerable string
 	// SignatureRequired refuses pulls of unsigned images (content trust).
 	SignatureRequired bool
+	// ClusterID is the cluster the project belongs to (OwnerLabel says
+	// how Harbor records it), by kubefoundry.ClusterID's rule. A project
+	// without an owner is claimed; one of another cluster is refused
+	// (ErrAlreadyExists) before anything changes. Empty leaves the
+	// project's owner as it is.
+	ClusterID string
 }
 
 // Project is a Harbor project.
@@ -56,6 +64,9 @@ type Project struct {
 	PreventVulnerable  string
 	SignatureRequired  bool
 	RepoCount          int64
+	// ClusterID is the cluster that owns the project; empty for none, or
+	// when the client may not list the project's labels.
+	ClusterID string
 }
 
 var projectNameRe = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*$`)
@@ -77,6 +88,9 @@ func (s ProjectSpec) Validate() error {
 		if strings.TrimSpace(id) == "" {
 			verr.Add(fmt.Sprintf("project.cveAllowlist[%d]", i), "", "must be a CVE id, not empty")
 		}
+	}
+	if s.ClusterID != "" {
+		verr.Merge("project", kubefoundry.ClusterID(s.ClusterID).Validate())
 	}
 	return verr.Err()
 }
@@ -144,14 +158,20 @@ func (c *Client) GetProject(ctx context.Context, name string) (*Project, error) 
 		}
 		return nil, e
 	}
-	limit, _, err := c.quota(ctx, int64(res.Payload.ProjectID))
+	id := int64(res.Payload.ProjectID)
+	limit, _, err := c.quota(ctx, id)
 	switch {
 	case isKind(err, ErrForbidden):
 		limit = 0 // not a system administrator: unknown
 	case err != nil:
 		return nil, err
 	}
-	return fromModel(res.Payload, limit), nil
+	p := fromModel(res.Payload, limit)
+	p.ClusterID, _, err = c.projectOwner(ctx, id)
+	if err != nil && !isKind(err, ErrForbidden) {
+		return nil, err
+	}
+	return p, nil
 }
 
 // quota returns a project's storage limit and its quota id.
@@ -203,6 +223,18 @@ func (c *Client) EnsureProject(ctx context.Context, spec ProjectSpec) (*Project,
 		}
 	case err != nil:
 		return nil, err
+	}
+	// The owner first: a project of another cluster is left as it is.
+	switch {
+	case spec.ClusterID == "":
+	case cur.ClusterID == "":
+		if err := c.claimProject(ctx, cur, spec.ClusterID); err != nil {
+			return nil, err
+		}
+	default:
+		if err := ownedElsewhere("project", spec.Name, cur.ClusterID, spec.ClusterID); err != nil {
+			return nil, err
+		}
 	}
 	want := *cur
 	want.Public, want.AutoScan, want.SignatureRequired = spec.Public, spec.AutoScan, spec.SignatureRequired

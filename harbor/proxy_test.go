@@ -307,7 +307,7 @@ func TestExecutionIDsFromLocation(t *testing.T) {
 			} else {
 				require.Empty(t, listed, "the Location says which execution started")
 			}
-			_, err = c.WaitReplication(ctx, id, nil)
+			_, err = c.Replicate(ctx, polName, harbor.WithExecution(strconv.FormatInt(id, 10)))
 			require.NoError(t, err)
 		}
 	})
@@ -437,7 +437,8 @@ func TestVulnerabilitiesPicksTheVulnerabilityReport(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, b.sim.SetVulnerabilities("apps", "web", "v1", map[string]int64{"High": 2}, 1))
 	img := harbor.Image{Project: "apps", Repository: "web", Reference: "v1"}
-	require.NoError(t, c.Scan(ctx, img))
+	_, err = c.Scan(ctx, img)
+	require.NoError(t, err)
 
 	px := newProxy(t, b.url)
 	px.set(nil, func(resp *http.Response) error {

@@ -13,8 +13,6 @@ import (
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/replication"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/models"
 	"go.uber.org/zap"
-
-	"github.com/kubefoundry/kubefoundry/internal/retry"
 )
 
 // RegistrySpec is a registry endpoint replication pushes to or pulls from.
@@ -311,9 +309,12 @@ type Execution struct {
 	PolicyID   int64
 	Status     string // InProgress, Succeed, Failed, Stopped
 	StatusText string
+	// Total tasks (a push policy has one per repository), and how many
+	// succeeded, failed, were stopped or are in progress.
 	Total      int64
 	Succeed    int64
 	Failed     int64
+	Stopped    int64
 	InProgress int64
 	Start, End time.Time
 }
@@ -321,6 +322,80 @@ type Execution struct {
 // Done reports whether the execution has finished.
 func (e Execution) Done() bool {
 	return e.Status != "" && e.Status != "InProgress" && e.Status != "Pending"
+}
+
+// state is e as progress sees it: tasks ended of all of them.
+func (e Execution) state() state {
+	st := state{status: e.Status, ended: e.Done(), step: int(e.Succeed + e.Failed + e.Stopped), steps: int(e.Total)}
+	if st.ended && e.Status != "Succeed" {
+		msg := fmt.Sprintf("%d of %d tasks failed, %d stopped", e.Failed, e.Total, e.Stopped)
+		if e.StatusText != "" {
+			msg = e.StatusText + "; " + msg
+		}
+		st.failure = fmt.Errorf("harbor: replication execution %d ended %s: %s", e.ID, e.Status, msg)
+	}
+	return st
+}
+
+// Replicate runs a replication policy now and waits until the run ends.
+// With WithSink it reports the execution's id (PhaseStarted) before it
+// waits, then the tasks ended of all of them (PhaseRunning); with
+// WithExecution it waits for that execution of the policy, started by an
+// earlier call, instead of starting another. It returns the execution,
+// and an error when it ended other than Succeed, when the policy or
+// execution is not found, or when ctx ended first (the execution goes on
+// in Harbor: resume it).
+func (c *Client) Replicate(ctx context.Context, policy string, opts ...RunOption) (Execution, error) {
+	r := newRun(OpReplicate, policy, opts)
+	e, err := c.replicate(ctx, r, policy)
+	return e, r.finish(err)
+}
+
+func (c *Client) replicate(ctx context.Context, r *run, policy string) (Execution, error) {
+	id, err := r.resumeID()
+	if err != nil {
+		return Execution{}, err
+	}
+	var first *Execution // read already, when resuming
+	if id == 0 {
+		if id, err = c.StartReplication(ctx, policy); err != nil {
+			return Execution{}, err
+		}
+		r.started(strconv.FormatInt(id, 10), false)
+	} else {
+		r.handle = r.resume
+		cur, err := c.findPolicy(ctx, policy)
+		if err != nil {
+			return Execution{}, err
+		}
+		if cur == nil {
+			return Execution{}, &APIError{Op: "replicate " + policy, Status: 404, Kind: ErrNotFound, Message: "no such policy"}
+		}
+		e, err := c.Execution(ctx, id)
+		if err != nil {
+			return Execution{}, err
+		}
+		if e.PolicyID != cur.ID {
+			return Execution{}, &ValidationError{Object: OpReplicate, Problems: []FieldError{{Field: "execution", Value: r.resume,
+				Reason: fmt.Sprintf("is an execution of policy %d, not of %s (%d)", e.PolicyID, policy, cur.ID)}}}
+		}
+		first = &e
+		r.started(r.resume, true)
+	}
+	var last Execution
+	err = c.follow(ctx, r, func(ctx context.Context) (state, error) {
+		if first != nil {
+			last, first = *first, nil
+			return last.state(), nil
+		}
+		e, err := c.Execution(ctx, id)
+		if err != nil {
+			return state{}, err
+		}
+		last = e
+		return e.state(), nil
+	})
+	return last, err
 }
 
 // StartReplication runs a policy now and returns the execution's id.
@@ -380,33 +455,6 @@ func (c *Client) Execution(ctx context.Context, id int64) (Execution, error) {
 	}
 	e := res.Payload
 	return Execution{ID: e.ID, PolicyID: e.PolicyID, Status: e.Status, StatusText: e.StatusText, Total: e.Total,
-		Succeed: e.Succeed, Failed: e.Failed, InProgress: e.InProgress,
+		Succeed: e.Succeed, Failed: e.Failed, Stopped: e.Stopped, InProgress: e.InProgress,
 		Start: time.Time(e.StartTime), End: time.Time(e.EndTime)}, nil
-}
-
-// WaitReplication follows an execution until it finishes or ctx ends,
-// calling progress (if not nil) on every change.
-func (c *Client) WaitReplication(ctx context.Context, id int64, progress func(Execution)) (Execution, error) {
-	bo := retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
-	var last Execution
-	for {
-		e, err := c.Execution(ctx, id)
-		if err != nil {
-			return last, err
-		}
-		if progress != nil && e != last {
-			progress(e)
-		}
-		last = e
-		if e.Done() {
-			return e, nil
-		}
-		if !bo.Sleep(ctx) {
-			cause := context.Cause(ctx)
-			if cause == nil {
-				cause = context.DeadlineExceeded
-			}
-			return e, fmt.Errorf("harbor: execution %d still %s: %w", id, e.Status, cause)
-		}
-	}
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +14,8 @@ import (
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/models"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubefoundry/kubefoundry"
 )
 
 // RobotSpec is a project-scoped robot account. Clusters get Pull only:
@@ -31,6 +32,11 @@ type RobotSpec struct {
 	ExpiresIn time.Duration
 	// Disabled keeps the robot but refuses its logins.
 	Disabled bool
+	// ClusterID is the cluster the robot belongs to, recorded at the end
+	// of its description in Harbor (see OwnerLabel), by
+	// kubefoundry.ClusterID's rule. A robot of another cluster is refused
+	// (ErrAlreadyExists); empty leaves the robot's owner as it is.
+	ClusterID string
 }
 
 // Robot is a robot account. Secret is only known when it was just created
@@ -43,12 +49,13 @@ type Robot struct {
 	Disabled  bool
 	Pull      bool
 	Push      bool
+	ClusterID string // the cluster that owns it; empty for none
 }
 
 // String never shows the secret.
 func (r Robot) String() string {
-	return fmt.Sprintf("harbor.Robot{ID: %d, Name: %q, ExpiresAt: %s, Disabled: %t, Pull: %t, Push: %t}",
-		r.ID, r.Name, r.ExpiresAt.Format(time.RFC3339), r.Disabled, r.Pull, r.Push)
+	return fmt.Sprintf("harbor.Robot{ID: %d, Name: %q, ExpiresAt: %s, Disabled: %t, Pull: %t, Push: %t, ClusterID: %q}",
+		r.ID, r.Name, r.ExpiresAt.Format(time.RFC3339), r.Disabled, r.Pull, r.Push, r.ClusterID)
 }
 
 // GoString makes %#v as safe as %v.
@@ -70,6 +77,9 @@ func (s RobotSpec) validate() error {
 	}
 	if s.ExpiresIn < 0 || s.ExpiresIn%(24*time.Hour) != 0 {
 		verr.Add("robot.expiresIn", s.ExpiresIn.String(), "must be zero or whole days")
+	}
+	if s.ClusterID != "" {
+		verr.Merge("robot", kubefoundry.ClusterID(s.ClusterID).Validate())
 	}
 	return verr.Err()
 }
@@ -125,10 +135,11 @@ func (c *Client) EnsureRobot(ctx context.Context, spec RobotSpec) (*Robot, error
 	}
 	if cur == nil {
 		res, err := c.api.Robot.CreateRobot(ctx, robot.NewCreateRobotParams().WithRobot(&models.RobotCreate{
-			Name: spec.Name, Description: spec.Description, Level: "project", Duration: spec.duration(),
+			Name: spec.Name, Description: robotDescription(spec.Description, spec.ClusterID), Level: "project", Duration: spec.duration(),
 			Disable: spec.Disabled, Permissions: spec.permissions()}))
 		if err == nil {
-			r := &Robot{ID: res.Payload.ID, Name: res.Payload.Name, Secret: res.Payload.Secret, Pull: spec.Pull, Push: spec.Push, Disabled: spec.Disabled}
+			r := &Robot{ID: res.Payload.ID, Name: res.Payload.Name, Secret: res.Payload.Secret, Pull: spec.Pull, Push: spec.Push,
+				Disabled: spec.Disabled, ClusterID: spec.ClusterID}
 			if res.Payload.ExpiresAt > 0 {
 				r.ExpiresAt = time.Unix(res.Payload.ExpiresAt, 0)
 			}
@@ -146,14 +157,24 @@ func (c *Client) EnsureRobot(ctx context.Context, spec RobotSpec) (*Robot, error
 		}
 	}
 	have := toRobot(cur)
+	owner := spec.ClusterID
+	switch {
+	case owner == "":
+		owner = have.ClusterID
+	case have.ClusterID != "":
+		if err := ownedElsewhere("robot", have.Name, have.ClusterID, owner); err != nil {
+			return nil, err
+		}
+	}
 	if !have.ExpiresAt.IsZero() && !time.Now().Before(have.ExpiresAt) {
 		return nil, &ExpiredError{Robot: have}
 	}
-	if have.Pull != spec.Pull || have.Push != spec.Push || cur.Description != spec.Description || cur.Disable != spec.Disabled ||
+	desc := robotDescription(spec.Description, owner)
+	if have.Pull != spec.Pull || have.Push != spec.Push || cur.Description != desc || cur.Disable != spec.Disabled ||
 		cur.Duration == nil || *cur.Duration != spec.duration() {
 		upd := *cur
 		upd.Secret = ""
-		upd.Description = spec.Description
+		upd.Description = desc
 		upd.Disable = spec.Disabled
 		upd.Duration = ptr(spec.duration())
 		upd.Permissions = spec.permissions()
@@ -169,7 +190,7 @@ func (c *Client) EnsureRobot(ctx context.Context, spec RobotSpec) (*Robot, error
 }
 
 func toRobot(m *models.Robot) *Robot {
-	r := &Robot{ID: m.ID, Name: m.Name, Disabled: m.Disable}
+	r := &Robot{ID: m.ID, Name: m.Name, Disabled: m.Disable, ClusterID: robotOwner(m.Description)}
 	if m.ExpiresAt > 0 {
 		r.ExpiresAt = time.Unix(m.ExpiresAt, 0)
 	}
@@ -191,24 +212,19 @@ func (c *Client) findRobot(ctx context.Context, spec RobotSpec) (*models.Robot, 
 	if err != nil {
 		return nil, apiError("get project "+spec.Project, err)
 	}
-	q := "Level=project,ProjectID=" + strconv.FormatInt(int64(p.Payload.ProjectID), 10)
-	for page := int64(1); ; page++ {
-		res, err := c.api.Robot.ListRobot(ctx, robot.NewListRobotParams().WithQ(&q).WithPage(&page).WithPageSize(ptr(int64(100))))
-		if err != nil {
-			return nil, apiError("list robots of "+spec.Project, err)
-		}
-		for _, r := range res.Payload {
-			// Harbor lists names under the robot_name_prefix in force, so
-			// a prefix changed since the robot was made is no matter: its
-			// <project>+<name> and its project are.
-			if r != nil && r.Level == "project" && strings.HasSuffix(r.Name, spec.suffix()) && inProject(r, spec.Project) {
-				return r, nil
-			}
-		}
-		if len(res.Payload) < 100 {
-			return nil, nil
+	robots, err := c.projectRobots(ctx, spec.Project, int64(p.Payload.ProjectID))
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range robots {
+		// Harbor lists names under the robot_name_prefix in force, so a
+		// prefix changed since the robot was made is no matter: its
+		// <project>+<name> and its project are.
+		if r.Level == "project" && strings.HasSuffix(r.Name, spec.suffix()) && inProject(r, spec.Project) {
+			return r, nil
 		}
 	}
+	return nil, nil
 }
 
 // inProject reports whether a project robot's permissions are for project;

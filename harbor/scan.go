@@ -12,6 +12,8 @@ import (
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/scan"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/scanner"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/models"
+
+	"github.com/kubefoundry/kubefoundry"
 )
 
 // Scanner is a registered vulnerability scanner.
@@ -81,12 +83,64 @@ func (i Image) String() string {
 // URL-encoded twice (go-client does the second).
 func (i Image) repo() string { return url.PathEscape(i.Repository) }
 
-// Scan asks the default scanner to scan an image; the result comes later
-// (Vulnerabilities).
-func (c *Client) Scan(ctx context.Context, img Image) error {
-	_, err := c.api.Scan.ScanArtifact(ctx, scan.NewScanArtifactParams().WithProjectName(img.Project).
-		WithRepositoryName(img.repo()).WithReference(img.Reference))
-	return apiError("scan "+img.String(), err)
+// Scan asks the default scanner to scan an image and waits for its
+// report. With WithSink it reports the report's id (PhaseStarted) before
+// it waits; with WithExecution it waits for that report, of a scan an
+// earlier call started, instead of starting another (a report since
+// replaced by a newer scan's: for that one). A scan of the image already
+// running, which Harbor refuses to start twice, is waited for too. It
+// returns the summary, and an error when the scan ended other than
+// Success or when ctx ended first (the scan goes on in Harbor).
+func (c *Client) Scan(ctx context.Context, img Image, opts ...RunOption) (*ScanSummary, error) {
+	r := newRun(OpScan, img.String(), opts)
+	sum, err := c.scan(ctx, r, img)
+	return sum, r.finish(err)
+}
+
+func (c *Client) scan(ctx context.Context, r *run, img Image) (*ScanSummary, error) {
+	var note string
+	if r.resume == "" {
+		_, err := c.api.Scan.ScanArtifact(ctx, scan.NewScanArtifactParams().WithProjectName(img.Project).
+			WithRepositoryName(img.repo()).WithReference(img.Reference))
+		if e := apiError("scan "+img.String(), err); e != nil {
+			if !isKind(e, ErrConflict) {
+				return nil, e
+			}
+			note = "a scan was running already"
+		}
+	}
+	sum, id, err := c.overview(ctx, img)
+	switch {
+	case err != nil:
+		return nil, err
+	case id == "":
+		return sum, &APIError{Op: "scan " + img.String(), Status: 404, Kind: ErrNotFound, Message: "no scan report"}
+	case r.resume != "" && id != r.resume:
+		note = "report " + r.resume + " was replaced by a newer scan's"
+	case r.resume != "":
+		note = "resumed"
+	}
+	r.handle = id
+	r.emit(kubefoundry.Event{Phase: PhaseStarted, Message: note})
+	first := true // sum is read already
+	err = c.follow(ctx, r, func(ctx context.Context) (state, error) {
+		if !first {
+			if sum, _, err = c.overview(ctx, img); err != nil {
+				return state{}, err
+			}
+		}
+		first = false
+		st := state{status: sum.Status}
+		switch sum.Status {
+		case "Success":
+			st.ended = true
+		case "Error", "Stopped":
+			st.ended = true
+			st.failure = fmt.Errorf("harbor: scan of %s ended %s", img, sum.Status)
+		}
+		return st, nil
+	})
+	return sum, err
 }
 
 // ScanSummary is an image's vulnerability summary.
@@ -101,20 +155,28 @@ type ScanSummary struct {
 
 // Vulnerabilities reads an image's scan overview.
 func (c *Client) Vulnerabilities(ctx context.Context, img Image) (*ScanSummary, error) {
+	sum, _, err := c.overview(ctx, img)
+	return sum, err
+}
+
+// overview reads an image's scan summary and the id of its report.
+func (c *Client) overview(ctx context.Context, img Image) (*ScanSummary, string, error) {
 	res, err := c.api.Artifact.GetArtifact(ctx, artifact.NewGetArtifactParams().WithProjectName(img.Project).
 		WithRepositoryName(img.repo()).WithReference(img.Reference).WithWithScanOverview(ptr(true)))
 	if err != nil {
-		return nil, apiError("get "+img.String(), err)
+		return nil, "", apiError("get "+img.String(), err)
 	}
 	out := &ScanSummary{}
-	if key, ok := reportKey(res.Payload.ScanOverview); ok {
-		r := res.Payload.ScanOverview[key]
-		out.Scanned, out.Status, out.Severity = true, r.ScanStatus, r.Severity
-		if r.Summary != nil {
-			out.Total, out.Fixable, out.Counts = r.Summary.Total, r.Summary.Fixable, r.Summary.Summary
-		}
+	key, ok := reportKey(res.Payload.ScanOverview)
+	if !ok {
+		return out, "", nil
 	}
-	return out, nil
+	r := res.Payload.ScanOverview[key]
+	out.Scanned, out.Status, out.Severity = true, r.ScanStatus, r.Severity
+	if r.Summary != nil {
+		out.Total, out.Fixable, out.Counts = r.Summary.Total, r.Summary.Fixable, r.Summary.Summary
+	}
+	return out, r.ReportID, nil
 }
 
 // reportKey picks the report of a scan overview, keyed by MIME type, the

@@ -48,13 +48,18 @@ func TestSpecValidationListsEveryProblem(t *testing.T) {
 	}{
 		{"project", func() error {
 			_, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: "Bad_Name", PreventVulnerable: "severe", StorageLimitBytes: -2,
-				CVEAllowlist: []string{"CVE-2021-44228", " "}})
+				CVEAllowlist: []string{"CVE-2021-44228", " "}, ClusterID: "C1"})
 			return err
-		}, "harbor.ProjectSpec", []string{"project.name", "project.preventVulnerable", "project.storageLimitBytes", "project.cveAllowlist[1]"}},
+		}, "harbor.ProjectSpec", []string{"project.name", "project.preventVulnerable", "project.storageLimitBytes", "project.cveAllowlist[1]",
+			"project.clusterID"}},
 		{"robot", func() error {
-			_, err := c.EnsureRobot(ctx, harbor.RobotSpec{Project: "Bad", ExpiresIn: 36 * time.Hour})
+			_, err := c.EnsureRobot(ctx, harbor.RobotSpec{Project: "Bad", ExpiresIn: 36 * time.Hour, ClusterID: "-c1"})
 			return err
-		}, "harbor.RobotSpec", []string{"robot.project", "robot.name", "robot.pull", "robot.expiresIn"}},
+		}, "harbor.RobotSpec", []string{"robot.project", "robot.name", "robot.pull", "robot.expiresIn", "robot.clusterID"}},
+		{"owned", func() error {
+			_, err := c.ListOwned(ctx, "c_1")
+			return err
+		}, "harbor.ListOwned", []string{"clusterID"}},
 		{"member", func() error {
 			return c.EnsureMember(ctx, "apps", harbor.Member{User: "alice", Group: "devs", Role: 9})
 		}, "harbor.Member", []string{"member.group", "member.role"}},

@@ -23,14 +23,19 @@
 // change and only they may set at creation, 412 when deleting a project
 // with repositories, the public library project); members (users, LDAP
 // and HTTP groups, roles; the entityname filter is a substring match and
-// lists are paged, 10 by default); project robot accounts (<project>+<name>
+// lists are paged, 10 by default); labels, global and per project (one
+// of a name per project, 409 for a second; listing a project's needs its
+// id); project robot accounts (<project>+<name>
 // under the robot_name_prefix in force, robot$ by default, so changing the
 // prefix renames them; permissions limited to their project; lifetime in
 // days, disabling, secret refresh with Harbor's rules); users;
 // repositories; artifacts, scanners (Trivy registered as the default) and
 // scans, which system and project administrators, maintainers, developers
 // and robots with the scan permission may start (a pull-only robot may
-// not), whose findings a test sets with SetVulnerabilities; LDAP and OIDC
+// not), whose findings a test sets with SetVulnerabilities (a scan is
+// Pending, Running from the first read of the artifact's scan overview
+// and ends, Success, on the third; a second scan while one runs is 409);
+// LDAP and OIDC
 // configuration (the auth mode locked once users exist) and an LDAP
 // reachability ping; replication registries, policies and executions (201
 // with the execution in Location; a push policy has a task per local
@@ -38,7 +43,9 @@
 // of it by id, and listing executions changes nothing); immutable-tag
 // rules and retention policies (at most 15 rules each, known templates,
 // the project's retention_id; a run answers 201 with the execution in
-// Location); the GC schedule, manual runs and history; audit logs of
+// Location); the GC schedule, manual runs (201 with the run in Location;
+// a run is Running until the second read of it by id, then Success;
+// listing the history changes nothing) and history; audit logs of
 // project and robot operations (not of garbage collection, which Harbor
 // 2.4 does not log) with Harbor's q= filters; and core's registry token
 // service /service/token, which grants pull and push by role or robot
@@ -55,4 +62,23 @@
 // Start starts a simulator for a test, closed when the test ends, and
 // returns the harbor.Config of a client logged in as admin. A Server is
 // safe for concurrent use.
+//
+// # Files
+//
+//	server.go        Server, New, routing, request and answer validation, paging
+//	state.go         what a Server holds, who is calling, roles
+//	collection.go    the generic collection each kind of object is kept in
+//	system.go        ping, system info
+//	users.go         users, the current user
+//	projects.go      projects, their metadata and quotas
+//	members.go       project members: users and groups
+//	robots.go        project robot accounts
+//	labels.go        global and project labels
+//	repositories.go  repositories, AddRepository
+//	scan.go          scanners, artifacts, scans, AddArtifact, SetVulnerabilities
+//	replication.go   registry endpoints, replication policies and executions
+//	governance.go    immutable-tag rules, retention, GC, audit logs
+//	config.go        configuration (auth modes, LDAP, OIDC), LDAP ping
+//	token.go         the registry token service
+//	fault.go         Fault, Inject, Start
 package simulator

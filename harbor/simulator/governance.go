@@ -3,6 +3,7 @@ package simulator
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -24,12 +25,37 @@ type retentionPolicy struct {
 	execs   []map[string]any
 }
 
+func (r *immuRule) key() int64        { return r.id }
+func (r *retentionPolicy) key() int64 { return r.id }
+
 type gcRun struct {
 	id      int64
 	kind    string
 	params  map[string]any
 	created time.Time
 	sched   map[string]any
+	reads   int // of the run by id: it ends on the second
+}
+
+func (g *gcRun) key() int64 { return g.id }
+
+// status is the run's job status; dated in the future (the clock moved
+// back since), it is still pending.
+func (g *gcRun) status(now time.Time) string {
+	switch {
+	case now.Before(g.created):
+		return "Pending"
+	case g.reads < 2:
+		return "Running"
+	}
+	return "Success"
+}
+
+func (g *gcRun) json(now time.Time) map[string]any {
+	params, _ := json.Marshal(g.params)
+	return map[string]any{"id": g.id, "job_name": "GARBAGE_COLLECTION", "job_kind": g.kind,
+		"job_parameters": string(params), "job_status": g.status(now), "deleted": false, "schedule": g.sched,
+		"creation_time": ts(g.created), "update_time": ts(g.created)}
 }
 
 type auditEntry struct {
@@ -52,6 +78,7 @@ func init() {
 	handlers["createGCSchedule"] = createGCSchedule
 	handlers["updateGCSchedule"] = updateGCSchedule
 	handlers["getGCHistory"] = getGCHistory
+	handlers["getGC"] = getGC
 	handlers["listAuditLogs"] = listAuditLogs
 }
 
@@ -93,23 +120,11 @@ func listImmuRules(s *Server, c *call) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	var out []map[string]any
-	for _, r := range s.st.immutable {
-		if r.project == p.id {
-			b := mapsClone(r.body)
-			b["id"], b["disabled"] = r.id, r.disabled
-			out = append(out, b)
-		}
-	}
-	return page(c, out), nil
-}
-
-func mapsClone(m map[string]any) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
+	return listPage(c, &s.st.immutable, func(r *immuRule) bool { return r.project == p.id }, func(r *immuRule) map[string]any {
+		b := maps.Clone(r.body)
+		b["id"], b["disabled"] = r.id, r.disabled
+		return b
+	}), nil
 }
 
 func createImmuRule(s *Server, c *call) (reply, error) {
@@ -126,20 +141,14 @@ func createImmuRule(s *Server, c *call) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	n := 0
-	for _, r := range s.st.immutable {
-		if r.project == p.id {
-			n++
-		}
-	}
-	if n >= 15 {
+	if len(s.st.immutable.filter(func(r *immuRule) bool { return r.project == p.id })) >= 15 {
 		return reply{}, errf(http.StatusBadRequest, "a project has at most 15 immutable tag rules")
 	}
 	disabled, _ := m["disabled"].(bool)
 	r := &immuRule{id: s.st.next(), project: p.id, body: m, disabled: disabled}
 	m["action"], m["template"] = "immutable", "immutable_template"
 	delete(m, "id")
-	s.st.immutable = append(s.st.immutable, r)
+	s.st.immutable.add(r)
 	return reply{status: http.StatusCreated, headers: map[string]string{
 		"Location": fmt.Sprintf("/api/v2.0/projects/%d/immutabletagrules/%d", p.id, r.id)}}, nil
 }
@@ -150,10 +159,8 @@ func (s *Server) immuRule(c *call) (*immuRule, error) {
 		return nil, err
 	}
 	id, _ := c.int64("immutable_rule_id")
-	for _, r := range s.st.immutable {
-		if r.id == id && r.project == p.id {
-			return r, nil
-		}
+	if r, ok := s.st.immutable.get(id); ok && r.project == p.id {
+		return r, nil
 	}
 	return nil, errf(http.StatusNotFound, "immutable rule %d not found in project %s", id, p.name)
 }
@@ -187,7 +194,7 @@ func deleteImmuRule(s *Server, c *call) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	s.st.immutable = slices.DeleteFunc(s.st.immutable, func(x *immuRule) bool { return x == r })
+	s.st.immutable.delete(r.id)
 	return reply{}, nil
 }
 
@@ -225,8 +232,8 @@ func createRetention(s *Server, c *call) (reply, error) {
 	ref, _ := scope["ref"].(float64)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.st.projects[int64(ref)]
-	if p == nil || scope["level"] != "project" {
+	p, ok := s.st.projects.get(int64(ref))
+	if !ok || scope["level"] != "project" {
 		return reply{}, errf(http.StatusBadRequest, "retention scope must be an existing project")
 	}
 	if err := s.canManage(c, p); err != nil {
@@ -235,17 +242,16 @@ func createRetention(s *Server, c *call) (reply, error) {
 	if p.metadata["retention_id"] != "" {
 		return reply{}, errf(http.StatusBadRequest, "project %s already has retention policy %s", p.name, p.metadata["retention_id"])
 	}
-	pol := &retentionPolicy{id: s.st.next(), project: p.id, body: m}
-	s.st.retention = append(s.st.retention, pol)
+	pol := s.st.retention.add(&retentionPolicy{id: s.st.next(), project: p.id, body: m})
 	p.metadata["retention_id"] = strconv.FormatInt(pol.id, 10)
 	return reply{status: http.StatusCreated, headers: map[string]string{"Location": fmt.Sprintf("/api/v2.0/retentions/%d", pol.id)}}, nil
 }
 
 func (s *Server) retentionByID(c *call) (*retentionPolicy, error) {
 	id, _ := c.int64("id")
-	for _, r := range s.st.retention {
-		if r.id == id {
-			if err := s.canManage(c, s.st.projects[r.project]); err != nil {
+	if r, ok := s.st.retention.get(id); ok {
+		if p, live := s.st.projects.get(r.project); live {
+			if err := s.canManage(c, p); err != nil {
 				return nil, err
 			}
 			return r, nil
@@ -264,7 +270,7 @@ func getRetention(s *Server, c *call) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	b := mapsClone(r.body)
+	b := maps.Clone(r.body)
 	b["id"] = r.id
 	return reply{body: b}, nil
 }
@@ -354,14 +360,14 @@ func (s *Server) setGC(c *call, create bool) (reply, error) {
 		if !create {
 			return reply{}, errf(http.StatusBadRequest, "a manual run is created, not updated")
 		}
-		for _, g := range s.st.gcRuns {
-			if g.kind == "MANUAL" && s.clock().Sub(g.created) < time.Second {
-				return reply{}, errf(http.StatusConflict, "a garbage collection is already running")
-			}
+		if _, running := s.st.gcRuns.find(func(g *gcRun) bool {
+			return g.kind == "MANUAL" && s.clock().Sub(g.created) < time.Second
+		}); running {
+			return reply{}, errf(http.StatusConflict, "a garbage collection is already running")
 		}
 		// Harbor 2.4 keeps no audit log of garbage collection.
-		s.st.gcRuns = append(s.st.gcRuns, &gcRun{id: s.st.next(), kind: "MANUAL", params: params, created: s.clock(), sched: sched})
-		return reply{status: http.StatusCreated, headers: map[string]string{"Location": "/api/v2.0/system/gc/1"}}, nil
+		g := s.st.gcRuns.add(&gcRun{id: s.st.next(), kind: "MANUAL", params: params, created: s.clock(), sched: sched})
+		return reply{status: http.StatusCreated, headers: map[string]string{"Location": fmt.Sprintf("/api/v2.0/system/gc/%d", g.id)}}, nil
 	case "None":
 		s.st.gcSchedule = nil
 	case "Hourly", "Daily", "Weekly", "Custom", "Schedule":
@@ -389,18 +395,28 @@ func getGCHistory(s *Server, c *call) (reply, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []map[string]any
-	for i := len(s.st.gcRuns) - 1; i >= 0; i-- {
-		g := s.st.gcRuns[i]
-		params, _ := json.Marshal(g.params)
-		status := "Success"
-		if s.clock().Sub(g.created) < 0 {
-			status = "Pending"
-		}
-		out = append(out, map[string]any{"id": g.id, "job_name": "GARBAGE_COLLECTION", "job_kind": g.kind,
-			"job_parameters": string(params), "job_status": status, "deleted": false, "schedule": g.sched,
-			"creation_time": ts(g.created), "update_time": ts(g.created)})
+	for _, g := range slices.Backward(s.st.gcRuns.all) {
+		out = append(out, g.json(s.clock()))
 	}
 	return page(c, out), nil
+}
+
+// getGC reports a run; reading it counts: it ends, successfully, on the
+// second read, so a client that follows it sees it running first.
+// Listing the history changes nothing.
+func getGC(s *Server, c *call) (reply, error) {
+	if err := needAdmin(c); err != nil {
+		return reply{}, err
+	}
+	id, _ := c.int64("gc_id")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, err := s.st.gcRuns.lookup("GC", id)
+	if err != nil {
+		return reply{}, err
+	}
+	g.reads++
+	return reply{body: g.json(s.clock())}, nil
 }
 
 // auditQuery parses q=username=a,operation=create,resource=~x,op_time=[a~b].

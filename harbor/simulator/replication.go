@@ -44,6 +44,10 @@ type execution struct {
 	reads          int
 }
 
+func (r *registryEP) key() int64 { return r.id }
+func (p *policy) key() int64     { return p.id }
+func (e *execution) key() int64  { return e.id }
+
 var registryTypes = []string{"harbor", "docker-registry", "docker-hub", "aws-ecr", "azure-acr", "google-gcr",
 	"quay", "gitlab", "jfrog-artifactory", "github-ghcr", "huawei-SWR", "ali-acr", "helm-hub", "tencent-tcr"}
 
@@ -109,18 +113,28 @@ func createRegistry(s *Server, c *call) (reply, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, r := range s.st.registries {
-		if r.name == req.Name {
-			return reply{}, errf(http.StatusConflict, "registry %s already exists", req.Name)
-		}
+	if err := s.registryNameFree(req.Name); err != nil {
+		return reply{}, err
 	}
-	r := &registryEP{id: s.st.next(), name: req.Name, typ: req.Type, url: strings.TrimSuffix(req.URL, "/"),
-		insecure: req.Insecure, description: req.Description, created: s.clock()}
+	r := s.st.registries.add(&registryEP{id: s.st.next(), name: req.Name, typ: req.Type, url: strings.TrimSuffix(req.URL, "/"),
+		insecure: req.Insecure, description: req.Description, created: s.clock()})
 	if req.Credential != nil {
 		r.user, r.pw = req.Credential.AccessKey, req.Credential.AccessSecret
 	}
-	s.st.registries = append(s.st.registries, r)
 	return reply{status: http.StatusCreated, headers: map[string]string{"Location": fmt.Sprintf("/api/v2.0/registries/%d", r.id)}}, nil
+}
+
+func (s *Server) registryNameFree(name string) error {
+	if _, taken := s.st.registries.find(func(r *registryEP) bool { return r.name == name }); taken {
+		return errf(http.StatusConflict, "registry %s already exists", name)
+	}
+	return nil
+}
+
+// nameMatches reports whether name is the one asked for: equal to it, or
+// holding it for a fuzzy match; anything when none is asked for.
+func nameMatches(name, asked string, exact bool) bool {
+	return asked == "" || (exact && name == asked) || (!exact && strings.Contains(name, asked))
 }
 
 // queryName reads the name from q=name=x (or name=~x for a fuzzy match)
@@ -144,23 +158,7 @@ func listRegistries(s *Server, c *call) (reply, error) {
 	name, exact := queryName(c)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []map[string]any
-	for _, r := range s.st.registries {
-		if name != "" && ((exact && r.name != name) || (!exact && !strings.Contains(r.name, name))) {
-			continue
-		}
-		out = append(out, registryJSON(r))
-	}
-	return page(c, out), nil
-}
-
-func (s *Server) registryByID(id int64) (*registryEP, error) {
-	for _, r := range s.st.registries {
-		if r.id == id {
-			return r, nil
-		}
-	}
-	return nil, errf(http.StatusNotFound, "registry %d not found", id)
+	return listPage(c, &s.st.registries, func(r *registryEP) bool { return nameMatches(r.name, name, exact) }, registryJSON), nil
 }
 
 func getRegistry(s *Server, c *call) (reply, error) {
@@ -170,7 +168,7 @@ func getRegistry(s *Server, c *call) (reply, error) {
 	id, _ := c.int64("id")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, err := s.registryByID(id)
+	r, err := s.st.registries.lookup("registry", id)
 	if err != nil {
 		return reply{}, err
 	}
@@ -196,7 +194,7 @@ func updateRegistry(s *Server, c *call) (reply, error) {
 	id, _ := c.int64("id")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, err := s.registryByID(id)
+	r, err := s.st.registries.lookup("registry", id)
 	if err != nil {
 		return reply{}, err
 	}
@@ -207,10 +205,8 @@ func updateRegistry(s *Server, c *call) (reply, error) {
 		r.url = strings.TrimSuffix(*req.URL, "/")
 	}
 	if req.Name != nil && *req.Name != r.name {
-		for _, o := range s.st.registries {
-			if o.name == *req.Name {
-				return reply{}, errf(http.StatusConflict, "registry %s already exists", *req.Name)
-			}
+		if err := s.registryNameFree(*req.Name); err != nil {
+			return reply{}, err
 		}
 		r.name = *req.Name
 	}
@@ -236,15 +232,13 @@ func deleteRegistry(s *Server, c *call) (reply, error) {
 	id, _ := c.int64("id")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := s.registryByID(id); err != nil {
+	if _, err := s.st.registries.lookup("registry", id); err != nil {
 		return reply{}, err
 	}
-	for _, p := range s.st.policies {
-		if p.src == id || p.dest == id {
-			return reply{}, errf(http.StatusPreconditionFailed, "the registry %d is referenced by replication policy %s", id, p.name)
-		}
+	if p, used := s.st.policies.find(func(p *policy) bool { return p.src == id || p.dest == id }); used {
+		return reply{}, errf(http.StatusPreconditionFailed, "the registry %d is referenced by replication policy %s", id, p.name)
 	}
-	s.st.registries = slices.DeleteFunc(s.st.registries, func(r *registryEP) bool { return r.id == id })
+	s.st.registries.delete(id)
 	return reply{}, nil
 }
 
@@ -257,7 +251,7 @@ func (s *Server) policyJSON(p *policy) map[string]any {
 	for key, id := range map[string]int64{"src_registry": p.src, "dest_registry": p.dest} {
 		if id == 0 {
 			out[key] = local
-		} else if r, err := s.registryByID(id); err == nil {
+		} else if r, ok := s.st.registries.get(id); ok {
 			out[key] = registryJSON(r)
 		}
 	}
@@ -292,10 +286,8 @@ func (s *Server) applyPolicy(p *policy, req policyReq) error {
 		return errf(http.StatusBadRequest, "exactly one of src_registry and dest_registry must be a remote registry")
 	}
 	for _, id := range []int64{src, dest} {
-		if id != 0 {
-			if _, err := s.registryByID(id); err != nil {
-				return errf(http.StatusBadRequest, "registry %d not found", id)
-			}
+		if _, ok := s.st.registries.get(id); id != 0 && !ok {
+			return errf(http.StatusBadRequest, "registry %d not found", id)
 		}
 	}
 	for _, f := range req.Filters {
@@ -335,16 +327,14 @@ func createPolicy(s *Server, c *call) (reply, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, p := range s.st.policies {
-		if p.name == req.Name {
-			return reply{}, errf(http.StatusConflict, "policy %s already exists", req.Name)
-		}
+	if _, taken := s.st.policies.find(func(p *policy) bool { return p.name == req.Name }); taken {
+		return reply{}, errf(http.StatusConflict, "policy %s already exists", req.Name)
 	}
 	p := &policy{id: s.st.next(), created: s.clock()}
 	if err := s.applyPolicy(p, req); err != nil {
 		return reply{}, err
 	}
-	s.st.policies = append(s.st.policies, p)
+	s.st.policies.add(p)
 	return reply{status: http.StatusCreated, headers: map[string]string{"Location": fmt.Sprintf("/api/v2.0/replication/policies/%d", p.id)}}, nil
 }
 
@@ -355,23 +345,7 @@ func listPolicies(s *Server, c *call) (reply, error) {
 	name, exact := queryName(c)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []map[string]any
-	for _, p := range s.st.policies {
-		if name != "" && ((exact && p.name != name) || (!exact && !strings.Contains(p.name, name))) {
-			continue
-		}
-		out = append(out, s.policyJSON(p))
-	}
-	return page(c, out), nil
-}
-
-func (s *Server) policyByID(id int64) (*policy, error) {
-	for _, p := range s.st.policies {
-		if p.id == id {
-			return p, nil
-		}
-	}
-	return nil, errf(http.StatusNotFound, "replication policy %d not found", id)
+	return listPage(c, &s.st.policies, func(p *policy) bool { return nameMatches(p.name, name, exact) }, s.policyJSON), nil
 }
 
 func getPolicy(s *Server, c *call) (reply, error) {
@@ -381,7 +355,7 @@ func getPolicy(s *Server, c *call) (reply, error) {
 	id, _ := c.int64("id")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, err := s.policyByID(id)
+	p, err := s.st.policies.lookup("replication policy", id)
 	if err != nil {
 		return reply{}, err
 	}
@@ -399,7 +373,7 @@ func updatePolicy(s *Server, c *call) (reply, error) {
 	id, _ := c.int64("id")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, err := s.policyByID(id)
+	p, err := s.st.policies.lookup("replication policy", id)
 	if err != nil {
 		return reply{}, err
 	}
@@ -413,10 +387,10 @@ func deletePolicy(s *Server, c *call) (reply, error) {
 	id, _ := c.int64("id")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := s.policyByID(id); err != nil {
+	if _, err := s.st.policies.lookup("replication policy", id); err != nil {
 		return reply{}, err
 	}
-	s.st.policies = slices.DeleteFunc(s.st.policies, func(p *policy) bool { return p.id == id })
+	s.st.policies.delete(id)
 	return reply{}, nil
 }
 
@@ -478,9 +452,9 @@ func startReplication(s *Server, c *call) (reply, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, err := s.policyByID(req.PolicyID)
+	p, err := s.st.policies.lookup("replication policy", req.PolicyID)
 	if err != nil {
-		return reply{}, errf(http.StatusNotFound, "replication policy %d not found", req.PolicyID)
+		return reply{}, err
 	}
 	if !p.enabled {
 		return reply{}, errf(http.StatusBadRequest, "the policy %s is disabled", p.name)
@@ -489,8 +463,7 @@ func startReplication(s *Server, c *call) (reply, error) {
 	if p.dest != 0 {
 		total = s.matching(p)
 	}
-	e := &execution{id: s.st.next(), policy: p.id, status: "InProgress", trigger: "manual", start: s.clock(), total: total}
-	s.st.executions = append(s.st.executions, e)
+	e := s.st.executions.add(&execution{id: s.st.next(), policy: p.id, status: "InProgress", trigger: "manual", start: s.clock(), total: total})
 	return reply{status: http.StatusCreated, headers: map[string]string{"Location": fmt.Sprintf("/api/v2.0/replication/executions/%d", e.id)}}, nil
 }
 
@@ -523,12 +496,7 @@ func listExecutions(s *Server, c *call) (reply, error) {
 	hasPID := c.r.URL.Query().Has("policy_id")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var list []*execution
-	for _, e := range s.st.executions {
-		if !hasPID || e.policy == pid {
-			list = append(list, e)
-		}
-	}
+	list := s.st.executions.filter(func(e *execution) bool { return !hasPID || e.policy == pid })
 	if strings.HasPrefix(c.str("sort"), "-") {
 		slices.Reverse(list)
 	}
@@ -546,10 +514,9 @@ func getExecution(s *Server, c *call) (reply, error) {
 	id, _ := c.int64("id")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, e := range s.st.executions {
-		if e.id == id {
-			return reply{body: s.executionJSON(e, true)}, nil
-		}
+	e, err := s.st.executions.lookup("execution", id)
+	if err != nil {
+		return reply{}, err
 	}
-	return reply{}, errf(http.StatusNotFound, "execution %d not found", id)
+	return reply{body: s.executionJSON(e, true)}, nil
 }

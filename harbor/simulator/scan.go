@@ -30,7 +30,8 @@ type artifact struct {
 
 type report struct {
 	id       string
-	status   string
+	status   string // Pending, then Running, then Success from the third read of its overview
+	reads    int
 	severity string
 	counts   map[string]int64
 	fixable  int64
@@ -126,6 +127,19 @@ func (s *Server) findArtifact(c *call) (*project, *artifact, error) {
 	return p, nil, errf(http.StatusNotFound, "artifact %s/%s:%s not found", p.name, repo, ref)
 }
 
+// read advances a scan as a client's read of its overview sees it:
+// pending until the first, running until the third.
+func (r *report) read(now time.Time) {
+	r.reads++
+	switch {
+	case r.status == "Success":
+	case r.reads >= 3:
+		r.status, r.end = "Success", now
+	default:
+		r.status = "Running"
+	}
+}
+
 func artifactJSON(p *project, repo string, a *artifact, overview bool) map[string]any {
 	tags := []any{}
 	for i, t := range a.tags {
@@ -138,18 +152,19 @@ func artifactJSON(p *project, repo string, a *artifact, overview bool) map[strin
 		"pull_time": ts(a.pushed), "tags": tags}
 	if overview && a.report != nil {
 		r := a.report
-		sum := map[string]any{}
-		var total int64
-		for k, v := range r.counts {
-			sum[k] = v
-			total += v
+		ov := map[string]any{"report_id": r.id, "scan_status": r.status, "start_time": ts(r.start), "complete_percent": 0,
+			"scanner": map[string]any{"name": "Trivy", "vendor": "Aqua Security", "version": "v0.50.0"}}
+		if r.status == "Success" {
+			sum := map[string]any{}
+			var total int64
+			for k, v := range r.counts {
+				sum[k] = v
+				total += v
+			}
+			ov["severity"], ov["duration"], ov["end_time"], ov["complete_percent"] = r.severity, int64(r.end.Sub(r.start).Seconds()), ts(r.end), 100
+			ov["summary"] = map[string]any{"total": total, "fixable": r.fixable, "summary": sum}
 		}
-		out["scan_overview"] = map[string]any{reportMIME: map[string]any{
-			"report_id": r.id, "scan_status": r.status, "severity": r.severity,
-			"duration": int64(r.end.Sub(r.start).Seconds()), "start_time": ts(r.start), "end_time": ts(r.end),
-			"complete_percent": 100, "summary": map[string]any{"total": total, "fixable": r.fixable, "summary": sum},
-			"scanner": map[string]any{"name": "Trivy", "vendor": "Aqua Security", "version": "v0.50.0"},
-		}}
+		out["scan_overview"] = map[string]any{reportMIME: ov}
 	}
 	return out
 }
@@ -161,7 +176,11 @@ func getArtifact(s *Server, c *call) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	return reply{body: artifactJSON(p, repoParam(c), a, c.bool("with_scan_overview"))}, nil
+	overview := c.bool("with_scan_overview")
+	if overview && a.report != nil {
+		a.report.read(s.clock())
+	}
+	return reply{body: artifactJSON(p, repoParam(c), a, overview)}, nil
 }
 
 func scanArtifact(s *Server, c *call) (reply, error) {
@@ -193,9 +212,11 @@ func scanArtifact(s *Server, c *call) (reply, error) {
 	if def == nil {
 		return reply{}, errf(http.StatusPreconditionFailed, "no available scanner is set as the default")
 	}
+	if a.report != nil && a.report.status != "Success" {
+		return reply{}, errf(http.StatusConflict, "a previous scan process is %s", a.report.status)
+	}
 	now := s.clock()
-	r := &report{id: newSecret(), status: "Success", severity: "None", counts: map[string]int64{}, fixable: a.fixable,
-		start: now, end: now.Add(3 * time.Second)}
+	r := &report{id: newSecret(), status: "Pending", severity: "None", counts: map[string]int64{}, fixable: a.fixable, start: now}
 	for _, sev := range severityOrder {
 		if n := a.finds[sev]; n > 0 {
 			r.counts[sev] = n

@@ -264,6 +264,33 @@ type reply struct {
 
 type handler func(s *Server, c *call) (reply, error)
 
+// handlers maps swagger operation ids to what the simulator does; each
+// resource's file adds its own. An operation not listed answers 501.
+var handlers = map[string]handler{}
+
+// page cuts a list by the page and page_size parameters, with
+// X-Total-Count as Harbor sends it.
+func page[T any](c *call, all []T) reply {
+	n, _ := c.int64("page")
+	size, _ := c.int64("page_size")
+	if n < 1 {
+		n = 1
+	}
+	if size < 1 {
+		size = 10
+	}
+	start := min(int((n-1)*size), len(all))
+	end := min(start+int(size), len(all))
+	body := all[start:end]
+	if body == nil {
+		body = []T{}
+	}
+	return reply{body: body, headers: map[string]string{"X-Total-Count": strconv.Itoa(len(all))}}
+}
+
+// ts is a time as Harbor writes it.
+func ts(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if f := s.fault(r); f != nil && s.serveFault(w, r, f) {
 		return

@@ -94,9 +94,9 @@ func TestRequestsAreValidatedAgainstTheSpec(t *testing.T) {
 	require.Equal(t, 400, status)
 	require.Contains(t, message(m), "page_size")
 
-	status, m, _ = do(t, s, "GET", "/labels", admin, pw, "")
+	status, m, _ = do(t, s, "GET", "/statistics", admin, pw, "")
 	require.Equal(t, 501, status)
-	require.Contains(t, message(m), "does not implement ListLabels")
+	require.Contains(t, message(m), "does not implement getStatistic")
 }
 
 func TestOnlyLoopback(t *testing.T) {
