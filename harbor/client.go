@@ -17,6 +17,7 @@ import (
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/ping"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/user"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/kubefoundry/kubefoundry/internal/transport"
 )
@@ -101,7 +102,17 @@ type optionFunc func(*options)
 
 func (f optionFunc) apply(o *options) { f(o) }
 
-type options struct{ log *zap.Logger }
+type options struct {
+	log     *zap.Logger
+	limiter *rate.Limiter
+}
+
+// WithRateLimiter sends every request through l, a token bucket the caller
+// may share with other clients (a vsphere or nsxt Client) so that together
+// they keep to one budget. Without it there is no client-side limit.
+func WithRateLimiter(l *rate.Limiter) Option {
+	return optionFunc(func(o *options) { o.limiter = l })
+}
 
 // WithLogger sets the logger.
 func WithLogger(l *zap.Logger) Option {
@@ -138,7 +149,10 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 	}
 	timeouts := transport.Timeouts{Connect: cfg.ConnectTimeout, TLSHandshake: cfg.TLSHandshakeTimeout, Call: cfg.Timeout}.WithDefaults()
 	tr := transport.NewHTTPTransport(transport.NewDialer(timeouts, tlsCfg))
-	call := &transport.CallTimeout{Next: tr, Timeout: timeouts.Call}
+	var call http.RoundTripper = &transport.CallTimeout{Next: tr, Timeout: timeouts.Call}
+	if o.limiter != nil {
+		call = &limited{next: call, limiter: o.limiter}
+	}
 	base := *u
 	base.User = nil
 	base.Path = strings.TrimSuffix(u.Path, "/") + v2.DefaultBasePath
@@ -167,8 +181,26 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// Close releases idle connections.
-func (c *Client) Close() { c.tr.CloseIdleConnections() }
+// Close releases idle connections. Harbor keeps no session for the
+// Client, so there is nothing to end and the error is always nil; ctx is
+// for the same signature as the other clients'.
+func (c *Client) Close(context.Context) error {
+	c.tr.CloseIdleConnections()
+	return nil
+}
+
+// limited waits for the rate limiter before each request.
+type limited struct {
+	next    http.RoundTripper
+	limiter *rate.Limiter
+}
+
+func (l *limited) RoundTrip(r *http.Request) (*http.Response, error) {
+	if err := l.limiter.Wait(r.Context()); err != nil {
+		return nil, fmt.Errorf("rate limit: %w", err)
+	}
+	return l.next.RoundTrip(r)
+}
 
 // Registry is the host name images of this Harbor are pulled from.
 func (c *Client) Registry() string { return c.host }

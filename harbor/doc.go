@@ -6,7 +6,7 @@
 //	c, err := harbor.New(ctx, harbor.Config{URL: "https://harbor.example.com",
 //		Username: "admin", Password: pw})
 //	...
-//	defer c.Close()
+//	defer c.Close(ctx)
 //	p, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: "c1", ClusterID: "c1", AutoScan: true})
 //	r, err := c.EnsureRobot(ctx, harbor.RobotSpec{Project: p.Name, Name: "pull", Pull: true, ClusterID: "c1"})
 //	secret, err := c.PullSecret(r, "default", "harbor-pull") // a kubernetes.io/dockerconfigjson Secret

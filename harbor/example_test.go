@@ -23,7 +23,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close()
+	defer c.Close(context.Background())
 
 	p, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: "c1", ClusterID: "c1", AutoScan: true, PreventVulnerable: "high"})
 	if err != nil {
@@ -39,7 +39,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer robot.Close()
+	defer robot.Close(context.Background())
 	mine, err := robot.RegistryAccess(ctx, "c1/app")
 	if err != nil {
 		log.Fatal(err)
@@ -85,7 +85,7 @@ func ExampleClient_Replicate() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close()
+	defer c.Close(context.Background())
 	if _, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: "apps"}); err != nil {
 		log.Fatal(err)
 	}

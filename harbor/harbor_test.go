@@ -91,7 +91,7 @@ func clientAt(t *testing.T, url, user, pw string) *harbor.Client {
 	c, err := harbor.New(context.Background(), harbor.Config{URL: url, Username: user, Password: pw},
 		harbor.WithLogger(zaptest.NewLogger(t)))
 	require.NoError(t, err)
-	t.Cleanup(c.Close)
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
 	return c
 }
 

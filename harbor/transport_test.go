@@ -7,14 +7,12 @@ import (
 	"encoding/pem"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,55 +23,22 @@ import (
 	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/harbor"
 	"github.com/kubefoundry/kubefoundry/harbor/simulator"
+	"github.com/kubefoundry/kubefoundry/internal/transport/transporttest"
 )
-
-// silentListener accepts TCP connections and never says a word on them,
-// as a port behind a hung service or a firewall that accepts and drops
-// does. It is closed, with its connections, when t ends.
-func silentListener(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var mu sync.Mutex
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, conn)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln
-}
 
 // A Harbor port that accepts the connection and never shakes hands fails
 // New after the TLS handshake bound, with an error that says so.
 func TestTLSHandshakeTimeout(t *testing.T) {
-	ln := silentListener(t)
+	addr := transporttest.SilentListener(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err := harbor.New(ctx, harbor.Config{URL: "https://" + ln.Addr().String(), Username: "admin", Password: "pw",
+	_, err := harbor.New(ctx, harbor.Config{URL: "https://" + addr, Username: "admin", Password: "pw",
 		TLSHandshakeTimeout: 300 * time.Millisecond})
 	require.NoError(t, ctx.Err(), "the handshake bound ended the call, not the test's")
 	var te *kubefoundry.TimeoutError
 	require.ErrorAs(t, err, &te)
 	require.Equal(t, kubefoundry.StageTLS, te.Stage)
-	require.Equal(t, ln.Addr().String(), te.Host)
+	require.Equal(t, addr, te.Host)
 	require.Equal(t, 300*time.Millisecond, te.After)
 	require.ErrorIs(t, err, harbor.ErrTimeout)
 	require.Contains(t, err.Error(), "TLS handshake")
@@ -116,7 +81,7 @@ func TestUnavailableAndSlowHarbor(t *testing.T) {
 	defer cancel()
 	c, err := harbor.New(ctx, cfg, harbor.WithLogger(zaptest.NewLogger(t)))
 	require.NoError(t, err)
-	t.Cleanup(c.Close)
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
 	_, err = c.EnsureProject(ctx, harbor.ProjectSpec{Name: "c1"})
 	require.NoError(t, err)
 	path := regexp.MustCompile(`^/api/v2\.0/projects/c1$`)
@@ -202,7 +167,7 @@ func TestTLSTrust(t *testing.T) {
 				return
 			}
 			require.NoError(t, err)
-			defer c.Close()
+			defer c.Close(context.Background())
 			_, err = c.Scanners(ctx)
 			require.NoError(t, err)
 		})

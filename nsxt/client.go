@@ -67,7 +67,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 	base := transport.NewHTTPTransport(transport.NewDialer(transport.Timeouts{
 		Connect: cfg.ConnectTimeout, TLSHandshake: cfg.TLSHandshakeTimeout}, tlsCfg))
 	tr := &failover{base: base, managers: managers, log: o.log, attempts: o.attempts, backoff: o.backoff, overwrite: cfg.AllowOverwrite}
-	if o.qps > 0 {
+	if o.limiter != nil {
+		tr.limit = o.limiter
+	} else if o.qps > 0 {
 		tr.limit = rate.NewLimiter(rate.Limit(o.qps), o.burst)
 	}
 	rt := &calls{f: tr, bound: &transport.CallTimeout{Next: tr, Timeout: timeout}}
@@ -84,18 +86,23 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 	c := &Client{cfg: cfg, opts: o, log: o.log, tr: tr, rt: rt,
 		conn: client.NewConnector(managers[0].String(), copts...)}
 	if err := c.ping(ctx); err != nil {
-		c.Close()
+		_ = c.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
 	return c, nil
 }
 
-// Close ends the Client's NSX sessions and releases idle connections.
-func (c *Client) Close() {
+// Close ends the Client's NSX sessions and releases idle connections;
+// ctx bounds the ending of the sessions (5 s per manager without a
+// deadline). The error says which session could not be ended; the Client
+// is closed whatever it says.
+func (c *Client) Close(ctx context.Context) error {
+	var err error
 	if c.tr.sess != nil {
-		c.tr.sess.close()
+		err = c.tr.sess.close(ctx)
 	}
 	c.tr.base.CloseIdleConnections()
+	return err
 }
 
 // Calls reports the HTTP requests made so far: reads (GET) and writes.
@@ -264,8 +271,15 @@ func (t *failover) wait(ctx context.Context) error {
 	if t.limit == nil {
 		return nil
 	}
-	return t.limit.Wait(ctx)
+	if err := t.limit.Wait(ctx); err != nil {
+		return fmt.Errorf("%w: %w", errRateLimited, err)
+	}
+	return nil
 }
+
+// errRateLimited: the client-side rate limit did not let a request go
+// within its context; no manager is at fault.
+var errRateLimited = errors.New("nsxt: rate limit")
 
 // countRequest counts a request sent: a read (GET) or a write, the latter
 // for the operation of its context too.
@@ -318,7 +332,7 @@ func (t *failover) send(req *http.Request, body []byte) (*http.Response, error) 
 		if req.Context().Err() != nil {
 			return nil, req.Context().Err()
 		}
-		if errors.Is(err, errClosed) {
+		if errors.Is(err, errClosed) || errors.Is(err, errRateLimited) {
 			return nil, err
 		}
 		t.log.Warn("nsx manager unreachable", zap.String("manager", m.Host), zap.Error(err))

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/internal/transport"
@@ -159,6 +160,7 @@ type options struct {
 	log      *zap.Logger
 	qps      float64
 	burst    int
+	limiter  *rate.Limiter // WithRateLimiter; replaces qps and burst
 	attempts int
 	backoff  time.Duration
 	// purgeFirst and purgeMax: WithPurgeWait.
@@ -183,7 +185,15 @@ func WithLogger(l *zap.Logger) Option {
 // WithRateLimit limits requests to qps per second with bursts of burst
 // (50 and 100 by default). qps <= 0 removes the limit.
 func WithRateLimit(qps float64, burst int) Option {
-	return optionFunc(func(o *options) { o.qps, o.burst = qps, max(burst, 1) })
+	return optionFunc(func(o *options) { o.qps, o.burst, o.limiter = qps, max(burst, 1), nil })
+}
+
+// WithRateLimiter sends every request through l, a token bucket the caller
+// may share with other clients (another NSX Client, a vsphere or harbor
+// Client) so that together they keep to one budget. It replaces
+// WithRateLimit's bucket.
+func WithRateLimiter(l *rate.Limiter) Option {
+	return optionFunc(func(o *options) { o.limiter = l })
 }
 
 // WithRetry sets how many times a request answered 503 or 429 is tried in

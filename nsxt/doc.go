@@ -20,7 +20,7 @@
 //	c, err := nsxt.New(ctx, nsxt.Config{URLs: []string{"https://nsx.example.com"},
 //		Username: "admin", Password: pw, CACert: ca}, nsxt.WithLogger(log))
 //	if err != nil { ... }
-//	defer c.Close()
+//	defer c.Close(ctx)
 //	net, err := c.BuildTopology(ctx, nsxt.Topology{ClusterID: "c1",
 //		Tier0Path: "/infra/tier-0s/t0", PodIPBlockPaths: []string{"/infra/ip-blocks/pods"}, ...},
 //		nsxt.WithSink(sink))

@@ -27,7 +27,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close()
+	defer c.Close(context.Background())
 
 	inv := sim.Inventory()
 	net, err := c.BuildTopology(ctx, nsxt.Topology{
@@ -111,7 +111,7 @@ func ExampleWithSink() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close()
+	defer c.Close(context.Background())
 
 	sink := nsxt.WithSink(kubefoundry.SinkFunc(func(e kubefoundry.Event) {
 		switch e.Phase {

@@ -42,7 +42,7 @@ func newEnv(t testing.TB, cfg simulator.Config, opts ...nsxt.Option) *env {
 	c, err := nsxt.New(ctx, nsxt.Config{URLs: []string{sim.URL}, Username: sim.Username(), Password: sim.Password(),
 		CACert: string(sim.CertificatePEM())}, opts...)
 	require.NoError(t, err)
-	t.Cleanup(c.Close)
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
 	return &env{sim: sim, c: c}
 }
 
@@ -345,7 +345,7 @@ func TestFailover(t *testing.T) {
 	c, err := nsxt.New(context.Background(), nsxt.Config{URLs: []string{dead, sim.URL}, Username: sim.Username(),
 		Password: sim.Password(), CACert: string(sim.CertificatePEM())}, nsxt.WithLogger(zaptest.NewLogger(t)))
 	require.NoError(t, err)
-	defer c.Close()
+	defer c.Close(context.Background())
 	_, err = c.BuildTopology(context.Background(), topology(sim, "c1"))
 	require.NoError(t, err)
 
@@ -361,7 +361,7 @@ func TestTrustByThumbprint(t *testing.T) {
 	c, err := nsxt.New(context.Background(), nsxt.Config{URLs: []string{sim.URL}, Username: sim.Username(),
 		Password: sim.Password(), Thumbprint: hex.EncodeToString(sum[:])})
 	require.NoError(t, err)
-	c.Close()
+	c.Close(context.Background())
 	_, err = nsxt.New(context.Background(), nsxt.Config{URLs: []string{sim.URL}, Username: sim.Username(),
 		Password: sim.Password(), Thumbprint: strings.Repeat("ab", 32)})
 	require.ErrorContains(t, err, "does not match the configured "+strings.Repeat("ab", 32))
@@ -454,7 +454,7 @@ func newClient(t *testing.T, sim *simulator.Server, opts ...nsxt.Option) *nsxt.C
 	c, err := nsxt.New(context.Background(), nsxt.Config{URLs: []string{sim.URL}, Username: sim.Username(),
 		Password: sim.Password(), CACert: string(sim.CertificatePEM())}, append([]nsxt.Option{nsxt.WithLogger(zaptest.NewLogger(t))}, opts...)...)
 	require.NoError(t, err)
-	t.Cleanup(c.Close)
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
 	return c
 }
 
@@ -472,7 +472,7 @@ func TestPasswordNeverLogged(t *testing.T) {
 		sim.ExpireSessions() // a session made again is not logged either
 		_, err = c.BuildTopology(context.Background(), topology(sim, "c1", "a"))
 		require.NoError(t, err)
-		c.Close()
+		c.Close(context.Background())
 		require.NotZero(t, logs.Len())
 		basic := base64.StdEncoding.EncodeToString([]byte("admin:pa55-w0rd-xyz"))
 		for _, e := range logs.All() {

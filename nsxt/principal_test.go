@@ -97,7 +97,7 @@ func TestPrincipalIdentity(t *testing.T) {
 	kf, err := nsxt.New(ctx, nsxt.Config{URLs: []string{sim.URL}, ClientCert: certPEM, ClientKey: keyPEM,
 		CACert: string(sim.CertificatePEM())}, nsxt.WithLogger(zaptest.NewLogger(t)))
 	require.NoError(t, err)
-	t.Cleanup(kf.Close)
+	t.Cleanup(func() { _ = kf.Close(context.Background()) })
 
 	topo := topology(sim, "c1", "a", "b")
 	_, err = kf.BuildTopology(ctx, topo)
@@ -119,7 +119,7 @@ func TestPrincipalIdentity(t *testing.T) {
 		CACert: string(sim.CertificatePEM()), AllowOverwrite: true}
 	takeover, err := nsxt.New(ctx, cfg, nsxt.WithLogger(zaptest.NewLogger(t)))
 	require.NoError(t, err)
-	t.Cleanup(takeover.Close)
+	t.Cleanup(func() { _ = takeover.Close(context.Background()) })
 	_, err = takeover.TeardownNamespace(ctx, "c1", "b")
 	require.NoError(t, err, "an admin who overrides")
 	require.Nil(t, sim.Object("/infra/segments/kf_c1_ns_b"))

@@ -118,7 +118,7 @@ func (s *sessions) roundTrip(r *http.Request, m *url.URL, body []byte) (*http.Re
 		}
 		if sess.drop(cookie) {
 			s.log.Info("nsx session refused; making a new one", zap.String("manager", m.Host))
-			s.destroy(m, cookie, xsrf) // in case it is still alive
+			_ = s.destroy(context.WithoutCancel(r.Context()), m, cookie, xsrf) // in case it is still alive
 		}
 	}
 }
@@ -193,23 +193,34 @@ func (sess *session) drop(cookie string) bool {
 
 // destroy ends a session on its manager (POST /api/session/destroy),
 // best effort.
-func (s *sessions) destroy(m *url.URL, cookie, xsrf string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+func (s *sessions) destroy(ctx context.Context, m *url.URL, cookie, xsrf string) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint(m, "/api/session/destroy"), nil)
 	if err != nil {
-		return
+		return err
 	}
 	req.Header.Set("Cookie", "JSESSIONID="+cookie)
 	req.Header.Set("X-XSRF-TOKEN", xsrf)
-	if resp, err := s.base.RoundTrip(req); err == nil {
-		resp.Body.Close()
+	resp, err := s.base.RoundTrip(req)
+	if err != nil {
+		return fmt.Errorf("end the session on %s: %w", m.Host, err)
 	}
+	resp.Body.Close()
+	// A session NSX no longer knows is ended already.
+	if resp.StatusCode >= 300 && resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
+		return fmt.Errorf("end the session on %s: %s", m.Host, resp.Status)
+	}
+	return nil
 }
 
 // close ends every session, so that none lingers on the managers until
-// its idle timeout, and refuses to make more.
-func (s *sessions) close() {
+// its idle timeout, and refuses to make more. ctx bounds it (5 s per
+// manager when ctx has no deadline).
+func (s *sessions) close(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	byURL := make(map[string]*session, len(s.byURL))
@@ -217,6 +228,7 @@ func (s *sessions) close() {
 		byURL[u] = sess
 	}
 	s.mu.Unlock()
+	var errs []error
 	for raw, sess := range byURL {
 		sess.mu.Lock()
 		cookie, xsrf := sess.cookie, sess.xsrf
@@ -226,6 +238,7 @@ func (s *sessions) close() {
 		if cookie == "" || err != nil {
 			continue
 		}
-		s.destroy(m, cookie, xsrf)
+		errs = append(errs, s.destroy(ctx, m, cookie, xsrf))
 	}
+	return errors.Join(errs...)
 }

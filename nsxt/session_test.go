@@ -59,7 +59,7 @@ func TestSession(t *testing.T) {
 	require.Equal(t, 4, e.sim.Requests()[sessionCreate])
 	require.Equal(t, 1, e.sim.Sessions())
 
-	e.c.Close()
+	e.c.Close(context.Background())
 	require.Zero(t, e.sim.Sessions(), "Close ends it")
 	reads, writes := e.c.Calls()
 	_, err = e.c.BuildTopology(ctx, topo)
@@ -71,7 +71,7 @@ func TestSession(t *testing.T) {
 	plain, err := nsxt.New(ctx, nsxt.Config{URLs: []string{e.sim.URL}, Username: e.sim.Username(), Password: e.sim.Password(),
 		CACert: string(e.sim.CertificatePEM()), NoSession: true}, nsxt.WithLogger(zaptest.NewLogger(t)))
 	require.NoError(t, err)
-	defer plain.Close()
+	defer plain.Close(context.Background())
 	e.sim.ExpireSessions()
 	again, err = plain.BuildTopology(ctx, topo)
 	require.NoError(t, err)
@@ -91,7 +91,7 @@ func TestSessionPasswordIsFormEncoded(t *testing.T) {
 		c, err := nsxt.New(ctx, nsxt.Config{URLs: []string{sim.URL}, Username: "admin", Password: "p&ss+w%rd= x",
 			CACert: string(sim.CertificatePEM()), NoSession: noSession}, nsxt.WithLogger(zaptest.NewLogger(t)))
 		require.NoError(t, err, "NoSession %t", noSession)
-		c.Close()
+		c.Close(context.Background())
 	}
 	require.Equal(t, 1, sim.Requests()[sessionCreate])
 }

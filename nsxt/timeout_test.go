@@ -2,12 +2,10 @@ package nsxt_test
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,44 +13,14 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/internal/transport/transporttest"
 	"github.com/kubefoundry/kubefoundry/nsxt"
 	"github.com/kubefoundry/kubefoundry/nsxt/simulator"
 )
 
 // hangingManager accepts TCP connections and never says a word, as a
 // manager whose service is stuck does. It stops with the test.
-func hangingManager(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-		done  = make(chan struct{})
-	)
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
+func hangingManager(t *testing.T) string { return transporttest.SilentListener(t) }
 
 // A manager that accepts the connection and does not shake hands fails
 // in TLSHandshakeTimeout with a *kubefoundry.TimeoutError naming the
@@ -81,7 +49,7 @@ func TestTLSHandshakeTimeout(t *testing.T) {
 		CACert: string(sim.CertificatePEM()), TLSHandshakeTimeout: 300 * time.Millisecond, Timeout: 3 * time.Second},
 		nsxt.WithLogger(zaptest.NewLogger(t)))
 	require.NoError(t, err, "the next manager takes over")
-	defer c.Close()
+	defer c.Close(context.Background())
 	_, err = c.BuildTopology(ctx, topology(sim, "c1"))
 	require.NoError(t, err)
 
@@ -141,7 +109,7 @@ func TestTimedOutWriteIsNotRepeated(t *testing.T) {
 	c, err := nsxt.New(ctx, nsxt.Config{URLs: []string{sim.URL, sim.URL}, Username: sim.Username(), Password: sim.Password(),
 		CACert: string(sim.CertificatePEM()), Timeout: 3 * time.Second}, nsxt.WithLogger(zaptest.NewLogger(t)))
 	require.NoError(t, err)
-	defer c.Close()
+	defer c.Close(context.Background())
 	_, err = c.BuildTopology(ctx, topology(sim, "c1"))
 	var te *kubefoundry.TimeoutError
 	require.ErrorAs(t, err, &te)

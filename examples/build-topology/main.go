@@ -216,7 +216,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer c.Close(context.Background())
 
 	const ep = "/infra/sites/default/enforcement-points/default/"
 	topo := nsxt.Topology{

@@ -85,7 +85,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer c.Close(context.Background())
 	p, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: *cluster, AutoScan: true, PreventVulnerable: *severity})
 	if err != nil {
 		return err
@@ -126,6 +126,6 @@ func verify(ctx context.Context, cfg harbor.Config, r *harbor.Robot, project str
 	if err != nil {
 		return nil, fmt.Errorf("logging in as the robot: %w", err)
 	}
-	defer rc.Close()
+	defer rc.Close(context.Background())
 	return rc.RegistryAccess(ctx, project+"/any")
 }

@@ -44,7 +44,7 @@ func newNSX(t *testing.T, cfg simulator.Config, opts ...nsxt.Option) (*simulator
 	c, err := nsxt.New(context.Background(), nsxt.Config{URLs: []string{sim.URL}, Username: sim.Username(),
 		Password: sim.Password(), CACert: string(sim.CertificatePEM())}, append([]nsxt.Option{nsxt.WithLogger(zaptest.NewLogger(t))}, opts...)...)
 	require.NoError(t, err)
-	t.Cleanup(c.Close)
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
 	inv := sim.Inventory()
 	topo := nsxt.Topology{ClusterID: "c1", Tier0Path: "/infra/tier-0s/" + inv.Tier0, EdgeClusterPath: inv.EdgeClusterPath(),
 		TransportZonePath: inv.TransportZonePath(), NodeIPBlockPath: "/infra/ip-blocks/" + inv.NodeBlock.ID,
