@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/harbor"
 	"github.com/kubefoundry/kubefoundry/harbor/simulator"
 )
@@ -54,6 +55,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	verbose := fs.Bool("v", false, "log to stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if err := kubefoundry.ClusterID(*cluster).Validate(); err != nil {
+		return fmt.Errorf("-cluster: %w", err)
 	}
 	if *password == "" {
 		*password = os.Getenv("HARBOR_PASSWORD")
@@ -86,11 +90,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer c.Close(context.Background())
-	p, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: *cluster, AutoScan: true, PreventVulnerable: *severity})
+	p, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: *cluster, ClusterID: *cluster, AutoScan: true, PreventVulnerable: *severity})
 	if err != nil {
 		return err
 	}
-	r, err := c.EnsureRobot(ctx, harbor.RobotSpec{Project: p.Name, Name: "cluster-pull",
+	r, err := c.EnsureRobot(ctx, harbor.RobotSpec{Project: p.Name, Name: "cluster-pull", ClusterID: *cluster,
 		Description: "image pulls for cluster " + *cluster, Pull: true, ExpiresIn: time.Duration(*days) * 24 * time.Hour})
 	if err != nil {
 		return err
