@@ -33,14 +33,11 @@ type env struct {
 
 func newEnv(t testing.TB, cfg simulator.Config, opts ...nsxt.Option) *env {
 	t.Helper()
-	sim, err := simulator.New(cfg)
-	require.NoError(t, err)
-	t.Cleanup(sim.Close)
+	sim, ncfg := simulator.Start(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	opts = append([]nsxt.Option{nsxt.WithLogger(zaptest.NewLogger(t)), nsxt.WithRetry(4, 10*time.Millisecond)}, opts...)
-	c, err := nsxt.New(ctx, nsxt.Config{URLs: []string{sim.URL}, Username: sim.Username(), Password: sim.Password(),
-		CACert: string(sim.CertificatePEM())}, opts...)
+	c, err := nsxt.New(ctx, ncfg, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close(context.Background()) })
 	return &env{sim: sim, c: c}

@@ -17,9 +17,7 @@ import (
 // The bucket holds what one New costs and does not refill within the
 // test: the second Client's New is refused by the limit, not by NSX.
 func TestSharedRateLimiter(t *testing.T) {
-	e := newEnv(t, simulator.Config{})
-	cfg := nsxt.Config{URLs: []string{e.sim.URL}, Username: e.sim.Username(), Password: e.sim.Password(),
-		CACert: string(e.sim.CertificatePEM())}
+	_, cfg := simulator.Start(t, simulator.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	l := rate.NewLimiter(rate.Every(time.Hour), 100)

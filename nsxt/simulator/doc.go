@@ -78,6 +78,7 @@
 //
 // # Files
 //
+//	start.go      Start: a simulator for a test in one call, and the nsxt.Config that reaches it
 //	simulator.go  Config, Inventory, New, Close; serving: authentication, faults, objects and lists, encoding, errors
 //	control.go    what tests steer and read it with: Fault and Inject, Patch, Put, Delete, Purge, FreezeSearch,
 //	              ThawSearch, ExpireSessions; Requests, Writes, Paths, Object, Marked, Sessions, Allocated
