@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/blang/semver/v4"
+	"github.com/kubefoundry/kubefoundry"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	bootstrapv1 "sigs.k8s.io/cluster-api/api/bootstrap/kubeadm/v1beta2"
@@ -114,28 +115,33 @@ func (s *BootstrapSpec) defaults() (semver.Version, error) {
 	if s.DNSDomain == "" {
 		s.DNSDomain = "cluster.local"
 	}
-	var missing []string
-	for name, v := range map[string]string{"clusterName": s.ClusterName, "kubernetesVersion": s.KubernetesVersion,
-		"controlPlaneEndpoint": s.ControlPlaneEndpoint, "token": s.Token} {
-		if v == "" {
-			missing = append(missing, name)
+	verr := kubefoundry.ValidationError{Object: "bootstrap spec"}
+	for _, f := range []struct{ name, v string }{{"clusterName", s.ClusterName}, {"kubernetesVersion", s.KubernetesVersion},
+		{"controlPlaneEndpoint", s.ControlPlaneEndpoint}, {"token", s.Token}} {
+		if f.v == "" {
+			verr.Add(f.name, "", "required")
 		}
 	}
-	if len(missing) > 0 {
-		slices.Sort(missing)
-		return semver.Version{}, fmt.Errorf("bootstrap spec: %s required", strings.Join(missing, ", "))
+	var v semver.Version
+	if s.KubernetesVersion != "" {
+		var err error
+		if v, err = semver.ParseTolerant(s.KubernetesVersion); err != nil {
+			verr.Add("kubernetesVersion", s.KubernetesVersion, "%v", err)
+		}
 	}
-	v, err := semver.ParseTolerant(s.KubernetesVersion)
-	if err != nil {
-		return semver.Version{}, fmt.Errorf("bootstrap spec: kubernetesVersion %q: %w", s.KubernetesVersion, err)
+	if s.Token != "" {
+		if _, err := bootstrapv1.NewBootstrapTokenString(s.Token); err != nil {
+			// Not the parser's error: it quotes the token, a secret.
+			verr.Add("token", "", "not a bootstrap token: want <6 of [a-z0-9]>.<16 of [a-z0-9]>, as NewBootstrapToken makes")
+		}
 	}
-	if _, err := bootstrapv1.NewBootstrapTokenString(s.Token); err != nil {
-		return semver.Version{}, fmt.Errorf("bootstrap spec: token: %w", err)
-	}
-	if s.KubeVIP != nil {
+	if s.KubeVIP != nil && s.ControlPlaneEndpoint != "" {
 		if _, err := s.kubeVIPPort(); err != nil {
-			return semver.Version{}, err
+			verr.Merge("", err)
 		}
+	}
+	if err := verr.Err(); err != nil {
+		return semver.Version{}, err
 	}
 	return v, nil
 }

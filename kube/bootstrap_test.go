@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/kube"
 	"github.com/kubefoundry/kubefoundry/kube/kubetest"
 )
@@ -82,11 +83,23 @@ func TestBootstrapUserData(t *testing.T) {
 	t.Run("a spec without its essentials names them", func(t *testing.T) {
 		_, err := pki.WorkerUserData(kube.BootstrapSpec{KubernetesVersion: "v1.36.3"})
 		require.Error(t, err)
-		assert.Contains(t, err.Error(), "clusterName, controlPlaneEndpoint, token required")
+		for _, f := range []string{"clusterName: required", "controlPlaneEndpoint: required", "token: required"} {
+			assert.ErrorContains(t, err, f)
+		}
 		bad := bootstrapSpec
 		bad.Token = "not-a-token"
+		bad.KubernetesVersion = "one.two"
+		bad.KubeVIP = &kube.KubeVIP{Address: "vip"}
 		_, err = pki.WorkerUserData(bad)
-		assert.ErrorContains(t, err, "token")
+		var ve *kubefoundry.ValidationError
+		require.ErrorAs(t, err, &ve, "every problem at once, as the shared validation error")
+		assert.ErrorIs(t, err, kubefoundry.ErrInvalid)
+		var fields []string
+		for _, p := range ve.Problems {
+			fields = append(fields, p.Field)
+		}
+		assert.ElementsMatch(t, []string{"token", "kubernetesVersion", "kubeVIP.address"}, fields)
+		assert.NotContains(t, err.Error(), "not-a-token", "the token is a secret")
 	})
 }
 

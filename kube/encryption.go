@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/blang/semver/v4"
+	"github.com/kubefoundry/kubefoundry"
 	corev1 "k8s.io/api/core/v1"
 	bootstrapv1 "sigs.k8s.io/cluster-api/api/bootstrap/kubeadm/v1beta2"
 	"sigs.k8s.io/yaml"
@@ -148,8 +149,10 @@ type encryptionKeyEntry struct {
 // Every problem of the input is reported at once, each naming its field
 // (keys[1].secret). The result holds the keys: treat it as a secret.
 func EncryptionConfig(resources []string, keys ...EncryptionKey) ([]byte, error) {
-	if err := checkEncryption("", resources, keys); err != nil {
-		return nil, fmt.Errorf("encryption config: %w", err)
+	v := kubefoundry.ValidationError{Object: "encryption config"}
+	checkEncryption(&v, "", resources, keys)
+	if err := v.Err(); err != nil {
+		return nil, err
 	}
 	return renderEncryptionConfig(resources, keys)
 }
@@ -174,11 +177,8 @@ func renderEncryptionConfig(resources []string, keys []EncryptionKey) ([]byte, e
 
 // checkEncryption returns every problem of resources and keys, each named
 // by its field under path ("" or such as "encryption.").
-func checkEncryption(path string, resources []string, keys []EncryptionKey) error {
-	var errs []error
-	bad := func(field string, format string, a ...any) {
-		errs = append(errs, fmt.Errorf("%s%s: %s", path, field, fmt.Sprintf(format, a...)))
-	}
+func checkEncryption(v *kubefoundry.ValidationError, path string, resources []string, keys []EncryptionKey) {
+	bad := func(field string, format string, a ...any) { v.Add(path+field, "", format, a...) }
 	if len(keys) == 0 {
 		bad("keys", "at least one key required")
 	}
@@ -212,7 +212,6 @@ func checkEncryption(path string, resources []string, keys []EncryptionKey) erro
 			res[r] = i
 		}
 	}
-	return errors.Join(errs...)
 }
 
 // encryptionFiles are the files that give a control-plane node its
@@ -232,14 +231,12 @@ func (s *BootstrapSpec) encryptionFiles() ([]bootstrapv1.File, error) {
 }
 
 func (s *BootstrapSpec) checkEncryption() error {
-	errs := []error{checkEncryption("encryption.", s.Encryption.Resources, s.Encryption.Keys)}
+	v := kubefoundry.ValidationError{Object: "bootstrap spec"}
+	checkEncryption(&v, "encryption.", s.Encryption.Resources, s.Encryption.Keys)
 	if _, set := s.APIServerArgs[encryptionConfigFlag]; set {
-		errs = append(errs, fmt.Errorf("apiServerArgs[%s]: set by encryption; give one or the other", encryptionConfigFlag))
+		v.Add("apiServerArgs["+encryptionConfigFlag+"]", "", "set by encryption; give one or the other")
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("bootstrap spec: %w", err)
-	}
-	return nil
+	return v.Err()
 }
 
 // apiServer is the ClusterConfiguration's API server: the spec's flags and

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 
+	"github.com/kubefoundry/kubefoundry"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	bootstrapv1 "sigs.k8s.io/cluster-api/api/bootstrap/kubeadm/v1beta2"
@@ -54,18 +55,18 @@ var ifaceRe = regexp.MustCompile(`^[A-Za-z0-9_.@-]{1,15}$`)
 func (s *BootstrapSpec) kubeVIPPort() (int32, error) {
 	addr, err := netip.ParseAddr(s.KubeVIP.Address)
 	if err != nil {
-		return 0, fmt.Errorf("bootstrap spec: kubeVIP.address %q: not an IP address", s.KubeVIP.Address)
+		return 0, &kubefoundry.FieldError{Field: "kubeVIP.address", Value: s.KubeVIP.Address, Reason: "not an IP address"}
 	}
 	if i := s.KubeVIP.Interface; i != "" && !ifaceRe.MatchString(i) {
-		return 0, fmt.Errorf("bootstrap spec: kubeVIP.interface %q: not an interface name", i)
+		return 0, &kubefoundry.FieldError{Field: "kubeVIP.interface", Value: i, Reason: "not an interface name"}
 	}
 	host, port, err := net.SplitHostPort(s.ControlPlaneEndpoint)
 	if err != nil || host != addr.String() {
-		return 0, fmt.Errorf("bootstrap spec: controlPlaneEndpoint %q: with kubeVIP it must be %s:<port>", s.ControlPlaneEndpoint, addr)
+		return 0, &kubefoundry.FieldError{Field: "controlPlaneEndpoint", Value: s.ControlPlaneEndpoint, Reason: "with kubeVIP it must be " + addr.String() + ":<port>"}
 	}
 	p, err := strconv.ParseUint(port, 10, 16)
 	if err != nil || p == 0 {
-		return 0, fmt.Errorf("bootstrap spec: controlPlaneEndpoint %q: bad port", s.ControlPlaneEndpoint)
+		return 0, &kubefoundry.FieldError{Field: "controlPlaneEndpoint", Value: s.ControlPlaneEndpoint, Reason: "bad port"}
 	}
 	return int32(p), nil
 }
