@@ -32,8 +32,8 @@ func (c *Client) CreateVM(ctx context.Context, s VMSpec, opts ...ProvisionOption
 
 // DeleteVM destroys one VM (DestroyVMs of one): its persistent disks are
 // detached and kept. A VM that is gone already is not an error.
-func (c *Client) DeleteVM(ctx context.Context, vm types.ManagedObjectReference) (VMResult, error) {
-	res, err := c.DestroyVMs(ctx, []types.ManagedObjectReference{vm})
+func (c *Client) DeleteVM(ctx context.Context, vm types.ManagedObjectReference, opts ...DestroyOption) (VMResult, error) {
+	res, err := c.DestroyVMs(ctx, []types.ManagedObjectReference{vm}, opts...)
 	if len(res) == 1 {
 		return res[0], res[0].Err
 	}

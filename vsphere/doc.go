@@ -44,6 +44,10 @@
 // (WithInFlight), which waits for the clones still running instead of
 // starting them again.
 // Each VM's outcome is its own: one failing clone does not stop the others.
+// WithSink reports every step of ProvisionVMs and DestroyVMs as the SDK's
+// shared kubefoundry.Event; the tasks they start (clone, destroy) are
+// reported before they are waited for, and WithInFlight hands them back
+// to the next call after a crash.
 //
 // Ownership is written into each VM's extraConfig (kubefoundry.cluster,
 // kubefoundry.group, kubefoundry.index) in the same task that creates it,

@@ -1,11 +1,13 @@
 package vsphere
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"path"
 	"strings"
+	"sync"
 
 	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/object"
@@ -14,6 +16,7 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 	"go.uber.org/zap"
 
+	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/internal/workpool"
 )
 
@@ -211,18 +214,30 @@ func (c *Client) ResizeVM(ctx context.Context, vm types.ManagedObjectReference, 
 // is not. A VM with snapshots has them removed first (consolidated), so
 // that a persistent disk does not hide behind a snapshot's delta file.
 // The result's KeptDisks lists what was detached.
-func (c *Client) DestroyVMs(ctx context.Context, vms []types.ManagedObjectReference) ([]VMResult, error) {
+func (c *Client) DestroyVMs(ctx context.Context, vms []types.ManagedObjectReference, opts ...DestroyOption) ([]VMResult, error) {
+	var o destroyOptions
+	for _, opt := range opts {
+		opt.applyDestroy(&o)
+	}
 	wctx, stop := context.WithCancel(ctx)
 	w := c.newPoller(pollInterval)
 	go w.run(wctx)
 	defer func() { stop(); <-w.done }()
 
+	d := &destroyer{c: c, w: w, o: &o, total: len(vms)}
 	results := make([]VMResult, len(vms))
 	for i, ref := range vms {
 		results[i].Ref = ref
 	}
 	workpool.Run(ctx, c.opts.concurrency, len(vms),
-		func(i int) { results[i].Name, results[i].KeptDisks, results[i].Err = c.destroy(ctx, w, vms[i]) },
+		func(i int) {
+			results[i].Name, results[i].KeptDisks, results[i].Err = d.destroy(ctx, vms[i])
+			phase := PhaseDestroyed
+			if results[i].Err != nil {
+				phase = PhaseFailed
+			}
+			d.emit(kubefoundry.Event{Object: cmp.Or(results[i].Name, vms[i].Value), Phase: string(phase), Err: results[i].Err}, true)
+		},
 		func(i int, err error) { results[i].Err = err })
 	var errs []error
 	for _, r := range results {
@@ -233,7 +248,31 @@ func (c *Client) DestroyVMs(ctx context.Context, vms []types.ManagedObjectRefere
 	return results, errors.Join(errs...)
 }
 
-func (c *Client) destroy(ctx context.Context, w *watcher, ref types.ManagedObjectReference) (string, []string, error) {
+// destroyer is one DestroyVMs call.
+type destroyer struct {
+	c     *Client
+	w     *watcher
+	o     *destroyOptions
+	mu    sync.Mutex
+	done  int
+	total int
+}
+
+func (d *destroyer) emit(e kubefoundry.Event, final bool) {
+	if d.o.sink == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if final {
+		d.done++
+	}
+	e.Op, e.Step, e.Steps = "destroy", d.done, d.total
+	kubefoundry.Emit(d.o.sink, e)
+}
+
+func (d *destroyer) destroy(ctx context.Context, ref types.ManagedObjectReference) (string, []string, error) {
+	c, w := d.c, d.w
 	var m mo.VirtualMachine
 	err := c.collector().RetrieveOne(ctx, ref, []string{"name", "runtime.powerState", "config.files.vmPathName", "config.hardware.device", "snapshot"}, &m)
 	if isGone(err) {
@@ -242,17 +281,35 @@ func (c *Client) destroy(ctx context.Context, w *watcher, ref types.ManagedObjec
 	if err != nil {
 		return "", nil, err
 	}
+	if task, ok := d.o.inFlight[m.Name]; ok && task.Value != "" {
+		// A destroy an earlier call started: wait for it rather than
+		// start the work again on a VM vCenter is deleting.
+		d.emit(kubefoundry.Event{Object: m.Name, Phase: string(PhaseDestroyStarted), Handle: task.Value, Message: "resumed"}, false)
+		_, werr := w.waitTask(ctx, "destroy "+m.Name, task)
+		if werr == nil || isGone(werr) {
+			if err := c.collector().RetrieveOne(ctx, ref, []string{"name"}, &mo.VirtualMachine{}); isGone(err) {
+				c.log.Info("destroyed by the earlier task", zap.String("vm", m.Name), zap.String("task", task.Value))
+				return m.Name, nil, nil
+			}
+		}
+		c.log.Info("the earlier destroy task did not delete the VM; destroying it", zap.String("vm", m.Name), zap.String("task", task.Value), zap.Error(werr))
+	}
 	if m.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOff {
 		if err := c.powerOff(ctx, w, ref); err != nil && !isGone(err) {
 			return m.Name, nil, err
 		}
+		d.emit(kubefoundry.Event{Object: m.Name, Phase: string(PhasePoweredOff)}, false)
 	}
 	kept, err := c.detachForeignDisks(ctx, w, &m)
 	if err != nil && !isGone(err) {
 		return m.Name, kept, err
 	}
+	if len(kept) > 0 {
+		d.emit(kubefoundry.Event{Object: m.Name, Phase: string(PhaseDisksKept), Message: strings.Join(kept, ", ")}, false)
+	}
 	res, err := methods.Destroy_Task(ctx, c.vim, &types.Destroy_Task{This: ref})
 	if err == nil {
+		d.emit(kubefoundry.Event{Object: m.Name, Phase: string(PhaseDestroyStarted), Handle: res.Returnval.Value}, false)
 		_, err = c.wait(ctx, w, "destroy "+m.Name, res.Returnval)
 	}
 	if err != nil && !isGone(err) {

@@ -61,10 +61,23 @@ const (
 	PhasePoweredOn    Phase = "powered-on"
 	PhaseReady        Phase = "ready" // done; IP is set when it was waited for
 	PhaseFailed       Phase = "failed"
+
+	// DestroyVMs' phases (PhaseFailed too).
+	PhasePoweredOff     Phase = "powered-off"
+	PhaseDisksKept      Phase = "disks-kept"      // persistent disks detached and kept
+	PhaseDestroyStarted Phase = "destroy-started" // the destroy task exists; Handle names it
+	PhaseDestroyed      Phase = "destroyed"
 )
 
 // ProvisionOption adjusts one ProvisionVMs call.
-type ProvisionOption func(*provisionOptions)
+type ProvisionOption interface {
+	applyProvision(*provisionOptions)
+}
+
+// DestroyOption adjusts one DestroyVMs call.
+type DestroyOption interface {
+	applyDestroy(*destroyOptions)
+}
 
 type provisionOptions struct {
 	sink     kubefoundry.Sink
@@ -72,32 +85,66 @@ type provisionOptions struct {
 	inFlight map[string]types.ManagedObjectReference
 }
 
-// WithInFlight resumes the clone tasks an earlier call started: tasks maps
-// a VM's name to the Task of its PhaseCloneStarted event, as a caller that
-// journals progress recorded it before a crash. A VM not in its folder yet
-// whose task is still known to vCenter is waited for instead of being
-// cloned a second time; a task that failed or that vCenter no longer
-// knows, or whose VM is no longer the spec's (renamed or moved since), is
-// cloned again as usual. The map is copied: the caller may go on writing
-// to it, from a WithProgress function for instance.
-func WithInFlight(tasks map[string]types.ManagedObjectReference) ProvisionOption {
-	return func(o *provisionOptions) { o.inFlight = maps.Clone(tasks) }
+type destroyOptions struct {
+	sink     kubefoundry.Sink
+	inFlight map[string]types.ManagedObjectReference
+}
+
+type provisionOptionFunc func(*provisionOptions)
+
+func (f provisionOptionFunc) applyProvision(o *provisionOptions) { f(o) }
+
+// CallOption is an option of every long call (ProvisionVMs and DestroyVMs).
+type CallOption struct {
+	provision func(*provisionOptions)
+	destroy   func(*destroyOptions)
+}
+
+func (c CallOption) applyProvision(o *provisionOptions) { c.provision(o) }
+func (c CallOption) applyDestroy(o *destroyOptions)     { c.destroy(o) }
+
+// WithInFlight resumes the tasks an earlier call started: tasks maps a
+// VM's name to the Handle of its PhaseCloneStarted (ProvisionVMs) or
+// PhaseDestroyStarted (DestroyVMs) event, as a caller that journals
+// progress recorded it before a crash.
+//
+// ProvisionVMs: a VM not in its folder yet whose clone task is still known
+// to vCenter is waited for instead of being cloned a second time; a task
+// that failed or that vCenter no longer knows, or whose VM is no longer
+// the spec's (renamed or moved since), is cloned again as usual.
+// DestroyVMs: a VM still there whose destroy task is known is waited for
+// before anything else is done to it.
+//
+// The map is copied: the caller may go on writing to it, from a sink for
+// instance.
+func WithInFlight(tasks map[string]types.ManagedObjectReference) CallOption {
+	return CallOption{
+		provision: func(o *provisionOptions) { o.inFlight = maps.Clone(tasks) },
+		destroy:   func(o *destroyOptions) { o.inFlight = maps.Clone(tasks) },
+	}
 }
 
 // WithSink sends every step of every VM to s as the SDK's shared
-// kubefoundry.Event: Op "provision", Object the VM's name, Phase one of the
-// Phase values, Step of Steps the VMs finished so far, Handle the clone
-// task's id when Phase is PhaseCloneStarted (journal it: WithInFlight hands
-// it back), Message the IP when ready, Err when failed. Events of one call
-// are delivered one at a time.
-func WithSink(s kubefoundry.Sink) ProvisionOption {
-	return func(o *provisionOptions) { o.sink = s }
+// kubefoundry.Event, one at a time: Object the VM's name, Step of Steps the
+// VMs finished so far, Err when failed.
+//
+// ProvisionVMs: Op "provision", Phase one of PhaseCloneStarted (Handle the
+// clone task's id: journal it, WithInFlight hands it back), PhaseCloned,
+// PhaseExisting, PhasePoweredOn, PhaseReady (Message the IP), PhaseFailed.
+// DestroyVMs: Op "destroy", Phase one of PhasePoweredOff, PhaseDisksKept
+// (Message the disks detached and kept), PhaseDestroyStarted (Handle the
+// task's id), PhaseDestroyed, PhaseFailed.
+func WithSink(s kubefoundry.Sink) CallOption {
+	return CallOption{
+		provision: func(o *provisionOptions) { o.sink = s },
+		destroy:   func(o *destroyOptions) { o.sink = s },
+	}
 }
 
 // WithProgress calls fn for every step of every VM. Calls are serialised,
 // so fn need not be safe for concurrent use, but it should return quickly.
 func WithProgress(fn func(ProgressEvent)) ProvisionOption {
-	return func(o *provisionOptions) { o.progress = fn }
+	return provisionOptionFunc(func(o *provisionOptions) { o.progress = fn })
 }
 
 // ProvisionVMs clones, configures, powers on and waits for the VMs of specs,
@@ -115,7 +162,7 @@ func (c *Client) ProvisionVMs(ctx context.Context, specs []VMSpec, opts ...Provi
 	}
 	var po provisionOptions
 	for _, o := range opts {
-		o(&po)
+		o.applyProvision(&po)
 	}
 	// Define the owner attribute before any clone runs: every VM needs it,
 	// and vcsim's AddCustomFieldDef races with VMs being created.

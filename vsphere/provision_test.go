@@ -510,3 +510,50 @@ func TestProvisionVMsSink(t *testing.T) {
 	}
 	assert.Equal(t, 2, events[len(events)-1].Step, "the last event counts both VMs done")
 }
+
+// TestDestroyVMsResumes: a DestroyVMs that dies while vCenter deletes the
+// VMs (its ctx ends once every destroy task is reported) is resumed from
+// the journaled tasks: the next call waits for them and starts no second
+// destroy; the events say where each VM is.
+func TestDestroyVMsResumes(t *testing.T) {
+	withTaskDelays(t, map[string]int{"Destroy": 1500, "LockHandoff": 0})
+	c := newSim(t).client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := c.ProvisionVMs(ctx, specs("omega", 2))
+	require.NoError(t, err)
+	refs := []types.ManagedObjectReference{res[0].Ref, res[1].Ref}
+
+	crash, die := context.WithCancel(ctx)
+	var mu sync.Mutex
+	journal := map[string]types.ManagedObjectReference{}
+	var phases []string
+	sink := kubefoundry.SinkFunc(func(e kubefoundry.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		phases = append(phases, e.Object+" "+e.Phase)
+		if e.Phase == string(vsphere.PhaseDestroyStarted) {
+			journal[e.Object] = types.ManagedObjectReference{Type: "Task", Value: e.Handle}
+			if len(journal) == len(refs) {
+				die()
+			}
+		}
+	})
+	_, err = c.DestroyVMs(crash, refs, vsphere.WithSink(sink))
+	require.Error(t, err)
+	require.Len(t, journal, 2, "each destroy task is reported before it is waited for")
+	assert.Contains(t, phases, "omega-worker-0 powered-off")
+
+	destroys := c.Stats().ByMethod["Destroy_Task"]
+	phases = nil
+	out, err := c.DestroyVMs(ctx, refs, vsphere.WithInFlight(journal), vsphere.WithSink(sink))
+	require.NoError(t, err)
+	assert.Equal(t, destroys, c.Stats().ByMethod["Destroy_Task"], "the earlier tasks are waited for, none started again")
+	for _, r := range out {
+		assert.NoError(t, r.Err)
+	}
+	assert.Contains(t, phases, "omega-worker-1 destroyed")
+	vms, err := c.ListVMs(ctx, "omega", "")
+	require.NoError(t, err)
+	assert.Empty(t, vms)
+}
