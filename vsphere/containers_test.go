@@ -49,7 +49,10 @@ func TestFailedRunCreatesNothing(t *testing.T) {
 // with the cluster; what another cluster still uses, and what existed
 // before, stay.
 func TestRemoveContainers(t *testing.T) {
-	c := newSim(t).client(t)
+	// One VM operation at a time: vcsim races with itself when it destroys
+	// VMs at once (one destroy's disk deletion reads the datastore another
+	// destroy's unregister writes), which the race detector reports.
+	c := newSim(t).client(t, vsphere.WithConcurrency(1))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_, err := c.EnsureFolder(ctx, "preexisting")
