@@ -10,6 +10,7 @@ import (
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/session"
 	"go.uber.org/zap/zaptest"
+	"golang.org/x/time/rate"
 
 	"github.com/kubefoundry/kubefoundry/csi"
 	"github.com/kubefoundry/kubefoundry/vsphere"
@@ -86,4 +87,33 @@ func TestSharedSessionProvisionThenAttach(t *testing.T) {
 	require.NoError(t, vs.Close(ctx))
 	_, err = c.Get(ctx, vol.ID)
 	require.Error(t, err, "csi on a closed vsphere.Client fails")
+}
+
+// TestRateLimit: on a session of its own, csi keeps to its own bucket; on
+// vsphere's, to the session's unless given one.
+func TestRateLimit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// Its own session: a bucket of 2 calls that does not refill.
+	e := newEnv(t, csi.WithRateLimiter(rate.NewLimiter(rate.Every(time.Hour), 2)))
+	_, err := e.c.QueryVolumes(ctx, "c1")
+	require.NoError(t, err)
+	short, stop := context.WithTimeout(ctx, time.Second)
+	defer stop()
+	_, err = e.c.CreateVolume(short, spec("pv-limited"))
+	require.ErrorContains(t, err, "rate limit", "the bucket is spent")
+
+	// vsphere's session: its bucket is the one both keep to.
+	_, s := newServer(t)
+	shared := rate.NewLimiter(rate.Every(time.Hour), 100)
+	vs, err := vsphere.New(ctx, vsphere.Config{URL: s.URL.String(), Insecure: true}, vsphere.WithRateLimiter(shared))
+	require.NoError(t, err)
+	defer vs.Close(ctx)
+	c, err := csi.New(ctx, vs.Vim25())
+	require.NoError(t, err)
+	before := shared.Tokens()
+	_, err = c.QueryVolumes(ctx, "c1")
+	require.NoError(t, err)
+	assert.Less(t, shared.Tokens(), before, "a CNS call takes from the session's bucket")
 }

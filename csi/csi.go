@@ -156,25 +156,13 @@ func New(ctx context.Context, vc *vim25.Client, opts ...Option) (*Client, error)
 		c.limiter = rate.NewLimiter(100, 200)
 	}
 	if c.limiter != nil {
-		cc.RoundTripper = &limited{next: cc.RoundTripper, limiter: c.limiter}
-		tasksRT = &limited{next: tasksRT, limiter: c.limiter}
+		cc.RoundTripper = vimsession.Limit(cc.RoundTripper, c.limiter)
+		tasksRT = vimsession.Limit(tasksRT, c.limiter)
 	}
 	c.cns = cc
 	c.tasks = vimpoll.NewTasks(&vim25.Client{ServiceContent: vc.ServiceContent, Client: tasks, RoundTripper: tasksRT})
 	c.datastores = map[string]types.ManagedObjectReference{}
 	return c, nil
-}
-
-type limited struct {
-	next    soap.RoundTripper
-	limiter *rate.Limiter
-}
-
-func (l *limited) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
-	if err := l.limiter.Wait(ctx); err != nil {
-		return fmt.Errorf("rate limit: %w", err)
-	}
-	return l.next.RoundTrip(ctx, req, res)
 }
 
 // VolumeResult is the outcome of one spec of CreateVolumes.

@@ -325,12 +325,38 @@ type limited struct {
 }
 
 func (r *limited) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
-	if r.s.limiter != nil {
-		if err := r.s.limiter.Wait(ctx); err != nil {
-			return fmt.Errorf("rate limit: %w", err)
-		}
+	if err := wait(ctx, r.s.limiter); err != nil {
+		return err
 	}
 	return r.next.RoundTrip(ctx, req, res)
+}
+
+// Limit returns rt behind the token bucket l: a SOAP client's calls wait
+// for it (package csi's on a session of its own).
+func Limit(rt soap.RoundTripper, l *rate.Limiter) soap.RoundTripper {
+	return limitedBy{next: rt, limiter: l}
+}
+
+type limitedBy struct {
+	next    soap.RoundTripper
+	limiter *rate.Limiter
+}
+
+func (r limitedBy) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
+	if err := wait(ctx, r.limiter); err != nil {
+		return err
+	}
+	return r.next.RoundTrip(ctx, req, res)
+}
+
+func wait(ctx context.Context, l *rate.Limiter) error {
+	if l == nil {
+		return nil
+	}
+	if err := l.Wait(ctx); err != nil {
+		return fmt.Errorf("rate limit: %w", err)
+	}
+	return nil
 }
 
 // timed bounds one call by the call timeout. A WaitForUpdatesEx long poll
