@@ -23,29 +23,29 @@ var severities = []string{"none", "low", "medium", "high", "critical"}
 type ProjectSpec struct {
 	// Name: lower-case letters, digits and . _ - between them, as Harbor
 	// requires.
-	Name   string
-	Public bool
+	Name   string `json:"name,omitempty"`
+	Public bool   `json:"public,omitempty"`
 	// StorageLimitBytes is the project quota; 0 or -1 is unlimited.
 	// Harbor lets only system administrators read or set quotas: as a
 	// project administrator, leave it 0, which then leaves the quota
 	// alone.
-	StorageLimitBytes int64
+	StorageLimitBytes int64 `json:"storageLimitBytes,omitempty"`
 	// CVEAllowlist lists CVE ids the project accepts whatever their
 	// severity; when empty the system allowlist applies.
-	CVEAllowlist []string
+	CVEAllowlist []string `json:"cveAllowlist,omitempty"`
 	// AutoScan scans every image on push.
-	AutoScan bool
+	AutoScan bool `json:"autoScan,omitempty"`
 	// PreventVulnerable refuses pulls of images with a vulnerability of
 	// this severity or worse: low, medium, high or critical; "" allows all.
-	PreventVulnerable string
+	PreventVulnerable string `json:"preventVulnerable,omitempty"`
 	// SignatureRequired refuses pulls of unsigned images (content trust).
-	SignatureRequired bool
+	SignatureRequired bool `json:"signatureRequired,omitempty"`
 	// ClusterID is the cluster the project belongs to (OwnerLabel says
 	// how Harbor records it), by kubefoundry.ClusterID's rule. A project
 	// without an owner is claimed; one of another cluster is refused
 	// (ErrAlreadyExists) before anything changes. Empty leaves the
 	// project's owner as it is.
-	ClusterID string
+	ClusterID string `json:"clusterID,omitempty"`
 }
 
 // Project is a Harbor project.

@@ -17,13 +17,13 @@ import (
 
 // RegistrySpec is a registry endpoint replication pushes to or pulls from.
 type RegistrySpec struct {
-	Name string
+	Name string `json:"name,omitempty"`
 	// Type is Harbor's adapter: harbor, docker-registry, docker-hub, ...
-	Type     string
-	URL      string
-	Username string
-	Password string
-	Insecure bool
+	Type     string `json:"type,omitempty"`
+	URL      string `json:"url,omitempty"`
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	Insecure bool   `json:"insecure,omitempty"`
 }
 
 // String never shows the password.
@@ -165,23 +165,23 @@ const (
 
 // ReplicationSpec is a replication policy.
 type ReplicationSpec struct {
-	Name      string
-	Direction Direction
-	Registry  string // the endpoint's name
+	Name      string    `json:"name,omitempty"`
+	Direction Direction `json:"direction,omitempty"`
+	Registry  string    `json:"registry,omitempty"` // the endpoint's name
 	// Filters on what is replicated: repository names (library/**),
 	// tags (v*), and the resource type (image, artifact).
-	NameFilter     string
-	TagFilter      string
-	ResourceFilter string
+	NameFilter     string `json:"nameFilter,omitempty"`
+	TagFilter      string `json:"tagFilter,omitempty"`
+	ResourceFilter string `json:"resourceFilter,omitempty"`
 	// DestNamespace is where images land; empty keeps their project.
-	DestNamespace string
+	DestNamespace string `json:"destNamespace,omitempty"`
 	// Cron schedules the policy ("0 0 2 * * *", Harbor's six fields);
 	// EventBased replicates on every push; neither is manual only.
-	Cron       string
-	EventBased bool
-	Override   bool
-	Disabled   bool
-	Deletion   bool // replicate deletions too
+	Cron       string `json:"cron,omitempty"`
+	EventBased bool   `json:"eventBased,omitempty"`
+	Override   bool   `json:"override,omitempty"`
+	Disabled   bool   `json:"disabled,omitempty"`
+	Deletion   bool   `json:"deletion,omitempty"` // replicate deletions too
 }
 
 // validate returns every problem of s at once as a *ValidationError.

@@ -21,22 +21,22 @@ import (
 // RobotSpec is a project-scoped robot account. Clusters get Pull only:
 // least privilege.
 type RobotSpec struct {
-	Project string
+	Project string `json:"project,omitempty"`
 	// Name is the robot's short name; Harbor calls it
 	// <prefix><project>+<name>, robot$ being the default prefix.
-	Name        string
-	Description string
-	Pull        bool
-	Push        bool
+	Name        string `json:"name,omitempty"`
+	Description string `json:"description,omitempty"`
+	Pull        bool   `json:"pull,omitempty"`
+	Push        bool   `json:"push,omitempty"`
 	// ExpiresIn is the lifetime, in whole days; 0 never expires.
-	ExpiresIn time.Duration
+	ExpiresIn time.Duration `json:"expiresIn,omitempty"`
 	// Disabled keeps the robot but refuses its logins.
-	Disabled bool
+	Disabled bool `json:"disabled,omitempty"`
 	// ClusterID is the cluster the robot belongs to, recorded at the end
 	// of its description in Harbor (see OwnerLabel), by
 	// kubefoundry.ClusterID's rule. A robot of another cluster is refused
 	// (ErrAlreadyExists); empty leaves the robot's owner as it is.
-	ClusterID string
+	ClusterID string `json:"clusterID,omitempty"`
 }
 
 // Robot is a robot account. Secret is only known when it was just created
