@@ -51,6 +51,12 @@ type Stemcell struct {
 
 const stemcellAnnotationPrefix = "kubefoundry stemcell sha256:"
 
+// stemcellImportingPrefix is the annotation of a stemcell while it is
+// imported: only once the upload and its snapshot are done is it turned
+// into stemcellAnnotationPrefix, so an import that died half-way is never
+// taken for a stemcell.
+const stemcellImportingPrefix = "kubefoundry stemcell (importing) sha256:"
+
 // ImportStemcell uploads an OVF/OVA image through govmomi's OVF importer.
 // It is idempotent by name and checksum: an image of that name recorded
 // with the same SHA-256 is returned as it is; one with another checksum is
@@ -85,10 +91,20 @@ func (c *Client) ImportStemcell(ctx context.Context, s StemcellSpec) (*Stemcell,
 		if err := c.collector().RetrieveOne(ctx, vm.ref, []string{"config.annotation"}, &m); err != nil {
 			return nil, fmt.Errorf("stemcell %s: %w", s.Name, err)
 		}
-		if m.Config != nil && m.Config.Annotation == stemcellAnnotationPrefix+sum {
+		switch {
+		case m.Config != nil && m.Config.Annotation == stemcellAnnotationPrefix+sum:
 			return &Stemcell{Name: s.Name, Ref: vm.ref, SHA256: sum}, nil
+		case m.Config != nil && strings.HasPrefix(m.Config.Annotation, stemcellImportingPrefix):
+			// An import that did not finish (its process died, or its
+			// upload failed): what it left is no stemcell. Remove it and
+			// import again.
+			c.log.Warn("removing an unfinished stemcell import", zap.String("stemcell", s.Name), zap.String("ref", vm.ref.Value))
+			if _, err := c.DestroyVMs(ctx, []types.ManagedObjectReference{vm.ref}); err != nil {
+				return nil, fmt.Errorf("remove the unfinished import of stemcell %s: %w", s.Name, err)
+			}
+		default:
+			return nil, fmt.Errorf("stemcell %q in %s exists with another image (want sha256 %s): %w", s.Name, s.Folder, sum, ErrAlreadyExists)
 		}
-		return nil, fmt.Errorf("stemcell %q in %s exists with another image (want sha256 %s): %w", s.Name, s.Folder, sum, ErrAlreadyExists)
 	}
 
 	pool, err := c.EnsureResourcePool(ctx, s.Cluster, s.ResourcePool)
@@ -120,7 +136,7 @@ func (c *Client) ImportStemcell(ctx context.Context, s StemcellSpec) (*Stemcell,
 	}
 	opts := importer.Options{
 		Name:             &s.Name,
-		Annotation:       stemcellAnnotationPrefix + sum,
+		Annotation:       stemcellImportingPrefix + sum,
 		DiskProvisioning: string(types.OvfCreateImportSpecParamsDiskProvisioningTypeThin),
 	}
 	if s.Network != "" {
@@ -140,17 +156,27 @@ func (c *Client) ImportStemcell(ctx context.Context, s StemcellSpec) (*Stemcell,
 		return nil, fmt.Errorf("import stemcell %s: %w", s.Name, err)
 	}
 	vm := object.NewVirtualMachine(c.vim, *ref)
-	if s.AsTemplate {
-		if err := vm.MarkAsTemplate(ctx); err != nil {
-			return nil, fmt.Errorf("mark %s as template: %w", s.Name, err)
-		}
-	} else {
+	if !s.AsTemplate {
 		task, err := vm.CreateSnapshot(ctx, "kubefoundry-base", "base of linked clones", false, false)
 		if err == nil {
 			_, err = c.wait(ctx, nil, "snapshot "+s.Name, task.Reference())
 		}
 		if err != nil {
 			return nil, fmt.Errorf("snapshot stemcell %s: %w", s.Name, err)
+		}
+	}
+	// The upload (and its snapshot) are done: only now is it a stemcell.
+	// Before it becomes a template, which can no longer be reconfigured.
+	task, err := vm.Reconfigure(ctx, types.VirtualMachineConfigSpec{Annotation: stemcellAnnotationPrefix + sum})
+	if err == nil {
+		_, err = c.wait(ctx, nil, "mark stemcell "+s.Name, task.Reference())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mark stemcell %s imported: %w", s.Name, err)
+	}
+	if s.AsTemplate {
+		if err := vm.MarkAsTemplate(ctx); err != nil {
+			return nil, fmt.Errorf("mark %s as template: %w", s.Name, err)
 		}
 	}
 	log.Info("stemcell imported", zap.String("ref", ref.Value), zap.String("sha256", sum))
@@ -229,7 +255,8 @@ func (c *Client) DeleteStemcell(ctx context.Context, name string) error {
 		return fmt.Errorf("%s is VM %s of cluster %s, not a stemcell: %w", name, o, o.Cluster, ErrInvalidSpec)
 	}
 	isTemplate := stemcell.Config != nil && stemcell.Config.Template
-	imported := stemcell.Config != nil && strings.HasPrefix(stemcell.Config.Annotation, stemcellAnnotationPrefix)
+	imported := stemcell.Config != nil && (strings.HasPrefix(stemcell.Config.Annotation, stemcellAnnotationPrefix) ||
+		strings.HasPrefix(stemcell.Config.Annotation, stemcellImportingPrefix))
 	if !isTemplate && !imported && len(replicas) == 0 {
 		return fmt.Errorf("%s is neither a template, nor imported by ImportStemcell, nor replicated; not deleting it as a stemcell: %w", name, ErrInvalidSpec)
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/kubefoundry/kubefoundry/vsphere"
 )
@@ -67,6 +69,28 @@ func TestImportStemcell(t *testing.T) {
 		other.Path = filepath.Join("testdata", "stemcell.ovf")
 		_, err := c.ImportStemcell(ctx, other)
 		assert.ErrorIs(t, err, vsphere.ErrAlreadyExists)
+	})
+
+	t.Run("an import that died half-way is done again", func(t *testing.T) {
+		half := spec
+		half.Name = "stemcell-test-3"
+		sc, err := c.ImportStemcell(ctx, half)
+		require.NoError(t, err)
+		assert.Equal(t, "kubefoundry stemcell sha256:"+sc.SHA256, vmProps(t, c, sc.Ref).Config.Annotation, "marked a stemcell once done")
+		// What an import whose process died during the upload leaves: the
+		// VM, still marked as being imported.
+		task, err := object.NewVirtualMachine(c.Vim25(), sc.Ref).Reconfigure(ctx,
+			types.VirtualMachineConfigSpec{Annotation: "kubefoundry stemcell (importing) sha256:" + sc.SHA256})
+		require.NoError(t, err)
+		require.NoError(t, task.Wait(ctx))
+
+		again, err := c.ImportStemcell(ctx, half)
+		require.NoError(t, err)
+		assert.True(t, again.Imported, "not taken for a stemcell: imported again")
+		assert.NotEqual(t, sc.Ref, again.Ref)
+		assert.Equal(t, "kubefoundry stemcell sha256:"+sc.SHA256, vmProps(t, c, again.Ref).Config.Annotation)
+		_, err = c.FindVM(ctx, "kubefoundry/stemcells/"+half.Name)
+		require.NoError(t, err, "one VM of that name: the unfinished one is gone")
 	})
 
 	t.Run("an OVF as a template", func(t *testing.T) {
