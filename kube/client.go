@@ -22,15 +22,21 @@ type Client struct {
 }
 
 // An Option configures a Client.
-type Option func(*Client)
+type Option interface {
+	apply(*Client)
+}
+
+type optionFunc func(*Client)
+
+func (f optionFunc) apply(c *Client) { f(c) }
 
 // WithLogger sets the logger; the default discards everything.
 func WithLogger(l *zap.Logger) Option {
-	return func(c *Client) {
+	return optionFunc(func(c *Client) {
 		if l != nil {
 			c.log = l
 		}
-	}
+	})
 }
 
 // New returns a Client for cfg. The config is copied.
@@ -42,7 +48,7 @@ func New(cfg *rest.Config, opts ...Option) (*Client, error) {
 		c.cfg.QPS, c.cfg.Burst = 50, 100
 	}
 	for _, o := range opts {
-		o(c)
+		o.apply(c)
 	}
 	c.log = c.log.Named("kube")
 	cs, err := kubernetes.NewForConfig(c.cfg)

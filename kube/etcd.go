@@ -13,10 +13,10 @@ import (
 // WithEtcd lets Health read the etcd members directly, at endpoints (such
 // as https://10.0.0.11:2379) with tlsConfig (nil for plain http).
 func WithEtcd(endpoints []string, tlsConfig *tls.Config) Option {
-	return func(c *Client) {
+	return optionFunc(func(c *Client) {
 		c.etcdEndpoints = endpoints
 		c.etcdTLS = tlsConfig
-	}
+	})
 }
 
 // EtcdMember is one member of the cluster's etcd.
