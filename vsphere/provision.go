@@ -94,14 +94,40 @@ type provisionOptionFunc func(*provisionOptions)
 
 func (f provisionOptionFunc) applyProvision(o *provisionOptions) { f(o) }
 
-// CallOption is an option of every long call (ProvisionVMs and DestroyVMs).
+// StemcellOption adjusts one ImportStemcell call.
+type StemcellOption interface {
+	applyStemcell(*stemcellOptions)
+}
+
+type stemcellOptions struct {
+	sink kubefoundry.Sink
+}
+
+// CallOption is an option of the long calls (ProvisionVMs, DestroyVMs,
+// ImportStemcell); each takes what applies to it.
 type CallOption struct {
 	provision func(*provisionOptions)
 	destroy   func(*destroyOptions)
+	stemcell  func(*stemcellOptions)
 }
 
-func (c CallOption) applyProvision(o *provisionOptions) { c.provision(o) }
-func (c CallOption) applyDestroy(o *destroyOptions)     { c.destroy(o) }
+func (c CallOption) applyProvision(o *provisionOptions) {
+	if c.provision != nil {
+		c.provision(o)
+	}
+}
+
+func (c CallOption) applyDestroy(o *destroyOptions) {
+	if c.destroy != nil {
+		c.destroy(o)
+	}
+}
+
+func (c CallOption) applyStemcell(o *stemcellOptions) {
+	if c.stemcell != nil {
+		c.stemcell(o)
+	}
+}
 
 // WithInFlight resumes the tasks an earlier call started: tasks maps a
 // VM's name to the Handle of its PhaseCloneStarted (ProvisionVMs) or
@@ -134,10 +160,14 @@ func WithInFlight(tasks map[string]types.ManagedObjectReference) CallOption {
 // DestroyVMs: Op "destroy", Phase one of PhasePoweredOff, PhaseDisksKept
 // (Message the disks detached and kept), PhaseDestroyStarted (Handle the
 // task's id), PhaseDestroyed, PhaseFailed.
+// ImportStemcell: Op "import stemcell", Object the stemcell's name, Phase
+// "started", "uploading" (Message the upload's progress as govmomi's
+// importer reports it), "imported", "existing" or PhaseFailed.
 func WithSink(s kubefoundry.Sink) CallOption {
 	return CallOption{
 		provision: func(o *provisionOptions) { o.sink = s },
 		destroy:   func(o *destroyOptions) { o.sink = s },
+		stemcell:  func(o *stemcellOptions) { o.sink = s },
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kubefoundry/kubefoundry"
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/ovf/importer"
 	"github.com/vmware/govmomi/view"
@@ -61,7 +62,29 @@ const stemcellImportingPrefix = "kubefoundry stemcell (importing) sha256:"
 // It is idempotent by name and checksum: an image of that name recorded
 // with the same SHA-256 is returned as it is; one with another checksum is
 // an ErrAlreadyExists (import a new stemcell version under a new name).
-func (c *Client) ImportStemcell(ctx context.Context, s StemcellSpec) (*Stemcell, error) {
+func (c *Client) ImportStemcell(ctx context.Context, s StemcellSpec, opts ...StemcellOption) (*Stemcell, error) {
+	var o stemcellOptions
+	for _, opt := range opts {
+		opt.applyStemcell(&o)
+	}
+	emit := func(phase, msg string, err error) {
+		if o.sink != nil {
+			kubefoundry.Emit(o.sink, kubefoundry.Event{Op: "import stemcell", Object: s.Name, Phase: phase, Message: msg, Err: err})
+		}
+	}
+	sc, err := c.importStemcell(ctx, s, emit)
+	switch {
+	case err != nil:
+		emit(string(PhaseFailed), "", err)
+	case sc.Imported:
+		emit("imported", sc.Ref.Value, nil)
+	default:
+		emit("existing", sc.Ref.Value, nil)
+	}
+	return sc, err
+}
+
+func (c *Client) importStemcell(ctx context.Context, s StemcellSpec, emit func(phase, msg string, err error)) (*Stemcell, error) {
 	verr := &ValidationError{Object: "spec"}
 	for field, v := range map[string]string{"path": s.Path, "name": s.Name, "folder": s.Folder, "cluster": s.Cluster, "datastore": s.Datastore} {
 		if v == "" {
@@ -124,7 +147,12 @@ func (c *Client) ImportStemcell(ctx context.Context, s StemcellSpec) (*Stemcell,
 	}
 	log := c.log.With(zap.String("stemcell", s.Name))
 	imp := importer.Importer{
-		Log:          func(msg string) (int, error) { log.Info(strings.TrimSpace(msg)); return len(msg), nil },
+		Log: func(msg string) (int, error) {
+			line := strings.TrimSpace(msg)
+			log.Info(line)
+			emit("uploading", line, nil)
+			return len(msg), nil
+		},
 		Name:         s.Name,
 		Client:       c.vim,
 		Finder:       c.finder,
@@ -151,6 +179,7 @@ func (c *Client) ImportStemcell(ctx context.Context, s StemcellSpec) (*Stemcell,
 			opts.NetworkMapping = append(opts.NetworkMapping, importer.Network{Name: n, Network: s.Network})
 		}
 	}
+	emit("started", "", nil)
 	ref, err := imp.Import(ctx, fpath, opts)
 	if err != nil {
 		return nil, fmt.Errorf("import stemcell %s: %w", s.Name, err)

@@ -12,6 +12,7 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/vsphere"
 )
 
@@ -42,13 +43,24 @@ func TestImportStemcell(t *testing.T) {
 		Path: writeOVA(t), Name: "stemcell-test-1", Folder: "kubefoundry/stemcells",
 		Cluster: simCluster, Datastore: simDatastore, Network: simNetwork,
 	}
-	sc, err := c.ImportStemcell(ctx, spec)
+	var phases []string
+	sink := kubefoundry.SinkFunc(func(e kubefoundry.Event) {
+		assert.Equal(t, "import stemcell", e.Op)
+		assert.Equal(t, spec.Name, e.Object)
+		if len(phases) == 0 || phases[len(phases)-1] != e.Phase {
+			phases = append(phases, e.Phase)
+		}
+	})
+	sc, err := c.ImportStemcell(ctx, spec, vsphere.WithSink(sink))
 	require.NoError(t, err)
 	assert.True(t, sc.Imported)
 	assert.Len(t, sc.SHA256, 64)
+	assert.Equal(t, []string{"started", "uploading", "imported"}, phases, "the long upload is reported as it goes")
 
-	again, err := c.ImportStemcell(ctx, spec)
+	phases = nil
+	again, err := c.ImportStemcell(ctx, spec, vsphere.WithSink(sink))
 	require.NoError(t, err)
+	assert.Equal(t, []string{"existing"}, phases)
 	assert.False(t, again.Imported, "same name and checksum: nothing is uploaded")
 	assert.Equal(t, sc.Ref, again.Ref)
 
