@@ -19,6 +19,21 @@
 //     server-side handle it started (a task, an NSX path, an execution),
 //     which a journal stores to resume after a crash.
 //
+// # Ownership
+//
+// Everything kubefoundry creates records the ClusterID that owns it, in
+// the place each system keeps for it, and each package answers "what does
+// this cluster own", so an orphan scan across layers is a loop:
+//
+//	vsphere  VMs: extraConfig kubefoundry.cluster (and the kubefoundry.owner
+//	         attribute); folders and pools: the kubefoundry.cluster attribute;
+//	         persistent disks: the FCD name "<cluster>.<name>"
+//	         -> ListVMs, ListContainers, ListDisks
+//	csi      CNS volumes: the container cluster id     -> QueryVolumes
+//	nsxt     NSX objects: the tag scope kubefoundry/cluster -> ListOwned
+//	harbor   projects: the label kubefoundry.io/cluster; robots: a tag in
+//	         their description                          -> ListOwned
+//
 // The layers (see DESIGN.md in the project's shared notes):
 //
 //	examples/*       thin mains: flags -> package calls -> output
