@@ -1,88 +1,72 @@
-// Package kube is kubefoundry's Kubernetes side, built on client-go.
-//
-// What works today: the PKI of a cluster (NewPKI: cluster, front-proxy and
-// etcd CAs and the service-account key; IssueServing with the API server's
-// SANs from APIServerSANs; IssueClient for users and groups; ExpiryReport)
-// and Kubeconfig, which kubectl accepts (tested against a real
-// kube-apiserver that trusts the cluster CA).
+// Package kube is kubefoundry's Kubernetes side, built on client-go and
+// Cluster API's kubeadm bootstrap code: a cluster's PKI and kubeconfigs,
+// the cloud-init user data its nodes boot with, readiness and health,
+// drains, add-ons, credentials and the namespace network controller.
 //
 //	pki, err := kube.NewPKI("c1")
 //	admin, err := pki.ClusterCA.IssueClient("admin", []string{"system:masters"}, 0)
 //	cfg, err := kube.Kubeconfig("c1", "https://10.0.0.10:8443", kube.CertPEM(pki.ClusterCA.Cert), "admin", admin)
+//	c, err := kube.New(restConfig, kube.WithLogger(log))
+//	report, err := c.Drain(ctx, "worker-3", kube.DrainOptions{PodTimeout: 5 * time.Minute, Sink: journal})
 //
-// Keys print as names only (String), never as key material.
+// # PKI and credentials
 //
-// Client (New, on a *rest.Config) drains nodes: Cordon, Uncordon,
-// DrainPreflight (the PodDisruptionBudgets that would refuse an eviction
-// now, and the pods they hold) and Drain, which evicts through the
-// Eviction API, retries PDB refusals with backoff up to a per-pod timeout,
-// skips DaemonSet and mirror pods, leaves emptyDir pods unless asked, and
-// returns an outcome per pod. Tested on a real API server and
-// controller-manager (kubetest), PDB refusals and their release included.
+// NewPKI makes the cluster, front-proxy and etcd CAs and the
+// service-account key; IssueServing (with APIServerSANs) and IssueClient
+// sign certificates; ExpiryReport lists what expires within a horizon.
+// Kubeconfig writes what kubectl reads; UserKubeconfig issues a
+// short-lived client certificate; BindTeam gives a group a ClusterRole in
+// namespaces (server-side apply, idempotent). CA rotation goes through
+// StartCARotation, then TrustBundle, Signer and Advance over the phases
+// trust-both, issue-new and done, so no client meets an unknown CA. Keys
+// print as names only, never as key material.
 //
-// Package kubetest starts a real etcd, kube-apiserver and
-// kube-controller-manager for tests.
+// # Bootstrap
 //
-// Readiness and health: WaitReady (/readyz), WaitNodesReady (a
-// *NotReadyError names each laggard and why), Health (the API server's
-// readiness checks, etcd among them; nodes and conditions; kube-system
-// pods; with WithEtcd, the etcd members, their health and leader, or why
-// etcd could not be reached). Credentials: UserKubeconfig (a short-lived
-// client certificate from the cluster CA) and BindTeam (a group's
-// ClusterRole in namespaces, applied server-side, idempotent).
-//
-// Add-ons: ParseManifests (multi-document YAML) and ApplyAddons, which
-// applies a named set server-side under FieldManager in dependency order
-// (CRDs, waited on until Established; Namespaces; the rest), labels every
-// object with its set, shows a dry run as per-object actions, prunes what
-// an earlier apply of the set had (recorded in a ConfigMap inventory in
-// kube-system) and waits for rollouts.
-//
-// Bootstrap: InitControlPlaneUserData, JoinControlPlaneUserData and
-// WorkerUserData render the cloud-init user data a stemcell VM runs, with
-// Cluster API's own kubeadm bootstrap code (its v1beta2 types converted to
-// kubeadm's API for the Kubernetes version, its cloud-init templates);
-// NewBootstrapToken and BootstrapTokenSecret make the join token valid.
-// BootstrapSpec.KubeVIP gives a cluster without NSX its control-plane load
-// balancer: kube-vip as a static pod on every control-plane node, holding
-// the endpoint's address by ARP with leader election (on super-admin.conf
-// during the first node's init from Kubernetes 1.29, then admin.conf);
-// its manifests are Pods the real API server accepts.
-//
-// Encryption at rest (TKGI's "etcd encryption" profile):
-// BootstrapSpec.Encryption gives every control-plane node the API
-// server's EncryptionConfiguration (EncryptionConfig: the secretbox
-// provider with the keys, the first of which encrypts, then identity so
-// that what was stored before stays readable) in EncryptionConfigPath,
-// root only, and the API server the flags (with automatic reload from
-// Kubernetes 1.26) and the read-only mount that use it; joining nodes
-// take the flags from the cluster's kubeadm-config and get the file only;
-// workers get nothing of it. Every control-plane node needs the same
-// keys. Tested on a real API server: Secrets are stored in etcd under
-// "k8s:enc:secretbox:v1:<key>:" and read back in plain, and an API server
-// given [new, old] reads what the old key wrote and writes under the new
-// one. NewEncryptionKey makes keys; they, like BootstrapSpec, print
+// InitControlPlaneUserData, JoinControlPlaneUserData and WorkerUserData
+// render a node's cloud-init user data with Cluster API's kubeadm code
+// (its v1beta2 types converted to kubeadm's API for the Kubernetes
+// version); NewBootstrapToken and BootstrapTokenSecret make the join token
+// valid. BootstrapSpec.KubeVIP gives a cluster without NSX its
+// control-plane load balancer (kube-vip static pods holding the endpoint
+// by ARP). BootstrapSpec.Encryption turns on encryption at rest of Secrets
+// (TKGI's "etcd encryption"): EncryptionConfig renders the API server's
+// EncryptionConfiguration (secretbox, the first key encrypts, identity
+// last so that what was stored before stays readable), written root-only
+// on control-plane nodes with the flags and read-only mount that use it.
+// A spec is checked whole: every problem at once as a
+// *kubefoundry.ValidationError; BootstrapSpec and EncryptionKey print
 // without their secrets.
 //
-// The namespace network controller (NCP's role): an informer on Namespaces
-// and a rate-limited workqueue call a NetworkProvider (lifecycle wires in
-// nsxt) to make and delete each namespace's network, record the result in
-// annotations, retry failures with per-item backoff, resync, and hold
-// deleted namespaces with a finalizer until their network is gone, across
-// restarts of the controller.
+// # Running clusters
 //
-// CA rotation: StartCARotation, then TrustBundle, Signer and Advance
-// through the phases trust-both, issue-new and done, so that no client
-// meets an unknown CA; tested on the real API server, whose client CA
-// bundle is swapped phase by phase.
+// WaitReady (/readyz), WaitNodesReady (a *NotReadyError names each
+// laggard and why) and Health (the API server's checks, nodes, kube-system
+// pods, and with WithEtcd the etcd members and leader). Cordon, Uncordon,
+// DrainPreflight (the PodDisruptionBudgets that would refuse an eviction
+// now) and Drain, which evicts through the Eviction API, retries PDB
+// refusals with backoff up to a per-pod timeout, skips DaemonSet and
+// mirror pods, leaves emptyDir pods unless asked, and reports each pod's
+// steps as the SDK's kubefoundry.Event (DrainOptions.Sink) as well as
+// through DrainOptions.Progress. ParseManifests and ApplyAddons apply a
+// named set of add-ons server-side in dependency order (CRDs waited on
+// until Established, Namespaces, the rest), show a dry run, prune what an
+// earlier apply of the set had (an inventory ConfigMap) and wait for
+// rollouts.
 //
-// Drain reports each pod's steps as the SDK's shared kubefoundry.Event
-// through DrainOptions.Sink (Op "drain", a step per pod to evict), as well
-// as through DrainOptions.Progress.
+// The namespace network controller (NCP's role) calls a NetworkProvider
+// (package kube/nsxtnet wires in nsxt) to make and delete each namespace's
+// network, with a rate-limited workqueue, per-item backoff, resync,
+// annotations recording the result, and a finalizer holding a deleted
+// namespace until its network is gone.
+//
+// A Client is safe for concurrent use. Tests run on a real etcd,
+// kube-apiserver and kube-controller-manager that package kube/kubetest
+// starts.
 //
 // # Files
 //
-//	client.go       Client (New on a *rest.Config)
+//	client.go       Client (New on a *rest.Config), options
 //	pki.go          CAs, serving and client certificates, ExpiryReport
 //	kubeconfig.go   Kubeconfig
 //	credentials.go  UserKubeconfig, BindTeam
@@ -96,8 +80,7 @@
 //	addons.go       ParseManifests, ApplyAddons (server-side apply, prune, inventory)
 //	nsnetwork.go    the namespace network controller
 //
-// Not yet here: rotation of the front-proxy and etcd CAs goes the same way
-// as the cluster CA's but has no helper of its own yet; nor has the
-// rotation of encryption keys on running nodes, whose configuration file
-// the caller replaces step by step (see EncryptionAtRest).
+// Not yet here: the front-proxy and etcd CAs rotate as the cluster CA
+// does but have no helper of their own; encryption keys on running nodes
+// are rotated by the caller replacing the configuration file step by step.
 package kube
