@@ -67,13 +67,20 @@ type FieldError struct {
 	Value string `json:"value,omitempty"`
 	// Reason says what is wrong and what would be accepted.
 	Reason string `json:"reason"`
+	// Line is the line of the field in the document it was read from
+	// (YAML, JSON), when it was read from one; 0 otherwise.
+	Line int `json:"line,omitempty"`
 }
 
 func (e *FieldError) Error() string {
-	if e.Value == "" {
-		return e.Field + ": " + e.Reason
+	at := ""
+	if e.Line > 0 {
+		at = fmt.Sprintf(" (line %d)", e.Line)
 	}
-	return fmt.Sprintf("%s %q: %s", e.Field, e.Value, e.Reason)
+	if e.Value == "" {
+		return e.Field + at + ": " + e.Reason
+	}
+	return fmt.Sprintf("%s%s %q: %s", e.Field, at, e.Value, e.Reason)
 }
 
 // Unwrap makes errors.Is(err, ErrInvalid) true.

@@ -72,6 +72,14 @@ func TestValidationErrorListsEveryProblem(t *testing.T) {
 	assert.Equal(t, `provision: invalid spec: name: required; specs[2].clusterID "Bad_ID": must be 1-40 lower-case letters, digits or '-', beginning and ending with a letter or digit; vms[0].cpu "0": must be at least 1`, err.Error())
 }
 
+func TestFieldErrorLine(t *testing.T) {
+	fe := &kubefoundry.FieldError{Field: "instance_groups/name=worker/instances", Value: "-1", Reason: "must not be negative", Line: 12}
+	assert.Equal(t, `instance_groups/name=worker/instances (line 12) "-1": must not be negative`, fe.Error())
+	var v kubefoundry.ValidationError
+	v.Merge("", fe)
+	assert.Equal(t, 12, v.Problems[0].Line, "Merge keeps the line")
+}
+
 func TestTimeoutError(t *testing.T) {
 	cause := errors.New("i/o timeout")
 	err := fmt.Errorf("connect: %w", &kubefoundry.TimeoutError{Host: "vc:443", Stage: kubefoundry.StageTLS, After: 10 * time.Second, Err: cause})
