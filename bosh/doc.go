@@ -6,10 +6,9 @@
 // It is built in subpackages:
 //
 //	bosh/cpi       the CPI v2 interface, BOSH's CPI errors, and the external CPI wire protocol
-//	bosh/manifest  the deployment manifest v2: parse, validate (every problem with its path and line), write
-//	bosh/opsfile   ops-files (replace, remove, name= selectors, /-, ?) and ((variable)) interpolation
 //
-// Not here yet: cloud and runtime configs, release and stemcell tarballs,
+// Not here yet: the deployment manifest, ops-files and interpolation,
+// cloud and runtime configs, release and stemcell tarballs,
 // ERB job templates, the vSphere CPI, and the director, agents and health
 // monitor (issues 14 and 15).
 package bosh
