@@ -91,6 +91,7 @@
 //	disk.go        what a BOSH CPI calls one object at a time: CreateVM, DeleteVM, and persistent
 //	               disks as First Class Disks (CreateDisk, AttachDisk, DetachDisk, DeleteDisk, ListDisks)
 //	owner.go       ownership keys and attributes, ListVMs (the orphan scan)
+//	attributes.go  a guest's extraConfig (SetExtraConfig, ExtraConfig) and custom attributes (SetAttributes)
 //	power.go       power, resize, DestroyVMs
 //	placement.go   DRS anti-affinity and VM/host rules
 //	watch.go       one PropertyCollector (WatchVMs) and the batched poller of ProvisionVMs
