@@ -5,10 +5,11 @@
 //
 // It is built in subpackages:
 //
-//	bosh/cpi       the CPI v2 interface, BOSH's CPI errors, and the external CPI wire protocol
+//	bosh/cpi             the CPI v2 interface, BOSH's CPI errors, and the external CPI wire protocol
+//	bosh/cpi/vspherecpi  the vSphere CPI on kubefoundry's vsphere and csi clients
 //
 // Not here yet: the deployment manifest, ops-files and interpolation,
 // cloud and runtime configs, release and stemcell tarballs,
-// ERB job templates, the vSphere CPI, and the director, agents and health
+// ERB job templates, and the director, agents and health
 // monitor (issues 14 and 15).
 package bosh

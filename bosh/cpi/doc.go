@@ -36,6 +36,5 @@
 //	errors.go    *Error and BOSH's error types
 //	protocol.go  the wire protocol: Request, Response, Serve, External
 //
-// Not here yet: the vSphere CPI (package bosh/cpi/vspherecpi) and
-// examples/vsphere-cpi.
+// The vSphere CPI is package bosh/cpi/vspherecpi.
 package cpi
