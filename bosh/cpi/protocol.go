@@ -505,3 +505,16 @@ func nonNil(p CloudProps) CloudProps {
 }
 
 var _ CPI = (*External)(nil)
+
+// ServeError answers the request on in with err, for a CPI executable
+// that could not even start (a bad config, a vCenter that refuses it): the
+// caller reads a response on stdout whatever happened. An *Error is sent
+// as it is; any other as a CloudError the caller may retry.
+func ServeError(in io.Reader, out io.Writer, err error) error {
+	_, _ = io.Copy(io.Discard, io.LimitReader(in, maxRequest))
+	var ce *Error
+	if !errors.As(err, &ce) {
+		ce = &Error{Type: CloudError, Message: err.Error(), OKToRetry: true}
+	}
+	return json.NewEncoder(out).Encode(Response{Error: ce})
+}
