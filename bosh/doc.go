@@ -8,8 +8,9 @@
 //	bosh/cpi             the CPI v2 interface, BOSH's CPI errors, and the external CPI wire protocol
 //	bosh/cpi/vspherecpi  the vSphere CPI on kubefoundry's vsphere and csi clients
 //	bosh/stemcell        stemcell tarballs: stemcell.MF, the image, light stemcells from an OVF
+//	bosh/manifest        the deployment manifest v2: parse, validate (every problem with its path and line), write
 //
-// Not here yet: the deployment manifest, ops-files and interpolation,
+// Not here yet: ops-files and interpolation,
 // cloud and runtime configs, release tarballs,
 // ERB job templates, and the director, agents and health
 // monitor (issues 14 and 15).
