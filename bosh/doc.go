@@ -9,8 +9,9 @@
 //	bosh/cpi/vspherecpi  the vSphere CPI on kubefoundry's vsphere and csi clients
 //	bosh/stemcell        stemcell tarballs: stemcell.MF, the image, light stemcells from an OVF
 //	bosh/manifest        the deployment manifest v2: parse, validate (every problem with its path and line), write
+//	bosh/opsfile         ops-files (replace, remove, go-patch's path syntax) and ((variable)) interpolation
 //
-// Not here yet: ops-files and interpolation,
+// Not here yet: generated variables (passwords, certificates, rotation),
 // cloud and runtime configs, release tarballs,
 // ERB job templates, and the director, agents and health
 // monitor (issues 14 and 15).
