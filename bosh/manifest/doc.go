@@ -20,6 +20,10 @@
 //
 // # Reading and checking
 //
+// ParseNode reads a manifest already held as a YAML node tree, as package
+// bosh/opsfile leaves it after ops-files and interpolation, so that a
+// problem an ops-file brought in names the ops-file's line.
+//
 // Parse walks the YAML node tree and reports every problem at once as a
 // *kubefoundry.ValidationError (errors.Is(err, kubefoundry.ErrInvalid)).
 // Each problem names its field as an ops-file path, with name= (alias= for
@@ -55,7 +59,7 @@
 //
 //	manifest.go   the manifest's types (Manifest, InstanceGroup, Job, Network, Addon, Variable, Map…)
 //	update.go     Update and its two-form values: Canaries, MaxInFlight, WatchTime
-//	parse.go      Parse: the YAML node walk, keys, kinds, aliases, limits, lines
+//	parse.go      Parse, ParseNode: the YAML node walk, keys, kinds, aliases, limits, lines
 //	validate.go   Validate: required fields, duplicates, references, static IPs, default networks; ops-file paths
 //	marshal.go    Marshal, and how Map, Features and the update values are written
 package manifest

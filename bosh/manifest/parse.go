@@ -46,7 +46,30 @@ func Parse(data []byte) (*Manifest, error) {
 		return nil, &kubefoundry.ValidationError{Object: object, Problems: []kubefoundry.FieldError{{
 			Field: "/", Reason: err.Error(), Line: yamlErrorLine(err.Error())}}}
 	}
-	d := &decoder{lines: map[string]int{}, bad: map[string]bool{}, budget: len(data) + maxAliasNodes}
+	return parseRoot(root, len(data)+maxAliasNodes)
+}
+
+// ParseNode reads a deployment manifest held as a YAML node tree (a
+// document or its top mapping), as package bosh/opsfile leaves it after
+// ops-files and interpolation, so that problems keep the lines of the
+// files they came from. It checks what Parse checks.
+func ParseNode(doc *yaml.Node) (*Manifest, error) {
+	root := doc
+	if root != nil && root.Kind == yaml.DocumentNode {
+		if len(root.Content) != 1 {
+			root = nil
+		} else {
+			root = root.Content[0]
+		}
+	}
+	if root == nil {
+		return nil, &kubefoundry.ValidationError{Object: object, Problems: []kubefoundry.FieldError{{Field: "/", Reason: "the document is empty"}}}
+	}
+	return parseRoot(root, MaxSize+maxAliasNodes)
+}
+
+func parseRoot(root *yaml.Node, budget int) (*Manifest, error) {
+	d := &decoder{lines: map[string]int{}, bad: map[string]bool{}, budget: budget}
 	m := d.manifest(root)
 	probs := d.probs
 	if d.budget >= 0 { // else what was not read would be reported as missing
