@@ -10,8 +10,9 @@
 //	bosh/stemcell        stemcell tarballs: stemcell.MF, the image, light stemcells from an OVF
 //	bosh/manifest        the deployment manifest v2: parse, validate (every problem with its path and line), write
 //	bosh/opsfile         ops-files (replace, remove, go-patch's path syntax) and ((variable)) interpolation
+//	bosh/variables       the variables store: generated passwords, users, RSA and SSH keys, certificates
 //
-// Not here yet: generated variables (passwords, certificates, rotation),
+// Not here yet: certificate rotation,
 // cloud and runtime configs, release tarballs,
 // ERB job templates, and the director, agents and health
 // monitor (issues 14 and 15).

@@ -1,0 +1,372 @@
+package cloudconfig
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/kubefoundry/kubefoundry"
+)
+
+// Validate checks a cloud config built or changed in Go by the rules
+// Parse applies after reading:
+//
+//   - names are given and unique within azs, vm_types, vm_extensions,
+//     disk_types and networks; disk sizes are positive;
+//   - at least one network; a type of manual (the default), dynamic or
+//     vip, and only the keys that type takes;
+//   - a manual network has subnets; each has a range (a CIDR of two
+//     addresses or more, without host bits), a gateway inside it that is
+//     neither its first nor its last address, DNS servers that are
+//     addresses, and reserved and static entries (addresses, "a - b"
+//     ranges, CIDRs) inside the range; a static entry holds no reserved
+//     address, nor the gateway, nor the first or last address; the
+//     subnets of a network do not overlap;
+//   - a subnet has az or azs, not both, naming AZs from azs; a network's
+//     subnets all have AZs or none has;
+//   - compilation is given, with at least one worker, a network from
+//     networks on which its az (from azs) has a subnet, a vm_type from
+//     vm_types or vm_resources (not both), cloud_properties only without
+//     vm_type, vm_extensions from vm_extensions and only with vm_type.
+//
+// It returns every problem at once as a *kubefoundry.ValidationError;
+// problems have no line.
+func (c *CloudConfig) Validate() error {
+	return finish(cloudObject, checkCloud(c, nil), nil, c.selectors())
+}
+
+// selectors names the named lists of a cloud config by index path.
+func (c *CloudConfig) selectors() selectors {
+	s := selectors{}
+	s.add("/azs", "name", len(c.AZs), func(i int) string { return c.AZs[i].Name })
+	s.add("/vm_types", "name", len(c.VMTypes), func(i int) string { return c.VMTypes[i].Name })
+	s.add("/vm_extensions", "name", len(c.VMExtensions), func(i int) string { return c.VMExtensions[i].Name })
+	s.add("/disk_types", "name", len(c.DiskTypes), func(i int) string { return c.DiskTypes[i].Name })
+	s.add("/networks", "name", len(c.Networks), func(i int) string { return c.Networks[i].Name })
+	return s
+}
+
+// checkCloud applies the rules of Validate. unread, when not nil,
+// reports the paths Parse could not read.
+func checkCloud(c *CloudConfig, unread func(string) bool) []kubefoundry.FieldError {
+	k := newChecker(unread)
+	azs := map[string]bool{}
+	for i, az := range c.AZs {
+		at := index("/azs", i)
+		k.required(at+"/name", az.Name)
+		k.unique(azs, at+"/name", az.Name, "the AZ")
+	}
+	seen := map[string]bool{}
+	for i, v := range c.VMTypes {
+		at := index("/vm_types", i)
+		k.required(at+"/name", v.Name)
+		k.unique(seen, at+"/name", v.Name, "the VM type")
+	}
+	seen = map[string]bool{}
+	for i, v := range c.VMExtensions {
+		at := index("/vm_extensions", i)
+		k.required(at+"/name", v.Name)
+		k.unique(seen, at+"/name", v.Name, "the VM extension")
+	}
+	seen = map[string]bool{}
+	for i, v := range c.DiskTypes {
+		at := index("/disk_types", i)
+		k.required(at+"/name", v.Name)
+		k.unique(seen, at+"/name", v.Name, "the disk type")
+		switch {
+		case v.DiskSize == 0 && !k.unread(at+"/disk_size"):
+			k.add(at+"/disk_size", "", "is required (the size in MB)")
+		case v.DiskSize < 0:
+			k.add(at+"/disk_size", strconv.Itoa(v.DiskSize), "must be a positive number of MB")
+		}
+	}
+	if len(c.Networks) == 0 {
+		k.add("/networks", "", "at least one network is required")
+	}
+	seen = map[string]bool{}
+	for i := range c.Networks {
+		at := index("/networks", i)
+		k.required(at+"/name", c.Networks[i].Name)
+		k.unique(seen, at+"/name", c.Networks[i].Name, "the network")
+		k.network(at, &c.Networks[i], azs)
+	}
+	if c.Compilation == nil {
+		k.add("/compilation", "", "is required")
+	} else {
+		k.compilation(c)
+	}
+	return k.probs
+}
+
+// notOn reports a key the network's type does not take.
+func (k *checker) notOn(at string, set bool, key, reason string) {
+	if set {
+		k.add(at+"/"+key, "", "%s", reason)
+	}
+}
+
+func (k *checker) network(at string, n *Network, azs map[string]bool) {
+	defer k.subnetZones(at, n, azs)
+	if k.unread(at + "/type") {
+		return // which keys belong depends on the type
+	}
+	switch n.Type {
+	case "", Manual:
+		k.notOn(at, len(n.DNS) > 0, "dns", "a manual network's dns goes on its subnets")
+		k.notOn(at, n.CloudProperties != nil, "cloud_properties", "a manual network's cloud_properties go on its subnets")
+		if len(n.Subnets) == 0 {
+			k.add(at+"/subnets", "", "a manual network needs at least one subnet")
+		}
+		var ranges []indexed
+		for i := range n.Subnets {
+			if r := k.manualSubnet(index(at+"/subnets", i), &n.Subnets[i]); r.lo.IsValid() {
+				ranges = append(ranges, indexed{r, i})
+			}
+		}
+		for _, o := range overlapping(ranges) {
+			k.add(index(at+"/subnets", o[0])+"/range", n.Subnets[o[0]].Range, "overlaps subnet %d (%s) of this network", o[1], n.Subnets[o[1]].Range)
+		}
+	case Dynamic:
+		if len(n.Subnets) > 0 {
+			k.notOn(at, len(n.DNS) > 0, "dns", "with subnets, a dynamic network's dns goes on its subnets")
+			k.notOn(at, n.CloudProperties != nil, "cloud_properties", "with subnets, a dynamic network's cloud_properties go on its subnets")
+		}
+		k.addresses(at+"/dns", n.DNS)
+		for i := range n.Subnets {
+			sat, s := index(at+"/subnets", i), &n.Subnets[i]
+			for _, key := range []struct {
+				name string
+				set  bool
+			}{{"range", s.Range != ""}, {"gateway", s.Gateway != ""}, {"reserved", len(s.Reserved) > 0}, {"static", len(s.Static) > 0}} {
+				k.notOn(sat, key.set, key.name, "a dynamic network's subnets have no "+key.name+": the IaaS assigns the addresses")
+			}
+			k.addresses(sat+"/dns", s.DNS)
+		}
+	case VIP:
+		k.notOn(at, len(n.DNS) > 0, "dns", "a vip network has no dns")
+		for i := range n.Subnets {
+			sat, s := index(at+"/subnets", i), &n.Subnets[i]
+			for _, key := range []struct {
+				name string
+				set  bool
+			}{{"range", s.Range != ""}, {"gateway", s.Gateway != ""}, {"dns", len(s.DNS) > 0}, {"reserved", len(s.Reserved) > 0}} {
+				k.notOn(sat, key.set, key.name, "a vip network's subnets have no "+key.name+": only static addresses")
+			}
+			for j, e := range s.Static {
+				if _, err := parseSpan(e); err != nil {
+					k.add(index(sat+"/static", j), e, "%v", err)
+				}
+			}
+		}
+	default:
+		k.add(at+"/type", string(n.Type), "must be manual, dynamic or vip")
+	}
+}
+
+// addresses checks a list of single addresses (dns).
+func (k *checker) addresses(at string, list []string) {
+	for i, a := range list {
+		if _, err := parseAddr(a); err != nil {
+			k.add(index(at, i), a, "%v", err)
+		}
+	}
+}
+
+// manualSubnet checks a manual network's subnet and returns its range,
+// zero when it has none.
+func (k *checker) manualSubnet(at string, s *Subnet) span {
+	k.addresses(at+"/dns", s.DNS)
+	if s.Range == "" {
+		if !k.unread(at + "/range") {
+			k.add(at+"/range", "", "is required (a CIDR)")
+		}
+		if s.Gateway == "" && !k.unread(at+"/gateway") {
+			k.add(at+"/gateway", "", "is required")
+		}
+		return span{}
+	}
+	p, err := parseRange(s.Range)
+	if err != nil {
+		k.add(at+"/range", s.Range, "%v", err)
+		return span{}
+	}
+	rng := prefixSpan(p)
+	// What the director never assigns: the range's first and last
+	// addresses, the gateway, the reserved entries.
+	restricted := []indexed{{span{rng.lo, rng.lo}, 0}, {span{rng.hi, rng.hi}, 1}}
+	names := []string{"the network's first address " + rng.lo.String(), "the network's last address " + rng.hi.String()}
+	switch gw, err := parseAddr(s.Gateway); {
+	case s.Gateway == "":
+		if !k.unread(at + "/gateway") {
+			k.add(at+"/gateway", "", "is required")
+		}
+	case err != nil:
+		k.add(at+"/gateway", s.Gateway, "%v", err)
+	case !rng.contains(gw):
+		k.add(at+"/gateway", s.Gateway, "is not inside the range %s", s.Range)
+	case gw == rng.lo:
+		k.add(at+"/gateway", s.Gateway, "is the range's network address")
+	case gw == rng.hi:
+		k.add(at+"/gateway", s.Gateway, "is the range's last (broadcast) address")
+	default:
+		restricted = append(restricted, indexed{span{gw, gw}, len(names)})
+		names = append(names, "the gateway")
+	}
+	for i, e := range s.Reserved {
+		r, err := parseSpan(e)
+		switch {
+		case err != nil:
+			k.add(index(at+"/reserved", i), e, "%v", err)
+		case !r.within(rng):
+			k.add(index(at+"/reserved", i), e, "is not inside the range %s", s.Range)
+		default:
+			restricted = append(restricted, indexed{r, len(names)})
+			names = append(names, "reserved "+e)
+		}
+	}
+	never := newSpanIndex(restricted)
+	for i, e := range s.Static {
+		r, err := parseSpan(e)
+		switch {
+		case err != nil:
+			k.add(index(at+"/static", i), e, "%v", err)
+			continue
+		case !r.within(rng):
+			k.add(index(at+"/static", i), e, "is not inside the range %s", s.Range)
+			continue
+		}
+		if j, ok := never.overlap(r); ok {
+			k.add(index(at+"/static", i), e, "holds %s, which BOSH never assigns", names[j])
+		}
+	}
+	return rng
+}
+
+// subnetZones checks the az and azs of a network's subnets.
+func (k *checker) subnetZones(at string, n *Network, azs map[string]bool) {
+	first := -1 // the first subnet with AZs
+	for i := range n.Subnets {
+		sat, s := index(at+"/subnets", i), &n.Subnets[i]
+		switch {
+		case s.AZ != "" && s.AZs != nil:
+			k.add(sat+"/azs", "", "az and azs are both set: choose one")
+		case s.AZs != nil && len(s.AZs) == 0:
+			k.add(sat+"/azs", "", "names no AZ: name one, or leave azs out")
+		}
+		if s.AZ != "" && !azs[s.AZ] {
+			k.add(sat+"/az", s.AZ, "is not an AZ in azs")
+		}
+		for j, z := range s.AZs {
+			if z != "" && !azs[z] {
+				k.add(index(sat+"/azs", j), z, "is not an AZ in azs")
+			}
+		}
+		if first < 0 && len(s.Zones()) > 0 {
+			first = i
+		}
+	}
+	if first < 0 {
+		return
+	}
+	for i := range n.Subnets {
+		sat := index(at+"/subnets", i)
+		if s := &n.Subnets[i]; s.AZ == "" && s.AZs == nil && !k.unread(sat+"/az") && !k.unread(sat+"/azs") && !k.unread(sat) {
+			k.add(sat, "", "has no az while subnet %d has: a network's subnets all have AZs or none has", first)
+		}
+	}
+}
+
+func (k *checker) compilation(c *CloudConfig) {
+	const at = "/compilation"
+	cp := c.Compilation
+	switch {
+	case cp.Workers == 0 && !k.unread(at+"/workers"):
+		k.add(at+"/workers", "", "is required (at least 1)")
+	case cp.Workers < 0:
+		k.add(at+"/workers", strconv.Itoa(cp.Workers), "must be at least 1")
+	}
+	if cp.AZ != "" && c.AZ(cp.AZ) == nil {
+		k.add(at+"/az", cp.AZ, "is not an AZ in azs")
+	}
+	switch n := c.Network(cp.Network); {
+	case cp.Network == "":
+		k.add(at+"/network", "", "is required")
+	case n == nil:
+		k.add(at+"/network", cp.Network, "is not a network in networks")
+	case n.Type == VIP:
+		k.add(at+"/network", cp.Network, "is a vip network: compilation VMs need a manual or dynamic one")
+	case !serves(n, cp.AZ):
+		zones := zonesOf(n)
+		if cp.AZ == "" {
+			k.add(at+"/az", "", "is required: network %s has its subnets in azs %s", n.Name, strings.Join(zones, ", "))
+		} else if c.AZ(cp.AZ) != nil {
+			if len(zones) == 0 {
+				k.add(at+"/az", cp.AZ, "network %s has no subnet with azs: leave az out, or give its subnets azs", n.Name)
+			} else {
+				k.add(at+"/az", cp.AZ, "network %s has no subnet in this AZ", n.Name)
+			}
+		}
+	}
+	switch {
+	case cp.VMType != "" && cp.VMResources != nil:
+		k.add(at+"/vm_resources", "", "vm_type and vm_resources are both set: choose one")
+	case cp.VMType != "" && c.VMType(cp.VMType) == nil:
+		k.add(at+"/vm_type", cp.VMType, "is not a VM type in vm_types")
+	case cp.VMType != "" && cp.CloudProperties != nil:
+		k.add(at+"/cloud_properties", "", "with a vm_type, the VM's cloud_properties come from the VM type")
+	}
+	if r := cp.VMResources; r != nil {
+		for _, v := range []struct {
+			key string
+			n   int
+		}{{"cpu", r.CPU}, {"ram", r.RAM}, {"ephemeral_disk_size", r.EphemeralDiskSize}} {
+			switch {
+			case v.n == 0 && !k.unread(at+"/vm_resources/"+v.key):
+				k.add(at+"/vm_resources/"+v.key, "", "is required (a positive integer)")
+			case v.n < 0:
+				k.add(at+"/vm_resources/"+v.key, strconv.Itoa(v.n), "must be a positive integer")
+			}
+		}
+	}
+	exts := map[string]bool{}
+	for _, v := range c.VMExtensions {
+		exts[v.Name] = true
+	}
+	for i, e := range cp.VMExtensions {
+		switch {
+		case !exts[e]:
+			k.add(index(at+"/vm_extensions", i), e, "is not a VM extension in vm_extensions")
+		case cp.VMType == "":
+			k.add(index(at+"/vm_extensions", i), e, "VM extensions need a vm_type")
+		}
+	}
+}
+
+// zonesOf lists the AZs a network's subnets name, each once, in order.
+func zonesOf(n *Network) []string {
+	var out []string
+	seen := map[string]bool{}
+	for i := range n.Subnets {
+		for _, z := range n.Subnets[i].Zones() {
+			if !seen[z] {
+				seen[z] = true
+				out = append(out, z)
+			}
+		}
+	}
+	return out
+}
+
+// serves reports whether an instance in az can be on network n, as the
+// director decides it: a vip network serves every AZ; otherwise "" (no
+// AZ) is served when no subnet has AZs, and an AZ when a subnet has it.
+func serves(n *Network, az string) bool {
+	if n.Type == VIP {
+		return true
+	}
+	zones := zonesOf(n)
+	if az == "" {
+		return len(zones) == 0
+	}
+	return slices.Contains(zones, az)
+}
