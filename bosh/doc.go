@@ -11,9 +11,10 @@
 //	bosh/manifest        the deployment manifest v2: parse, validate (every problem with its path and line), write
 //	bosh/opsfile         ops-files (replace, remove, go-patch's path syntax) and ((variable)) interpolation
 //	bosh/variables       the variables store: generated passwords, users, RSA and SSH keys, certificates
+//	bosh/cloudconfig     cloud and runtime configs: parse, validate (every problem with its path and line), IP allocation
 //
 // Not here yet: certificate rotation,
-// cloud and runtime configs, release tarballs,
+// release tarballs,
 // ERB job templates, and the director, agents and health
 // monitor (issues 14 and 15).
 package bosh

@@ -183,7 +183,9 @@ func (a *allocator) check(c *CloudConfig) {
 		case a.ids[in.ID]:
 			p.Add(at+".ID", in.ID, "is the ID of an earlier instance too")
 		}
-		a.ids[in.ID] = true
+		if in.ID != "" {
+			a.ids[in.ID] = true
+		}
 		switch {
 		case len(req.AZs) == 0 && in.AZ != "":
 			p.Add(at+".AZ", in.AZ, "the instance group has no azs")
@@ -237,7 +239,8 @@ func (p *pool) serves(az string, vip bool) bool {
 	return slices.Contains(zones, az)
 }
 
-func in(spans []span, ip netip.Addr) bool {
+// inAny reports whether a span of spans holds ip.
+func inAny(spans []span, ip netip.Addr) bool {
 	return slices.ContainsFunc(spans, func(s span) bool { return s.contains(ip) })
 }
 
@@ -261,7 +264,7 @@ func (a *allocator) manual(pools []*pool) ([]Address, error) {
 			continue
 		}
 		p := poolOf(pools, ip)
-		if p == nil || !p.serves(inst.AZ, false) || in(p.restricted, ip) || in(p.static, ip) {
+		if p == nil || !p.serves(inst.AZ, false) || inAny(p.restricted, ip) || inAny(p.static, ip) {
 			continue
 		}
 		if _, held := a.heldBy(ip); held {
@@ -442,7 +445,7 @@ func (a *allocator) static(pools []*pool) ([]Address, error) {
 			case p == nil:
 				a.problems.Add(at, entry, "%s is in no subnet of network %s", ip, a.net.Name)
 				continue
-			case !in(p.static, ip):
+			case !inAny(p.static, ip):
 				a.problems.Add(at, entry, "%s is not in the static list of its subnet (%s): a static IP must be listed there", ip, p.subnet.Range)
 				continue
 			case len(req.AZs) > 0 && !slices.ContainsFunc(req.AZs, func(z string) bool { return p.serves(z, false) }):
@@ -486,8 +489,12 @@ func (a *allocator) static(pools []*pool) ([]Address, error) {
 			out[i].Subnet = owner[k].subnet
 		}
 	}
+	at := make(map[netip.Addr]int, len(ips))
+	for k, ip := range ips {
+		at[ip] = k
+	}
 	for i, inst := range req.Instances { // instances keep their addresses
-		if k := slices.Index(ips, inst.IP.Unmap()); k >= 0 && left[k] {
+		if k, ok := at[inst.IP.Unmap()]; ok && left[k] {
 			if az, ok := fits(k, inst.AZ); ok {
 				give(i, k, az)
 			}
@@ -543,7 +550,7 @@ func (a *allocator) vip() ([]Address, error) {
 			continue
 		}
 		for _, p := range pools {
-			if p.serves(inst.AZ, true) && in(p.static, ip) {
+			if p.serves(inst.AZ, true) && inAny(p.static, ip) {
 				used[ip] = true
 				blocked = append(blocked, span{ip, ip})
 				out[i] = Address{ID: inst.ID, AZ: inst.AZ, IP: ip, Subnet: p.subnet}
@@ -564,8 +571,8 @@ func (a *allocator) vip() ([]Address, error) {
 			searched = append(searched, p)
 			for _, s := range p.static {
 				if ip, ok := firstFree(s, s.lo, blocked); ok {
-					blocked = append(blocked, span{ip, ip})
-					sortSpans(blocked)
+					at, _ := slices.BinarySearchFunc(blocked, ip, func(b span, a netip.Addr) int { return b.lo.Compare(a) })
+					blocked = slices.Insert(blocked, at, span{ip, ip})
 					out[i] = Address{ID: inst.ID, AZ: inst.AZ, IP: ip, Subnet: p.subnet}
 					break
 				}

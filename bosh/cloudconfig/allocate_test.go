@@ -118,7 +118,7 @@ func TestAllocate(t *testing.T) {
 					"gateway z1 10.0.1.1",     // the gateway
 					"broadcast z1 10.0.1.255", // the last address
 				),
-				Taken: map[netip.Addr]string{ip("10.0.1.40"): "other/0"}},
+				Taken: map[netip.Addr]string{ip("::ffff:10.0.1.40"): "other/0"}}, // written IPv4-mapped
 			want: []string{"reserved z1 10.0.1.20 0", "moved z2 10.0.2.20 1", "static z1 10.0.1.21 0", "taken z1 10.0.1.22 0",
 				"gone z1 10.0.1.23 0", "first z1 10.0.1.60 0", "second z1 10.0.1.24 0", "gateway z1 10.0.1.25 0", "broadcast z1 10.0.1.26 0"}},
 		{name: "dynamic: taken addresses are skipped, an instance's own are not",

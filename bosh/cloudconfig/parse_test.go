@@ -216,6 +216,13 @@ func TestParseDocument(t *testing.T) {
 			`/addons:6: unknown key "addons": it belongs in a runtime config`,
 			`/disk_pools:7: unknown key "disk_pools": a v1 key (a cloud config has disk_types)`,
 		}},
+		{"a value of the wrong kind is its only problem, on its key's line",
+			"networks: [{name: n, type: [dynamic]}]\ncompilation:\n  workers: 1\n  network:\n  - n\n", []string{
+				"/networks/name=n/type:1: must be a string, not a list",
+				"/compilation/network:4: must be a string, not a list",
+			}},
+		{"deep lists", "azs: [{name: z, cloud_properties: {a: " + strings.Repeat("[", 70) + strings.Repeat("]", 70) + "}}]\n" + minimal,
+			[]string{"/azs/name=z/cloud_properties/a" + strings.Repeat("/0", 62) + ":1: nested deeper than 64 levels"}},
 		{"too big", strings.Repeat("#", MaxSize+1), []string{fmt.Sprintf("/:0: a config is at most %d bytes", MaxSize)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -155,10 +155,7 @@ func firstFree(in span, from netip.Addr, blocked []span) (netip.Addr, bool) {
 		if cand.Less(b.lo) {
 			break
 		}
-		if !b.hi.Less(in.hi) {
-			return netip.Addr{}, false
-		}
-		cand = b.hi.Next()
+		cand = b.hi.Next() // past the range, or the zero Addr past the last address: none is free
 	}
 	if !in.contains(cand) {
 		return netip.Addr{}, false

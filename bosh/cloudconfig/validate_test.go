@@ -136,6 +136,13 @@ func TestValidate(t *testing.T) {
 			"/networks/name=default/subnets/0/static/3: holds reserved 10.0.1.2 - 10.0.1.9, which BOSH never assigns",
 			"/networks/name=default/subnets/0/static/4: holds the network's last address 10.0.1.255, which BOSH never assigns",
 		}},
+		{"static inside a long reserved range", func(c *CloudConfig) {
+			s := &c.Networks[0].Subnets[0]
+			s.Reserved = []string{"10.0.1.2 - 10.0.1.50", "10.0.1.20", "10.0.1.30 - 10.0.1.31"}
+			s.Static = []string{"10.0.1.40", "10.0.1.60"}
+		}, []string{
+			"/networks/name=default/subnets/0/static/0: holds reserved 10.0.1.2 - 10.0.1.50, which BOSH never assigns",
+		}},
 		{"overlapping subnets", func(c *CloudConfig) {
 			c.Networks[0].Subnets = append(c.Networks[0].Subnets,
 				Subnet{Range: "10.0.1.128/25", Gateway: "10.0.1.129", AZ: "z2"},
