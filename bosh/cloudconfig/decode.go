@@ -1,10 +1,7 @@
 package cloudconfig
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"sort"
 	"strconv"
@@ -13,6 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/bosh/internal/yamltree"
 	"github.com/kubefoundry/kubefoundry/bosh/manifest"
 )
 
@@ -39,10 +37,10 @@ func read[T any](data []byte, object string, hint func(path, key string) string,
 		return nil, &kubefoundry.ValidationError{Object: object, Problems: []kubefoundry.FieldError{{
 			Field: "/", Value: strconv.Itoa(len(data)) + " bytes", Reason: fmt.Sprintf("a config is at most %d bytes", MaxSize)}}}
 	}
-	root, err := document(data)
+	root, err := yamltree.Document(data, "a config")
 	if err != nil {
 		return nil, &kubefoundry.ValidationError{Object: object, Problems: []kubefoundry.FieldError{{
-			Field: "/", Reason: err.Error(), Line: syntaxErrorLine(err.Error())}}}
+			Field: "/", Reason: err.Error(), Line: yamltree.ErrorLine(err.Error())}}}
 	}
 	d := &decoder{lines: map[string]int{}, bad: map[string]bool{}, budget: len(data) + maxAliasNodes, hint: hint}
 	v := decode(d, root)
@@ -58,48 +56,6 @@ func read[T any](data []byte, object string, hint func(path, key string) string,
 		return nil, err
 	}
 	return v, nil
-}
-
-// document reads the one YAML document of data and returns its root.
-func document(data []byte) (*yaml.Node, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("the document is empty")
-		}
-		return nil, notYAML(err)
-	}
-	var next yaml.Node
-	switch err := dec.Decode(&next); {
-	case errors.Is(err, io.EOF):
-	case err != nil:
-		return nil, notYAML(err)
-	default:
-		return nil, fmt.Errorf("a config is one YAML document, and another starts at line %d", next.Line)
-	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
-		return nil, errors.New("the document is empty")
-	}
-	return doc.Content[0], nil
-}
-
-func notYAML(err error) error {
-	return errors.New("not YAML: " + strings.TrimPrefix(err.Error(), "yaml: "))
-}
-
-// syntaxErrorLine finds "line N" in a YAML syntax error; 0 when none.
-func syntaxErrorLine(msg string) int {
-	_, rest, ok := strings.Cut(msg, "line ")
-	if !ok {
-		return 0
-	}
-	digits := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
-	if digits < 0 {
-		digits = len(rest)
-	}
-	n, _ := strconv.Atoi(rest[:digits])
-	return n
 }
 
 // decoder walks a YAML node tree. Paths are ops-file paths with indexes
@@ -128,7 +84,7 @@ func (d *decoder) fail(path string, n *yaml.Node, value, format string, args ...
 	case n != nil:
 		line = n.Line
 	default:
-		line = lineOf(d.lines, path)
+		line = yamltree.LineOf(d.lines, path)
 	}
 	d.failAt(path, line, value, format, args...)
 }
@@ -171,40 +127,6 @@ func (d *decoder) resolve(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-func isNull(n *yaml.Node) bool {
-	return n == nil || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null")
-}
-
-// kind names what a node holds, for problems.
-func kind(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.AliasNode:
-		return "an alias"
-	}
-	switch n.ShortTag() {
-	case "!!bool":
-		return "a boolean"
-	case "!!int":
-		return "an integer"
-	case "!!float":
-		return "a number"
-	case "!!null":
-		return "null"
-	}
-	return "a string"
-}
-
-// join appends a key to a path, escaped as ops-file paths escape it.
-func join(path, key string) string {
-	return path + "/" + strings.NewReplacer("~", "~0", "/", "~1").Replace(key)
-}
-
-func index(path string, i int) string { return path + "/" + strconv.Itoa(i) }
-
 // entry is one key and value of a mapping.
 type entry struct{ key, val *yaml.Node }
 
@@ -231,11 +153,11 @@ func (d *decoder) entries(path string, n *yaml.Node, depth int) []entry {
 			k = k.Alias
 		}
 		if k.Kind != yaml.ScalarNode {
-			d.failAt(path, k.Line, "", "keys must be strings, not %s", kind(k))
+			d.failAt(path, k.Line, "", "keys must be strings, not %s", yamltree.Kind(k))
 			continue
 		}
 		if line, dup := first[k.Value]; dup {
-			d.failAt(join(path, k.Value), k.Line, "", "defined twice (first at line %d)", line)
+			d.failAt(yamltree.Join(path, k.Value), k.Line, "", "defined twice (first at line %d)", line)
 			continue
 		}
 		first[k.Value] = k.Line
@@ -285,16 +207,16 @@ func (d *decoder) merged(path string, v *yaml.Node, depth int) []entry {
 // an empty mapping. ok is false when n is not a mapping.
 func (d *decoder) fields(path string, n *yaml.Node, depth int, known ...string) (map[string]*yaml.Node, bool) {
 	n = d.resolve(n)
-	if isNull(n) {
+	if yamltree.IsNull(n) {
 		return map[string]*yaml.Node{}, n != nil
 	}
 	if n.Kind != yaml.MappingNode {
-		d.fail(path, n, "", "must be a mapping, not %s", kind(n))
+		d.fail(path, n, "", "must be a mapping, not %s", yamltree.Kind(n))
 		return nil, false
 	}
 	out := map[string]*yaml.Node{}
 	for _, e := range d.entries(path, n, depth) {
-		key, at := e.key.Value, join(path, e.key.Value)
+		key, at := e.key.Value, yamltree.Join(path, e.key.Value)
 		if !slices.Contains(known, key) {
 			hint := ""
 			if d.hint != nil {
@@ -312,18 +234,18 @@ func (d *decoder) fields(path string, n *yaml.Node, depth int, known ...string) 
 // present reports whether a key was given with a value other than null.
 func (d *decoder) present(f map[string]*yaml.Node, key string) bool {
 	n, ok := f[key]
-	return ok && !isNull(d.resolve(n))
+	return ok && !yamltree.IsNull(d.resolve(n))
 }
 
 // str reads a scalar as the string it is written as (BOSH reads 3000 as
 // "3000"); null is "".
 func (d *decoder) str(path string, n *yaml.Node) string {
 	n = d.resolve(n)
-	if isNull(n) {
+	if yamltree.IsNull(n) {
 		return ""
 	}
 	if n.Kind != yaml.ScalarNode || n.ShortTag() == "!!bool" {
-		d.fail(path, n, "", "must be a string, not %s", kind(n))
+		d.fail(path, n, "", "must be a string, not %s", yamltree.Kind(n))
 		return ""
 	}
 	return n.Value
@@ -332,11 +254,11 @@ func (d *decoder) str(path string, n *yaml.Node) string {
 // integer reads an integer that fits an int; null is 0.
 func (d *decoder) integer(path string, n *yaml.Node) int {
 	n = d.resolve(n)
-	if isNull(n) {
+	if yamltree.IsNull(n) {
 		return 0
 	}
 	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
-		d.fail(path, n, shown(n), "must be an integer, not %s", kind(n))
+		d.fail(path, n, shown(n), "must be an integer, not %s", yamltree.Kind(n))
 		return 0
 	}
 	var v int
@@ -350,12 +272,12 @@ func (d *decoder) integer(path string, n *yaml.Node) int {
 // boolean reads true or false; null is false.
 func (d *decoder) boolean(path string, n *yaml.Node) bool {
 	n = d.resolve(n)
-	if isNull(n) {
+	if yamltree.IsNull(n) {
 		return false
 	}
 	var b bool
 	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&b) != nil {
-		d.fail(path, n, shown(n), "must be true or false, not %s", kind(n))
+		d.fail(path, n, shown(n), "must be true or false, not %s", yamltree.Kind(n))
 	}
 	return b
 }
@@ -363,15 +285,15 @@ func (d *decoder) boolean(path string, n *yaml.Node) bool {
 // list reads a sequence and records its elements' lines; null is nil.
 func (d *decoder) list(path string, n *yaml.Node) []*yaml.Node {
 	n = d.resolve(n)
-	if isNull(n) {
+	if yamltree.IsNull(n) {
 		return nil
 	}
 	if n.Kind != yaml.SequenceNode {
-		d.fail(path, n, "", "must be a list, not %s", kind(n))
+		d.fail(path, n, "", "must be a list, not %s", yamltree.Kind(n))
 		return nil
 	}
 	for i, e := range n.Content {
-		d.lines[index(path, i)] = e.Line
+		d.lines[yamltree.Index(path, i)] = e.Line
 	}
 	return n.Content
 }
@@ -380,7 +302,7 @@ func (d *decoder) list(path string, n *yaml.Node) []*yaml.Node {
 func (d *decoder) strs(path string, n *yaml.Node) []string {
 	var out []string
 	for i, e := range d.list(path, n) {
-		out = append(out, d.str(index(path, i), e))
+		out = append(out, d.str(yamltree.Index(path, i), e))
 	}
 	return out
 }
@@ -400,11 +322,11 @@ func shown(n *yaml.Node) string {
 // any keys, any values, depth and size bounded. Null is nil.
 func (d *decoder) free(path string, n *yaml.Node, depth int) manifest.Map {
 	n = d.resolve(n)
-	if isNull(n) {
+	if yamltree.IsNull(n) {
 		return nil
 	}
 	if n.Kind != yaml.MappingNode {
-		d.fail(path, n, "", "must be a mapping, not %s", kind(n))
+		d.fail(path, n, "", "must be a mapping, not %s", yamltree.Kind(n))
 		return nil
 	}
 	m, _ := d.value(path, n, depth).(map[string]any)
@@ -427,70 +349,41 @@ func (d *decoder) value(path string, n *yaml.Node, depth int) any {
 	case yaml.MappingNode:
 		m := make(map[string]any, len(n.Content)/2)
 		for _, e := range d.entries(path, n, depth) {
-			m[e.key.Value] = d.value(join(path, e.key.Value), e.val, depth+1)
+			m[e.key.Value] = d.value(yamltree.Join(path, e.key.Value), e.val, depth+1)
 		}
 		return m
 	case yaml.SequenceNode:
 		s := make([]any, len(n.Content))
 		for i, e := range n.Content {
-			s[i] = d.value(index(path, i), e, depth+1)
+			s[i] = d.value(yamltree.Index(path, i), e, depth+1)
 		}
 		return s
 	case yaml.ScalarNode:
-		return scalar(n)
+		return yamltree.Scalar(n)
 	}
 	return nil
-}
-
-// scalar converts a scalar by its tag, as manifest.Map holds values;
-// anything unusual (timestamps, binary, local tags) stays its text.
-func scalar(n *yaml.Node) any {
-	switch n.ShortTag() {
-	case "!!null":
-		return nil
-	case "!!bool":
-		var b bool
-		if n.Decode(&b) == nil {
-			return b
-		}
-	case "!!int":
-		var i int
-		if n.Decode(&i) == nil {
-			return i
-		}
-		var u uint64
-		if n.Decode(&u) == nil {
-			return u
-		}
-	case "!!float":
-		var f float64
-		if n.Decode(&f) == nil {
-			return f
-		}
-	}
-	return n.Value
 }
 
 // stringMap reads a mapping of strings to strings (tags).
 func (d *decoder) stringMap(path string, n *yaml.Node) map[string]string {
 	n = d.resolve(n)
-	if isNull(n) {
+	if yamltree.IsNull(n) {
 		return nil
 	}
 	if n.Kind != yaml.MappingNode {
-		d.fail(path, n, "", "must be a mapping of strings, not %s", kind(n))
+		d.fail(path, n, "", "must be a mapping of strings, not %s", yamltree.Kind(n))
 		return nil
 	}
 	var out map[string]string
 	for _, e := range d.entries(path, n, 1) {
-		at := join(path, e.key.Value)
+		at := yamltree.Join(path, e.key.Value)
 		d.lines[at] = e.key.Line
 		v := d.resolve(e.val)
 		if v == nil {
 			continue
 		}
-		if v.Kind != yaml.ScalarNode || isNull(v) || v.ShortTag() == "!!bool" {
-			d.fail(at, v, "", "must be a string, not %s", kind(v))
+		if v.Kind != yaml.ScalarNode || yamltree.IsNull(v) || v.ShortTag() == "!!bool" {
+			d.fail(at, v, "", "must be a string, not %s", yamltree.Kind(v))
 			continue
 		}
 		if out == nil {
@@ -499,20 +392,6 @@ func (d *decoder) stringMap(path string, n *yaml.Node) map[string]string {
 		out[e.key.Value] = v.Value
 	}
 	return out
-}
-
-// lineOf is the line of path, or of its nearest parent with one.
-func lineOf(lines map[string]int, path string) int {
-	for p := path; ; {
-		if l, ok := lines[p]; ok {
-			return l
-		}
-		i := strings.LastIndexByte(p, '/')
-		if i < 0 {
-			return 0
-		}
-		p = p[:i]
-	}
 }
 
 // selector names the elements of one list by a key (name).
@@ -571,7 +450,7 @@ func finish(object string, probs []kubefoundry.FieldError, lines map[string]int,
 	for i := range probs {
 		p := &probs[i]
 		if p.Line == 0 && lines != nil {
-			p.Line = lineOf(lines, p.Field)
+			p.Line = yamltree.LineOf(lines, p.Field)
 		}
 		p.Field = sel.pretty(p.Field)
 	}

@@ -3,6 +3,7 @@ package cloudconfig
 import (
 	"go.yaml.in/yaml/v3"
 
+	"github.com/kubefoundry/kubefoundry/bosh/internal/yamltree"
 	"github.com/kubefoundry/kubefoundry/bosh/manifest"
 )
 
@@ -46,7 +47,7 @@ func (d *decoder) cloudConfig(root *yaml.Node) *CloudConfig {
 		return c
 	}
 	for i, e := range d.list("/azs", f["azs"]) {
-		at := index("/azs", i)
+		at := yamltree.Index("/azs", i)
 		var az AZ
 		if g, ok := d.fields(at, e, 1, "name", "cpi", "cloud_properties"); ok {
 			az = AZ{Name: d.str(at+"/name", g["name"]), CPI: d.str(at+"/cpi", g["cpi"]),
@@ -55,7 +56,7 @@ func (d *decoder) cloudConfig(root *yaml.Node) *CloudConfig {
 		c.AZs = append(c.AZs, az)
 	}
 	for i, e := range d.list("/vm_types", f["vm_types"]) {
-		at := index("/vm_types", i)
+		at := yamltree.Index("/vm_types", i)
 		var v VMType
 		if g, ok := d.fields(at, e, 1, "name", "cloud_properties"); ok {
 			v = VMType{Name: d.str(at+"/name", g["name"]), CloudProperties: d.free(at+"/cloud_properties", g["cloud_properties"], 2)}
@@ -63,7 +64,7 @@ func (d *decoder) cloudConfig(root *yaml.Node) *CloudConfig {
 		c.VMTypes = append(c.VMTypes, v)
 	}
 	for i, e := range d.list("/vm_extensions", f["vm_extensions"]) {
-		at := index("/vm_extensions", i)
+		at := yamltree.Index("/vm_extensions", i)
 		var v VMExtension
 		if g, ok := d.fields(at, e, 1, "name", "cloud_properties"); ok {
 			v = VMExtension{Name: d.str(at+"/name", g["name"]), CloudProperties: d.free(at+"/cloud_properties", g["cloud_properties"], 2)}
@@ -71,7 +72,7 @@ func (d *decoder) cloudConfig(root *yaml.Node) *CloudConfig {
 		c.VMExtensions = append(c.VMExtensions, v)
 	}
 	for i, e := range d.list("/disk_types", f["disk_types"]) {
-		at := index("/disk_types", i)
+		at := yamltree.Index("/disk_types", i)
 		var v DiskType
 		if g, ok := d.fields(at, e, 1, "name", "disk_size", "cloud_properties"); ok {
 			v = DiskType{Name: d.str(at+"/name", g["name"]), DiskSize: d.integer(at+"/disk_size", g["disk_size"]),
@@ -80,7 +81,7 @@ func (d *decoder) cloudConfig(root *yaml.Node) *CloudConfig {
 		c.DiskTypes = append(c.DiskTypes, v)
 	}
 	for i, e := range d.list("/networks", f["networks"]) {
-		c.Networks = append(c.Networks, d.network(index("/networks", i), e))
+		c.Networks = append(c.Networks, d.network(yamltree.Index("/networks", i), e))
 	}
 	if d.present(f, "compilation") {
 		c.Compilation = d.compilation("/compilation", f["compilation"])
@@ -99,7 +100,7 @@ func (d *decoder) network(path string, n *yaml.Node) Network {
 	nw.Name = d.str(path+"/name", f["name"])
 	nw.Type = NetworkType(d.str(path+"/type", f["type"]))
 	for i, e := range d.list(path+"/subnets", f["subnets"]) {
-		nw.Subnets = append(nw.Subnets, d.subnet(index(path+"/subnets", i), e))
+		nw.Subnets = append(nw.Subnets, d.subnet(yamltree.Index(path+"/subnets", i), e))
 	}
 	nw.DNS = d.strs(path+"/dns", f["dns"])
 	nw.CloudProperties = d.free(path+"/cloud_properties", f["cloud_properties"], 2)

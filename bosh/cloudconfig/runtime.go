@@ -6,6 +6,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/bosh/internal/yamltree"
 	"github.com/kubefoundry/kubefoundry/bosh/manifest"
 )
 
@@ -66,7 +67,7 @@ func (r *RuntimeConfig) selectors() selectors {
 	s.add("/releases", "name", len(r.Releases), func(i int) string { return r.Releases[i].Name })
 	s.add("/addons", "name", len(r.Addons), func(i int) string { return r.Addons[i].Name })
 	for i, a := range r.Addons {
-		at := index("/addons", i)
+		at := yamltree.Index("/addons", i)
 		s.add(at+"/jobs", "name", len(a.Jobs), func(k int) string { return a.Jobs[k].Name })
 		for key, rule := range map[string]*manifest.PlacementRule{"/include": a.Include, "/exclude": a.Exclude} {
 			if rule != nil {
@@ -90,13 +91,13 @@ func (d *decoder) runtimeConfig(root *yaml.Node) *RuntimeConfig {
 		d.failAt("/releases", root.Line, "", "is required ([] when no add-on needs one)")
 	}
 	for i, e := range d.list("/releases", f["releases"]) {
-		r.Releases = append(r.Releases, d.release(index("/releases", i), e))
+		r.Releases = append(r.Releases, d.release(yamltree.Index("/releases", i), e))
 	}
 	for i, e := range d.list("/addons", f["addons"]) {
-		r.Addons = append(r.Addons, d.addon(index("/addons", i), e))
+		r.Addons = append(r.Addons, d.addon(yamltree.Index("/addons", i), e))
 	}
 	for i, e := range d.list("/variables", f["variables"]) {
-		r.Variables = append(r.Variables, d.variable(index("/variables", i), e))
+		r.Variables = append(r.Variables, d.variable(yamltree.Index("/variables", i), e))
 	}
 	r.Tags = d.stringMap("/tags", f["tags"])
 	return r
@@ -117,7 +118,7 @@ func (d *decoder) release(path string, n *yaml.Node) manifest.Release {
 		r.Stemcell = &s
 	}
 	for i, e := range d.list(path+"/exported_from", f["exported_from"]) {
-		r.ExportedFrom = append(r.ExportedFrom, d.releaseStemcell(index(path+"/exported_from", i), e))
+		r.ExportedFrom = append(r.ExportedFrom, d.releaseStemcell(yamltree.Index(path+"/exported_from", i), e))
 	}
 	return r
 }
@@ -138,7 +139,7 @@ func (d *decoder) addon(path string, n *yaml.Node) manifest.Addon {
 	}
 	a.Name = d.str(path+"/name", f["name"])
 	for i, e := range d.list(path+"/jobs", f["jobs"]) {
-		a.Jobs = append(a.Jobs, d.job(index(path+"/jobs", i), e))
+		a.Jobs = append(a.Jobs, d.job(yamltree.Index(path+"/jobs", i), e))
 	}
 	a.Properties = d.free(path+"/properties", f["properties"], 2)
 	if d.present(f, "include") {
@@ -173,7 +174,7 @@ func (d *decoder) rule(path string, n *yaml.Node) *manifest.PlacementRule {
 	}
 	r.Deployments = d.strs(path+"/deployments", f["deployments"])
 	for i, e := range d.list(path+"/jobs", f["jobs"]) {
-		at := index(path+"/jobs", i)
+		at := yamltree.Index(path+"/jobs", i)
 		var j manifest.JobRef
 		if g, ok := d.fields(at, e, 3, "name", "release"); ok {
 			j = manifest.JobRef{Name: d.str(at+"/name", g["name"]), Release: d.str(at+"/release", g["release"])}
@@ -182,7 +183,7 @@ func (d *decoder) rule(path string, n *yaml.Node) *manifest.PlacementRule {
 	}
 	r.InstanceGroups = d.strs(path+"/instance_groups", f["instance_groups"])
 	for i, e := range d.list(path+"/stemcell", f["stemcell"]) {
-		at := index(path+"/stemcell", i)
+		at := yamltree.Index(path+"/stemcell", i)
 		var s manifest.StemcellRule
 		if g, ok := d.fields(at, e, 3, "os"); ok {
 			s.OS = d.str(at+"/os", g["os"])
@@ -218,7 +219,7 @@ func checkRuntime(r *RuntimeConfig, unread func(string) bool) []kubefoundry.Fiel
 	k := newChecker(unread)
 	releases := map[string]bool{}
 	for i, rel := range r.Releases {
-		at := index("/releases", i)
+		at := yamltree.Index("/releases", i)
 		k.required(at+"/name", rel.Name)
 		k.unique(releases, at+"/name", rel.Name, "the release")
 		switch {
@@ -232,18 +233,18 @@ func checkRuntime(r *RuntimeConfig, unread func(string) bool) []kubefoundry.Fiel
 			k.required(at+"/stemcell/version", rel.Stemcell.Version)
 		}
 		for j, s := range rel.ExportedFrom {
-			k.required(index(at+"/exported_from", j)+"/os", s.OS)
-			k.required(index(at+"/exported_from", j)+"/version", s.Version)
+			k.required(yamltree.Index(at+"/exported_from", j)+"/os", s.OS)
+			k.required(yamltree.Index(at+"/exported_from", j)+"/version", s.Version)
 		}
 	}
 	seen := map[string]bool{}
 	for i := range r.Addons {
-		at, a := index("/addons", i), &r.Addons[i]
+		at, a := yamltree.Index("/addons", i), &r.Addons[i]
 		k.required(at+"/name", a.Name)
 		k.unique(seen, at+"/name", a.Name, "the add-on")
 		jobs := map[string]bool{}
 		for j, job := range a.Jobs {
-			jat := index(at+"/jobs", j)
+			jat := yamltree.Index(at+"/jobs", j)
 			k.required(jat+"/name", job.Name)
 			k.unique(jobs, jat+"/name", job.Name, "the job in this add-on")
 			switch {
@@ -258,7 +259,7 @@ func checkRuntime(r *RuntimeConfig, unread func(string) bool) []kubefoundry.Fiel
 	}
 	seen = map[string]bool{}
 	for i, v := range r.Variables {
-		at := index("/variables", i)
+		at := yamltree.Index("/variables", i)
 		k.required(at+"/name", v.Name)
 		k.unique(seen, at+"/name", v.Name, "the variable")
 		switch v.Type {
@@ -278,11 +279,11 @@ func (k *checker) rule(at string, r *manifest.PlacementRule) {
 		return
 	}
 	for i, j := range r.Jobs {
-		k.required(index(at+"/jobs", i)+"/name", j.Name)
-		k.required(index(at+"/jobs", i)+"/release", j.Release)
+		k.required(yamltree.Index(at+"/jobs", i)+"/name", j.Name)
+		k.required(yamltree.Index(at+"/jobs", i)+"/release", j.Release)
 	}
 	for i, s := range r.Stemcell {
-		k.required(index(at+"/stemcell", i)+"/os", s.OS)
+		k.required(yamltree.Index(at+"/stemcell", i)+"/os", s.OS)
 	}
 	switch r.Lifecycle {
 	case "", manifest.LifecycleService, manifest.LifecycleErrand:

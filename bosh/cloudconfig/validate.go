@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/bosh/internal/yamltree"
 )
 
 // Validate checks a cloud config built or changed in Go by the rules
@@ -52,25 +53,25 @@ func checkCloud(c *CloudConfig, unread func(string) bool) []kubefoundry.FieldErr
 	k := newChecker(unread)
 	azs := map[string]bool{}
 	for i, az := range c.AZs {
-		at := index("/azs", i)
+		at := yamltree.Index("/azs", i)
 		k.required(at+"/name", az.Name)
 		k.unique(azs, at+"/name", az.Name, "the AZ")
 	}
 	seen := map[string]bool{}
 	for i, v := range c.VMTypes {
-		at := index("/vm_types", i)
+		at := yamltree.Index("/vm_types", i)
 		k.required(at+"/name", v.Name)
 		k.unique(seen, at+"/name", v.Name, "the VM type")
 	}
 	seen = map[string]bool{}
 	for i, v := range c.VMExtensions {
-		at := index("/vm_extensions", i)
+		at := yamltree.Index("/vm_extensions", i)
 		k.required(at+"/name", v.Name)
 		k.unique(seen, at+"/name", v.Name, "the VM extension")
 	}
 	seen = map[string]bool{}
 	for i, v := range c.DiskTypes {
-		at := index("/disk_types", i)
+		at := yamltree.Index("/disk_types", i)
 		k.required(at+"/name", v.Name)
 		k.unique(seen, at+"/name", v.Name, "the disk type")
 		switch {
@@ -85,7 +86,7 @@ func checkCloud(c *CloudConfig, unread func(string) bool) []kubefoundry.FieldErr
 	}
 	seen = map[string]bool{}
 	for i := range c.Networks {
-		at := index("/networks", i)
+		at := yamltree.Index("/networks", i)
 		k.required(at+"/name", c.Networks[i].Name)
 		k.unique(seen, at+"/name", c.Networks[i].Name, "the network")
 		k.network(at, &c.Networks[i], azs)
@@ -119,12 +120,12 @@ func (k *checker) network(at string, n *Network, azs map[string]bool) {
 		}
 		var ranges []indexed
 		for i := range n.Subnets {
-			if r := k.manualSubnet(index(at+"/subnets", i), &n.Subnets[i]); r.lo.IsValid() {
+			if r := k.manualSubnet(yamltree.Index(at+"/subnets", i), &n.Subnets[i]); r.lo.IsValid() {
 				ranges = append(ranges, indexed{r, i})
 			}
 		}
 		for _, o := range overlapping(ranges) {
-			k.add(index(at+"/subnets", o[0])+"/range", n.Subnets[o[0]].Range, "overlaps subnet %d (%s) of this network", o[1], n.Subnets[o[1]].Range)
+			k.add(yamltree.Index(at+"/subnets", o[0])+"/range", n.Subnets[o[0]].Range, "overlaps subnet %d (%s) of this network", o[1], n.Subnets[o[1]].Range)
 		}
 	case Dynamic:
 		if len(n.Subnets) > 0 {
@@ -133,7 +134,7 @@ func (k *checker) network(at string, n *Network, azs map[string]bool) {
 		}
 		k.addresses(at+"/dns", n.DNS)
 		for i := range n.Subnets {
-			sat, s := index(at+"/subnets", i), &n.Subnets[i]
+			sat, s := yamltree.Index(at+"/subnets", i), &n.Subnets[i]
 			for _, key := range []struct {
 				name string
 				set  bool
@@ -145,7 +146,7 @@ func (k *checker) network(at string, n *Network, azs map[string]bool) {
 	case VIP:
 		k.notOn(at, len(n.DNS) > 0, "dns", "a vip network has no dns")
 		for i := range n.Subnets {
-			sat, s := index(at+"/subnets", i), &n.Subnets[i]
+			sat, s := yamltree.Index(at+"/subnets", i), &n.Subnets[i]
 			for _, key := range []struct {
 				name string
 				set  bool
@@ -154,7 +155,7 @@ func (k *checker) network(at string, n *Network, azs map[string]bool) {
 			}
 			for j, e := range s.Static {
 				if _, err := parseSpan(e); err != nil {
-					k.add(index(sat+"/static", j), e, "%v", err)
+					k.add(yamltree.Index(sat+"/static", j), e, "%v", err)
 				}
 			}
 		}
@@ -167,7 +168,7 @@ func (k *checker) network(at string, n *Network, azs map[string]bool) {
 func (k *checker) addresses(at string, list []string) {
 	for i, a := range list {
 		if _, err := parseAddr(a); err != nil {
-			k.add(index(at, i), a, "%v", err)
+			k.add(yamltree.Index(at, i), a, "%v", err)
 		}
 	}
 }
@@ -216,9 +217,9 @@ func (k *checker) manualSubnet(at string, s *Subnet) span {
 		r, err := parseSpan(e)
 		switch {
 		case err != nil:
-			k.add(index(at+"/reserved", i), e, "%v", err)
+			k.add(yamltree.Index(at+"/reserved", i), e, "%v", err)
 		case !r.within(rng):
-			k.add(index(at+"/reserved", i), e, "is not inside the range %s", s.Range)
+			k.add(yamltree.Index(at+"/reserved", i), e, "is not inside the range %s", s.Range)
 		default:
 			restricted = append(restricted, indexed{r, len(names)})
 			names = append(names, "reserved "+e)
@@ -229,14 +230,14 @@ func (k *checker) manualSubnet(at string, s *Subnet) span {
 		r, err := parseSpan(e)
 		switch {
 		case err != nil:
-			k.add(index(at+"/static", i), e, "%v", err)
+			k.add(yamltree.Index(at+"/static", i), e, "%v", err)
 			continue
 		case !r.within(rng):
-			k.add(index(at+"/static", i), e, "is not inside the range %s", s.Range)
+			k.add(yamltree.Index(at+"/static", i), e, "is not inside the range %s", s.Range)
 			continue
 		}
 		if j, ok := never.overlap(r); ok {
-			k.add(index(at+"/static", i), e, "holds %s, which BOSH never assigns", names[j])
+			k.add(yamltree.Index(at+"/static", i), e, "holds %s, which BOSH never assigns", names[j])
 		}
 	}
 	return rng
@@ -246,7 +247,7 @@ func (k *checker) manualSubnet(at string, s *Subnet) span {
 func (k *checker) subnetZones(at string, n *Network, azs map[string]bool) {
 	first := -1 // the first subnet with AZs
 	for i := range n.Subnets {
-		sat, s := index(at+"/subnets", i), &n.Subnets[i]
+		sat, s := yamltree.Index(at+"/subnets", i), &n.Subnets[i]
 		switch {
 		case s.AZ != "" && s.AZs != nil:
 			k.add(sat+"/azs", "", "az and azs are both set: choose one")
@@ -258,7 +259,7 @@ func (k *checker) subnetZones(at string, n *Network, azs map[string]bool) {
 		}
 		for j, z := range s.AZs {
 			if z != "" && !azs[z] {
-				k.add(index(sat+"/azs", j), z, "is not an AZ in azs")
+				k.add(yamltree.Index(sat+"/azs", j), z, "is not an AZ in azs")
 			}
 		}
 		if first < 0 && len(s.Zones()) > 0 {
@@ -269,7 +270,7 @@ func (k *checker) subnetZones(at string, n *Network, azs map[string]bool) {
 		return
 	}
 	for i := range n.Subnets {
-		sat := index(at+"/subnets", i)
+		sat := yamltree.Index(at+"/subnets", i)
 		if s := &n.Subnets[i]; s.AZ == "" && s.AZs == nil && !k.unread(sat+"/az") && !k.unread(sat+"/azs") && !k.unread(sat) {
 			k.add(sat, "", "has no az while subnet %d has: a network's subnets all have AZs or none has", first)
 		}
@@ -335,9 +336,9 @@ func (k *checker) compilation(c *CloudConfig) {
 	for i, e := range cp.VMExtensions {
 		switch {
 		case !exts[e]:
-			k.add(index(at+"/vm_extensions", i), e, "is not a VM extension in vm_extensions")
+			k.add(yamltree.Index(at+"/vm_extensions", i), e, "is not a VM extension in vm_extensions")
 		case cp.VMType == "":
-			k.add(index(at+"/vm_extensions", i), e, "VM extensions need a vm_type")
+			k.add(yamltree.Index(at+"/vm_extensions", i), e, "VM extensions need a vm_type")
 		}
 	}
 }

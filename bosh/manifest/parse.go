@@ -1,10 +1,7 @@
 package manifest
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +9,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/bosh/internal/yamltree"
 )
 
 // Limits on what Parse reads, so that hostile input costs bounded time
@@ -41,10 +39,10 @@ func Parse(data []byte) (*Manifest, error) {
 		return nil, &kubefoundry.ValidationError{Object: object, Problems: []kubefoundry.FieldError{{
 			Field: "/", Value: strconv.Itoa(len(data)) + " bytes", Reason: fmt.Sprintf("a manifest is at most %d bytes", MaxSize)}}}
 	}
-	root, err := document(data)
+	root, err := yamltree.Document(data, "a manifest")
 	if err != nil {
 		return nil, &kubefoundry.ValidationError{Object: object, Problems: []kubefoundry.FieldError{{
-			Field: "/", Reason: err.Error(), Line: yamlErrorLine(err.Error())}}}
+			Field: "/", Reason: err.Error(), Line: yamltree.ErrorLine(err.Error())}}}
 	}
 	return parseRoot(root, len(data)+maxAliasNodes)
 }
@@ -85,47 +83,6 @@ func parseRoot(root *yaml.Node, budget int) (*Manifest, error) {
 	return m, nil
 }
 
-// document reads the one YAML document of data.
-func document(data []byte) (*yaml.Node, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("the document is empty")
-		}
-		return nil, notYAML(err)
-	}
-	var more yaml.Node
-	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
-		if err != nil {
-			return nil, notYAML(err)
-		}
-		return nil, fmt.Errorf("a manifest is one YAML document, and another starts at line %d", more.Line)
-	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
-		return nil, errors.New("the document is empty")
-	}
-	return doc.Content[0], nil
-}
-
-func notYAML(err error) error {
-	return errors.New("not YAML: " + strings.TrimPrefix(err.Error(), "yaml: "))
-}
-
-// yamlErrorLine finds "line N" in a YAML syntax error.
-func yamlErrorLine(msg string) int {
-	_, rest, ok := strings.Cut(msg, "line ")
-	if !ok {
-		return 0
-	}
-	end := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
-	if end < 0 {
-		end = len(rest)
-	}
-	n, _ := strconv.Atoi(rest[:end])
-	return n
-}
-
 // decoder walks the YAML node tree into a Manifest. Paths are ops-file
 // paths with indexes for sequence elements (/instance_groups/1/jobs/0);
 // finish turns them into name= selectors.
@@ -151,7 +108,7 @@ func (d *decoder) fail(path string, n *yaml.Node, value, format string, args ...
 	case n != nil:
 		line = n.Line
 	default:
-		line = lineOf(d.lines, path)
+		line = yamltree.LineOf(d.lines, path)
 	}
 	d.failAt(path, line, value, format, args...)
 }
@@ -194,43 +151,6 @@ func (d *decoder) resolve(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-func isNull(n *yaml.Node) bool {
-	return n == nil || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null")
-}
-
-// kind names a node's kind for messages.
-func kind(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.AliasNode:
-		return "an alias"
-	}
-	switch n.ShortTag() {
-	case "!!bool":
-		return "a boolean"
-	case "!!int":
-		return "an integer"
-	case "!!float":
-		return "a number"
-	case "!!null":
-		return "null"
-	}
-	return "a string"
-}
-
-// join appends a key or index to a path, escaping it as ops-file paths do.
-func join(path, token string) string {
-	if strings.ContainsAny(token, "~/") {
-		token = strings.NewReplacer("~", "~0", "/", "~1").Replace(token)
-	}
-	return path + "/" + token
-}
-
-func index(path string, i int) string { return path + "/" + strconv.Itoa(i) }
-
 type pair struct{ key, val *yaml.Node }
 
 // pairs returns the key/value pairs of a mapping with merge keys (<<)
@@ -256,11 +176,11 @@ func (d *decoder) pairs(path string, n *yaml.Node, depth int) []pair {
 			k = k.Alias
 		}
 		if k.Kind != yaml.ScalarNode {
-			d.failAt(path, k.Line, "", "keys must be strings, not %s", kind(k))
+			d.failAt(path, k.Line, "", "keys must be strings, not %s", yamltree.Kind(k))
 			continue
 		}
 		if first, dup := seen[k.Value]; dup {
-			d.failAt(join(path, k.Value), k.Line, "", "defined twice (first at line %d)", first)
+			d.failAt(yamltree.Join(path, k.Value), k.Line, "", "defined twice (first at line %d)", first)
 			continue
 		}
 		seen[k.Value] = k.Line
@@ -311,17 +231,17 @@ func (d *decoder) merge(path string, v *yaml.Node, depth int) []pair {
 // mapping. ok is false when n is not a mapping.
 func (d *decoder) fields(path string, n *yaml.Node, depth int, known ...string) (map[string]*yaml.Node, bool) {
 	n = d.resolve(n)
-	if isNull(n) {
+	if yamltree.IsNull(n) {
 		return map[string]*yaml.Node{}, n != nil
 	}
 	if n.Kind != yaml.MappingNode {
-		d.fail(path, n, "", "must be a mapping, not %s", kind(n))
+		d.fail(path, n, "", "must be a mapping, not %s", yamltree.Kind(n))
 		return nil, false
 	}
 	out := map[string]*yaml.Node{}
 	for _, p := range d.pairs(path, n, depth) {
 		key := p.key.Value
-		at := join(path, key)
+		at := yamltree.Join(path, key)
 		if !slices.Contains(known, key) {
 			d.failAt(at, p.key.Line, "", "unknown key %q%s", key, unknownHint(path, key))
 			continue
@@ -349,11 +269,11 @@ func unknownHint(path, key string) string {
 // version: 3147 as "3147"). Null is "".
 func (d *decoder) str(path string, n *yaml.Node) string {
 	n = d.resolve(n)
-	if isNull(n) {
+	if yamltree.IsNull(n) {
 		return ""
 	}
 	if n.Kind != yaml.ScalarNode || n.ShortTag() == "!!bool" {
-		d.fail(path, n, "", "must be a string, not %s", kind(n))
+		d.fail(path, n, "", "must be a string, not %s", yamltree.Kind(n))
 		return ""
 	}
 	return n.Value
@@ -366,7 +286,7 @@ func (d *decoder) integer(path string, n *yaml.Node) (int, bool) {
 		return 0, false
 	}
 	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
-		d.fail(path, n, shortValue(n), "must be an integer, not %s", kind(n))
+		d.fail(path, n, shortValue(n), "must be an integer, not %s", yamltree.Kind(n))
 		return 0, false
 	}
 	var v int
@@ -380,12 +300,12 @@ func (d *decoder) integer(path string, n *yaml.Node) (int, bool) {
 // boolean reads true or false; null is nil.
 func (d *decoder) boolean(path string, n *yaml.Node) *bool {
 	n = d.resolve(n)
-	if isNull(n) {
+	if yamltree.IsNull(n) {
 		return nil
 	}
 	var b bool
 	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&b) != nil {
-		d.fail(path, n, shortValue(n), "must be true or false, not %s", kind(n))
+		d.fail(path, n, shortValue(n), "must be true or false, not %s", yamltree.Kind(n))
 		return nil
 	}
 	return &b
@@ -394,15 +314,15 @@ func (d *decoder) boolean(path string, n *yaml.Node) *bool {
 // list reads a sequence, recording each element's line; null is nil.
 func (d *decoder) list(path string, n *yaml.Node) []*yaml.Node {
 	n = d.resolve(n)
-	if isNull(n) {
+	if yamltree.IsNull(n) {
 		return nil
 	}
 	if n.Kind != yaml.SequenceNode {
-		d.fail(path, n, "", "must be a list, not %s", kind(n))
+		d.fail(path, n, "", "must be a list, not %s", yamltree.Kind(n))
 		return nil
 	}
 	for i, e := range n.Content {
-		d.lines[index(path, i)] = e.Line
+		d.lines[yamltree.Index(path, i)] = e.Line
 	}
 	return n.Content
 }
@@ -412,7 +332,7 @@ func (d *decoder) list(path string, n *yaml.Node) []*yaml.Node {
 func (d *decoder) strs(path string, n *yaml.Node) []string {
 	var out []string
 	for i, e := range d.list(path, n) {
-		out = append(out, d.str(index(path, i), e))
+		out = append(out, d.str(yamltree.Index(path, i), e))
 	}
 	return out
 }
@@ -439,7 +359,7 @@ func (d *decoder) freeMap(path string, n *yaml.Node, depth int) Map {
 		return nil
 	}
 	if n.Kind != yaml.MappingNode {
-		d.fail(path, n, "", "must be a mapping, not %s", kind(n))
+		d.fail(path, n, "", "must be a mapping, not %s", yamltree.Kind(n))
 		return nil
 	}
 	v, _ := d.value(path, n, depth).(map[string]any)
@@ -464,48 +384,19 @@ func (d *decoder) value(path string, n *yaml.Node, depth int) any {
 	case yaml.MappingNode:
 		m := make(map[string]any, len(n.Content)/2)
 		for _, p := range d.pairs(path, n, depth) {
-			m[p.key.Value] = d.value(join(path, p.key.Value), p.val, depth+1)
+			m[p.key.Value] = d.value(yamltree.Join(path, p.key.Value), p.val, depth+1)
 		}
 		return m
 	case yaml.SequenceNode:
 		s := make([]any, len(n.Content))
 		for i, e := range n.Content {
-			s[i] = d.value(index(path, i), e, depth+1)
+			s[i] = d.value(yamltree.Index(path, i), e, depth+1)
 		}
 		return s
 	case yaml.ScalarNode:
-		return scalar(n)
+		return yamltree.Scalar(n)
 	}
 	return nil
-}
-
-// scalar converts a scalar by its tag; anything unusual (timestamps,
-// binary, local tags) stays the string it was written as.
-func scalar(n *yaml.Node) any {
-	switch n.ShortTag() {
-	case "!!null":
-		return nil
-	case "!!bool":
-		var b bool
-		if n.Decode(&b) == nil {
-			return b
-		}
-	case "!!int":
-		var i int
-		if n.Decode(&i) == nil {
-			return i
-		}
-		var u uint64
-		if n.Decode(&u) == nil {
-			return u
-		}
-	case "!!float":
-		var f float64
-		if n.Decode(&f) == nil {
-			return f
-		}
-	}
-	return n.Value
 }
 
 // manifest reads the root mapping.
@@ -524,23 +415,23 @@ func (d *decoder) manifest(root *yaml.Node) *Manifest {
 		m.Features = d.features("/features", n)
 	}
 	for i, e := range d.list("/releases", f["releases"]) {
-		m.Releases = append(m.Releases, d.release(index("/releases", i), e))
+		m.Releases = append(m.Releases, d.release(yamltree.Index("/releases", i), e))
 	}
 	for i, e := range d.list("/stemcells", f["stemcells"]) {
-		m.Stemcells = append(m.Stemcells, d.stemcell(index("/stemcells", i), e))
+		m.Stemcells = append(m.Stemcells, d.stemcell(yamltree.Index("/stemcells", i), e))
 	}
 	if n, ok := f["update"]; ok {
 		m.Update = d.update("/update", n)
 	}
 	for i, e := range d.list("/instance_groups", f["instance_groups"]) {
-		m.InstanceGroups = append(m.InstanceGroups, d.instanceGroup(index("/instance_groups", i), e))
+		m.InstanceGroups = append(m.InstanceGroups, d.instanceGroup(yamltree.Index("/instance_groups", i), e))
 	}
 	for i, e := range d.list("/addons", f["addons"]) {
-		m.Addons = append(m.Addons, d.addon(index("/addons", i), e))
+		m.Addons = append(m.Addons, d.addon(yamltree.Index("/addons", i), e))
 	}
 	m.Properties = d.freeMap("/properties", f["properties"], 1)
 	for i, e := range d.list("/variables", f["variables"]) {
-		m.Variables = append(m.Variables, d.variable(index("/variables", i), e))
+		m.Variables = append(m.Variables, d.variable(yamltree.Index("/variables", i), e))
 	}
 	m.Tags = d.tags("/tags", f["tags"])
 	return m
@@ -548,11 +439,11 @@ func (d *decoder) manifest(root *yaml.Node) *Manifest {
 
 func (d *decoder) features(path string, n *yaml.Node) *Features {
 	n = d.resolve(n)
-	if isNull(n) {
+	if yamltree.IsNull(n) {
 		return &Features{}
 	}
 	if n.Kind != yaml.MappingNode {
-		d.fail(path, n, "", "must be a mapping, not %s", kind(n))
+		d.fail(path, n, "", "must be a mapping, not %s", yamltree.Kind(n))
 		return nil
 	}
 	f := &Features{}
@@ -565,7 +456,7 @@ func (d *decoder) features(path string, n *yaml.Node) *Features {
 		"use_tmpfs_config":        &f.UseTmpfsConfig,
 	}
 	for _, p := range d.pairs(path, n, 1) {
-		at := join(path, p.key.Value)
+		at := yamltree.Join(path, p.key.Value)
 		d.lines[at] = p.key.Line
 		if field, ok := known[p.key.Value]; ok {
 			*field = d.boolean(at, p.val)
@@ -585,17 +476,17 @@ func (d *decoder) release(path string, n *yaml.Node) Release {
 	if !ok {
 		return r
 	}
-	r.Name = d.str(join(path, "name"), f["name"])
-	r.Version = d.str(join(path, "version"), f["version"])
-	r.URL = d.str(join(path, "url"), f["url"])
-	r.SHA1 = d.str(join(path, "sha1"), f["sha1"])
+	r.Name = d.str(yamltree.Join(path, "name"), f["name"])
+	r.Version = d.str(yamltree.Join(path, "version"), f["version"])
+	r.URL = d.str(yamltree.Join(path, "url"), f["url"])
+	r.SHA1 = d.str(yamltree.Join(path, "sha1"), f["sha1"])
 	if s, ok := f["stemcell"]; ok {
-		rs := d.releaseStemcell(join(path, "stemcell"), s)
+		rs := d.releaseStemcell(yamltree.Join(path, "stemcell"), s)
 		r.Stemcell = &rs
 	}
-	at := join(path, "exported_from")
+	at := yamltree.Join(path, "exported_from")
 	for i, e := range d.list(at, f["exported_from"]) {
-		r.ExportedFrom = append(r.ExportedFrom, d.releaseStemcell(index(at, i), e))
+		r.ExportedFrom = append(r.ExportedFrom, d.releaseStemcell(yamltree.Index(at, i), e))
 	}
 	return r
 }
@@ -603,8 +494,8 @@ func (d *decoder) release(path string, n *yaml.Node) Release {
 func (d *decoder) releaseStemcell(path string, n *yaml.Node) ReleaseStemcell {
 	var s ReleaseStemcell
 	if f, ok := d.fields(path, n, 2, "os", "version"); ok {
-		s.OS = d.str(join(path, "os"), f["os"])
-		s.Version = d.str(join(path, "version"), f["version"])
+		s.OS = d.str(yamltree.Join(path, "os"), f["os"])
+		s.Version = d.str(yamltree.Join(path, "version"), f["version"])
 	}
 	return s
 }
@@ -615,10 +506,10 @@ func (d *decoder) stemcell(path string, n *yaml.Node) Stemcell {
 	if !ok {
 		return s
 	}
-	s.Alias = d.str(join(path, "alias"), f["alias"])
-	s.OS = d.str(join(path, "os"), f["os"])
-	s.Name = d.str(join(path, "name"), f["name"])
-	s.Version = d.str(join(path, "version"), f["version"])
+	s.Alias = d.str(yamltree.Join(path, "alias"), f["alias"])
+	s.OS = d.str(yamltree.Join(path, "os"), f["os"])
+	s.Name = d.str(yamltree.Join(path, "name"), f["name"])
+	s.Version = d.str(yamltree.Join(path, "version"), f["version"])
 	return s
 }
 
@@ -629,13 +520,13 @@ func (d *decoder) update(path string, n *yaml.Node) *Update {
 	if !ok {
 		return u
 	}
-	u.Canaries = Canaries{d.amount(join(path, "canaries"), f["canaries"])}
-	u.MaxInFlight = MaxInFlight{d.amount(join(path, "max_in_flight"), f["max_in_flight"])}
-	u.CanaryWatchTime = d.watchTime(join(path, "canary_watch_time"), f["canary_watch_time"])
-	u.UpdateWatchTime = d.watchTime(join(path, "update_watch_time"), f["update_watch_time"])
-	u.Serial = d.boolean(join(path, "serial"), f["serial"])
-	u.VMStrategy = VMStrategy(d.str(join(path, "vm_strategy"), f["vm_strategy"]))
-	u.InitialDeployAZUpdateStrategy = d.str(join(path, "initial_deploy_az_update_strategy"), f["initial_deploy_az_update_strategy"])
+	u.Canaries = Canaries{d.amount(yamltree.Join(path, "canaries"), f["canaries"])}
+	u.MaxInFlight = MaxInFlight{d.amount(yamltree.Join(path, "max_in_flight"), f["max_in_flight"])}
+	u.CanaryWatchTime = d.watchTime(yamltree.Join(path, "canary_watch_time"), f["canary_watch_time"])
+	u.UpdateWatchTime = d.watchTime(yamltree.Join(path, "update_watch_time"), f["update_watch_time"])
+	u.Serial = d.boolean(yamltree.Join(path, "serial"), f["serial"])
+	u.VMStrategy = VMStrategy(d.str(yamltree.Join(path, "vm_strategy"), f["vm_strategy"]))
+	u.InitialDeployAZUpdateStrategy = d.str(yamltree.Join(path, "initial_deploy_az_update_strategy"), f["initial_deploy_az_update_strategy"])
 	return u
 }
 
@@ -643,11 +534,11 @@ func (d *decoder) update(path string, n *yaml.Node) *Update {
 // key is absent, null or not such a scalar.
 func (d *decoder) text(path string, n *yaml.Node) (*yaml.Node, bool) {
 	n = d.resolve(n)
-	if isNull(n) {
+	if yamltree.IsNull(n) {
 		return nil, false
 	}
 	if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!str") {
-		d.fail(path, n, shortValue(n), "must be an integer or a string, not %s", kind(n))
+		d.fail(path, n, shortValue(n), "must be an integer or a string, not %s", yamltree.Kind(n))
 		return nil, false
 	}
 	return n, true
@@ -685,60 +576,60 @@ func (d *decoder) instanceGroup(path string, n *yaml.Node) InstanceGroup {
 	if !ok {
 		return g
 	}
-	g.Name = d.str(join(path, "name"), f["name"])
-	g.Lifecycle = Lifecycle(d.str(join(path, "lifecycle"), f["lifecycle"]))
-	g.AZs = d.strs(join(path, "azs"), f["azs"])
-	if v, ok := f["instances"]; ok && !isNull(d.resolve(v)) {
-		g.Instances, _ = d.integer(join(path, "instances"), v)
+	g.Name = d.str(yamltree.Join(path, "name"), f["name"])
+	g.Lifecycle = Lifecycle(d.str(yamltree.Join(path, "lifecycle"), f["lifecycle"]))
+	g.AZs = d.strs(yamltree.Join(path, "azs"), f["azs"])
+	if v, ok := f["instances"]; ok && !yamltree.IsNull(d.resolve(v)) {
+		g.Instances, _ = d.integer(yamltree.Join(path, "instances"), v)
 	} else {
-		d.fail(join(path, "instances"), nil, "", "is required")
+		d.fail(yamltree.Join(path, "instances"), nil, "", "is required")
 	}
-	at := join(path, "jobs")
-	if v, ok := f["jobs"]; !ok || isNull(d.resolve(v)) {
+	at := yamltree.Join(path, "jobs")
+	if v, ok := f["jobs"]; !ok || yamltree.IsNull(d.resolve(v)) {
 		d.fail(at, nil, "", "is required (a list of jobs, [] for none)")
 	}
 	for i, e := range d.list(at, f["jobs"]) {
-		g.Jobs = append(g.Jobs, d.job(index(at, i), e))
+		g.Jobs = append(g.Jobs, d.job(yamltree.Index(at, i), e))
 	}
-	g.VMType = d.str(join(path, "vm_type"), f["vm_type"])
-	if v, ok := f["vm_resources"]; ok && !isNull(d.resolve(v)) {
-		g.VMResources = d.vmResources(join(path, "vm_resources"), v)
+	g.VMType = d.str(yamltree.Join(path, "vm_type"), f["vm_type"])
+	if v, ok := f["vm_resources"]; ok && !yamltree.IsNull(d.resolve(v)) {
+		g.VMResources = d.vmResources(yamltree.Join(path, "vm_resources"), v)
 	}
-	g.VMExtensions = d.strs(join(path, "vm_extensions"), f["vm_extensions"])
-	g.Stemcell = d.str(join(path, "stemcell"), f["stemcell"])
-	if v, ok := f["persistent_disk"]; ok && !isNull(d.resolve(v)) {
-		if size, ok := d.integer(join(path, "persistent_disk"), v); ok {
+	g.VMExtensions = d.strs(yamltree.Join(path, "vm_extensions"), f["vm_extensions"])
+	g.Stemcell = d.str(yamltree.Join(path, "stemcell"), f["stemcell"])
+	if v, ok := f["persistent_disk"]; ok && !yamltree.IsNull(d.resolve(v)) {
+		if size, ok := d.integer(yamltree.Join(path, "persistent_disk"), v); ok {
 			g.PersistentDisk = &size
 		}
 	}
-	g.PersistentDiskType = d.str(join(path, "persistent_disk_type"), f["persistent_disk_type"])
-	at = join(path, "persistent_disks")
+	g.PersistentDiskType = d.str(yamltree.Join(path, "persistent_disk_type"), f["persistent_disk_type"])
+	at = yamltree.Join(path, "persistent_disks")
 	for i, e := range d.list(at, f["persistent_disks"]) {
 		var pd PersistentDisk
-		if pf, ok := d.fields(index(at, i), e, 2, "name", "type"); ok {
-			pd.Name = d.str(join(index(at, i), "name"), pf["name"])
-			pd.Type = d.str(join(index(at, i), "type"), pf["type"])
+		if pf, ok := d.fields(yamltree.Index(at, i), e, 2, "name", "type"); ok {
+			pd.Name = d.str(yamltree.Join(yamltree.Index(at, i), "name"), pf["name"])
+			pd.Type = d.str(yamltree.Join(yamltree.Index(at, i), "type"), pf["type"])
 		}
 		g.PersistentDisks = append(g.PersistentDisks, pd)
 	}
-	at = join(path, "networks")
+	at = yamltree.Join(path, "networks")
 	for i, e := range d.list(at, f["networks"]) {
-		g.Networks = append(g.Networks, d.network(index(at, i), e))
+		g.Networks = append(g.Networks, d.network(yamltree.Index(at, i), e))
 	}
-	if v, ok := f["update"]; ok && !isNull(d.resolve(v)) {
-		g.Update = d.update(join(path, "update"), v)
+	if v, ok := f["update"]; ok && !yamltree.IsNull(d.resolve(v)) {
+		g.Update = d.update(yamltree.Join(path, "update"), v)
 	}
-	at = join(path, "migrated_from")
+	at = yamltree.Join(path, "migrated_from")
 	for i, e := range d.list(at, f["migrated_from"]) {
 		var mf MigratedFrom
-		if mff, ok := d.fields(index(at, i), e, 2, "name", "az"); ok {
-			mf.Name = d.str(join(index(at, i), "name"), mff["name"])
-			mf.AZ = d.str(join(index(at, i), "az"), mff["az"])
+		if mff, ok := d.fields(yamltree.Index(at, i), e, 2, "name", "az"); ok {
+			mf.Name = d.str(yamltree.Join(yamltree.Index(at, i), "name"), mff["name"])
+			mf.AZ = d.str(yamltree.Join(yamltree.Index(at, i), "az"), mff["az"])
 		}
 		g.MigratedFrom = append(g.MigratedFrom, mf)
 	}
-	g.Env = d.freeMap(join(path, "env"), f["env"], 2)
-	g.Properties = d.freeMap(join(path, "properties"), f["properties"], 2)
+	g.Env = d.freeMap(yamltree.Join(path, "env"), f["env"], 2)
+	g.Properties = d.freeMap(yamltree.Join(path, "properties"), f["properties"], 2)
 	return g
 }
 
@@ -748,9 +639,9 @@ func (d *decoder) vmResources(path string, n *yaml.Node) *VMResources {
 	if !ok {
 		return r
 	}
-	r.CPU, _ = d.integer(join(path, "cpu"), f["cpu"])
-	r.RAM, _ = d.integer(join(path, "ram"), f["ram"])
-	r.EphemeralDiskSize, _ = d.integer(join(path, "ephemeral_disk_size"), f["ephemeral_disk_size"])
+	r.CPU, _ = d.integer(yamltree.Join(path, "cpu"), f["cpu"])
+	r.RAM, _ = d.integer(yamltree.Join(path, "ram"), f["ram"])
+	r.EphemeralDiskSize, _ = d.integer(yamltree.Join(path, "ephemeral_disk_size"), f["ephemeral_disk_size"])
 	return r
 }
 
@@ -760,21 +651,21 @@ func (d *decoder) job(path string, n *yaml.Node) Job {
 	if !ok {
 		return j
 	}
-	j.Name = d.str(join(path, "name"), f["name"])
-	j.Release = d.str(join(path, "release"), f["release"])
-	j.Consumes = d.freeMap(join(path, "consumes"), f["consumes"], 3)
-	j.Provides = d.freeMap(join(path, "provides"), f["provides"], 3)
-	at := join(path, "custom_provider_definitions")
+	j.Name = d.str(yamltree.Join(path, "name"), f["name"])
+	j.Release = d.str(yamltree.Join(path, "release"), f["release"])
+	j.Consumes = d.freeMap(yamltree.Join(path, "consumes"), f["consumes"], 3)
+	j.Provides = d.freeMap(yamltree.Join(path, "provides"), f["provides"], 3)
+	at := yamltree.Join(path, "custom_provider_definitions")
 	for i, e := range d.list(at, f["custom_provider_definitions"]) {
 		var c CustomProvider
-		if cf, ok := d.fields(index(at, i), e, 3, "name", "type", "properties"); ok {
-			c.Name = d.str(join(index(at, i), "name"), cf["name"])
-			c.Type = d.str(join(index(at, i), "type"), cf["type"])
-			c.Properties = d.strs(join(index(at, i), "properties"), cf["properties"])
+		if cf, ok := d.fields(yamltree.Index(at, i), e, 3, "name", "type", "properties"); ok {
+			c.Name = d.str(yamltree.Join(yamltree.Index(at, i), "name"), cf["name"])
+			c.Type = d.str(yamltree.Join(yamltree.Index(at, i), "type"), cf["type"])
+			c.Properties = d.strs(yamltree.Join(yamltree.Index(at, i), "properties"), cf["properties"])
 		}
 		j.CustomProviderDefinitions = append(j.CustomProviderDefinitions, c)
 	}
-	j.Properties = d.freeMap(join(path, "properties"), f["properties"], 3)
+	j.Properties = d.freeMap(yamltree.Join(path, "properties"), f["properties"], 3)
 	return j
 }
 
@@ -784,15 +675,15 @@ func (d *decoder) network(path string, n *yaml.Node) Network {
 	if !ok {
 		return nw
 	}
-	nw.Name = d.str(join(path, "name"), f["name"])
+	nw.Name = d.str(yamltree.Join(path, "name"), f["name"])
 	// static_ips is a list, or one string (BOSH takes either).
-	at := join(path, "static_ips")
-	if v := d.resolve(f["static_ips"]); v != nil && v.Kind == yaml.ScalarNode && !isNull(v) {
+	at := yamltree.Join(path, "static_ips")
+	if v := d.resolve(f["static_ips"]); v != nil && v.Kind == yaml.ScalarNode && !yamltree.IsNull(v) {
 		nw.StaticIPs = []string{d.str(at, v)}
 	} else {
 		nw.StaticIPs = d.strs(at, f["static_ips"])
 	}
-	nw.Default = d.strs(join(path, "default"), f["default"])
+	nw.Default = d.strs(yamltree.Join(path, "default"), f["default"])
 	return nw
 }
 
@@ -802,17 +693,17 @@ func (d *decoder) addon(path string, n *yaml.Node) Addon {
 	if !ok {
 		return a
 	}
-	a.Name = d.str(join(path, "name"), f["name"])
-	at := join(path, "jobs")
+	a.Name = d.str(yamltree.Join(path, "name"), f["name"])
+	at := yamltree.Join(path, "jobs")
 	for i, e := range d.list(at, f["jobs"]) {
-		a.Jobs = append(a.Jobs, d.job(index(at, i), e))
+		a.Jobs = append(a.Jobs, d.job(yamltree.Index(at, i), e))
 	}
-	a.Properties = d.freeMap(join(path, "properties"), f["properties"], 2)
-	if v, ok := f["include"]; ok && !isNull(d.resolve(v)) {
-		a.Include = d.rule(join(path, "include"), v)
+	a.Properties = d.freeMap(yamltree.Join(path, "properties"), f["properties"], 2)
+	if v, ok := f["include"]; ok && !yamltree.IsNull(d.resolve(v)) {
+		a.Include = d.rule(yamltree.Join(path, "include"), v)
 	}
-	if v, ok := f["exclude"]; ok && !isNull(d.resolve(v)) {
-		a.Exclude = d.rule(join(path, "exclude"), v)
+	if v, ok := f["exclude"]; ok && !yamltree.IsNull(d.resolve(v)) {
+		a.Exclude = d.rule(yamltree.Join(path, "exclude"), v)
 	}
 	return a
 }
@@ -823,29 +714,29 @@ func (d *decoder) rule(path string, n *yaml.Node) *PlacementRule {
 	if !ok {
 		return r
 	}
-	r.Deployments = d.strs(join(path, "deployments"), f["deployments"])
-	at := join(path, "jobs")
+	r.Deployments = d.strs(yamltree.Join(path, "deployments"), f["deployments"])
+	at := yamltree.Join(path, "jobs")
 	for i, e := range d.list(at, f["jobs"]) {
 		var j JobRef
-		if jf, ok := d.fields(index(at, i), e, 3, "name", "release"); ok {
-			j.Name = d.str(join(index(at, i), "name"), jf["name"])
-			j.Release = d.str(join(index(at, i), "release"), jf["release"])
+		if jf, ok := d.fields(yamltree.Index(at, i), e, 3, "name", "release"); ok {
+			j.Name = d.str(yamltree.Join(yamltree.Index(at, i), "name"), jf["name"])
+			j.Release = d.str(yamltree.Join(yamltree.Index(at, i), "release"), jf["release"])
 		}
 		r.Jobs = append(r.Jobs, j)
 	}
-	r.InstanceGroups = d.strs(join(path, "instance_groups"), f["instance_groups"])
-	at = join(path, "stemcell")
+	r.InstanceGroups = d.strs(yamltree.Join(path, "instance_groups"), f["instance_groups"])
+	at = yamltree.Join(path, "stemcell")
 	for i, e := range d.list(at, f["stemcell"]) {
 		var s StemcellRule
-		if sf, ok := d.fields(index(at, i), e, 3, "os"); ok {
-			s.OS = d.str(join(index(at, i), "os"), sf["os"])
+		if sf, ok := d.fields(yamltree.Index(at, i), e, 3, "os"); ok {
+			s.OS = d.str(yamltree.Join(yamltree.Index(at, i), "os"), sf["os"])
 		}
 		r.Stemcell = append(r.Stemcell, s)
 	}
-	r.Networks = d.strs(join(path, "networks"), f["networks"])
-	r.Teams = d.strs(join(path, "teams"), f["teams"])
-	r.AZs = d.strs(join(path, "azs"), f["azs"])
-	r.Lifecycle = Lifecycle(d.str(join(path, "lifecycle"), f["lifecycle"]))
+	r.Networks = d.strs(yamltree.Join(path, "networks"), f["networks"])
+	r.Teams = d.strs(yamltree.Join(path, "teams"), f["teams"])
+	r.AZs = d.strs(yamltree.Join(path, "azs"), f["azs"])
+	r.Lifecycle = Lifecycle(d.str(yamltree.Join(path, "lifecycle"), f["lifecycle"]))
 	return r
 }
 
@@ -855,32 +746,32 @@ func (d *decoder) variable(path string, n *yaml.Node) Variable {
 	if !ok {
 		return v
 	}
-	v.Name = d.str(join(path, "name"), f["name"])
-	v.Type = VariableType(d.str(join(path, "type"), f["type"]))
-	v.Options = d.freeMap(join(path, "options"), f["options"], 2)
-	v.Consumes = d.freeMap(join(path, "consumes"), f["consumes"], 2)
-	v.UpdateMode = d.str(join(path, "update_mode"), f["update_mode"])
+	v.Name = d.str(yamltree.Join(path, "name"), f["name"])
+	v.Type = VariableType(d.str(yamltree.Join(path, "type"), f["type"]))
+	v.Options = d.freeMap(yamltree.Join(path, "options"), f["options"], 2)
+	v.Consumes = d.freeMap(yamltree.Join(path, "consumes"), f["consumes"], 2)
+	v.UpdateMode = d.str(yamltree.Join(path, "update_mode"), f["update_mode"])
 	return v
 }
 
 // tags reads a mapping of strings to strings.
 func (d *decoder) tags(path string, n *yaml.Node) map[string]string {
 	n = d.resolve(n)
-	if isNull(n) {
+	if yamltree.IsNull(n) {
 		return nil
 	}
 	if n.Kind != yaml.MappingNode {
-		d.fail(path, n, "", "must be a mapping of strings, not %s", kind(n))
+		d.fail(path, n, "", "must be a mapping of strings, not %s", yamltree.Kind(n))
 		return nil
 	}
 	var out map[string]string
 	for _, p := range d.pairs(path, n, 1) {
-		at := join(path, p.key.Value)
+		at := yamltree.Join(path, p.key.Value)
 		d.lines[at] = p.key.Line
 		v := d.resolve(p.val)
-		if v == nil || v.Kind != yaml.ScalarNode || isNull(v) || v.ShortTag() == "!!bool" {
+		if v == nil || v.Kind != yaml.ScalarNode || yamltree.IsNull(v) || v.ShortTag() == "!!bool" {
 			if v != nil {
-				d.fail(at, v, "", "a tag's value must be a string, not %s", kind(v))
+				d.fail(at, v, "", "a tag's value must be a string, not %s", yamltree.Kind(v))
 			}
 			continue
 		}

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/bosh/internal/yamltree"
 )
 
 // Validate checks a manifest built or changed in Go by the rules Parse
@@ -37,7 +38,7 @@ func finish(m *Manifest, probs []kubefoundry.FieldError, lines map[string]int) e
 	for i := range probs {
 		p := &probs[i]
 		if p.Line == 0 && lines != nil {
-			p.Line = lineOf(lines, p.Field)
+			p.Line = yamltree.LineOf(lines, p.Field)
 		}
 		p.Field = pretty(p.Field, sel)
 		if p.Field == "" {
@@ -46,20 +47,6 @@ func finish(m *Manifest, probs []kubefoundry.FieldError, lines map[string]int) e
 	}
 	sort.SliceStable(probs, func(i, j int) bool { return probs[i].Line < probs[j].Line })
 	return &kubefoundry.ValidationError{Object: object, Problems: probs}
-}
-
-// lineOf is the line of path, or of its nearest parent with one.
-func lineOf(lines map[string]int, path string) int {
-	for p := path; ; {
-		if l, ok := lines[p]; ok {
-			return l
-		}
-		i := strings.LastIndexByte(p, '/')
-		if i < 0 {
-			return 0
-		}
-		p = p[:i]
-	}
 }
 
 // selector names the elements of one list of named things.
@@ -85,7 +72,7 @@ func selectors(m *Manifest) map[string]selector {
 	jobs := func(path string, js []Job) {
 		add(path, "name", len(js), func(i int) string { return js[i].Name })
 		for i, j := range js {
-			add(index(path, i)+"/custom_provider_definitions", "name", len(j.CustomProviderDefinitions),
+			add(yamltree.Index(path, i)+"/custom_provider_definitions", "name", len(j.CustomProviderDefinitions),
 				func(k int) string { return j.CustomProviderDefinitions[k].Name })
 		}
 	}
@@ -98,7 +85,7 @@ func selectors(m *Manifest) map[string]selector {
 	add("/stemcells", "alias", len(m.Stemcells), func(i int) string { return m.Stemcells[i].Alias })
 	add("/instance_groups", "name", len(m.InstanceGroups), func(i int) string { return m.InstanceGroups[i].Name })
 	for i, g := range m.InstanceGroups {
-		at := index("/instance_groups", i)
+		at := yamltree.Index("/instance_groups", i)
 		jobs(at+"/jobs", g.Jobs)
 		add(at+"/networks", "name", len(g.Networks), func(k int) string { return g.Networks[k].Name })
 		add(at+"/persistent_disks", "name", len(g.PersistentDisks), func(k int) string { return g.PersistentDisks[k].Name })
@@ -106,7 +93,7 @@ func selectors(m *Manifest) map[string]selector {
 	}
 	add("/addons", "name", len(m.Addons), func(i int) string { return m.Addons[i].Name })
 	for i, a := range m.Addons {
-		at := index("/addons", i)
+		at := yamltree.Index("/addons", i)
 		jobs(at+"/jobs", a.Jobs)
 		rule(at+"/include", a.Include)
 		rule(at+"/exclude", a.Exclude)
@@ -191,7 +178,7 @@ func check(m *Manifest, unread func(string) bool) []kubefoundry.FieldError {
 	}
 	seen := map[string]bool{}
 	for i, r := range m.Releases {
-		at := index("/releases", i)
+		at := yamltree.Index("/releases", i)
 		c.required(at+"/name", r.Name)
 		c.unique(seen, at+"/name", r.Name, "the release")
 		c.required(at+"/version", r.Version)
@@ -200,8 +187,8 @@ func check(m *Manifest, unread func(string) bool) []kubefoundry.FieldError {
 			c.required(at+"/stemcell/version", r.Stemcell.Version)
 		}
 		for k, s := range r.ExportedFrom {
-			c.required(index(at+"/exported_from", k)+"/os", s.OS)
-			c.required(index(at+"/exported_from", k)+"/version", s.Version)
+			c.required(yamltree.Index(at+"/exported_from", k)+"/os", s.OS)
+			c.required(yamltree.Index(at+"/exported_from", k)+"/version", s.Version)
 		}
 	}
 	if len(m.Stemcells) == 0 {
@@ -209,7 +196,7 @@ func check(m *Manifest, unread func(string) bool) []kubefoundry.FieldError {
 	}
 	seen = map[string]bool{}
 	for i, s := range m.Stemcells {
-		at := index("/stemcells", i)
+		at := yamltree.Index("/stemcells", i)
 		c.required(at+"/alias", s.Alias)
 		c.unique(seen, at+"/alias", s.Alias, "the stemcell alias")
 		c.required(at+"/version", s.Version)
@@ -230,16 +217,16 @@ func check(m *Manifest, unread func(string) bool) []kubefoundry.FieldError {
 	}
 	seen = map[string]bool{}
 	for i := range m.InstanceGroups {
-		at := index("/instance_groups", i)
+		at := yamltree.Index("/instance_groups", i)
 		c.unique(seen, at+"/name", m.InstanceGroups[i].Name, "the instance group")
 		c.instanceGroup(at, &m.InstanceGroups[i])
 	}
 	for i := range m.Addons {
-		c.addon(index("/addons", i), &m.Addons[i])
+		c.addon(yamltree.Index("/addons", i), &m.Addons[i])
 	}
 	seen = map[string]bool{}
 	for i, v := range m.Variables {
-		at := index("/variables", i)
+		at := yamltree.Index("/variables", i)
 		c.required(at+"/name", v.Name)
 		c.unique(seen, at+"/name", v.Name, "the variable")
 		switch v.Type {
@@ -310,7 +297,7 @@ func (c *checker) instanceGroup(at string, g *InstanceGroup) {
 	}
 	seen := map[string]bool{}
 	for k := range g.Jobs {
-		jat := index(at+"/jobs", k)
+		jat := yamltree.Index(at+"/jobs", k)
 		c.unique(seen, jat+"/name", g.Jobs[k].Name, "the job on this instance group")
 		c.job(jat, &g.Jobs[k])
 	}
@@ -353,7 +340,7 @@ func (c *checker) instanceGroup(at string, g *InstanceGroup) {
 	}
 	seen = map[string]bool{}
 	for k, pd := range g.PersistentDisks {
-		pat := index(at+"/persistent_disks", k)
+		pat := yamltree.Index(at+"/persistent_disks", k)
 		c.required(pat+"/name", pd.Name)
 		c.unique(seen, pat+"/name", pd.Name, "the persistent disk")
 		c.required(pat+"/type", pd.Type)
@@ -367,7 +354,7 @@ func (c *checker) instanceGroup(at string, g *InstanceGroup) {
 		azs[az] = true
 	}
 	for k, mf := range g.MigratedFrom {
-		mat := index(at+"/migrated_from", k)
+		mat := yamltree.Index(at+"/migrated_from", k)
 		c.required(mat+"/name", mf.Name)
 		if mf.AZ != "" && !azs[mf.AZ] {
 			c.add(mat+"/az", mf.AZ, "is not one of the instance group's azs")
@@ -384,7 +371,7 @@ func (c *checker) job(at string, j *Job) {
 	}
 	seen := map[string]bool{}
 	for k, p := range j.CustomProviderDefinitions {
-		pat := index(at+"/custom_provider_definitions", k)
+		pat := yamltree.Index(at+"/custom_provider_definitions", k)
 		c.required(pat+"/name", p.Name)
 		c.unique(seen, pat+"/name", p.Name, "the custom provider")
 		c.required(pat+"/type", p.Type)
@@ -402,11 +389,11 @@ func (c *checker) networks(at string, g *InstanceGroup) {
 	}
 	defaults := map[string][]string{}
 	for k, n := range g.Networks {
-		nat := index(at+"/networks", k)
+		nat := yamltree.Index(at+"/networks", k)
 		c.required(nat+"/name", n.Name)
 		for d, v := range n.Default {
 			if !slices.Contains(validDefaults, v) {
-				c.add(index(nat+"/default", d), v, "must be dns, gateway or addressable")
+				c.add(yamltree.Index(nat+"/default", d), v, "must be dns, gateway or addressable")
 				continue
 			}
 			defaults[v] = append(defaults[v], n.Name)
@@ -450,7 +437,7 @@ func (c *checker) staticIPs(nat string, entries []string, instances int) {
 	for k, e := range entries {
 		r, err := parseIPRange(e)
 		if err != nil {
-			c.add(index(at, k), e, "%v", err)
+			c.add(yamltree.Index(at, k), e, "%v", err)
 			ok = false
 			continue
 		}
@@ -468,7 +455,7 @@ func (c *checker) staticIPs(nat string, entries []string, instances int) {
 		if far.lo.Is4() == cur.lo.Is4() && !far.hi.Less(cur.lo) {
 			if e := max(far.entry, cur.entry); !reported[e] {
 				reported[e] = true
-				c.add(index(at, e), entries[e], "names an address that another entry names too")
+				c.add(yamltree.Index(at, e), entries[e], "names an address that another entry names too")
 			}
 			ok = false
 		}
@@ -567,7 +554,7 @@ func addSat(a, b uint64) uint64 {
 func (c *checker) addon(at string, a *Addon) {
 	c.required(at+"/name", a.Name)
 	for k := range a.Jobs {
-		c.job(index(at+"/jobs", k), &a.Jobs[k])
+		c.job(yamltree.Index(at+"/jobs", k), &a.Jobs[k])
 	}
 	for k, r := range []*PlacementRule{a.Include, a.Exclude} {
 		if r == nil {
@@ -578,12 +565,12 @@ func (c *checker) addon(at string, a *Addon) {
 			c.add(rat+"/deployments", "", "a deployment manifest's add-ons cannot filter on deployments (a runtime config's can)")
 		}
 		for k, j := range r.Jobs {
-			jat := index(rat+"/jobs", k)
+			jat := yamltree.Index(rat+"/jobs", k)
 			c.required(jat+"/name", j.Name)
 			c.required(jat+"/release", j.Release)
 		}
 		for k, s := range r.Stemcell {
-			c.required(index(rat+"/stemcell", k)+"/os", s.OS)
+			c.required(yamltree.Index(rat+"/stemcell", k)+"/os", s.OS)
 		}
 		c.lifecycle(rat+"/lifecycle", r.Lifecycle)
 	}
