@@ -24,7 +24,15 @@ func renderer(t testing.TB) *template.Renderer {
 	t.Helper()
 	needRuby(t)
 	r := template.New()
-	t.Cleanup(func() { _ = r.Close() })
+	t.Cleanup(func() {
+		closed := make(chan struct{})
+		go func() { _ = r.Close(); close(closed) }()
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Error("Close did not return within 10 s")
+		}
+	})
 	return r
 }
 
@@ -96,7 +104,7 @@ func etcdJob(t *testing.T) template.Job {
 		ReleaseVersion: "1.2.3",
 		Templates: map[string][]byte{
 			"config.yml.erb": []byte(configTemplate),
-			"ctl.erb":        []byte("#!/bin/bash\n<% $stdout.puts 'noise'; print 'more noise' -%>\nexec etcd --port <%= p('etcd.port') %>\n"),
+			"ctl.erb":        []byte("#!/bin/bash\n<% $stdout.puts 'noise'; print 'more noise'; $stdout.flush -%>\nexec etcd --port <%= p('etcd.port') %>\n"),
 		},
 		Properties: props,
 		Links: map[string]*template.Link{
