@@ -1,19 +1,10 @@
 package variables
 
 import (
-	"crypto/md5" //nolint:gosec // BOSH's ssh variables carry the MD5 fingerprint ssh-keygen -l -E md5 prints
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
-	"net"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,22 +12,157 @@ import (
 	"sync"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/kubefoundry/kubefoundry"
-	"github.com/kubefoundry/kubefoundry/bosh/manifest"
 )
 
 // Store holds a deployment's variables, generated or given, in a JSON
 // file (mode 0600) written whole on every change. It implements
 // opsfile.Vars and is safe for concurrent use.
 type Store struct {
-	path   string
-	mu     sync.Mutex
-	values map[string]any
+	path string
+	mu   sync.Mutex
+	// vars and nextID are the file's content; see fileFormat.
+	vars   map[string]*entry
+	nextID int64
 }
 
-// Open reads the store at path, or starts an empty one there.
+// formatVersion is the store file's format. Format 1 (the first store)
+// was a bare object of name -> value and is migrated when read.
+const formatVersion = 2
+
+// formatKey marks a store file of format 2 and later. "$" cannot appear in
+// a BOSH variable name, so no format-1 store has this key.
+const formatKey = "$format"
+
+// fileFormat is the store file.
+type fileFormat struct {
+	Format    int               `json:"$format"`
+	NextID    int64             `json:"next_id"`
+	Variables map[string]*entry `json:"variables"`
+}
+
+// How a variable's value came to be.
+const (
+	originGenerated = "generated" // by Generate or a rotation: may be regenerated
+	originPut       = "put"       // given with Put: never regenerated
+	originMigrated  = "migrated"  // read from a format-1 store; adopted by the next Generate that declares it
+)
+
+// entry is one variable: its versions and how they came to be.
+type entry struct {
+	// Type is the declared type ("certificate"...), "" while unknown (a
+	// value put or migrated before any Generate declared it).
+	Type   string `json:"type,omitempty"`
+	Origin string `json:"origin"`
+	// Options are the options the value was generated with; a
+	// regeneration (converge, a CA rotation) uses them, and converge
+	// compares them with the manifest's.
+	Options map[string]any `json:"options,omitempty"`
+	// Versions holds the active version and, during a CA rotation, one
+	// transitional version. Older versions are not kept.
+	Versions []*version `json:"versions"`
+	// Rotation is the CA's RotationPhase while a transitional version is
+	// there: "new-transitional" or "old-transitional".
+	Rotation string `json:"rotation,omitempty"`
+}
+
+// version is one value of a variable.
+type version struct {
+	// ID orders versions store-wide: a larger ID is newer.
+	ID    int64 `json:"id"`
+	Value any   `json:"value"`
+	// Transitional marks the CA version that is trusted but does not sign.
+	Transitional bool      `json:"transitional,omitempty"`
+	Created      time.Time `json:"created"`
+	// SignerID is the version of options.ca that signed a generated
+	// certificate, so converge can tell the CA has changed since.
+	SignerID int64 `json:"signer_id,omitempty"`
+}
+
+func (e *entry) active() *version {
+	for _, v := range e.Versions {
+		if !v.Transitional {
+			return v
+		}
+	}
+	return nil
+}
+
+func (e *entry) transitional() *version {
+	for _, v := range e.Versions {
+		if v.Transitional {
+			return v
+		}
+	}
+	return nil
+}
+
+// isCA reports whether e is a certificate generated with is_ca.
+func (e *entry) isCA() bool {
+	isCA, _ := e.Options["is_ca"].(bool)
+	return e.Origin == originGenerated && e.Type == "certificate" && isCA
+}
+
+// signerName is the CA variable a generated certificate is signed by.
+func (e *entry) signerName() string {
+	if e.Origin != originGenerated {
+		return ""
+	}
+	ca, _ := e.Options["ca"].(string)
+	return ca
+}
+
+// check reports what is wrong with an entry read from a file.
+func (e *entry) check() error {
+	if e == nil {
+		return errors.New("no entry")
+	}
+	switch e.Origin {
+	case originGenerated, originPut, originMigrated:
+	default:
+		return fmt.Errorf("origin %q: want generated, put or migrated", e.Origin)
+	}
+	active, transitional := 0, 0
+	for _, v := range e.Versions {
+		if v == nil {
+			return errors.New("a version is null")
+		}
+		if v.Transitional {
+			transitional++
+		} else {
+			active++
+		}
+	}
+	if active != 1 || transitional > 1 {
+		return fmt.Errorf("%d active and %d transitional versions: want one active and at most one transitional", active, transitional)
+	}
+	switch {
+	case transitional == 1 && e.Rotation != phaseNewTransitional && e.Rotation != phaseOldTransitional:
+		return fmt.Errorf("rotation %q with a transitional version: want %s or %s", e.Rotation, phaseNewTransitional, phaseOldTransitional)
+	case transitional == 0 && e.Rotation != "":
+		return fmt.Errorf("rotation %q without a transitional version", e.Rotation)
+	}
+	return nil
+}
+
+func (e *entry) clone() *entry {
+	c := *e
+	c.Versions = make([]*version, len(e.Versions))
+	for i, v := range e.Versions {
+		vc := *v
+		c.Versions[i] = &vc
+	}
+	return &c
+}
+
+// Open reads the store at path, or starts an empty one there. A store
+// written before versions were kept (a bare object of name -> value) is
+// read as one version per variable and written in the current format by
+// the next change.
 func Open(path string) (*Store, error) {
-	s := &Store{path: path, values: map[string]any{}}
+	s := &Store{path: path, vars: map[string]*entry{}, nextID: 1}
 	b, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -44,40 +170,209 @@ func Open(path string) (*Store, error) {
 	case err != nil:
 		return nil, err
 	}
-	if err := json.Unmarshal(b, &s.values); err != nil {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(b, &top); err != nil {
 		return nil, fmt.Errorf("variables store %s: %w", path, err)
 	}
+	if _, ok := top[formatKey]; !ok {
+		return s, s.migrate(top)
+	}
+	var f fileFormat
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("variables store %s: %w", path, err)
+	}
+	if f.Format != formatVersion {
+		return nil, fmt.Errorf("variables store %s: format %d: want %d: %w", path, f.Format, formatVersion, kubefoundry.ErrInvalid)
+	}
+	verr := kubefoundry.ValidationError{Object: "variables store " + path}
+	maxID := int64(0)
+	for name, e := range f.Variables {
+		if err := e.check(); err != nil {
+			verr.Add("/variables/name="+name, "", "%v", err)
+			continue
+		}
+		for _, v := range e.Versions {
+			maxID = max(maxID, v.ID)
+		}
+	}
+	if err := verr.Err(); err != nil {
+		return nil, err
+	}
+	if f.Variables != nil {
+		s.vars = f.Variables
+	}
+	s.nextID = max(f.NextID, maxID+1)
 	return s, nil
+}
+
+// migrate reads a format-1 store: every value becomes the one version of
+// a variable of unknown type and origin.
+func (s *Store) migrate(top map[string]json.RawMessage) error {
+	for _, name := range slices.Sorted(maps.Keys(top)) {
+		var v any
+		if err := json.Unmarshal(top[name], &v); err != nil {
+			return fmt.Errorf("variables store %s: %s: %w", s.path, name, err)
+		}
+		s.vars[name] = &entry{Origin: originMigrated, Versions: []*version{s.newVersion(v)}}
+	}
+	return nil
+}
+
+func (s *Store) newVersion(value any) *version {
+	v := &version{ID: s.nextID, Value: value, Created: time.Now().UTC().Truncate(time.Second)}
+	s.nextID++
+	return v
 }
 
 // String names the store and how many values it holds, never a value.
 func (s *Store) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return fmt.Sprintf("variables.Store{%s: %d values}", s.path, len(s.values))
+	return fmt.Sprintf("variables.Store{%s: %d values}", s.path, len(s.vars))
 }
 
 // Get returns a variable's value; a certificate, ssh, rsa or user value is
 // a map of its parts (ca, certificate, private_key; public_key...).
+//
+// For a generated certificate, ca is the PEM bundle of every version of
+// the CA that signs it: the active version first, then the transitional
+// one during a rotation, in CredHub's order (credhub.certificates.
+// concatenate_cas). A generated CA's own certificate is that bundle too,
+// so that ((ca.certificate)) used as a trust store follows a rotation;
+// its first block is always the one private_key belongs to. A value
+// given with Put is returned as given.
 func (s *Store) Get(name string) (any, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v, ok := s.values[name]
-	return v, ok, nil
+	e, ok := s.vars[name]
+	if !ok {
+		return nil, false, nil
+	}
+	return s.value(e), true, nil
 }
 
-// Put sets a variable's value, as a caller provides it (-v, -l).
+// value is what Get returns for e.
+func (s *Store) value(e *entry) any {
+	v := e.active().Value
+	m, ok := v.(map[string]any)
+	if !ok || e.Origin != originGenerated || e.Type != "certificate" {
+		return v
+	}
+	out := maps.Clone(m)
+	if e.isCA() {
+		out["certificate"] = bundle(e)
+	}
+	if ca := e.signerName(); ca != "" {
+		if se, ok := s.vars[ca]; ok {
+			if b := bundle(se); b != "" {
+				out["ca"] = b
+			}
+		}
+	} else if e.isCA() {
+		out["ca"] = out["certificate"]
+	}
+	return out
+}
+
+// bundle is the certificates of e's versions, active first, as one PEM
+// text; "" when e holds no certificate.
+func bundle(e *entry) string {
+	var b strings.Builder
+	for _, v := range []*version{e.active(), e.transitional()} {
+		if v == nil {
+			continue
+		}
+		m, _ := v.Value.(map[string]any)
+		c, _ := m["certificate"].(string)
+		if c == "" {
+			continue
+		}
+		b.WriteString(c)
+		if !strings.HasSuffix(c, "\n") {
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
+
+// Put sets a variable's value, as a caller provides it (-v, -l). A value
+// put is never regenerated: not by Generate, even with update_mode
+// converge, nor by a CA rotation; it replaces every version the variable
+// had, so it also ends a rotation of that name.
+//
+// When the store knows the variable's type (Generate declared it, or a
+// value of it was put before), the value must have that type's shape (see
+// the package documentation); otherwise a *kubefoundry.FieldError at
+// /variables/name=... says what is missing and nothing is changed.
 func (s *Store) Put(name string, value any) error {
+	if name == "" {
+		return &kubefoundry.FieldError{Field: "/variables/name", Reason: "a variable needs a name"}
+	}
+	value, err := plain(value)
+	if err != nil {
+		return &kubefoundry.FieldError{Field: "/variables/name=" + name, Reason: err.Error()}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.values[name] = value
-	return s.save()
+	typ := ""
+	if e, ok := s.vars[name]; ok {
+		typ = e.Type
+		if err := checkShape(typ, value); err != nil {
+			return &kubefoundry.FieldError{Field: "/variables/name=" + name, Reason: err.Error()}
+		}
+	}
+	return s.change(func() (bool, error) {
+		s.vars[name] = &entry{Type: typ, Origin: originPut, Versions: []*version{s.newVersion(value)}}
+		return true, nil
+	})
+}
+
+// plain turns a YAML node into the plain value it holds, so that it is
+// stored as the value rather than as a node.
+func plain(v any) (any, error) {
+	var n *yaml.Node
+	switch x := v.(type) {
+	case *yaml.Node:
+		n = x
+	case yaml.Node:
+		n = &x
+	default:
+		return v, nil
+	}
+	if n == nil {
+		return nil, nil
+	}
+	var out any
+	if err := n.Decode(&out); err != nil {
+		return nil, fmt.Errorf("value: %w", err)
+	}
+	return out, nil
+}
+
+// change runs f, under s.mu, and saves the store when f reports a
+// change. When f reports none, or the store cannot be written, the store
+// is as it was before f, whatever f did to it.
+func (s *Store) change(f func() (bool, error)) error {
+	vars, nextID := make(map[string]*entry, len(s.vars)), s.nextID
+	for k, e := range s.vars {
+		vars[k] = e.clone()
+	}
+	changed, err := f()
+	if changed {
+		if serr := s.save(); serr != nil {
+			changed, err = false, serr
+		}
+	}
+	if !changed {
+		s.vars, s.nextID = vars, nextID
+	}
+	return err
 }
 
 func (s *Store) save() error {
-	b, err := json.MarshalIndent(s.values, "", "  ")
+	b, err := json.MarshalIndent(fileFormat{Format: formatVersion, NextID: s.nextID, Variables: s.vars}, "", "  ")
 	if err != nil {
-		return err
+		return fmt.Errorf("variables store %s: %w", s.path, err)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(s.path), ".variables-*")
 	if err != nil {
@@ -92,286 +387,12 @@ func (s *Store) save() error {
 		tmp.Close()
 		return err
 	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
 	if err := tmp.Close(); err != nil {
 		return err
 	}
 	return os.Rename(tmp.Name(), s.path)
-}
-
-// Generate makes the values of the variables the manifest declares that
-// the store does not hold yet (a value there, generated or given, is
-// kept), CAs before the certificates they sign, and saves them. Every
-// problem is reported at once, each at its /variables/name=... path.
-func (s *Store) Generate(defs []manifest.Variable) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	verr := kubefoundry.ValidationError{Object: "variables"}
-	pending := slices.Clone(defs)
-	changed := false
-	for len(pending) > 0 {
-		var next []manifest.Variable
-		progress := false
-		for _, d := range pending {
-			if _, ok := s.values[d.Name]; ok {
-				progress = true
-				continue
-			}
-			if ca := caOf(d); ca != "" {
-				if _, ok := s.values[ca]; !ok && declared(defs, ca) {
-					next = append(next, d) // its CA first
-					continue
-				}
-			}
-			v, err := s.generate(d)
-			if err != nil {
-				verr.Add("/variables/name="+d.Name, "", "%v", err)
-			} else {
-				s.values[d.Name] = v
-				changed = true
-			}
-			progress = true
-		}
-		if !progress {
-			for _, d := range next {
-				verr.Add("/variables/name="+d.Name+"/options/ca", caOf(d), "the CA's chain goes in a circle")
-			}
-			break
-		}
-		pending = next
-	}
-	if changed {
-		if err := s.save(); err != nil {
-			return err
-		}
-	}
-	return verr.Err()
-}
-
-func declared(defs []manifest.Variable, name string) bool {
-	return slices.ContainsFunc(defs, func(d manifest.Variable) bool { return d.Name == name })
-}
-
-func caOf(d manifest.Variable) string {
-	ca, _ := d.Options["ca"].(string)
-	return ca
-}
-
-func (s *Store) generate(d manifest.Variable) (any, error) {
-	switch string(d.Type) {
-	case "password":
-		return password(intOption(d.Options, "length", 20))
-	case "user":
-		pw, err := password(intOption(d.Options, "length", 20))
-		if err != nil {
-			return nil, err
-		}
-		user, _ := d.Options["username"].(string)
-		if user == "" {
-			if user, err = password(20); err != nil {
-				return nil, err
-			}
-		}
-		return map[string]any{"username": user, "password": pw}, nil
-	case "rsa":
-		key, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			return nil, err
-		}
-		return map[string]any{"private_key": pemKey(key), "public_key": pemPublic(&key.PublicKey)}, nil
-	case "ssh":
-		key, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			return nil, err
-		}
-		pub, fp := sshPublicKey(&key.PublicKey)
-		return map[string]any{"private_key": pemKey(key), "public_key": pub, "public_key_fingerprint": fp}, nil
-	case "certificate":
-		return s.certificate(d)
-	}
-	return nil, fmt.Errorf("type %q: want password, user, certificate, ssh or rsa", d.Type)
-}
-
-func intOption(o manifest.Map, key string, def int) int {
-	switch v := o[key].(type) {
-	case int:
-		return v
-	case int64:
-		return int(v)
-	case float64:
-		return int(v)
-	}
-	return def
-}
-
-const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-
-func password(n int) (string, error) {
-	if n < 8 || n > 1024 {
-		return "", fmt.Errorf("options.length %d: want 8 to 1024", n)
-	}
-	b := make([]byte, n)
-	max := big.NewInt(int64(len(alphabet)))
-	for i := range b {
-		r, err := rand.Int(rand.Reader, max)
-		if err != nil {
-			return "", err
-		}
-		b[i] = alphabet[r.Int64()]
-	}
-	return string(b), nil
-}
-
-func pemKey(key *rsa.PrivateKey) string {
-	return string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
-}
-
-func pemPublic(pub *rsa.PublicKey) string {
-	b, _ := x509.MarshalPKIXPublicKey(pub)
-	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: b}))
-}
-
-// sshPublicKey writes pub as an authorized_keys line and its MD5
-// fingerprint, as ssh-keygen does (RFC 4253's ssh-rsa wire format).
-func sshPublicKey(pub *rsa.PublicKey) (string, string) {
-	var wire []byte
-	str := func(b []byte) {
-		wire = binary.BigEndian.AppendUint32(wire, uint32(len(b)))
-		wire = append(wire, b...)
-	}
-	mpint := func(n *big.Int) {
-		b := n.Bytes()
-		if len(b) > 0 && b[0]&0x80 != 0 {
-			b = append([]byte{0}, b...)
-		}
-		str(b)
-	}
-	str([]byte("ssh-rsa"))
-	mpint(big.NewInt(int64(pub.E)))
-	mpint(pub.N)
-	sum := md5.Sum(wire) //nolint:gosec
-	hexes := make([]string, len(sum))
-	for i, b := range sum {
-		hexes[i] = fmt.Sprintf("%02x", b)
-	}
-	return "ssh-rsa " + base64.StdEncoding.EncodeToString(wire), strings.Join(hexes, ":")
-}
-
-func (s *Store) certificate(d manifest.Variable) (any, error) {
-	o := d.Options
-	isCA, _ := o["is_ca"].(bool)
-	cn, _ := o["common_name"].(string)
-	days := intOption(o, "duration", 365)
-	if days <= 0 {
-		return nil, fmt.Errorf("options.duration %d: want a positive number of days", days)
-	}
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	tpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: cn, Organization: []string{"kubefoundry"}},
-		NotBefore:    now.Add(-time.Minute),
-		NotAfter:     now.AddDate(0, 0, days),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-	}
-	if isCA {
-		tpl.IsCA, tpl.BasicConstraintsValid = true, true
-		tpl.KeyUsage |= x509.KeyUsageCertSign | x509.KeyUsageCRLSign
-	}
-	for _, n := range stringsOf(o["alternative_names"]) {
-		if ip := net.ParseIP(n); ip != nil {
-			tpl.IPAddresses = append(tpl.IPAddresses, ip)
-		} else {
-			tpl.DNSNames = append(tpl.DNSNames, n)
-		}
-	}
-	for _, u := range stringsOf(o["extended_key_usage"]) {
-		switch u {
-		case "server_auth":
-			tpl.ExtKeyUsage = append(tpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
-		case "client_auth":
-			tpl.ExtKeyUsage = append(tpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
-		default:
-			return nil, fmt.Errorf("options.extended_key_usage %q: want server_auth or client_auth", u)
-		}
-	}
-	signer, signerKey := tpl, any(key)
-	caPEM := ""
-	if ca := caOf(d); ca != "" {
-		v, ok := s.values[ca]
-		if !ok {
-			return nil, fmt.Errorf("options.ca %q: no such variable", ca)
-		}
-		caCert, caKey, err := parseCA(v)
-		if err != nil {
-			return nil, fmt.Errorf("options.ca %q: %w", ca, err)
-		}
-		signer, signerKey = caCert, caKey
-		caPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caCert.Raw}))
-	} else if !isCA {
-		return nil, errors.New("options: a certificate needs a ca, or is_ca: true")
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tpl, signer, &key.PublicKey, signerKey)
-	if err != nil {
-		return nil, err
-	}
-	cert := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	if caPEM == "" {
-		caPEM = cert // a self-signed CA is its own
-	}
-	return map[string]any{"ca": caPEM, "certificate": cert, "private_key": pemKey(key)}, nil
-}
-
-func stringsOf(v any) []string {
-	var out []string
-	switch l := v.(type) {
-	case []any:
-		for _, e := range l {
-			if s, ok := e.(string); ok {
-				out = append(out, s)
-			}
-		}
-	case []string:
-		out = l
-	}
-	return out
-}
-
-// parseCA reads a certificate variable's value as a CA and its key.
-func parseCA(v any) (*x509.Certificate, any, error) {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil, nil, errors.New("not a certificate")
-	}
-	certPEM, _ := m["certificate"].(string)
-	keyPEM, _ := m["private_key"].(string)
-	cb, _ := pem.Decode([]byte(certPEM))
-	kb, _ := pem.Decode([]byte(keyPEM))
-	if cb == nil || kb == nil {
-		return nil, nil, errors.New("no certificate and private key in PEM")
-	}
-	cert, err := x509.ParseCertificate(cb.Bytes)
-	if err != nil {
-		return nil, nil, err
-	}
-	if !cert.IsCA {
-		return nil, nil, errors.New("not a CA (is_ca)")
-	}
-	if key, err := x509.ParsePKCS1PrivateKey(kb.Bytes); err == nil {
-		return cert, key, nil
-	}
-	key, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
-	if err != nil {
-		if ec, eerr := x509.ParseECPrivateKey(kb.Bytes); eerr == nil {
-			return cert, ec, nil
-		}
-		return nil, nil, err
-	}
-	return cert, key, nil
 }
