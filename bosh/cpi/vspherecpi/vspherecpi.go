@@ -19,8 +19,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/vmware/govmomi/vim25/types"
+	"go.uber.org/zap"
 
 	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/bosh/cpi"
@@ -72,17 +74,25 @@ func (c Config) validate() error {
 // persistent disks CNS volumes. It implements cpi.CPI and is safe for
 // concurrent use.
 type CPI struct {
-	vs   *vsphere.Client
-	vols *csi.Client
-	cfg  Config
+	vs    *vsphere.Client
+	vols  *csi.Client
+	cfg   Config
+	nsxt  NSXT
+	log   *zap.Logger
+	locks *drsLocks
 }
 
-// New returns a CPI on vs and vols (csi.New(ctx, vs.Vim25())).
-func New(vs *vsphere.Client, vols *csi.Client, cfg Config) (*CPI, error) {
+// New returns a CPI on vs and vols (csi.New(ctx, vs.Vim25())), with the
+// collaborators opts give it.
+func New(vs *vsphere.Client, vols *csi.Client, cfg Config, opts ...Option) (*CPI, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &CPI{vs: vs, vols: vols, cfg: cfg}, nil
+	c := &CPI{vs: vs, vols: vols, cfg: cfg, log: zap.NewNop(), locks: newDRSLocks()}
+	for _, o := range opts {
+		o.apply(c)
+	}
+	return c, nil
 }
 
 var _ cpi.CPI = (*CPI)(nil)
@@ -220,58 +230,38 @@ func (c *CPI) DeleteStemcell(ctx context.Context, cid string) error {
 	return c.vs.DeleteStemcell(ctx, c.stemcellPath(cid))
 }
 
-// vmProps are the vSphere CPI's VM cloud_properties this CPI reads.
-type vmProps struct {
-	CPU        int32    `json:"cpu"`
-	RAM        int64    `json:"ram"`  // MB
-	Disk       int64    `json:"disk"` // ephemeral, MB
-	Datastores []string `json:"datastores"`
-	// Datacenters: [{name, clusters: [{<cluster>: {resource_pool: <pool>}}]}]
-	Datacenters []struct {
-		Name     string `json:"name"`
-		Clusters []map[string]struct {
-			ResourcePool string `json:"resource_pool"`
-		} `json:"clusters"`
-	} `json:"datacenters"`
-}
-
-func parseVMProps(p cpi.CloudProps) (vmProps, error) {
-	var v vmProps
-	b, err := json.Marshal(p)
-	if err == nil {
-		err = json.Unmarshal(b, &v)
-	}
-	if err != nil {
-		return v, cpi.Errorf(cpi.CloudError, false, "cloud_properties: %v", err)
-	}
-	return v, nil
-}
+// nsxtIPKey records, on a VM, the address CreateVM made a member of the
+// NSX-T server pools (nsxt.lb.server_pools), for DeleteVM to take out.
+const nsxtIPKey = "bosh.nsxt.ip"
 
 // CreateVM clones the stemcell into a VM named by its cid, with the
 // cloud_properties' hardware and placement, a NIC per network (with a MAC
 // derived from the agent id, so the agent tells them apart), and the
-// agent's settings in guestinfo. It answers the networks with their MACs.
+// agent's settings in guestinfo; the VM then joins its vm_group, the VM
+// group of its cluster's host_group, its cluster's drs_rules and its
+// nsxt groups and server pools. It answers the networks with their MACs.
+// Invalid cloud_properties, and a cluster, resource pool, host group or
+// datastore they name that is not there, are one CloudError naming every
+// field at fault (wrapping a *kubefoundry.ValidationError).
 func (c *CPI) CreateVM(ctx context.Context, agentID, stemcellCID string, props cpi.CloudProps, networks cpi.Networks, _ []string, env cpi.Env) (string, cpi.Networks, error) {
-	vp, err := parseVMProps(props)
-	if err != nil {
+	v := &kubefoundry.ValidationError{Object: "cloud_properties"}
+	vp := parseVMProps(props, v)
+	if !vp.NSXT.empty() && c.nsxt == nil {
+		v.Add("nsxt", "", "this CPI has no NSX-T to put the VM in groups or server pools (vspherecpi.WithNSXT)")
+	}
+	pl, perr := c.place(ctx, vp, v)
+	if err := invalidProps(v); err != nil {
 		return "", nil, err
+	}
+	if perr != nil {
+		return "", nil, perr
 	}
 	cid := newID("vm")
 	spec := vsphere.VMSpec{
 		Name: cid, Owner: vsphere.Owner{Cluster: c.cfg.ClusterID, Group: "bosh"},
 		Template: c.stemcellPath(stemcellCID), LinkedClone: true,
-		Folder: c.cfg.VMFolder, Cluster: c.cfg.Cluster, ResourcePool: c.cfg.ResourcePool, Datastore: c.cfg.Datastore,
+		Folder: c.cfg.VMFolder, Cluster: pl.cluster.Name, ResourcePool: pl.resourcePool, Datastore: pl.datastore,
 		CPUs: vp.CPU, MemoryMB: vp.RAM,
-	}
-	if len(vp.Datastores) > 0 {
-		spec.Datastore = vp.Datastores[0]
-	}
-	for _, dc := range vp.Datacenters {
-		for _, cl := range dc.Clusters {
-			for name, o := range cl {
-				spec.Cluster, spec.ResourcePool = name, o.ResourcePool
-			}
-		}
 	}
 	if vp.Disk > 0 {
 		spec.Disks = []vsphere.Disk{{SizeGB: (vp.Disk + 1023) / 1024}}
@@ -310,6 +300,16 @@ func (c *CPI) CreateVM(ctx context.Context, agentID, stemcellCID string, props c
 	if err != nil {
 		return "", nil, err
 	}
+	lbIP := ""
+	if len(vp.NSXT.ServerPools) > 0 {
+		// The pools get the VM's address: its static one, or the one its
+		// guest reports (waited for, as the vSphere CPI waits).
+		if lbIP = primaryIP(out); lbIP == "" {
+			spec.IPTimeout = ipTimeout
+		} else {
+			kv[nsxtIPKey] = lbIP
+		}
+	}
 	spec.ExtraConfig = kv
 	res, err := c.vs.CreateVM(ctx, spec)
 	if err != nil {
@@ -319,7 +319,112 @@ func (c *CPI) CreateVM(ctx context.Context, agentID, stemcellCID string, props c
 		}
 		return "", nil, &cpi.Error{Type: cpi.VMCreationFailed, Message: err.Error(), OKToRetry: !kubefoundry.IsInvalid(err)}
 	}
+	if err := c.join(ctx, res, cid, vp, pl, lbIP); err != nil {
+		if derr := c.destroy(context.WithoutCancel(ctx), res.Ref, cid); derr != nil {
+			c.log.Warn("VM that failed to join its groups not deleted", zap.String("vm", cid), zap.Error(derr))
+		}
+		return "", nil, &cpi.Error{Type: cpi.VMCreationFailed, Message: err.Error(), OKToRetry: !kubefoundry.IsInvalid(err)}
+	}
 	return cid, out, nil
+}
+
+// ipTimeout bounds the wait for the address of a VM on dynamic networks
+// that joins NSX-T server pools.
+const ipTimeout = 5 * time.Minute
+
+// primaryIP is the static address of the network that is the VM's default
+// gateway, or else of the first network by name that has one.
+func primaryIP(nets cpi.Networks) string {
+	names := make([]string, 0, len(nets))
+	for n := range nets {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	first := ""
+	for _, n := range names {
+		nw := nets[n]
+		if nw.IP == "" || (nw.Type != "manual" && nw.Type != "") {
+			continue
+		}
+		if slices.Contains(nw.Default, "gateway") {
+			return nw.IP
+		}
+		if first == "" {
+			first = nw.IP
+		}
+	}
+	return first
+}
+
+// join puts a made VM in its vm_group, its cluster's host group's VM
+// group, its cluster's DRS rule, and its NSX-T groups and server pools.
+func (c *CPI) join(ctx context.Context, res vsphere.VMResult, cid string, vp vmProps, pl placement, lbIP string) error {
+	if vp.VMGroup != "" {
+		if err := c.joinVMGroup(ctx, pl.ref, vp.VMGroup, res.Ref, "", false); err != nil {
+			return err
+		}
+	}
+	if hg := pl.cluster.HostGroup; hg != "" {
+		rule := "SHOULD"
+		if pl.cluster.HostGroupMust {
+			rule = "MUST"
+		}
+		// The vSphere CPI's names: "<host group><MUST|SHOULD>_vm_group"
+		// and that with "_rule".
+		if err := c.joinVMGroup(ctx, pl.ref, hg+rule+"_vm_group", res.Ref, hg, pl.cluster.HostGroupMust); err != nil {
+			return err
+		}
+	}
+	if pl.cluster.DRSRule != "" {
+		if err := c.joinRule(ctx, pl.ref, pl.cluster.DRSRule, res.Ref); err != nil {
+			return err
+		}
+	}
+	if len(vp.NSXT.NSGroups) > 0 {
+		if err := c.nsxt.AddVMToGroups(ctx, cid, vp.NSXT.NSGroups); err != nil {
+			return fmt.Errorf("NSX-T groups (nsxt.ns_groups): %w", err)
+		}
+	}
+	if len(vp.NSXT.ServerPools) > 0 {
+		if lbIP == "" {
+			if lbIP = res.IP; lbIP == "" {
+				return fmt.Errorf("NSX-T server pools (nsxt.lb.server_pools): VM %s reported no address", cid)
+			}
+			if err := c.vs.SetExtraConfig(ctx, res.Ref, map[string]string{nsxtIPKey: lbIP}); err != nil {
+				return err
+			}
+		}
+		if err := c.nsxt.AddToServerPools(ctx, cid, lbIP, vp.NSXT.ServerPools); err != nil {
+			return fmt.Errorf("NSX-T server pools (nsxt.lb.server_pools): %w", err)
+		}
+	}
+	return nil
+}
+
+// destroy takes the VM out of its DRS rules, VM groups and NSX-T groups
+// and server pools, and destroys it.
+func (c *CPI) destroy(ctx context.Context, ref types.ManagedObjectReference, cid string) error {
+	if err := c.leaveCluster(ctx, ref); err != nil {
+		return err
+	}
+	if c.nsxt != nil {
+		if err := c.nsxt.RemoveVMFromGroups(ctx, cid); err != nil {
+			return fmt.Errorf("NSX-T groups of %s: %w", cid, err)
+		}
+		kv, err := c.vs.ExtraConfig(ctx, ref, nsxtIPKey)
+		if err != nil {
+			return err
+		}
+		if ip := kv[nsxtIPKey]; ip != "" {
+			// As the vSphere CPI, a server pool left holding the address
+			// does not keep the VM.
+			if err := c.nsxt.RemoveFromServerPools(ctx, ip); err != nil {
+				c.log.Warn("VM's address not removed from NSX-T server pools", zap.String("vm", cid), zap.String("ip", ip), zap.Error(err))
+			}
+		}
+	}
+	_, err := c.vs.DeleteVM(ctx, ref)
+	return err
 }
 
 func (s Settings) extraConfig() (map[string]string, error) {
@@ -363,13 +468,15 @@ func (c *CPI) vm(ctx context.Context, cid string) (types.ManagedObjectReference,
 }
 
 // DeleteVM destroys the VM; its persistent disks are detached and kept.
+// It first leaves its DRS rules and VM groups (a rule or VM group left
+// empty goes, a VM group with the VM/host rules naming it), its NSX-T
+// groups and server pools.
 func (c *CPI) DeleteVM(ctx context.Context, cid string) error {
 	ref, err := c.vm(ctx, cid)
 	if err != nil {
 		return err
 	}
-	_, err = c.vs.DeleteVM(ctx, ref)
-	return err
+	return c.destroy(ctx, ref, cid)
 }
 
 // HasVM reports whether the VM exists.
