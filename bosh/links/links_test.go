@@ -193,13 +193,13 @@ func TestResolveProblems(t *testing.T) {
 		got[p.Field] = p.Reason
 	}
 	want := map[string]string{
-		"instance_groups/name=master/jobs/name=etcd/provides/etcdd":                    `does not provide a link "etcdd"`,
-		"instance_groups/name=master/jobs/name=etcd/consumes/etcd":                     "2 providers in deployment k8s",
-		"instance_groups/name=master2/jobs/name=etcd/consumes/etcd":                    "2 providers in deployment k8s",
-		"instance_groups/name=master/jobs/name=kube-apiserver/consumes/cloud-provider": `wants type cloud-provider, and master/etcd provides "etcd-a" with type etcd`,
-		"instance_groups/name=master/jobs/name=kube-apiserver/consumes/cloud":          `does not consume a link "cloud"`,
-		"instance_groups/name=worker/jobs/name=kubelet/consumes/registry":              "cannot also name a provider",
-		"instance_groups/name=worker/jobs/name=mystery":                                `no job "mystery"`,
+		"instance_groups/name=master/jobs/name=etcd/provides/etcdd":                       `does not provide a link "etcdd"`,
+		"instance_groups/name=master/jobs/name=etcd/consumes/etcd":                        "2 providers in deployment k8s",
+		"instance_groups/name=master2/jobs/name=etcd/consumes/etcd":                       "2 providers in deployment k8s",
+		"instance_groups/name=master/jobs/name=kube-apiserver/consumes/cloud-provider":    `wants type cloud-provider, and master/etcd provides "etcd-a" with type etcd`,
+		"instance_groups/name=master/jobs/name=kube-apiserver/consumes/cloud":             `does not consume a link "cloud"`,
+		"instance_groups/name=worker/jobs/name=kubelet/consumes/registry":                 "cannot also name a provider",
+		"instance_groups/name=worker/jobs/name=mystery":                                   `no job "mystery"`,
 		"instance_groups/name=worker/jobs/name=harbor/custom_provider_definitions/0/name": `already provides a link "registry"`,
 	}
 	for field, reason := range want {

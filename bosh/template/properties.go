@@ -151,4 +151,3 @@ func clone(v any) any {
 }
 
 func quote(s string) string { return `"` + s + `"` }
-

@@ -83,9 +83,9 @@ func TestPropertiesDefaultsAreCopies(t *testing.T) {
 
 func TestPropertiesUndeclared(t *testing.T) {
 	job := map[string]any{
-		"prot":       8443,                                                    // a typo
-		"tls":        map[string]any{"cert": "c", "key": "k"},                 // tls.key undeclared
-		"oidc":       "https://uaa",                                           // oidc.issuer needs a hash
+		"prot":       8443,                                                     // a typo
+		"tls":        map[string]any{"cert": "c", "key": "k"},                  // tls.key undeclared
+		"oidc":       "https://uaa",                                            // oidc.issuer needs a hash
 		"encryption": map[string]any{"config": map[string]any{"any": "thing"}}, // under a declared name: fine
 	}
 	_, err := template.Properties(apiSpec, job, nil, nil)
