@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/bosh/internal/yamltree"
 )
 
 // Request asks for the addresses of one instance group's instances on
@@ -214,8 +215,8 @@ func newPool(s *Subnet) *pool {
 	p := &pool{subnet: s, static: spans(s.Static)}
 	if r, err := parseRange(s.Range); err == nil {
 		p.rng = prefixSpan(r)
-		p.next = p.rng.lo
-		p.restricted = []span{{p.rng.lo, p.rng.lo}, {p.rng.hi, p.rng.hi}}
+		p.next = p.rng.Lo
+		p.restricted = []span{{p.rng.Lo, p.rng.Lo}, {p.rng.Hi, p.rng.Hi}}
 		if gw, err := parseAddr(s.Gateway); err == nil {
 			p.restricted = append(p.restricted, span{gw, gw})
 		}
@@ -247,7 +248,7 @@ func inAny(spans []span, ip netip.Addr) bool {
 // poolOf is the pool whose range holds ip, or nil.
 func poolOf(pools []*pool, ip netip.Addr) *pool {
 	for _, p := range pools {
-		if p.rng.lo.IsValid() && p.rng.contains(ip) {
+		if p.rng.Lo.IsValid() && p.rng.contains(ip) {
 			return p
 		}
 	}
@@ -330,22 +331,22 @@ func (p *pool) take() (netip.Addr, bool) {
 func (a *allocator) exhausted(inst Instance, searched []*pool) error {
 	e := &ExhaustedError{Network: a.net.Name, AZ: inst.AZ, Instance: inst.ID}
 	for _, p := range searched {
-		if !p.rng.lo.IsValid() { // a vip subnet
+		if !p.rng.Lo.IsValid() { // a vip subnet
 			e.Subnets = append(e.Subnets, fmt.Sprintf("every static address of its subnet (%s) is taken", strings.Join(p.subnet.Static, ", ")))
 			continue
 		}
 		var reserved, static, taken uint64
 		for _, s := range merge(p.restricted) {
-			reserved = addSat(reserved, s.size())
+			reserved = yamltree.AddSat(reserved, s.size())
 		}
 		for _, s := range merge(p.static) {
-			static = addSat(static, s.size())
+			static = yamltree.AddSat(static, s.size())
 		}
 		for _, s := range merge(p.blocked) {
-			taken = addSat(taken, s.size())
+			taken = yamltree.AddSat(taken, s.size())
 		}
-		taken -= min(taken, addSat(reserved, static))
-		taken = addSat(taken, p.given)
+		taken -= min(taken, yamltree.AddSat(reserved, static))
+		taken = yamltree.AddSat(taken, p.given)
 		e.Subnets = append(e.Subnets, fmt.Sprintf("subnet %s is full (%s addresses: %s never assigned, %s static, %s taken)",
 			p.subnet.Range, count(p.rng.size()), count(reserved), count(static), count(taken)))
 	}
@@ -361,22 +362,15 @@ func merge(s []span) []span {
 	sortSpans(s)
 	var out []span
 	for _, x := range s {
-		if n := len(out); n > 0 && out[n-1].family() == x.family() && !out[n-1].hi.Less(x.lo) {
-			if out[n-1].hi.Less(x.hi) {
-				out[n-1].hi = x.hi
+		if n := len(out); n > 0 && out[n-1].family() == x.family() && !out[n-1].Hi.Less(x.Lo) {
+			if out[n-1].Hi.Less(x.Hi) {
+				out[n-1].Hi = x.Hi
 			}
 			continue
 		}
 		out = append(out, x)
 	}
 	return out
-}
-
-func addSat(a, b uint64) uint64 {
-	if a > math.MaxUint64-b {
-		return math.MaxUint64
-	}
-	return a + b
 }
 
 func count(n uint64) string {
@@ -399,7 +393,7 @@ func (a *allocator) staticIPs() ([]netip.Addr, []int) {
 			continue
 		}
 		ss, entries = append(ss, s), append(entries, i)
-		total = addSat(total, s.size())
+		total = yamltree.AddSat(total, s.size())
 	}
 	if len(ss) < len(a.req.StaticIPs) {
 		return nil, nil
@@ -413,7 +407,7 @@ func (a *allocator) staticIPs() ([]netip.Addr, []int) {
 	var from []int // the entry of each address
 	seen := map[netip.Addr]bool{}
 	for k, s := range ss {
-		for ip := s.lo; ip.IsValid() && !s.hi.Less(ip); ip = ip.Next() {
+		for ip := s.Lo; ip.IsValid() && !s.Hi.Less(ip); ip = ip.Next() {
 			if seen[ip] {
 				a.problems.Add("StaticIPs["+strconv.Itoa(entries[k])+"]", a.req.StaticIPs[entries[k]],
 					"names %s, which an earlier entry names too", ip)
@@ -570,8 +564,8 @@ func (a *allocator) vip() ([]Address, error) {
 			}
 			searched = append(searched, p)
 			for _, s := range p.static {
-				if ip, ok := firstFree(s, s.lo, blocked); ok {
-					at, _ := slices.BinarySearchFunc(blocked, ip, func(b span, a netip.Addr) int { return b.lo.Compare(a) })
+				if ip, ok := firstFree(s, s.Lo, blocked); ok {
+					at, _ := slices.BinarySearchFunc(blocked, ip, func(b span, a netip.Addr) int { return b.Lo.Compare(a) })
 					blocked = slices.Insert(blocked, at, span{ip, ip})
 					out[i] = Address{ID: inst.ID, AZ: inst.AZ, IP: ip, Subnet: p.subnet}
 					break

@@ -63,6 +63,6 @@
 //	validate.go     Validate: names, subnets (ranges, gateways, reserved and static lists, AZs), compilation
 //	runtime.go      RuntimeConfig, ParseRuntime and its Validate: releases, add-ons and their rules, variables, tags
 //	allocate.go     Allocate: static and dynamic addresses, vip and dynamic networks, ExhaustedError
-//	span.go         address ranges: "a - b", CIDRs, the lowest free address among blocked ranges
-//	decode.go       the YAML node walk both parsers share: keys, kinds, aliases, limits, lines, ops-file paths
+//	span.go         address entries (bosh/internal/yamltree's Span) as the allocator uses them, subnet ranges, the lowest free address among blocked ranges
+//	decode.go       what Parse and ParseRuntime share: limits, reading with yamltree's Decoder, the checker
 package cloudconfig

@@ -46,7 +46,7 @@ func ParseRuntime(data []byte) (*RuntimeConfig, error) {
 // generates. It returns every problem at once as a
 // *kubefoundry.ValidationError; problems have no line.
 func (r *RuntimeConfig) Validate() error {
-	return finish(runtimeObject, checkRuntime(r, nil), nil, r.selectors())
+	return yamltree.Finish(runtimeObject, checkRuntime(r, nil), nil, r.selectors())
 }
 
 func runtimeHint(path, key string) string {
@@ -62,62 +62,60 @@ func runtimeHint(path, key string) string {
 	return ""
 }
 
-func (r *RuntimeConfig) selectors() selectors {
-	s := selectors{}
-	s.add("/releases", "name", len(r.Releases), func(i int) string { return r.Releases[i].Name })
-	s.add("/addons", "name", len(r.Addons), func(i int) string { return r.Addons[i].Name })
+func (r *RuntimeConfig) selectors() yamltree.Selectors {
+	s := yamltree.Selectors{}
+	s.Add("/releases", "name", len(r.Releases), func(i int) string { return r.Releases[i].Name })
+	s.Add("/addons", "name", len(r.Addons), func(i int) string { return r.Addons[i].Name })
 	for i, a := range r.Addons {
 		at := yamltree.Index("/addons", i)
-		s.add(at+"/jobs", "name", len(a.Jobs), func(k int) string { return a.Jobs[k].Name })
+		s.Add(at+"/jobs", "name", len(a.Jobs), func(k int) string { return a.Jobs[k].Name })
 		for key, rule := range map[string]*manifest.PlacementRule{"/include": a.Include, "/exclude": a.Exclude} {
 			if rule != nil {
-				s.add(at+key+"/jobs", "name", len(rule.Jobs), func(k int) string { return rule.Jobs[k].Name })
+				s.Add(at+key+"/jobs", "name", len(rule.Jobs), func(k int) string { return rule.Jobs[k].Name })
 			}
 		}
 	}
-	s.add("/variables", "name", len(r.Variables), func(i int) string { return r.Variables[i].Name })
+	s.Add("/variables", "name", len(r.Variables), func(i int) string { return r.Variables[i].Name })
 	return s
 }
 
 func (d *decoder) runtimeConfig(root *yaml.Node) *RuntimeConfig {
 	r := &RuntimeConfig{}
-	d.lines[""] = root.Line
-	f, ok := d.fields("", root, 0, "releases", "addons", "variables", "tags")
+	f, ok := d.Root(root, "releases", "addons", "variables", "tags")
 	if !ok {
-		d.bad[""] = true
 		return r
 	}
 	if _, ok := f["releases"]; !ok {
-		d.failAt("/releases", root.Line, "", "is required ([] when no add-on needs one)")
+		d.FailAt("/releases", root.Line, "", "is required ([] when no add-on needs one)")
 	}
-	for i, e := range d.list("/releases", f["releases"]) {
+	for i, e := range d.List("/releases", f["releases"]) {
 		r.Releases = append(r.Releases, d.release(yamltree.Index("/releases", i), e))
 	}
-	for i, e := range d.list("/addons", f["addons"]) {
+	for i, e := range d.List("/addons", f["addons"]) {
 		r.Addons = append(r.Addons, d.addon(yamltree.Index("/addons", i), e))
 	}
-	for i, e := range d.list("/variables", f["variables"]) {
+	for i, e := range d.List("/variables", f["variables"]) {
 		r.Variables = append(r.Variables, d.variable(yamltree.Index("/variables", i), e))
 	}
-	r.Tags = d.stringMap("/tags", f["tags"])
+	r.Tags = d.StringMap("/tags", f["tags"], "")
 	return r
 }
 
 func (d *decoder) release(path string, n *yaml.Node) manifest.Release {
 	var r manifest.Release
-	f, ok := d.fields(path, n, 1, "name", "version", "url", "sha1", "stemcell", "exported_from")
+	f, ok := d.Fields(path, n, 1, "name", "version", "url", "sha1", "stemcell", "exported_from")
 	if !ok {
 		return r
 	}
-	r.Name = d.str(path+"/name", f["name"])
-	r.Version = d.str(path+"/version", f["version"])
-	r.URL = d.str(path+"/url", f["url"])
-	r.SHA1 = d.str(path+"/sha1", f["sha1"])
-	if d.present(f, "stemcell") {
+	r.Name = d.Str(path+"/name", f["name"])
+	r.Version = d.Str(path+"/version", f["version"])
+	r.URL = d.Str(path+"/url", f["url"])
+	r.SHA1 = d.Str(path+"/sha1", f["sha1"])
+	if d.Present(f, "stemcell") {
 		s := d.releaseStemcell(path+"/stemcell", f["stemcell"])
 		r.Stemcell = &s
 	}
-	for i, e := range d.list(path+"/exported_from", f["exported_from"]) {
+	for i, e := range d.List(path+"/exported_from", f["exported_from"]) {
 		r.ExportedFrom = append(r.ExportedFrom, d.releaseStemcell(yamltree.Index(path+"/exported_from", i), e))
 	}
 	return r
@@ -125,27 +123,27 @@ func (d *decoder) release(path string, n *yaml.Node) manifest.Release {
 
 func (d *decoder) releaseStemcell(path string, n *yaml.Node) manifest.ReleaseStemcell {
 	var s manifest.ReleaseStemcell
-	if f, ok := d.fields(path, n, 2, "os", "version"); ok {
-		s = manifest.ReleaseStemcell{OS: d.str(path+"/os", f["os"]), Version: d.str(path+"/version", f["version"])}
+	if f, ok := d.Fields(path, n, 2, "os", "version"); ok {
+		s = manifest.ReleaseStemcell{OS: d.Str(path+"/os", f["os"]), Version: d.Str(path+"/version", f["version"])}
 	}
 	return s
 }
 
 func (d *decoder) addon(path string, n *yaml.Node) manifest.Addon {
 	var a manifest.Addon
-	f, ok := d.fields(path, n, 1, "name", "jobs", "properties", "include", "exclude")
+	f, ok := d.Fields(path, n, 1, "name", "jobs", "properties", "include", "exclude")
 	if !ok {
 		return a
 	}
-	a.Name = d.str(path+"/name", f["name"])
-	for i, e := range d.list(path+"/jobs", f["jobs"]) {
+	a.Name = d.Str(path+"/name", f["name"])
+	for i, e := range d.List(path+"/jobs", f["jobs"]) {
 		a.Jobs = append(a.Jobs, d.job(yamltree.Index(path+"/jobs", i), e))
 	}
 	a.Properties = d.free(path+"/properties", f["properties"], 2)
-	if d.present(f, "include") {
+	if d.Present(f, "include") {
 		a.Include = d.rule(path+"/include", f["include"])
 	}
-	if d.present(f, "exclude") {
+	if d.Present(f, "exclude") {
 		a.Exclude = d.rule(path+"/exclude", f["exclude"])
 	}
 	return a
@@ -154,12 +152,12 @@ func (d *decoder) addon(path string, n *yaml.Node) manifest.Addon {
 // job reads an add-on job with the keys the director takes for one.
 func (d *decoder) job(path string, n *yaml.Node) manifest.Job {
 	var j manifest.Job
-	f, ok := d.fields(path, n, 2, "name", "release", "properties", "consumes", "provides")
+	f, ok := d.Fields(path, n, 2, "name", "release", "properties", "consumes", "provides")
 	if !ok {
 		return j
 	}
-	j.Name = d.str(path+"/name", f["name"])
-	j.Release = d.str(path+"/release", f["release"])
+	j.Name = d.Str(path+"/name", f["name"])
+	j.Release = d.Str(path+"/release", f["release"])
 	j.Properties = d.free(path+"/properties", f["properties"], 3)
 	j.Consumes = d.free(path+"/consumes", f["consumes"], 3)
 	j.Provides = d.free(path+"/provides", f["provides"], 3)
@@ -168,46 +166,46 @@ func (d *decoder) job(path string, n *yaml.Node) manifest.Job {
 
 func (d *decoder) rule(path string, n *yaml.Node) *manifest.PlacementRule {
 	r := &manifest.PlacementRule{}
-	f, ok := d.fields(path, n, 2, "deployments", "jobs", "instance_groups", "stemcell", "networks", "teams", "azs", "lifecycle")
+	f, ok := d.Fields(path, n, 2, "deployments", "jobs", "instance_groups", "stemcell", "networks", "teams", "azs", "lifecycle")
 	if !ok {
 		return r
 	}
-	r.Deployments = d.strs(path+"/deployments", f["deployments"])
-	for i, e := range d.list(path+"/jobs", f["jobs"]) {
+	r.Deployments = d.Strs(path+"/deployments", f["deployments"])
+	for i, e := range d.List(path+"/jobs", f["jobs"]) {
 		at := yamltree.Index(path+"/jobs", i)
 		var j manifest.JobRef
-		if g, ok := d.fields(at, e, 3, "name", "release"); ok {
-			j = manifest.JobRef{Name: d.str(at+"/name", g["name"]), Release: d.str(at+"/release", g["release"])}
+		if g, ok := d.Fields(at, e, 3, "name", "release"); ok {
+			j = manifest.JobRef{Name: d.Str(at+"/name", g["name"]), Release: d.Str(at+"/release", g["release"])}
 		}
 		r.Jobs = append(r.Jobs, j)
 	}
-	r.InstanceGroups = d.strs(path+"/instance_groups", f["instance_groups"])
-	for i, e := range d.list(path+"/stemcell", f["stemcell"]) {
+	r.InstanceGroups = d.Strs(path+"/instance_groups", f["instance_groups"])
+	for i, e := range d.List(path+"/stemcell", f["stemcell"]) {
 		at := yamltree.Index(path+"/stemcell", i)
 		var s manifest.StemcellRule
-		if g, ok := d.fields(at, e, 3, "os"); ok {
-			s.OS = d.str(at+"/os", g["os"])
+		if g, ok := d.Fields(at, e, 3, "os"); ok {
+			s.OS = d.Str(at+"/os", g["os"])
 		}
 		r.Stemcell = append(r.Stemcell, s)
 	}
-	r.Networks = d.strs(path+"/networks", f["networks"])
-	r.Teams = d.strs(path+"/teams", f["teams"])
-	r.AZs = d.strs(path+"/azs", f["azs"])
-	r.Lifecycle = manifest.Lifecycle(d.str(path+"/lifecycle", f["lifecycle"]))
+	r.Networks = d.Strs(path+"/networks", f["networks"])
+	r.Teams = d.Strs(path+"/teams", f["teams"])
+	r.AZs = d.Strs(path+"/azs", f["azs"])
+	r.Lifecycle = manifest.Lifecycle(d.Str(path+"/lifecycle", f["lifecycle"]))
 	return r
 }
 
 func (d *decoder) variable(path string, n *yaml.Node) manifest.Variable {
 	var v manifest.Variable
-	f, ok := d.fields(path, n, 1, "name", "type", "options", "consumes", "update_mode")
+	f, ok := d.Fields(path, n, 1, "name", "type", "options", "consumes", "update_mode")
 	if !ok {
 		return v
 	}
-	v.Name = d.str(path+"/name", f["name"])
-	v.Type = manifest.VariableType(d.str(path+"/type", f["type"]))
+	v.Name = d.Str(path+"/name", f["name"])
+	v.Type = manifest.VariableType(d.Str(path+"/type", f["type"]))
 	v.Options = d.free(path+"/options", f["options"], 2)
 	v.Consumes = d.free(path+"/consumes", f["consumes"], 2)
-	v.UpdateMode = d.str(path+"/update_mode", f["update_mode"])
+	v.UpdateMode = d.Str(path+"/update_mode", f["update_mode"])
 	return v
 }
 
@@ -220,38 +218,38 @@ func checkRuntime(r *RuntimeConfig, unread func(string) bool) []kubefoundry.Fiel
 	releases := map[string]bool{}
 	for i, rel := range r.Releases {
 		at := yamltree.Index("/releases", i)
-		k.required(at+"/name", rel.Name)
-		k.unique(releases, at+"/name", rel.Name, "the release")
+		k.Required(at+"/name", rel.Name)
+		k.Unique(releases, at+"/name", rel.Name, "the release")
 		switch {
 		case rel.Version == "":
-			k.required(at+"/version", rel.Version)
+			k.Required(at+"/version", rel.Version)
 		case latest.MatchString(rel.Version):
-			k.add(at+"/version", rel.Version, "a runtime config names an exact version, not latest")
+			k.Add(at+"/version", rel.Version, "a runtime config names an exact version, not latest")
 		}
 		if rel.Stemcell != nil {
-			k.required(at+"/stemcell/os", rel.Stemcell.OS)
-			k.required(at+"/stemcell/version", rel.Stemcell.Version)
+			k.Required(at+"/stemcell/os", rel.Stemcell.OS)
+			k.Required(at+"/stemcell/version", rel.Stemcell.Version)
 		}
 		for j, s := range rel.ExportedFrom {
-			k.required(yamltree.Index(at+"/exported_from", j)+"/os", s.OS)
-			k.required(yamltree.Index(at+"/exported_from", j)+"/version", s.Version)
+			k.Required(yamltree.Index(at+"/exported_from", j)+"/os", s.OS)
+			k.Required(yamltree.Index(at+"/exported_from", j)+"/version", s.Version)
 		}
 	}
 	seen := map[string]bool{}
 	for i := range r.Addons {
 		at, a := yamltree.Index("/addons", i), &r.Addons[i]
-		k.required(at+"/name", a.Name)
-		k.unique(seen, at+"/name", a.Name, "the add-on")
+		k.Required(at+"/name", a.Name)
+		k.Unique(seen, at+"/name", a.Name, "the add-on")
 		jobs := map[string]bool{}
 		for j, job := range a.Jobs {
 			jat := yamltree.Index(at+"/jobs", j)
-			k.required(jat+"/name", job.Name)
-			k.unique(jobs, jat+"/name", job.Name, "the job in this add-on")
+			k.Required(jat+"/name", job.Name)
+			k.Unique(jobs, jat+"/name", job.Name, "the job in this add-on")
 			switch {
 			case job.Release == "":
-				k.required(jat+"/release", job.Release)
-			case !releases[job.Release] && !k.unread("/releases"):
-				k.add(jat+"/release", job.Release, "is not a release in this runtime config's releases")
+				k.Required(jat+"/release", job.Release)
+			case !releases[job.Release] && !k.Unread("/releases"):
+				k.Add(jat+"/release", job.Release, "is not a release in this runtime config's releases")
 			}
 		}
 		k.rule(at+"/include", a.Include)
@@ -260,18 +258,18 @@ func checkRuntime(r *RuntimeConfig, unread func(string) bool) []kubefoundry.Fiel
 	seen = map[string]bool{}
 	for i, v := range r.Variables {
 		at := yamltree.Index("/variables", i)
-		k.required(at+"/name", v.Name)
-		k.unique(seen, at+"/name", v.Name, "the variable")
+		k.Required(at+"/name", v.Name)
+		k.Unique(seen, at+"/name", v.Name, "the variable")
 		switch v.Type {
 		case "":
-			k.add(at+"/type", "", "is required (password, certificate, ssh, rsa or user)")
+			k.Add(at+"/type", "", "is required (password, certificate, ssh, rsa or user)")
 		case manifest.VariablePassword, manifest.VariableCertificate, manifest.VariableSSH,
 			manifest.VariableRSA, manifest.VariableUser:
 		default:
-			k.add(at+"/type", string(v.Type), "must be password, certificate, ssh, rsa or user")
+			k.Add(at+"/type", string(v.Type), "must be password, certificate, ssh, rsa or user")
 		}
 	}
-	return k.probs
+	return k.Problems
 }
 
 func (k *checker) rule(at string, r *manifest.PlacementRule) {
@@ -279,15 +277,15 @@ func (k *checker) rule(at string, r *manifest.PlacementRule) {
 		return
 	}
 	for i, j := range r.Jobs {
-		k.required(yamltree.Index(at+"/jobs", i)+"/name", j.Name)
-		k.required(yamltree.Index(at+"/jobs", i)+"/release", j.Release)
+		k.Required(yamltree.Index(at+"/jobs", i)+"/name", j.Name)
+		k.Required(yamltree.Index(at+"/jobs", i)+"/release", j.Release)
 	}
 	for i, s := range r.Stemcell {
-		k.required(yamltree.Index(at+"/stemcell", i)+"/os", s.OS)
+		k.Required(yamltree.Index(at+"/stemcell", i)+"/os", s.OS)
 	}
 	switch r.Lifecycle {
 	case "", manifest.LifecycleService, manifest.LifecycleErrand:
 	default:
-		k.add(at+"/lifecycle", string(r.Lifecycle), "must be service or errand")
+		k.Add(at+"/lifecycle", string(r.Lifecycle), "must be service or errand")
 	}
 }

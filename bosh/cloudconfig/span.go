@@ -1,51 +1,25 @@
 package cloudconfig
 
 import (
-	"encoding/binary"
 	"errors"
 	"math"
-	"math/bits"
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/kubefoundry/kubefoundry/bosh/internal/yamltree"
 )
 
 // span is an inclusive range of addresses of one family: what an entry
-// of reserved, static or static_ips names.
-type span struct{ lo, hi netip.Addr }
-
-var errEntry = errors.New("is not an address, a range (a - b) or a CIDR")
+// of reserved, static or static_ips names (see yamltree.Span, whose
+// methods it takes under the names the allocator uses).
+type span yamltree.Span
 
 // parseSpan reads an address ("10.0.1.5"), a range ("10.0.1.5 -
 // 10.0.1.9", spaces optional) or a CIDR ("10.0.1.16/28").
 func parseSpan(s string) (span, error) {
-	lo, hi, isRange := strings.Cut(s, "-")
-	lo = strings.TrimSpace(lo)
-	if isRange {
-		a, err1 := netip.ParseAddr(lo)
-		b, err2 := netip.ParseAddr(strings.TrimSpace(hi))
-		switch {
-		case err1 != nil || err2 != nil || a.Zone() != "" || b.Zone() != "":
-			return span{}, errors.New("is not a range of two addresses (a - b)")
-		case a.Unmap().Is4() != b.Unmap().Is4():
-			return span{}, errors.New("mixes IPv4 and IPv6")
-		case b.Unmap().Less(a.Unmap()):
-			return span{}, errors.New("ends before it starts")
-		}
-		return span{a.Unmap(), b.Unmap()}, nil
-	}
-	if strings.Contains(lo, "/") {
-		p, err := netip.ParsePrefix(lo)
-		if err != nil {
-			return span{}, errEntry
-		}
-		return prefixSpan(p), nil
-	}
-	a, err := netip.ParseAddr(lo)
-	if err != nil || a.Zone() != "" {
-		return span{}, errEntry
-	}
-	return span{a.Unmap(), a.Unmap()}, nil
+	r, err := yamltree.ParseSpan(s)
+	return span(r), err
 }
 
 // parseAddr reads one address, as gateway and dns are written.
@@ -77,53 +51,13 @@ func parseRange(s string) (netip.Prefix, error) {
 }
 
 // prefixSpan is every address of a prefix.
-func prefixSpan(p netip.Prefix) span {
-	p = p.Masked()
-	b := p.Addr().As16()
-	host := p.Addr().BitLen() - p.Bits()
-	for i := 15; host > 0; i-- {
-		n := min(host, 8)
-		b[i] |= byte(1<<n - 1)
-		host -= n
-	}
-	hi := netip.AddrFrom16(b)
-	if p.Addr().Is4() {
-		hi = hi.Unmap()
-	}
-	return span{p.Addr(), hi}
-}
+func prefixSpan(p netip.Prefix) span { return span(yamltree.PrefixSpan(p)) }
 
-func (s span) family() int { return s.lo.BitLen() }
-
-func (s span) contains(a netip.Addr) bool {
-	a = a.Unmap()
-	return a.BitLen() == s.family() && !a.Less(s.lo) && !s.hi.Less(a)
-}
-
-// within reports whether all of s lies in t.
-func (s span) within(t span) bool { return t.contains(s.lo) && t.contains(s.hi) }
-
-func (s span) overlaps(t span) bool {
-	return s.family() == t.family() && !s.hi.Less(t.lo) && !t.hi.Less(s.lo)
-}
-
-// size is how many addresses s holds, saturated at MaxUint64.
-func (s span) size() uint64 {
-	lo, hi := s.lo.As16(), s.hi.As16()
-	l, borrow := bits.Sub64(binary.BigEndian.Uint64(hi[8:]), binary.BigEndian.Uint64(lo[8:]), 0)
-	h, _ := bits.Sub64(binary.BigEndian.Uint64(hi[:8]), binary.BigEndian.Uint64(lo[:8]), borrow)
-	if h != 0 || l == math.MaxUint64 {
-		return math.MaxUint64
-	}
-	return l + 1
-}
-
-func (s span) String() string {
-	if s.lo == s.hi {
-		return s.lo.String()
-	}
-	return s.lo.String() + " - " + s.hi.String()
-}
+func (s span) family() int                { return yamltree.Span(s).Family() }
+func (s span) contains(a netip.Addr) bool { return yamltree.Span(s).Contains(a) }
+func (s span) within(t span) bool         { return yamltree.Span(s).Within(yamltree.Span(t)) }
+func (s span) overlaps(t span) bool       { return yamltree.Span(s).Overlaps(yamltree.Span(t)) }
+func (s span) size() uint64               { return yamltree.Span(s).Size() }
 
 // spans parses a list of entries; the bad ones are left out.
 func spans(entries []string) []span {
@@ -138,24 +72,24 @@ func spans(entries []string) []span {
 
 // sortSpans sorts spans by their first address.
 func sortSpans(s []span) {
-	slices.SortFunc(s, func(a, b span) int { return a.lo.Compare(b.lo) })
+	slices.SortFunc(s, func(a, b span) int { return a.Lo.Compare(b.Lo) })
 }
 
 // firstFree returns the lowest address of in at or after from that no
 // span of blocked holds; blocked is sorted by first address.
 func firstFree(in span, from netip.Addr, blocked []span) (netip.Addr, bool) {
 	cand := from
-	if cand.Less(in.lo) {
-		cand = in.lo
+	if cand.Less(in.Lo) {
+		cand = in.Lo
 	}
 	for _, b := range blocked {
-		if b.family() != in.family() || b.hi.Less(cand) {
+		if b.family() != in.family() || b.Hi.Less(cand) {
 			continue
 		}
-		if cand.Less(b.lo) {
+		if cand.Less(b.Lo) {
 			break
 		}
-		cand = b.hi.Next() // past the range, or the zero Addr past the last address: none is free
+		cand = b.Hi.Next() // past the range, or the zero Addr past the last address: none is free
 	}
 	if !in.contains(cand) {
 		return netip.Addr{}, false
@@ -178,10 +112,10 @@ type indexed struct {
 // must be prefixes (a subnet's range); it sorts its argument.
 func overlapping(s []indexed) [][2]int {
 	slices.SortStableFunc(s, func(a, b indexed) int {
-		if c := a.lo.Compare(b.lo); c != 0 {
+		if c := a.Lo.Compare(b.Lo); c != 0 {
 			return c
 		}
-		return b.hi.Compare(a.hi) // the wider first
+		return b.Hi.Compare(a.Hi) // the wider first
 	})
 	type frame struct {
 		indexed
@@ -229,11 +163,11 @@ type spanIndex struct {
 
 func newSpanIndex(s []indexed) spanIndex {
 	s = slices.Clone(s)
-	slices.SortStableFunc(s, func(a, b indexed) int { return a.lo.Compare(b.lo) })
+	slices.SortStableFunc(s, func(a, b indexed) int { return a.Lo.Compare(b.Lo) })
 	x := spanIndex{spans: s, furthest: make([]int, len(s))}
 	for k := range s {
 		x.furthest[k] = k
-		if k > 0 && !s[x.furthest[k-1]].hi.Less(s[k].hi) {
+		if k > 0 && !s[x.furthest[k-1]].Hi.Less(s[k].Hi) {
 			x.furthest[k] = x.furthest[k-1]
 		}
 	}
@@ -242,10 +176,10 @@ func newSpanIndex(s []indexed) spanIndex {
 
 // overlap returns the entry index of a span overlapping r.
 func (x spanIndex) overlap(r span) (int, bool) {
-	// The spans starting at or before r.hi; of those, the one reaching
+	// The spans starting at or before r.Hi; of those, the one reaching
 	// furthest overlaps r if any does.
-	n, _ := slices.BinarySearchFunc(x.spans, r.hi, func(s indexed, a netip.Addr) int {
-		if a.Less(s.lo) {
+	n, _ := slices.BinarySearchFunc(x.spans, r.Hi, func(s indexed, a netip.Addr) int {
+		if a.Less(s.Lo) {
 			return 1
 		}
 		return -1

@@ -33,17 +33,17 @@ import (
 // It returns every problem at once as a *kubefoundry.ValidationError;
 // problems have no line.
 func (c *CloudConfig) Validate() error {
-	return finish(cloudObject, checkCloud(c, nil), nil, c.selectors())
+	return yamltree.Finish(cloudObject, checkCloud(c, nil), nil, c.selectors())
 }
 
 // selectors names the named lists of a cloud config by index path.
-func (c *CloudConfig) selectors() selectors {
-	s := selectors{}
-	s.add("/azs", "name", len(c.AZs), func(i int) string { return c.AZs[i].Name })
-	s.add("/vm_types", "name", len(c.VMTypes), func(i int) string { return c.VMTypes[i].Name })
-	s.add("/vm_extensions", "name", len(c.VMExtensions), func(i int) string { return c.VMExtensions[i].Name })
-	s.add("/disk_types", "name", len(c.DiskTypes), func(i int) string { return c.DiskTypes[i].Name })
-	s.add("/networks", "name", len(c.Networks), func(i int) string { return c.Networks[i].Name })
+func (c *CloudConfig) selectors() yamltree.Selectors {
+	s := yamltree.Selectors{}
+	s.Add("/azs", "name", len(c.AZs), func(i int) string { return c.AZs[i].Name })
+	s.Add("/vm_types", "name", len(c.VMTypes), func(i int) string { return c.VMTypes[i].Name })
+	s.Add("/vm_extensions", "name", len(c.VMExtensions), func(i int) string { return c.VMExtensions[i].Name })
+	s.Add("/disk_types", "name", len(c.DiskTypes), func(i int) string { return c.DiskTypes[i].Name })
+	s.Add("/networks", "name", len(c.Networks), func(i int) string { return c.Networks[i].Name })
 	return s
 }
 
@@ -54,61 +54,61 @@ func checkCloud(c *CloudConfig, unread func(string) bool) []kubefoundry.FieldErr
 	azs := map[string]bool{}
 	for i, az := range c.AZs {
 		at := yamltree.Index("/azs", i)
-		k.required(at+"/name", az.Name)
-		k.unique(azs, at+"/name", az.Name, "the AZ")
+		k.Required(at+"/name", az.Name)
+		k.Unique(azs, at+"/name", az.Name, "the AZ")
 	}
 	seen := map[string]bool{}
 	for i, v := range c.VMTypes {
 		at := yamltree.Index("/vm_types", i)
-		k.required(at+"/name", v.Name)
-		k.unique(seen, at+"/name", v.Name, "the VM type")
+		k.Required(at+"/name", v.Name)
+		k.Unique(seen, at+"/name", v.Name, "the VM type")
 	}
 	seen = map[string]bool{}
 	for i, v := range c.VMExtensions {
 		at := yamltree.Index("/vm_extensions", i)
-		k.required(at+"/name", v.Name)
-		k.unique(seen, at+"/name", v.Name, "the VM extension")
+		k.Required(at+"/name", v.Name)
+		k.Unique(seen, at+"/name", v.Name, "the VM extension")
 	}
 	seen = map[string]bool{}
 	for i, v := range c.DiskTypes {
 		at := yamltree.Index("/disk_types", i)
-		k.required(at+"/name", v.Name)
-		k.unique(seen, at+"/name", v.Name, "the disk type")
+		k.Required(at+"/name", v.Name)
+		k.Unique(seen, at+"/name", v.Name, "the disk type")
 		switch {
-		case v.DiskSize == 0 && !k.unread(at+"/disk_size"):
-			k.add(at+"/disk_size", "", "is required (the size in MB)")
+		case v.DiskSize == 0 && !k.Unread(at+"/disk_size"):
+			k.Add(at+"/disk_size", "", "is required (the size in MB)")
 		case v.DiskSize < 0:
-			k.add(at+"/disk_size", strconv.Itoa(v.DiskSize), "must be a positive number of MB")
+			k.Add(at+"/disk_size", strconv.Itoa(v.DiskSize), "must be a positive number of MB")
 		}
 	}
 	if len(c.Networks) == 0 {
-		k.add("/networks", "", "at least one network is required")
+		k.Add("/networks", "", "at least one network is required")
 	}
 	seen = map[string]bool{}
 	for i := range c.Networks {
 		at := yamltree.Index("/networks", i)
-		k.required(at+"/name", c.Networks[i].Name)
-		k.unique(seen, at+"/name", c.Networks[i].Name, "the network")
+		k.Required(at+"/name", c.Networks[i].Name)
+		k.Unique(seen, at+"/name", c.Networks[i].Name, "the network")
 		k.network(at, &c.Networks[i], azs)
 	}
 	if c.Compilation == nil {
-		k.add("/compilation", "", "is required")
+		k.Add("/compilation", "", "is required")
 	} else {
 		k.compilation(c)
 	}
-	return k.probs
+	return k.Problems
 }
 
 // notOn reports a key the network's type does not take.
 func (k *checker) notOn(at string, set bool, key, reason string) {
 	if set {
-		k.add(at+"/"+key, "", "%s", reason)
+		k.Add(at+"/"+key, "", "%s", reason)
 	}
 }
 
 func (k *checker) network(at string, n *Network, azs map[string]bool) {
 	defer k.subnetZones(at, n, azs)
-	if k.unread(at + "/type") {
+	if k.Unread(at + "/type") {
 		return // which keys belong depends on the type
 	}
 	switch n.Type {
@@ -116,16 +116,16 @@ func (k *checker) network(at string, n *Network, azs map[string]bool) {
 		k.notOn(at, len(n.DNS) > 0, "dns", "a manual network's dns goes on its subnets")
 		k.notOn(at, n.CloudProperties != nil, "cloud_properties", "a manual network's cloud_properties go on its subnets")
 		if len(n.Subnets) == 0 {
-			k.add(at+"/subnets", "", "a manual network needs at least one subnet")
+			k.Add(at+"/subnets", "", "a manual network needs at least one subnet")
 		}
 		var ranges []indexed
 		for i := range n.Subnets {
-			if r := k.manualSubnet(yamltree.Index(at+"/subnets", i), &n.Subnets[i]); r.lo.IsValid() {
+			if r := k.manualSubnet(yamltree.Index(at+"/subnets", i), &n.Subnets[i]); r.Lo.IsValid() {
 				ranges = append(ranges, indexed{r, i})
 			}
 		}
 		for _, o := range overlapping(ranges) {
-			k.add(yamltree.Index(at+"/subnets", o[0])+"/range", n.Subnets[o[0]].Range, "overlaps subnet %d (%s) of this network", o[1], n.Subnets[o[1]].Range)
+			k.Add(yamltree.Index(at+"/subnets", o[0])+"/range", n.Subnets[o[0]].Range, "overlaps subnet %d (%s) of this network", o[1], n.Subnets[o[1]].Range)
 		}
 	case Dynamic:
 		if len(n.Subnets) > 0 {
@@ -155,12 +155,12 @@ func (k *checker) network(at string, n *Network, azs map[string]bool) {
 			}
 			for j, e := range s.Static {
 				if _, err := parseSpan(e); err != nil {
-					k.add(yamltree.Index(sat+"/static", j), e, "%v", err)
+					k.Add(yamltree.Index(sat+"/static", j), e, "%v", err)
 				}
 			}
 		}
 	default:
-		k.add(at+"/type", string(n.Type), "must be manual, dynamic or vip")
+		k.Add(at+"/type", string(n.Type), "must be manual, dynamic or vip")
 	}
 }
 
@@ -168,7 +168,7 @@ func (k *checker) network(at string, n *Network, azs map[string]bool) {
 func (k *checker) addresses(at string, list []string) {
 	for i, a := range list {
 		if _, err := parseAddr(a); err != nil {
-			k.add(yamltree.Index(at, i), a, "%v", err)
+			k.Add(yamltree.Index(at, i), a, "%v", err)
 		}
 	}
 }
@@ -178,37 +178,37 @@ func (k *checker) addresses(at string, list []string) {
 func (k *checker) manualSubnet(at string, s *Subnet) span {
 	k.addresses(at+"/dns", s.DNS)
 	if s.Range == "" {
-		if !k.unread(at + "/range") {
-			k.add(at+"/range", "", "is required (a CIDR)")
+		if !k.Unread(at + "/range") {
+			k.Add(at+"/range", "", "is required (a CIDR)")
 		}
-		if s.Gateway == "" && !k.unread(at+"/gateway") {
-			k.add(at+"/gateway", "", "is required")
+		if s.Gateway == "" && !k.Unread(at+"/gateway") {
+			k.Add(at+"/gateway", "", "is required")
 		}
 		return span{}
 	}
 	p, err := parseRange(s.Range)
 	if err != nil {
-		k.add(at+"/range", s.Range, "%v", err)
+		k.Add(at+"/range", s.Range, "%v", err)
 		return span{}
 	}
 	rng := prefixSpan(p)
 	// What the director never assigns: the range's first and last
 	// addresses, the gateway, the reserved entries.
-	restricted := []indexed{{span{rng.lo, rng.lo}, 0}, {span{rng.hi, rng.hi}, 1}}
-	names := []string{"the network's first address " + rng.lo.String(), "the network's last address " + rng.hi.String()}
+	restricted := []indexed{{span{rng.Lo, rng.Lo}, 0}, {span{rng.Hi, rng.Hi}, 1}}
+	names := []string{"the network's first address " + rng.Lo.String(), "the network's last address " + rng.Hi.String()}
 	switch gw, err := parseAddr(s.Gateway); {
 	case s.Gateway == "":
-		if !k.unread(at + "/gateway") {
-			k.add(at+"/gateway", "", "is required")
+		if !k.Unread(at + "/gateway") {
+			k.Add(at+"/gateway", "", "is required")
 		}
 	case err != nil:
-		k.add(at+"/gateway", s.Gateway, "%v", err)
+		k.Add(at+"/gateway", s.Gateway, "%v", err)
 	case !rng.contains(gw):
-		k.add(at+"/gateway", s.Gateway, "is not inside the range %s", s.Range)
-	case gw == rng.lo:
-		k.add(at+"/gateway", s.Gateway, "is the range's network address")
-	case gw == rng.hi:
-		k.add(at+"/gateway", s.Gateway, "is the range's last (broadcast) address")
+		k.Add(at+"/gateway", s.Gateway, "is not inside the range %s", s.Range)
+	case gw == rng.Lo:
+		k.Add(at+"/gateway", s.Gateway, "is the range's network address")
+	case gw == rng.Hi:
+		k.Add(at+"/gateway", s.Gateway, "is the range's last (broadcast) address")
 	default:
 		restricted = append(restricted, indexed{span{gw, gw}, len(names)})
 		names = append(names, "the gateway")
@@ -217,9 +217,9 @@ func (k *checker) manualSubnet(at string, s *Subnet) span {
 		r, err := parseSpan(e)
 		switch {
 		case err != nil:
-			k.add(yamltree.Index(at+"/reserved", i), e, "%v", err)
+			k.Add(yamltree.Index(at+"/reserved", i), e, "%v", err)
 		case !r.within(rng):
-			k.add(yamltree.Index(at+"/reserved", i), e, "is not inside the range %s", s.Range)
+			k.Add(yamltree.Index(at+"/reserved", i), e, "is not inside the range %s", s.Range)
 		default:
 			restricted = append(restricted, indexed{r, len(names)})
 			names = append(names, "reserved "+e)
@@ -230,14 +230,14 @@ func (k *checker) manualSubnet(at string, s *Subnet) span {
 		r, err := parseSpan(e)
 		switch {
 		case err != nil:
-			k.add(yamltree.Index(at+"/static", i), e, "%v", err)
+			k.Add(yamltree.Index(at+"/static", i), e, "%v", err)
 			continue
 		case !r.within(rng):
-			k.add(yamltree.Index(at+"/static", i), e, "is not inside the range %s", s.Range)
+			k.Add(yamltree.Index(at+"/static", i), e, "is not inside the range %s", s.Range)
 			continue
 		}
 		if j, ok := never.overlap(r); ok {
-			k.add(yamltree.Index(at+"/static", i), e, "holds %s, which BOSH never assigns", names[j])
+			k.Add(yamltree.Index(at+"/static", i), e, "holds %s, which BOSH never assigns", names[j])
 		}
 	}
 	return rng
@@ -250,16 +250,16 @@ func (k *checker) subnetZones(at string, n *Network, azs map[string]bool) {
 		sat, s := yamltree.Index(at+"/subnets", i), &n.Subnets[i]
 		switch {
 		case s.AZ != "" && s.AZs != nil:
-			k.add(sat+"/azs", "", "az and azs are both set: choose one")
+			k.Add(sat+"/azs", "", "az and azs are both set: choose one")
 		case s.AZs != nil && len(s.AZs) == 0:
-			k.add(sat+"/azs", "", "names no AZ: name one, or leave azs out")
+			k.Add(sat+"/azs", "", "names no AZ: name one, or leave azs out")
 		}
 		if s.AZ != "" && !azs[s.AZ] {
-			k.add(sat+"/az", s.AZ, "is not an AZ in azs")
+			k.Add(sat+"/az", s.AZ, "is not an AZ in azs")
 		}
 		for j, z := range s.AZs {
 			if z != "" && !azs[z] {
-				k.add(yamltree.Index(sat+"/azs", j), z, "is not an AZ in azs")
+				k.Add(yamltree.Index(sat+"/azs", j), z, "is not an AZ in azs")
 			}
 		}
 		if first < 0 && len(s.Zones()) > 0 {
@@ -271,8 +271,8 @@ func (k *checker) subnetZones(at string, n *Network, azs map[string]bool) {
 	}
 	for i := range n.Subnets {
 		sat := yamltree.Index(at+"/subnets", i)
-		if s := &n.Subnets[i]; s.AZ == "" && s.AZs == nil && !k.unread(sat+"/az") && !k.unread(sat+"/azs") && !k.unread(sat) {
-			k.add(sat, "", "has no az while subnet %d has: a network's subnets all have AZs or none has", first)
+		if s := &n.Subnets[i]; s.AZ == "" && s.AZs == nil && !k.Unread(sat+"/az") && !k.Unread(sat+"/azs") && !k.Unread(sat) {
+			k.Add(sat, "", "has no az while subnet %d has: a network's subnets all have AZs or none has", first)
 		}
 	}
 }
@@ -281,40 +281,40 @@ func (k *checker) compilation(c *CloudConfig) {
 	const at = "/compilation"
 	cp := c.Compilation
 	switch {
-	case cp.Workers == 0 && !k.unread(at+"/workers"):
-		k.add(at+"/workers", "", "is required (at least 1)")
+	case cp.Workers == 0 && !k.Unread(at+"/workers"):
+		k.Add(at+"/workers", "", "is required (at least 1)")
 	case cp.Workers < 0:
-		k.add(at+"/workers", strconv.Itoa(cp.Workers), "must be at least 1")
+		k.Add(at+"/workers", strconv.Itoa(cp.Workers), "must be at least 1")
 	}
 	if cp.AZ != "" && c.AZ(cp.AZ) == nil {
-		k.add(at+"/az", cp.AZ, "is not an AZ in azs")
+		k.Add(at+"/az", cp.AZ, "is not an AZ in azs")
 	}
 	switch n := c.Network(cp.Network); {
 	case cp.Network == "":
-		k.add(at+"/network", "", "is required")
+		k.Add(at+"/network", "", "is required")
 	case n == nil:
-		k.add(at+"/network", cp.Network, "is not a network in networks")
+		k.Add(at+"/network", cp.Network, "is not a network in networks")
 	case n.Type == VIP:
-		k.add(at+"/network", cp.Network, "is a vip network: compilation VMs need a manual or dynamic one")
+		k.Add(at+"/network", cp.Network, "is a vip network: compilation VMs need a manual or dynamic one")
 	case !serves(n, cp.AZ):
 		zones := zonesOf(n)
 		if cp.AZ == "" {
-			k.add(at+"/az", "", "is required: network %s has its subnets in azs %s", n.Name, strings.Join(zones, ", "))
+			k.Add(at+"/az", "", "is required: network %s has its subnets in azs %s", n.Name, strings.Join(zones, ", "))
 		} else if c.AZ(cp.AZ) != nil {
 			if len(zones) == 0 {
-				k.add(at+"/az", cp.AZ, "network %s has no subnet with azs: leave az out, or give its subnets azs", n.Name)
+				k.Add(at+"/az", cp.AZ, "network %s has no subnet with azs: leave az out, or give its subnets azs", n.Name)
 			} else {
-				k.add(at+"/az", cp.AZ, "network %s has no subnet in this AZ", n.Name)
+				k.Add(at+"/az", cp.AZ, "network %s has no subnet in this AZ", n.Name)
 			}
 		}
 	}
 	switch {
 	case cp.VMType != "" && cp.VMResources != nil:
-		k.add(at+"/vm_resources", "", "vm_type and vm_resources are both set: choose one")
+		k.Add(at+"/vm_resources", "", "vm_type and vm_resources are both set: choose one")
 	case cp.VMType != "" && c.VMType(cp.VMType) == nil:
-		k.add(at+"/vm_type", cp.VMType, "is not a VM type in vm_types")
+		k.Add(at+"/vm_type", cp.VMType, "is not a VM type in vm_types")
 	case cp.VMType != "" && cp.CloudProperties != nil:
-		k.add(at+"/cloud_properties", "", "with a vm_type, the VM's cloud_properties come from the VM type")
+		k.Add(at+"/cloud_properties", "", "with a vm_type, the VM's cloud_properties come from the VM type")
 	}
 	if r := cp.VMResources; r != nil {
 		for _, v := range []struct {
@@ -322,10 +322,10 @@ func (k *checker) compilation(c *CloudConfig) {
 			n   int
 		}{{"cpu", r.CPU}, {"ram", r.RAM}, {"ephemeral_disk_size", r.EphemeralDiskSize}} {
 			switch {
-			case v.n == 0 && !k.unread(at+"/vm_resources/"+v.key):
-				k.add(at+"/vm_resources/"+v.key, "", "is required (a positive integer)")
+			case v.n == 0 && !k.Unread(at+"/vm_resources/"+v.key):
+				k.Add(at+"/vm_resources/"+v.key, "", "is required (a positive integer)")
 			case v.n < 0:
-				k.add(at+"/vm_resources/"+v.key, strconv.Itoa(v.n), "must be a positive integer")
+				k.Add(at+"/vm_resources/"+v.key, strconv.Itoa(v.n), "must be a positive integer")
 			}
 		}
 	}
@@ -336,9 +336,9 @@ func (k *checker) compilation(c *CloudConfig) {
 	for i, e := range cp.VMExtensions {
 		switch {
 		case !exts[e]:
-			k.add(yamltree.Index(at+"/vm_extensions", i), e, "is not a VM extension in vm_extensions")
+			k.Add(yamltree.Index(at+"/vm_extensions", i), e, "is not a VM extension in vm_extensions")
 		case cp.VMType == "":
-			k.add(yamltree.Index(at+"/vm_extensions", i), e, "VM extensions need a vm_type")
+			k.Add(yamltree.Index(at+"/vm_extensions", i), e, "VM extensions need a vm_type")
 		}
 	}
 }

@@ -59,7 +59,7 @@
 //
 //	manifest.go   the manifest's types (Manifest, InstanceGroup, Job, Network, Addon, Variable, Map…)
 //	update.go     Update and its two-form values: Canaries, MaxInFlight, WatchTime
-//	parse.go      Parse, ParseNode: the YAML node walk, keys, kinds, aliases, limits, lines
-//	validate.go   Validate: required fields, duplicates, references, static IPs, default networks; ops-file paths
+//	parse.go      Parse, ParseNode: the manifest's keys, read with bosh/internal/yamltree's Decoder; limits
+//	validate.go   Validate: required fields, duplicates, references, static IPs (yamltree.ParseSpan), default networks; name= paths
 //	marshal.go    Marshal, and how Map, Features and the update values are written
 package manifest

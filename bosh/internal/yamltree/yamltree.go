@@ -1,7 +1,3 @@
-// Package yamltree holds what BOSH's YAML readers (bosh/manifest,
-// bosh/cloudconfig) share to walk a go.yaml.in/yaml/v3 node tree: reading
-// the one document, ops-file paths, node kinds, scalars by tag, and the
-// lines of paths.
 package yamltree
 
 import (
@@ -53,6 +49,7 @@ func ErrorLine(msg string) int {
 	return n
 }
 
+// IsNull reports whether n is absent or a null scalar.
 func IsNull(n *yaml.Node) bool {
 	return n == nil || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null")
 }
@@ -123,6 +120,7 @@ func Scalar(n *yaml.Node) any {
 	return n.Value
 }
 
+// NotYAML words a YAML syntax error as a problem's reason.
 func NotYAML(err error) error {
 	return errors.New("not YAML: " + strings.TrimPrefix(err.Error(), "yaml: "))
 }
@@ -137,3 +135,15 @@ func Join(path, token string) string {
 
 // Index appends a list index to a path.
 func Index(path string, i int) string { return path + "/" + strconv.Itoa(i) }
+
+// Shown is a scalar as a problem shows it, cut to a readable length; ""
+// for what is not a scalar.
+func Shown(n *yaml.Node) string {
+	if n == nil || n.Kind != yaml.ScalarNode {
+		return ""
+	}
+	if len(n.Value) > 64 {
+		return n.Value[:61] + "..."
+	}
+	return n.Value
+}
