@@ -10,11 +10,11 @@
 //	bosh/stemcell        stemcell tarballs: stemcell.MF, the image, light stemcells from an OVF
 //	bosh/manifest        the deployment manifest v2: parse, validate (every problem with its path and line), write
 //	bosh/opsfile         ops-files (replace, remove, go-patch's path syntax) and ((variable)) interpolation
-//	bosh/variables       the variables store: generated passwords, users, RSA and SSH keys, certificates
+//	bosh/variables       the variables store: generated passwords, users, RSA and SSH keys, certificates; CA rotation, converge
 //	bosh/cloudconfig     cloud and runtime configs: parse, validate (every problem with its path and line), IP allocation
+//	bosh/links           links resolved as the director resolves them
+//	bosh/template        ERB job templates rendered by Ruby with BOSH's evaluation context; property binding
 //
-// Not here yet: certificate rotation,
-// release tarballs,
-// ERB job templates, and the director, agents and health
+// Not here yet: release tarballs, and the director, agents and health
 // monitor (issues 14 and 15).
 package bosh
