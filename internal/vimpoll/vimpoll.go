@@ -82,6 +82,9 @@ const (
 	GiveUpAfter = time.Minute
 )
 
+// giveUpAfter is GiveUpAfter, shortened by tests.
+var giveUpAfter = GiveUpAfter
+
 // Tasks waits for many vSphere tasks with one read of every pending task
 // per interval. The reading goroutine runs only while someone waits, so a
 // Tasks needs no closing. A Tasks is safe for concurrent use.
@@ -204,7 +207,7 @@ func (t *Tasks) loop() {
 			t.finish(found, gone)
 		case failingSince.IsZero():
 			failingSince = now
-		case now.Sub(failingSince) >= GiveUpAfter:
+		case now.Sub(failingSince) >= giveUpAfter:
 			t.finishAll(fmt.Errorf("read tasks: %w", err))
 			failingSince = time.Time{}
 		}

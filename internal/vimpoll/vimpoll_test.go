@@ -184,3 +184,81 @@ func TestReadSkipsObjectsThatAreGone(t *testing.T) {
 		}
 	})
 }
+
+// failing fails every property read while it is set, as a vCenter that
+// drops its connections or restarts its property collector does.
+type failing struct {
+	next soap.RoundTripper
+	on   atomic.Bool
+	hits atomic.Int64
+}
+
+func (f *failing) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
+	if _, ok := req.(*methods.RetrievePropertiesExBody); ok && f.on.Load() {
+		f.hits.Add(1)
+		return errors.New("connection reset by peer")
+	}
+	return f.next.RoundTrip(ctx, req, res)
+}
+
+// A wait outlives a spell of failed reads: Tasks keeps reading for
+// GiveUpAfter before it gives up, rather than after a read or two.
+func TestTasksReadThroughFailures(t *testing.T) {
+	old := simulator.TaskDelay.MethodDelay
+	simulator.TaskDelay.MethodDelay = map[string]int{"PowerOff": 2500, "LockHandoff": 0}
+	defer func() { simulator.TaskDelay.MethodDelay = old }()
+	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+		_, vms := setup(t, ctx, c)
+		f := &failing{next: c.RoundTripper}
+		c.RoundTripper = f
+		res, err := methods.PowerOffVM_Task(ctx, c, &types.PowerOffVM_Task{This: vms[0]})
+		require.NoError(t, err)
+
+		f.on.Store(true)
+		w := vimpoll.NewTasks(c)
+		done := make(chan error, 1)
+		go func() { _, err := w.Wait(ctx, res.Returnval); done <- err }()
+		time.Sleep(1500 * time.Millisecond)
+		f.on.Store(false)
+		select {
+		case err := <-done:
+			require.NoError(t, err, "the wait gave up after %d failed reads in 1.5 s", f.hits.Load())
+		case <-time.After(30 * time.Second):
+			t.Fatal("the wait did not end within 30 s of reads working again")
+		}
+		assert.Greater(t, f.hits.Load(), int64(2), "reads were attempted and failed during the spell")
+	})
+}
+
+// Reads that never work end every wait with the read's error after
+// GiveUpAfter (shortened here), instead of waiting forever.
+func TestTasksGiveUp(t *testing.T) {
+	defer vimpoll.SetGiveUpAfter(time.Second)()
+	old := simulator.TaskDelay.MethodDelay
+	simulator.TaskDelay.MethodDelay = map[string]int{"PowerOff": 4000, "LockHandoff": 0}
+	defer func() { simulator.TaskDelay.MethodDelay = old }()
+	simulator.Test(func(ctx context.Context, c *vim25.Client) {
+		_, vms := setup(t, ctx, c)
+		f := &failing{next: c.RoundTripper}
+		c.RoundTripper = f
+		res, err := methods.PowerOffVM_Task(ctx, c, &types.PowerOffVM_Task{This: vms[0]})
+		require.NoError(t, err)
+		f.on.Store(true)
+		w := vimpoll.NewTasks(c)
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() { _, err := w.Wait(ctx, res.Returnval); done <- err }()
+		select {
+		case err := <-done:
+			require.ErrorContains(t, err, "connection reset by peer")
+			assert.GreaterOrEqual(t, time.Since(start), time.Second, "gave up before GiveUpAfter")
+		case <-time.After(30 * time.Second):
+			t.Fatal("the wait did not give up within 30 s of failing reads (GiveUpAfter is 1 s here)")
+		}
+		// Reads work again: a new wait sees the task (4 s) end, and the
+		// simulator's task goroutine with it.
+		f.on.Store(false)
+		_, err = w.Wait(ctx, res.Returnval)
+		require.NoError(t, err)
+	})
+}
