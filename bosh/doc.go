@@ -8,6 +8,7 @@
 //	bosh/cpi             the CPI v2 interface, BOSH's CPI errors, and the external CPI wire protocol
 //	bosh/cpi/vspherecpi  the vSphere CPI on kubefoundry's vsphere and csi clients
 //	bosh/stemcell        stemcell tarballs: stemcell.MF, the image, light stemcells from an OVF
+//	bosh/release         release tarballs: release.MF, job and package specs, create with BOSH's fingerprints, read and verify
 //	bosh/manifest        the deployment manifest v2: parse, validate (every problem with its path and line), write
 //	bosh/opsfile         ops-files (replace, remove, go-patch's path syntax) and ((variable)) interpolation
 //	bosh/variables       the variables store: generated passwords, users, RSA and SSH keys, certificates; CA rotation, converge
@@ -15,6 +16,5 @@
 //	bosh/links           links resolved as the director resolves them
 //	bosh/template        ERB job templates rendered by Ruby with BOSH's evaluation context; property binding
 //
-// Not here yet: release tarballs, and the director, agents and health
-// monitor (issues 14 and 15).
+// Not here yet: the director, agents and health monitor (issue 15).
 package bosh

@@ -1,0 +1,4 @@
+package lib
+
+// Answer is the answer.
+const Answer = 42
