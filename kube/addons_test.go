@@ -170,6 +170,24 @@ func TestApplyAddons(t *testing.T) {
 		_, err = c.Clientset().CoreV1().ConfigMaps("addons-a").Get(ctx, "settings", metav1.GetOptions{})
 		assert.True(t, apierrors.IsNotFound(err), "%v", err)
 	})
+
+	t.Run("an object another set took over is not pruned", func(t *testing.T) {
+		// Another set (or an operator) takes the Deployment over: its set
+		// label now names someone else.
+		out, err := env.Kubectl(ctx, "-n", "addons-a", "label", "deployment", "idle", "--overwrite", kube.AddonSetLabel+"=other")
+		require.NoError(t, err, string(out))
+		var rest = objs[:0:0]
+		for _, o := range objs {
+			if o.GetKind() != "ConfigMap" && o.GetKind() != "Deployment" {
+				rest = append(rest, o)
+			}
+		}
+		rep, err := c.ApplyAddons(ctx, kube.AddonSet{Name: "demo", Objects: rest}, kube.ApplyOptions{Prune: true})
+		require.NoError(t, err)
+		assert.NotContains(t, rep.String(), "pruned Deployment", "the Deployment is no longer the set's to prune")
+		_, err = c.Clientset().AppsV1().Deployments("addons-a").Get(ctx, "idle", metav1.GetOptions{})
+		assert.NoError(t, err, "the taken-over Deployment was deleted")
+	})
 }
 
 func TestApplyAddonsRolloutTimeout(t *testing.T) {
