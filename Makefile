@@ -26,6 +26,22 @@ bench: ## Run the benchmarks (BenchmarkProvisionVMs takes about a minute).
 bench-govc: ## Compare ProvisionVMs with govc on one standalone vCenter simulator (about 5 minutes).
 	./hack/bench-govc.sh
 
+# Mutation testing with gremlins (its own module, hack/mutate): every mutant
+# of PKG's covered lines, or only of the lines changed since SINCE, run one
+# at a time against PKG's tests; it prints the mutants that LIVED (no test
+# failed) with file and line. Too slow for CI on whole packages.
+#   make mutate PKG=./bosh/links
+#   make mutate PKG=./vsphere SINCE=main~3
+.PHONY: mutate
+mutate: $(BIN)/gremlins ## Mutation-test PKG (or its lines changed since SINCE); prints the mutants no test killed.
+	@test -n "$(PKG)" || { echo "usage: make mutate PKG=./bosh/links [SINCE=<git ref>]"; exit 2; }
+	$(BIN)/gremlins unleash --workers 1 --timeout-coefficient 3 --invert-logical --output-statuses lt \
+		$(if $(SINCE),--diff $(SINCE)) $(PKG)
+
+$(BIN)/gremlins: hack/mutate/go.mod hack/mutate/go.sum
+	cd hack/mutate && $(GO) build -o $@ github.com/go-gremlins/gremlins/cmd/gremlins
+	@touch $@
+
 # The tools module pins every tool; a tool is rebuilt only when its go.mod or
 # go.sum changes (touch: go build leaves an up-to-date binary's mtime alone).
 TOOLS_MOD    := hack/tools/go.mod hack/tools/go.sum

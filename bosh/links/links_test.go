@@ -347,3 +347,53 @@ group: <%= link("kube-apiserver").address %>
 		t.Errorf("rendered %q, want %q", got, want)
 	}
 }
+
+func TestResolveMalformed(t *testing.T) {
+	m := parse(t, head+`instance_groups:
+- name: master
+	instances: 1
+	vm_type: small
+	stemcell: default
+	networks: [{name: default}]
+	jobs:
+	- name: etcd
+		release: kubo
+		provides: {etcd: {as: "", shared: "yes"}}
+	- name: kube-apiserver
+		release: kubo
+		consumes: {etcd: {instances: [{name: x}], properties: [1]}}
+	- name: harbor
+		release: kubo
+		consumes: {x: {}}
+- name: worker
+	instances: 1
+	vm_type: small
+	stemcell: default
+	networks: [{name: default}]
+	jobs:
+	- name: kubelet
+		release: kubo
+		consumes: {kube-apiserver: {from: api, deployment: other}}
+`)
+	unshared := &links.Provider{Deployment: "other", Group: "g", Job: "kube-apiserver", Name: "kube-apiserver", Alias: "api", Type: "kube-apiserver"}
+	_, err := links.Resolve(m, specs, []*links.Provider{unshared})
+	var verr *kubefoundry.ValidationError
+	if !errors.As(err, &verr) {
+		t.Fatalf("err = %v, want a ValidationError", err)
+	}
+	got := map[string]string{}
+	for _, p := range verr.Problems {
+		got[p.Field] = p.Reason
+	}
+	for field, reason := range map[string]string{
+		"instance_groups/name=master/jobs/name=etcd/provides/etcd/as":           "non-empty string",
+		"instance_groups/name=master/jobs/name=etcd/provides/etcd/shared":       "true or false",
+		"instance_groups/name=master/jobs/name=kube-apiserver/consumes/etcd":    "instances/0: needs an address; properties: must be a mapping",
+		"instance_groups/name=master/jobs/name=harbor/consumes/x":               "its spec consumes: none",
+		"instance_groups/name=worker/jobs/name=kubelet/consumes/kube-apiserver": "is not shared",
+	} {
+		if !strings.Contains(got[field], reason) {
+			t.Errorf("%s: %q, want it to say %q (all: %v)", field, got[field], reason, err)
+		}
+	}
+}
