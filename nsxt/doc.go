@@ -124,6 +124,17 @@
 // topology leaves Services and policies alone; TeardownTopology and
 // TeardownNamespace remove them with the cluster or namespace.
 //
+// # VMs in groups and pools
+//
+// AddVMToGroups and RemoveVMFromGroups put a VM by name into groups of the
+// domain "default" and take it out, as a criterion of its own ORed to what
+// each group selects; AddPoolMembers and RemovePoolMembers do the same for
+// load balancer pools (a static member, or the member group of a dynamic
+// pool). This is what BOSH's vSphere CPI does with ns_groups and
+// server_pools (bosh/cpi/vspherecpi.NSXTPolicy). Names are all looked up
+// before anything is written; a write that loses to another writer's is
+// read and made again.
+//
 // # Teardown and ownership
 //
 // TeardownTopology and TeardownNamespace delete, in one PATCH, every object
@@ -193,5 +204,6 @@
 //	owned.go     ListOwned
 //	service.go   LoadBalancer, EnsureLoadBalancer, DeleteLoadBalancer, the Service limit
 //	netpol.go    NetworkPolicy, Translate, ApplyNetworkPolicy, DeleteNetworkPolicy
+//	membership.go  AddVMToGroups, RemoveVMFromGroups, AddPoolMembers, RemovePoolMembers
 //	progress.go  CallOption, WithSink, the phases and operations of progress events
 package nsxt

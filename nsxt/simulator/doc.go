@@ -44,6 +44,16 @@
 // hierarchical) are refused with 400 and error code 289 unless they send
 // X-Allow-Overwrite: true.
 //
+// A group's expression is checked as NSX checks it whenever a write
+// leaves it changed: odd length, expressions and ConjunctionOperators
+// alternating, NestedExpressions of Conditions joined by AND, whole
+// Conditions with NSX's member types, keys and operators, unique ids
+// (given to expressions sent without one), and NSX's limits: 5 criteria
+// ORed, 15 conditions in one and 35 in all, 500 listed members. A load
+// balancer pool's members need an address and a port in range, no address
+// and port twice, and a pool has members or a member_group, not both. A refusal is 400 naming the
+// path and what is wrong.
+//
 // NSX's search index trails its writes. Server.FreezeSearch makes the
 // search API answer from the state as it was when it was called, until
 // Server.ThawSearch makes the index catch up: what the index shows is then
@@ -78,6 +88,7 @@
 //
 // # Files
 //
+//	checks.go     NSX's checks of a group's expression and a pool's members
 //	start.go      Start: a simulator for a test in one call, and the nsxt.Config that reaches it
 //	simulator.go  Config, Inventory, New, Close; serving: authentication, faults, objects and lists, encoding, errors
 //	control.go    what tests steer and read it with: Fault and Inject, Patch, Put, Delete, Purge, FreezeSearch,

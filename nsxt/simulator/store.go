@@ -341,6 +341,11 @@ func (s *store) upsert(parent *object, k *kind, id string, in map[string]any, mo
 			o.realized.state = "REALIZED"
 		}
 	}
+	if check := checks[k.resourceType]; check != nil {
+		if err := check(path, merged); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.ipam(o, old); err != nil {
 		return nil, err
 	}

@@ -64,7 +64,10 @@
 //   - nsxt: {ns_groups, lb: {server_pools: [{name, port}]}}: through the
 //     NSXT given with WithNSXT (the VM's name to the groups, its static
 //     address, or else the one its guest reports, to the pools); refused
-//     without one. Package nsxt does not implement NSXT yet.
+//     without one. NSXTPolicy makes one of an nsxt.Client: groups in
+//     the domain "default" and pools under /infra/lb-pools, by display
+//     name or id, the VM joined as the vSphere CPI's Policy API mode
+//     joins it (see nsxt.Client.AddVMToGroups and AddPoolMembers).
 //
 // Bad cloud_properties, and a datacenter, cluster, resource pool, host
 // group or datastore they name that is not there, are one CloudError
