@@ -198,6 +198,17 @@ func (p *provisioner) deviceChanges(ctx context.Context, s *VMSpec, tpl *templat
 				return nil, fmt.Errorf("specs %s: disks[%d]: no free unit on the SCSI controller: %w", s.Name, i, ErrInvalidSpec)
 			}
 			used[unit] = true
+			// No file name, on purpose: with FileOperation create, vCenter
+			// makes the file in the VM's own directory under a name no file
+			// there has yet (<vm>_1.vmdk, <vm>_2.vmdk beside the clone's
+			// <vm>.vmdk, full or linked). A name of ours would need that
+			// directory before vCenter has chosen it (it is "<vm>_1" when a
+			// "<vm>" is left on the datastore), would fail the clone on a
+			// file left by an earlier attempt, and a disk outside the VM's
+			// directory is not the VM's own to DestroyVMs. vcsim picks the
+			// same names and logs FileAlreadyExists for each name it finds
+			// taken on the way: its search, not a failure. The Datastore is
+			// informational; vSphere does not configure by it.
 			backing := &types.VirtualDiskFlatVer2BackingInfo{
 				DiskMode:        string(types.VirtualDiskModePersistent),
 				ThinProvisioned: types.NewBool(true),

@@ -101,5 +101,9 @@
 //
 // Tests run against govmomi's in-process vCenter simulator (vcsim);
 // package vsphere/vspheretest starts it for a test in one call, with the
-// CNS and SPBM endpoints, and returns the Config that reaches it.
+// CNS and SPBM endpoints, and returns the Config that reaches it. A clone
+// with extra disks makes vcsim log "*types.FileAlreadyExists:
+// .../<vm>/<vm>.vmdk": the disks are created without a file name, as
+// vCenter names them (<vm>_1.vmdk, ...) in the VM's directory, and vcsim
+// logs each name it finds taken while it looks for a free one.
 package vsphere

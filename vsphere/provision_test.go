@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"path"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -148,6 +150,90 @@ func TestProvisionVMs(t *testing.T) {
 		assert.ErrorIs(t, out[0].Err, vsphere.ErrAlreadyExists)
 		assert.Contains(t, out[0].Err.Error(), "alpha/worker/2")
 	})
+}
+
+// TestExtraDisksHaveFilesOfTheirOwn: the extra disks of a clone, full or
+// linked, on the template's datastore or another, through ProvisionVMs or
+// CreateVM (as the BOSH CPI's ephemeral disk), are each created in a file
+// of their own beside the clone's own disk, in the VM's directory, with
+// the capacity asked for; so DestroyVMs counts them as the VM's own and
+// deletes them with it. vcsim applies a clone's device changes without
+// failing the clone when one cannot be applied (a disk whose file exists
+// is left out), so only the VM's devices afterwards tell. (vcsim logs
+// "FileAlreadyExists .../<vm>.vmdk" for each name it finds taken while it
+// picks "<vm>_N.vmdk" for a disk created without a file name: that is its
+// search for a free name, not a failure.)
+func TestExtraDisksHaveFilesOfTheirOwn(t *testing.T) {
+	s := newSim(t, func(m *simulator.Model) { m.Datastore = 2 })
+	c := s.client(t)
+	ctx := context.Background()
+	dc := c.Datacenter()
+	vdm := object.NewVirtualDiskManager(c.Vim25())
+	const otherDS = "LocalDS_1" // not the template's
+	tests := []struct {
+		name      string
+		linked    bool
+		datastore string
+		createVM  bool
+	}{
+		{name: "full clone, template's datastore"},
+		{name: "full clone, another datastore", datastore: otherDS},
+		{name: "linked clone, template's datastore", linked: true},
+		{name: "linked clone, another datastore, CreateVM", linked: true, datastore: otherDS, createVM: true},
+	}
+	all := specs("xi", len(tests))
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sp := all[i]
+			sp.LinkedClone, sp.Datastore = tc.linked, tc.datastore
+			sp.Disks = []vsphere.Disk{{SizeGB: 3}, {SizeGB: 7}}
+			var ref types.ManagedObjectReference
+			if tc.createVM {
+				r, err := c.CreateVM(ctx, sp)
+				require.NoError(t, err)
+				ref = r.Ref
+			} else {
+				res, err := c.ProvisionVMs(ctx, []vsphere.VMSpec{sp})
+				require.NoError(t, err)
+				ref = res[0].Ref
+			}
+			m := vmProps(t, c, ref)
+			var vmx object.DatastorePath
+			require.True(t, vmx.FromString(m.Config.Files.VmPathName))
+			if tc.datastore != "" {
+				require.Equal(t, tc.datastore, vmx.Datastore)
+			}
+
+			disks := object.VirtualDeviceList(m.Config.Hardware.Device).SelectByType((*types.VirtualDisk)(nil))
+			slices.SortFunc(disks, func(a, b types.BaseVirtualDevice) int {
+				return int(*a.GetVirtualDevice().UnitNumber - *b.GetVirtualDevice().UnitNumber)
+			})
+			require.Len(t, disks, 3, "the clone's own disk and the two extra disks")
+			files := map[string]int{}
+			var extraGB []int64
+			for j, d := range disks {
+				file := diskFileName(d)
+				if k, dup := files[file]; dup {
+					t.Errorf("disks %d and %d share the file %q", k, j, file)
+				}
+				files[file] = j
+				var p object.DatastorePath
+				require.True(t, p.FromString(file), "disk %d: %q", j, file)
+				assert.Equal(t, vmx.Datastore, p.Datastore, "disk %d (%s) is on the VM's datastore", j, file)
+				assert.Equal(t, path.Dir(vmx.Path), path.Dir(p.Path), "disk %d (%s) is in the VM's directory", j, file)
+				_, err := vdm.QueryVirtualDiskUuid(ctx, file, dc)
+				assert.NoError(t, err, "%s exists", file)
+				if j > 0 {
+					extraGB = append(extraGB, d.(*types.VirtualDisk).CapacityInKB/(1024*1024))
+				}
+			}
+			assert.Equal(t, []int64{3, 7}, extraGB, "the extra disks, in order, with their sizes")
+
+			out, err := c.DestroyVMs(ctx, []types.ManagedObjectReference{ref})
+			require.NoError(t, err)
+			assert.Empty(t, out[0].KeptDisks, "the extra disks are the VM's own and go with it")
+		})
+	}
 }
 
 func TestProvisionVMsValidation(t *testing.T) {
