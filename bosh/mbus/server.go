@@ -1,0 +1,374 @@
+package mbus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/kubefoundry/kubefoundry"
+)
+
+// Method is one method an agent serves.
+type Method struct {
+	// Func runs the method with the request's arguments (the JSON array).
+	// Its ctx ends when the Server closes or, for a long-running method,
+	// when the director cancels the task.
+	Func func(ctx context.Context, args json.RawMessage) (any, error)
+	// LongRunning methods answer at once with a task ({"agent_task_id",
+	// "state": "running"}) and run on; the director polls get_task.
+	LongRunning bool
+}
+
+// Handler finds the method a request names.
+type Handler interface {
+	Lookup(method string) (Method, bool)
+}
+
+// Methods is a Handler from a map of method names.
+type Methods map[string]Method
+
+// Lookup returns the method of that name.
+func (m Methods) Lookup(method string) (Method, bool) {
+	f, ok := m[method]
+	return f, ok
+}
+
+// ServerConfig configures an agent-side Server.
+type ServerConfig struct {
+	// URL of the NATS server.
+	URL string
+	// AgentID is the agent's id; it listens on agent.<AgentID>.
+	AgentID string
+	// Credentials of the agent: what Bus.AddAgent returned.
+	Credentials Credentials
+	// TaskRetention is how long a finished task's result stays available
+	// to get_task; 10 minutes when 0.
+	TaskRetention time.Duration
+}
+
+// String redacts the credentials' key.
+func (c ServerConfig) String() string {
+	return fmt.Sprintf("mbus.ServerConfig{URL: %s, AgentID: %s, Credentials: %s}", c.URL, c.AgentID, c.Credentials)
+}
+
+// Server is the agent's side of the bus: it answers the director's
+// requests on agent.<id> from a Handler, runs long-running methods as
+// tasks (serving get_task and cancel_task for them), and publishes
+// heartbeats and alerts. Requests are served concurrently; a Server is
+// safe for concurrent use.
+type Server struct {
+	cfg     ServerConfig
+	log     *zap.Logger
+	h       Handler
+	nc      *nats.Conn
+	ctx     context.Context // ends at Close
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	maxResp int
+
+	sub   *nats.Subscription
+	mu    sync.Mutex
+	tasks map[string]*task
+	shut  bool // Close has begun: no new requests or tasks
+}
+
+type task struct {
+	cancel   context.CancelFunc
+	state    string
+	value    any
+	err      error
+	finished time.Time
+}
+
+// StartServer connects the agent to the bus and serves h on
+// agent.<AgentID> until Close.
+func StartServer(ctx context.Context, cfg ServerConfig, h Handler, opts ...Option) (*Server, error) {
+	o := newOptions(opts)
+	var ve kubefoundry.ValidationError
+	if cfg.URL == "" {
+		ve.Add("URL", "", "required")
+	}
+	ve.Merge("", ValidateAgentID(cfg.AgentID))
+	if h == nil {
+		ve.Add("Handler", "", "required")
+	}
+	if cfg.TaskRetention < 0 {
+		ve.Add("TaskRetention", cfg.TaskRetention.String(), "must not be negative")
+	}
+	if err := ve.Err(); err != nil {
+		ve.Object = "mbus.ServerConfig"
+		return nil, err
+	}
+	if cfg.TaskRetention == 0 {
+		cfg.TaskRetention = 10 * time.Minute
+	}
+	nc, err := connect(ctx, cfg.URL, "agent."+cfg.AgentID, cfg.Credentials, o)
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	s := &Server{cfg: cfg, log: o.log.With(zap.String("agent", cfg.AgentID)), h: h, nc: nc,
+		ctx: sctx, cancel: cancel, tasks: map[string]*task{}}
+	s.maxResp = MaxResponseLength
+	if mp := int(nc.MaxPayload()); mp > 0 && mp < s.maxResp {
+		s.maxResp = mp
+	}
+	s.sub, err = nc.Subscribe(AgentSubject(cfg.AgentID), s.onRequest)
+	if err == nil {
+		err = nc.FlushWithContext(ctx)
+	}
+	if err == nil {
+		err = nc.LastError()
+	}
+	if err != nil {
+		cancel()
+		nc.Close()
+		return nil, fmt.Errorf("mbus: agent %s: subscribe %s: %w", cfg.AgentID, AgentSubject(cfg.AgentID), err)
+	}
+	return s, nil
+}
+
+// Close stops serving, cancels running tasks and waits for every request
+// and task to end, then closes the connection.
+func (s *Server) Close() {
+	s.mu.Lock()
+	if s.shut {
+		s.mu.Unlock()
+		return
+	}
+	s.shut = true
+	s.mu.Unlock()
+	s.cancel()
+	_ = s.sub.Unsubscribe()
+	s.wg.Wait()
+	s.nc.Close()
+}
+
+func (s *Server) onRequest(m *nats.Msg) {
+	var req Request
+	if err := json.Unmarshal(m.Data, &req); err != nil || req.ReplyTo == "" {
+		s.log.Warn("mbus malformed request", zap.Error(err))
+		return
+	}
+	s.mu.Lock()
+	if s.shut {
+		s.mu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		s.reply(req.ReplyTo, s.dispatch(req))
+	}()
+}
+
+// dispatch answers one request: get_task and cancel_task from the task
+// table, other methods from the Handler.
+func (s *Server) dispatch(req Request) Response {
+	args := req.Arguments
+	if len(args) == 0 || string(args) == "null" {
+		args = json.RawMessage("[]")
+	}
+	switch req.Method {
+	case "get_task":
+		return s.getTask(args)
+	case "cancel_task":
+		return s.cancelTask(args)
+	}
+	m, ok := s.h.Lookup(req.Method)
+	if !ok || m.Func == nil {
+		return exception("unknown message " + req.Method)
+	}
+	if !m.LongRunning {
+		v, err := run(s.ctx, m, args)
+		if err != nil {
+			return exception(fmt.Sprintf("Action Failed %s: %s", req.Method, err))
+		}
+		return value(v)
+	}
+	return s.startTask(req.Method, m, args)
+}
+
+// run calls the method, turning a panic into an error.
+func run(ctx context.Context, m Method, args json.RawMessage) (v any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return m.Func(ctx, args)
+}
+
+func (s *Server) startTask(method string, m Method, args json.RawMessage) Response {
+	id := randomID()
+	tctx, cancel := context.WithCancel(s.ctx)
+	t := &task{cancel: cancel, state: TaskRunning}
+	s.mu.Lock()
+	if s.shut {
+		s.mu.Unlock()
+		cancel()
+		return exception("agent is shutting down")
+	}
+	s.expireLocked()
+	s.tasks[id] = t
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer cancel()
+		v, err := run(tctx, m, args)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		t.value, t.err, t.finished = v, err, time.Now()
+		t.state = TaskDone
+		if err != nil {
+			t.state = TaskFailed
+			s.log.Info("mbus task failed", zap.String("method", method), zap.String("task", id), zap.Error(err))
+		}
+	}()
+	return value(TaskValue{AgentTaskID: id, State: TaskRunning})
+}
+
+// expireLocked forgets finished tasks older than the retention.
+func (s *Server) expireLocked() {
+	for id, t := range s.tasks {
+		if t.state != TaskRunning && time.Since(t.finished) > s.cfg.TaskRetention {
+			delete(s.tasks, id)
+		}
+	}
+}
+
+func taskIDArg(args json.RawMessage) (string, error) {
+	var a []string
+	if err := json.Unmarshal(args, &a); err != nil || len(a) != 1 {
+		return "", errors.New("want one argument, the task id")
+	}
+	return a[0], nil
+}
+
+func (s *Server) getTask(args json.RawMessage) Response {
+	id, err := taskIDArg(args)
+	if err != nil {
+		return exception("Action Failed get_task: " + err.Error())
+	}
+	s.mu.Lock()
+	t, ok := s.tasks[id]
+	var state string
+	var v any
+	if ok {
+		state, v, err = t.state, t.value, t.err
+	}
+	s.mu.Unlock()
+	switch {
+	case !ok:
+		return exception(fmt.Sprintf("Task with id %s could not be found", id))
+	case state == TaskRunning:
+		return value(TaskValue{AgentTaskID: id, State: TaskRunning})
+	case err != nil:
+		return exception(fmt.Sprintf("Task %s result: %s", id, err))
+	}
+	return value(v)
+}
+
+func (s *Server) cancelTask(args json.RawMessage) Response {
+	id, err := taskIDArg(args)
+	if err != nil {
+		return exception("Action Failed cancel_task: " + err.Error())
+	}
+	s.mu.Lock()
+	t, ok := s.tasks[id]
+	s.mu.Unlock()
+	if !ok {
+		return exception(fmt.Sprintf("Task with id %s could not be found", id))
+	}
+	t.cancel()
+	return value("canceled")
+}
+
+func value(v any) Response {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return exception("encode value: " + err.Error())
+	}
+	return Response{Value: b}
+}
+
+func exception(msg string) Response { return Response{Exception: &Exception{Message: msg}} }
+
+// reply publishes the answer; one larger than the agent may send becomes
+// an exception, as the real agent answers: an exception message is
+// shortened to fit, a value is replaced by ResponseTooLargeMessage.
+func (s *Server) reply(subject string, r Response) {
+	b, err := json.Marshal(r)
+	if err == nil && len(b) > s.maxResp {
+		s.log.Warn("mbus answer too large", zap.Int("bytes", len(b)), zap.Int("max", s.maxResp))
+		msg := ResponseTooLargeMessage
+		if r.Exception != nil {
+			if short, ok := shorten(r.Exception.Message, s.maxResp); ok {
+				msg = short
+			}
+		}
+		b, err = json.Marshal(exception(msg))
+	}
+	if err != nil {
+		s.log.Error("mbus encode answer", zap.Error(err))
+		return
+	}
+	if err := s.nc.Publish(subject, b); err != nil {
+		s.log.Warn("mbus publish answer", zap.String("subject", subject), zap.Error(err))
+	}
+}
+
+// shorten keeps the head and tail of an exception message with a marker
+// between, so that its answer fits in max bytes.
+func shorten(msg string, max int) (string, bool) {
+	const marker = "\n...[truncated]...\n"
+	keep := max - 64 - len(marker) // room for the JSON around it
+	for keep > 0 {
+		h := keep / 2
+		head := strings.ToValidUTF8(msg[:min(h, len(msg))], "")
+		tail := strings.ToValidUTF8(msg[len(msg)-min(keep-h, len(msg)):], "")
+		short := head + marker + tail
+		b, err := json.Marshal(exception(short))
+		if err == nil && len(b) <= max {
+			return short, true
+		}
+		keep = keep * 9 / 10
+	}
+	return "", false
+}
+
+// PublishHeartbeat publishes hb to hm.agent.heartbeat.<agent-id>.
+func (s *Server) PublishHeartbeat(ctx context.Context, hb Heartbeat) error {
+	return s.Send(ctx, TopicHeartbeat, hb)
+}
+
+// PublishAlert publishes a to hm.agent.alert.<agent-id>.
+func (s *Server) PublishAlert(ctx context.Context, a Alert) error {
+	return s.Send(ctx, TopicAlert, a)
+}
+
+// Send publishes v as JSON to hm.agent.<topic>.<agent-id> and waits until
+// the bus has it (bounded by ctx), so that a refusal is reported.
+func (s *Server) Send(ctx context.Context, topic string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("mbus: encode %s: %w", topic, err)
+	}
+	subject := HMSubject(topic, s.cfg.AgentID)
+	if err := s.nc.Publish(subject, b); err != nil {
+		return fmt.Errorf("mbus: publish %s: %w", subject, err)
+	}
+	if err := s.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("mbus: publish %s: %w", subject, err)
+	}
+	return nil
+}
