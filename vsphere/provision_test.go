@@ -142,14 +142,28 @@ func TestProvisionVMs(t *testing.T) {
 		assert.Equal(t, types.VirtualMachinePowerStatePoweredOn, vmProps(t, c, res[1].Ref).Runtime.PowerState)
 	})
 
-	t.Run("a VM of the same name owned by another cluster is refused", func(t *testing.T) {
-		other := in[2]
-		other.Owner.Cluster = "beta"
-		out, err := c.ProvisionVMs(ctx, []vsphere.VMSpec{other})
-		require.ErrorIs(t, err, vsphere.ErrAlreadyExists)
-		assert.ErrorIs(t, out[0].Err, vsphere.ErrAlreadyExists)
-		assert.Contains(t, out[0].Err.Error(), "alpha/worker/2")
-	})
+	// The owner is the whole of cluster, group and index: a VM of the
+	// same name that differs in any one of them is another's.
+	for _, tc := range []struct {
+		name  string
+		owner func(*vsphere.Owner)
+	}{
+		{"another cluster", func(o *vsphere.Owner) { o.Cluster = "beta" }},
+		{"another group of the same cluster", func(o *vsphere.Owner) { o.Group = "control" }},
+		{"another index of the same group", func(o *vsphere.Owner) { o.Index = 7 }},
+	} {
+		t.Run("a VM of the same name owned by "+tc.name+" is refused", func(t *testing.T) {
+			before := c.Stats().ByMethod["CloneVM_Task"]
+			other := in[2]
+			tc.owner(&other.Owner)
+			out, err := c.ProvisionVMs(ctx, []vsphere.VMSpec{other})
+			require.ErrorIs(t, err, vsphere.ErrAlreadyExists)
+			assert.ErrorIs(t, out[0].Err, vsphere.ErrAlreadyExists)
+			assert.Contains(t, out[0].Err.Error(), "alpha/worker/2")
+			assert.False(t, out[0].Created)
+			assert.Equal(t, before, c.Stats().ByMethod["CloneVM_Task"], "no clone was started")
+		})
+	}
 }
 
 // TestExtraDisksHaveFilesOfTheirOwn: the extra disks of a clone, full or
