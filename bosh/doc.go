@@ -15,6 +15,13 @@
 //	bosh/cloudconfig     cloud and runtime configs: parse, validate (every problem with its path and line), IP allocation
 //	bosh/links           links resolved as the director resolves them
 //	bosh/template        ERB job templates rendered by Ruby with BOSH's evaluation context; property binding
+//	bosh/mbus            the message bus: embedded NATS with per-agent certificates, BOSH's agent protocol both ways
+//	bosh/blobstore       BOSH's DAV blobstore: server, client, signed URLs, multi-digests
+//	bosh/agent           the agent: settings, apply and the VM layout, a bpm process supervisor, drain and scripts, heartbeats
+//	bosh/agent/agentsim  an in-process agent for every powered-on VM of a (simulated) vCenter
+//	bosh/director        the director, in part: rolling updates with canaries through the agents; its state store
+//	bosh/health          the health monitor: time-outs from heartbeats, the resurrector and its meltdown guard
 //
-// Not here yet: the director, agents and health monitor (issue 15).
+// Not here yet: the director's deploy (plan, VMs and disks through the
+// CPI, tasks), recreate, scale, errands, delete and cloud-check (issue 15).
 package bosh

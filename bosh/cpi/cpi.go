@@ -92,3 +92,30 @@ type VMResources struct {
 // DiskHint is how the agent finds an attached disk: a string (a device
 // path) or a hash. It is passed through as JSON.
 type DiskHint = json.RawMessage
+
+// AgentSettings are an agent's settings as a CPI gives them to the VM and
+// BOSH agents read them (bosh-agent's settings.Settings): who the agent
+// is, how it reaches the bus and the blobstore, its networks and disks.
+type AgentSettings struct {
+	AgentID   string             `json:"agent_id"`
+	VM        AgentSettingsVM    `json:"vm"`
+	Networks  Networks           `json:"networks"`
+	Disks     AgentSettingsDisks `json:"disks"`
+	MBus      string             `json:"mbus"`
+	NTP       []string           `json:"ntp"`
+	Blobstore map[string]any     `json:"blobstore,omitempty"`
+	Env       Env                `json:"env"`
+}
+
+// AgentSettingsVM names the VM.
+type AgentSettingsVM struct {
+	Name string `json:"name"`
+}
+
+// AgentSettingsDisks are the VM's disks: persistent ones by disk cid, with
+// the hint the agent finds them by.
+type AgentSettingsDisks struct {
+	System     string              `json:"system"`
+	Ephemeral  string              `json:"ephemeral,omitempty"`
+	Persistent map[string]DiskHint `json:"persistent"`
+}

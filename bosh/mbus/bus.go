@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"go.uber.org/zap"
@@ -55,7 +54,8 @@ type Bus struct {
 }
 
 // StartBus starts the embedded NATS server and waits until it accepts
-// connections (bounded by ctx and 10 s).
+// connections (bounded by ctx and 10 s); if it does not in time, the
+// server is shut down and the error is a *kubefoundry.TimeoutError.
 func StartBus(ctx context.Context, cfg BusConfig, opts ...Option) (*Bus, error) {
 	o := newOptions(opts)
 	host := cfg.Host
@@ -128,10 +128,7 @@ func StartBus(ctx context.Context, cfg BusConfig, opts ...Option) (*Bus, error) 
 	srv.SetLoggerV2(natsLogger{o.log.Named("nats")}, false, false, false)
 	b.srv = srv
 	go srv.Start()
-	wait := 10 * time.Second
-	if d, ok := ctx.Deadline(); ok && time.Until(d) < wait {
-		wait = time.Until(d)
-	}
+	wait := untilDeadline(ctx, defaultConnectTimeout)
 	if !srv.ReadyForConnections(wait) {
 		srv.Shutdown()
 		srv.WaitForShutdown()

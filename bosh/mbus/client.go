@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +22,9 @@ import (
 const (
 	DefaultCallTimeout  = 45 * time.Second
 	DefaultPollInterval = time.Second
+	// sendRetry is the pause between tries to send a request while the
+	// director reconnects to the bus.
+	sendRetry = 10 * time.Millisecond
 	// getTaskRetries is how often a get_task that timed out is sent again,
 	// as BOSH's director does: an agent that restarts mid-task (network
 	// reconfiguration) loses the first one.
@@ -46,11 +50,14 @@ type Config struct {
 	PollInterval time.Duration
 }
 
-// String redacts the credentials' key.
+// String redacts the credentials' key and a password in the URL.
 func (c Config) String() string {
 	return fmt.Sprintf("mbus.Config{URL: %s, DirectorID: %s, CallTimeout: %s, PollInterval: %s, Credentials: %s}",
-		c.URL, c.DirectorID, c.CallTimeout, c.PollInterval, c.Credentials)
+		redactURL(c.URL), c.DirectorID, c.CallTimeout, c.PollInterval, c.Credentials)
 }
+
+// GoString redacts them in %#v too.
+func (c Config) GoString() string { return c.String() }
 
 // AgentError is an agent's exception answer to a call.
 type AgentError struct {
@@ -69,13 +76,14 @@ func (e *AgentError) Error() string {
 type Client struct {
 	cfg  Config
 	log  *zap.Logger
+	bus  string // host:port of the bus, for errors
 	nc   *nats.Conn
 	sub  *nats.Subscription
 	done chan struct{}
 	once sync.Once
 
 	mu      sync.Mutex
-	pending map[string]chan Response
+	pending map[string]chan Response // by reply subject
 }
 
 // Dial connects the director to the bus and subscribes to its replies.
@@ -104,14 +112,19 @@ func Dial(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 		cfg.CallTimeout = DefaultCallTimeout
 	}
 	cfg.PollInterval = clampPoll(cfg.PollInterval)
-	nc, err := connect(ctx, cfg.URL, "director."+cfg.DirectorID, cfg.Credentials, o)
+	// No reconnect buffer: a request is sent while the connection is up or
+	// not at all, never queued to reach an agent after its call gave up.
+	nc, err := connect(ctx, cfg.URL, "director."+cfg.DirectorID, cfg.Credentials, o, nats.ReconnectBufSize(-1))
 	if err != nil {
 		return nil, err
 	}
 	c := &Client{cfg: cfg, log: o.log, nc: nc, done: make(chan struct{}), pending: map[string]chan Response{}}
+	if u, err := url.Parse(cfg.URL); err == nil {
+		c.bus = u.Host
+	}
 	c.sub, err = nc.Subscribe("director."+cfg.DirectorID+".>", c.onReply)
 	if err == nil {
-		err = nc.FlushWithContext(ctx)
+		err = flush(ctx, nc)
 	}
 	if err == nil {
 		err = nc.LastError()
@@ -146,11 +159,14 @@ func (c *Client) Close() {
 	})
 }
 
+// onReply hands an answer to the call waiting for it. The answer must come
+// on the whole reply subject of that call, which names the agent asked: an
+// agent, allowed to publish only to director.*.<its id>.*, cannot answer a
+// request sent to another even if it learnt the request id.
 func (c *Client) onReply(m *nats.Msg) {
-	reqID := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
 	c.mu.Lock()
-	ch := c.pending[reqID]
-	delete(c.pending, reqID)
+	ch := c.pending[m.Subject]
+	delete(c.pending, m.Subject)
 	c.mu.Unlock()
 	if ch == nil {
 		c.log.Debug("mbus reply to no pending call", zap.String("subject", m.Subject))
@@ -168,9 +184,14 @@ func (c *Client) onReply(m *nats.Msg) {
 // PollInterval until it is no longer running, and its result returned;
 // if ctx ends first, the task is cancelled on the agent (cancel_task,
 // best effort) and ctx's error returned. The first answer is awaited even
-// after ctx ends (at most CallTimeout), since it may name a task to cancel. An exception from the agent is
-// an *AgentError; an agent that does not answer within CallTimeout is a
-// *kubefoundry.TimeoutError (ErrTimeout) naming the agent and the method.
+// after ctx ends (at most CallTimeout), since it may name a task to
+// cancel. An exception from the agent is an *AgentError; an agent that
+// does not answer within CallTimeout is a *kubefoundry.TimeoutError
+// (ErrTimeout) naming the agent and the method. While the director
+// reconnects to the bus a request waits, within CallTimeout, to be sent;
+// a director still disconnected then is a *kubefoundry.TimeoutError of
+// StageConnect naming the bus (ErrTimeout and ErrUnavailable), and the
+// request is never sent later.
 func (c *Client) Call(ctx context.Context, agentID, method string, args ...any) (json.RawMessage, error) {
 	if err := ValidateAgentID(agentID); err != nil {
 		return nil, err
@@ -232,10 +253,15 @@ func (c *Client) getTask(ctx context.Context, agentID, method, taskID string) (j
 			ae.Method = method
 			return nil, ae
 		}
-		if !errors.Is(err, kubefoundry.ErrTimeout) || ctx.Err() != nil {
+		if !errors.Is(err, kubefoundry.ErrTimeout) { // ctx's end too: the next call would see it
 			return nil, err
 		}
 		c.log.Warn("mbus get_task timed out", zap.String("agent", agentID), zap.String("task", taskID))
+	}
+	var te *kubefoundry.TimeoutError
+	if errors.As(err, &te) {
+		te.Op = method
+		te.Err = fmt.Errorf("get_task %s: %w", taskID, te.Err)
 	}
 	return nil, err
 }
@@ -276,20 +302,28 @@ func (c *Client) call(ctx context.Context, agentID, method string, args []any) (
 	if err != nil {
 		return nil, fmt.Errorf("mbus: %s: encode request: %w", method, err)
 	}
+	replyTo := ReplySubject(c.cfg.DirectorID, agentID, reqID)
 	ch := make(chan Response, 1)
 	c.mu.Lock()
-	c.pending[reqID] = ch
+	c.pending[replyTo] = ch
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
-		delete(c.pending, reqID)
+		delete(c.pending, replyTo)
 		c.mu.Unlock()
 	}()
-	if err := c.nc.Publish(AgentSubject(agentID), body); err != nil {
-		return nil, fmt.Errorf("mbus: send %s to agent %s: %w", method, agentID, err)
-	}
 	timer := time.NewTimer(c.cfg.CallTimeout)
 	defer timer.Stop()
+	switch err := c.publish(ctx, timer.C, AgentSubject(agentID), body); {
+	case errors.Is(err, errNotConnected):
+		return nil, &kubefoundry.TimeoutError{Host: c.bus, Stage: kubefoundry.StageConnect, Op: method,
+			After: c.cfg.CallTimeout, Err: fmt.Errorf("director not connected to the bus, %s to agent %s not sent: %w",
+				method, agentID, kubefoundry.ErrUnavailable)}
+	case err != nil && ctx.Err() != nil:
+		return nil, fmt.Errorf("mbus: agent %s: %s: %w", agentID, method, ctx.Err())
+	case err != nil:
+		return nil, fmt.Errorf("mbus: send %s to agent %s: %w", method, agentID, err)
+	}
 	select {
 	case r := <-ch:
 		if r.Exception != nil {
@@ -298,11 +332,39 @@ func (c *Client) call(ctx context.Context, agentID, method string, args []any) (
 		return r.Value, nil
 	case <-timer.C:
 		return nil, &kubefoundry.TimeoutError{Host: "agent " + agentID, Stage: kubefoundry.StageCall, Op: method,
-			After: c.cfg.CallTimeout, Err: fmt.Errorf("no answer on %s", ReplySubject(c.cfg.DirectorID, agentID, reqID))}
+			After: c.cfg.CallTimeout, Err: fmt.Errorf("no answer on %s", replyTo)}
 	case <-ctx.Done():
 		return nil, fmt.Errorf("mbus: agent %s: %s: %w", agentID, method, ctx.Err())
 	case <-c.done:
 		return nil, fmt.Errorf("mbus: agent %s: %s: %w", agentID, method, nats.ErrConnectionClosed)
+	}
+}
+
+// errNotConnected: the director stayed disconnected from the bus for the
+// whole CallTimeout.
+var errNotConnected = errors.New("not connected")
+
+// publish sends a request while the connection is up. While the director
+// reconnects (the connection has no reconnect buffer, so NATS refuses the
+// message) it tries again every sendRetry until expired fires, ctx ends or
+// the Client closes.
+func (c *Client) publish(ctx context.Context, expired <-chan time.Time, subject string, body []byte) error {
+	retry := time.NewTicker(sendRetry)
+	defer retry.Stop()
+	for {
+		err := c.nc.Publish(subject, body)
+		if !errors.Is(err, nats.ErrReconnectBufExceeded) {
+			return err
+		}
+		select {
+		case <-retry.C:
+		case <-expired:
+			return errNotConnected
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.done:
+			return nats.ErrConnectionClosed
+		}
 	}
 }
 
@@ -335,7 +397,7 @@ func subscribeHM[T any](ctx context.Context, c *Client, topic string, fn func(st
 	if err != nil {
 		return fmt.Errorf("mbus: subscribe %s: %w", topic, err)
 	}
-	if err := c.nc.FlushWithContext(ctx); err != nil {
+	if err := flush(ctx, c.nc); err != nil {
 		_ = sub.Unsubscribe()
 		return fmt.Errorf("mbus: subscribe %s: %w", topic, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -41,30 +42,41 @@ func newOptions(opts []Option) options {
 	return o
 }
 
-// defaultConnectTimeout bounds connecting when ctx has no earlier deadline.
+// defaultConnectTimeout bounds starting the bus, connecting, and waiting
+// for the bus to confirm a subscription or a message, when ctx has no
+// earlier deadline.
 const defaultConnectTimeout = 10 * time.Second
 
-// connect opens a NATS connection to url with creds. It does not reconnect
-// for ever: a client that loses the bus for good reports it.
-func connect(ctx context.Context, rawURL, name string, creds Credentials, o options) (*nats.Conn, error) {
+// untilDeadline is d, or less if ctx's deadline comes sooner (then it may
+// be negative: the deadline has passed).
+func untilDeadline(ctx context.Context, d time.Duration) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return min(d, time.Until(dl))
+	}
+	return d
+}
+
+// connect opens a NATS connection to url with creds. A connection that
+// drops reconnects until the Client or Server closes, however long the bus
+// is away (a director VM that is recreated, a NATS cluster that is
+// upgraded): an agent that gave up would never hear its director again.
+// extra options come before the test options in o.
+func connect(ctx context.Context, rawURL, name string, creds Credentials, o options, extra ...nats.Option) (*nats.Conn, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Host == "" {
-		return nil, &kubefoundry.FieldError{Field: "URL", Value: rawURL, Reason: "not a NATS URL (tls://host:port)"}
+		return nil, &kubefoundry.FieldError{Field: "URL", Value: redactURL(rawURL), Reason: "not a NATS URL (tls://host:port)"}
 	}
 	tlsCfg, err := creds.tlsConfig()
 	if err != nil {
 		return nil, err
 	}
-	timeout := defaultConnectTimeout
-	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
-		timeout = time.Until(d)
-	}
+	timeout := untilDeadline(ctx, defaultConnectTimeout)
 	log := o.log
 	nopts := []nats.Option{
 		nats.Name(name),
 		nats.Secure(tlsCfg),
 		nats.Timeout(timeout),
-		nats.MaxReconnects(60),
+		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subject := ""
@@ -74,6 +86,7 @@ func connect(ctx context.Context, rawURL, name string, creds Credentials, o opti
 			log.Warn("mbus async error", zap.String("subject", subject), zap.Error(err))
 		}),
 	}
+	nopts = append(nopts, extra...)
 	nopts = append(nopts, o.natsOpts...)
 	type result struct {
 		nc  *nats.Conn
@@ -98,4 +111,29 @@ func connect(ctx context.Context, rawURL, name string, creds Credentials, o opti
 		}()
 		return nil, fmt.Errorf("mbus: connect to %s: %w", u.Host, ctx.Err())
 	}
+}
+
+// flush waits until the bus has processed what nc sent, bounded by ctx and,
+// when ctx has no deadline (NATS's FlushWithContext refuses such a ctx), by
+// defaultConnectTimeout.
+func flush(ctx context.Context, nc *nats.Conn) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultConnectTimeout)
+		defer cancel()
+	}
+	return nc.FlushWithContext(ctx)
+}
+
+// redactURL hides the password of a URL (nats://user:password@host:port),
+// for String and errors.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil && strings.Contains(raw, "@"):
+		return "[redacted]"
+	case err == nil && u.User != nil:
+		return u.Redacted()
+	}
+	return raw
 }

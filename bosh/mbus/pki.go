@@ -115,7 +115,7 @@ func (ca *CA) CertPEM() []byte { return append([]byte(nil), ca.certPEM...) }
 // Issue makes a client certificate for the DNS name (DirectorName,
 // AgentName(id)) and returns it with the CA as Credentials.
 func (ca *CA) Issue(name string) (Credentials, error) {
-	certPEM, keyPEM, err := ca.issue(name, nil, x509.ExtKeyUsageClientAuth)
+	certPEM, keyPEM, err := ca.issue([]string{name}, nil, x509.ExtKeyUsageClientAuth)
 	if err != nil {
 		return Credentials{}, err
 	}
@@ -124,25 +124,21 @@ func (ca *CA) Issue(name string) (Credentials, error) {
 
 // issueServer makes the bus's server certificate for the IPs and names.
 func (ca *CA) issueServer(ips []net.IP, names ...string) (tls.Certificate, error) {
-	certPEM, keyPEM, err := ca.issue("", ips, x509.ExtKeyUsageServerAuth, names...)
+	certPEM, keyPEM, err := ca.issue(names, ips, x509.ExtKeyUsageServerAuth)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
 	return tls.X509KeyPair(certPEM, keyPEM)
 }
 
-func (ca *CA) issue(name string, ips []net.IP, usage x509.ExtKeyUsage, more ...string) (certPEM, keyPEM []byte, err error) {
+// issue makes a certificate for the DNS names (the first is also its common
+// name) and IPs, with a new key.
+func (ca *CA) issue(dns []string, ips []net.IP, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("mbus: generate key: %w", err)
 	}
-	dns := more
-	cn := name
-	if name != "" {
-		dns = append([]string{name}, more...)
-	} else if len(more) > 0 {
-		cn = more[0]
-	}
+	cn := dns[0]
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: cn},

@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
@@ -53,10 +53,14 @@ type ServerConfig struct {
 	TaskRetention time.Duration
 }
 
-// String redacts the credentials' key.
+// String redacts the credentials' key and a password in the URL.
 func (c ServerConfig) String() string {
-	return fmt.Sprintf("mbus.ServerConfig{URL: %s, AgentID: %s, Credentials: %s}", c.URL, c.AgentID, c.Credentials)
+	return fmt.Sprintf("mbus.ServerConfig{URL: %s, AgentID: %s, TaskRetention: %s, Credentials: %s}",
+		redactURL(c.URL), c.AgentID, c.TaskRetention, c.Credentials)
 }
+
+// GoString redacts them in %#v too.
+func (c ServerConfig) GoString() string { return c.String() }
 
 // Server is the agent's side of the bus: it answers the director's
 // requests on agent.<id> from a Handler, runs long-running methods as
@@ -116,13 +120,10 @@ func StartServer(ctx context.Context, cfg ServerConfig, h Handler, opts ...Optio
 	sctx, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, log: o.log.With(zap.String("agent", cfg.AgentID)), h: h, nc: nc,
 		ctx: sctx, cancel: cancel, tasks: map[string]*task{}}
-	s.maxResp = MaxResponseLength
-	if mp := int(nc.MaxPayload()); mp > 0 && mp < s.maxResp {
-		s.maxResp = mp
-	}
+	s.maxResp = min(MaxResponseLength, int(nc.MaxPayload())) // the server's INFO always has max_payload
 	s.sub, err = nc.Subscribe(AgentSubject(cfg.AgentID), s.onRequest)
 	if err == nil {
-		err = nc.FlushWithContext(ctx)
+		err = flush(ctx, nc)
 	}
 	if err == nil {
 		err = nc.LastError()
@@ -136,7 +137,8 @@ func StartServer(ctx context.Context, cfg ServerConfig, h Handler, opts ...Optio
 }
 
 // Close stops serving, cancels running tasks and waits for every request
-// and task to end, then closes the connection.
+// and task to end, then closes the connection. A Method must return when
+// its ctx ends, or Close waits for it.
 func (s *Server) Close() {
 	s.mu.Lock()
 	if s.shut {
@@ -171,7 +173,9 @@ func (s *Server) onRequest(m *nats.Msg) {
 }
 
 // dispatch answers one request: get_task and cancel_task from the task
-// table, other methods from the Handler.
+// table, other methods from the Handler. As on the real agent, get_task and
+// cancel_task are actions like any other, so their failures read "Action
+// Failed get_task: ...".
 func (s *Server) dispatch(req Request) Response {
 	args := req.Arguments
 	if len(args) == 0 || string(args) == "null" {
@@ -190,9 +194,9 @@ func (s *Server) dispatch(req Request) Response {
 	if !m.LongRunning {
 		v, err := run(s.ctx, m, args)
 		if err != nil {
-			return exception(fmt.Sprintf("Action Failed %s: %s", req.Method, err))
+			return actionFailed(req.Method, err.Error())
 		}
-		return value(v)
+		return value(req.Method, v)
 	}
 	return s.startTask(req.Method, m, args)
 }
@@ -234,7 +238,7 @@ func (s *Server) startTask(method string, m Method, args json.RawMessage) Respon
 			s.log.Info("mbus task failed", zap.String("method", method), zap.String("task", id), zap.Error(err))
 		}
 	}()
-	return value(TaskValue{AgentTaskID: id, State: TaskRunning})
+	return value(method, TaskValue{AgentTaskID: id, State: TaskRunning})
 }
 
 // expireLocked forgets finished tasks older than the retention.
@@ -257,7 +261,7 @@ func taskIDArg(args json.RawMessage) (string, error) {
 func (s *Server) getTask(args json.RawMessage) Response {
 	id, err := taskIDArg(args)
 	if err != nil {
-		return exception("Action Failed get_task: " + err.Error())
+		return actionFailed("get_task", err.Error())
 	}
 	s.mu.Lock()
 	t, ok := s.tasks[id]
@@ -269,46 +273,55 @@ func (s *Server) getTask(args json.RawMessage) Response {
 	s.mu.Unlock()
 	switch {
 	case !ok:
-		return exception(fmt.Sprintf("Task with id %s could not be found", id))
+		return actionFailed("get_task", taskNotFound(id))
 	case state == TaskRunning:
-		return value(TaskValue{AgentTaskID: id, State: TaskRunning})
+		return value("get_task", TaskValue{AgentTaskID: id, State: TaskRunning})
 	case err != nil:
-		return exception(fmt.Sprintf("Task %s result: %s", id, err))
+		return actionFailed("get_task", fmt.Sprintf("Task %s result: %s", id, err))
 	}
-	return value(v)
+	return value("get_task", v)
 }
+
+// taskNotFound is the real agent's message for an unknown task id.
+func taskNotFound(id string) string { return "Task with id " + id + " could not be found" }
 
 func (s *Server) cancelTask(args json.RawMessage) Response {
 	id, err := taskIDArg(args)
 	if err != nil {
-		return exception("Action Failed cancel_task: " + err.Error())
+		return actionFailed("cancel_task", err.Error())
 	}
 	s.mu.Lock()
 	t, ok := s.tasks[id]
 	s.mu.Unlock()
 	if !ok {
-		return exception(fmt.Sprintf("Task with id %s could not be found", id))
+		return actionFailed("cancel_task", taskNotFound(id))
 	}
 	t.cancel()
-	return value("canceled")
+	return value("cancel_task", "canceled")
 }
 
-func value(v any) Response {
+// value answers with v; a v that does not encode is method's failure.
+func value(method string, v any) Response {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return exception("encode value: " + err.Error())
+		return actionFailed(method, err.Error())
 	}
 	return Response{Value: b}
 }
 
 func exception(msg string) Response { return Response{Exception: &Exception{Message: msg}} }
 
+// actionFailed is the real agent's exception for a method that failed.
+func actionFailed(method, msg string) Response {
+	return exception("Action Failed " + method + ": " + msg)
+}
+
 // reply publishes the answer; one larger than the agent may send becomes
 // an exception, as the real agent answers: an exception message is
 // shortened to fit, a value is replaced by ResponseTooLargeMessage.
 func (s *Server) reply(subject string, r Response) {
-	b, err := json.Marshal(r)
-	if err == nil && len(b) > s.maxResp {
+	b, _ := json.Marshal(r) // the value is JSON already (value): it encodes
+	if len(b) > s.maxResp {
 		s.log.Warn("mbus answer too large", zap.Int("bytes", len(b)), zap.Int("max", s.maxResp))
 		msg := ResponseTooLargeMessage
 		if r.Exception != nil {
@@ -316,34 +329,47 @@ func (s *Server) reply(subject string, r Response) {
 				msg = short
 			}
 		}
-		b, err = json.Marshal(exception(msg))
-	}
-	if err != nil {
-		s.log.Error("mbus encode answer", zap.Error(err))
-		return
+		b, _ = json.Marshal(exception(msg))
 	}
 	if err := s.nc.Publish(subject, b); err != nil {
 		s.log.Warn("mbus publish answer", zap.String("subject", subject), zap.Error(err))
 	}
 }
 
-// shorten keeps the head and tail of an exception message with a marker
-// between, so that its answer fits in max bytes.
+// truncationMarker stands for the middle of an exception message that was
+// cut out to fit, as the real agent marks it.
+const truncationMarker = "\n...[truncated]...\n"
+
+// shorten cuts the middle out of an exception message so that its answer's
+// JSON fits in max bytes: it keeps the head (what failed) and the tail (the
+// root cause), half each, cut between runes. Each pass keeps as many bytes
+// of msg as the last pass's bytes of JSON per byte of msg let fit (one for
+// plain text, up to six where JSON escapes); false if nothing of msg fits.
 func shorten(msg string, max int) (string, bool) {
-	const marker = "\n...[truncated]...\n"
-	keep := max - 64 - len(marker) // room for the JSON around it
-	for keep > 0 {
-		h := keep / 2
-		head := strings.ToValidUTF8(msg[:min(h, len(msg))], "")
-		tail := strings.ToValidUTF8(msg[len(msg)-min(keep-h, len(msg)):], "")
-		short := head + marker + tail
-		b, err := json.Marshal(exception(short))
-		if err == nil && len(b) <= max {
+	fixed := encodedLen(truncationMarker) // the answer around the message, and the marker
+	for n := len(msg); n > 0; {
+		k := n / 2 // msg[:k] is the head
+		for k > 0 && !utf8.RuneStart(msg[k]) {
+			k--
+		}
+		j := len(msg) - (n - n/2) // msg[j:] is the tail
+		for j < len(msg) && !utf8.RuneStart(msg[j]) {
+			j++
+		}
+		short := msg[:k] + truncationMarker + msg[j:]
+		size := encodedLen(short)
+		if size <= max {
 			return short, true
 		}
-		keep = keep * 9 / 10
+		n = n * (max - fixed) / (size - fixed) // fewer than n: size-fixed > max-fixed
 	}
 	return "", false
+}
+
+// encodedLen is the length of the JSON of an exception answer with msg.
+func encodedLen(msg string) int {
+	b, _ := json.Marshal(exception(msg)) // strings always encode
+	return len(b)
 }
 
 // PublishHeartbeat publishes hb to hm.agent.heartbeat.<agent-id>.
@@ -357,7 +383,10 @@ func (s *Server) PublishAlert(ctx context.Context, a Alert) error {
 }
 
 // Send publishes v as JSON to hm.agent.<topic>.<agent-id> and waits until
-// the bus has it (bounded by ctx), so that a refusal is reported.
+// the bus has processed it (bounded by ctx, or 10 s). NATS does not
+// acknowledge a message: one the bus refuses (an external NATS whose
+// permissions lack the topic) is reported only to the logger, as a
+// permissions violation.
 func (s *Server) Send(ctx context.Context, topic string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -367,7 +396,7 @@ func (s *Server) Send(ctx context.Context, topic string, v any) error {
 	if err := s.nc.Publish(subject, b); err != nil {
 		return fmt.Errorf("mbus: publish %s: %w", subject, err)
 	}
-	if err := s.nc.FlushWithContext(ctx); err != nil {
+	if err := flush(ctx, s.nc); err != nil {
 		return fmt.Errorf("mbus: publish %s: %w", subject, err)
 	}
 	return nil

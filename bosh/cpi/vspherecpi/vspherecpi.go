@@ -102,29 +102,13 @@ var _ cpi.CPI = (*CPI)(nil)
 const SettingsKey = "guestinfo.bosh.settings"
 
 // Settings are an agent's settings as BOSH agents read them.
-type Settings struct {
-	AgentID   string         `json:"agent_id"`
-	VM        SettingsVM     `json:"vm"`
-	Networks  cpi.Networks   `json:"networks"`
-	Disks     SettingsDisks  `json:"disks"`
-	MBus      string         `json:"mbus"`
-	NTP       []string       `json:"ntp"`
-	Blobstore map[string]any `json:"blobstore,omitempty"`
-	Env       cpi.Env        `json:"env"`
-}
+type Settings = cpi.AgentSettings
 
 // SettingsVM names the VM.
-type SettingsVM struct {
-	Name string `json:"name"`
-}
+type SettingsVM = cpi.AgentSettingsVM
 
-// SettingsDisks are the VM's disks: persistent ones by disk cid, with the
-// hint the agent finds them by.
-type SettingsDisks struct {
-	System     string                     `json:"system"`
-	Ephemeral  string                     `json:"ephemeral,omitempty"`
-	Persistent map[string]json.RawMessage `json:"persistent"`
-}
+// SettingsDisks are the VM's disks.
+type SettingsDisks = cpi.AgentSettingsDisks
 
 func newID(prefix string) string {
 	b := make([]byte, 16)
@@ -296,7 +280,7 @@ func (c *CPI) CreateVM(ctx context.Context, agentID, stemcellCID string, props c
 	if vp.Disk > 0 {
 		settings.Disks.Ephemeral = "/dev/sdb"
 	}
-	kv, err := settings.extraConfig()
+	kv, err := settingsExtraConfig(settings)
 	if err != nil {
 		return "", nil, err
 	}
@@ -427,7 +411,7 @@ func (c *CPI) destroy(ctx context.Context, ref types.ManagedObjectReference, cid
 	return err
 }
 
-func (s Settings) extraConfig() (map[string]string, error) {
+func settingsExtraConfig(s Settings) (map[string]string, error) {
 	b, err := json.Marshal(s)
 	if err != nil {
 		return nil, err
@@ -607,7 +591,7 @@ func (c *CPI) updateSettings(ctx context.Context, ref types.ManagedObjectReferen
 		s.Disks.Persistent = map[string]json.RawMessage{}
 	}
 	change(&s)
-	next, err := s.extraConfig()
+	next, err := settingsExtraConfig(s)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,416 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/bosh/agent"
+	"github.com/kubefoundry/kubefoundry/bosh/agent/agenttest"
+	"github.com/kubefoundry/kubefoundry/bosh/cpi"
+	"github.com/kubefoundry/kubefoundry/bosh/mbus"
+)
+
+type world struct{ *agenttest.World }
+
+func newWorld(t *testing.T) *world { return &world{agenttest.Start(t)} }
+
+func (w *world) settings(t *testing.T, agentID string) cpi.AgentSettings {
+	return w.Settings(t, agentID)
+}
+
+func (w *world) startAgent(t *testing.T, s cpi.AgentSettings, root string) *agent.Agent {
+	return w.StartAgent(t, s, root)
+}
+
+type file = agenttest.File
+
+func tgz(t *testing.T, files map[string]file) []byte { return agenttest.TGZ(t, files) }
+
+func (w *world) blob(t *testing.T, name, version string, b []byte) agent.BlobRef {
+	return w.Blob(t, name, version, b)
+}
+
+func (w *world) call(t *testing.T, agentID, method string, args ...any) (json.RawMessage, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	return w.Director.Call(ctx, agentID, method, args...)
+}
+
+func decode[T any](t *testing.T, raw json.RawMessage) T {
+	t.Helper()
+	var v T
+	require.NoError(t, json.Unmarshal(raw, &v), string(raw))
+	return v
+}
+
+// eventually polls cond every 20ms for up to a minute, failing with msg.
+func eventually(t *testing.T, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after a minute: "+msg, args...)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// release is a package and a job's rendered templates, as the director
+// would upload them: the job's process is the package's program; its
+// drain script answers -1 once, then 0, noting its arguments.
+func (w *world) spec(t *testing.T, root, configHash string) *agent.ApplySpec {
+	t.Helper()
+	pkg := w.blob(t, "greeter", "1.0", tgz(t, map[string]file{
+		"bin/greet": {Mode: 0o755, Body: `#!/bin/sh
+trap 'echo term >> "$MARKS"; exit 0' TERM
+echo "greeting $GREETING"
+while :; do sleep 0.05; done
+`},
+	}))
+	marks := filepath.Join(root, "sys", "log", "web", "marks")
+	rendered := w.blob(t, "", "", tgz(t, map[string]file{
+		"web/config/bpm.yml": {Mode: 0o644, Body: `processes:
+- name: greeter
+  executable: /var/vcap/packages/greeter/bin/greet
+  env: {GREETING: "` + configHash + `", MARKS: /var/vcap/sys/log/web/marks}
+`},
+		"web/bin/drain": {Mode: 0o755, Body: `#!/bin/sh
+echo "$@" >> ` + marks + `
+echo "$BOSH_JOB_NEXT_STATE" | grep -o '"configuration_hash":"[^"]*"' >> ` + marks + `.next || echo none >> ` + marks + `.next
+if [ "$1" = job_check_status ]; then echo 0; else echo -1; fi
+`},
+		"web/bin/post-start":     {Mode: 0o755, Body: "#!/bin/sh\necho post-start ran\n"},
+		"sidecar/bin/post-start": {Mode: 0o755, Body: "#!/bin/sh\necho no upstream >&2\nexit 2\n"},
+	}))
+	return &agent.ApplySpec{
+		Deployment: "cf", Job: agent.JobSpec{Name: "web-ig", Templates: []agent.JobRef{{Name: "web", Version: "abc"}, {Name: "sidecar", Version: "def"}}},
+		Index: 2, ID: "3f1c-uuid", AZ: "z1", ConfigurationHash: configHash,
+		Packages:                 map[string]agent.BlobRef{"greeter": pkg},
+		RenderedTemplatesArchive: &rendered,
+	}
+}
+
+func TestAgentEndToEnd(t *testing.T) {
+	w := newWorld(t)
+	const id = "agent-e2e"
+	root := t.TempDir()
+	a := w.startAgent(t, w.settings(t, id), root)
+	closed := false
+	defer func() {
+		if !closed {
+			a.Close()
+		}
+	}()
+
+	var hbMu sync.Mutex
+	var hbs []mbus.Heartbeat
+	hctx, hcancel := context.WithCancel(t.Context())
+	defer hcancel()
+	require.NoError(t, w.Director.Heartbeats(hctx, func(agentID string, hb mbus.Heartbeat) {
+		if agentID == id {
+			hbMu.Lock()
+			hbs = append(hbs, hb)
+			hbMu.Unlock()
+		}
+	}))
+	lastHB := func() (mbus.Heartbeat, bool) {
+		hbMu.Lock()
+		defer hbMu.Unlock()
+		if len(hbs) == 0 {
+			return mbus.Heartbeat{}, false
+		}
+		return hbs[len(hbs)-1], true
+	}
+
+	v, err := w.call(t, id, "ping")
+	require.NoError(t, err)
+	assert.Equal(t, "pong", decode[string](t, v))
+
+	v, err = w.call(t, id, "get_state")
+	require.NoError(t, err)
+	st := decode[map[string]any](t, v)
+	assert.Equal(t, id, st["agent_id"])
+	assert.Equal(t, "stopped", st["job_state"])
+	assert.Equal(t, map[string]any{"name": "vm-" + id}, st["vm"])
+
+	spec := w.spec(t, root, "hash-1")
+	v, err = w.call(t, id, "apply", spec)
+	require.NoError(t, err)
+	assert.Equal(t, "applied", decode[string](t, v))
+	l := a.Layout()
+	assert.FileExists(t, filepath.Join(l.PackageLink("greeter"), "bin", "greet"))
+	assert.FileExists(t, filepath.Join(l.JobLink("web"), "config", "bpm.yml"))
+	assert.FileExists(t, filepath.Join(l.JobLink("sidecar"), "bin", "post-start"))
+
+	v, err = w.call(t, id, "start")
+	require.NoError(t, err)
+	assert.Equal(t, "started", decode[string](t, v))
+	eventually(t, func() bool {
+		v, err := w.call(t, id, "get_state")
+		return err == nil && decode[map[string]any](t, v)["job_state"] == "running"
+	}, "the job never runs")
+	assert.Contains(t, readFile(t, filepath.Join(l.LogDir("web"), "greeter.stdout.log")), "greeting hash-1")
+
+	v, err = w.call(t, id, "get_state", "full")
+	require.NoError(t, err)
+	st = decode[map[string]any](t, v)
+	assert.Equal(t, "cf", st["deployment"])
+	assert.EqualValues(t, 2, st["index"])
+	assert.Equal(t, "hash-1", st["configuration_hash"])
+	procs := st["processes"].([]any)
+	require.Len(t, procs, 1)
+	assert.Equal(t, "greeter", procs[0].(map[string]any)["name"])
+	assert.Equal(t, "running", procs[0].(map[string]any)["state"])
+	require.Contains(t, st, "vitals")
+	assert.Contains(t, st["vitals"].(map[string]any)["disk"], "system")
+
+	eventually(t, func() bool { hb, ok := lastHB(); return ok && hb.JobState == "running" }, "no heartbeat saying running")
+	hb, _ := lastHB()
+	assert.Equal(t, "cf", hb.Deployment)
+	require.NotNil(t, hb.Job)
+	assert.Equal(t, "web-ig", *hb.Job)
+	require.NotNil(t, hb.Index)
+	assert.Equal(t, 2, *hb.Index)
+	assert.Equal(t, "3f1c-uuid", hb.NodeID)
+	assert.Equal(t, 1, hb.NumberOfProcesses)
+
+	v, err = w.call(t, id, "run_script", "post-start", map[string]any{})
+	require.Error(t, err, "the sidecar's post-start fails")
+	var ae *mbus.AgentError
+	require.ErrorAs(t, err, &ae)
+	assert.Contains(t, ae.Message, "1 of 2 post-start scripts failed. Failed Jobs: sidecar. Successful Jobs: web.")
+	assert.Contains(t, ae.Message, "exit status 2")
+	assert.Contains(t, readFile(t, filepath.Join(l.LogDir("web"), "post-start.stdout.log")), "post-start ran")
+	assert.Contains(t, readFile(t, filepath.Join(l.LogDir("sidecar"), "post-start.stderr.log")), "no upstream")
+	_ = v
+
+	next := *spec
+	next.ConfigurationHash = "hash-2"
+	start := time.Now()
+	v, err = w.call(t, id, "drain", "update", next)
+	require.NoError(t, err)
+	assert.EqualValues(t, 0, decode[int](t, v))
+	assert.GreaterOrEqual(t, time.Since(start), time.Second, "waited the second the drain script asked for")
+	assert.Equal(t, "job_unchanged hash_changed\njob_check_status hash_unchanged\n", readFile(t, filepath.Join(l.LogDir("web"), "marks")),
+		"asked with the update's arguments, then again for its status after the wait")
+	assert.Contains(t, readFile(t, filepath.Join(l.LogDir("web"), "marks.next")), `"configuration_hash":"hash-2"`, "the next spec in BOSH_JOB_NEXT_STATE")
+
+	v, err = w.call(t, id, "drain", "shutdown")
+	require.NoError(t, err)
+	assert.Contains(t, readFile(t, filepath.Join(l.LogDir("web"), "marks")), "job_check_status hash_unchanged\njob_shutdown hash_unchanged\n")
+	_, err = w.call(t, id, "drain", "sideways")
+	assert.ErrorContains(t, err, `unknown drain type "sideways"`)
+	_, err = w.call(t, id, "drain", "update")
+	assert.ErrorContains(t, err, "want the new spec")
+
+	v, err = w.call(t, id, "stop")
+	require.NoError(t, err)
+	assert.Equal(t, "stopped", decode[string](t, v))
+	assert.Contains(t, readFile(t, filepath.Join(l.LogDir("web"), "marks")), "term\n", "the process was stopped with TERM")
+	v, err = w.call(t, id, "get_state")
+	require.NoError(t, err)
+	assert.Equal(t, "stopped", decode[map[string]any](t, v)["job_state"])
+
+	// A new agent on the same root (the VM rebooted) knows what it was
+	// given.
+	a.Close()
+	closed = true
+	b := w.startAgent(t, w.settings(t, id), root)
+	defer b.Close()
+	v, err = w.call(t, id, "get_state")
+	require.NoError(t, err)
+	st = decode[map[string]any](t, v)
+	assert.Equal(t, "hash-1", st["configuration_hash"])
+	assert.Equal(t, "web-ig", st["job"].(map[string]any)["name"])
+}
+
+func TestApplyRefusesABlobThatIsNotWhatTheSpecSays(t *testing.T) {
+	w := newWorld(t)
+	const id = "agent-digest"
+	root := t.TempDir()
+	a := w.startAgent(t, w.settings(t, id), root)
+	defer a.Close()
+
+	spec := w.spec(t, root, "h")
+	other := w.blob(t, "greeter", "1.0", []byte("not the package"))
+	p := spec.Packages["greeter"]
+	p.SHA1 = other.SHA1 // the package's bytes, another blob's digest
+	spec.Packages["greeter"] = p
+	_, err := w.call(t, id, "apply", spec)
+	var ae *mbus.AgentError
+	require.ErrorAs(t, err, &ae)
+	assert.Contains(t, ae.Message, "package greeter/1.0")
+	assert.Contains(t, strings.ToLower(ae.Message), "digest")
+	assert.NoDirExists(t, a.Layout().PackageDir("greeter", "1.0"), "nothing unpacked")
+	assert.NoFileExists(t, a.Layout().PackageLink("greeter"))
+	entries, _ := os.ReadDir(filepath.Join(root, "data", "tmp"))
+	assert.Empty(t, entries, "no download left behind")
+
+	v, err := w.call(t, id, "get_state")
+	require.NoError(t, err)
+	assert.NotContains(t, decode[map[string]any](t, v), "deployment", "no spec recorded")
+
+	// A spec that is not whole is refused naming every field.
+	_, err = w.call(t, id, "apply", agent.ApplySpec{Job: agent.JobSpec{Templates: []agent.JobRef{{Name: "../x", Version: "1"}}},
+		Packages: map[string]agent.BlobRef{"p": {Version: "1"}}})
+	require.ErrorAs(t, err, &ae)
+	for _, f := range []string{"job.templates[0].name", "packages.p.blobstore_id", "packages.p.sha1", "rendered_templates_archive"} {
+		assert.Contains(t, ae.Message, f)
+	}
+}
+
+func TestApplyRefusesATarballThatLeavesItsDirectory(t *testing.T) {
+	w := newWorld(t)
+	const id = "agent-tar"
+	root := t.TempDir()
+	a := w.startAgent(t, w.settings(t, id), root)
+	defer a.Close()
+	spec := w.spec(t, root, "h")
+	spec.Packages["greeter"] = w.blob(t, "greeter", "1.0", tgz(t, map[string]file{"../../escaped": {Mode: 0o644, Body: "x"}}))
+	_, err := w.call(t, id, "apply", spec)
+	var ae *mbus.AgentError
+	require.ErrorAs(t, err, &ae)
+	assert.Contains(t, ae.Message, "leaves the directory")
+	assert.NoFileExists(t, filepath.Join(root, "..", "escaped"))
+	assert.NoFileExists(t, filepath.Join(root, "data", "escaped"))
+}
+
+func TestStartValidatesSettings(t *testing.T) {
+	_, err := agent.Start(t.Context(), agent.Config{Settings: cpi.AgentSettings{AgentID: "a b", Blobstore: map[string]any{"provider": "s3"}}})
+	var ve *kubefoundry.ValidationError
+	require.ErrorAs(t, err, &ve)
+	var fields []string
+	for _, p := range ve.Problems {
+		fields = append(fields, p.Field)
+	}
+	for _, f := range []string{"Root", "settings.agent_id", "settings.env.bosh.mbus.cert.certificate", "settings.env.bosh.mbus.cert.private_key",
+		"settings.blobstore.provider", "settings.blobstore.options.endpoint"} {
+		assert.Contains(t, fields, f)
+	}
+}
+
+func TestDecodeGuestinfoSettings(t *testing.T) {
+	s, err := agent.DecodeGuestinfoSettings("eyJhZ2VudF9pZCI6ImEtMSIsIm1idXMiOiJ0bHM6Ly8xMC4wLjAuNDo0MjIyIn0=", "base64")
+	require.NoError(t, err)
+	assert.Equal(t, "a-1", s.AgentID)
+	assert.Equal(t, "tls://10.0.0.4:4222", s.MBus)
+	_, err = agent.DecodeGuestinfoSettings("{}", "gzip")
+	assert.ErrorIs(t, err, kubefoundry.ErrInvalid)
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if os.IsNotExist(err) {
+		return ""
+	}
+	require.NoError(t, err)
+	return string(b)
+}
+
+func TestApplyEdges(t *testing.T) {
+	w := newWorld(t)
+	const id = "agent-edges"
+	root := t.TempDir()
+	a := w.startAgent(t, w.settings(t, id), root)
+	l := a.Layout()
+	var ae *mbus.AgentError
+
+	// Names that would leave their directory, each named.
+	spec := w.spec(t, root, "h")
+	spec.Job.Templates = append(spec.Job.Templates, agent.JobRef{Name: "..", Version: "1"}, agent.JobRef{Name: "x", Version: "."})
+	spec.Packages[""] = agent.BlobRef{Version: "1", BlobstoreID: "b", SHA1: spec.Packages["greeter"].SHA1}
+	_, err := w.call(t, id, "apply", spec)
+	require.ErrorAs(t, err, &ae)
+	for _, f := range []string{"job.templates[2].name", "job.templates[3].version", "packages."} {
+		assert.Contains(t, ae.Message, f)
+	}
+
+	// A blob by its signed URL alone is enough; a job the archive lacks
+	// is named.
+	spec = w.spec(t, root, "h")
+	spec.Job.Templates = append(spec.Job.Templates, agent.JobRef{Name: "missing", Version: "1"})
+	p := spec.Packages["greeter"]
+	p.BlobstoreID = ""
+	spec.Packages["greeter"] = p
+	_, err = w.call(t, id, "apply", spec)
+	require.ErrorAs(t, err, &ae)
+	assert.Contains(t, ae.Message, "has no directory for job missing")
+
+	// Absolute names in a tarball are refused.
+	spec = w.spec(t, root, "h")
+	spec.Packages["greeter"] = w.blob(t, "greeter", "abs", tgz(t, map[string]file{"/etc/evil": {Mode: 0o644, Body: "x"}}))
+	_, err = w.call(t, id, "apply", spec)
+	require.ErrorAs(t, err, &ae)
+	assert.Contains(t, ae.Message, "leaves the directory")
+
+	// A job dropped from the spec loses its link.
+	spec = w.spec(t, root, "h")
+	_, err = w.call(t, id, "apply", spec)
+	require.NoError(t, err)
+	assert.True(t, isDir(l.JobLink("sidecar")))
+	spec.Job.Templates = spec.Job.Templates[:1]
+	_, err = w.call(t, id, "apply", spec)
+	require.NoError(t, err)
+	assert.False(t, isDir(l.JobLink("sidecar")), "sidecar is gone")
+	assert.True(t, isDir(l.JobLink("web")))
+	// With no jobs at all, no rendered archive is needed.
+	spec.Job.Templates, spec.RenderedTemplatesArchive = nil, nil
+	_, err = w.call(t, id, "apply", spec)
+	require.NoError(t, err)
+	assert.False(t, isDir(l.JobLink("web")), "no jobs, no links")
+}
+
+func TestApplyByIDWithCredentials(t *testing.T) {
+	w := newWorld(t)
+	const id = "agent-by-id"
+	s := w.settings(t, id)
+	opts := s.Blobstore["options"].(map[string]any)
+	opts["user"], opts["password"] = "director", "director-password"
+	root := t.TempDir()
+	a := w.startAgent(t, s, root)
+	spec := w.spec(t, root, "h")
+	for name, p := range spec.Packages {
+		p.SignedURL = ""
+		spec.Packages[name] = p
+	}
+	spec.RenderedTemplatesArchive.SignedURL = ""
+	_, err := w.call(t, id, "apply", spec)
+	require.NoError(t, err)
+	assert.FileExists(t, filepath.Join(a.Layout().PackageLink("greeter"), "bin", "greet"))
+}
+
+func TestApplyBoundsWhatABlobUnpacksTo(t *testing.T) {
+	w := newWorld(t)
+	const id = "agent-bound"
+	root := t.TempDir()
+	a, err := agent.Start(t.Context(), agent.Config{Settings: w.settings(t, id), Root: root, MaxBlobSize: 100, HeartbeatInterval: time.Second})
+	require.NoError(t, err)
+	defer a.Close()
+	spec := w.spec(t, root, "h")
+	spec.Packages["greeter"] = w.blob(t, "greeter", "big", tgz(t, map[string]file{"a": {Mode: 0o644, Body: strings.Repeat("x", 60)}, "b": {Mode: 0o644, Body: strings.Repeat("y", 60)}}))
+	_, err = w.call(t, id, "apply", spec)
+	var ae *mbus.AgentError
+	require.ErrorAs(t, err, &ae)
+	assert.Contains(t, ae.Message, "more than 100 bytes")
+
+	_, err = agent.Start(t.Context(), agent.Config{Settings: w.settings(t, id), Root: root, HeartbeatInterval: -time.Second})
+	assert.ErrorContains(t, err, "HeartbeatInterval")
+}
+
+// isDir follows links.
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}

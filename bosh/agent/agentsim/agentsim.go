@@ -1,0 +1,271 @@
+// Package agentsim runs, in-process, the BOSH agent of every powered-on VM
+// of a vCenter (in practice its simulator) that carries agent settings in
+// its guestinfo, as a stemcell's agent would run on the VM itself: the
+// agent starts when the VM powers on, stops when it powers off or goes,
+// and starts again, on the same disk, when it powers on again. With it, a
+// director driving a CPI against vcsim meets real agents over the real
+// bus.
+//
+//	fleet, err := agentsim.Start(ctx, vs.Vim25(), agentsim.Config{Root: dir}, log)
+//	defer fleet.Close()
+package agentsim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/vmware/govmomi/property"
+	"github.com/vmware/govmomi/view"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/types"
+	"go.uber.org/zap"
+
+	"github.com/kubefoundry/kubefoundry/bosh/agent"
+	"github.com/kubefoundry/kubefoundry/internal/retry"
+)
+
+// SettingsKey is the guestinfo key of the agent's settings, as the vSphere
+// CPI writes it (vspherecpi.SettingsKey).
+const SettingsKey = "guestinfo.bosh.settings"
+
+// Config configures a Fleet.
+type Config struct {
+	// Root is where each VM's disk lives: a directory per VM (named by
+	// its managed object id) that stands for the VM's /var/vcap.
+	Root string
+	// Agent is the template of each agent's Config; Settings and Root
+	// are the VM's.
+	Agent agent.Config
+}
+
+// Fleet runs the agents of a vCenter's VMs. A Fleet is safe for
+// concurrent use.
+type Fleet struct {
+	vim *vim25.Client
+	cfg Config
+	log *zap.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu     sync.Mutex
+	agents map[string]*agent.Agent // by VM managed object id
+	errs   map[string]error        // why a VM's agent did not start
+	vms    map[string]vmState
+}
+
+type vmState struct {
+	on       bool
+	settings string
+	encoding string
+}
+
+// Start watches the vCenter's VMs, through one property collector filter
+// on a container view of them all, until Close.
+func Start(ctx context.Context, vim *vim25.Client, cfg Config, log *zap.Logger) (*Fleet, error) {
+	if cfg.Root == "" {
+		return nil, errors.New("agentsim: Config.Root is required")
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	f := &Fleet{vim: vim, cfg: cfg, log: log, done: make(chan struct{}),
+		agents: map[string]*agent.Agent{}, errs: map[string]error{}, vms: map[string]vmState{}}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	go f.run()
+	return f, nil
+}
+
+// Close stops watching and stops every agent.
+func (f *Fleet) Close() {
+	f.cancel()
+	<-f.done
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id, a := range f.agents {
+		a.Close()
+		delete(f.agents, id)
+	}
+}
+
+// Agents are the ids of the VMs whose agents run, sorted.
+func (f *Fleet) Agents() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]string, 0, len(f.agents))
+	for id := range f.agents {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Agent is the running agent of the VM with that managed object id.
+func (f *Fleet) Agent(vm string) (*agent.Agent, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a, ok := f.agents[vm]
+	return a, ok
+}
+
+// Err is why the agent of the VM did not start, if it did not.
+func (f *Fleet) Err(vm string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.errs[vm]
+}
+
+func (f *Fleet) run() {
+	defer close(f.done)
+	bo := retry.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
+	for f.ctx.Err() == nil {
+		err := f.watch()
+		if f.ctx.Err() != nil {
+			return
+		}
+		f.log.Warn("watching VMs failed; watching again", zap.Error(err))
+		if !bo.Sleep(f.ctx) {
+			return
+		}
+	}
+}
+
+func (f *Fleet) watch() error {
+	v, err := view.NewManager(f.vim).CreateContainerView(f.ctx, f.vim.ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = v.Destroy(ctx)
+	}()
+	pc, err := property.DefaultCollector(f.vim).Create(f.ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = pc.Destroy(ctx) // and its filter with it
+	}()
+	filter := new(property.WaitFilter)
+	filter.Add(v.Reference(), "ContainerView", []string{"runtime.powerState", "config.extraConfig"},
+		&types.TraversalSpec{Type: "ContainerView", Path: "view", Skip: types.NewBool(false)})
+	// The container view itself is not of interest, only what it holds.
+	filter.Spec.ObjectSet[0].Skip = types.NewBool(true)
+	filter.Spec.PropSet[0].Type = "VirtualMachine"
+	if _, err := pc.CreateFilter(f.ctx, filter.CreateFilter); err != nil {
+		return err
+	}
+	// Long polls of 5s each, from the version the last one reached, so a
+	// broken session is noticed and nothing is read twice.
+	req := types.WaitForUpdatesEx{This: pc.Reference(), Options: &types.WaitOptions{MaxWaitSeconds: types.NewInt32(5)}}
+	for {
+		res, err := methods.WaitForUpdatesEx(f.ctx, f.vim, &req)
+		if err != nil {
+			return err
+		}
+		set := res.Returnval
+		if set == nil {
+			continue
+		}
+		req.Version = set.Version
+		for _, fs := range set.FilterSet {
+			for _, u := range fs.ObjectSet {
+				f.update(u)
+			}
+		}
+	}
+}
+
+func (f *Fleet) update(u types.ObjectUpdate) {
+	id := u.Obj.Value
+	f.mu.Lock()
+	st := f.vms[id]
+	f.mu.Unlock()
+	if u.Kind == types.ObjectUpdateKindLeave {
+		f.stop(id)
+		f.mu.Lock()
+		delete(f.vms, id)
+		f.mu.Unlock()
+		return
+	}
+	for _, c := range u.ChangeSet {
+		switch c.Name {
+		case "runtime.powerState":
+			st.on = c.Val == types.VirtualMachinePowerStatePoweredOn
+		case "config.extraConfig":
+			st.settings, st.encoding = "", ""
+			if opts, ok := c.Val.(types.ArrayOfOptionValue); ok {
+				for _, o := range opts.OptionValue {
+					ov := o.GetOptionValue()
+					s, _ := ov.Value.(string)
+					switch ov.Key {
+					case SettingsKey:
+						st.settings = s
+					case SettingsKey + ".encoding":
+						st.encoding = s
+					}
+				}
+			}
+		}
+	}
+	f.mu.Lock()
+	f.vms[id] = st
+	_, running := f.agents[id]
+	f.mu.Unlock()
+	switch {
+	case st.on && st.settings != "" && !running:
+		f.start(id, st)
+	case !st.on && running:
+		f.stop(id)
+	}
+}
+
+func (f *Fleet) start(id string, st vmState) {
+	settings, err := agent.DecodeGuestinfoSettings(st.settings, st.encoding)
+	if err == nil {
+		cfg := f.cfg.Agent
+		cfg.Settings = settings
+		cfg.Root = filepath.Join(f.cfg.Root, id)
+		if err = os.MkdirAll(cfg.Root, 0o755); err == nil {
+			ctx, cancel := context.WithTimeout(f.ctx, time.Minute)
+			var a *agent.Agent
+			a, err = agent.Start(ctx, cfg, agent.WithLogger(f.log.With(zap.String("vm", id))))
+			cancel()
+			if err == nil {
+				f.mu.Lock()
+				f.agents[id] = a
+				delete(f.errs, id)
+				f.mu.Unlock()
+				f.log.Info("agent started for a powered-on VM", zap.String("vm", id), zap.String("agent", settings.AgentID))
+				return
+			}
+		}
+	}
+	err = fmt.Errorf("agentsim: VM %s: %w", id, err)
+	f.log.Warn("agent not started", zap.Error(err))
+	f.mu.Lock()
+	f.errs[id] = err
+	f.mu.Unlock()
+}
+
+func (f *Fleet) stop(id string) {
+	f.mu.Lock()
+	a, ok := f.agents[id]
+	delete(f.agents, id)
+	f.mu.Unlock()
+	if ok {
+		a.Close()
+		f.log.Info("agent stopped: its VM is off or gone", zap.String("vm", id))
+	}
+}

@@ -1,0 +1,124 @@
+package agentsim_test
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/kubefoundry/kubefoundry/bosh/agent"
+	"github.com/kubefoundry/kubefoundry/bosh/agent/agentsim"
+	"github.com/kubefoundry/kubefoundry/bosh/agent/agenttest"
+	"github.com/kubefoundry/kubefoundry/bosh/cpi"
+	"github.com/kubefoundry/kubefoundry/bosh/cpi/vspherecpi"
+	"github.com/kubefoundry/kubefoundry/csi"
+	"github.com/kubefoundry/kubefoundry/vsphere"
+	"github.com/kubefoundry/kubefoundry/vsphere/vspheretest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/vmware/govmomi/simulator.(*Registry).PutEntity"))
+}
+
+func image(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "image")
+	f, err := os.Create(p)
+	require.NoError(t, err)
+	defer f.Close()
+	gz := gzip.NewWriter(f)
+	tw := tar.NewWriter(gz)
+	for _, name := range []string{"stemcell.ovf", "stemcell-disk1.vmdk"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "..", "vsphere", "testdata", name))
+		require.NoError(t, err)
+		require.NoError(t, tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg}))
+		_, err = tw.Write(b)
+		require.NoError(t, err)
+	}
+	require.NoError(t, tw.Close())
+	require.NoError(t, gz.Close())
+	return p
+}
+
+// TestAgentsFollowTheirVMs: a VM the vSphere CPI creates on vcsim, with
+// the bus's certificate in its env, gets its agent, which the director
+// reaches over the bus; the agent stops when the VM powers off, comes back
+// on the same disk when it powers on, and goes with the VM.
+func TestAgentsFollowTheirVMs(t *testing.T) {
+	w := agenttest.Start(t)
+	sim := vspheretest.Start(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	vs, err := vsphere.New(ctx, sim.Config, vsphere.WithLogger(zaptest.NewLogger(t)))
+	require.NoError(t, err)
+	defer func() { _ = vs.Close(context.Background()) }()
+	vols, err := csi.New(ctx, vs.Vim25())
+	require.NoError(t, err)
+	// The settings a director gives: the bus, the blobstore, and per VM
+	// the agent's certificate in its env.
+	template := w.Settings(t, "agent-1")
+	c, err := vspherecpi.New(vs, vols, vspherecpi.Config{ClusterID: "bosh-1", VMFolder: "bosh/vms", StemcellFolder: "bosh/stemcells",
+		Cluster: "DC0_C0", Datastore: "LocalDS_0", Agent: vspherecpi.AgentConfig{MBus: template.MBus, Blobstore: template.Blobstore}})
+	require.NoError(t, err)
+
+	fleet, err := agentsim.Start(ctx, vs.Vim25(), agentsim.Config{Root: t.TempDir(), Agent: agentConfig()}, zaptest.NewLogger(t))
+	require.NoError(t, err)
+	defer fleet.Close()
+
+	sc, err := c.CreateStemcell(ctx, image(t), nil)
+	require.NoError(t, err)
+	nets := cpi.Networks{"default": {Type: "manual", IP: "10.0.0.10", Netmask: "255.255.255.0", Gateway: "10.0.0.1",
+		CloudProperties: cpi.CloudProps{"name": "VM Network"}}}
+	cid, _, err := c.CreateVM(ctx, "agent-1", sc, nil, nets, nil, template.Env)
+	require.NoError(t, err)
+	vm, err := vs.FindVM(ctx, "/DC0/vm/bosh/vms/"+cid)
+	require.NoError(t, err)
+	moid := vm.Reference().Value
+
+	ping := func() error {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := w.Director.Call(pctx, "agent-1", "ping")
+		return err
+	}
+	eventually(t, func() bool { return ping() == nil }, "the VM's agent never answers: %v", fleet.Err(moid))
+	assert.Equal(t, []string{moid}, fleet.Agents())
+	a, ok := fleet.Agent(moid)
+	require.True(t, ok)
+	assert.Equal(t, filepath.Base(a.Layout().Root), moid, "the VM's disk is its own directory")
+
+	require.NoError(t, vs.PowerOff(ctx, vm.Reference()))
+	eventually(t, func() bool { return len(fleet.Agents()) == 0 }, "the agent of a VM powered off still runs")
+
+	require.NoError(t, vs.PowerOn(ctx, vm.Reference()))
+	eventually(t, func() bool { return ping() == nil }, "the agent is not back after power on")
+
+	require.NoError(t, c.DeleteVM(ctx, cid))
+	eventually(t, func() bool { return len(fleet.Agents()) == 0 }, "the agent of a deleted VM still runs")
+}
+
+func agentConfig() (c agent.Config) {
+	c.HeartbeatInterval = 100 * time.Millisecond
+	c.Supervisor = agenttest.FastSupervisor
+	return c
+}
+
+// eventually polls cond every 50ms for up to a minute, failing with msg.
+func eventually(t *testing.T, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after a minute: "+msg, args...)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

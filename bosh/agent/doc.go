@@ -1,0 +1,98 @@
+// Package agent is kubefoundry's BOSH agent: the process on every VM that
+// the director talks to over the message bus (package bosh/mbus). It reads
+// the settings the CPI wrote, downloads the packages and rendered jobs the
+// director applies from the blobstore (package bosh/blobstore), checks
+// their digests, lays them out as BOSH does, runs each job's processes
+// from its bpm.yml under its own supervisor, runs the jobs' lifecycle
+// scripts, and publishes heartbeats. The same code runs as a process
+// (examples/bosh-agent) and in-process, an Agent per simulated VM, each
+// under a root directory of its own.
+//
+//	settings, err := agent.LoadSettings("/var/vcap/bosh/settings.json") // or DecodeGuestinfoSettings
+//	a, err := agent.Start(ctx, agent.Config{Settings: settings, Root: "/var/vcap"})
+//	defer a.Close()
+//
+// # Settings
+//
+// cpi.AgentSettings, as the vSphere CPI writes them to
+// guestinfo.bosh.settings: agent_id; mbus, the bus's URL, with the agent's
+// certificate in env.bosh.mbus.cert {ca, certificate, private_key} (the
+// embedded bus authenticates agents by certificate); blobstore {provider:
+// dav, options: {endpoint, user, password, tls: {cert: {ca}}}} (without
+// user the agent fetches only by the signed URLs in the spec). Bad
+// settings are one *kubefoundry.ValidationError naming every field.
+//
+// # Methods
+//
+// BOSH's agent methods, and which this agent serves (Implemented):
+//
+//	ping                  yes: "pong"
+//	get_state [full]      yes: the applied spec, agent_id, bosh_protocol, job_state,
+//	                      processes [{name, state, uptime}], vm; vitals with "full"
+//	apply [spec]          yes, a task: prepare, then point packages/<name> and
+//	                      jobs/<job> at the spec's versions, drop jobs it no longer
+//	                      has, record the spec (it survives a restart): "applied"
+//	prepare [spec]        yes, a task: fetch and unpack without switching: "prepared"
+//	start                 yes: start every job's bpm processes (pre_start hooks
+//	                      first): "started"
+//	stop                  yes, a task: stop every process: "stopped"
+//	drain [type, spec]    yes, a task: every job's bin/drain at once; update,
+//	                      shutdown or status; a script's integer answer is waited
+//	                      (n >= 0: n seconds; n < 0: -n seconds, then asked again
+//	                      with job_check_status); the value is 0
+//	run_script [name, {}] yes, a task: bin/<name> of every job that has it, at once
+//	                      (pre-start, post-start, post-deploy, pre-stop): {}, or
+//	                      "1 of 2 <name> scripts failed. Failed Jobs: ..."
+//	get_task, cancel_task yes (package mbus)
+//	run_errand, mount_disk, unmount_disk, migrate_disk, list_disk,
+//	update_settings, fetch_logs, sync_dns, compile_package
+//	                      not yet: "unknown message <method>"
+//
+// # Layout and processes
+//
+// Layout is BOSH's directory layout under a root that stands for
+// /var/vcap: data/packages/<name>/<version>, packages/<name> (a link),
+// data/jobs/<job>/<version>-<digest>, jobs/<job> (a link), sys/log/<job>,
+// data/sys/run/<job>, store, bosh (the agent's state). A versioned
+// directory appears whole or not at all (unpacked beside it, then moved),
+// so an apply cut short is taken up again by the next one. Tarballs are
+// unpacked refusing absolute names, "..", links that leave the directory,
+// other entry types, and more than Config.MaxBlobSize bytes.
+//
+// The Supervisor runs each process of a job's config/bpm.yml (executable,
+// args, env, workdir, hooks.pre_start, limits, shutdown_signal; bpm's
+// volumes, capabilities and unsafe are read but not applied: there are no
+// containers) in a process group of its own, its output appended to
+// sys/log/<job>/<process>.stdout.log and .stderr.log, and starts it again
+// with backoff (1s to 30s) whenever it exits. Stop sends the shutdown
+// signal (TERM, or INT) to the group and SIGKILL after 20s. limits
+// open_files and processes are set with prlimit as the process starts;
+// limits.memory is not enforced (bpm uses a cgroup). A process is
+// "starting" until it has been up a second, then "running"; "failing"
+// after it exits; the job is running when all its processes are. Paths
+// under /var/vcap in bpm.yml (executable, args, env values, workdir,
+// hooks) are mapped into the root, so releases run in a sandbox unchanged;
+// paths inside scripts are not.
+//
+// # Heartbeats
+//
+// Every Config.HeartbeatInterval (30s) the agent publishes
+// hm.agent.heartbeat.<agent-id>: deployment, job (the instance group),
+// index, node_id (the instance id), job_state, number_of_processes, and
+// vitals (load, mem, swap, uptime, and disk use of the root, data and
+// store; no CPU percentages). Alerts are not sent yet.
+//
+// Not here yet: persistent disks (mount_disk and the rest), errands, logs,
+// settings updates, and reading guestinfo on a real VM (the caller passes
+// its value to DecodeGuestinfoSettings).
+//
+// # Files
+//
+//	agent.go       Config, Start, Close; settings: bus credentials, blobstore clients, LoadSettings, DecodeGuestinfoSettings; heartbeats
+//	methods.go     the director's methods: ping, get_state, apply, prepare, start, stop, drain, run_script
+//	apply.go       ApplySpec, BlobRef; fetching with digests, unpacking, the versioned layout, the recorded spec
+//	layout.go      Layout: BOSH's directories under a root
+//	bpm.go         BPMConfig, Process, ParseBPM
+//	supervisor.go  Supervisor: processes in groups, logs, restarts with backoff, stop then kill; JobState
+//	vitals.go      the vitals of heartbeats and get_state
+package agent

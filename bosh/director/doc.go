@@ -1,0 +1,60 @@
+// Package director is kubefoundry's BOSH director, built up in pieces.
+// What works today is the updater: it rolls new specs out to the
+// instances of an instance group through their agents on the message bus,
+// as BOSH's director does.
+//
+//	u := director.NewUpdater(busClient, log)
+//	results, err := u.UpdateGroup(ctx, changes, m.UpdateFor(group), sink)
+//
+// # Rolling updates
+//
+// UpdateGroup orders the instances by AZ, then index. The first
+// update.canaries are the canaries, updated first (at most that many, and
+// at most max_in_flight, at once) and watched for canary_watch_time; the
+// rest follow AZ by AZ, max_in_flight at once within an AZ (a window: a new
+// one begins as soon as one ends), each watched for update_watch_time. One
+// instance is taken through BOSH's steps:
+//
+//	drain update <spec>   only when it runs (Instance.Running); the agent waits what the drain scripts ask
+//	stop                  likewise
+//	apply <spec>          the agent fetches and lays out the new packages and jobs
+//	run_script pre-start
+//	start
+//	watch                 get_state until job_state is running: a single watch time is
+//	                      waited, then checked once; a min-max range waits min, then checks
+//	                      every second (or a tenth of the range, when shorter) until max
+//	run_script post-start
+//
+// A failed instance stops the update: nothing new begins, what is in
+// flight finishes, and the error is an *UpdateError listing every failed
+// instance (each error wraps the agent's *mbus.AgentError or a
+// *NotRunningError) and how many were left untouched. A failed canary
+// thus leaves every other instance as it was. Events, in the shape of
+// BOSH's event log (stage "Updating instance", tags [group], task
+// "group/id (index) (canary)", started then finished or failed with the
+// error), go to an EventSink.
+//
+// # State
+//
+// Store is the director's state behind an interface; OpenStore keeps it
+// in one bbolt file: deployments (the manifest and cloud config last
+// deployed), their instances (group, index, id, AZ, IPs, bootstrap, VM
+// cid, agent id, disk cid, the hash of the spec applied, the state asked
+// for), tasks (kind, deployment, state, result) with their events in
+// order, and a lock per deployment naming the task that holds it (a
+// *LockedError, errors.Is kubefoundry.ErrConflict, for any other). All of
+// it survives a restart; a lock left by a director that died names the
+// task to resume or release.
+//
+// Not here yet: the deploy plan (which instances change and why), VMs and
+// disks through the CPI, running tasks on the store, recreate,
+// scale, errands, delete, the health monitor, the resurrector and
+// cloud-check (issue 15). Packages are taken as compiled: there are no
+// compilation VMs.
+//
+// # Files
+//
+//	update.go  Updater, UpdateGroup, Instance, Change, Result, UpdateError, NotRunningError
+//	event.go   Event in BOSH's event log shape, EventSink
+//	store.go   Store, OpenStore (bbolt): deployments, instances, tasks and their events, locks
+package director

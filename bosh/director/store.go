@@ -1,0 +1,426 @@
+package director
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/kubefoundry/kubefoundry"
+)
+
+// Store is the director's state: deployments and their instances, tasks
+// with their events, and the locks that keep two tasks off one
+// deployment. It survives a restart of the director.
+type Store interface {
+	// PutDeployment records a deployment, replacing what was recorded.
+	PutDeployment(d Deployment) error
+	// Deployment returns the deployment (ErrNotFound when there is none).
+	Deployment(name string) (Deployment, error)
+	// Deployments lists the deployments by name.
+	Deployments() ([]Deployment, error)
+	// DeleteDeployment removes a deployment and its instances; one that
+	// is not there is no error.
+	DeleteDeployment(name string) error
+
+	// PutInstance records an instance of a deployment that is recorded.
+	PutInstance(i InstanceRecord) error
+	// Instances lists a deployment's instances by group and index.
+	Instances(deployment string) ([]InstanceRecord, error)
+	// DeleteInstance removes an instance; one that is not there is no
+	// error.
+	DeleteInstance(deployment, id string) error
+
+	// NewTask records a new task, in state queued, and returns it with
+	// its id.
+	NewTask(kind, deployment, description string) (Task, error)
+	// PutTask records a task's state and result.
+	PutTask(t Task) error
+	// Task returns a task (ErrNotFound when there is none).
+	Task(id int64) (Task, error)
+	// Tasks lists the tasks, newest first, at most limit (all when 0).
+	Tasks(limit int) ([]Task, error)
+	// AddEvent appends an event to a task's log.
+	AddEvent(id int64, e Event) error
+	// Events returns a task's events from the index from (0-based).
+	Events(id int64, from int) ([]Event, error)
+
+	// Lock gives a deployment to a task. A deployment locked by another
+	// task is a *LockedError naming it; locking again by the same task
+	// is no error.
+	Lock(deployment string, task int64) error
+	// Unlock frees a deployment, if task holds it.
+	Unlock(deployment string, task int64) error
+	// Locks lists the locked deployments and their tasks.
+	Locks() (map[string]int64, error)
+
+	Close() error
+}
+
+// Deployment is a deployment as the director records it.
+type Deployment struct {
+	Name string `json:"name"`
+	// Manifest is the manifest last deployed, as given.
+	Manifest []byte `json:"manifest"`
+	// CloudConfig is the cloud config it was deployed with.
+	CloudConfig []byte    `json:"cloud_config,omitempty"`
+	Updated     time.Time `json:"updated"`
+}
+
+// InstanceRecord is an instance as the director records it: who it is,
+// where, and the VM and disk that are it.
+type InstanceRecord struct {
+	Deployment string   `json:"deployment"`
+	Group      string   `json:"group"`
+	Index      int      `json:"index"`
+	ID         string   `json:"id"`
+	AZ         string   `json:"az,omitempty"`
+	IPs        []string `json:"ips,omitempty"`
+	Bootstrap  bool     `json:"bootstrap,omitempty"`
+	// VMCID and AgentID are the instance's VM, once created.
+	VMCID   string `json:"vm_cid,omitempty"`
+	AgentID string `json:"agent_id,omitempty"`
+	// DiskCID is its persistent disk.
+	DiskCID string `json:"disk_cid,omitempty"`
+	// SpecHash is the hash of the spec last applied.
+	SpecHash string `json:"spec_hash,omitempty"`
+	// State is what the director asked of it: started, stopped, detached.
+	State string `json:"state"`
+}
+
+// Task states, as BOSH names them.
+const (
+	TaskQueued     = "queued"
+	TaskProcessing = "processing"
+	TaskDone       = "done"
+	TaskError      = "error"
+	TaskCancelling = "cancelling"
+	TaskCancelled  = "cancelled"
+)
+
+// Task is a director task.
+type Task struct {
+	ID          int64     `json:"id"`
+	Kind        string    `json:"kind"` // deploy, delete_deployment, ...
+	Deployment  string    `json:"deployment,omitempty"`
+	Description string    `json:"description"`
+	State       string    `json:"state"`
+	Result      string    `json:"result,omitempty"`
+	Started     time.Time `json:"started"`
+	Ended       time.Time `json:"ended,omitzero"`
+}
+
+// LockedError is a deployment another task holds.
+type LockedError struct {
+	Deployment string
+	Task       int64
+}
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("deployment %s is locked by task %d", e.Deployment, e.Task)
+}
+
+// Unwrap makes a LockedError a kubefoundry.ErrConflict.
+func (e *LockedError) Unwrap() error { return kubefoundry.ErrConflict }
+
+var (
+	bDeployments = []byte("deployments")
+	bInstances   = []byte("instances") // deployment -> sub-bucket of id -> record
+	bTasks       = []byte("tasks")
+	bEvents      = []byte("events") // task id -> sub-bucket of seq -> event
+	bLocks       = []byte("locks")
+)
+
+// boltStore is a Store in one bbolt file.
+type boltStore struct {
+	db *bolt.DB
+}
+
+// OpenStore opens (or creates) the director's state in the bbolt file at
+// path. Only one process may have it open: another waits up to 10s and
+// fails.
+func OpenStore(path string) (Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 10 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("director: open state %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bDeployments, bInstances, bTasks, bEvents, bLocks} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("director: open state %s: %w", path, err)
+	}
+	return &boltStore{db: db}, nil
+}
+
+func (s *boltStore) Close() error { return s.db.Close() }
+
+func notFound(what, name string) error {
+	return fmt.Errorf("director: %s %s: %w", what, name, kubefoundry.ErrNotFound)
+}
+
+func put(b *bolt.Bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, raw)
+}
+
+func (s *boltStore) PutDeployment(d Deployment) error {
+	if d.Name == "" {
+		return &kubefoundry.FieldError{Field: "name", Reason: "required"}
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return put(tx.Bucket(bDeployments), []byte(d.Name), d) })
+}
+
+func (s *boltStore) Deployment(name string) (Deployment, error) {
+	var d Deployment
+	err := s.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bDeployments).Get([]byte(name))
+		if raw == nil {
+			return notFound("deployment", name)
+		}
+		return json.Unmarshal(raw, &d)
+	})
+	return d, err
+}
+
+func (s *boltStore) Deployments() ([]Deployment, error) {
+	var out []Deployment
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bDeployments).ForEach(func(_, v []byte) error {
+			var d Deployment
+			if err := json.Unmarshal(v, &d); err != nil {
+				return err
+			}
+			out = append(out, d)
+			return nil
+		})
+	})
+	return out, err
+}
+
+func (s *boltStore) DeleteDeployment(name string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bDeployments).Delete([]byte(name)); err != nil {
+			return err
+		}
+		if tx.Bucket(bInstances).Bucket([]byte(name)) != nil {
+			return tx.Bucket(bInstances).DeleteBucket([]byte(name))
+		}
+		return nil
+	})
+}
+
+func (s *boltStore) PutInstance(i InstanceRecord) error {
+	var ve kubefoundry.ValidationError
+	if i.Deployment == "" {
+		ve.Add("deployment", "", "required")
+	}
+	if i.ID == "" {
+		ve.Add("id", "", "required")
+	}
+	if err := ve.Err(); err != nil {
+		ve.Object = "instance"
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bDeployments).Get([]byte(i.Deployment)) == nil {
+			return notFound("deployment", i.Deployment)
+		}
+		b, err := tx.Bucket(bInstances).CreateBucketIfNotExists([]byte(i.Deployment))
+		if err != nil {
+			return err
+		}
+		return put(b, []byte(i.ID), i)
+	})
+}
+
+func (s *boltStore) Instances(deployment string) ([]InstanceRecord, error) {
+	var out []InstanceRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bInstances).Bucket([]byte(deployment))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(_, v []byte) error {
+			var i InstanceRecord
+			if err := json.Unmarshal(v, &i); err != nil {
+				return err
+			}
+			out = append(out, i)
+			return nil
+		})
+	})
+	sort.Slice(out, func(a, b int) bool {
+		if out[a].Group != out[b].Group {
+			return out[a].Group < out[b].Group
+		}
+		return out[a].Index < out[b].Index
+	})
+	return out, err
+}
+
+func (s *boltStore) DeleteInstance(deployment, id string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bInstances).Bucket([]byte(deployment))
+		if b == nil {
+			return nil
+		}
+		return b.Delete([]byte(id))
+	})
+}
+
+func taskKey(id int64) []byte {
+	k := make([]byte, 8)
+	binary.BigEndian.PutUint64(k, uint64(id))
+	return k
+}
+
+func (s *boltStore) NewTask(kind, deployment, description string) (Task, error) {
+	var t Task
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bTasks)
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		t = Task{ID: int64(seq), Kind: kind, Deployment: deployment, Description: description, State: TaskQueued, Started: time.Now().UTC()}
+		return put(b, taskKey(t.ID), t)
+	})
+	return t, err
+}
+
+func (s *boltStore) PutTask(t Task) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bTasks)
+		if b.Get(taskKey(t.ID)) == nil {
+			return notFound("task", strconv.FormatInt(t.ID, 10))
+		}
+		return put(b, taskKey(t.ID), t)
+	})
+}
+
+func (s *boltStore) Task(id int64) (Task, error) {
+	var t Task
+	err := s.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bTasks).Get(taskKey(id))
+		if raw == nil {
+			return notFound("task", strconv.FormatInt(id, 10))
+		}
+		return json.Unmarshal(raw, &t)
+	})
+	return t, err
+}
+
+func (s *boltStore) Tasks(limit int) ([]Task, error) {
+	var out []Task
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bTasks).Cursor()
+		for k, v := c.Last(); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Prev() {
+			var t Task
+			if err := json.Unmarshal(v, &t); err != nil {
+				return err
+			}
+			out = append(out, t)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *boltStore) AddEvent(id int64, e Event) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bTasks).Get(taskKey(id)) == nil {
+			return notFound("task", strconv.FormatInt(id, 10))
+		}
+		b, err := tx.Bucket(bEvents).CreateBucketIfNotExists(taskKey(id))
+		if err != nil {
+			return err
+		}
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		return put(b, taskKey(int64(seq)), e)
+	})
+}
+
+func (s *boltStore) Events(id int64, from int) ([]Event, error) {
+	var out []Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bEvents).Bucket(taskKey(id))
+		if b == nil {
+			if tx.Bucket(bTasks).Get(taskKey(id)) == nil {
+				return notFound("task", strconv.FormatInt(id, 10))
+			}
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.Seek(taskKey(int64(from) + 1)); k != nil; k, v = c.Next() {
+			var e Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *boltStore) Lock(deployment string, task int64) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bLocks)
+		if raw := b.Get([]byte(deployment)); raw != nil {
+			holder := int64(binary.BigEndian.Uint64(raw))
+			if holder == task {
+				return nil
+			}
+			return &LockedError{Deployment: deployment, Task: holder}
+		}
+		return b.Put([]byte(deployment), taskKey(task))
+	})
+}
+
+func (s *boltStore) Unlock(deployment string, task int64) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bLocks)
+		raw := b.Get([]byte(deployment))
+		if raw == nil || int64(binary.BigEndian.Uint64(raw)) != task {
+			return nil
+		}
+		return b.Delete([]byte(deployment))
+	})
+}
+
+func (s *boltStore) Locks() (map[string]int64, error) {
+	out := map[string]int64{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bLocks).ForEach(func(k, v []byte) error {
+			if len(v) != 8 {
+				return errors.New("director: a lock's task id is not 8 bytes")
+			}
+			out[string(k)] = int64(binary.BigEndian.Uint64(v))
+			return nil
+		})
+	})
+	return out, err
+}
