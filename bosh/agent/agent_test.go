@@ -206,7 +206,7 @@ func TestAgentEndToEnd(t *testing.T) {
 		"asked with the update's arguments, then again for its status after the wait")
 	assert.Contains(t, readFile(t, filepath.Join(l.LogDir("web"), "marks.next")), `"configuration_hash":"hash-2"`, "the next spec in BOSH_JOB_NEXT_STATE")
 
-	v, err = w.call(t, id, "drain", "shutdown")
+	_, err = w.call(t, id, "drain", "shutdown")
 	require.NoError(t, err)
 	assert.Contains(t, readFile(t, filepath.Join(l.LogDir("web"), "marks")), "job_check_status hash_unchanged\njob_shutdown hash_unchanged\n")
 	_, err = w.call(t, id, "drain", "sideways")
