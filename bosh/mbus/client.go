@@ -81,6 +81,7 @@ type Client struct {
 	sub  *nats.Subscription
 	done chan struct{}
 	once sync.Once
+	wg   sync.WaitGroup // first answers awaited after their Call returned
 
 	mu      sync.Mutex
 	pending map[string]chan Response // by reply subject
@@ -157,6 +158,7 @@ func (c *Client) Close() {
 		close(c.done)
 		c.nc.Close()
 	})
+	c.wg.Wait()
 }
 
 // onReply hands an answer to the call waiting for it. The answer must come
@@ -183,9 +185,10 @@ func (c *Client) onReply(m *nats.Msg) {
 // value. A long-running method's task is polled with get_task every
 // PollInterval until it is no longer running, and its result returned;
 // if ctx ends first, the task is cancelled on the agent (cancel_task,
-// best effort) and ctx's error returned. The first answer is awaited even
-// after ctx ends (at most CallTimeout), since it may name a task to
-// cancel. An exception from the agent is an *AgentError; an agent that
+// best effort) and ctx's error returned. Call returns when ctx ends, also
+// before the first answer; that answer is still awaited in the background
+// (at most CallTimeout, or until Close) and a task it names cancelled. An
+// exception from the agent is an *AgentError; an agent that
 // does not answer within CallTimeout is a *kubefoundry.TimeoutError
 // (ErrTimeout) naming the agent and the method. While the director
 // reconnects to the bus a request waits, within CallTimeout, to be sent;
@@ -202,11 +205,38 @@ func (c *Client) Call(ctx context.Context, agentID, method string, args ...any) 
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("mbus: agent %s: %s: %w", agentID, method, err)
 	}
-	// The first answer is awaited even if ctx ends meanwhile (it is bounded
-	// by CallTimeout): it may name a task, which must then be cancelled.
-	v, err := c.call(context.WithoutCancel(ctx), agentID, method, args)
-	if err != nil {
-		return nil, err
+	// The first answer may name a task, which must be cancelled if ctx
+	// ends first: it is awaited in the background (bounded by
+	// CallTimeout) while Call returns at ctx's end.
+	type answer struct {
+		v   json.RawMessage
+		err error
+	}
+	first := make(chan answer, 1)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		v, err := c.call(context.WithoutCancel(ctx), agentID, method, args)
+		first <- answer{v, err}
+	}()
+	var v json.RawMessage
+	select {
+	case a := <-first:
+		if a.err != nil {
+			return nil, a.err
+		}
+		v = a.v
+	case <-ctx.Done():
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			if a := <-first; a.err == nil {
+				if task, ok := runningTask(a.v); ok {
+					c.cancelTask(agentID, method, task.AgentTaskID)
+				}
+			}
+		}()
+		return nil, fmt.Errorf("mbus: agent %s: %s: %w", agentID, method, ctx.Err())
 	}
 	task, ok := runningTask(v)
 	if !ok {
@@ -225,6 +255,7 @@ func (c *Client) Call(ctx context.Context, agentID, method string, args ...any) 
 			return nil, fmt.Errorf("mbus: agent %s: %s: task %s: %w", agentID, method, task.AgentTaskID, ctx.Err())
 		case <-t.C:
 		}
+		var err error
 		v, err = c.getTask(ctx, agentID, method, task.AgentTaskID)
 		if err != nil {
 			if ctx.Err() != nil {

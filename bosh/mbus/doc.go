@@ -86,8 +86,9 @@
 // agent that does not answer within Config.CallTimeout is a
 // *kubefoundry.TimeoutError (errors.Is ErrTimeout) whose Host names the
 // agent and whose Op is the method; get_task is sent again twice after a
-// timeout, as BOSH's director does. A Call whose ctx ends while a task
-// runs cancels the task (cancel_task) and returns ctx's error. Bad
+// timeout, as BOSH's director does. A Call returns as soon as its ctx
+// ends, with ctx's error; a task it started, or that the first answer
+// names when it comes later, is cancelled (cancel_task). Bad
 // configuration is a *kubefoundry.ValidationError listing every problem.
 // Credentials that the bus maps to a user who may not subscribe where Dial
 // or StartServer must fail there (nats.ErrPermissionViolation).

@@ -97,6 +97,7 @@ func TestAgentsFollowTheirVMs(t *testing.T) {
 
 	require.NoError(t, vs.PowerOff(ctx, vm.Reference()))
 	eventually(t, func() bool { return len(fleet.Agents()) == 0 }, "the agent of a VM powered off still runs")
+	require.Error(t, ping(), "nobody answers for a VM that is off")
 
 	require.NoError(t, vs.PowerOn(ctx, vm.Reference()))
 	eventually(t, func() bool { return ping() == nil }, "the agent is not back after power on")
