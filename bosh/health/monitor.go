@@ -92,6 +92,26 @@ type Config struct {
 	Alerts func(Alert)
 }
 
+// withDefaults fills in what is zero.
+func (c Config) withDefaults() Config {
+	if c.Interval <= 0 {
+		c.Interval = 30 * time.Second
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = c.Interval * 3 / 2
+	}
+	if c.Meltdown.Count == 0 {
+		c.Meltdown.Count = 5
+	}
+	if c.Meltdown.Percent == 0 {
+		c.Meltdown.Percent = 20
+	}
+	if c.Meltdown.Window == 0 {
+		c.Meltdown.Window = 10 * time.Minute
+	}
+	return c
+}
+
 // Monitor is BOSH's health monitor with its resurrector: it follows the
 // agents' heartbeats and alerts on the bus, times out an instance whose
 // agent goes silent, and recreates it through Resurrect. A Monitor is
@@ -133,21 +153,7 @@ type Status struct {
 // Start subscribes to the agents' heartbeats and alerts through bus and
 // watches the instances given with Watch until Close or ctx's end.
 func Start(ctx context.Context, bus *mbus.Client, cfg Config, log *zap.Logger) (*Monitor, error) {
-	if cfg.Interval <= 0 {
-		cfg.Interval = 30 * time.Second
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = cfg.Interval * 3 / 2
-	}
-	if cfg.Meltdown.Count == 0 {
-		cfg.Meltdown.Count = 5
-	}
-	if cfg.Meltdown.Percent == 0 {
-		cfg.Meltdown.Percent = 20
-	}
-	if cfg.Meltdown.Window == 0 {
-		cfg.Meltdown.Window = 10 * time.Minute
-	}
+	cfg = cfg.withDefaults()
 	if log == nil {
 		log = zap.NewNop()
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/kubefoundry/kubefoundry/bosh/agent"
 	"github.com/kubefoundry/kubefoundry/bosh/agent/agenttest"
 	"github.com/kubefoundry/kubefoundry/bosh/health"
+	"github.com/kubefoundry/kubefoundry/bosh/mbus"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -217,4 +218,75 @@ func TestMeltdownPausesResurrection(t *testing.T) {
 	mu.Lock()
 	assert.Equal(t, 1, calls, "only the first, before the meltdown, was resurrected")
 	mu.Unlock()
+}
+
+// TestJobStateAlertAndStatusOrder: a heartbeat whose job_state turns
+// failing is one alert, not one per heartbeat; Status is ordered by
+// deployment, group and index.
+func TestJobStateAlertAndStatusOrder(t *testing.T) {
+	d := newDeployment(t, 0)
+	al := newAlerts()
+	m := start(t, d, health.Config{Alerts: al.sink})
+	creds, err := d.w.Bus.AddAgent("hb-1")
+	require.NoError(t, err)
+	srv, err := mbus.StartServer(t.Context(), mbus.ServerConfig{URL: d.w.Bus.URL(), AgentID: "hb-1", Credentials: creds}, mbus.Methods{})
+	require.NoError(t, err)
+	defer srv.Close()
+	for _, i := range []health.Instance{
+		{Deployment: "b", Group: "a", Index: 0, AgentID: "x-4"},
+		{Deployment: "a", Group: "z", Index: 1, AgentID: "x-3"},
+		{Deployment: "a", Group: "z", Index: 0, AgentID: "hb-1"},
+		{Deployment: "a", Group: "b", Index: 5, AgentID: "x-1"},
+	} {
+		m.Watch(i)
+	}
+	var order []string
+	for _, s := range m.Status() {
+		order = append(order, s.Instance.AgentID)
+	}
+	assert.Equal(t, []string{"x-1", "hb-1", "x-3", "x-4"}, order)
+
+	for _, state := range []string{"running", "failing", "failing", "failing", "running", "failing"} {
+		require.NoError(t, srv.PublishHeartbeat(t.Context(), mbus.Heartbeat{JobState: state}))
+	}
+	a := al.next(t, health.KindJobState, "hb-1")
+	assert.Contains(t, a.Title, "jobs failing")
+	al.next(t, health.KindJobState, "hb-1") // after running again
+	al.none(t, health.KindJobState, 5*interval)
+}
+
+// TestMeltdownCountsOnlyTheWindowAndThePercent: time-outs older than the
+// window are not counted, and more than Count down is not a meltdown
+// while it is not more than Percent of the deployment.
+func TestMeltdownCountsOnlyTheWindowAndThePercent(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		guard health.MeltdownGuard
+		wait  time.Duration // between the two time-outs
+	}{
+		{"the first time-out left the window", health.MeltdownGuard{Count: 1, Percent: 20, Window: 500 * time.Millisecond}, 2 * time.Second},
+		{"2 of 4 down is not more than 60%", health.MeltdownGuard{Count: 1, Percent: 60, Window: time.Minute}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDeployment(t, 4)
+			al := newAlerts()
+			var mu sync.Mutex
+			calls := 0
+			resurrect := func(context.Context, health.Instance) (health.Instance, error) {
+				mu.Lock()
+				calls++
+				mu.Unlock()
+				return health.Instance{}, errors.New("no")
+			}
+			start(t, d, health.Config{Alerts: al.sink, Resurrect: resurrect, Meltdown: tc.guard})
+			d.agents[0].Close()
+			al.next(t, health.KindResurrectionFailed, "hm-agent-0")
+			time.Sleep(tc.wait)
+			d.agents[1].Close()
+			al.next(t, health.KindResurrectionFailed, "hm-agent-1")
+			mu.Lock()
+			assert.Equal(t, 2, calls, "both resurrected: no meltdown")
+			mu.Unlock()
+		})
+	}
 }
