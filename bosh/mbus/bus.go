@@ -190,6 +190,25 @@ func (b *Bus) MaxPayload() int32 {
 // CA, for a Client's Config.
 func (b *Bus) DirectorCredentials() Credentials { return b.director }
 
+// BusStats are counts of a bus's traffic since it started.
+type BusStats struct {
+	// InMsgs are the messages the bus received from its clients (each
+	// request, answer, heartbeat and alert once); OutMsgs those it
+	// delivered.
+	InMsgs, OutMsgs int64
+	// Connections are the clients connected now.
+	Connections int
+}
+
+// Stats reads the bus's traffic counters.
+func (b *Bus) Stats() (BusStats, error) {
+	v, err := b.srv.Varz(nil)
+	if err != nil {
+		return BusStats{}, fmt.Errorf("mbus: read the bus's counters: %w", err)
+	}
+	return BusStats{InMsgs: v.InMsgs, OutMsgs: v.OutMsgs, Connections: v.Connections}, nil
+}
+
 // AddAgent allows agentID on the bus and issues its client certificate.
 // The running server reloads its authorization; nothing is restarted.
 // Adding an agent again issues a new certificate; the old one stays valid.

@@ -1249,3 +1249,20 @@ func TestAddAgents(t *testing.T) {
 	require.NoError(t, err, "adding again")
 	require.Len(t, again, 1)
 }
+
+func TestBusStats(t *testing.T) {
+	b := startBus(t, BusConfig{})
+	before, err := b.Stats()
+	require.NoError(t, err)
+	startAgent(t, b, "s-1", Methods{"ping": {Func: func(context.Context, json.RawMessage) (any, error) { return "pong", nil }}})
+	c := dial(t, b, Config{})
+	for range 3 {
+		_, err := c.Call(testCtx(t), "s-1", "ping")
+		require.NoError(t, err)
+	}
+	after, err := b.Stats()
+	require.NoError(t, err)
+	assert.Equal(t, int64(6), after.InMsgs-before.InMsgs, "three requests and three answers")
+	assert.GreaterOrEqual(t, after.OutMsgs-before.OutMsgs, int64(6))
+	assert.Equal(t, 2, after.Connections, "the agent and the director")
+}

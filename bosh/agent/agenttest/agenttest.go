@@ -33,6 +33,9 @@ type World struct {
 	HTTPS    *httptest.Server
 	CAPEM    string
 	Director *mbus.Client
+	// AgentHeartbeat is the heartbeat interval of the agents StartAgent
+	// starts; 100ms when 0.
+	AgentHeartbeat time.Duration
 }
 
 // Start starts a World for t.
@@ -77,13 +80,17 @@ var FastSupervisor = agent.SupervisorConfig{StopTimeout: 5 * time.Second, Stable
 	RestartInitial: 20 * time.Millisecond, RestartMax: 100 * time.Millisecond}
 
 // StartAgent starts an in-process agent with settings under root, with
-// FastSupervisor and a heartbeat every 100ms; it is closed when the test
-// ends (closing it before is fine).
+// FastSupervisor and a heartbeat every AgentHeartbeat; it is closed when
+// the test ends (closing it before is fine).
 func (w *World) StartAgent(t testing.TB, settings cpi.AgentSettings, root string) *agent.Agent {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	a, err := agent.Start(ctx, agent.Config{Settings: settings, Root: root, HeartbeatInterval: 100 * time.Millisecond,
+	hb := w.AgentHeartbeat
+	if hb == 0 {
+		hb = 100 * time.Millisecond
+	}
+	a, err := agent.Start(ctx, agent.Config{Settings: settings, Root: root, HeartbeatInterval: hb,
 		Supervisor: FastSupervisor}, agent.WithLogger(zaptest.NewLogger(t)))
 	require.NoError(t, err)
 	t.Cleanup(a.Close)
