@@ -414,3 +414,33 @@ func isDir(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.IsDir()
 }
+
+// TestApplyCutShortIsTakenUp: an apply that fails half-way (the second
+// package's blob is not what its digest says) keeps what it finished;
+// the apply run again fetches only what is missing (the first package's
+// blob is gone from the blobstore by then, so fetching it again would
+// fail).
+func TestApplyCutShortIsTakenUp(t *testing.T) {
+	w := newWorld(t)
+	const id = "agent-resume"
+	root := t.TempDir()
+	a := w.startAgent(t, w.settings(t, id), root)
+	spec := w.spec(t, root, "h")
+	good := w.blob(t, "acl", "1", tgz(t, map[string]file{"lib/libacl.so": {Mode: 0o644, Body: "acl"}}))
+	spec.Packages["acl"] = good
+	bad := spec.Packages["greeter"]
+	bad.SHA1 = good.SHA1
+	spec.Packages["greeter"] = bad
+	_, err := w.call(t, id, "apply", spec)
+	require.Error(t, err, "greeter's digest is wrong")
+	assert.FileExists(t, filepath.Join(a.Layout().PackageDir("greeter", "1.0"), "..", "..", "acl", "1", "lib", "libacl.so"),
+		"acl, fetched before greeter (by name order), is kept")
+
+	require.NoError(t, w.Store.Delete(t.Context(), good.BlobstoreID))
+	spec = w.spec(t, root, "h")
+	spec.Packages["acl"] = good
+	_, err = w.call(t, id, "apply", spec)
+	require.NoError(t, err, "acl is not fetched again")
+	assert.FileExists(t, filepath.Join(a.Layout().PackageLink("acl"), "lib", "libacl.so"))
+	assert.FileExists(t, filepath.Join(a.Layout().PackageLink("greeter"), "bin", "greet"))
+}
