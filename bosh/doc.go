@@ -19,9 +19,9 @@
 //	bosh/blobstore       BOSH's DAV blobstore: server, client, signed URLs, multi-digests
 //	bosh/agent           the agent: settings, apply and the VM layout, a bpm process supervisor, drain and scripts, heartbeats
 //	bosh/agent/agentsim  an in-process agent for every powered-on VM of a (simulated) vCenter
-//	bosh/director        the director, in part: rolling updates with canaries through the agents; its state store
+//	bosh/director        the director, in part: rolling updates with canaries through the agents; its state store; cloud-check
 //	bosh/health          the health monitor: time-outs from heartbeats, the resurrector and its meltdown guard
 //
 // Not here yet: the director's deploy (plan, VMs and disks through the
-// CPI, tasks), recreate, scale, errands, delete and cloud-check (issue 15).
+// CPI, tasks), recreate, scale, errands and delete (issue 15).
 package bosh

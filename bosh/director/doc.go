@@ -1,7 +1,7 @@
 // Package director is kubefoundry's BOSH director, built up in pieces.
-// What works today is the updater: it rolls new specs out to the
-// instances of an instance group through their agents on the message bus,
-// as BOSH's director does.
+// What works today: the updater, which rolls new specs out to the
+// instances of an instance group through their agents on the message bus
+// as BOSH's director does; the state store; and cloud-check.
 //
 //	u := director.NewUpdater(busClient, log)
 //	results, err := u.UpdateGroup(ctx, changes, m.UpdateFor(group), sink)
@@ -46,15 +46,29 @@
 // it survives a restart; a lock left by a director that died names the
 // task to resume or release.
 //
+// # Cloud-check
+//
+// CloudCheck.Scan compares a deployment's records with the cloud and the
+// agents, as `bosh cloud-check` does: missing_vm (has_vm false),
+// unresponsive_agent (the VM is there, its agent does not answer a ping
+// within PingTimeout), missing_disk (has_disk false) and
+// mount_info_mismatch (the disk is not among the VM's get_disks). Each
+// Problem lists its resolutions; Resolve applies one: ignore,
+// delete_vm_reference, reboot_vm, delete_vm, delete_disk_reference,
+// reattach_disk, after checking that the record still names the VM and
+// disk the scan saw (ErrConflict otherwise). recreate_vm, and BOSH's
+// unbound_instance_vm and inactive_disk, come with the deploy.
+//
 // Not here yet: the deploy plan (which instances change and why), VMs and
 // disks through the CPI, running tasks on the store, recreate,
-// scale, errands, delete, the health monitor, the resurrector and
-// cloud-check (issue 15). Packages are taken as compiled: there are no
+// scale, errands and delete (issue 15); the health monitor and resurrector
+// are package bosh/health. Packages are taken as compiled: there are no
 // compilation VMs.
 //
 // # Files
 //
-//	update.go  Updater, UpdateGroup, Instance, Change, Result, UpdateError, NotRunningError
-//	event.go   Event in BOSH's event log shape, EventSink
-//	store.go   Store, OpenStore (bbolt): deployments, instances, tasks and their events, locks
+//	update.go      Updater, UpdateGroup, Instance, Change, Result, UpdateError, NotRunningError
+//	event.go       Event in BOSH's event log shape, EventSink
+//	store.go       Store, OpenStore (bbolt): deployments, instances, tasks and their events, locks
+//	cloudcheck.go  CloudCheck: Scan for problems, Resolve them
 package director
