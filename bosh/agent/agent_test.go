@@ -1,8 +1,12 @@
 package agent_test
 
 import (
+	"archive/tar"
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -443,4 +447,78 @@ func TestApplyCutShortIsTakenUp(t *testing.T) {
 	require.NoError(t, err, "acl is not fetched again")
 	assert.FileExists(t, filepath.Join(a.Layout().PackageLink("acl"), "lib", "libacl.so"))
 	assert.FileExists(t, filepath.Join(a.Layout().PackageLink("greeter"), "bin", "greet"))
+}
+
+// TestErrandsAndLogs: run_errand runs a job's bin/run and answers its exit
+// code and output, a failing errand being a result, not an error;
+// fetch_logs packs sys/log and uploads it, by id with the agent's
+// credentials or to the director's signed URL.
+func TestErrandsAndLogs(t *testing.T) {
+	w := newWorld(t)
+	const id = "agent-errand"
+	s := w.settings(t, id)
+	opts := s.Blobstore["options"].(map[string]any)
+	opts["user"], opts["password"] = "director", "director-password"
+	root := t.TempDir()
+	w.startAgent(t, s, root)
+	spec := w.spec(t, root, "h")
+	errand := w.blob(t, "", "", tgz(t, map[string]file{
+		"smoke/bin/run":      {Mode: 0o755, Body: "#!/bin/sh\necho \"checked $BOSH_JOB_NAME\"\necho 'one check failed' >&2\nexit 3\n"},
+		"web/bin/post-start": {Mode: 0o755, Body: "#!/bin/sh\necho post-start ran\n"},
+	}))
+	spec.Job.Templates = []agent.JobRef{{Name: "web", Version: "abc"}, {Name: "smoke", Version: "1"}}
+	spec.RenderedTemplatesArchive = &errand
+	_, err := w.call(t, id, "apply", spec)
+	require.NoError(t, err)
+
+	v, err := w.call(t, id, "run_errand")
+	require.NoError(t, err, "a failing errand is a result")
+	res := decode[agent.ErrandResult](t, v)
+	assert.Equal(t, 3, res.ExitCode)
+	assert.Equal(t, "checked smoke\n", res.Stdout)
+	assert.Equal(t, "one check failed\n", res.Stderr)
+	_, err = w.call(t, id, "run_errand", "web")
+	assert.ErrorContains(t, err, "no applied job web with bin/run")
+	_, err = w.call(t, id, "run_script", "post-start", map[string]any{})
+	require.NoError(t, err)
+
+	v, err = w.call(t, id, "fetch_logs", "job", []string{})
+	require.NoError(t, err)
+	out := decode[map[string]string](t, v)
+	rc, err := w.Store.Get(t.Context(), out["blobstore_id"])
+	require.NoError(t, err)
+	files := untgz(t, rc)
+	assert.Equal(t, "checked smoke\n", files["./smoke/errand.stdout.log"])
+	assert.Equal(t, "post-start ran\n", files["./web/post-start.stdout.log"])
+	assert.NotEmpty(t, out["sha1"])
+
+	logID := "log-bundle-1"
+	u, err := w.Blobs.Signer().Sign(w.HTTPS.URL, logID, "PUT", time.Now(), time.Minute)
+	require.NoError(t, err)
+	_, err = w.call(t, id, "fetch_logs_with_signed_url", map[string]any{"signed_url": u, "log_type": "job", "filters": []string{}})
+	require.NoError(t, err)
+	rc, err = w.Store.Get(t.Context(), logID)
+	require.NoError(t, err)
+	assert.Contains(t, untgz(t, rc), "./smoke/errand.stderr.log")
+	_, err = w.call(t, id, "fetch_logs", "kernel")
+	assert.ErrorContains(t, err, `log type "kernel"`)
+}
+
+func untgz(t *testing.T, rc io.ReadCloser) map[string]string {
+	t.Helper()
+	defer rc.Close()
+	zr, err := gzip.NewReader(rc)
+	require.NoError(t, err)
+	tr := tar.NewReader(zr)
+	out := map[string]string{}
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		require.NoError(t, err)
+		b, err := io.ReadAll(tr)
+		require.NoError(t, err)
+		out[h.Name] = string(b)
+	}
 }

@@ -43,9 +43,19 @@
 //	run_script [name, {}] yes, a task: bin/<name> of every job that has it, at once
 //	                      (pre-start, post-start, post-deploy, pre-stop): {}, or
 //	                      "1 of 2 <name> scripts failed. Failed Jobs: ..."
+//	run_errand [job]      yes, a task: the job's bin/run (the first job that has
+//	                      one when none is named) to completion: {exit_code, stdout,
+//	                      stderr} (the last 64 KiB of each; all in sys/log/<job>/errand.*.log);
+//	                      a non-zero exit is a result, not an error
+//	fetch_logs [type, filters]
+//	                      yes, a task: sys/log ("job") or bosh/log ("agent") as a gzipped
+//	                      tarball, put with the agent's blobstore credentials:
+//	                      {blobstore_id, sha1}; filters are not applied
+//	fetch_logs_with_signed_url [{signed_url, log_type, filters}]
+//	                      yes, a task: the same tarball to the director's signed URL: {sha1}
 //	get_task, cancel_task yes (package mbus)
-//	run_errand, mount_disk, unmount_disk, migrate_disk, list_disk,
-//	update_settings, fetch_logs, sync_dns, compile_package
+//	mount_disk, unmount_disk, migrate_disk, list_disk, update_settings,
+//	sync_dns, compile_package
 //	                      not yet: "unknown message <method>"
 //
 // # Layout and processes
@@ -82,8 +92,8 @@
 // vitals (load, mem, swap, uptime, and disk use of the root, data and
 // store; no CPU percentages). Alerts are not sent yet.
 //
-// Not here yet: persistent disks (mount_disk and the rest), errands, logs,
-// settings updates, and reading guestinfo on a real VM (the caller passes
+// Not here yet: persistent disks (mount_disk and the rest), settings
+// updates, DNS records, and reading guestinfo on a real VM (the caller passes
 // its value to DecodeGuestinfoSettings).
 //
 // # Files
@@ -94,5 +104,6 @@
 //	layout.go      Layout: BOSH's directories under a root
 //	bpm.go         BPMConfig, Process, ParseBPM
 //	supervisor.go  Supervisor: processes in groups, logs, restarts with backoff, stop then kill; JobState
+//	errand.go      run_errand, fetch_logs, fetch_logs_with_signed_url
 //	vitals.go      the vitals of heartbeats and get_state
 package agent

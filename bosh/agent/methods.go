@@ -22,20 +22,24 @@ import (
 
 // Implemented lists the agent methods this agent serves; the other
 // methods of BOSH's agent answer "unknown message <method>".
-var Implemented = []string{"ping", "get_state", "apply", "prepare", "start", "stop", "drain", "run_script"}
+var Implemented = []string{"ping", "get_state", "apply", "prepare", "start", "stop", "drain", "run_script", "run_errand",
+	"fetch_logs", "fetch_logs_with_signed_url"}
 
 // methods are the director's methods, as bosh-agent serves them: apply,
 // prepare, stop, drain and run_script run as tasks.
 func (a *Agent) methods() mbus.Methods {
 	return mbus.Methods{
-		"ping":       {Func: func(context.Context, json.RawMessage) (any, error) { return "pong", nil }},
-		"get_state":  {Func: a.getState},
-		"apply":      {Func: a.applyMethod, LongRunning: true},
-		"prepare":    {Func: a.prepareMethod, LongRunning: true},
-		"start":      {Func: a.startMethod},
-		"stop":       {Func: a.stopMethod, LongRunning: true},
-		"drain":      {Func: a.drainMethod, LongRunning: true},
-		"run_script": {Func: a.runScriptMethod, LongRunning: true},
+		"ping":                       {Func: func(context.Context, json.RawMessage) (any, error) { return "pong", nil }},
+		"get_state":                  {Func: a.getState},
+		"apply":                      {Func: a.applyMethod, LongRunning: true},
+		"prepare":                    {Func: a.prepareMethod, LongRunning: true},
+		"start":                      {Func: a.startMethod},
+		"stop":                       {Func: a.stopMethod, LongRunning: true},
+		"drain":                      {Func: a.drainMethod, LongRunning: true},
+		"run_script":                 {Func: a.runScriptMethod, LongRunning: true},
+		"run_errand":                 {Func: a.runErrandMethod, LongRunning: true},
+		"fetch_logs":                 {Func: a.fetchLogsMethod, LongRunning: true},
+		"fetch_logs_with_signed_url": {Func: a.fetchLogsSignedMethod, LongRunning: true},
 	}
 }
 

@@ -1,0 +1,207 @@
+package agent
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// ErrandResult is run_errand's value, as bosh-agent answers it.
+type ErrandResult struct {
+	ExitCode int    `json:"exit_code"`
+	Stdout   string `json:"stdout"`
+	Stderr   string `json:"stderr"`
+}
+
+// errandOutputLimit bounds the stdout and stderr an errand's answer
+// carries (the whole output is in sys/log/<job>/errand.*.log).
+const errandOutputLimit = 64 << 10
+
+// runErrandMethod runs bin/run of the job named in the first argument, or
+// of the first applied job that has one, to completion (cancel_task kills
+// it), and answers its exit code and the ends of its output. An errand
+// that exits non-zero is a result, not a failure of the method.
+func (a *Agent) runErrandMethod(ctx context.Context, args json.RawMessage) (any, error) {
+	var list []json.RawMessage
+	_ = json.Unmarshal(args, &list)
+	var want string
+	if len(list) > 0 {
+		_ = json.Unmarshal(list[0], &want) // an options hash in older directors: no name
+	}
+	jobs, _, err := a.jobs()
+	if err != nil {
+		return nil, err
+	}
+	job := ""
+	for _, j := range jobs {
+		if _, err := os.Stat(a.layout.Script(j, "run")); err == nil && (want == "" || want == j) {
+			job = j
+			break
+		}
+	}
+	if job == "" {
+		if want != "" {
+			return nil, fmt.Errorf("no applied job %s with bin/run", want)
+		}
+		return nil, errors.New("no applied job has bin/run: this instance has no errand")
+	}
+	logDir := a.layout.LogDir(job)
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return nil, err
+	}
+	var logs []*os.File
+	for _, stream := range []string{"stdout", "stderr"} {
+		f, err := os.OpenFile(filepath.Join(logDir, "errand."+stream+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		if err != nil {
+			closeAll(logs)
+			return nil, err
+		}
+		logs = append(logs, f)
+	}
+	defer closeAll(logs)
+	var out, errOut bytes.Buffer
+	cmd := exec.Command(a.layout.Script(job, "run"))
+	cmd.Dir = a.layout.JobLink(job)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "BOSH_JOB_NAME=" + job}
+	cmd.Stdout = &tail{buf: &out, f: logs[0]}
+	cmd.Stderr = &tail{buf: &errOut, f: logs[1]}
+	err = runGroup(ctx, cmd)
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		if ws := ee.ExitCode(); ws >= 0 {
+			return ErrandResult{ExitCode: ws, Stdout: out.String(), Stderr: errOut.String()}, nil
+		}
+		return nil, fmt.Errorf("errand %s: %s", job, exitReason(err))
+	case err != nil:
+		return nil, fmt.Errorf("errand %s: %w", job, err)
+	}
+	return ErrandResult{ExitCode: 0, Stdout: out.String(), Stderr: errOut.String()}, nil
+}
+
+// tail keeps the last errandOutputLimit bytes in buf and writes all to f.
+type tail struct {
+	buf *bytes.Buffer
+	f   *os.File
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.buf.Write(p)
+	if over := t.buf.Len() - errandOutputLimit; over > 0 {
+		t.buf.Next(over)
+	}
+	return t.f.Write(p)
+}
+
+// fetchLogsMethod answers fetch_logs [log_type, filters]: it packs the
+// jobs' logs (sys/log; "agent" packs the agent's own, bosh/log) into a
+// gzipped tarball, uploads it with the agent's blobstore credentials, and
+// answers {"blobstore_id", "sha1"}.
+func (a *Agent) fetchLogsMethod(ctx context.Context, args json.RawMessage) (any, error) {
+	if a.blobs.ByID == nil {
+		return nil, errors.New("fetch_logs: the agent has no blobstore credentials: use fetch_logs_with_signed_url")
+	}
+	var list []json.RawMessage
+	_ = json.Unmarshal(args, &list)
+	kind := ""
+	if len(list) > 0 {
+		_ = json.Unmarshal(list[0], &kind)
+	}
+	b, err := a.packLogs(ctx, kind)
+	if err != nil {
+		return nil, err
+	}
+	id, d, err := a.blobs.ByID.Put(ctx, bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("fetch_logs: upload: %w", err)
+	}
+	return map[string]any{"blobstore_id": id, "sha1": d.String()}, nil
+}
+
+// fetchLogsSignedMethod answers fetch_logs_with_signed_url [{signed_url,
+// log_type, filters}]: the same tarball, put to the director's signed URL;
+// the answer is {"sha1"}.
+func (a *Agent) fetchLogsSignedMethod(ctx context.Context, args json.RawMessage) (any, error) {
+	var list []struct {
+		SignedURL string `json:"signed_url"`
+		LogType   string `json:"log_type"`
+	}
+	if err := json.Unmarshal(args, &list); err != nil || len(list) == 0 || list[0].SignedURL == "" {
+		return nil, errors.New("want [{signed_url, log_type, filters}]")
+	}
+	b, err := a.packLogs(ctx, list[0].LogType)
+	if err != nil {
+		return nil, err
+	}
+	d, err := a.blobs.Signed.PutSigned(ctx, list[0].SignedURL, bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("fetch_logs: upload: %w", err)
+	}
+	return map[string]any{"sha1": d.String()}, nil
+}
+
+// packLogs tars the log directory of kind ("job" or empty: sys/log;
+// "agent": bosh/log) into memory, bounded by MaxBlobSize.
+func (a *Agent) packLogs(ctx context.Context, kind string) ([]byte, error) {
+	dir := filepath.Join(a.layout.Root, "sys", "log")
+	switch kind {
+	case "", "job":
+	case "agent":
+		dir = filepath.Join(a.layout.StateDir(), "log")
+	default:
+		return nil, fmt.Errorf("fetch_logs: log type %q: want job or agent", kind)
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	var total int64
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) && p == dir {
+			return fs.SkipAll
+		}
+		if err != nil || ctx.Err() != nil {
+			return errors.Join(err, ctx.Err())
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, p)
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		if total += fi.Size(); total > a.cfg.MaxBlobSize {
+			return fmt.Errorf("logs exceed %d bytes", a.cfg.MaxBlobSize)
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: "./" + filepath.ToSlash(rel), Mode: 0o644, Size: fi.Size(), ModTime: fi.ModTime(), Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		_, err = io.CopyN(tw, f, fi.Size())
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fetch_logs: %s: %w", strings.TrimPrefix(dir, a.layout.Root), err)
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
