@@ -93,8 +93,9 @@
 // store; no CPU percentages). Alerts are not sent yet.
 //
 // Not here yet: persistent disks (mount_disk and the rest), settings
-// updates, DNS records, and reading guestinfo on a real VM (the caller passes
-// its value to DecodeGuestinfoSettings).
+// updates and DNS records. The package does not read guestinfo itself: the
+// caller passes its value to DecodeGuestinfoSettings (examples/bosh-agent
+// -guestinfo reads it with vmware-rpctool).
 //
 // # Files
 //
