@@ -46,6 +46,17 @@
 // it survives a restart; a lock left by a director that died names the
 // task to resume or release.
 //
+// # Plan
+//
+// Plan compares what a deploy wants of each instance (Desired: AZ,
+// stemcell, jobs, configuration hash, networks, vm_type, env, persistent
+// disk) with what the last deploy gave it (InstanceRecord.Applied) and
+// says per instance create, recreate, update, keep or delete, with BOSH's
+// reasons ("stemcell changed (a -> b)", "properties changed", ...), as
+// the diff shown before anything changes. Building the Desired instances
+// from a manifest, its releases and the cloud config is the deploy's, not
+// here yet.
+//
 // # Cloud-check
 //
 // CloudCheck.Scan compares a deployment's records with the cloud and the
@@ -59,8 +70,8 @@
 // disk the scan saw (ErrConflict otherwise). recreate_vm, and BOSH's
 // unbound_instance_vm and inactive_disk, come with the deploy.
 //
-// Not here yet: the deploy plan (which instances change and why), VMs and
-// disks through the CPI, running tasks on the store, recreate,
+// Not here yet: the deploy itself (Desired instances from the manifest,
+// rendering, VMs and disks through the CPI), running tasks on the store, recreate,
 // scale, errands and delete (issue 15); the health monitor and resurrector
 // are package bosh/health. Packages are taken as compiled: there are no
 // compilation VMs.
@@ -71,4 +82,5 @@
 //	event.go       Event in BOSH's event log shape, EventSink
 //	store.go       Store, OpenStore (bbolt): deployments, instances, tasks and their events, locks
 //	cloudcheck.go  CloudCheck: Scan for problems, Resolve them
+//	plan.go        Plan: Desired against InstanceRecord.Applied, with reasons
 package director

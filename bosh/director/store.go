@@ -93,6 +93,8 @@ type InstanceRecord struct {
 	SpecHash string `json:"spec_hash,omitempty"`
 	// State is what the director asked of it: started, stopped, detached.
 	State string `json:"state"`
+	// Applied is what the last deploy gave it, for Plan to compare.
+	Applied *Desired `json:"applied,omitempty"`
 }
 
 // Task states, as BOSH names them.
