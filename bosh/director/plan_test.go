@@ -25,7 +25,7 @@ func TestPlan(t *testing.T) {
 		return director.InstanceRecord{Deployment: "d", Group: "web", Index: i, ID: "w" + string(rune('0'+i)), VMCID: "vm", DiskCID: "disk", Applied: &applied}
 	}
 	have := []director.InstanceRecord{record(0), record(1), record(2), record(3), record(4), record(5), record(6), record(7),
-		{Deployment: "d", Group: "web", Index: 8, ID: "w8"},                             // never got a VM
+		{Deployment: "d", Group: "web", Index: 8, ID: "w8"},                              // never got a VM
 		{Deployment: "d", Group: "web", Index: 10, ID: "w10", VMCID: "vm", DiskCID: "d"}, // scaled away
 		{Deployment: "d", Group: "web", Index: 11, ID: "w11", VMCID: "vm"},
 		{Deployment: "d", Group: "old", Index: 0, ID: "o0", VMCID: "vm"}, // a group removed
@@ -37,7 +37,12 @@ func TestPlan(t *testing.T) {
 		at(3, func(d *director.Desired) { d.Jobs = append(d.Jobs, "syslog/forwarder/2"); d.ConfigurationHash = "c2" }),
 		at(4, func(d *director.Desired) { d.DiskSize = 2048 }),
 		at(5, func(d *director.Desired) { d.Recreate = true }),
-		at(6, func(d *director.Desired) { d.VMType = "large"; d.Networks = "default:10.0.0.99"; d.AZ = "z2"; d.Env = "x" }),
+		at(6, func(d *director.Desired) {
+			d.VMType = "large"
+			d.Networks = "default:10.0.0.99"
+			d.AZ = "z2"
+			d.Env = "x"
+		}),
 		at(7, func(d *director.Desired) { d.DiskType = "slow"; d.Stemcell = "ubuntu-jammy/1.200" }),
 		at(8, nil),
 		at(9, nil), // scaled up
