@@ -522,3 +522,45 @@ func untgz(t *testing.T, rc io.ReadCloser) map[string]string {
 		out[h.Name] = string(b)
 	}
 }
+
+// TestSyncDNS: the records blob is written whole where the VM's resolver
+// reads it, by id or by signed URL; an older or equal version changes
+// nothing; a blob that is not what its digest says writes nothing.
+func TestSyncDNS(t *testing.T) {
+	w := newWorld(t)
+	const id = "agent-dns"
+	s := w.settings(t, id)
+	opts := s.Blobstore["options"].(map[string]any)
+	opts["user"], opts["password"] = "director", "director-password"
+	root := t.TempDir()
+	w.startAgent(t, s, root)
+	path := filepath.Join(root, agent.DNSRecordsPath)
+
+	v2 := w.blob(t, "", "", []byte(`{"version":2,"records":[["10.0.0.10","web-0.example"]]}`))
+	v, err := w.call(t, id, "sync_dns", v2.BlobstoreID, v2.SHA1.String(), 2)
+	require.NoError(t, err)
+	assert.Equal(t, "synced", decode[string](t, v))
+	assert.Contains(t, readFile(t, path), `"web-0.example"`)
+
+	v1 := w.blob(t, "", "", []byte(`{"version":1,"records":[]}`))
+	_, err = w.call(t, id, "sync_dns_with_signed_url", map[string]any{"signed_url": v1.SignedURL, "multi_digest": v1.SHA1.String(), "version": 1})
+	require.NoError(t, err)
+	assert.Contains(t, readFile(t, path), `"version":2`, "an older version changes nothing")
+
+	v3 := w.blob(t, "", "", []byte(`{"version":3,"records":[]}`))
+	_, err = w.call(t, id, "sync_dns_with_signed_url", map[string]any{"signed_url": v3.SignedURL, "multi_digest": v2.SHA1.String(), "version": 3})
+	require.Error(t, err, "v3's bytes with v2's digest")
+	assert.Contains(t, readFile(t, path), `"version":2`)
+	_, err = w.call(t, id, "sync_dns_with_signed_url", map[string]any{"signed_url": v3.SignedURL, "multi_digest": v3.SHA1.String(), "version": 3})
+	require.NoError(t, err)
+	assert.Equal(t, `{"version":3,"records":[]}`, readFile(t, path))
+	entries, err := os.ReadDir(filepath.Dir(path))
+	require.NoError(t, err)
+	assert.Len(t, entries, 1, "no download left behind")
+
+	notJSON := w.blob(t, "", "", []byte("web-0 10.0.0.10"))
+	_, err = w.call(t, id, "sync_dns", notJSON.BlobstoreID, notJSON.SHA1.String(), 4)
+	assert.ErrorContains(t, err, "not JSON")
+	_, err = w.call(t, id, "sync_dns", "only-an-id")
+	assert.ErrorContains(t, err, "want [blobstore_id, sha1, version]")
+}

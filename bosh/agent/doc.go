@@ -53,9 +53,14 @@
 //	                      {blobstore_id, sha1}; filters are not applied
 //	fetch_logs_with_signed_url [{signed_url, log_type, filters}]
 //	                      yes, a task: the same tarball to the director's signed URL: {sha1}
+//	sync_dns [blobstore_id, sha1, version], sync_dns_with_signed_url [{signed_url,
+//	multi_digest, version}]
+//	                      yes, a task: the records blob, digest-checked and JSON, written
+//	                      whole to instance/dns/records.json unless that has the version
+//	                      or a newer one: "synced"
 //	get_task, cancel_task yes (package mbus)
 //	mount_disk, unmount_disk, migrate_disk, list_disk, update_settings,
-//	sync_dns, compile_package
+//	compile_package
 //	                      not yet: "unknown message <method>"
 //
 // # Layout and processes
@@ -92,8 +97,8 @@
 // vitals (load, mem, swap, uptime, and disk use of the root, data and
 // store; no CPU percentages). Alerts are not sent yet.
 //
-// Not here yet: persistent disks (mount_disk and the rest), settings
-// updates and DNS records. The package does not read guestinfo itself: the
+// Not here yet: persistent disks (mount_disk and the rest) and settings
+// updates. The package does not read guestinfo itself: the
 // caller passes its value to DecodeGuestinfoSettings (examples/bosh-agent
 // -guestinfo reads it with vmware-rpctool).
 //

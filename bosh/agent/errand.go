@@ -205,3 +205,77 @@ func (a *Agent) packLogs(ctx context.Context, kind string) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
+
+// DNSRecordsPath is where sync_dns writes the deployment's DNS records,
+// under the root (/var/vcap/instance/dns/records.json on a VM).
+const DNSRecordsPath = "instance/dns/records.json"
+
+// syncDNSMethod answers sync_dns [blobstore_id, sha1, version] and
+// sync_dns_with_signed_url [{signed_url, multi_digest, version}]: it
+// fetches the records blob, checks its digest and that it is JSON, and
+// writes it to DNSRecordsPath (atomically) unless the records there are
+// of that version or newer; the answer is "synced".
+func (a *Agent) syncDNSMethod(signed bool) func(ctx context.Context, args json.RawMessage) (any, error) {
+	return func(ctx context.Context, args json.RawMessage) (any, error) {
+		var ref BlobRef
+		var version uint64
+		if signed {
+			var list []struct {
+				SignedURL   string `json:"signed_url"`
+				MultiDigest string `json:"multi_digest"`
+				Version     uint64 `json:"version"`
+			}
+			if err := json.Unmarshal(args, &list); err != nil || len(list) == 0 {
+				return nil, errors.New("want [{signed_url, multi_digest, version}]")
+			}
+			ref.SignedURL, version = list[0].SignedURL, list[0].Version
+			if err := ref.SHA1.UnmarshalText([]byte(list[0].MultiDigest)); err != nil {
+				return nil, fmt.Errorf("multi_digest: %w", err)
+			}
+		} else {
+			var list []json.RawMessage
+			if err := json.Unmarshal(args, &list); err != nil || len(list) < 3 {
+				return nil, errors.New("want [blobstore_id, sha1, version]")
+			}
+			var digest string
+			if json.Unmarshal(list[0], &ref.BlobstoreID) != nil || json.Unmarshal(list[1], &digest) != nil || json.Unmarshal(list[2], &version) != nil {
+				return nil, errors.New("want [blobstore_id, sha1, version]")
+			}
+			if err := ref.SHA1.UnmarshalText([]byte(digest)); err != nil {
+				return nil, fmt.Errorf("sha1: %w", err)
+			}
+		}
+		dst := filepath.Join(a.layout.Root, filepath.FromSlash(DNSRecordsPath))
+		if cur, err := os.ReadFile(dst); err == nil {
+			var have struct {
+				Version uint64 `json:"version"`
+			}
+			if json.Unmarshal(cur, &have) == nil && have.Version >= version {
+				return "synced", nil
+			}
+		}
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return nil, err
+		}
+		file, err := a.blobs.fetch(ctx, ref, filepath.Dir(dst))
+		if err != nil {
+			return nil, fmt.Errorf("sync_dns: %w", err)
+		}
+		b, err := os.ReadFile(file)
+		if err == nil && !json.Valid(b) {
+			err = errors.New("the records are not JSON")
+		}
+		if err != nil {
+			_ = os.Remove(file)
+			return nil, fmt.Errorf("sync_dns: %w", err)
+		}
+		if err := os.Chmod(file, 0o644); err != nil {
+			return nil, err
+		}
+		if err := os.Rename(file, dst); err != nil {
+			_ = os.Remove(file)
+			return nil, err
+		}
+		return "synced", nil
+	}
+}

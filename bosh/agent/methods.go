@@ -23,7 +23,7 @@ import (
 // Implemented lists the agent methods this agent serves; the other
 // methods of BOSH's agent answer "unknown message <method>".
 var Implemented = []string{"ping", "get_state", "apply", "prepare", "start", "stop", "drain", "run_script", "run_errand",
-	"fetch_logs", "fetch_logs_with_signed_url"}
+	"fetch_logs", "fetch_logs_with_signed_url", "sync_dns", "sync_dns_with_signed_url"}
 
 // methods are the director's methods, as bosh-agent serves them: apply,
 // prepare, stop, drain and run_script run as tasks.
@@ -40,6 +40,8 @@ func (a *Agent) methods() mbus.Methods {
 		"run_errand":                 {Func: a.runErrandMethod, LongRunning: true},
 		"fetch_logs":                 {Func: a.fetchLogsMethod, LongRunning: true},
 		"fetch_logs_with_signed_url": {Func: a.fetchLogsSignedMethod, LongRunning: true},
+		"sync_dns":                   {Func: a.syncDNSMethod(false), LongRunning: true},
+		"sync_dns_with_signed_url":   {Func: a.syncDNSMethod(true), LongRunning: true},
 	}
 }
 
