@@ -253,6 +253,12 @@ func TestJobStateAlertAndStatusOrder(t *testing.T) {
 	assert.Contains(t, a.Title, "jobs failing")
 	al.next(t, health.KindJobState, "hb-1") // after running again
 	al.none(t, health.KindJobState, 5*interval)
+
+	require.NoError(t, srv.PublishAlert(t.Context(), mbus.Alert{ID: "1", Severity: health.SeverityError, Title: "nginx (10.0.0.10) - pid failed", Summary: "restarted"}))
+	a = al.next(t, health.KindAgent, "hb-1")
+	assert.Equal(t, health.SeverityError, a.Severity)
+	assert.Equal(t, "nginx (10.0.0.10) - pid failed", a.Title)
+	assert.Equal(t, "a", a.Instance.Deployment, "the agent's instance")
 }
 
 // TestMeltdownCountsOnlyTheWindowAndThePercent: time-outs older than the
