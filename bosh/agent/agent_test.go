@@ -2,11 +2,13 @@ package agent_test
 
 import (
 	"archive/tar"
+	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -563,4 +565,45 @@ func TestSyncDNS(t *testing.T) {
 	assert.ErrorContains(t, err, "not JSON")
 	_, err = w.call(t, id, "sync_dns", "only-an-id")
 	assert.ErrorContains(t, err, "want [blobstore_id, sha1, version]")
+}
+
+// TestApplyRefusesLinksChainedOutOfTheDirectory: each link stays inside
+// on paper (d/l -> .., d/l/m -> ..), but followed one through the other
+// they lead out; the file under them is refused, nothing is written
+// outside.
+func TestApplyRefusesLinksChainedOutOfTheDirectory(t *testing.T) {
+	w := newWorld(t)
+	const id = "agent-chain"
+	root := t.TempDir()
+	w.startAgent(t, w.settings(t, id), root)
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for _, h := range []*tar.Header{
+		{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "d/l", Typeflag: tar.TypeSymlink, Linkname: ".."},
+		{Name: "d/l/m", Typeflag: tar.TypeSymlink, Linkname: ".."},
+	} {
+		require.NoError(t, tw.WriteHeader(h))
+	}
+	require.NoError(t, tw.WriteHeader(&tar.Header{Name: "d/l/m/escaped.txt", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1}))
+	_, err := tw.Write([]byte("x"))
+	require.NoError(t, err)
+	require.NoError(t, tw.Close())
+	require.NoError(t, zw.Close())
+
+	spec := w.spec(t, root, "h")
+	spec.Packages["greeter"] = w.blob(t, "greeter", "chain", buf.Bytes())
+	_, err = w.call(t, id, "apply", spec)
+	var ae *mbus.AgentError
+	require.ErrorAs(t, err, &ae)
+	assert.Contains(t, ae.Message, "leaves the directory")
+	found := false
+	_ = filepath.WalkDir(filepath.Dir(root), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Name() == "escaped.txt" {
+			found = true
+		}
+		return nil
+	})
+	assert.False(t, found, "escaped.txt was written")
 }

@@ -303,13 +303,20 @@ func link(target, link string) error {
 
 // untgz unpacks a gzipped tarball into dir: regular files, directories and
 // symbolic links that stay inside dir; anything else, absolute names, ".."
-// and more than max bytes are refused.
+// and more than max bytes are refused. Every write goes through an
+// os.Root on dir, so no entry reaches outside it, even through links an
+// earlier entry made.
 func untgz(ctx context.Context, file, dir string, max int64) error {
 	f, err := os.Open(file)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
 	zr, err := gzip.NewReader(f)
 	if err != nil {
 		return fmt.Errorf("not a gzipped tarball: %w", err)
@@ -334,47 +341,55 @@ func untgz(ctx context.Context, file, dir string, max int64) error {
 		if path.IsAbs(h.Name) || name == ".." || strings.HasPrefix(name, "../") {
 			return fmt.Errorf("tarball entry %q leaves the directory", h.Name)
 		}
-		dst := filepath.Join(dir, filepath.FromSlash(name))
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(dst, 0o755); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			total += h.Size
-			if total > max {
-				return fmt.Errorf("tarball holds more than %d bytes: %w", max, kubefoundry.ErrLimitExceeded)
-			}
-			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-				return err
-			}
-			out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode&0o777)|0o400)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(out, io.LimitReader(tr, h.Size))
-			if cerr := out.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return err
-			}
-		case tar.TypeSymlink:
-			target := h.Linkname
-			resolved := path.Clean(path.Join(path.Dir(name), target))
-			if path.IsAbs(target) || resolved == ".." || strings.HasPrefix(resolved, "../") {
-				return fmt.Errorf("tarball entry %q links to %q, outside the directory", h.Name, target)
-			}
-			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-				return err
-			}
-			if err := os.Symlink(target, dst); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("tarball entry %q is of a type the agent does not unpack (%c)", h.Name, h.Typeflag)
+		if err := unpackEntry(root, tr, h, name, &total, max); err != nil {
+			return err
 		}
 	}
+}
+
+func unpackEntry(root *os.Root, tr *tar.Reader, h *tar.Header, name string, total *int64, max int64) error {
+	outside := func(err error) error {
+		if err != nil && strings.Contains(err.Error(), "path escapes from parent") {
+			return fmt.Errorf("tarball entry %q leaves the directory: %w", h.Name, err)
+		}
+		return err
+	}
+	switch h.Typeflag {
+	case tar.TypeDir:
+		return outside(root.MkdirAll(name, 0o755))
+	case tar.TypeReg:
+		*total += h.Size
+		if *total > max {
+			return fmt.Errorf("tarball holds more than %d bytes: %w", max, kubefoundry.ErrLimitExceeded)
+		}
+		if dir := path.Dir(name); dir != "." {
+			if err := root.MkdirAll(dir, 0o755); err != nil {
+				return outside(err)
+			}
+		}
+		out, err := root.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode&0o777)|0o400)
+		if err != nil {
+			return outside(err)
+		}
+		_, err = io.Copy(out, io.LimitReader(tr, h.Size))
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	case tar.TypeSymlink:
+		target := h.Linkname
+		resolved := path.Clean(path.Join(path.Dir(name), target))
+		if path.IsAbs(target) || resolved == ".." || strings.HasPrefix(resolved, "../") {
+			return fmt.Errorf("tarball entry %q links to %q, outside the directory", h.Name, target)
+		}
+		if dir := path.Dir(name); dir != "." {
+			if err := root.MkdirAll(dir, 0o755); err != nil {
+				return outside(err)
+			}
+		}
+		return outside(root.Symlink(target, name))
+	}
+	return fmt.Errorf("tarball entry %q is of a type the agent does not unpack (%c)", h.Name, h.Typeflag)
 }
 
 // saveSpec writes the applied spec, atomically, so that get_state answers
