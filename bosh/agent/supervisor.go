@@ -76,8 +76,10 @@ type Supervisor struct {
 	cfg    SupervisorConfig
 	log    *zap.Logger
 
-	mu   sync.Mutex
-	jobs map[string][]*proc
+	mu     sync.Mutex
+	jobs   map[string][]*proc
+	claims map[string]uint64 // jobs whose Start runs their hooks, by claim
+	claim  uint64
 }
 
 // ProcessStatus is what a Supervisor knows of one process.
@@ -111,7 +113,7 @@ func NewSupervisor(l Layout, cfg SupervisorConfig, log *zap.Logger) *Supervisor 
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Supervisor{layout: l, cfg: cfg.withDefaults(), log: log, jobs: map[string][]*proc{}}
+	return &Supervisor{layout: l, cfg: cfg.withDefaults(), log: log, jobs: map[string][]*proc{}, claims: map[string]uint64{}}
 }
 
 // Start starts the job's processes: each one's pre_start hook first (to
@@ -124,23 +126,34 @@ func (s *Supervisor) Start(ctx context.Context, job string, processes []Process)
 		s.mu.Unlock()
 		return nil
 	}
-	s.jobs[job] = nil // claimed: a concurrent Start of the job waits for nothing and does nothing
+	// Claimed while the hooks run: a concurrent Start does nothing, and a
+	// Stop meanwhile takes the claim away, which this Start then honours.
+	s.claim++
+	claim := s.claim
+	s.jobs[job] = nil
+	s.claims[job] = claim
 	s.mu.Unlock()
-
-	if err := os.MkdirAll(s.layout.LogDir(job), 0o755); err != nil {
-		s.unclaim(job)
-		return fmt.Errorf("agent: job %s: %w", job, err)
+	unclaim := func() {
+		s.mu.Lock()
+		if s.claims[job] == claim {
+			delete(s.jobs, job)
+			delete(s.claims, job)
+		}
+		s.mu.Unlock()
 	}
-	if err := os.MkdirAll(s.layout.RunDir(job), 0o755); err != nil {
-		s.unclaim(job)
-		return fmt.Errorf("agent: job %s: %w", job, err)
+
+	for _, dir := range []string{s.layout.LogDir(job), s.layout.RunDir(job)} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			unclaim()
+			return fmt.Errorf("agent: job %s: %w", job, err)
+		}
 	}
 	for _, p := range processes {
 		if p.Hooks.PreStart == "" {
 			continue
 		}
 		if err := s.hook(ctx, job, p); err != nil {
-			s.unclaim(job)
+			unclaim()
 			return err
 		}
 	}
@@ -149,18 +162,17 @@ func (s *Supervisor) Start(ctx context.Context, job string, processes []Process)
 		procs[i] = &proc{job: job, p: p, state: StateStarting, stop: make(chan struct{}), done: make(chan struct{})}
 	}
 	s.mu.Lock()
+	if s.claims[job] != claim {
+		s.mu.Unlock()
+		return fmt.Errorf("agent: job %s: stopped while it was starting", job)
+	}
 	s.jobs[job] = procs
+	delete(s.claims, job)
 	s.mu.Unlock()
 	for _, p := range procs {
 		go s.run(p)
 	}
 	return nil
-}
-
-func (s *Supervisor) unclaim(job string) {
-	s.mu.Lock()
-	delete(s.jobs, job)
-	s.mu.Unlock()
 }
 
 // Stop stops the job's processes (all at once) and waits until they are
@@ -171,6 +183,7 @@ func (s *Supervisor) Stop(ctx context.Context, job string) error {
 	s.mu.Lock()
 	procs := s.jobs[job]
 	delete(s.jobs, job)
+	delete(s.claims, job)
 	s.mu.Unlock()
 	for _, p := range procs {
 		close(p.stop)
@@ -293,6 +306,9 @@ func (s *Supervisor) run(p *proc) {
 				bo.Reset()
 				s.set(p, func(p *proc) { p.state = StateRunning })
 			case err := <-exited:
+				// What it started in its group goes with it, so that a
+				// restart does not meet it (on its port, say).
+				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 				why := exitReason(err)
 				log.Warn("process exited", zap.String("exit", why))
 				s.set(p, func(p *proc) { p.state, p.pid, p.restarts, p.lastExit = StateFailing, 0, p.restarts+1, why })
@@ -321,6 +337,7 @@ func (s *Supervisor) terminate(p *proc, cmd *exec.Cmd, exited <-chan error, log 
 	defer t.Stop()
 	select {
 	case err := <-exited:
+		_ = syscall.Kill(-pgid, syscall.SIGKILL) // what is left of its group
 		log.Info("process stopped", zap.String("exit", exitReason(err)))
 		return
 	case <-t.C:

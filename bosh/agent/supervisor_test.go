@@ -304,3 +304,43 @@ func TestParseMemoryAndEnv(t *testing.T) {
 	_, err := ParseBPM([]byte("processes:\n- name: a\n  executable: /a\n  env: {\"A=B\": x}\n"))
 	assert.ErrorContains(t, err, "processes[0].env")
 }
+
+// TestSupervisorStopWhileStarting: a Stop while Start runs the hooks wins:
+// Start starts nothing and says so.
+func TestSupervisorStopWhileStarting(t *testing.T) {
+	l := Layout{Root: t.TempDir()}
+	s := fastSupervisor(t, l)
+	exe := script(t, l, "/var/vcap/jobs/w/bin/w", `while :; do sleep 0.05; done`)
+	hook := script(t, l, "/var/vcap/jobs/w/bin/hook", `sleep 0.5`)
+	errc := make(chan error, 1)
+	go func() { errc <- s.Start(t.Context(), "w", []Process{{Name: "w", Executable: exe, Hooks: Hooks{PreStart: hook}}}) }()
+	eventually(t, func() bool { return strings.Contains(strings.Join(s.Jobs(), ","), "w") }, "Start never claimed the job")
+	require.NoError(t, s.Stop(t.Context(), "w"))
+	select {
+	case err := <-errc:
+		require.ErrorContains(t, err, "stopped while it was starting")
+	case <-time.After(time.Minute):
+		t.Fatal("Start did not return in a minute")
+	}
+	assert.Empty(t, s.Status(), "nothing runs")
+	assert.Empty(t, s.Jobs())
+}
+
+// TestSupervisorKillsWhatAnExitedProcessLeft: a child left behind by a
+// process that exits is killed before the process starts again.
+func TestSupervisorKillsWhatAnExitedProcessLeft(t *testing.T) {
+	l := Layout{Root: t.TempDir()}
+	s := fastSupervisor(t, l)
+	pidFile := l.Path("/var/vcap/data/child.pid")
+	require.NoError(t, os.MkdirAll(filepath.Dir(pidFile), 0o755))
+	exe := script(t, l, "/var/vcap/jobs/w/bin/w", `[ -s `+pidFile+` ] && exec sleep 1000
+sleep 1000 &
+echo $! > `+pidFile+`
+exit 1`)
+	require.NoError(t, s.Start(t.Context(), "w", []Process{{Name: "w", Executable: exe}}))
+	eventually(t, func() bool { return status(s, "w", "w").State == StateRunning }, "never running")
+	child, err := strconv.Atoi(strings.TrimSpace(readFile(t, pidFile)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = syscall.Kill(child, syscall.SIGKILL) })
+	eventually(t, func() bool { return syscall.Kill(child, 0) != nil }, "the child %d of the exited process still runs", child)
+}
