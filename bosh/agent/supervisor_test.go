@@ -313,7 +313,9 @@ func TestSupervisorStopWhileStarting(t *testing.T) {
 	exe := script(t, l, "/var/vcap/jobs/w/bin/w", `while :; do sleep 0.05; done`)
 	hook := script(t, l, "/var/vcap/jobs/w/bin/hook", `sleep 0.5`)
 	errc := make(chan error, 1)
-	go func() { errc <- s.Start(t.Context(), "w", []Process{{Name: "w", Executable: exe, Hooks: Hooks{PreStart: hook}}}) }()
+	go func() {
+		errc <- s.Start(t.Context(), "w", []Process{{Name: "w", Executable: exe, Hooks: Hooks{PreStart: hook}}})
+	}()
 	eventually(t, func() bool { return strings.Contains(strings.Join(s.Jobs(), ","), "w") }, "Start never claimed the job")
 	require.NoError(t, s.Stop(t.Context(), "w"))
 	select {
