@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -53,7 +54,8 @@ type Agent struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	specMu    sync.Mutex // held by apply and prepare; guards the spec on disk
+	specMu    sync.Mutex  // held by apply and prepare; guards the spec on disk
+	stopped   atomic.Bool // stop was asked, and no start since
 	closeOnce sync.Once
 }
 
@@ -296,7 +298,7 @@ func (a *Agent) heartbeats() {
 // vitals.
 func (a *Agent) heartbeat() mbus.Heartbeat {
 	ps := a.sup.Status()
-	hb := mbus.Heartbeat{JobState: JobState(ps), NumberOfProcesses: len(ps), Vitals: vitals(a.layout)}
+	hb := mbus.Heartbeat{JobState: a.jobState(ps), NumberOfProcesses: len(ps), Vitals: vitals(a.layout)}
 	spec, err := a.loadSpec()
 	if err != nil {
 		a.log.Warn("applied spec unreadable", zap.Error(err))
@@ -312,3 +314,12 @@ func (a *Agent) heartbeat() mbus.Heartbeat {
 }
 
 var errNoSpec = errors.New("no spec applied")
+
+// jobState is the agent's job_state: "stopped" after stop until start,
+// else the processes' (JobState).
+func (a *Agent) jobState(ps []ProcessStatus) string {
+	if a.stopped.Load() {
+		return StateStopped
+	}
+	return JobState(ps)
+}

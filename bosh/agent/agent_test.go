@@ -93,7 +93,7 @@ while :; do sleep 0.05; done
 `},
 		"web/bin/drain": {Mode: 0o755, Body: `#!/bin/sh
 echo "$@" >> ` + marks + `
-echo "$BOSH_JOB_NEXT_STATE" | grep -o '"configuration_hash":"[^"]*"' >> ` + marks + `.next || echo none >> ` + marks + `.next
+echo "next:$BOSH_JOB_NEXT_STATE" >> ` + marks + `.next
 if [ "$1" = job_check_status ]; then echo 0; else echo -1; fi
 `},
 		"web/bin/post-start":     {Mode: 0o755, Body: "#!/bin/sh\necho post-start ran\n"},
@@ -147,7 +147,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	st := decode[map[string]any](t, v)
 	assert.Equal(t, id, st["agent_id"])
-	assert.Equal(t, "stopped", st["job_state"])
+	assert.Equal(t, "running", st["job_state"], "no process, nothing failing: as bosh-agent says of an empty monit")
 	assert.Equal(t, map[string]any{"name": "vm-" + id}, st["vm"])
 
 	spec := w.spec(t, root, "hash-1")
@@ -203,6 +203,7 @@ func TestAgentEndToEnd(t *testing.T) {
 
 	next := *spec
 	next.ConfigurationHash = "hash-2"
+	next.PersistentDisk = 2048
 	start := time.Now()
 	v, err = w.call(t, id, "drain", "update", next)
 	require.NoError(t, err)
@@ -210,7 +211,8 @@ func TestAgentEndToEnd(t *testing.T) {
 	assert.GreaterOrEqual(t, time.Since(start), time.Second, "waited the second the drain script asked for")
 	assert.Equal(t, "job_unchanged hash_changed\njob_check_status hash_unchanged\n", readFile(t, filepath.Join(l.LogDir("web"), "marks")),
 		"asked with the update's arguments, then again for its status after the wait")
-	assert.Contains(t, readFile(t, filepath.Join(l.LogDir("web"), "marks.next")), `"configuration_hash":"hash-2"`, "the next spec in BOSH_JOB_NEXT_STATE")
+	assert.Contains(t, readFile(t, filepath.Join(l.LogDir("web"), "marks.next")), `next:{"persistent_disk":2048}`,
+		"the next spec in BOSH_JOB_NEXT_STATE, as bosh-agent presents it")
 
 	_, err = w.call(t, id, "drain", "shutdown")
 	require.NoError(t, err)
@@ -473,7 +475,14 @@ func TestErrandsAndLogs(t *testing.T) {
 	_, err := w.call(t, id, "apply", spec)
 	require.NoError(t, err)
 
-	v, err := w.call(t, id, "run_errand")
+	// Jobs with no bpm.yml: started, nothing runs, nothing fails.
+	_, err = w.call(t, id, "start")
+	require.NoError(t, err)
+	v, err := w.call(t, id, "get_state")
+	require.NoError(t, err)
+	assert.Equal(t, "running", decode[map[string]any](t, v)["job_state"], "an instance of scripts only is running, as for BOSH")
+
+	v, err = w.call(t, id, "run_errand")
 	require.NoError(t, err, "a failing errand is a result")
 	res := decode[agent.ErrandResult](t, v)
 	assert.Equal(t, 3, res.ExitCode)

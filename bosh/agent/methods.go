@@ -109,6 +109,7 @@ func (a *Agent) startMethod(ctx context.Context, _ json.RawMessage) (any, error)
 	if jobs == nil {
 		return nil, errNoSpec
 	}
+	a.stopped.Store(false)
 	for _, job := range jobs {
 		b, err := os.ReadFile(a.layout.BPMFile(job))
 		if errors.Is(err, os.ErrNotExist) {
@@ -129,6 +130,7 @@ func (a *Agent) startMethod(ctx context.Context, _ json.RawMessage) (any, error)
 }
 
 func (a *Agent) stopMethod(ctx context.Context, _ json.RawMessage) (any, error) {
+	a.stopped.Store(true)
 	if err := a.sup.StopAll(ctx); err != nil {
 		return nil, err
 	}
@@ -157,7 +159,7 @@ func (a *Agent) getState(_ context.Context, args json.RawMessage) (any, error) {
 	}
 	out["agent_id"] = a.cfg.Settings.AgentID
 	out["bosh_protocol"] = "1"
-	out["job_state"] = JobState(ps)
+	out["job_state"] = a.jobState(ps)
 	out["processes"] = procs
 	out["vm"] = map[string]any{"name": a.cfg.Settings.VM.Name}
 	if full {
@@ -290,13 +292,15 @@ func sameJobs(a, b JobSpec) bool {
 	return true
 }
 
-// specJSON is a spec as drain scripts read it: {} for none.
+// specJSON is a spec as drain scripts read it in BOSH_JOB_STATE and
+// BOSH_JOB_NEXT_STATE, as bosh-agent presents it: only
+// {"persistent_disk": N} (never the properties, which hold secrets), and
+// "" for none.
 func specJSON(s *ApplySpec) string {
 	if s == nil {
-		return "{}"
+		return ""
 	}
-	b, _ := json.Marshal(s)
-	return string(b)
+	return fmt.Sprintf(`{"persistent_disk":%d}`, s.PersistentDisk)
 }
 
 // runScriptMethod runs bin/<name> of every applied job that has it, all at

@@ -31,6 +31,7 @@ func TestUpdateParams(t *testing.T) {
 }
 
 func TestSpecJSON(t *testing.T) {
-	assert.Equal(t, "{}", specJSON(nil))
-	assert.Contains(t, specJSON(&ApplySpec{Deployment: "cf"}), `"deployment":"cf"`)
+	assert.Equal(t, "", specJSON(nil))
+	assert.Equal(t, `{"persistent_disk":1024}`, specJSON(&ApplySpec{Deployment: "cf", PersistentDisk: 1024,
+		Properties: map[string]any{"password": "secret"}}), "only the disk, as bosh-agent presents it; never the properties")
 }

@@ -243,13 +243,11 @@ func (s *Supervisor) Status() []ProcessStatus {
 	return out
 }
 
-// JobState sums up processes' states as the agent reports job_state:
-// "running" when every process runs, "failing" when any fails, "starting"
-// when any is still starting, and "stopped" when there is none.
+// JobState sums up processes' states as the agent reports job_state, as
+// bosh-agent sums up monit's: "running" unless a process fails
+// ("failing") or is still starting ("starting"); with no process at all
+// (jobs of scripts only, or none yet) it is "running".
 func JobState(ps []ProcessStatus) string {
-	if len(ps) == 0 {
-		return StateStopped
-	}
 	states := make([]string, len(ps))
 	for i, p := range ps {
 		states[i] = p.State

@@ -185,7 +185,7 @@ func TestJobState(t *testing.T) {
 		states []string
 		want   string
 	}{
-		{nil, StateStopped},
+		{nil, StateRunning},
 		{[]string{StateRunning, StateRunning}, StateRunning},
 		{[]string{StateRunning, StateStarting}, StateStarting},
 		{[]string{StateStarting, StateFailing}, StateFailing},

@@ -114,7 +114,7 @@ func TestASilentAgentTimesOut(t *testing.T) {
 	st := m.Status()
 	require.Len(t, st, 2)
 	assert.False(t, st[0].TimedOut, "the other is heard from")
-	assert.Equal(t, "stopped", st[0].JobState)
+	assert.Equal(t, "running", st[0].JobState)
 	assert.True(t, st[1].TimedOut)
 	al.none(t, health.KindTimeout, 15*interval) // the live one stays live, the dead one is not alerted twice
 
