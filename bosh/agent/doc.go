@@ -84,7 +84,11 @@
 // open_files and processes are set with prlimit as the process starts;
 // limits.memory is not enforced (bpm uses a cgroup). A process is
 // "starting" until it has been up a second, then "running"; "failing"
-// after it exits; the job is running when all its processes are. Paths
+// after it exits. job_state sums them up as bosh-agent sums up monit:
+// "failing" if any fails, "starting" if any starts, else "running" (also
+// with no process at all: jobs of scripts only), and "stopped" after stop
+// until start. A Stop while Start runs the hooks wins; what a process
+// leaves in its group when it exits or stops is killed. Paths
 // under /var/vcap in bpm.yml (executable, args, env values, workdir,
 // hooks) are mapped into the root, so releases run in a sandbox unchanged;
 // paths inside scripts are not.
