@@ -23,16 +23,19 @@
 // A timed-out instance is given to Config.Resurrect (the director's
 // recreate), once per time-out; it returns the instance as it is now,
 // which is watched in its place ("resurrected", or "resurrection_failed"
-// with the error). BOSH's meltdown guard holds: when more than
+// with the error). BOSH's meltdown guard holds: when at least
 // MeltdownGuard.Count of a deployment's instances timed out within
-// MeltdownGuard.Window and more than MeltdownGuard.Percent of its watched
-// instances (BOSH's minimum_down_jobs 5, percent_threshold 20%,
+// MeltdownGuard.Window (each instance counted once) and at least
+// MeltdownGuard.Percent of its watched instances (BOSH's minimum_down_jobs 5, percent_threshold 20%,
 // time_threshold 600s by default), resurrection of that deployment
 // pauses with one "meltdown" alert, until a time-out finds it below
 // the guard again.
 //
-// Not here yet: cloud-check (scan and fix of missing VMs and disks), and
-// retrying a failed resurrection (BOSH retries on its next scan).
+// Alerts are queued for Config.Alerts without ever blocking the bus: a
+// sink 1024 alerts behind loses the next ones (Dropped counts them). A
+// resurrection that ends after Forget does not bring the instance back
+// into the watch. Not here yet: retrying a failed resurrection (BOSH
+// retries on its next scan); cloud-check is package bosh/director's.
 //
 // # Files
 //

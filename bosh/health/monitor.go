@@ -64,9 +64,9 @@ type Alert struct {
 // as it is now (its agent id may be new).
 type Resurrect func(ctx context.Context, inst Instance) (Instance, error)
 
-// MeltdownGuard is when the resurrector stops: more than Count of a
-// deployment's instances timed out within Window, and more than Percent
-// of its instances. BOSH's defaults (minimum_down_jobs,
+// MeltdownGuard is when the resurrector stops: at least Count of a
+// deployment's instances timed out within Window, and at least Percent of
+// its instances (an instance that times out again counts once). BOSH's defaults (minimum_down_jobs,
 // percent_threshold, time_threshold): 5, 20, 10 minutes.
 type MeltdownGuard struct {
 	Count   int
@@ -127,8 +127,9 @@ type Monitor struct {
 	alerts chan Alert
 
 	mu        sync.Mutex
-	watched   map[string]*watched // by agent id
-	downs     map[string][]time.Time
+	watched   map[string]*watched             // by agent id
+	downs     map[string]map[string]time.Time // deployment -> instance id -> its last time-out
+	dropped   int64                           // alerts dropped because the sink was behind
 	meltdown  map[string]bool
 	heartbeat int64 // heartbeats received
 }
@@ -158,7 +159,7 @@ func Start(ctx context.Context, bus *mbus.Client, cfg Config, log *zap.Logger) (
 		log = zap.NewNop()
 	}
 	m := &Monitor{cfg: cfg, log: log, now: time.Now, alerts: make(chan Alert, 1024),
-		watched: map[string]*watched{}, downs: map[string][]time.Time{}, meltdown: map[string]bool{}}
+		watched: map[string]*watched{}, downs: map[string]map[string]time.Time{}, meltdown: map[string]bool{}}
 	m.ctx, m.cancel = context.WithCancel(ctx)
 	if err := bus.Heartbeats(m.ctx, m.onHeartbeat); err != nil {
 		m.cancel()
@@ -236,12 +237,26 @@ func (m *Monitor) Status() []Status {
 	return out
 }
 
+// raise queues an alert for the sink. It never blocks (it runs in the
+// bus's callbacks and the timers): when the sink is 1024 alerts behind,
+// the alert is dropped, logged and counted (Dropped).
 func (m *Monitor) raise(a Alert) {
 	a.At = m.now()
 	select {
 	case m.alerts <- a:
-	case <-m.ctx.Done():
+	default:
+		m.mu.Lock()
+		m.dropped++
+		m.mu.Unlock()
+		m.log.Warn("health alert dropped: the sink is behind", zap.String("kind", a.Kind), zap.Stringer("instance", a.Instance))
 	}
+}
+
+// Dropped is how many alerts were dropped because the sink was behind.
+func (m *Monitor) Dropped() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.dropped
 }
 
 func (m *Monitor) deliver() {
@@ -300,7 +315,8 @@ func (m *Monitor) onAgentAlert(agentID string, a mbus.Alert) {
 // timeout runs when w's agent has been silent for Timeout.
 func (m *Monitor) timeout(agentID string, w *watched) {
 	m.mu.Lock()
-	if m.watched[agentID] != w || w.timedOut || m.ctx.Err() != nil {
+	if m.watched[agentID] != w || w.timedOut || m.ctx.Err() != nil ||
+		(!w.last.IsZero() && m.now().Sub(w.last) < m.cfg.Timeout) { // a heartbeat came as the timer fired
 		m.mu.Unlock()
 		return
 	}
@@ -310,7 +326,7 @@ func (m *Monitor) timeout(agentID string, w *watched) {
 	if !w.last.IsZero() {
 		silent = m.now().Sub(w.last)
 	}
-	down := m.recordDownLocked(inst.Deployment)
+	down := m.recordDownLocked(inst)
 	melt := m.meltingDownLocked(inst.Deployment, down)
 	wasMelting := m.meltdown[inst.Deployment]
 	m.meltdown[inst.Deployment] = melt
@@ -327,7 +343,7 @@ func (m *Monitor) timeout(agentID string, w *watched) {
 		if !wasMelting {
 			m.raise(Alert{Kind: KindMeltdown, Severity: SeverityCritical, Instance: inst,
 				Title: "deployment " + inst.Deployment + " is melting down: resurrection paused",
-				Summary: fmt.Sprintf("%d instances timed out within %s, more than %d and %.0f%% of the deployment", down, m.cfg.Meltdown.Window,
+				Summary: fmt.Sprintf("%d instances timed out within %s, at least %d and %.0f%% of the deployment", down, m.cfg.Meltdown.Window,
 					m.cfg.Meltdown.Count, m.cfg.Meltdown.Percent)})
 		}
 		return
@@ -342,36 +358,47 @@ func (m *Monitor) resurrect(w *watched, inst Instance) {
 	now, err := m.cfg.Resurrect(m.ctx, inst)
 	m.mu.Lock()
 	w.resurrect = false
+	forgotten := m.watched[inst.AgentID] != w // Forget (or Watch) meanwhile: the instance is not ours to bring back
 	m.mu.Unlock()
 	if err != nil {
 		m.raise(Alert{Kind: KindResurrectionFailed, Severity: SeverityCritical, Instance: inst,
 			Title: inst.String() + " was not recreated", Summary: err.Error()})
 		return
 	}
-	if now.AgentID != inst.AgentID {
-		m.Forget(inst.AgentID)
+	if !forgotten {
+		if now.AgentID != inst.AgentID {
+			m.Forget(inst.AgentID)
+		}
+		m.Watch(now)
 	}
-	m.Watch(now)
 	m.raise(Alert{Kind: KindResurrected, Severity: SeverityWarning, Instance: now, Title: inst.String() + " was recreated"})
 }
 
-// recordDownLocked notes a time-out of the deployment and returns how
-// many fell within the window.
-func (m *Monitor) recordDownLocked(deployment string) int {
+// recordDownLocked notes a time-out of the instance and returns how many
+// of its deployment's instances timed out within the window (an instance
+// that times out again counts once, as BOSH's alert tracker counts it).
+func (m *Monitor) recordDownLocked(inst Instance) int {
 	now := m.now()
-	keep := m.downs[deployment][:0]
-	for _, t := range m.downs[deployment] {
+	downs := m.downs[inst.Deployment]
+	if downs == nil {
+		downs = map[string]time.Time{}
+		m.downs[inst.Deployment] = downs
+	}
+	downs[inst.ID] = now
+	n := 0
+	for id, t := range downs {
 		if now.Sub(t) < m.cfg.Meltdown.Window {
-			keep = append(keep, t)
+			n++
+		} else {
+			delete(downs, id)
 		}
 	}
-	keep = append(keep, now)
-	m.downs[deployment] = keep
-	return len(keep)
+	return n
 }
 
-// meltingDownLocked: more than Count down within the window and more than
-// Percent of the deployment's watched instances.
+// meltingDownLocked: at least Count down within the window and at least
+// Percent of the deployment's watched instances, as BOSH's resurrector
+// decides it (minimum_down_jobs, percent_threshold).
 func (m *Monitor) meltingDownLocked(deployment string, down int) bool {
 	total := 0
 	for _, w := range m.watched {
@@ -379,8 +406,8 @@ func (m *Monitor) meltingDownLocked(deployment string, down int) bool {
 			total++
 		}
 	}
-	if total == 0 || down <= m.cfg.Meltdown.Count {
+	if total == 0 || down < m.cfg.Meltdown.Count {
 		return false
 	}
-	return float64(down)*100/float64(total) > m.cfg.Meltdown.Percent
+	return float64(down)*100/float64(total) >= m.cfg.Meltdown.Percent
 }

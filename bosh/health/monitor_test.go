@@ -183,8 +183,8 @@ func TestMeltdownPausesResurrection(t *testing.T) {
 		mu.Unlock()
 		return health.Instance{}, errors.New("the IaaS is down")
 	}
-	// More than 1 down and more than 20%: 2 of 4 melts down.
-	start(t, d, health.Config{Alerts: al.sink, Resurrect: resurrect, Meltdown: health.MeltdownGuard{Count: 1, Percent: 20, Window: time.Minute}})
+	// At least 2 down and at least 20%: 2 of 4 melts down.
+	start(t, d, health.Config{Alerts: al.sink, Resurrect: resurrect, Meltdown: health.MeltdownGuard{Count: 2, Percent: 20, Window: time.Minute}})
 
 	d.agents[0].Close()
 	al.next(t, health.KindTimeout, "hm-agent-0")
@@ -214,6 +214,7 @@ func TestMeltdownPausesResurrection(t *testing.T) {
 	assert.Equal(t, map[string]bool{"hm-agent-1": true, "hm-agent-2": true}, timedOut)
 	assert.Contains(t, m.Title, "deployment cf is melting down: resurrection paused")
 	assert.Contains(t, m.Summary, "2 instances timed out")
+	assert.Contains(t, m.Summary, "at least 2 and 20% of the deployment")
 	al.none(t, health.KindMeltdown, 15*interval)
 	mu.Lock()
 	assert.Equal(t, 1, calls, "only the first, before the meltdown, was resurrected")
@@ -262,16 +263,16 @@ func TestJobStateAlertAndStatusOrder(t *testing.T) {
 }
 
 // TestMeltdownCountsOnlyTheWindowAndThePercent: time-outs older than the
-// window are not counted, and more than Count down is not a meltdown
-// while it is not more than Percent of the deployment.
+// window are not counted, and Count down is not a meltdown while it is
+// less than Percent of the deployment.
 func TestMeltdownCountsOnlyTheWindowAndThePercent(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		guard health.MeltdownGuard
 		wait  time.Duration // between the two time-outs
 	}{
-		{"the first time-out left the window", health.MeltdownGuard{Count: 1, Percent: 20, Window: 500 * time.Millisecond}, 2 * time.Second},
-		{"2 of 4 down is not more than 60%", health.MeltdownGuard{Count: 1, Percent: 60, Window: time.Minute}, 0},
+		{"the first time-out left the window", health.MeltdownGuard{Count: 2, Percent: 20, Window: 500 * time.Millisecond}, 2 * time.Second},
+		{"2 of 4 down is not 60%", health.MeltdownGuard{Count: 2, Percent: 60, Window: time.Minute}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := newDeployment(t, 4)
@@ -295,4 +296,26 @@ func TestMeltdownCountsOnlyTheWindowAndThePercent(t *testing.T) {
 			mu.Unlock()
 		})
 	}
+}
+
+// TestAResurrectionAfterForgetDoesNotBringTheInstanceBack: the instance
+// was deleted (Forget) while it was being recreated.
+func TestAResurrectionAfterForgetDoesNotBringTheInstanceBack(t *testing.T) {
+	d := newDeployment(t, 1)
+	al := newAlerts()
+	release := make(chan struct{})
+	resurrect := func(ctx context.Context, inst health.Instance) (health.Instance, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return inst, nil
+	}
+	m := start(t, d, health.Config{Alerts: al.sink, Resurrect: resurrect})
+	d.agents[0].Close()
+	al.next(t, health.KindTimeout, "hm-agent-0")
+	m.Forget("hm-agent-0")
+	close(release)
+	al.next(t, health.KindResurrected, "hm-agent-0")
+	assert.Empty(t, m.Status(), "forgotten, it stays forgotten")
 }
