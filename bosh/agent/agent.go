@@ -56,6 +56,7 @@ type Agent struct {
 
 	specMu    sync.Mutex  // held by apply and prepare; guards the spec on disk
 	stopped   atomic.Bool // stop was asked, and no start since
+	dnsMu     sync.Mutex  // sync_dns one at a time
 	closeOnce sync.Once
 }
 

@@ -217,6 +217,9 @@ const DNSRecordsPath = "instance/dns/records.json"
 // of that version or newer; the answer is "synced".
 func (a *Agent) syncDNSMethod(signed bool) func(ctx context.Context, args json.RawMessage) (any, error) {
 	return func(ctx context.Context, args json.RawMessage) (any, error) {
+		// One at a time, so a slow older version never lands after a newer.
+		a.dnsMu.Lock()
+		defer a.dnsMu.Unlock()
 		var ref BlobRef
 		var version uint64
 		if signed {
@@ -270,6 +273,7 @@ func (a *Agent) syncDNSMethod(signed bool) func(ctx context.Context, args json.R
 			return nil, fmt.Errorf("sync_dns: %w", err)
 		}
 		if err := os.Chmod(file, 0o644); err != nil {
+			_ = os.Remove(file)
 			return nil, err
 		}
 		if err := os.Rename(file, dst); err != nil {

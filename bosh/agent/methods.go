@@ -312,6 +312,20 @@ func (a *Agent) runScriptMethod(ctx context.Context, args json.RawMessage) (any,
 	if err := json.Unmarshal(args, &list); err != nil || len(list) < 1 || json.Unmarshal(list[0], &name) != nil {
 		return nil, errors.New("want the script's name")
 	}
+	// The options may carry env for the scripts (pre-stop's
+	// BOSH_VM_NEXT_STATE and the like).
+	var opts struct {
+		Env map[string]string `json:"env"`
+	}
+	if len(list) > 1 {
+		_ = json.Unmarshal(list[1], &opts)
+	}
+	var env []string
+	for _, k := range sortedKeys(opts.Env) {
+		if k != "" && !strings.ContainsAny(k, "=\x00") {
+			env = append(env, k+"="+opts.Env[k])
+		}
+	}
 	if err := safeName(name); err != nil {
 		return nil, fmt.Errorf("script name %q: %w", name, err)
 	}
@@ -331,7 +345,7 @@ func (a *Agent) runScriptMethod(ctx context.Context, args json.RawMessage) (any,
 			continue
 		}
 		wg.Go(func() {
-			_, err := a.script(ctx, job, name, script, nil, nil)
+			_, err := a.script(ctx, job, name, script, nil, env)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -15,14 +15,17 @@
 // one begins as soon as one ends), each watched for update_watch_time. One
 // instance is taken through BOSH's steps:
 //
-//	drain update <spec>   only when it runs (Instance.Running); the agent waits what the drain scripts ask
+//	run_script pre-stop   only when it runs (Instance.Running), with BOSH_VM_NEXT_STATE=keep
+//	drain update <spec>   likewise; the agent waits what the drain scripts ask
 //	stop                  likewise
+//	run_script post-stop  likewise
 //	apply <spec>          the agent fetches and lays out the new packages and jobs
 //	run_script pre-start
 //	start
 //	watch                 get_state until job_state is running: a single watch time is
 //	                      waited, then checked once; a min-max range waits min, then checks
-//	                      every second (or a tenth of the range, when shorter) until max
+//	                      every ninth of the range (at least a second) until max, as
+//	                      BOSH's watch_schedule
 //	run_script post-start
 //
 // A failed instance stops the update: nothing new begins, what is in

@@ -230,10 +230,16 @@ func (u *Updater) updateOne(ctx context.Context, c Change, watch manifest.WatchT
 		return nil
 	}
 	if c.Instance.Running {
+		if err := step("pre-stop", "run_script", "pre-stop", map[string]any{"env": map[string]string{"BOSH_VM_NEXT_STATE": "keep"}}); err != nil {
+			return err
+		}
 		if err := step("drain", "drain", "update", c.Spec); err != nil {
 			return err
 		}
 		if err := step("stop", "stop"); err != nil {
+			return err
+		}
+		if err := step("post-stop", "run_script", "post-stop", map[string]any{}); err != nil {
 			return err
 		}
 	}
@@ -254,8 +260,8 @@ func (u *Updater) updateOne(ctx context.Context, c Change, watch manifest.WatchT
 
 // watch waits for the agent to report every job running, as BOSH watches
 // an updated instance: a single watch time is waited, then checked once;
-// a range waits its minimum, then checks until its maximum (every second,
-// or a tenth of the range when that is shorter).
+// a range waits its minimum, then checks until its maximum, every ninth of
+// the range or every second when that is longer (BOSH's watch_schedule).
 func (u *Updater) watch(ctx context.Context, agentID string, w manifest.WatchTime) error {
 	wait := func(d time.Duration) error {
 		t := time.NewTimer(d)
@@ -271,7 +277,9 @@ func (u *Updater) watch(ctx context.Context, agentID string, w manifest.WatchTim
 		return err
 	}
 	deadline := time.Now().Add(w.Max() - w.Min())
-	every := min(time.Second, max((w.Max()-w.Min())/10, 10*time.Millisecond))
+	// BOSH's watch schedule: the range in steps of a ninth of it, or of
+	// a second when that is longer.
+	every := max(time.Second, (w.Max()-w.Min())/9)
 	var last string
 	for {
 		state, err := u.jobState(ctx, agentID)

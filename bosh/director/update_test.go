@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +28,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type fleet struct {
 	w         *agenttest.World
 	instances []director.Instance
+	roots     []string
 }
 
 func newFleet(t *testing.T, group string, azs ...string) *fleet {
@@ -33,7 +36,9 @@ func newFleet(t *testing.T, group string, azs ...string) *fleet {
 	f := &fleet{w: agenttest.Start(t)}
 	for i, az := range azs {
 		id := fmt.Sprintf("agent-%s-%d", group, i)
-		f.w.StartAgent(t, f.w.Settings(t, id), t.TempDir())
+		root := t.TempDir()
+		f.w.StartAgent(t, f.w.Settings(t, id), root)
+		f.roots = append(f.roots, root)
 		f.instances = append(f.instances, director.Instance{Group: group, ID: fmt.Sprintf("id%d", i), Index: i, AZ: az, AgentID: id})
 	}
 	return f
@@ -51,6 +56,8 @@ func (f *fleet) spec(t *testing.T, inst director.Instance, hash string, broken b
 	pkg := f.w.Blob(t, "app", version, agenttest.TGZ(t, map[string]agenttest.File{"bin/app": {Mode: 0o755, Body: body}}))
 	rendered := f.w.Blob(t, "", "", agenttest.TGZ(t, map[string]agenttest.File{
 		"app/config/bpm.yml": {Mode: 0o644, Body: "processes:\n- name: app\n  executable: /var/vcap/packages/app/bin/app\n  env: {HASH: " + hash + "}\n"},
+		"app/bin/pre-stop":   {Mode: 0o755, Body: "#!/bin/sh\necho \"pre-stop before " + hash + ", next $BOSH_VM_NEXT_STATE\"\n"},
+		"app/bin/post-stop":  {Mode: 0o755, Body: "#!/bin/sh\necho \"post-stop\"\n"},
 	}))
 	return &agent.ApplySpec{Deployment: "d", Job: agent.JobSpec{Name: inst.Group, Templates: []agent.JobRef{{Name: "app", Version: "1"}}},
 		Index: inst.Index, ID: inst.ID, AZ: inst.AZ, ConfigurationHash: hash,
@@ -167,10 +174,17 @@ func TestUpdateGroupRollsOutCanaryFirstThenAZByAZ(t *testing.T) {
 	}
 	_, err = u.UpdateGroup(ctx, f.changes(t, "v2", nil), update(1, "100%", 10*time.Second), nil)
 	require.NoError(t, err)
-	for _, inst := range f.instances {
+	for i, inst := range f.instances {
 		hash, state := f.state(t, inst)
 		assert.Equal(t, "v2", hash)
 		assert.Equal(t, "running", state)
+		logs := filepath.Join(f.roots[i], "sys", "log", "app")
+		b, err := os.ReadFile(filepath.Join(logs, "pre-stop.stdout.log"))
+		require.NoError(t, err, "pre-stop ran on %s", inst.Name())
+		assert.Equal(t, "pre-stop before v1, next keep\n", string(b), "v1's pre-stop, with BOSH_VM_NEXT_STATE")
+		b, err = os.ReadFile(filepath.Join(logs, "post-stop.stdout.log"))
+		require.NoError(t, err, "post-stop ran on %s", inst.Name())
+		assert.Equal(t, "post-stop\n", string(b))
 	}
 }
 

@@ -89,10 +89,11 @@ func (f *Fleet) Close() {
 	f.cancel()
 	<-f.done
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	for id, a := range f.agents {
-		a.Close()
-		delete(f.agents, id)
+	agents := f.agents
+	f.agents = map[string]*agent.Agent{}
+	f.mu.Unlock()
+	for _, a := range agents {
+		a.Close() // each within its stop timeout, without holding the lock
 	}
 }
 
