@@ -616,3 +616,34 @@ func TestApplyRefusesLinksChainedOutOfTheDirectory(t *testing.T) {
 	})
 	assert.False(t, found, "escaped.txt was written")
 }
+
+// TestApplyKeepsOnlyWhatTheSpecNames: after an apply, the package and job
+// versions the spec no longer names are gone, and so are the links of
+// packages it dropped.
+func TestApplyKeepsOnlyWhatTheSpecNames(t *testing.T) {
+	w := newWorld(t)
+	const id = "agent-keep"
+	root := t.TempDir()
+	a := w.startAgent(t, w.settings(t, id), root)
+	l := a.Layout()
+	spec := w.spec(t, root, "h1")
+	spec.Packages["extra"] = w.blob(t, "extra", "1", tgz(t, map[string]file{"x": {Mode: 0o644, Body: "x"}}))
+	_, err := w.call(t, id, "apply", spec)
+	require.NoError(t, err)
+	oldJob, err := filepath.EvalSymlinks(l.JobLink("web"))
+	require.NoError(t, err)
+
+	next := w.spec(t, root, "h2")
+	p := next.Packages["greeter"]
+	p.Version = "2.0"
+	next.Packages["greeter"] = p
+	_, err = w.call(t, id, "apply", next)
+	require.NoError(t, err)
+	assert.NoDirExists(t, l.PackageDir("greeter", "1.0"), "the old version is gone")
+	assert.DirExists(t, l.PackageDir("greeter", "2.0"))
+	assert.NoDirExists(t, filepath.Join(root, "data", "packages", "extra"), "a dropped package is gone")
+	assert.NoFileExists(t, l.PackageLink("extra"), "and its link")
+	assert.NoDirExists(t, oldJob, "the old rendered job is gone")
+	assert.True(t, isDir(l.JobLink("web")), "the applied one is there")
+	assert.FileExists(t, filepath.Join(l.PackageLink("greeter"), "bin", "greet"))
+}

@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strings"
 
+	"go.uber.org/zap"
+
 	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/bosh/blobstore"
 	"github.com/kubefoundry/kubefoundry/bosh/cpi"
@@ -454,5 +456,50 @@ func (a *Agent) apply(ctx context.Context, spec *ApplySpec) error {
 			}
 		}
 	}
-	return a.saveSpec(spec)
+	if err := a.saveSpec(spec); err != nil {
+		return err
+	}
+	a.keepOnly(spec)
+	return nil
+}
+
+// keepOnly removes the package and job versions the applied spec no
+// longer names, and the links of packages it dropped, as bosh-agent's
+// KeepOnly does after an apply, so that deploys do not fill the disk.
+// What cannot be removed is logged and left for the next apply.
+func (a *Agent) keepOnly(spec *ApplySpec) {
+	keep := map[string]bool{}
+	for name, p := range spec.Packages {
+		keep[a.layout.PackageDir(name, p.Version)] = true
+	}
+	if spec.RenderedTemplatesArchive != nil {
+		for _, j := range spec.Job.Templates {
+			keep[a.layout.JobDir(j.Name, jobVersion(j, *spec.RenderedTemplatesArchive))] = true
+		}
+	}
+	prune := func(base string, link func(name string) string, linkKept func(name string) bool) {
+		names, _ := os.ReadDir(base)
+		for _, n := range names {
+			versions, _ := os.ReadDir(filepath.Join(base, n.Name()))
+			kept := 0
+			for _, v := range versions {
+				dir := filepath.Join(base, n.Name(), v.Name())
+				if keep[dir] {
+					kept++
+					continue
+				}
+				if err := os.RemoveAll(dir); err != nil {
+					a.log.Warn("old version not removed", zap.String("dir", dir), zap.Error(err))
+				}
+			}
+			if kept == 0 {
+				_ = os.Remove(filepath.Join(base, n.Name()))
+				if link != nil && !linkKept(n.Name()) {
+					_ = os.Remove(link(n.Name()))
+				}
+			}
+		}
+	}
+	prune(filepath.Join(a.layout.Root, "data", "packages"), a.layout.PackageLink, func(name string) bool { _, ok := spec.Packages[name]; return ok })
+	prune(filepath.Join(a.layout.Root, "data", "jobs"), nil, nil)
 }

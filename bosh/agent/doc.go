@@ -70,7 +70,9 @@
 // data/jobs/<job>/<version>-<digest>, jobs/<job> (a link), sys/log/<job>,
 // data/sys/run/<job>, store, bosh (the agent's state). A versioned
 // directory appears whole or not at all (unpacked beside it, then moved),
-// so an apply cut short is taken up again by the next one. Tarballs are
+// so an apply cut short is taken up again by the next one. After an apply,
+// the versions the spec no longer names are removed, and the links of
+// packages it dropped (bosh-agent's KeepOnly). Tarballs are
 // unpacked refusing absolute names, "..", links that leave the directory,
 // other entry types, and more than Config.MaxBlobSize bytes.
 //
