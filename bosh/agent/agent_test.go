@@ -60,18 +60,6 @@ func decode[T any](t *testing.T, raw json.RawMessage) T {
 	return v
 }
 
-// eventually polls cond every 20ms for up to a minute, failing with msg.
-func eventually(t *testing.T, cond func() bool, msg string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after a minute: "+msg, args...)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // release is a package and a job's rendered templates, as the director
 // would upload them: the job's process is the package's program; its
 // drain script answers -1 once, then 0, noting its arguments.
@@ -162,7 +150,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	v, err = w.call(t, id, "start")
 	require.NoError(t, err)
 	assert.Equal(t, "started", decode[string](t, v))
-	eventually(t, func() bool {
+	agenttest.Eventually(t, func() bool {
 		v, err := w.call(t, id, "get_state")
 		return err == nil && decode[map[string]any](t, v)["job_state"] == "running"
 	}, "the job never runs")
@@ -181,7 +169,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	require.Contains(t, st, "vitals")
 	assert.Contains(t, st["vitals"].(map[string]any)["disk"], "system")
 
-	eventually(t, func() bool { hb, ok := lastHB(); return ok && hb.JobState == "running" }, "no heartbeat saying running")
+	agenttest.Eventually(t, func() bool { hb, ok := lastHB(); return ok && hb.JobState == "running" }, "no heartbeat saying running")
 	hb, _ := lastHB()
 	assert.Equal(t, "cf", hb.Deployment)
 	require.NotNil(t, hb.Job)

@@ -1,10 +1,7 @@
 package director_test
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"context"
-	"os"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -25,26 +22,6 @@ import (
 	"github.com/kubefoundry/kubefoundry/vsphere"
 	"github.com/kubefoundry/kubefoundry/vsphere/vspheretest"
 )
-
-func stemcellImage(t *testing.T) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "image")
-	f, err := os.Create(p)
-	require.NoError(t, err)
-	defer f.Close()
-	gz := gzip.NewWriter(f)
-	tw := tar.NewWriter(gz)
-	for _, name := range []string{"stemcell.ovf", "stemcell-disk1.vmdk"} {
-		b, err := os.ReadFile(filepath.Join("..", "..", "vsphere", "testdata", name))
-		require.NoError(t, err)
-		require.NoError(t, tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg}))
-		_, err = tw.Write(b)
-		require.NoError(t, err)
-	}
-	require.NoError(t, tw.Close())
-	require.NoError(t, gz.Close())
-	return p
-}
 
 // TestCloudCheck: five instances on vcsim with their agents (agentsim),
 // four of them broken behind the director's back, each in its own way.
@@ -73,7 +50,7 @@ func TestCloudCheck(t *testing.T) {
 	defer store.Close()
 	require.NoError(t, store.PutDeployment(director.Deployment{Name: "cf"}))
 
-	sc, err := c.CreateStemcell(ctx, stemcellImage(t), nil)
+	sc, err := c.CreateStemcell(ctx, vspheretest.StemcellImage(t), nil)
 	require.NoError(t, err)
 	nets := cpi.Networks{"default": {Type: "dynamic", CloudProperties: cpi.CloudProps{"name": "VM Network"}}}
 	recs := make([]director.InstanceRecord, 5)
@@ -106,7 +83,7 @@ func TestCloudCheck(t *testing.T) {
 		require.NoError(t, store.PutInstance(r))
 	}
 	for _, i := range []int{0, 3, 4} {
-		eventually(t, func() bool {
+		agenttest.Eventually(t, func() bool {
 			pctx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
 			_, err := w.Director.Call(pctx, recs[i].AgentID, "ping")
@@ -167,16 +144,4 @@ func TestCloudCheck(t *testing.T) {
 
 	_, err = cc.Scan(ctx, "nope")
 	assert.ErrorIs(t, err, kubefoundry.ErrNotFound)
-}
-
-// eventually polls cond every 50ms for up to a minute, failing with msg.
-func eventually(t *testing.T, cond func() bool, msg string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after a minute: "+msg, args...)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -1,10 +1,7 @@
 package agentsim_test
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -26,26 +23,6 @@ import (
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/vmware/govmomi/simulator.(*Registry).PutEntity"))
-}
-
-func image(t *testing.T) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "image")
-	f, err := os.Create(p)
-	require.NoError(t, err)
-	defer f.Close()
-	gz := gzip.NewWriter(f)
-	tw := tar.NewWriter(gz)
-	for _, name := range []string{"stemcell.ovf", "stemcell-disk1.vmdk"} {
-		b, err := os.ReadFile(filepath.Join("..", "..", "..", "vsphere", "testdata", name))
-		require.NoError(t, err)
-		require.NoError(t, tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg}))
-		_, err = tw.Write(b)
-		require.NoError(t, err)
-	}
-	require.NoError(t, tw.Close())
-	require.NoError(t, gz.Close())
-	return p
 }
 
 // TestAgentsFollowTheirVMs: a VM the vSphere CPI creates on vcsim, with
@@ -73,7 +50,7 @@ func TestAgentsFollowTheirVMs(t *testing.T) {
 	require.NoError(t, err)
 	defer fleet.Close()
 
-	sc, err := c.CreateStemcell(ctx, image(t), nil)
+	sc, err := c.CreateStemcell(ctx, vspheretest.StemcellImage(t), nil)
 	require.NoError(t, err)
 	nets := cpi.Networks{"default": {Type: "manual", IP: "10.0.0.10", Netmask: "255.255.255.0", Gateway: "10.0.0.1",
 		CloudProperties: cpi.CloudProps{"name": "VM Network"}}}
@@ -89,37 +66,25 @@ func TestAgentsFollowTheirVMs(t *testing.T) {
 		_, err := w.Director.Call(pctx, "agent-1", "ping")
 		return err
 	}
-	eventually(t, func() bool { return ping() == nil }, "the VM's agent never answers: %v", fleet.Err(moid))
+	agenttest.Eventually(t, func() bool { return ping() == nil }, "the VM's agent never answers: %v", fleet.Err(moid))
 	assert.Equal(t, []string{moid}, fleet.Agents())
 	a, ok := fleet.Agent(moid)
 	require.True(t, ok)
 	assert.Equal(t, filepath.Base(a.Layout().Root), moid, "the VM's disk is its own directory")
 
 	require.NoError(t, vs.PowerOff(ctx, vm.Reference()))
-	eventually(t, func() bool { return len(fleet.Agents()) == 0 }, "the agent of a VM powered off still runs")
+	agenttest.Eventually(t, func() bool { return len(fleet.Agents()) == 0 }, "the agent of a VM powered off still runs")
 	require.Error(t, ping(), "nobody answers for a VM that is off")
 
 	require.NoError(t, vs.PowerOn(ctx, vm.Reference()))
-	eventually(t, func() bool { return ping() == nil }, "the agent is not back after power on")
+	agenttest.Eventually(t, func() bool { return ping() == nil }, "the agent is not back after power on")
 
 	require.NoError(t, c.DeleteVM(ctx, cid))
-	eventually(t, func() bool { return len(fleet.Agents()) == 0 }, "the agent of a deleted VM still runs")
+	agenttest.Eventually(t, func() bool { return len(fleet.Agents()) == 0 }, "the agent of a deleted VM still runs")
 }
 
 func agentConfig() (c agent.Config) {
 	c.HeartbeatInterval = 100 * time.Millisecond
 	c.Supervisor = agenttest.FastSupervisor
 	return c
-}
-
-// eventually polls cond every 50ms for up to a minute, failing with msg.
-func eventually(t *testing.T, cond func() bool, msg string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after a minute: "+msg, args...)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -135,3 +135,16 @@ func (w *World) Blob(t testing.TB, name, version string, b []byte) agent.BlobRef
 	require.NoError(t, err)
 	return agent.BlobRef{Name: name, Version: version, SHA1: d, BlobstoreID: id, SignedURL: u}
 }
+
+// Eventually polls cond every 20ms for up to a minute, failing tb with
+// msg if it never holds.
+func Eventually(tb testing.TB, cond func() bool, msg string, args ...any) {
+	tb.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("after a minute: "+msg, args...)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
