@@ -567,6 +567,13 @@ func TestResizeRefusesDeltaDisk(t *testing.T) {
 // name and by path shares one replica, and the source's own datastore
 // named or left empty shares another.
 func TestLinkedCloneOneBasePerDatastore(t *testing.T) {
+	if raceDetector {
+		// vcsim's CloneVMTask reads folder.ChildEntity unlocked
+		// (simulator/virtual_machine.go:2770) while a clone of another
+		// base appends to it (folderPutChild): a race in the simulator,
+		// not here, that fails CI runs now and then.
+		t.Skip("vcsim races on concurrent clones of different bases into one folder")
+	}
 	s := newSim(t, func(m *simulator.Model) { m.Datastore = 2 })
 	c := s.client(t)
 	in := specs("lambda", 4)
