@@ -142,6 +142,9 @@ func (a *Agent) Close() {
 // Layout is the agent's directory layout.
 func (a *Agent) Layout() Layout { return a.layout }
 
+// ID is the agent's id, from its settings.
+func (a *Agent) ID() string { return a.cfg.Settings.AgentID }
+
 // Supervisor is the agent's process supervisor.
 func (a *Agent) Supervisor() *Supervisor { return a.sup }
 

@@ -61,6 +61,22 @@ type Store interface {
 	// Locks lists the locked deployments and their tasks.
 	Locks() (map[string]int64, error)
 
+	// PutRelease records an uploaded release, replacing what was
+	// recorded for its name and version.
+	PutRelease(r ReleaseRecord) error
+	// Release returns a release (ErrNotFound when there is none).
+	Release(name, version string) (ReleaseRecord, error)
+	// Releases lists the releases by name, then version.
+	Releases() ([]ReleaseRecord, error)
+	// PutStemcell records an uploaded stemcell.
+	PutStemcell(s StemcellRecord) error
+	// Stemcells lists the stemcells by name, then version.
+	Stemcells() ([]StemcellRecord, error)
+	// PutCloudConfig records a new cloud config; CloudConfig returns the
+	// latest (ErrNotFound when there is none).
+	PutCloudConfig(content []byte) error
+	CloudConfig() ([]byte, error)
+
 	Close() error
 }
 
@@ -95,6 +111,46 @@ type InstanceRecord struct {
 	State string `json:"state"`
 	// Applied is what the last deploy gave it, for Plan to compare.
 	Applied *Desired `json:"applied,omitempty"`
+}
+
+// ReleaseRecord is an uploaded release: its jobs, for rendering, and its
+// compiled packages, in the blobstore.
+type ReleaseRecord struct {
+	Name     string           `json:"name"`
+	Version  string           `json:"version"`
+	Jobs     []ReleaseJob     `json:"jobs"`
+	Packages []ReleasePackage `json:"packages"`
+}
+
+// ReleaseJob is a job of an uploaded release.
+type ReleaseJob struct {
+	Name        string `json:"name"`
+	Fingerprint string `json:"fingerprint"`
+	// Spec is its job.MF; Templates its templates by their keys there.
+	Spec      []byte            `json:"spec"`
+	Templates map[string][]byte `json:"templates"`
+}
+
+// ReleasePackage is a compiled package of an uploaded release, stored in
+// the blobstore.
+type ReleasePackage struct {
+	Name         string   `json:"name"`
+	Version      string   `json:"version"`
+	Stemcell     string   `json:"stemcell"` // os/version it was compiled on
+	Dependencies []string `json:"dependencies,omitempty"`
+	BlobID       string   `json:"blob_id"`
+	Digest       string   `json:"digest"`
+}
+
+// StemcellRecord is an uploaded stemcell and its cid on the cloud.
+type StemcellRecord struct {
+	Name    string `json:"name"`
+	OS      string `json:"os"`
+	Version string `json:"version"`
+	CID     string `json:"cid"`
+	// Digest is the image's; a second upload of the same name and
+	// version with another image is refused.
+	Digest string `json:"digest,omitempty"`
 }
 
 // Task states, as BOSH names them.
@@ -138,6 +194,9 @@ var (
 	bTasks       = []byte("tasks")
 	bEvents      = []byte("events") // task id -> sub-bucket of seq -> event
 	bLocks       = []byte("locks")
+	bReleases    = []byte("releases")  // name/version -> record
+	bStemcells   = []byte("stemcells") // name/version -> record
+	bConfigs     = []byte("configs")   // "cloud" -> content
 )
 
 // boltStore is a Store in one bbolt file.
@@ -157,7 +216,7 @@ func OpenStore(path string) (Store, error) {
 		return nil, fmt.Errorf("director: open state %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bDeployments, bInstances, bTasks, bEvents, bLocks} {
+		for _, b := range [][]byte{bDeployments, bInstances, bTasks, bEvents, bLocks, bReleases, bStemcells, bConfigs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -421,6 +480,85 @@ func (s *boltStore) Locks() (map[string]int64, error) {
 				return errors.New("director: a lock's task id is not 8 bytes")
 			}
 			out[string(k)] = int64(binary.BigEndian.Uint64(v))
+			return nil
+		})
+	})
+	return out, err
+}
+
+func (s *boltStore) PutRelease(r ReleaseRecord) error {
+	var ve kubefoundry.ValidationError
+	if r.Name == "" {
+		ve.Add("name", "", "required")
+	}
+	if r.Version == "" {
+		ve.Add("version", "", "required")
+	}
+	if err := ve.Err(); err != nil {
+		ve.Object = "release"
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return put(tx.Bucket(bReleases), []byte(r.Name+"/"+r.Version), r) })
+}
+
+func (s *boltStore) Release(name, version string) (ReleaseRecord, error) {
+	var r ReleaseRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bReleases).Get([]byte(name + "/" + version))
+		if raw == nil {
+			return notFound("release", name+"/"+version)
+		}
+		return json.Unmarshal(raw, &r)
+	})
+	return r, err
+}
+
+func (s *boltStore) Releases() ([]ReleaseRecord, error) { return list[ReleaseRecord](s, bReleases) }
+
+func (s *boltStore) PutStemcell(sc StemcellRecord) error {
+	var ve kubefoundry.ValidationError
+	if sc.Name == "" {
+		ve.Add("name", "", "required")
+	}
+	if sc.Version == "" {
+		ve.Add("version", "", "required")
+	}
+	if err := ve.Err(); err != nil {
+		ve.Object = "stemcell"
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return put(tx.Bucket(bStemcells), []byte(sc.Name+"/"+sc.Version), sc) })
+}
+
+func (s *boltStore) Stemcells() ([]StemcellRecord, error) { return list[StemcellRecord](s, bStemcells) }
+
+func (s *boltStore) PutCloudConfig(content []byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bConfigs).Put([]byte("cloud"), content) })
+}
+
+func (s *boltStore) CloudConfig() ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bConfigs).Get([]byte("cloud"))
+		if raw == nil {
+			return notFound("config", "cloud")
+		}
+		out = append([]byte(nil), raw...)
+		return nil
+	})
+	return out, err
+}
+
+// list reads every record of a bucket, in key order.
+func list[T any](s *boltStore, bucket []byte) ([]T, error) {
+	var out []T
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucket).ForEach(func(_, v []byte) error {
+			var r T
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			out = append(out, r)
 			return nil
 		})
 	})

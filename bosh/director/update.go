@@ -36,6 +36,11 @@ func (i Instance) Name() string { return fmt.Sprintf("%s/%s (%d)", i.Group, i.ID
 type Change struct {
 	Instance Instance
 	Spec     *agent.ApplySpec
+	// Replace, when set, gives the instance a new VM: it is called once
+	// the instance is stopped (at once when it is not Running) and
+	// returns the new VM's agent id, which the rest of the steps and the
+	// Result use. Its error fails the instance like any step's.
+	Replace func(ctx context.Context) (agentID string, err error)
 }
 
 // Result is what became of one change.
@@ -201,10 +206,11 @@ func (u *Updater) runBatch(ctx context.Context, changes []Change, results []Resu
 				task += " (canary)"
 			}
 			end := st.start(task)
-			err := u.updateOne(ctx, changes[i], watch)
+			agentID, err := u.updateOne(ctx, changes[i], watch)
 			end(err)
 			mu.Lock()
 			defer mu.Unlock()
+			results[i].Instance.AgentID = agentID
 			if err != nil {
 				results[i].Err = err
 				failed = true
@@ -217,9 +223,16 @@ func (u *Updater) runBatch(ctx context.Context, changes []Change, results []Resu
 	return failed || ctx.Err() != nil
 }
 
-// updateOne takes one instance through BOSH's steps.
-func (u *Updater) updateOne(ctx context.Context, c Change, watch manifest.WatchTime) error {
+// updateOne takes one instance through BOSH's steps and returns its agent
+// id, a new one when it was given a new VM.
+func (u *Updater) updateOne(ctx context.Context, c Change, watch manifest.WatchTime) (string, error) {
 	id := c.Instance.AgentID
+	err := u.steps(ctx, c, &id, watch)
+	return id, err
+}
+
+func (u *Updater) steps(ctx context.Context, c Change, agentID *string, watch manifest.WatchTime) error {
+	id := *agentID
 	step := func(what string, method string, args ...any) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -229,8 +242,12 @@ func (u *Updater) updateOne(ctx context.Context, c Change, watch manifest.WatchT
 		}
 		return nil
 	}
+	next := "keep"
+	if c.Replace != nil {
+		next = "delete"
+	}
 	if c.Instance.Running {
-		if err := step("pre-stop", "run_script", "pre-stop", map[string]any{"env": map[string]string{"BOSH_VM_NEXT_STATE": "keep"}}); err != nil {
+		if err := step("pre-stop", "run_script", "pre-stop", map[string]any{"env": map[string]string{"BOSH_VM_NEXT_STATE": next}}); err != nil {
 			return err
 		}
 		if err := step("drain", "drain", "update", c.Spec); err != nil {
@@ -242,6 +259,16 @@ func (u *Updater) updateOne(ctx context.Context, c Change, watch manifest.WatchT
 		if err := step("post-stop", "run_script", "post-stop", map[string]any{}); err != nil {
 			return err
 		}
+	}
+	if c.Replace != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		newID, err := c.Replace(ctx)
+		if err != nil {
+			return fmt.Errorf("new VM: %w", err)
+		}
+		id, *agentID = newID, newID
 	}
 	if err := step("apply", "apply", c.Spec); err != nil {
 		return err

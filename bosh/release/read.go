@@ -522,6 +522,62 @@ func (r *Release) ExtractPackage(ctx context.Context, name, dir string) (err err
 	return err
 }
 
+// CopyPackage writes the package's tarball (packages/<name>.tgz, or
+// compiled_packages/<name>.tgz for a compiled package) to w as the release
+// holds it, checking its digest against release.MF as it copies: on a
+// mismatch the error is kubefoundry.ErrInvalid and what was written must
+// be thrown away. As with ExtractPackage, only a release that Open read
+// can copy.
+func (r *Release) CopyPackage(ctx context.Context, name string, w io.Writer) error {
+	var want, entry string
+	for _, p := range r.Manifest.CompiledPackages {
+		if p.Name == name {
+			want, entry = p.SHA1, "compiled_packages/"+name+".tgz"
+		}
+	}
+	for _, p := range r.Manifest.Packages {
+		if p.Name == name && want == "" {
+			want, entry = p.SHA1, "packages/"+name+".tgz"
+		}
+	}
+	if entry == "" {
+		return fmt.Errorf("package %q: %w", name, kubefoundry.ErrNotFound)
+	}
+	if r.path == "" {
+		return fmt.Errorf("package %q: the release was read from a stream; Open it from its file to copy packages: %w", name, kubefoundry.ErrInvalid)
+	}
+	f, err := os.Open(r.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	gzr, closeGz, err := maybeGzip(bufio.NewReader(f))
+	if err != nil {
+		return fmt.Errorf("%s: %v: %w", r.path, err, kubefoundry.ErrInvalid)
+	}
+	defer closeGz()
+	found := false
+	b := &budget{Limits: r.o.limits}
+	err = walkTar(ctx, gzr, r.path, b, func(h *tar.Header, n string, content io.Reader) error {
+		if n != entry || content == nil {
+			return nil
+		}
+		found = true
+		hr := newHashing(content)
+		if _, err := io.Copy(w, hr); err != nil {
+			return err
+		}
+		if d := hr.digests(); !d.matches(want) {
+			return fmt.Errorf("%s: %s: digest mismatch: the tarball's is %s, release.MF says %s: %w", r.path, entry, d.in(want), want, kubefoundry.ErrInvalid)
+		}
+		return nil
+	})
+	if err == nil && !found {
+		err = fmt.Errorf("%s: no %s: %w", r.path, entry, kubefoundry.ErrNotFound)
+	}
+	return err
+}
+
 // mkdirs makes the directories of rel under dir, one by one, recording
 // those it made; it never follows a symlink it did not make (it makes
 // none), since each is checked to be a directory.

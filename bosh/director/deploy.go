@@ -1,0 +1,1056 @@
+package director
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/bosh/agent"
+	"github.com/kubefoundry/kubefoundry/bosh/blobstore"
+	"github.com/kubefoundry/kubefoundry/bosh/cloudconfig"
+	"github.com/kubefoundry/kubefoundry/bosh/cpi"
+	"github.com/kubefoundry/kubefoundry/bosh/links"
+	"github.com/kubefoundry/kubefoundry/bosh/manifest"
+	"github.com/kubefoundry/kubefoundry/bosh/release"
+	"github.com/kubefoundry/kubefoundry/bosh/template"
+)
+
+// DeployOptions are a deploy's options.
+type DeployOptions struct {
+	// Recreate gives every instance a new VM (bosh deploy --recreate).
+	Recreate bool
+	// DryRun works the plan out and changes nothing: no task, no lock.
+	DryRun bool
+	// Events receives the task's events as they are recorded.
+	Events EventSink
+}
+
+// DeployResult is what a deploy did: its task (none for a dry run) and
+// its plan.
+type DeployResult struct {
+	Task Task
+	Plan []InstanceChange
+}
+
+// Deploy makes the deployment what the manifest says, on the latest cloud
+// config, as BOSH's director deploys:
+//
+//   - The manifest, its releases and stemcells (uploaded before; a version
+//     "latest" is the highest), its links and the cloud config give each
+//     instance its AZ, addresses and rendered templates; Plan compares
+//     that with what the store says each instance has, and the plan (each
+//     instance's action and reasons) is returned whatever happens next.
+//     A problem in any of it changes nothing, and every problem found is
+//     reported at once.
+//   - Instances no longer wanted (a group removed, or scaled down: the
+//     highest indexes) are drained, stopped and deleted with their VMs.
+//   - Then group by group in manifest order, through UpdateGroup (canaries,
+//     then max_in_flight per AZ): an instance to create or recreate is
+//     given a new VM through the CPI once its old one is stopped, with a
+//     new agent id and bus certificate in its env, and waited for until
+//     its agent answers; then every changed instance is applied, started
+//     and watched. A failed instance stops the deploy: the groups after it
+//     are left as they were.
+//
+// Everything is recorded as it happens, before it is waited for: the
+// instance before its VM is made, the VM's cid as soon as the CPI gives
+// it. A deploy stopped at any point (ctx, a failure, the director's
+// process ending) is converged by deploying again; no VM the store names
+// is made twice or left behind.
+//
+// The deploy is a task on the store, with its events; the deployment is
+// locked for its length (*LockedError when another task holds it).
+// Persistent disks, variables, add-ons and errands are not here yet, and a
+// manifest that asks for them is refused.
+func (d *Director) Deploy(ctx context.Context, manifestYAML []byte, opts DeployOptions) (DeployResult, error) {
+	m, err := manifest.Parse(manifestYAML)
+	if err != nil {
+		return DeployResult{}, err
+	}
+	ccRaw, err := d.cfg.Store.CloudConfig()
+	if err != nil {
+		return DeployResult{}, fmt.Errorf("deploy %s: no cloud config: %w", m.Name, err)
+	}
+	cc, err := cloudconfig.Parse(ccRaw)
+	if err != nil {
+		return DeployResult{}, fmt.Errorf("deploy %s: cloud config: %w", m.Name, err)
+	}
+	if opts.DryRun {
+		b, err := d.build(ctx, m, cc, opts.Recreate)
+		if err != nil {
+			return DeployResult{}, err
+		}
+		return DeployResult{Plan: b.plan}, nil
+	}
+	var res DeployResult
+	task, err := d.runTask(ctx, "deploy", m.Name, "create deployment", opts.Events, func(ctx context.Context, sink EventSink) (string, error) {
+		b, err := d.build(ctx, m, cc, opts.Recreate)
+		if err != nil {
+			return "", err
+		}
+		res.Plan = b.plan
+		if err := d.apply(ctx, b, manifestYAML, ccRaw, sink); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("/deployments/%s", m.Name), nil
+	})
+	res.Task = task
+	return res, err
+}
+
+// runTask runs fn as a task recorded on the store, holding deployment's
+// lock, with its events stored and sent to events.
+func (d *Director) runTask(ctx context.Context, kind, deployment, description string, events EventSink,
+	fn func(ctx context.Context, sink EventSink) (string, error)) (Task, error) {
+	st := d.cfg.Store
+	t, err := st.NewTask(kind, deployment, description)
+	if err != nil {
+		return Task{}, err
+	}
+	if err := st.Lock(deployment, t.ID); err != nil {
+		t.State, t.Result, t.Ended = TaskError, err.Error(), time.Now()
+		_ = st.PutTask(t)
+		return t, err
+	}
+	t.State = TaskProcessing
+	if err := st.PutTask(t); err != nil {
+		_ = st.Unlock(deployment, t.ID)
+		return t, err
+	}
+	sink := func(e Event) {
+		if err := st.AddEvent(t.ID, e); err != nil {
+			d.log.Warn("recording a task event", zap.Int64("task", t.ID), zap.Error(err))
+		}
+		if events != nil {
+			events(e)
+		}
+	}
+	result, err := fn(ctx, sink)
+	t.Ended = time.Now()
+	switch {
+	case err == nil:
+		t.State, t.Result = TaskDone, result
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		t.State, t.Result = TaskCancelled, err.Error()
+	default:
+		t.State, t.Result = TaskError, err.Error()
+	}
+	if perr := st.PutTask(t); perr != nil {
+		err = errors.Join(err, perr)
+	}
+	if uerr := st.Unlock(deployment, t.ID); uerr != nil {
+		err = errors.Join(err, uerr)
+	}
+	return t, err
+}
+
+// planned is one instance as the deploy wants it.
+type planned struct {
+	group    *manifest.InstanceGroup
+	rec      InstanceRecord // as recorded, or new with its id
+	desired  Desired
+	nets     cpi.Networks
+	tnets    map[string]template.Network
+	ip       string // on its default network
+	stemcell StemcellRecord
+	props    cpi.CloudProps
+	env      cpi.Env
+	jobs     []agent.JobRef
+	packages map[string]ReleasePackage
+	files    []template.File
+}
+
+// built is a deploy worked out: every instance wanted, and the plan.
+type built struct {
+	m         *manifest.Manifest
+	instances []*planned // by group in manifest order, then index
+	records   []InstanceRecord
+	plan      []InstanceChange
+}
+
+// build works the deploy out and changes nothing.
+func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudconfig.CloudConfig, recreate bool) (*built, error) {
+	ve := &kubefoundry.ValidationError{Object: "deployment " + m.Name}
+	unsupported(ve, m)
+	rels := d.resolveReleases(ve, m)
+	stems := d.resolveStemcells(ve, m)
+	if err := ve.Err(); err != nil {
+		return nil, err
+	}
+	specs := map[string]*release.JobSpec{}
+	jobOf := map[string]ReleaseJob{}
+	specFor := func(rel, job string) (*release.JobSpec, error) {
+		key := rel + "/" + job
+		if s, ok := specs[key]; ok {
+			return s, nil
+		}
+		r, ok := rels[rel]
+		if !ok {
+			return nil, fmt.Errorf("release %s is not in the manifest's releases: %w", rel, kubefoundry.ErrNotFound)
+		}
+		i := slices.IndexFunc(r.Jobs, func(j ReleaseJob) bool { return j.Name == job })
+		if i < 0 {
+			return nil, fmt.Errorf("release %s/%s has no job %s: %w", r.Name, r.Version, job, kubefoundry.ErrNotFound)
+		}
+		s, err := release.ParseJobSpec(r.Jobs[i].Spec)
+		if err != nil {
+			return nil, fmt.Errorf("release %s/%s job %s: %w", r.Name, r.Version, job, err)
+		}
+		specs[key], jobOf[key] = s, r.Jobs[i]
+		return s, nil
+	}
+	lk, err := links.Resolve(m, specFor, nil)
+	if err != nil {
+		return nil, err
+	}
+	records, err := d.cfg.Store.Instances(m.Name)
+	if err != nil {
+		return nil, err
+	}
+	taken, err := d.takenAddresses()
+	if err != nil {
+		return nil, err
+	}
+	b := &built{m: m, records: records}
+	byKey := map[string]InstanceRecord{}
+	for _, r := range records {
+		byKey[fmt.Sprintf("%s/%d", r.Group, r.Index)] = r
+	}
+	byGroup := map[string][]*planned{}
+	for gi := range m.InstanceGroups {
+		g := &m.InstanceGroups[gi]
+		where := fmt.Sprintf("/instance_groups/name=%s", g.Name)
+		ps := placeGroup(m.Name, g, byKey)
+		// Addresses, network by network.
+		for ni, n := range g.Networks {
+			req := cloudconfig.Request{Network: n.Name, AZs: g.AZs, StaticIPs: n.StaticIPs, Taken: taken}
+			for _, p := range ps {
+				req.Instances = append(req.Instances, cloudconfig.Instance{ID: p.rec.ID, AZ: p.rec.AZ, IP: lastIP(p.rec, n.Name)})
+			}
+			addrs, err := cc.Allocate(req)
+			if err != nil {
+				ve.Add(fmt.Sprintf("%s/networks/name=%s", where, n.Name), "", "%v", err)
+				continue
+			}
+			for i, a := range addrs {
+				p := ps[i]
+				if p.rec.AZ == "" {
+					p.rec.AZ = a.AZ
+				}
+				net := networkSettings(cc.Network(n.Name), a, n, len(g.Networks))
+				p.nets[n.Name] = net
+				tn := template.Network{IP: net.IP, Netmask: net.Netmask, Gateway: net.Gateway, Default: net.Default}
+				p.tnets[n.Name] = tn
+				if a.IP.IsValid() {
+					taken[a.IP] = p.rec.ID
+					p.rec.IPs = append(p.rec.IPs, n.Name+"="+a.IP.String())
+				}
+				if ni == 0 || slices.Contains(n.Default, "gateway") {
+					p.ip = net.IP
+				}
+			}
+		}
+		// What every instance of the group shares.
+		stem, ok := stems[g.Stemcell]
+		if !ok {
+			continue // reported by resolveStemcells
+		}
+		props, vmType, err := d.vmProps(ctx, cc, g)
+		if err != nil {
+			ve.Add(where, "", "%v", err)
+			continue
+		}
+		jobs, pkgs, err := groupJobs(g, rels, specFor, jobOf, stem)
+		if err != nil {
+			ve.Add(where+"/jobs", "", "%v", err)
+			continue
+		}
+		envJSON, _ := json.Marshal(g.Env)
+		for _, p := range ps {
+			p.stemcell, p.jobs, p.packages = stem, jobs, pkgs
+			p.props = cloudProps(cc.AZ(p.rec.AZ), props)
+			p.env = cpi.Env(maps.Clone(g.Env))
+			netJSON, _ := json.Marshal(p.nets)
+			p.desired = Desired{Group: g.Name, Index: p.rec.Index, AZ: p.rec.AZ, Stemcell: stem.OS + "/" + stem.Version,
+				Networks: string(netJSON), VMType: vmType, Env: string(envJSON), Recreate: recreate}
+			for _, j := range jobs {
+				p.desired.Jobs = append(p.desired.Jobs, releaseOfJob(g, j.Name)+"/"+j.Name+"/"+j.Version)
+			}
+		}
+		byGroup[g.Name] = ps
+		b.instances = append(b.instances, ps...)
+	}
+	if err := ve.Err(); err != nil {
+		return nil, err
+	}
+	// Templates, once every instance has its addresses (links name them).
+	for _, p := range b.instances {
+		files, err := d.render(ctx, m, cc, lk, specFor, jobOf, rels, byGroup, p)
+		if err != nil {
+			ve.Add(fmt.Sprintf("/instance_groups/name=%s", p.group.Name), "", "instance %s/%s (%d): %v", p.group.Name, p.rec.ID, p.rec.Index, err)
+			continue
+		}
+		p.files = files
+		p.desired.ConfigurationHash = configurationHash(files)
+	}
+	if err := ve.Err(); err != nil {
+		return nil, err
+	}
+	want := make([]Desired, len(b.instances))
+	for i, p := range b.instances {
+		want[i] = p.desired
+	}
+	b.plan = Plan(want, records)
+	return b, nil
+}
+
+// unsupported reports what the manifest asks for that this director does
+// not do yet.
+func unsupported(ve *kubefoundry.ValidationError, m *manifest.Manifest) {
+	if len(m.Variables) > 0 {
+		ve.Add("/variables", "", "variables are not supported by this director yet")
+	}
+	if len(m.Addons) > 0 {
+		ve.Add("/addons", "", "add-ons are not supported by this director yet")
+	}
+	for _, g := range m.InstanceGroups {
+		where := fmt.Sprintf("/instance_groups/name=%s", g.Name)
+		if (g.PersistentDisk != nil && *g.PersistentDisk > 0) || g.PersistentDiskType != "" || len(g.PersistentDisks) > 0 {
+			ve.Add(where+"/persistent_disk", "", "persistent disks are not supported by this director yet")
+		}
+		if g.Lifecycle == manifest.LifecycleErrand {
+			ve.Add(where+"/lifecycle", string(g.Lifecycle), "errands are not supported by this director yet")
+		}
+	}
+}
+
+// resolveReleases finds each release of the manifest among those
+// uploaded.
+func (d *Director) resolveReleases(ve *kubefoundry.ValidationError, m *manifest.Manifest) map[string]ReleaseRecord {
+	all, err := d.cfg.Store.Releases()
+	if err != nil {
+		ve.Add("/releases", "", "%v", err)
+		return nil
+	}
+	out := map[string]ReleaseRecord{}
+	for _, r := range m.Releases {
+		var versions []string
+		for _, have := range all {
+			if have.Name == r.Name {
+				versions = append(versions, have.Version)
+			}
+		}
+		v := r.Version
+		if v == "latest" {
+			v = latest(versions)
+		}
+		i := slices.IndexFunc(all, func(have ReleaseRecord) bool { return have.Name == r.Name && have.Version == v })
+		if i < 0 {
+			ve.Add(fmt.Sprintf("/releases/name=%s/version", r.Name), r.Version, "release %s/%s is not uploaded (uploaded versions: %v)", r.Name, r.Version, versions)
+			continue
+		}
+		out[r.Name] = all[i]
+	}
+	return out
+}
+
+// resolveStemcells finds each stemcell alias among those uploaded.
+func (d *Director) resolveStemcells(ve *kubefoundry.ValidationError, m *manifest.Manifest) map[string]StemcellRecord {
+	all, err := d.cfg.Store.Stemcells()
+	if err != nil {
+		ve.Add("/stemcells", "", "%v", err)
+		return nil
+	}
+	out := map[string]StemcellRecord{}
+	for _, s := range m.Stemcells {
+		match := func(have StemcellRecord) bool {
+			return (s.OS != "" && have.OS == s.OS) || (s.Name != "" && have.Name == s.Name)
+		}
+		var versions []string
+		for _, have := range all {
+			if match(have) {
+				versions = append(versions, have.Version)
+			}
+		}
+		v := s.Version
+		if v == "latest" {
+			v = latest(versions)
+		}
+		i := slices.IndexFunc(all, func(have StemcellRecord) bool { return match(have) && have.Version == v })
+		if i < 0 {
+			ve.Add(fmt.Sprintf("/stemcells/alias=%s", s.Alias), s.Version, "no stemcell %s%s/%s is uploaded (uploaded versions: %v)", s.OS, s.Name, s.Version, versions)
+			continue
+		}
+		out[s.Alias] = all[i]
+	}
+	return out
+}
+
+// takenAddresses are the addresses every recorded instance of every
+// deployment holds, by the instance's id.
+func (d *Director) takenAddresses() (map[netip.Addr]string, error) {
+	deps, err := d.cfg.Store.Deployments()
+	if err != nil {
+		return nil, err
+	}
+	out := map[netip.Addr]string{}
+	for _, dep := range deps {
+		recs, err := d.cfg.Store.Instances(dep.Name)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			for _, ip := range r.IPs {
+				_, addr, _ := strings.Cut(ip, "=")
+				if a, err := netip.ParseAddr(addr); err == nil {
+					out[a] = r.ID
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// lastIP is the address the record had on network.
+func lastIP(r InstanceRecord, network string) netip.Addr {
+	for _, ip := range r.IPs {
+		if n, addr, ok := strings.Cut(ip, "="); ok && n == network {
+			a, _ := netip.ParseAddr(addr)
+			return a
+		}
+	}
+	return netip.Addr{}
+}
+
+// placeGroup gives a group's instances their ids and AZs: a recorded
+// instance keeps its id, and its AZ while the group still has it; a new
+// one goes to the AZ with the fewest of the group's instances (the first
+// listed on a tie), as BOSH balances them.
+func placeGroup(deployment string, g *manifest.InstanceGroup, recorded map[string]InstanceRecord) []*planned {
+	count := map[string]int{}
+	ps := make([]*planned, g.Instances)
+	for i := range ps {
+		p := &planned{group: g, nets: cpi.Networks{}, tnets: map[string]template.Network{}}
+		r, ok := recorded[fmt.Sprintf("%s/%d", g.Name, i)]
+		if ok {
+			p.rec = r
+			p.rec.IPs = nil
+			if !slices.Contains(g.AZs, r.AZ) {
+				p.rec.AZ = ""
+			}
+		} else {
+			p.rec = InstanceRecord{Deployment: deployment, Group: g.Name, Index: i, ID: uuid.NewString(), State: "started"}
+		}
+		p.rec.Bootstrap = i == 0
+		if p.rec.AZ != "" {
+			count[p.rec.AZ]++
+		}
+		ps[i] = p
+	}
+	for _, p := range ps {
+		if p.rec.AZ != "" || len(g.AZs) == 0 {
+			continue
+		}
+		best := g.AZs[0]
+		for _, az := range g.AZs[1:] {
+			if count[az] < count[best] {
+				best = az
+			}
+		}
+		p.rec.AZ = best
+		count[best]++
+	}
+	return ps
+}
+
+// networkSettings are an instance's settings on one network, as the
+// director sends them to the CPI and the agent.
+func networkSettings(n *cloudconfig.Network, a cloudconfig.Address, mn manifest.Network, networks int) cpi.Network {
+	out := cpi.Network{Type: string(n.Type)}
+	if out.Type == "" {
+		out.Type = string(cloudconfig.Manual)
+	}
+	if a.IP.IsValid() {
+		out.IP = a.IP.String()
+	}
+	var props manifest.Map
+	if s := a.Subnet; s != nil {
+		out.Gateway, out.DNS = s.Gateway, s.DNS
+		if p, err := netip.ParsePrefix(s.Range); err == nil {
+			out.Netmask = netmask(p.Bits())
+		}
+		props = s.CloudProperties
+	} else {
+		out.DNS = n.DNS
+		props = n.CloudProperties
+	}
+	if len(props) > 0 {
+		out.CloudProperties = cpi.CloudProps(maps.Clone(props))
+	}
+	out.Default = slices.Clone(mn.Default)
+	if networks == 1 && len(out.Default) == 0 {
+		out.Default = []string{"dns", "gateway"}
+	}
+	return out
+}
+
+func netmask(bits int) string {
+	var m [4]byte
+	for i := range bits {
+		m[i/8] |= 0x80 >> (i % 8)
+	}
+	return netip.AddrFrom4(m).String()
+}
+
+// vmProps are a group's VM cloud properties (its vm_type's, or the CPI's
+// for its vm_resources, with its vm_extensions' merged over them) and
+// their canonical form.
+func (d *Director) vmProps(ctx context.Context, cc *cloudconfig.CloudConfig, g *manifest.InstanceGroup) (cpi.CloudProps, string, error) {
+	props := cpi.CloudProps{}
+	canon := map[string]any{}
+	switch {
+	case g.VMType != "":
+		vt := cc.VMType(g.VMType)
+		if vt == nil {
+			return nil, "", fmt.Errorf("vm_type %s is not in the cloud config", g.VMType)
+		}
+		maps.Copy(props, vt.CloudProperties)
+		canon["vm_type"] = vt
+	case g.VMResources != nil:
+		p, err := d.cfg.CPI.CalculateVMCloudProperties(ctx, cpi.VMResources{CPU: g.VMResources.CPU, RAM: g.VMResources.RAM,
+			EphemeralDiskSize: g.VMResources.EphemeralDiskSize})
+		if err != nil {
+			return nil, "", fmt.Errorf("vm_resources: calculate_vm_cloud_properties: %w", err)
+		}
+		maps.Copy(props, p)
+		canon["vm_resources"] = g.VMResources
+	}
+	var exts []any
+	for _, name := range g.VMExtensions {
+		e := cc.VMExtension(name)
+		if e == nil {
+			return nil, "", fmt.Errorf("vm_extension %s is not in the cloud config", name)
+		}
+		maps.Copy(props, e.CloudProperties)
+		exts = append(exts, e)
+	}
+	canon["vm_extensions"] = exts
+	raw, err := json.Marshal(canon)
+	return props, string(raw), err
+}
+
+// cloudProps merges the AZ's cloud properties under the VM's.
+func cloudProps(az *cloudconfig.AZ, vm cpi.CloudProps) cpi.CloudProps {
+	out := cpi.CloudProps{}
+	if az != nil {
+		maps.Copy(out, az.CloudProperties)
+	}
+	maps.Copy(out, vm)
+	return out
+}
+
+func releaseOfJob(g *manifest.InstanceGroup, job string) string {
+	if j := g.Job(job); j != nil {
+		return j.Release
+	}
+	return ""
+}
+
+// groupJobs are a group's jobs (name and version, the job's fingerprint)
+// and the compiled packages they need on the group's stemcell, with their
+// dependencies.
+func groupJobs(g *manifest.InstanceGroup, rels map[string]ReleaseRecord,
+	specFor func(rel, job string) (*release.JobSpec, error), jobOf map[string]ReleaseJob, stem StemcellRecord) ([]agent.JobRef, map[string]ReleasePackage, error) {
+	var errs []error
+	var jobs []agent.JobRef
+	pkgs := map[string]ReleasePackage{}
+	on := stem.OS + "/" + stem.Version
+	for _, j := range g.Jobs {
+		spec, err := specFor(j.Release, j.Name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rel := rels[j.Release]
+		jobs = append(jobs, agent.JobRef{Name: j.Name, Version: jobOf[j.Release+"/"+j.Name].Fingerprint})
+		queue := slices.Clone(spec.Packages)
+		for len(queue) > 0 {
+			name := queue[0]
+			queue = queue[1:]
+			i := slices.IndexFunc(rel.Packages, func(p ReleasePackage) bool { return p.Name == name && p.Stemcell == on })
+			if i < 0 {
+				errs = append(errs, fmt.Errorf("job %s needs package %s of release %s/%s, which has no package compiled for stemcell %s "+
+					"(this director does not compile packages: upload a release compiled for it)", j.Name, name, rel.Name, rel.Version, on))
+				continue
+			}
+			p := rel.Packages[i]
+			if have, ok := pkgs[name]; ok {
+				if have.Version != p.Version {
+					errs = append(errs, fmt.Errorf("package %s is wanted in versions %s and %s", name, have.Version, p.Version))
+				}
+				continue
+			}
+			pkgs[name] = p
+			queue = append(queue, p.Dependencies...)
+		}
+	}
+	return jobs, pkgs, errors.Join(errs...)
+}
+
+// render renders an instance's templates.
+func (d *Director) render(ctx context.Context, m *manifest.Manifest, cc *cloudconfig.CloudConfig, lk *links.Links,
+	specFor func(rel, job string) (*release.JobSpec, error), jobOf map[string]ReleaseJob, rels map[string]ReleaseRecord,
+	byGroup map[string][]*planned, p *planned) ([]template.File, error) {
+	g := p.group
+	inst := template.Instance{Deployment: m.Name, Group: g.Name, ID: p.rec.ID, Index: p.rec.Index, AZ: p.rec.AZ,
+		Bootstrap: p.rec.Bootstrap, Address: p.ip, IP: p.ip, Networks: p.tnets}
+	azIDs := map[string]int{}
+	for i, az := range cc.AZs {
+		azIDs[az.Name] = i + 1
+	}
+	var jobs []template.Job
+	for _, j := range g.Jobs {
+		spec, err := specFor(j.Release, j.Name)
+		if err != nil {
+			return nil, err
+		}
+		props, err := template.Properties(spec, j.Properties, g.Properties, m.Properties)
+		if err != nil {
+			return nil, fmt.Errorf("job %s: %w", j.Name, err)
+		}
+		tl := map[string]*template.Link{}
+		for name, bnd := range lk.For(g.Name, j.Name) {
+			var instances []template.LinkInstance
+			var provProps map[string]any
+			defNet := ""
+			if pr := bnd.Provider; pr != nil && (pr.Deployment == "" || pr.Deployment == m.Name) && m.InstanceGroup(pr.Group) != nil {
+				pg := m.InstanceGroup(pr.Group)
+				if len(pg.Networks) > 0 {
+					defNet = pg.Networks[0].Name
+					for _, n := range pg.Networks {
+						if slices.Contains(n.Default, "gateway") {
+							defNet = n.Name
+						}
+					}
+				}
+				net := cmpOr(bnd.Network, defNet)
+				for _, q := range byGroup[pr.Group] {
+					instances = append(instances, template.LinkInstance{Name: pr.Group, ID: q.rec.ID, Index: q.rec.Index, AZ: q.rec.AZ,
+						Address: q.nets[net].IP, Bootstrap: q.rec.Bootstrap})
+				}
+				if pj := pg.Job(pr.Job); pj != nil && !pr.Custom {
+					ps, err := specFor(pj.Release, pj.Name)
+					if err != nil {
+						return nil, err
+					}
+					provProps, err = template.Properties(ps, pj.Properties, pg.Properties, m.Properties)
+					if err != nil {
+						return nil, fmt.Errorf("link %s: provider %s: %w", name, pr, err)
+					}
+				}
+			}
+			tl[name] = bnd.Link(instances, provProps, defNet, azIDs)
+		}
+		rj := jobOf[j.Release+"/"+j.Name]
+		rel := rels[j.Release]
+		jobs = append(jobs, template.Job{Spec: spec, Release: rel.Name, ReleaseVersion: rel.Version, Templates: rj.Templates,
+			Properties: props, Links: tl})
+	}
+	return d.cfg.Renderer.Render(ctx, inst, jobs)
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// configurationHash is the hash of an instance's rendered templates.
+func configurationHash(files []template.File) string {
+	h := sha256.New()
+	for _, f := range files {
+		fmt.Fprintf(h, "%s\x00%s\x00%d\x00", f.Job, f.Path, len(f.Content))
+		h.Write(f.Content)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// archive is the rendered_templates_archive of an instance: a directory
+// per job holding its rendered files.
+func archive(files []template.File) ([]byte, error) {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for _, f := range files {
+		mode := int64(0o644)
+		if strings.HasPrefix(f.Path, "bin/") {
+			mode = 0o755
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: f.Job + "/" + f.Path, Mode: mode, Size: int64(len(f.Content)), Typeflag: tar.TypeReg}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(f.Content); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// apply carries a built deploy out.
+func (d *Director) apply(ctx context.Context, b *built, manifestYAML, cloudConfig []byte, sink EventSink) error {
+	st := d.cfg.Store
+	m := b.m
+	dep, err := st.Deployment(m.Name)
+	switch {
+	case errors.Is(err, kubefoundry.ErrNotFound):
+		// Recorded now so its instances can be; its manifest is recorded
+		// once deployed.
+		dep = Deployment{Name: m.Name, Updated: time.Now()}
+		if err := st.PutDeployment(dep); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	}
+	// Instances no longer wanted go first.
+	var gone []InstanceRecord
+	for _, c := range b.plan {
+		if c.Action != ActionDelete {
+			continue
+		}
+		for _, r := range b.records {
+			if r.ID == c.ID {
+				gone = append(gone, r)
+			}
+		}
+	}
+	if len(gone) > 0 {
+		stg := newStage(sink, "Deleting unneeded instances", nil, len(gone))
+		for _, r := range gone {
+			end := stg.start(fmt.Sprintf("%s/%s (%d)", r.Group, r.ID, r.Index))
+			err := d.deleteInstance(ctx, r, false)
+			end(err)
+			if err != nil {
+				return err
+			}
+		}
+	}
+	action := map[string]string{}
+	for _, c := range b.plan {
+		action[fmt.Sprintf("%s/%d", c.Group, c.Index)] = c.Action
+	}
+	for gi := range m.InstanceGroups {
+		g := &m.InstanceGroups[gi]
+		var changes []Change
+		var mu sync.Mutex
+		ps := map[string]*planned{}
+		for _, p := range b.instances {
+			if p.group != g {
+				continue
+			}
+			act := action[fmt.Sprintf("%s/%d", g.Name, p.rec.Index)]
+			if act == ActionKeep {
+				continue
+			}
+			ps[p.rec.ID] = p
+			if act == ActionCreate {
+				if err := st.PutInstance(p.rec); err != nil {
+					return err
+				}
+			}
+			spec, err := d.applySpec(ctx, m.Name, p)
+			if err != nil {
+				return fmt.Errorf("instance %s/%s (%d): %w", g.Name, p.rec.ID, p.rec.Index, err)
+			}
+			c := Change{Instance: Instance{Group: g.Name, ID: p.rec.ID, Index: p.rec.Index, AZ: p.rec.AZ, AgentID: p.rec.AgentID,
+				Running: p.rec.VMCID != "" && p.rec.Applied != nil}, Spec: spec}
+			if act == ActionCreate || act == ActionRecreate {
+				c.Replace = func(ctx context.Context) (string, error) { return d.replaceVM(ctx, m.Name, p, &mu) }
+			}
+			changes = append(changes, c)
+		}
+		if len(changes) == 0 {
+			continue
+		}
+		up := m.UpdateFor(g)
+		if up == nil {
+			return fmt.Errorf("instance group %s: no update block", g.Name)
+		}
+		results, uerr := d.updater.UpdateGroup(ctx, changes, *up, sink)
+		for _, r := range results {
+			if !r.Done {
+				continue
+			}
+			p := ps[r.Instance.ID]
+			mu.Lock()
+			rec := p.rec
+			mu.Unlock()
+			want := p.desired
+			want.Recreate = false
+			rec.Applied, rec.AgentID, rec.SpecHash, rec.State = &want, r.Instance.AgentID, want.ConfigurationHash, "started"
+			if err := st.PutInstance(rec); err != nil {
+				uerr = errors.Join(uerr, err)
+			}
+		}
+		if uerr != nil {
+			return uerr
+		}
+	}
+	dep.Manifest, dep.CloudConfig, dep.Updated = manifestYAML, cloudConfig, time.Now()
+	return st.PutDeployment(dep)
+}
+
+// applySpec is the spec an instance's agent applies, with its rendered
+// templates stored and every blob's URL signed.
+func (d *Director) applySpec(ctx context.Context, deployment string, p *planned) (*agent.ApplySpec, error) {
+	sign := func(id string) (string, error) {
+		return d.cfg.Signer.Sign(d.cfg.BlobstoreURL, id, "GET", time.Now(), d.cfg.URLTTL)
+	}
+	spec := &agent.ApplySpec{Deployment: deployment, Job: agent.JobSpec{Name: p.group.Name, Templates: p.jobs},
+		Index: p.rec.Index, ID: p.rec.ID, AZ: p.rec.AZ, Bootstrap: p.rec.Bootstrap, Networks: p.nets,
+		Packages: map[string]agent.BlobRef{}, ConfigurationHash: p.desired.ConfigurationHash}
+	for name, pkg := range p.packages {
+		digest, err := blobstore.ParseDigest(pkg.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("package %s: %w", name, err)
+		}
+		u, err := sign(pkg.BlobID)
+		if err != nil {
+			return nil, err
+		}
+		spec.Packages[name] = agent.BlobRef{Name: name, Version: pkg.Version, SHA1: digest, BlobstoreID: pkg.BlobID, SignedURL: u}
+	}
+	tgz, err := archive(p.files)
+	if err != nil {
+		return nil, err
+	}
+	id, digest, err := d.cfg.Blobs.Put(ctx, bytes.NewReader(tgz))
+	if err != nil {
+		return nil, fmt.Errorf("rendered templates: %w", err)
+	}
+	u, err := sign(id)
+	if err != nil {
+		return nil, err
+	}
+	spec.RenderedTemplatesArchive = &agent.BlobRef{SHA1: digest, BlobstoreID: id, SignedURL: u}
+	return spec, nil
+}
+
+// replaceVM gives an instance a new VM: the old one (if any) deleted, a
+// new agent id with its bus certificate, the VM made through the CPI and
+// waited for until its agent answers. Each step is recorded before the
+// next begins.
+func (d *Director) replaceVM(ctx context.Context, deployment string, p *planned, mu *sync.Mutex) (string, error) {
+	st := d.cfg.Store
+	save := func(change func(r *InstanceRecord)) error {
+		mu.Lock()
+		defer mu.Unlock()
+		change(&p.rec)
+		return st.PutInstance(p.rec)
+	}
+	mu.Lock()
+	old := p.rec
+	mu.Unlock()
+	if old.VMCID != "" {
+		if err := d.deleteVM(ctx, old); err != nil {
+			return "", err
+		}
+		if err := save(func(r *InstanceRecord) { r.VMCID, r.AgentID = "", "" }); err != nil {
+			return "", err
+		}
+	}
+	agentID := uuid.NewString()
+	creds, err := d.cfg.Bus.AddAgent(agentID)
+	if err != nil {
+		return "", fmt.Errorf("bus certificate: %w", err)
+	}
+	if err := save(func(r *InstanceRecord) { r.AgentID = agentID }); err != nil {
+		return "", err
+	}
+	env := cpi.Env{}
+	maps.Copy(env, p.env)
+	boshEnv := map[string]any{}
+	if b, ok := env["bosh"].(map[string]any); ok {
+		maps.Copy(boshEnv, b)
+	}
+	boshEnv["mbus"] = map[string]any{"cert": map[string]any{"ca": string(creds.CAPEM), "certificate": string(creds.CertPEM),
+		"private_key": string(creds.KeyPEM)}}
+	boshEnv["group"] = deployment + "-" + p.group.Name
+	boshEnv["groups"] = []string{deployment, p.group.Name, deployment + "-" + p.group.Name}
+	env["bosh"] = boshEnv
+	// A create_vm once begun is seen through and recorded whatever
+	// becomes of ctx: cut short, the VM could be made with no record of
+	// it, and leak.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.CreateVMTimeout)
+	cid, _, err := d.cfg.CPI.CreateVM(cctx, agentID, p.stemcell.CID, p.props, p.nets, nil, env)
+	cancel()
+	if err != nil {
+		return "", fmt.Errorf("create_vm: %w", err)
+	}
+	if err := save(func(r *InstanceRecord) { r.VMCID = cid }); err != nil {
+		return "", err
+	}
+	meta := cpi.Metadata{"deployment": deployment, "job": p.group.Name, "index": fmt.Sprint(p.rec.Index), "id": p.rec.ID,
+		"name": fmt.Sprintf("%s/%s", p.group.Name, p.rec.ID)}
+	if err := d.cfg.CPI.SetVMMetadata(ctx, cid, meta); err != nil {
+		d.log.Warn("set_vm_metadata", zap.String("vm", cid), zap.Error(err))
+	}
+	if err := d.waitAgent(ctx, agentID); err != nil {
+		return "", fmt.Errorf("VM %s: %w", cid, err)
+	}
+	return agentID, nil
+}
+
+// waitAgent pings a new VM's agent until it answers, for at most
+// AgentWait.
+func (d *Director) waitAgent(ctx context.Context, agentID string) error {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.AgentWait)
+	defer cancel()
+	var last error
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, max(d.cfg.AgentPing, 5*time.Second))
+		_, err := d.cfg.Agents.Call(pctx, agentID, "ping")
+		pcancel()
+		if err == nil {
+			return nil
+		}
+		last = err
+		t := time.NewTimer(d.cfg.AgentPing)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("the agent %s did not answer within %s: %w (last: %v)", agentID, d.cfg.AgentWait, ctx.Err(), last)
+		case <-t.C:
+		}
+	}
+}
+
+// deleteVM deletes an instance's VM (one already gone is no error) and
+// its agent's place on the bus.
+func (d *Director) deleteVM(ctx context.Context, r InstanceRecord) error {
+	if err := d.cfg.CPI.DeleteVM(ctx, r.VMCID); err != nil && !errors.Is(err, kubefoundry.ErrNotFound) {
+		return fmt.Errorf("delete_vm %s: %w", r.VMCID, err)
+	}
+	if r.AgentID != "" {
+		if err := d.cfg.Bus.RemoveAgent(r.AgentID); err != nil {
+			d.log.Warn("removing an agent from the bus", zap.String("agent", r.AgentID), zap.Error(err))
+		}
+	}
+	return nil
+}
+
+// deleteInstance drains and stops an instance whose agent answers (a
+// failure to do so is an error unless force), deletes its VM and disk,
+// and forgets it.
+func (d *Director) deleteInstance(ctx context.Context, r InstanceRecord, force bool) error {
+	name := fmt.Sprintf("%s/%s (%d)", r.Group, r.ID, r.Index)
+	if r.VMCID != "" && r.AgentID != "" {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, perr := d.cfg.Agents.Call(pctx, r.AgentID, "ping")
+		cancel()
+		if perr == nil {
+			if err := d.stopForDelete(ctx, r.AgentID); err != nil && !force {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	}
+	if r.VMCID != "" {
+		if err := d.deleteVM(ctx, r); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	if r.DiskCID != "" {
+		if err := d.cfg.CPI.DeleteDisk(ctx, r.DiskCID); err != nil && !errors.Is(err, kubefoundry.ErrNotFound) {
+			return fmt.Errorf("%s: delete_disk %s: %w", name, r.DiskCID, err)
+		}
+	}
+	return d.cfg.Store.DeleteInstance(r.Deployment, r.ID)
+}
+
+// stopForDelete takes a running instance down before its VM goes: pre-stop
+// (BOSH_VM_NEXT_STATE=delete), drain shutdown, stop, post-stop.
+func (d *Director) stopForDelete(ctx context.Context, agentID string) error {
+	steps := []struct {
+		what   string
+		method string
+		args   []any
+	}{
+		{"pre-stop", "run_script", []any{"pre-stop", map[string]any{"env": map[string]string{"BOSH_VM_NEXT_STATE": "delete"}}}},
+		{"drain", "drain", []any{"shutdown"}},
+		{"stop", "stop", nil},
+		{"post-stop", "run_script", []any{"post-stop", map[string]any{}}},
+	}
+	for _, s := range steps {
+		if _, err := d.cfg.Agents.Call(ctx, agentID, s.method, s.args...); err != nil {
+			return fmt.Errorf("%s: %w", s.what, err)
+		}
+	}
+	return nil
+}
+
+// DeleteOptions are a deployment deletion's options.
+type DeleteOptions struct {
+	// Force goes on when an instance cannot be drained or stopped.
+	Force  bool
+	Events EventSink
+}
+
+// DeleteDeployment deletes a deployment: each instance drained and
+// stopped, its VM and disk deleted, and the deployment forgotten. It is
+// idempotent: VMs and disks already gone are no error, and a deletion
+// stopped half-way finishes when run again. A deployment the store does
+// not know is ErrNotFound.
+func (d *Director) DeleteDeployment(ctx context.Context, name string, opts DeleteOptions) (Task, error) {
+	if _, err := d.cfg.Store.Deployment(name); err != nil {
+		return Task{}, err
+	}
+	return d.runTask(ctx, "delete_deployment", name, "delete deployment "+name, opts.Events, func(ctx context.Context, sink EventSink) (string, error) {
+		recs, err := d.cfg.Store.Instances(name)
+		if err != nil {
+			return "", err
+		}
+		sort.SliceStable(recs, func(i, j int) bool { return recs[i].Group < recs[j].Group })
+		stg := newStage(sink, "Deleting instances", nil, len(recs))
+		var errs []error
+		for _, r := range recs {
+			end := stg.start(fmt.Sprintf("%s/%s (%d)", r.Group, r.ID, r.Index))
+			err := d.deleteInstance(ctx, r, opts.Force)
+			end(err)
+			if err != nil {
+				// One instance's failure does not keep the others.
+				errs = append(errs, err)
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return "", err
+		}
+		if err := d.cfg.Store.DeleteDeployment(name); err != nil {
+			return "", err
+		}
+		return "/deployments/" + name, nil
+	})
+}

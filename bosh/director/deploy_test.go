@@ -1,0 +1,636 @@
+package director_test
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/vmware/govmomi/find"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/bosh/agent"
+	"github.com/kubefoundry/kubefoundry/bosh/agent/agentsim"
+	"github.com/kubefoundry/kubefoundry/bosh/agent/agenttest"
+	"github.com/kubefoundry/kubefoundry/bosh/blobstore"
+	"github.com/kubefoundry/kubefoundry/bosh/cpi/vspherecpi"
+	"github.com/kubefoundry/kubefoundry/bosh/director"
+	"github.com/kubefoundry/kubefoundry/bosh/release"
+	"github.com/kubefoundry/kubefoundry/bosh/template"
+	"github.com/kubefoundry/kubefoundry/csi"
+	"github.com/kubefoundry/kubefoundry/vsphere"
+	"github.com/kubefoundry/kubefoundry/vsphere/vspheretest"
+)
+
+// appMain is the program both jobs run: it reads its config file, fails
+// at once when the config says so, and otherwise says what it read and
+// runs until told to stop.
+const appMain = `package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	b, err := os.ReadFile(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if bytes.Contains(b, []byte("fail: true")) {
+		fmt.Fprintln(os.Stderr, "told to fail")
+		os.Exit(1)
+	}
+	fmt.Printf("started with %q\n", b)
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGTERM, syscall.SIGINT)
+	<-c
+}
+`
+
+// testRelease writes a release directory with two jobs: server, which
+// provides the link conn with its port, and client, which consumes it
+// and lists the servers' addresses; both run the app package's program,
+// and server has a drain script. It returns the release tarball, made by
+// release.Create and then compiled for stemcell as a director's compile
+// VMs would (the packaging script run on this machine).
+func testRelease(t *testing.T, version, stemcell string) string {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name, body string, mode os.FileMode) {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(body), mode))
+	}
+	write("config/final.yml", "---\nfinal_name: kf-e2e\nblobstore:\n  provider: local\n", 0o644)
+	write("src/app/main.go", appMain, 0o644)
+	write("src/app/go.mod", "module app\n\ngo 1.22\n", 0o644)
+	write("packages/app/spec", "---\nname: app\nfiles:\n- app/**/*\n", 0o644)
+	// The "compilation" builds the program with this machine's Go.
+	goBin, err := exec.LookPath("go")
+	require.NoError(t, err)
+	write("packages/app/packaging", "set -e\ncd app\nCGO_ENABLED=0 "+goBin+" build -o ${BOSH_INSTALL_TARGET}/bin/app .\n", 0o644)
+	bpm := func(job string) string {
+		return "processes:\n- name: " + job + "\n  executable: /var/vcap/packages/app/bin/app\n  args: [/var/vcap/jobs/" + job + "/config/config.yml]\n"
+	}
+	write("jobs/server/spec", `---
+name: server
+templates:
+  bpm.yml.erb: config/bpm.yml
+  config.yml.erb: config/config.yml
+  drain.erb: bin/drain
+packages: [app]
+provides:
+- name: conn
+  type: conn
+  properties: [server.port]
+properties:
+  server.port:
+    description: the port
+    default: 8080
+  server.fail:
+    description: fail to start
+    default: false
+`, 0o644)
+	write("jobs/server/monit", "", 0o644)
+	write("jobs/server/templates/bpm.yml.erb", bpm("server"), 0o644)
+	write("jobs/server/templates/config.yml.erb", "port: <%= p(\"server.port\") %>\nindex: <%= spec.index %>\nfail: <%= p(\"server.fail\") %>\n", 0o644)
+	write("jobs/server/templates/drain.erb", "#!/bin/sh\necho 0\n", 0o644)
+	write("jobs/client/spec", `---
+name: client
+templates:
+  bpm.yml.erb: config/bpm.yml
+  config.yml.erb: config/config.yml
+packages: [app]
+consumes:
+- name: conn
+  type: conn
+properties: {}
+`, 0o644)
+	write("jobs/client/monit", "", 0o644)
+	write("jobs/client/templates/bpm.yml.erb", bpm("client"), 0o644)
+	write("jobs/client/templates/config.yml.erb",
+		"servers: <%= link(\"conn\").instances.map { |i| i.address }.join(\",\") %>\nport: <%= link(\"conn\").p(\"server.port\") %>\n", 0o644)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	src := filepath.Join(t.TempDir(), "source.tgz")
+	f, err := os.Create(src)
+	require.NoError(t, err)
+	_, err = release.Create(ctx, dir, f, release.WithVersion(version))
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	return compile(t, src, stemcell)
+}
+
+// compile turns a source release into a compiled one for stemcell, as
+// bosh export-release gives it: each package's packaging script run with
+// BOSH_COMPILE_TARGET and BOSH_INSTALL_TARGET, the install target as
+// compiled_packages/<name>.tgz, and release.MF saying so.
+func compile(t *testing.T, src, stemcell string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	rel, err := release.Open(ctx, src)
+	require.NoError(t, err)
+	entries := map[string][]byte{}
+	outer := readTGZ(t, src)
+	for name, b := range outer {
+		if strings.HasPrefix(name, "jobs/") {
+			entries[name] = b
+		}
+	}
+	m := rel.Manifest
+	for _, ref := range m.Packages {
+		work := t.TempDir()
+		install := t.TempDir()
+		require.NoError(t, rel.ExtractPackage(ctx, ref.Name, work))
+		cmd := exec.CommandContext(ctx, "bash", "-e", "packaging")
+		cmd.Dir = work
+		cmd.Env = append(os.Environ(), "BOSH_COMPILE_TARGET="+work, "BOSH_INSTALL_TARGET="+install, "BOSH_PACKAGE_NAME="+ref.Name,
+			"BOSH_PACKAGE_VERSION="+ref.Version, "GOFLAGS=-mod=mod")
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "packaging %s: %s", ref.Name, out)
+		files := map[string]agenttest.File{}
+		require.NoError(t, filepath.WalkDir(install, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			st, _ := d.Info()
+			rel, _ := filepath.Rel(install, p)
+			files[filepath.ToSlash(rel)] = agenttest.File{Mode: int64(st.Mode().Perm()), Body: string(b)}
+			return nil
+		}))
+		tgz := agenttest.TGZ(t, files)
+		sum := sha1.Sum(tgz)
+		entries["compiled_packages/"+ref.Name+".tgz"] = tgz
+		m.CompiledPackages = append(m.CompiledPackages, release.CompiledPackageRef{Name: ref.Name, Version: ref.Version,
+			Fingerprint: ref.Fingerprint, SHA1: hex.EncodeToString(sum[:]), Stemcell: stemcell, Dependencies: ref.Dependencies})
+	}
+	m.Packages = nil
+	mf, err := m.Marshal()
+	require.NoError(t, err)
+	entries["release.MF"] = mf
+	files := map[string]agenttest.File{}
+	for name, b := range entries {
+		files[name] = agenttest.File{Mode: 0o644, Body: string(b)}
+	}
+	out := filepath.Join(t.TempDir(), "compiled.tgz")
+	require.NoError(t, os.WriteFile(out, agenttest.TGZ(t, files), 0o644))
+	return out
+}
+
+func readTGZ(t *testing.T, path string) map[string][]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	require.NoError(t, err)
+	tr := tar.NewReader(zr)
+	out := map[string][]byte{}
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		require.NoError(t, err)
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		b, err := io.ReadAll(tr)
+		require.NoError(t, err)
+		out[strings.TrimPrefix(h.Name, "./")] = b
+	}
+}
+
+// stemcellTarball is a vSphere stemcell of vcsim's image.
+func stemcellTarball(t *testing.T, version string) string {
+	t.Helper()
+	image, err := os.ReadFile(vspheretest.StemcellImage(t))
+	require.NoError(t, err)
+	sum := sha1.Sum(image)
+	mf := fmt.Sprintf("---\nname: bosh-vsphere-esxi-ubuntu-jammy-go_agent\nversion: %q\noperating_system: ubuntu-jammy\nsha1: %s\nstemcell_formats: [vsphere-ovf]\napi_version: 3\ncloud_properties: {}\n",
+		version, hex.EncodeToString(sum[:]))
+	out := filepath.Join(t.TempDir(), "stemcell.tgz")
+	require.NoError(t, os.WriteFile(out, agenttest.TGZ(t, map[string]agenttest.File{
+		"stemcell.MF": {Mode: 0o644, Body: mf}, "image": {Mode: 0o644, Body: string(image)}}), 0o644))
+	return out
+}
+
+const cloudConfig = `
+azs:
+- name: z1
+- name: z2
+vm_types:
+- name: small
+  cloud_properties: {cpu: 1, ram: 512, disk: 1024}
+networks:
+- name: default
+  type: manual
+  subnets:
+  - range: 10.0.0.0/24
+    gateway: 10.0.0.1
+    dns: [10.0.0.2]
+    reserved: [10.0.0.2 - 10.0.0.9]
+    azs: [z1, z2]
+    cloud_properties: {name: VM Network}
+compilation:
+  workers: 1
+  az: z1
+  vm_type: small
+  network: default
+`
+
+// deployment is the test's manifest: servers and clients, the servers'
+// port and whether they fail.
+func deployment(servers, clients, port int, fail bool, relVersion string) []byte {
+	return fmt.Appendf(nil, `
+name: e2e
+releases:
+- {name: kf-e2e, version: %q}
+stemcells:
+- {alias: default, os: ubuntu-jammy, version: latest}
+update:
+  canaries: 1
+  max_in_flight: 2
+  canary_watch_time: 200-5000
+  update_watch_time: 200-5000
+instance_groups:
+- name: server
+  instances: %d
+  azs: [z1, z2]
+  vm_type: small
+  stemcell: default
+  networks: [{name: default}]
+  jobs:
+  - name: server
+    release: kf-e2e
+    properties: {server: {port: %d, fail: %t}}
+- name: client
+  instances: %d
+  azs: [z1]
+  vm_type: small
+  stemcell: default
+  networks: [{name: default}]
+  jobs:
+  - name: client
+    release: kf-e2e
+    properties: {}
+`, relVersion, servers, port, fail, clients)
+}
+
+// rig is a director on vcsim through the vSphere CPI, with an agent per
+// powered-on VM.
+type rig struct {
+	w     *agenttest.World
+	vs    *vsphere.Client
+	cpi   *vspherecpi.CPI
+	fleet *agentsim.Fleet
+	store string
+	dir   *director.Director
+	st    director.Store
+	r     *template.Renderer
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	if _, err := exec.LookPath("ruby"); err != nil {
+		t.Skip("ruby is needed to render templates (apt-get install ruby)")
+	}
+	g := &rig{w: agenttest.Start(t), store: filepath.Join(t.TempDir(), "director.db")}
+	sim := vspheretest.Start(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	vs, err := vsphere.New(ctx, sim.Config, vsphere.WithLogger(zaptest.NewLogger(t)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = vs.Close(context.Background()) })
+	g.vs = vs
+	vols, err := csi.New(ctx, vs.Vim25())
+	require.NoError(t, err)
+	tmpl := g.w.Settings(t, "template-agent")
+	g.cpi, err = vspherecpi.New(vs, vols, vspherecpi.Config{ClusterID: "bosh-1", VMFolder: "bosh/vms", StemcellFolder: "bosh/stemcells",
+		Cluster: "DC0_C0", Datastore: "LocalDS_0", Agent: vspherecpi.AgentConfig{MBus: tmpl.MBus, Blobstore: tmpl.Blobstore}})
+	require.NoError(t, err)
+	var ac agent.Config
+	ac.HeartbeatInterval = 100 * time.Millisecond
+	ac.Supervisor = agenttest.FastSupervisor
+	g.fleet, err = agentsim.Start(context.Background(), vs.Vim25(), agentsim.Config{Root: t.TempDir(), Agent: ac}, zaptest.NewLogger(t))
+	require.NoError(t, err)
+	t.Cleanup(g.fleet.Close)
+	g.r = template.New()
+	t.Cleanup(func() { _ = g.r.Close() })
+	g.open(t)
+	return g
+}
+
+// open starts a director on the rig's store (closing the one before).
+func (g *rig) open(t *testing.T) {
+	t.Helper()
+	if g.st != nil {
+		require.NoError(t, g.st.Close())
+	}
+	st, err := director.OpenStore(g.store)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	g.st = st
+	g.dir, err = director.New(director.Config{Store: st, CPI: g.cpi, Bus: g.w.Bus, Agents: g.w.Director, Blobs: g.w.Store,
+		Signer: g.w.Blobs.Signer(), BlobstoreURL: g.w.HTTPS.URL, Renderer: g.r, AgentPing: 50 * time.Millisecond,
+		AgentWait: time.Minute, TempDir: t.TempDir(), Log: zaptest.NewLogger(t)})
+	require.NoError(t, err)
+}
+
+// vms lists the VMs in the CPI's folder.
+func (g *rig) vms(t *testing.T) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	vms, err := find.NewFinder(g.vs.Vim25()).VirtualMachineList(ctx, "/DC0/vm/bosh/vms/*")
+	var nf *find.NotFoundError
+	if errors.As(err, &nf) {
+		return nil
+	}
+	require.NoError(t, err)
+	var out []string
+	for _, vm := range vms {
+		out = append(out, vm.Name())
+	}
+	return out
+}
+
+// state is an instance's job state and the config its agent has.
+func (g *rig) state(t *testing.T, rec director.InstanceRecord) (jobState, hash string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	v, err := g.w.Director.Call(ctx, rec.AgentID, "get_state")
+	require.NoError(t, err, "get_state of %s/%d", rec.Group, rec.Index)
+	var st struct {
+		JobState string `json:"job_state"`
+		Hash     string `json:"configuration_hash"`
+	}
+	require.NoError(t, json.Unmarshal(v, &st))
+	return st.JobState, st.Hash
+}
+
+// config is a job's rendered config.yml on an instance's VM.
+func (g *rig) config(t *testing.T, rec director.InstanceRecord, job string) string {
+	t.Helper()
+	for _, id := range g.fleet.Agents() {
+		a, ok := g.fleet.Agent(id)
+		if ok && a.ID() == rec.AgentID {
+			b, err := os.ReadFile(a.Layout().Path("/var/vcap/jobs/" + job + "/config/config.yml"))
+			require.NoError(t, err)
+			return string(b)
+		}
+	}
+	t.Fatalf("no agent %s runs for %s/%d", rec.AgentID, rec.Group, rec.Index)
+	return ""
+}
+
+func (g *rig) instances(t *testing.T) []director.InstanceRecord {
+	t.Helper()
+	recs, err := g.st.Instances("e2e")
+	require.NoError(t, err)
+	return recs
+}
+
+func (g *rig) upload(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	require.NoError(t, g.dir.UpdateCloudConfig([]byte(cloudConfig)))
+	sc, err := g.dir.UploadStemcell(ctx, stemcellTarball(t, "1.1"))
+	require.NoError(t, err)
+	assert.Equal(t, "ubuntu-jammy", sc.OS)
+	rel := testRelease(t, "1", "ubuntu-jammy/1.1")
+	r1, err := g.dir.UploadRelease(ctx, rel)
+	require.NoError(t, err)
+	require.Len(t, r1.Packages, 1)
+	blobs := countBlobs(t, g.w.Store)
+	r2, err := g.dir.UploadRelease(ctx, rel)
+	require.NoError(t, err, "uploading the same release again")
+	assert.Equal(t, r1, r2)
+	assert.Equal(t, blobs, countBlobs(t, g.w.Store), "a second upload of the same release stores nothing")
+}
+
+func countBlobs(t *testing.T, s *blobstore.Local) int {
+	t.Helper()
+	n := 0
+	require.NoError(t, filepath.WalkDir(s.Dir(), func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			n++
+		}
+		return err
+	}))
+	return n
+}
+
+func actions(plan []director.InstanceChange) []string {
+	out := make([]string, len(plan))
+	for i, c := range plan {
+		out[i] = fmt.Sprintf("%s %s/%d", c.Action, c.Group, c.Index)
+	}
+	return out
+}
+
+// TestDeployOnVcsim deploys a release built by the test through the
+// vSphere CPI on vcsim, with real agents on the VMs: a first deploy,
+// a no-change plan, a property change rolled out canary first, a canary
+// that fails and stops the deploy with the rest untouched, a scale-down,
+// a recreate, and a delete that leaves nothing on vcsim.
+func TestDeployOnVcsim(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+
+	var rec recorder
+	res, err := g.dir.Deploy(ctx, deployment(2, 1, 8080, false, "1"), director.DeployOptions{Events: rec.sink})
+	require.NoError(t, err)
+	assert.Equal(t, director.TaskDone, res.Task.State)
+	assert.Equal(t, []string{"create client/0", "create server/0", "create server/1"}, actions(res.Plan))
+	recs := g.instances(t)
+	require.Len(t, recs, 3)
+	assert.Len(t, g.vms(t), 3)
+	var serverIPs []string
+	for _, r := range recs {
+		st, hash := g.state(t, r)
+		assert.Equal(t, "running", st, "%s/%d", r.Group, r.Index)
+		require.NotNil(t, r.Applied)
+		assert.Equal(t, r.Applied.ConfigurationHash, hash, "the agent has what the director recorded")
+		if r.Group == "server" {
+			ip := strings.TrimPrefix(r.IPs[0], "default=")
+			serverIPs = append(serverIPs, ip)
+			assert.Contains(t, g.config(t, r, "server"), fmt.Sprintf("index: %d", r.Index))
+		}
+	}
+	assert.ElementsMatch(t, []string{"z1", "z2"}, []string{recs[1].AZ, recs[2].AZ}, "the servers are spread over the AZs")
+	assert.Equal(t, "servers: "+strings.Join(serverIPs, ",")+"\nport: 8080\n", g.config(t, recs[0], "client"),
+		"the client's template sees the servers through the link")
+	events, err := g.st.Events(res.Task.ID, 0)
+	require.NoError(t, err)
+	assert.NotEmpty(t, events, "the task's events are stored")
+	assert.Equal(t, len(rec.lines()), len(events))
+
+	// Nothing changed: nothing to do.
+	dry, err := g.dir.Deploy(ctx, deployment(2, 1, 8080, false, "1"), director.DeployOptions{DryRun: true})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"keep client/0", "keep server/0", "keep server/1"}, actions(dry.Plan))
+
+	// A property change: the servers are updated in place, canary first,
+	// and the client with them (the port reaches it through the link).
+	vmsBefore := g.vms(t)
+	rec = recorder{}
+	res, err = g.dir.Deploy(ctx, deployment(2, 1, 9090, false, "1"), director.DeployOptions{Events: rec.sink})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"update client/0", "update server/0", "update server/1"}, actions(res.Plan))
+	assert.ElementsMatch(t, vmsBefore, g.vms(t), "an update keeps the VMs")
+	var serverLines []string
+	for _, l := range rec.lines() {
+		if strings.Contains(l, "server/") {
+			serverLines = append(serverLines, l)
+		}
+	}
+	require.Len(t, serverLines, 4)
+	assert.Contains(t, serverLines[0], "(canary)")
+	assert.True(t, strings.HasPrefix(serverLines[1], "finished") && strings.Contains(serverLines[1], "(canary)"),
+		"the canary finishes before the others start: %v", serverLines)
+	recs = g.instances(t)
+	assert.Contains(t, g.config(t, recs[0], "client"), "port: 9090")
+
+	// A canary that fails stops the deploy; the other server and the
+	// client keep what they had.
+	before := map[string]string{}
+	for _, r := range recs {
+		_, before[r.ID] = g.state(t, r)
+	}
+	res, err = g.dir.Deploy(ctx, deployment(2, 1, 9090, true, "1"), director.DeployOptions{})
+	var ue *director.UpdateError
+	require.ErrorAs(t, err, &ue)
+	assert.Equal(t, director.TaskError, res.Task.State)
+	require.Len(t, ue.Failed, 1)
+	assert.True(t, ue.Failed[0].Canary)
+	assert.Equal(t, 1, ue.Untouched)
+	for _, r := range g.instances(t) {
+		if r.ID == ue.Failed[0].Instance.ID {
+			continue
+		}
+		_, hash := g.state(t, r)
+		assert.Equal(t, before[r.ID], hash, "%s/%d was left as it was", r.Group, r.Index)
+	}
+	locks, err := g.st.Locks()
+	require.NoError(t, err)
+	assert.Empty(t, locks, "a failed deploy releases its lock")
+
+	// Scale the servers down to one, fixed: server/1 goes, with its VM.
+	res, err = g.dir.Deploy(ctx, deployment(1, 1, 9090, false, "1"), director.DeployOptions{})
+	require.NoError(t, err)
+	assert.Contains(t, actions(res.Plan), "delete server/1")
+	assert.Len(t, g.instances(t), 2)
+	assert.Len(t, g.vms(t), 2)
+
+	// Recreate: new VMs, the old ones gone.
+	vmsBefore = g.vms(t)
+	res, err = g.dir.Deploy(ctx, deployment(1, 1, 9090, false, "1"), director.DeployOptions{Recreate: true})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"recreate client/0", "recreate server/0"}, actions(res.Plan))
+	after := g.vms(t)
+	assert.Len(t, after, 2)
+	for _, vm := range vmsBefore {
+		assert.NotContains(t, after, vm, "the old VM is gone")
+	}
+	for _, r := range g.instances(t) {
+		st, _ := g.state(t, r)
+		assert.Equal(t, "running", st)
+	}
+
+	// Delete: nothing left.
+	task, err := g.dir.DeleteDeployment(ctx, "e2e", director.DeleteOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, director.TaskDone, task.State)
+	assert.Empty(t, g.vms(t))
+	_, err = g.st.Deployment("e2e")
+	require.ErrorIs(t, err, kubefoundry.ErrNotFound)
+	agenttest.Eventually(t, func() bool { return len(g.fleet.Agents()) == 0 }, "agents still run: %v", g.fleet.Agents())
+}
+
+// TestDeployResumesAfterTheDirectorStops stops a deploy half-way (its ctx
+// ends once the first VM exists, as when the director's process dies),
+// starts a new director on the same store, and deploys again: the old
+// task is reported, and the deploy converges with no VM leaked.
+func TestDeployResumesAfterTheDirectorStops(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var once sync.Once
+	_, err := g.dir.Deploy(ctx, deployment(3, 1, 8080, false, "1"), director.DeployOptions{Events: func(e director.Event) {
+		if e.State == director.EventStarted {
+			once.Do(func() {
+				// The first instance is being updated: stop once its VM is made.
+				go func() {
+					agenttest.Eventually(t, func() bool { return len(g.vms(t)) > 0 }, "no VM was made")
+					cancel()
+				}()
+			})
+		}
+	}})
+	require.Error(t, err)
+	made := g.vms(t)
+	require.NotEmpty(t, made)
+
+	// What a director that died would leave: a task still processing and
+	// its lock. A new director on the store ends the task and frees the
+	// deployment.
+	dead, err := g.st.NewTask("deploy", "e2e", "create deployment")
+	require.NoError(t, err)
+	dead.State = director.TaskProcessing
+	require.NoError(t, g.st.PutTask(dead))
+	require.NoError(t, g.st.Lock("e2e", dead.ID))
+	g.open(t)
+	got, err := g.st.Task(dead.ID)
+	require.NoError(t, err)
+	assert.Equal(t, director.TaskError, got.State)
+	assert.Contains(t, got.Result, "the director stopped during this task")
+
+	dctx, dcancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer dcancel()
+	res, err := g.dir.Deploy(dctx, deployment(3, 1, 8080, false, "1"), director.DeployOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, director.TaskDone, res.Task.State)
+	recs := g.instances(t)
+	require.Len(t, recs, 4)
+	vms := g.vms(t)
+	assert.Len(t, vms, 4, "one VM per instance, none leaked: %v", vms)
+	for _, r := range recs {
+		st, _ := g.state(t, r)
+		assert.Equal(t, "running", st)
+	}
+	_, err = g.dir.DeleteDeployment(dctx, "e2e", director.DeleteOptions{})
+	require.NoError(t, err)
+	assert.Empty(t, g.vms(t))
+}
