@@ -189,6 +189,7 @@ type built struct {
 func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudconfig.CloudConfig, recreate bool) (*built, error) {
 	ve := &kubefoundry.ValidationError{Object: "deployment " + m.Name}
 	unsupported(ve, m)
+	cloudRefs(ve, m, cc)
 	rels := d.resolveReleases(ve, m)
 	stems := d.resolveStemcells(ve, m)
 	if err := ve.Err(); err != nil {
@@ -337,6 +338,32 @@ func unsupported(ve *kubefoundry.ValidationError, m *manifest.Manifest) {
 		}
 		if g.Lifecycle == manifest.LifecycleErrand {
 			ve.Add(where+"/lifecycle", string(g.Lifecycle), "errands are not supported by this director yet")
+		}
+	}
+}
+
+// cloudRefs reports the AZs, VM types, VM extensions and networks the
+// manifest names and the cloud config does not have.
+func cloudRefs(ve *kubefoundry.ValidationError, m *manifest.Manifest, cc *cloudconfig.CloudConfig) {
+	for _, g := range m.InstanceGroups {
+		where := fmt.Sprintf("/instance_groups/name=%s", g.Name)
+		for _, az := range g.AZs {
+			if cc.AZ(az) == nil {
+				ve.Add(where+"/azs", az, "AZ %s is not in the cloud config", az)
+			}
+		}
+		if g.VMType != "" && cc.VMType(g.VMType) == nil {
+			ve.Add(where+"/vm_type", g.VMType, "vm_type %s is not in the cloud config", g.VMType)
+		}
+		for _, e := range g.VMExtensions {
+			if cc.VMExtension(e) == nil {
+				ve.Add(where+"/vm_extensions", e, "vm_extension %s is not in the cloud config", e)
+			}
+		}
+		for _, n := range g.Networks {
+			if cc.Network(n.Name) == nil {
+				ve.Add(where+"/networks/name="+n.Name, n.Name, "network %s is not in the cloud config", n.Name)
+			}
 		}
 	}
 }

@@ -75,6 +75,13 @@ func main() {
 // VMs would (the packaging script run on this machine).
 func testRelease(t *testing.T, version, stemcell string) string {
 	t.Helper()
+	return testReleaseWith(t, version, stemcell, nil)
+}
+
+// testReleaseWith is testRelease with change applied to its directory
+// before the release is made.
+func testReleaseWith(t *testing.T, version, stemcell string, change func(dir string)) string {
+	t.Helper()
 	dir := t.TempDir()
 	write := func(name, body string, mode os.FileMode) {
 		p := filepath.Join(dir, name)
@@ -113,7 +120,7 @@ properties:
 `, 0o644)
 	write("jobs/server/monit", "", 0o644)
 	write("jobs/server/templates/bpm.yml.erb", bpm("server"), 0o644)
-	write("jobs/server/templates/config.yml.erb", "port: <%= p(\"server.port\") %>\nindex: <%= spec.index %>\nfail: <%= p(\"server.fail\") %>\n", 0o644)
+	write("jobs/server/templates/config.yml.erb", "port: <%= p(\"server.port\") %>\nindex: <%= spec.index %>\nbootstrap: <%= spec.bootstrap %>\nfail: <%= p(\"server.fail\") %>\n", 0o644)
 	write("jobs/server/templates/drain.erb", "#!/bin/sh\necho 0\n", 0o644)
 	write("jobs/client/spec", `---
 name: client
@@ -131,6 +138,9 @@ properties: {}
 	write("jobs/client/templates/config.yml.erb",
 		"servers: <%= link(\"conn\").instances.map { |i| i.address }.join(\",\") %>\nport: <%= link(\"conn\").p(\"server.port\") %>\n", 0o644)
 
+	if change != nil {
+		change(dir)
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	src := filepath.Join(t.TempDir(), "source.tgz")
@@ -232,6 +242,11 @@ func stemcellTarball(t *testing.T, version string) string {
 	t.Helper()
 	image, err := os.ReadFile(vspheretest.StemcellImage(t))
 	require.NoError(t, err)
+	return stemcellOf(t, version, image)
+}
+
+func stemcellOf(t *testing.T, version string, image []byte) string {
+	t.Helper()
 	sum := sha1.Sum(image)
 	mf := fmt.Sprintf("---\nname: bosh-vsphere-esxi-ubuntu-jammy-go_agent\nversion: %q\noperating_system: ubuntu-jammy\nsha1: %s\nstemcell_formats: [vsphere-ovf]\napi_version: 3\ncloud_properties: {}\n",
 		version, hex.EncodeToString(sum[:]))
@@ -485,7 +500,7 @@ func TestDeployOnVcsim(t *testing.T) {
 		if r.Group == "server" {
 			ip := strings.TrimPrefix(r.IPs[0], "default=")
 			serverIPs = append(serverIPs, ip)
-			assert.Contains(t, g.config(t, r, "server"), fmt.Sprintf("index: %d", r.Index))
+			assert.Contains(t, g.config(t, r, "server"), fmt.Sprintf("index: %d\nbootstrap: %t\n", r.Index, r.Index == 0))
 		}
 	}
 	assert.ElementsMatch(t, []string{"z1", "z2"}, []string{recs[1].AZ, recs[2].AZ}, "the servers are spread over the AZs")
@@ -633,4 +648,65 @@ func TestDeployResumesAfterTheDirectorStops(t *testing.T) {
 	_, err = g.dir.DeleteDeployment(dctx, "e2e", director.DeleteOptions{})
 	require.NoError(t, err)
 	assert.Empty(t, g.vms(t))
+}
+
+// TestDeployRefusesWhatItCannotDo: every problem of a manifest is
+// reported at once, at its path, and nothing is made or locked.
+func TestDeployRefusesWhatItCannotDo(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	bad := strings.NewReplacer(`version: "2"`, `version: "2"`, "vm_type: small\n  stemcell: default\n  networks: [{name: default}]\n  jobs:\n  - name: client",
+		"vm_type: large\n  stemcell: default\n  persistent_disk: 1024\n  networks: [{name: default}]\n  jobs:\n  - name: client").
+		Replace(string(deployment(1, 1, 8080, false, "2")))
+	_, err := g.dir.Deploy(ctx, []byte(bad), director.DeployOptions{})
+	var ve *kubefoundry.ValidationError
+	require.ErrorAs(t, err, &ve)
+	msg := err.Error()
+	for _, want := range []string{"/releases/name=kf-e2e/version", "release kf-e2e/2 is not uploaded (uploaded versions: [1])",
+		"/instance_groups/name=client/persistent_disk", "/instance_groups/name=client/vm_type", "vm_type large is not in the cloud config"} {
+		assert.Contains(t, msg, want)
+	}
+	tasks, err := g.st.Tasks(0)
+	require.NoError(t, err)
+	require.Len(t, tasks, 1, "the refused deploy is one task")
+	assert.Equal(t, director.TaskError, tasks[0].State)
+	assert.Empty(t, g.vms(t))
+	assert.Empty(t, g.instances(t))
+
+	// Another task holds the deployment: refused, naming it.
+	require.NoError(t, g.st.PutDeployment(director.Deployment{Name: "e2e"}))
+	require.NoError(t, g.st.Lock("e2e", 4242))
+	_, err = g.dir.Deploy(ctx, deployment(1, 1, 8080, false, "1"), director.DeployOptions{})
+	require.ErrorIs(t, err, kubefoundry.ErrConflict)
+	assert.Contains(t, err.Error(), "locked by task 4242")
+	assert.Empty(t, g.vms(t))
+}
+
+// TestUploadsRefuseAnotherContentUnderOneVersion: a stemcell or release
+// uploaded again with the same version and other content is a conflict,
+// and the first stays.
+func TestUploadsRefuseAnotherContentUnderOneVersion(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	image, err := os.ReadFile(vspheretest.StemcellImage(t))
+	require.NoError(t, err)
+	// Another image under the same version.
+	_, err = g.dir.UploadStemcell(ctx, stemcellOf(t, "1.1", append(image, 0)))
+	require.ErrorIs(t, err, kubefoundry.ErrConflict)
+	scs, err := g.st.Stemcells()
+	require.NoError(t, err)
+	assert.Len(t, scs, 1)
+
+	// The release of version 1 again, with another job template.
+	blobs := countBlobs(t, g.w.Store)
+	rel := testReleaseWith(t, "1", "ubuntu-jammy/1.1", func(dir string) {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "jobs/server/templates/drain.erb"), []byte("#!/bin/sh\necho 1\n"), 0o644))
+	})
+	_, err = g.dir.UploadRelease(ctx, rel)
+	require.ErrorIs(t, err, kubefoundry.ErrConflict)
+	assert.Equal(t, blobs, countBlobs(t, g.w.Store), "a refused upload leaves no blob")
 }
