@@ -792,9 +792,7 @@ func (d *Director) apply(ctx context.Context, b *built, manifestYAML, cloudConfi
 	}
 	for gi := range m.InstanceGroups {
 		g := &m.InstanceGroups[gi]
-		var changes []Change
-		var mu sync.Mutex
-		ps := map[string]*planned{}
+		var rolls []roll
 		for _, p := range b.instances {
 			if p.group != g {
 				continue
@@ -803,52 +801,75 @@ func (d *Director) apply(ctx context.Context, b *built, manifestYAML, cloudConfi
 			if act == ActionKeep {
 				continue
 			}
-			ps[p.rec.ID] = p
-			if act == ActionCreate {
-				if err := st.PutInstance(p.rec); err != nil {
-					return err
-				}
-			}
-			spec, err := d.applySpec(ctx, m.Name, p)
-			if err != nil {
-				return fmt.Errorf("instance %s/%s (%d): %w", g.Name, p.rec.ID, p.rec.Index, err)
-			}
-			c := Change{Instance: Instance{Group: g.Name, ID: p.rec.ID, Index: p.rec.Index, AZ: p.rec.AZ, AgentID: p.rec.AgentID,
-				Running: p.rec.VMCID != "" && p.rec.Applied != nil}, Spec: spec}
-			if act == ActionCreate || act == ActionRecreate {
-				c.Replace = func(ctx context.Context) (string, error) { return d.replaceVM(ctx, m.Name, p, &mu) }
-			}
-			changes = append(changes, c)
+			rolls = append(rolls, roll{p: p, create: act == ActionCreate, replace: act == ActionCreate || act == ActionRecreate,
+				running: p.rec.VMCID != "" && p.rec.Applied != nil})
 		}
-		if len(changes) == 0 {
-			continue
-		}
-		up := m.UpdateFor(g)
-		if up == nil {
-			return fmt.Errorf("instance group %s: no update block", g.Name)
-		}
-		results, uerr := d.updater.UpdateGroup(ctx, changes, *up, sink)
-		for _, r := range results {
-			if !r.Done {
-				continue
-			}
-			p := ps[r.Instance.ID]
-			mu.Lock()
-			rec := p.rec
-			mu.Unlock()
-			want := p.desired
-			want.Recreate = false
-			rec.Applied, rec.AgentID, rec.SpecHash, rec.State = &want, r.Instance.AgentID, want.ConfigurationHash, "started"
-			if err := st.PutInstance(rec); err != nil {
-				uerr = errors.Join(uerr, err)
-			}
-		}
-		if uerr != nil {
-			return uerr
+		if err := d.rollGroup(ctx, m, g, rolls, sink); err != nil {
+			return err
 		}
 	}
 	dep.Manifest, dep.CloudConfig, dep.Updated = manifestYAML, cloudConfig, time.Now()
 	return st.PutDeployment(dep)
+}
+
+// roll is an instance a group's update is to change: given a new VM
+// (replace), first recorded (create), drained and stopped first
+// (running).
+type roll struct {
+	p                        *planned
+	create, replace, running bool
+}
+
+// rollGroup updates a group's instances through UpdateGroup and records
+// each that it updated.
+func (d *Director) rollGroup(ctx context.Context, m *manifest.Manifest, g *manifest.InstanceGroup, rolls []roll, sink EventSink) error {
+	if len(rolls) == 0 {
+		return nil
+	}
+	st := d.cfg.Store
+	var mu sync.Mutex
+	ps := map[string]*planned{}
+	var changes []Change
+	for _, r := range rolls {
+		p := r.p
+		ps[p.rec.ID] = p
+		if r.create {
+			if err := st.PutInstance(p.rec); err != nil {
+				return err
+			}
+		}
+		spec, err := d.applySpec(ctx, m.Name, p)
+		if err != nil {
+			return fmt.Errorf("instance %s/%s (%d): %w", g.Name, p.rec.ID, p.rec.Index, err)
+		}
+		c := Change{Instance: Instance{Group: g.Name, ID: p.rec.ID, Index: p.rec.Index, AZ: p.rec.AZ, AgentID: p.rec.AgentID,
+			Running: r.running}, Spec: spec}
+		if r.replace {
+			c.Replace = func(ctx context.Context) (string, error) { return d.replaceVM(ctx, m.Name, p, &mu) }
+		}
+		changes = append(changes, c)
+	}
+	up := m.UpdateFor(g)
+	if up == nil {
+		return fmt.Errorf("instance group %s: no update block", g.Name)
+	}
+	results, uerr := d.updater.UpdateGroup(ctx, changes, *up, sink)
+	for _, r := range results {
+		if !r.Done {
+			continue
+		}
+		p := ps[r.Instance.ID]
+		mu.Lock()
+		rec := p.rec
+		mu.Unlock()
+		want := p.desired
+		want.Recreate = false
+		rec.Applied, rec.AgentID, rec.SpecHash, rec.State = &want, r.Instance.AgentID, want.ConfigurationHash, "started"
+		if err := st.PutInstance(rec); err != nil {
+			uerr = errors.Join(uerr, err)
+		}
+	}
+	return uerr
 }
 
 // applySpec is the spec an instance's agent applies, with its rendered

@@ -30,6 +30,7 @@ import (
 	"github.com/kubefoundry/kubefoundry/bosh/blobstore"
 	"github.com/kubefoundry/kubefoundry/bosh/cpi/vspherecpi"
 	"github.com/kubefoundry/kubefoundry/bosh/director"
+	"github.com/kubefoundry/kubefoundry/bosh/health"
 	"github.com/kubefoundry/kubefoundry/bosh/release"
 	"github.com/kubefoundry/kubefoundry/bosh/template"
 	"github.com/kubefoundry/kubefoundry/csi"
@@ -583,6 +584,22 @@ func TestDeployOnVcsim(t *testing.T) {
 		assert.Equal(t, "running", st)
 	}
 
+	// Recreate one group's instance by selector; a selector that matches
+	// nothing is refused before anything changes.
+	_, err = g.dir.Recreate(ctx, "e2e", director.RecreateOptions{Instances: []string{"server/7", "nope"}})
+	require.ErrorIs(t, err, kubefoundry.ErrInvalid)
+	assert.Contains(t, err.Error(), "server/7")
+	assert.Contains(t, err.Error(), "nope")
+	assert.ElementsMatch(t, after, g.vms(t))
+	recs = g.instances(t)
+	_, err = g.dir.Recreate(ctx, "e2e", director.RecreateOptions{Instances: []string{"client/0"}})
+	require.NoError(t, err)
+	now := g.instances(t)
+	assert.NotEqual(t, recs[0].VMCID, now[0].VMCID, "client/0 has a new VM")
+	assert.Equal(t, recs[1].VMCID, now[1].VMCID, "server/0 keeps its VM")
+	st, _ := g.state(t, now[0])
+	assert.Equal(t, "running", st)
+
 	// Delete: nothing left.
 	task, err := g.dir.DeleteDeployment(ctx, "e2e", director.DeleteOptions{})
 	require.NoError(t, err)
@@ -709,4 +726,80 @@ func TestUploadsRefuseAnotherContentUnderOneVersion(t *testing.T) {
 	_, err = g.dir.UploadRelease(ctx, rel)
 	require.ErrorIs(t, err, kubefoundry.ErrConflict)
 	assert.Equal(t, blobs, countBlobs(t, g.w.Store), "a refused upload leaves no blob")
+}
+
+// TestResurrectionOnVcsim: a VM powered off in vcsim is found by the
+// health monitor from its agent's silence and recreated through the
+// director; when more go down than the meltdown guard allows, resurrection
+// pauses and says so.
+func TestResurrectionOnVcsim(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	_, err := g.dir.Deploy(ctx, deployment(2, 1, 8080, false, "1"), director.DeployOptions{})
+	require.NoError(t, err)
+
+	alerts := make(chan health.Alert, 64)
+	mon, err := health.Start(ctx, g.w.Director, health.Config{Interval: 100 * time.Millisecond, Resurrect: g.dir.Resurrector(),
+		Meltdown: health.MeltdownGuard{Count: 2, Percent: 50, Window: time.Minute},
+		Alerts: func(a health.Alert) { alerts <- a }}, zaptest.NewLogger(t))
+	require.NoError(t, err)
+	defer mon.Close()
+	require.NoError(t, g.dir.Watch(mon))
+	await := func(kind, id string) health.Alert {
+		t.Helper()
+		timer := time.NewTimer(time.Minute)
+		defer timer.Stop()
+		for {
+			select {
+			case a := <-alerts:
+				if a.Kind == kind && a.Instance.ID == id {
+					return a
+				}
+				if a.Kind == health.KindResurrectionFailed {
+					t.Fatalf("resurrection failed: %s: %s", a.Title, a.Summary)
+				}
+			case <-timer.C:
+				t.Fatalf("no %s alert for %s within a minute", kind, id)
+			}
+		}
+	}
+	powerOff := func(r director.InstanceRecord) {
+		t.Helper()
+		vm, err := g.vs.FindVM(ctx, "/DC0/vm/bosh/vms/"+r.VMCID)
+		require.NoError(t, err)
+		require.NoError(t, g.vs.PowerOff(ctx, vm.Reference()))
+	}
+
+	recs := g.instances(t)
+	victim := recs[1]
+	powerOff(victim)
+	await(health.KindTimeout, victim.ID)
+	a := await(health.KindResurrected, victim.ID)
+	assert.NotEqual(t, victim.AgentID, a.Instance.AgentID, "a new VM has a new agent")
+	var now director.InstanceRecord
+	for _, r := range g.instances(t) {
+		if r.ID == victim.ID {
+			now = r
+		}
+	}
+	assert.NotEqual(t, victim.VMCID, now.VMCID)
+	st, _ := g.state(t, now)
+	assert.Equal(t, "running", st)
+	vms := g.vms(t)
+	assert.Len(t, vms, 3)
+	assert.NotContains(t, vms, victim.VMCID, "the dead VM is deleted")
+
+	// A second instance down within the window: 2 of 3 is past the
+	// guard, so it is not recreated.
+	second := recs[2]
+	powerOff(second)
+	m := await(health.KindMeltdown, second.ID)
+	assert.Contains(t, m.Title, "resurrection paused")
+	for _, r := range g.instances(t) {
+		if r.ID == second.ID {
+			assert.Equal(t, second.VMCID, r.VMCID, "no resurrection during a meltdown")
+		}
+	}
 }

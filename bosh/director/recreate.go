@@ -1,0 +1,153 @@
+package director
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/bosh/cloudconfig"
+	"github.com/kubefoundry/kubefoundry/bosh/health"
+	"github.com/kubefoundry/kubefoundry/bosh/manifest"
+)
+
+// RecreateOptions are a recreate's options.
+type RecreateOptions struct {
+	// Instances selects what to recreate: "group", "group/id" or
+	// "group/index"; every instance when empty.
+	Instances []string
+	// SkipDrain deletes the old VMs without pre-stop, drain and stop: for
+	// VMs that are gone or whose agents are dead (the resurrector's case).
+	SkipDrain bool
+	Events    EventSink
+}
+
+// Recreate gives instances of a deployment new VMs, as bosh recreate
+// does: with what the deployment was last deployed with (its manifest
+// and cloud config as recorded), group by group through UpdateGroup
+// (canaries, max_in_flight), each instance stopped unless SkipDrain, its
+// VM deleted, a new one made and the same spec applied and started. It is
+// a task holding the deployment's lock. A selector that matches no
+// instance is an error naming it, before anything changes.
+func (d *Director) Recreate(ctx context.Context, deployment string, opts RecreateOptions) (Task, error) {
+	dep, err := d.cfg.Store.Deployment(deployment)
+	if err != nil {
+		return Task{}, err
+	}
+	if len(dep.Manifest) == 0 {
+		return Task{}, fmt.Errorf("deployment %s was never deployed: nothing to recreate: %w", deployment, kubefoundry.ErrInvalid)
+	}
+	m, err := manifest.Parse(dep.Manifest)
+	if err != nil {
+		return Task{}, fmt.Errorf("deployment %s: its recorded manifest: %w", deployment, err)
+	}
+	cc, err := cloudconfig.Parse(dep.CloudConfig)
+	if err != nil {
+		return Task{}, fmt.Errorf("deployment %s: its recorded cloud config: %w", deployment, err)
+	}
+	return d.runTask(ctx, "recreate", deployment, "recreate "+strings.Join(opts.Instances, ", "), opts.Events,
+		func(ctx context.Context, sink EventSink) (string, error) {
+			b, err := d.build(ctx, m, cc, false)
+			if err != nil {
+				return "", err
+			}
+			chosen, err := selectInstances(b, opts.Instances)
+			if err != nil {
+				return "", err
+			}
+			for gi := range m.InstanceGroups {
+				g := &m.InstanceGroups[gi]
+				var rolls []roll
+				for _, p := range chosen {
+					if p.group == g {
+						rolls = append(rolls, roll{p: p, create: p.rec.VMCID == "" && p.rec.Applied == nil, replace: true,
+							running: !opts.SkipDrain && p.rec.VMCID != "" && p.rec.Applied != nil})
+					}
+				}
+				if err := d.rollGroup(ctx, m, g, rolls, sink); err != nil {
+					return "", err
+				}
+			}
+			return "/deployments/" + deployment, nil
+		})
+}
+
+// selectInstances picks the instances the selectors name, every one when
+// there are none; a selector that matches nothing is an error.
+func selectInstances(b *built, selectors []string) ([]*planned, error) {
+	if len(selectors) == 0 {
+		return b.instances, nil
+	}
+	var out []*planned
+	var ve kubefoundry.ValidationError
+	ve.Object = "instances"
+	for _, sel := range selectors {
+		group, which, _ := strings.Cut(sel, "/")
+		found := false
+		for _, p := range b.instances {
+			if p.group.Name != group {
+				continue
+			}
+			if which != "" && which != p.rec.ID && which != strconv.Itoa(p.rec.Index) {
+				continue
+			}
+			found = true
+			if !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+		if !found {
+			ve.Add(sel, "", "no such instance in the deployment")
+		}
+	}
+	if err := ve.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Resurrector is the health monitor's Resurrect for this director: an
+// instance whose agent went silent is recreated without drain (its VM
+// is presumably gone or dead) with what its deployment was last deployed
+// with, and returned with its new agent id.
+func (d *Director) Resurrector() health.Resurrect {
+	return func(ctx context.Context, inst health.Instance) (health.Instance, error) {
+		if _, err := d.Recreate(ctx, inst.Deployment, RecreateOptions{Instances: []string{inst.Group + "/" + inst.ID}, SkipDrain: true}); err != nil {
+			return inst, err
+		}
+		recs, err := d.cfg.Store.Instances(inst.Deployment)
+		if err != nil {
+			return inst, err
+		}
+		for _, r := range recs {
+			if r.ID == inst.ID {
+				inst.AgentID = r.AgentID
+				return inst, nil
+			}
+		}
+		return inst, fmt.Errorf("instance %s: not recorded after its recreation: %w", inst, kubefoundry.ErrNotFound)
+	}
+}
+
+// Watch gives the monitor every instance of every deployment that has
+// an agent, for it to follow.
+func (d *Director) Watch(m *health.Monitor) error {
+	deps, err := d.cfg.Store.Deployments()
+	if err != nil {
+		return err
+	}
+	for _, dep := range deps {
+		recs, err := d.cfg.Store.Instances(dep.Name)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if r.AgentID != "" && r.VMCID != "" {
+				m.Watch(health.Instance{Deployment: r.Deployment, Group: r.Group, ID: r.ID, Index: r.Index, AgentID: r.AgentID})
+			}
+		}
+	}
+	return nil
+}
