@@ -743,7 +743,7 @@ func TestResurrectionOnVcsim(t *testing.T) {
 	alerts := make(chan health.Alert, 64)
 	mon, err := health.Start(ctx, g.w.Director, health.Config{Interval: 100 * time.Millisecond, Resurrect: g.dir.Resurrector(),
 		Meltdown: health.MeltdownGuard{Count: 2, Percent: 50, Window: time.Minute},
-		Alerts: func(a health.Alert) { alerts <- a }}, zaptest.NewLogger(t))
+		Alerts:   func(a health.Alert) { alerts <- a }}, zaptest.NewLogger(t))
 	require.NoError(t, err)
 	defer mon.Close()
 	require.NoError(t, g.dir.Watch(mon))
