@@ -36,6 +36,7 @@ const (
 	ResolutionDeleteVM            = "delete_vm"
 	ResolutionDeleteDiskReference = "delete_disk_reference"
 	ResolutionReattachDisk        = "reattach_disk"
+	ResolutionRecreateVM          = "recreate_vm"
 )
 
 // Problem is one thing cloud-check found wrong with an instance, and the
@@ -56,6 +57,23 @@ type CloudCheck struct {
 	Bus   *mbus.Client
 	// PingTimeout bounds the wait for an agent's ping; 10s when 0.
 	PingTimeout time.Duration
+	// Director, when set, offers recreate_vm for a missing VM and an
+	// unresponsive agent, and every resolution runs as a task holding
+	// the deployment's lock. Director.CloudCheck sets it.
+	Director *Director
+}
+
+// CloudCheck returns a CloudCheck on the director's store, CPI and bus.
+func (d *Director) CloudCheck() *CloudCheck {
+	return &CloudCheck{Store: d.cfg.Store, CPI: d.cfg.CPI, Bus: d.cfg.Agents, Director: d}
+}
+
+// recreate adds recreate_vm to a resolution list when a director can do it.
+func (cc *CloudCheck) recreate(rs ...string) []string {
+	if cc.Director != nil {
+		rs = append(rs[:1:1], append([]string{ResolutionRecreateVM}, rs[1:]...)...)
+	}
+	return rs
 }
 
 // Scan checks every instance of the deployment with a VM, at most 8 at
@@ -113,7 +131,7 @@ func (cc *CloudCheck) check(ctx context.Context, inst InstanceRecord, timeout ti
 	if !has {
 		out = append(out, Problem{Type: ProblemMissingVM, Instance: inst,
 			Description: fmt.Sprintf("VM for %s with cloud ID %s missing", name, inst.VMCID),
-			Resolutions: []string{ResolutionIgnore, ResolutionDeleteVMReference}})
+			Resolutions: cc.recreate(ResolutionIgnore, ResolutionDeleteVMReference)})
 	} else {
 		pctx, cancel := context.WithTimeout(ctx, timeout)
 		_, err := cc.Bus.Call(pctx, inst.AgentID, "ping")
@@ -124,7 +142,7 @@ func (cc *CloudCheck) check(ctx context.Context, inst InstanceRecord, timeout ti
 			}
 			out = append(out, Problem{Type: ProblemUnresponsiveAgent, Instance: inst,
 				Description: fmt.Sprintf("VM for %s with cloud ID %s is not responding: %v", name, inst.VMCID, err),
-				Resolutions: []string{ResolutionIgnore, ResolutionRebootVM, ResolutionDeleteVM, ResolutionDeleteVMReference}})
+				Resolutions: cc.recreate(ResolutionIgnore, ResolutionRebootVM, ResolutionDeleteVM, ResolutionDeleteVMReference)})
 		}
 	}
 	if inst.DiskCID == "" {
@@ -158,7 +176,9 @@ func (cc *CloudCheck) check(ctx context.Context, inst InstanceRecord, timeout ti
 // that the instance's record still names the VM and disk Scan saw
 // (another task may have changed it: an error wrapping ErrConflict). A
 // resolution the problem does not offer is a *kubefoundry.FieldError
-// (ErrInvalid).
+// (ErrInvalid). With a Director, recreate_vm is Director.Recreate of the
+// instance without drain, and every other resolution is a task that
+// holds the deployment's lock (a *LockedError while another task runs).
 func (cc *CloudCheck) Resolve(ctx context.Context, p Problem, resolution string) error {
 	if !slices.Contains(p.Resolutions, resolution) {
 		return &kubefoundry.FieldError{Field: "resolution", Value: resolution,
@@ -167,13 +187,43 @@ func (cc *CloudCheck) Resolve(ctx context.Context, p Problem, resolution string)
 	if resolution == ResolutionIgnore {
 		return nil
 	}
-	cur, err := cc.record(p.Instance)
-	if err != nil {
+	if cc.Director == nil {
+		return cc.resolve(ctx, p, resolution)
+	}
+	if resolution == ResolutionRecreateVM {
+		// Recreate is a task of its own, holding the lock.
+		if _, err := cc.current(p); err != nil {
+			return err
+		}
+		_, err := cc.Director.Recreate(ctx, p.Instance.Deployment, RecreateOptions{
+			Instances: []string{p.Instance.Group + "/" + p.Instance.ID}, SkipDrain: true})
 		return err
 	}
+	_, err := cc.Director.runTask(ctx, "cloud_check", p.Instance.Deployment, fmt.Sprintf("resolve %s of %s/%s with %s", p.Type,
+		p.Instance.Group, p.Instance.ID, resolution), nil, func(ctx context.Context, _ EventSink) (string, error) {
+		return resolution, cc.resolve(ctx, p, resolution)
+	})
+	return err
+}
+
+// current is the instance's record, if it still names the VM and disk the
+// scan saw.
+func (cc *CloudCheck) current(p Problem) (InstanceRecord, error) {
+	cur, err := cc.record(p.Instance)
+	if err != nil {
+		return InstanceRecord{}, err
+	}
 	if cur.VMCID != p.Instance.VMCID || cur.DiskCID != p.Instance.DiskCID {
-		return fmt.Errorf("director: instance %s/%s changed since the scan (VM %s, disk %s): scan again: %w",
+		return InstanceRecord{}, fmt.Errorf("director: instance %s/%s changed since the scan (VM %s, disk %s): scan again: %w",
 			cur.Group, cur.ID, cur.VMCID, cur.DiskCID, kubefoundry.ErrConflict)
+	}
+	return cur, nil
+}
+
+func (cc *CloudCheck) resolve(ctx context.Context, p Problem, resolution string) error {
+	cur, err := cc.current(p)
+	if err != nil {
+		return err
 	}
 	switch resolution {
 	case ResolutionDeleteVMReference:

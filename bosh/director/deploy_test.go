@@ -803,3 +803,51 @@ func TestResurrectionOnVcsim(t *testing.T) {
 		}
 	}
 }
+
+// TestCloudCheckRecreatesVMs: a VM deleted behind the director's back
+// and a VM whose agent is silent are found by cloud-check, which offers
+// recreate_vm for both; resolving them gives each instance a running VM.
+func TestCloudCheckRecreatesVMs(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	_, err := g.dir.Deploy(ctx, deployment(2, 1, 8080, false, "1"), director.DeployOptions{})
+	require.NoError(t, err)
+	recs := g.instances(t)
+	require.NoError(t, g.cpi.DeleteVM(ctx, recs[1].VMCID))
+	vm, err := g.vs.FindVM(ctx, "/DC0/vm/bosh/vms/"+recs[2].VMCID)
+	require.NoError(t, err)
+	require.NoError(t, g.vs.PowerOff(ctx, vm.Reference()))
+
+	cc := g.dir.CloudCheck()
+	cc.PingTimeout = time.Second
+	problems, err := cc.Scan(ctx, "e2e")
+	require.NoError(t, err)
+	require.Len(t, problems, 2)
+	byType := map[string]director.Problem{}
+	for _, p := range problems {
+		byType[p.Type] = p
+		assert.Contains(t, p.Resolutions, director.ResolutionRecreateVM)
+	}
+	assert.Equal(t, recs[1].ID, byType[director.ProblemMissingVM].Instance.ID)
+	assert.Equal(t, recs[2].ID, byType[director.ProblemUnresponsiveAgent].Instance.ID)
+
+	// Resolutions hold the lock: refused while another task runs.
+	require.NoError(t, g.st.Lock("e2e", 4242))
+	err = cc.Resolve(ctx, byType[director.ProblemMissingVM], director.ResolutionDeleteVMReference)
+	require.ErrorIs(t, err, kubefoundry.ErrConflict)
+	require.NoError(t, g.st.Unlock("e2e", 4242))
+
+	for _, p := range problems {
+		require.NoError(t, cc.Resolve(ctx, p, director.ResolutionRecreateVM), p.Type)
+	}
+	for _, r := range g.instances(t) {
+		st, _ := g.state(t, r)
+		assert.Equal(t, "running", st, "%s/%d", r.Group, r.Index)
+	}
+	assert.Len(t, g.vms(t), 3)
+	problems, err = cc.Scan(ctx, "e2e")
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+}
