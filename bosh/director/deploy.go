@@ -483,7 +483,7 @@ func placeGroup(deployment string, g *manifest.InstanceGroup, recorded map[strin
 				p.rec.AZ = ""
 			}
 		} else {
-			p.rec = InstanceRecord{Deployment: deployment, Group: g.Name, Index: i, ID: uuid.NewString(), State: "started"}
+			p.rec = InstanceRecord{Deployment: deployment, Group: g.Name, Index: i, ID: uuid.NewString(), State: StateStarted}
 		}
 		p.rec.Bootstrap = i == 0
 		if p.rec.AZ != "" {
@@ -864,7 +864,7 @@ func (d *Director) rollGroup(ctx context.Context, m *manifest.Manifest, g *manif
 		mu.Unlock()
 		want := p.desired
 		want.Recreate = false
-		rec.Applied, rec.AgentID, rec.SpecHash, rec.State = &want, r.Instance.AgentID, want.ConfigurationHash, "started"
+		rec.Applied, rec.AgentID, rec.SpecHash, rec.State = &want, r.Instance.AgentID, want.ConfigurationHash, StateStarted
 		if err := st.PutInstance(rec); err != nil {
 			uerr = errors.Join(uerr, err)
 		}
@@ -1021,7 +1021,7 @@ func (d *Director) deleteInstance(ctx context.Context, r InstanceRecord, force b
 		_, perr := d.cfg.Agents.Call(pctx, r.AgentID, "ping")
 		cancel()
 		if perr == nil {
-			if err := d.stopForDelete(ctx, r.AgentID); err != nil && !force {
+			if err := d.stopJobs(ctx, r.AgentID, "delete", false); err != nil && !force {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 		}
@@ -1039,19 +1039,22 @@ func (d *Director) deleteInstance(ctx context.Context, r InstanceRecord, force b
 	return d.cfg.Store.DeleteInstance(r.Deployment, r.ID)
 }
 
-// stopForDelete takes a running instance down before its VM goes: pre-stop
-// (BOSH_VM_NEXT_STATE=delete), drain shutdown, stop, post-stop.
-func (d *Director) stopForDelete(ctx context.Context, agentID string) error {
-	steps := []struct {
+// stopJobs takes a running instance's jobs down: pre-stop (with
+// BOSH_VM_NEXT_STATE next), drain shutdown, stop, post-stop; without the
+// pre-stop and drain when skipDrain.
+func (d *Director) stopJobs(ctx context.Context, agentID, next string, skipDrain bool) error {
+	type step struct {
 		what   string
 		method string
 		args   []any
-	}{
-		{"pre-stop", "run_script", []any{"pre-stop", map[string]any{"env": map[string]string{"BOSH_VM_NEXT_STATE": "delete"}}}},
-		{"drain", "drain", []any{"shutdown"}},
-		{"stop", "stop", nil},
-		{"post-stop", "run_script", []any{"post-stop", map[string]any{}}},
 	}
+	var steps []step
+	if !skipDrain {
+		steps = append(steps,
+			step{"pre-stop", "run_script", []any{"pre-stop", map[string]any{"env": map[string]string{"BOSH_VM_NEXT_STATE": next}}}},
+			step{"drain", "drain", []any{"shutdown"}})
+	}
+	steps = append(steps, step{"stop", "stop", nil}, step{"post-stop", "run_script", []any{"post-stop", map[string]any{}}})
 	for _, s := range steps {
 		if _, err := d.cfg.Agents.Call(ctx, agentID, s.method, s.args...); err != nil {
 			return fmt.Errorf("%s: %w", s.what, err)

@@ -427,6 +427,21 @@ func (g *rig) config(t *testing.T, rec director.InstanceRecord, job string) stri
 	return ""
 }
 
+// pid is the pid of the instance's job process.
+func (g *rig) pid(t *testing.T, rec director.InstanceRecord) int {
+	t.Helper()
+	for _, id := range g.fleet.Agents() {
+		a, ok := g.fleet.Agent(id)
+		if ok && a.ID() == rec.AgentID {
+			for _, ps := range a.Supervisor().Status() {
+				return ps.PID
+			}
+		}
+	}
+	t.Fatalf("no process for %s/%d", rec.Group, rec.Index)
+	return 0
+}
+
 func (g *rig) instances(t *testing.T) []director.InstanceRecord {
 	t.Helper()
 	recs, err := g.st.Instances("e2e")
@@ -850,4 +865,81 @@ func TestCloudCheckRecreatesVMs(t *testing.T) {
 	problems, err = cc.Scan(ctx, "e2e")
 	require.NoError(t, err)
 	assert.Empty(t, problems)
+}
+
+// TestStopStartRestartOnVcsim: a soft stop keeps the VM with its jobs
+// stopped, and is idempotent; start brings the jobs back; a hard stop
+// deletes the VMs and keeps the instances (detached, with their
+// addresses), and start makes them new VMs; restart keeps the VM.
+func TestStopStartRestartOnVcsim(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	_, err := g.dir.Deploy(ctx, deployment(2, 1, 8080, false, "1"), director.DeployOptions{})
+	require.NoError(t, err)
+	find := func(id string) director.InstanceRecord {
+		for _, r := range g.instances(t) {
+			if r.ID == id {
+				return r
+			}
+		}
+		t.Fatalf("no instance %s", id)
+		return director.InstanceRecord{}
+	}
+	server0 := g.instances(t)[1]
+	require.Equal(t, "server", server0.Group)
+
+	for range 2 {
+		_, err = g.dir.Stop(ctx, "e2e", director.StateOptions{Instances: []string{"server/0"}})
+		require.NoError(t, err)
+		r := find(server0.ID)
+		assert.Equal(t, director.StateStopped, r.State)
+		assert.Equal(t, server0.VMCID, r.VMCID, "a soft stop keeps the VM")
+		st, _ := g.state(t, r)
+		assert.Equal(t, "stopped", st)
+	}
+	_, err = g.dir.Start(ctx, "e2e", director.StateOptions{Instances: []string{"server/0"}})
+	require.NoError(t, err)
+	r := find(server0.ID)
+	assert.Equal(t, director.StateStarted, r.State)
+	st, _ := g.state(t, r)
+	assert.Equal(t, "running", st)
+
+	before := g.instances(t)
+	_, err = g.dir.Stop(ctx, "e2e", director.StateOptions{Instances: []string{"server"}, Hard: true})
+	require.NoError(t, err)
+	assert.Len(t, g.vms(t), 1, "a hard stop deletes the VMs")
+	for _, r := range g.instances(t) {
+		if r.Group == "server" {
+			assert.Equal(t, director.StateDetached, r.State)
+			assert.Empty(t, r.VMCID)
+		}
+	}
+	_, err = g.dir.Start(ctx, "e2e", director.StateOptions{})
+	require.NoError(t, err)
+	assert.Len(t, g.vms(t), 3)
+	for i, r := range g.instances(t) {
+		assert.Equal(t, before[i].IPs, r.IPs, "%s/%d keeps its address", r.Group, r.Index)
+		st, _ := g.state(t, r)
+		assert.Equal(t, "running", st)
+	}
+
+	client := g.instances(t)[0]
+	pid := g.pid(t, client)
+	_, err = g.dir.Restart(ctx, "e2e", director.StateOptions{Instances: []string{"client"}})
+	require.NoError(t, err)
+	r = find(client.ID)
+	assert.Equal(t, client.VMCID, r.VMCID, "a soft restart keeps the VM")
+	assert.NotEqual(t, pid, g.pid(t, r), "the job was started again")
+
+	_, err = g.dir.Restart(ctx, "e2e", director.StateOptions{Instances: []string{"client"}, Hard: true})
+	require.NoError(t, err)
+	r = find(client.ID)
+	assert.NotEqual(t, client.VMCID, r.VMCID, "a hard restart makes a new VM")
+	assert.Len(t, g.vms(t), 3)
+	st, _ = g.state(t, r)
+	assert.Equal(t, "running", st)
+	st, _ = g.state(t, r)
+	assert.Equal(t, "running", st)
 }

@@ -32,20 +32,9 @@ type RecreateOptions struct {
 // a task holding the deployment's lock. A selector that matches no
 // instance is an error naming it, before anything changes.
 func (d *Director) Recreate(ctx context.Context, deployment string, opts RecreateOptions) (Task, error) {
-	dep, err := d.cfg.Store.Deployment(deployment)
+	m, cc, err := d.recorded(deployment)
 	if err != nil {
 		return Task{}, err
-	}
-	if len(dep.Manifest) == 0 {
-		return Task{}, fmt.Errorf("deployment %s was never deployed: nothing to recreate: %w", deployment, kubefoundry.ErrInvalid)
-	}
-	m, err := manifest.Parse(dep.Manifest)
-	if err != nil {
-		return Task{}, fmt.Errorf("deployment %s: its recorded manifest: %w", deployment, err)
-	}
-	cc, err := cloudconfig.Parse(dep.CloudConfig)
-	if err != nil {
-		return Task{}, fmt.Errorf("deployment %s: its recorded cloud config: %w", deployment, err)
 	}
 	return d.runTask(ctx, "recreate", deployment, "recreate "+strings.Join(opts.Instances, ", "), opts.Events,
 		func(ctx context.Context, sink EventSink) (string, error) {
@@ -63,7 +52,7 @@ func (d *Director) Recreate(ctx context.Context, deployment string, opts Recreat
 				for _, p := range chosen {
 					if p.group == g {
 						rolls = append(rolls, roll{p: p, create: p.rec.VMCID == "" && p.rec.Applied == nil, replace: true,
-							running: !opts.SkipDrain && p.rec.VMCID != "" && p.rec.Applied != nil})
+							running: !opts.SkipDrain && p.rec.VMCID != "" && p.rec.Applied != nil && p.rec.State == StateStarted})
 					}
 				}
 				if err := d.rollGroup(ctx, m, g, rolls, sink); err != nil {
@@ -72,6 +61,27 @@ func (d *Director) Recreate(ctx context.Context, deployment string, opts Recreat
 			}
 			return "/deployments/" + deployment, nil
 		})
+}
+
+// recorded is what a deployment was last deployed with: its manifest and
+// cloud config.
+func (d *Director) recorded(deployment string) (*manifest.Manifest, *cloudconfig.CloudConfig, error) {
+	dep, err := d.cfg.Store.Deployment(deployment)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(dep.Manifest) == 0 {
+		return nil, nil, fmt.Errorf("deployment %s was never deployed: %w", deployment, kubefoundry.ErrInvalid)
+	}
+	m, err := manifest.Parse(dep.Manifest)
+	if err != nil {
+		return nil, nil, fmt.Errorf("deployment %s: its recorded manifest: %w", deployment, err)
+	}
+	cc, err := cloudconfig.Parse(dep.CloudConfig)
+	if err != nil {
+		return nil, nil, fmt.Errorf("deployment %s: its recorded cloud config: %w", deployment, err)
+	}
+	return m, cc, nil
 }
 
 // selectInstances picks the instances the selectors name, every one when
