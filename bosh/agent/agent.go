@@ -36,6 +36,12 @@ type Config struct {
 	// MaxBlobSize bounds what one package or rendered archive unpacks to;
 	// 10 GiB when 0.
 	MaxBlobSize int64
+	// Mounter mounts persistent disks; without one, mount_disk,
+	// unmount_disk and migrate_disk fail saying so.
+	Mounter Mounter
+	// ReloadSettings, when set, reads the settings again as the CPI
+	// wrote them last: mount_disk finds a disk just attached in them.
+	ReloadSettings func(ctx context.Context) (cpi.AgentSettings, error)
 }
 
 // Agent is a BOSH agent: it serves the director's methods on the bus,
@@ -57,6 +63,7 @@ type Agent struct {
 	specMu    sync.Mutex  // held by apply and prepare; guards the spec on disk
 	stopped   atomic.Bool // stop was asked, and no start since
 	dnsMu     sync.Mutex  // sync_dns one at a time
+	diskMu    sync.Mutex  // disk methods one at a time
 	closeOnce sync.Once
 }
 

@@ -59,9 +59,20 @@
 //	                      whole to instance/dns/records.json unless that has the version
 //	                      or a newer one: "synced"
 //	get_task, cancel_task yes (package mbus)
-//	mount_disk, unmount_disk, migrate_disk, list_disk, update_settings,
-//	compile_package
-//	                      not yet: "unknown message <method>"
+//	mount_disk [cid]      yes, a task: the disk (its hint from the settings, read again
+//	                      through Config.ReloadSettings) mounted by Config.Mounter at store,
+//	                      or at store_migration_target when store has another; a disk
+//	                      mounted already is left: {}
+//	unmount_disk [cid]    yes, a task: {"message": "Unmounted partition of <cid>"}, or
+//	                      "Partition of <cid> is not mounted"
+//	migrate_disk [old, new]
+//	                      yes, a task: store's files copied (modes, links) to the migration
+//	                      target, both unmounted, the new disk mounted at store: {}
+//	list_disk             yes: the mounted disks' cids
+//	update_settings [settings]
+//	                      yes, a task: recorded in bosh/update_settings.json; trusted_certs
+//	                      are not installed: "updated"
+//	compile_package       no (packages are taken as compiled): "unknown message <method>"
 //
 // # Layout and processes
 //
@@ -101,10 +112,20 @@
 // hm.agent.heartbeat.<agent-id>: deployment, job (the instance group),
 // index, node_id (the instance id), job_state, number_of_processes, and
 // vitals (load, mem, swap, uptime, and disk use of the root, data and
-// store; no CPU percentages). Alerts are not sent yet.
+// store; no CPU percentages).
 //
-// Not here yet: persistent disks (mount_disk and the rest) and settings
-// updates. The package does not read guestinfo itself: the
+// # Persistent disks
+//
+// A Mounter mounts them; which disk is mounted where is kept in
+// bosh/disks.json, so it survives a restart of the agent. DirMounter is
+// the stand-in for block devices in a sandbox: a disk is a directory of
+// its own under a directory shared by the agents (it outlives the VM, as a
+// cloud disk does), mounted by a link at store; mounting over a store
+// that holds data of its own is refused. A Mounter for real block devices
+// (finding the device by the vSphere hint, partitioning, formatting,
+// mount(2)) is not here yet, nor are alerts.
+//
+// The package does not read guestinfo itself: the
 // caller passes its value to DecodeGuestinfoSettings (examples/bosh-agent
 // -guestinfo reads it with vmware-rpctool).
 //
@@ -112,6 +133,7 @@
 //
 //	agent.go       Config, Start, Close; settings: bus credentials, blobstore clients, LoadSettings, DecodeGuestinfoSettings; heartbeats
 //	methods.go     the director's methods: ping, get_state, apply, prepare, start, stop, drain, run_script
+//	disks.go       Mounter, DirMounter; mount_disk, unmount_disk, migrate_disk, list_disk, update_settings
 //	apply.go       ApplySpec, BlobRef; fetching with digests, unpacking, the versioned layout, the recorded spec
 //	layout.go      Layout: BOSH's directories under a root
 //	bpm.go         BPMConfig, Process, ParseBPM

@@ -23,7 +23,8 @@ import (
 // Implemented lists the agent methods this agent serves; the other
 // methods of BOSH's agent answer "unknown message <method>".
 var Implemented = []string{"ping", "get_state", "apply", "prepare", "start", "stop", "drain", "run_script", "run_errand",
-	"fetch_logs", "fetch_logs_with_signed_url", "sync_dns", "sync_dns_with_signed_url"}
+	"fetch_logs", "fetch_logs_with_signed_url", "sync_dns", "sync_dns_with_signed_url", "mount_disk", "unmount_disk", "migrate_disk",
+	"list_disk", "update_settings"}
 
 // methods are the director's methods, as bosh-agent serves them: apply,
 // prepare, stop, drain and run_script run as tasks.
@@ -42,6 +43,11 @@ func (a *Agent) methods() mbus.Methods {
 		"fetch_logs_with_signed_url": {Func: a.fetchLogsSignedMethod, LongRunning: true},
 		"sync_dns":                   {Func: a.syncDNSMethod(false), LongRunning: true},
 		"sync_dns_with_signed_url":   {Func: a.syncDNSMethod(true), LongRunning: true},
+		"mount_disk":                 {Func: a.mountDiskMethod, LongRunning: true},
+		"unmount_disk":               {Func: a.unmountDiskMethod, LongRunning: true},
+		"migrate_disk":               {Func: a.migrateDiskMethod, LongRunning: true},
+		"list_disk":                  {Func: a.listDiskMethod},
+		"update_settings":            {Func: a.updateSettingsMethod, LongRunning: true},
 	}
 }
 
