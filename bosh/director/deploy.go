@@ -172,9 +172,11 @@ type planned struct {
 	stemcell StemcellRecord
 	props    cpi.CloudProps
 	env      cpi.Env
-	jobs     []agent.JobRef
-	packages map[string]ReleasePackage
-	files    []template.File
+	// diskProps are the cloud properties of its persistent disk's type.
+	diskProps cpi.CloudProps
+	jobs      []agent.JobRef
+	packages  map[string]ReleasePackage
+	files     []template.File
 }
 
 // built is a deploy worked out: every instance wanted, and the plan.
@@ -284,13 +286,25 @@ func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudcon
 			continue
 		}
 		envJSON, _ := json.Marshal(g.Env)
+		diskSize, diskType, diskProps := 0, "", cpi.CloudProps{}
+		switch {
+		case g.PersistentDiskType != "":
+			dt := cc.DiskType(g.PersistentDiskType)
+			diskSize = dt.DiskSize
+			maps.Copy(diskProps, dt.CloudProperties)
+			raw, _ := json.Marshal(dt)
+			diskType = string(raw)
+		case g.PersistentDisk != nil:
+			diskSize = *g.PersistentDisk
+		}
 		for _, p := range ps {
+			p.diskProps = diskProps
 			p.stemcell, p.jobs, p.packages = stem, jobs, pkgs
 			p.props = cloudProps(cc.AZ(p.rec.AZ), props)
 			p.env = cpi.Env(maps.Clone(g.Env))
 			netJSON, _ := json.Marshal(p.nets)
 			p.desired = Desired{Group: g.Name, Index: p.rec.Index, AZ: p.rec.AZ, Stemcell: stem.OS + "/" + stem.Version,
-				Networks: string(netJSON), VMType: vmType, Env: string(envJSON), Recreate: recreate}
+				Networks: string(netJSON), VMType: vmType, Env: string(envJSON), Recreate: recreate, DiskSize: diskSize, DiskType: diskType}
 			for _, j := range jobs {
 				p.desired.Jobs = append(p.desired.Jobs, releaseOfJob(g, j.Name)+"/"+j.Name+"/"+j.Version)
 			}
@@ -333,8 +347,8 @@ func unsupported(ve *kubefoundry.ValidationError, m *manifest.Manifest) {
 	}
 	for _, g := range m.InstanceGroups {
 		where := fmt.Sprintf("/instance_groups/name=%s", g.Name)
-		if (g.PersistentDisk != nil && *g.PersistentDisk > 0) || g.PersistentDiskType != "" || len(g.PersistentDisks) > 0 {
-			ve.Add(where+"/persistent_disk", "", "persistent disks are not supported by this director yet")
+		if len(g.PersistentDisks) > 0 {
+			ve.Add(where+"/persistent_disks", "", "several named persistent disks are not supported by this director yet: use persistent_disk or persistent_disk_type")
 		}
 		if g.Lifecycle == manifest.LifecycleErrand {
 			ve.Add(where+"/lifecycle", string(g.Lifecycle), "errands are not supported by this director yet")
@@ -351,6 +365,9 @@ func cloudRefs(ve *kubefoundry.ValidationError, m *manifest.Manifest, cc *cloudc
 			if cc.AZ(az) == nil {
 				ve.Add(where+"/azs", az, "AZ %s is not in the cloud config", az)
 			}
+		}
+		if g.PersistentDiskType != "" && cc.DiskType(g.PersistentDiskType) == nil {
+			ve.Add(where+"/persistent_disk_type", g.PersistentDiskType, "disk_type %s is not in the cloud config", g.PersistentDiskType)
 		}
 		if g.VMType != "" && cc.VMType(g.VMType) == nil {
 			ve.Add(where+"/vm_type", g.VMType, "vm_type %s is not in the cloud config", g.VMType)
@@ -847,6 +864,9 @@ func (d *Director) rollGroup(ctx context.Context, m *manifest.Manifest, g *manif
 		if r.replace {
 			c.Replace = func(ctx context.Context) (string, error) { return d.replaceVM(ctx, m.Name, p, &mu) }
 		}
+		if p.desired.DiskSize > 0 || p.rec.DiskCID != "" || p.rec.NewDiskCID != "" {
+			c.Prepare = func(ctx context.Context, agentID string) error { return d.ensureDisk(ctx, p, agentID, &mu) }
+		}
 		changes = append(changes, c)
 	}
 	up := m.UpdateFor(g)
@@ -880,7 +900,7 @@ func (d *Director) applySpec(ctx context.Context, deployment string, p *planned)
 	}
 	spec := &agent.ApplySpec{Deployment: deployment, Job: agent.JobSpec{Name: p.group.Name, Templates: p.jobs},
 		Index: p.rec.Index, ID: p.rec.ID, AZ: p.rec.AZ, Bootstrap: p.rec.Bootstrap, Networks: p.nets,
-		Packages: map[string]agent.BlobRef{}, ConfigurationHash: p.desired.ConfigurationHash}
+		Packages: map[string]agent.BlobRef{}, ConfigurationHash: p.desired.ConfigurationHash, PersistentDisk: p.desired.DiskSize}
 	for name, pkg := range p.packages {
 		digest, err := blobstore.ParseDigest(pkg.Digest)
 		if err != nil {
@@ -954,7 +974,11 @@ func (d *Director) replaceVM(ctx context.Context, deployment string, p *planned,
 	// becomes of ctx: cut short, the VM could be made with no record of
 	// it, and leak.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.CreateVMTimeout)
-	cid, _, err := d.cfg.CPI.CreateVM(cctx, agentID, p.stemcell.CID, p.props, p.nets, nil, env)
+	var disks []string
+	if old.DiskCID != "" {
+		disks = []string{old.DiskCID}
+	}
+	cid, _, err := d.cfg.CPI.CreateVM(cctx, agentID, p.stemcell.CID, p.props, p.nets, disks, env)
 	cancel()
 	if err != nil {
 		return "", fmt.Errorf("create_vm: %w", err)
@@ -998,8 +1022,17 @@ func (d *Director) waitAgent(ctx context.Context, agentID string) error {
 }
 
 // deleteVM deletes an instance's VM (one already gone is no error) and
-// its agent's place on the bus.
+// its agent's place on the bus; its persistent disks are detached first
+// and kept.
 func (d *Director) deleteVM(ctx context.Context, r InstanceRecord) error {
+	for _, disk := range []string{r.DiskCID, r.NewDiskCID} {
+		if disk == "" {
+			continue
+		}
+		if err := d.cfg.CPI.DetachDisk(ctx, r.VMCID, disk); err != nil && !errors.Is(err, kubefoundry.ErrNotFound) {
+			return fmt.Errorf("detach_disk %s from %s: %w", disk, r.VMCID, err)
+		}
+	}
 	if err := d.cfg.CPI.DeleteVM(ctx, r.VMCID); err != nil && !errors.Is(err, kubefoundry.ErrNotFound) {
 		return fmt.Errorf("delete_vm %s: %w", r.VMCID, err)
 	}
@@ -1031,9 +1064,12 @@ func (d *Director) deleteInstance(ctx context.Context, r InstanceRecord, force b
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	if r.DiskCID != "" {
-		if err := d.cfg.CPI.DeleteDisk(ctx, r.DiskCID); err != nil && !errors.Is(err, kubefoundry.ErrNotFound) {
-			return fmt.Errorf("%s: delete_disk %s: %w", name, r.DiskCID, err)
+	for _, disk := range []string{r.DiskCID, r.NewDiskCID} {
+		if disk == "" {
+			continue
+		}
+		if err := d.cfg.CPI.DeleteDisk(ctx, disk); err != nil && !errors.Is(err, kubefoundry.ErrNotFound) {
+			return fmt.Errorf("%s: delete_disk %s: %w", name, disk, err)
 		}
 	}
 	return d.cfg.Store.DeleteInstance(r.Deployment, r.ID)

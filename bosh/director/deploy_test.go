@@ -48,6 +48,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 )
 
@@ -60,6 +61,20 @@ func main() {
 	if bytes.Contains(b, []byte("fail: true")) {
 		fmt.Fprintln(os.Stderr, "told to fail")
 		os.Exit(1)
+	}
+	if data := os.Getenv("DATA"); data != "" {
+		// Count the starts on the persistent disk.
+		if err := os.MkdirAll(filepath.Dir(data), 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		f, err := os.OpenFile(data, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		fmt.Fprintln(f, "started")
+		f.Close()
 	}
 	fmt.Printf("started with %q\n", b)
 	c := make(chan os.Signal, 1)
@@ -120,7 +135,7 @@ properties:
     default: false
 `, 0o644)
 	write("jobs/server/monit", "", 0o644)
-	write("jobs/server/templates/bpm.yml.erb", bpm("server"), 0o644)
+	write("jobs/server/templates/bpm.yml.erb", bpm("server")+"  env: {DATA: /var/vcap/store/server/starts}\n", 0o644)
 	write("jobs/server/templates/config.yml.erb", "port: <%= p(\"server.port\") %>\nindex: <%= spec.index %>\nbootstrap: <%= spec.bootstrap %>\nfail: <%= p(\"server.fail\") %>\n", 0o644)
 	write("jobs/server/templates/drain.erb", "#!/bin/sh\necho 0\n", 0o644)
 	write("jobs/client/spec", `---
@@ -317,6 +332,12 @@ instance_groups:
     release: kf-e2e
     properties: {}
 `, relVersion, servers, port, fail, clients)
+}
+
+// withDisk gives the servers a persistent disk of size MB.
+func withDisk(m []byte, size int) []byte {
+	return []byte(strings.Replace(string(m), "  vm_type: small\n  stemcell: default\n  networks: [{name: default}]\n  jobs:\n  - name: server",
+		fmt.Sprintf("  vm_type: small\n  stemcell: default\n  persistent_disk: %d\n  networks: [{name: default}]\n  jobs:\n  - name: server", size), 1))
 }
 
 // rig is a director on vcsim through the vSphere CPI, with an agent per
@@ -690,14 +711,14 @@ func TestDeployRefusesWhatItCannotDo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	bad := strings.NewReplacer(`version: "2"`, `version: "2"`, "vm_type: small\n  stemcell: default\n  networks: [{name: default}]\n  jobs:\n  - name: client",
-		"vm_type: large\n  stemcell: default\n  persistent_disk: 1024\n  networks: [{name: default}]\n  jobs:\n  - name: client").
+		"vm_type: large\n  stemcell: default\n  persistent_disk_type: huge\n  networks: [{name: default}]\n  jobs:\n  - name: client").
 		Replace(string(deployment(1, 1, 8080, false, "2")))
 	_, err := g.dir.Deploy(ctx, []byte(bad), director.DeployOptions{})
 	var ve *kubefoundry.ValidationError
 	require.ErrorAs(t, err, &ve)
 	msg := err.Error()
 	for _, want := range []string{"/releases/name=kf-e2e/version", "release kf-e2e/2 is not uploaded (uploaded versions: [1])",
-		"/instance_groups/name=client/persistent_disk", "/instance_groups/name=client/vm_type", "vm_type large is not in the cloud config"} {
+		"/instance_groups/name=client/persistent_disk_type", "disk_type huge is not in the cloud config", "/instance_groups/name=client/vm_type", "vm_type large is not in the cloud config"} {
 		assert.Contains(t, msg, want)
 	}
 	tasks, err := g.st.Tasks(0)
@@ -942,4 +963,82 @@ func TestStopStartRestartOnVcsim(t *testing.T) {
 	assert.Equal(t, "running", st)
 	st, _ = g.state(t, r)
 	assert.Equal(t, "running", st)
+}
+
+// TestPersistentDiskOnVcsim: a server's persistent disk is made, attached
+// and mounted before its job starts; its data survives a recreate and a
+// hard stop (the disk moves to the new VM), moves to a new disk when the
+// size changes (the old one deleted), and the disk goes with the
+// deployment.
+func TestPersistentDiskOnVcsim(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	server := func() director.InstanceRecord {
+		for _, r := range g.instances(t) {
+			if r.Group == "server" {
+				return r
+			}
+		}
+		t.Fatal("no server")
+		return director.InstanceRecord{}
+	}
+	starts := func() int {
+		t.Helper()
+		r := server()
+		for _, id := range g.fleet.Agents() {
+			if a, ok := g.fleet.Agent(id); ok && a.ID() == r.AgentID {
+				b, err := os.ReadFile(a.Layout().Path("/var/vcap/store/server/starts"))
+				require.NoError(t, err)
+				return strings.Count(string(b), "started")
+			}
+		}
+		t.Fatalf("no agent for the server")
+		return 0
+	}
+	hasDisk := func(cid string) bool {
+		t.Helper()
+		ok, err := g.cpi.HasDisk(ctx, cid)
+		require.NoError(t, err)
+		return ok
+	}
+
+	_, err := g.dir.Deploy(ctx, withDisk(deployment(1, 1, 8080, false, "1"), 1024), director.DeployOptions{})
+	require.NoError(t, err)
+	first := server()
+	require.NotEmpty(t, first.DiskCID)
+	assert.Equal(t, 1024, first.DiskSize)
+	assert.True(t, hasDisk(first.DiskCID))
+	assert.Equal(t, 1, starts(), "the job started with its disk mounted")
+
+	_, err = g.dir.Recreate(ctx, "e2e", director.RecreateOptions{Instances: []string{"server"}})
+	require.NoError(t, err)
+	r := server()
+	assert.NotEqual(t, first.VMCID, r.VMCID)
+	assert.Equal(t, first.DiskCID, r.DiskCID, "the disk moves to the new VM")
+	assert.Equal(t, 2, starts(), "its data with it")
+
+	_, err = g.dir.Stop(ctx, "e2e", director.StateOptions{Instances: []string{"server"}, Hard: true})
+	require.NoError(t, err)
+	assert.True(t, hasDisk(first.DiskCID), "a hard stop keeps the disk")
+	_, err = g.dir.Start(ctx, "e2e", director.StateOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, first.DiskCID, server().DiskCID)
+	assert.Equal(t, 3, starts())
+
+	res, err := g.dir.Deploy(ctx, withDisk(deployment(1, 1, 8080, false, "1"), 2048), director.DeployOptions{})
+	require.NoError(t, err)
+	assert.Contains(t, actions(res.Plan), "update server/0")
+	r = server()
+	assert.NotEqual(t, first.DiskCID, r.DiskCID, "a new disk of the new size")
+	assert.Equal(t, 2048, r.DiskSize)
+	assert.Empty(t, r.NewDiskCID)
+	assert.False(t, hasDisk(first.DiskCID), "the old disk is deleted once its data moved")
+	assert.Equal(t, 4, starts(), "the data moved to the new disk")
+
+	_, err = g.dir.DeleteDeployment(ctx, "e2e", director.DeleteOptions{})
+	require.NoError(t, err)
+	assert.False(t, hasDisk(r.DiskCID), "the disk goes with the deployment")
+	assert.Empty(t, g.vms(t))
 }

@@ -103,8 +103,14 @@ type InstanceRecord struct {
 	// VMCID and AgentID are the instance's VM, once created.
 	VMCID   string `json:"vm_cid,omitempty"`
 	AgentID string `json:"agent_id,omitempty"`
-	// DiskCID is its persistent disk.
-	DiskCID string `json:"disk_cid,omitempty"`
+	// DiskCID is its persistent disk, of DiskSize MB and DiskType (the
+	// disk type in its canonical form, "" for a persistent_disk size).
+	DiskCID  string `json:"disk_cid,omitempty"`
+	DiskSize int    `json:"disk_size,omitempty"`
+	DiskType string `json:"disk_type,omitempty"`
+	// NewDiskCID is a disk made to take the data of DiskCID (its size or
+	// type changed) and not yet in its place: a migration cut short.
+	NewDiskCID string `json:"new_disk_cid,omitempty"`
 	// SpecHash is the hash of the spec last applied.
 	SpecHash string `json:"spec_hash,omitempty"`
 	// State is what the director asked of it: started, stopped, detached.

@@ -41,6 +41,10 @@ type Change struct {
 	// returns the new VM's agent id, which the rest of the steps and the
 	// Result use. Its error fails the instance like any step's.
 	Replace func(ctx context.Context) (agentID string, err error)
+	// Prepare, when set, is called once the instance is stopped and on
+	// the VM it is to have (after Replace), before the apply: the
+	// instance's persistent disk is made what it is to be then.
+	Prepare func(ctx context.Context, agentID string) error
 }
 
 // Result is what became of one change.
@@ -269,6 +273,14 @@ func (u *Updater) steps(ctx context.Context, c Change, agentID *string, watch ma
 			return fmt.Errorf("new VM: %w", err)
 		}
 		id, *agentID = newID, newID
+	}
+	if c.Prepare != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := c.Prepare(ctx, id); err != nil {
+			return fmt.Errorf("persistent disk: %w", err)
+		}
 	}
 	if err := step("apply", "apply", c.Spec); err != nil {
 		return err

@@ -24,10 +24,12 @@ import (
 	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 	"go.uber.org/zap"
 
 	"github.com/kubefoundry/kubefoundry/bosh/agent"
+	"github.com/kubefoundry/kubefoundry/bosh/cpi"
 	"github.com/kubefoundry/kubefoundry/internal/retry"
 )
 
@@ -41,7 +43,9 @@ type Config struct {
 	// its managed object id) that stands for the VM's /var/vcap.
 	Root string
 	// Agent is the template of each agent's Config; Settings and Root
-	// are the VM's.
+	// are the VM's. Without a Mounter, persistent disks are directories
+	// under Root/disks (agent.DirMounter), shared by the VMs as a
+	// datastore is. ReloadSettings reads the VM's guestinfo again.
 	Agent agent.Config
 }
 
@@ -238,6 +242,11 @@ func (f *Fleet) start(id string, st vmState) {
 		cfg := f.cfg.Agent
 		cfg.Settings = settings
 		cfg.Root = filepath.Join(f.cfg.Root, id)
+		if cfg.Mounter == nil {
+			cfg.Mounter = agent.DirMounter{Dir: filepath.Join(f.cfg.Root, "disks")}
+		}
+		ref := types.ManagedObjectReference{Type: "VirtualMachine", Value: id}
+		cfg.ReloadSettings = func(ctx context.Context) (cpi.AgentSettings, error) { return f.readSettings(ctx, ref) }
 		if err = os.MkdirAll(cfg.Root, 0o755); err == nil {
 			ctx, cancel := context.WithTimeout(f.ctx, time.Minute)
 			var a *agent.Agent
@@ -258,6 +267,32 @@ func (f *Fleet) start(id string, st vmState) {
 	f.mu.Lock()
 	f.errs[id] = err
 	f.mu.Unlock()
+}
+
+// readSettings reads a VM's agent settings from its guestinfo, as they
+// are now.
+func (f *Fleet) readSettings(ctx context.Context, ref types.ManagedObjectReference) (cpi.AgentSettings, error) {
+	var vm mo.VirtualMachine
+	if err := property.DefaultCollector(f.vim).RetrieveOne(ctx, ref, []string{"config.extraConfig"}, &vm); err != nil {
+		return cpi.AgentSettings{}, err
+	}
+	var settings, encoding string
+	if vm.Config != nil {
+		for _, o := range vm.Config.ExtraConfig {
+			ov := o.GetOptionValue()
+			v, _ := ov.Value.(string)
+			switch ov.Key {
+			case SettingsKey:
+				settings = v
+			case SettingsKey + ".encoding":
+				encoding = v
+			}
+		}
+	}
+	if settings == "" {
+		return cpi.AgentSettings{}, fmt.Errorf("VM %s has no %s", ref.Value, SettingsKey)
+	}
+	return agent.DecodeGuestinfoSettings(settings, encoding)
 }
 
 func (f *Fleet) stop(id string) {
