@@ -93,7 +93,7 @@ func (d *Director) Deploy(ctx context.Context, manifestYAML []byte, opts DeployO
 		return DeployResult{}, fmt.Errorf("deploy %s: cloud config: %w", m.Name, err)
 	}
 	if opts.DryRun {
-		b, err := d.build(ctx, m, cc, opts.Recreate)
+		b, err := d.build(ctx, m, cc, opts.Recreate, "")
 		if err != nil {
 			return DeployResult{}, err
 		}
@@ -101,7 +101,7 @@ func (d *Director) Deploy(ctx context.Context, manifestYAML []byte, opts DeployO
 	}
 	var res DeployResult
 	task, err := d.runTask(ctx, "deploy", m.Name, "create deployment", opts.Events, func(ctx context.Context, sink EventSink) (string, error) {
-		b, err := d.build(ctx, m, cc, opts.Recreate)
+		b, err := d.build(ctx, m, cc, opts.Recreate, "")
 		if err != nil {
 			return "", err
 		}
@@ -188,7 +188,10 @@ type built struct {
 }
 
 // build works the deploy out and changes nothing.
-func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudconfig.CloudConfig, recreate bool) (*built, error) {
+//
+// Errand instance groups (lifecycle: errand) have no instances but while
+// they run: build leaves them out, but for the one named errand.
+func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudconfig.CloudConfig, recreate bool, errand string) (*built, error) {
 	ve := &kubefoundry.ValidationError{Object: "deployment " + m.Name}
 	unsupported(ve, m)
 	cloudRefs(ve, m, cc)
@@ -239,6 +242,9 @@ func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudcon
 	byGroup := map[string][]*planned{}
 	for gi := range m.InstanceGroups {
 		g := &m.InstanceGroups[gi]
+		if g.Lifecycle == manifest.LifecycleErrand && g.Name != errand {
+			continue
+		}
 		where := fmt.Sprintf("/instance_groups/name=%s", g.Name)
 		ps := placeGroup(m.Name, g, byKey)
 		// Addresses, network by network.
@@ -332,7 +338,14 @@ func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudcon
 	for i, p := range b.instances {
 		want[i] = p.desired
 	}
-	b.plan = Plan(want, records)
+	// The instances of errand groups not built here are not the plan's.
+	var have []InstanceRecord
+	for _, r := range records {
+		if g := m.InstanceGroup(r.Group); g == nil || g.Lifecycle != manifest.LifecycleErrand || g.Name == errand {
+			have = append(have, r)
+		}
+	}
+	b.plan = Plan(want, have)
 	return b, nil
 }
 
@@ -349,9 +362,6 @@ func unsupported(ve *kubefoundry.ValidationError, m *manifest.Manifest) {
 		where := fmt.Sprintf("/instance_groups/name=%s", g.Name)
 		if len(g.PersistentDisks) > 0 {
 			ve.Add(where+"/persistent_disks", "", "several named persistent disks are not supported by this director yet: use persistent_disk or persistent_disk_type")
-		}
-		if g.Lifecycle == manifest.LifecycleErrand {
-			ve.Add(where+"/lifecycle", string(g.Lifecycle), "errands are not supported by this director yet")
 		}
 	}
 }

@@ -121,6 +121,7 @@ templates:
   bpm.yml.erb: config/bpm.yml
   config.yml.erb: config/config.yml
   drain.erb: bin/drain
+  run.erb: bin/run
 packages: [app]
 provides:
 - name: conn
@@ -138,6 +139,21 @@ properties:
 	write("jobs/server/templates/bpm.yml.erb", bpm("server")+"  env: {DATA: /var/vcap/store/server/starts}\n", 0o644)
 	write("jobs/server/templates/config.yml.erb", "port: <%= p(\"server.port\") %>\nindex: <%= spec.index %>\nbootstrap: <%= spec.bootstrap %>\nfail: <%= p(\"server.fail\") %>\n", 0o644)
 	write("jobs/server/templates/drain.erb", "#!/bin/sh\necho 0\n", 0o644)
+	write("jobs/server/templates/run.erb", "#!/bin/sh\necho \"server <%= spec.index %> ok\"\n", 0o644)
+	write("jobs/smoke/spec", `---
+name: smoke
+templates:
+  run.erb: bin/run
+consumes:
+- name: conn
+  type: conn
+properties:
+  smoke.exit:
+    description: the exit code
+    default: 0
+`, 0o644)
+	write("jobs/smoke/monit", "", 0o644)
+	write("jobs/smoke/templates/run.erb", "#!/bin/sh\necho \"servers <%= link(\"conn\").instances.map { |i| i.address }.join(\",\") %>\"\necho oops >&2\nexit <%= p(\"smoke.exit\") %>\n", 0o644)
 	write("jobs/client/spec", `---
 name: client
 templates:
@@ -338,6 +354,22 @@ instance_groups:
 func withDisk(m []byte, size int) []byte {
 	return []byte(strings.Replace(string(m), "  vm_type: small\n  stemcell: default\n  networks: [{name: default}]\n  jobs:\n  - name: server",
 		fmt.Sprintf("  vm_type: small\n  stemcell: default\n  persistent_disk: %d\n  networks: [{name: default}]\n  jobs:\n  - name: server", size), 1))
+}
+
+// withErrand adds the errand group smoke, whose errand exits with exit.
+func withErrand(m []byte, exit int) []byte {
+	return fmt.Appendf(m, `- name: smoke
+  lifecycle: errand
+  instances: 1
+  azs: [z1]
+  vm_type: small
+  stemcell: default
+  networks: [{name: default}]
+  jobs:
+  - name: smoke
+    release: kf-e2e
+    properties: {smoke: {exit: %d}}
+`, exit)
 }
 
 // rig is a director on vcsim through the vSphere CPI, with an agent per
@@ -1041,4 +1073,59 @@ func TestPersistentDiskOnVcsim(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, hasDisk(r.DiskCID), "the disk goes with the deployment")
 	assert.Empty(t, g.vms(t))
+}
+
+// TestErrandsOnVcsim: an errand group gets VMs only while it runs (a
+// deploy makes none), its errand sees the servers through its link, a
+// non-zero exit is an ErrandError with the output, and keep-alive keeps
+// the VM; a job errand runs on every instance that has the job.
+func TestErrandsOnVcsim(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	res, err := g.dir.Deploy(ctx, withErrand(deployment(2, 1, 8080, false, "1"), 0), director.DeployOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"create client/0", "create server/0", "create server/1"}, actions(res.Plan), "no VM for the errand")
+	assert.Len(t, g.vms(t), 3)
+	var servers []string
+	for _, r := range g.instances(t) {
+		if r.Group == "server" {
+			servers = append(servers, strings.TrimPrefix(r.IPs[0], "default="))
+		}
+	}
+
+	results, task, err := g.dir.RunErrand(ctx, "e2e", "smoke", director.ErrandOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, director.TaskDone, task.State)
+	require.Len(t, results, 1)
+	assert.Equal(t, 0, results[0].ExitCode)
+	assert.Equal(t, "servers "+strings.Join(servers, ",")+"\n", results[0].Stdout)
+	assert.Equal(t, "oops\n", results[0].Stderr)
+	assert.Len(t, g.vms(t), 3, "the errand's VM is deleted after the run")
+
+	// The deploy again: the errand's instance is not the plan's.
+	res, err = g.dir.Deploy(ctx, withErrand(deployment(2, 1, 8080, false, "1"), 3), director.DeployOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"keep client/0", "keep server/0", "keep server/1"}, actions(res.Plan))
+	results, _, err = g.dir.RunErrand(ctx, "e2e", "smoke", director.ErrandOptions{KeepAlive: true})
+	var ee *director.ErrandError
+	require.ErrorAs(t, err, &ee)
+	require.Len(t, results, 1)
+	assert.Equal(t, 3, results[0].ExitCode)
+	assert.Contains(t, err.Error(), "exited 3")
+	assert.Len(t, g.vms(t), 4, "keep-alive keeps the errand's VM")
+
+	results, _, err = g.dir.RunErrand(ctx, "e2e", "server", director.ErrandOptions{})
+	require.NoError(t, err)
+	require.Len(t, results, 2)
+	assert.Equal(t, "server 0 ok\n", results[0].Stdout)
+	assert.Equal(t, "server 1 ok\n", results[1].Stdout)
+
+	_, _, err = g.dir.RunErrand(ctx, "e2e", "nope", director.ErrandOptions{})
+	require.ErrorIs(t, err, kubefoundry.ErrNotFound)
+
+	_, err = g.dir.DeleteDeployment(ctx, "e2e", director.DeleteOptions{})
+	require.NoError(t, err)
+	assert.Empty(t, g.vms(t), "the kept errand VM goes with the deployment")
 }
