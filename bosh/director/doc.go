@@ -1,10 +1,69 @@
-// Package director is kubefoundry's BOSH director, built up in pieces.
-// What works today: the updater, which rolls new specs out to the
-// instances of an instance group through their agents on the message bus
-// as BOSH's director does; the state store; and cloud-check.
+// Package director is kubefoundry's BOSH director: it uploads releases
+// and stemcells, deploys manifests onto a cloud through a CPI and the
+// agents of the VMs over the message bus, and keeps the deployments as
+// BOSH's director does.
 //
-//	u := director.NewUpdater(busClient, log)
-//	results, err := u.UpdateGroup(ctx, changes, m.UpdateFor(group), sink)
+//	d, err := director.New(director.Config{Store: st, CPI: c, Bus: bus, Agents: client,
+//		Blobs: blobs, Signer: srv.Signer(), BlobstoreURL: url, Renderer: template.New()})
+//	err = d.UpdateCloudConfig(cloudConfigYAML)
+//	_, err = d.UploadStemcell(ctx, "stemcell.tgz")
+//	_, err = d.UploadRelease(ctx, "release.tgz") // compiled
+//	res, err := d.Deploy(ctx, manifestYAML, director.DeployOptions{Events: sink})
+//
+// # What a Director does
+//
+//   - UploadStemcell (create_stemcell), UploadRelease (its jobs kept for
+//     rendering, its compiled packages put in the blobstore): idempotent;
+//     the same version with other content is ErrConflict. Packages are
+//     taken as compiled: there are no compilation VMs, and a deploy that
+//     needs a package not compiled for its stemcell fails naming it.
+//   - Deploy: the manifest, its releases and stemcells ("latest" is the
+//     highest version), its links and the cloud config give each instance
+//     its AZ (balanced over the group's AZs; an instance keeps its own),
+//     its addresses (cloudconfig.Allocate, with every other instance's
+//     held), its VM's cloud properties (the AZ's, the vm_type's or the
+//     CPI's for vm_resources, then vm_extensions) and its rendered
+//     templates; Plan says what to do with each, and DryRun stops there.
+//     Every problem of the manifest is reported at once, before anything
+//     changes. Then instances no longer wanted are drained and deleted,
+//     and group by group, through the updater below, each instance to
+//     create or recreate is given a new VM once stopped (create_vm with a
+//     new agent id and bus certificate in its env, waited for until its
+//     agent answers), its persistent disk is made what it is to be, and it
+//     is applied, started and watched.
+//   - Persistent disks (persistent_disk, persistent_disk_type): made near
+//     the VM, attached and mounted before the apply; moved with the
+//     instance to a new VM (detached before the old one goes); migrated
+//     by the agent to a new disk when the size or type changes, the old
+//     one deleted after; deleted with the instance (BOSH orphans them:
+//     there are no orphaned disks here).
+//   - Recreate (by group, group/id or group/index; SkipDrain for dead
+//     VMs), Stop (soft; or Hard: the VM deleted, the instance detached
+//     with its addresses and disk), Start (a detached instance gets a new
+//     VM), Restart, RunErrand (an errand group's VMs made for the run and
+//     deleted after unless KeepAlive; or a job's bin/run on every instance
+//     with it), DeleteDeployment (idempotent; Force goes on past instances
+//     that cannot be drained).
+//   - Resurrector and Watch connect a bosh/health Monitor: a silent
+//     instance is recreated without drain. CloudCheck offers recreate_vm.
+//
+// Every operation is a task on the store holding its deployment's lock,
+// with its events; a task runs in its caller's goroutine and its ctx
+// cancels it between steps. Everything is recorded as it happens: an
+// instance before its VM is made, a VM's or disk's cid as soon as the CPI
+// gives it, and a create_vm once begun is seen through whatever becomes
+// of ctx. New ends what a director that stopped left running (the task in
+// state error, its lock released); deploying again converges, with no VM
+// or disk the store names made twice or left behind. A VM whose create_vm
+// was under way when the process died is the one thing the store cannot
+// name.
+//
+// Not here yet: variables (a manifest with a variables block is refused),
+// add-ons, several named persistent disks, serial: false (groups are
+// updated one after the other), vm_strategy create-swap-delete (VMs are
+// recreated delete-create), stopped instances staying stopped through a
+// deploy (a deploy starts what it changes), and DNS (links address
+// instances by IP).
 //
 // # Rolling updates
 //
@@ -16,9 +75,12 @@
 // instance is taken through BOSH's steps:
 //
 //	run_script pre-stop   only when it runs (Instance.Running), with BOSH_VM_NEXT_STATE=keep
+//	                      (delete when it is to get a new VM)
 //	drain update <spec>   likewise; the agent waits what the drain scripts ask
 //	stop                  likewise
 //	run_script post-stop  likewise
+//	Change.Replace        when set: a new VM (the deploy's delete-create)
+//	Change.Prepare        when set: the persistent disk made what it is to be
 //	apply <spec>          the agent fetches and lays out the new packages and jobs
 //	run_script pre-start
 //	start
@@ -56,9 +118,8 @@
 // disk) with what the last deploy gave it (InstanceRecord.Applied) and
 // says per instance create, recreate, update, keep or delete, with BOSH's
 // reasons ("stemcell changed (a -> b)", "properties changed", ...), as
-// the diff shown before anything changes. Building the Desired instances
-// from a manifest, its releases and the cloud config is the deploy's, not
-// here yet.
+// the diff shown before anything changes; Deploy builds the Desired
+// instances.
 //
 // # Cloud-check
 //
@@ -69,21 +130,21 @@
 // mount_info_mismatch (the disk is not among the VM's get_disks). Each
 // Problem lists its resolutions; Resolve applies one: ignore,
 // delete_vm_reference, reboot_vm, delete_vm, delete_disk_reference,
-// reattach_disk, after checking that the record still names the VM and
-// disk the scan saw (ErrConflict otherwise). recreate_vm, and BOSH's
-// unbound_instance_vm and inactive_disk, come with the deploy.
-//
-// Not here yet: the deploy itself (Desired instances from the manifest,
-// rendering, VMs and disks through the CPI), running tasks on the store, recreate,
-// scale, errands and delete (issue 15); the health monitor and resurrector
-// are package bosh/health. Packages are taken as compiled: there are no
-// compilation VMs.
+// reattach_disk, and recreate_vm with a Director, after checking that the
+// record still names the VM and disk the scan saw (ErrConflict otherwise).
+// BOSH's unbound_instance_vm and inactive_disk are not here.
 //
 // # Files
 //
+//	director.go    Director, Config, New (ending a dead director's tasks), UploadStemcell, UploadRelease, UpdateCloudConfig
+//	deploy.go      Deploy: building the instances, rendering, applying; tasks; VMs; DeleteDeployment
+//	disk.go        persistent disks: create, attach, mount, migrate, delete
+//	recreate.go    Recreate, Resurrector, Watch
+//	state.go       Stop, Start, Restart
+//	errand.go      RunErrand
 //	update.go      Updater, UpdateGroup, Instance, Change, Result, UpdateError, NotRunningError
 //	event.go       Event in BOSH's event log shape, EventSink
-//	store.go       Store, OpenStore (bbolt): deployments, instances, tasks and their events, locks
+//	store.go       Store, OpenStore (bbolt): deployments, instances, releases, stemcells, the cloud config, tasks and their events, locks
 //	cloudcheck.go  CloudCheck: Scan for problems, Resolve them
 //	plan.go        Plan: Desired against InstanceRecord.Applied, with reasons
 package director
