@@ -80,7 +80,7 @@ type DeployResult struct {
 // Persistent disks, variables, add-ons and errands are not here yet, and a
 // manifest that asks for them is refused.
 func (d *Director) Deploy(ctx context.Context, manifestYAML []byte, opts DeployOptions) (DeployResult, error) {
-	m, err := manifest.Parse(manifestYAML)
+	m, err := d.manifestOf(manifestYAML, true)
 	if err != nil {
 		return DeployResult{}, err
 	}
@@ -352,9 +352,6 @@ func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudcon
 // unsupported reports what the manifest asks for that this director does
 // not do yet.
 func unsupported(ve *kubefoundry.ValidationError, m *manifest.Manifest) {
-	if len(m.Variables) > 0 {
-		ve.Add("/variables", "", "variables are not supported by this director yet")
-	}
 	if len(m.Addons) > 0 {
 		ve.Add("/addons", "", "add-ons are not supported by this director yet")
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/kubefoundry/kubefoundry/bosh/health"
 	"github.com/kubefoundry/kubefoundry/bosh/release"
 	"github.com/kubefoundry/kubefoundry/bosh/template"
+	"github.com/kubefoundry/kubefoundry/bosh/variables"
 	"github.com/kubefoundry/kubefoundry/csi"
 	"github.com/kubefoundry/kubefoundry/vsphere"
 	"github.com/kubefoundry/kubefoundry/vsphere/vspheretest"
@@ -134,10 +135,13 @@ properties:
   server.fail:
     description: fail to start
     default: false
+  server.secret:
+    description: a secret
+    default: none
 `, 0o644)
 	write("jobs/server/monit", "", 0o644)
 	write("jobs/server/templates/bpm.yml.erb", bpm("server")+"  env: {DATA: /var/vcap/store/server/starts}\n", 0o644)
-	write("jobs/server/templates/config.yml.erb", "port: <%= p(\"server.port\") %>\nindex: <%= spec.index %>\nbootstrap: <%= spec.bootstrap %>\nfail: <%= p(\"server.fail\") %>\n", 0o644)
+	write("jobs/server/templates/config.yml.erb", "port: <%= p(\"server.port\") %>\nindex: <%= spec.index %>\nbootstrap: <%= spec.bootstrap %>\nfail: <%= p(\"server.fail\") %>\nsecret: <%= p(\"server.secret\") %>\n", 0o644)
 	write("jobs/server/templates/drain.erb", "#!/bin/sh\necho 0\n", 0o644)
 	write("jobs/server/templates/run.erb", "#!/bin/sh\necho \"server <%= spec.index %> ok\"\n", 0o644)
 	write("jobs/smoke/spec", `---
@@ -380,6 +384,7 @@ type rig struct {
 	cpi   *vspherecpi.CPI
 	fleet *agentsim.Fleet
 	store string
+	vars  string
 	dir   *director.Director
 	st    director.Store
 	r     *template.Renderer
@@ -390,7 +395,7 @@ func newRig(t *testing.T) *rig {
 	if _, err := exec.LookPath("ruby"); err != nil {
 		t.Skip("ruby is needed to render templates (apt-get install ruby)")
 	}
-	g := &rig{w: agenttest.Start(t), store: filepath.Join(t.TempDir(), "director.db")}
+	g := &rig{w: agenttest.Start(t), store: filepath.Join(t.TempDir(), "director.db"), vars: t.TempDir()}
 	sim := vspheretest.Start(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
@@ -428,7 +433,7 @@ func (g *rig) open(t *testing.T) {
 	g.st = st
 	g.dir, err = director.New(director.Config{Store: st, CPI: g.cpi, Bus: g.w.Bus, Agents: g.w.Director, Blobs: g.w.Store,
 		Signer: g.w.Blobs.Signer(), BlobstoreURL: g.w.HTTPS.URL, Renderer: g.r, AgentPing: 50 * time.Millisecond,
-		AgentWait: time.Minute, TempDir: t.TempDir(), Log: zaptest.NewLogger(t)})
+		AgentWait: time.Minute, TempDir: t.TempDir(), VariablesDir: g.vars, Log: zaptest.NewLogger(t)})
 	require.NoError(t, err)
 }
 
@@ -887,6 +892,7 @@ func TestCloudCheckRecreatesVMs(t *testing.T) {
 	vm, err := g.vs.FindVM(ctx, "/DC0/vm/bosh/vms/"+recs[2].VMCID)
 	require.NoError(t, err)
 	require.NoError(t, g.vs.PowerOff(ctx, vm.Reference()))
+	agenttest.Eventually(t, func() bool { return len(g.fleet.Agents()) == 1 }, "the agents of the VMs gone and off still run")
 
 	cc := g.dir.CloudCheck()
 	cc.PingTimeout = time.Second
@@ -1128,4 +1134,53 @@ func TestErrandsOnVcsim(t *testing.T) {
 	_, err = g.dir.DeleteDeployment(ctx, "e2e", director.DeleteOptions{})
 	require.NoError(t, err)
 	assert.Empty(t, g.vms(t), "the kept errand VM goes with the deployment")
+}
+
+// TestVariablesOnVcsim: a variable the manifest declares is generated
+// once, interpolated into the properties the templates see, never stored
+// in the deployment's record or shown in its task; deploying again keeps
+// it, and an undeclared one is refused naming it.
+func TestVariablesOnVcsim(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	m := []byte(strings.Replace(string(deployment(1, 1, 8080, false, "1")), "fail: false}}", "fail: false, secret: ((token))}}", 1) +
+		"variables:\n- {name: token, type: password}\n")
+	var rec recorder
+	res, err := g.dir.Deploy(ctx, m, director.DeployOptions{Events: rec.sink})
+	require.NoError(t, err)
+	vars, err := variables.Open(filepath.Join(g.vars, "e2e.json"))
+	require.NoError(t, err)
+	token, ok, err := vars.Get("token")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Len(t, token, 20)
+	var server director.InstanceRecord
+	for _, r := range g.instances(t) {
+		if r.Group == "server" {
+			server = r
+		}
+	}
+	assert.Contains(t, g.config(t, server, "server"), fmt.Sprintf("secret: %s\n", token))
+	dep, err := g.st.Deployment("e2e")
+	require.NoError(t, err)
+	assert.Contains(t, string(dep.Manifest), "((token))", "the manifest is recorded as given")
+	assert.NotContains(t, string(dep.Manifest), token.(string))
+	assert.NotContains(t, res.Task.Result, token.(string))
+	assert.NotContains(t, strings.Join(rec.lines(), "\n"), token.(string))
+
+	res, err = g.dir.Deploy(ctx, m, director.DeployOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"keep client/0", "keep server/0"}, actions(res.Plan), "the variable keeps its value")
+	_, err = g.dir.Recreate(ctx, "e2e", director.RecreateOptions{Instances: []string{"server"}})
+	require.NoError(t, err, "a recreate interpolates the recorded manifest again")
+	for _, r := range g.instances(t) {
+		if r.Group == "server" {
+			assert.Contains(t, g.config(t, r, "server"), fmt.Sprintf("secret: %s\n", token))
+		}
+	}
+
+	_, err = g.dir.Deploy(ctx, []byte(strings.Replace(string(m), "((token))", "((nope))", 1)), director.DeployOptions{})
+	require.ErrorContains(t, err, "nope")
 }

@@ -52,6 +52,11 @@ type Config struct {
 	// URLTTL is how long the signed URLs in an apply spec stay good:
 	// 2 hours when 0; it must outlast the longest update of a group.
 	URLTTL time.Duration
+	// VariablesDir holds each deployment's variables store
+	// (<deployment>.json, bosh/variables): what its manifests' variables
+	// blocks generate and their ((placeholders)) are interpolated from.
+	// A manifest with variables is refused without it.
+	VariablesDir string
 	// TempDir is where uploads are unpacked; the system's when empty.
 	TempDir string
 	// Log logs; nothing when nil.

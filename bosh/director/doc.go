@@ -58,8 +58,13 @@
 // was under way when the process died is the one thing the store cannot
 // name.
 //
-// Not here yet: variables (a manifest with a variables block is refused),
-// add-ons, several named persistent disks, serial: false (groups are
+// Variables: with Config.VariablesDir, a deploy generates what the
+// manifest's variables block declares into the deployment's
+// bosh/variables store and interpolates every ((placeholder)) from it
+// (recreate, stop, start and errands interpolate the recorded manifest
+// again); the manifest is recorded as given, placeholders and all.
+//
+// Not here yet: add-ons, several named persistent disks, serial: false (groups are
 // updated one after the other), vm_strategy create-swap-delete (VMs are
 // recreated delete-create), stopped instances staying stopped through a
 // deploy (a deploy starts what it changes), and DNS (links address
@@ -142,6 +147,7 @@
 //	recreate.go    Recreate, Resurrector, Watch
 //	state.go       Stop, Start, Restart
 //	errand.go      RunErrand
+//	vars.go        variables: generated, then interpolated into the manifest
 //	update.go      Updater, UpdateGroup, Instance, Change, Result, UpdateError, NotRunningError
 //	event.go       Event in BOSH's event log shape, EventSink
 //	store.go       Store, OpenStore (bbolt): deployments, instances, releases, stemcells, the cloud config, tasks and their events, locks

@@ -73,7 +73,7 @@ func (d *Director) recorded(deployment string) (*manifest.Manifest, *cloudconfig
 	if len(dep.Manifest) == 0 {
 		return nil, nil, fmt.Errorf("deployment %s was never deployed: %w", deployment, kubefoundry.ErrInvalid)
 	}
-	m, err := manifest.Parse(dep.Manifest)
+	m, err := d.manifestOf(dep.Manifest, false)
 	if err != nil {
 		return nil, nil, fmt.Errorf("deployment %s: its recorded manifest: %w", deployment, err)
 	}
