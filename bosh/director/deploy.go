@@ -134,6 +134,16 @@ func (d *Director) runTask(ctx context.Context, kind, deployment, description st
 		_ = st.Unlock(deployment, t.ID)
 		return t, err
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	d.mu.Lock()
+	d.running[t.ID] = cancel
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		delete(d.running, t.ID)
+		d.mu.Unlock()
+	}()
 	sink := func(e Event) {
 		if err := st.AddEvent(t.ID, e); err != nil {
 			d.log.Warn("recording a task event", zap.Int64("task", t.ID), zap.Error(err))
@@ -143,11 +153,14 @@ func (d *Director) runTask(ctx context.Context, kind, deployment, description st
 		}
 	}
 	result, err := fn(ctx, sink)
+	if cause := context.Cause(ctx); errors.Is(cause, ErrTaskCancelled) && err != nil {
+		err = fmt.Errorf("%w: %w", cause, err)
+	}
 	t.Ended = time.Now()
 	switch {
 	case err == nil:
 		t.State, t.Result = TaskDone, result
-	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()), errors.Is(err, ErrTaskCancelled):
 		t.State, t.Result = TaskCancelled, err.Error()
 	default:
 		t.State, t.Result = TaskError, err.Error()

@@ -1184,3 +1184,39 @@ func TestVariablesOnVcsim(t *testing.T) {
 	_, err = g.dir.Deploy(ctx, []byte(strings.Replace(string(m), "((token))", "((nope))", 1)), director.DeployOptions{})
 	require.ErrorContains(t, err, "nope")
 }
+
+// TestCancelTask: a deploy cancelled by its task id ends between steps in
+// state cancelled, with its lock released; a task that is not running
+// cannot be cancelled.
+func TestCancelTask(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	var once sync.Once
+	res, err := g.dir.Deploy(ctx, deployment(3, 1, 8080, false, "1"), director.DeployOptions{Events: func(e director.Event) {
+		once.Do(func() {
+			tasks, err := g.st.Tasks(1)
+			if assert.NoError(t, err) && assert.Len(t, tasks, 1) {
+				assert.NoError(t, g.dir.CancelTask(tasks[0].ID))
+			}
+		})
+	}})
+	require.ErrorIs(t, err, director.ErrTaskCancelled)
+	assert.Equal(t, director.TaskCancelled, res.Task.State)
+	got, err := g.st.Task(res.Task.ID)
+	require.NoError(t, err)
+	assert.Equal(t, director.TaskCancelled, got.State)
+	locks, err := g.st.Locks()
+	require.NoError(t, err)
+	assert.Empty(t, locks)
+	assert.Less(t, len(g.instances(t)), 4, "it stopped before the end")
+	err = g.dir.CancelTask(res.Task.ID)
+	require.ErrorIs(t, err, kubefoundry.ErrConflict)
+	require.ErrorIs(t, g.dir.CancelTask(9999), kubefoundry.ErrNotFound)
+
+	// Deploying again converges.
+	res, err = g.dir.Deploy(ctx, deployment(3, 1, 8080, false, "1"), director.DeployOptions{})
+	require.NoError(t, err)
+	assert.Len(t, g.vms(t), 4)
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -71,6 +72,9 @@ type Director struct {
 	cfg     Config
 	log     *zap.Logger
 	updater *Updater
+
+	mu      sync.Mutex
+	running map[int64]context.CancelCauseFunc // the tasks running, to cancel
 }
 
 // New returns a Director on cfg, first closing what a director that
@@ -111,11 +115,38 @@ func New(cfg Config) (*Director, error) {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
-	d := &Director{cfg: cfg, log: cfg.Log, updater: NewUpdater(cfg.Agents, cfg.Log)}
+	d := &Director{cfg: cfg, log: cfg.Log, updater: NewUpdater(cfg.Agents, cfg.Log), running: map[int64]context.CancelCauseFunc{}}
 	if err := d.recover(); err != nil {
 		return nil, err
 	}
 	return d, nil
+}
+
+// ErrTaskCancelled is the cause of a task's end when CancelTask ends it.
+var ErrTaskCancelled = errors.New("the task was cancelled")
+
+// CancelTask cancels a task this director runs: it is recorded
+// cancelling, and ends between two steps (what is in flight finishes)
+// in state cancelled, releasing its lock. A task that is not running is
+// ErrNotFound, or ErrConflict when it has ended.
+func (d *Director) CancelTask(id int64) error {
+	d.mu.Lock()
+	cancel, ok := d.running[id]
+	d.mu.Unlock()
+	if !ok {
+		t, err := d.cfg.Store.Task(id)
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("task %d is %s, not running: %w", id, t.State, kubefoundry.ErrConflict)
+	}
+	t, err := d.cfg.Store.Task(id)
+	if err == nil && t.State == TaskProcessing {
+		t.State = TaskCancelling
+		_ = d.cfg.Store.PutTask(t)
+	}
+	cancel(ErrTaskCancelled)
+	return nil
 }
 
 // recover ends the tasks a stopped director left running.
