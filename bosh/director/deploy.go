@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"sort"
@@ -93,7 +94,7 @@ func (d *Director) Deploy(ctx context.Context, manifestYAML []byte, opts DeployO
 		return DeployResult{}, fmt.Errorf("deploy %s: cloud config: %w", m.Name, err)
 	}
 	if opts.DryRun {
-		b, err := d.build(ctx, m, cc, opts.Recreate, "")
+		b, err := d.build(ctx, m, cc, opts.Recreate, "", false)
 		if err != nil {
 			return DeployResult{}, err
 		}
@@ -101,7 +102,7 @@ func (d *Director) Deploy(ctx context.Context, manifestYAML []byte, opts DeployO
 	}
 	var res DeployResult
 	task, err := d.runTask(ctx, "deploy", m.Name, "create deployment", opts.Events, func(ctx context.Context, sink EventSink) (string, error) {
-		b, err := d.build(ctx, m, cc, opts.Recreate, "")
+		b, err := d.build(ctx, m, cc, opts.Recreate, "", true)
 		if err != nil {
 			return "", err
 		}
@@ -143,6 +144,9 @@ func (d *Director) runTask(ctx context.Context, kind, deployment, description st
 		d.mu.Lock()
 		delete(d.running, t.ID)
 		d.mu.Unlock()
+		d.allocMu.Lock()
+		delete(d.reserved, deployment)
+		d.allocMu.Unlock()
 	}()
 	sink := func(e Event) {
 		if err := st.AddEvent(t.ID, e); err != nil {
@@ -152,7 +156,17 @@ func (d *Director) runTask(ctx context.Context, kind, deployment, description st
 			events(e)
 		}
 	}
-	result, err := fn(ctx, sink)
+	result, err := func() (result string, err error) {
+		defer func() {
+			// A bug must not leave the task processing and the deployment
+			// locked.
+			if r := recover(); r != nil {
+				d.log.Error("task panicked", zap.Int64("task", t.ID), zap.Any("panic", r), zap.Stack("stack"))
+				err = fmt.Errorf("director: task %d failed: %v", t.ID, r)
+			}
+		}()
+		return fn(ctx, sink)
+	}()
 	if cause := context.Cause(ctx); errors.Is(cause, ErrTaskCancelled) && err != nil {
 		err = fmt.Errorf("%w: %w", cause, err)
 	}
@@ -204,7 +218,9 @@ type built struct {
 //
 // Errand instance groups (lifecycle: errand) have no instances but while
 // they run: build leaves them out, but for the one named errand.
-func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudconfig.CloudConfig, recreate bool, errand string) (*built, error) {
+// With reserve, the addresses it gives out are held for the deployment
+// until its task ends.
+func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudconfig.CloudConfig, recreate bool, errand string, reserve bool) (*built, error) {
 	ve := &kubefoundry.ValidationError{Object: "deployment " + m.Name}
 	unsupported(ve, m)
 	cloudRefs(ve, m, cc)
@@ -243,9 +259,21 @@ func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudcon
 	if err != nil {
 		return nil, err
 	}
+	// Addresses are given out under one lock for the whole director: two
+	// deployments deployed at once must not be given the same one. What a
+	// task gives out is reserved until it ends (runTask), when the records
+	// hold it.
+	d.allocMu.Lock()
+	unlock := sync.OnceFunc(d.allocMu.Unlock)
+	defer unlock()
 	taken, err := d.takenAddresses()
 	if err != nil {
 		return nil, err
+	}
+	for dep, addrs := range d.reserved {
+		if dep != m.Name {
+			maps.Copy(taken, addrs)
+		}
 	}
 	b := &built{m: m, records: records}
 	byKey := map[string]InstanceRecord{}
@@ -322,8 +350,12 @@ func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudcon
 			p.props = cloudProps(cc.AZ(p.rec.AZ), props)
 			p.env = cpi.Env(maps.Clone(g.Env))
 			netJSON, _ := json.Marshal(p.nets)
+			azJSON := []byte("{}")
+			if az := cc.AZ(p.rec.AZ); az != nil && len(az.CloudProperties) > 0 {
+				azJSON, _ = json.Marshal(az.CloudProperties)
+			}
 			p.desired = Desired{Group: g.Name, Index: p.rec.Index, AZ: p.rec.AZ, Stemcell: stem.OS + "/" + stem.Version,
-				Networks: string(netJSON), VMType: vmType, Env: string(envJSON), Recreate: recreate, DiskSize: diskSize, DiskType: diskType}
+				Networks: string(netJSON), VMType: vmType + " az:" + string(azJSON), Env: string(envJSON), Recreate: recreate, DiskSize: diskSize, DiskType: diskType}
 			for _, j := range jobs {
 				p.desired.Jobs = append(p.desired.Jobs, releaseOfJob(g, j.Name)+"/"+j.Name+"/"+j.Version)
 			}
@@ -334,6 +366,19 @@ func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudcon
 	if err := ve.Err(); err != nil {
 		return nil, err
 	}
+	if reserve {
+		mine := map[netip.Addr]string{}
+		for _, p := range b.instances {
+			for _, ip := range p.rec.IPs {
+				_, addr, _ := strings.Cut(ip, "=")
+				if a, err := netip.ParseAddr(addr); err == nil {
+					mine[a] = p.rec.ID
+				}
+			}
+		}
+		d.reserved[m.Name] = mine
+	}
+	unlock()
 	// Templates, once every instance has its addresses (links name them).
 	for _, p := range b.instances {
 		files, err := d.render(ctx, m, cc, lk, specFor, jobOf, rels, byGroup, p)
@@ -506,7 +551,8 @@ func lastIP(r InstanceRecord, network string) netip.Addr {
 // placeGroup gives a group's instances their ids and AZs: a recorded
 // instance keeps its id, and its AZ while the group still has it; a new
 // one goes to the AZ with the fewest of the group's instances (the first
-// listed on a tie), as BOSH balances them.
+// listed on a tie), as BOSH balances them, or, when the group has static
+// IPs, to the AZ of the address Allocate gives it.
 func placeGroup(deployment string, g *manifest.InstanceGroup, recorded map[string]InstanceRecord) []*planned {
 	count := map[string]int{}
 	ps := make([]*planned, g.Instances)
@@ -528,8 +574,11 @@ func placeGroup(deployment string, g *manifest.InstanceGroup, recorded map[strin
 		}
 		ps[i] = p
 	}
+	static := slices.ContainsFunc(g.Networks, func(n manifest.Network) bool { return len(n.StaticIPs) > 0 })
 	for _, p := range ps {
-		if p.rec.AZ != "" || len(g.AZs) == 0 {
+		if p.rec.AZ != "" || len(g.AZs) == 0 || static {
+			// With static IPs, an instance's AZ is its address's subnet's
+			// (cloudconfig.Allocate places it).
 			continue
 		}
 		best := g.AZs[0]
@@ -558,7 +607,7 @@ func networkSettings(n *cloudconfig.Network, a cloudconfig.Address, mn manifest.
 	if s := a.Subnet; s != nil {
 		out.Gateway, out.DNS = s.Gateway, s.DNS
 		if p, err := netip.ParsePrefix(s.Range); err == nil {
-			out.Netmask = netmask(p.Bits())
+			out.Netmask = netmask(p)
 		}
 		props = s.CloudProperties
 	} else {
@@ -575,12 +624,8 @@ func networkSettings(n *cloudconfig.Network, a cloudconfig.Address, mn manifest.
 	return out
 }
 
-func netmask(bits int) string {
-	var m [4]byte
-	for i := range bits {
-		m[i/8] |= 0x80 >> (i % 8)
-	}
-	return netip.AddrFrom4(m).String()
+func netmask(p netip.Prefix) string {
+	return net.IP(net.CIDRMask(p.Bits(), p.Addr().BitLen())).String()
 }
 
 // vmProps are a group's VM cloud properties (its vm_type's, or the CPI's
@@ -816,7 +861,7 @@ func (d *Director) apply(ctx context.Context, b *built, manifestYAML, cloudConfi
 		stg := newStage(sink, "Deleting unneeded instances", nil, len(gone))
 		for _, r := range gone {
 			end := stg.start(fmt.Sprintf("%s/%s (%d)", r.Group, r.ID, r.Index))
-			err := d.deleteInstance(ctx, r, false)
+			err := d.deleteInstance(ctx, r, false, "keep")
 			end(err)
 			if err != nil {
 				return err
@@ -827,26 +872,66 @@ func (d *Director) apply(ctx context.Context, b *built, manifestYAML, cloudConfi
 	for _, c := range b.plan {
 		action[fmt.Sprintf("%s/%d", c.Group, c.Index)] = c.Action
 	}
-	for gi := range m.InstanceGroups {
-		g := &m.InstanceGroups[gi]
-		var rolls []roll
-		for _, p := range b.instances {
-			if p.group != g {
-				continue
+	for _, batch := range batches(m) {
+		var (
+			wg   sync.WaitGroup
+			mu   sync.Mutex
+			errs []error
+		)
+		for _, g := range batch {
+			var rolls []roll
+			for _, p := range b.instances {
+				if p.group != g {
+					continue
+				}
+				act := action[fmt.Sprintf("%s/%d", g.Name, p.rec.Index)]
+				if act == ActionKeep {
+					continue
+				}
+				rolls = append(rolls, roll{p: p, create: act == ActionCreate, replace: act == ActionCreate || act == ActionRecreate,
+					running: p.rec.VMCID != "" && p.rec.Applied != nil})
 			}
-			act := action[fmt.Sprintf("%s/%d", g.Name, p.rec.Index)]
-			if act == ActionKeep {
-				continue
-			}
-			rolls = append(rolls, roll{p: p, create: act == ActionCreate, replace: act == ActionCreate || act == ActionRecreate,
-				running: p.rec.VMCID != "" && p.rec.Applied != nil})
+			wg.Go(func() {
+				if err := d.rollGroup(ctx, m, g, rolls, sink); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			})
 		}
-		if err := d.rollGroup(ctx, m, g, rolls, sink); err != nil {
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
 			return err
 		}
 	}
 	dep.Manifest, dep.CloudConfig, dep.Updated = manifestYAML, cloudConfig, time.Now()
 	return st.PutDeployment(dep)
+}
+
+// batches are the instance groups in manifest order, those to update at
+// once together: as BOSH does, adjacent groups whose update says serial:
+// false are updated in parallel; every other group alone. Errand groups
+// are left out.
+func batches(m *manifest.Manifest) [][]*manifest.InstanceGroup {
+	var out [][]*manifest.InstanceGroup
+	parallel := false
+	for gi := range m.InstanceGroups {
+		g := &m.InstanceGroups[gi]
+		if g.Lifecycle == manifest.LifecycleErrand {
+			continue
+		}
+		serial := true
+		if up := m.UpdateFor(g); up != nil && up.Serial != nil {
+			serial = *up.Serial
+		}
+		if !serial && parallel {
+			out[len(out)-1] = append(out[len(out)-1], g)
+			continue
+		}
+		out = append(out, []*manifest.InstanceGroup{g})
+		parallel = !serial
+	}
+	return out
 }
 
 // roll is an instance a group's update is to change: given a new VM
@@ -877,10 +962,19 @@ func (d *Director) rollGroup(ctx context.Context, m *manifest.Manifest, g *manif
 		}
 		spec, err := d.applySpec(ctx, m.Name, p)
 		if err != nil {
+			for _, c := range changes {
+				_ = d.cfg.Blobs.Delete(context.WithoutCancel(ctx), c.Spec.RenderedTemplatesArchive.BlobstoreID)
+			}
 			return fmt.Errorf("instance %s/%s (%d): %w", g.Name, p.rec.ID, p.rec.Index, err)
 		}
 		c := Change{Instance: Instance{Group: g.Name, ID: p.rec.ID, Index: p.rec.Index, AZ: p.rec.AZ, AgentID: p.rec.AgentID,
 			Running: r.running}, Spec: spec}
+		c.Begin = func(context.Context) error {
+			mu.Lock()
+			defer mu.Unlock()
+			p.rec.Dirty = true
+			return st.PutInstance(p.rec)
+		}
 		if r.replace {
 			c.Replace = func(ctx context.Context) (string, error) { return d.replaceVM(ctx, m.Name, p, &mu) }
 		}
@@ -894,8 +988,17 @@ func (d *Director) rollGroup(ctx context.Context, m *manifest.Manifest, g *manif
 		return fmt.Errorf("instance group %s: no update block", g.Name)
 	}
 	results, uerr := d.updater.UpdateGroup(ctx, changes, *up, sink)
+	// Each rendered templates blob is kept while an instance has it
+	// applied, and no longer.
+	blobOf := map[string]string{}
+	for _, c := range changes {
+		blobOf[c.Instance.ID] = c.Spec.RenderedTemplatesArchive.BlobstoreID
+	}
+	var drop []string
 	for _, r := range results {
+		blob := blobOf[r.Instance.ID]
 		if !r.Done {
+			drop = append(drop, blob)
 			continue
 		}
 		p := ps[r.Instance.ID]
@@ -904,9 +1007,24 @@ func (d *Director) rollGroup(ctx context.Context, m *manifest.Manifest, g *manif
 		mu.Unlock()
 		want := p.desired
 		want.Recreate = false
-		rec.Applied, rec.AgentID, rec.SpecHash, rec.State = &want, r.Instance.AgentID, want.ConfigurationHash, StateStarted
+		if rec.TemplatesBlob != "" && rec.TemplatesBlob != blob {
+			drop = append(drop, rec.TemplatesBlob)
+		}
+		rec.Applied, rec.AgentID, rec.SpecHash, rec.State, rec.Dirty = &want, r.Instance.AgentID, want.ConfigurationHash, StateStarted, false
+		rec.TemplatesBlob = blob
 		if err := st.PutInstance(rec); err != nil {
 			uerr = errors.Join(uerr, err)
+		}
+	}
+	if len(results) == 0 {
+		// UpdateGroup refused the changes outright.
+		for _, b := range blobOf {
+			drop = append(drop, b)
+		}
+	}
+	for _, b := range drop {
+		if err := d.cfg.Blobs.Delete(context.WithoutCancel(ctx), b); err != nil {
+			d.log.Warn("deleting a rendered templates blob", zap.String("blob", b), zap.Error(err))
 		}
 	}
 	return uerr
@@ -963,7 +1081,8 @@ func (d *Director) replaceVM(ctx context.Context, deployment string, p *planned,
 	mu.Lock()
 	old := p.rec
 	mu.Unlock()
-	if old.VMCID != "" {
+	if old.VMCID != "" || old.AgentID != "" {
+		// The old VM, or an agent id a create_vm that failed left.
 		if err := d.deleteVM(ctx, old); err != nil {
 			return "", err
 		}
@@ -972,12 +1091,14 @@ func (d *Director) replaceVM(ctx context.Context, deployment string, p *planned,
 		}
 	}
 	agentID := uuid.NewString()
+	// Recorded before the bus knows it, so that no id the bus lets in is
+	// one the store does not name.
+	if err := save(func(r *InstanceRecord) { r.AgentID = agentID }); err != nil {
+		return "", err
+	}
 	creds, err := d.cfg.Bus.AddAgent(agentID)
 	if err != nil {
 		return "", fmt.Errorf("bus certificate: %w", err)
-	}
-	if err := save(func(r *InstanceRecord) { r.AgentID = agentID }); err != nil {
-		return "", err
 	}
 	env := cpi.Env{}
 	maps.Copy(env, p.env)
@@ -1001,6 +1122,13 @@ func (d *Director) replaceVM(ctx context.Context, deployment string, p *planned,
 	cid, _, err := d.cfg.CPI.CreateVM(cctx, agentID, p.stemcell.CID, p.props, p.nets, disks, env)
 	cancel()
 	if err != nil {
+		// No VM: its agent id goes from the bus and the record.
+		if rerr := d.cfg.Bus.RemoveAgent(agentID); rerr != nil {
+			d.log.Warn("removing an agent from the bus", zap.String("agent", agentID), zap.Error(rerr))
+		}
+		if serr := save(func(r *InstanceRecord) { r.AgentID = "" }); serr != nil {
+			err = errors.Join(err, serr)
+		}
 		return "", fmt.Errorf("create_vm: %w", err)
 	}
 	if err := save(func(r *InstanceRecord) { r.VMCID = cid }); err != nil {
@@ -1045,16 +1173,18 @@ func (d *Director) waitAgent(ctx context.Context, agentID string) error {
 // its agent's place on the bus; its persistent disks are detached first
 // and kept.
 func (d *Director) deleteVM(ctx context.Context, r InstanceRecord) error {
-	for _, disk := range []string{r.DiskCID, r.NewDiskCID} {
-		if disk == "" {
-			continue
+	if r.VMCID != "" {
+		for _, disk := range []string{r.DiskCID, r.NewDiskCID} {
+			if disk == "" {
+				continue
+			}
+			if err := d.cfg.CPI.DetachDisk(ctx, r.VMCID, disk); err != nil && !errors.Is(err, kubefoundry.ErrNotFound) {
+				return fmt.Errorf("detach_disk %s from %s: %w", disk, r.VMCID, err)
+			}
 		}
-		if err := d.cfg.CPI.DetachDisk(ctx, r.VMCID, disk); err != nil && !errors.Is(err, kubefoundry.ErrNotFound) {
-			return fmt.Errorf("detach_disk %s from %s: %w", disk, r.VMCID, err)
+		if err := d.cfg.CPI.DeleteVM(ctx, r.VMCID); err != nil && !errors.Is(err, kubefoundry.ErrNotFound) {
+			return fmt.Errorf("delete_vm %s: %w", r.VMCID, err)
 		}
-	}
-	if err := d.cfg.CPI.DeleteVM(ctx, r.VMCID); err != nil && !errors.Is(err, kubefoundry.ErrNotFound) {
-		return fmt.Errorf("delete_vm %s: %w", r.VMCID, err)
 	}
 	if r.AgentID != "" {
 		if err := d.cfg.Bus.RemoveAgent(r.AgentID); err != nil {
@@ -1067,22 +1197,34 @@ func (d *Director) deleteVM(ctx context.Context, r InstanceRecord) error {
 // deleteInstance drains and stops an instance whose agent answers (a
 // failure to do so is an error unless force), deletes its VM and disk,
 // and forgets it.
-func (d *Director) deleteInstance(ctx context.Context, r InstanceRecord, force bool) error {
+func (d *Director) deleteInstance(ctx context.Context, r InstanceRecord, force bool, deploymentNext string) error {
 	name := fmt.Sprintf("%s/%s (%d)", r.Group, r.ID, r.Index)
 	if r.VMCID != "" && r.AgentID != "" {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, perr := d.cfg.Agents.Call(pctx, r.AgentID, "ping")
 		cancel()
-		if perr == nil {
-			if err := d.stopJobs(ctx, r.AgentID, "delete", false); err != nil && !force {
+		switch {
+		case perr == nil:
+			env := nextState("delete", "delete", deploymentNext)
+			if err := d.stopJobs(ctx, r.AgentID, env, false); err != nil && !force {
 				return fmt.Errorf("%s: %w", name, err)
+			}
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case !force:
+			// A VM that is gone has nothing to drain; one that is there
+			// and silent is not deleted undrained unless forced.
+			has, err := d.cfg.CPI.HasVM(ctx, r.VMCID)
+			if err != nil {
+				return fmt.Errorf("%s: has_vm %s: %w", name, r.VMCID, err)
+			}
+			if has {
+				return fmt.Errorf("%s: its agent does not answer (%v), so it cannot be drained: delete with Force, or recreate it first (cloud-check)", name, perr)
 			}
 		}
 	}
-	if r.VMCID != "" {
-		if err := d.deleteVM(ctx, r); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
+	if err := d.deleteVM(ctx, r); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	for _, disk := range []string{r.DiskCID, r.NewDiskCID} {
 		if disk == "" {
@@ -1092,13 +1234,25 @@ func (d *Director) deleteInstance(ctx context.Context, r InstanceRecord, force b
 			return fmt.Errorf("%s: delete_disk %s: %w", name, disk, err)
 		}
 	}
+	if r.TemplatesBlob != "" {
+		if err := d.cfg.Blobs.Delete(ctx, r.TemplatesBlob); err != nil {
+			d.log.Warn("deleting a rendered templates blob", zap.String("blob", r.TemplatesBlob), zap.Error(err))
+		}
+	}
 	return d.cfg.Store.DeleteInstance(r.Deployment, r.ID)
 }
 
-// stopJobs takes a running instance's jobs down: pre-stop (with
-// BOSH_VM_NEXT_STATE next), drain shutdown, stop, post-stop; without the
-// pre-stop and drain when skipDrain.
-func (d *Director) stopJobs(ctx context.Context, agentID, next string, skipDrain bool) error {
+// nextState is the environment of pre-stop scripts, as BOSH sets it:
+// what becomes of the VM, the instance and the deployment (keep or
+// delete).
+func nextState(vm, instance, deployment string) map[string]string {
+	return map[string]string{"BOSH_VM_NEXT_STATE": vm, "BOSH_INSTANCE_NEXT_STATE": instance, "BOSH_DEPLOYMENT_NEXT_STATE": deployment}
+}
+
+// stopJobs takes a running instance's jobs down: pre-stop (with env, see
+// nextState), drain shutdown, stop, post-stop; without the pre-stop and
+// drain when skipDrain.
+func (d *Director) stopJobs(ctx context.Context, agentID string, env map[string]string, skipDrain bool) error {
 	type step struct {
 		what   string
 		method string
@@ -1107,7 +1261,7 @@ func (d *Director) stopJobs(ctx context.Context, agentID, next string, skipDrain
 	var steps []step
 	if !skipDrain {
 		steps = append(steps,
-			step{"pre-stop", "run_script", []any{"pre-stop", map[string]any{"env": map[string]string{"BOSH_VM_NEXT_STATE": next}}}},
+			step{"pre-stop", "run_script", []any{"pre-stop", map[string]any{"env": env}}},
 			step{"drain", "drain", []any{"shutdown"}})
 	}
 	steps = append(steps, step{"stop", "stop", nil}, step{"post-stop", "run_script", []any{"post-stop", map[string]any{}}})
@@ -1145,7 +1299,7 @@ func (d *Director) DeleteDeployment(ctx context.Context, name string, opts Delet
 		var errs []error
 		for _, r := range recs {
 			end := stg.start(fmt.Sprintf("%s/%s (%d)", r.Group, r.ID, r.Index))
-			err := d.deleteInstance(ctx, r, opts.Force)
+			err := d.deleteInstance(ctx, r, opts.Force, "delete")
 			end(err)
 			if err != nil {
 				// One instance's failure does not keep the others.

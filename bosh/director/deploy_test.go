@@ -554,6 +554,7 @@ func actions(plan []director.InstanceChange) []string {
 func TestDeployOnVcsim(t *testing.T) {
 	g := newRig(t)
 	g.upload(t)
+	uploaded := countBlobs(t, g.w.Store)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 
@@ -639,6 +640,12 @@ func TestDeployOnVcsim(t *testing.T) {
 	res, err = g.dir.Deploy(ctx, deployment(1, 1, 9090, false, "1"), director.DeployOptions{})
 	require.NoError(t, err)
 	assert.Contains(t, actions(res.Plan), "delete server/1")
+	assert.Contains(t, actions(res.Plan), "update server/0", "the failed canary is updated back")
+	for _, r := range g.instances(t) {
+		st, _ := g.state(t, r)
+		assert.Equal(t, "running", st, "%s/%d", r.Group, r.Index)
+		assert.False(t, r.Dirty)
+	}
 	assert.Len(t, g.instances(t), 2)
 	assert.Len(t, g.vms(t), 2)
 
@@ -681,6 +688,7 @@ func TestDeployOnVcsim(t *testing.T) {
 	_, err = g.st.Deployment("e2e")
 	require.ErrorIs(t, err, kubefoundry.ErrNotFound)
 	agenttest.Eventually(t, func() bool { return len(g.fleet.Agents()) == 0 }, "agents still run: %v", g.fleet.Agents())
+	assert.Equal(t, uploaded, countBlobs(t, g.w.Store), "no rendered templates blob is left, only the releases' packages")
 }
 
 // TestDeployResumesAfterTheDirectorStops stops a deploy half-way (its ctx
@@ -724,7 +732,9 @@ func TestDeployResumesAfterTheDirectorStops(t *testing.T) {
 
 	dctx, dcancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer dcancel()
-	res, err := g.dir.Deploy(dctx, deployment(3, 1, 8080, false, "1"), director.DeployOptions{})
+	// serial: false: the groups are updated at once.
+	parallel := strings.Replace(string(deployment(3, 1, 8080, false, "1")), "update:\n", "update:\n  serial: false\n", 1)
+	res, err := g.dir.Deploy(dctx, []byte(parallel), director.DeployOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, director.TaskDone, res.Task.State)
 	recs := g.instances(t)
@@ -1219,4 +1229,68 @@ func TestCancelTask(t *testing.T) {
 	res, err = g.dir.Deploy(ctx, deployment(3, 1, 8080, false, "1"), director.DeployOptions{})
 	require.NoError(t, err)
 	assert.Len(t, g.vms(t), 4)
+}
+
+// TestConcurrentDeploysGetTheirOwnAddresses: two deployments deployed at
+// once are given different addresses.
+func TestConcurrentDeploysGetTheirOwnAddresses(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, name := range []string{"e2e", "e2f"} {
+		m := strings.Replace(string(deployment(2, 1, 8080, false, "1")), "name: e2e", "name: "+name, 1)
+		wg.Go(func() {
+			_, errs[i] = g.dir.Deploy(ctx, []byte(m), director.DeployOptions{})
+		})
+	}
+	wg.Wait()
+	require.NoError(t, errors.Join(errs...))
+	seen := map[string]string{}
+	for _, dep := range []string{"e2e", "e2f"} {
+		recs, err := g.st.Instances(dep)
+		require.NoError(t, err)
+		require.Len(t, recs, 3)
+		for _, r := range recs {
+			for _, ip := range r.IPs {
+				if other, ok := seen[ip]; ok {
+					t.Errorf("%s is given to %s and %s/%s", ip, other, dep, r.ID)
+				}
+				seen[ip] = dep + "/" + r.ID
+			}
+		}
+	}
+	assert.Len(t, seen, 6)
+}
+
+// TestStaticIPsPlaceInstances: with static IPs, an instance goes to the AZ
+// of its address's subnet, even when both addresses are in one AZ's.
+func TestStaticIPsPlaceInstances(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	require.NoError(t, g.dir.UpdateCloudConfig([]byte(`
+azs: [{name: z1}, {name: z2}]
+vm_types: [{name: small, cloud_properties: {cpu: 1, ram: 512, disk: 1024}}]
+networks:
+- name: default
+  type: manual
+  subnets:
+  - {range: 10.0.0.0/24, gateway: 10.0.0.1, static: [10.0.0.20 - 10.0.0.30], az: z1, cloud_properties: {name: VM Network}}
+  - {range: 10.0.1.0/24, gateway: 10.0.1.1, az: z2, cloud_properties: {name: VM Network}}
+compilation: {workers: 1, az: z1, vm_type: small, network: default}
+`)))
+	m := strings.Replace(string(deployment(2, 0, 8080, false, "1")), "  networks: [{name: default}]\n  jobs:\n  - name: server",
+		"  networks: [{name: default, static_ips: [10.0.0.20, 10.0.0.21]}]\n  jobs:\n  - name: server", 1)
+	_, err := g.dir.Deploy(ctx, []byte(m), director.DeployOptions{})
+	require.NoError(t, err)
+	for _, r := range g.instances(t) {
+		if r.Group == "server" {
+			assert.Equal(t, "z1", r.AZ, "%s/%d", r.Group, r.Index)
+			assert.Contains(t, []string{"default=10.0.0.20", "default=10.0.0.21"}, r.IPs[0])
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"slices"
 	"sync"
@@ -75,13 +76,19 @@ type Director struct {
 
 	mu      sync.Mutex
 	running map[int64]context.CancelCauseFunc // the tasks running, to cancel
+
+	uploadMu sync.Mutex // one upload at a time: two of one version must not both store it
+
+	allocMu  sync.Mutex
+	reserved map[string]map[netip.Addr]string // addresses a running task of each deployment has given out, by instance id
 }
 
 // New returns a Director on cfg, first closing what a director that
 // stopped left open in the store: a task still queued or processing
 // ends in state error, saying the director stopped during it, and its
 // lock is released; deploying again converges from what the store
-// recorded.
+// recorded. The agents the store names are allowed on the bus (which
+// must have the CA that issued their certificates).
 func New(cfg Config) (*Director, error) {
 	var ve kubefoundry.ValidationError
 	ve.Object = "director config"
@@ -115,11 +122,40 @@ func New(cfg Config) (*Director, error) {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
-	d := &Director{cfg: cfg, log: cfg.Log, updater: NewUpdater(cfg.Agents, cfg.Log), running: map[int64]context.CancelCauseFunc{}}
+	d := &Director{cfg: cfg, log: cfg.Log, updater: NewUpdater(cfg.Agents, cfg.Log), running: map[int64]context.CancelCauseFunc{},
+		reserved: map[string]map[netip.Addr]string{}}
 	if err := d.recover(); err != nil {
 		return nil, err
 	}
+	if err := d.allowRecordedAgents(); err != nil {
+		return nil, err
+	}
 	return d, nil
+}
+
+// allowRecordedAgents lets the agents the store names on the bus: a bus
+// started anew (with the director's CA) knows none of them.
+func (d *Director) allowRecordedAgents() error {
+	deps, err := d.cfg.Store.Deployments()
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for _, dep := range deps {
+		recs, err := d.cfg.Store.Instances(dep.Name)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if r.AgentID != "" {
+				ids = append(ids, r.AgentID)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	return d.cfg.Bus.AllowAgents(ids...)
 }
 
 // ErrTaskCancelled is the cause of a task's end when CancelTask ends it.
@@ -189,6 +225,8 @@ func (d *Director) UpdateCloudConfig(content []byte) error {
 // version and image digest) returns its record and does nothing; the same
 // name and version with another image is ErrConflict.
 func (d *Director) UploadStemcell(ctx context.Context, tarball string) (StemcellRecord, error) {
+	d.uploadMu.Lock()
+	defer d.uploadMu.Unlock()
 	dir, err := os.MkdirTemp(d.cfg.TempDir, "stemcell-")
 	if err != nil {
 		return StemcellRecord{}, err
@@ -235,6 +273,8 @@ func (d *Director) UploadStemcell(ctx context.Context, tarball string) (Stemcell
 // stores nothing; the same name and version with other content is
 // ErrConflict. On failure, no blob it stored is left.
 func (d *Director) UploadRelease(ctx context.Context, path string) (rec ReleaseRecord, err error) {
+	d.uploadMu.Lock()
+	defer d.uploadMu.Unlock()
 	rel, err := release.Open(ctx, path)
 	if err != nil {
 		return ReleaseRecord{}, err

@@ -21,7 +21,8 @@ type Desired struct {
 	// Networks is its networks and addresses in a canonical form.
 	Networks string `json:"networks"`
 	// VMType is its vm_type, or its vm_resources in a canonical form,
-	// with its vm_extensions.
+	// with its vm_extensions and its AZ's cloud properties: what the VM
+	// is made with.
 	VMType string `json:"vm_type"`
 	// DiskSize (MB) and DiskType are its persistent disk; 0 for none.
 	DiskSize int    `json:"disk_size,omitempty"`
@@ -134,6 +135,9 @@ func compare(d Desired, r InstanceRecord) InstanceChange {
 	}
 	if d.Recreate {
 		recreate("recreate asked")
+	}
+	if r.Dirty {
+		update("an update of it did not finish")
 	}
 	if d.AZ != a.AZ {
 		recreate(fmt.Sprintf("az changed (%s -> %s)", a.AZ, d.AZ))

@@ -76,4 +76,9 @@ func TestPlan(t *testing.T) {
 	assert.False(t, disk["update web/w2 (2): properties changed"])
 
 	assert.Empty(t, director.Plan(nil, nil))
+
+	dirty := record(0)
+	dirty.Dirty = true
+	assert.Equal(t, "update web/w0 (0): an update of it did not finish", director.Plan([]director.Desired{at(0, nil)},
+		[]director.InstanceRecord{dirty})[0].String(), "an instance whose update did not finish is updated though nothing changed")
 }

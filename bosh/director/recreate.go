@@ -38,7 +38,7 @@ func (d *Director) Recreate(ctx context.Context, deployment string, opts Recreat
 	}
 	return d.runTask(ctx, "recreate", deployment, "recreate "+strings.Join(opts.Instances, ", "), opts.Events,
 		func(ctx context.Context, sink EventSink) (string, error) {
-			b, err := d.build(ctx, m, cc, false, "")
+			b, err := d.build(ctx, m, cc, false, "", true)
 			if err != nil {
 				return "", err
 			}

@@ -48,7 +48,7 @@ func (d *Director) Stop(ctx context.Context, deployment string, opts StateOption
 	}
 	return d.runTask(ctx, "stop", deployment, "stop "+strings.Join(opts.Instances, ", "), opts.Events,
 		func(ctx context.Context, sink EventSink) (string, error) {
-			b, err := d.build(ctx, m, cc, false, "")
+			b, err := d.build(ctx, m, cc, false, "", true)
 			if err != nil {
 				return "", err
 			}
@@ -118,11 +118,11 @@ func (d *Director) stopInstances(ctx context.Context, m *manifest.Manifest, chos
 // stopOne stops one instance and records it stopped (or detached).
 func (d *Director) stopOne(ctx context.Context, rec InstanceRecord, opts StateOptions) error {
 	if rec.VMCID != "" && rec.AgentID != "" && rec.State == StateStarted {
-		next := "keep"
+		vm := "keep"
 		if opts.Hard {
-			next = "delete"
+			vm = "delete"
 		}
-		if err := d.stopJobs(ctx, rec.AgentID, next, opts.SkipDrain); err != nil {
+		if err := d.stopJobs(ctx, rec.AgentID, nextState(vm, "keep", "keep"), opts.SkipDrain); err != nil {
 			return err
 		}
 	}
@@ -148,7 +148,7 @@ func (d *Director) Start(ctx context.Context, deployment string, opts StateOptio
 	}
 	return d.runTask(ctx, "start", deployment, "start "+strings.Join(opts.Instances, ", "), opts.Events,
 		func(ctx context.Context, sink EventSink) (string, error) {
-			b, err := d.build(ctx, m, cc, false, "")
+			b, err := d.build(ctx, m, cc, false, "", true)
 			if err != nil {
 				return "", err
 			}
@@ -187,7 +187,7 @@ func (d *Director) Restart(ctx context.Context, deployment string, opts StateOpt
 	}
 	return d.runTask(ctx, "restart", deployment, "restart "+strings.Join(opts.Instances, ", "), opts.Events,
 		func(ctx context.Context, sink EventSink) (string, error) {
-			b, err := d.build(ctx, m, cc, false, "")
+			b, err := d.build(ctx, m, cc, false, "", true)
 			if err != nil {
 				return "", err
 			}

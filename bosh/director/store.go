@@ -111,12 +111,18 @@ type InstanceRecord struct {
 	// NewDiskCID is a disk made to take the data of DiskCID (its size or
 	// type changed) and not yet in its place: a migration cut short.
 	NewDiskCID string `json:"new_disk_cid,omitempty"`
+	// TemplatesBlob is the blob of its rendered templates last applied.
+	TemplatesBlob string `json:"templates_blob,omitempty"`
 	// SpecHash is the hash of the spec last applied.
 	SpecHash string `json:"spec_hash,omitempty"`
 	// State is what the director asked of it: started, stopped, detached.
 	State string `json:"state"`
 	// Applied is what the last deploy gave it, for Plan to compare.
 	Applied *Desired `json:"applied,omitempty"`
+	// Dirty: a change of it began and did not finish (a failed canary, a
+	// task cut short): what runs on it may be neither Applied nor what
+	// was wanted, and the next deploy updates it whatever the manifest.
+	Dirty bool `json:"dirty,omitempty"`
 }
 
 // ReleaseRecord is an uploaded release: its jobs, for rendering, and its

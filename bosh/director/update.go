@@ -41,6 +41,9 @@ type Change struct {
 	// returns the new VM's agent id, which the rest of the steps and the
 	// Result use. Its error fails the instance like any step's.
 	Replace func(ctx context.Context) (agentID string, err error)
+	// Begin, when set, is called before the instance's first step: a
+	// failure of it fails the instance, which is left as it was.
+	Begin func(ctx context.Context) error
 	// Prepare, when set, is called once the instance is stopped and on
 	// the VM it is to have (after Replace), before the apply: the
 	// instance's persistent disk is made what it is to be then.
@@ -246,16 +249,27 @@ func (u *Updater) steps(ctx context.Context, c Change, agentID *string, watch ma
 		}
 		return nil
 	}
+	if c.Begin != nil {
+		if err := c.Begin(ctx); err != nil {
+			return err
+		}
+	}
 	next := "keep"
 	if c.Replace != nil {
 		next = "delete"
 	}
 	if c.Instance.Running {
-		if err := step("pre-stop", "run_script", "pre-stop", map[string]any{"env": map[string]string{"BOSH_VM_NEXT_STATE": next}}); err != nil {
+		env := map[string]string{"BOSH_VM_NEXT_STATE": next, "BOSH_INSTANCE_NEXT_STATE": "keep", "BOSH_DEPLOYMENT_NEXT_STATE": "keep"}
+		if err := step("pre-stop", "run_script", "pre-stop", map[string]any{"env": env}); err != nil {
 			return err
 		}
-		if err := step("drain", "drain", "update", c.Spec); err != nil {
-			return err
+		// A VM that goes is drained for shutdown, as BOSH's Stopper does.
+		drain := step("drain", "drain", "update", c.Spec)
+		if c.Replace != nil {
+			drain = step("drain", "drain", "shutdown")
+		}
+		if drain != nil {
+			return drain
 		}
 		if err := step("stop", "stop"); err != nil {
 			return err

@@ -245,6 +245,34 @@ func (b *Bus) AddAgents(agentIDs ...string) ([]Credentials, error) {
 		}
 		out[i] = creds
 	}
+	if err := b.allow(agentIDs); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// AllowAgents allows agents on the bus without issuing certificates:
+// agents that hold certificates of the bus's CA already, as a director
+// that restarts on its store allows the agents it recorded (the bus must
+// have the same CA: BusConfig). Bad ids are one
+// *kubefoundry.ValidationError and allow nothing.
+func (b *Bus) AllowAgents(agentIDs ...string) error {
+	var ve kubefoundry.ValidationError
+	for i, id := range agentIDs {
+		var fe *kubefoundry.FieldError
+		if errors.As(ValidateAgentID(id), &fe) {
+			ve.Add(fmt.Sprintf("agentIDs[%d]", i), id, "%s", fe.Reason)
+		}
+	}
+	if err := ve.Err(); err != nil {
+		ve.Object = "mbus.AllowAgents"
+		return err
+	}
+	return b.allow(agentIDs)
+}
+
+// allow adds agents to the server's authorization with one reload.
+func (b *Bus) allow(agentIDs []string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var added []string
@@ -255,18 +283,18 @@ func (b *Bus) AddAgents(agentIDs ...string) ([]Credentials, error) {
 		}
 	}
 	if len(added) == 0 {
-		return out, nil
+		return nil
 	}
 	if err := b.srv.ReloadOptions(b.options()); err != nil {
 		for _, id := range added {
 			delete(b.agents, id)
 		}
-		return nil, fmt.Errorf("mbus: add agents %s: reload NATS authorization: %w", strings.Join(added, ", "), err)
+		return fmt.Errorf("mbus: add agents %s: reload NATS authorization: %w", strings.Join(added, ", "), err)
 	}
 	for _, id := range added {
 		b.log.Info("mbus agent added", zap.String("agent", id))
 	}
-	return out, nil
+	return nil
 }
 
 // RemoveAgent revokes agentID: its connections are closed and its

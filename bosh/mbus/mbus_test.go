@@ -1276,3 +1276,27 @@ func TestBusStats(t *testing.T) {
 	assert.Equal(t, int64(6), after.OutMsgs-before.OutMsgs, "each delivered once")
 	assert.Equal(t, 2, after.Connections, "the agent and the director")
 }
+
+// TestAllowAgents: a bus started again with the same CA lets in an agent
+// holding a certificate from before once it is allowed, and not before;
+// bad ids allow nothing.
+func TestAllowAgents(t *testing.T) {
+	ca, err := NewCA("kf-test")
+	require.NoError(t, err)
+	first := startBus(t, BusConfig{CA: ca})
+	creds, err := first.AddAgent("agent-kept")
+	require.NoError(t, err)
+	first.Close()
+
+	b := startBus(t, BusConfig{CA: ca})
+	_, err = StartServer(testCtx(t), ServerConfig{URL: b.URL(), AgentID: "agent-kept", Credentials: creds}, echo)
+	require.Error(t, err, "not allowed yet")
+	require.ErrorIs(t, b.AllowAgents("agent-ok", "a.b"), kubefoundry.ErrInvalid)
+	require.NoError(t, b.AllowAgents("agent-kept"))
+	s, err := StartServer(testCtx(t), ServerConfig{URL: b.URL(), AgentID: "agent-kept", Credentials: creds}, echo)
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	v, err := dial(t, b, Config{}).Call(testCtx(t), "agent-kept", "echo", 1)
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"got":[1]}`, string(v))
+}

@@ -23,7 +23,6 @@ import (
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25"
-	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 	"go.uber.org/zap"
@@ -42,6 +41,9 @@ type Config struct {
 	// Root is where each VM's disk lives: a directory per VM (named by
 	// its managed object id) that stands for the VM's /var/vcap.
 	Root string
+	// PollInterval is how often the VMs' power state and guestinfo are
+	// read; 100ms when 0.
+	PollInterval time.Duration
 	// Agent is the template of each agent's Config; Settings and Root
 	// are the VM's. Without a Mounter, persistent disks are directories
 	// under Root/disks (agent.DirMounter), shared by the VMs as a
@@ -80,6 +82,9 @@ func Start(ctx context.Context, vim *vim25.Client, cfg Config, log *zap.Logger) 
 	}
 	if log == nil {
 		log = zap.NewNop()
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 100 * time.Millisecond
 	}
 	f := &Fleet{vim: vim, cfg: cfg, log: log, done: make(chan struct{}),
 		agents: map[string]*agent.Agent{}, errs: map[string]error{}, vms: map[string]vmState{}}
@@ -143,6 +148,12 @@ func (f *Fleet) run() {
 	}
 }
 
+// watch reads the power state and guestinfo of every VM through a
+// container view, every PollInterval, and starts and stops agents as they
+// change. It polls rather than waits for updates: vcsim (govmomi
+// v0.56.0) can deadlock a WaitForUpdatesEx on a container view against
+// VMs being made at the same time (a lock-order bug fixed upstream in
+// govmomi#4109, not in a release this module can take).
 func (f *Fleet) watch() error {
 	v, err := view.NewManager(f.vim).CreateContainerView(f.ctx, f.vim.ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
 	if err != nil {
@@ -153,77 +164,56 @@ func (f *Fleet) watch() error {
 		defer cancel()
 		_ = v.Destroy(ctx)
 	}()
-	pc, err := property.DefaultCollector(f.vim).Create(f.ctx)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = pc.Destroy(ctx) // and its filter with it
-	}()
-	filter := new(property.WaitFilter)
-	filter.Add(v.Reference(), "ContainerView", []string{"runtime.powerState", "config.extraConfig"},
-		&types.TraversalSpec{Type: "ContainerView", Path: "view", Skip: types.NewBool(false)})
-	// The container view itself is not of interest, only what it holds.
-	filter.Spec.ObjectSet[0].Skip = types.NewBool(true)
-	filter.Spec.PropSet[0].Type = "VirtualMachine"
-	if _, err := pc.CreateFilter(f.ctx, filter.CreateFilter); err != nil {
-		return err
-	}
-	// Long polls of 5s each, from the version the last one reached, so a
-	// broken session is noticed and nothing is read twice.
-	req := types.WaitForUpdatesEx{This: pc.Reference(), Options: &types.WaitOptions{MaxWaitSeconds: types.NewInt32(5)}}
+	t := time.NewTicker(f.cfg.PollInterval)
+	defer t.Stop()
 	for {
-		res, err := methods.WaitForUpdatesEx(f.ctx, f.vim, &req)
-		if err != nil {
+		var vms []mo.VirtualMachine
+		if err := v.Retrieve(f.ctx, []string{"VirtualMachine"}, []string{"runtime.powerState", "config.extraConfig"}, &vms); err != nil {
 			return err
 		}
-		set := res.Returnval
-		if set == nil {
-			continue
-		}
-		req.Version = set.Version
-		for _, fs := range set.FilterSet {
-			for _, u := range fs.ObjectSet {
-				f.update(u)
+		present := map[string]bool{}
+		for _, vm := range vms {
+			id := vm.Self.Value
+			present[id] = true
+			st := vmState{on: vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn}
+			if vm.Config != nil {
+				for _, o := range vm.Config.ExtraConfig {
+					ov := o.GetOptionValue()
+					val, _ := ov.Value.(string)
+					switch ov.Key {
+					case SettingsKey:
+						st.settings = val
+					case SettingsKey + ".encoding":
+						st.encoding = val
+					}
+				}
 			}
+			f.update(id, st)
+		}
+		f.mu.Lock()
+		var gone []string
+		for id := range f.vms {
+			if !present[id] {
+				gone = append(gone, id)
+			}
+		}
+		f.mu.Unlock()
+		for _, id := range gone {
+			f.stop(id)
+			f.mu.Lock()
+			delete(f.vms, id)
+			f.mu.Unlock()
+		}
+		select {
+		case <-f.ctx.Done():
+			return f.ctx.Err()
+		case <-t.C:
 		}
 	}
 }
 
-func (f *Fleet) update(u types.ObjectUpdate) {
-	id := u.Obj.Value
-	f.mu.Lock()
-	st := f.vms[id]
-	f.mu.Unlock()
-	if u.Kind == types.ObjectUpdateKindLeave {
-		f.stop(id)
-		f.mu.Lock()
-		delete(f.vms, id)
-		f.mu.Unlock()
-		return
-	}
-	for _, c := range u.ChangeSet {
-		switch c.Name {
-		case "runtime.powerState":
-			st.on = c.Val == types.VirtualMachinePowerStatePoweredOn
-		case "config.extraConfig":
-			st.settings, st.encoding = "", ""
-			if opts, ok := c.Val.(types.ArrayOfOptionValue); ok {
-				for _, o := range opts.OptionValue {
-					ov := o.GetOptionValue()
-					s, _ := ov.Value.(string)
-					switch ov.Key {
-					case SettingsKey:
-						st.settings = s
-					case SettingsKey + ".encoding":
-						st.encoding = s
-					}
-				}
-			}
-		}
-	}
+// update starts or stops a VM's agent as its state now says.
+func (f *Fleet) update(id string, st vmState) {
 	f.mu.Lock()
 	f.vms[id] = st
 	_, running := f.agents[id]
