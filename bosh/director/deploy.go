@@ -1200,7 +1200,7 @@ func (d *Director) deleteVM(ctx context.Context, r InstanceRecord) error {
 func (d *Director) deleteInstance(ctx context.Context, r InstanceRecord, force bool, deploymentNext string) error {
 	name := fmt.Sprintf("%s/%s (%d)", r.Group, r.ID, r.Index)
 	if r.VMCID != "" && r.AgentID != "" {
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, d.cfg.PingTimeout)
 		_, perr := d.cfg.Agents.Call(pctx, r.AgentID, "ping")
 		cancel()
 		switch {

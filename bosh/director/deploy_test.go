@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -31,6 +33,7 @@ import (
 	"github.com/kubefoundry/kubefoundry/bosh/cpi/vspherecpi"
 	"github.com/kubefoundry/kubefoundry/bosh/director"
 	"github.com/kubefoundry/kubefoundry/bosh/health"
+	"github.com/kubefoundry/kubefoundry/bosh/mbus"
 	"github.com/kubefoundry/kubefoundry/bosh/release"
 	"github.com/kubefoundry/kubefoundry/bosh/template"
 	"github.com/kubefoundry/kubefoundry/bosh/variables"
@@ -432,7 +435,7 @@ func (g *rig) open(t *testing.T) {
 	t.Cleanup(func() { _ = st.Close() })
 	g.st = st
 	g.dir, err = director.New(director.Config{Store: st, CPI: g.cpi, Bus: g.w.Bus, Agents: g.w.Director, Blobs: g.w.Store,
-		Signer: g.w.Blobs.Signer(), BlobstoreURL: g.w.HTTPS.URL, Renderer: g.r, AgentPing: 50 * time.Millisecond,
+		Signer: g.w.Blobs.Signer(), BlobstoreURL: g.w.HTTPS.URL, Renderer: g.r, AgentPing: 50 * time.Millisecond, PingTimeout: time.Second,
 		AgentWait: time.Minute, TempDir: t.TempDir(), VariablesDir: g.vars, Log: zaptest.NewLogger(t)})
 	require.NoError(t, err)
 }
@@ -1293,4 +1296,74 @@ compilation: {workers: 1, az: z1, vm_type: small, network: default}
 			assert.Contains(t, []string{"default=10.0.0.20", "default=10.0.0.21"}, r.IPs[0])
 		}
 	}
+}
+
+// TestDirectorRestartsOnANewBus: a director started again on its store,
+// with a new bus of the same CA, lets the agents it recorded back on, and
+// updates them.
+func TestDirectorRestartsOnANewBus(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	_, err := g.dir.Deploy(ctx, deployment(1, 1, 8080, false, "1"), director.DeployOptions{})
+	require.NoError(t, err)
+
+	u, err := url.Parse(g.w.Bus.URL())
+	require.NoError(t, err)
+	port, err := strconv.Atoi(u.Port())
+	require.NoError(t, err)
+	ca := g.w.Bus.CA()
+	g.w.Bus.Close()
+	bus, err := mbus.StartBus(ctx, mbus.BusConfig{Port: port, CA: ca}, mbus.WithLogger(zaptest.NewLogger(t)))
+	require.NoError(t, err)
+	t.Cleanup(bus.Close)
+	g.w.Bus = bus
+	g.open(t)
+
+	ping := func(id string) bool {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err := g.w.Director.Call(pctx, id, "ping")
+		return err == nil
+	}
+	for _, r := range g.instances(t) {
+		agenttest.Eventually(t, func() bool { return ping(r.AgentID) }, "the agent of %s/%d is not back on the bus", r.Group, r.Index)
+	}
+	res, err := g.dir.Deploy(ctx, deployment(1, 1, 9090, false, "1"), director.DeployOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"update client/0", "update server/0"}, actions(res.Plan))
+	for _, r := range g.instances(t) {
+		st, _ := g.state(t, r)
+		assert.Equal(t, "running", st)
+	}
+}
+
+// TestDeleteRefusesToSkipADrainUnlessForced: an instance whose VM is
+// there and whose agent is silent is not deleted undrained unless forced;
+// one whose VM is gone is.
+func TestDeleteRefusesToSkipADrainUnlessForced(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	_, err := g.dir.Deploy(ctx, deployment(2, 0, 8080, false, "1"), director.DeployOptions{})
+	require.NoError(t, err)
+	recs := g.instances(t)
+	vm, err := g.vs.FindVM(ctx, "/DC0/vm/bosh/vms/"+recs[0].VMCID)
+	require.NoError(t, err)
+	require.NoError(t, g.vs.PowerOff(ctx, vm.Reference()))
+	require.NoError(t, g.cpi.DeleteVM(ctx, recs[1].VMCID))
+	agenttest.Eventually(t, func() bool { return len(g.fleet.Agents()) == 0 }, "agents still run")
+
+	_, err = g.dir.DeleteDeployment(ctx, "e2e", director.DeleteOptions{})
+	require.ErrorContains(t, err, "does not answer")
+	left := g.instances(t)
+	require.Len(t, left, 1, "the instance whose VM was gone is deleted")
+	assert.Equal(t, recs[0].ID, left[0].ID)
+	assert.Len(t, g.vms(t), 1)
+
+	_, err = g.dir.DeleteDeployment(ctx, "e2e", director.DeleteOptions{Force: true})
+	require.NoError(t, err)
+	assert.Empty(t, g.vms(t))
 }

@@ -48,6 +48,9 @@ type Config struct {
 	// AgentPing is how often a new VM's agent is pinged while it comes
 	// up: every second when 0.
 	AgentPing time.Duration
+	// PingTimeout bounds the wait for the ping that tells whether an
+	// instance's agent answers before it is deleted: 10s when 0.
+	PingTimeout time.Duration
 	// CreateVMTimeout bounds a create_vm, which a deploy's end does not
 	// cut short: 30 minutes when 0.
 	CreateVMTimeout time.Duration
@@ -112,6 +115,9 @@ func New(cfg Config) (*Director, error) {
 	}
 	if cfg.AgentPing == 0 {
 		cfg.AgentPing = time.Second
+	}
+	if cfg.PingTimeout == 0 {
+		cfg.PingTimeout = 10 * time.Second
 	}
 	if cfg.CreateVMTimeout == 0 {
 		cfg.CreateVMTimeout = 30 * time.Minute
