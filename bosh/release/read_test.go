@@ -4,8 +4,12 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -213,6 +217,38 @@ func TestExtractPackage(t *testing.T) {
 	streamed, err := readBytes(data)
 	require.NoError(t, err)
 	require.ErrorIs(t, streamed.ExtractPackage(ctx, "nats", t.TempDir()), kubefoundry.ErrInvalid)
+}
+
+// TestCopyPackage: the package's tarball as the release holds it, its
+// digest checked again as it is copied.
+func TestCopyPackage(t *testing.T) {
+	ctx := context.Background()
+	data, m := create(t, demo)
+	path := filepath.Join(t.TempDir(), "r.tgz")
+	require.NoError(t, os.WriteFile(path, data, 0o644))
+	rel, err := Open(ctx, path)
+	require.NoError(t, err)
+
+	entries := entriesOf(t, data)
+	var buf bytes.Buffer
+	require.NoError(t, rel.CopyPackage(ctx, "nats", &buf))
+	assert.Equal(t, entryData(t, entries, "packages/nats.tgz"), buf.Bytes())
+	sum := sha1.Sum(buf.Bytes())
+	i := slices.IndexFunc(m.Packages, func(p PackageRef) bool { return p.Name == "nats" })
+	require.GreaterOrEqual(t, i, 0)
+	assert.Equal(t, m.Packages[i].SHA1, hex.EncodeToString(sum[:]), "what release.MF says")
+	require.ErrorIs(t, rel.CopyPackage(ctx, "nope", io.Discard), kubefoundry.ErrNotFound)
+
+	pkg := bytes.Clone(entryData(t, entries, "packages/nats.tgz"))
+	pkg[len(pkg)-1] ^= 1
+	require.NoError(t, os.WriteFile(path, tarOf(t, replaceEntry(entries, "packages/nats.tgz", pkg), false), 0o644))
+	err = rel.CopyPackage(ctx, "nats", io.Discard)
+	require.ErrorIs(t, err, kubefoundry.ErrInvalid)
+	assert.Contains(t, err.Error(), "digest mismatch")
+
+	streamed, err := readBytes(data)
+	require.NoError(t, err)
+	require.ErrorIs(t, streamed.CopyPackage(ctx, "nats", io.Discard), kubefoundry.ErrInvalid)
 }
 
 func TestReadCancelled(t *testing.T) {
