@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"go.uber.org/zap"
 
 	"github.com/kubefoundry/kubefoundry"
@@ -54,6 +55,7 @@ type Agent struct {
 	sup    *Supervisor
 	blobs  Blobs
 	srv    *mbus.Server
+	pub    atomic.Pointer[mbus.Server] // srv, for the supervisor's goroutines
 	log    *zap.Logger
 
 	ctx    context.Context
@@ -117,7 +119,9 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Agent, error) {
 	}
 	a.log = a.log.With(zap.String("agent", cfg.Settings.AgentID))
 	a.layout = Layout{Root: cfg.Root}
-	a.sup = NewSupervisor(a.layout, cfg.Supervisor, a.log)
+	sc := cfg.Supervisor
+	sc.OnFailure = a.processFailed
+	a.sup = NewSupervisor(a.layout, sc, a.log)
 	a.blobs = blobs
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	srv, err := mbus.StartServer(ctx, mbus.ServerConfig{URL: cfg.Settings.MBus, AgentID: cfg.Settings.AgentID, Credentials: creds},
@@ -128,6 +132,7 @@ func Start(ctx context.Context, cfg Config, opts ...Option) (*Agent, error) {
 		return nil, err
 	}
 	a.srv = srv
+	a.pub.Store(srv)
 	a.wg.Add(1)
 	go a.heartbeats()
 	return a, nil
@@ -307,6 +312,23 @@ func (a *Agent) heartbeats() {
 
 // heartbeat is the agent's heartbeat now: its instance, job state and
 // vitals.
+// processFailed publishes an alert for a process that failed, as
+// bosh-agent forwards monit's: severity 1 (alert), "<job>/<process> -
+// Does not exist - restart", and what happened.
+func (a *Agent) processFailed(job, process, why string) {
+	srv := a.pub.Load()
+	if srv == nil || a.ctx.Err() != nil {
+		return
+	}
+	alert := mbus.Alert{ID: uuid.NewString(), Severity: 1, Title: fmt.Sprintf("%s/%s - Does not exist - restart", job, process),
+		Summary: fmt.Sprintf("process %s of job %s %s; it is started again", process, job, why), CreatedAt: time.Now().Unix()}
+	ctx, cancel := context.WithTimeout(a.ctx, 5*time.Second)
+	defer cancel()
+	if err := srv.PublishAlert(ctx, alert); err != nil {
+		a.log.Warn("alert not sent", zap.String("title", alert.Title), zap.Error(err))
+	}
+}
+
 func (a *Agent) heartbeat() mbus.Heartbeat {
 	ps := a.sup.Status()
 	hb := mbus.Heartbeat{JobState: a.jobState(ps), NumberOfProcesses: len(ps), Vitals: vitals(a.layout)}

@@ -635,3 +635,41 @@ func TestApplyKeepsOnlyWhatTheSpecNames(t *testing.T) {
 	assert.True(t, isDir(l.JobLink("web")), "the applied one is there")
 	assert.FileExists(t, filepath.Join(l.PackageLink("greeter"), "bin", "greet"))
 }
+
+// TestAlertsForFailingProcesses: a process that exits is an alert on the
+// bus, as bosh-agent forwards monit's.
+func TestAlertsForFailingProcesses(t *testing.T) {
+	w := newWorld(t)
+	const id = "agent-alerts"
+	w.startAgent(t, w.settings(t, id), t.TempDir())
+	alerts := make(chan mbus.Alert, 16)
+	actx, acancel := context.WithCancel(t.Context())
+	defer acancel()
+	require.NoError(t, w.Director.Alerts(actx, func(agentID string, a mbus.Alert) {
+		if agentID == id {
+			select {
+			case alerts <- a:
+			default:
+			}
+		}
+	}))
+	pkg := w.blob(t, "crasher", "1", tgz(t, map[string]file{"bin/crash": {Mode: 0o755, Body: "#!/bin/sh\necho no config >&2\nexit 3\n"}}))
+	rendered := w.blob(t, "", "", tgz(t, map[string]file{
+		"api/config/bpm.yml": {Mode: 0o644, Body: "processes:\n- name: api\n  executable: /var/vcap/packages/crasher/bin/crash\n"}}))
+	spec := &agent.ApplySpec{Deployment: "cf", Job: agent.JobSpec{Name: "api-ig", Templates: []agent.JobRef{{Name: "api", Version: "1"}}},
+		Packages: map[string]agent.BlobRef{"crasher": pkg}, RenderedTemplatesArchive: &rendered}
+	_, err := w.call(t, id, "apply", spec)
+	require.NoError(t, err)
+	_, err = w.call(t, id, "start")
+	require.NoError(t, err)
+	select {
+	case a := <-alerts:
+		assert.Equal(t, 1, a.Severity)
+		assert.Equal(t, "api/api - Does not exist - restart", a.Title)
+		assert.Contains(t, a.Summary, "exit status 3")
+		assert.NotEmpty(t, a.ID)
+		assert.InDelta(t, time.Now().Unix(), a.CreatedAt, 60)
+	case <-time.After(30 * time.Second):
+		t.Fatal("no alert for a process that exits")
+	}
+}

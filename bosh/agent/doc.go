@@ -112,7 +112,10 @@
 // hm.agent.heartbeat.<agent-id>: deployment, job (the instance group),
 // index, node_id (the instance id), job_state, number_of_processes, and
 // vitals (load, mem, swap, uptime, and disk use of the root, data and
-// store; no CPU percentages).
+// store; no CPU percentages). A process that exits unasked, or cannot be
+// started, is an alert on hm.agent.alert.<agent-id> (severity 1,
+// "<job>/<process> - Does not exist - restart", what happened), as
+// bosh-agent forwards monit's.
 //
 // # Persistent disks
 //
@@ -123,7 +126,7 @@
 // cloud disk does), mounted by a link at store; mounting over a store
 // that holds data of its own is refused. A Mounter for real block devices
 // (finding the device by the vSphere hint, partitioning, formatting,
-// mount(2)) is not here yet, nor are alerts.
+// mount(2)) is not here yet.
 //
 // The package does not read guestinfo itself: the
 // caller passes its value to DecodeGuestinfoSettings (examples/bosh-agent

@@ -45,6 +45,10 @@ type SupervisorConfig struct {
 	// a process that keeps exiting; 1s and 30s when 0. The backoff starts
 	// again once the process has been up for StableAfter.
 	RestartInitial, RestartMax time.Duration
+	// OnFailure, when set, is told of every process that exits when it
+	// was not stopped, or could not be started (why says how), before it
+	// is started again; it must not block for long.
+	OnFailure func(job, process, why string)
 }
 
 func (c SupervisorConfig) withDefaults() SupervisorConfig {
@@ -289,6 +293,7 @@ func (s *Supervisor) run(p *proc) {
 		if err != nil {
 			log.Warn("process not started", zap.Error(err))
 			s.set(p, func(p *proc) { p.state, p.lastExit = StateFailing, err.Error() })
+			s.failed(p, "could not be started: "+err.Error())
 			continue
 		}
 		s.set(p, func(p *proc) { p.state, p.pid, p.started = StateStarting, cmd.Process.Pid, time.Now() })
@@ -310,6 +315,7 @@ func (s *Supervisor) run(p *proc) {
 				why := exitReason(err)
 				log.Warn("process exited", zap.String("exit", why))
 				s.set(p, func(p *proc) { p.state, p.pid, p.restarts, p.lastExit = StateFailing, 0, p.restarts+1, why })
+				s.failed(p, "exited: "+why)
 				break wait
 			case <-p.stop:
 				s.terminate(p, cmd, exited, log)
@@ -322,6 +328,13 @@ func (s *Supervisor) run(p *proc) {
 			s.set(p, func(p *proc) { p.state, p.pid = StateStopped, 0 })
 			return
 		}
+	}
+}
+
+// failed tells OnFailure of a process that failed.
+func (s *Supervisor) failed(p *proc, why string) {
+	if s.cfg.OnFailure != nil {
+		s.cfg.OnFailure(p.job, p.p.Name, why)
 	}
 }
 
