@@ -652,6 +652,22 @@ func TestDeployOnVcsim(t *testing.T) {
 	assert.Len(t, g.instances(t), 2)
 	assert.Len(t, g.vms(t), 2)
 
+	// Scale up to three: two new servers, and the client's link lists
+	// them (its config changes, so it is updated).
+	res, err = g.dir.Deploy(ctx, deployment(3, 1, 9090, false, "1"), director.DeployOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"update client/0", "keep server/0", "create server/1", "create server/2"}, actions(res.Plan))
+	recs = g.instances(t)
+	require.Len(t, recs, 4)
+	assert.Len(t, g.vms(t), 4)
+	assert.Equal(t, 3, strings.Count(strings.SplitN(g.config(t, recs[0], "client"), "\n", 2)[0], "10.0.0."))
+
+	// And down to one again, the highest indexes first.
+	res, err = g.dir.Deploy(ctx, deployment(1, 1, 9090, false, "1"), director.DeployOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"update client/0", "keep server/0", "delete server/2", "delete server/1"}, actions(res.Plan))
+	assert.Len(t, g.vms(t), 2)
+
 	// Recreate: new VMs, the old ones gone.
 	vmsBefore = g.vms(t)
 	res, err = g.dir.Deploy(ctx, deployment(1, 1, 9090, false, "1"), director.DeployOptions{Recreate: true})
