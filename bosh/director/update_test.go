@@ -22,7 +22,12 @@ import (
 	"github.com/kubefoundry/kubefoundry/bosh/manifest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if cfg := os.Getenv(childEnv); cfg != "" {
+		os.Exit(childDirector(cfg))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // fleet is a group of in-process agents, one per instance.
 type fleet struct {
