@@ -17,14 +17,45 @@ demo: ## Run the main example on the embedded simulators (20 VMs on an in-proces
 .PHONY: test
 test: tools ## Run every test with the race detector, the ones on a real kube-apiserver included.
 	KUBEFOUNDRY_REQUIRE_KUBE=1 $(GO) test -race -count=1 $(PKGS)
+	cd hack/bench && $(GO) test -count=1 ./...
+
+# make bench runs every benchmark once and writes what they print, in the
+# standard Go benchmark format, to bench-results/<UTC time>.txt (latest.txt
+# links the last); it ends with the table of every figure the SDK promises
+# against its target (hack/bench/targets.yaml, each with where it comes
+# from). A benchmark that cannot run here (no kube-apiserver built: make
+# tools) says so in its row.
+BENCH_DIR  := bench-results
+BENCH_TIME := $(shell date -u +%Y%m%dT%H%M%SZ)
+BENCH_OUT  ?= $(BENCH_DIR)/$(BENCH_TIME).txt
 
 .PHONY: bench
-bench: ## Run the benchmarks (BenchmarkProvisionVMs takes about a minute).
-	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 $(PKGS)
+bench: $(BIN)/benchtable ## Run every benchmark once (about 4 minutes); raw output to bench-results/, then the table of figures against their targets.
+	@mkdir -p $(BENCH_DIR)
+	set -o pipefail; $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -v $(PKGS) 2>&1 | tee $(BENCH_OUT) || \
+		echo "make bench: some benchmarks failed; their rows say so" >&2
+	ln -sf $(notdir $(BENCH_OUT)) $(BENCH_DIR)/latest.txt
+	@echo; echo "$(BENCH_OUT) $(wildcard $(BENCH_DIR)/govc-latest.txt):"
+	@$(BIN)/benchtable -targets hack/bench/targets.yaml $(BENCH_OUT) $(wildcard $(BENCH_DIR)/govc-latest.txt)
+
+.PHONY: bench-compare
+bench-compare: $(BIN)/benchstat ## Compare two make bench runs: make bench-compare OLD=bench-results/a.txt NEW=bench-results/b.txt
+	@test -n "$(OLD)" -a -n "$(NEW)" || { echo "usage: make bench-compare OLD=<file> NEW=<file>"; exit 2; }
+	$(BIN)/benchstat $(OLD) $(NEW)
+
+$(BIN)/benchtable: hack/bench/go.mod hack/bench/go.sum $(wildcard hack/bench/benchtable/*.go)
+	cd hack/bench && $(GO) build -o $@ ./benchtable
+	@touch $@
+
+$(BIN)/benchstat: hack/bench/go.mod hack/bench/go.sum
+	cd hack/bench && $(GO) build -o $@ golang.org/x/perf/cmd/benchstat
+	@touch $@
 
 .PHONY: bench-govc
-bench-govc: ## Compare ProvisionVMs with govc on one standalone vCenter simulator (about 5 minutes).
-	./hack/bench-govc.sh
+bench-govc: ## Compare ProvisionVMs with govc and the simulator's floor on one standalone vCenter simulator (about 5 minutes); make bench's table shows the last.
+	@mkdir -p $(BENCH_DIR)
+	BENCH_FILE=$(BENCH_DIR)/govc-$(BENCH_TIME).txt ./hack/bench-govc.sh
+	ln -sf govc-$(BENCH_TIME).txt $(BENCH_DIR)/govc-latest.txt
 
 # Mutation testing with gremlins (its own module, hack/mutate): every mutant
 # of PKG's covered lines, or only of the lines changed since SINCE, run one

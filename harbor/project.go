@@ -224,6 +224,8 @@ func (c *Client) EnsureProject(ctx context.Context, spec ProjectSpec) (*Project,
 	case err != nil:
 		return nil, err
 	}
+	// What was read is the answer unless something is written.
+	changed := false
 	// The owner first: a project of another cluster is left as it is.
 	switch {
 	case spec.ClusterID == "":
@@ -231,6 +233,7 @@ func (c *Client) EnsureProject(ctx context.Context, spec ProjectSpec) (*Project,
 		if err := c.claimProject(ctx, cur, spec.ClusterID); err != nil {
 			return nil, err
 		}
+		changed = true
 	default:
 		if err := ownedElsewhere("project", spec.Name, cur.ClusterID, spec.ClusterID); err != nil {
 			return nil, err
@@ -246,6 +249,7 @@ func (c *Client) EnsureProject(ctx context.Context, spec ProjectSpec) (*Project,
 		if err != nil {
 			return nil, apiError("update project "+spec.Name, err)
 		}
+		changed = true
 	}
 	// 0 is an unknown limit: left alone unless spec asks for one, and
 	// then reading the quota says whether the client may.
@@ -259,6 +263,10 @@ func (c *Client) EnsureProject(ctx context.Context, spec ProjectSpec) (*Project,
 		if err != nil {
 			return nil, apiError("update quota of project "+spec.Name, err)
 		}
+		changed = true
+	}
+	if !changed {
+		return cur, nil
 	}
 	return c.GetProject(ctx, spec.Name)
 }

@@ -72,7 +72,13 @@ type Server struct {
 	// off is what Advance added to the clock, in nanoseconds; atomic, as
 	// the clock is read with and without mu held.
 	off atomic.Int64
+	// requests counts the requests served, as Requests reports them.
+	requests atomic.Int64
 }
+
+// Requests is how many HTTP requests the simulator has been sent, for a
+// test or benchmark to count what a client call costs.
+func (s *Server) Requests() int64 { return s.requests.Load() }
 
 // New starts a simulator.
 func New(cfg Config) (*Server, error) {
@@ -292,6 +298,7 @@ func page[T any](c *call, all []T) reply {
 func ts(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.requests.Add(1)
 	if f := s.fault(r); f != nil && s.serveFault(w, r, f) {
 		return
 	}

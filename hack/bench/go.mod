@@ -1,0 +1,10 @@
+module github.com/kubefoundry/kubefoundry/hack/bench
+
+go 1.26.0
+
+require (
+	go.yaml.in/yaml/v3 v3.0.4
+	golang.org/x/perf v0.0.0-20260908200009-22c9c6c9d4da
+)
+
+require github.com/aclements/go-moremath v0.0.0-20210112150236-f10218a38794 // indirect
