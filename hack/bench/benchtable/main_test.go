@@ -80,3 +80,15 @@ func TestParseTarget(t *testing.T) {
 		t.Errorf("got %q %v %v", op, v, err)
 	}
 }
+
+// TestTargetsFile: the repository's targets file reads, every entry with
+// a reason.
+func TestTargetsFile(t *testing.T) {
+	ts, err := readTargets("../targets.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ts) < 20 {
+		t.Errorf("%d targets: fewer than the figures the SDK promises", len(ts))
+	}
+}
