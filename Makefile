@@ -30,7 +30,7 @@ BENCH_TIME := $(shell date -u +%Y%m%dT%H%M%SZ)
 BENCH_OUT  ?= $(BENCH_DIR)/$(BENCH_TIME).txt
 
 .PHONY: bench
-bench: $(BIN)/benchtable ## Run every benchmark once (about 4 minutes); raw output to bench-results/, then the table of figures against their targets.
+bench: $(BIN)/benchtable ## Run every benchmark once (about 7 minutes); raw output to bench-results/, then the table of figures against their targets.
 	@mkdir -p $(BENCH_DIR)
 	set -o pipefail; $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -v $(PKGS) 2>&1 | tee $(BENCH_OUT) || \
 		echo "make bench: some benchmarks failed; their rows say so" >&2
