@@ -501,6 +501,11 @@ func TestErrandsAndLogs(t *testing.T) {
 	assert.Contains(t, untgz(t, rc), "./smoke/errand.stderr.log")
 	_, err = w.call(t, id, "fetch_logs", "kernel")
 	assert.ErrorContains(t, err, `log type "kernel"`)
+	left, err := os.ReadDir(filepath.Join(root, "data", "tmp"))
+	if !errors.Is(err, fs.ErrNotExist) {
+		require.NoError(t, err)
+	}
+	assert.Empty(t, left, "the bundles are packed in temporary files, removed once sent")
 }
 
 func untgz(t *testing.T, rc io.ReadCloser) map[string]string {
@@ -672,4 +677,34 @@ func TestAlertsForFailingProcesses(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no alert for a process that exits")
 	}
+}
+
+// TestCancelledErrandIsTerminated: an errand whose task is cancelled gets
+// SIGTERM, and the time to finish what it was doing, before SIGKILL.
+func TestCancelledErrandIsTerminated(t *testing.T) {
+	w := newWorld(t)
+	const id = "agent-cancel"
+	root := t.TempDir()
+	w.startAgent(t, w.settings(t, id), root)
+	rendered := w.blob(t, "", "", tgz(t, map[string]file{
+		"smoke/bin/run": {Mode: 0o755, Body: "#!/bin/sh\ntrap 'echo got term; exit 7' TERM\necho started\nwhile :; do sleep 0.05; done\n"}}))
+	spec := &agent.ApplySpec{Deployment: "cf", Job: agent.JobSpec{Name: "smoke", Templates: []agent.JobRef{{Name: "smoke", Version: "1"}}},
+		Packages: map[string]agent.BlobRef{}, RenderedTemplatesArchive: &rendered}
+	_, err := w.call(t, id, "apply", spec)
+	require.NoError(t, err)
+	log := filepath.Join(root, "sys", "log", "smoke", "errand.stdout.log")
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		agenttest.Eventually(t, func() bool {
+			b, _ := os.ReadFile(log)
+			return strings.Contains(string(b), "started")
+		}, "the errand did not start")
+		cancel()
+	}()
+	_, err = w.Director.Call(ctx, id, "run_errand", "smoke")
+	require.Error(t, err, "the call ends with its ctx")
+	agenttest.Eventually(t, func() bool {
+		b, _ := os.ReadFile(log)
+		return strings.Contains(string(b), "got term")
+	}, "the cancelled errand was not sent SIGTERM")
 }

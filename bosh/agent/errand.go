@@ -117,11 +117,12 @@ func (a *Agent) fetchLogsMethod(ctx context.Context, args json.RawMessage) (any,
 	if len(list) > 0 {
 		_ = json.Unmarshal(list[0], &kind)
 	}
-	b, err := a.packLogs(ctx, kind)
+	f, err := a.packLogs(ctx, kind)
 	if err != nil {
 		return nil, err
 	}
-	id, d, err := a.blobs.ByID.Put(ctx, bytes.NewReader(b))
+	defer closeAndRemove(f)
+	id, d, err := a.blobs.ByID.Put(ctx, f)
 	if err != nil {
 		return nil, fmt.Errorf("fetch_logs: upload: %w", err)
 	}
@@ -139,20 +140,30 @@ func (a *Agent) fetchLogsSignedMethod(ctx context.Context, args json.RawMessage)
 	if err := json.Unmarshal(args, &list); err != nil || len(list) == 0 || list[0].SignedURL == "" {
 		return nil, errors.New("want [{signed_url, log_type, filters}]")
 	}
-	b, err := a.packLogs(ctx, list[0].LogType)
+	f, err := a.packLogs(ctx, list[0].LogType)
 	if err != nil {
 		return nil, err
 	}
-	d, err := a.blobs.Signed.PutSigned(ctx, list[0].SignedURL, bytes.NewReader(b))
+	defer closeAndRemove(f)
+	d, err := a.blobs.Signed.PutSigned(ctx, list[0].SignedURL, f)
 	if err != nil {
 		return nil, fmt.Errorf("fetch_logs: upload: %w", err)
 	}
 	return map[string]any{"sha1": d.String()}, nil
 }
 
+// closeAndRemove closes and removes a temporary file.
+func closeAndRemove(f *os.File) {
+	_ = f.Close()
+	_ = os.Remove(f.Name())
+}
+
 // packLogs tars the log directory of kind ("job" or empty: sys/log;
-// "agent": bosh/log) into memory, bounded by MaxBlobSize.
-func (a *Agent) packLogs(ctx context.Context, kind string) ([]byte, error) {
+// "agent": bosh/log) into a temporary file under data/tmp, bounded by
+// MaxBlobSize, and returns it open at its start; the caller closes and
+// removes it (closeAndRemove). Logs can be large: they are never held in
+// memory whole.
+func (a *Agent) packLogs(ctx context.Context, kind string) (_ *os.File, err error) {
 	dir := filepath.Join(a.layout.Root, "sys", "log")
 	switch kind {
 	case "", "job":
@@ -161,11 +172,23 @@ func (a *Agent) packLogs(ctx context.Context, kind string) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("fetch_logs: log type %q: want job or agent", kind)
 	}
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
+	tmpDir := filepath.Join(a.layout.Root, "data", "tmp")
+	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
+		return nil, err
+	}
+	out, err := os.CreateTemp(tmpDir, "logs-*.tgz")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			closeAndRemove(out)
+		}
+	}()
+	zw := gzip.NewWriter(out)
 	tw := tar.NewWriter(zw)
 	var total int64
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if errors.Is(err, fs.ErrNotExist) && p == dir {
 			return fs.SkipAll
 		}
@@ -203,7 +226,10 @@ func (a *Agent) packLogs(ctx context.Context, kind string) ([]byte, error) {
 	if err := zw.Close(); err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	if _, err := out.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // DNSRecordsPath is where sync_dns writes the deployment's DNS records,

@@ -446,8 +446,9 @@ func (s *Supervisor) hook(ctx context.Context, job string, p Process) error {
 	return nil
 }
 
-// runGroup runs cmd (in a process group of its own) to completion, or
-// kills the group when ctx ends.
+// runGroup runs cmd (in a process group of its own) to completion; when
+// ctx ends first it sends the group SIGTERM, and SIGKILL after
+// scriptGrace, and returns ctx's error.
 func runGroup(ctx context.Context, cmd *exec.Cmd) error {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
@@ -462,11 +463,26 @@ func runGroup(ctx context.Context, cmd *exec.Cmd) error {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
+		// Asked to stop: SIGTERM to the group, as bosh-agent cancels a
+		// script or an errand, and SIGKILL if it is not gone within
+		// scriptGrace.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		t := time.NewTimer(scriptGrace)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // what it left in its group
 		return ctx.Err()
 	}
 }
+
+// scriptGrace is how long a cancelled script or errand has between
+// SIGTERM and SIGKILL.
+const scriptGrace = 10 * time.Second
 
 func exitReason(err error) string {
 	var ee *exec.ExitError

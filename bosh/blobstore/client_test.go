@@ -638,7 +638,16 @@ func TestClientTimeouts(t *testing.T) {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			switch path.Base(r.URL.Path) {
 			case "hang-answer":
+				// Hold the connection and never answer, even once the
+				// client goes: returning from the handler would send an
+				// empty 200 (CI once saw one reach the agent's client as
+				// a digest mismatch instead of its time-out).
+				conn, _, err := w.(http.Hijacker).Hijack()
+				if err != nil {
+					return
+				}
 				wait(r)
+				_ = conn.Close()
 				return
 			case "hang-body":
 				w.Header().Set("Content-Length", "1000000")

@@ -65,7 +65,11 @@ type Fleet struct {
 	mu     sync.Mutex
 	agents map[string]*agent.Agent // by VM managed object id
 	errs   map[string]error        // why a VM's agent did not start
-	vms    map[string]vmState
+	// failures counts a VM's failed starts in a row; nextTry is when its
+	// agent is tried again.
+	failures map[string]int
+	nextTry  map[string]time.Time
+	vms      map[string]vmState
 }
 
 type vmState struct {
@@ -87,7 +91,8 @@ func Start(ctx context.Context, vim *vim25.Client, cfg Config, log *zap.Logger) 
 		cfg.PollInterval = 100 * time.Millisecond
 	}
 	f := &Fleet{vim: vim, cfg: cfg, log: log, done: make(chan struct{}),
-		agents: map[string]*agent.Agent{}, errs: map[string]error{}, vms: map[string]vmState{}}
+		agents: map[string]*agent.Agent{}, errs: map[string]error{}, vms: map[string]vmState{},
+		failures: map[string]int{}, nextTry: map[string]time.Time{}}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	go f.run()
 	return f, nil
@@ -202,6 +207,9 @@ func (f *Fleet) watch() error {
 			f.stop(id)
 			f.mu.Lock()
 			delete(f.vms, id)
+			delete(f.errs, id)
+			delete(f.failures, id)
+			delete(f.nextTry, id)
 			f.mu.Unlock()
 		}
 		select {
@@ -220,6 +228,12 @@ func (f *Fleet) update(id string, st vmState) {
 	f.mu.Unlock()
 	switch {
 	case st.on && st.settings != "" && !running:
+		f.mu.Lock()
+		wait := time.Now().Before(f.nextTry[id])
+		f.mu.Unlock()
+		if wait {
+			return // it failed to start a moment ago: later, backing off
+		}
 		f.start(id, st)
 	case !st.on && running:
 		f.stop(id)
@@ -246,6 +260,8 @@ func (f *Fleet) start(id string, st vmState) {
 				f.mu.Lock()
 				f.agents[id] = a
 				delete(f.errs, id)
+				delete(f.failures, id)
+				delete(f.nextTry, id)
 				f.mu.Unlock()
 				f.log.Info("agent started for a powered-on VM", zap.String("vm", id), zap.String("agent", settings.AgentID))
 				return
@@ -256,6 +272,9 @@ func (f *Fleet) start(id string, st vmState) {
 	f.log.Warn("agent not started", zap.Error(err))
 	f.mu.Lock()
 	f.errs[id] = err
+	f.failures[id]++
+	// Tried again on a later poll: after 250 ms, doubling to 30 s.
+	f.nextTry[id] = time.Now().Add(min(30*time.Second, 250*time.Millisecond<<min(f.failures[id]-1, 7)))
 	f.mu.Unlock()
 }
 
