@@ -138,6 +138,14 @@ func (f *Fleet) Err(vm string) error {
 	return f.errs[vm]
 }
 
+// Failures is how many times in a row the VM's agent failed to start
+// (0 once it runs, or for a VM it never failed for).
+func (f *Fleet) Failures(vm string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failures[vm]
+}
+
 func (f *Fleet) run() {
 	defer close(f.done)
 	bo := retry.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}

@@ -2,6 +2,8 @@ package agentsim_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"path/filepath"
 	"testing"
 	"time"
@@ -87,4 +89,34 @@ func agentConfig() (c agent.Config) {
 	c.HeartbeatInterval = 100 * time.Millisecond
 	c.Supervisor = agenttest.FastSupervisor
 	return c
+}
+
+// TestFailedStartsBackOff: a VM whose agent cannot start (its settings
+// are bad) is tried again with a growing wait, not on every poll.
+func TestFailedStartsBackOff(t *testing.T) {
+	sim := vspheretest.Start(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	vs, err := vsphere.New(ctx, sim.Config, vsphere.WithLogger(zaptest.NewLogger(t)))
+	require.NoError(t, err)
+	defer func() { _ = vs.Close(context.Background()) }()
+	vm, err := vs.FindVM(ctx, "DC0_H0_VM0")
+	require.NoError(t, err)
+	settings, err := json.Marshal(cpi.AgentSettings{AgentID: "not.a.valid.id"})
+	require.NoError(t, err)
+	require.NoError(t, vs.SetExtraConfig(ctx, vm.Reference(), map[string]string{
+		agentsim.SettingsKey: base64.StdEncoding.EncodeToString(settings), agentsim.SettingsKey + ".encoding": "base64"}))
+
+	fleet, err := agentsim.Start(ctx, vs.Vim25(), agentsim.Config{Root: t.TempDir(), PollInterval: 20 * time.Millisecond, Agent: agentConfig()},
+		zaptest.NewLogger(t))
+	require.NoError(t, err)
+	defer fleet.Close()
+	moid := vm.Reference().Value
+	agenttest.Eventually(t, func() bool { return fleet.Err(moid) != nil }, "the bad settings were not tried")
+	time.Sleep(time.Second)
+	// Polled 50 times in that second; tried at 0, 0.25 and 0.75 s (then
+	// 1.75 s): a few times, not 50.
+	assert.LessOrEqual(t, fleet.Failures(moid), 4, "failed starts are retried with backoff")
+	assert.GreaterOrEqual(t, fleet.Failures(moid), 2, "and retried")
+	assert.ErrorContains(t, fleet.Err(moid), "agent_id")
 }
