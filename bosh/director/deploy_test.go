@@ -30,6 +30,7 @@ import (
 	"github.com/kubefoundry/kubefoundry/bosh/agent/agentsim"
 	"github.com/kubefoundry/kubefoundry/bosh/agent/agenttest"
 	"github.com/kubefoundry/kubefoundry/bosh/blobstore"
+	"github.com/kubefoundry/kubefoundry/bosh/cpi"
 	"github.com/kubefoundry/kubefoundry/bosh/cpi/vspherecpi"
 	"github.com/kubefoundry/kubefoundry/bosh/director"
 	"github.com/kubefoundry/kubefoundry/bosh/health"
@@ -379,6 +380,29 @@ func withErrand(m []byte, exit int) []byte {
 `, exit)
 }
 
+// serialCPI makes one VM at a time, and deletes one at a time: vcsim
+// v0.56.0 races with itself on concurrent clones and destroys in one
+// folder and datastore (its CloneVM reads the folder's children, and its
+// Destroy the datastore's files, without their locks), which the race
+// detector reports. The director still runs its instances' updates,
+// drains and agents concurrently; only the calls into vcsim wait.
+type serialCPI struct {
+	cpi.CPI
+	mu sync.Mutex
+}
+
+func (c *serialCPI) CreateVM(ctx context.Context, agentID, stemcellCID string, props cpi.CloudProps, nets cpi.Networks, disks []string, env cpi.Env) (string, cpi.Networks, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.CPI.CreateVM(ctx, agentID, stemcellCID, props, nets, disks, env)
+}
+
+func (c *serialCPI) DeleteVM(ctx context.Context, cid string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.CPI.DeleteVM(ctx, cid)
+}
+
 // rig is a director on vcsim through the vSphere CPI, with an agent per
 // powered-on VM.
 type rig struct {
@@ -434,7 +458,7 @@ func (g *rig) open(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	g.st = st
-	g.dir, err = director.New(director.Config{Store: st, CPI: g.cpi, Bus: g.w.Bus, Agents: g.w.Director, Blobs: g.w.Store,
+	g.dir, err = director.New(director.Config{Store: st, CPI: &serialCPI{CPI: g.cpi}, Bus: g.w.Bus, Agents: g.w.Director, Blobs: g.w.Store,
 		Signer: g.w.Blobs.Signer(), BlobstoreURL: g.w.HTTPS.URL, Renderer: g.r, AgentPing: 50 * time.Millisecond, PingTimeout: time.Second,
 		AgentWait: time.Minute, TempDir: t.TempDir(), VariablesDir: g.vars, Log: zaptest.NewLogger(t)})
 	require.NoError(t, err)

@@ -174,7 +174,7 @@ func newFoundation(ctx context.Context, c childConfig) (*foundation, error) {
 	closers = append(closers, func() { _ = f.st.Close() })
 	r := template.New()
 	closers = append(closers, func() { _ = r.Close() })
-	f.dir, err = director.New(director.Config{Store: f.st, CPI: cp, Bus: bus, Agents: f.client, Blobs: blobs, Signer: signer,
+	f.dir, err = director.New(director.Config{Store: f.st, CPI: &serialCPI{CPI: cp}, Bus: bus, Agents: f.client, Blobs: blobs, Signer: signer,
 		BlobstoreURL: c.BlobURL, Renderer: r, AgentPing: 50 * time.Millisecond, PingTimeout: time.Second, AgentWait: time.Minute})
 	if err != nil {
 		return fail(err)
