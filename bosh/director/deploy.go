@@ -93,6 +93,13 @@ func (d *Director) Deploy(ctx context.Context, manifestYAML []byte, opts DeployO
 	if err != nil {
 		return DeployResult{}, fmt.Errorf("deploy %s: cloud config: %w", m.Name, err)
 	}
+	rcRaw, rc, err := d.runtimeConfig()
+	if err != nil {
+		return DeployResult{}, fmt.Errorf("deploy %s: runtime config: %w", m.Name, err)
+	}
+	if err := placeAddons(m, rc, d.stemcellOSOf(m)); err != nil {
+		return DeployResult{}, err
+	}
 	if opts.DryRun {
 		b, err := d.build(ctx, m, cc, opts.Recreate, "", false)
 		if err != nil {
@@ -107,7 +114,7 @@ func (d *Director) Deploy(ctx context.Context, manifestYAML []byte, opts DeployO
 			return "", err
 		}
 		res.Plan = b.plan
-		if err := d.apply(ctx, b, manifestYAML, ccRaw, sink); err != nil {
+		if err := d.apply(ctx, b, manifestYAML, ccRaw, rcRaw, sink); err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("/deployments/%s", m.Name), nil
@@ -410,9 +417,6 @@ func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudcon
 // unsupported reports what the manifest asks for that this director does
 // not do yet.
 func unsupported(ve *kubefoundry.ValidationError, m *manifest.Manifest) {
-	if len(m.Addons) > 0 {
-		ve.Add("/addons", "", "add-ons are not supported by this director yet")
-	}
 	for _, g := range m.InstanceGroups {
 		where := fmt.Sprintf("/instance_groups/name=%s", g.Name)
 		if len(g.PersistentDisks) > 0 {
@@ -830,7 +834,7 @@ func archive(files []template.File) ([]byte, error) {
 }
 
 // apply carries a built deploy out.
-func (d *Director) apply(ctx context.Context, b *built, manifestYAML, cloudConfig []byte, sink EventSink) error {
+func (d *Director) apply(ctx context.Context, b *built, manifestYAML, cloudConfig, runtimeConfig []byte, sink EventSink) error {
 	st := d.cfg.Store
 	m := b.m
 	dep, err := st.Deployment(m.Name)
@@ -904,7 +908,7 @@ func (d *Director) apply(ctx context.Context, b *built, manifestYAML, cloudConfi
 			return err
 		}
 	}
-	dep.Manifest, dep.CloudConfig, dep.Updated = manifestYAML, cloudConfig, time.Now()
+	dep.Manifest, dep.CloudConfig, dep.RuntimeConfig, dep.Updated = manifestYAML, cloudConfig, runtimeConfig, time.Now()
 	return st.PutDeployment(dep)
 }
 

@@ -161,6 +161,20 @@ properties:
     default: 0
 `, 0o644)
 	write("jobs/smoke/monit", "", 0o644)
+	write("jobs/sidecar/spec", `---
+name: sidecar
+templates:
+  bpm.yml.erb: config/bpm.yml
+  config.yml.erb: config/config.yml
+packages: [app]
+properties:
+  sidecar.tag:
+    description: a tag
+    default: none
+`, 0o644)
+	write("jobs/sidecar/monit", "", 0o644)
+	write("jobs/sidecar/templates/bpm.yml.erb", bpm("sidecar"), 0o644)
+	write("jobs/sidecar/templates/config.yml.erb", "group: <%= spec.name %>\ntag: <%= p(\"sidecar.tag\") %>\n", 0o644)
 	write("jobs/smoke/templates/run.erb", "#!/bin/sh\necho \"servers <%= link(\"conn\").instances.map { |i| i.address }.join(\",\") %>\"\necho oops >&2\nexit <%= p(\"smoke.exit\") %>\n", 0o644)
 	write("jobs/client/spec", `---
 name: client
@@ -1406,4 +1420,74 @@ func TestDeleteRefusesToSkipADrainUnlessForced(t *testing.T) {
 	_, err = g.dir.DeleteDeployment(ctx, "e2e", director.DeleteOptions{Force: true})
 	require.NoError(t, err)
 	assert.Empty(t, g.vms(t))
+}
+
+// TestAddonsOnVcsim: a manifest's add-on goes on the groups its include
+// rule names, a runtime config's on those its rules select (by stemcell,
+// less an excluded group), with
+// the add-on's properties; errand groups get none unless asked; a job a
+// group has already is refused.
+func TestAddonsOnVcsim(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	require.NoError(t, g.dir.UpdateRuntimeConfig([]byte(`
+releases: [{name: kf-e2e, version: "1"}]
+addons:
+- name: client-side
+  jobs: [{name: sidecar, release: kf-e2e}]
+  properties: {sidecar: {tag: from-runtime}}
+  include: {stemcell: [{os: ubuntu-jammy}]}
+  exclude: {instance_groups: [server]}
+- name: never
+  jobs: [{name: sidecar, release: kf-e2e}]
+  include: {stemcell: [{os: windows2019}]}
+`)))
+	m := append(withErrand(deployment(2, 1, 8080, false, "1"), 0), []byte(`addons:
+- name: server-side
+  jobs: [{name: sidecar, release: kf-e2e, properties: {sidecar: {tag: from-manifest}}}]
+  include: {instance_groups: [server]}
+`)...)
+	_, err := g.dir.Deploy(ctx, m, director.DeployOptions{})
+	require.NoError(t, err)
+	for _, r := range g.instances(t) {
+		want := map[string]string{"server": "from-manifest", "client": "from-runtime"}[r.Group]
+		assert.Equal(t, "group: "+r.Group+"\ntag: "+want+"\n", g.config(t, r, "sidecar"), "%s/%d", r.Group, r.Index)
+		st, _ := g.state(t, r)
+		assert.Equal(t, "running", st)
+	}
+	res, err := g.dir.Deploy(ctx, m, director.DeployOptions{DryRun: true})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"keep client/0", "keep server/0", "keep server/1"}, actions(res.Plan))
+	_, err = g.dir.Recreate(ctx, "e2e", director.RecreateOptions{Instances: []string{"client"}})
+	require.NoError(t, err, "a recreate places the add-ons recorded with the deployment")
+	client := g.instances(t)[0]
+	assert.Contains(t, g.config(t, client, "sidecar"), "tag: from-runtime")
+
+	// The errand group has no sidecar: add-ons go on errand groups only
+	// when their rule asks for lifecycle errand.
+	results, _, err := g.dir.RunErrand(ctx, "e2e", "smoke", director.ErrandOptions{KeepAlive: true})
+	require.NoError(t, err)
+	require.Len(t, results, 1)
+	for _, r := range g.instances(t) {
+		if r.Group != "smoke" {
+			continue
+		}
+		for _, id := range g.fleet.Agents() {
+			if a, ok := g.fleet.Agent(id); ok && a.ID() == r.AgentID {
+				_, err := os.Stat(a.Layout().Path("/var/vcap/jobs/sidecar"))
+				assert.ErrorIs(t, err, os.ErrNotExist, "no add-on on the errand's VM")
+				_, err = os.Stat(a.Layout().Path("/var/vcap/jobs/smoke"))
+				assert.NoError(t, err)
+			}
+		}
+	}
+
+	twice := append(m, []byte(`- name: again
+  jobs: [{name: sidecar, release: kf-e2e}]
+  include: {instance_groups: [server]}
+`)...)
+	_, err = g.dir.Deploy(ctx, twice, director.DeployOptions{})
+	require.ErrorContains(t, err, "has a job sidecar already")
 }

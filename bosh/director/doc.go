@@ -64,11 +64,22 @@
 // (recreate, stop, start and errands interpolate the recorded manifest
 // again); the manifest is recorded as given, placeholders and all.
 //
-// Not here yet: add-ons, several named persistent disks, serial: false (groups are
-// updated one after the other), vm_strategy create-swap-delete (VMs are
-// recreated delete-create), stopped instances staying stopped through a
-// deploy (a deploy starts what it changes), and DNS (links address
-// instances by IP).
+// Add-ons: the manifest's, and those of the runtime config
+// (UpdateRuntimeConfig), whose releases join the deployment's, are placed
+// on the instance groups their rules select (placement rules as BOSH's:
+// any entry of a list, every list; no include rule means every service
+// group; errand groups only when a rule names lifecycle errand), before the
+// plan. The runtime config a deployment was deployed with is recorded with
+// it. Teams are not modelled: a rule that names teams selects nothing.
+//
+// Groups are updated in manifest order; adjacent groups whose update says
+// serial: false are updated together.
+//
+// Not here yet: several named persistent disks, vm_strategy
+// create-swap-delete (VMs are recreated delete-create), stopped instances
+// staying stopped through a deploy (a deploy starts what it changes), a
+// runtime config's variables, the IPs of dynamic networks read back from
+// the VMs, and DNS (links address instances by IP).
 //
 // # Rolling updates
 //
@@ -148,9 +159,10 @@
 //	state.go       Stop, Start, Restart
 //	errand.go      RunErrand
 //	vars.go        variables: generated, then interpolated into the manifest
+//	addons.go      UpdateRuntimeConfig; add-ons placed on instance groups
 //	update.go      Updater, UpdateGroup, Instance, Change, Result, UpdateError, NotRunningError
 //	event.go       Event in BOSH's event log shape, EventSink
-//	store.go       Store, OpenStore (bbolt): deployments, instances, releases, stemcells, the cloud config, tasks and their events, locks
+//	store.go       Store, OpenStore (bbolt): deployments, instances, releases, stemcells, the cloud and runtime configs, tasks and their events, locks
 //	cloudcheck.go  CloudCheck: Scan for problems, Resolve them
 //	plan.go        Plan: Desired against InstanceRecord.Applied, with reasons
 package director

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
+	"github.com/kubefoundry/kubefoundry/bosh/cloudconfig"
 	"github.com/kubefoundry/kubefoundry/bosh/manifest"
 )
 
@@ -46,4 +47,21 @@ func TestNetmask(t *testing.T) {
 	assert.Equal(t, "255.255.255.0", netmask(netip.MustParsePrefix("10.0.0.0/24")))
 	assert.Equal(t, "255.255.240.0", netmask(netip.MustParsePrefix("10.0.0.0/20")))
 	assert.Equal(t, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ff00", netmask(netip.MustParsePrefix("fd00::/120")), "IPv6 too")
+}
+
+func TestPlaceAddonsRefusesAnotherReleaseVersion(t *testing.T) {
+	m := &manifest.Manifest{Name: "d", Releases: []manifest.Release{{Name: "app", Version: "1"}},
+		InstanceGroups: []manifest.InstanceGroup{{Name: "web", Jobs: []manifest.Job{{Name: "web", Release: "app"}}}}}
+	rc := &cloudconfig.RuntimeConfig{Releases: []manifest.Release{{Name: "app", Version: "2"}, {Name: "syslog", Version: "3"}},
+		Addons: []manifest.Addon{{Name: "logs", Jobs: []manifest.Job{{Name: "forwarder", Release: "syslog"}}}}}
+	err := placeAddons(m, rc, func(string) string { return "" })
+	assert.ErrorContains(t, err, "the runtime config wants version 2, the manifest 1")
+	assert.Len(t, m.Releases, 1, "nothing changed")
+	assert.Len(t, m.InstanceGroups[0].Jobs, 1, "nothing changed")
+
+	rc.Releases = rc.Releases[1:]
+	assert.NoError(t, placeAddons(m, rc, func(string) string { return "" }))
+	assert.Len(t, m.Releases, 2)
+	assert.Equal(t, []string{"web", "forwarder"}, []string{m.InstanceGroups[0].Jobs[0].Name, m.InstanceGroups[0].Jobs[1].Name},
+		"an add-on without rules goes on every service group")
 }

@@ -81,6 +81,15 @@ func (d *Director) recorded(deployment string) (*manifest.Manifest, *cloudconfig
 	if err != nil {
 		return nil, nil, fmt.Errorf("deployment %s: its recorded cloud config: %w", deployment, err)
 	}
+	var rc *cloudconfig.RuntimeConfig
+	if len(dep.RuntimeConfig) > 0 {
+		if rc, err = cloudconfig.ParseRuntime(dep.RuntimeConfig); err != nil {
+			return nil, nil, fmt.Errorf("deployment %s: its recorded runtime config: %w", deployment, err)
+		}
+	}
+	if err := placeAddons(m, rc, d.stemcellOSOf(m)); err != nil {
+		return nil, nil, err
+	}
 	return m, cc, nil
 }
 

@@ -76,6 +76,10 @@ type Store interface {
 	// latest (ErrNotFound when there is none).
 	PutCloudConfig(content []byte) error
 	CloudConfig() ([]byte, error)
+	// PutRuntimeConfig records a new runtime config; RuntimeConfig
+	// returns the latest (ErrNotFound when there is none).
+	PutRuntimeConfig(content []byte) error
+	RuntimeConfig() ([]byte, error)
 
 	Close() error
 }
@@ -85,9 +89,11 @@ type Deployment struct {
 	Name string `json:"name"`
 	// Manifest is the manifest last deployed, as given.
 	Manifest []byte `json:"manifest"`
-	// CloudConfig is the cloud config it was deployed with.
-	CloudConfig []byte    `json:"cloud_config,omitempty"`
-	Updated     time.Time `json:"updated"`
+	// CloudConfig is the cloud config it was deployed with, and
+	// RuntimeConfig the runtime config (none when empty).
+	CloudConfig   []byte    `json:"cloud_config,omitempty"`
+	RuntimeConfig []byte    `json:"runtime_config,omitempty"`
+	Updated       time.Time `json:"updated"`
 }
 
 // InstanceRecord is an instance as the director records it: who it is,
@@ -548,12 +554,20 @@ func (s *boltStore) PutCloudConfig(content []byte) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bConfigs).Put([]byte("cloud"), content) })
 }
 
-func (s *boltStore) CloudConfig() ([]byte, error) {
+func (s *boltStore) CloudConfig() ([]byte, error) { return s.config("cloud") }
+
+func (s *boltStore) PutRuntimeConfig(content []byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bConfigs).Put([]byte("runtime"), content) })
+}
+
+func (s *boltStore) RuntimeConfig() ([]byte, error) { return s.config("runtime") }
+
+func (s *boltStore) config(kind string) ([]byte, error) {
 	var out []byte
 	err := s.db.View(func(tx *bolt.Tx) error {
-		raw := tx.Bucket(bConfigs).Get([]byte("cloud"))
+		raw := tx.Bucket(bConfigs).Get([]byte(kind))
 		if raw == nil {
-			return notFound("config", "cloud")
+			return notFound("config", kind)
 		}
 		out = append([]byte(nil), raw...)
 		return nil

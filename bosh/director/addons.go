@@ -1,0 +1,160 @@
+package director
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/bosh/cloudconfig"
+	"github.com/kubefoundry/kubefoundry/bosh/manifest"
+)
+
+// UpdateRuntimeConfig checks a runtime config and makes it the one the
+// next deploys use: its releases join each deployment's, and its add-ons
+// are placed on the instance groups their rules select.
+func (d *Director) UpdateRuntimeConfig(content []byte) error {
+	rc, err := cloudconfig.ParseRuntime(content)
+	if err != nil {
+		return err
+	}
+	if len(rc.Variables) > 0 {
+		return fmt.Errorf("runtime config: variables are not supported by this director yet: %w", kubefoundry.ErrInvalid)
+	}
+	return d.cfg.Store.PutRuntimeConfig(content)
+}
+
+// runtimeConfig is the latest runtime config, nil when there is none.
+func (d *Director) runtimeConfig() ([]byte, *cloudconfig.RuntimeConfig, error) {
+	raw, err := d.cfg.Store.RuntimeConfig()
+	if errors.Is(err, kubefoundry.ErrNotFound) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	rc, err := cloudconfig.ParseRuntime(raw)
+	return raw, rc, err
+}
+
+// placeAddons places the manifest's add-ons and the runtime config's (rc
+// may be nil) on the instance groups, as the director does before it
+// plans: an add-on's jobs join every group its include rule selects (every
+// service group when it has none) and its exclude rule does not; a job of
+// an add-on with no properties of its own takes the add-on's. The runtime
+// config's releases join the manifest's; one the manifest has at another
+// version is an error, as is an add-on job a group has already. stemcellOS
+// says a group's stemcell's OS. Every problem is reported at once; m is
+// changed only when there is none.
+func placeAddons(m *manifest.Manifest, rc *cloudconfig.RuntimeConfig, stemcellOS func(alias string) string) error {
+	var ve kubefoundry.ValidationError
+	ve.Object = "deployment " + m.Name + " add-ons"
+	releases := slices.Clone(m.Releases)
+	addons := slices.Clone(m.Addons)
+	if rc != nil {
+		for _, r := range rc.Releases {
+			i := slices.IndexFunc(releases, func(have manifest.Release) bool { return have.Name == r.Name })
+			switch {
+			case i < 0:
+				releases = append(releases, r)
+			case releases[i].Version != r.Version:
+				ve.Add("/releases/name="+r.Name, r.Version, "the runtime config wants version %s, the manifest %s", r.Version, releases[i].Version)
+			}
+		}
+		addons = append(addons, rc.Addons...)
+	}
+	groups := slices.Clone(m.InstanceGroups)
+	for i := range groups {
+		groups[i].Jobs = slices.Clone(groups[i].Jobs)
+	}
+	for _, a := range addons {
+		for gi := range groups {
+			g := &groups[gi]
+			if !selects(a.Include, m.Name, g, stemcellOS, true) || selects(a.Exclude, m.Name, g, stemcellOS, false) {
+				continue
+			}
+			for _, j := range a.Jobs {
+				if g.Job(j.Name) != nil {
+					ve.Add(fmt.Sprintf("/addons/name=%s/jobs/name=%s", a.Name, j.Name), g.Name,
+						"instance group %s has a job %s already: colocated jobs' names must be unique", g.Name, j.Name)
+					continue
+				}
+				if j.Properties == nil && a.Properties != nil {
+					j.Properties = a.Properties
+				}
+				g.Jobs = append(g.Jobs, j)
+			}
+		}
+	}
+	if err := ve.Err(); err != nil {
+		return err
+	}
+	m.Releases, m.InstanceGroups, m.Addons = releases, groups, nil
+	return nil
+}
+
+// selects says whether a placement rule selects a group: a nil rule does
+// when it is an include rule (service groups only) and does not when it is
+// an exclude rule. Within a list any entry matches; across lists all must.
+func selects(r *manifest.PlacementRule, deployment string, g *manifest.InstanceGroup, stemcellOS func(string) string, include bool) bool {
+	lifecycle := g.Lifecycle
+	if lifecycle == "" {
+		lifecycle = manifest.LifecycleService
+	}
+	if r == nil {
+		return include && lifecycle == manifest.LifecycleService
+	}
+	if r.Lifecycle != "" {
+		if r.Lifecycle != lifecycle {
+			return false
+		}
+	} else if include && lifecycle != manifest.LifecycleService {
+		return false // add-ons go on errand groups only when asked
+	}
+	if len(r.Deployments) > 0 && !slices.Contains(r.Deployments, deployment) {
+		return false
+	}
+	if len(r.Teams) > 0 {
+		return false // deployments here have no teams
+	}
+	if len(r.InstanceGroups) > 0 && !slices.Contains(r.InstanceGroups, g.Name) {
+		return false
+	}
+	if len(r.Jobs) > 0 && !slices.ContainsFunc(r.Jobs, func(j manifest.JobRef) bool {
+		have := g.Job(j.Name)
+		return have != nil && have.Release == j.Release
+	}) {
+		return false
+	}
+	if len(r.Stemcell) > 0 && !slices.ContainsFunc(r.Stemcell, func(s manifest.StemcellRule) bool { return s.OS == stemcellOS(g.Stemcell) }) {
+		return false
+	}
+	if len(r.Networks) > 0 && !slices.ContainsFunc(g.Networks, func(n manifest.Network) bool { return slices.Contains(r.Networks, n.Name) }) {
+		return false
+	}
+	if len(r.AZs) > 0 && !slices.ContainsFunc(g.AZs, func(az string) bool { return slices.Contains(r.AZs, az) }) {
+		return false
+	}
+	return true
+}
+
+// stemcellOSOf says the OS of a manifest's stemcell alias: the alias's os,
+// or that of the uploaded stemcells of its name.
+func (d *Director) stemcellOSOf(m *manifest.Manifest) func(alias string) string {
+	all, _ := d.cfg.Store.Stemcells()
+	return func(alias string) string {
+		s := m.Stemcell(alias)
+		if s == nil {
+			return ""
+		}
+		if s.OS != "" {
+			return s.OS
+		}
+		for _, have := range all {
+			if have.Name == s.Name {
+				return have.OS
+			}
+		}
+		return ""
+	}
+}
