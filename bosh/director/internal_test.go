@@ -65,3 +65,39 @@ func TestPlaceAddonsRefusesAnotherReleaseVersion(t *testing.T) {
 	assert.Equal(t, []string{"web", "forwarder"}, []string{m.InstanceGroups[0].Jobs[0].Name, m.InstanceGroups[0].Jobs[1].Name},
 		"an add-on without rules goes on every service group")
 }
+
+func TestSelects(t *testing.T) {
+	g := &manifest.InstanceGroup{Name: "web", AZs: []string{"z1"}, Stemcell: "default", Networks: []manifest.Network{{Name: "pub"}},
+		Jobs: []manifest.Job{{Name: "nginx", Release: "web"}}}
+	errand := &manifest.InstanceGroup{Name: "smoke", Lifecycle: manifest.LifecycleErrand}
+	os := func(string) string { return "ubuntu-jammy" }
+	for _, tc := range []struct {
+		rule *manifest.PlacementRule
+		g    *manifest.InstanceGroup
+		want bool
+	}{
+		{nil, g, true},
+		{nil, errand, false},
+		{&manifest.PlacementRule{Lifecycle: manifest.LifecycleErrand}, errand, true},
+		{&manifest.PlacementRule{Lifecycle: manifest.LifecycleErrand}, g, false},
+		{&manifest.PlacementRule{Deployments: []string{"d"}}, g, true},
+		{&manifest.PlacementRule{Deployments: []string{"other"}}, g, false},
+		{&manifest.PlacementRule{Teams: []string{"a"}}, g, false},
+		{&manifest.PlacementRule{InstanceGroups: []string{"db", "web"}}, g, true},
+		{&manifest.PlacementRule{InstanceGroups: []string{"db"}}, g, false},
+		{&manifest.PlacementRule{Jobs: []manifest.JobRef{{Name: "nginx", Release: "web"}}}, g, true},
+		{&manifest.PlacementRule{Jobs: []manifest.JobRef{{Name: "nginx", Release: "other"}}}, g, false},
+		{&manifest.PlacementRule{Stemcell: []manifest.StemcellRule{{OS: "ubuntu-jammy"}}}, g, true},
+		{&manifest.PlacementRule{Stemcell: []manifest.StemcellRule{{OS: "windows"}}}, g, false},
+		{&manifest.PlacementRule{Networks: []string{"pub"}}, g, true},
+		{&manifest.PlacementRule{Networks: []string{"priv"}}, g, false},
+		{&manifest.PlacementRule{AZs: []string{"z2", "z1"}}, g, true},
+		{&manifest.PlacementRule{AZs: []string{"z2"}}, g, false},
+		{&manifest.PlacementRule{InstanceGroups: []string{"web"}, AZs: []string{"z2"}}, g, false},
+	} {
+		assert.Equal(t, tc.want, selects(tc.rule, "d", tc.g, os, true), "include %+v on %s", tc.rule, tc.g.Name)
+	}
+	assert.False(t, selects(nil, "d", g, os, false), "no exclude rule excludes nothing")
+	assert.True(t, selects(&manifest.PlacementRule{InstanceGroups: []string{"smoke"}}, "d", errand, os, false),
+		"an exclude rule needs no lifecycle to exclude an errand group")
+}
