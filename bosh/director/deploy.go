@@ -411,6 +411,15 @@ func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudcon
 		}
 	}
 	b.plan = Plan(want, have)
+	// A hard-stopped instance stays detached through a deploy: Start gives
+	// it a VM, with what the deployment then says.
+	for i, c := range b.plan {
+		for _, r := range have {
+			if r.ID == c.ID && r.State == StateDetached && c.Action != ActionDelete {
+				b.plan[i].Action, b.plan[i].Reasons, b.plan[i].DiskChanged = ActionKeep, []string{"detached: Start gives it a VM"}, false
+			}
+		}
+	}
 	return b, nil
 }
 
@@ -892,8 +901,9 @@ func (d *Director) apply(ctx context.Context, b *built, manifestYAML, cloudConfi
 				if act == ActionKeep {
 					continue
 				}
+				stopped := p.rec.State == StateStopped
 				rolls = append(rolls, roll{p: p, create: act == ActionCreate, replace: act == ActionCreate || act == ActionRecreate,
-					running: p.rec.VMCID != "" && p.rec.Applied != nil})
+					running: p.rec.VMCID != "" && p.rec.Applied != nil && !stopped, noStart: stopped})
 			}
 			wg.Go(func() {
 				if err := d.rollGroup(ctx, m, g, rolls, sink); err != nil {
@@ -944,6 +954,8 @@ func batches(m *manifest.Manifest) [][]*manifest.InstanceGroup {
 type roll struct {
 	p                        *planned
 	create, replace, running bool
+	// noStart: the instance is stopped on purpose and stays so.
+	noStart bool
 }
 
 // rollGroup updates a group's instances through UpdateGroup and records
@@ -956,7 +968,9 @@ func (d *Director) rollGroup(ctx context.Context, m *manifest.Manifest, g *manif
 	var mu sync.Mutex
 	ps := map[string]*planned{}
 	var changes []Change
+	noStart := map[string]bool{}
 	for _, r := range rolls {
+		noStart[r.p.rec.ID] = r.noStart
 		p := r.p
 		ps[p.rec.ID] = p
 		if r.create {
@@ -972,7 +986,7 @@ func (d *Director) rollGroup(ctx context.Context, m *manifest.Manifest, g *manif
 			return fmt.Errorf("instance %s/%s (%d): %w", g.Name, p.rec.ID, p.rec.Index, err)
 		}
 		c := Change{Instance: Instance{Group: g.Name, ID: p.rec.ID, Index: p.rec.Index, AZ: p.rec.AZ, AgentID: p.rec.AgentID,
-			Running: r.running}, Spec: spec}
+			Running: r.running}, Spec: spec, NoStart: r.noStart}
 		c.Begin = func(context.Context) error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -1014,7 +1028,11 @@ func (d *Director) rollGroup(ctx context.Context, m *manifest.Manifest, g *manif
 		if rec.TemplatesBlob != "" && rec.TemplatesBlob != blob {
 			drop = append(drop, rec.TemplatesBlob)
 		}
-		rec.Applied, rec.AgentID, rec.SpecHash, rec.State, rec.Dirty = &want, r.Instance.AgentID, want.ConfigurationHash, StateStarted, false
+		state := StateStarted
+		if noStart[r.Instance.ID] {
+			state = StateStopped
+		}
+		rec.Applied, rec.AgentID, rec.SpecHash, rec.State, rec.Dirty = &want, r.Instance.AgentID, want.ConfigurationHash, state, false
 		rec.TemplatesBlob = blob
 		if err := st.PutInstance(rec); err != nil {
 			uerr = errors.Join(uerr, err)

@@ -1025,6 +1025,18 @@ func TestStopStartRestartOnVcsim(t *testing.T) {
 		st, _ := g.state(t, r)
 		assert.Equal(t, "stopped", st)
 	}
+	// A deploy gives the stopped instance its new configuration and
+	// leaves it stopped.
+	res, err := g.dir.Deploy(ctx, deployment(2, 1, 8181, false, "1"), director.DeployOptions{})
+	require.NoError(t, err)
+	assert.Contains(t, actions(res.Plan), "update server/0")
+	r0 := find(server0.ID)
+	assert.Equal(t, director.StateStopped, r0.State, "stopped on purpose, it stays stopped")
+	st0, hash0 := g.state(t, r0)
+	assert.Equal(t, "stopped", st0)
+	assert.Equal(t, r0.Applied.ConfigurationHash, hash0, "with the new configuration")
+	assert.Contains(t, g.config(t, r0, "server"), "port: 8181")
+
 	_, err = g.dir.Start(ctx, "e2e", director.StateOptions{Instances: []string{"server/0"}})
 	require.NoError(t, err)
 	r := find(server0.ID)
@@ -1042,9 +1054,15 @@ func TestStopStartRestartOnVcsim(t *testing.T) {
 			assert.Empty(t, r.VMCID)
 		}
 	}
+	// Detached instances stay so through a deploy.
+	res, err = g.dir.Deploy(ctx, deployment(2, 1, 9191, false, "1"), director.DeployOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"update client/0", "keep server/0", "keep server/1"}, actions(res.Plan))
+	assert.Len(t, g.vms(t), 1, "no VM for a detached instance")
 	_, err = g.dir.Start(ctx, "e2e", director.StateOptions{})
 	require.NoError(t, err)
 	assert.Len(t, g.vms(t), 3)
+	assert.Contains(t, g.config(t, find(server0.ID), "server"), "port: 9191", "started with what the deployment says now")
 	for i, r := range g.instances(t) {
 		assert.Equal(t, before[i].IPs, r.IPs, "%s/%d keeps its address", r.Group, r.Index)
 		st, _ := g.state(t, r)

@@ -75,10 +75,14 @@
 // Groups are updated in manifest order; adjacent groups whose update says
 // serial: false are updated together.
 //
+// An instance stopped on purpose stays so through a deploy or a recreate:
+// a soft-stopped one gets its new spec applied and is not started; a
+// hard-stopped (detached) one is planned keep and gets no VM until Start,
+// which then applies what the deployment says.
+//
 // Not here yet: several named persistent disks, vm_strategy
-// create-swap-delete (VMs are recreated delete-create), stopped instances
-// staying stopped through a deploy (a deploy starts what it changes), a
-// runtime config's variables, the IPs of dynamic networks read back from
+// create-swap-delete (VMs are recreated delete-create), a runtime
+// config's variables, the IPs of dynamic networks read back from
 // the VMs, and DNS (links address instances by IP).
 //
 // # Rolling updates

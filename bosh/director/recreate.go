@@ -52,7 +52,8 @@ func (d *Director) Recreate(ctx context.Context, deployment string, opts Recreat
 				for _, p := range chosen {
 					if p.group == g {
 						rolls = append(rolls, roll{p: p, create: p.rec.VMCID == "" && p.rec.Applied == nil, replace: true,
-							running: !opts.SkipDrain && p.rec.VMCID != "" && p.rec.Applied != nil && p.rec.State == StateStarted})
+							running: !opts.SkipDrain && p.rec.VMCID != "" && p.rec.Applied != nil && p.rec.State == StateStarted,
+							noStart: p.rec.State == StateStopped})
 					}
 				}
 				if err := d.rollGroup(ctx, m, g, rolls, sink); err != nil {

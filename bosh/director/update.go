@@ -41,6 +41,9 @@ type Change struct {
 	// returns the new VM's agent id, which the rest of the steps and the
 	// Result use. Its error fails the instance like any step's.
 	Replace func(ctx context.Context) (agentID string, err error)
+	// NoStart stops after the apply: the instance gets its new spec and
+	// stays stopped (an instance stopped on purpose, through a deploy).
+	NoStart bool
 	// Begin, when set, is called before the instance's first step: a
 	// failure of it fails the instance, which is left as it was.
 	Begin func(ctx context.Context) error
@@ -298,6 +301,9 @@ func (u *Updater) steps(ctx context.Context, c Change, agentID *string, watch ma
 	}
 	if err := step("apply", "apply", c.Spec); err != nil {
 		return err
+	}
+	if c.NoStart {
+		return nil
 	}
 	if err := step("pre-start", "run_script", "pre-start", map[string]any{}); err != nil {
 		return err
