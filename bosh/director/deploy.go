@@ -41,6 +41,12 @@ type DeployOptions struct {
 	DryRun bool
 	// Events receives the task's events as they are recorded.
 	Events EventSink
+	// BeforeStop, when set, is called for each running instance the
+	// deploy is about to drain and stop, to update, recreate or delete
+	// it: what a platform does first (lifecycle drains the instance's
+	// Kubernetes node). Its error fails that instance as a failed step
+	// does, before anything of it changed.
+	BeforeStop func(ctx context.Context, inst Instance) error
 }
 
 // DeployResult is what a deploy did: its task (none for a dry run) and
@@ -114,7 +120,7 @@ func (d *Director) Deploy(ctx context.Context, manifestYAML []byte, opts DeployO
 			return "", err
 		}
 		res.Plan = b.plan
-		if err := d.apply(ctx, b, manifestYAML, ccRaw, rcRaw, sink); err != nil {
+		if err := d.apply(ctx, b, manifestYAML, ccRaw, rcRaw, sink, opts.BeforeStop); err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("/deployments/%s", m.Name), nil
@@ -843,7 +849,8 @@ func archive(files []template.File) ([]byte, error) {
 }
 
 // apply carries a built deploy out.
-func (d *Director) apply(ctx context.Context, b *built, manifestYAML, cloudConfig, runtimeConfig []byte, sink EventSink) error {
+func (d *Director) apply(ctx context.Context, b *built, manifestYAML, cloudConfig, runtimeConfig []byte, sink EventSink,
+	beforeStop func(context.Context, Instance) error) error {
 	st := d.cfg.Store
 	m := b.m
 	dep, err := st.Deployment(m.Name)
@@ -874,7 +881,7 @@ func (d *Director) apply(ctx context.Context, b *built, manifestYAML, cloudConfi
 		stg := newStage(sink, "Deleting unneeded instances", nil, len(gone))
 		for _, r := range gone {
 			end := stg.start(fmt.Sprintf("%s/%s (%d)", r.Group, r.ID, r.Index))
-			err := d.deleteInstance(ctx, r, false, "keep")
+			err := d.deleteInstance(ctx, r, false, "keep", beforeStop)
 			end(err)
 			if err != nil {
 				return err
@@ -906,7 +913,7 @@ func (d *Director) apply(ctx context.Context, b *built, manifestYAML, cloudConfi
 					running: p.rec.VMCID != "" && p.rec.Applied != nil && !stopped, noStart: stopped})
 			}
 			wg.Go(func() {
-				if err := d.rollGroup(ctx, m, g, rolls, sink); err != nil {
+				if err := d.rollGroup(ctx, m, g, rolls, sink, beforeStop); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
@@ -960,7 +967,8 @@ type roll struct {
 
 // rollGroup updates a group's instances through UpdateGroup and records
 // each that it updated.
-func (d *Director) rollGroup(ctx context.Context, m *manifest.Manifest, g *manifest.InstanceGroup, rolls []roll, sink EventSink) error {
+func (d *Director) rollGroup(ctx context.Context, m *manifest.Manifest, g *manifest.InstanceGroup, rolls []roll, sink EventSink,
+	beforeStop func(context.Context, Instance) error) error {
 	if len(rolls) == 0 {
 		return nil
 	}
@@ -995,6 +1003,10 @@ func (d *Director) rollGroup(ctx context.Context, m *manifest.Manifest, g *manif
 		}
 		if r.replace {
 			c.Replace = func(ctx context.Context) (string, error) { return d.replaceVM(ctx, m.Name, p, &mu) }
+		}
+		if beforeStop != nil {
+			inst := c.Instance
+			c.BeforeStop = func(ctx context.Context) error { return beforeStop(ctx, inst) }
 		}
 		if p.desired.DiskSize > 0 || p.rec.DiskCID != "" || p.rec.NewDiskCID != "" {
 			c.Prepare = func(ctx context.Context, agentID string) error { return d.ensureDisk(ctx, p, agentID, &mu) }
@@ -1219,7 +1231,8 @@ func (d *Director) deleteVM(ctx context.Context, r InstanceRecord) error {
 // deleteInstance drains and stops an instance whose agent answers (a
 // failure to do so is an error unless force), deletes its VM and disk,
 // and forgets it.
-func (d *Director) deleteInstance(ctx context.Context, r InstanceRecord, force bool, deploymentNext string) error {
+func (d *Director) deleteInstance(ctx context.Context, r InstanceRecord, force bool, deploymentNext string,
+	beforeStop func(context.Context, Instance) error) error {
 	name := fmt.Sprintf("%s/%s (%d)", r.Group, r.ID, r.Index)
 	if r.VMCID != "" && r.AgentID != "" {
 		pctx, cancel := context.WithTimeout(ctx, d.cfg.PingTimeout)
@@ -1227,6 +1240,12 @@ func (d *Director) deleteInstance(ctx context.Context, r InstanceRecord, force b
 		cancel()
 		switch {
 		case perr == nil:
+			if beforeStop != nil && r.State == StateStarted {
+				inst := Instance{Group: r.Group, ID: r.ID, Index: r.Index, AZ: r.AZ, AgentID: r.AgentID, Running: true}
+				if err := beforeStop(ctx, inst); err != nil {
+					return fmt.Errorf("%s: before stop: %w", name, err)
+				}
+			}
 			env := nextState("delete", "delete", deploymentNext)
 			if err := d.stopJobs(ctx, r.AgentID, env, false); err != nil && !force {
 				return fmt.Errorf("%s: %w", name, err)
@@ -1321,7 +1340,7 @@ func (d *Director) DeleteDeployment(ctx context.Context, name string, opts Delet
 		var errs []error
 		for _, r := range recs {
 			end := stg.start(fmt.Sprintf("%s/%s (%d)", r.Group, r.ID, r.Index))
-			err := d.deleteInstance(ctx, r, opts.Force, "delete")
+			err := d.deleteInstance(ctx, r, opts.Force, "delete", nil)
 			end(err)
 			if err != nil {
 				// One instance's failure does not keep the others.

@@ -1509,3 +1509,49 @@ addons:
 	_, err = g.dir.Deploy(ctx, twice, director.DeployOptions{})
 	require.ErrorContains(t, err, "has a job sidecar already")
 }
+
+// TestBeforeStop: the deploy's BeforeStop is called for each running
+// instance before it is drained and stopped, for an update and for a
+// scale-down's deletion, never for one just created; its error fails the
+// instance before anything of it changed, and the deploy stops there.
+func TestBeforeStop(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	var mu sync.Mutex
+	var called []string
+	hook := func(fail string) func(context.Context, director.Instance) error {
+		return func(_ context.Context, inst director.Instance) error {
+			mu.Lock()
+			defer mu.Unlock()
+			called = append(called, fmt.Sprintf("%s/%d", inst.Group, inst.Index))
+			if inst.Group+"/"+strconv.Itoa(inst.Index) == fail {
+				return errors.New("the node's pods cannot be evicted")
+			}
+			return nil
+		}
+	}
+	_, err := g.dir.Deploy(ctx, deployment(2, 0, 8080, false, "1"), director.DeployOptions{BeforeStop: hook("")})
+	require.NoError(t, err)
+	assert.Empty(t, called, "nothing ran before: nothing to stop")
+
+	before := map[string]string{}
+	for _, r := range g.instances(t) {
+		_, before[r.ID] = g.state(t, r)
+	}
+	_, err = g.dir.Deploy(ctx, deployment(2, 0, 9090, false, "1"), director.DeployOptions{BeforeStop: hook("server/0")})
+	require.ErrorContains(t, err, "the node's pods cannot be evicted")
+	assert.Equal(t, []string{"server/0"}, called, "the canary's hook failed: nothing else was begun")
+	for _, r := range g.instances(t) {
+		st, hash := g.state(t, r)
+		assert.Equal(t, "running", st, "%s/%d is left running", r.Group, r.Index)
+		assert.Equal(t, before[r.ID], hash, "%s/%d is left as it was", r.Group, r.Index)
+		assert.False(t, r.Dirty, "%s/%d: nothing of it changed", r.Group, r.Index)
+	}
+
+	called = nil
+	_, err = g.dir.Deploy(ctx, deployment(1, 0, 9090, false, "1"), director.DeployOptions{BeforeStop: hook("")})
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"server/1", "server/0"}, called, "the deleted instance and the updated one")
+}

@@ -94,6 +94,8 @@
 // one begins as soon as one ends), each watched for update_watch_time. One
 // instance is taken through BOSH's steps:
 //
+//	Change.BeforeStop     when set and it runs (a platform's own step: lifecycle drains the
+//	                      instance's Kubernetes node; DeployOptions.BeforeStop)
 //	run_script pre-stop   only when it runs (Instance.Running), with BOSH_VM_NEXT_STATE=keep
 //	                      (delete when it is to get a new VM)
 //	drain update <spec>   likewise; the agent waits what the drain scripts ask

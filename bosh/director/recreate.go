@@ -56,7 +56,7 @@ func (d *Director) Recreate(ctx context.Context, deployment string, opts Recreat
 							noStart: p.rec.State == StateStopped})
 					}
 				}
-				if err := d.rollGroup(ctx, m, g, rolls, sink); err != nil {
+				if err := d.rollGroup(ctx, m, g, rolls, sink, nil); err != nil {
 					return "", err
 				}
 			}

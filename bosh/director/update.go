@@ -44,6 +44,10 @@ type Change struct {
 	// NoStart stops after the apply: the instance gets its new spec and
 	// stays stopped (an instance stopped on purpose, through a deploy).
 	NoStart bool
+	// BeforeStop, when set, is called before a running instance is
+	// drained and stopped (a Kubernetes node drained of its pods, say); its
+	// error fails the instance, which is left running as it was.
+	BeforeStop func(ctx context.Context) error
 	// Begin, when set, is called before the instance's first step: a
 	// failure of it fails the instance, which is left as it was.
 	Begin func(ctx context.Context) error
@@ -251,6 +255,11 @@ func (u *Updater) steps(ctx context.Context, c Change, agentID *string, watch ma
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		return nil
+	}
+	if c.Instance.Running && c.BeforeStop != nil {
+		if err := c.BeforeStop(ctx); err != nil {
+			return fmt.Errorf("before stop: %w", err)
+		}
 	}
 	if c.Begin != nil {
 		if err := c.Begin(ctx); err != nil {
