@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/kubefoundry/kubefoundry/bosh/cpi"
 )
@@ -283,12 +284,16 @@ func (a *Agent) migrateDiskMethod(ctx context.Context, args json.RawMessage) (an
 	if m.Store != from || m.Migration != to {
 		return nil, fmt.Errorf("migrate_disk %s -> %s: mounted are %q at store and %q at the migration target", from, to, m.Store, m.Migration)
 	}
-	if err := copyTree(ctx, a.layout.StoreDir(), a.layout.migrationTarget()); err != nil {
-		return nil, fmt.Errorf("copying the data of disk %s to %s: %w", from, to, err)
-	}
 	s, err := a.settings(ctx)
 	if err != nil {
 		return nil, err
+	}
+	hint, ok := s.Disks.Persistent[to]
+	if !ok {
+		return nil, fmt.Errorf("migrate_disk: disk %s is not in the agent's settings", to)
+	}
+	if err := copyTree(ctx, a.layout.StoreDir(), a.layout.migrationTarget()); err != nil {
+		return nil, fmt.Errorf("copying the data of disk %s to %s: %w", from, to, err)
 	}
 	if err := mt.Unmount(ctx, a.layout.migrationTarget()); err != nil {
 		return nil, err
@@ -300,7 +305,7 @@ func (a *Agent) migrateDiskMethod(ctx context.Context, args json.RawMessage) (an
 	if err := a.saveMounts(m); err != nil {
 		return nil, err
 	}
-	if err := mt.Mount(ctx, to, s.Disks.Persistent[to], a.layout.StoreDir()); err != nil {
+	if err := mt.Mount(ctx, to, hint, a.layout.StoreDir()); err != nil {
 		return nil, err
 	}
 	m.Store = to
@@ -308,13 +313,21 @@ func (a *Agent) migrateDiskMethod(ctx context.Context, args json.RawMessage) (an
 }
 
 // copyTree copies the files, directories and links under src into dst,
-// with their modes; what dst has of the same names is replaced.
+// with their modes and, when the agent may (as root), their owners, as
+// bosh-agent's migration keeps them; what dst has of the same names is
+// replaced. Directories are made writable while they are filled and get
+// their modes at the end, so a read-only one is copied whole.
 func copyTree(ctx context.Context, src, dst string) error {
 	root, err := filepath.EvalSymlinks(src)
 	if err != nil {
 		return err
 	}
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	type dir struct {
+		path string
+		mode fs.FileMode
+	}
+	var dirs []dir
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -332,19 +345,51 @@ func copyTree(ctx context.Context, src, dst string) error {
 		}
 		switch {
 		case d.IsDir():
-			return os.MkdirAll(out, info.Mode().Perm())
+			if err := os.MkdirAll(out, 0o700); err != nil {
+				return err
+			}
+			dirs = append(dirs, dir{out, info.Mode().Perm()})
 		case info.Mode()&fs.ModeSymlink != 0:
 			link, err := os.Readlink(p)
 			if err != nil {
 				return err
 			}
 			_ = os.Remove(out)
-			return os.Symlink(link, out)
+			if err := os.Symlink(link, out); err != nil {
+				return err
+			}
 		case info.Mode().IsRegular():
-			return copyFile(p, out, info.Mode().Perm())
+			if err := copyFile(p, out, info.Mode().Perm()); err != nil {
+				return err
+			}
+		default:
+			return nil // sockets, devices and pipes are not data
 		}
-		return nil // sockets, devices and pipes are not data
+		return chown(out, info)
 	})
+	if err != nil {
+		return err
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := os.Chmod(dirs[i].path, dirs[i].mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// chown gives path the owner of info, when the agent may: a non-root
+// agent (a sandbox) keeps its own.
+func chown(path string, info fs.FileInfo) error {
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	err := os.Lchown(path, int(st.Uid), int(st.Gid))
+	if errors.Is(err, fs.ErrPermission) {
+		return nil
+	}
+	return err
 }
 
 func copyFile(src, dst string, mode fs.FileMode) error {

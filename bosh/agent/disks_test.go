@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,6 +45,16 @@ func (w *world) diskAgent(t *testing.T, id, root, disks string, mu *sync.Mutex, 
 func TestPersistentDisks(t *testing.T) {
 	w := newWorld(t)
 	root, disks := t.TempDir(), t.TempDir()
+	t.Cleanup(func() {
+		// A read-only directory is left on the disks: writable again, so
+		// that the temporary directory can go when not root.
+		_ = filepath.WalkDir(disks, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				_ = os.Chmod(p, 0o755)
+			}
+			return nil
+		})
+	})
 	var mu sync.Mutex
 	s := w.settings(t, "agent-disks")
 	a := w.diskAgent(t, "agent-disks", root, disks, &mu, &s)
@@ -74,6 +85,13 @@ func TestPersistentDisks(t *testing.T) {
 	require.NoError(t, os.MkdirAll(filepath.Join(store, "db"), 0o750))
 	require.NoError(t, os.WriteFile(filepath.Join(store, "db", "data"), []byte("rows"), 0o640))
 	require.NoError(t, os.Symlink("data", filepath.Join(store, "db", "current")))
+	require.NoError(t, os.Mkdir(filepath.Join(store, "ro"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(store, "ro", "kept"), []byte("k"), 0o444))
+	require.NoError(t, os.Chmod(filepath.Join(store, "ro"), 0o555))
+	root0 := os.Geteuid() == 0
+	if root0 {
+		require.NoError(t, os.Lchown(filepath.Join(store, "db", "data"), 1000, 1001), "jobs' data belongs to vcap, not root")
+	}
 	b, err := os.ReadFile(filepath.Join(disks, "disk-1", "db", "data"))
 	require.NoError(t, err)
 	assert.Equal(t, "rows", string(b), "what is written to store is on the disk")
@@ -96,6 +114,17 @@ func TestPersistentDisks(t *testing.T) {
 	link, err := os.Readlink(filepath.Join(store, "db", "current"))
 	require.NoError(t, err)
 	assert.Equal(t, "data", link)
+	ro, err := os.Stat(filepath.Join(store, "ro"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o555), ro.Mode().Perm(), "a read-only directory is copied whole, and keeps its mode")
+	_, err = os.Stat(filepath.Join(store, "ro", "kept"))
+	require.NoError(t, err)
+	if root0 {
+		fi, err := os.Stat(filepath.Join(store, "db", "data"))
+		require.NoError(t, err)
+		st := fi.Sys().(*syscall.Stat_t)
+		assert.Equal(t, []uint32{1000, 1001}, []uint32{st.Uid, st.Gid}, "the owner is kept")
+	}
 	_, err = os.Stat(filepath.Join(disks, "disk-1", "db", "data"))
 	require.NoError(t, err, "the old disk keeps its data")
 

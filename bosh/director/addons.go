@@ -40,7 +40,7 @@ func (d *Director) runtimeConfig() ([]byte, *cloudconfig.RuntimeConfig, error) {
 // placeAddons places the manifest's add-ons and the runtime config's (rc
 // may be nil) on the instance groups, as the director does before it
 // plans: an add-on's jobs join every group its include rule selects (every
-// service group when it has none) and its exclude rule does not; a job of
+// group when it has none) and its exclude rule does not; a job of
 // an add-on with no properties of its own takes the add-on's. The runtime
 // config's releases join the manifest's; one the manifest has at another
 // version is an error, as is an add-on job a group has already. stemcellOS
@@ -93,23 +93,21 @@ func placeAddons(m *manifest.Manifest, rc *cloudconfig.RuntimeConfig, stemcellOS
 	return nil
 }
 
-// selects says whether a placement rule selects a group: a nil rule does
-// when it is an include rule (service groups only) and does not when it is
-// an exclude rule. Within a list any entry matches; across lists all must.
+// selects says whether a placement rule selects a group, as BOSH's add-on
+// filter does: no rule, or a rule with nothing in it, selects every group
+// when it is an include rule (errand groups too) and none when it is an
+// exclude rule; otherwise every list the rule has must match (any entry of
+// it), lifecycle included when the rule names one.
 func selects(r *manifest.PlacementRule, deployment string, g *manifest.InstanceGroup, stemcellOS func(string) string, include bool) bool {
+	if r == nil || isEmptyRule(r) {
+		return include
+	}
 	lifecycle := g.Lifecycle
 	if lifecycle == "" {
 		lifecycle = manifest.LifecycleService
 	}
-	if r == nil {
-		return include && lifecycle == manifest.LifecycleService
-	}
-	if r.Lifecycle != "" {
-		if r.Lifecycle != lifecycle {
-			return false
-		}
-	} else if include && lifecycle != manifest.LifecycleService {
-		return false // add-ons go on errand groups only when asked
+	if r.Lifecycle != "" && r.Lifecycle != lifecycle {
+		return false
 	}
 	if len(r.Deployments) > 0 && !slices.Contains(r.Deployments, deployment) {
 		return false
@@ -136,6 +134,11 @@ func selects(r *manifest.PlacementRule, deployment string, g *manifest.InstanceG
 		return false
 	}
 	return true
+}
+
+func isEmptyRule(r *manifest.PlacementRule) bool {
+	return len(r.Deployments) == 0 && len(r.Jobs) == 0 && len(r.InstanceGroups) == 0 && len(r.Stemcell) == 0 &&
+		len(r.Networks) == 0 && len(r.Teams) == 0 && len(r.AZs) == 0 && r.Lifecycle == ""
 }
 
 // stemcellOSOf says the OS of a manifest's stemcell alias: the alias's os,

@@ -1008,7 +1008,7 @@ func (d *Director) rollGroup(ctx context.Context, m *manifest.Manifest, g *manif
 			inst := c.Instance
 			c.BeforeStop = func(ctx context.Context) error { return beforeStop(ctx, inst) }
 		}
-		if p.desired.DiskSize > 0 || p.rec.DiskCID != "" || p.rec.NewDiskCID != "" {
+		if p.desired.DiskSize > 0 || p.rec.DiskCID != "" || p.rec.NewDiskCID != "" || p.rec.OldDiskCID != "" {
 			c.Prepare = func(ctx context.Context, agentID string) error { return d.ensureDisk(ctx, p, agentID, &mu) }
 		}
 		changes = append(changes, c)
@@ -1208,7 +1208,7 @@ func (d *Director) waitAgent(ctx context.Context, agentID string) error {
 // and kept.
 func (d *Director) deleteVM(ctx context.Context, r InstanceRecord) error {
 	if r.VMCID != "" {
-		for _, disk := range []string{r.DiskCID, r.NewDiskCID} {
+		for _, disk := range []string{r.DiskCID, r.NewDiskCID, r.OldDiskCID} {
 			if disk == "" {
 				continue
 			}
@@ -1267,7 +1267,7 @@ func (d *Director) deleteInstance(ctx context.Context, r InstanceRecord, force b
 	if err := d.deleteVM(ctx, r); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	for _, disk := range []string{r.DiskCID, r.NewDiskCID} {
+	for _, disk := range []string{r.DiskCID, r.NewDiskCID, r.OldDiskCID} {
 		if disk == "" {
 			continue
 		}

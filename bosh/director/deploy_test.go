@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -403,6 +404,8 @@ func withErrand(m []byte, exit int) []byte {
 type serialCPI struct {
 	cpi.CPI
 	mu sync.Mutex
+	// failDelete makes DeleteVM fail, as a vCenter that refuses would.
+	failDelete atomic.Bool
 }
 
 func (c *serialCPI) CreateVM(ctx context.Context, agentID, stemcellCID string, props cpi.CloudProps, nets cpi.Networks, disks []string, env cpi.Env) (string, cpi.Networks, error) {
@@ -414,6 +417,9 @@ func (c *serialCPI) CreateVM(ctx context.Context, agentID, stemcellCID string, p
 func (c *serialCPI) DeleteVM(ctx context.Context, cid string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.failDelete.Load() {
+		return errors.New("delete_vm refused")
+	}
 	return c.CPI.DeleteVM(ctx, cid)
 }
 
@@ -426,6 +432,7 @@ type rig struct {
 	fleet *agentsim.Fleet
 	store string
 	vars  string
+	scpi  *serialCPI
 	dir   *director.Director
 	st    director.Store
 	r     *template.Renderer
@@ -472,7 +479,8 @@ func (g *rig) open(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	g.st = st
-	g.dir, err = director.New(director.Config{Store: st, CPI: &serialCPI{CPI: g.cpi}, Bus: g.w.Bus, Agents: g.w.Director, Blobs: g.w.Store,
+	g.scpi = &serialCPI{CPI: g.cpi}
+	g.dir, err = director.New(director.Config{Store: st, CPI: g.scpi, Bus: g.w.Bus, Agents: g.w.Director, Blobs: g.w.Store,
 		Signer: g.w.Blobs.Signer(), BlobstoreURL: g.w.HTTPS.URL, Renderer: g.r, AgentPing: 50 * time.Millisecond, PingTimeout: time.Second,
 		AgentWait: time.Minute, TempDir: t.TempDir(), VariablesDir: g.vars, Log: zaptest.NewLogger(t)})
 	require.NoError(t, err)
@@ -1442,9 +1450,8 @@ func TestDeleteRefusesToSkipADrainUnlessForced(t *testing.T) {
 
 // TestAddonsOnVcsim: a manifest's add-on goes on the groups its include
 // rule names, a runtime config's on those its rules select (by stemcell,
-// less an excluded group), with
-// the add-on's properties; errand groups get none unless asked; a job a
-// group has already is refused.
+// less an excluded group; errand groups too), with the add-on's
+// properties; a job a group has already is refused.
 func TestAddonsOnVcsim(t *testing.T) {
 	g := newRig(t)
 	g.upload(t)
@@ -1483,8 +1490,8 @@ addons:
 	client := g.instances(t)[0]
 	assert.Contains(t, g.config(t, client, "sidecar"), "tag: from-runtime")
 
-	// The errand group has no sidecar: add-ons go on errand groups only
-	// when their rule asks for lifecycle errand.
+	// The runtime config's add-on, whose rule names no lifecycle, is on
+	// the errand group too, as BOSH places it.
 	results, _, err := g.dir.RunErrand(ctx, "e2e", "smoke", director.ErrandOptions{KeepAlive: true})
 	require.NoError(t, err)
 	require.Len(t, results, 1)
@@ -1494,10 +1501,9 @@ addons:
 		}
 		for _, id := range g.fleet.Agents() {
 			if a, ok := g.fleet.Agent(id); ok && a.ID() == r.AgentID {
-				_, err := os.Stat(a.Layout().Path("/var/vcap/jobs/sidecar"))
-				assert.ErrorIs(t, err, os.ErrNotExist, "no add-on on the errand's VM")
-				_, err = os.Stat(a.Layout().Path("/var/vcap/jobs/smoke"))
-				assert.NoError(t, err)
+				b, err := os.ReadFile(a.Layout().Path("/var/vcap/jobs/sidecar/config/config.yml"))
+				require.NoError(t, err, "the add-on is on the errand's VM")
+				assert.Equal(t, "group: smoke\ntag: from-runtime\n", string(b))
 			}
 		}
 	}
@@ -1554,4 +1560,26 @@ func TestBeforeStop(t *testing.T) {
 	_, err = g.dir.Deploy(ctx, deployment(1, 0, 9090, false, "1"), director.DeployOptions{BeforeStop: hook("")})
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{"server/1", "server/0"}, called, "the deleted instance and the updated one")
+}
+
+// TestHardStopThatFailsIsRecordedStopped: a hard stop whose VM deletion
+// fails leaves the instance recorded stopped, which Start starts.
+func TestHardStopThatFailsIsRecordedStopped(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	_, err := g.dir.Deploy(ctx, deployment(1, 0, 8080, false, "1"), director.DeployOptions{})
+	require.NoError(t, err)
+	g.scpi.failDelete.Store(true)
+	_, err = g.dir.Stop(ctx, "e2e", director.StateOptions{Hard: true})
+	require.ErrorContains(t, err, "delete_vm refused")
+	r := g.instances(t)[0]
+	assert.Equal(t, director.StateStopped, r.State, "its jobs are stopped, and it says so")
+	assert.NotEmpty(t, r.VMCID)
+	g.scpi.failDelete.Store(false)
+	_, err = g.dir.Start(ctx, "e2e", director.StateOptions{})
+	require.NoError(t, err)
+	st, _ := g.state(t, g.instances(t)[0])
+	assert.Equal(t, "running", st)
 }

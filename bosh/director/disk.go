@@ -41,6 +41,15 @@ func (d *Director) ensureDisk(ctx context.Context, p *planned, agentID string, m
 		return nil
 	}
 	vm := rec.VMCID
+	if rec.OldDiskCID != "" {
+		// The data moved off it: it goes.
+		if err := d.dropDisk(ctx, vm, rec.OldDiskCID, call); err != nil {
+			return err
+		}
+		if err := save(func(r *InstanceRecord) { r.OldDiskCID = "" }); err != nil {
+			return err
+		}
+	}
 	if rec.NewDiskCID != "" {
 		if err := d.dropDisk(ctx, vm, rec.NewDiskCID, call); err != nil {
 			return err
@@ -88,13 +97,17 @@ func (d *Director) ensureDisk(ctx context.Context, p *planned, agentID string, m
 	if err := call("migrate_disk", old, cid); err != nil {
 		return err
 	}
+	// The data is on the new disk: the old one goes, recorded until it
+	// has, so that a deletion that fails is not a leak.
 	if err := save(func(r *InstanceRecord) {
-		r.DiskCID, r.DiskSize, r.DiskType, r.NewDiskCID = cid, want, wantType, ""
+		r.DiskCID, r.DiskSize, r.DiskType, r.NewDiskCID, r.OldDiskCID = cid, want, wantType, "", old
 	}); err != nil {
 		return err
 	}
-	// The data is on the new disk: the old one goes.
-	return d.dropDisk(ctx, vm, old, call)
+	if err := d.dropDisk(ctx, vm, old, call); err != nil {
+		return err
+	}
+	return save(func(r *InstanceRecord) { r.OldDiskCID = "" })
 }
 
 // attachAndMount attaches the disk to the VM, unless it is, and has the

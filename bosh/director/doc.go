@@ -66,10 +66,10 @@
 //
 // Add-ons: the manifest's, and those of the runtime config
 // (UpdateRuntimeConfig), whose releases join the deployment's, are placed
-// on the instance groups their rules select (placement rules as BOSH's:
-// any entry of a list, every list; no include rule means every service
-// group; errand groups only when a rule names lifecycle errand), before the
-// plan. The runtime config a deployment was deployed with is recorded with
+// on the instance groups their rules select (placement rules as BOSH's
+// add-on filter: any entry of a list, every list; no include rule, or an
+// empty one, means every group, errand groups too; an empty exclude rule
+// excludes nothing; lifecycle filters only when named), before the plan. The runtime config a deployment was deployed with is recorded with
 // it. Teams are not modelled: a rule that names teams selects nothing.
 //
 // Groups are updated in manifest order; adjacent groups whose update says

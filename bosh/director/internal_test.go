@@ -63,7 +63,7 @@ func TestPlaceAddonsRefusesAnotherReleaseVersion(t *testing.T) {
 	assert.NoError(t, placeAddons(m, rc, func(string) string { return "" }))
 	assert.Len(t, m.Releases, 2)
 	assert.Equal(t, []string{"web", "forwarder"}, []string{m.InstanceGroups[0].Jobs[0].Name, m.InstanceGroups[0].Jobs[1].Name},
-		"an add-on without rules goes on every service group")
+		"an add-on without rules goes on every group")
 }
 
 func TestSelects(t *testing.T) {
@@ -77,7 +77,10 @@ func TestSelects(t *testing.T) {
 		want bool
 	}{
 		{nil, g, true},
-		{nil, errand, false},
+		{nil, errand, true},
+		{&manifest.PlacementRule{}, errand, true},
+		{&manifest.PlacementRule{InstanceGroups: []string{"smoke"}}, errand, true},
+		{&manifest.PlacementRule{Lifecycle: manifest.LifecycleService}, errand, false},
 		{&manifest.PlacementRule{Lifecycle: manifest.LifecycleErrand}, errand, true},
 		{&manifest.PlacementRule{Lifecycle: manifest.LifecycleErrand}, g, false},
 		{&manifest.PlacementRule{Deployments: []string{"d"}}, g, true},
@@ -98,6 +101,7 @@ func TestSelects(t *testing.T) {
 		assert.Equal(t, tc.want, selects(tc.rule, "d", tc.g, os, true), "include %+v on %s", tc.rule, tc.g.Name)
 	}
 	assert.False(t, selects(nil, "d", g, os, false), "no exclude rule excludes nothing")
+	assert.False(t, selects(&manifest.PlacementRule{}, "d", g, os, false), "an empty exclude rule excludes nothing")
 	assert.True(t, selects(&manifest.PlacementRule{InstanceGroups: []string{"smoke"}}, "d", errand, os, false),
 		"an exclude rule needs no lifecycle to exclude an errand group")
 }

@@ -126,14 +126,20 @@ func (d *Director) stopOne(ctx context.Context, rec InstanceRecord, opts StateOp
 			return err
 		}
 	}
+	// Stopped is recorded before the VM goes: a hard stop that fails
+	// there leaves an instance recorded stopped, which Start starts.
 	rec.State = StateStopped
+	if err := d.cfg.Store.PutInstance(rec); err != nil {
+		return err
+	}
 	if opts.Hard && rec.VMCID != "" {
 		if err := d.deleteVM(ctx, rec); err != nil {
 			return err
 		}
 		rec.VMCID, rec.AgentID, rec.State = "", "", StateDetached
+		return d.cfg.Store.PutInstance(rec)
 	}
-	return d.cfg.Store.PutInstance(rec)
+	return nil
 }
 
 // Start starts instances of a deployment as bosh start does: through

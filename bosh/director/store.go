@@ -117,6 +117,9 @@ type InstanceRecord struct {
 	// NewDiskCID is a disk made to take the data of DiskCID (its size or
 	// type changed) and not yet in its place: a migration cut short.
 	NewDiskCID string `json:"new_disk_cid,omitempty"`
+	// OldDiskCID is a disk whose data moved to DiskCID, to be deleted: a
+	// deletion that failed is tried again by the next deploy.
+	OldDiskCID string `json:"old_disk_cid,omitempty"`
 	// TemplatesBlob is the blob of its rendered templates last applied.
 	TemplatesBlob string `json:"templates_blob,omitempty"`
 	// SpecHash is the hash of the spec last applied.

@@ -275,13 +275,16 @@ func (u *Updater) steps(ctx context.Context, c Change, agentID *string, watch ma
 		if err := step("pre-stop", "run_script", "pre-stop", map[string]any{"env": env}); err != nil {
 			return err
 		}
-		// A VM that goes is drained for shutdown, as BOSH's Stopper does.
-		drain := step("drain", "drain", "update", c.Spec)
+		// A VM that goes is drained for shutdown, as BOSH's Stopper does;
+		// one that stays, for the update. Once: drain scripts may take long.
+		var err error
 		if c.Replace != nil {
-			drain = step("drain", "drain", "shutdown")
+			err = step("drain", "drain", "shutdown")
+		} else {
+			err = step("drain", "drain", "update", c.Spec)
 		}
-		if drain != nil {
-			return drain
+		if err != nil {
+			return err
 		}
 		if err := step("stop", "stop"); err != nil {
 			return err

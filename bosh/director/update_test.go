@@ -278,3 +278,36 @@ func TestUpdateGroupStopsBetweenStepsWhenCancelled(t *testing.T) {
 		assert.Empty(t, hash, "%s never applied", inst.Name())
 	}
 }
+
+// TestReplacedInstanceIsDrainedOnceForShutdown: an instance whose VM is to
+// go is drained once, for shutdown, and its pre-stop is told the VM goes.
+func TestReplacedInstanceIsDrainedOnceForShutdown(t *testing.T) {
+	f := newFleet(t, "web", "z1")
+	inst := f.instances[0]
+	marks := filepath.Join(f.roots[0], "sys", "log", "marks")
+	spec := func(hash string) *agent.ApplySpec {
+		s := f.spec(t, inst, hash, false)
+		rendered := f.w.Blob(t, "", "", agenttest.TGZ(t, map[string]agenttest.File{
+			"app/config/bpm.yml": {Mode: 0o644, Body: "processes:\n- name: app\n  executable: /var/vcap/packages/app/bin/app\n"},
+			"app/bin/drain":      {Mode: 0o755, Body: "#!/bin/sh\necho \"drain $*\" >> " + marks + "\necho 0\n"},
+			"app/bin/pre-stop":   {Mode: 0o755, Body: "#!/bin/sh\necho \"pre-stop $BOSH_VM_NEXT_STATE\" >> " + marks + "\n"},
+		}))
+		s.RenderedTemplatesArchive = &rendered
+		return s
+	}
+	u := director.NewUpdater(f.w.Director, zaptest.NewLogger(t))
+	up := update(1, "1", time.Second)
+	_, err := u.UpdateGroup(t.Context(), []director.Change{{Instance: inst, Spec: spec("h1")}}, up, nil)
+	require.NoError(t, err)
+
+	running := inst
+	running.Running = true
+	replaced := 0
+	_, err = u.UpdateGroup(t.Context(), []director.Change{{Instance: running, Spec: spec("h2"),
+		Replace: func(context.Context) (string, error) { replaced++; return inst.AgentID, nil }}}, up, nil)
+	require.NoError(t, err)
+	assert.Equal(t, 1, replaced)
+	b, err := os.ReadFile(marks)
+	require.NoError(t, err)
+	assert.Equal(t, "pre-stop delete\ndrain job_shutdown hash_unchanged\n", string(b), "one drain, for shutdown")
+}
