@@ -404,8 +404,16 @@ func withErrand(m []byte, exit int) []byte {
 type serialCPI struct {
 	cpi.CPI
 	mu sync.Mutex
-	// failDelete makes DeleteVM fail, as a vCenter that refuses would.
-	failDelete atomic.Bool
+	// failDelete and failDeleteDisk make DeleteVM and DeleteDisk fail,
+	// as a vCenter that refuses would.
+	failDelete, failDeleteDisk atomic.Bool
+}
+
+func (c *serialCPI) DeleteDisk(ctx context.Context, cid string) error {
+	if c.failDeleteDisk.Load() {
+		return errors.New("delete_disk refused")
+	}
+	return c.CPI.DeleteDisk(ctx, cid)
 }
 
 func (c *serialCPI) CreateVM(ctx context.Context, agentID, stemcellCID string, props cpi.CloudProps, nets cpi.Networks, disks []string, env cpi.Env) (string, cpi.Networks, error) {
@@ -1582,4 +1590,29 @@ func TestHardStopThatFailsIsRecordedStopped(t *testing.T) {
 	require.NoError(t, err)
 	st, _ := g.state(t, g.instances(t)[0])
 	assert.Equal(t, "running", st)
+}
+
+// TestMigratedDiskIsNotLeaked: the old disk of a migration whose deletion
+// fails stays recorded, and the next deploy deletes it.
+func TestMigratedDiskIsNotLeaked(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	_, err := g.dir.Deploy(ctx, withDisk(deployment(1, 0, 8080, false, "1"), 1024), director.DeployOptions{})
+	require.NoError(t, err)
+	old := g.instances(t)[0].DiskCID
+	g.scpi.failDeleteDisk.Store(true)
+	_, err = g.dir.Deploy(ctx, withDisk(deployment(1, 0, 8080, false, "1"), 2048), director.DeployOptions{})
+	require.ErrorContains(t, err, "delete_disk refused")
+	r := g.instances(t)[0]
+	assert.NotEqual(t, old, r.DiskCID, "the data is on the new disk")
+	assert.Equal(t, old, r.OldDiskCID, "the old disk is still named")
+	g.scpi.failDeleteDisk.Store(false)
+	_, err = g.dir.Deploy(ctx, withDisk(deployment(1, 0, 8080, false, "1"), 2048), director.DeployOptions{})
+	require.NoError(t, err)
+	assert.Empty(t, g.instances(t)[0].OldDiskCID)
+	has, err := g.cpi.HasDisk(ctx, old)
+	require.NoError(t, err)
+	assert.False(t, has, "deleted by the next deploy")
 }
