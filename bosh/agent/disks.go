@@ -164,84 +164,80 @@ func (a *Agent) settings(ctx context.Context) (cpi.AgentSettings, error) {
 	return a.cfg.ReloadSettings(ctx)
 }
 
+// diskOp runs a disk method: n disk cids from its arguments, the
+// Mounter, and what is mounted, one method at a time.
+func (a *Agent) diskOp(args json.RawMessage, n int, fn func(cids []string, mt Mounter, m mounts) (any, error)) (any, error) {
+	cids, err := diskArgs(args, n)
+	if err != nil {
+		return nil, err
+	}
+	mt, err := a.mounter()
+	if err != nil {
+		return nil, err
+	}
+	a.diskMu.Lock()
+	defer a.diskMu.Unlock()
+	m, err := a.loadMounts()
+	if err != nil {
+		return nil, err
+	}
+	return fn(cids, mt, m)
+}
+
 // mountDiskMethod mounts a persistent disk the settings list: at store,
 // or at the migration target when store has another disk. A disk already
 // mounted is left as it is.
 func (a *Agent) mountDiskMethod(ctx context.Context, args json.RawMessage) (any, error) {
-	cids, err := diskArgs(args, 1)
-	if err != nil {
-		return nil, err
-	}
-	cid := cids[0]
-	mt, err := a.mounter()
-	if err != nil {
-		return nil, err
-	}
-	a.diskMu.Lock()
-	defer a.diskMu.Unlock()
-	m, err := a.loadMounts()
-	if err != nil {
-		return nil, err
-	}
-	if m.Store == cid || m.Migration == cid {
-		return map[string]any{}, nil
-	}
-	s, err := a.settings(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("reading the settings: %w", err)
-	}
-	hint, ok := s.Disks.Persistent[cid]
-	if !ok {
-		return nil, fmt.Errorf("persistent disk %s is not in the agent's settings (attached?)", cid)
-	}
-	target := a.layout.StoreDir()
-	switch {
-	case m.Store == "":
-		m.Store = cid
-	case m.Migration == "":
-		target, m.Migration = a.layout.migrationTarget(), cid
-	default:
-		return nil, fmt.Errorf("disks %s and %s are mounted already", m.Store, m.Migration)
-	}
-	if err := mt.Mount(ctx, cid, hint, target); err != nil {
-		return nil, fmt.Errorf("mounting disk %s: %w", cid, err)
-	}
-	return map[string]any{}, a.saveMounts(m)
+	return a.diskOp(args, 1, func(cids []string, mt Mounter, m mounts) (any, error) {
+		cid := cids[0]
+		if m.Store == cid || m.Migration == cid {
+			return map[string]any{}, nil
+		}
+		s, err := a.settings(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading the settings: %w", err)
+		}
+		hint, ok := s.Disks.Persistent[cid]
+		if !ok {
+			return nil, fmt.Errorf("persistent disk %s is not in the agent's settings (attached?)", cid)
+		}
+		target := a.layout.StoreDir()
+		switch {
+		case m.Store == "":
+			m.Store = cid
+		case m.Migration == "":
+			target, m.Migration = a.layout.migrationTarget(), cid
+		default:
+			return nil, fmt.Errorf("disks %s and %s are mounted already", m.Store, m.Migration)
+		}
+		if err := mt.Mount(ctx, cid, hint, target); err != nil {
+			return nil, fmt.Errorf("mounting disk %s: %w", cid, err)
+		}
+		return map[string]any{}, a.saveMounts(m)
+	})
 }
 
 // unmountDiskMethod unmounts a persistent disk, wherever it is mounted.
 func (a *Agent) unmountDiskMethod(ctx context.Context, args json.RawMessage) (any, error) {
-	cids, err := diskArgs(args, 1)
-	if err != nil {
-		return nil, err
-	}
-	cid := cids[0]
-	mt, err := a.mounter()
-	if err != nil {
-		return nil, err
-	}
-	a.diskMu.Lock()
-	defer a.diskMu.Unlock()
-	m, err := a.loadMounts()
-	if err != nil {
-		return nil, err
-	}
-	var target string
-	switch cid {
-	case m.Store:
-		target, m.Store = a.layout.StoreDir(), ""
-	case m.Migration:
-		target, m.Migration = a.layout.migrationTarget(), ""
-	default:
-		return map[string]any{"message": fmt.Sprintf("Partition of %s is not mounted", cid)}, nil
-	}
-	if err := mt.Unmount(ctx, target); err != nil {
-		return nil, fmt.Errorf("unmounting disk %s: %w", cid, err)
-	}
-	if err := a.saveMounts(m); err != nil {
-		return nil, err
-	}
-	return map[string]any{"message": fmt.Sprintf("Unmounted partition of %s", cid)}, nil
+	return a.diskOp(args, 1, func(cids []string, mt Mounter, m mounts) (any, error) {
+		cid := cids[0]
+		var target string
+		switch cid {
+		case m.Store:
+			target, m.Store = a.layout.StoreDir(), ""
+		case m.Migration:
+			target, m.Migration = a.layout.migrationTarget(), ""
+		default:
+			return map[string]any{"message": fmt.Sprintf("Partition of %s is not mounted", cid)}, nil
+		}
+		if err := mt.Unmount(ctx, target); err != nil {
+			return nil, fmt.Errorf("unmounting disk %s: %w", cid, err)
+		}
+		if err := a.saveMounts(m); err != nil {
+			return nil, err
+		}
+		return map[string]any{"message": fmt.Sprintf("Unmounted partition of %s", cid)}, nil
+	})
 }
 
 // listDiskMethod lists the mounted persistent disks.
@@ -266,50 +262,38 @@ func (a *Agent) listDiskMethod(context.Context, json.RawMessage) (any, error) {
 // does when a persistent disk changes size or type. The old disk is left
 // unmounted, its data as it was.
 func (a *Agent) migrateDiskMethod(ctx context.Context, args json.RawMessage) (any, error) {
-	cids, err := diskArgs(args, 2)
-	if err != nil {
-		return nil, err
-	}
-	from, to := cids[0], cids[1]
-	mt, err := a.mounter()
-	if err != nil {
-		return nil, err
-	}
-	a.diskMu.Lock()
-	defer a.diskMu.Unlock()
-	m, err := a.loadMounts()
-	if err != nil {
-		return nil, err
-	}
-	if m.Store != from || m.Migration != to {
-		return nil, fmt.Errorf("migrate_disk %s -> %s: mounted are %q at store and %q at the migration target", from, to, m.Store, m.Migration)
-	}
-	s, err := a.settings(ctx)
-	if err != nil {
-		return nil, err
-	}
-	hint, ok := s.Disks.Persistent[to]
-	if !ok {
-		return nil, fmt.Errorf("migrate_disk: disk %s is not in the agent's settings", to)
-	}
-	if err := copyTree(ctx, a.layout.StoreDir(), a.layout.migrationTarget()); err != nil {
-		return nil, fmt.Errorf("copying the data of disk %s to %s: %w", from, to, err)
-	}
-	if err := mt.Unmount(ctx, a.layout.migrationTarget()); err != nil {
-		return nil, err
-	}
-	if err := mt.Unmount(ctx, a.layout.StoreDir()); err != nil {
-		return nil, err
-	}
-	m = mounts{}
-	if err := a.saveMounts(m); err != nil {
-		return nil, err
-	}
-	if err := mt.Mount(ctx, to, hint, a.layout.StoreDir()); err != nil {
-		return nil, err
-	}
-	m.Store = to
-	return map[string]any{}, a.saveMounts(m)
+	return a.diskOp(args, 2, func(cids []string, mt Mounter, m mounts) (any, error) {
+		from, to := cids[0], cids[1]
+		if m.Store != from || m.Migration != to {
+			return nil, fmt.Errorf("migrate_disk %s -> %s: mounted are %q at store and %q at the migration target", from, to, m.Store, m.Migration)
+		}
+		s, err := a.settings(ctx)
+		if err != nil {
+			return nil, err
+		}
+		hint, ok := s.Disks.Persistent[to]
+		if !ok {
+			return nil, fmt.Errorf("migrate_disk: disk %s is not in the agent's settings", to)
+		}
+		if err := copyTree(ctx, a.layout.StoreDir(), a.layout.migrationTarget()); err != nil {
+			return nil, fmt.Errorf("copying the data of disk %s to %s: %w", from, to, err)
+		}
+		if err := mt.Unmount(ctx, a.layout.migrationTarget()); err != nil {
+			return nil, err
+		}
+		if err := mt.Unmount(ctx, a.layout.StoreDir()); err != nil {
+			return nil, err
+		}
+		m = mounts{}
+		if err := a.saveMounts(m); err != nil {
+			return nil, err
+		}
+		if err := mt.Mount(ctx, to, hint, a.layout.StoreDir()); err != nil {
+			return nil, err
+		}
+		m.Store = to
+		return map[string]any{}, a.saveMounts(m)
+	})
 }
 
 // copyTree copies the files, directories and links under src into dst,

@@ -248,14 +248,20 @@ func (cc *CloudCheck) resolve(ctx context.Context, p Problem, resolution string)
 }
 
 func (cc *CloudCheck) record(i InstanceRecord) (InstanceRecord, error) {
-	all, err := cc.Store.Instances(i.Deployment)
+	return findInstance(cc.Store, i.Deployment, i.ID)
+}
+
+// findInstance is the record of a deployment's instance by id
+// (ErrNotFound when there is none).
+func findInstance(st Store, deployment, id string) (InstanceRecord, error) {
+	all, err := st.Instances(deployment)
 	if err != nil {
 		return InstanceRecord{}, err
 	}
 	for _, r := range all {
-		if r.ID == i.ID {
+		if r.ID == id {
 			return r, nil
 		}
 	}
-	return InstanceRecord{}, fmt.Errorf("director: instance %s/%s: %w", i.Group, i.ID, kubefoundry.ErrNotFound)
+	return InstanceRecord{}, fmt.Errorf("director: instance %s of %s: %w", id, deployment, kubefoundry.ErrNotFound)
 }

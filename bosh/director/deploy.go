@@ -3,6 +3,7 @@ package director
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -778,7 +779,7 @@ func (d *Director) render(ctx context.Context, m *manifest.Manifest, cc *cloudco
 						}
 					}
 				}
-				net := cmpOr(bnd.Network, defNet)
+				net := cmp.Or(bnd.Network, defNet)
 				for _, q := range byGroup[pr.Group] {
 					instances = append(instances, template.LinkInstance{Name: pr.Group, ID: q.rec.ID, Index: q.rec.Index, AZ: q.rec.AZ,
 						Address: q.nets[net].IP, Bootstrap: q.rec.Bootstrap})
@@ -802,13 +803,6 @@ func (d *Director) render(ctx context.Context, m *manifest.Manifest, cc *cloudco
 			Properties: props, Links: tl})
 	}
 	return d.cfg.Renderer.Render(ctx, inst, jobs)
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // configurationHash is the hash of an instance's rendered templates.

@@ -32,20 +32,8 @@ type RecreateOptions struct {
 // a task holding the deployment's lock. A selector that matches no
 // instance is an error naming it, before anything changes.
 func (d *Director) Recreate(ctx context.Context, deployment string, opts RecreateOptions) (Task, error) {
-	m, cc, err := d.recorded(deployment)
-	if err != nil {
-		return Task{}, err
-	}
-	return d.runTask(ctx, "recreate", deployment, "recreate "+strings.Join(opts.Instances, ", "), opts.Events,
-		func(ctx context.Context, sink EventSink) (string, error) {
-			b, err := d.build(ctx, m, cc, false, "", true)
-			if err != nil {
-				return "", err
-			}
-			chosen, err := selectInstances(b, opts.Instances)
-			if err != nil {
-				return "", err
-			}
+	return d.onInstances(ctx, "recreate", deployment, opts.Instances, opts.Events,
+		func(ctx context.Context, m *manifest.Manifest, chosen []*planned, sink EventSink) error {
 			for gi := range m.InstanceGroups {
 				g := &m.InstanceGroups[gi]
 				var rolls []roll
@@ -57,8 +45,34 @@ func (d *Director) Recreate(ctx context.Context, deployment string, opts Recreat
 					}
 				}
 				if err := d.rollGroup(ctx, m, g, rolls, sink, nil); err != nil {
-					return "", err
+					return err
 				}
+			}
+			return nil
+		})
+}
+
+// onInstances runs fn as a task of kind on the instances of a deployment
+// the selectors choose (selectInstances), with what the deployment was
+// last deployed with, holding the deployment's lock.
+func (d *Director) onInstances(ctx context.Context, kind, deployment string, selectors []string, events EventSink,
+	fn func(ctx context.Context, m *manifest.Manifest, chosen []*planned, sink EventSink) error) (Task, error) {
+	m, cc, err := d.recorded(deployment)
+	if err != nil {
+		return Task{}, err
+	}
+	return d.runTask(ctx, kind, deployment, kind+" "+strings.Join(selectors, ", "), events,
+		func(ctx context.Context, sink EventSink) (string, error) {
+			b, err := d.build(ctx, m, cc, false, "", true)
+			if err != nil {
+				return "", err
+			}
+			chosen, err := selectInstances(b, selectors)
+			if err != nil {
+				return "", err
+			}
+			if err := fn(ctx, m, chosen, sink); err != nil {
+				return "", err
 			}
 			return "/deployments/" + deployment, nil
 		})
@@ -137,17 +151,12 @@ func (d *Director) Resurrector() health.Resurrect {
 		if _, err := d.Recreate(ctx, inst.Deployment, RecreateOptions{Instances: []string{inst.Group + "/" + inst.ID}, SkipDrain: true}); err != nil {
 			return inst, err
 		}
-		recs, err := d.cfg.Store.Instances(inst.Deployment)
+		r, err := findInstance(d.cfg.Store, inst.Deployment, inst.ID)
 		if err != nil {
-			return inst, err
+			return inst, fmt.Errorf("instance %s after its recreation: %w", inst, err)
 		}
-		for _, r := range recs {
-			if r.ID == inst.ID {
-				inst.AgentID = r.AgentID
-				return inst, nil
-			}
-		}
-		return inst, fmt.Errorf("instance %s: not recorded after its recreation: %w", inst, kubefoundry.ErrNotFound)
+		inst.AgentID = r.AgentID
+		return inst, nil
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/kubefoundry/kubefoundry/bosh/manifest"
@@ -42,21 +41,9 @@ type StateOptions struct {
 // task once the instances in flight are done; what was stopped is
 // recorded.
 func (d *Director) Stop(ctx context.Context, deployment string, opts StateOptions) (Task, error) {
-	m, cc, err := d.recorded(deployment)
-	if err != nil {
-		return Task{}, err
-	}
-	return d.runTask(ctx, "stop", deployment, "stop "+strings.Join(opts.Instances, ", "), opts.Events,
-		func(ctx context.Context, sink EventSink) (string, error) {
-			b, err := d.build(ctx, m, cc, false, "", true)
-			if err != nil {
-				return "", err
-			}
-			chosen, err := selectInstances(b, opts.Instances)
-			if err != nil {
-				return "", err
-			}
-			return "/deployments/" + deployment, d.stopInstances(ctx, m, chosen, opts, sink)
+	return d.onInstances(ctx, "stop", deployment, opts.Instances, opts.Events,
+		func(ctx context.Context, m *manifest.Manifest, chosen []*planned, sink EventSink) error {
+			return d.stopInstances(ctx, m, chosen, opts, sink)
 		})
 }
 
@@ -148,21 +135,9 @@ func (d *Director) stopOne(ctx context.Context, rec InstanceRecord, opts StateOp
 // instance is first given a new VM. An instance already started is left
 // as it is.
 func (d *Director) Start(ctx context.Context, deployment string, opts StateOptions) (Task, error) {
-	m, cc, err := d.recorded(deployment)
-	if err != nil {
-		return Task{}, err
-	}
-	return d.runTask(ctx, "start", deployment, "start "+strings.Join(opts.Instances, ", "), opts.Events,
-		func(ctx context.Context, sink EventSink) (string, error) {
-			b, err := d.build(ctx, m, cc, false, "", true)
-			if err != nil {
-				return "", err
-			}
-			chosen, err := selectInstances(b, opts.Instances)
-			if err != nil {
-				return "", err
-			}
-			return "/deployments/" + deployment, d.startInstances(ctx, m, chosen, sink, false)
+	return d.onInstances(ctx, "start", deployment, opts.Instances, opts.Events,
+		func(ctx context.Context, m *manifest.Manifest, chosen []*planned, sink EventSink) error {
+			return d.startInstances(ctx, m, chosen, sink, false)
 		})
 }
 
@@ -187,28 +162,16 @@ func (d *Director) startInstances(ctx context.Context, m *manifest.Manifest, cho
 
 // Restart stops, then starts, the instances (bosh restart).
 func (d *Director) Restart(ctx context.Context, deployment string, opts StateOptions) (Task, error) {
-	m, cc, err := d.recorded(deployment)
-	if err != nil {
-		return Task{}, err
-	}
-	return d.runTask(ctx, "restart", deployment, "restart "+strings.Join(opts.Instances, ", "), opts.Events,
-		func(ctx context.Context, sink EventSink) (string, error) {
-			b, err := d.build(ctx, m, cc, false, "", true)
-			if err != nil {
-				return "", err
-			}
-			chosen, err := selectInstances(b, opts.Instances)
-			if err != nil {
-				return "", err
-			}
+	return d.onInstances(ctx, "restart", deployment, opts.Instances, opts.Events,
+		func(ctx context.Context, m *manifest.Manifest, chosen []*planned, sink EventSink) error {
 			if err := d.stopInstances(ctx, m, chosen, opts, sink); err != nil {
-				return "", err
+				return err
 			}
 			// What stopInstances recorded, for the start.
 			if err := d.refresh(chosen); err != nil {
-				return "", err
+				return err
 			}
-			return "/deployments/" + deployment, d.startInstances(ctx, m, chosen, sink, true)
+			return d.startInstances(ctx, m, chosen, sink, true)
 		})
 }
 

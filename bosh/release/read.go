@@ -434,22 +434,9 @@ func verifyJob(v *kubefoundry.ValidationError, entry string, ref JobRef, in *inn
 // read can extract: one read from a stream by Read has no tarball to
 // return to.
 func (r *Release) ExtractPackage(ctx context.Context, name, dir string) (err error) {
-	var want, entry string
-	for _, p := range r.Manifest.Packages {
-		if p.Name == name {
-			want, entry = p.SHA1, "packages/"+name+".tgz"
-		}
-	}
-	for _, p := range r.Manifest.CompiledPackages {
-		if p.Name == name && want == "" {
-			want, entry = p.SHA1, "compiled_packages/"+name+".tgz"
-		}
-	}
-	if entry == "" {
-		return fmt.Errorf("package %q: %w", name, kubefoundry.ErrNotFound)
-	}
-	if r.path == "" {
-		return fmt.Errorf("package %q: the release was read from a stream; Open it from its file to extract packages: %w", name, kubefoundry.ErrInvalid)
+	want, entry, err := r.packageEntry(name, false, "extract")
+	if err != nil {
+		return err
 	}
 	f, err := os.Open(r.path)
 	if err != nil {
@@ -522,6 +509,41 @@ func (r *Release) ExtractPackage(ctx context.Context, name, dir string) (err err
 	return err
 }
 
+// packageEntry is the tarball entry of the package name and the digest
+// release.MF gives it: its source package, else its compiled one (the
+// other way round with compiledFirst). A release read from a stream has
+// no tarball to read it from: verb says what the caller could not do.
+func (r *Release) packageEntry(name string, compiledFirst bool, verb string) (want, entry string, err error) {
+	source := func() {
+		for _, p := range r.Manifest.Packages {
+			if p.Name == name && want == "" {
+				want, entry = p.SHA1, "packages/"+name+".tgz"
+			}
+		}
+	}
+	compiled := func() {
+		for _, p := range r.Manifest.CompiledPackages {
+			if p.Name == name && want == "" {
+				want, entry = p.SHA1, "compiled_packages/"+name+".tgz"
+			}
+		}
+	}
+	if compiledFirst {
+		compiled()
+		source()
+	} else {
+		source()
+		compiled()
+	}
+	if entry == "" {
+		return "", "", fmt.Errorf("package %q: %w", name, kubefoundry.ErrNotFound)
+	}
+	if r.path == "" {
+		return "", "", fmt.Errorf("package %q: the release was read from a stream; Open it from its file to %s packages: %w", name, verb, kubefoundry.ErrInvalid)
+	}
+	return want, entry, nil
+}
+
 // CopyPackage writes the package's tarball (packages/<name>.tgz, or
 // compiled_packages/<name>.tgz for a compiled package) to w as the release
 // holds it, checking its digest against release.MF as it copies: on a
@@ -529,22 +551,9 @@ func (r *Release) ExtractPackage(ctx context.Context, name, dir string) (err err
 // be thrown away. As with ExtractPackage, only a release that Open read
 // can copy.
 func (r *Release) CopyPackage(ctx context.Context, name string, w io.Writer) error {
-	var want, entry string
-	for _, p := range r.Manifest.CompiledPackages {
-		if p.Name == name {
-			want, entry = p.SHA1, "compiled_packages/"+name+".tgz"
-		}
-	}
-	for _, p := range r.Manifest.Packages {
-		if p.Name == name && want == "" {
-			want, entry = p.SHA1, "packages/"+name+".tgz"
-		}
-	}
-	if entry == "" {
-		return fmt.Errorf("package %q: %w", name, kubefoundry.ErrNotFound)
-	}
-	if r.path == "" {
-		return fmt.Errorf("package %q: the release was read from a stream; Open it from its file to copy packages: %w", name, kubefoundry.ErrInvalid)
+	want, entry, err := r.packageEntry(name, true, "copy")
+	if err != nil {
+		return err
 	}
 	f, err := os.Open(r.path)
 	if err != nil {
