@@ -22,7 +22,7 @@ func ExampleNewPKI() {
 		log.Fatal(err)
 	}
 	fmt.Println("API server names:", len(serving.Cert.DNSNames), "first", serving.Cert.DNSNames[0], "last", serving.Cert.DNSNames[len(serving.Cert.DNSNames)-1])
-	admin, err := pki.ClusterCA.IssueClient("admin", []string{"system:masters"}, 0)
+	admin, err := pki.ClusterCA.IssueClient("admin", []string{"system:masters"}, kube.CertValidity)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -6,8 +6,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -16,15 +18,25 @@ import (
 	"slices"
 	"time"
 
+	"github.com/kubefoundry/kubefoundry"
 	certutil "k8s.io/client-go/util/cert"
 	"k8s.io/client-go/util/keyutil"
 )
 
-// Validity defaults, as kubeadm uses them.
+// Validities as kubeadm chooses them. Every validity this package takes
+// must be positive; zero or less is refused (a *kubefoundry.ValidationError
+// that also wraps ErrInvalidCert), never turned into a default or into a
+// certificate that has already expired: pass these for kubeadm's.
 const (
 	CAValidity   = 10 * 365 * 24 * time.Hour
 	CertValidity = 365 * 24 * time.Hour
 )
+
+// certBackdate is how long before it is made a CA's validity starts, as
+// kubeadm's CertificateBackdate: a node whose clock is a little behind
+// still accepts it. Certificates start then too, but never before their
+// CA.
+const certBackdate = 5 * time.Minute
 
 // ErrInvalidCert is wrapped by errors about certificates and keys.
 var ErrInvalidCert = errors.New("invalid certificate or key")
@@ -52,42 +64,69 @@ func (kp *KeyPair) String() string {
 }
 
 // NewCA creates a self-signed CA with an ECDSA P-256 key, through
-// client-go's certutil as kubeadm does.
+// client-go's certutil as kubeadm does, valid from a few minutes ago (for
+// clocks a little behind) for validity, which must be positive (CAValidity
+// is kubeadm's ten years). Its certificate has a subject key identifier,
+// which the certificates it issues name as their authority key
+// identifier.
 func NewCA(commonName string, validity time.Duration) (*CA, error) {
+	if err := checkValidity(fmt.Sprintf("CA %q", commonName), validity, "CAValidity is kubeadm's ten years"); err != nil {
+		return nil, err
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	cert, err := certutil.NewSelfSignedCACert(certutil.Config{CommonName: commonName}, key)
-	if err != nil {
-		return nil, fmt.Errorf("CA %s: %w", commonName, err)
-	}
-	if validity > 0 && validity != CAValidity {
-		// certutil fixes ten years; re-sign with the asked validity.
+	now := time.Now()
+	var cert *x509.Certificate
+	if validity == CAValidity {
+		cert, err = certutil.NewSelfSignedCACert(certutil.Config{CommonName: commonName, NotBefore: now.Add(-certBackdate)}, key)
+	} else {
+		// certutil fixes ten years.
 		cert, err = sign(&x509.Certificate{
 			Subject:               pkix.Name{CommonName: commonName},
 			KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 			BasicConstraintsValid: true,
 			IsCA:                  true,
-		}, nil, key.Public(), key, validity)
-		if err != nil {
-			return nil, err
-		}
+		}, nil, key.Public(), key, now.Add(-certBackdate), now.Add(validity))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("CA %s: %w", commonName, err)
 	}
 	return &CA{Cert: cert, Key: key}, nil
 }
+
+// checkValidity refuses a validity that is not positive, as a problem of
+// the field "validity" of object.
+func checkValidity(object string, validity time.Duration, hint string) error {
+	if validity > 0 {
+		return nil
+	}
+	v := &kubefoundry.ValidationError{Object: object}
+	v.Add("validity", validity.String(), "must be positive (%s)", hint)
+	return &invalidCertError{v}
+}
+
+// invalidCertError is a *kubefoundry.ValidationError about a certificate;
+// it wraps ErrInvalidCert too.
+type invalidCertError struct{ v *kubefoundry.ValidationError }
+
+func (e *invalidCertError) Error() string   { return e.v.Error() }
+func (e *invalidCertError) Unwrap() []error { return []error{e.v, ErrInvalidCert} }
 
 // ServingSpec describes a serving certificate.
 type ServingSpec struct {
 	CommonName string
 	DNSNames   []string
 	IPs        []net.IP
-	Validity   time.Duration // zero means CertValidity
+	// Validity must be positive; CertValidity is kubeadm's year, which
+	// APIServerSANs sets.
+	Validity time.Duration
 }
 
 // APIServerSANs are the subject alternative names the kube-apiserver needs:
 // the load balancer VIP and node IPs given, the first IP of the service
-// range, loopback, and the in-cluster DNS names.
+// range, loopback, and the in-cluster DNS names; Validity is CertValidity.
 func APIServerSANs(serviceIP net.IP, clusterDomain string, ips []net.IP, dnsNames []string) ServingSpec {
 	if clusterDomain == "" {
 		clusterDomain = "cluster.local"
@@ -96,7 +135,8 @@ func APIServerSANs(serviceIP net.IP, clusterDomain string, ips []net.IP, dnsName
 		CommonName: "kube-apiserver",
 		DNSNames: append([]string{"kubernetes", "kubernetes.default", "kubernetes.default.svc",
 			"kubernetes.default.svc." + clusterDomain, "localhost"}, dnsNames...),
-		IPs: append([]net.IP{net.ParseIP("127.0.0.1")}, ips...),
+		IPs:      append([]net.IP{net.ParseIP("127.0.0.1")}, ips...),
+		Validity: CertValidity,
 	}
 	if serviceIP != nil {
 		s.IPs = append(s.IPs, serviceIP)
@@ -104,10 +144,23 @@ func APIServerSANs(serviceIP net.IP, clusterDomain string, ips []net.IP, dnsName
 	return s
 }
 
-// IssueServing issues a server certificate.
+// IssueServing issues a server certificate. A spec without a common
+// name, without a subject alternative name or without a positive validity
+// is refused, every problem at once.
 func (ca *CA) IssueServing(s ServingSpec) (*KeyPair, error) {
-	if s.CommonName == "" || (len(s.DNSNames) == 0 && len(s.IPs) == 0) {
-		return nil, fmt.Errorf("serving certificate needs a common name and at least one SAN: %w", ErrInvalidCert)
+	v := &kubefoundry.ValidationError{Object: fmt.Sprintf("serving certificate %q", s.CommonName)}
+	if s.CommonName == "" {
+		v.Object = "serving certificate"
+		v.Add("commonName", "", "required")
+	}
+	if len(s.DNSNames) == 0 && len(s.IPs) == 0 {
+		v.Add("dnsNames", "", "at least one DNS name or IP address required")
+	}
+	if s.Validity <= 0 {
+		v.Add("validity", s.Validity.String(), "must be positive (CertValidity is kubeadm's year)")
+	}
+	if v.Err() != nil {
+		return nil, &invalidCertError{v}
 	}
 	return ca.issue(&x509.Certificate{
 		Subject:     pkix.Name{CommonName: s.CommonName},
@@ -118,12 +171,16 @@ func (ca *CA) IssueServing(s ServingSpec) (*KeyPair, error) {
 	}, s.Validity)
 }
 
-// IssueClient issues a client certificate for user in groups: the
+// IssueClient issues a client certificate for user in groups, valid for
+// validity, which must be positive (CertValidity is kubeadm's year): the
 // Kubernetes API server reads the user from the common name and the groups
 // from the organizations.
 func (ca *CA) IssueClient(user string, groups []string, validity time.Duration) (*KeyPair, error) {
 	if user == "" {
 		return nil, fmt.Errorf("client certificate needs a user: %w", ErrInvalidCert)
+	}
+	if err := checkValidity(fmt.Sprintf("client certificate %q", user), validity, "CertValidity is kubeadm's year"); err != nil {
+		return nil, err
 	}
 	return ca.issue(&x509.Certificate{
 		Subject:     pkix.Name{CommonName: user, Organization: groups},
@@ -132,34 +189,68 @@ func (ca *CA) IssueClient(user string, groups []string, validity time.Duration) 
 	}, validity)
 }
 
+// issue signs tmpl for a new key, valid from a few minutes ago (for
+// clocks a little behind) but never before the CA, until validity from
+// now but never after the CA. A CA that has expired issues nothing.
 func (ca *CA) issue(tmpl *x509.Certificate, validity time.Duration) (*KeyPair, error) {
+	now := time.Now()
+	if !now.Before(ca.Cert.NotAfter) {
+		return nil, fmt.Errorf("issue %s: CA %s expired at %s: %w", tmpl.Subject.CommonName, ca.Cert.Subject.CommonName,
+			ca.Cert.NotAfter.Format(time.RFC3339), ErrInvalidCert)
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	if validity <= 0 {
-		validity = CertValidity
+	notBefore := now.Add(-certBackdate)
+	if notBefore.Before(ca.Cert.NotBefore) {
+		notBefore = ca.Cert.NotBefore
 	}
-	if end := ca.Cert.NotAfter; time.Now().Add(validity).After(end) {
-		validity = time.Until(end) // never outlive the CA
+	notAfter := now.Add(validity)
+	if notAfter.After(ca.Cert.NotAfter) {
+		notAfter = ca.Cert.NotAfter
 	}
-	cert, err := sign(tmpl, ca.Cert, key.Public(), ca.Key, validity)
+	if tmpl.SubjectKeyId, err = keyID(key.Public()); err != nil {
+		return nil, fmt.Errorf("issue %s: %w", tmpl.Subject.CommonName, err)
+	}
+	cert, err := sign(tmpl, ca.Cert, key.Public(), ca.Key, notBefore, notAfter)
 	if err != nil {
 		return nil, fmt.Errorf("issue %s: %w", tmpl.Subject.CommonName, err)
 	}
 	return &KeyPair{Cert: cert, Key: key}, nil
 }
 
-// sign signs tmpl with signer; a nil parent makes it self-signed.
-func sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer, validity time.Duration) (*x509.Certificate, error) {
+// keyID is a subject key identifier of pub: the SHA-256 of its bits,
+// truncated to 160 bits (RFC 7093, section 2, method 1), as Go makes the
+// identifiers of CAs. (x509.CreateCertificate makes none for a leaf.)
+func keyID(pub crypto.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	var spki struct {
+		Algorithm        pkix.AlgorithmIdentifier
+		SubjectPublicKey asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(der, &spki); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(spki.SubjectPublicKey.Bytes)
+	return sum[:20], nil
+}
+
+// sign signs tmpl, valid from notBefore until notAfter, with signer; a
+// nil parent makes it self-signed. x509.CreateCertificate gives a CA a
+// subject key identifier, and a certificate with a parent that has one
+// that identifier as its authority key identifier.
+func sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer, notBefore, notAfter time.Time) (*x509.Certificate, error) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
 	tmpl.SerialNumber = serial
-	tmpl.NotBefore = now.Add(-5 * time.Minute).UTC() // tolerate clock skew
-	tmpl.NotAfter = now.Add(validity).UTC()
+	tmpl.NotBefore = notBefore.UTC()
+	tmpl.NotAfter = notAfter.UTC()
 	if parent == nil {
 		parent = tmpl
 	}

@@ -2,8 +2,13 @@ package kube_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/kube"
 	"github.com/kubefoundry/kubefoundry/kube/kubetest"
 )
@@ -103,7 +109,7 @@ func TestPKI(t *testing.T) {
 	t.Run("a certificate never outlives its CA", func(t *testing.T) {
 		small, err := kube.NewCA("small", time.Hour)
 		require.NoError(t, err)
-		kp, err := small.IssueClient("u", nil, 0)
+		kp, err := small.IssueClient("u", nil, kube.CertValidity)
 		require.NoError(t, err)
 		assert.False(t, kp.Cert.NotAfter.After(small.Cert.NotAfter))
 	})
@@ -156,4 +162,129 @@ func TestKubeconfigWithKubectl(t *testing.T) {
 		_, err = kubernetes.NewForConfigOrDie(rc).CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
 		assert.True(t, apierrors.IsUnauthorized(err), "%v", err)
 	})
+}
+
+// TestValidityMustBePositive: a zero or negative validity is refused,
+// naming the certificate and the field, never turned into a default or
+// into a certificate that has already expired.
+func TestValidityMustBePositive(t *testing.T) {
+	ca := pki.ClusterCA
+	for _, d := range []time.Duration{0, -time.Hour} {
+		for _, tc := range []struct {
+			name, object string
+			issue        func() error
+		}{
+			{"NewCA", `CA "zero"`, func() error { _, err := kube.NewCA("zero", d); return err }},
+			{"IssueClient", `client certificate "u-zero"`, func() error { _, err := ca.IssueClient("u-zero", nil, d); return err }},
+			{"IssueServing", `serving certificate "s-zero"`, func() error {
+				_, err := ca.IssueServing(kube.ServingSpec{CommonName: "s-zero", DNSNames: []string{"s"}, Validity: d})
+				return err
+			}},
+			{"StartCARotation", `CA "test-ca"`, func() error { _, err := pki.StartCARotation(d); return err }},
+			{"UserKubeconfig", `client certificate "u-zero"`, func() error {
+				_, err := kube.UserKubeconfig(ca, "test", "https://127.0.0.1:6443", kube.CertPEM(ca.Cert), "u-zero", nil, d)
+				return err
+			}},
+		} {
+			t.Run(fmt.Sprintf("%s %s", tc.name, d), func(t *testing.T) {
+				err := tc.issue()
+				require.Error(t, err)
+				assert.ErrorIs(t, err, kubefoundry.ErrInvalid)
+				assert.ErrorIs(t, err, kube.ErrInvalidCert)
+				var ve *kubefoundry.ValidationError
+				require.ErrorAs(t, err, &ve)
+				require.Len(t, ve.Problems, 1)
+				assert.Equal(t, "validity", ve.Problems[0].Field)
+				assert.Equal(t, d.String(), ve.Problems[0].Value)
+				assert.Contains(t, err.Error(), tc.object, "the certificate is named")
+			})
+		}
+	}
+
+	_, err := ca.IssueServing(kube.ServingSpec{})
+	var ve *kubefoundry.ValidationError
+	require.ErrorAs(t, err, &ve, "every problem at once")
+	var fields []string
+	for _, p := range ve.Problems {
+		fields = append(fields, p.Field)
+	}
+	assert.Equal(t, []string{"commonName", "dnsNames", "validity"}, fields)
+
+	kp, err := ca.IssueClient("u", nil, kube.CertValidity)
+	require.NoError(t, err)
+	assert.WithinDuration(t, time.Now().Add(kube.CertValidity), kp.Cert.NotAfter, time.Minute, "CertValidity is the documented default")
+	assert.Equal(t, kube.CertValidity, kube.APIServerSANs(nil, "", nil, nil).Validity)
+	assert.WithinDuration(t, time.Now().Add(kube.CAValidity), ca.Cert.NotAfter, time.Minute)
+}
+
+// selfSignedCA makes a CA as other tools do (openssl, cfssl): valid from
+// notBefore, not backdated by kube.
+func selfSignedCA(t *testing.T, cn string, notBefore, notAfter time.Time) *kube.CA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn}, NotBefore: notBefore, NotAfter: notAfter,
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	require.NoError(t, err)
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	return &kube.CA{Cert: cert, Key: key}
+}
+
+// TestCertificateDates: a CA is backdated a few minutes for clocks a
+// little behind, a certificate never starts before its CA nor ends after
+// it, and an expired CA issues nothing.
+func TestCertificateDates(t *testing.T) {
+	now := time.Now()
+	fresh, err := kube.NewCA("fresh", kube.CAValidity)
+	require.NoError(t, err)
+	short, err := kube.NewCA("fresh-short", time.Hour)
+	require.NoError(t, err)
+	// As another tool makes it: valid from this second on.
+	exact := selfSignedCA(t, "exact", now.Truncate(time.Second), now.Add(time.Hour))
+
+	for _, ca := range []*kube.CA{fresh, short, exact, pki.ClusterCA} {
+		t.Run(ca.Cert.Subject.CommonName, func(t *testing.T) {
+			client, err := ca.IssueClient("u", nil, kube.CertValidity)
+			require.NoError(t, err)
+			serving, err := ca.IssueServing(kube.ServingSpec{CommonName: "s", DNSNames: []string{"s"}, Validity: kube.CertValidity})
+			require.NoError(t, err)
+			for _, kp := range []*kube.KeyPair{client, serving} {
+				assert.False(t, kp.Cert.NotBefore.Before(ca.Cert.NotBefore), "%s starts %s, before its CA (%s)", kp.Cert.Subject.CommonName, kp.Cert.NotBefore, ca.Cert.NotBefore)
+				assert.False(t, kp.Cert.NotAfter.After(ca.Cert.NotAfter), "ends after its CA")
+				assert.True(t, kp.Cert.NotBefore.Before(now.Add(-4*time.Minute)) || kp.Cert.NotBefore.Equal(ca.Cert.NotBefore),
+					"backdated for clock skew as far as the CA allows: %s", kp.Cert.NotBefore)
+			}
+		})
+	}
+	for _, ca := range []*kube.CA{fresh, short} {
+		assert.True(t, ca.Cert.NotBefore.Before(now.Add(-4*time.Minute)), "%s is backdated for clock skew: %s", ca, ca.Cert.NotBefore)
+	}
+
+	expired := selfSignedCA(t, "expired", now.Add(-2*time.Hour), now.Add(-time.Hour))
+	_, err = expired.IssueClient("u", nil, kube.CertValidity)
+	assert.ErrorIs(t, err, kube.ErrInvalidCert)
+	assert.ErrorContains(t, err, "CA expired expired at")
+}
+
+// TestKeyIdentifiers: CAs have a subject key identifier, and the
+// certificates they issue have their own and name the CA's as their
+// authority key identifier, as kubeadm's do.
+func TestKeyIdentifiers(t *testing.T) {
+	short, err := kube.NewCA("ids-short", time.Hour)
+	require.NoError(t, err)
+	for _, ca := range []*kube.CA{pki.ClusterCA, pki.EtcdCA, short} {
+		require.NotEmpty(t, ca.Cert.SubjectKeyId, "%s", ca)
+		client, err := ca.IssueClient("u", nil, time.Hour)
+		require.NoError(t, err)
+		serving, err := ca.IssueServing(kube.ServingSpec{CommonName: "s", IPs: []net.IP{net.ParseIP("10.0.0.1")}, Validity: time.Hour})
+		require.NoError(t, err)
+		for _, kp := range []*kube.KeyPair{client, serving} {
+			assert.Len(t, kp.Cert.SubjectKeyId, 20, "%s from %s", kp, ca)
+			assert.NotEqual(t, ca.Cert.SubjectKeyId, kp.Cert.SubjectKeyId)
+			assert.Equal(t, ca.Cert.SubjectKeyId, kp.Cert.AuthorityKeyId, "%s from %s", kp, ca)
+		}
+		assert.NotEqual(t, client.Cert.SubjectKeyId, serving.Cert.SubjectKeyId, "each key its own identifier")
+	}
 }

@@ -50,11 +50,9 @@ type CARotation struct {
 }
 
 // StartCARotation begins replacing the cluster CA with a new one of the
-// same name; validity zero means CAValidity.
+// same name, valid for validity, which must be positive (CAValidity is
+// kubeadm's ten years).
 func (p *PKI) StartCARotation(validity time.Duration) (*CARotation, error) {
-	if validity <= 0 {
-		validity = CAValidity
-	}
 	n, err := NewCA(p.ClusterCA.Cert.Subject.CommonName, validity)
 	if err != nil {
 		return nil, err

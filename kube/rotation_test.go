@@ -28,11 +28,11 @@ func poolOf(t *testing.T, bundle []byte) *x509.CertPool {
 func TestCARotationPhases(t *testing.T) {
 	p, err := kube.NewPKI("rot")
 	require.NoError(t, err)
-	r, err := p.StartCARotation(0)
+	r, err := p.StartCARotation(kube.CAValidity)
 	require.NoError(t, err)
 	before := kube.CertPEM(p.ClusterCA.Cert)
 	for r.Phase <= kube.Done {
-		kp, err := r.Signer().IssueServing(kube.ServingSpec{CommonName: "kube-apiserver", DNSNames: []string{"kubernetes"}})
+		kp, err := r.Signer().IssueServing(kube.ServingSpec{CommonName: "kube-apiserver", DNSNames: []string{"kubernetes"}, Validity: kube.CertValidity})
 		require.NoError(t, err)
 		for name, bundle := range map[string][]byte{"previous": before, "current": r.TrustBundle()} {
 			_, err := kp.Cert.Verify(x509.VerifyOptions{DNSName: "kubernetes", Roots: poolOf(t, bundle)})
@@ -78,7 +78,7 @@ func TestCARotationOnAPIServer(t *testing.T) {
 
 	old := client(p.ClusterCA)
 	require.True(t, works(old))
-	r, err := p.StartCARotation(0)
+	r, err := p.StartCARotation(kube.CAValidity)
 	require.NoError(t, err)
 	fresh := client(r.New)
 	assert.True(t, refused(fresh), "the new CA is unknown before phase 1 is rolled out")
