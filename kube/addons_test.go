@@ -147,7 +147,8 @@ func TestApplyAddons(t *testing.T) {
 		require.ErrorAs(t, err, &ce)
 		assert.Equal(t, "settings", ce.Name)
 		require.NotEmpty(t, ce.Conflicts)
-		assert.Contains(t, ce.Conflicts[0], "kubectl")
+		assert.Equal(t, ".data.level", ce.Conflicts[0].Field)
+		assert.Contains(t, ce.Conflicts[0].Manager, "kubectl")
 
 		rep, err := c.ApplyAddons(ctx, set, kube.ApplyOptions{})
 		require.NoError(t, err, "by default the set's values win")

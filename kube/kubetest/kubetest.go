@@ -110,7 +110,10 @@ type process struct {
 }
 
 // Start starts etcd, kube-apiserver and kube-controller-manager and waits
-// until the API server answers /readyz. Ports are picked free on loopback;
+// until the API server answers /readyz. The API server runs with the flags
+// kubeadm gives the control planes this SDK bootstraps (privileged pods
+// allowed, NodeRestriction), so that real add-on manifests apply as on a
+// cluster; only the ServiceAccount admission plugin is off. Ports are picked free on loopback;
 // if another process takes one first, Start tries again with new ones.
 func Start(ctx context.Context, opts ...Option) (*Environment, error) {
 	var o options
@@ -253,6 +256,14 @@ func start(ctx context.Context, bin string, o options) (_ *Environment, err erro
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--endpoint-reconciler-type=none",
+		// As kubeadm runs it on the nodes this SDK bootstraps, so that the
+		// manifests of real CNI and CSI add-ons (privileged node plugins)
+		// are accepted here as there.
+		"--allow-privileged=true",
+		"--enable-admission-plugins=NodeRestriction",
+		// The one difference: no kubelet runs here, and with the
+		// ServiceAccount plugin every pod a test makes would first wait
+		// for its namespace's default account.
 		"--disable-admission-plugins=ServiceAccount",
 		"--enable-bootstrap-token-auth",
 	}, o.apiServerArgs)...)
