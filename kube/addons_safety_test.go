@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -379,8 +380,13 @@ spec:
 		_, _ = env.Kubectl(context.Background(), "delete", "apiservice", "v1beta1.metrics.example.com")
 	})
 
+	var mu sync.Mutex
 	var lines []string
-	klog.SetLogger(funcr.New(func(prefix, args string) { lines = append(lines, prefix+" "+args) }, funcr.Options{Verbosity: 10}))
+	klog.SetLogger(funcr.New(func(prefix, args string) {
+		mu.Lock()
+		defer mu.Unlock()
+		lines = append(lines, prefix+" "+args)
+	}, funcr.Options{Verbosity: 10}))
 	defer klog.ClearLogger()
 
 	// The down group is reported as such by discovery once the
@@ -396,6 +402,8 @@ spec:
 	}
 	_, err = c.ApplyAddons(ctx, kube.AddonSet{Name: "quiet", Objects: parse(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: quiet, namespace: default}\n")}, kube.ApplyOptions{Prune: true})
 	require.NoError(t, err)
+	mu.Lock()
+	defer mu.Unlock()
 	assert.Empty(t, lines, "kube wrote through klog (to stderr when the caller set nothing up)")
 }
 
