@@ -1,6 +1,7 @@
 package cloudconfig
 
 import (
+	"github.com/kubefoundry/kubefoundry"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kubefoundry/kubefoundry/bosh/internal/yamltree"
@@ -18,6 +19,16 @@ const cloudObject = "cloud config"
 // (/networks/name=default/subnets/0/range) and its line.
 func Parse(data []byte) (*CloudConfig, error) {
 	return read(data, cloudObject, cloudHint, (*decoder).cloudConfig, checkCloud, (*CloudConfig).selectors)
+}
+
+// ParsePart reads one named cloud config of several, which MergeCloud
+// merges as BOSH's director does: as Parse, except that it need not have
+// the compilation block (the merged config must).
+func ParsePart(data []byte) (*CloudConfig, error) {
+	check := func(c *CloudConfig, unread func(string) bool) []kubefoundry.FieldError {
+		return checkCloudConfig(c, unread, true)
+	}
+	return read(data, cloudObject, cloudHint, (*decoder).cloudConfig, check, (*CloudConfig).selectors)
 }
 
 // cloudHint explains an unknown top-level key that belongs elsewhere.

@@ -50,6 +50,12 @@ func (c *CloudConfig) selectors() yamltree.Selectors {
 // checkCloud applies the rules of Validate. unread, when not nil,
 // reports the paths Parse could not read.
 func checkCloud(c *CloudConfig, unread func(string) bool) []kubefoundry.FieldError {
+	return checkCloudConfig(c, unread, false)
+}
+
+// checkCloudConfig applies the rules of Validate; a part (one named cloud
+// config of several) need not have the compilation block.
+func checkCloudConfig(c *CloudConfig, unread func(string) bool, part bool) []kubefoundry.FieldError {
 	k := newChecker(unread)
 	azs := map[string]bool{}
 	for i, az := range c.AZs {
@@ -92,7 +98,9 @@ func checkCloud(c *CloudConfig, unread func(string) bool) []kubefoundry.FieldErr
 		k.network(at, &c.Networks[i], azs)
 	}
 	if c.Compilation == nil {
-		k.Add("/compilation", "", "is required")
+		if !part {
+			k.Add("/compilation", "", "is required")
+		}
 	} else {
 		k.compilation(c)
 	}
