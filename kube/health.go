@@ -8,23 +8,47 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubefoundry/kubefoundry"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
-// WaitReady waits until the API server answers /readyz with ok.
+// WaitReady waits until the API server answers /readyz with ok. A
+// refusal of the credentials (401, wrapping kubefoundry.ErrUnauthorized)
+// or of the permission (403, kubefoundry.ErrForbidden) ends the wait at
+// once: waiting does not change them. On timeout the error names the
+// last thing the server answered, or why it could not be reached.
 func (c *Client) WaitReady(ctx context.Context, timeout time.Duration) error {
-	var last error
+	var last error // the last answer or failure to connect, never our own deadline
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		_, last = c.cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		return last == nil, nil
+		_, err := c.cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		switch {
+		case err == nil:
+			return true, nil
+		case apierrors.IsUnauthorized(err):
+			return false, fmt.Errorf("API server %s refused the credentials: %w: %w", c.cfg.Host, kubefoundry.ErrUnauthorized, err)
+		case apierrors.IsForbidden(err):
+			return false, fmt.Errorf("API server %s forbids reading /readyz: %w: %w", c.cfg.Host, kubefoundry.ErrForbidden, err)
+		case ctx.Err() != nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
+			strings.Contains(err.Error(), "rate limiter Wait"):
+			// The deadline of the wait, not the server: client-go's rate
+			// limiter refuses to wait past it.
+		default:
+			last = err
+		}
+		return false, nil
 	})
-	if err != nil {
-		return fmt.Errorf("API server %s not ready after %s: %w (last: %v)", c.cfg.Host, timeout, err, last)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, kubefoundry.ErrUnauthorized), errors.Is(err, kubefoundry.ErrForbidden):
+		return err
+	case last == nil:
+		return fmt.Errorf("API server %s not ready after %s: %w (no answer)", c.cfg.Host, timeout, err)
 	}
-	return nil
+	return fmt.Errorf("API server %s not ready after %s: %w (last: %v)", c.cfg.Host, timeout, err, last)
 }
 
 // NotReadyError names the nodes that did not become Ready in time.

@@ -11,7 +11,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
+	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/kube"
 	"github.com/kubefoundry/kubefoundry/kube/kubetest"
 )
@@ -116,4 +118,68 @@ func TestCredentialsAndTeamBindings(t *testing.T) {
 	assert.True(t, apierrors.IsForbidden(err), "no edit in team-a-prod: %v", err)
 	_, err = alice.CoreV1().ConfigMaps("other").List(ctx, metav1.ListOptions{})
 	assert.True(t, apierrors.IsForbidden(err), "nothing in other: %v", err)
+}
+
+// TestWaitReadyEndsOnRefusal: credentials the API server refuses (a
+// client certificate from a CA it does not trust, a token it does not
+// know) or a permission it denies (impersonation without the right to)
+// end WaitReady at once with the server's answer, not at the timeout with
+// a message about the client's rate limiter; a server that cannot be
+// reached is reported with why, not with the wait's own deadline.
+func TestWaitReadyEndsOnRefusal(t *testing.T) {
+	env := kubetest.Need(t, env, envErr)
+	ctx := context.Background()
+	certConfig := func(ca *kube.CA, user string) *rest.Config {
+		kp, err := ca.IssueClient(user, nil, time.Hour)
+		require.NoError(t, err)
+		cfg, err := kube.Kubeconfig("test", env.Config.Host, env.ServerCA, user, kp)
+		require.NoError(t, err)
+		rc, err := kube.RESTConfig(cfg)
+		require.NoError(t, err)
+		return rc
+	}
+	untrusted, err := kube.NewCA("untrusted", time.Hour)
+	require.NoError(t, err)
+	badToken := rest.AnonymousClientConfig(env.Config)
+	badToken.BearerToken = "not-a-token-the-server-knows"
+	impersonating := certConfig(pki.ClusterCA, "no-impersonation")
+	impersonating.Impersonate = rest.ImpersonationConfig{UserName: "someone-else"}
+
+	for _, tc := range []struct {
+		name  string
+		cfg   *rest.Config
+		is    error
+		check func(error) bool
+	}{
+		{"certificate from an untrusted CA", certConfig(untrusted, "kf-admin"), kubefoundry.ErrUnauthorized, apierrors.IsUnauthorized},
+		{"unknown token", badToken, kubefoundry.ErrUnauthorized, apierrors.IsUnauthorized},
+		{"forbidden", impersonating, kubefoundry.ErrForbidden, apierrors.IsForbidden},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := kube.New(tc.cfg)
+			require.NoError(t, err)
+			start := time.Now()
+			err = c.WaitReady(ctx, 20*time.Second)
+			assert.Less(t, time.Since(start), 5*time.Second, "ends at once, not at the timeout: %v", err)
+			require.Error(t, err)
+			assert.ErrorIs(t, err, tc.is)
+			assert.True(t, tc.check(err), "the server's answer is in the chain: %v", err)
+			assert.NotContains(t, err.Error(), "rate limiter")
+			assert.Contains(t, err.Error(), env.Config.Host)
+		})
+	}
+
+	t.Run("a server that does not answer: the last failure, not the deadline", func(t *testing.T) {
+		c, err := kube.New(&rest.Config{Host: "https://127.0.0.1:1", TLSClientConfig: rest.TLSClientConfig{CAData: env.ServerCA}})
+		require.NoError(t, err)
+		// The last poll meets the deadline more often than not with
+		// these (multiples of the poll interval): each must still name
+		// the server's failure.
+		for _, timeout := range []time.Duration{400 * time.Millisecond, 600 * time.Millisecond, 800 * time.Millisecond, time.Second, 1200 * time.Millisecond} {
+			err = c.WaitReady(ctx, timeout)
+			require.Error(t, err)
+			assert.ErrorContains(t, err, "connection refused", timeout)
+			assert.NotContains(t, err.Error(), "rate limiter", timeout)
+		}
+	})
 }
