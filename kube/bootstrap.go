@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"math/big"
 	"slices"
@@ -36,6 +38,13 @@ const NodeNameFromMetadata = "{{ v1.local_hostname }}"
 // it becomes is rendered by Cluster API's own kubeadm bootstrap code (its
 // v1beta2 types, their conversion to kubeadm's API for the Kubernetes
 // version, and its cloud-init templates), not written by hand here.
+//
+// A spec holds secrets, the bootstrap token and the encryption keys, and
+// shows none of them however it is printed or marshalled: String, every
+// fmt verb, JSON (json.Marshal, and so slog's JSON handler, zap.Reflect
+// and a journal) write the token's ID and the keys' names only. The
+// secrets leave a spec only through Secrets, and return to one read back
+// from its JSON through WithSecrets.
 type BootstrapSpec struct {
 	ClusterName       string
 	KubernetesVersion string // such as "v1.36.3"
@@ -96,6 +105,109 @@ func (s BootstrapSpec) String() string {
 	}
 	b.WriteString("}")
 	return b.String()
+}
+
+// MarshalJSON writes the spec's fields as encoding/json would, but the
+// token as its ID and "[redacted]" and each encryption key without its
+// secret (see EncryptionKey.MarshalJSON). json.Unmarshal reads it back
+// without the secrets; WithSecrets puts them back.
+func (s BootstrapSpec) MarshalJSON() ([]byte, error) {
+	type fields BootstrapSpec // the fields, without this method
+	f := fields(s)
+	f.Token = redactToken(s.Token)
+	return json.Marshal(f)
+}
+
+// redactToken keeps the ID of a bootstrap token ("abcdef.[redacted]"),
+// and nothing of anything else.
+func redactToken(token string) string {
+	if token == "" {
+		return ""
+	}
+	if id, _, ok := strings.Cut(token, "."); ok && id != "" {
+		return id + "." + redacted
+	}
+	return redacted
+}
+
+// BootstrapSecrets are the secrets of a BootstrapSpec, which everything
+// else leaves out: the bootstrap token and the encryption keys' secrets.
+// It is for the store that keeps a cluster's state, and carries secrets:
+// json.Marshal of it writes them in full (zap.Reflect too), so encrypt
+// what it becomes at rest, and never journal or log it. Its String, every
+// fmt verb and slog show the token's ID and the keys' names only.
+type BootstrapSecrets struct {
+	// Token is the bootstrap token, "<id>.<secret>".
+	Token string `json:"token,omitempty"`
+	// EncryptionKeys are the secrets of Encryption.Keys by key name.
+	EncryptionKeys map[string][]byte `json:"encryptionKeys,omitempty"`
+}
+
+// String names what the secrets are for, without them.
+func (b BootstrapSecrets) String() string {
+	return fmt.Sprintf("BootstrapSecrets{token %s, keys %v}", redactToken(b.Token), slices.Sorted(maps.Keys(b.EncryptionKeys)))
+}
+
+// GoString is String: %#v must not print the secrets either.
+func (b BootstrapSecrets) GoString() string { return b.String() }
+
+// Format prints String whatever the verb.
+func (b BootstrapSecrets) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, b.String()) }
+
+// LogValue is String, so that slog's JSON handler does not marshal the
+// secrets.
+func (b BootstrapSecrets) LogValue() slog.Value { return slog.StringValue(b.String()) }
+
+// Secrets returns the spec's secrets: the one way they leave it, for the
+// store that keeps a cluster's state (see BootstrapSecrets).
+func (s BootstrapSpec) Secrets() BootstrapSecrets {
+	b := BootstrapSecrets{Token: s.Token}
+	if s.Encryption != nil {
+		for _, k := range s.Encryption.Keys {
+			if k.Secret != nil {
+				if b.EncryptionKeys == nil {
+					b.EncryptionKeys = map[string][]byte{}
+				}
+				b.EncryptionKeys[k.Name] = slices.Clone(k.Secret)
+			}
+		}
+	}
+	return b
+}
+
+// WithSecrets returns s with the secrets of sec put back, as a spec read
+// from its JSON needs them: the token, and the secret of each encryption
+// key by its name. Encryption is copied, never changed in place. A token
+// of another ID than the spec's, and a secret missing for a token or key
+// that has none, are refused, every problem at once, as a
+// *kubefoundry.ValidationError that never quotes a secret.
+func (s BootstrapSpec) WithSecrets(sec BootstrapSecrets) (BootstrapSpec, error) {
+	v := kubefoundry.ValidationError{Object: "bootstrap spec secrets"}
+	id := func(t string) string { id, _, _ := strings.Cut(t, "."); return id }
+	switch {
+	case sec.Token != "" && s.Token != "" && id(s.Token) != id(sec.Token):
+		v.Add("token", "", "the secrets' token has ID %q, the spec's %q", id(sec.Token), id(s.Token))
+	case sec.Token != "":
+		s.Token = sec.Token
+	case strings.HasSuffix(s.Token, redacted):
+		v.Add("token", "", "redacted, and the secrets hold no token")
+	}
+	if s.Encryption != nil {
+		e := *s.Encryption
+		e.Keys = slices.Clone(e.Keys)
+		for i, k := range e.Keys {
+			if secret, ok := sec.EncryptionKeys[k.Name]; ok {
+				e.Keys[i].Secret = slices.Clone(secret)
+			} else if k.Secret == nil {
+				v.Add(fmt.Sprintf("encryption.keys[%d].secret", i), "", "the secrets hold none for key %q", k.Name)
+			}
+		}
+		s.Encryption = &e
+	}
+	if err := v.Err(); err != nil {
+		return BootstrapSpec{}, err
+	}
+	return s, nil
 }
 
 // GoString is String: %#v must not print the secrets either.

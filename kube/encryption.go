@@ -3,6 +3,7 @@ package kube
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -38,7 +39,10 @@ const (
 // 32-byte secretbox (XSalsa20 and Poly1305) key and the name the API
 // server stores with every value it encrypts ("k8s:enc:secretbox:v1:" +
 // Name + ":"). Its String, GoString and every fmt verb show the name
-// only, never the secret.
+// only, never the secret, and so does its JSON (json.Marshal, slog's JSON
+// handler, zap.Reflect, a journal): Secret is written as "[redacted]". A
+// store that keeps keys takes Secret itself, as BootstrapSpec.Secrets
+// does, and encrypts it at rest.
 type EncryptionKey struct {
 	// Name is made of letters, digits, '.', '_' and '-', at most 64 of
 	// them; a ':' would make the prefix of stored values ambiguous.
@@ -57,6 +61,45 @@ func NewEncryptionKey(name string) (EncryptionKey, error) {
 	}
 	return k, nil
 }
+
+// MarshalJSON writes the key's name and "[redacted]" for its secret.
+func (k EncryptionKey) MarshalJSON() ([]byte, error) {
+	var secret *string
+	if k.Secret != nil {
+		secret = ptrTo(redacted)
+	}
+	return json.Marshal(struct {
+		Name   string
+		Secret *string
+	}{k.Name, secret})
+}
+
+// UnmarshalJSON reads a key as MarshalJSON writes it, without its secret
+// (BootstrapSpec.WithSecrets puts it back), or with the secret in base64
+// as encoding/json writes a []byte.
+func (k *EncryptionKey) UnmarshalJSON(b []byte) error {
+	var v struct {
+		Name   string
+		Secret *string
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*k = EncryptionKey{Name: v.Name}
+	if v.Secret == nil || *v.Secret == redacted {
+		return nil
+	}
+	secret, err := base64.StdEncoding.DecodeString(*v.Secret)
+	if err != nil {
+		// Not the decoder's error: it quotes the input, a secret.
+		return fmt.Errorf("encryption key %q: secret: not base64", v.Name)
+	}
+	k.Secret = secret
+	return nil
+}
+
+// redacted stands for a secret in JSON.
+const redacted = "[redacted]"
 
 // String names the key without its secret.
 func (k EncryptionKey) String() string { return "EncryptionKey{" + k.Name + "}" }

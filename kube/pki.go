@@ -10,9 +10,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"slices"
@@ -41,26 +43,75 @@ const certBackdate = 5 * time.Minute
 // ErrInvalidCert is wrapped by errors about certificates and keys.
 var ErrInvalidCert = errors.New("invalid certificate or key")
 
-// CA is a certificate authority. Its key never appears in String or logs.
+// CA is a certificate authority. Its key never appears in its String,
+// any fmt verb or its JSON (json.Marshal, and so slog's JSON handler,
+// zap.Reflect and a journal), which show the certificate only. The key
+// leaves a CA only through KeyPEM(ca.Key), for the store that keeps it
+// encrypted at rest; ParseCA reads the two PEMs back.
 type CA struct {
 	Cert *x509.Certificate
 	Key  crypto.Signer
 }
 
-// KeyPair is an issued certificate with its private key.
+// KeyPair is an issued certificate with its private key. As a CA's, its
+// key never appears in its String, any fmt verb or its JSON; KeyPEM is
+// the way out.
 type KeyPair struct {
 	Cert *x509.Certificate
 	Key  crypto.Signer
 }
 
 // String names the CA without its key.
-func (ca *CA) String() string {
-	return fmt.Sprintf("CA{%s, expires %s}", ca.Cert.Subject.CommonName, ca.Cert.NotAfter.Format(time.RFC3339))
-}
+func (ca CA) String() string { return "CA" + certString(ca.Cert) }
+
+// GoString is String: %#v must not print the key either.
+func (ca CA) GoString() string { return ca.String() }
+
+// Format prints String whatever the verb.
+func (ca CA) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, ca.String()) }
+
+// MarshalJSON writes the CA's certificate, in PEM, and "[redacted]" for
+// its key.
+func (ca CA) MarshalJSON() ([]byte, error) { return json.Marshal(newCertJSON(ca.Cert, ca.Key)) }
 
 // String names the certificate without its key.
-func (kp *KeyPair) String() string {
-	return fmt.Sprintf("KeyPair{%s, expires %s}", kp.Cert.Subject.CommonName, kp.Cert.NotAfter.Format(time.RFC3339))
+func (kp KeyPair) String() string { return "KeyPair" + certString(kp.Cert) }
+
+// GoString is String: %#v must not print the key either.
+func (kp KeyPair) GoString() string { return kp.String() }
+
+// Format prints String whatever the verb.
+func (kp KeyPair) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, kp.String()) }
+
+// MarshalJSON writes the certificate, in PEM, and "[redacted]" for its
+// key.
+func (kp KeyPair) MarshalJSON() ([]byte, error) { return json.Marshal(newCertJSON(kp.Cert, kp.Key)) }
+
+func certString(c *x509.Certificate) string {
+	if c == nil {
+		return "{}"
+	}
+	return fmt.Sprintf("{%s, expires %s}", c.Subject.CommonName, c.NotAfter.Format(time.RFC3339))
+}
+
+// certJSON is a certificate and its key as CA and KeyPair marshal them.
+type certJSON struct {
+	CommonName  string    `json:"commonName,omitempty"`
+	NotBefore   time.Time `json:"notBefore"`
+	NotAfter    time.Time `json:"notAfter"`
+	Certificate string    `json:"certificate,omitempty"` // PEM
+	Key         string    `json:"key,omitempty"`         // redacted
+}
+
+func newCertJSON(c *x509.Certificate, key crypto.Signer) certJSON {
+	var j certJSON
+	if c != nil {
+		j = certJSON{CommonName: c.Subject.CommonName, NotBefore: c.NotBefore, NotAfter: c.NotAfter, Certificate: string(CertPEM(c))}
+	}
+	if key != nil {
+		j.Key = redacted
+	}
+	return j
 }
 
 // NewCA creates a self-signed CA with an ECDSA P-256 key, through
@@ -288,12 +339,28 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 	return &CA{Cert: certs[0], Key: signer}, nil
 }
 
-// PKI is the set of authorities and keys of one cluster.
+// PKI is the set of authorities and keys of one cluster. No key appears
+// in its JSON; KeyPEM is the way out for each.
 type PKI struct {
 	ClusterCA    *CA             // signs the API server, kubelets and users
 	FrontProxyCA *CA             // signs the aggregation layer's client
 	EtcdCA       *CA             // signs etcd peers, servers and clients
 	ServiceKey   *rsa.PrivateKey // signs service account tokens
+}
+
+// MarshalJSON writes the authorities as CA.MarshalJSON does, and
+// "[redacted]" for the service-account key.
+func (p PKI) MarshalJSON() ([]byte, error) {
+	var serviceKey string
+	if p.ServiceKey != nil {
+		serviceKey = redacted
+	}
+	return json.Marshal(struct {
+		ClusterCA    *CA    `json:"clusterCA"`
+		FrontProxyCA *CA    `json:"frontProxyCA"`
+		EtcdCA       *CA    `json:"etcdCA"`
+		ServiceKey   string `json:"serviceKey,omitempty"`
+	}{p.ClusterCA, p.FrontProxyCA, p.EtcdCA, serviceKey})
 }
 
 // NewPKI creates a cluster's authorities and service-account key.
