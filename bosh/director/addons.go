@@ -1,7 +1,6 @@
 package director
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 
@@ -9,33 +8,6 @@ import (
 	"github.com/kubefoundry/kubefoundry/bosh/cloudconfig"
 	"github.com/kubefoundry/kubefoundry/bosh/manifest"
 )
-
-// UpdateRuntimeConfig checks a runtime config and makes it the one the
-// next deploys use: its releases join each deployment's, and its add-ons
-// are placed on the instance groups their rules select.
-func (d *Director) UpdateRuntimeConfig(content []byte) error {
-	rc, err := cloudconfig.ParseRuntime(content)
-	if err != nil {
-		return err
-	}
-	if len(rc.Variables) > 0 {
-		return fmt.Errorf("runtime config: variables are not supported by this director yet: %w", kubefoundry.ErrInvalid)
-	}
-	return d.cfg.Store.PutRuntimeConfig(content)
-}
-
-// runtimeConfig is the latest runtime config, nil when there is none.
-func (d *Director) runtimeConfig() ([]byte, *cloudconfig.RuntimeConfig, error) {
-	raw, err := d.cfg.Store.RuntimeConfig()
-	if errors.Is(err, kubefoundry.ErrNotFound) {
-		return nil, nil, nil
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	rc, err := cloudconfig.ParseRuntime(raw)
-	return raw, rc, err
-}
 
 // placeAddons places the manifest's add-ons and the runtime config's (rc
 // may be nil) on the instance groups, as the director does before it

@@ -92,19 +92,12 @@ func (d *Director) Deploy(ctx context.Context, manifestYAML []byte, opts DeployO
 	if err != nil {
 		return DeployResult{}, err
 	}
-	ccRaw, err := d.cfg.Store.CloudConfig()
+	configs, err := d.currentConfigs()
 	if err != nil {
-		return DeployResult{}, fmt.Errorf("deploy %s: no cloud config: %w", m.Name, err)
+		return DeployResult{}, fmt.Errorf("deploy %s: %w", m.Name, err)
 	}
-	cc, err := cloudconfig.Parse(ccRaw)
-	if err != nil {
-		return DeployResult{}, fmt.Errorf("deploy %s: cloud config: %w", m.Name, err)
-	}
-	rcRaw, rc, err := d.runtimeConfig()
-	if err != nil {
-		return DeployResult{}, fmt.Errorf("deploy %s: runtime config: %w", m.Name, err)
-	}
-	if err := placeAddons(m, rc, d.stemcellOSOf(m)); err != nil {
+	cc := configs.cc
+	if err := placeAddons(m, configs.rc, d.stemcellOSOf(m)); err != nil {
 		return DeployResult{}, err
 	}
 	if opts.DryRun {
@@ -121,7 +114,7 @@ func (d *Director) Deploy(ctx context.Context, manifestYAML []byte, opts DeployO
 			return "", err
 		}
 		res.Plan = b.plan
-		if err := d.apply(ctx, b, manifestYAML, ccRaw, rcRaw, sink, opts.BeforeStop); err != nil {
+		if err := d.apply(ctx, b, manifestYAML, configs.ids, sink, opts.BeforeStop); err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("/deployments/%s", m.Name), nil
@@ -843,7 +836,7 @@ func archive(files []template.File) ([]byte, error) {
 }
 
 // apply carries a built deploy out.
-func (d *Director) apply(ctx context.Context, b *built, manifestYAML, cloudConfig, runtimeConfig []byte, sink EventSink,
+func (d *Director) apply(ctx context.Context, b *built, manifestYAML []byte, configIDs []int64, sink EventSink,
 	beforeStop func(context.Context, Instance) error) error {
 	st := d.cfg.Store
 	m := b.m
@@ -919,7 +912,8 @@ func (d *Director) apply(ctx context.Context, b *built, manifestYAML, cloudConfi
 			return err
 		}
 	}
-	dep.Manifest, dep.CloudConfig, dep.RuntimeConfig, dep.Updated = manifestYAML, cloudConfig, runtimeConfig, time.Now()
+	dep.Manifest, dep.Configs, dep.Updated = manifestYAML, configIDs, time.Now()
+	dep.CloudConfig, dep.RuntimeConfig = nil, nil
 	return st.PutDeployment(dep)
 }
 

@@ -439,7 +439,6 @@ type rig struct {
 	cpi   *vspherecpi.CPI
 	fleet *agentsim.Fleet
 	store string
-	vars  string
 	scpi  *serialCPI
 	dir   *director.Director
 	st    director.Store
@@ -451,7 +450,7 @@ func newRig(t *testing.T) *rig {
 	if _, err := exec.LookPath("ruby"); err != nil {
 		t.Skip("ruby is needed to render templates (apt-get install ruby)")
 	}
-	g := &rig{w: agenttest.Start(t), store: filepath.Join(t.TempDir(), "director.db"), vars: t.TempDir()}
+	g := &rig{w: agenttest.Start(t), store: filepath.Join(t.TempDir(), "director.db")}
 	sim := vspheretest.Start(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
@@ -490,7 +489,7 @@ func (g *rig) open(t *testing.T) {
 	g.scpi = &serialCPI{CPI: g.cpi}
 	g.dir, err = director.New(director.Config{Store: st, CPI: g.scpi, Bus: g.w.Bus, Agents: g.w.Director, Blobs: g.w.Store,
 		Signer: g.w.Blobs.Signer(), BlobstoreURL: g.w.HTTPS.URL, Renderer: g.r, AgentPing: 50 * time.Millisecond, PingTimeout: time.Second,
-		AgentWait: time.Minute, TempDir: t.TempDir(), VariablesDir: g.vars, Log: zaptest.NewLogger(t)})
+		AgentWait: time.Minute, TempDir: t.TempDir(), Log: zaptest.NewLogger(t)})
 	require.NoError(t, err)
 }
 
@@ -1251,8 +1250,8 @@ func TestVariablesOnVcsim(t *testing.T) {
 	var rec recorder
 	res, err := g.dir.Deploy(ctx, m, director.DeployOptions{Events: rec.sink})
 	require.NoError(t, err)
-	vars, err := variables.Open(filepath.Join(g.vars, "e2e.json"))
-	require.NoError(t, err)
+	vars, err := variables.OpenBackend(storeVars{g.st, "e2e"})
+	require.NoError(t, err, "without VariablesDir the variables are in the director's store")
 	token, ok, err := vars.Get("token")
 	require.NoError(t, err)
 	require.True(t, ok)
@@ -1271,6 +1270,7 @@ func TestVariablesOnVcsim(t *testing.T) {
 	assert.NotContains(t, res.Task.Result, token.(string))
 	assert.NotContains(t, strings.Join(rec.lines(), "\n"), token.(string))
 
+	g.open(t) // a director restarted on the same store
 	res, err = g.dir.Deploy(ctx, m, director.DeployOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"keep client/0", "keep server/0"}, actions(res.Plan), "the variable keeps its value")
@@ -1285,6 +1285,16 @@ func TestVariablesOnVcsim(t *testing.T) {
 	_, err = g.dir.Deploy(ctx, []byte(strings.Replace(string(m), "((token))", "((nope))", 1)), director.DeployOptions{})
 	require.ErrorContains(t, err, "nope")
 }
+
+// storeVars reads a deployment's variables from the director's store.
+type storeVars struct {
+	st         director.Store
+	deployment string
+}
+
+func (s storeVars) Load() ([]byte, error)     { return s.st.Variables(s.deployment) }
+func (s storeVars) Save(content []byte) error { return s.st.PutVariables(s.deployment, content) }
+func (s storeVars) String() string            { return s.deployment }
 
 // TestCancelTask: a deploy cancelled by its task id ends between steps in
 // state cancelled, with its lock released; a task that is not running

@@ -15,7 +15,6 @@ import (
 
 	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/bosh/blobstore"
-	"github.com/kubefoundry/kubefoundry/bosh/cloudconfig"
 	"github.com/kubefoundry/kubefoundry/bosh/cpi"
 	"github.com/kubefoundry/kubefoundry/bosh/mbus"
 	"github.com/kubefoundry/kubefoundry/bosh/release"
@@ -57,10 +56,10 @@ type Config struct {
 	// URLTTL is how long the signed URLs in an apply spec stay good:
 	// 2 hours when 0; it must outlast the longest update of a group.
 	URLTTL time.Duration
-	// VariablesDir holds each deployment's variables store
+	// VariablesDir, when set, holds each deployment's variables store
 	// (<deployment>.json, bosh/variables): what its manifests' variables
 	// blocks generate and their ((placeholders)) are interpolated from.
-	// A manifest with variables is refused without it.
+	// Without it each deployment's store is kept in Store.
 	VariablesDir string
 	// TempDir is where uploads are unpacked; the system's when empty.
 	TempDir string
@@ -215,15 +214,6 @@ func (d *Director) recover() error {
 		d.log.Warn("ended a task the last director left running", zap.Int64("task", t.ID), zap.String("deployment", t.Deployment))
 	}
 	return nil
-}
-
-// UpdateCloudConfig checks a cloud config and makes it the one the next
-// deploys use.
-func (d *Director) UpdateCloudConfig(content []byte) error {
-	if _, err := cloudconfig.Parse(content); err != nil {
-		return err
-	}
-	return d.cfg.Store.PutCloudConfig(content)
 }
 
 // UploadStemcell reads a stemcell tarball and makes the stemcell on the

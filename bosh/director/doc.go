@@ -58,11 +58,24 @@
 // was under way when the process died is the one thing the store cannot
 // name.
 //
-// Variables: with Config.VariablesDir, a deploy generates what the
-// manifest's variables block declares into the deployment's
-// bosh/variables store and interpolates every ((placeholder)) from it
-// (recreate, stop, start and errands interpolate the recorded manifest
-// again); the manifest is recorded as given, placeholders and all.
+// Configs: UpdateConfig records a cloud or runtime config under a name
+// as a new version (the same content again records nothing), refusing
+// one that does not parse or that the other current configs of its type
+// cannot be merged with; DeleteConfig ends one (its versions stay
+// readable by id). UpdateCloudConfig and UpdateRuntimeConfig set the
+// configs named "default". A deploy merges every current config of each
+// type as BOSH does (cloudconfig.MergeCloud, MergeRuntime; named cloud
+// configs other than default need no compilation block or networks) and
+// records the ids of the versions it used; recreate, stop, start and
+// errands use those, not newer ones, until the next deploy.
+//
+// Variables: a deploy generates what the manifest's variables block
+// declares into the deployment's bosh/variables store and interpolates
+// every ((placeholder)) from it (recreate, stop, start and errands
+// interpolate the recorded manifest again); the manifest is recorded as
+// given, placeholders and all. The store is kept in Store, or with
+// Config.VariablesDir in a file per deployment there; it is kept when the
+// deployment is deleted, as CredHub keeps BOSH's.
 //
 // Add-ons: the manifest's, and those of the runtime config
 // (UpdateRuntimeConfig), whose releases join the deployment's, are placed
@@ -82,8 +95,8 @@
 //
 // Not here yet: several named persistent disks, vm_strategy
 // create-swap-delete (VMs are recreated delete-create), a runtime
-// config's variables, the IPs of dynamic networks read back from
-// the VMs, and DNS (links address instances by IP).
+// config's variables (refused), the IPs of dynamic networks read back
+// from the VMs, and DNS (links address instances by IP).
 //
 // # Rolling updates
 //
@@ -124,8 +137,9 @@
 // # State
 //
 // Store is the director's state behind an interface; OpenStore keeps it
-// in one bbolt file: deployments (the manifest and cloud config last
-// deployed), their instances (group, index, id, AZ, IPs, bootstrap, VM
+// in one bbolt file: deployments (the manifest last deployed and the
+// ids of the config versions it was deployed with), every version of
+// every config, each deployment's variables, their instances (group, index, id, AZ, IPs, bootstrap, VM
 // cid, agent id, disk cid, the hash of the spec applied, the state asked
 // for), tasks (kind, deployment, state, result) with their events in
 // order, and a lock per deployment naming the task that holds it (a
@@ -158,17 +172,18 @@
 //
 // # Files
 //
-//	director.go    Director, Config, New (ending a dead director's tasks), UploadStemcell, UploadRelease, UpdateCloudConfig
+//	director.go    Director, Config, New (ending a dead director's tasks), UploadStemcell, UploadRelease
+//	configs.go     UpdateConfig, DeleteConfig, Configs, UpdateCloudConfig, UpdateRuntimeConfig: named configs by version, merged
 //	deploy.go      Deploy: building the instances, rendering, applying; tasks; VMs; DeleteDeployment
 //	disk.go        persistent disks: create, attach, mount, migrate, delete
 //	recreate.go    Recreate, Resurrector, Watch
 //	state.go       Stop, Start, Restart
 //	errand.go      RunErrand
-//	vars.go        variables: generated, then interpolated into the manifest
-//	addons.go      UpdateRuntimeConfig; add-ons placed on instance groups
+//	vars.go        variables: generated, then interpolated into the manifest; kept in Store or VariablesDir
+//	addons.go      add-ons placed on instance groups
 //	update.go      Updater, UpdateGroup, Instance, Change, Result, UpdateError, NotRunningError
 //	event.go       Event in BOSH's event log shape, EventSink
-//	store.go       Store, OpenStore (bbolt): deployments, instances, releases, stemcells, the cloud and runtime configs, tasks and their events, locks
+//	store.go       Store, OpenStore (bbolt): deployments, instances, releases, stemcells, config versions, variables, tasks and their events, locks
 //	cloudcheck.go  CloudCheck: Scan for problems, Resolve them
 //	plan.go        Plan: Desired against InstanceRecord.Applied, with reasons
 package director

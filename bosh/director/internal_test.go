@@ -2,10 +2,14 @@ package director
 
 import (
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
+	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/bosh/cloudconfig"
 	"github.com/kubefoundry/kubefoundry/bosh/manifest"
 )
@@ -104,4 +108,19 @@ func TestSelects(t *testing.T) {
 	assert.False(t, selects(&manifest.PlacementRule{}, "d", g, os, false), "an empty exclude rule excludes nothing")
 	assert.True(t, selects(&manifest.PlacementRule{InstanceGroups: []string{"smoke"}}, "d", errand, os, false),
 		"an exclude rule needs no lifecycle to exclude an errand group")
+}
+
+// With VariablesDir a deployment's variables are in a file of its own
+// there; a deployment name that is no plain file name is refused.
+func TestVariablesDir(t *testing.T) {
+	dir := t.TempDir()
+	d := &Director{cfg: Config{VariablesDir: filepath.Join(dir, "vars")}}
+	vars, err := d.variables("k8s-1")
+	require.NoError(t, err)
+	require.NoError(t, vars.Put("token", "s3cret"))
+	_, err = os.Stat(filepath.Join(dir, "vars", "k8s-1.json"))
+	require.NoError(t, err)
+	_, err = d.variables("../k8s")
+	require.Error(t, err)
+	assert.True(t, kubefoundry.IsInvalid(err))
 }

@@ -92,20 +92,14 @@ func (d *Director) recorded(deployment string) (*manifest.Manifest, *cloudconfig
 	if err != nil {
 		return nil, nil, fmt.Errorf("deployment %s: its recorded manifest: %w", deployment, err)
 	}
-	cc, err := cloudconfig.Parse(dep.CloudConfig)
+	configs, err := d.recordedConfigs(dep)
 	if err != nil {
-		return nil, nil, fmt.Errorf("deployment %s: its recorded cloud config: %w", deployment, err)
+		return nil, nil, fmt.Errorf("deployment %s: %w", deployment, err)
 	}
-	var rc *cloudconfig.RuntimeConfig
-	if len(dep.RuntimeConfig) > 0 {
-		if rc, err = cloudconfig.ParseRuntime(dep.RuntimeConfig); err != nil {
-			return nil, nil, fmt.Errorf("deployment %s: its recorded runtime config: %w", deployment, err)
-		}
-	}
-	if err := placeAddons(m, rc, d.stemcellOSOf(m)); err != nil {
+	if err := placeAddons(m, configs.rc, d.stemcellOSOf(m)); err != nil {
 		return nil, nil, err
 	}
-	return m, cc, nil
+	return m, configs.cc, nil
 }
 
 // selectInstances picks the instances the selectors name, every one when

@@ -1,6 +1,7 @@
 package director
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -72,14 +73,29 @@ type Store interface {
 	PutStemcell(s StemcellRecord) error
 	// Stemcells lists the stemcells by name, then version.
 	Stemcells() ([]StemcellRecord, error)
-	// PutCloudConfig records a new cloud config; CloudConfig returns the
-	// latest (ErrNotFound when there is none).
-	PutCloudConfig(content []byte) error
-	CloudConfig() ([]byte, error)
-	// PutRuntimeConfig records a new runtime config; RuntimeConfig
-	// returns the latest (ErrNotFound when there is none).
-	PutRuntimeConfig(content []byte) error
-	RuntimeConfig() ([]byte, error)
+
+	// PutConfig records content as the next version of the config of a
+	// type (ConfigCloud, ConfigRuntime) and name, and makes it current.
+	// Content the same as the current version's records nothing. It
+	// returns the current version, and whether it is a new one.
+	PutConfig(typ, name string, content []byte) (rec ConfigRecord, created bool, err error)
+	// DeleteConfig ends a config: no version of it is current any more,
+	// each stays readable by its id. It reports whether one was current.
+	DeleteConfig(typ, name string) (bool, error)
+	// Config returns a version of a config by its id (ErrNotFound when
+	// there is none).
+	Config(id int64) (ConfigRecord, error)
+	// Configs lists the current version of each config of a type (of
+	// every type when typ is ""), by type, then name.
+	Configs(typ string) ([]ConfigRecord, error)
+	// ConfigVersions lists every version of a config, newest first.
+	ConfigVersions(typ, name string) ([]ConfigRecord, error)
+
+	// Variables returns a deployment's variables store (nil when it has
+	// none); PutVariables replaces it. It holds secrets: the store file is
+	// to be kept as such (mode 0600, encrypted at rest where that matters).
+	Variables(deployment string) ([]byte, error)
+	PutVariables(deployment string, content []byte) error
 
 	Close() error
 }
@@ -89,11 +105,35 @@ type Deployment struct {
 	Name string `json:"name"`
 	// Manifest is the manifest last deployed, as given.
 	Manifest []byte `json:"manifest"`
-	// CloudConfig is the cloud config it was deployed with, and
-	// RuntimeConfig the runtime config (none when empty).
+	// Configs are the ids of the versions of the cloud and runtime
+	// configs it was last deployed with.
+	Configs []int64 `json:"configs,omitempty"`
+	// CloudConfig and RuntimeConfig are what a director before config
+	// versions recorded instead of Configs: the content deployed with.
 	CloudConfig   []byte    `json:"cloud_config,omitempty"`
 	RuntimeConfig []byte    `json:"runtime_config,omitempty"`
 	Updated       time.Time `json:"updated"`
+}
+
+// The config types.
+const (
+	ConfigCloud   = "cloud"
+	ConfigRuntime = "runtime"
+)
+
+// DefaultConfig is the name of the config UpdateCloudConfig and
+// UpdateRuntimeConfig set.
+const DefaultConfig = "default"
+
+// ConfigRecord is one version of a config.
+type ConfigRecord struct {
+	ID      int64     `json:"id"`
+	Type    string    `json:"type"`
+	Name    string    `json:"name"`
+	Content []byte    `json:"content,omitempty"` // empty for a deletion
+	Created time.Time `json:"created"`
+	// Deleted marks the version that ended the config (DeleteConfig).
+	Deleted bool `json:"deleted,omitempty"`
 }
 
 // InstanceRecord is an instance as the director records it: who it is,
@@ -215,9 +255,11 @@ var (
 	bTasks       = []byte("tasks")
 	bEvents      = []byte("events") // task id -> sub-bucket of seq -> event
 	bLocks       = []byte("locks")
-	bReleases    = []byte("releases")  // name/version -> record
-	bStemcells   = []byte("stemcells") // name/version -> record
-	bConfigs     = []byte("configs")   // "cloud" -> content
+	bReleases    = []byte("releases")        // name/version -> record
+	bStemcells   = []byte("stemcells")       // name/version -> record
+	bConfigs     = []byte("configs")         // type/name -> id of the current version
+	bConfigVers  = []byte("config_versions") // id -> ConfigRecord
+	bVariables   = []byte("variables")       // deployment -> variables store
 )
 
 // boltStore is a Store in one bbolt file.
@@ -237,12 +279,12 @@ func OpenStore(path string) (Store, error) {
 		return nil, fmt.Errorf("director: open state %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bDeployments, bInstances, bTasks, bEvents, bLocks, bReleases, bStemcells, bConfigs} {
+		for _, b := range [][]byte{bDeployments, bInstances, bTasks, bEvents, bLocks, bReleases, bStemcells, bConfigs, bConfigVers, bVariables} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return nil
+		return migrateConfigs(tx)
 	})
 	if err != nil {
 		_ = db.Close()
@@ -553,29 +595,150 @@ func (s *boltStore) PutStemcell(sc StemcellRecord) error {
 
 func (s *boltStore) Stemcells() ([]StemcellRecord, error) { return list[StemcellRecord](s, bStemcells) }
 
-func (s *boltStore) PutCloudConfig(content []byte) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bConfigs).Put([]byte("cloud"), content) })
-}
-
-func (s *boltStore) CloudConfig() ([]byte, error) { return s.config("cloud") }
-
-func (s *boltStore) PutRuntimeConfig(content []byte) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bConfigs).Put([]byte("runtime"), content) })
-}
-
-func (s *boltStore) RuntimeConfig() ([]byte, error) { return s.config("runtime") }
-
-func (s *boltStore) config(kind string) ([]byte, error) {
-	var out []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
-		raw := tx.Bucket(bConfigs).Get([]byte(kind))
+// migrateConfigs turns the one cloud and one runtime config a store made
+// before config versions kept ("cloud", "runtime" -> content) into the
+// first version of each default config.
+func migrateConfigs(tx *bolt.Tx) error {
+	for _, typ := range []string{ConfigCloud, ConfigRuntime} {
+		raw := tx.Bucket(bConfigs).Get([]byte(typ))
 		if raw == nil {
-			return notFound("config", kind)
+			continue
 		}
-		out = append([]byte(nil), raw...)
+		content := append([]byte(nil), raw...)
+		if err := tx.Bucket(bConfigs).Delete([]byte(typ)); err != nil {
+			return err
+		}
+		if _, _, err := putConfig(tx, typ, DefaultConfig, content, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func configKey(typ, name string) []byte { return []byte(typ + "/" + name) }
+
+func (s *boltStore) PutConfig(typ, name string, content []byte) (rec ConfigRecord, created bool, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		rec, created, err = putConfig(tx, typ, name, content, false)
+		return err
+	})
+	return rec, created, err
+}
+
+// putConfig records a version of a config (a deletion when deleted) and
+// makes it current, unless the current one has the same content.
+func putConfig(tx *bolt.Tx, typ, name string, content []byte, deleted bool) (ConfigRecord, bool, error) {
+	cur, err := currentConfig(tx, typ, name)
+	switch {
+	case err == nil && !deleted && bytes.Equal(cur.Content, content):
+		return cur, false, nil
+	case err != nil && !errors.Is(err, kubefoundry.ErrNotFound):
+		return ConfigRecord{}, false, err
+	case err != nil && deleted:
+		return ConfigRecord{}, false, nil // nothing to end
+	}
+	vers := tx.Bucket(bConfigVers)
+	id, err := vers.NextSequence()
+	if err != nil {
+		return ConfigRecord{}, false, err
+	}
+	rec := ConfigRecord{ID: int64(id), Type: typ, Name: name, Content: content, Created: time.Now().UTC(), Deleted: deleted}
+	if err := put(vers, taskKey(rec.ID), rec); err != nil {
+		return ConfigRecord{}, false, err
+	}
+	if deleted {
+		return rec, true, tx.Bucket(bConfigs).Delete(configKey(typ, name))
+	}
+	return rec, true, tx.Bucket(bConfigs).Put(configKey(typ, name), taskKey(rec.ID))
+}
+
+func currentConfig(tx *bolt.Tx, typ, name string) (ConfigRecord, error) {
+	id := tx.Bucket(bConfigs).Get(configKey(typ, name))
+	if id == nil {
+		return ConfigRecord{}, notFound(typ+" config", name)
+	}
+	return configVersion(tx, int64(binary.BigEndian.Uint64(id)))
+}
+
+func configVersion(tx *bolt.Tx, id int64) (ConfigRecord, error) {
+	raw := tx.Bucket(bConfigVers).Get(taskKey(id))
+	if raw == nil {
+		return ConfigRecord{}, notFound("config version", strconv.FormatInt(id, 10))
+	}
+	var rec ConfigRecord
+	return rec, json.Unmarshal(raw, &rec)
+}
+
+func (s *boltStore) DeleteConfig(typ, name string) (bool, error) {
+	var ended bool
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		_, created, err := putConfig(tx, typ, name, nil, true)
+		ended = created
+		return err
+	})
+	return ended, err
+}
+
+func (s *boltStore) Config(id int64) (ConfigRecord, error) {
+	var rec ConfigRecord
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		rec, err = configVersion(tx, id)
+		return err
+	})
+	return rec, err
+}
+
+func (s *boltStore) Configs(typ string) ([]ConfigRecord, error) {
+	var out []ConfigRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		prefix := []byte(typ)
+		if typ != "" {
+			prefix = configKey(typ, "")
+		}
+		c := tx.Bucket(bConfigs).Cursor()
+		for k, id := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, id = c.Next() {
+			rec, err := configVersion(tx, int64(binary.BigEndian.Uint64(id)))
+			if err != nil {
+				return err
+			}
+			out = append(out, rec)
+		}
 		return nil
 	})
 	return out, err
+}
+
+func (s *boltStore) ConfigVersions(typ, name string) ([]ConfigRecord, error) {
+	var out []ConfigRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bConfigVers).Cursor()
+		for k, v := c.Last(); k != nil; k, v = c.Prev() {
+			var rec ConfigRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return err
+			}
+			if rec.Type == typ && rec.Name == name {
+				out = append(out, rec)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *boltStore) Variables(deployment string) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if raw := tx.Bucket(bVariables).Get([]byte(deployment)); raw != nil {
+			out = append([]byte(nil), raw...)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *boltStore) PutVariables(deployment string, content []byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bVariables).Put([]byte(deployment), content) })
 }
 
 // list reads every record of a bucket, in key order.

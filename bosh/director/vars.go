@@ -16,7 +16,7 @@ import (
 
 // manifestOf reads a manifest as the director deploys it: the variables
 // its variables block declares generated first when generate (into the
-// deployment's variables store, VariablesDir/<deployment>.json), then
+// deployment's variables store), then
 // every ((placeholder)) interpolated from that store, then parsed and
 // checked. Without a variables block or a placeholder, no store is needed.
 func (d *Director) manifestOf(raw []byte, generate bool) (*manifest.Manifest, error) {
@@ -35,18 +35,7 @@ func (d *Director) manifestOf(raw []byte, generate bool) (*manifest.Manifest, er
 	if !hasPlaceholder(&doc) && len(head.Variables) == 0 {
 		return manifest.Parse(raw)
 	}
-	if d.cfg.VariablesDir == "" {
-		return nil, fmt.Errorf("deployment %s uses variables, and the director has no VariablesDir: %w", head.Name, kubefoundry.ErrInvalid)
-	}
-	// The name becomes a file name: it must be a plain one.
-	if err := mbus.ValidateAgentID(head.Name); err != nil {
-		return nil, &kubefoundry.ValidationError{Object: "manifest", Problems: []kubefoundry.FieldError{{Field: "/name", Value: head.Name,
-			Reason: "a deployment with variables needs a name of letters, digits and hyphens"}}}
-	}
-	if err := os.MkdirAll(d.cfg.VariablesDir, 0o700); err != nil {
-		return nil, err
-	}
-	vars, err := variables.Open(filepath.Join(d.cfg.VariablesDir, head.Name+".json"))
+	vars, err := d.variables(head.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -59,6 +48,35 @@ func (d *Director) manifestOf(raw []byte, generate bool) (*manifest.Manifest, er
 		return nil, fmt.Errorf("deployment %s: %w", head.Name, err)
 	}
 	return manifest.ParseNode(&doc)
+}
+
+// variables opens a deployment's variables store: in the director's
+// Store, or with Config.VariablesDir in VariablesDir/<deployment>.json.
+func (d *Director) variables(deployment string) (*variables.Store, error) {
+	if d.cfg.VariablesDir == "" {
+		return variables.OpenBackend(storeVariables{st: d.cfg.Store, deployment: deployment})
+	}
+	// The name becomes a file name: it must be a plain one.
+	if err := mbus.ValidateAgentID(deployment); err != nil {
+		return nil, &kubefoundry.ValidationError{Object: "manifest", Problems: []kubefoundry.FieldError{{Field: "/name", Value: deployment,
+			Reason: "a deployment with variables needs a name of letters, digits and hyphens"}}}
+	}
+	if err := os.MkdirAll(d.cfg.VariablesDir, 0o700); err != nil {
+		return nil, err
+	}
+	return variables.Open(filepath.Join(d.cfg.VariablesDir, deployment+".json"))
+}
+
+// storeVariables keeps a deployment's variables in the director's Store.
+type storeVariables struct {
+	st         Store
+	deployment string
+}
+
+func (s storeVariables) Load() ([]byte, error)     { return s.st.Variables(s.deployment) }
+func (s storeVariables) Save(content []byte) error { return s.st.PutVariables(s.deployment, content) }
+func (s storeVariables) String() string {
+	return "of deployment " + s.deployment + " in the director's state"
 }
 
 // hasPlaceholder reports whether a value or key of the tree holds "((".

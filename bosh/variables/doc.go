@@ -4,7 +4,7 @@
 // rotates CAs, and is what bosh/opsfile.Interpolate reads ((variables))
 // from.
 //
-//	s, err := variables.Open(filepath.Join(stateDir, "vars.json"))
+//	s, err := variables.Open(filepath.Join(stateDir, "vars.json")) // or OpenBackend(be): any Backend keeping bytes
 //	err = s.Generate(m.Variables) // what is not there yet, and what converges
 //	err = opsfile.Interpolate(doc, s)
 //

@@ -21,7 +21,8 @@ import (
 // file (mode 0600) written whole on every change. It implements
 // opsfile.Vars and is safe for concurrent use.
 type Store struct {
-	path string
+	path string // names the store in errors: its file, or its Backend
+	be   Backend
 	mu   sync.Mutex
 	// vars and nextID are the file's content; see fileFormat.
 	vars   map[string]*entry
@@ -157,18 +158,35 @@ func (e *entry) clone() *entry {
 	return &c
 }
 
+// Backend keeps a store's content, written whole on every change: a file
+// (Open), or anything else that holds bytes (OpenBackend), such as the
+// BOSH director's state. What it keeps is secret.
+type Backend interface {
+	// Load returns what Save last wrote, nil when there is nothing yet.
+	Load() ([]byte, error)
+	// Save replaces the content; it is all or nothing.
+	Save(content []byte) error
+	// String names the backend in errors.
+	String() string
+}
+
 // Open reads the store at path, or starts an empty one there. A store
 // written before versions were kept (a bare object of name -> value) is
 // read as one version per variable and written in the current format by
 // the next change.
-func Open(path string) (*Store, error) {
-	s := &Store{path: path, vars: map[string]*entry{}, nextID: 1}
-	b, err := os.ReadFile(path)
+func Open(path string) (*Store, error) { return OpenBackend(fileBackend(path)) }
+
+// OpenBackend reads the store be keeps, or starts an empty one there,
+// as Open does with a file.
+func OpenBackend(be Backend) (*Store, error) {
+	path := be.String()
+	s := &Store{path: path, be: be, vars: map[string]*entry{}, nextID: 1}
+	b, err := be.Load()
 	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return s, nil
 	case err != nil:
-		return nil, err
+		return nil, fmt.Errorf("variables store %s: %w", path, err)
+	case b == nil:
+		return s, nil
 	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(b, &top); err != nil {
@@ -374,7 +392,26 @@ func (s *Store) save() error {
 	if err != nil {
 		return fmt.Errorf("variables store %s: %w", s.path, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(s.path), ".variables-*")
+	return s.be.Save(b)
+}
+
+// fileBackend is a store in a file of mode 0600, replaced whole (written
+// to a temporary file, synced, renamed) on every change.
+type fileBackend string
+
+func (f fileBackend) String() string { return string(f) }
+
+func (f fileBackend) Load() ([]byte, error) {
+	b, err := os.ReadFile(string(f))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
+func (f fileBackend) Save(b []byte) error {
+	path := string(f)
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".variables-*")
 	if err != nil {
 		return err
 	}
@@ -394,5 +431,5 @@ func (s *Store) save() error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), s.path)
+	return os.Rename(tmp.Name(), path)
 }

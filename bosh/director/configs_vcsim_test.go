@@ -1,0 +1,83 @@
+package director_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/bosh/director"
+)
+
+// TestNamedConfigsOnVcsim: a named cloud config adds to the default one
+// (a clash is refused and records nothing); a deployment records the
+// versions it was deployed with, and a recreate uses those, not newer
+// ones; named runtime configs place their add-ons together.
+func TestNamedConfigsOnVcsim(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+
+	large := func(cpu string) []byte {
+		return []byte("vm_types:\n- name: large\n  cloud_properties: {cpu: " + cpu + ", ram: 1024, disk: 1024}\n")
+	}
+	v1, err := g.dir.UpdateConfig(director.ConfigCloud, "large", large("2"))
+	require.NoError(t, err)
+	_, err = g.dir.UpdateConfig(director.ConfigCloud, "clash", []byte("vm_types:\n- name: small\n"))
+	require.Error(t, err)
+	assert.True(t, kubefoundry.IsInvalid(err), "%v", err)
+	assert.Contains(t, err.Error(), "/vm_types/")
+	assert.Contains(t, err.Error(), "defined more than once")
+	cur, err := g.dir.Configs(director.ConfigCloud)
+	require.NoError(t, err)
+	require.Len(t, cur, 2, "the clash was not recorded")
+
+	// Two runtime configs, each with an add-on of the test's release.
+	for name, group := range map[string]string{"one": "client", "two": "server"} {
+		_, err := g.dir.UpdateConfig(director.ConfigRuntime, name, []byte(`
+releases: [{name: kf-e2e, version: "1"}]
+addons:
+- name: addon-`+name+`
+  include: {instance_groups: [`+group+`]}
+  jobs: [{name: sidecar, release: kf-e2e, properties: {sidecar: {tag: from-`+name+`}}}]
+`))
+		require.NoError(t, err)
+	}
+
+	m := []byte(strings.Replace(string(deployment(1, 1, 8080, false, "1")), "vm_type: small", "vm_type: large", 1))
+	_, err = g.dir.Deploy(ctx, m, director.DeployOptions{})
+	require.NoError(t, err)
+	for _, r := range g.instances(t) {
+		want := map[string]string{"client": "from-one", "server": "from-two"}[r.Group]
+		assert.Contains(t, g.config(t, r, "sidecar"), "tag: "+want, "%s has its runtime config's add-on", r.Group)
+	}
+	dep, err := g.st.Deployment("e2e")
+	require.NoError(t, err)
+	assert.Contains(t, dep.Configs, v1.ID, "the deployment records the versions it was deployed with")
+
+	// A newer version of the named cloud config: the next deploy would
+	// recreate the server, a recreate uses what it was deployed with.
+	_, err = g.dir.UpdateConfig(director.ConfigCloud, "large", large("4"))
+	require.NoError(t, err)
+	plan := func() string {
+		res, err := g.dir.Deploy(ctx, m, director.DeployOptions{DryRun: true})
+		require.NoError(t, err)
+		return strings.Join(actions(res.Plan), ", ")
+	}
+	assert.Equal(t, "keep client/0, recreate server/0", plan())
+	_, err = g.dir.Recreate(ctx, "e2e", director.RecreateOptions{Instances: []string{"server"}})
+	require.NoError(t, err)
+	assert.Equal(t, "keep client/0, recreate server/0", plan(), "the recreate used the recorded cloud config, not the newer one")
+	_, err = g.dir.Deploy(ctx, m, director.DeployOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "keep client/0, keep server/0", plan())
+
+	_, err = g.dir.DeleteDeployment(ctx, "e2e", director.DeleteOptions{})
+	require.NoError(t, err)
+	assert.Empty(t, g.vms(t))
+}
