@@ -53,6 +53,16 @@ networks:
 	assert.NotNil(t, cc.Network("pods"))
 	require.NotNil(t, cc.Compilation)
 
+	t.Run("a part names another part's AZ", func(t *testing.T) {
+		net, err := ParsePart([]byte("networks:\n- {name: more, type: dynamic, subnets: [{az: z1}]}\n"))
+		require.NoError(t, err)
+		_, err = MergeCloud(Named[CloudConfig]{"default", mustCloud(t, baseCloud)}, Named[CloudConfig]{"net", net})
+		require.NoError(t, err)
+		wrong, err := ParsePart([]byte("networks:\n- {name: more, type: dynamic, subnets: [{az: z7}]}\n"))
+		require.NoError(t, err)
+		_, err = MergeCloud(Named[CloudConfig]{"default", mustCloud(t, baseCloud)}, Named[CloudConfig]{"wrong", wrong})
+		require.ErrorContains(t, err, `"z7": is not an AZ in azs`)
+	})
 	t.Run("a name in two configs", func(t *testing.T) {
 		dup, err := ParsePart([]byte(`
 azs: [{name: z1}]

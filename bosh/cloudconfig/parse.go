@@ -22,8 +22,9 @@ func Parse(data []byte) (*CloudConfig, error) {
 }
 
 // ParsePart reads one named cloud config of several, which MergeCloud
-// merges as BOSH's director does: as Parse, except that it need not have
-// the compilation block (the merged config must).
+// merges as BOSH's director does: as Parse, except that it need have no
+// network or compilation block and its subnets may name the AZs of
+// another part (the merged config is checked for all of that).
 func ParsePart(data []byte) (*CloudConfig, error) {
 	check := func(c *CloudConfig, unread func(string) bool) []kubefoundry.FieldError {
 		return checkCloudConfig(c, unread, true)

@@ -87,8 +87,11 @@ func checkCloudConfig(c *CloudConfig, unread func(string) bool, part bool) []kub
 			k.Add(at+"/disk_size", strconv.Itoa(v.DiskSize), "must be a positive number of MB")
 		}
 	}
-	if len(c.Networks) == 0 {
+	if len(c.Networks) == 0 && !part {
 		k.Add("/networks", "", "at least one network is required")
+	}
+	if part {
+		azs = nil // a part's subnets may name the AZs of another part
 	}
 	seen = map[string]bool{}
 	for i := range c.Networks {
@@ -262,11 +265,11 @@ func (k *checker) subnetZones(at string, n *Network, azs map[string]bool) {
 		case s.AZs != nil && len(s.AZs) == 0:
 			k.Add(sat+"/azs", "", "names no AZ: name one, or leave azs out")
 		}
-		if s.AZ != "" && !azs[s.AZ] {
+		if s.AZ != "" && azs != nil && !azs[s.AZ] {
 			k.Add(sat+"/az", s.AZ, "is not an AZ in azs")
 		}
 		for j, z := range s.AZs {
-			if z != "" && !azs[z] {
+			if z != "" && azs != nil && !azs[z] {
 				k.Add(yamltree.Index(sat+"/azs", j), z, "is not an AZ in azs")
 			}
 		}
