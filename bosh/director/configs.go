@@ -6,7 +6,10 @@ import (
 	"strings"
 
 	"github.com/kubefoundry/kubefoundry"
+	"go.yaml.in/yaml/v3"
+
 	"github.com/kubefoundry/kubefoundry/bosh/cloudconfig"
+	"github.com/kubefoundry/kubefoundry/bosh/opsfile"
 )
 
 // UpdateConfig checks a config and records it as the next version of the
@@ -96,14 +99,7 @@ func parseConfig(typ, name string, content []byte) (any, error) {
 		if content == nil {
 			return nil, nil
 		}
-		rc, err := cloudconfig.ParseRuntime(content)
-		if err != nil {
-			return nil, err
-		}
-		if len(rc.Variables) > 0 {
-			return nil, fmt.Errorf("runtime config %s: variables are not supported by this director yet: %w", name, kubefoundry.ErrInvalid)
-		}
-		return rc, nil
+		return cloudconfig.ParseRuntime(content)
 	}
 	return nil, &kubefoundry.FieldError{Field: "type", Value: typ, Reason: fmt.Sprintf("%v: %s or %s", errConfigType, ConfigCloud, ConfigRuntime)}
 }
@@ -146,7 +142,10 @@ type deployConfigs struct {
 	ids []int64
 }
 
-func (d *Director) currentConfigs() (*deployConfigs, error) {
+// currentConfigs are the current configs, for deploying deployment: its
+// runtime configs' variables generated into its variables store when
+// generate, and their ((placeholders)) interpolated from it.
+func (d *Director) currentConfigs(deployment string, generate bool) (*deployConfigs, error) {
 	clouds, err := d.cfg.Store.Configs(ConfigCloud)
 	if err != nil {
 		return nil, err
@@ -158,17 +157,27 @@ func (d *Director) currentConfigs() (*deployConfigs, error) {
 	if err != nil {
 		return nil, err
 	}
-	return configsOf(clouds, runtimes)
+	return d.configsOf(deployment, clouds, runtimes, generate)
 }
 
-func configsOf(clouds, runtimes []ConfigRecord) (*deployConfigs, error) {
+func (d *Director) configsOf(deployment string, clouds, runtimes []ConfigRecord, generate bool) (*deployConfigs, error) {
 	dc := &deployConfigs{}
 	var err error
 	if dc.cc, _, err = mergeConfigs(ConfigCloud, clouds); err != nil {
 		return nil, err
 	}
-	if _, dc.rc, err = mergeConfigs(ConfigRuntime, runtimes); err != nil {
-		return nil, err
+	if len(runtimes) > 0 {
+		rcs := make([]cloudconfig.Named[cloudconfig.RuntimeConfig], len(runtimes))
+		for i, r := range runtimes {
+			rc, err := d.runtimeFor(deployment, r, generate)
+			if err != nil {
+				return nil, err
+			}
+			rcs[i] = cloudconfig.Named[cloudconfig.RuntimeConfig]{Name: r.Name, Config: rc}
+		}
+		if dc.rc, err = cloudconfig.MergeRuntime(rcs...); err != nil {
+			return nil, err
+		}
 	}
 	for _, r := range append(clouds, runtimes...) {
 		dc.ids = append(dc.ids, r.ID)
@@ -204,5 +213,41 @@ func (d *Director) recordedConfigs(dep Deployment) (*deployConfigs, error) {
 			runtimes = append(runtimes, rec)
 		}
 	}
-	return configsOf(clouds, runtimes)
+	return d.configsOf(dep.Name, clouds, runtimes, false)
+}
+
+// runtimeFor reads a runtime config as deployment sees it: the variables
+// its variables block declares generated into the deployment's variables
+// store when generate (as BOSH generates a runtime config's variables for
+// each deployment), then its ((placeholders)) interpolated from that
+// store.
+func (d *Director) runtimeFor(deployment string, rec ConfigRecord, generate bool) (*cloudconfig.RuntimeConfig, error) {
+	rc, err := cloudconfig.ParseRuntime(rec.Content)
+	if err != nil {
+		return nil, fmt.Errorf("runtime config %s: %w", rec.Name, err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(rec.Content, &doc); err != nil {
+		return nil, fmt.Errorf("runtime config %s: %w", rec.Name, err)
+	}
+	if len(rc.Variables) == 0 && !hasPlaceholder(&doc) {
+		return rc, nil
+	}
+	vars, err := d.variables(deployment)
+	if err != nil {
+		return nil, err
+	}
+	if generate {
+		if err := vars.Generate(rc.Variables); err != nil {
+			return nil, fmt.Errorf("deployment %s: runtime config %s: variables: %w", deployment, rec.Name, err)
+		}
+	}
+	if err := opsfile.Interpolate(&doc, vars); err != nil {
+		return nil, fmt.Errorf("deployment %s: runtime config %s: %w", deployment, rec.Name, err)
+	}
+	out, err := yaml.Marshal(&doc)
+	if err != nil {
+		return nil, err
+	}
+	return cloudconfig.ParseRuntime(out)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/bosh/director"
+	"github.com/kubefoundry/kubefoundry/bosh/variables"
 )
 
 // TestNamedConfigsOnVcsim: a named cloud config adds to the default one
@@ -37,24 +38,38 @@ func TestNamedConfigsOnVcsim(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, cur, 2, "the clash was not recorded")
 
-	// Two runtime configs, each with an add-on of the test's release.
-	for name, group := range map[string]string{"one": "client", "two": "server"} {
-		_, err := g.dir.UpdateConfig(director.ConfigRuntime, name, []byte(`
+	// Two runtime configs, each with an add-on of the test's release; the
+	// first's tag is a variable it declares.
+	_, err = g.dir.UpdateConfig(director.ConfigRuntime, "one", []byte(`
 releases: [{name: kf-e2e, version: "1"}]
 addons:
-- name: addon-`+name+`
-  include: {instance_groups: [`+group+`]}
-  jobs: [{name: sidecar, release: kf-e2e, properties: {sidecar: {tag: from-`+name+`}}}]
+- name: addon-one
+  include: {instance_groups: [client]}
+  jobs: [{name: sidecar, release: kf-e2e, properties: {sidecar: {tag: ((addon_tag))}}}]
+variables:
+- {name: addon_tag, type: password}
 `))
-		require.NoError(t, err)
-	}
+	require.NoError(t, err)
+	_, err = g.dir.UpdateConfig(director.ConfigRuntime, "two", []byte(`
+releases: [{name: kf-e2e, version: "1"}]
+addons:
+- name: addon-two
+  include: {instance_groups: [server]}
+  jobs: [{name: sidecar, release: kf-e2e, properties: {sidecar: {tag: from-two}}}]
+`))
+	require.NoError(t, err)
 
 	m := []byte(strings.Replace(string(deployment(1, 1, 8080, false, "1")), "vm_type: small", "vm_type: large", 1))
 	_, err = g.dir.Deploy(ctx, m, director.DeployOptions{})
 	require.NoError(t, err)
+	vars, err := variables.OpenBackend(storeVars{g.st, "e2e"})
+	require.NoError(t, err)
+	tag, ok, err := vars.Get("addon_tag")
+	require.NoError(t, err)
+	require.True(t, ok, "the runtime config's variable is generated for the deployment")
 	for _, r := range g.instances(t) {
-		want := map[string]string{"client": "from-one", "server": "from-two"}[r.Group]
-		assert.Contains(t, g.config(t, r, "sidecar"), "tag: "+want, "%s has its runtime config's add-on", r.Group)
+		want := map[string]string{"client": tag.(string), "server": "from-two"}[r.Group]
+		assert.Contains(t, g.config(t, r, "sidecar"), "tag: "+want+"\n", "%s has its runtime config's add-on", r.Group)
 	}
 	dep, err := g.st.Deployment("e2e")
 	require.NoError(t, err)
@@ -73,6 +88,11 @@ addons:
 	_, err = g.dir.Recreate(ctx, "e2e", director.RecreateOptions{Instances: []string{"server"}})
 	require.NoError(t, err)
 	assert.Equal(t, "keep client/0, recreate server/0", plan(), "the recreate used the recorded cloud config, not the newer one")
+	for _, r := range g.instances(t) {
+		if r.Group == "client" {
+			assert.Contains(t, g.config(t, r, "sidecar"), "tag: "+tag.(string)+"\n", "the variable keeps its value")
+		}
+	}
 	_, err = g.dir.Deploy(ctx, m, director.DeployOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, "keep client/0, keep server/0", plan())

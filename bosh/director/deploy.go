@@ -92,7 +92,7 @@ func (d *Director) Deploy(ctx context.Context, manifestYAML []byte, opts DeployO
 	if err != nil {
 		return DeployResult{}, err
 	}
-	configs, err := d.currentConfigs()
+	configs, err := d.currentConfigs(m.Name, true)
 	if err != nil {
 		return DeployResult{}, fmt.Errorf("deploy %s: %w", m.Name, err)
 	}

@@ -75,7 +75,11 @@
 // interpolate the recorded manifest again); the manifest is recorded as
 // given, placeholders and all. The store is kept in Store, or with
 // Config.VariablesDir in a file per deployment there; it is kept when the
-// deployment is deleted, as CredHub keeps BOSH's.
+// deployment is deleted, as CredHub keeps BOSH's. A runtime config's
+// variables are generated into each deployment's store as it is deployed,
+// and its ((placeholders)) interpolated from there. Absolute names
+// (/dns_ca) are kept per deployment too: unlike CredHub's, they are not
+// shared between deployments.
 //
 // Add-ons: the manifest's, and those of the runtime config
 // (UpdateRuntimeConfig), whose releases join the deployment's, are placed
@@ -94,9 +98,9 @@
 // which then applies what the deployment says.
 //
 // Not here yet: several named persistent disks, vm_strategy
-// create-swap-delete (VMs are recreated delete-create), a runtime
-// config's variables (refused), the IPs of dynamic networks read back
-// from the VMs, and DNS (links address instances by IP).
+// create-swap-delete (VMs are recreated delete-create), variables shared
+// between deployments, the IPs of dynamic networks read back from the
+// VMs, and DNS (links address instances by IP).
 //
 // # Rolling updates
 //
