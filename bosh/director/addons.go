@@ -2,6 +2,7 @@ package director
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/kubefoundry/kubefoundry"
@@ -62,6 +63,12 @@ func placeAddons(m *manifest.Manifest, rc *cloudconfig.RuntimeConfig, stemcellOS
 		return err
 	}
 	m.Releases, m.InstanceGroups, m.Addons = releases, groups, nil
+	// The runtime config's tags join the manifest's; the manifest's win.
+	if rc != nil && len(rc.Tags) > 0 {
+		tags := maps.Clone(rc.Tags)
+		maps.Copy(tags, m.Tags)
+		m.Tags = tags
+	}
 	return nil
 }
 

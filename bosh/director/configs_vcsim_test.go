@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/bosh/cpi"
 	"github.com/kubefoundry/kubefoundry/bosh/director"
 	"github.com/kubefoundry/kubefoundry/bosh/variables"
 )
@@ -56,10 +57,11 @@ addons:
 - name: addon-two
   include: {instance_groups: [server]}
   jobs: [{name: sidecar, release: kf-e2e, properties: {sidecar: {tag: from-two}}}]
+tags: {team: platform, env: from-runtime-config}
 `))
 	require.NoError(t, err)
 
-	m := []byte(strings.Replace(string(deployment(1, 1, 8080, false, "1")), "vm_type: small", "vm_type: large", 1))
+	m := []byte(strings.Replace(string(deployment(1, 1, 8080, false, "1")), "vm_type: small", "vm_type: large", 1) + "tags: {env: prod}\n")
 	_, err = g.dir.Deploy(ctx, m, director.DeployOptions{})
 	require.NoError(t, err)
 	vars, err := variables.OpenBackend(storeVars{g.st, "e2e"})
@@ -70,6 +72,12 @@ addons:
 	for _, r := range g.instances(t) {
 		want := map[string]string{"client": tag.(string), "server": "from-two"}[r.Group]
 		assert.Contains(t, g.config(t, r, "sidecar"), "tag: "+want+"\n", "%s has its runtime config's add-on", r.Group)
+	}
+	for _, r := range g.instances(t) {
+		md, ok := g.scpi.meta.Load(r.VMCID)
+		require.True(t, ok, "no metadata on %s", r.VMCID)
+		assert.Equal(t, cpi.Metadata{"team": "platform", "env": "prod", "deployment": "e2e", "job": r.Group, "instance_group": r.Group,
+			"index": "0", "id": r.ID, "name": r.Group + "/" + r.ID}, md, "the runtime config's tags, the manifest's winning, on every VM")
 	}
 	dep, err := g.st.Deployment("e2e")
 	require.NoError(t, err)

@@ -211,6 +211,9 @@ type planned struct {
 	jobs      []agent.JobRef
 	packages  map[string]ReleasePackage
 	files     []template.File
+	// tags are the deployment's (the manifest's and its runtime
+	// configs'), set on its VMs.
+	tags map[string]string
 }
 
 // built is a deploy worked out: every instance wanted, and the plan.
@@ -295,6 +298,9 @@ func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudcon
 		}
 		where := fmt.Sprintf("/instance_groups/name=%s", g.Name)
 		ps := placeGroup(m.Name, g, byKey)
+		for _, p := range ps {
+			p.tags = m.Tags
+		}
 		// Addresses, network by network.
 		for ni, n := range g.Networks {
 			req := cloudconfig.Request{Network: n.Name, AZs: g.AZs, StaticIPs: n.StaticIPs, Taken: taken}
@@ -1156,8 +1162,13 @@ func (d *Director) replaceVM(ctx context.Context, deployment string, p *planned,
 	if err := save(func(r *InstanceRecord) { r.VMCID = cid }); err != nil {
 		return "", err
 	}
-	meta := cpi.Metadata{"deployment": deployment, "job": p.group.Name, "index": fmt.Sprint(p.rec.Index), "id": p.rec.ID,
-		"name": fmt.Sprintf("%s/%s", p.group.Name, p.rec.ID)}
+	// The deployment's tags, then what BOSH sets on every VM.
+	meta := cpi.Metadata(maps.Clone(p.tags))
+	if meta == nil {
+		meta = cpi.Metadata{}
+	}
+	maps.Copy(meta, cpi.Metadata{"deployment": deployment, "job": p.group.Name, "instance_group": p.group.Name,
+		"index": fmt.Sprint(p.rec.Index), "id": p.rec.ID, "name": fmt.Sprintf("%s/%s", p.group.Name, p.rec.ID)})
 	if err := d.cfg.CPI.SetVMMetadata(ctx, cid, meta); err != nil {
 		d.log.Warn("set_vm_metadata", zap.String("vm", cid), zap.Error(err))
 	}

@@ -407,6 +407,13 @@ type serialCPI struct {
 	// failDelete and failDeleteDisk make DeleteVM and DeleteDisk fail,
 	// as a vCenter that refuses would.
 	failDelete, failDeleteDisk atomic.Bool
+	// meta is the metadata the director set on each VM, by cid.
+	meta sync.Map
+}
+
+func (c *serialCPI) SetVMMetadata(ctx context.Context, cid string, md cpi.Metadata) error {
+	c.meta.Store(cid, md)
+	return c.CPI.SetVMMetadata(ctx, cid, md)
 }
 
 func (c *serialCPI) DeleteDisk(ctx context.Context, cid string) error {

@@ -87,7 +87,10 @@
 // add-on filter: any entry of a list, every list; no include rule, or an
 // empty one, means every group, errand groups too; an empty exclude rule
 // excludes nothing; lifecycle filters only when named), before the plan. The runtime config a deployment was deployed with is recorded with
-// it. Teams are not modelled: a rule that names teams selects nothing.
+// it. Teams are not modelled: a rule that names teams selects nothing. A
+// runtime config's tags join the manifest's (the manifest's win) and go,
+// with BOSH's own (deployment, instance_group, job, index, id, name), on
+// every VM the deploy creates (set_vm_metadata).
 //
 // Groups are updated in manifest order; adjacent groups whose update says
 // serial: false are updated together.
