@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/blang/semver/v4 v4.0.0
 	github.com/go-logr/logr v1.4.4
+	github.com/go-logr/zapr v1.3.0
 	github.com/go-openapi/loads v0.22.0
 	github.com/go-openapi/runtime v0.21.0
 	github.com/go-openapi/spec v0.21.0

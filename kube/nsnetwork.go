@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -17,6 +18,7 @@ import (
 	listersv1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
 )
 
 // Annotations and finalizer of the namespace network controller.
@@ -75,7 +77,11 @@ func (c *Client) NewNamespaceNetworkController(p NetworkProvider, opts ...Networ
 
 // Run processes namespaces with workers goroutines until ctx ends. Failed
 // namespaces are retried with per-item exponential backoff.
+//
+// What client-go's informer logs (a watch refused or cut) goes to the
+// Client's logger, not through klog.
 func (n *NamespaceNetworkController) Run(ctx context.Context, workers int) error {
+	ctx = klog.NewContext(ctx, zapr.NewLogger(n.log))
 	factory := informers.NewSharedInformerFactory(n.c.cs, n.resync)
 	inf := factory.Core().V1().Namespaces()
 	lister := inf.Lister()
@@ -97,7 +103,7 @@ func (n *NamespaceNetworkController) Run(ctx context.Context, workers int) error
 	}); err != nil {
 		return err
 	}
-	factory.Start(ctx.Done())
+	factory.StartWithContext(ctx)
 	defer factory.Shutdown()
 	if !cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced) {
 		queue.ShutDown()
