@@ -52,12 +52,15 @@
 // WaitNodesReady (a *NotReadyError names each
 // laggard and why) and Health (the API server's checks, nodes, kube-system
 // pods, and with WithEtcd the etcd members and leader). Cordon, Uncordon,
-// DrainPreflight (the PodDisruptionBudgets that would refuse an eviction
-// now) and Drain, which evicts through the Eviction API, retries PDB
-// refusals with backoff up to a per-pod timeout, skips DaemonSet and
-// mirror pods, leaves emptyDir pods unless asked, and reports each pod's
-// steps as the SDK's kubefoundry.Event (DrainOptions.Sink) as well as
-// through DrainOptions.Progress.
+// DrainPreflight (what a drain with the same options would meet now: each
+// PodDisruptionBudget that would refuse and how many of the node's pods,
+// and the pods it would leave) and Drain, which evicts through the
+// Eviction API, retries PDB refusals with capped backoff until a per-pod
+// timeout and names the budget that refused, skips DaemonSet and mirror
+// pods, leaves emptyDir pods and pods no controller owns unless asked
+// (DeleteEmptyDirData, Force, as kubectl drain's flags), and reports each
+// pod's steps as the SDK's kubefoundry.Event (DrainOptions.Sink) as well
+// as through DrainOptions.Progress.
 //
 // # Add-ons
 //
