@@ -9,7 +9,7 @@ import (
 	"github.com/kubefoundry/kubefoundry"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/validation/path"
+	"k8s.io/apimachinery/pkg/api/validate/content"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
 )
@@ -85,12 +85,12 @@ func (c *Client) BindTeam(ctx context.Context, team, role string, namespaces []s
 	v := kubefoundry.ValidationError{Object: "team binding"}
 	if team == "" {
 		v.Add("team", "", "required")
-	} else if msgs := path.ValidatePathSegmentName(team, false); len(msgs) > 0 {
+	} else if msgs := content.IsPathSegmentName(team); len(msgs) > 0 {
 		v.Add("team", team, "cannot be part of a RoleBinding's name: %s", strings.Join(msgs, ", "))
 	}
 	if role == "" {
 		v.Add("role", "", "required")
-	} else if msgs := path.ValidatePathSegmentName(role, false); len(msgs) > 0 {
+	} else if msgs := content.IsPathSegmentName(role); len(msgs) > 0 {
 		v.Add("role", role, "not a ClusterRole name: %s", strings.Join(msgs, ", "))
 	}
 	for i, ns := range namespaces {
