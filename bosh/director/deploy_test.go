@@ -404,9 +404,19 @@ func withErrand(m []byte, exit int) []byte {
 type serialCPI struct {
 	cpi.CPI
 	mu sync.Mutex
-	// failDelete and failDeleteDisk make DeleteVM and DeleteDisk fail,
-	// as a vCenter that refuses would.
-	failDelete, failDeleteDisk atomic.Bool
+	// failDelete, failDeleteDisk and failCreate make DeleteVM, DeleteDisk
+	// and CreateVM fail, as a vCenter that refuses would.
+	failDelete, failDeleteDisk, failCreate atomic.Bool
+	// before and after, when set, are told of each create_vm (with its
+	// agent id), delete_vm, attach_disk and detach_disk (with the VM's
+	// cid) before it is made and once it returned without error.
+	before, after atomic.Pointer[func(method, arg string)]
+}
+
+func (c *serialCPI) tell(hook *atomic.Pointer[func(method, arg string)], method, arg string) {
+	if f := hook.Load(); f != nil {
+		(*f)(method, arg)
+	}
 }
 
 func (c *serialCPI) DeleteDisk(ctx context.Context, cid string) error {
@@ -419,16 +429,47 @@ func (c *serialCPI) DeleteDisk(ctx context.Context, cid string) error {
 func (c *serialCPI) CreateVM(ctx context.Context, agentID, stemcellCID string, props cpi.CloudProps, nets cpi.Networks, disks []string, env cpi.Env) (string, cpi.Networks, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.CPI.CreateVM(ctx, agentID, stemcellCID, props, nets, disks, env)
+	c.tell(&c.before, "create_vm", agentID)
+	if c.failCreate.Load() {
+		return "", nil, errors.New("create_vm refused")
+	}
+	cid, out, err := c.CPI.CreateVM(ctx, agentID, stemcellCID, props, nets, disks, env)
+	if err == nil {
+		c.tell(&c.after, "create_vm", agentID)
+	}
+	return cid, out, err
 }
 
 func (c *serialCPI) DeleteVM(ctx context.Context, cid string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.tell(&c.before, "delete_vm", cid)
 	if c.failDelete.Load() {
 		return errors.New("delete_vm refused")
 	}
-	return c.CPI.DeleteVM(ctx, cid)
+	err := c.CPI.DeleteVM(ctx, cid)
+	if err == nil {
+		c.tell(&c.after, "delete_vm", cid)
+	}
+	return err
+}
+
+func (c *serialCPI) AttachDisk(ctx context.Context, vmCID, diskCID string) (cpi.DiskHint, error) {
+	c.tell(&c.before, "attach_disk", vmCID)
+	hint, err := c.CPI.AttachDisk(ctx, vmCID, diskCID)
+	if err == nil {
+		c.tell(&c.after, "attach_disk", vmCID)
+	}
+	return hint, err
+}
+
+func (c *serialCPI) DetachDisk(ctx context.Context, vmCID, diskCID string) error {
+	c.tell(&c.before, "detach_disk", vmCID)
+	err := c.CPI.DetachDisk(ctx, vmCID, diskCID)
+	if err == nil {
+		c.tell(&c.after, "detach_disk", vmCID)
+	}
+	return err
 }
 
 // rig is a director on vcsim through the vSphere CPI, with an agent per
