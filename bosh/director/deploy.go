@@ -76,6 +76,10 @@ type DeployResult struct {
 //     its agent answers; then every changed instance is applied, started
 //     and watched. A failed instance stops the deploy: the groups after it
 //     are left as they were.
+//   - Where a group's update says vm_strategy: create-swap-delete and it
+//     has no static IPs, a new VM is made, with new addresses, before
+//     the old one is stopped, and swapped in; the old VMs are deleted
+//     once the group is updated (see the package doc).
 //
 // Everything is recorded as it happens, before it is waited for: the
 // instance before its VM is made, the VM's cid as soon as the CPI gives

@@ -1397,6 +1397,37 @@ func TestConcurrentDeploysGetTheirOwnAddresses(t *testing.T) {
 	assert.Len(t, seen, 6)
 }
 
+// TestInstancesKeepTheirAddresses: an instance keeps its address when a
+// lower one is freed (another deployment deleted): a deploy that changes
+// a property updates the instances in place, on the addresses they had.
+func TestInstancesKeepTheirAddresses(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	other := strings.Replace(string(deployment(1, 0, 8080, false, "1")), "name: e2e", "name: e2f", 1)
+	_, err := g.dir.Deploy(ctx, []byte(other), director.DeployOptions{})
+	require.NoError(t, err)
+	_, err = g.dir.Deploy(ctx, deployment(2, 0, 8080, false, "1"), director.DeployOptions{})
+	require.NoError(t, err)
+	var before []string
+	for _, r := range g.instances(t) {
+		before = append(before, r.IPs...)
+	}
+	assert.Equal(t, []string{"default=10.0.0.11", "default=10.0.0.12"}, before, "10.0.0.10 is e2f's")
+	_, err = g.dir.DeleteDeployment(ctx, "e2f", director.DeleteOptions{})
+	require.NoError(t, err)
+
+	res, err := g.dir.Deploy(ctx, deployment(2, 0, 9090, false, "1"), director.DeployOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"update server/0", "update server/1"}, actions(res.Plan), "no address moved: no VM is recreated")
+	var after []string
+	for _, r := range g.instances(t) {
+		after = append(after, r.IPs...)
+	}
+	assert.Equal(t, before, after)
+}
+
 // TestStaticIPsPlaceInstances: with static IPs, an instance goes to the AZ
 // of its address's subnet, even when both addresses are in one AZ's.
 func TestStaticIPsPlaceInstances(t *testing.T) {

@@ -59,8 +59,9 @@ func (l *cpiLog) all() []string {
 	return slices.Clone(l.calls)
 }
 
-// jobState is what an agent reports, for hooks that run in the
-// director's goroutines (no require there).
+// jobState is what an agent reports, "<job state> <configuration
+// hash>", for hooks that run in the director's goroutines (no require
+// there).
 func (g *rig) jobState(agentID string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -70,11 +71,12 @@ func (g *rig) jobState(agentID string) string {
 	}
 	var st struct {
 		JobState string `json:"job_state"`
+		Hash     string `json:"configuration_hash"`
 	}
 	if err := json.Unmarshal(v, &st); err != nil {
 		return "error: " + err.Error()
 	}
-	return st.JobState
+	return st.JobState + " " + st.Hash
 }
 
 // starts counts the starts the server job wrote on its persistent disk,
@@ -222,8 +224,8 @@ func TestCreateSwapDeleteOnVcsim(t *testing.T) {
 		}
 		st, _ := g.state(t, r)
 		assert.Equal(t, "running", st)
-		assert.Equal(t, "running", runningAtCreate[r.ID], "server/%d's old VM ran its job while the new one was made", i)
-		assert.Equal(t, "running", runningAtDelete[r.ID], "server/%d's new VM ran its job when the old one was deleted", i)
+		assert.Equal(t, "running "+old.Applied.ConfigurationHash, runningAtCreate[r.ID], "server/%d's old VM ran its job while the new one was made", i)
+		assert.Equal(t, "running "+r.Applied.ConfigurationHash, runningAtDelete[r.ID], "server/%d's new VM ran its job, applied, when the old one was deleted", i)
 		create := log.at("create_vm " + r.AgentID)
 		detach := log.at("detach_disk " + old.VMCID)
 		attach := log.at("attach_disk " + r.VMCID)
@@ -263,7 +265,8 @@ func TestCreateSwapDeleteOnVcsim(t *testing.T) {
 	assert.NotEqual(t, before[0].VMCID, after[0].VMCID)
 	assert.NotEqual(t, before[0].IPs, after[0].IPs, "the new VM has a new address")
 	assert.Equal(t, before[1], after[1], "server/1 is left as it was")
-	assert.Equal(t, "running", runningAtCreate[after[0].ID], "the old VM ran its job while the new one was made: %v", log.all())
+	assert.Equal(t, "running "+before[0].Applied.ConfigurationHash, runningAtCreate[after[0].ID], "the old VM ran its job while the new one was made: %v", log.all())
+	assert.Equal(t, "running "+after[0].Applied.ConfigurationHash, runningAtDelete[after[0].ID], "the new VM ran its job when the old one was deleted: %v", log.all())
 	assert.Equal(t, 3, g.starts(t, after[0]))
 	assert.Equal(t, "servers: "+strings.Join(ipsOf(after), ",")+"\nport: 8080\n", g.config(t, g.byGroup(t, "client")[0], "client"),
 		"the client is updated for server/0's new address")
@@ -355,6 +358,9 @@ func TestCreateSwapDeleteLeavesTheOldInstanceWhenTheNewVMFails(t *testing.T) {
 			assert.Equal(t, hashes[r.ID], hash, "%s: server/%d", what, i)
 			assert.Equal(t, pids[r.ID], g.pid(t, r), "%s: server/%d's job was never stopped", what, i)
 			assert.Equal(t, 1, g.starts(t, r), "%s: server/%d", what, i)
+			attached, err := g.cpi.GetDisks(ctx, r.VMCID)
+			require.NoError(t, err)
+			assert.Equal(t, []string{r.DiskCID}, attached, "%s: server/%d's disk is on its VM", what, i)
 		}
 		assert.ElementsMatch(t, vms, g.vms(t), "%s: no VM is left of the attempt", what)
 	}
