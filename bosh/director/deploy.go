@@ -521,7 +521,8 @@ func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudcon
 			kept.Networks = p.keptNetworks
 			b.plan[i].Reasons = append(compare(kept, p.rec).Reasons, "create-swap-delete: the new VM, with new addresses, made before the old one stops")
 			b.plan[i].Swap = true
-		case p.rec.VMCID != "" && opts.swappable != nil && opts.swappable(p) && strategyOf(m, p.group) == manifest.VMStrategyCreateSwapDelete:
+		case p.rec.VMCID != "" && opts.swappable != nil && opts.swappable(p) &&
+			strategyOf(m, p.group) == manifest.VMStrategyCreateSwapDelete && !swapsVMs(m, p.group):
 			b.plan[i].Reasons = append(b.plan[i].Reasons, "delete-create: create-swap-delete does not apply to an instance group with static IPs")
 		}
 	}
