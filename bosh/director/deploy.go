@@ -76,6 +76,10 @@ type DeployResult struct {
 //     its agent answers; then every changed instance is applied, started
 //     and watched. A failed instance stops the deploy: the groups after it
 //     are left as they were.
+//   - Where a group's update says vm_strategy: create-swap-delete and it
+//     has no static IPs, a new VM is made, with new addresses, before
+//     the old one is stopped, and swapped in; the old VMs are deleted
+//     once the group is updated (see the package doc).
 //
 // Everything is recorded as it happens, before it is waited for: the
 // instance before its VM is made, the VM's cid as soon as the CPI gives
@@ -101,7 +105,7 @@ func (d *Director) Deploy(ctx context.Context, manifestYAML []byte, opts DeployO
 		return DeployResult{}, err
 	}
 	if opts.DryRun {
-		b, err := d.build(ctx, m, cc, opts.Recreate, "", false)
+		b, err := d.build(ctx, m, cc, deployBuild(opts, false))
 		if err != nil {
 			return DeployResult{}, err
 		}
@@ -109,7 +113,7 @@ func (d *Director) Deploy(ctx context.Context, manifestYAML []byte, opts DeployO
 	}
 	var res DeployResult
 	task, err := d.runTask(ctx, "deploy", m.Name, "create deployment", opts.Events, func(ctx context.Context, sink EventSink) (string, error) {
-		b, err := d.build(ctx, m, cc, opts.Recreate, "", true)
+		b, err := d.build(ctx, m, cc, deployBuild(opts, true))
 		if err != nil {
 			return "", err
 		}
@@ -121,6 +125,16 @@ func (d *Director) Deploy(ctx context.Context, manifestYAML []byte, opts DeployO
 	})
 	res.Task = task
 	return res, err
+}
+
+// deployBuild are a deploy's build options: with opts.Recreate, every
+// instance gets a new VM; any may be swapped.
+func deployBuild(opts DeployOptions, reserve bool) buildOptions {
+	bo := buildOptions{swappable: func(*planned) bool { return true }, reserve: reserve}
+	if opts.Recreate {
+		bo.recreate = func(*planned) bool { return true }
+	}
+	return bo
 }
 
 // runTask runs fn as a task recorded on the store, holding deployment's
@@ -214,6 +228,16 @@ type planned struct {
 	// tags are the deployment's (the manifest's and its runtime
 	// configs'), set on its VMs.
 	tags map[string]string
+	// had are the addresses the record had (network=ip), which the
+	// instance keeps while it may.
+	had []string
+	// swap: the instance's new VM is made before its old one stops
+	// (create-swap-delete), with nextIPs, new addresses, while the old VM
+	// holds rec.IPs; keptNetworks are the networks it would have had
+	// keeping its addresses, for the plan's reasons.
+	swap         bool
+	nextIPs      []string
+	keptNetworks string
 }
 
 // built is a deploy worked out: every instance wanted, and the plan.
@@ -224,13 +248,34 @@ type built struct {
 	plan      []InstanceChange
 }
 
+// buildOptions say what a build is for.
+type buildOptions struct {
+	// recreate selects the instances to get new VMs whatever changed
+	// (bosh deploy --recreate, Recreate); none when nil.
+	recreate func(*planned) bool
+	// swappable selects the instances whose new VMs may be made before
+	// their old ones stop, in the instance groups whose vm_strategy is
+	// create-swap-delete; none when nil.
+	swappable func(*planned) bool
+	// errand names the errand instance group to build (the others are
+	// left out).
+	errand string
+	// reserve holds the addresses the build gives out for the deployment
+	// until its task ends.
+	reserve bool
+}
+
 // build works the deploy out and changes nothing.
 //
 // Errand instance groups (lifecycle: errand) have no instances but while
-// they run: build leaves them out, but for the one named errand.
-// With reserve, the addresses it gives out are held for the deployment
-// until its task ends.
-func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudconfig.CloudConfig, recreate bool, errand string, reserve bool) (*built, error) {
+// they run: build leaves them out, but for the one named by opts.errand.
+//
+// An instance to get a new VM in an instance group whose vm_strategy is
+// create-swap-delete (and that opts.swappable selects) is to be swapped:
+// its new VM gets new addresses, the old one holding its own until it is
+// deleted, and every template is rendered with the new ones.
+func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudconfig.CloudConfig, opts buildOptions) (*built, error) {
+	errand := opts.errand
 	ve := &kubefoundry.ValidationError{Object: "deployment " + m.Name}
 	unsupported(ve, m)
 	cloudRefs(ve, m, cc)
@@ -301,35 +346,43 @@ func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudcon
 		for _, p := range ps {
 			p.tags = m.Tags
 		}
-		// Addresses, network by network.
-		for ni, n := range g.Networks {
-			req := cloudconfig.Request{Network: n.Name, AZs: g.AZs, StaticIPs: n.StaticIPs, Taken: taken}
-			for _, p := range ps {
-				req.Instances = append(req.Instances, cloudconfig.Instance{ID: p.rec.ID, AZ: p.rec.AZ, IP: lastIP(p.rec, n.Name)})
-			}
-			addrs, err := cc.Allocate(req)
-			if err != nil {
-				ve.Add(fmt.Sprintf("%s/networks/name=%s", where, n.Name), "", "%v", err)
-				continue
-			}
-			for i, a := range addrs {
-				p := ps[i]
-				if p.rec.AZ == "" {
-					p.rec.AZ = a.AZ
+		// Addresses, network by network: each instance keeps its own
+		// unless it is swapped.
+		allocate := func(why string) {
+			for ni, n := range g.Networks {
+				req := cloudconfig.Request{Network: n.Name, AZs: g.AZs, StaticIPs: n.StaticIPs, Taken: taken}
+				for _, p := range ps {
+					ip := lastIP(p.had, n.Name)
+					if p.swap {
+						ip = netip.Addr{}
+					}
+					req.Instances = append(req.Instances, cloudconfig.Instance{ID: p.rec.ID, AZ: p.rec.AZ, IP: ip})
 				}
-				net := networkSettings(cc.Network(n.Name), a, n, len(g.Networks))
-				p.nets[n.Name] = net
-				tn := template.Network{IP: net.IP, Netmask: net.Netmask, Gateway: net.Gateway, Default: net.Default}
-				p.tnets[n.Name] = tn
-				if a.IP.IsValid() {
-					taken[a.IP] = p.rec.ID
-					p.rec.IPs = append(p.rec.IPs, n.Name+"="+a.IP.String())
+				addrs, err := cc.Allocate(req)
+				if err != nil {
+					ve.Add(fmt.Sprintf("%s/networks/name=%s", where, n.Name), "", "%s%v", why, err)
+					continue
 				}
-				if ni == 0 || slices.Contains(n.Default, "gateway") {
-					p.ip = net.IP
+				for i, a := range addrs {
+					p := ps[i]
+					if p.rec.AZ == "" {
+						p.rec.AZ = a.AZ
+					}
+					net := networkSettings(cc.Network(n.Name), a, n, len(g.Networks))
+					p.nets[n.Name] = net
+					tn := template.Network{IP: net.IP, Netmask: net.Netmask, Gateway: net.Gateway, Default: net.Default}
+					p.tnets[n.Name] = tn
+					if a.IP.IsValid() {
+						taken[a.IP] = p.rec.ID
+						p.rec.IPs = append(p.rec.IPs, n.Name+"="+a.IP.String())
+					}
+					if ni == 0 || slices.Contains(n.Default, "gateway") {
+						p.ip = net.IP
+					}
 				}
 			}
 		}
+		allocate("")
 		// What every instance of the group shares.
 		stem, ok := stems[g.Stemcell]
 		if !ok {
@@ -368,9 +421,41 @@ func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudcon
 				azJSON, _ = json.Marshal(az.CloudProperties)
 			}
 			p.desired = Desired{Group: g.Name, Index: p.rec.Index, AZ: p.rec.AZ, Stemcell: stem.OS + "/" + stem.Version,
-				Networks: string(netJSON), VMType: vmType + " az:" + string(azJSON), Env: string(envJSON), Recreate: recreate, DiskSize: diskSize, DiskType: diskType}
+				Networks: string(netJSON), VMType: vmType + " az:" + string(azJSON), Env: string(envJSON),
+				Recreate: opts.recreate != nil && opts.recreate(p), DiskSize: diskSize, DiskType: diskType}
 			for _, j := range jobs {
 				p.desired.Jobs = append(p.desired.Jobs, releaseOfJob(g, j.Name)+"/"+j.Name+"/"+j.Version)
+			}
+		}
+		// create-swap-delete: an instance to get a new VM gets it before
+		// its old one stops, so the new one needs addresses of its own.
+		if opts.swappable != nil && swapsVMs(m, g) {
+			renew := false
+			for _, p := range ps {
+				if opts.swappable(p) && p.rec.VMCID != "" && p.rec.Applied != nil && p.rec.State != StateDetached &&
+					compare(p.desired, p.rec).Action == ActionRecreate {
+					p.swap, p.keptNetworks, renew = true, p.desired.Networks, true
+					for _, ip := range p.had {
+						if _, addr, _ := strings.Cut(ip, "="); addr != "" {
+							if a, err := netip.ParseAddr(addr); err == nil {
+								taken[a] = spareHolder(p.rec.ID)
+							}
+						}
+					}
+				}
+			}
+			if renew {
+				for _, p := range ps {
+					p.nets, p.tnets, p.rec.IPs, p.ip = cpi.Networks{}, map[string]template.Network{}, nil, ""
+				}
+				allocate("create-swap-delete gives each instance it swaps new addresses: ")
+				for _, p := range ps {
+					netJSON, _ := json.Marshal(p.nets)
+					p.desired.Networks = string(netJSON)
+					if p.swap {
+						p.nextIPs, p.rec.IPs = p.rec.IPs, p.had
+					}
+				}
 			}
 		}
 		byGroup[g.Name] = ps
@@ -379,10 +464,10 @@ func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudcon
 	if err := ve.Err(); err != nil {
 		return nil, err
 	}
-	if reserve {
+	if opts.reserve {
 		mine := map[netip.Addr]string{}
 		for _, p := range b.instances {
-			for _, ip := range p.rec.IPs {
+			for _, ip := range slices.Concat(p.rec.IPs, p.nextIPs) {
 				_, addr, _ := strings.Cut(ip, "=")
 				if a, err := netip.ParseAddr(addr); err == nil {
 					mine[a] = p.rec.ID
@@ -417,6 +502,29 @@ func (d *Director) build(ctx context.Context, m *manifest.Manifest, cc *cloudcon
 		}
 	}
 	b.plan = Plan(want, have)
+	// Each VM to replace is replaced create-swap-delete or delete-create,
+	// and the plan says which.
+	byID := map[string]*planned{}
+	for _, p := range b.instances {
+		byID[p.rec.ID] = p
+	}
+	for i, c := range b.plan {
+		p := byID[c.ID]
+		if p == nil || c.Action != ActionRecreate {
+			continue
+		}
+		switch {
+		case p.swap:
+			// Why, but for the new addresses the swap itself gives it.
+			kept := p.desired
+			kept.Networks = p.keptNetworks
+			b.plan[i].Reasons = append(compare(kept, p.rec).Reasons, "create-swap-delete: the new VM, with new addresses, made before the old one stops")
+			b.plan[i].Swap = true
+		case p.rec.VMCID != "" && opts.swappable != nil && opts.swappable(p) &&
+			strategyOf(m, p.group) == manifest.VMStrategyCreateSwapDelete && !swapsVMs(m, p.group):
+			b.plan[i].Reasons = append(b.plan[i].Reasons, "delete-create: create-swap-delete does not apply to an instance group with static IPs")
+		}
+	}
 	// A hard-stopped instance stays detached through a deploy: Start gives
 	// it a VM, with what the deployment then says.
 	for i, c := range b.plan {
@@ -532,7 +640,8 @@ func (d *Director) resolveStemcells(ve *kubefoundry.ValidationError, m *manifest
 }
 
 // takenAddresses are the addresses every recorded instance of every
-// deployment holds, by the instance's id.
+// deployment holds, by the instance's id; those of the VMs it is being
+// swapped to or from, by another name (spareHolder).
 func (d *Director) takenAddresses() (map[netip.Addr]string, error) {
 	deps, err := d.cfg.Store.Deployments()
 	if err != nil {
@@ -545,10 +654,15 @@ func (d *Director) takenAddresses() (map[netip.Addr]string, error) {
 			return nil, err
 		}
 		for _, r := range recs {
-			for _, ip := range r.IPs {
-				_, addr, _ := strings.Cut(ip, "=")
-				if a, err := netip.ParseAddr(addr); err == nil {
-					out[a] = r.ID
+			for i, ips := range [][]string{r.IPs, r.NextIPs, r.OldIPs} {
+				for _, ip := range ips {
+					_, addr, _ := strings.Cut(ip, "=")
+					if a, err := netip.ParseAddr(addr); err == nil {
+						out[a] = r.ID
+						if i > 0 {
+							out[a] = spareHolder(r.ID)
+						}
+					}
 				}
 			}
 		}
@@ -556,9 +670,31 @@ func (d *Director) takenAddresses() (map[netip.Addr]string, error) {
 	return out, nil
 }
 
-// lastIP is the address the record had on network.
-func lastIP(r InstanceRecord, network string) netip.Addr {
-	for _, ip := range r.IPs {
+// strategyOf is how the group's VMs are replaced, as its update says.
+func strategyOf(m *manifest.Manifest, g *manifest.InstanceGroup) manifest.VMStrategy {
+	if up := m.UpdateFor(g); up != nil && up.VMStrategy != "" {
+		return up.VMStrategy
+	}
+	return manifest.VMStrategyDeleteCreate
+}
+
+// swapsVMs reports whether the group's VMs are replaced
+// create-swap-delete: its update says so, and it has no static IPs, which
+// the old VM and the new could not both hold (BOSH's InstanceGroup
+// should_create_swap_delete?).
+func swapsVMs(m *manifest.Manifest, g *manifest.InstanceGroup) bool {
+	return strategyOf(m, g) == manifest.VMStrategyCreateSwapDelete &&
+		!slices.ContainsFunc(g.Networks, func(n manifest.Network) bool { return len(n.StaticIPs) > 0 })
+}
+
+// spareHolder names, in the addresses taken, an instance's VM that is not
+// its own (made ahead, or swapped out): no instance's id, so that no
+// instance is given its addresses while it is there.
+func spareHolder(id string) string { return id + " (a VM being swapped)" }
+
+// lastIP is the address had on network.
+func lastIP(had []string, network string) netip.Addr {
+	for _, ip := range had {
 		if n, addr, ok := strings.Cut(ip, "="); ok && n == network {
 			a, _ := netip.ParseAddr(addr)
 			return a
@@ -580,7 +716,7 @@ func placeGroup(deployment string, g *manifest.InstanceGroup, recorded map[strin
 		r, ok := recorded[fmt.Sprintf("%s/%d", g.Name, i)]
 		if ok {
 			p.rec = r
-			p.rec.IPs = nil
+			p.had, p.rec.IPs = r.IPs, nil
 			if !slices.Contains(g.AZs, r.AZ) {
 				p.rec.AZ = ""
 			}
@@ -881,6 +1017,14 @@ func (d *Director) apply(ctx context.Context, b *built, manifestYAML []byte, con
 			}
 		}
 	}
+	// What a swap cut short left (a VM made to swap in, or one swapped
+	// out and not yet deleted) goes before anything is updated.
+	var spareMu sync.Mutex
+	for _, p := range b.instances {
+		if err := d.dropSpareVMs(ctx, p, &spareMu); err != nil {
+			return err
+		}
+	}
 	action := map[string]string{}
 	for _, c := range b.plan {
 		action[fmt.Sprintf("%s/%d", c.Group, c.Index)] = c.Action
@@ -968,9 +1112,22 @@ func (d *Director) rollGroup(ctx context.Context, m *manifest.Manifest, g *manif
 	}
 	st := d.cfg.Store
 	var mu sync.Mutex
+	// What a swap cut short left goes first: a swap begins with neither.
+	for _, r := range rolls {
+		if err := d.dropSpareVMs(ctx, r.p, &mu); err != nil {
+			return err
+		}
+	}
 	ps := map[string]*planned{}
 	var changes []Change
 	noStart := map[string]bool{}
+	swaps := 0
+	for _, r := range rolls {
+		if r.replace && r.p.swap {
+			swaps++
+		}
+	}
+	creating := newStage(sink, "Creating missing vms", []string{g.Name}, swaps)
 	for _, r := range rolls {
 		noStart[r.p.rec.ID] = r.noStart
 		p := r.p
@@ -995,7 +1152,16 @@ func (d *Director) rollGroup(ctx context.Context, m *manifest.Manifest, g *manif
 			p.rec.Dirty = true
 			return st.PutInstance(p.rec)
 		}
-		if r.replace {
+		switch {
+		case r.replace && p.swap:
+			c.Create = func(ctx context.Context) error {
+				end := creating.start(fmt.Sprintf("%s/%s (%d)", g.Name, p.rec.ID, p.rec.Index))
+				err := d.createNextVM(ctx, m.Name, p, &mu)
+				end(err)
+				return err
+			}
+			c.Replace = func(ctx context.Context) (string, error) { return d.swapVM(ctx, p, &mu) }
+		case r.replace:
 			c.Replace = func(ctx context.Context) (string, error) { return d.replaceVM(ctx, m.Name, p, &mu) }
 		}
 		if beforeStop != nil {
@@ -1026,21 +1192,20 @@ func (d *Director) rollGroup(ctx context.Context, m *manifest.Manifest, g *manif
 			continue
 		}
 		p := ps[r.Instance.ID]
-		mu.Lock()
-		rec := p.rec
-		mu.Unlock()
 		want := p.desired
 		want.Recreate = false
-		if rec.TemplatesBlob != "" && rec.TemplatesBlob != blob {
-			drop = append(drop, rec.TemplatesBlob)
-		}
 		state := StateStarted
 		if noStart[r.Instance.ID] {
 			state = StateStopped
 		}
-		rec.Applied, rec.AgentID, rec.SpecHash, rec.State, rec.Dirty = &want, r.Instance.AgentID, want.ConfigurationHash, state, false
-		rec.TemplatesBlob = blob
-		if err := st.PutInstance(rec); err != nil {
+		err := d.saver(p, &mu)(func(rec *InstanceRecord) {
+			if rec.TemplatesBlob != "" && rec.TemplatesBlob != blob {
+				drop = append(drop, rec.TemplatesBlob)
+			}
+			rec.Applied, rec.AgentID, rec.SpecHash, rec.State, rec.Dirty = &want, r.Instance.AgentID, want.ConfigurationHash, state, false
+			rec.TemplatesBlob = blob
+		})
+		if err != nil {
 			uerr = errors.Join(uerr, err)
 		}
 	}
@@ -1053,6 +1218,14 @@ func (d *Director) rollGroup(ctx context.Context, m *manifest.Manifest, g *manif
 	for _, b := range drop {
 		if err := d.cfg.Blobs.Delete(context.WithoutCancel(ctx), b); err != nil {
 			d.log.Warn("deleting a rendered templates blob", zap.String("blob", b), zap.Error(err))
+		}
+	}
+	// The VMs swapped out go once the group is updated, as BOSH orphans
+	// them and deletes them later; so do those made for swaps that did
+	// not happen (a failure, or the update stopping first).
+	for _, r := range rolls {
+		if err := d.dropSpareVMs(ctx, r.p, &mu); err != nil {
+			uerr = errors.Join(uerr, err)
 		}
 	}
 	return uerr
@@ -1099,13 +1272,7 @@ func (d *Director) applySpec(ctx context.Context, deployment string, p *planned)
 // waited for until its agent answers. Each step is recorded before the
 // next begins.
 func (d *Director) replaceVM(ctx context.Context, deployment string, p *planned, mu *sync.Mutex) (string, error) {
-	st := d.cfg.Store
-	save := func(change func(r *InstanceRecord)) error {
-		mu.Lock()
-		defer mu.Unlock()
-		change(&p.rec)
-		return st.PutInstance(p.rec)
-	}
+	save := d.saver(p, mu)
 	mu.Lock()
 	old := p.rec
 	mu.Unlock()
@@ -1124,9 +1291,180 @@ func (d *Director) replaceVM(ctx context.Context, deployment string, p *planned,
 	if err := save(func(r *InstanceRecord) { r.AgentID = agentID }); err != nil {
 		return "", err
 	}
+	var disks []string
+	if old.DiskCID != "" {
+		disks = []string{old.DiskCID}
+	}
+	err := d.createVM(ctx, deployment, p, agentID, disks,
+		func(cid string) error { return save(func(r *InstanceRecord) { r.VMCID = cid }) },
+		func() error { return save(func(r *InstanceRecord) { r.AgentID = "" }) })
+	if err != nil {
+		return "", err
+	}
+	return agentID, nil
+}
+
+// createNextVM makes an instance's new VM ahead of its swap
+// (create-swap-delete), with its new addresses, while the old VM runs:
+// recorded as the instance's next VM, each step before the next begins,
+// as replaceVM records its VM.
+func (d *Director) createNextVM(ctx context.Context, deployment string, p *planned, mu *sync.Mutex) error {
+	save := d.saver(p, mu)
+	mu.Lock()
+	rec := p.rec
+	mu.Unlock()
+	if rec.NextVMCID != "" || rec.NextAgentID != "" || rec.OldVMCID != "" || rec.OldAgentID != "" {
+		return fmt.Errorf("a VM of an earlier swap (%s%s) is still to be deleted", rec.NextVMCID, rec.OldVMCID)
+	}
+	agentID := uuid.NewString()
+	// The agent id before the bus knows it, and the addresses before a
+	// VM holds them.
+	if err := save(func(r *InstanceRecord) { r.NextAgentID, r.NextIPs = agentID, p.nextIPs }); err != nil {
+		return err
+	}
+	var disks []string
+	if rec.DiskCID != "" {
+		disks = []string{rec.DiskCID} // where to make it; the disk stays on the old VM until the swap
+	}
+	return d.createVM(ctx, deployment, p, agentID, disks,
+		func(cid string) error { return save(func(r *InstanceRecord) { r.NextVMCID = cid }) },
+		func() error { return save(func(r *InstanceRecord) { r.NextAgentID, r.NextIPs = "", nil }) })
+}
+
+// swapVM makes an instance's next VM its own once the instance is
+// stopped: its persistent disks unmounted by the old VM's agent and
+// detached from the old VM, then, in one record, the next VM the
+// instance's, the old one recorded to be deleted (dropSpareVMs) with its
+// addresses, and the VM's part of what was applied (AZ, stemcell,
+// vm_type, networks, env) what the new VM was made with, so that a
+// deploy that stops after the swap does not swap again. The disks are
+// attached to the new VM by Prepare.
+func (d *Director) swapVM(ctx context.Context, p *planned, mu *sync.Mutex) (string, error) {
+	mu.Lock()
+	rec := p.rec
+	mu.Unlock()
+	if rec.NextVMCID == "" || rec.NextAgentID == "" {
+		return "", errors.New("swap: no new VM was made")
+	}
+	if rec.VMCID != "" {
+		attached, err := d.cfg.CPI.GetDisks(ctx, rec.VMCID)
+		if err != nil && !errors.Is(err, kubefoundry.ErrNotFound) {
+			return "", fmt.Errorf("get_disks %s: %w", rec.VMCID, err)
+		}
+		for _, disk := range []string{rec.DiskCID, rec.NewDiskCID, rec.OldDiskCID} {
+			if disk == "" || !slices.Contains(attached, disk) {
+				continue
+			}
+			if rec.AgentID != "" {
+				if _, err := d.cfg.Agents.Call(ctx, rec.AgentID, "unmount_disk", disk); err != nil {
+					return "", fmt.Errorf("unmount_disk %s: %w", disk, err)
+				}
+			}
+			if err := d.cfg.CPI.DetachDisk(ctx, rec.VMCID, disk); err != nil && !errors.Is(err, kubefoundry.ErrNotFound) {
+				return "", fmt.Errorf("detach_disk %s from %s: %w", disk, rec.VMCID, err)
+			}
+		}
+	}
+	err := d.saver(p, mu)(func(r *InstanceRecord) {
+		r.OldVMCID, r.OldAgentID, r.OldIPs = r.VMCID, r.AgentID, r.IPs
+		r.VMCID, r.AgentID, r.IPs = r.NextVMCID, r.NextAgentID, r.NextIPs
+		r.NextVMCID, r.NextAgentID, r.NextIPs = "", "", nil
+		if r.Applied != nil {
+			a := *r.Applied
+			a.AZ, a.Stemcell, a.VMType, a.Networks, a.Env = p.desired.AZ, p.desired.Stemcell, p.desired.VMType, p.desired.Networks, p.desired.Env
+			r.Applied = &a
+		}
+	})
+	if err != nil {
+		return "", err
+	}
+	return rec.NextAgentID, nil
+}
+
+// dropSpareVMs deletes the VMs of an instance that are not its own: one
+// made for a swap that did not happen, one a swap took it off. Each is
+// forgotten once deleted (one already gone is no error); its addresses
+// are held until then.
+func (d *Director) dropSpareVMs(ctx context.Context, p *planned, mu *sync.Mutex) error {
+	save := d.saver(p, mu)
+	mu.Lock()
+	rec := p.rec
+	mu.Unlock()
+	disks := []string{rec.DiskCID, rec.NewDiskCID, rec.OldDiskCID}
+	if rec.NextVMCID != "" || rec.NextAgentID != "" || len(rec.NextIPs) > 0 {
+		if err := d.deleteSpareVM(ctx, rec.NextVMCID, rec.NextAgentID, disks); err != nil {
+			return fmt.Errorf("instance %s/%s (%d): the VM made to swap in: %w", rec.Group, rec.ID, rec.Index, err)
+		}
+		if err := save(func(r *InstanceRecord) { r.NextVMCID, r.NextAgentID, r.NextIPs = "", "", nil }); err != nil {
+			return err
+		}
+	}
+	if rec.OldVMCID != "" || rec.OldAgentID != "" || len(rec.OldIPs) > 0 {
+		if err := d.deleteSpareVM(ctx, rec.OldVMCID, rec.OldAgentID, disks); err != nil {
+			return fmt.Errorf("instance %s/%s (%d): the VM swapped out: %w", rec.Group, rec.ID, rec.Index, err)
+		}
+		if err := save(func(r *InstanceRecord) { r.OldVMCID, r.OldAgentID, r.OldIPs = "", "", nil }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteSpareVM deletes a VM that is not its instance's own, and its
+// agent's place on the bus. Of the instance's disks, only those the CPI
+// says are attached to it are detached first (a disk is detached by its
+// cid alone, and is on the instance's own VM otherwise).
+func (d *Director) deleteSpareVM(ctx context.Context, cid, agentID string, disks []string) error {
+	if cid != "" {
+		attached, err := d.cfg.CPI.GetDisks(ctx, cid)
+		switch {
+		case errors.Is(err, kubefoundry.ErrNotFound):
+			cid = "" // gone
+		case err != nil:
+			return fmt.Errorf("get_disks %s: %w", cid, err)
+		}
+		for _, disk := range disks {
+			if disk == "" || cid == "" || !slices.Contains(attached, disk) {
+				continue
+			}
+			if err := d.cfg.CPI.DetachDisk(ctx, cid, disk); err != nil && !errors.Is(err, kubefoundry.ErrNotFound) {
+				return fmt.Errorf("detach_disk %s from %s: %w", disk, cid, err)
+			}
+		}
+	}
+	if cid != "" {
+		if err := d.cfg.CPI.DeleteVM(ctx, cid); err != nil && !errors.Is(err, kubefoundry.ErrNotFound) {
+			return fmt.Errorf("delete_vm %s: %w", cid, err)
+		}
+	}
+	if agentID != "" {
+		if err := d.cfg.Bus.RemoveAgent(agentID); err != nil {
+			d.log.Warn("removing an agent from the bus", zap.String("agent", agentID), zap.Error(err))
+		}
+	}
+	return nil
+}
+
+// saver records a change of an instance's record, under mu.
+func (d *Director) saver(p *planned, mu *sync.Mutex) func(change func(r *InstanceRecord)) error {
+	return func(change func(r *InstanceRecord)) error {
+		mu.Lock()
+		defer mu.Unlock()
+		change(&p.rec)
+		return d.cfg.Store.PutInstance(p.rec)
+	}
+}
+
+// createVM makes a VM for an instance with agentID (already recorded):
+// the agent's bus certificate in its env, create_vm, the cid recorded
+// (recordCID) as soon as the CPI gives it, its metadata, and the wait for
+// its agent. When create_vm fails the agent goes from the bus and forget
+// drops its id from the record.
+func (d *Director) createVM(ctx context.Context, deployment string, p *planned, agentID string, disks []string,
+	recordCID func(cid string) error, forget func() error) error {
 	creds, err := d.cfg.Bus.AddAgent(agentID)
 	if err != nil {
-		return "", fmt.Errorf("bus certificate: %w", err)
+		return fmt.Errorf("bus certificate: %w", err)
 	}
 	env := cpi.Env{}
 	maps.Copy(env, p.env)
@@ -1143,10 +1481,6 @@ func (d *Director) replaceVM(ctx context.Context, deployment string, p *planned,
 	// becomes of ctx: cut short, the VM could be made with no record of
 	// it, and leak.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.CreateVMTimeout)
-	var disks []string
-	if old.DiskCID != "" {
-		disks = []string{old.DiskCID}
-	}
 	cid, _, err := d.cfg.CPI.CreateVM(cctx, agentID, p.stemcell.CID, p.props, p.nets, disks, env)
 	cancel()
 	if err != nil {
@@ -1154,13 +1488,13 @@ func (d *Director) replaceVM(ctx context.Context, deployment string, p *planned,
 		if rerr := d.cfg.Bus.RemoveAgent(agentID); rerr != nil {
 			d.log.Warn("removing an agent from the bus", zap.String("agent", agentID), zap.Error(rerr))
 		}
-		if serr := save(func(r *InstanceRecord) { r.AgentID = "" }); serr != nil {
+		if serr := forget(); serr != nil {
 			err = errors.Join(err, serr)
 		}
-		return "", fmt.Errorf("create_vm: %w", err)
+		return fmt.Errorf("create_vm: %w", err)
 	}
-	if err := save(func(r *InstanceRecord) { r.VMCID = cid }); err != nil {
-		return "", err
+	if err := recordCID(cid); err != nil {
+		return err
 	}
 	// The deployment's tags, then what BOSH sets on every VM.
 	meta := cpi.Metadata(maps.Clone(p.tags))
@@ -1173,9 +1507,9 @@ func (d *Director) replaceVM(ctx context.Context, deployment string, p *planned,
 		d.log.Warn("set_vm_metadata", zap.String("vm", cid), zap.Error(err))
 	}
 	if err := d.waitAgent(ctx, agentID); err != nil {
-		return "", fmt.Errorf("VM %s: %w", cid, err)
+		return fmt.Errorf("VM %s: %w", cid, err)
 	}
-	return agentID, nil
+	return nil
 }
 
 // waitAgent pings a new VM's agent until it answers, for at most
@@ -1263,10 +1597,16 @@ func (d *Director) deleteInstance(ctx context.Context, r InstanceRecord, force b
 			}
 		}
 	}
+	disks := []string{r.DiskCID, r.NewDiskCID, r.OldDiskCID}
+	for _, spare := range [][2]string{{r.NextVMCID, r.NextAgentID}, {r.OldVMCID, r.OldAgentID}} {
+		if err := d.deleteSpareVM(ctx, spare[0], spare[1], disks); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
 	if err := d.deleteVM(ctx, r); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	for _, disk := range []string{r.DiskCID, r.NewDiskCID, r.OldDiskCID} {
+	for _, disk := range disks {
 		if disk == "" {
 			continue
 		}

@@ -404,9 +404,13 @@ func withErrand(m []byte, exit int) []byte {
 type serialCPI struct {
 	cpi.CPI
 	mu sync.Mutex
-	// failDelete and failDeleteDisk make DeleteVM and DeleteDisk fail,
-	// as a vCenter that refuses would.
-	failDelete, failDeleteDisk atomic.Bool
+	// failDelete, failDeleteDisk and failCreate make DeleteVM, DeleteDisk
+	// and CreateVM fail, as a vCenter that refuses would.
+	failDelete, failDeleteDisk, failCreate atomic.Bool
+	// before and after, when set, are told of each create_vm (with its
+	// agent id), delete_vm, attach_disk and detach_disk (with the VM's
+	// cid) before it is made and once it returned without error.
+	before, after atomic.Pointer[func(method, arg string)]
 	// meta is the metadata the director set on each VM, by cid.
 	meta sync.Map
 }
@@ -414,6 +418,12 @@ type serialCPI struct {
 func (c *serialCPI) SetVMMetadata(ctx context.Context, cid string, md cpi.Metadata) error {
 	c.meta.Store(cid, md)
 	return c.CPI.SetVMMetadata(ctx, cid, md)
+}
+
+func (c *serialCPI) tell(hook *atomic.Pointer[func(method, arg string)], method, arg string) {
+	if f := hook.Load(); f != nil {
+		(*f)(method, arg)
+	}
 }
 
 func (c *serialCPI) DeleteDisk(ctx context.Context, cid string) error {
@@ -426,16 +436,47 @@ func (c *serialCPI) DeleteDisk(ctx context.Context, cid string) error {
 func (c *serialCPI) CreateVM(ctx context.Context, agentID, stemcellCID string, props cpi.CloudProps, nets cpi.Networks, disks []string, env cpi.Env) (string, cpi.Networks, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.CPI.CreateVM(ctx, agentID, stemcellCID, props, nets, disks, env)
+	c.tell(&c.before, "create_vm", agentID)
+	if c.failCreate.Load() {
+		return "", nil, errors.New("create_vm refused")
+	}
+	cid, out, err := c.CPI.CreateVM(ctx, agentID, stemcellCID, props, nets, disks, env)
+	if err == nil {
+		c.tell(&c.after, "create_vm", agentID)
+	}
+	return cid, out, err
 }
 
 func (c *serialCPI) DeleteVM(ctx context.Context, cid string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.tell(&c.before, "delete_vm", cid)
 	if c.failDelete.Load() {
 		return errors.New("delete_vm refused")
 	}
-	return c.CPI.DeleteVM(ctx, cid)
+	err := c.CPI.DeleteVM(ctx, cid)
+	if err == nil {
+		c.tell(&c.after, "delete_vm", cid)
+	}
+	return err
+}
+
+func (c *serialCPI) AttachDisk(ctx context.Context, vmCID, diskCID string) (cpi.DiskHint, error) {
+	c.tell(&c.before, "attach_disk", vmCID)
+	hint, err := c.CPI.AttachDisk(ctx, vmCID, diskCID)
+	if err == nil {
+		c.tell(&c.after, "attach_disk", vmCID)
+	}
+	return hint, err
+}
+
+func (c *serialCPI) DetachDisk(ctx context.Context, vmCID, diskCID string) error {
+	c.tell(&c.before, "detach_disk", vmCID)
+	err := c.CPI.DetachDisk(ctx, vmCID, diskCID)
+	if err == nil {
+		c.tell(&c.after, "detach_disk", vmCID)
+	}
+	return err
 }
 
 // rig is a director on vcsim through the vSphere CPI, with an agent per
@@ -1371,6 +1412,37 @@ func TestConcurrentDeploysGetTheirOwnAddresses(t *testing.T) {
 		}
 	}
 	assert.Len(t, seen, 6)
+}
+
+// TestInstancesKeepTheirAddresses: an instance keeps its address when a
+// lower one is freed (another deployment deleted): a deploy that changes
+// a property updates the instances in place, on the addresses they had.
+func TestInstancesKeepTheirAddresses(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	other := strings.Replace(string(deployment(1, 0, 8080, false, "1")), "name: e2e", "name: e2f", 1)
+	_, err := g.dir.Deploy(ctx, []byte(other), director.DeployOptions{})
+	require.NoError(t, err)
+	_, err = g.dir.Deploy(ctx, deployment(2, 0, 8080, false, "1"), director.DeployOptions{})
+	require.NoError(t, err)
+	var before []string
+	for _, r := range g.instances(t) {
+		before = append(before, r.IPs...)
+	}
+	assert.Equal(t, []string{"default=10.0.0.11", "default=10.0.0.12"}, before, "10.0.0.10 is e2f's")
+	_, err = g.dir.DeleteDeployment(ctx, "e2f", director.DeleteOptions{})
+	require.NoError(t, err)
+
+	res, err := g.dir.Deploy(ctx, deployment(2, 0, 9090, false, "1"), director.DeployOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"update server/0", "update server/1"}, actions(res.Plan), "no address moved: no VM is recreated")
+	var after []string
+	for _, r := range g.instances(t) {
+		after = append(after, r.IPs...)
+	}
+	assert.Equal(t, before, after)
 }
 
 // TestStaticIPsPlaceInstances: with static IPs, an instance goes to the AZ

@@ -21,7 +21,7 @@
 //     highest version), its links and the cloud config give each instance
 //     its AZ (balanced over the group's AZs; an instance keeps its own),
 //     its addresses (cloudconfig.Allocate, with every other instance's
-//     held), its VM's cloud properties (the AZ's, the vm_type's or the
+//     held; an instance keeps its own), its VM's cloud properties (the AZ's, the vm_type's or the
 //     CPI's for vm_resources, then vm_extensions) and its rendered
 //     templates; Plan says what to do with each, and DryRun stops there.
 //     Every problem of the manifest is reported at once, before anything
@@ -29,11 +29,13 @@
 //     and group by group, through the updater below, each instance to
 //     create or recreate is given a new VM once stopped (create_vm with a
 //     new agent id and bus certificate in its env, waited for until its
-//     agent answers), its persistent disk is made what it is to be, and it
-//     is applied, started and watched.
+//     agent answers), or before it is stopped where the group's
+//     vm_strategy is create-swap-delete (below), its persistent disk is
+//     made what it is to be, and it is applied, started and watched.
 //   - Persistent disks (persistent_disk, persistent_disk_type): made near
 //     the VM, attached and mounted before the apply; moved with the
-//     instance to a new VM (detached before the old one goes); migrated
+//     instance to a new VM (detached before the old one goes, or, in a
+//     swap, unmounted and detached once the old one is stopped); migrated
 //     by the agent to a new disk when the size or type changes, the old
 //     one deleted after; deleted with the instance (BOSH orphans them:
 //     there are no orphaned disks here).
@@ -100,10 +102,54 @@
 // hard-stopped (detached) one is planned keep and gets no VM until Start,
 // which then applies what the deployment says.
 //
-// Not here yet: several named persistent disks, vm_strategy
-// create-swap-delete (VMs are recreated delete-create), variables shared
-// between deployments, the IPs of dynamic networks read back from the
-// VMs, and DNS (links address instances by IP).
+// Not here yet: several named persistent disks, variables shared between
+// deployments, the IPs of dynamic networks read back from the VMs, and
+// DNS (links address instances by IP).
+//
+// # create-swap-delete
+//
+// An instance group whose update says vm_strategy: create-swap-delete
+// (its own or the deployment's) and that has no static IPs has the
+// instances that are to get new VMs (AZ, stemcell, vm_type, networks or
+// env changed, DeployOptions.Recreate, Recreate without SkipDrain)
+// swapped, as BOSH does: the new VM is made first (Change.Create; event
+// stage "Creating missing vms") while the old one runs its jobs; then the
+// old one is drained and stopped as ever (BeforeStop, pre-stop with
+// BOSH_VM_NEXT_STATE=delete, drain shutdown, stop, post-stop), its
+// persistent disk unmounted by its agent and detached, the new VM made
+// the instance's in one record (the swap), the disk attached and mounted
+// there, and the new VM applied, started and watched. The VMs swapped
+// out are deleted once their group's update ends (BOSH orphans them and
+// deletes them within minutes). A failure before the swap (create_vm,
+// the new agent's wait, BeforeStop, a drain) leaves the old instance on
+// its VM, and the new VM is deleted at the group's end.
+//
+// The new VM cannot have the old one's addresses while the old one holds
+// them: a swapped instance is given new ones (on manual and vip
+// networks), the old ones held until the old VM is deleted, as BOSH
+// gives such an instance new reservations. Every template is rendered
+// once, before anything changes, with the addresses each instance will
+// have: a link consumer whose template changes is updated in its group's
+// turn (Recreate updates such instances too), so until then a consumer
+// in a later group names the old address, one in an earlier group the
+// new one before its VM runs. A network without a free address for each
+// instance swapped fails the deploy before anything changes. An instance
+// group with static IPs is recreated delete-create, as BOSH does, and the
+// plan's reasons say so; so are the resurrector's and cloud-check's
+// recreations (SkipDrain: the old VM is gone or dead). The plan marks a
+// swapped instance (InstanceChange.Swap).
+//
+// The VM made ahead is recorded as the instance's next VM
+// (InstanceRecord.NextVMCID, NextAgentID, NextIPs) as it is made, and the
+// one swapped out as its old VM (OldVMCID, OldAgentID, OldIPs) until it
+// is deleted; the swap also records the VM's part of Applied, so that a
+// deploy cut short after the swap finishes it as an update. A deploy
+// (and Recreate, Start, Restart, for their instances) first deletes
+// whatever of these a director that stopped left, and deleting an
+// instance deletes them too. Unlike BOSH, the new VMs are made in each
+// instance's turn (canaries first, max_in_flight at once), not all at
+// the start of the deploy, and a next VM a director that died left is
+// deleted and made again, not adopted.
 //
 // # Rolling updates
 //
@@ -114,6 +160,7 @@
 // one begins as soon as one ends), each watched for update_watch_time. One
 // instance is taken through BOSH's steps:
 //
+//	Change.Create         when set: the new VM made ahead (create-swap-delete)
 //	Change.BeforeStop     when set and it runs (a platform's own step: lifecycle drains the
 //	                      instance's Kubernetes node; DeployOptions.BeforeStop)
 //	run_script pre-stop   only when it runs (Instance.Running), with BOSH_VM_NEXT_STATE=keep
@@ -121,7 +168,7 @@
 //	drain update <spec>   likewise; the agent waits what the drain scripts ask
 //	stop                  likewise
 //	run_script post-stop  likewise
-//	Change.Replace        when set: a new VM (the deploy's delete-create)
+//	Change.Replace        when set: a new VM (delete-create), or the swap to the one made ahead
 //	Change.Prepare        when set: the persistent disk made what it is to be
 //	apply <spec>          the agent fetches and lays out the new packages and jobs
 //	run_script pre-start
@@ -148,7 +195,7 @@
 // ids of the config versions it was deployed with), every version of
 // every config, each deployment's variables, their instances (group, index, id, AZ, IPs, bootstrap, VM
 // cid, agent id, disk cid, the hash of the spec applied, the state asked
-// for), tasks (kind, deployment, state, result) with their events in
+// for, the VMs of a swap under way), tasks (kind, deployment, state, result) with their events in
 // order, and a lock per deployment naming the task that holds it (a
 // *LockedError, errors.Is kubefoundry.ErrConflict, for any other). All of
 // it survives a restart; a lock left by a director that died names the
@@ -162,7 +209,7 @@
 // says per instance create, recreate, update, keep or delete, with BOSH's
 // reasons ("stemcell changed (a -> b)", "properties changed", ...), as
 // the diff shown before anything changes; Deploy builds the Desired
-// instances.
+// instances, and says of each recreate whether it is a swap.
 //
 // # Cloud-check
 //
@@ -181,7 +228,7 @@
 //
 //	director.go    Director, Config, New (ending a dead director's tasks), UploadStemcell, UploadRelease
 //	configs.go     UpdateConfig, DeleteConfig, Configs, UpdateCloudConfig, UpdateRuntimeConfig: named configs by version, merged
-//	deploy.go      Deploy: building the instances, rendering, applying; tasks; VMs; DeleteDeployment
+//	deploy.go      Deploy: building the instances (addresses, a swap's new ones), rendering, applying; tasks; VMs made, swapped, deleted; DeleteDeployment
 //	disk.go        persistent disks: create, attach, mount, migrate, delete
 //	recreate.go    Recreate, Resurrector, Watch
 //	state.go       Stop, Start, Restart

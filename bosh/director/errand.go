@@ -66,7 +66,7 @@ func (d *Director) RunErrand(ctx context.Context, deployment, name string, opts 
 		if errandGroup {
 			only = name
 		}
-		b, err := d.build(ctx, m, cc, false, only, true)
+		b, err := d.build(ctx, m, cc, buildOptions{errand: only, reserve: true})
 		if err != nil {
 			return "", err
 		}

@@ -62,6 +62,11 @@ type childConfig struct {
 	CloudConfig  string         `json:"cloud_config"`
 	Manifest     string         `json:"manifest"`
 	KillAtCanary bool           `json:"kill_at_canary"`
+	// Then is a manifest deployed once Manifest is; the process dies by
+	// SIGKILL once the CPI call KillAt (create_vm, delete_vm,
+	// attach_disk, detach_disk) of that deploy returns.
+	Then   string `json:"then,omitempty"`
+	KillAt string `json:"kill_at,omitempty"`
 }
 
 // childDirector is a director process: it uploads, deploys and, when told
@@ -103,7 +108,21 @@ func childDirector(path string) int {
 	if err != nil {
 		return fail(err)
 	}
-	return 0
+	if c.Then == "" {
+		return 0
+	}
+	kill := func(method, _ string) {
+		if method == c.KillAt {
+			fmt.Printf("killed after %s\n", method)
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // the signal is on its way
+		}
+	}
+	g.scpi.after.Store(&kill)
+	if _, err := g.dir.Deploy(ctx, []byte(c.Then), director.DeployOptions{}); err != nil {
+		return fail(err)
+	}
+	return fail(fmt.Errorf("the deploy ended without a %s", c.KillAt))
 }
 
 // foundation is a director with its own bus, on the test's vcsim and
@@ -112,6 +131,7 @@ type foundation struct {
 	bus    *mbus.Bus
 	client *mbus.Client
 	st     director.Store
+	scpi   *serialCPI
 	dir    *director.Director
 	close  func()
 }
@@ -174,7 +194,8 @@ func newFoundation(ctx context.Context, c childConfig) (*foundation, error) {
 	closers = append(closers, func() { _ = f.st.Close() })
 	r := template.New()
 	closers = append(closers, func() { _ = r.Close() })
-	f.dir, err = director.New(director.Config{Store: f.st, CPI: &serialCPI{CPI: cp}, Bus: bus, Agents: f.client, Blobs: blobs, Signer: signer,
+	f.scpi = &serialCPI{CPI: cp}
+	f.dir, err = director.New(director.Config{Store: f.st, CPI: f.scpi, Bus: bus, Agents: f.client, Blobs: blobs, Signer: signer,
 		BlobstoreURL: c.BlobURL, Renderer: r, AgentPing: 50 * time.Millisecond, PingTimeout: time.Second, AgentWait: time.Minute})
 	if err != nil {
 		return fail(err)
@@ -206,24 +227,25 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// TestDirectorKilledMidDeploy: a director process killed (SIGKILL, its
-// bus with it) once the first canary is updated; a director started again
-// on its store, with a bus of the same CA and port, reports the task the
-// dead one left and converges the deployment on the next deploy, with one
-// VM per instance and none leaked.
-func TestDirectorKilledMidDeploy(t *testing.T) {
+// childRig is what a director process works on, which outlives it: vcsim,
+// the blobstore server (as the director's nginx would) and the agents.
+type childRig struct {
+	vs    *vsphere.Client
+	fleet *agentsim.Fleet
+	cfg   childConfig
+}
+
+func newChildRig(t *testing.T) *childRig {
+	t.Helper()
 	if _, err := exec.LookPath("ruby"); err != nil {
 		t.Skip("ruby is needed to render templates (apt-get install ruby)")
 	}
 	sim := vspheretest.Start(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	vs, err := vsphere.New(ctx, sim.Config, vsphere.WithLogger(zaptest.NewLogger(t)))
 	require.NoError(t, err)
-	defer func() { _ = vs.Close(context.Background()) }()
-
-	// The blobstore server stays up across the director's death, as the
-	// director's nginx would.
+	t.Cleanup(func() { _ = vs.Close(context.Background()) })
 	blobDir := t.TempDir()
 	local, err := blobstore.NewLocal(blobDir)
 	require.NoError(t, err)
@@ -231,19 +253,27 @@ func TestDirectorKilledMidDeploy(t *testing.T) {
 	srv, err := blobstore.NewServer(local, blobstore.ServerConfig{Username: "director", Password: "pw", Secret: secret})
 	require.NoError(t, err)
 	https := httptest.NewTLSServer(srv)
-	defer https.Close()
+	t.Cleanup(https.Close)
 	var ac agent.Config
 	ac.HeartbeatInterval = 100 * time.Millisecond
 	ac.Supervisor = agenttest.FastSupervisor
 	fleet, err := agentsim.Start(context.Background(), vs.Vim25(), agentsim.Config{Root: t.TempDir(), Agent: ac}, zaptest.NewLogger(t))
 	require.NoError(t, err)
-	defer fleet.Close()
-
+	t.Cleanup(fleet.Close)
 	caCert, caKey := testCA(t)
 	cfg := childConfig{VSphere: sim.Config, BusPort: freePort(t), CACert: caCert, CAKey: caKey, BlobDir: blobDir, BlobURL: https.URL,
 		BlobCA: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: https.Certificate().Raw})), Secret: secret,
 		Store: filepath.Join(t.TempDir(), "director.db"), Stemcell: stemcellTarball(t, "1.1"), Release: testRelease(t, "1", "ubuntu-jammy/1.1"),
-		CloudConfig: cloudConfig, Manifest: string(deployment(3, 1, 8080, false, "1")), KillAtCanary: true}
+		CloudConfig: cloudConfig}
+	return &childRig{vs: vs, fleet: fleet, cfg: cfg}
+}
+
+// kill runs a director process on cfg, which is to die by SIGKILL within
+// 3 minutes, and returns what it printed.
+func (c *childRig) kill(t *testing.T, cfg childConfig) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
 	raw, err := json.Marshal(cfg)
 	require.NoError(t, err)
 	cfgFile := filepath.Join(t.TempDir(), "child.json")
@@ -255,10 +285,41 @@ func TestDirectorKilledMidDeploy(t *testing.T) {
 	require.ErrorAs(t, err, &ee, "the director process was to die: %s", out)
 	ws, _ := ee.Sys().(syscall.WaitStatus)
 	require.True(t, ws.Signaled() && ws.Signal() == syscall.SIGKILL, "killed by SIGKILL: %v\n%s", err, out)
-	require.Contains(t, string(out), "event finished server/", "it died after the canary: %s", out)
-	before, err := find.NewFinder(vs.Vim25()).VirtualMachineList(ctx, "/DC0/vm/bosh/vms/*")
+	return string(out)
+}
+
+// vms lists the VMs in the CPI's folder.
+func (c *childRig) vms(t *testing.T) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	vms, err := find.NewFinder(c.vs.Vim25()).VirtualMachineList(ctx, "/DC0/vm/bosh/vms/*")
+	var nf *find.NotFoundError
+	if errors.As(err, &nf) {
+		return nil
+	}
 	require.NoError(t, err)
-	require.Len(t, before, 1, "the canary's VM, and no other yet")
+	var out []string
+	for _, vm := range vms {
+		out = append(out, vm.Name())
+	}
+	return out
+}
+
+// TestDirectorKilledMidDeploy: a director process killed (SIGKILL, its
+// bus with it) once the first canary is updated; a director started again
+// on its store, with a bus of the same CA and port, reports the task the
+// dead one left and converges the deployment on the next deploy, with one
+// VM per instance and none leaked.
+func TestDirectorKilledMidDeploy(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	c := newChildRig(t)
+	vs, cfg := c.vs, c.cfg
+	cfg.Manifest, cfg.KillAtCanary = string(deployment(3, 1, 8080, false, "1")), true
+	out := c.kill(t, cfg)
+	require.Contains(t, out, "event finished server/", "it died after the canary: %s", out)
+	require.Len(t, c.vms(t), 1, "the canary's VM, and no other yet")
 
 	// A new director on the store: the task is reported, and a deploy
 	// converges.
@@ -306,4 +367,95 @@ func TestDirectorKilledMidDeploy(t *testing.T) {
 	_, err = find.NewFinder(vs.Vim25()).VirtualMachineList(ctx, "/DC0/vm/bosh/vms/*")
 	var nf *find.NotFoundError
 	assert.True(t, errors.As(err, &nf), "no VM is left: %v", err)
+}
+
+// TestDirectorKilledMidSwap: a director process killed (SIGKILL) in the
+// middle of a create-swap-delete, before the swap (the old VM stopped and
+// its disk detached, the new VM made and recorded as the next) and after
+// it (the new VM the instance's, its disk being attached, the old one
+// recorded to be deleted). Every VM on vcsim is one the store names; a
+// director started again on the store converges on the next deploy (a
+// swap cut short before is made again, one after is finished as an
+// update), with one VM per instance, the data on the disk, and no VM
+// leaked.
+func TestDirectorKilledMidSwap(t *testing.T) {
+	for _, tc := range []struct {
+		name, killAt, plan string
+	}{
+		{"before the swap", "detach_disk", "recreate server/0"},
+		{"after the swap", "attach_disk", "update server/0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+			defer cancel()
+			c := newChildRig(t)
+			cfg := c.cfg
+			cfg.CloudConfig = mediumCloudConfig()
+			small := withCSD(withDisk(deployment(1, 0, 8080, false, "1"), 1024))
+			cfg.Manifest, cfg.Then, cfg.KillAt = string(small), string(serversOn(small, "medium")), tc.killAt
+			out := c.kill(t, cfg)
+			require.Contains(t, out, "killed after "+tc.killAt, "%s", out)
+
+			f, err := newFoundation(ctx, cfg)
+			require.NoError(t, err)
+			defer f.close()
+			recs, err := f.st.Instances("e2e")
+			require.NoError(t, err)
+			require.Len(t, recs, 1)
+			r := recs[0]
+			named := []string{r.VMCID, r.NextVMCID, r.OldVMCID}
+			for _, vm := range c.vms(t) {
+				assert.Contains(t, named, vm, "every VM is one the store names")
+			}
+			assert.Len(t, c.vms(t), 2, "the old VM and the new")
+			if tc.killAt == "detach_disk" {
+				assert.NotEmpty(t, r.NextVMCID, "the new VM is recorded as the next")
+				assert.Empty(t, r.OldVMCID)
+			} else {
+				assert.NotEmpty(t, r.OldVMCID, "the old VM is recorded to be deleted")
+				assert.Empty(t, r.NextVMCID)
+			}
+
+			// The instance's agent back on the new bus first, as an
+			// operator would wait for it (TestDirectorRestartsOnANewBus).
+			agenttest.Eventually(t, func() bool {
+				pctx, cancel := context.WithTimeout(ctx, time.Second)
+				defer cancel()
+				_, err := f.client.Call(pctx, r.AgentID, "ping")
+				return err == nil
+			}, "the agent of server/0 is not back on the bus")
+			res, err := f.dir.Deploy(ctx, []byte(cfg.Then), director.DeployOptions{})
+			require.NoError(t, err)
+			assert.Equal(t, []string{tc.plan}, actions(res.Plan))
+			recs, err = f.st.Instances("e2e")
+			require.NoError(t, err)
+			r = recs[0]
+			assert.Equal(t, []string{r.VMCID}, c.vms(t), "one VM, the instance's: none leaked")
+			assert.Empty(t, r.NextVMCID+r.NextAgentID+r.OldVMCID+r.OldAgentID)
+			assert.Empty(t, r.NextIPs)
+			assert.Empty(t, r.OldIPs)
+			pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
+			v, err := f.client.Call(pctx, r.AgentID, "get_state")
+			pcancel()
+			require.NoError(t, err)
+			var st struct {
+				JobState string `json:"job_state"`
+			}
+			require.NoError(t, json.Unmarshal(v, &st))
+			assert.Equal(t, "running", st.JobState)
+			starts := 0
+			for _, id := range c.fleet.Agents() {
+				if a, ok := c.fleet.Agent(id); ok && a.ID() == r.AgentID {
+					b, err := os.ReadFile(a.Layout().Path("/var/vcap/store/server/starts"))
+					require.NoError(t, err)
+					starts = strings.Count(string(b), "started")
+				}
+			}
+			assert.Equal(t, 2, starts, "the data is on the disk, on the new VM")
+
+			_, err = f.dir.DeleteDeployment(ctx, "e2e", director.DeleteOptions{})
+			require.NoError(t, err)
+			assert.Empty(t, c.vms(t), "no VM is left")
+		})
+	}
 }

@@ -52,6 +52,10 @@ type InstanceChange struct {
 	// DiskChanged: the persistent disk is to be made anew (and the data
 	// migrated) or made for the first time, or deleted.
 	DiskChanged bool
+	// Swap: the instance's new VM is made, with new addresses, before its
+	// old one is stopped (vm_strategy create-swap-delete); a recreate
+	// without it is delete-create.
+	Swap bool
 }
 
 func (c InstanceChange) String() string {

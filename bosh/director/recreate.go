@@ -31,17 +31,31 @@ type RecreateOptions struct {
 // VM deleted, a new one made and the same spec applied and started. It is
 // a task holding the deployment's lock. A selector that matches no
 // instance is an error naming it, before anything changes.
+//
+// In an instance group whose vm_strategy is create-swap-delete (and that
+// has no static IPs) the new VM is made before the old one stops, with
+// new addresses, unless SkipDrain (the old VM is gone or dead: the
+// resurrector's and cloud-check's case), and the other instances whose
+// templates name those addresses through links are updated in their
+// group's turn, as a deploy would.
 func (d *Director) Recreate(ctx context.Context, deployment string, opts RecreateOptions) (Task, error) {
-	return d.onInstances(ctx, "recreate", deployment, opts.Instances, opts.Events,
-		func(ctx context.Context, m *manifest.Manifest, chosen []*planned, sink EventSink) error {
+	chosen := func(p *planned) bool { return chosenBy(opts.Instances, p) }
+	bo := buildOptions{recreate: chosen, swappable: func(p *planned) bool { return !opts.SkipDrain && chosen(p) }}
+	return d.onInstances(ctx, "recreate", deployment, opts.Instances, opts.Events, bo,
+		func(ctx context.Context, m *manifest.Manifest, b *built, chosen []*planned, sink EventSink) error {
+			updates := linkUpdates(b)
 			for gi := range m.InstanceGroups {
 				g := &m.InstanceGroups[gi]
 				var rolls []roll
-				for _, p := range chosen {
-					if p.group == g {
+				for _, p := range b.instances {
+					switch {
+					case p.group != g:
+					case slices.Contains(chosen, p):
 						rolls = append(rolls, roll{p: p, create: p.rec.VMCID == "" && p.rec.Applied == nil, replace: true,
 							running: !opts.SkipDrain && p.rec.VMCID != "" && p.rec.Applied != nil && p.rec.State == StateStarted,
 							noStart: p.rec.State == StateStopped})
+					case updates[p]:
+						rolls = append(rolls, roll{p: p, running: p.rec.State == StateStarted, noStart: p.rec.State == StateStopped})
 					}
 				}
 				if err := d.rollGroup(ctx, m, g, rolls, sink, nil); err != nil {
@@ -52,18 +66,38 @@ func (d *Director) Recreate(ctx context.Context, deployment string, opts Recreat
 		})
 }
 
+// linkUpdates are the instances to update because an instance swapped
+// (create-swap-delete) changes its addresses: those not swapped whose
+// templates, which name the instances linked to by address, change. None
+// when no instance is swapped.
+func linkUpdates(b *built) map[*planned]bool {
+	if !slices.ContainsFunc(b.instances, func(p *planned) bool { return p.swap }) {
+		return nil
+	}
+	out := map[*planned]bool{}
+	for _, p := range b.instances {
+		a := p.rec.Applied
+		if !p.swap && a != nil && p.rec.VMCID != "" && p.rec.State != StateDetached && a.ConfigurationHash != p.desired.ConfigurationHash {
+			out[p] = true
+		}
+	}
+	return out
+}
+
 // onInstances runs fn as a task of kind on the instances of a deployment
 // the selectors choose (selectInstances), with what the deployment was
-// last deployed with, holding the deployment's lock.
-func (d *Director) onInstances(ctx context.Context, kind, deployment string, selectors []string, events EventSink,
-	fn func(ctx context.Context, m *manifest.Manifest, chosen []*planned, sink EventSink) error) (Task, error) {
+// last deployed with, holding the deployment's lock; bo are the build's
+// options (it reserves the addresses it gives out).
+func (d *Director) onInstances(ctx context.Context, kind, deployment string, selectors []string, events EventSink, bo buildOptions,
+	fn func(ctx context.Context, m *manifest.Manifest, b *built, chosen []*planned, sink EventSink) error) (Task, error) {
 	m, cc, err := d.recorded(deployment)
 	if err != nil {
 		return Task{}, err
 	}
+	bo.reserve = true
 	return d.runTask(ctx, kind, deployment, kind+" "+strings.Join(selectors, ", "), events,
 		func(ctx context.Context, sink EventSink) (string, error) {
-			b, err := d.build(ctx, m, cc, false, "", true)
+			b, err := d.build(ctx, m, cc, bo)
 			if err != nil {
 				return "", err
 			}
@@ -71,7 +105,7 @@ func (d *Director) onInstances(ctx context.Context, kind, deployment string, sel
 			if err != nil {
 				return "", err
 			}
-			if err := fn(ctx, m, chosen, sink); err != nil {
+			if err := fn(ctx, m, b, chosen, sink); err != nil {
 				return "", err
 			}
 			return "/deployments/" + deployment, nil
@@ -102,6 +136,19 @@ func (d *Director) recorded(deployment string) (*manifest.Manifest, *cloudconfig
 	return m, configs.cc, nil
 }
 
+// chosenBy reports whether the selectors name p: every instance when there
+// are none.
+func chosenBy(selectors []string, p *planned) bool {
+	return len(selectors) == 0 || slices.ContainsFunc(selectors, func(sel string) bool { return selected(sel, p) })
+}
+
+// selected reports whether a selector ("group", "group/id" or
+// "group/index") names p.
+func selected(sel string, p *planned) bool {
+	group, which, _ := strings.Cut(sel, "/")
+	return p.group.Name == group && (which == "" || which == p.rec.ID || which == strconv.Itoa(p.rec.Index))
+}
+
 // selectInstances picks the instances the selectors name, every one when
 // there are none; a selector that matches nothing is an error.
 func selectInstances(b *built, selectors []string) ([]*planned, error) {
@@ -112,13 +159,9 @@ func selectInstances(b *built, selectors []string) ([]*planned, error) {
 	var ve kubefoundry.ValidationError
 	ve.Object = "instances"
 	for _, sel := range selectors {
-		group, which, _ := strings.Cut(sel, "/")
 		found := false
 		for _, p := range b.instances {
-			if p.group.Name != group {
-				continue
-			}
-			if which != "" && which != p.rec.ID && which != strconv.Itoa(p.rec.Index) {
+			if !selected(sel, p) {
 				continue
 			}
 			found = true

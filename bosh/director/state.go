@@ -41,8 +41,8 @@ type StateOptions struct {
 // task once the instances in flight are done; what was stopped is
 // recorded.
 func (d *Director) Stop(ctx context.Context, deployment string, opts StateOptions) (Task, error) {
-	return d.onInstances(ctx, "stop", deployment, opts.Instances, opts.Events,
-		func(ctx context.Context, m *manifest.Manifest, chosen []*planned, sink EventSink) error {
+	return d.onInstances(ctx, "stop", deployment, opts.Instances, opts.Events, buildOptions{},
+		func(ctx context.Context, m *manifest.Manifest, _ *built, chosen []*planned, sink EventSink) error {
 			return d.stopInstances(ctx, m, chosen, opts, sink)
 		})
 }
@@ -135,8 +135,8 @@ func (d *Director) stopOne(ctx context.Context, rec InstanceRecord, opts StateOp
 // instance is first given a new VM. An instance already started is left
 // as it is.
 func (d *Director) Start(ctx context.Context, deployment string, opts StateOptions) (Task, error) {
-	return d.onInstances(ctx, "start", deployment, opts.Instances, opts.Events,
-		func(ctx context.Context, m *manifest.Manifest, chosen []*planned, sink EventSink) error {
+	return d.onInstances(ctx, "start", deployment, opts.Instances, opts.Events, buildOptions{},
+		func(ctx context.Context, m *manifest.Manifest, _ *built, chosen []*planned, sink EventSink) error {
 			return d.startInstances(ctx, m, chosen, sink, false)
 		})
 }
@@ -162,8 +162,8 @@ func (d *Director) startInstances(ctx context.Context, m *manifest.Manifest, cho
 
 // Restart stops, then starts, the instances (bosh restart).
 func (d *Director) Restart(ctx context.Context, deployment string, opts StateOptions) (Task, error) {
-	return d.onInstances(ctx, "restart", deployment, opts.Instances, opts.Events,
-		func(ctx context.Context, m *manifest.Manifest, chosen []*planned, sink EventSink) error {
+	return d.onInstances(ctx, "restart", deployment, opts.Instances, opts.Events, buildOptions{},
+		func(ctx context.Context, m *manifest.Manifest, _ *built, chosen []*planned, sink EventSink) error {
 			if err := d.stopInstances(ctx, m, chosen, opts, sink); err != nil {
 				return err
 			}

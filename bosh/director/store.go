@@ -149,6 +149,21 @@ type InstanceRecord struct {
 	// VMCID and AgentID are the instance's VM, once created.
 	VMCID   string `json:"vm_cid,omitempty"`
 	AgentID string `json:"agent_id,omitempty"`
+	// NextVMCID and NextAgentID are the VM a create-swap-delete made for
+	// the instance and has not swapped in yet, NextIPs its addresses:
+	// each recorded as it is made (the agent id and addresses before the
+	// bus knows the agent, the cid as soon as create_vm returns), so that
+	// a director that stops mid-swap leaves no VM the store cannot name.
+	// The next deploy deletes such a VM.
+	NextVMCID   string   `json:"next_vm_cid,omitempty"`
+	NextAgentID string   `json:"next_agent_id,omitempty"`
+	NextIPs     []string `json:"next_ips,omitempty"`
+	// OldVMCID and OldAgentID are the VM a swap took the instance off, its
+	// jobs stopped and its disks detached, to be deleted; OldIPs are its
+	// addresses, held until it is.
+	OldVMCID   string   `json:"old_vm_cid,omitempty"`
+	OldAgentID string   `json:"old_agent_id,omitempty"`
+	OldIPs     []string `json:"old_ips,omitempty"`
 	// DiskCID is its persistent disk, of DiskSize MB and DiskType (the
 	// disk type in its canonical form, "" for a persistent_disk size).
 	DiskCID  string `json:"disk_cid,omitempty"`

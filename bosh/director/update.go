@@ -41,6 +41,12 @@ type Change struct {
 	// returns the new VM's agent id, which the rest of the steps and the
 	// Result use. Its error fails the instance like any step's.
 	Replace func(ctx context.Context) (agentID string, err error)
+	// Create, when set, is called first, before BeforeStop and anything
+	// else of the instance: the new VM is made ahead (vm_strategy
+	// create-swap-delete), and Replace then swaps it in once the instance
+	// is stopped. Its error fails the instance, which is left running as
+	// it was.
+	Create func(ctx context.Context) error
 	// NoStart stops after the apply: the instance gets its new spec and
 	// stays stopped (an instance stopped on purpose, through a deploy).
 	NoStart bool
@@ -119,7 +125,8 @@ func NewUpdater(bus *mbus.Client, log *zap.Logger) *Updater {
 // at most that many at once, each watched for update.canary_watch_time;
 // then the rest AZ by AZ, update.max_in_flight at once within an AZ, each
 // watched for update.update_watch_time. An instance is updated in BOSH's
-// steps: drain (update, with the new spec) and stop when it runs, apply,
+// steps: its new VM made ahead (Change.Create), drain (update, with the
+// new spec) and stop when it runs, its new VM (Change.Replace), apply,
 // the pre-start scripts, start, the watch until its agent reports every
 // job running, the post-start scripts. A failed instance stops the update:
 // no other is begun, those in flight finish, and the error is an
@@ -255,6 +262,14 @@ func (u *Updater) steps(ctx context.Context, c Change, agentID *string, watch ma
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		return nil
+	}
+	if c.Create != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := c.Create(ctx); err != nil {
+			return fmt.Errorf("new VM: %w", err)
+		}
 	}
 	if c.Instance.Running && c.BeforeStop != nil {
 		if err := c.BeforeStop(ctx); err != nil {
