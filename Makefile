@@ -16,7 +16,7 @@ demo: ## Run the main example on the embedded simulators (20 VMs on an in-proces
 
 .PHONY: test
 test: tools ## Run every test with the race detector, the ones on a real kube-apiserver included.
-	KUBEFOUNDRY_REQUIRE_KUBE=1 $(GO) test -race -count=1 $(PKGS)
+	KUBEFOUNDRY_REQUIRE_KUBE=1 $(GO) test -race -count=1 -timeout 30m $(PKGS)
 	cd hack/bench && $(GO) test -count=1 ./...
 
 # make bench runs every benchmark once and writes what they print, in the
