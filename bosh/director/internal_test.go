@@ -3,10 +3,12 @@ package director
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 
 	"github.com/kubefoundry/kubefoundry/bosh/cloudconfig"
+	"github.com/kubefoundry/kubefoundry/bosh/cpi"
 	"github.com/kubefoundry/kubefoundry/bosh/manifest"
 )
 
@@ -104,4 +106,16 @@ func TestSelects(t *testing.T) {
 	assert.False(t, selects(&manifest.PlacementRule{}, "d", g, os, false), "an empty exclude rule excludes nothing")
 	assert.True(t, selects(&manifest.PlacementRule{InstanceGroups: []string{"smoke"}}, "d", errand, os, false),
 		"an exclude rule needs no lifecycle to exclude an errand group")
+}
+
+func TestOrphanOf(t *testing.T) {
+	r := InstanceRecord{Deployment: "cf", Group: "db", Index: 2, ID: "db2", AZ: "z1", DiskCID: "disk-9", DiskSize: 4096,
+		DiskType: `{"name":"fast","disk_size":4096,"cloud_properties":{"type":"thin","datastores":["ds1"]}}`}
+	at := time.Date(2026, 5, 6, 7, 8, 9, 0, time.FixedZone("x", 3600))
+	o := orphanOf(r, currentDisk(r), at)
+	want := OrphanedDisk{CID: "disk-9", Size: 4096, Type: r.DiskType, Deployment: "cf", Group: "db", InstanceID: "db2", Index: 2,
+		AZ: "z1", OrphanedAt: at.UTC(), CloudProperties: cpi.CloudProps{"type": "thin", "datastores": []any{"ds1"}}}
+	assert.Equal(t, want, o, "the disk type's cloud properties are the orphan's")
+	r.DiskType = ""
+	assert.Empty(t, orphanOf(r, currentDisk(r), at).CloudProperties, "a persistent_disk size has none")
 }
