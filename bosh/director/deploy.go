@@ -68,7 +68,8 @@ type DeployResult struct {
 //     A problem in any of it changes nothing, and every problem found is
 //     reported at once.
 //   - Instances no longer wanted (a group removed, or scaled down: the
-//     highest indexes) are drained, stopped and deleted with their VMs.
+//     highest indexes) are drained, stopped and deleted with their VMs;
+//     their persistent disks are orphaned (OrphanedDisks), as BOSH's are.
 //   - Then group by group in manifest order, through UpdateGroup (canaries,
 //     then max_in_flight per AZ): an instance to create or recreate is
 //     given a new VM through the CPI once its old one is stopped, with a
@@ -89,8 +90,8 @@ type DeployResult struct {
 //
 // The deploy is a task on the store, with its events; the deployment is
 // locked for its length (*LockedError when another task holds it).
-// Persistent disks, variables, add-ons and errands are not here yet, and a
-// manifest that asks for them is refused.
+// Several named persistent disks (persistent_disks) are not here yet, and
+// a manifest that asks for them is refused.
 func (d *Director) Deploy(ctx context.Context, manifestYAML []byte, opts DeployOptions) (DeployResult, error) {
 	m, err := d.manifestOf(manifestYAML, true)
 	if err != nil {
@@ -141,19 +142,37 @@ func deployBuild(opts DeployOptions, reserve bool) buildOptions {
 // lock, with its events stored and sent to events.
 func (d *Director) runTask(ctx context.Context, kind, deployment, description string, events EventSink,
 	fn func(ctx context.Context, sink EventSink) (string, error)) (Task, error) {
+	return d.runTaskLocking(ctx, kind, deployment, []string{deployment}, description, events, fn)
+}
+
+// runTaskLocking is runTask holding the locks named (a deployment's, and
+// orphanedDisksLock), taken in order; deployment is the task's, "" for
+// one of the whole director.
+func (d *Director) runTaskLocking(ctx context.Context, kind, deployment string, locks []string, description string, events EventSink,
+	fn func(ctx context.Context, sink EventSink) (string, error)) (Task, error) {
 	st := d.cfg.Store
 	t, err := st.NewTask(kind, deployment, description)
 	if err != nil {
 		return Task{}, err
 	}
-	if err := st.Lock(deployment, t.ID); err != nil {
-		t.State, t.Result, t.Ended = TaskError, err.Error(), time.Now()
-		_ = st.PutTask(t)
-		return t, err
+	unlock := func(held []string) error {
+		var errs []error
+		for _, l := range held {
+			errs = append(errs, st.Unlock(l, t.ID))
+		}
+		return errors.Join(errs...)
+	}
+	for i, l := range locks {
+		if err := st.Lock(l, t.ID); err != nil {
+			_ = unlock(locks[:i])
+			t.State, t.Result, t.Ended = TaskError, err.Error(), time.Now()
+			_ = st.PutTask(t)
+			return t, err
+		}
 	}
 	t.State = TaskProcessing
 	if err := st.PutTask(t); err != nil {
-		_ = st.Unlock(deployment, t.ID)
+		_ = unlock(locks)
 		return t, err
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -203,7 +222,7 @@ func (d *Director) runTask(ctx context.Context, kind, deployment, description st
 	if perr := st.PutTask(t); perr != nil {
 		err = errors.Join(err, perr)
 	}
-	if uerr := st.Unlock(deployment, t.ID); uerr != nil {
+	if uerr := unlock(locks); uerr != nil {
 		err = errors.Join(err, uerr)
 	}
 	return t, err
@@ -222,9 +241,12 @@ type planned struct {
 	env      cpi.Env
 	// diskProps are the cloud properties of its persistent disk's type.
 	diskProps cpi.CloudProps
-	jobs      []agent.JobRef
-	packages  map[string]ReleasePackage
-	files     []template.File
+	// attach is an orphaned disk to take the place of its persistent
+	// disk (AttachDisk).
+	attach   *OrphanedDisk
+	jobs     []agent.JobRef
+	packages map[string]ReleasePackage
+	files    []template.File
 	// tags are the deployment's (the manifest's and its runtime
 	// configs'), set on its VMs.
 	tags map[string]string
@@ -1010,7 +1032,7 @@ func (d *Director) apply(ctx context.Context, b *built, manifestYAML []byte, con
 		stg := newStage(sink, "Deleting unneeded instances", nil, len(gone))
 		for _, r := range gone {
 			end := stg.start(fmt.Sprintf("%s/%s (%d)", r.Group, r.ID, r.Index))
-			err := d.deleteInstance(ctx, r, false, "keep", beforeStop)
+			err := d.deleteInstance(ctx, r, false, "keep", beforeStop, true)
 			end(err)
 			if err != nil {
 				return err
@@ -1541,12 +1563,9 @@ func (d *Director) waitAgent(ctx context.Context, agentID string) error {
 // and kept.
 func (d *Director) deleteVM(ctx context.Context, r InstanceRecord) error {
 	if r.VMCID != "" {
-		for _, disk := range []string{r.DiskCID, r.NewDiskCID, r.OldDiskCID} {
-			if disk == "" {
-				continue
-			}
-			if err := d.cfg.CPI.DetachDisk(ctx, r.VMCID, disk); err != nil && !errors.Is(err, kubefoundry.ErrNotFound) {
-				return fmt.Errorf("detach_disk %s from %s: %w", disk, r.VMCID, err)
+		for _, h := range heldDisks(r) {
+			if err := d.detachDisk(ctx, r.VMCID, h.cid); err != nil {
+				return err
 			}
 		}
 		if err := d.cfg.CPI.DeleteVM(ctx, r.VMCID); err != nil && !errors.Is(err, kubefoundry.ErrNotFound) {
@@ -1562,17 +1581,25 @@ func (d *Director) deleteVM(ctx context.Context, r InstanceRecord) error {
 }
 
 // deleteInstance drains and stops an instance whose agent answers (a
-// failure to do so is an error unless force), deletes its VM and disk,
-// and forgets it.
+// failure to do so is an error unless force), takes each of its
+// persistent disks off its VM (unmounted by the agent when it answers,
+// then detached) and orphans it when keepDisks, else deletes it; then it
+// deletes the VM and forgets the instance. Each disk is recorded, by the
+// instance or as an orphan, until it is deleted. A disk that fails is an
+// error naming it and the others go on; the VM is kept while a disk it
+// could not let go is on it (deleting it would delete the disk), and the
+// instance while it names a disk.
 func (d *Director) deleteInstance(ctx context.Context, r InstanceRecord, force bool, deploymentNext string,
-	beforeStop func(context.Context, Instance) error) error {
+	beforeStop func(context.Context, Instance) error, keepDisks bool) error {
 	name := fmt.Sprintf("%s/%s (%d)", r.Group, r.ID, r.Index)
+	answers := false
 	if r.VMCID != "" && r.AgentID != "" {
 		pctx, cancel := context.WithTimeout(ctx, d.cfg.PingTimeout)
 		_, perr := d.cfg.Agents.Call(pctx, r.AgentID, "ping")
 		cancel()
 		switch {
 		case perr == nil:
+			answers = true
 			if beforeStop != nil && r.State == StateStarted {
 				inst := Instance{Group: r.Group, ID: r.ID, Index: r.Index, AZ: r.AZ, AgentID: r.AgentID, Running: true}
 				if err := beforeStop(ctx, inst); err != nil {
@@ -1597,22 +1624,65 @@ func (d *Director) deleteInstance(ctx context.Context, r InstanceRecord, force b
 			}
 		}
 	}
-	disks := []string{r.DiskCID, r.NewDiskCID, r.OldDiskCID}
+	// A swap's spare VMs go first; a disk on one is detached from it,
+	// never deleted with it.
+	spareDisks := []string{r.DiskCID, r.NewDiskCID, r.OldDiskCID}
 	for _, spare := range [][2]string{{r.NextVMCID, r.NextAgentID}, {r.OldVMCID, r.OldAgentID}} {
-		if err := d.deleteSpareVM(ctx, spare[0], spare[1], disks); err != nil {
+		if err := d.deleteSpareVM(ctx, spare[0], spare[1], spareDisks); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	if err := d.deleteVM(ctx, r); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	for _, disk := range disks {
-		if disk == "" {
+	var errs []error
+	held := false // a disk is still on the VM
+	for _, h := range heldDisks(r) {
+		if err := ctx.Err(); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		fail := func(err error) { errs = append(errs, fmt.Errorf("%s: disk %s: %w", name, h.cid, err)) }
+		if answers {
+			if _, err := d.cfg.Agents.Call(ctx, r.AgentID, "unmount_disk", h.cid); err != nil && !force {
+				fail(fmt.Errorf("unmount_disk: %w", err))
+				held = true
+				continue
+			}
+		}
+		if err := d.detachDisk(ctx, r.VMCID, h.cid); err != nil {
+			fail(err)
+			held = true
 			continue
 		}
-		if err := d.cfg.CPI.DeleteDisk(ctx, disk); err != nil && !errors.Is(err, kubefoundry.ErrNotFound) {
-			return fmt.Errorf("%s: delete_disk %s: %w", name, disk, err)
+		next := r
+		h.drop(&next)
+		if keepDisks {
+			if err := d.cfg.Store.ChangeDisks(DiskChange{Instance: next, Orphan: []OrphanedDisk{orphanOf(r, h, time.Now())}}); err != nil {
+				fail(err)
+				continue
+			}
+		} else {
+			if err := d.cfg.CPI.DeleteDisk(ctx, h.cid); err != nil && !errors.Is(err, kubefoundry.ErrNotFound) {
+				fail(fmt.Errorf("delete_disk: %w", err))
+				continue
+			}
+			if err := d.cfg.Store.PutInstance(next); err != nil {
+				fail(err)
+				continue
+			}
 		}
+		r = next
+	}
+	if held {
+		return errors.Join(errs...)
+	}
+	if err := d.deleteVM(ctx, r); err != nil {
+		return errors.Join(append(errs, fmt.Errorf("%s: %w", name, err))...)
+	}
+	if len(errs) > 0 {
+		// The disks that failed stay the instance's, now without a VM.
+		r.VMCID, r.AgentID = "", ""
+		if err := d.cfg.Store.PutInstance(r); err != nil {
+			errs = append(errs, err)
+		}
+		return errors.Join(errs...)
 	}
 	if r.TemplatesBlob != "" {
 		if err := d.cfg.Blobs.Delete(ctx, r.TemplatesBlob); err != nil {
@@ -1656,15 +1726,24 @@ func (d *Director) stopJobs(ctx context.Context, agentID string, env map[string]
 // DeleteOptions are a deployment deletion's options.
 type DeleteOptions struct {
 	// Force goes on when an instance cannot be drained or stopped.
-	Force  bool
-	Events EventSink
+	Force bool
+	// KeepDisks keeps the persistent disks: each is detached and
+	// recorded orphaned (OrphanedDisks), to be attached again
+	// (AttachDisk) or deleted (DeleteOrphanedDisk, CleanUpOrphanedDisks).
+	// Without it they are deleted.
+	KeepDisks bool
+	Events    EventSink
 }
 
 // DeleteDeployment deletes a deployment: each instance drained and
-// stopped, its VM and disk deleted, and the deployment forgotten. It is
-// idempotent: VMs and disks already gone are no error, and a deletion
-// stopped half-way finishes when run again. A deployment the store does
-// not know is ErrNotFound.
+// stopped, its persistent disks detached and deleted (or, with
+// KeepDisks, orphaned), its VM deleted, and the deployment forgotten. It
+// is idempotent: VMs and disks already gone are no error, and a deletion
+// stopped half-way finishes when run again. One instance's or disk's
+// failure does not keep the others: the error names each that failed,
+// and the deployment stays recorded with them. The orphaned disks of the
+// deployment, from before or from KeepDisks, stay. A deployment the store
+// does not know is ErrNotFound.
 func (d *Director) DeleteDeployment(ctx context.Context, name string, opts DeleteOptions) (Task, error) {
 	if _, err := d.cfg.Store.Deployment(name); err != nil {
 		return Task{}, err
@@ -1679,7 +1758,7 @@ func (d *Director) DeleteDeployment(ctx context.Context, name string, opts Delet
 		var errs []error
 		for _, r := range recs {
 			end := stg.start(fmt.Sprintf("%s/%s (%d)", r.Group, r.ID, r.Index))
-			err := d.deleteInstance(ctx, r, opts.Force, "delete", nil)
+			err := d.deleteInstance(ctx, r, opts.Force, "delete", nil, opts.KeepDisks)
 			end(err)
 			if err != nil {
 				// One instance's failure does not keep the others.

@@ -24,7 +24,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/vim25/mo"
 	"go.uber.org/zap/zaptest"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/bosh/agent"
@@ -395,18 +397,27 @@ func withErrand(m []byte, exit int) []byte {
 `, exit)
 }
 
-// serialCPI makes one VM at a time, and deletes one at a time: vcsim
-// v0.56.0 races with itself on concurrent clones and destroys in one
-// folder and datastore (its CloneVM reads the folder's children, and its
-// Destroy the datastore's files, without their locks), which the race
-// detector reports. The director still runs its instances' updates,
-// drains and agents concurrently; only the calls into vcsim wait.
+// serialCPI makes one VM at a time, and deletes one VM or disk at a
+// time: vcsim v0.56.0 races with itself on concurrent clones and destroys
+// in one folder and datastore (its CloneVM reads the folder's children,
+// and its Destroy the datastore's files, without their locks), which the
+// race detector reports. A Destroy also deletes the VM's files in a task
+// of its own that it does not wait for: with vmDir set, DeleteVM waits
+// until the VM's directory is gone. The director still runs its
+// instances' updates, drains and agents concurrently; only the calls
+// into vcsim wait.
 type serialCPI struct {
 	cpi.CPI
 	mu sync.Mutex
+	// vmDir is the datastore's directory, where vcsim keeps a VM's files
+	// in a directory named for it.
+	vmDir string
 	// failDelete, failDeleteDisk and failCreate make DeleteVM, DeleteDisk
-	// and CreateVM fail, as a vCenter that refuses would.
+	// and CreateVM fail, as a vCenter that refuses would; failDisk holds
+	// disk cids and the method ("detach_disk" or "delete_disk") that
+	// fails for each.
 	failDelete, failDeleteDisk, failCreate atomic.Bool
+	failDisk                               sync.Map
 	// before and after, when set, are told of each create_vm (with its
 	// agent id), delete_vm, attach_disk and detach_disk (with the VM's
 	// cid) before it is made and once it returned without error.
@@ -426,10 +437,17 @@ func (c *serialCPI) tell(hook *atomic.Pointer[func(method, arg string)], method,
 	}
 }
 
+func (c *serialCPI) fails(method, cid string) bool {
+	m, ok := c.failDisk.Load(cid)
+	return ok && m == method
+}
+
 func (c *serialCPI) DeleteDisk(ctx context.Context, cid string) error {
-	if c.failDeleteDisk.Load() {
+	if c.fails("delete_disk", cid) || c.failDeleteDisk.Load() {
 		return errors.New("delete_disk refused")
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return c.CPI.DeleteDisk(ctx, cid)
 }
 
@@ -454,11 +472,21 @@ func (c *serialCPI) DeleteVM(ctx context.Context, cid string) error {
 	if c.failDelete.Load() {
 		return errors.New("delete_vm refused")
 	}
-	err := c.CPI.DeleteVM(ctx, cid)
-	if err == nil {
-		c.tell(&c.after, "delete_vm", cid)
+	if err := c.CPI.DeleteVM(ctx, cid); err != nil {
+		return err
 	}
-	return err
+	if c.vmDir != "" {
+		dir := filepath.Join(c.vmDir, cid)
+		err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+			_, err := os.Stat(dir)
+			return errors.Is(err, os.ErrNotExist), nil
+		})
+		if err != nil {
+			return fmt.Errorf("vcsim did not delete the files of %s: %w", cid, err)
+		}
+	}
+	c.tell(&c.after, "delete_vm", cid)
+	return nil
 }
 
 func (c *serialCPI) AttachDisk(ctx context.Context, vmCID, diskCID string) (cpi.DiskHint, error) {
@@ -471,6 +499,9 @@ func (c *serialCPI) AttachDisk(ctx context.Context, vmCID, diskCID string) (cpi.
 }
 
 func (c *serialCPI) DetachDisk(ctx context.Context, vmCID, diskCID string) error {
+	if c.fails("detach_disk", diskCID) {
+		return errors.New("detach_disk refused")
+	}
 	c.tell(&c.before, "detach_disk", vmCID)
 	err := c.CPI.DetachDisk(ctx, vmCID, diskCID)
 	if err == nil {
@@ -485,6 +516,8 @@ type rig struct {
 	w     *agenttest.World
 	vs    *vsphere.Client
 	cpi   *vspherecpi.CPI
+	vols  *csi.Client
+	vmDir string // the datastore's directory on this machine
 	fleet *agentsim.Fleet
 	store string
 	scpi  *serialCPI
@@ -508,6 +541,12 @@ func newRig(t *testing.T) *rig {
 	g.vs = vs
 	vols, err := csi.New(ctx, vs.Vim25())
 	require.NoError(t, err)
+	g.vols = vols
+	ds, err := find.NewFinder(vs.Vim25()).Datastore(ctx, "/DC0/datastore/LocalDS_0")
+	require.NoError(t, err)
+	var dsProps mo.Datastore
+	require.NoError(t, ds.Properties(ctx, ds.Reference(), []string{"summary.url"}, &dsProps))
+	g.vmDir = dsProps.Summary.Url
 	tmpl := g.w.Settings(t, "template-agent")
 	g.cpi, err = vspherecpi.New(vs, vols, vspherecpi.Config{ClusterID: "bosh-1", VMFolder: "bosh/vms", StemcellFolder: "bosh/stemcells",
 		Cluster: "DC0_C0", Datastore: "LocalDS_0", Agent: vspherecpi.AgentConfig{MBus: tmpl.MBus, Blobstore: tmpl.Blobstore}})
@@ -534,7 +573,7 @@ func (g *rig) open(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	g.st = st
-	g.scpi = &serialCPI{CPI: g.cpi}
+	g.scpi = &serialCPI{CPI: g.cpi, vmDir: g.vmDir}
 	g.dir, err = director.New(director.Config{Store: st, CPI: g.scpi, Bus: g.w.Bus, Agents: g.w.Director, Blobs: g.w.Store,
 		Signer: g.w.Blobs.Signer(), BlobstoreURL: g.w.HTTPS.URL, Renderer: g.r, AgentPing: 50 * time.Millisecond, PingTimeout: time.Second,
 		AgentWait: time.Minute, TempDir: t.TempDir(), Log: zaptest.NewLogger(t)})
@@ -555,6 +594,21 @@ func (g *rig) vms(t *testing.T) []string {
 	var out []string
 	for _, vm := range vms {
 		out = append(out, vm.Name())
+	}
+	return out
+}
+
+// disks lists the CPI's disks on vcsim, with the VMs (their managed
+// object ids) they are attached to ("" for none).
+func (g *rig) disks(t *testing.T) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	vols, err := g.vols.QueryVolumes(ctx, "bosh-1")
+	require.NoError(t, err)
+	out := map[string]string{}
+	for _, v := range vols {
+		out[v.ID] = v.AttachedTo
 	}
 	return out
 }
@@ -1156,8 +1210,9 @@ func TestStopStartRestartOnVcsim(t *testing.T) {
 // TestPersistentDiskOnVcsim: a server's persistent disk is made, attached
 // and mounted before its job starts; its data survives a recreate and a
 // hard stop (the disk moves to the new VM), moves to a new disk when the
-// size changes (the old one deleted), and the disk goes with the
-// deployment.
+// size changes (the old one orphaned, as BOSH orphans it, with its data),
+// and the disk goes with the deployment; the orphan stays until it is
+// cleaned up.
 func TestPersistentDiskOnVcsim(t *testing.T) {
 	g := newRig(t)
 	g.upload(t)
@@ -1222,13 +1277,27 @@ func TestPersistentDiskOnVcsim(t *testing.T) {
 	assert.NotEqual(t, first.DiskCID, r.DiskCID, "a new disk of the new size")
 	assert.Equal(t, 2048, r.DiskSize)
 	assert.Empty(t, r.NewDiskCID)
-	assert.False(t, hasDisk(first.DiskCID), "the old disk is deleted once its data moved")
 	assert.Equal(t, 4, starts(), "the data moved to the new disk")
+	orphans, err := g.dir.OrphanedDisks()
+	require.NoError(t, err)
+	require.Len(t, orphans, 1, "the old disk is orphaned once its data moved")
+	assert.Equal(t, first.DiskCID, orphans[0].CID)
+	assert.Equal(t, 1024, orphans[0].Size)
+	assert.Equal(t, "server", orphans[0].Group)
+	assert.Equal(t, first.ID, orphans[0].InstanceID)
+	disks := g.disks(t)
+	assert.Contains(t, disks, first.DiskCID, "an orphan stays on the cloud")
+	assert.Empty(t, disks[first.DiskCID], "detached")
+	assert.NotEmpty(t, disks[r.DiskCID], "the new disk is attached")
 
 	_, err = g.dir.DeleteDeployment(ctx, "e2e", director.DeleteOptions{})
 	require.NoError(t, err)
 	assert.False(t, hasDisk(r.DiskCID), "the disk goes with the deployment")
 	assert.Empty(t, g.vms(t))
+	assert.Equal(t, map[string]string{first.DiskCID: ""}, g.disks(t), "the orphan does not go with the deployment")
+	_, err = g.dir.CleanUpOrphanedDisks(ctx, 0, director.OrphanedDiskOptions{})
+	require.NoError(t, err)
+	assert.Empty(t, g.disks(t))
 }
 
 // TestErrandsOnVcsim: an errand group gets VMs only while it runs (a
@@ -1683,8 +1752,8 @@ func TestHardStopThatFailsIsRecordedStopped(t *testing.T) {
 	assert.Equal(t, "running", st)
 }
 
-// TestMigratedDiskIsNotLeaked: the old disk of a migration whose deletion
-// fails stays recorded, and the next deploy deletes it.
+// TestMigratedDiskIsNotLeaked: the old disk of a migration whose detach
+// fails stays recorded by its instance, and the next deploy orphans it.
 func TestMigratedDiskIsNotLeaked(t *testing.T) {
 	g := newRig(t)
 	g.upload(t)
@@ -1693,17 +1762,24 @@ func TestMigratedDiskIsNotLeaked(t *testing.T) {
 	_, err := g.dir.Deploy(ctx, withDisk(deployment(1, 0, 8080, false, "1"), 1024), director.DeployOptions{})
 	require.NoError(t, err)
 	old := g.instances(t)[0].DiskCID
-	g.scpi.failDeleteDisk.Store(true)
+	g.scpi.failDisk.Store(old, "detach_disk")
 	_, err = g.dir.Deploy(ctx, withDisk(deployment(1, 0, 8080, false, "1"), 2048), director.DeployOptions{})
-	require.ErrorContains(t, err, "delete_disk refused")
+	require.ErrorContains(t, err, "detach_disk refused")
 	r := g.instances(t)[0]
 	assert.NotEqual(t, old, r.DiskCID, "the data is on the new disk")
 	assert.Equal(t, old, r.OldDiskCID, "the old disk is still named")
-	g.scpi.failDeleteDisk.Store(false)
+	assert.Equal(t, 1024, r.OldDiskSize)
+	orphans, err := g.dir.OrphanedDisks()
+	require.NoError(t, err)
+	assert.Empty(t, orphans, "not orphaned while it is on the VM")
+	g.scpi.failDisk.Delete(old)
 	_, err = g.dir.Deploy(ctx, withDisk(deployment(1, 0, 8080, false, "1"), 2048), director.DeployOptions{})
 	require.NoError(t, err)
 	assert.Empty(t, g.instances(t)[0].OldDiskCID)
-	has, err := g.cpi.HasDisk(ctx, old)
+	orphans, err = g.dir.OrphanedDisks()
 	require.NoError(t, err)
-	assert.False(t, has, "deleted by the next deploy")
+	require.Len(t, orphans, 1, "orphaned by the next deploy")
+	assert.Equal(t, old, orphans[0].CID)
+	assert.Equal(t, 1024, orphans[0].Size)
+	assert.Equal(t, "", g.disks(t)[old], "detached")
 }

@@ -190,12 +190,15 @@ func (d *Director) CancelTask(id int64) error {
 	return nil
 }
 
-// recover ends the tasks a stopped director left running.
+// recover ends the tasks a stopped director left running, and frees the
+// locks they held.
 func (d *Director) recover() error {
-	tasks, err := d.cfg.Store.Tasks(0)
+	st := d.cfg.Store
+	tasks, err := st.Tasks(0)
 	if err != nil {
 		return err
 	}
+	ended := map[int64]bool{}
 	for _, t := range tasks {
 		if t.State != TaskQueued && t.State != TaskProcessing && t.State != TaskCancelling {
 			continue
@@ -203,15 +206,22 @@ func (d *Director) recover() error {
 		t.State = TaskError
 		t.Result = "the director stopped during this task; what it recorded is kept: run it again to converge"
 		t.Ended = time.Now()
-		if err := d.cfg.Store.PutTask(t); err != nil {
+		if err := st.PutTask(t); err != nil {
 			return err
 		}
-		if t.Deployment != "" {
-			if err := d.cfg.Store.Unlock(t.Deployment, t.ID); err != nil {
+		ended[t.ID] = true
+		d.log.Warn("ended a task the last director left running", zap.Int64("task", t.ID), zap.String("deployment", t.Deployment))
+	}
+	locks, err := st.Locks()
+	if err != nil {
+		return err
+	}
+	for name, id := range locks {
+		if ended[id] {
+			if err := st.Unlock(name, id); err != nil {
 				return err
 			}
 		}
-		d.log.Warn("ended a task the last director left running", zap.Int64("task", t.ID), zap.String("deployment", t.Deployment))
 	}
 	return nil
 }

@@ -25,32 +25,57 @@
 //     CPI's for vm_resources, then vm_extensions) and its rendered
 //     templates; Plan says what to do with each, and DryRun stops there.
 //     Every problem of the manifest is reported at once, before anything
-//     changes. Then instances no longer wanted are drained and deleted,
-//     and group by group, through the updater below, each instance to
-//     create or recreate is given a new VM once stopped (create_vm with a
-//     new agent id and bus certificate in its env, waited for until its
-//     agent answers), or before it is stopped where the group's
-//     vm_strategy is create-swap-delete (below), its persistent disk is
-//     made what it is to be, and it is applied, started and watched.
+//     changes. Then instances no longer wanted are drained and deleted
+//     (their disks orphaned), and group by group, through the updater
+//     below, each instance to create or recreate is given a new VM once
+//     stopped (create_vm with a new agent id and bus certificate in its
+//     env, waited for until its agent answers), or before it is stopped
+//     where the group's vm_strategy is create-swap-delete (below), its
+//     persistent disk is made what it is to be, and it is applied,
+//     started and watched.
 //   - Persistent disks (persistent_disk, persistent_disk_type): made near
 //     the VM, attached and mounted before the apply; moved with the
 //     instance to a new VM (detached before the old one goes, or, in a
 //     swap, unmounted and detached once the old one is stopped); migrated
-//     by the agent to a new disk when the size or type changes, the old
-//     one deleted after; deleted with the instance (BOSH orphans them:
-//     there are no orphaned disks here).
+//     by the agent to a new disk when the size or type changes.
+//   - Orphaned disks, as BOSH's: a disk no instance has any more is
+//     unmounted, detached and kept, listed by OrphanedDisks with its size,
+//     disk type and cloud properties, the deployment, group, instance id
+//     and index and AZ it belonged to, and when it was orphaned. As BOSH
+//     does, a deploy orphans the disks of the instances it deletes (a
+//     scale-down, a group removed), of a group that no longer has one, the
+//     old disk of a migration once its data moved, and the new disk of a
+//     migration cut short. DeleteDeployment deletes the disks unless
+//     KeepDisks, which orphans them (BOSH always orphans them).
+//     DeleteOrphanedDisk deletes one (bosh delete-disk);
+//     CleanUpOrphanedDisks deletes those orphaned longer ago than a
+//     duration (0: all, as bosh clean-up --all), what BOSH's director does
+//     on its own schedule (every 30 minutes, OrphanedDiskRetention of 5
+//     days): nothing here schedules it, the caller does. AttachDisk (bosh
+//     attach-disk, for orphans only) gives an instance an orphan as its
+//     disk, the instance's own orphaned in its place: a started instance
+//     is stopped, the disks exchanged, the spec applied and the instance
+//     started; a soft-stopped one stays stopped, a detached one gets the
+//     disk at Start; the disk keeps its size and type until a deploy
+//     wants another. An orphan outlives its deployment, and is no problem
+//     of it for cloud-check. A disk stays named by its instance's record until
+//     it is detached, and is recorded orphaned in the transaction that
+//     takes it off the record: at every moment one record names it. A
+//     disk that fails is an error naming it; the other disks and
+//     instances go on. Orphaned snapshots are not here (nor snapshots).
 //   - Recreate (by group, group/id or group/index; SkipDrain for dead
 //     VMs), Stop (soft; or Hard: the VM deleted, the instance detached
 //     with its addresses and disk), Start (a detached instance gets a new
 //     VM), Restart, RunErrand (an errand group's VMs made for the run and
 //     deleted after unless KeepAlive; or a job's bin/run on every instance
 //     with it), DeleteDeployment (idempotent; Force goes on past instances
-//     that cannot be drained).
+//     that cannot be drained; KeepDisks orphans the disks).
 //   - Resurrector and Watch connect a bosh/health Monitor: a silent
 //     instance is recreated without drain. CloudCheck offers recreate_vm.
 //
-// Every operation is a task on the store holding its deployment's lock,
-// with its events; a task runs in its caller's goroutine and its ctx
+// Every operation is a task on the store holding its deployment's lock
+// (DeleteOrphanedDisk and CleanUpOrphanedDisks the lock of the orphaned
+// disks, "orphaned-disks"; AttachDisk both), with its events; a task runs in its caller's goroutine and its ctx
 // cancels it between steps. Everything is recorded as it happens: an
 // instance before its VM is made, a VM's or disk's cid as soon as the CPI
 // gives it, and a create_vm once begun is seen through whatever becomes
@@ -193,9 +218,11 @@
 // Store is the director's state behind an interface; OpenStore keeps it
 // in one bbolt file: deployments (the manifest last deployed and the
 // ids of the config versions it was deployed with), every version of
-// every config, each deployment's variables, their instances (group, index, id, AZ, IPs, bootstrap, VM
-// cid, agent id, disk cid, the hash of the spec applied, the state asked
-// for, the VMs of a swap under way), tasks (kind, deployment, state, result) with their events in
+// every config, each deployment's variables, their instances (group,
+// index, id, AZ, IPs, bootstrap, VM cid, agent id, disk cid, the hash of
+// the spec applied, the state asked
+// for, the VMs of a swap under way), the orphaned disks (outliving their
+// deployments), tasks (kind, deployment, state, result) with their events in
 // order, and a lock per deployment naming the task that holds it (a
 // *LockedError, errors.Is kubefoundry.ErrConflict, for any other). All of
 // it survives a restart; a lock left by a director that died names the
@@ -222,14 +249,15 @@
 // delete_vm_reference, reboot_vm, delete_vm, delete_disk_reference,
 // reattach_disk, and recreate_vm with a Director, after checking that the
 // record still names the VM and disk the scan saw (ErrConflict otherwise).
-// BOSH's unbound_instance_vm and inactive_disk are not here.
+// Only the disks instances have are checked: an orphaned disk is not the
+// deployment's. BOSH's unbound_instance_vm and inactive_disk are not here.
 //
 // # Files
 //
 //	director.go    Director, Config, New (ending a dead director's tasks), UploadStemcell, UploadRelease
 //	configs.go     UpdateConfig, DeleteConfig, Configs, UpdateCloudConfig, UpdateRuntimeConfig: named configs by version, merged
 //	deploy.go      Deploy: building the instances (addresses, a swap's new ones), rendering, applying; tasks; VMs made, swapped, deleted; DeleteDeployment
-//	disk.go        persistent disks: create, attach, mount, migrate, delete
+//	disk.go        persistent disks: create, attach, mount, migrate, orphan; OrphanedDisks, DeleteOrphanedDisk, CleanUpOrphanedDisks, AttachDisk
 //	recreate.go    Recreate, Resurrector, Watch
 //	state.go       Stop, Start, Restart
 //	errand.go      RunErrand
@@ -237,7 +265,7 @@
 //	addons.go      add-ons placed on instance groups
 //	update.go      Updater, UpdateGroup, Instance, Change, Result, UpdateError, NotRunningError
 //	event.go       Event in BOSH's event log shape, EventSink
-//	store.go       Store, OpenStore (bbolt): deployments, instances, releases, stemcells, config versions, variables, tasks and their events, locks
+//	store.go       Store, OpenStore (bbolt): deployments, instances, orphaned disks, releases, stemcells, config versions, variables, tasks and their events, locks
 //	cloudcheck.go  CloudCheck: Scan for problems, Resolve them
 //	plan.go        Plan: Desired against InstanceRecord.Applied, with reasons
 package director

@@ -5,12 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/bosh/cloudconfig"
+	"github.com/kubefoundry/kubefoundry/bosh/cpi"
 	"github.com/kubefoundry/kubefoundry/bosh/manifest"
 )
 
@@ -123,4 +125,16 @@ func TestVariablesDir(t *testing.T) {
 	_, err = d.variables("../k8s")
 	require.Error(t, err)
 	assert.True(t, kubefoundry.IsInvalid(err))
+}
+
+func TestOrphanOf(t *testing.T) {
+	r := InstanceRecord{Deployment: "cf", Group: "db", Index: 2, ID: "db2", AZ: "z1", DiskCID: "disk-9", DiskSize: 4096,
+		DiskType: `{"name":"fast","disk_size":4096,"cloud_properties":{"type":"thin","datastores":["ds1"]}}`}
+	at := time.Date(2026, 5, 6, 7, 8, 9, 0, time.FixedZone("x", 3600))
+	o := orphanOf(r, currentDisk(r), at)
+	want := OrphanedDisk{CID: "disk-9", Size: 4096, Type: r.DiskType, Deployment: "cf", Group: "db", InstanceID: "db2", Index: 2,
+		AZ: "z1", OrphanedAt: at.UTC(), CloudProperties: cpi.CloudProps{"type": "thin", "datastores": []any{"ds1"}}}
+	assert.Equal(t, want, o, "the disk type's cloud properties are the orphan's")
+	r.DiskType = ""
+	assert.Empty(t, orphanOf(r, currentDisk(r), at).CloudProperties, "a persistent_disk size has none")
 }

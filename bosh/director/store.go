@@ -15,11 +15,12 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/bosh/cpi"
 )
 
-// Store is the director's state: deployments and their instances, tasks
-// with their events, and the locks that keep two tasks off one
-// deployment. It survives a restart of the director.
+// Store is the director's state: deployments and their instances, the
+// orphaned disks, tasks with their events, and the locks that keep two
+// tasks off one deployment. It survives a restart of the director.
 type Store interface {
 	// PutDeployment records a deployment, replacing what was recorded.
 	PutDeployment(d Deployment) error
@@ -38,6 +39,22 @@ type Store interface {
 	// DeleteInstance removes an instance; one that is not there is no
 	// error.
 	DeleteInstance(deployment, id string) error
+
+	// ChangeDisks records, in one transaction, an instance as it is once
+	// disks are taken off it or given to it: those it lets go recorded
+	// orphaned, the orphans it takes no longer, so that every disk is
+	// named by an instance or an orphan record at every moment. A disk to
+	// adopt that is not recorded orphaned is ErrNotFound, and nothing
+	// changes.
+	ChangeDisks(c DiskChange) error
+	// OrphanedDisks lists the orphaned disks, oldest first.
+	OrphanedDisks() ([]OrphanedDisk, error)
+	// OrphanedDisk returns an orphaned disk (ErrNotFound when there is
+	// none).
+	OrphanedDisk(cid string) (OrphanedDisk, error)
+	// DeleteOrphanedDisk forgets an orphaned disk; one that is not there
+	// is no error.
+	DeleteOrphanedDisk(cid string) error
 
 	// NewTask records a new task, in state queued, and returns it with
 	// its id.
@@ -169,12 +186,18 @@ type InstanceRecord struct {
 	DiskCID  string `json:"disk_cid,omitempty"`
 	DiskSize int    `json:"disk_size,omitempty"`
 	DiskType string `json:"disk_type,omitempty"`
-	// NewDiskCID is a disk made to take the data of DiskCID (its size or
-	// type changed) and not yet in its place: a migration cut short.
-	NewDiskCID string `json:"new_disk_cid,omitempty"`
-	// OldDiskCID is a disk whose data moved to DiskCID, to be deleted: a
-	// deletion that failed is tried again by the next deploy.
-	OldDiskCID string `json:"old_disk_cid,omitempty"`
+	// NewDiskCID is a disk of NewDiskSize and NewDiskType made to take
+	// the data of DiskCID (its size or type changed) and not yet in its
+	// place: a migration cut short, orphaned by the next deploy.
+	NewDiskCID  string `json:"new_disk_cid,omitempty"`
+	NewDiskSize int    `json:"new_disk_size,omitempty"`
+	NewDiskType string `json:"new_disk_type,omitempty"`
+	// OldDiskCID is a disk of OldDiskSize and OldDiskType whose data
+	// moved to DiskCID, to be orphaned: a detach that failed is tried
+	// again by the next deploy.
+	OldDiskCID  string `json:"old_disk_cid,omitempty"`
+	OldDiskSize int    `json:"old_disk_size,omitempty"`
+	OldDiskType string `json:"old_disk_type,omitempty"`
 	// TemplatesBlob is the blob of its rendered templates last applied.
 	TemplatesBlob string `json:"templates_blob,omitempty"`
 	// SpecHash is the hash of the spec last applied.
@@ -187,6 +210,40 @@ type InstanceRecord struct {
 	// task cut short): what runs on it may be neither Applied nor what
 	// was wanted, and the next deploy updates it whatever the manifest.
 	Dirty bool `json:"dirty,omitempty"`
+}
+
+// OrphanedDisk is a persistent disk no instance has any more, kept, as
+// BOSH keeps its orphan disks, until it is deleted (DeleteOrphanedDisk,
+// CleanUpOrphanedDisks) or attached to an instance again (AttachDisk). It
+// outlives its deployment.
+type OrphanedDisk struct {
+	CID string `json:"cid"`
+	// Size is in MB; Type is the disk type in its canonical form, as
+	// InstanceRecord.DiskType ("" for a persistent_disk size), and
+	// CloudProperties are its cloud properties.
+	Size            int            `json:"size"`
+	Type            string         `json:"type,omitempty"`
+	CloudProperties cpi.CloudProps `json:"cloud_properties,omitempty"`
+	// Deployment, Group, InstanceID, Index and AZ are the instance it
+	// belonged to.
+	Deployment string    `json:"deployment"`
+	Group      string    `json:"group"`
+	InstanceID string    `json:"instance_id"`
+	Index      int       `json:"index"`
+	AZ         string    `json:"az,omitempty"`
+	OrphanedAt time.Time `json:"orphaned_at"`
+}
+
+// DiskChange is what Store.ChangeDisks records at once.
+type DiskChange struct {
+	// Instance is the instance as it is to be recorded: without the
+	// disks it lets go, naming those it adopts.
+	Instance InstanceRecord
+	// Orphan are the disks it lets go. One recorded orphaned already
+	// keeps its record, and the time it was orphaned.
+	Orphan []OrphanedDisk
+	// Adopt are the orphaned disks it takes.
+	Adopt []string
 }
 
 // ReleaseRecord is an uploaded release: its jobs, for rendering, and its
@@ -251,13 +308,17 @@ type Task struct {
 	Ended       time.Time `json:"ended,omitzero"`
 }
 
-// LockedError is a deployment another task holds.
+// LockedError is a deployment another task holds; Deployment is
+// "orphaned-disks" for the lock of the orphaned disks.
 type LockedError struct {
 	Deployment string
 	Task       int64
 }
 
 func (e *LockedError) Error() string {
+	if e.Deployment == orphanedDisksLock {
+		return fmt.Sprintf("the orphaned disks are locked by task %d", e.Task)
+	}
 	return fmt.Sprintf("deployment %s is locked by task %d", e.Deployment, e.Task)
 }
 
@@ -275,6 +336,7 @@ var (
 	bConfigs     = []byte("configs")         // type/name -> id of the current version
 	bConfigVers  = []byte("config_versions") // id -> ConfigRecord
 	bVariables   = []byte("variables")       // deployment -> variables store
+	bOrphans     = []byte("orphaned_disks")  // disk cid -> record
 )
 
 // boltStore is a Store in one bbolt file.
@@ -294,7 +356,7 @@ func OpenStore(path string) (Store, error) {
 		return nil, fmt.Errorf("director: open state %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bDeployments, bInstances, bTasks, bEvents, bLocks, bReleases, bStemcells, bConfigs, bConfigVers, bVariables} {
+		for _, b := range [][]byte{bDeployments, bInstances, bTasks, bEvents, bLocks, bReleases, bStemcells, bConfigs, bConfigVers, bVariables, bOrphans} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -369,6 +431,13 @@ func (s *boltStore) DeleteDeployment(name string) error {
 }
 
 func (s *boltStore) PutInstance(i InstanceRecord) error {
+	if err := validInstance(i); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return putInstance(tx, i) })
+}
+
+func validInstance(i InstanceRecord) error {
 	var ve kubefoundry.ValidationError
 	if i.Deployment == "" {
 		ve.Add("deployment", "", "required")
@@ -380,16 +449,18 @@ func (s *boltStore) PutInstance(i InstanceRecord) error {
 		ve.Object = "instance"
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		if tx.Bucket(bDeployments).Get([]byte(i.Deployment)) == nil {
-			return notFound("deployment", i.Deployment)
-		}
-		b, err := tx.Bucket(bInstances).CreateBucketIfNotExists([]byte(i.Deployment))
-		if err != nil {
-			return err
-		}
-		return put(b, []byte(i.ID), i)
-	})
+	return nil
+}
+
+func putInstance(tx *bolt.Tx, i InstanceRecord) error {
+	if tx.Bucket(bDeployments).Get([]byte(i.Deployment)) == nil {
+		return notFound("deployment", i.Deployment)
+	}
+	b, err := tx.Bucket(bInstances).CreateBucketIfNotExists([]byte(i.Deployment))
+	if err != nil {
+		return err
+	}
+	return put(b, []byte(i.ID), i)
 }
 
 func (s *boltStore) Instances(deployment string) ([]InstanceRecord, error) {
@@ -425,6 +496,75 @@ func (s *boltStore) DeleteInstance(deployment, id string) error {
 		}
 		return b.Delete([]byte(id))
 	})
+}
+
+func (s *boltStore) ChangeDisks(c DiskChange) error {
+	if err := validInstance(c.Instance); err != nil {
+		return err
+	}
+	ve := kubefoundry.ValidationError{Object: "disk change"}
+	named := func(cid string) bool {
+		i := c.Instance
+		return cid == i.DiskCID || cid == i.NewDiskCID || cid == i.OldDiskCID
+	}
+	for k, o := range c.Orphan {
+		switch {
+		case o.CID == "":
+			ve.Add(fmt.Sprintf("orphan/%d/cid", k), "", "required")
+		case named(o.CID):
+			ve.Add(fmt.Sprintf("orphan/%d/cid", k), o.CID, "the instance still names it")
+		}
+	}
+	for k, cid := range c.Adopt {
+		if !named(cid) {
+			ve.Add(fmt.Sprintf("adopt/%d", k), cid, "the instance does not name it")
+		}
+	}
+	if err := ve.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bOrphans)
+		for _, cid := range c.Adopt {
+			if b.Get([]byte(cid)) == nil {
+				return notFound("orphaned disk", cid)
+			}
+			if err := b.Delete([]byte(cid)); err != nil {
+				return err
+			}
+		}
+		for _, o := range c.Orphan {
+			if b.Get([]byte(o.CID)) != nil {
+				continue
+			}
+			if err := put(b, []byte(o.CID), o); err != nil {
+				return err
+			}
+		}
+		return putInstance(tx, c.Instance)
+	})
+}
+
+func (s *boltStore) OrphanedDisks() ([]OrphanedDisk, error) {
+	out, err := list[OrphanedDisk](s, bOrphans)
+	sort.SliceStable(out, func(a, b int) bool { return out[a].OrphanedAt.Before(out[b].OrphanedAt) })
+	return out, err
+}
+
+func (s *boltStore) OrphanedDisk(cid string) (OrphanedDisk, error) {
+	var o OrphanedDisk
+	err := s.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bOrphans).Get([]byte(cid))
+		if raw == nil {
+			return notFound("orphaned disk", cid)
+		}
+		return json.Unmarshal(raw, &o)
+	})
+	return o, err
+}
+
+func (s *boltStore) DeleteOrphanedDisk(cid string) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bOrphans).Delete([]byte(cid)) })
 }
 
 func taskKey(id int64) []byte {

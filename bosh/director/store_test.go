@@ -3,6 +3,7 @@ package director_test
 import (
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -133,4 +134,75 @@ func TestStoreTasks(t *testing.T) {
 	var ve *kubefoundry.ValidationError
 	require.ErrorAs(t, err, &ve)
 	assert.Len(t, ve.Problems, 2)
+}
+
+// TestStoreOrphanedDisks: ChangeDisks takes a disk off an instance and
+// records it orphaned at once, adopts an orphan only when it is recorded
+// (else nothing changes), and refuses a change that would leave a disk
+// named twice; orphans outlive their deployment and a restart.
+func TestStoreOrphanedDisks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d.db")
+	s, err := director.OpenStore(path)
+	require.NoError(t, err)
+	require.NoError(t, s.PutDeployment(director.Deployment{Name: "cf"}))
+	inst := director.InstanceRecord{Deployment: "cf", Group: "db", Index: 1, ID: "db1", AZ: "z2", DiskCID: "disk-1", DiskSize: 1024, State: "started"}
+	require.NoError(t, s.PutInstance(inst))
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	orphan := director.OrphanedDisk{CID: "disk-1", Size: 1024, Deployment: "cf", Group: "db", InstanceID: "db1", Index: 1, AZ: "z2",
+		OrphanedAt: at, CloudProperties: map[string]any{"type": "thin"}}
+
+	named := inst
+	err = s.ChangeDisks(director.DiskChange{Instance: named, Orphan: []director.OrphanedDisk{orphan}})
+	require.ErrorIs(t, err, kubefoundry.ErrInvalid, "the instance still names the disk")
+	bare := inst
+	bare.DiskCID, bare.DiskSize = "", 0
+	err = s.ChangeDisks(director.DiskChange{Instance: bare, Adopt: []string{"disk-1"}})
+	require.ErrorIs(t, err, kubefoundry.ErrInvalid, "adopting a disk the instance does not name")
+
+	require.NoError(t, s.ChangeDisks(director.DiskChange{Instance: bare, Orphan: []director.OrphanedDisk{orphan}}))
+	insts, err := s.Instances("cf")
+	require.NoError(t, err)
+	assert.Empty(t, insts[0].DiskCID, "taken off the instance")
+	got, err := s.OrphanedDisk("disk-1")
+	require.NoError(t, err)
+	assert.Equal(t, orphan, got)
+
+	// Adopting one that is not an orphan changes nothing.
+	other := bare
+	other.DiskCID = "disk-nope"
+	err = s.ChangeDisks(director.DiskChange{Instance: other, Adopt: []string{"disk-nope"}})
+	require.ErrorIs(t, err, kubefoundry.ErrNotFound)
+	insts, err = s.Instances("cf")
+	require.NoError(t, err)
+	assert.Empty(t, insts[0].DiskCID, "nothing changed")
+
+	later := orphan
+	later.CID, later.OrphanedAt = "disk-0", at.Add(time.Hour)
+	require.NoError(t, s.ChangeDisks(director.DiskChange{Instance: bare, Orphan: []director.OrphanedDisk{later}}))
+	require.NoError(t, s.DeleteDeployment("cf"))
+	require.NoError(t, s.Close())
+
+	s, err = director.OpenStore(path)
+	require.NoError(t, err)
+	defer s.Close()
+	all, err := s.OrphanedDisks()
+	require.NoError(t, err)
+	require.Len(t, all, 2, "orphans outlive their deployment and a restart")
+	assert.Equal(t, []string{"disk-1", "disk-0"}, []string{all[0].CID, all[1].CID}, "oldest first")
+	assert.Equal(t, orphan, all[0])
+
+	require.NoError(t, s.PutDeployment(director.Deployment{Name: "cf"}))
+	adopter := director.InstanceRecord{Deployment: "cf", Group: "db", ID: "db0", DiskCID: "disk-1", DiskSize: 1024, State: "stopped"}
+	require.NoError(t, s.ChangeDisks(director.DiskChange{Instance: adopter, Adopt: []string{"disk-1"}}))
+	_, err = s.OrphanedDisk("disk-1")
+	require.ErrorIs(t, err, kubefoundry.ErrNotFound, "adopted")
+	insts, err = s.Instances("cf")
+	require.NoError(t, err)
+	require.Len(t, insts, 1)
+	assert.Equal(t, "disk-1", insts[0].DiskCID)
+	require.NoError(t, s.DeleteOrphanedDisk("disk-0"))
+	require.NoError(t, s.DeleteOrphanedDisk("disk-0"), "again")
+	all, err = s.OrphanedDisks()
+	require.NoError(t, err)
+	assert.Empty(t, all)
 }
