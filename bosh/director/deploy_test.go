@@ -955,7 +955,10 @@ func TestResurrectionOnVcsim(t *testing.T) {
 	require.NoError(t, err)
 
 	alerts := make(chan health.Alert, 64)
-	mon, err := health.Start(ctx, g.w.Director, health.Config{Interval: 100 * time.Millisecond, Resurrect: g.dir.Resurrector(),
+	// A time-out of a second, not the default 1.5 intervals (150 ms): under
+	// -race on a loaded machine a live agent's heartbeat can be that late,
+	// and a healthy instance timed out starts the meltdown early.
+	mon, err := health.Start(ctx, g.w.Director, health.Config{Interval: 100 * time.Millisecond, Timeout: time.Second, Resurrect: g.dir.Resurrector(),
 		Meltdown: health.MeltdownGuard{Count: 2, Percent: 50, Window: time.Minute},
 		Alerts:   func(a health.Alert) { alerts <- a }}, zaptest.NewLogger(t))
 	require.NoError(t, err)
