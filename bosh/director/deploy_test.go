@@ -998,9 +998,12 @@ func TestResurrectionOnVcsim(t *testing.T) {
 	require.NoError(t, err)
 
 	alerts := make(chan health.Alert, 64)
-	mon, err := health.Start(ctx, g.w.Director, health.Config{Interval: 100 * time.Millisecond, Resurrect: g.dir.Resurrector(),
-		// BOSH's window: the first death still counts when the second
-		// comes, however long the first resurrection took.
+	// A time-out of a second, not the default 1.5 intervals (150 ms): under
+	// -race on a loaded machine a live agent's heartbeat can be that late,
+	// and a healthy instance timed out starts the meltdown early. BOSH's
+	// window: the first death still counts when the second comes, however
+	// long the first resurrection took.
+	mon, err := health.Start(ctx, g.w.Director, health.Config{Interval: 100 * time.Millisecond, Timeout: time.Second, Resurrect: g.dir.Resurrector(),
 		Meltdown: health.MeltdownGuard{Count: 2, Percent: 50, Window: 10 * time.Minute},
 		Alerts:   func(a health.Alert) { alerts <- a }}, zaptest.NewLogger(t))
 	require.NoError(t, err)
