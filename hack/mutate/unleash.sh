@@ -32,7 +32,7 @@ if [[ $# -lt 2 || -z $2 ]]; then
 	echo "usage: $0 GREMLINS PKG [SINCE] [gremlins flags...]" >&2
 	exit 2
 fi
-gremlins=$1 pkg=$2 since=${3:-}
+gremlins=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") pkg=$2 since=${3:-}
 shift $(($# < 3 ? $# : 3))
 
 cd "$pkg"
