@@ -58,16 +58,21 @@ bench-govc: ## Compare ProvisionVMs with govc and the simulator's floor on one s
 	ln -sf govc-$(BENCH_TIME).txt $(BENCH_DIR)/govc-latest.txt
 
 # Mutation testing with gremlins (its own module, hack/mutate): every mutant
-# of PKG's covered lines, or only of the lines changed since SINCE, run one
-# at a time against PKG's tests; it prints the mutants that LIVED (no test
-# failed) with file and line. Too slow for CI on whole packages.
+# of the covered lines under PKG (a directory: its subpackages too), or only
+# of the lines changed since the merge base of SINCE and HEAD (uncommitted
+# changes included; a new file must be tracked, git add -N), each run against
+# its package's tests; it prints the mutants that LIVED (no test failed) or
+# TIMED OUT, with file and line. A mutant's run is stopped after 3 times the
+# coverage run's time. MUTATE_FLAGS go to gremlins unleash (an
+# -E '^simulator/' leaves a subdirectory out; --timeout-coefficient 5).
+# hack/mutate/unleash.sh says why it runs gremlins in PKG with git's
+# diff.relative and diff.context=0. Too slow for CI on whole packages.
 #   make mutate PKG=./bosh/links
 #   make mutate PKG=./vsphere SINCE=main~3
 .PHONY: mutate
 mutate: $(BIN)/gremlins ## Mutation-test PKG (or its lines changed since SINCE); prints the mutants no test killed.
-	@test -n "$(PKG)" || { echo "usage: make mutate PKG=./bosh/links [SINCE=<git ref>]"; exit 2; }
-	$(BIN)/gremlins unleash --workers 1 --timeout-coefficient 3 --invert-logical --output-statuses lt \
-		$(if $(SINCE),--diff $(SINCE)) $(PKG)
+	@test -n "$(PKG)" || { echo "usage: make mutate PKG=./bosh/links [SINCE=<git ref>] [MUTATE_FLAGS=...]"; exit 2; }
+	./hack/mutate/unleash.sh $(BIN)/gremlins $(PKG) "$(SINCE)" $(MUTATE_FLAGS)
 
 $(BIN)/gremlins: hack/mutate/go.mod hack/mutate/go.sum
 	cd hack/mutate && $(GO) build -o $@ github.com/go-gremlins/gremlins/cmd/gremlins
