@@ -126,3 +126,45 @@ func TestSpecPlanChecks(t *testing.T) {
 	assert.ElementsMatch(t, []string{"plan(small).controlPlaneNodes", "plan(small).controlPlane.persistentDiskGB", "plan"}, fields, "%v", err)
 	assert.Contains(t, err.Error(), "has no workers, and the cluster no compute profile")
 }
+
+// The smallest sizes and counts accepted are accepted; one less is not.
+func TestSpecBoundaries(t *testing.T) {
+	s := validSpec()
+	s.Compute.NodePools[0].Size = lifecycle.NodeSize{CPU: 1, MemoryMB: 1024, DiskGB: 8}
+	s.Compute.NodePools[0].Count = 0 // a pool scaled to nothing, beside one with a node
+	s.Compute.NodePools[1].Taints[0].Value = ""
+	require.NoError(t, s.Validate(lifecycle.DefaultPlans()))
+
+	plans := lifecycle.DefaultPlans()
+	one := plans["small"]
+	one.Workers = 1
+	plans["small"] = one
+	s2 := validSpec()
+	s2.Plan, s2.Compute = "small", nil
+	require.NoError(t, s2.Validate(plans), "a plan of one worker")
+
+	s.Compute.NodePools[0].Size = lifecycle.NodeSize{CPU: 0, MemoryMB: 1023, DiskGB: 7}
+	s.Compute.NodePools[1].Count = 0
+	s.Compute.NodePools[1].Taints[0].Value = "not a value!"
+	err := s.Validate(lifecycle.DefaultPlans())
+	var ve *kubefoundry.ValidationError
+	require.ErrorAs(t, err, &ve)
+	var fields []string
+	for _, p := range ve.Problems {
+		fields = append(fields, p.Field)
+	}
+	assert.ElementsMatch(t, []string{"compute.nodePools[0].size.cpu", "compute.nodePools[0].size.memoryMB", "compute.nodePools[0].size.diskGB",
+		"compute.nodePools[1].taints[0].value", "compute.nodePools"}, fields, "%v", err)
+	assert.Contains(t, err.Error(), "the pools have no worker between them")
+}
+
+func TestSpecWithoutNodePools(t *testing.T) {
+	s := validSpec()
+	s.Compute.NodePools = nil
+	err := s.Validate(lifecycle.DefaultPlans())
+	var ve *kubefoundry.ValidationError
+	require.ErrorAs(t, err, &ve)
+	require.Len(t, ve.Problems, 1, "%v", err)
+	assert.Equal(t, "compute.nodePools", ve.Problems[0].Field)
+	assert.Contains(t, ve.Problems[0].Reason, "at least one node pool is required")
+}
