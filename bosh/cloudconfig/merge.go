@@ -21,7 +21,8 @@ type Named[T any] struct {
 // MergeCloud makes one cloud config of several named ones, as BOSH's
 // director does with its named cloud configs: their AZs, VM types, VM
 // extensions, disk types and networks side by side, and the compilation
-// block of the one config that has it. The result is checked as a whole
+// block of the one config that has it. The result, even of one config, is
+// checked as a whole
 // (a name in two configs is an error at its path in the merged config);
 // a compilation block in two configs is an error naming both.
 func MergeCloud(configs ...Named[CloudConfig]) (*CloudConfig, error) {
@@ -41,9 +42,6 @@ func MergeCloud(configs ...Named[CloudConfig]) (*CloudConfig, error) {
 			}
 			out.Compilation, compiledBy = c.Compilation, n.Name
 		}
-	}
-	if len(configs) == 1 {
-		return out, nil
 	}
 	if err := out.Validate(); err != nil {
 		return nil, fmt.Errorf("cloud configs %s together: %w", names(configs), err)
@@ -90,10 +88,8 @@ func MergeRuntime(configs ...Named[RuntimeConfig]) (*RuntimeConfig, error) {
 	if err := verr.Err(); err != nil {
 		return nil, err
 	}
-	if len(configs) > 1 {
-		if err := out.Validate(); err != nil {
-			return nil, fmt.Errorf("runtime configs %s together: %w", names(configs), err)
-		}
+	if err := out.Validate(); err != nil {
+		return nil, fmt.Errorf("runtime configs %s together: %w", names(configs), err)
 	}
 	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/bosh/manifest"
 )
 
 func mustCloud(t *testing.T, y string) *CloudConfig {
@@ -131,4 +132,15 @@ tags: {team: storage}
 	_, err = MergeRuntime(Named[RuntimeConfig]{"dns", dns}, Named[RuntimeConfig]{"again", dns})
 	require.Error(t, err, "the same add-on twice")
 	assert.Contains(t, err.Error(), `/addons/1/name "bosh-dns": the add-on is defined more than once`)
+}
+
+// One config alone is checked too: a part that is not a whole cloud
+// config, or a runtime config built wrong in Go, is refused.
+func TestMergeOneIsChecked(t *testing.T) {
+	part, err := ParsePart([]byte("vm_types: [{name: large}]\n"))
+	require.NoError(t, err)
+	_, err = MergeCloud(Named[CloudConfig]{"large", part})
+	require.ErrorContains(t, err, "at least one network is required")
+	_, err = MergeRuntime(Named[RuntimeConfig]{"built", &RuntimeConfig{Releases: []manifest.Release{{Name: "dns", Version: "latest"}}}})
+	require.ErrorContains(t, err, "a runtime config names an exact version, not latest")
 }
