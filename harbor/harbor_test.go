@@ -17,14 +17,18 @@ import (
 	"time"
 
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/configure"
+	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/member"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/project"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/replication"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/robot"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/user"
+	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/usergroup"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/models"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kubefoundry/kubefoundry"
@@ -336,6 +340,31 @@ func TestGroupMembers(t *testing.T) {
 		require.NoError(t, err)
 		require.Contains(t, members, harbor.Member{Group: "platform", Role: harbor.LimitedGuest})
 
+		// A group with a DN is an LDAP group (type 1) with that DN, one
+		// without an HTTP group (type 2).
+		require.NoError(t, c.EnsureMember(ctx, "team", harbor.Member{Group: "ops", Role: harbor.Guest}))
+		groupOf := func(name string) *models.UserGroup {
+			t.Helper()
+			res, err := c.API().Member.ListProjectMembers(ctx, member.NewListProjectMembersParams().
+				WithProjectNameOrID("team").WithXIsResourceName(ptr(true)).WithEntityname(&name))
+			require.NoError(t, err)
+			for _, m := range res.Payload {
+				if m.EntityType == "g" && m.EntityName == name {
+					g, err := c.API().Usergroup.GetUserGroup(ctx, usergroup.NewGetUserGroupParams().WithGroupID(m.EntityID))
+					require.NoError(t, err)
+					return g.Payload
+				}
+			}
+			require.FailNow(t, "no group member "+name)
+			return nil
+		}
+		ldapGroup := groupOf("platform")
+		require.Equal(t, int64(1), ldapGroup.GroupType)
+		require.Equal(t, dn, ldapGroup.LdapGroupDn)
+		httpGroup := groupOf("ops")
+		require.Equal(t, int64(2), httpGroup.GroupType)
+		require.Empty(t, httpGroup.LdapGroupDn)
+
 		// A user and a group of one name are two members.
 		createUser(t, c, "platform", "Passw0rd-Platform")
 		require.NoError(t, c.EnsureMember(ctx, "team", harbor.Member{User: "platform", Role: harbor.Developer}))
@@ -350,6 +379,20 @@ func TestGroupMembers(t *testing.T) {
 		require.Contains(t, members, harbor.Member{Group: "platform", Role: harbor.LimitedGuest}, "removing the user leaves the group")
 		require.NotContains(t, members, harbor.Member{User: "platform", Role: harbor.Guest})
 	})
+}
+
+// What the Client logs goes to the logger WithLogger gave it.
+func TestLogsGoToWithLogger(t *testing.T) {
+	b := simulated(t)
+	core, logs := observer.New(zap.InfoLevel)
+	c, err := harbor.New(context.Background(), harbor.Config{URL: b.url, Username: b.user, Password: b.pw}, harbor.WithLogger(zap.New(core)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	_, err = c.EnsureProject(context.Background(), harbor.ProjectSpec{Name: "logged"})
+	require.NoError(t, err)
+	created := logs.FilterMessage("harbor project created").All()
+	require.Len(t, created, 1)
+	require.Equal(t, "logged", created[0].ContextMap()["project"])
 }
 
 // Harbor answers at most 100 objects a page: Members, the member lookups
@@ -871,6 +914,10 @@ func TestAuthConfiguration(t *testing.T) {
 			ClientSecret: "oidc-s3cret", Scope: []string{"profile", "email"}, GroupsClaim: "groups", AutoOnboard: true}
 		require.NoError(t, c.ConfigureOIDC(ctx, oidc, false))
 		require.NotContains(t, fmt.Sprintf("%v %#v", oidc, oidc), "oidc-s3cret")
+		conf, err := c.API().Configure.GetConfigurations(ctx, configure.NewGetConfigurationsParams())
+		require.NoError(t, err)
+		require.NotNil(t, conf.Payload.OIDCScope)
+		require.Equal(t, "openid,profile,email", conf.Payload.OIDCScope.Value, "openid, which OIDC login needs, comes first")
 		mode, err = c.AuthMode(ctx)
 		require.NoError(t, err)
 		require.Equal(t, "db_auth", mode, "settings written, mode unchanged")

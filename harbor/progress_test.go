@@ -340,5 +340,5 @@ func TestWaitEndedWhileHarborCannotAnswer(t *testing.T) {
 	_, err = c.RunGC(ctx, false, harbor.WithExecution(handle))
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.ErrorIs(t, err, harbor.ErrUnavailable, "the last read's error is kept")
-	require.ErrorContains(t, err, handle+" not ended")
+	require.ErrorContains(t, err, "harbor: gc: "+handle+" not ended")
 }
