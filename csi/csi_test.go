@@ -15,14 +15,19 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vmware/govmomi"
+	"github.com/vmware/govmomi/cns"
 	_ "github.com/vmware/govmomi/cns/simulator" // the CNS endpoint
+	cnstypes "github.com/vmware/govmomi/cns/types"
 	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
 	_ "github.com/vmware/govmomi/pbm/simulator" // the SPBM endpoint
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/types"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/kubefoundry/kubefoundry/csi"
 	"github.com/kubefoundry/kubefoundry/vsphere/vspheretest"
@@ -30,6 +35,7 @@ import (
 
 type env struct {
 	c     *csi.Client
+	vc    *vim25.Client // the test's own session, for reading CNS as it is
 	vms   []*object.VirtualMachine
 	model *simulator.Model
 }
@@ -58,7 +64,7 @@ func newEnv(t *testing.T, opts ...csi.Option) *env {
 	vms, err := f.VirtualMachineList(ctx, "DC0_C0_RP0_VM*")
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, len(vms), 2)
-	return &env{c: c, vms: vms, model: m}
+	return &env{c: c, vc: gc.Client, vms: vms, model: m}
 }
 
 func spec(name string) csi.VolumeSpec {
@@ -102,6 +108,7 @@ func TestVolumeLifecycle(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(2048), got.SizeMB)
 	assert.ErrorIs(t, c.ExtendVolume(ctx, vol.ID, 1024), csi.ErrInvalidSpec)
+	require.NoError(t, c.ExtendVolume(ctx, vol.ID, 2048), "the size it has already (a retried extend) is success")
 
 	require.NoError(t, c.DetachVolume(ctx, vol.ID))
 	require.NoError(t, c.DetachVolume(ctx, vol.ID), "detached already is success")
@@ -139,6 +146,31 @@ func TestReleaseFromDeletedVM(t *testing.T) {
 	got, err := e.c.Get(ctx, vol.ID)
 	require.NoError(t, err)
 	assert.Equal(t, e.vms[1].Reference().Value, got.AttachedTo)
+}
+
+// TestReleaseRefusedWhileTheVMCannotBeRead: only a VM vCenter says does not
+// exist is gone. One that cannot be read (here: no permission, once) may
+// still be running with the volume, so ReleaseVolume refuses, and the
+// volume stays recorded on it.
+func TestReleaseRefusedWhileTheVMCannotBeRead(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	vol, err := e.c.CreateVolume(ctx, spec("pv-held"))
+	require.NoError(t, err)
+	node := e.vms[0].Reference()
+	require.NoError(t, e.c.AttachVolume(ctx, vol.ID, node))
+
+	e.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
+		MethodName: "RetrievePropertiesEx", ObjectType: "*", ObjectName: "*",
+		FaultType: simulator.FaultTypeNoPermission, Probability: 1, MaxCount: 1, Enabled: true,
+	})
+	err = e.c.ReleaseVolume(ctx, vol.ID)
+	var ae *csi.AttachedError
+	require.ErrorAs(t, err, &ae, "a VM that could not be read is not a deleted one")
+	assert.Equal(t, node.Value, ae.Holder)
+	got, err := e.c.Get(ctx, vol.ID)
+	require.NoError(t, err)
+	assert.Equal(t, node.Value, got.AttachedTo)
 }
 
 func TestValidation(t *testing.T) {
@@ -238,7 +270,7 @@ func TestFaultsInjected(t *testing.T) {
 func TestVolumeKubernetesMetadata(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	s := spec("pvc-1234")
+	s := spec("vol-1234")
 	s.PVName = "pvc-1234"
 	s.PVC = &csi.PVCRef{Namespace: "shop", Name: "db-data"}
 	vol, err := e.c.CreateVolume(ctx, s)
@@ -250,6 +282,35 @@ func TestVolumeKubernetesMetadata(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, e.vms[0].Reference().Value, got.AttachedTo)
 	require.NotNil(t, got.PVC, "the PVC survives the attachment record")
+	assert.Equal(t, "pvc-1234", pvEntityName(t, e, vol.ID), "the PV entity carries PVName")
+
+	plain, err := e.c.CreateVolume(ctx, spec("pv-plain"))
+	require.NoError(t, err)
+	assert.Nil(t, plain.PVC, "no PVC named, none reported")
+	assert.Equal(t, "pv-plain", pvEntityName(t, e, plain.ID), "without PVName the PV entity is named as the volume")
+	got, err = e.c.Get(ctx, plain.ID)
+	require.NoError(t, err)
+	assert.Nil(t, got.PVC)
+}
+
+// pvEntityName reads a volume's metadata from CNS as it is and returns the
+// name of its PersistentVolume entity, what the vSphere Client shows.
+func pvEntityName(t *testing.T, e *env, id string) string {
+	t.Helper()
+	ctx := context.Background()
+	cc, err := cns.NewClient(ctx, e.vc)
+	require.NoError(t, err)
+	res, err := cc.QueryVolume(ctx, &cnstypes.CnsQueryFilter{VolumeIds: []cnstypes.CnsVolumeId{{Id: id}}})
+	require.NoError(t, err)
+	require.Len(t, res.Volumes, 1)
+	var names []string
+	for _, m := range res.Volumes[0].Metadata.EntityMetadata {
+		if k, ok := m.(*cnstypes.CnsKubernetesEntityMetadata); ok && k.EntityType == string(cnstypes.CnsKubernetesEntityTypePV) {
+			names = append(names, k.EntityName)
+		}
+	}
+	require.Len(t, names, 1, "one PV entity")
+	return names[0]
 }
 
 func TestCreateVolumes(t *testing.T) {
@@ -267,6 +328,26 @@ func TestCreateVolumes(t *testing.T) {
 	assert.ErrorIs(t, res[1].Err, csi.ErrNotFound, "one bad spec fails alone")
 	assert.NoError(t, res[2].Err)
 	assert.Equal(t, "b-2", res[2].Volume.Name)
+	assert.Contains(t, err.Error(), "volume b-1:", "the error names the volume that failed")
+	assert.NotContains(t, err.Error(), "b-0", "and only it")
+	assert.NotContains(t, err.Error(), "b-2")
+
+	res, err = e.c.CreateVolumes(context.Background(), []csi.VolumeSpec{spec("c-0"), spec("c-1")})
+	require.NoError(t, err, "every volume made: no error")
+	require.Len(t, res, 2)
+	assert.Equal(t, "c-1", res[1].Volume.Name)
+}
+
+// TestLogsGoToWithLogger: what the Client logs goes to the logger
+// WithLogger gave it.
+func TestLogsGoToWithLogger(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	e := newEnv(t, csi.WithLogger(zap.New(core)))
+	vol, err := e.c.CreateVolume(context.Background(), spec("pv-logged"))
+	require.NoError(t, err)
+	created := logs.FilterMessage("volume created").All()
+	require.Len(t, created, 1)
+	assert.Equal(t, vol.ID, created[0].ContextMap()["id"])
 }
 
 // TestCNSTasksReadInTheVsanNamespace: vCenter leaves a CNS task's result

@@ -43,6 +43,15 @@ ca-file = "/etc/ssl/vc/ca.crt"
 	_, err = csi.DriverConfig{ClusterID: "c1", VCenter: "vc", User: "u", Password: "p", Datacenters: []string{"DC0"}}.Render()
 	require.ErrorIs(t, err, csi.ErrInvalidSpec)
 	assert.Contains(t, err.Error(), "TLS verification")
+
+	for name, c := range map[string]csi.DriverConfig{
+		"no password": {ClusterID: "c1", VCenter: "vc", User: "u", Datacenters: []string{"DC0"}, Insecure: true},
+		"no user":     {ClusterID: "c1", VCenter: "vc", Password: "p", Datacenters: []string{"DC0"}, Insecure: true},
+	} {
+		_, err := c.Render()
+		require.ErrorIs(t, err, csi.ErrInvalidSpec, name)
+		assert.Contains(t, err.Error(), "user and password", name)
+	}
 }
 
 func TestStorageClasses(t *testing.T) {
@@ -59,6 +68,7 @@ func TestStorageClasses(t *testing.T) {
 	assert.Equal(t, storagev1.VolumeBindingWaitForFirstConsumer, *gold.VolumeBindingMode)
 	assert.Equal(t, "xfs", scs[1].Parameters["csi.storage.k8s.io/fstype"])
 	assert.Empty(t, scs[1].Annotations)
+	assert.Empty(t, scs[1].AllowedTopologies, "no zones: no topology restriction (an empty one is invalid)")
 
 	// They encode as Kubernetes objects.
 	enc := scheme.Codecs.LegacyCodec(storagev1.SchemeGroupVersion)

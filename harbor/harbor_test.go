@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,13 +17,18 @@ import (
 	"time"
 
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/configure"
+	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/member"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/project"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/replication"
+	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/robot"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/user"
+	"github.com/goharbor/go-client/pkg/sdk/v2.0/client/usergroup"
 	"github.com/goharbor/go-client/pkg/sdk/v2.0/models"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kubefoundry/kubefoundry"
@@ -332,6 +339,241 @@ func TestGroupMembers(t *testing.T) {
 		members, err := c.Members(ctx, "team")
 		require.NoError(t, err)
 		require.Contains(t, members, harbor.Member{Group: "platform", Role: harbor.LimitedGuest})
+
+		// A group with a DN is an LDAP group (type 1) with that DN, one
+		// without an HTTP group (type 2).
+		require.NoError(t, c.EnsureMember(ctx, "team", harbor.Member{Group: "ops", Role: harbor.Guest}))
+		groupOf := func(name string) *models.UserGroup {
+			t.Helper()
+			res, err := c.API().Member.ListProjectMembers(ctx, member.NewListProjectMembersParams().
+				WithProjectNameOrID("team").WithXIsResourceName(ptr(true)).WithEntityname(&name))
+			require.NoError(t, err)
+			for _, m := range res.Payload {
+				if m.EntityType == "g" && m.EntityName == name {
+					g, err := c.API().Usergroup.GetUserGroup(ctx, usergroup.NewGetUserGroupParams().WithGroupID(m.EntityID))
+					require.NoError(t, err)
+					return g.Payload
+				}
+			}
+			require.FailNow(t, "no group member "+name)
+			return nil
+		}
+		ldapGroup := groupOf("platform")
+		require.Equal(t, int64(1), ldapGroup.GroupType)
+		require.Equal(t, dn, ldapGroup.LdapGroupDn)
+		httpGroup := groupOf("ops")
+		require.Equal(t, int64(2), httpGroup.GroupType)
+		require.Empty(t, httpGroup.LdapGroupDn)
+
+		// A user and a group of one name are two members.
+		createUser(t, c, "platform", "Passw0rd-Platform")
+		require.NoError(t, c.EnsureMember(ctx, "team", harbor.Member{User: "platform", Role: harbor.Developer}))
+		require.NoError(t, c.EnsureMember(ctx, "team", harbor.Member{User: "platform", Role: harbor.Guest}))
+		members, err = c.Members(ctx, "team")
+		require.NoError(t, err)
+		require.Contains(t, members, harbor.Member{Group: "platform", Role: harbor.LimitedGuest}, "the group keeps its role")
+		require.Contains(t, members, harbor.Member{User: "platform", Role: harbor.Guest})
+		require.NoError(t, c.RemoveMember(ctx, "team", harbor.Member{User: "platform"}))
+		members, err = c.Members(ctx, "team")
+		require.NoError(t, err)
+		require.Contains(t, members, harbor.Member{Group: "platform", Role: harbor.LimitedGuest}, "removing the user leaves the group")
+		require.NotContains(t, members, harbor.Member{User: "platform", Role: harbor.Guest})
+	})
+}
+
+// What the Client logs goes to the logger WithLogger gave it.
+func TestLogsGoToWithLogger(t *testing.T) {
+	b := simulated(t)
+	core, logs := observer.New(zap.InfoLevel)
+	c, err := harbor.New(context.Background(), harbor.Config{URL: b.url, Username: b.user, Password: b.pw}, harbor.WithLogger(zap.New(core)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	_, err = c.EnsureProject(context.Background(), harbor.ProjectSpec{Name: "logged"})
+	require.NoError(t, err)
+	created := logs.FilterMessage("harbor project created").All()
+	require.Len(t, created, 1)
+	require.Equal(t, "logged", created[0].ContextMap()["project"])
+}
+
+// Harbor answers at most 100 objects a page: Members, the member lookups
+// of EnsureMember and RemoveMember, and ListOwned (the projects, and each
+// project's robots) read every page.
+func TestListingsReadEveryPage(t *testing.T) {
+	each(t, func(t *testing.T, b backend) {
+		b.simulatorOnly(t, "hundreds of users, projects and robots; users outlive the run on a real Harbor")
+		// A lookup that reads the first page again and again never ends.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		c := b.admin(t)
+		const n = 101 // past one page
+
+		// Members: pg000..pg100, then pg, which every one of them matches
+		// (Harbor's entityname filter is a substring match): its lookup
+		// finds it on the second page.
+		_, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: "paged"})
+		require.NoError(t, err)
+		for i := range n {
+			u := fmt.Sprintf("pg%03d", i)
+			createUser(t, c, u, "Passw0rd-Paged")
+			require.NoError(t, c.EnsureMember(ctx, "paged", harbor.Member{User: u, Role: harbor.Guest}))
+		}
+		createUser(t, c, "pg", "Passw0rd-Paged")
+		require.NoError(t, c.EnsureMember(ctx, "paged", harbor.Member{User: "pg", Role: harbor.Guest}))
+		require.NoError(t, c.EnsureMember(ctx, "paged", harbor.Member{User: "pg", Role: harbor.Developer}),
+			"found on the second page: its role changed, not added twice")
+		members, err := c.Members(ctx, "paged")
+		require.NoError(t, err)
+		require.Len(t, members, n+2, "pg000..pg100, pg and the project's creator")
+		require.Contains(t, members, harbor.Member{User: "pg100", Role: harbor.Guest})
+		require.Contains(t, members, harbor.Member{User: "pg", Role: harbor.Developer})
+		require.NoError(t, c.RemoveMember(ctx, "paged", harbor.Member{User: "pg"}))
+		members, err = c.Members(ctx, "paged")
+		require.NoError(t, err)
+		require.Len(t, members, n+1)
+		require.NotContains(t, members, harbor.Member{User: "pg", Role: harbor.Developer})
+
+		// ListOwned: n projects of the cluster, and n robots in the first.
+		var want []harbor.Object
+		for i := range n {
+			p, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: fmt.Sprintf("owned-%03d", i), ClusterID: "c-paged"})
+			require.NoError(t, err)
+			want = append(want, harbor.Object{Kind: harbor.KindProject, Name: p.Name, ID: p.ID})
+		}
+		var robots []harbor.Object
+		for i := range n {
+			r, err := c.EnsureRobot(ctx, harbor.RobotSpec{Project: "owned-000", Name: fmt.Sprintf("r%03d", i), Pull: true, ClusterID: "c-paged"})
+			require.NoError(t, err)
+			robots = append(robots, harbor.Object{Kind: harbor.KindRobot, Name: r.Name, ID: r.ID})
+		}
+		owned, err := c.ListOwned(ctx, "c-paged")
+		require.NoError(t, err)
+		require.Equal(t, append(robots, want...), owned)
+	})
+}
+
+// RemoveMember reports a removal Harbor refused, as the member keeps its
+// access; one that is gone when it is deleted (404) is removed.
+func TestRemoveMemberFailures(t *testing.T) {
+	b := simulated(t)
+	ctx := context.Background()
+	c := b.admin(t)
+	_, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: "team"})
+	require.NoError(t, err)
+	createUser(t, c, "alice", "Passw0rd-Alice")
+	alice := harbor.Member{User: "alice", Role: harbor.Developer}
+	require.NoError(t, c.EnsureMember(ctx, "team", alice))
+	deleteMember := regexp.MustCompile(`^/api/v2\.0/projects/team/members/\d+$`)
+
+	b.sim.Inject(&simulator.Fault{Method: http.MethodDelete, Path: deleteMember, Status: http.StatusInternalServerError})
+	err = c.RemoveMember(ctx, "team", harbor.Member{User: "alice"})
+	var ae *harbor.APIError
+	require.ErrorAs(t, err, &ae, "a refused removal is an error")
+	require.Equal(t, http.StatusInternalServerError, ae.Status)
+	members, err := c.Members(ctx, "team")
+	require.NoError(t, err)
+	require.Contains(t, members, alice)
+
+	b.sim.Inject(&simulator.Fault{Method: http.MethodDelete, Path: deleteMember, Status: http.StatusNotFound})
+	require.NoError(t, c.RemoveMember(ctx, "team", harbor.Member{User: "alice"}), "gone meanwhile: removed")
+}
+
+// EnsureProject applies a change of any one setting alone, and the
+// vulnerability gate turned off reads back off (Harbor keeps its severity).
+func TestProjectSettingsChangeAlone(t *testing.T) {
+	each(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		c := b.admin(t)
+		name := unique("kf-alone")
+		cleanupProject(t, c, name)
+		type settings struct {
+			Public, SignatureRequired, AutoScan bool
+			PreventVulnerable                   string
+			CVEAllowlist                        []string
+		}
+		of := func(p *harbor.Project) settings {
+			return settings{p.Public, p.SignatureRequired, p.AutoScan, p.PreventVulnerable, p.CVEAllowlist}
+		}
+		for i, want := range []settings{
+			{},
+			{Public: true},
+			{Public: true, SignatureRequired: true},
+			{Public: true, SignatureRequired: true, PreventVulnerable: "high"},
+			{Public: true, SignatureRequired: true, PreventVulnerable: "critical"},
+			{Public: true, SignatureRequired: true},
+			{SignatureRequired: true},
+			{},
+			{AutoScan: true},
+			{AutoScan: true, CVEAllowlist: []string{"CVE-2021-44228"}},
+			{CVEAllowlist: []string{"CVE-2021-44228"}},
+		} {
+			got, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: name, Public: want.Public, SignatureRequired: want.SignatureRequired,
+				AutoScan: want.AutoScan, PreventVulnerable: want.PreventVulnerable, CVEAllowlist: want.CVEAllowlist})
+			require.NoError(t, err, "step %d", i)
+			require.Equal(t, want, of(got), "step %d: as returned", i)
+			got, err = c.GetProject(ctx, name)
+			require.NoError(t, err)
+			require.Equal(t, want, of(got), "step %d: as Harbor has it", i)
+		}
+	})
+}
+
+// EnsureRobot applies a change of any one setting alone and writes
+// nothing when nothing changed; a robot made without ExpiresIn never
+// expires; DeleteRobot of a robot that is gone is done.
+func TestRobotSettingsChangeAlone(t *testing.T) {
+	each(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		name := unique("kf-robots")
+		p := newProxy(t, b.url)
+		c := clientAt(t, p.URL, b.user, b.pw)
+		cleanupProject(t, c, name)
+		_, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: name})
+		require.NoError(t, err)
+
+		spec := harbor.RobotSpec{Project: name, Name: "ci", Description: "ci", Pull: true, Push: true}
+		r, err := c.EnsureRobot(ctx, spec)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.DeleteRobot(context.Background(), r.ID) })
+		require.True(t, r.ExpiresAt.IsZero(), "no ExpiresIn: never expires, not %s", r.ExpiresAt)
+		p.requests("", "")
+		again, err := c.EnsureRobot(ctx, spec)
+		require.NoError(t, err)
+		require.True(t, again.ExpiresAt.IsZero())
+		require.Zero(t, len(p.requests(http.MethodPut, "/api/v2.0/robots")), "nothing changed, nothing written")
+
+		read := func() *models.Robot {
+			t.Helper()
+			res, err := c.API().Robot.GetRobotByID(ctx, robot.NewGetRobotByIDParams().WithRobotID(r.ID))
+			require.NoError(t, err)
+			return res.Payload
+		}
+		spec.Pull = false
+		got, err := c.EnsureRobot(ctx, spec)
+		require.NoError(t, err)
+		require.False(t, got.Pull, "pull taken away alone")
+		require.True(t, got.Push)
+		spec.Description = "ci builds"
+		_, err = c.EnsureRobot(ctx, spec)
+		require.NoError(t, err)
+		require.Equal(t, "ci builds", read().Description, "the description changed alone")
+		spec.ExpiresIn = 7 * 24 * time.Hour
+		got, err = c.EnsureRobot(ctx, spec)
+		require.NoError(t, err)
+		require.WithinDuration(t, time.Now().Add(spec.ExpiresIn), got.ExpiresAt, 24*time.Hour, "the lifetime changed alone")
+		require.Equal(t, int64(7), *read().Duration)
+
+		require.NoError(t, c.DeleteRobot(ctx, r.ID))
+		require.NoError(t, c.DeleteRobot(ctx, r.ID), "gone already: done")
+		if b.sim != nil {
+			r, err := c.EnsureRobot(ctx, spec)
+			require.NoError(t, err)
+			b.sim.Inject(&simulator.Fault{Method: http.MethodDelete, Path: regexp.MustCompile(`^/api/v2\.0/robots/\d+$`),
+				Status: http.StatusInternalServerError})
+			err = c.DeleteRobot(ctx, r.ID)
+			var ae *harbor.APIError
+			require.ErrorAs(t, err, &ae, "a refused deletion is an error")
+			require.Equal(t, http.StatusInternalServerError, ae.Status)
+		}
 	})
 }
 
@@ -536,7 +778,7 @@ func TestConfigStringRedacts(t *testing.T) {
 		for _, s := range []string{cfg.String(), fmt.Sprintf("%v", cfg), fmt.Sprintf("%#v", cfg), fmt.Sprintf("%+v", cfg)} {
 			require.NotContains(t, s, "s3cret")
 			require.Contains(t, s, "admin")
-			require.Contains(t, s, "harbor")
+			require.Regexp(t, `URL: "https://harbor[:/"]`, s, "the URL, without its user information")
 			if cfg.Thumbprint != "" {
 				require.Contains(t, s, `Thumbprint: "ab:cd"`)
 				require.Contains(t, s, "ConnectTimeout: 2s, TLSHandshakeTimeout: 3s, Timeout: 1m0s")
@@ -591,6 +833,7 @@ func TestScanGate(t *testing.T) {
 		require.Len(t, scanners, 1)
 		require.Equal(t, "Trivy", scanners[0].Name)
 		require.True(t, scanners[0].Default)
+		require.False(t, scanners[0].Disabled)
 		require.NoError(t, c.SetDefaultScanner(ctx, "Trivy"))
 		require.ErrorIs(t, c.SetDefaultScanner(ctx, "Clair"), harbor.ErrNotFound)
 
@@ -671,6 +914,10 @@ func TestAuthConfiguration(t *testing.T) {
 			ClientSecret: "oidc-s3cret", Scope: []string{"profile", "email"}, GroupsClaim: "groups", AutoOnboard: true}
 		require.NoError(t, c.ConfigureOIDC(ctx, oidc, false))
 		require.NotContains(t, fmt.Sprintf("%v %#v", oidc, oidc), "oidc-s3cret")
+		conf, err := c.API().Configure.GetConfigurations(ctx, configure.NewGetConfigurationsParams())
+		require.NoError(t, err)
+		require.NotNil(t, conf.Payload.OIDCScope)
+		require.Equal(t, "openid,profile,email", conf.Payload.OIDCScope.Value, "openid, which OIDC login needs, comes first")
 		mode, err = c.AuthMode(ctx)
 		require.NoError(t, err)
 		require.Equal(t, "db_auth", mode, "settings written, mode unchanged")

@@ -102,6 +102,29 @@ func TestListOwned(t *testing.T) {
 	})
 }
 
+// The owner is the label named OwnerLabel, not the first whose name
+// contains it (Harbor's label name filter is a substring match).
+func TestOwnerLabelByItsExactName(t *testing.T) {
+	each(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		c := b.admin(t)
+		name, c1 := unique("kf-decoy"), unique("kf-c1")
+		cleanupProject(t, c, name)
+		p, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: name})
+		require.NoError(t, err)
+		_, err = c.API().Label.CreateLabel(ctx, label.NewCreateLabelParams().WithLabel(&models.Label{
+			Name: harbor.OwnerLabel + "-previous", Description: "kf-c0", Scope: "p", ProjectID: p.ID}))
+		require.NoError(t, err)
+
+		p, err = c.EnsureProject(ctx, harbor.ProjectSpec{Name: name, ClusterID: c1})
+		require.NoError(t, err, "a label that only contains OwnerLabel's name owns nothing: the project is claimed")
+		require.Equal(t, c1, p.ClusterID)
+		owned, err := c.ListOwned(ctx, c1)
+		require.NoError(t, err)
+		require.Equal(t, []harbor.Object{{Kind: harbor.KindProject, Name: name, ID: p.ID}}, owned)
+	})
+}
+
 // Two clusters claiming one project at once: Harbor takes one owner label
 // per project, and the one that lost is told whose it is.
 func TestProjectClaimRace(t *testing.T) {

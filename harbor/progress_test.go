@@ -2,6 +2,8 @@ package harbor_test
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -152,12 +154,14 @@ func TestReplicateReportsAndResumes(t *testing.T) {
 		require.Equal(t, "started", third.phases()[0])
 
 		// A handle that is not one, or that Harbor does not know.
-		bad := &journal{}
-		_, err = c.Replicate(ctx, pol, harbor.WithExecution("exec-1"), harbor.WithSink(bad))
-		var fe *harbor.FieldError
-		require.ErrorAs(t, err, &fe)
-		require.Equal(t, "execution", fe.Field)
-		require.Equal(t, []string{"failed"}, bad.phases())
+		for _, h := range []string{"exec-1", "0", "-4"} {
+			bad := &journal{}
+			_, err = c.Replicate(ctx, pol, harbor.WithExecution(h), harbor.WithSink(bad))
+			var fe *harbor.FieldError
+			require.ErrorAs(t, err, &fe, h)
+			require.Equal(t, "execution", fe.Field)
+			require.Equal(t, []string{"failed"}, bad.phases())
+		}
 		_, err = c.Replicate(ctx, pol, harbor.WithExecution("99999999"))
 		require.ErrorIs(t, err, harbor.ErrNotFound)
 		require.Len(t, executions(), 2)
@@ -257,4 +261,84 @@ func TestScanReportsAndResumes(t *testing.T) {
 		require.Equal(t, "started a scan was running already", theirs.phases()[0])
 		require.NotEqual(t, handle, theirs.last().Handle, "their scan's report")
 	})
+}
+
+// Progress is reported when it changes, once: a run read twice in the same
+// state reports it once, and a step done while it runs is reported. The
+// simulator's execution goes from started to done in two reads; a proxy
+// answers the first reads as a run of two tasks that stays at 0 of 2 for
+// two reads, then is at 1 of 2.
+func TestProgressReportsEachChangeOnce(t *testing.T) {
+	b := simulated(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := b.admin(t)
+	_, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: "src"})
+	require.NoError(t, err)
+	b.push(t, "src", "web", "v1")
+	b.push(t, "src", "api", "v1")
+	_, err = c.EnsureRegistry(ctx, harbor.RegistrySpec{Name: "mirror", Type: "harbor", URL: strings.Replace(b.url, "127.0.0.1", "localhost", 1),
+		Username: b.user, Password: b.pw, Insecure: true})
+	require.NoError(t, err)
+	_, err = c.EnsureReplication(ctx, harbor.ReplicationSpec{Name: "push", Direction: harbor.Push, Registry: "mirror",
+		NameFilter: "src/**", DestNamespace: "dst", Override: true})
+	require.NoError(t, err)
+
+	p := newProxy(t, b.url)
+	execution := regexp.MustCompile(`^/api/v2\.0/replication/executions/\d+$`)
+	var mu sync.Mutex
+	reads := 0
+	p.set(nil, func(resp *http.Response) error {
+		if resp.Request.Method != http.MethodGet || !execution.MatchString(resp.Request.URL.Path) {
+			return nil
+		}
+		mu.Lock()
+		reads++
+		n := reads
+		mu.Unlock()
+		succeed := map[int]int{1: 0, 2: 0, 3: 1}
+		done, ok := succeed[n]
+		if !ok {
+			return nil // the simulator's own answer: Succeed, 2 of 2
+		}
+		body := fmt.Sprintf(`{"id": 1, "policy_id": 1, "status": "InProgress", "trigger": "manual", "start_time": "2024-01-01T00:00:00Z",
+			"total": 2, "succeed": %d, "failed": 0, "stopped": 0, "in_progress": %d, "status_text": ""}`, done, 2-done)
+		resp.Body = io.NopCloser(strings.NewReader(body))
+		resp.ContentLength = int64(len(body))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+		resp.StatusCode = http.StatusOK
+		return nil
+	})
+	pc := clientAt(t, p.URL, b.user, b.pw)
+	j := &journal{}
+	_, err = pc.Replicate(ctx, "push", harbor.WithSink(j))
+	require.NoError(t, err)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var got []string
+	for _, e := range j.events {
+		got = append(got, fmt.Sprintf("%s %d/%d %s", e.Phase, e.Step, e.Steps, e.Message))
+	}
+	require.Equal(t, []string{"started 0/0 ", "running 0/2 InProgress", "running 1/2 InProgress", "done 2/2 Succeed"}, got)
+}
+
+// A wait that ends while Harbor cannot answer says both: the end of ctx
+// and the last read's error.
+func TestWaitEndedWhileHarborCannotAnswer(t *testing.T) {
+	b := simulated(t)
+	c := b.admin(t)
+	lost, lose := context.WithCancel(context.Background())
+	first := &journal{onStart: func(kubefoundry.Event) { lose() }}
+	_, err := c.RunGC(lost, false, harbor.WithSink(first))
+	require.ErrorIs(t, err, context.Canceled)
+	handle := first.events[0].Handle
+
+	b.sim.Inject(&simulator.Fault{Method: http.MethodGet, Path: regexp.MustCompile(`^/api/v2\.0/system/gc/\d+$`),
+		Times: -1, Status: http.StatusServiceUnavailable})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err = c.RunGC(ctx, false, harbor.WithExecution(handle))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorIs(t, err, harbor.ErrUnavailable, "the last read's error is kept")
+	require.ErrorContains(t, err, "harbor: gc: "+handle+" not ended")
 }

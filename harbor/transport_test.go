@@ -87,7 +87,7 @@ func TestUnavailableAndSlowHarbor(t *testing.T) {
 	path := regexp.MustCompile(`^/api/v2\.0/projects/c1$`)
 
 	for _, status := range []int{http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusTooManyRequests} {
-		sim.Inject(&simulator.Fault{Method: http.MethodGet, Path: path, Times: 2, Status: status})
+		sim.Inject(&simulator.Fault{Method: http.MethodGet, Path: path, Times: 2, Status: status, Code: "BUSY", Message: "injected fault: try later"})
 		for range 2 {
 			_, err := c.GetProject(ctx, "c1")
 			require.ErrorIs(t, err, harbor.ErrUnavailable)
@@ -95,7 +95,7 @@ func TestUnavailableAndSlowHarbor(t *testing.T) {
 			var ae *harbor.APIError
 			require.ErrorAs(t, err, &ae)
 			require.Equal(t, status, ae.Status)
-			require.Contains(t, ae.Message, "injected fault", "Harbor's error body is read")
+			require.Equal(t, "BUSY: injected fault: try later", ae.Message, "Harbor's error body is read")
 			var rae *runtime.APIError
 			require.ErrorAs(t, err, &rae, "go-client's error is in the chain")
 			require.Equal(t, status, rae.Code)
@@ -117,6 +117,34 @@ func TestUnavailableAndSlowHarbor(t *testing.T) {
 	require.NotErrorIs(t, err, harbor.ErrUnavailable)
 	_, err = c.GetProject(ctx, "c1")
 	require.NoError(t, err)
+}
+
+// An error answer that is not Harbor's (a load balancer's JSON in front of
+// it, with a status the operation's spec does not list) is kept as it
+// came, not read as Harbor's errors list.
+func TestErrorBodyOfAnotherServer(t *testing.T) {
+	b := simulated(t)
+	p := newProxy(t, b.url)
+	c := clientAt(t, p.URL, b.user, b.pw)
+	ctx := context.Background()
+	_, err := c.EnsureProject(ctx, harbor.ProjectSpec{Name: "c1"})
+	require.NoError(t, err)
+	const body = `{"message": "no healthy upstream"}`
+	p.set(func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+		if r.Method != http.MethodGet || r.URL.Path != "/api/v2.0/projects/c1" {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, body)
+		return true
+	}, nil)
+	_, err = c.GetProject(ctx, "c1")
+	var ae *harbor.APIError
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, http.StatusServiceUnavailable, ae.Status)
+	require.Equal(t, body, ae.Message)
+	require.ErrorIs(t, err, harbor.ErrUnavailable)
 }
 
 // TLS is verified against the CA bundle or the thumbprint given, and

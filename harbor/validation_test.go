@@ -3,6 +3,7 @@ package harbor_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,6 +121,8 @@ func TestSpecValidationListsEveryProblem(t *testing.T) {
 // any client exists.
 func TestProjectSpecValidate(t *testing.T) {
 	require.NoError(t, harbor.ProjectSpec{Name: "c1", PreventVulnerable: "high", StorageLimitBytes: -1}.Validate())
+	require.NoError(t, harbor.ProjectSpec{Name: strings.Repeat("a", 255)}.Validate(), "255 characters is Harbor's limit")
+	requireProblems(t, harbor.ProjectSpec{Name: strings.Repeat("a", 256)}.Validate(), "harbor.ProjectSpec", "project.name")
 	requireProblems(t, harbor.ProjectSpec{Name: "", StorageLimitBytes: -5}.Validate(), "harbor.ProjectSpec",
 		"project.name", "project.storageLimitBytes")
 	// Merged into a bigger spec, the paths nest.

@@ -23,7 +23,7 @@
 // change and only they may set at creation, 412 when deleting a project
 // with repositories, the public library project); members (users, LDAP
 // and HTTP groups, roles; the entityname filter is a substring match and
-// lists are paged, 10 by default); labels, global and per project (one
+// lists are paged, 10 by default) and the user groups they name; labels, global and per project (one
 // of a name per project, 409 for a second; listing a project's needs its
 // id); project robot accounts (<project>+<name>
 // under the robot_name_prefix in force, robot$ by default, so changing the

@@ -29,6 +29,7 @@ func init() {
 	handlers["getProjectMember"] = getProjectMember
 	handlers["updateProjectMember"] = updateProjectMember
 	handlers["deleteProjectMember"] = deleteProjectMember
+	handlers["getUserGroup"] = getUserGroup
 }
 
 var roleNames = map[int64]string{1: "projectAdmin", 2: "developer", 3: "guest", 4: "maintainer", 5: "limitedGuest"}
@@ -199,4 +200,21 @@ func deleteProjectMember(s *Server, c *call) (reply, error) {
 	}
 	s.st.members.delete(m.id)
 	return reply{}, nil
+}
+
+// getUserGroup reads a user group a member was made with: its type and,
+// for an LDAP group, its DN.
+func getUserGroup(s *Server, c *call) (reply, error) {
+	if err := needAdmin(c); err != nil {
+		return reply{}, err
+	}
+	id, _ := c.int64("group_id")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, g := range s.st.groups {
+		if g.id == id {
+			return reply{body: map[string]any{"id": g.id, "group_name": g.name, "group_type": g.typ, "ldap_group_dn": g.dn}}, nil
+		}
+	}
+	return reply{}, errf(http.StatusNotFound, "user group %d not found", id)
 }
