@@ -1,0 +1,42 @@
+// Package simulator starts a whole simulated vSphere foundation in this
+// process, in one call: what lifecycle's examples run on by default, and
+// what a platform team's own tests start with the same call.
+//
+//	f, err := simulator.Start(ctx, simulator.Config{Clusters: 3})
+//	if err != nil {
+//		return err
+//	}
+//	defer f.Close()
+//	// f.VCenter, f.NSX and f.Harbor are the endpoints a caller would
+//	// configure for a real foundation; f.Director is a BOSH director on it.
+//
+// A Foundation is:
+//   - vCenter with CNS and SPBM: govmomi's vcsim (VPX model: datacenter
+//     DC0, one vSphere cluster per Config.Clusters, datastore LocalDS_0,
+//     network "VM Network") on HTTPS with a certificate the returned
+//     vsphere.Config trusts, and a random administrator password;
+//   - NSX-T: nsxt/simulator seeded with a tier-0, an edge cluster, an
+//     overlay transport zone, IP blocks and a floating IP pool (Inventory);
+//     the node block 127.16.0.0/16 and the floating pool 127.200.0.0/20
+//     are loopback, so a cluster's VMs and its load balancers' addresses
+//     are addresses this machine can listen on;
+//   - Harbor: harbor/simulator;
+//   - a BOSH director (bosh/director) with its store (bbolt), its
+//     blobstore on HTTPS, the embedded NATS message bus, the vSphere CPI
+//     (bosh/cpi/vspherecpi, owning its VMs as "bosh" in folder bosh/vms)
+//     and an agent (bosh/agent/agentsim) for every powered-on VM the CPI
+//     makes. Jobs run as real processes of this machine under their
+//     agents; each VM's address comes from the cloud config's networks,
+//     so with a manual network on 127.16.x.0/24 every VM has its own
+//     loopback address and its jobs listen there.
+//
+// Stemcell writes a light stemcell vcsim imports, for UploadStemcell.
+// Close stops every part, the job processes included, and leaves no
+// goroutine, port or file behind (the directory Start made is removed; a
+// Config.Dir given is kept). Ruby must be installed: the director renders
+// job templates with Ruby's ERB, as bosh-cli does.
+//
+// Not here yet (issue 17): the NSX simulator's load balancers do not
+// forward TCP to their members, the Kubernetes release and the simulated
+// kubelet.
+package simulator
