@@ -34,6 +34,18 @@
 // naming each file and the spec's path and line. Symlinks in packages,
 // pre_packaging scripts and vendored packages (spec.lock) are refused.
 //
+// # Compiling a release
+//
+// Compile turns a source release into one compiled for a stemcell, on
+// this machine, as a director's compilation VMs and `bosh
+// export-release` make it: each packaging script runs (dependencies
+// first, with BOSH_COMPILE_TARGET, BOSH_INSTALL_TARGET, BOSH_PACKAGE_NAME,
+// BOSH_PACKAGE_VERSION and BOSH_PACKAGES_DIR set), its install target
+// becomes compiled_packages/<name>.tgz, and jobs and the license are
+// copied as they are. It is for packages that build for this machine's
+// OS (Go programs, binaries copied in), as lifecycle's Kubernetes release
+// is; the output is the same bytes for the same source.
+//
 // # Reading a release
 //
 // Read and Open check the whole tarball before returning: each job,
