@@ -1,0 +1,158 @@
+package kuberelease
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+
+	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/bosh/release"
+)
+
+// Name is the release's name.
+const Name = "kubefoundry-kubernetes"
+
+//go:embed all:release
+var tree embed.FS
+
+// Binaries are the programs the release packages, built for the
+// stemcell's OS and architecture (linux/amd64 for vSphere stemcells):
+// each the path of an executable file.
+type Binaries struct {
+	Etcd                  string
+	KubeAPIServer         string
+	KubeControllerManager string
+	KubeScheduler         string
+}
+
+// packages are the release's packages and the binary each holds.
+func (b Binaries) packages() []struct{ name, path, field string } {
+	return []struct{ name, path, field string }{
+		{"etcd", b.Etcd, "Etcd"},
+		{"kube-apiserver", b.KubeAPIServer, "KubeAPIServer"},
+		{"kube-controller-manager", b.KubeControllerManager, "KubeControllerManager"},
+		{"kube-scheduler", b.KubeScheduler, "KubeScheduler"},
+	}
+}
+
+// Validate checks that every binary is given and is an executable file,
+// every problem at once.
+func (b Binaries) Validate() error {
+	ve := kubefoundry.ValidationError{Object: "kuberelease.Binaries"}
+	for _, p := range b.packages() {
+		if p.path == "" {
+			ve.Add(p.field, "", "required: the path of the %s program", p.name)
+			continue
+		}
+		st, err := os.Stat(p.path)
+		switch {
+		case err != nil:
+			ve.Add(p.field, p.path, "%v", errors.Unwrap(err))
+		case !st.Mode().IsRegular():
+			ve.Add(p.field, p.path, "is not a regular file")
+		case st.Mode().Perm()&0o111 == 0:
+			ve.Add(p.field, p.path, "is not executable")
+		}
+	}
+	return ve.Err()
+}
+
+// Build writes the Kubernetes release, compiled for stemcell
+// ("ubuntu-jammy/1.108"), with the given version, to out: what
+// Director.UploadRelease takes. The jobs and templates are the SDK's own
+// (embedded); the packages hold the binaries as given. Build works in a
+// temporary directory under tmpDir (the system's when empty) and removes
+// it.
+func Build(ctx context.Context, bins Binaries, version, stemcell, tmpDir string, out io.Writer) (*release.Manifest, error) {
+	if err := bins.Validate(); err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(tmpDir, "kuberelease-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	dir := filepath.Join(tmp, "release")
+	if err := writeTree(dir); err != nil {
+		return nil, err
+	}
+	for _, p := range bins.packages() {
+		if err := place(p.path, filepath.Join(dir, "src", p.name, p.name)); err != nil {
+			return nil, fmt.Errorf("kuberelease: %s: %w", p.field, err)
+		}
+	}
+	src := filepath.Join(tmp, "source.tgz")
+	f, err := os.Create(src)
+	if err != nil {
+		return nil, err
+	}
+	_, err = release.Create(ctx, dir, f, release.WithVersion(version), release.WithNoCompression(), release.WithTempDir(tmp))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kuberelease: %w", err)
+	}
+	// The sources are in source.tgz now; free the disk they took.
+	if err := os.RemoveAll(filepath.Join(dir, "src")); err != nil {
+		return nil, err
+	}
+	m, err := release.Compile(ctx, src, stemcell, out, release.WithTempDir(tmp))
+	if err != nil {
+		return nil, fmt.Errorf("kuberelease: %w", err)
+	}
+	return m, nil
+}
+
+// writeTree writes the embedded release directory to dir.
+func writeTree(dir string) error {
+	return fs.WalkDir(tree, "release", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel("release", filepath.FromSlash(p))
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dir, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		b, err := tree.ReadFile(path.Clean(p))
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
+}
+
+// place puts the file src at dst: a hard link when both are on one file
+// system, else a copy.
+func place(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if os.Link(src, dst) == nil {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
