@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -359,6 +360,14 @@ func TestForwardingFollowsTheIntent(t *testing.T) {
 		require.Equal(t, "127.31.1.11", ask(t, vip))
 		require.Equal(t, "127.31.1.11", ask(t, vip2))
 
+		// As many default_pool_member_ports as ports: each port its own.
+		second := startEcho(t, "127.31.1.12:0", "second port")
+		patch(pool, map[string]any{"members": []any{map[string]any{"ip_address": "127.31.1.12"}}})
+		patch(vs, map[string]any{"default_pool_member_ports": []any{mp, strconv.Itoa(second.port())}})
+		require.Equal(t, "127.31.1.12", ask(t, vip))
+		require.Equal(t, "second port", ask(t, vip2))
+		patch(pool, map[string]any{"members": []any{map[string]any{"ip_address": "127.31.1.11", "port": mp}}})
+
 		patch(vs, map[string]any{"ports": []any{fmt.Sprintf("%d-%d", vp, vp+1)}})
 		require.Contains(t, e.sim.Forwarding()[vs], "port range")
 		refused(t, vip)
@@ -449,8 +458,16 @@ func TestCloseEndsForwarding(t *testing.T) {
 	defer half.c.Close()
 	require.NoError(t, half.c.(*net.TCPConn).CloseWrite())
 
-	sim.Close()
 	closed = true
+	done := make(chan struct{})
+	go func() { defer close(done); sim.Close() }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		require.FailNow(t, "Close did not return in 5 s: a listener or a forwarded connection holds it")
+	}
+	// Close has waited: nothing of the forwarding still waits on the network.
+	require.Empty(t, blockedForwarding(), "goroutines of the forwarding still on the network after Close")
 	for _, c := range []*conn{held, half} {
 		_ = c.c.SetReadDeadline(time.Now().Add(3 * time.Second))
 		_, err = c.r.ReadByte()
@@ -465,6 +482,20 @@ func TestCloseEndsForwarding(t *testing.T) {
 	m.stop()
 	goleak.VerifyNone(t, before)
 	require.Empty(t, sim.Forwarding(), "nothing listens after Close")
+}
+
+// blockedForwarding lists the goroutines of the simulator's forwarding
+// that wait on the network, as a stack dump shows them.
+func blockedForwarding() []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "runtime_pollWait") && strings.Contains(g, "nsxt/simulator.(*Server)") {
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
 // TestForwardingOff: without Config.ForwardLoadBalancers, nothing listens,
