@@ -92,7 +92,8 @@
 // connection is closed. Bytes pass both ways untouched (TLS goes through
 // to the member) and a half-close is passed on. The listeners follow
 // every write, whatever makes it (a PATCH or PUT, the hierarchical
-// PATCH, Put, Patch, Delete, a purge): a virtual server starts listening
+// PATCH, Put, Patch, Delete, a purge), before the write is answered: a
+// virtual server starts listening
 // when it comes to qualify, moves when its address or ports change, and
 // stops, with the connections it carries, when it is deleted or
 // disabled or its pool or service no longer qualifies; a change of

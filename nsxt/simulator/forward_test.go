@@ -250,6 +250,21 @@ func TestLoadBalancerForwardsTheAPI(t *testing.T) {
 	require.Equal(t, []string{"127.31.0.13", "127.31.0.13", "127.31.0.13"}, askN(t, vip, 3))
 	held.roundTrip(t, "still there")
 
+	// A LoadBalancer Service on the cluster's load balancer: its own
+	// address, its port forwarded to the NodePort on the nodes.
+	svcPort := freePort(t, "127.0.0.1")
+	st, err := c.EnsureLoadBalancer(ctx, nsxt.LoadBalancer{ClusterID: "fwd", Namespace: "default", Name: "web",
+		Ports: []nsxt.ServicePort{{Port: svcPort, NodePort: m[2].port()}}, Nodes: []string{"127.31.0.13"},
+		FloatingIPPoolPaths: topo.FloatingIPPoolPaths})
+	require.NoError(t, err)
+	require.Len(t, st.VirtualServers, 1)
+	svcVIP := net.JoinHostPort(st.IP, strconv.Itoa(svcPort))
+	require.Equal(t, map[string]string{vs: vip, st.VirtualServers[0]: svcVIP}, sim.Forwarding())
+	require.Equal(t, "127.31.0.13", ask(t, svcVIP))
+	_, err = c.DeleteLoadBalancer(ctx, "fwd", "default", "web")
+	require.NoError(t, err)
+	refused(t, svcVIP)
+
 	// The topology goes, and the virtual server with it: nothing listens.
 	_, err = c.TeardownTopology(ctx, "fwd")
 	require.NoError(t, err)

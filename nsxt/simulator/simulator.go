@@ -74,8 +74,8 @@ type Config struct {
 	// pool (round-robin over those ENABLED, skipping one that refuses).
 	// Its addresses must be local (on Linux all of 127.0.0.0/8 is): a
 	// floating pool such as 127.200.0.0/24. A virtual server that cannot
-	// listen does not fail the write; Server.Forwarding says why. Off by
-	// default.
+	// listen does not fail the write; Server.Forwarding says why. The
+	// listeners follow each write before it is answered. Off by default.
 	ForwardLoadBalancers bool
 }
 
