@@ -77,8 +77,8 @@
 // an NSX edge does for an L4 (fast TCP) virtual server, so that a
 // kubeconfig can point at a cluster's API virtual server on a simulated
 // foundation. Each virtual server that is enabled (NSX's default), has
-// an ip_address, ports and a pool_path whose pool has members, on a
-// load balancer service that is enabled and attached (it has a
+// an ip_address, ports and a pool_path whose pool has members, on a load
+// balancer service that is enabled and attached (it has a
 // connectivity_path), listens on its address at each of its ports, and
 // every TCP connection it accepts goes to a member of its pool: at the
 // member's port, or else the virtual server's default_pool_member_ports
@@ -86,28 +86,29 @@
 // ports, else the first), or else the port the client connected to.
 // Members are taken round-robin among those whose admin_state is ENABLED
 // (DISABLED and GRACEFUL_DISABLED ones get no new connection) and not
-// backup_member; one that refuses the connection is skipped for the next,
-// as an active TCP monitor would have taken it out; the backup members
-// are tried when no other accepts; when none does, the client's
+// backup_member; one that refuses the connection is skipped for the
+// next, as an active TCP monitor would have taken it out; the backup
+// members are tried when no other accepts; when none does, the client's
 // connection is closed. Bytes pass both ways untouched (TLS goes through
 // to the member) and a half-close is passed on. The listeners follow
 // every write, whatever makes it (a PATCH or PUT, the hierarchical
 // PATCH, Put, Patch, Delete, a purge), before the write is answered: a
-// virtual server starts listening
-// when it comes to qualify, moves when its address or ports change, and
-// stops, with the connections it carries, when it is deleted or
-// disabled or its pool or service no longer qualifies; a change of
-// members holds from the next connection on, while those already made
-// go on. An address that cannot be bound (in use, not local: on Linux
-// all of 127.0.0.0/8 is local, so a floating pool such as
-// 127.200.0.0/24 serves) does not fail the write: Server.Forwarding
-// reports the error, and the next write tries again. Not simulated: port
-// ranges (reported, not listened on), UDP, L7 (an HTTP application
-// profile is forwarded as TCP), the algorithms other than ROUND_ROBIN,
-// weights, min_active_members, persistence, SNAT (a member sees the
-// client's own address), connection limits, the access list, and health
-// monitors other than a refused connection. Close closes every listener
-// and forwarded connection and waits for them.
+// virtual server starts listening when it comes to qualify, moves when
+// its address or ports change, and stops, with the connections it
+// carries, when it is deleted or disabled or its pool or service no
+// longer qualifies; a change of members holds from the next connection
+// on, while those already made go on. An address that cannot be bound
+// (in use, not local: on Linux all of 127.0.0.0/8 is local, so a
+// floating pool such as 127.200.0.0/24 serves) does not fail the write:
+// Server.Forwarding reports the error, and the next write tries again.
+// Not simulated: port ranges (reported, not listened on), UDP, L7 (an
+// HTTP application profile is forwarded as TCP), the algorithms other
+// than ROUND_ROBIN, weights, min_active_members, persistence, SNAT (a
+// member sees the client's own address), connection limits, the access
+// list, a pool's member_group (its pool has no members: it does not
+// listen), and health monitors other than a refused connection (or no
+// answer in 3 s). Close closes every listener and forwarded connection
+// and waits for them.
 //
 // Tests steer it with Inject (a status, and an error code, on the Nth
 // authenticated request matching a method, a path and a query, or a
