@@ -38,7 +38,7 @@ type forwarding struct {
 // it has none), the connections it carries, and its round-robin cursor.
 type virtualServer struct {
 	path string
-	bind string // what it listens on: forward.bind
+	bind string // what it listens on: vip.bind
 	lns  []net.Listener
 	err  error // why it does not listen, or nil
 
@@ -48,17 +48,17 @@ type virtualServer struct {
 	next   int                   // the member the next connection tries first
 }
 
-// forward is what a virtual server's intent asks of the data plane: an
+// vip is what a virtual server's intent asks of the data plane: an
 // address and ports to listen on, or why it cannot listen.
-type forward struct {
+type vip struct {
 	ip    netip.Addr
 	ports []int
 	err   error
 }
 
-// bind names what f listens on, to tell when a virtual server moves.
-func (f forward) bind() string {
-	return fmt.Sprint(f.ip, f.ports, f.err)
+// bind names what v listens on, to tell when a virtual server moves.
+func (v vip) bind() string {
+	return fmt.Sprint(v.ip, v.ports, v.err)
 }
 
 // member is where a connection may go: a pool member's address and port.
@@ -72,32 +72,32 @@ func newForwarding() *forwarding {
 	return &forwarding{ctx: ctx, cancel: cancel, vs: map[string]*virtualServer{}}
 }
 
-// forwards lists the virtual servers of st that forward, by path. A
+// vips lists the virtual servers of st that forward, by path. A
 // virtual server forwards when it is enabled, has an ip_address, ports
 // and a pool_path whose pool has members, and its lb_service_path's
 // service is enabled and attached (has a connectivity_path). One that
 // asks for what the simulator cannot do (a port range, an address that
 // is not one) is listed with the reason.
-func forwards(st *store) map[string]forward {
-	out := map[string]forward{}
+func vips(st *store) map[string]vip {
+	out := map[string]vip{}
 	for _, vs := range st.children("/infra", "lb-virtual-servers") {
 		if pool, _ := servable(st, vs); pool == nil {
 			continue
 		}
-		f := forward{}
+		v := vip{}
 		ip, err := netip.ParseAddr(vs.str("ip_address"))
 		if err != nil {
-			f.err = fmt.Errorf("ip_address %q is not an IP address", vs.str("ip_address"))
+			v.err = fmt.Errorf("ip_address %q is not an IP address", vs.str("ip_address"))
 		}
-		f.ip = ip
+		v.ip = ip
 		for _, p := range strList(vs.body["ports"]) {
 			n, err := singlePort(p)
-			if err != nil && f.err == nil {
-				f.err = fmt.Errorf("ports: %w", err)
+			if err != nil && v.err == nil {
+				v.err = fmt.Errorf("ports: %w", err)
 			}
-			f.ports = append(f.ports, n)
+			v.ports = append(v.ports, n)
 		}
-		out[vs.path] = f
+		out[vs.path] = v
 	}
 	return out
 }
@@ -219,7 +219,7 @@ func (s *Server) forward() {
 		return
 	}
 	s.mu.Lock()
-	want := forwards(s.st)
+	want := vips(s.st)
 	s.mu.Unlock()
 	for path, vs := range f.vs {
 		if w, ok := want[path]; !ok || w.bind() != vs.bind || vs.err != nil {
@@ -236,7 +236,7 @@ func (s *Server) forward() {
 
 // listen starts the listeners of the virtual server at path, all of them
 // or none.
-func (s *Server) listen(path string, w forward) *virtualServer {
+func (s *Server) listen(path string, w vip) *virtualServer {
 	vs := &virtualServer{path: path, bind: w.bind(), err: w.err, conns: map[net.Conn]struct{}{}}
 	if vs.err != nil {
 		return vs
