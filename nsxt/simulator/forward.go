@@ -120,7 +120,7 @@ func servable(st *store, vs *object) (pool, service *object) {
 }
 
 // members lists where a connection to the virtual server at path on its
-// ports[port] goes, in st: its pool's members whose admin_state is
+// ports[i] = port goes, in st: its pool's members whose admin_state is
 // ENABLED (NSX's default), at the member's port, or else at the virtual
 // server's default_pool_member_ports (the one for that port when it has
 // as many as ports, else its first), or else at port itself. None when
