@@ -73,11 +73,49 @@
 // path is refused (400, error code 500045: "An object with the same
 // path=[...] is marked for deletion").
 //
+// Config.ForwardLoadBalancers makes the load balancer carry traffic, as
+// an NSX edge does for an L4 (fast TCP) virtual server, so that a
+// kubeconfig can point at a cluster's API virtual server on a simulated
+// foundation. Each virtual server that is enabled (NSX's default), has
+// an ip_address, ports and a pool_path whose pool has members, on a load
+// balancer service that is enabled and attached (it has a
+// connectivity_path), listens on its address at each of its ports, and
+// every TCP connection it accepts goes to a member of its pool: at the
+// member's port, or else the virtual server's default_pool_member_ports
+// (the one at the same place in the list when there are as many as
+// ports, else the first), or else the port the client connected to.
+// Members are taken round-robin among those whose admin_state is ENABLED
+// (DISABLED and GRACEFUL_DISABLED ones get no new connection) and not
+// backup_member; one that refuses the connection is skipped for the
+// next, as an active TCP monitor would have taken it out; the backup
+// members are tried when no other accepts; when none does, the client's
+// connection is closed. Bytes pass both ways untouched (TLS goes through
+// to the member) and a half-close is passed on. The listeners follow
+// every write, whatever makes it (a PATCH or PUT, the hierarchical
+// PATCH, Put, Patch, Delete, a purge), before the write is answered: a
+// virtual server starts listening when it comes to qualify, moves when
+// its address or ports change, and stops, with the connections it
+// carries, when it is deleted or disabled or its pool or service no
+// longer qualifies; a change of members holds from the next connection
+// on, while those already made go on. An address that cannot be bound
+// (in use, not local: on Linux all of 127.0.0.0/8 is local, so a
+// floating pool such as 127.200.0.0/24 serves) does not fail the write:
+// Server.Forwarding reports the error, and the next write tries again.
+// Not simulated: port ranges (reported, not listened on), UDP, L7 (an
+// HTTP application profile is forwarded as TCP), the algorithms other
+// than ROUND_ROBIN, weights, min_active_members, persistence, SNAT (a
+// member sees the client's own address), connection limits, the access
+// list, a pool's member_group (its pool has no members: it does not
+// listen), and health monitors other than a refused connection (or no
+// answer in 3 s). Close closes every listener and forwarded connection
+// and waits for them.
+//
 // Tests steer it with Inject (a status, and an error code, on the Nth
 // authenticated request matching a method, a path and a query, or a
 // Before hook that writes in between as another client would), Patch, Put and Delete (as another client), Purge, and
-// read it with Requests, Writes, Paths, Object, Marked, Sessions and Allocated
-// (what each IP block and pool has handed out).
+// read it with Requests, Writes, Paths, Object, Marked, Sessions, Allocated
+// (what each IP block and pool has handed out) and Forwarding (where
+// each virtual server listens, or why it cannot).
 // DefaultInventory is what it starts with: a tier-0, an edge cluster, an
 // overlay transport zone, node and pod IP blocks and a floating pool;
 // Config.Inventory changes it, with small blocks and pools to run out of,
@@ -93,10 +131,12 @@
 //	simulator.go  Config, Inventory, New, Close; serving: authentication, faults, objects and lists, encoding, errors
 //	control.go    what tests steer and read it with: Fault and Inject, Patch, Put, Delete, Purge, FreezeSearch,
 //	              ThawSearch, ExpireSessions; Requests, Writes, Paths, Object, Marked, Sessions, Allocated
+//	              (Forwarding is in forward.go)
 //	store.go      the objects, transactions, protection, asynchronous delete and purge
 //	hapi.go       the hierarchical PATCH of /infra
 //	kinds.go      the resource types served, their collections, parents and SDK bindings
 //	ipam.go       IP blocks and pools: subnets and addresses, exhaustion
+//	forward.go    the load balancer's data plane: listeners per virtual server, round-robin to the pool's members
 //	realized.go   realized state
 //	search.go     the search API and its query syntax
 //	session.go    user sessions

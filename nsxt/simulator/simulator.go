@@ -66,6 +66,17 @@ type Config struct {
 	// SessionTimeout is how long a session (POST /api/session/create)
 	// lives without a request; 30 minutes (NSX's 1800 s) when zero.
 	SessionTimeout time.Duration
+	// ForwardLoadBalancers makes the load balancer forward TCP, as an
+	// NSX edge does: each enabled virtual server with an ip_address,
+	// ports and a pool with members, on an enabled load balancer
+	// service attached to a gateway, listens on its address and ports
+	// and passes every connection, bytes untouched, to a member of its
+	// pool (round-robin over those ENABLED, skipping one that refuses).
+	// Its addresses must be local (on Linux all of 127.0.0.0/8 is): a
+	// floating pool such as 127.200.0.0/24. A virtual server that cannot
+	// listen does not fail the write; Server.Forwarding says why. The
+	// listeners follow each write before it is answered. Off by default.
+	ForwardLoadBalancers bool
 }
 
 // Inventory is the pre-existing NSX configuration a platform team hands to
@@ -140,6 +151,8 @@ type Server struct {
 	sessions map[string]*userSession
 	history  []snapshot // for SearchLag: committed states, oldest first
 	frozen   *store     // what the search index shows while frozen, or nil
+
+	fwd *forwarding // with Config.ForwardLoadBalancers, or nil
 }
 
 type snapshot struct {
@@ -163,6 +176,9 @@ func New(cfg Config) (*Server, error) {
 		cfg.SessionTimeout = 30 * time.Minute
 	}
 	s := &Server{cfg: cfg, inv: inv, counts: map[string]int{}, sessions: map[string]*userSession{}}
+	if cfg.ForwardLoadBalancers {
+		s.fwd = newForwarding()
+	}
 	st, err := seed(inv)
 	if err != nil {
 		return nil, err
@@ -193,8 +209,14 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Close stops the server.
-func (s *Server) Close() { s.http.Close() }
+// Close stops the server: it waits for the requests in flight, then
+// closes the load balancer's listeners and the connections they carry.
+func (s *Server) Close() {
+	s.http.Close()
+	if s.fwd != nil {
+		s.fwd.close()
+	}
+}
 
 // Certificate is the server's TLS certificate, for a client to trust.
 func (s *Server) Certificate() *x509.Certificate { return s.http.Certificate() }
@@ -363,7 +385,17 @@ func readBody(r *http.Request) (map[string]any, error) {
 
 // transact runs fn on a copy of the store and keeps the copy only when fn
 // succeeds and the result is valid: a write applies entirely or not at all.
+// The load balancer's listeners then follow what it wrote.
 func (s *Server) transact(fn func(*store) error) error {
+	if err := s.commit(fn); err != nil {
+		return err
+	}
+	s.forward()
+	return nil
+}
+
+// commit is transact but for the listeners.
+func (s *Server) commit(fn func(*store) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	next := s.st.clone()
