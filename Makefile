@@ -88,11 +88,15 @@ KUBE_MINOR   := 36
 # parse the server's version.
 KUBE_LDFLAGS := $(strip $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
 	-X $(p).gitVersion=$(KUBE_VERSION) -X $(p).gitMajor=$(KUBE_MAJOR) -X $(p).gitMinor=$(KUBE_MINOR)))
-KUBE_CMDS    := kube-apiserver kube-controller-manager kubectl
+KUBE_CMDS    := kube-apiserver kube-controller-manager kube-scheduler kubectl
 KUBE_TOOLS   := $(addprefix $(BIN)/,$(KUBE_CMDS) etcd)
+# kwok, the simulated workers' kubelet, has a module of its own: in
+# hack/tools its requirements would upgrade grpc and otel under etcd and
+# the kube binaries (hack/kwok/tools.go).
+KWOK_MOD     := hack/kwok/go.mod hack/kwok/go.sum
 
 .PHONY: tools
-tools: $(BIN)/staticcheck $(KUBE_TOOLS) ## Build the tools of the nested hack/tools module into ./bin (cold: 5-10 minutes).
+tools: $(BIN)/staticcheck $(KUBE_TOOLS) $(BIN)/kwok ## Build the tools of the nested hack/tools and hack/kwok modules into ./bin (cold: 8-14 minutes).
 
 $(BIN)/staticcheck: $(TOOLS_MOD)
 	cd hack/tools && $(GO) build -o $(BIN)/staticcheck honnef.co/go/tools/cmd/staticcheck
@@ -100,6 +104,10 @@ $(BIN)/staticcheck: $(TOOLS_MOD)
 
 $(addprefix $(BIN)/,$(KUBE_CMDS)): $(BIN)/%: $(TOOLS_MOD)
 	cd hack/tools && $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/$*
+	@touch $@
+
+$(BIN)/kwok: $(KWOK_MOD)
+	cd hack/kwok && $(GO) build -trimpath -o $@ sigs.k8s.io/kwok/cmd/kwok
 	@touch $@
 
 # etcd's own main is the root package of go.etcd.io/etcd/server/v3 (go install

@@ -9,12 +9,14 @@
 // garbagecollector, serviceaccount, serviceaccount-token and
 // clusterrole-aggregation (which fills the built-in admin, edit and view
 // ClusterRoles; without it they grant nothing), deployment and replicaset.
-// There is no scheduler and no kubelet: pods are never run.
+// There is no kubelet, and no scheduler unless WithScheduler asks for one:
+// pods are never run, unless StartNode adds simulated nodes (kwok.go).
 //
 // Options change the API server of one environment: WithClientCA,
 // WithAPIServerArgs, WithEncryptionConfig (encryption at rest), and
 // WithEtcd, which starts a further API server on another environment's
-// etcd.
+// etcd; WithControllerManagerArgs and WithScheduler change what runs
+// beside it.
 //
 // Share one environment among a package's tests through TestMain:
 //
@@ -56,6 +58,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -67,8 +70,10 @@ import (
 )
 
 // ErrNoBinaries is returned by Start when the control plane's binaries are
-// not built. `make tools` builds them into the repository's bin directory.
-var ErrNoBinaries = errors.New("kubetest: kube-apiserver, kube-controller-manager or etcd not found; run `make tools`")
+// not built (etcd, kube-apiserver, kube-controller-manager, and
+// kube-scheduler for WithScheduler), and by StartNode without kwok.
+// `make tools` builds them into the repository's bin directory.
+var ErrNoBinaries = errors.New("kubetest: Kubernetes binaries not built; run `make tools`")
 
 // RequireEnv names the environment variable that turns a missing control
 // plane from a skipped test into a failed one. `make test` sets it to 1.
@@ -99,7 +104,12 @@ type Environment struct {
 	// BinDir holds the binaries, kubectl included when it was built.
 	BinDir string
 
+	mu    sync.Mutex // guards procs
 	procs []*process
+
+	kwokMu sync.Mutex // guards kwokRBAC
+	// kwokRBAC is set once StartNode has granted nodes what kwok needs.
+	kwokRBAC bool
 }
 
 type process struct {
@@ -107,12 +117,27 @@ type process struct {
 	cmd  *exec.Cmd
 	log  string
 	done chan struct{}
+	err  error // cmd.Wait's, once done is closed
 }
 
-// Start starts etcd, kube-apiserver and kube-controller-manager and waits
-// until the API server answers /readyz. The API server runs with the flags
-// kubeadm gives the control planes this SDK bootstraps (privileged pods
-// allowed, NodeRestriction), so that real add-on manifests apply as on a
+// stop sends SIGTERM and waits for the process to exit, for 10 s before it
+// kills it; it returns how the process ended (nil: exit status 0).
+func (p *process) stop() error {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	return p.err
+}
+
+// Start starts etcd, kube-apiserver and kube-controller-manager (and
+// kube-scheduler, WithScheduler) and waits until the API server answers
+// /readyz. The API server runs with the flags kubeadm gives the control
+// planes this SDK bootstraps (privileged pods allowed, the Node authorizer
+// and NodeRestriction), so that real add-on manifests apply as on a
 // cluster; only the ServiceAccount admission plugin is off. Ports are picked free on loopback;
 // if another process takes one first, Start tries again with new ones.
 func Start(ctx context.Context, opts ...Option) (*Environment, error) {
@@ -123,6 +148,11 @@ func Start(ctx context.Context, opts ...Option) (*Environment, error) {
 	bin, err := findBinDir()
 	if err != nil {
 		return nil, err
+	}
+	if o.scheduler {
+		if fi, err := os.Stat(filepath.Join(bin, "kube-scheduler")); err != nil || fi.IsDir() {
+			return nil, fmt.Errorf("%w (no kube-scheduler in %s)", ErrNoBinaries, bin)
+		}
 	}
 	for attempt := 1; ; attempt++ {
 		env, err := start(ctx, bin, o)
@@ -138,6 +168,8 @@ type Option func(*options)
 type options struct {
 	clientCA      []byte
 	apiServerArgs []string
+	kcmArgs       []string
+	scheduler     bool
 	encryption    []byte
 	etcdURL       string
 }
@@ -153,6 +185,22 @@ func WithClientCA(pemCerts []byte) Option {
 // after the environment's own, so that they win where they overlap.
 func WithAPIServerArgs(args ...string) Option {
 	return func(o *options) { o.apiServerArgs = append(o.apiServerArgs, args...) }
+}
+
+// WithControllerManagerArgs adds flags to kube-controller-manager's, after
+// the environment's own. Most flags then win where they overlap, but a
+// further --controllers adds to the environment's list rather than
+// replacing it (a string-slice flag given twice accumulates): for example
+// --controllers=nodelifecycle, with --node-monitor-grace-period, for tests
+// of nodes going NotReady.
+func WithControllerManagerArgs(args ...string) Option {
+	return func(o *options) { o.kcmArgs = append(o.kcmArgs, args...) }
+}
+
+// WithScheduler starts kube-scheduler too (`make tools` builds it), so that
+// pods are bound to nodes; without it they stay Pending.
+func WithScheduler() Option {
+	return func(o *options) { o.scheduler = true }
 }
 
 // WithEncryptionConfig writes config, an EncryptionConfiguration, into the
@@ -250,7 +298,9 @@ func start(ctx context.Context, bin string, o options) (_ *Environment, err erro
 		"--secure-port=" + strconv.Itoa(apiPort),
 		"--cert-dir=" + certDir,
 		"--token-auth-file=" + tokens,
-		"--authorization-mode=RBAC",
+		// As kubeadm: the Node authorizer holds a node's credentials
+		// (system:node:<name>) to its own Node, Lease and pods.
+		"--authorization-mode=Node,RBAC",
 		"--service-account-key-file=" + saPub,
 		"--service-account-signing-key-file=" + saKey,
 		"--service-account-issuer=https://kubernetes.default.svc",
@@ -287,16 +337,26 @@ func start(ctx context.Context, bin string, o options) (_ *Environment, err erro
 	if err := writeKubeconfig(env.Kubeconfig, host, ca, token); err != nil {
 		return nil, err
 	}
-	if _, err := env.start("kube-controller-manager",
-		"--kubeconfig="+env.Kubeconfig,
+	if _, err := env.start("kube-controller-manager", slices.Concat([]string{
+		"--kubeconfig=" + env.Kubeconfig,
 		"--controllers=disruption,namespace,garbagecollector,serviceaccount,serviceaccount-token,clusterrole-aggregation,deployment,replicaset",
-		"--service-account-private-key-file="+saKey,
-		"--root-ca-file="+filepath.Join(certDir, "apiserver.crt"),
+		"--service-account-private-key-file=" + saKey,
+		"--root-ca-file=" + filepath.Join(certDir, "apiserver.crt"),
 		"--leader-elect=false",
 		"--bind-address=127.0.0.1",
 		"--secure-port=0",
-	); err != nil {
+	}, o.kcmArgs)...); err != nil {
 		return nil, err
+	}
+	if o.scheduler {
+		if _, err := env.start("kube-scheduler",
+			"--kubeconfig="+env.Kubeconfig,
+			"--leader-elect=false",
+			"--bind-address=127.0.0.1",
+			"--secure-port=0",
+		); err != nil {
+			return nil, err
+		}
 	}
 	return env, nil
 }
@@ -347,32 +407,38 @@ func (e *Environment) SetClientCA(pemCerts []byte) error {
 	return os.Rename(tmp, e.ClientCAFile)
 }
 
-// Stop ends the processes, newest first, and removes Dir.
+// Stop ends the processes, newest first (the nodes StartNode started
+// before the control plane), and removes Dir.
 func (e *Environment) Stop() {
-	for i := len(e.procs) - 1; i >= 0; i-- {
-		p := e.procs[i]
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	}
+	e.mu.Lock()
+	procs := e.procs
 	e.procs = nil
+	e.mu.Unlock()
+	for i := len(procs) - 1; i >= 0; i-- {
+		_ = procs[i].stop()
+	}
 	if e.Dir != "" {
 		_ = os.RemoveAll(e.Dir)
 	}
 }
 
 func (e *Environment) start(name string, args ...string) (*process, error) {
-	log := filepath.Join(e.Dir, name+".log")
-	f, err := os.Create(log)
+	return e.startProcess(name, name, filepath.Join(e.Dir, name+".log"), nil, args...)
+}
+
+// startProcess starts the binary bin of BinDir with args and env (added to
+// this process's environment), its output appended to the file log, and
+// records it for Stop.
+func (e *Environment) startProcess(name, bin, log string, env []string, args ...string) (*process, error) {
+	f, err := os.OpenFile(log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(filepath.Join(e.BinDir, name), args...)
+	cmd := exec.Command(filepath.Join(e.BinDir, bin), args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the test binary
 	if err := cmd.Start(); err != nil {
 		f.Close()
@@ -380,11 +446,13 @@ func (e *Environment) start(name string, args ...string) (*process, error) {
 	}
 	p := &process{name: name, cmd: cmd, log: log, done: make(chan struct{})}
 	go func() {
-		_ = cmd.Wait()
+		p.err = cmd.Wait()
 		f.Close()
 		close(p.done)
 	}()
+	e.mu.Lock()
 	e.procs = append(e.procs, p)
+	e.mu.Unlock()
 	return p, nil
 }
 
