@@ -19,6 +19,8 @@
 // public_key in authorized_keys form, public_key_fingerprint as MD5});
 // certificate ({ca, certificate, private_key}: options is_ca, ca (the
 // variable of the CA that signs it, generated first), common_name,
+// organization (the subject's, as CredHub's option; "kubefoundry" when
+// absent: Kubernetes reads a client certificate's groups from it),
 // alternative_names (IPs and DNS names), extended_key_usage (server_auth,
 // client_auth), duration in days, 365 by default). Every problem is
 // reported at once at its /variables/name=... path (a missing or circular

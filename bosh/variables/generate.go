@@ -349,8 +349,14 @@ func (s *Store) certificate(o map[string]any) (map[string]any, int64, error) {
 	if days <= 0 {
 		return nil, 0, fmt.Errorf("options.duration %d: want a positive number of days", days)
 	}
+	org := "kubefoundry"
+	if v, ok := o["organization"]; ok {
+		if org, _ = v.(string); org == "" {
+			return nil, 0, fmt.Errorf("options.organization %v: want a non-empty string", v)
+		}
+	}
 	tpl := &x509.Certificate{
-		Subject:  pkix.Name{CommonName: cn, Organization: []string{"kubefoundry"}},
+		Subject:  pkix.Name{CommonName: cn, Organization: []string{org}},
 		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 	}
 	if isCA {

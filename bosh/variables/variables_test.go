@@ -126,3 +126,23 @@ func TestGenerateProblems(t *testing.T) {
 	v, _, _ := s.Get("given")
 	assert.Equal(t, "from-the-caller", v, "a given value is not replaced")
 }
+
+// A certificate's organization is CredHub's option: Kubernetes reads a
+// client's groups from it.
+func TestCertificateOrganization(t *testing.T) {
+	s, err := variables.Open(filepath.Join(t.TempDir(), "vars.json"))
+	require.NoError(t, err)
+	require.NoError(t, s.Generate([]manifest.Variable{
+		{Name: "ca", Type: "certificate", Options: manifest.Map{"is_ca": true, "common_name": "ca"}},
+		{Name: "kubelet", Type: "certificate", Options: manifest.Map{"ca": "ca", "common_name": "kubelet", "organization": "system:nodes",
+			"extended_key_usage": []any{"client_auth"}}},
+		{Name: "plain", Type: "certificate", Options: manifest.Map{"ca": "ca", "common_name": "plain"}},
+	}))
+	v, _, _ := s.Get("kubelet")
+	assert.Equal(t, []string{"system:nodes"}, cert(t, v.(map[string]any)["certificate"].(string)).Subject.Organization)
+	v, _, _ = s.Get("plain")
+	assert.Equal(t, []string{"kubefoundry"}, cert(t, v.(map[string]any)["certificate"].(string)).Subject.Organization)
+
+	err = s.Generate([]manifest.Variable{{Name: "bad", Type: "certificate", Options: manifest.Map{"ca": "ca", "common_name": "bad", "organization": 7}}})
+	require.ErrorContains(t, err, "options.organization")
+}
