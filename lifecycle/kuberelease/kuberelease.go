@@ -29,6 +29,10 @@ type Binaries struct {
 	KubeAPIServer         string
 	KubeControllerManager string
 	KubeScheduler         string
+	Kubectl               string
+	// Kubelet is the workers' kubelet: on a simulated foundation kwok
+	// (sigs.k8s.io/kwok/cmd/kwok), which `make tools` builds.
+	Kubelet string
 }
 
 // packages are the release's packages and the binary each holds.
@@ -38,6 +42,8 @@ func (b Binaries) packages() []struct{ name, path, field string } {
 		{"kube-apiserver", b.KubeAPIServer, "KubeAPIServer"},
 		{"kube-controller-manager", b.KubeControllerManager, "KubeControllerManager"},
 		{"kube-scheduler", b.KubeScheduler, "KubeScheduler"},
+		{"kubectl", b.Kubectl, "Kubectl"},
+		{"kwok", b.Kubelet, "Kubelet"},
 	}
 }
 

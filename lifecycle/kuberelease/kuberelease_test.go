@@ -11,6 +11,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
+	"go.yaml.in/yaml/v3"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -31,7 +34,8 @@ func binaries(t *testing.T) kuberelease.Binaries {
 	bin, err := filepath.Abs("../../bin")
 	require.NoError(t, err)
 	b := kuberelease.Binaries{Etcd: filepath.Join(bin, "etcd"), KubeAPIServer: filepath.Join(bin, "kube-apiserver"),
-		KubeControllerManager: filepath.Join(bin, "kube-controller-manager"), KubeScheduler: filepath.Join(bin, "kube-scheduler")}
+		KubeControllerManager: filepath.Join(bin, "kube-controller-manager"), KubeScheduler: filepath.Join(bin, "kube-scheduler"),
+		Kubectl: filepath.Join(bin, "kubectl"), Kubelet: filepath.Join(bin, "kwok")}
 	if err := b.Validate(); err != nil {
 		if os.Getenv("KUBEFOUNDRY_REQUIRE_KUBE") == "1" {
 			t.Fatalf("the Kubernetes binaries (make tools): %v", err)
@@ -46,6 +50,7 @@ azs:
 - {name: z1}
 vm_types:
 - {name: master, cloud_properties: {cpu: 2, ram: 4096, disk: 8192}}
+- {name: worker, cloud_properties: {cpu: 2, ram: 2048, disk: 8192}}
 disk_types:
 - {name: etcd, disk_size: 1024}
 networks:
@@ -100,7 +105,7 @@ func TestDeployControlPlane(t *testing.T) {
 	require.NoError(t, err)
 	t.Logf("release built in %s, %d MB", time.Since(start).Round(time.Millisecond), st.Size()>>20)
 	assert.Equal(t, kuberelease.Name, m.Name)
-	assert.Len(t, m.CompiledPackages, 4)
+	assert.Len(t, m.CompiledPackages, 6)
 
 	require.NoError(t, f.Director.UpdateCloudConfig([]byte(cloudConfig)))
 	sc, err := f.Stemcell("1.1")
@@ -114,7 +119,9 @@ func TestDeployControlPlane(t *testing.T) {
 
 	d := kuberelease.Deployment{Name: "k8s-one", ReleaseVersion: "1.36.3", StemcellOS: "ubuntu-jammy", StemcellVersion: "latest",
 		Network: "nodes", APIAddress: "127.16.9.10", NodeMonitorGracePeriod: "20s",
-		ControlPlane: kuberelease.ControlPlane{StaticIPs: []string{"127.16.9.10"}, AZs: []string{"z1"}, VMType: "master", DiskType: "etcd"}}
+		ControlPlane: kuberelease.ControlPlane{StaticIPs: []string{"127.16.9.10"}, AZs: []string{"z1"}, VMType: "master", DiskType: "etcd"},
+		Workers: []kuberelease.WorkerPool{{Name: "worker", Instances: 2, AZs: []string{"z1"}, VMType: "worker",
+			Labels: map[string]string{"pool": "default"}, Taints: []kuberelease.Taint{{Key: "dedicated", Value: "apps", Effect: "PreferNoSchedule"}}}}}
 	manifest, err := d.Manifest()
 	require.NoError(t, err)
 	start = time.Now()
@@ -172,6 +179,68 @@ func TestDeployControlPlane(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 	assert.NoError(t, err, "the default ServiceAccount, within a minute")
+
+	// The workers' simulated kubelets registered their VMs as Nodes, with
+	// the pool's labels and taints, Ready; a Deployment's pods run there.
+	recs, err := f.DirectorStore.Instances("k8s-one")
+	require.NoError(t, err)
+	var workerIPs []string
+	for _, r := range recs {
+		if r.Group == "worker" {
+			workerIPs = append(workerIPs, strings.TrimPrefix(r.IPs[0], "nodes="))
+		}
+	}
+	require.Len(t, workerIPs, 2)
+	ready := func(name string) bool {
+		n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				return c.Status == corev1.ConditionTrue
+			}
+		}
+		return false
+	}
+	deadline = time.Now().Add(2 * time.Minute)
+	for !(ready(workerIPs[0]) && ready(workerIPs[1])) && time.Now().Before(deadline) {
+		time.Sleep(time.Second)
+	}
+	for _, ip := range workerIPs {
+		require.True(t, ready(ip), "node %s Ready within 2 minutes", ip)
+		n, err := cs.CoreV1().Nodes().Get(ctx, ip, metav1.GetOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, "default", n.Labels["pool"])
+		assert.Equal(t, "worker", n.Labels["bosh.io/instance-group"])
+		assert.Equal(t, []corev1.Taint{{Key: "dedicated", Value: "apps", Effect: corev1.TaintEffectPreferNoSchedule}}, n.Spec.Taints)
+		assert.Contains(t, n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip})
+		assert.NotEmpty(t, n.Spec.PodCIDR, "the controller manager gave it a pod CIDR")
+	}
+	replicas := int32(4)
+	labels := map[string]string{"app": "web"}
+	_, err = cs.AppsV1().Deployments("default").Create(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: appsv1.DeploymentSpec{Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx"}}}}}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	var running map[string]int
+	deadline = time.Now().Add(2 * time.Minute)
+	for {
+		pods, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		require.NoError(t, err)
+		running = map[string]int{}
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" {
+				running[p.Spec.NodeName]++
+			}
+		}
+		if running[workerIPs[0]]+running[workerIPs[1]] == 4 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	assert.Equal(t, 4, running[workerIPs[0]]+running[workerIPs[1]], "4 pods Running on the workers within 2 minutes: %v", running)
 }
 
 // dumpLogs logs the end of every job's log on every VM of dir.
@@ -205,6 +274,8 @@ func TestBinariesValidate(t *testing.T) {
 	assert.Contains(t, got["KubeAPIServer"], "not a regular file")
 	assert.Contains(t, got["KubeControllerManager"], "no such file")
 	assert.Contains(t, got["KubeScheduler"], "required")
+	assert.Contains(t, got["Kubectl"], "required")
+	assert.Contains(t, got["Kubelet"], "required")
 	_, err = kuberelease.Build(t.Context(), kuberelease.Binaries{}, "1", "ubuntu-jammy/1", t.TempDir(), nil)
 	require.ErrorIs(t, err, kubefoundry.ErrInvalid)
 }
@@ -214,7 +285,7 @@ func TestBinariesValidate(t *testing.T) {
 func TestBuildSmall(t *testing.T) {
 	dir := t.TempDir()
 	var bins kuberelease.Binaries
-	for _, p := range []*string{&bins.Etcd, &bins.KubeAPIServer, &bins.KubeControllerManager, &bins.KubeScheduler} {
+	for _, p := range []*string{&bins.Etcd, &bins.KubeAPIServer, &bins.KubeControllerManager, &bins.KubeScheduler, &bins.Kubectl, &bins.Kubelet} {
 		*p = filepath.Join(dir, strings.ReplaceAll(filepath.Base(t.Name()), "/", "-")+"-"+time.Now().Format("150405.000000000"))
 		require.NoError(t, os.WriteFile(*p, []byte("#!/bin/sh\necho "+*p+"\n"), 0o755))
 	}
@@ -230,7 +301,8 @@ func TestBuildSmall(t *testing.T) {
 	for _, j := range rel.Jobs {
 		jobs = append(jobs, j.Name)
 	}
-	assert.ElementsMatch(t, []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}, jobs)
+	assert.ElementsMatch(t, []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet"}, jobs)
+	require.Len(t, rel.Manifest.CompiledPackages, 6)
 	for _, c := range rel.Manifest.CompiledPackages {
 		assert.Equal(t, "ubuntu-jammy/1.2", c.Stemcell)
 		x := t.TempDir()
@@ -239,4 +311,70 @@ func TestBuildSmall(t *testing.T) {
 		require.NoError(t, err, "package %s installs bin/%s", c.Name, c.Name)
 		assert.Equal(t, os.FileMode(0o755), st.Mode().Perm())
 	}
+}
+
+// A deployment's problems come at once, each at its field.
+func TestDeploymentValidate(t *testing.T) {
+	err := kuberelease.Deployment{APIAddress: "lb", APIPort: 70000, ServiceCIDR: "10.0.0.0/30", PodCIDR: "10.1.0.0/25",
+		ControlPlane: kuberelease.ControlPlane{StaticIPs: []string{"10.0.0.1", "10.0.0.1"}},
+		Workers: []kuberelease.WorkerPool{{Name: "master", Instances: -1, Taints: []kuberelease.Taint{{Effect: "Sometimes"}}},
+			{Name: "Bad_Name", AZs: []string{"z1"}, VMType: "w"}}}.Validate()
+	var ve *kubefoundry.ValidationError
+	require.ErrorAs(t, err, &ve)
+	var fields []string
+	for _, p := range ve.Problems {
+		fields = append(fields, p.Field)
+	}
+	assert.ElementsMatch(t, []string{"Name", "ReleaseVersion", "StemcellOS", "StemcellVersion", "Network", "ControlPlane.VMType",
+		"APIAddress", "APIPort", "ControlPlane.StaticIPs", "ControlPlane.StaticIPs[1]", "ControlPlane.AZs", "ServiceCIDR", "PodCIDR",
+		"Workers[0].Name", "Workers[0].Instances", "Workers[0].AZs", "Workers[0].VMType", "Workers[0].Taints[0].Key",
+		"Workers[0].Taints[0].Effect", "Workers[1].Name"}, fields)
+}
+
+// The manifest's certificates name exactly the addresses they must, and
+// each worker pool is an instance group running the kubelet job.
+func TestManifest(t *testing.T) {
+	d := kuberelease.Deployment{Name: "k", ReleaseVersion: "1", StemcellOS: "ubuntu-jammy", StemcellVersion: "latest", Network: "n",
+		APIAddress: "127.200.0.10", ServiceCIDR: "10.96.0.0/12",
+		ControlPlane: kuberelease.ControlPlane{StaticIPs: []string{"127.16.0.10", "127.16.0.11", "127.16.0.12"}, AZs: []string{"z1"}, VMType: "m"},
+		Workers:      []kuberelease.WorkerPool{{Name: "gpu", Instances: 2, AZs: []string{"z1", "z2"}, VMType: "w"}}}
+	b, err := d.Manifest()
+	require.NoError(t, err)
+	var doc struct {
+		InstanceGroups []struct {
+			Name      string
+			Instances int
+			Jobs      []struct {
+				Name       string
+				Properties map[string]any
+			}
+			Networks []struct {
+				StaticIPs []string `yaml:"static_ips"`
+			}
+		} `yaml:"instance_groups"`
+		Variables []struct {
+			Name    string
+			Options map[string]any
+		}
+	}
+	require.NoError(t, yaml.Unmarshal(b, &doc))
+	alt := map[string][]any{}
+	org := map[string]any{}
+	for _, v := range doc.Variables {
+		alt[v.Name], _ = v.Options["alternative_names"].([]any)
+		org[v.Name] = v.Options["organization"]
+	}
+	assert.Equal(t, []any{"127.200.0.10", "127.16.0.10", "127.16.0.11", "127.16.0.12", "10.96.0.1", "kubernetes", "kubernetes.default",
+		"kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}, alt[kuberelease.VarAPIServer])
+	assert.Equal(t, []any{"127.16.0.10", "127.16.0.11", "127.16.0.12"}, alt[kuberelease.VarEtcd])
+	assert.Equal(t, "system:masters", org[kuberelease.VarAdmin])
+	assert.Equal(t, "system:nodes", org[kuberelease.VarKubelet])
+	require.Len(t, doc.InstanceGroups, 2)
+	assert.Equal(t, 3, doc.InstanceGroups[0].Instances)
+	assert.Equal(t, d.ControlPlane.StaticIPs, doc.InstanceGroups[0].Networks[0].StaticIPs)
+	w := doc.InstanceGroups[1]
+	assert.Equal(t, "gpu", w.Name)
+	require.Len(t, w.Jobs, 1)
+	assert.Equal(t, "kubelet", w.Jobs[0].Name)
+	assert.Equal(t, "https://127.200.0.10:8443", w.Jobs[0].Properties["kubelet"].(map[string]any)["api_server"], "kubelets reach the load balancer")
 }

@@ -3,6 +3,7 @@ package kuberelease
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strconv"
 
@@ -25,6 +26,8 @@ type Deployment struct {
 	Network string
 	// ControlPlane is the etcd and control-plane instances.
 	ControlPlane ControlPlane
+	// Workers are the worker node pools, an instance group each.
+	Workers []WorkerPool
 	// APIAddress is where clients reach the API server: the cluster's
 	// load-balancer address; it is in the API server's certificate and
 	// is the service-account issuer's host. APIPort is the API server's
@@ -63,6 +66,26 @@ type ControlPlane struct {
 	DiskType string
 }
 
+// WorkerPool is a group of worker nodes: an instance group whose VMs run
+// the kubelet job.
+type WorkerPool struct {
+	// Name is the instance group's name (a DNS label).
+	Name      string
+	Instances int
+	AZs       []string
+	VMType    string
+	// Labels and Taints are the Nodes'.
+	Labels map[string]string
+	Taints []Taint
+}
+
+// Taint is a Node's taint.
+type Taint struct {
+	Key    string `yaml:"key"`
+	Value  string `yaml:"value,omitempty"`
+	Effect string `yaml:"effect"`
+}
+
 // Certificates and keys the manifest declares as BOSH variables, which
 // the director generates unless a value was put first (a caller that
 // keeps its own PKI, as lifecycle does with package kube's, puts them
@@ -76,6 +99,8 @@ const (
 	VarControllerManager = "tls-kube-controller-manager"
 	VarScheduler         = "tls-kube-scheduler"
 	VarServiceAccountKey = "service-account-key"
+	VarAdmin             = "tls-admin"
+	VarKubelet           = "tls-kubelet"
 )
 
 func (d Deployment) withDefaults() Deployment {
@@ -133,6 +158,34 @@ func (d Deployment) Validate() error {
 	if p, err := netip.ParsePrefix(d.PodCIDR); err != nil || p.Bits() > 24 {
 		ve.Add("PodCIDR", d.PodCIDR, "is not a CIDR of a /24 or larger (each node's pod CIDR is a /24)")
 	}
+	groups := map[string]bool{"master": true}
+	for i, w := range d.Workers {
+		at := fmt.Sprintf("Workers[%d]", i)
+		switch {
+		case !dnsLabel.MatchString(w.Name):
+			ve.Add(at+".Name", w.Name, "must be a DNS label (lower-case letters, digits and -)")
+		case groups[w.Name]:
+			ve.Add(at+".Name", w.Name, "is taken by another instance group")
+		}
+		groups[w.Name] = true
+		if w.Instances < 0 {
+			ve.Add(at+".Instances", strconv.Itoa(w.Instances), "must not be negative")
+		}
+		if len(w.AZs) == 0 {
+			ve.Add(at+".AZs", "", "at least one AZ is required")
+		}
+		if w.VMType == "" {
+			ve.Add(at+".VMType", "", "required")
+		}
+		for j, t := range w.Taints {
+			if t.Key == "" {
+				ve.Add(fmt.Sprintf("%s.Taints[%d].Key", at, j), "", "required")
+			}
+			if t.Effect != "NoSchedule" && t.Effect != "PreferNoSchedule" && t.Effect != "NoExecute" {
+				ve.Add(fmt.Sprintf("%s.Taints[%d].Effect", at, j), t.Effect, "must be NoSchedule, PreferNoSchedule or NoExecute")
+			}
+		}
+	}
 	if d.MaxInFlight < 0 {
 		ve.Add("MaxInFlight", strconv.Itoa(d.MaxInFlight), "must not be negative")
 	}
@@ -183,6 +236,8 @@ func (d Deployment) Manifest() ([]byte, error) {
 		cert(VarControllerManager, VarClusterCA, "system:kube-controller-manager", nil, "client_auth"),
 		cert(VarScheduler, VarClusterCA, "system:kube-scheduler", nil, "client_auth"),
 		{"name": VarServiceAccountKey, "type": "rsa"},
+		withOrg(cert(VarAdmin, VarClusterCA, "kubefoundry:admin", nil, "client_auth"), "system:masters"),
+		withOrg(cert(VarKubelet, VarClusterCA, "kubefoundry:kubelet", nil, "client_auth"), "system:nodes"),
 	}
 	ca := "((" + VarClusterCA + ".certificate))"
 	job := func(name string, props m) m { return m{"name": name, "release": Name, "properties": props} }
@@ -198,7 +253,7 @@ func (d Deployment) Manifest() ([]byte, error) {
 			job("kube-apiserver", m{
 				"kube-apiserver": m{"port": d.APIPort, "service_cluster_ip_range": d.ServiceCIDR, "service_account_issuer": apiURL,
 					"extra_args": orEmpty(d.APIServerArgs), "encryption_config": d.EncryptionConfig},
-				"tls":                 m{"kubernetes": "((" + VarAPIServer + "))", "etcd_client": "((" + VarEtcdClient + "))"},
+				"tls":                 m{"kubernetes": "((" + VarAPIServer + "))", "etcd_client": "((" + VarEtcdClient + "))", "admin": "((" + VarAdmin + "))"},
 				"service_account_key": "((" + VarServiceAccountKey + "))",
 			}),
 			job("kube-controller-manager", m{
@@ -217,16 +272,40 @@ func (d Deployment) Manifest() ([]byte, error) {
 	if d.ControlPlane.DiskType != "" {
 		master["persistent_disk_type"] = d.ControlPlane.DiskType
 	}
+	groups := []m{master}
+	for _, w := range d.Workers {
+		taints := []Taint{}
+		taints = append(taints, w.Taints...)
+		groups = append(groups, m{
+			"name":      w.Name,
+			"instances": w.Instances,
+			"azs":       w.AZs,
+			"vm_type":   w.VMType,
+			"stemcell":  "default",
+			"networks":  []m{{"name": d.Network}},
+			"jobs": []m{job("kubelet", m{
+				"kubelet": m{"api_server": apiURL, "labels": orEmpty(w.Labels), "taints": taints},
+				"tls":     m{"kubelet": "((" + VarKubelet + "))"},
+			})},
+		})
+	}
 	doc := m{
 		"name":      d.Name,
 		"releases":  []m{{"name": Name, "version": d.ReleaseVersion}},
 		"stemcells": []m{{"alias": "default", "os": d.StemcellOS, "version": d.StemcellVersion}},
 		"update": m{"canaries": 1, "max_in_flight": d.MaxInFlight, "canary_watch_time": "1000-300000",
 			"update_watch_time": "1000-300000", "serial": true},
-		"instance_groups": []m{master},
+		"instance_groups": groups,
 		"variables":       variables,
 	}
 	return yaml.Marshal(doc)
+}
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+func withOrg(v map[string]any, org string) map[string]any {
+	v["options"].(map[string]any)["organization"] = org
+	return v
 }
 
 func orEmpty(a map[string]string) map[string]string {
