@@ -19,7 +19,9 @@
 //     overlay transport zone, IP blocks and a floating IP pool (Inventory);
 //     the node block 127.16.0.0/16 and the floating pool 127.200.0.0/20
 //     are loopback, so a cluster's VMs and its load balancers' addresses
-//     are addresses this machine can listen on;
+//     are addresses this machine can listen on, and its load balancers'
+//     virtual servers forward TCP to their pool members
+//     (nsxt/simulator's ForwardLoadBalancers);
 //   - Harbor: harbor/simulator;
 //   - a BOSH director (bosh/director) with its store (bbolt), its
 //     blobstore on HTTPS, the embedded NATS message bus, the vSphere CPI
@@ -36,7 +38,7 @@
 // Config.Dir given is kept). Ruby must be installed: the director renders
 // job templates with Ruby's ERB, as bosh-cli does.
 //
-// Not here yet (issue 17): the NSX simulator's load balancers do not
-// forward TCP to their members, the Kubernetes release and the simulated
-// kubelet.
+// lifecycle/kuberelease is the Kubernetes release that runs on it: the
+// real control-plane binaries as job processes, and kwok as each worker's
+// simulated kubelet.
 package simulator

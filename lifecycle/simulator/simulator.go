@@ -227,7 +227,7 @@ func (f *Foundation) startNSX(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	s, err := nsxsim.New(nsxsim.Config{Inventory: &inv, Username: "admin", Password: password})
+	s, err := nsxsim.New(nsxsim.Config{Inventory: &inv, Username: "admin", Password: password, ForwardLoadBalancers: true})
 	if err != nil {
 		return err
 	}
