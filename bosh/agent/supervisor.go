@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -49,6 +50,12 @@ type SupervisorConfig struct {
 	// was not stopped, or could not be started (why says how), before it
 	// is started again; it must not block for long.
 	OnFailure func(job, process, why string)
+	// DieWithSupervisor kills each job process (SIGKILL) when the process
+	// that runs the supervisor dies, however it dies (Linux's parent-death
+	// signal): for agents simulated in a process of their own, whose job
+	// processes must not outlive it. A real VM's agent leaves it false, as
+	// a restarting bosh-agent leaves its jobs running.
+	DieWithSupervisor bool
 }
 
 func (c SupervisorConfig) withDefaults() SupervisorConfig {
@@ -276,6 +283,12 @@ func (s *Supervisor) set(p *proc, f func(*proc)) {
 // run keeps p running until its stop channel closes.
 func (s *Supervisor) run(p *proc) {
 	defer close(p.done)
+	if s.cfg.DieWithSupervisor {
+		// The parent-death signal follows the thread that started the
+		// process: keep this one for as long as the process runs.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
 	bo := retry.Backoff{Initial: s.cfg.RestartInitial, Max: s.cfg.RestartMax}
 	log := s.log.With(zap.String("job", p.job), zap.String("process", p.p.Name))
 	first := true
@@ -379,6 +392,9 @@ func (s *Supervisor) command(job string, p Process, exe string, args []string) *
 		cmd.Dir = s.layout.Path(p.Workdir)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if s.cfg.DieWithSupervisor {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
 	return cmd
 }
 

@@ -1,8 +1,11 @@
 package agent
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -345,4 +348,71 @@ exit 1`)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = syscall.Kill(child, syscall.SIGKILL) })
 	eventually(t, func() bool { return syscall.Kill(child, 0) != nil }, "the child %d of the exited process still runs", child)
+}
+
+// With DieWithSupervisor, a job process does not outlive the process that
+// runs its supervisor, even one killed outright: the test runs a
+// supervisor in a child test process, kills that with SIGKILL, and the
+// job process goes too. Without it the job process is left running.
+func TestSupervisorDieWithSupervisor(t *testing.T) {
+	if os.Getenv("KF_SUPERVISOR_CHILD") != "" {
+		return // run by supervisorChild
+	}
+	for _, die := range []bool{true, false} {
+		pid := supervisorChild(t, die)
+		gone := func() bool {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			// Gone, or a zombie waiting for init to reap it.
+			return err != nil || strings.Contains(string(b), ") Z ")
+		}
+		if die {
+			eventually(t, gone, "job process %d outlived its supervisor's process", pid)
+			continue
+		}
+		time.Sleep(500 * time.Millisecond)
+		assert.False(t, gone(), "without DieWithSupervisor the job process %d runs on", pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// supervisorChild starts this test binary as a child that runs a
+// supervisor with one job process (sleep), kills the child with SIGKILL
+// once the job process runs, and returns the job process's pid.
+func supervisorChild(t *testing.T, die bool) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestSupervisorChild$", "-test.v")
+	cmd.Env = append(os.Environ(), "KF_SUPERVISOR_CHILD="+t.TempDir(), fmt.Sprintf("KF_SUPERVISOR_DIE=%t", die))
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	sc := bufio.NewScanner(out)
+	pid := 0
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "JOB PID "); ok {
+			pid, err = strconv.Atoi(v)
+			require.NoError(t, err)
+			break
+		}
+	}
+	require.NotZero(t, pid, "the child said no job pid")
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+	return pid
+}
+
+// TestSupervisorChild is the child of TestSupervisorDieWithSupervisor.
+func TestSupervisorChild(t *testing.T) {
+	root := os.Getenv("KF_SUPERVISOR_CHILD")
+	if root == "" {
+		t.Skip("run by TestSupervisorDieWithSupervisor")
+	}
+	l := Layout{Root: root}
+	s := NewSupervisor(l, SupervisorConfig{StableAfter: 50 * time.Millisecond, DieWithSupervisor: os.Getenv("KF_SUPERVISOR_DIE") == "true"}, nil)
+	exe := script(t, l, "/var/vcap/jobs/w/bin/w", "exec sleep 300")
+	require.NoError(t, s.Start(context.Background(), "w", []Process{{Name: "w", Executable: exe}}))
+	eventually(t, func() bool { return status(s, "w", "w").State == StateRunning }, "not running")
+	fmt.Printf("JOB PID %d\n", status(s, "w", "w").PID)
+	time.Sleep(time.Minute) // until killed
 }

@@ -303,7 +303,8 @@ func (f *Foundation) startDirector(ctx context.Context, cfg Config) error {
 	}
 	f.Agents, err = agentsim.Start(ctx, f.VSphere.Vim25(), agentsim.Config{Root: filepath.Join(f.dir, "vms"),
 		Agent: agent.Config{HeartbeatInterval: hb, Supervisor: agent.SupervisorConfig{StopTimeout: 10 * time.Second,
-			StableAfter: 500 * time.Millisecond, RestartInitial: 100 * time.Millisecond, RestartMax: 5 * time.Second}}},
+			StableAfter: 500 * time.Millisecond, RestartInitial: 100 * time.Millisecond, RestartMax: 5 * time.Second,
+			DieWithSupervisor: true}}},
 		f.log.Named("agents"))
 	if err != nil {
 		return err

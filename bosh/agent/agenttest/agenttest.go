@@ -77,7 +77,7 @@ func (w *World) Settings(t testing.TB, agentID string) cpi.AgentSettings {
 
 // FastSupervisor settles and restarts in milliseconds rather than seconds.
 var FastSupervisor = agent.SupervisorConfig{StopTimeout: 5 * time.Second, StableAfter: 100 * time.Millisecond,
-	RestartInitial: 20 * time.Millisecond, RestartMax: 100 * time.Millisecond}
+	RestartInitial: 20 * time.Millisecond, RestartMax: 100 * time.Millisecond, DieWithSupervisor: true}
 
 // StartAgent starts an in-process agent with settings under root, with
 // FastSupervisor and a heartbeat every AgentHeartbeat; it is closed when
