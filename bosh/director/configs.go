@@ -251,3 +251,9 @@ func (d *Director) runtimeFor(deployment string, rec ConfigRecord, generate bool
 	}
 	return cloudconfig.ParseRuntime(out)
 }
+
+// Instances are the deployment's instances as the director recorded
+// them, by instance group and index.
+func (d *Director) Instances(deployment string) ([]InstanceRecord, error) {
+	return d.cfg.Store.Instances(deployment)
+}

@@ -100,3 +100,12 @@ func containsPlaceholder(s string) bool {
 	}
 	return false
 }
+
+// Variables opens the deployment's variables store, where the values its
+// manifests' ((placeholders)) are interpolated from are kept: a caller
+// reads what the director generated (a CA to issue more certificates
+// from) or puts values of its own before deploying (a value put is never
+// regenerated).
+func (d *Director) Variables(deployment string) (*variables.Store, error) {
+	return d.variables(deployment)
+}

@@ -162,3 +162,20 @@ func place(src, dst string) error {
 	}
 	return err
 }
+
+// Digest writes the release's own jobs and packaging (what Build adds to
+// the binaries) to w, file by file: it changes when they do, for a cache
+// of built releases.
+func Digest(w io.Writer) error {
+	return fs.WalkDir(tree, "release", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := tree.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s %d\n%s\n", p, len(b), b)
+		return err
+	})
+}

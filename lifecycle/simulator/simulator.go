@@ -33,6 +33,8 @@ import (
 	"github.com/kubefoundry/kubefoundry/csi"
 	"github.com/kubefoundry/kubefoundry/harbor"
 	harborsim "github.com/kubefoundry/kubefoundry/harbor/simulator"
+	"github.com/kubefoundry/kubefoundry/lifecycle"
+	"github.com/kubefoundry/kubefoundry/lifecycle/kuberelease"
 	"github.com/kubefoundry/kubefoundry/nsxt"
 	nsxsim "github.com/kubefoundry/kubefoundry/nsxt/simulator"
 	"github.com/kubefoundry/kubefoundry/vsphere"
@@ -127,6 +129,7 @@ type Foundation struct {
 	HarborSim *harborsim.Server
 
 	dir, tmp  string
+	clusters  int
 	closers   []func() error
 	closeOnce sync.Once
 	closeErr  error
@@ -186,6 +189,7 @@ func (f *Foundation) startVCenter(ctx context.Context, cfg Config) error {
 	if cfg.Clusters > 0 {
 		m.Cluster = cfg.Clusters
 	}
+	f.clusters = m.Cluster
 	if err := m.Create(); err != nil {
 		return err
 	}
@@ -322,7 +326,60 @@ func (f *Foundation) startDirector(ctx context.Context, cfg Config) error {
 	f.Director, err = director.New(director.Config{Store: st, CPI: f.CPI, Bus: bus, Agents: agents, Blobs: f.Blobstore,
 		Signer: blobs.Signer(), BlobstoreURL: https.URL, Renderer: r, AgentPing: 200 * time.Millisecond, PingTimeout: 5 * time.Second,
 		AgentWait: 5 * time.Minute, TempDir: filepath.Join(f.dir, "tmp"), Log: f.log.Named("director")})
-	return err
+	if err != nil {
+		return err
+	}
+	// The platform team's part of the cloud config: compilation (the
+	// clusters' named cloud configs bring the rest).
+	return f.Director.UpdateCloudConfig([]byte(defaultCloudConfig))
+}
+
+// defaultCloudConfig is the director's default cloud config: what every
+// named one is merged with.
+const defaultCloudConfig = `
+azs:
+- name: compilation
+  cloud_properties: {datacenters: [{name: DC0, clusters: [{DC0_C0: {}}]}]}
+vm_types:
+- {name: compilation, cloud_properties: {cpu: 2, ram: 2048, disk: 8192}}
+networks:
+- name: compilation
+  type: manual
+  subnets:
+  - {range: 127.15.0.0/24, gateway: 127.15.0.1, azs: [compilation], cloud_properties: {name: VM Network}}
+compilation: {workers: 1, az: compilation, vm_type: compilation, network: compilation}
+`
+
+// Lifecycle is the lifecycle.Foundation of this foundation, for a
+// lifecycle.Manager: the director, an NSX client (connected now, closed
+// by Close), the inventory Start seeded, one AZ per vSphere cluster (az1
+// on DC0_C0, az2 on DC0_C1, ...), VMs on "VM Network", a stemcell of
+// version 1.0 (ubuntu-jammy), and the Kubernetes binaries given, of that
+// version.
+func (f *Foundation) Lifecycle(ctx context.Context, k8s kuberelease.Binaries, k8sVersion string) (lifecycle.Foundation, error) {
+	nc, err := nsxt.New(ctx, f.NSX, nsxt.WithLogger(f.log.Named("nsxt")))
+	if err != nil {
+		return lifecycle.Foundation{}, err
+	}
+	f.onClose(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return nc.Close(ctx)
+	})
+	sc, err := f.Stemcell("1.0")
+	if err != nil {
+		return lifecycle.Foundation{}, err
+	}
+	inv := f.NSXInventory
+	lf := lifecycle.Foundation{Director: f.Director, NSX: nc, Tier0Path: "/infra/tier-0s/" + inv.Tier0,
+		EdgeClusterPath: inv.EdgeClusterPath(), TransportZonePath: inv.TransportZonePath(),
+		NodeIPBlockPath: "/infra/ip-blocks/" + inv.NodeBlock.ID, PodIPBlockPaths: []string{"/infra/ip-blocks/" + inv.PodBlock.ID},
+		FloatingIPPoolPaths: []string{"/infra/ip-pools/" + inv.FloatingPool}, Datacenter: Datacenter, VMNetwork: Network,
+		Stemcell: sc, StemcellOS: "ubuntu-jammy", StemcellVersion: "1.0", Kubernetes: k8s, KubernetesVersion: k8sVersion}
+	for i := range f.clusters {
+		lf.AZs = append(lf.AZs, lifecycle.AZ{Name: fmt.Sprintf("az%d", i+1), Cluster: fmt.Sprintf("DC0_C%d", i)})
+	}
+	return lf, nil
 }
 
 // Close stops every part, the agents' job processes included, and

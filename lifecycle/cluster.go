@@ -1,0 +1,616 @@
+package lifecycle
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/bosh/director"
+	"github.com/kubefoundry/kubefoundry/kube"
+	"github.com/kubefoundry/kubefoundry/lifecycle/kuberelease"
+	"github.com/kubefoundry/kubefoundry/nsxt"
+)
+
+// Foundation is what a Manager builds clusters on: a BOSH director with
+// the vSphere CPI, NSX-T, and the platform team's choices of what every
+// cluster shares.
+type Foundation struct {
+	Director *director.Director
+	NSX      *nsxt.Client
+	// The NSX objects every cluster's network hangs from; a cluster's
+	// NetworkProfile may name its own tier-0, pod IP blocks and floating
+	// pools.
+	Tier0Path, EdgeClusterPath, TransportZonePath, NodeIPBlockPath string
+	PodIPBlockPaths, FloatingIPPoolPaths                           []string
+	// AZs are the availability zones of a cluster whose spec has no
+	// compute profile: each a vSphere cluster (and resource pool).
+	AZs []AZ
+	// Datacenter is the vSphere datacenter of the AZs' clusters.
+	Datacenter string
+	// VMNetwork is the vSphere network every cluster's VMs attach to;
+	// when empty, a cluster's VMs attach to its NSX node segment (by the
+	// segment's name, as vCenter shows NSX segments).
+	VMNetwork string
+	// Stemcell is the stemcell tarball the clusters' VMs are cloned from,
+	// uploaded when the director does not have it;
+	// StemcellOS/StemcellVersion name it.
+	Stemcell                    string
+	StemcellOS, StemcellVersion string
+	// Kubernetes is the Kubernetes the clusters run: the binaries the
+	// release is built from, and their version (a spec's
+	// KubernetesVersion must be it).
+	Kubernetes        kuberelease.Binaries
+	KubernetesVersion string
+	// CacheDir keeps built releases, so that the same binaries are built
+	// once (the user's cache directory when empty).
+	CacheDir string
+}
+
+// Config configures a Manager.
+type Config struct {
+	Foundation
+	// Store keeps the clusters' records (OpenStore).
+	Store Store
+	// Plans are the plans clusters are made from; DefaultPlans when nil.
+	Plans map[string]Plan
+	// Log logs; nothing when nil.
+	Log *zap.Logger
+}
+
+// Manager creates, reads and deletes clusters on a Foundation.
+type Manager struct {
+	cfg Config
+	log *zap.Logger
+}
+
+// New returns a Manager on cfg.
+func New(cfg Config) (*Manager, error) {
+	ve := kubefoundry.ValidationError{Object: "lifecycle.Config"}
+	if cfg.Director == nil {
+		ve.Add("Director", "", "required")
+	}
+	if cfg.NSX == nil {
+		ve.Add("NSX", "", "required")
+	}
+	if cfg.Store == nil {
+		ve.Add("Store", "", "required")
+	}
+	for _, f := range []struct{ name, v string }{{"Tier0Path", cfg.Tier0Path}, {"EdgeClusterPath", cfg.EdgeClusterPath},
+		{"TransportZonePath", cfg.TransportZonePath}, {"NodeIPBlockPath", cfg.NodeIPBlockPath}, {"Stemcell", cfg.Stemcell},
+		{"StemcellOS", cfg.StemcellOS}, {"StemcellVersion", cfg.StemcellVersion}, {"KubernetesVersion", cfg.KubernetesVersion}} {
+		if f.v == "" {
+			ve.Add(f.name, "", "required")
+		}
+	}
+	if len(cfg.AZs) == 0 {
+		ve.Add("AZs", "", "at least one AZ is required")
+	}
+	ve.Merge("Kubernetes", cfg.Kubernetes.Validate())
+	if err := ve.Err(); err != nil {
+		return nil, err
+	}
+	if cfg.Plans == nil {
+		cfg.Plans = DefaultPlans()
+	}
+	if cfg.CacheDir == "" {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			return nil, fmt.Errorf("lifecycle: no cache directory (set Config.CacheDir): %w", err)
+		}
+		cfg.CacheDir = filepath.Join(dir, "kubefoundry")
+	}
+	log := cfg.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Manager{cfg: cfg, log: log}, nil
+}
+
+// Cluster is a cluster as it stands.
+type Cluster struct {
+	Name  string
+	State ClusterState
+	// Error is why its last operation failed.
+	Error string
+	// Deployment is its BOSH deployment.
+	Deployment string
+	// APIAddress and APIPort are where its API answers: its load
+	// balancer's virtual server.
+	APIAddress string
+	APIPort    int
+	// NodeSubnet is its node network, carved from the node IP block.
+	NodeSubnet netip.Prefix
+	Nodes      []Node
+}
+
+// Node is one of a cluster's VMs: a control-plane node or a worker.
+type Node struct {
+	// Name is the Kubernetes node's name (its address, for workers).
+	Name string
+	// Group is its instance group ("master", or the worker pool's name)
+	// and Index its index in the group.
+	Group string
+	Index int
+	IP    string
+	// VM is the VM's id with the CPI.
+	VM string
+	AZ string
+}
+
+// names the cluster's objects are known by.
+func deploymentName(cluster string) string { return "kubefoundry-" + cluster }
+func configName(cluster string) string     { return "kubefoundry-" + cluster }
+
+// Create builds a cluster from spec: its network (nsxt.BuildTopology: a
+// tier-1, node segment and subnet, SNAT, and a load balancer whose API
+// virtual server fronts the control plane), its cloud config (a named
+// one: its AZs, VM types, disk type and node network), the Kubernetes
+// release (built from the Foundation's binaries, once) and the stemcell,
+// then its BOSH deployment (control-plane instances on static IPs running
+// etcd and the control plane, a group per worker pool), and waits until
+// its API answers through the load balancer and every node is Ready.
+// Running it again converges: every step is idempotent.
+func (m *Manager) Create(ctx context.Context, spec ClusterSpec) (*Cluster, error) {
+	spec = m.withDefaults(spec)
+	if err := spec.Validate(m.cfg.Plans); err != nil {
+		return nil, err
+	}
+	if spec.KubernetesVersion != m.cfg.KubernetesVersion {
+		return nil, &kubefoundry.ValidationError{Object: "cluster " + string(spec.Name), Problems: []kubefoundry.FieldError{{
+			Field: "kubernetesVersion", Value: spec.KubernetesVersion, Reason: "this foundation runs " + m.cfg.KubernetesVersion}}}
+	}
+	name := string(spec.Name)
+	now := time.Now().UTC()
+	rec, err := m.cfg.Store.Cluster(name)
+	switch {
+	case errors.Is(err, kubefoundry.ErrNotFound):
+		rec = ClusterRecord{Spec: spec, Deployment: deploymentName(name), Created: now}
+	case err != nil:
+		return nil, err
+	case rec.State == StateDeleting:
+		return nil, fmt.Errorf("cluster %s is being deleted: %w", name, kubefoundry.ErrConflict)
+	case !sameSpec(rec.Spec, spec):
+		return nil, fmt.Errorf("cluster %s exists with another spec (change it with Update): %w", name, kubefoundry.ErrConflict)
+	}
+	rec.State, rec.Error, rec.Updated = StateCreating, "", now
+	if err := m.cfg.Store.PutCluster(rec); err != nil {
+		return nil, err
+	}
+	c, err := m.create(ctx, spec, &rec)
+	if err != nil {
+		rec.State, rec.Error, rec.Updated = StateFailed, err.Error(), time.Now().UTC()
+		return nil, errors.Join(err, m.cfg.Store.PutCluster(rec))
+	}
+	rec.State, rec.Updated = StateRunning, time.Now().UTC()
+	return c, m.cfg.Store.PutCluster(rec)
+}
+
+// withDefaults fills what a spec leaves to the foundation: the network
+// profile's tier-0, pod IP blocks and floating pools.
+func (m *Manager) withDefaults(spec ClusterSpec) ClusterSpec {
+	n := &spec.Network
+	if n.Tier0Path == "" {
+		n.Tier0Path = m.cfg.Tier0Path
+	}
+	if len(n.PodIPBlockPaths) == 0 {
+		n.PodIPBlockPaths = slices.Clone(m.cfg.PodIPBlockPaths)
+	}
+	if len(n.FloatingIPPoolPaths) == 0 {
+		n.FloatingIPPoolPaths = slices.Clone(m.cfg.FloatingIPPoolPaths)
+	}
+	return spec
+}
+
+func sameSpec(a, b ClusterSpec) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}
+
+func (m *Manager) create(ctx context.Context, spec ClusterSpec, rec *ClusterRecord) (*Cluster, error) {
+	name := string(spec.Name)
+	plan := m.cfg.Plans[spec.Plan]
+	log := m.log.With(zap.String("cluster", name))
+
+	topo := m.topology(spec)
+	net, err := m.cfg.NSX.BuildTopology(ctx, topo)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: network: %w", name, err)
+	}
+	masters, err := staticIPs(net.NodeSubnet, plan.ControlPlaneNodes)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", name, err)
+	}
+	topo.APIMembers, topo.APIMemberPort = masters, apiPort
+	if net, err = m.cfg.NSX.BuildTopology(ctx, topo); err != nil {
+		return nil, fmt.Errorf("cluster %s: network: %w", name, err)
+	}
+	rec.APIAddress, rec.APIPort, rec.NodeSubnet, rec.ControlPlaneIPs = net.APIAddress, net.APIPort, net.NodeSubnet, masters
+	if err := m.cfg.Store.PutCluster(*rec); err != nil {
+		return nil, err
+	}
+	log.Info("network built", zap.String("nodeSubnet", net.NodeSubnet.String()), zap.String("api", net.APIAddress))
+
+	cc, azs, pools := m.cloudConfig(spec, plan, net)
+	b, err := yaml.Marshal(cc)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := m.cfg.Director.UpdateConfig("cloud", configName(name), b); err != nil {
+		return nil, fmt.Errorf("cluster %s: cloud config: %w", name, err)
+	}
+	if _, err := m.cfg.Director.UploadStemcell(ctx, m.cfg.Stemcell); err != nil {
+		return nil, fmt.Errorf("cluster %s: stemcell: %w", name, err)
+	}
+	version, err := m.uploadRelease(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", name, err)
+	}
+
+	d := kuberelease.Deployment{Name: deploymentName(name), ReleaseVersion: version, StemcellOS: m.cfg.StemcellOS,
+		StemcellVersion: m.cfg.StemcellVersion, Network: name + "-nodes", APIAddress: net.APIAddress, APIPort: net.APIPort,
+		APIServerArgs: spec.Kubernetes.APIServerArgs,
+		ControlPlane:  kuberelease.ControlPlane{StaticIPs: masters, AZs: azs, VMType: name + "-master"}}
+	if plan.ControlPlane.PersistentDiskGB > 0 {
+		d.ControlPlane.DiskType = name + "-etcd"
+	}
+	d.Workers = pools
+	manifest, err := d.Manifest()
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", name, err)
+	}
+	res, err := m.cfg.Director.Deploy(ctx, manifest, director.DeployOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: deploy: %w", name, err)
+	}
+	log.Info("deployed", zap.Int64("task", res.Task.ID))
+
+	c, err := m.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	kc, err := m.client(name, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := kc.WaitReady(ctx, 5*time.Minute); err != nil {
+		return nil, fmt.Errorf("cluster %s: the API at %s: %w", name, net.APIAddress, err)
+	}
+	var workers []string
+	for _, n := range c.Nodes {
+		if n.Group != "master" {
+			workers = append(workers, n.Name)
+		}
+	}
+	if err := kc.WaitNodesReady(ctx, workers, 5*time.Minute); err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", name, err)
+	}
+	log.Info("cluster ready", zap.Int("nodes", len(c.Nodes)))
+	return c, nil
+}
+
+// apiPort is the API server's port on the control-plane nodes and on the
+// load balancer, as TKGI's.
+const apiPort = 8443
+
+// staticIPs are the control-plane nodes' addresses: the 10th address of
+// the node subnet on (the 1st is the gateway; 2 to 9 are reserved).
+func staticIPs(subnet netip.Prefix, n int) ([]string, error) {
+	a := subnet.Masked().Addr()
+	for range 10 {
+		a = a.Next()
+	}
+	var out []string
+	for range n {
+		if !subnet.Contains(a) {
+			return nil, fmt.Errorf("node subnet %s has no room for %d control-plane nodes", subnet, n)
+		}
+		out = append(out, a.String())
+		a = a.Next()
+	}
+	return out, nil
+}
+
+func (m *Manager) topology(spec ClusterSpec) nsxt.Topology {
+	t := nsxt.Topology{ClusterID: string(spec.Name), Tier0Path: m.cfg.Tier0Path, EdgeClusterPath: m.cfg.EdgeClusterPath,
+		TransportZonePath: m.cfg.TransportZonePath, NodeIPBlockPath: m.cfg.NodeIPBlockPath, PodIPBlockPaths: m.cfg.PodIPBlockPaths,
+		FloatingIPPoolPaths: m.cfg.FloatingIPPoolPaths, APIPort: apiPort, NamespacesManagedElsewhere: true,
+		LBSize: spec.Network.LBSize, SingleTier: spec.Network.SingleTier, PodRoutable: spec.Network.PodRoutable}
+	if spec.Network.Tier0Path != "" {
+		t.Tier0Path = spec.Network.Tier0Path
+	}
+	if len(spec.Network.PodIPBlockPaths) > 0 {
+		t.PodIPBlockPaths = spec.Network.PodIPBlockPaths
+	}
+	if len(spec.Network.FloatingIPPoolPaths) > 0 {
+		t.FloatingIPPoolPaths = spec.Network.FloatingIPPoolPaths
+	}
+	return t
+}
+
+// cloudConfig is the cluster's named cloud config, every name in it
+// prefixed with the cluster's (named cloud configs share one namespace),
+// the AZs of its control plane and its worker pools.
+func (m *Manager) cloudConfig(spec ClusterSpec, plan Plan, net *nsxt.Network) (map[string]any, []string, []kuberelease.WorkerPool) {
+	name := string(spec.Name)
+	type mp = map[string]any
+	azs := m.cfg.AZs
+	if spec.Compute != nil && len(spec.Compute.AZs) > 0 {
+		azs = spec.Compute.AZs
+	}
+	var ccAZs []mp
+	var azNames []string
+	for _, az := range azs {
+		cl := mp{}
+		if az.ResourcePool != "" {
+			cl["resource_pool"] = az.ResourcePool
+		}
+		dc := mp{"clusters": []mp{{az.Cluster: cl}}}
+		if m.cfg.Datacenter != "" {
+			dc["name"] = m.cfg.Datacenter
+		}
+		ccAZs = append(ccAZs, mp{"name": name + "-" + az.Name, "cloud_properties": mp{"datacenters": []mp{dc}}})
+		azNames = append(azNames, name+"-"+az.Name)
+	}
+	vmType := func(n string, s NodeSize) mp {
+		return mp{"name": n, "cloud_properties": mp{"cpu": s.CPU, "ram": s.MemoryMB, "disk": s.DiskGB * 1024}}
+	}
+	vmTypes := []mp{vmType(name+"-master", plan.ControlPlane)}
+	var pools []kuberelease.WorkerPool
+	if spec.Compute != nil && len(spec.Compute.NodePools) > 0 {
+		for _, p := range spec.Compute.NodePools {
+			vmTypes = append(vmTypes, vmType(name+"-"+p.Name, p.Size))
+			pool := kuberelease.WorkerPool{Name: p.Name, Instances: p.Count, AZs: azNames, VMType: name + "-" + p.Name, Labels: p.Labels}
+			if len(p.AZs) > 0 {
+				pool.AZs = nil
+				for _, a := range p.AZs {
+					pool.AZs = append(pool.AZs, name+"-"+a)
+				}
+			}
+			for _, t := range p.Taints {
+				pool.Taints = append(pool.Taints, kuberelease.Taint{Key: t.Key, Value: t.Value, Effect: string(t.Effect)})
+			}
+			pools = append(pools, pool)
+		}
+	} else {
+		vmTypes = append(vmTypes, vmType(name+"-worker", plan.Worker))
+		pools = []kuberelease.WorkerPool{{Name: "worker", Instances: plan.Workers, AZs: azNames, VMType: name + "-worker"}}
+	}
+	cc := mp{"azs": ccAZs, "vm_types": vmTypes}
+	if plan.ControlPlane.PersistentDiskGB > 0 {
+		cc["disk_types"] = []mp{{"name": name + "-etcd", "disk_size": plan.ControlPlane.PersistentDiskGB * 1024}}
+	}
+	subnet := net.NodeSubnet.Masked()
+	first := subnet.Addr()
+	gw := first.Next()
+	static, _ := staticIPs(subnet, 5) // room for the largest control plane
+	vmNetwork := m.cfg.VMNetwork
+	if vmNetwork == "" {
+		vmNetwork = "kf_" + name + "_nodes" // the node segment's display name
+	}
+	cc["networks"] = []mp{{"name": name + "-nodes", "type": "manual", "subnets": []mp{{
+		"range": subnet.String(), "gateway": gw.String(), "azs": azNames,
+		"reserved":         []string{gw.Next().String() + " - " + nth(first, 9).String()},
+		"static":           []string{static[0] + " - " + static[len(static)-1]},
+		"cloud_properties": mp{"name": vmNetwork},
+	}}}}
+	return cc, azNames, pools
+}
+
+func nth(a netip.Addr, n int) netip.Addr {
+	for range n {
+		a = a.Next()
+	}
+	return a
+}
+
+// uploadRelease builds the Kubernetes release from the Foundation's
+// binaries (once: it is kept in CacheDir under a name that changes with
+// them) and uploads it, returning its version.
+func (m *Manager) uploadRelease(ctx context.Context) (string, error) {
+	key, err := m.releaseKey()
+	if err != nil {
+		return "", err
+	}
+	version := m.cfg.KubernetesVersion + "+kf." + key
+	dir := filepath.Join(m.cfg.CacheDir, "releases")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, kuberelease.Name+"-"+version+"-"+strings.ReplaceAll(m.stemcell(), "/", "-")+".tgz")
+	if _, err := os.Stat(path); err != nil {
+		start := time.Now()
+		tmp, err := os.CreateTemp(dir, ".building-")
+		if err != nil {
+			return "", err
+		}
+		defer os.Remove(tmp.Name())
+		_, err = kuberelease.Build(ctx, m.cfg.Kubernetes, version, m.stemcell(), dir, tmp)
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return "", err
+		}
+		if err := os.Rename(tmp.Name(), path); err != nil {
+			return "", err
+		}
+		m.log.Info("release built", zap.String("version", version), zap.Duration("took", time.Since(start)))
+	}
+	if _, err := m.cfg.Director.UploadRelease(ctx, path); err != nil {
+		return "", fmt.Errorf("release %s: %w", version, err)
+	}
+	return version, nil
+}
+
+func (m *Manager) stemcell() string { return m.cfg.StemcellOS + "/" + m.cfg.StemcellVersion }
+
+// releaseKey changes with the binaries (their paths, sizes and times)
+// and the SDK's own release jobs: 8 hex digits.
+func (m *Manager) releaseKey() (string, error) {
+	h := sha256.New()
+	b := m.cfg.Kubernetes
+	for _, p := range []string{b.Etcd, b.KubeAPIServer, b.KubeControllerManager, b.KubeScheduler, b.Kubectl, b.Kubelet} {
+		st, err := os.Stat(p)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s %d %d\n", p, st.Size(), st.ModTime().UnixNano())
+	}
+	if err := kuberelease.Digest(h); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil))[:8], nil
+}
+
+// Get reads a cluster: its record, and its nodes as the director has
+// them.
+func (m *Manager) Get(ctx context.Context, name string) (*Cluster, error) {
+	rec, err := m.cfg.Store.Cluster(name)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := m.cfg.Director.Instances(rec.Deployment)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", name, err)
+	}
+	c := &Cluster{Name: name, Deployment: rec.Deployment, State: rec.State, Error: rec.Error, APIAddress: rec.APIAddress,
+		APIPort: rec.APIPort, NodeSubnet: rec.NodeSubnet}
+	for _, r := range recs {
+		ip := ""
+		if len(r.IPs) > 0 {
+			_, ip, _ = strings.Cut(r.IPs[0], "=")
+		}
+		n := Node{Name: ip, Group: r.Group, Index: r.Index, IP: ip, VM: r.VMCID, AZ: strings.TrimPrefix(r.AZ, name+"-")}
+		if r.Group == "master" {
+			n.Name = r.Group + "/" + strconv.Itoa(r.Index)
+		}
+		c.Nodes = append(c.Nodes, n)
+	}
+	slices.SortFunc(c.Nodes, func(a, b Node) int {
+		if a.Group != b.Group {
+			if a.Group == "master" {
+				return -1
+			}
+			if b.Group == "master" {
+				return 1
+			}
+			return strings.Compare(a.Group, b.Group)
+		}
+		return a.Index - b.Index
+	})
+	return c, nil
+}
+
+// Credentials returns an admin kubeconfig for the cluster (group
+// system:masters), valid for a day, its server the load balancer's
+// address.
+func (m *Manager) Credentials(ctx context.Context, name string) ([]byte, error) {
+	c, err := m.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := m.clusterCA(name)
+	if err != nil {
+		return nil, err
+	}
+	kp, err := ca.IssueClient("kubefoundry:admin", []string{"system:masters"}, 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	return kube.Kubeconfig(name, c.server(), kube.CertPEM(ca.Cert), name+"-admin", kp)
+}
+
+func (c *Cluster) server() string {
+	return "https://" + netip.AddrPortFrom(netip.MustParseAddr(c.APIAddress), uint16(c.APIPort)).String()
+}
+
+// clusterCA is the cluster's CA, as the director keeps it.
+func (m *Manager) clusterCA(name string) (*kube.CA, error) {
+	vars, err := m.cfg.Director.Variables(deploymentName(name))
+	if err != nil {
+		return nil, err
+	}
+	v, ok, err := vars.Get(kuberelease.VarClusterCA)
+	if err != nil {
+		return nil, err
+	}
+	val, _ := v.(map[string]any)
+	certPEM, _ := val["certificate"].(string)
+	keyPEM, _ := val["private_key"].(string)
+	if !ok || certPEM == "" || keyPEM == "" {
+		return nil, fmt.Errorf("cluster %s: its CA (%s) is not in the director's variables: %w", name, kuberelease.VarClusterCA, kubefoundry.ErrNotFound)
+	}
+	return kube.ParseCA([]byte(certPEM), []byte(keyPEM))
+}
+
+func (m *Manager) client(name string, c *Cluster) (*kube.Client, error) {
+	ca, err := m.clusterCA(name)
+	if err != nil {
+		return nil, err
+	}
+	kp, err := ca.IssueClient("kubefoundry:lifecycle", []string{"system:masters"}, time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	kc, err := kube.Kubeconfig(name, c.server(), kube.CertPEM(ca.Cert), "lifecycle", kp)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := kube.RESTConfig(kc)
+	if err != nil {
+		return nil, err
+	}
+	return kube.New(rc, kube.WithLogger(m.log.Named("kube")))
+}
+
+// Delete removes everything the cluster owns, in reverse: its BOSH
+// deployment (VMs and disks), its network, its cloud config. It is
+// idempotent: what is gone already is no error, and a deletion stopped
+// half-way finishes when run again.
+func (m *Manager) Delete(ctx context.Context, name string) error {
+	if err := kubefoundry.ClusterID(name).Validate(); err != nil {
+		return err
+	}
+	rec, err := m.cfg.Store.Cluster(name)
+	switch {
+	case errors.Is(err, kubefoundry.ErrNotFound):
+		// Nothing recorded: what the cluster's names find is still removed.
+	case err != nil:
+		return err
+	default:
+		rec.State, rec.Updated = StateDeleting, time.Now().UTC()
+		if err := m.cfg.Store.PutCluster(rec); err != nil {
+			return err
+		}
+	}
+	var errs []error
+	if _, err := m.cfg.Director.DeleteDeployment(ctx, deploymentName(name), director.DeleteOptions{Force: true}); err != nil &&
+		!errors.Is(err, kubefoundry.ErrNotFound) {
+		return fmt.Errorf("cluster %s: deployment: %w", name, err)
+	}
+	if _, err := m.cfg.NSX.TeardownTopology(ctx, name); err != nil {
+		errs = append(errs, fmt.Errorf("cluster %s: network: %w", name, err))
+	}
+	if _, err := m.cfg.Director.DeleteConfig("cloud", configName(name)); err != nil && !errors.Is(err, kubefoundry.ErrNotFound) {
+		errs = append(errs, fmt.Errorf("cluster %s: cloud config: %w", name, err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return m.cfg.Store.DeleteCluster(name)
+}

@@ -1,0 +1,127 @@
+package lifecycle
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/kubefoundry/kubefoundry"
+)
+
+// ClusterState is where a cluster stands.
+type ClusterState string
+
+// A cluster's states.
+const (
+	StateCreating ClusterState = "creating"
+	StateRunning  ClusterState = "running"
+	StateFailed   ClusterState = "failed"
+	StateDeleting ClusterState = "deleting"
+)
+
+// ClusterRecord is what the Store keeps of a cluster: its spec, where it
+// stands, and what was made for it that the foundation's systems do not
+// say by themselves.
+type ClusterRecord struct {
+	Spec  ClusterSpec  `json:"spec"`
+	State ClusterState `json:"state"`
+	// Error is why the last operation failed (state failed).
+	Error string `json:"error,omitempty"`
+	// Deployment is the cluster's BOSH deployment.
+	Deployment string `json:"deployment"`
+	// APIAddress and APIPort are its load balancer's API virtual server;
+	// NodeSubnet its node network; ControlPlaneIPs its control-plane
+	// nodes' addresses. Each is recorded once NSX gave it.
+	APIAddress      string       `json:"apiAddress,omitempty"`
+	APIPort         int          `json:"apiPort,omitempty"`
+	NodeSubnet      netip.Prefix `json:"nodeSubnet,omitzero"`
+	ControlPlaneIPs []string     `json:"controlPlaneIPs,omitempty"`
+	Created         time.Time    `json:"created"`
+	Updated         time.Time    `json:"updated"`
+}
+
+// Store keeps the clusters a Manager made. Its implementations are safe
+// for concurrent use.
+type Store interface {
+	// PutCluster records a cluster, replacing what was recorded.
+	PutCluster(ClusterRecord) error
+	// Cluster is the record of the cluster of that name, or an error
+	// wrapping kubefoundry.ErrNotFound.
+	Cluster(name string) (ClusterRecord, error)
+	// Clusters are every record, by name.
+	Clusters() ([]ClusterRecord, error)
+	// DeleteCluster forgets a cluster; forgetting one not recorded is no
+	// error.
+	DeleteCluster(name string) error
+	Close() error
+}
+
+var bClusters = []byte("clusters")
+
+type boltStore struct{ db *bolt.DB }
+
+// OpenStore opens (or creates) a Store in one bbolt file at path. Only
+// one process may hold it: another waits up to 10 seconds, then fails.
+func OpenStore(path string) (Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 10 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("lifecycle: open store %s: %w", path, err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists(bClusters); return err }); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("lifecycle: open store %s: %w", path, err)
+	}
+	return &boltStore{db: db}, nil
+}
+
+func (s *boltStore) Close() error { return s.db.Close() }
+
+func (s *boltStore) PutCluster(r ClusterRecord) error {
+	if err := r.Spec.Name.Validate(); err != nil {
+		return err
+	}
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bClusters).Put([]byte(r.Spec.Name), raw) })
+}
+
+func (s *boltStore) Cluster(name string) (ClusterRecord, error) {
+	var r ClusterRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bClusters).Get([]byte(name))
+		if raw == nil {
+			return fmt.Errorf("cluster %s: %w", name, kubefoundry.ErrNotFound)
+		}
+		return json.Unmarshal(raw, &r)
+	})
+	return r, err
+}
+
+func (s *boltStore) Clusters() ([]ClusterRecord, error) {
+	var out []ClusterRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bClusters).ForEach(func(_, raw []byte) error {
+			var r ClusterRecord
+			if err := json.Unmarshal(raw, &r); err != nil {
+				return err
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	return out, err
+}
+
+func (s *boltStore) DeleteCluster(name string) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bClusters).Delete([]byte(name)) })
+}
