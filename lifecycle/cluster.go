@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -65,6 +64,15 @@ type Config struct {
 	Foundation
 	// Store keeps the clusters' records (OpenStore).
 	Store Store
+	// Events receives the progress of every operation, one stream for all
+	// the layers: the operation's stages (Op "create cluster" or "delete
+	// cluster", Object the stage, Phase started, done or failed, Step of
+	// Steps, Message the cluster) and, within the deploy and deployment
+	// stages, the director's steps (Op "deploy" or "delete deployment",
+	// Object the instance or step, Phase
+	// started, done or failed, Step of Steps, Message the director's
+	// stage).
+	Events kubefoundry.Sink
 	// Plans are the plans clusters are made from; DefaultPlans when nil.
 	Plans map[string]Plan
 	// Log logs; nothing when nil.
@@ -139,7 +147,7 @@ type Cluster struct {
 
 // Node is one of a cluster's VMs: a control-plane node or a worker.
 type Node struct {
-	// Name is the Kubernetes node's name (its address, for workers).
+	// Name is the Kubernetes node's name: its address.
 	Name string
 	// Group is its instance group ("master", or the worker pool's name)
 	// and Index its index in the group.
@@ -225,39 +233,54 @@ func (m *Manager) create(ctx context.Context, spec ClusterSpec, rec *ClusterReco
 	name := string(spec.Name)
 	plan := m.cfg.Plans[spec.Plan]
 	log := m.log.With(zap.String("cluster", name))
+	st := &stages{sink: m.cfg.Events, op: "create cluster", obj: name, n: len(createStages)}
 
-	topo := m.topology(spec)
-	net, err := m.cfg.NSX.BuildTopology(ctx, topo)
+	var net *nsxt.Network
+	var masters []string
+	err := st.run("network", func() error {
+		topo := m.topology(spec)
+		var err error
+		if net, err = m.cfg.NSX.BuildTopology(ctx, topo); err != nil {
+			return err
+		}
+		if masters, err = staticIPs(net.NodeSubnet, plan.ControlPlaneNodes); err != nil {
+			return err
+		}
+		// Again, now that the control plane's addresses are known: the API
+		// virtual server's members.
+		topo.APIMembers, topo.APIMemberPort = masters, apiPort
+		if net, err = m.cfg.NSX.BuildTopology(ctx, topo); err != nil {
+			return err
+		}
+		rec.APIAddress, rec.APIPort, rec.NodeSubnet, rec.ControlPlaneIPs = net.APIAddress, net.APIPort, net.NodeSubnet, masters
+		return m.cfg.Store.PutCluster(*rec)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: network: %w", name, err)
-	}
-	masters, err := staticIPs(net.NodeSubnet, plan.ControlPlaneNodes)
-	if err != nil {
-		return nil, fmt.Errorf("cluster %s: %w", name, err)
-	}
-	topo.APIMembers, topo.APIMemberPort = masters, apiPort
-	if net, err = m.cfg.NSX.BuildTopology(ctx, topo); err != nil {
-		return nil, fmt.Errorf("cluster %s: network: %w", name, err)
-	}
-	rec.APIAddress, rec.APIPort, rec.NodeSubnet, rec.ControlPlaneIPs = net.APIAddress, net.APIPort, net.NodeSubnet, masters
-	if err := m.cfg.Store.PutCluster(*rec); err != nil {
-		return nil, err
 	}
 	log.Info("network built", zap.String("nodeSubnet", net.NodeSubnet.String()), zap.String("api", net.APIAddress))
 
 	cc, azs, pools := m.cloudConfig(spec, plan, net)
-	b, err := yaml.Marshal(cc)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := m.cfg.Director.UpdateConfig("cloud", configName(name), b); err != nil {
+	if err := st.run("cloud config", func() error {
+		b, err := yaml.Marshal(cc)
+		if err == nil {
+			_, err = m.cfg.Director.UpdateConfig("cloud", configName(name), b)
+		}
+		return err
+	}); err != nil {
 		return nil, fmt.Errorf("cluster %s: cloud config: %w", name, err)
 	}
-	if _, err := m.cfg.Director.UploadStemcell(ctx, m.cfg.Stemcell); err != nil {
+	if err := st.run("stemcell", func() error {
+		_, err := m.cfg.Director.UploadStemcell(ctx, m.cfg.Stemcell)
+		return err
+	}); err != nil {
 		return nil, fmt.Errorf("cluster %s: stemcell: %w", name, err)
 	}
-	version, err := m.uploadRelease(ctx)
-	if err != nil {
+	var version string
+	if err := st.run("release", func() (err error) {
+		version, err = m.uploadRelease(ctx)
+		return err
+	}); err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", name, err)
 	}
 
@@ -269,15 +292,19 @@ func (m *Manager) create(ctx context.Context, spec ClusterSpec, rec *ClusterReco
 		d.ControlPlane.DiskType = name + "-etcd"
 	}
 	d.Workers = pools
-	manifest, err := d.Manifest()
-	if err != nil {
-		return nil, fmt.Errorf("cluster %s: %w", name, err)
-	}
-	res, err := m.cfg.Director.Deploy(ctx, manifest, director.DeployOptions{})
-	if err != nil {
+	if err := st.run("deploy", func() error {
+		manifest, err := d.Manifest()
+		if err != nil {
+			return err
+		}
+		res, err := m.cfg.Director.Deploy(ctx, manifest, director.DeployOptions{Events: directorEvents(m.cfg.Events, "deploy")})
+		if err == nil {
+			log.Info("deployed", zap.Int64("task", res.Task.ID))
+		}
+		return err
+	}); err != nil {
 		return nil, fmt.Errorf("cluster %s: deploy: %w", name, err)
 	}
-	log.Info("deployed", zap.Int64("task", res.Task.ID))
 
 	c, err := m.Get(ctx, name)
 	if err != nil {
@@ -287,20 +314,66 @@ func (m *Manager) create(ctx context.Context, spec ClusterSpec, rec *ClusterReco
 	if err != nil {
 		return nil, err
 	}
-	if err := kc.WaitReady(ctx, 5*time.Minute); err != nil {
+	if err := st.run("api", func() error { return kc.WaitReady(ctx, 5*time.Minute) }); err != nil {
 		return nil, fmt.Errorf("cluster %s: the API at %s: %w", name, net.APIAddress, err)
 	}
-	var workers []string
+	var nodes []string
 	for _, n := range c.Nodes {
-		if n.Group != "master" {
-			workers = append(workers, n.Name)
-		}
+		nodes = append(nodes, n.Name)
 	}
-	if err := kc.WaitNodesReady(ctx, workers, 5*time.Minute); err != nil {
+	if err := st.run("nodes", func() error { return kc.WaitNodesReady(ctx, nodes, 5*time.Minute) }); err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", name, err)
 	}
 	log.Info("cluster ready", zap.Int("nodes", len(c.Nodes)))
 	return c, nil
+}
+
+// stages reports an operation's stages as events: run runs one, between
+// its started and its done (or failed) event.
+type stages struct {
+	sink    kubefoundry.Sink
+	op, obj string
+	n, i    int
+}
+
+// The stages of Create and of Delete, in order.
+var (
+	createStages = []string{"network", "cloud config", "stemcell", "release", "deploy", "api", "nodes"}
+	deleteStages = []string{"deployment", "network", "cloud config"}
+)
+
+func (s *stages) run(stage string, f func() error) error {
+	s.i++
+	kubefoundry.Emit(s.sink, kubefoundry.Event{Op: s.op, Object: stage, Phase: "started", Step: s.i - 1, Steps: s.n, Message: s.obj})
+	err := f()
+	phase := "done"
+	if err != nil {
+		phase = "failed"
+	}
+	kubefoundry.Emit(s.sink, kubefoundry.Event{Op: s.op, Object: stage, Phase: phase, Step: s.i, Steps: s.n, Err: err, Message: s.obj})
+	return err
+}
+
+// directorEvents turns the director's task events into the SDK's.
+func directorEvents(sink kubefoundry.Sink, op string) director.EventSink {
+	if sink == nil {
+		return nil
+	}
+	return func(e director.Event) {
+		ev := kubefoundry.Event{Time: time.Unix(e.Time, 0), Op: op, Object: e.Task, Phase: e.State, Steps: e.Total, Message: e.Stage}
+		switch e.State {
+		case director.EventFinished:
+			ev.Phase, ev.Step = "done", e.Index
+		case director.EventFailed:
+			ev.Step = e.Index
+			if e.Data != nil {
+				ev.Err = errors.New(e.Data.Error)
+			}
+		default:
+			ev.Step = e.Index - 1
+		}
+		sink.Event(ev)
+	}
 }
 
 // apiPort is the API server's port on the control-plane nodes and on the
@@ -495,11 +568,7 @@ func (m *Manager) Get(ctx context.Context, name string) (*Cluster, error) {
 		if len(r.IPs) > 0 {
 			_, ip, _ = strings.Cut(r.IPs[0], "=")
 		}
-		n := Node{Name: ip, Group: r.Group, Index: r.Index, IP: ip, VM: r.VMCID, AZ: strings.TrimPrefix(r.AZ, name+"-")}
-		if r.Group == "master" {
-			n.Name = r.Group + "/" + strconv.Itoa(r.Index)
-		}
-		c.Nodes = append(c.Nodes, n)
+		c.Nodes = append(c.Nodes, Node{Name: ip, Group: r.Group, Index: r.Index, IP: ip, VM: r.VMCID, AZ: strings.TrimPrefix(r.AZ, name+"-")})
 	}
 	slices.SortFunc(c.Nodes, func(a, b Node) int {
 		if a.Group != b.Group {
@@ -598,15 +667,28 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 			return err
 		}
 	}
-	var errs []error
-	if _, err := m.cfg.Director.DeleteDeployment(ctx, deploymentName(name), director.DeleteOptions{Force: true}); err != nil &&
-		!errors.Is(err, kubefoundry.ErrNotFound) {
+	st := &stages{sink: m.cfg.Events, op: "delete cluster", obj: name, n: len(deleteStages)}
+	if err := st.run("deployment", func() error {
+		_, err := m.cfg.Director.DeleteDeployment(ctx, deploymentName(name), director.DeleteOptions{Force: true, Events: directorEvents(m.cfg.Events, "delete deployment")})
+		if errors.Is(err, kubefoundry.ErrNotFound) {
+			return nil
+		}
+		return err
+	}); err != nil {
+		// The network stays while VMs may still be on it.
 		return fmt.Errorf("cluster %s: deployment: %w", name, err)
 	}
-	if _, err := m.cfg.NSX.TeardownTopology(ctx, name); err != nil {
+	var errs []error
+	if err := st.run("network", func() error { _, err := m.cfg.NSX.TeardownTopology(ctx, name); return err }); err != nil {
 		errs = append(errs, fmt.Errorf("cluster %s: network: %w", name, err))
 	}
-	if _, err := m.cfg.Director.DeleteConfig("cloud", configName(name)); err != nil && !errors.Is(err, kubefoundry.ErrNotFound) {
+	if err := st.run("cloud config", func() error {
+		_, err := m.cfg.Director.DeleteConfig("cloud", configName(name))
+		if errors.Is(err, kubefoundry.ErrNotFound) {
+			return nil
+		}
+		return err
+	}); err != nil {
 		errs = append(errs, fmt.Errorf("cluster %s: cloud config: %w", name, err))
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,7 +56,6 @@ func TestCreateAndDelete(t *testing.T) {
 	t.Cleanup(func() { assert.NoError(t, f.Close()) })
 	lf, err := f.Lifecycle(ctx, bins, "1.36.3")
 	require.NoError(t, err)
-	lf.CacheDir = t.TempDir()
 	st, err := lifecycle.OpenStore(filepath.Join(t.TempDir(), "lifecycle.db"))
 	require.NoError(t, err)
 	defer st.Close()
@@ -63,7 +63,10 @@ func TestCreateAndDelete(t *testing.T) {
 	tiny := plans["small"]
 	tiny.Name, tiny.Workers = "tiny", 2
 	plans["tiny"] = tiny
-	m, err := lifecycle.New(lifecycle.Config{Foundation: lf, Store: st, Plans: plans, Log: zaptest.NewLogger(t)})
+	var mu sync.Mutex
+	var events []kubefoundry.Event
+	sink := kubefoundry.SinkFunc(func(e kubefoundry.Event) { mu.Lock(); events = append(events, e); mu.Unlock() })
+	m, err := lifecycle.New(lifecycle.Config{Foundation: lf, Store: st, Plans: plans, Events: sink, Log: zaptest.NewLogger(t)})
 	require.NoError(t, err)
 
 	spec := lifecycle.ClusterSpec{Name: "alpha", Plan: "tiny", KubernetesVersion: "1.36.3"}
@@ -71,6 +74,26 @@ func TestCreateAndDelete(t *testing.T) {
 	c, err := m.Create(ctx, spec)
 	require.NoError(t, err)
 	t.Logf("created in %s", time.Since(start).Round(time.Second))
+	mu.Lock()
+	var stages []string
+	deploySteps := 0
+	for _, e := range events {
+		switch e.Op {
+		case "create cluster":
+			assert.Equal(t, "alpha", e.Message)
+			assert.Equal(t, 7, e.Steps)
+			stages = append(stages, e.Object+" "+e.Phase)
+		case "deploy":
+			if e.Phase == "done" {
+				deploySteps++
+			}
+		}
+	}
+	mu.Unlock()
+	assert.Equal(t, []string{"network started", "network done", "cloud config started", "cloud config done", "stemcell started",
+		"stemcell done", "release started", "release done", "deploy started", "deploy done", "api started", "api done",
+		"nodes started", "nodes done"}, stages, "one stream: the stages in order")
+	assert.GreaterOrEqual(t, deploySteps, 3, "the director's steps, one per instance at least")
 	assert.Equal(t, lifecycle.StateRunning, mustGet(t, m, "alpha").State)
 	assert.True(t, strings.HasPrefix(c.APIAddress, "127.200."), "the API address is the load balancer's, from the floating pool: %s", c.APIAddress)
 	require.Len(t, c.Nodes, 3)
@@ -94,7 +117,7 @@ func TestCreateAndDelete(t *testing.T) {
 			}
 		}
 	}
-	assert.Equal(t, 2, ready, "both workers Ready, through the load balancer")
+	assert.Equal(t, 3, ready, "the control-plane node and both workers Ready, through the load balancer")
 
 	again, err := m.Create(ctx, spec)
 	require.NoError(t, err, "Create again converges")

@@ -36,8 +36,10 @@
 // address.
 //
 // Deployment.Manifest writes a cluster's manifest: a master instance group
-// (1, 3 or 5 instances on static IPs, each running etcd and the control
-// plane) and an instance group per worker pool. Every certificate and key
+// (1, 3 or 5 instances on static IPs, each running etcd, the control plane
+// and a kubelet whose Node is labelled node-role.kubernetes.io/control-plane
+// and tainted NoSchedule, as kubeadm's are) and an instance group per
+// worker pool. Every certificate and key
 // is a BOSH variable (the Var* names) the director generates unless a
 // value was put first, and names exactly the addresses it must: the API
 // server's the load balancer, the masters and the kubernetes Service's

@@ -267,6 +267,13 @@ func (d Deployment) Manifest() ([]byte, error) {
 				"kube-scheduler": m{"extra_args": orEmpty(d.SchedulerArgs)},
 				"tls":            m{"kube_scheduler": "((" + VarScheduler + "))"},
 			}),
+			// Control-plane VMs are Nodes too, as kubeadm's and TKGI's are:
+			// labelled and tainted so that workloads stay off them.
+			job("kubelet", m{
+				"kubelet": m{"api_server": apiURL, "labels": map[string]string{"node-role.kubernetes.io/control-plane": ""},
+					"taints": []Taint{{Key: "node-role.kubernetes.io/control-plane", Effect: "NoSchedule"}}},
+				"tls": m{"kubelet": "((" + VarKubelet + "))"},
+			}),
 		},
 	}
 	if d.ControlPlane.DiskType != "" {
