@@ -33,6 +33,12 @@ type BusConfig struct {
 	// MaxPayload is the largest message the bus carries, in bytes; NATS's
 	// default (1 MiB) when 0.
 	MaxPayload int32
+	// Agents are allowed from the start, as AllowAgents would allow them
+	// (a restarted director's bus, with the agents its store names):
+	// their clients reconnecting at once find them allowed. Allowing them
+	// after the start instead is a reload that can race, inside NATS,
+	// with a client's failing authentication.
+	Agents []string
 }
 
 // Bus is an embedded NATS server with TLS and per-agent authorization:
@@ -74,6 +80,12 @@ func StartBus(ctx context.Context, cfg BusConfig, opts ...Option) (*Bus, error) 
 	}
 	if cfg.MaxPayload < 0 {
 		ve.Add("MaxPayload", strconv.Itoa(int(cfg.MaxPayload)), "must not be negative")
+	}
+	for i, id := range cfg.Agents {
+		var fe *kubefoundry.FieldError
+		if errors.As(ValidateAgentID(id), &fe) {
+			ve.Add(fmt.Sprintf("Agents[%d]", i), id, "%s", fe.Reason)
+		}
 	}
 	if err := ve.Err(); err != nil {
 		ve.Object = "mbus.BusConfig"
@@ -122,6 +134,9 @@ func StartBus(ctx context.Context, cfg BusConfig, opts ...Option) (*Bus, error) 
 			},
 			// No HTTP monitoring, no cluster, no JetStream.
 		},
+	}
+	for _, id := range cfg.Agents {
+		b.agents[id] = true
 	}
 	srv, err := server.NewServer(b.options())
 	if err != nil {

@@ -501,6 +501,11 @@ func TestValidation(t *testing.T) {
 		assert.Len(t, ve.Problems, problems, "port %d", port)
 	}
 
+	_, err = StartBus(testCtx(t), BusConfig{Agents: []string{"ok-1", "a.b"}})
+	require.ErrorAs(t, err, &ve)
+	require.Len(t, ve.Problems, 1)
+	assert.Equal(t, "Agents[1]", ve.Problems[0].Field)
+
 	_, err = Dial(testCtx(t), Config{DirectorID: "a.b", CallTimeout: -1})
 	require.ErrorAs(t, err, &ve)
 	assert.Len(t, ve.Problems, 3) // URL, DirectorID, CallTimeout
