@@ -11,7 +11,15 @@ help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: demo
-demo: ## Run the main example on the embedded simulators (20 VMs on an in-process vCenter).
+demo: ## Build a Kubernetes cluster (3 control-plane nodes, 3 workers) on the embedded simulated foundation, show it, delete it.
+	@missing=$$(for t in $(KUBE_TOOLS) $(BIN)/kwok; do test -x $$t || echo $$(basename $$t); done); \
+	  if [ -n "$$missing" ]; then echo "make demo: building the Kubernetes binaries the cluster runs ($$missing) into bin/: once, several minutes"; fi
+	@$(MAKE) -s --no-print-directory $(KUBE_TOOLS) $(BIN)/kwok
+	@command -v ruby >/dev/null || { echo "make demo: ruby is needed (BOSH job templates are ERB): apt-get install ruby"; exit 1; }
+	$(GO) run ./examples/cluster-build
+
+.PHONY: demo-vms
+demo-vms: ## Provision 20 VMs on an in-process vCenter simulator and print them (the first example).
 	$(GO) run ./examples/provision-vms -n 20 -concurrency 8
 
 .PHONY: test

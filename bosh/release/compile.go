@@ -114,7 +114,7 @@ func Compile(ctx context.Context, src, stemcell string, out io.Writer, opts ...O
 			return nil, fmt.Errorf("compile package %s: %w", p.Name, err)
 		}
 		tgzs[p.Name] = filepath.Join(tmp, fmt.Sprintf("%d.tgz", i))
-		digest, _, err := writeTarFile(ctx, tgzs[p.Name], withParents(files), false, SHA1)
+		digest, _, err := writeTarFile(ctx, tgzs[p.Name], withParents(files), false, o.gzipLevel(), SHA1)
 		if err != nil {
 			return nil, err
 		}
@@ -187,7 +187,7 @@ func Compile(ctx context.Context, src, stemcell string, out io.Writer, opts ...O
 	if m.License != nil {
 		entries = append(entries, tarFile{name: "license.tgz", src: kept["license.tgz"], size: -1})
 	}
-	if err := writeTar(ctx, out, entries, false); err != nil {
+	if err := writeTar(ctx, out, entries, false, o.gzipLevel()); err != nil {
 		return nil, err
 	}
 	return &m, nil

@@ -2,6 +2,7 @@ package release
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"os"
 	"path/filepath"
@@ -94,6 +95,25 @@ func TestCompile(t *testing.T) {
 	_, err = Compile(ctx, src, "ubuntu-jammy/1.108", &again)
 	require.NoError(t, err)
 	assert.Equal(t, out.Bytes(), again.Bytes(), "the same source compiles to the same bytes")
+
+	// Stored gzip: larger, still gzip (what agents read), the same content.
+	var stored bytes.Buffer
+	_, err = Compile(ctx, src, "ubuntu-jammy/1.108", &stored, WithCompressionLevel(gzip.NoCompression))
+	require.NoError(t, err)
+	assert.Greater(t, stored.Len(), out.Len())
+	assert.Equal(t, []byte{0x1f, 0x8b}, stored.Bytes()[:2], "gzip")
+	sp := filepath.Join(t.TempDir(), "stored.tgz")
+	require.NoError(t, os.WriteFile(sp, stored.Bytes(), 0o644))
+	srel, err := Open(ctx, sp)
+	require.NoError(t, err)
+	assert.Equal(t, rel.Manifest.Jobs, srel.Manifest.Jobs)
+	sapp := t.TempDir()
+	require.NoError(t, srel.ExtractPackage(ctx, "app", sapp))
+	b, err = os.ReadFile(filepath.Join(sapp, "greeting-from-lib"))
+	require.NoError(t, err)
+	assert.Equal(t, "hello\n", string(b))
+	_, err = Compile(ctx, src, "ubuntu-jammy/1.108", &bytes.Buffer{}, WithCompressionLevel(42))
+	require.Error(t, err, "a level gzip does not know")
 
 	_, err = Compile(ctx, p, "ubuntu-jammy/1.108", &bytes.Buffer{})
 	require.ErrorIs(t, err, kubefoundry.ErrInvalid, "a compiled release is not compiled again")

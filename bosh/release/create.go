@@ -1,6 +1,7 @@
 package release
 
 import (
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +31,16 @@ type options struct {
 	tempDir       string
 	limits        Limits
 	noCompression bool
+	level         int
+	levelSet      bool
+}
+
+// gzipLevel is the gzip level of the tarballs Create and Compile write.
+func (o options) gzipLevel() int {
+	if o.levelSet {
+		return o.level
+	}
+	return gzip.DefaultCompression
 }
 
 type optionFunc func(*options)
@@ -69,6 +80,17 @@ func WithLimits(l Limits) Option { return optionFunc(func(o *options) { o.limits
 // as plain tar, recording no_compression in release.MF, as bosh
 // create-release --no-compression does.
 func WithNoCompression() Option { return optionFunc(func(o *options) { o.noCompression = true }) }
+
+// WithCompressionLevel sets the gzip level (compress/gzip's, from
+// gzip.NoCompression to gzip.BestCompression) of every gzipped tarball
+// Create and Compile write; gzip.DefaultCompression by default.
+// gzip.NoCompression still writes gzip (stored blocks), which every BOSH
+// agent reads, at almost no CPU: for packages of binaries, hundreds of
+// megabytes that compress little and would take minutes of compression
+// (many more under the race detector).
+func WithCompressionLevel(level int) Option {
+	return optionFunc(func(o *options) { o.level, o.levelSet = level, true })
+}
 
 func buildOptions(opts []Option) options {
 	var o options
@@ -213,7 +235,7 @@ func Create(ctx context.Context, dir string, out io.Writer, opts ...Option) (*Ma
 			files[k] = tarFile{name: f.rel, exec: f.exec, src: f.abs, size: f.size}
 		}
 		b.tgz = filepath.Join(tmp, fmt.Sprintf("%d.tgz", i))
-		if b.digest, b.size, err = writeTarFile(ctx, b.tgz, withParents(files), o.noCompression, o.alg); err != nil {
+		if b.digest, b.size, err = writeTarFile(ctx, b.tgz, withParents(files), o.noCompression, o.gzipLevel(), o.alg); err != nil {
 			return nil, err
 		}
 	}
@@ -257,7 +279,7 @@ func Create(ctx context.Context, dir string, out io.Writer, opts ...Option) (*Ma
 			entries = append(entries, tarFile{name: f.rel, src: f.abs, size: f.size})
 		}
 	}
-	if err := writeTar(ctx, out, entries, false); err != nil {
+	if err := writeTar(ctx, out, entries, false, o.gzipLevel()); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -285,14 +307,14 @@ func DevVersion(m *Manifest) string {
 	return "0+dev." + SHA1.Digest([]byte(b.String()))[:12]
 }
 
-func writeTarFile(ctx context.Context, name string, entries []tarFile, plain bool, alg Algorithm) (string, int64, error) {
+func writeTarFile(ctx context.Context, name string, entries []tarFile, plain bool, level int, alg Algorithm) (string, int64, error) {
 	f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return "", 0, err
 	}
 	h := alg.new()
 	cw := &countWriter{w: io.MultiWriter(f, h)}
-	err = writeTar(ctx, cw, entries, plain)
+	err = writeTar(ctx, cw, entries, plain, level)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -226,12 +226,15 @@ type tarFile struct {
 // writeTar writes entries in the order given, as deterministic tar:
 // epoch mtimes, uid and gid 0, no user or group names, modes 0755 for
 // directories and executables and 0644 otherwise; gzipped (with no name
-// or time in the gzip header) unless plain.
-func writeTar(ctx context.Context, w io.Writer, entries []tarFile, plain bool) error {
+// or time in the gzip header, at level) unless plain.
+func writeTar(ctx context.Context, w io.Writer, entries []tarFile, plain bool, level int) error {
 	var gz *gzip.Writer
 	out := w
 	if !plain {
-		gz = gzip.NewWriter(w)
+		var err error
+		if gz, err = gzip.NewWriterLevel(w, level); err != nil {
+			return err
+		}
 		out = gz
 	}
 	tw := tar.NewWriter(out)

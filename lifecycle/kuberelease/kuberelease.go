@@ -1,6 +1,7 @@
 package kuberelease
 
 import (
+	"compress/gzip"
 	"context"
 	"embed"
 	"errors"
@@ -74,8 +75,11 @@ func (b Binaries) Validate() error {
 // Director.UploadRelease takes. The jobs and templates are the SDK's own
 // (embedded); the packages hold the binaries as given. Build works in a
 // temporary directory under tmpDir (the system's when empty) and removes
-// it.
-func Build(ctx context.Context, bins Binaries, version, stemcell, tmpDir string, out io.Writer) (*release.Manifest, error) {
+// it. Its tarballs are gzip without compression (stored blocks), which
+// every agent reads: compressing half a gigabyte of binaries to half
+// their size takes a minute of CPU, and several under the race detector;
+// opts (release.WithCompressionLevel) may ask otherwise.
+func Build(ctx context.Context, bins Binaries, version, stemcell, tmpDir string, out io.Writer, opts ...release.Option) (*release.Manifest, error) {
 	if err := bins.Validate(); err != nil {
 		return nil, err
 	}
@@ -98,7 +102,8 @@ func Build(ctx context.Context, bins Binaries, version, stemcell, tmpDir string,
 	if err != nil {
 		return nil, err
 	}
-	_, err = release.Create(ctx, dir, f, release.WithVersion(version), release.WithNoCompression(), release.WithTempDir(tmp))
+	ropts := append([]release.Option{release.WithCompressionLevel(gzip.NoCompression), release.WithTempDir(tmp)}, opts...)
+	_, err = release.Create(ctx, dir, f, append([]release.Option{release.WithVersion(version), release.WithNoCompression()}, ropts...)...)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -109,7 +114,7 @@ func Build(ctx context.Context, bins Binaries, version, stemcell, tmpDir string,
 	if err := os.RemoveAll(filepath.Join(dir, "src")); err != nil {
 		return nil, err
 	}
-	m, err := release.Compile(ctx, src, stemcell, out, release.WithTempDir(tmp))
+	m, err := release.Compile(ctx, src, stemcell, out, ropts...)
 	if err != nil {
 		return nil, fmt.Errorf("kuberelease: %w", err)
 	}

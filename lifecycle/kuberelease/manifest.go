@@ -248,6 +248,10 @@ func (d Deployment) Manifest() ([]byte, error) {
 		"vm_type":   d.ControlPlane.VMType,
 		"stemcell":  "default",
 		"networks":  []m{{"name": d.Network, "static_ips": d.ControlPlane.StaticIPs}},
+		// Every member at once: a new etcd of 3 or 5 members has no
+		// quorum, and its API servers do not start, until most of them
+		// run, so a lone canary would never become healthy.
+		"update": m{"canaries": 0, "max_in_flight": len(d.ControlPlane.StaticIPs)},
 		"jobs": []m{
 			job("etcd", m{"tls": m{"etcd": "((" + VarEtcd + "))"}}),
 			job("kube-apiserver", m{

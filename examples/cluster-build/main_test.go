@@ -1,0 +1,54 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The example as make demo runs it, smaller: it builds a cluster on the
+// simulated foundation, kubectl lists its nodes Ready through the load
+// balancer, and the deletion leaves nothing.
+func TestClusterBuild(t *testing.T) {
+	bin, err := filepath.Abs("../../bin")
+	require.NoError(t, err)
+	if _, _, err := binaries(t.Context(), bin); err != nil {
+		if os.Getenv("KUBEFOUNDRY_REQUIRE_KUBE") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	state := t.TempDir()
+	err = run(ctx, []string{"-name", "ex", "-control-plane", "1", "-workers", "1", "-bin", bin, "-state", state}, &out, &errOut)
+	require.NoError(t, err, "stdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
+	s := out.String()
+	for _, stage := range []string{"network", "cloud config", "stemcell", "release", "deploy", "api", "nodes"} {
+		assert.Regexp(t, `\[\d/7\] `+stage+` done`, s)
+	}
+	assert.Regexp(t, `(?m)^127\.16\.\d+\.\d+\s+Ready\s+control-plane`, s, "kubectl shows the control-plane node Ready")
+	assert.Len(t, regexp.MustCompile(`(?m)^127\.16\.\d+\.\d+\s+Ready\s+<none>`).FindAllString(s, -1), 1, "and the worker")
+	assert.Regexp(t, `API at https://127\.200\.\d+\.\d+:8443 through the load balancer`, s)
+	assert.Contains(t, s, "Left behind: 0 VMs, 0 NSX objects")
+	assert.FileExists(t, filepath.Join(state, "kubeconfig"))
+	assert.FileExists(t, filepath.Join(state, "foundation.log"))
+	assert.NotContains(t, s, "FileAlreadyExists", "vcsim's own log goes to the log file")
+}
+
+func TestFlags(t *testing.T) {
+	for _, args := range [][]string{{"-name", "Bad_Name"}, {"-workers", "-1"}, {"extra"}} {
+		_, err := parse(args, &bytes.Buffer{})
+		assert.Error(t, err, "%q", args)
+	}
+	err := run(t.Context(), []string{"-bin", t.TempDir()}, &bytes.Buffer{}, &bytes.Buffer{})
+	require.ErrorContains(t, err, "make tools")
+}
