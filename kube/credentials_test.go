@@ -69,6 +69,8 @@ func TestBindTeamRefusesMissingRole(t *testing.T) {
 	assert.ErrorIs(t, err, kubefoundry.ErrNotFound)
 	assert.True(t, apierrors.IsNotFound(err), "the API server's answer stays in the chain")
 	assert.ErrorContains(t, err, `ClusterRole "no-such-role" not found`)
+	assert.Equal(t, `ClusterRole "no-such-role" not found`, rnf.Error(), "a ClusterRole is in no namespace")
+	assert.Equal(t, `Role "r" not found in namespace ns`, (&kube.RoleNotFoundError{Kind: "Role", Namespace: "ns", Name: "r"}).Error())
 
 	assert.Equal(t, before, teamBindings(t, cs, "bind-missing", "team-m"), "the working binding is untouched")
 
