@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,9 +15,12 @@ import (
 	"github.com/go-logr/logr/funcr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/klog/v2"
 
 	"github.com/kubefoundry/kubefoundry"
@@ -351,6 +355,35 @@ data: {insecure: "false"}
 		assert.NotContains(t, out, base64.StdEncoding.EncodeToString([]byte(v)))
 	}
 	assert.Contains(t, out, "unchanged ConfigMap default/csi-settings", "other kinds are shown as before")
+
+	// Manifests exported with kubectl get -o yaml carry client-side
+	// apply's copy of the Secret, values and all, in an annotation: its
+	// value is hidden too; a label's is not.
+	exported := func(password, tier string) []*unstructured.Unstructured {
+		last := `{"apiVersion":"v1","kind":"Secret","metadata":{"name":"exported","namespace":"default"},"stringData":{"password":"` + password + `"}}`
+		return parse(t, `
+apiVersion: v1
+kind: Secret
+metadata:
+  name: exported
+  namespace: default
+  labels: {tier: `+tier+`}
+  annotations:
+    kubectl.kubernetes.io/last-applied-configuration: '`+last+`'
+stringData:
+  password: `+password+`
+`)
+	}
+	_, err = c.ApplyAddons(ctx, kube.AddonSet{Name: "exported", Objects: exported("hunter2-old", "gold")}, kube.ApplyOptions{})
+	require.NoError(t, err)
+	rep, err = c.ApplyAddons(ctx, kube.AddonSet{Name: "exported", Objects: exported("s3cret-new", "silver")}, kube.ApplyOptions{DryRun: true})
+	require.NoError(t, err)
+	out = rep.String()
+	assert.Contains(t, out, "    metadata.annotations.kubectl.kubernetes.io/last-applied-configuration: changed (value hidden)\n", out)
+	assert.Contains(t, out, "    metadata.labels.tier: \"gold\" -> \"silver\"\n", "a Secret's other fields are shown: %s", out)
+	for _, v := range []string{"hunter2-old", "s3cret-new"} {
+		assert.NotContains(t, out, v)
+	}
 }
 
 // An aggregated API that is down (metrics-server while a cluster comes up)
@@ -439,4 +472,165 @@ func writeTemp(t *testing.T, content string) string {
 	f := filepath.Join(t.TempDir(), "manifest.yaml")
 	require.NoError(t, os.WriteFile(f, []byte(content), 0o600))
 	return f
+}
+
+// limitedClient is a client of a user who may read ConfigMaps everywhere
+// and do verbs to them in each namespace listed.
+func limitedClient(t *testing.T, admin *kube.Client, user string, verbs map[string][]string) *kube.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rbac := admin.Clientset().RbacV1()
+	subjects := []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: user}}
+	_, err := rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: user},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch"}}}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = rbac.ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: user},
+		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: user}, Subjects: subjects}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	for ns, v := range verbs {
+		_, err = rbac.Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: user},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: v}}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		_, err = rbac.RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: user},
+			RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: user}, Subjects: subjects}, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	kp, err := pki.ClusterCA.IssueClient(user, nil, time.Hour)
+	require.NoError(t, err)
+	raw, err := kube.Kubeconfig("test", env.Config.Host, env.ServerCA, user, kp)
+	require.NoError(t, err)
+	cfg, err := kube.RESTConfig(raw)
+	require.NoError(t, err)
+	c, err := kube.New(cfg)
+	require.NoError(t, err)
+	return c
+}
+
+// TestApplyAddonsInventoryNotSavedIsAnError: the record of what a set
+// applies is what a later prune deletes by, so it is written before any
+// object; an apply that cannot write it (here a user who may apply the
+// set's objects but not write kube-system) fails, naming the inventory,
+// and applies nothing a later prune could not find.
+func TestApplyAddonsInventoryNotSavedIsAnError(t *testing.T) {
+	env := kubetest.Need(t, env, envErr)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin, err := kube.New(env.Config)
+	require.NoError(t, err)
+	limited := limitedClient(t, admin, "addons-no-kube-system", map[string][]string{"default": {"*"}})
+
+	set := kube.AddonSet{Name: "no-record", Objects: parse(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: no-record, namespace: default}\n")}
+	_, err = limited.ApplyAddons(ctx, set, kube.ApplyOptions{Prune: true})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "save add-on inventory of no-record")
+	assert.True(t, apierrors.IsForbidden(err), "the server's refusal is in the chain: %v", err)
+	_, err = admin.Clientset().CoreV1().ConfigMaps("default").Get(ctx, "no-record", metav1.GetOptions{})
+	assert.True(t, apierrors.IsNotFound(err), "nothing applied: %v", err)
+}
+
+// TestApplyAddonsPruneRefusedIsAnError: a prune the server refuses (a user
+// who may apply ConfigMaps but not delete them) fails the apply, naming
+// the object, which is reported failed and stays in the record: the next
+// prune, by one who may, deletes it.
+func TestApplyAddonsPruneRefusedIsAnError(t *testing.T) {
+	env := kubetest.Need(t, env, envErr)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin, err := kube.New(env.Config)
+	require.NoError(t, err)
+	write := []string{"get", "list", "watch", "create", "update", "patch"}
+	limited := limitedClient(t, admin, "addons-no-delete", map[string][]string{"default": write, "kube-system": write})
+
+	cm := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: %s, namespace: default}\n"
+	v1 := kube.AddonSet{Name: "no-delete", Objects: parse(t, fmt.Sprintf(cm, "keep")+"---\n"+fmt.Sprintf(cm, "drop"))}
+	_, err = limited.ApplyAddons(ctx, v1, kube.ApplyOptions{Prune: true})
+	require.NoError(t, err)
+	v2 := kube.AddonSet{Name: "no-delete", Objects: parse(t, fmt.Sprintf(cm, "keep"))}
+	rep, err := limited.ApplyAddons(ctx, v2, kube.ApplyOptions{Prune: true})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "prune ConfigMap default/drop")
+	assert.True(t, apierrors.IsForbidden(err), "the server's refusal is in the chain: %v", err)
+	assert.Equal(t, kube.ApplyFailed, actions(rep)["ConfigMap default/drop"], "%s", rep)
+	_, err = admin.Clientset().CoreV1().ConfigMaps("default").Get(ctx, "drop", metav1.GetOptions{})
+	require.NoError(t, err, "still there")
+
+	rep, err = admin.ApplyAddons(ctx, v2, kube.ApplyOptions{Prune: true})
+	require.NoError(t, err)
+	assert.Equal(t, kube.Pruned, actions(rep)["ConfigMap default/drop"], "still recorded: pruned by one who may")
+}
+
+// TestApplyAddonsCRDRefused: a CRD change the server refuses fails the CRD
+// and, without applying them, the custom resources of its kind, which the
+// older CRD, still served, would otherwise take.
+func TestApplyAddonsCRDRefused(t *testing.T) {
+	env := kubetest.Need(t, env, envErr)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := kube.New(env.Config)
+	require.NoError(t, err)
+	v1 := strings.NewReplacer("widgets", "sprockets", "Widget", "Sprocket", "widget", "sprocket", "addons-a", "addons-s").Replace(addonsV1)
+	_, err = c.ApplyAddons(ctx, kube.AddonSet{Name: "sprockets", Objects: parse(t, v1)}, kube.ApplyOptions{})
+	require.NoError(t, err)
+
+	// No storage version: refused. The Sprocket changes too.
+	v2 := strings.NewReplacer("storage: true", "storage: false", "size: 3", "size: 4").Replace(v1)
+	rep, err := c.ApplyAddons(ctx, kube.AddonSet{Name: "sprockets", Objects: parse(t, v2)}, kube.ApplyOptions{})
+	require.Error(t, err)
+	got := actions(rep)
+	assert.Equal(t, kube.ApplyFailed, got["CustomResourceDefinition /sprockets.example.com"], "%s", rep)
+	assert.Equal(t, kube.ApplyFailed, got["Sprocket addons-s/w1"], "%s", rep)
+	assert.Contains(t, err.Error(), "apply Sprocket addons-s/w1: its CustomResourceDefinition failed")
+	s, err := dynamic.NewForConfigOrDie(env.Config).Resource(schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "sprockets"}).
+		Namespace("addons-s").Get(ctx, "w1", metav1.GetOptions{})
+	require.NoError(t, err)
+	size, _, _ := unstructured.NestedInt64(s.Object, "spec", "size")
+	assert.EqualValues(t, 3, size, "the Sprocket was not applied")
+}
+
+// TestApplyAddonsNilObject: a nil among a set's objects is a problem
+// reported with its index, not a panic, and nothing is applied.
+func TestApplyAddonsNilObject(t *testing.T) {
+	env := kubetest.Need(t, env, envErr)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := kube.New(env.Config)
+	require.NoError(t, err)
+	objs := append(parse(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: before-nil, namespace: default}\n"), nil)
+	_, err = c.ApplyAddons(ctx, kube.AddonSet{Name: "with-nil", Objects: objs}, kube.ApplyOptions{})
+	var fe *kubefoundry.FieldError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, "Objects[1]", fe.Field)
+	_, err = c.Clientset().CoreV1().ConfigMaps("default").Get(ctx, "before-nil", metav1.GetOptions{})
+	assert.True(t, apierrors.IsNotFound(err), "nothing applied: %v", err)
+}
+
+// TestApplyAddonsPruneAfterItsCRDWasDeleted: a set whose CRD was deleted
+// by hand (its custom resources with it) still applies and prunes: the
+// record of a kind the server no longer serves is dropped, not an error.
+func TestApplyAddonsPruneAfterItsCRDWasDeleted(t *testing.T) {
+	env := kubetest.Need(t, env, envErr)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := kube.New(env.Config)
+	require.NoError(t, err)
+	v1 := strings.NewReplacer("widgets", "doohickeys", "Widget", "Doohickey", "widget", "doohickey", "addons-a", "addons-d").Replace(addonsV1)
+	_, err = c.ApplyAddons(ctx, kube.AddonSet{Name: "doohickeys", Objects: parse(t, v1)}, kube.ApplyOptions{Prune: true})
+	require.NoError(t, err)
+	out, err := env.Kubectl(ctx, "delete", "crd", "doohickeys.example.com", "--wait=true", "--timeout=30s")
+	require.NoError(t, err, string(out))
+
+	// The next version drops the CRD and its Doohickey.
+	objs := parse(t, v1)
+	var kept []*unstructured.Unstructured
+	for _, u := range objs {
+		if u.GetKind() != "Doohickey" && u.GetKind() != "CustomResourceDefinition" {
+			kept = append(kept, u)
+		}
+	}
+	rep, err := c.ApplyAddons(ctx, kube.AddonSet{Name: "doohickeys", Objects: kept}, kube.ApplyOptions{Prune: true})
+	require.NoError(t, err, "%s", rep)
+	got := actions(rep)
+	assert.Equal(t, kube.Unchanged, got["ConfigMap addons-d/settings"], "%s", rep)
+	assert.NotContains(t, got, "Doohickey addons-d/w1", "its kind is gone, and the object with it: %s", rep)
 }

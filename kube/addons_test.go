@@ -2,6 +2,7 @@ package kube_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/kube"
 	"github.com/kubefoundry/kubefoundry/kube/kubetest"
 )
@@ -84,6 +86,32 @@ func TestParseManifests(t *testing.T) {
 	_, err = kube.ParseManifests([]byte("apiVersion: v1\nkind: ConfigMap\n---\nkind: [oops"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "document 0")
+
+	// Each of apiVersion, kind and name is required on its own, and the
+	// error names the document's position.
+	const good = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n"
+	for missing, doc := range map[string]string{
+		"apiVersion": "kind: ConfigMap\nmetadata: {name: x}\n",
+		"kind":       "apiVersion: v1\nmetadata: {name: x}\n",
+		"name":       "apiVersion: v1\nkind: ConfigMap\n",
+	} {
+		_, err := kube.ParseManifests([]byte(good + "---\n" + good + "---\n" + doc))
+		require.Error(t, err, "without %s", missing)
+		assert.Contains(t, err.Error(), "manifest document 2: ", "without %s", missing)
+	}
+}
+
+// TestConflictErrorMessage: a conflict names each field and its manager;
+// one whose fields the server's answer did not name shows that answer.
+func TestConflictErrorMessage(t *testing.T) {
+	server := errors.New(`Apply failed with 1 conflict: conflict with "kubectl-edit"`)
+	bare := &kube.ConflictError{Kind: "ConfigMap", Namespace: "a", Name: "x", Err: server}
+	assert.Equal(t, "apply ConfigMap a/x: fields owned by other managers: "+server.Error(), bare.Error())
+	assert.ErrorIs(t, bare, kubefoundry.ErrConflict)
+	assert.ErrorIs(t, bare, server)
+	named := &kube.ConflictError{Kind: "ConfigMap", Namespace: "a", Name: "x", Err: server,
+		Conflicts: []kube.FieldConflict{{Field: ".data.level", Manager: "kubectl-edit"}, {Field: ".data.mode", Manager: "operator"}}}
+	assert.Equal(t, `apply ConfigMap a/x: fields owned by other managers: .data.level owned by "kubectl-edit"; .data.mode owned by "operator"`, named.Error())
 }
 
 func TestApplyAddons(t *testing.T) {
@@ -203,4 +231,9 @@ func TestApplyAddonsRolloutTimeout(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "rollout of Deployment addons-b/idle")
 	assert.Contains(t, err.Error(), "0 of 1 updated and available")
+
+	// Pruning as well, the rollout is still waited for.
+	_, err = c.ApplyAddons(context.Background(), kube.AddonSet{Name: "stuck", Objects: objs}, kube.ApplyOptions{Prune: true, RolloutTimeout: 2 * time.Second})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "rollout of Deployment addons-b/idle")
 }

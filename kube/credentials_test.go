@@ -69,6 +69,8 @@ func TestBindTeamRefusesMissingRole(t *testing.T) {
 	assert.ErrorIs(t, err, kubefoundry.ErrNotFound)
 	assert.True(t, apierrors.IsNotFound(err), "the API server's answer stays in the chain")
 	assert.ErrorContains(t, err, `ClusterRole "no-such-role" not found`)
+	assert.Equal(t, `ClusterRole "no-such-role" not found`, rnf.Error(), "a ClusterRole is in no namespace")
+	assert.Equal(t, `Role "r" not found in namespace ns`, (&kube.RoleNotFoundError{Kind: "Role", Namespace: "ns", Name: "r"}).Error())
 
 	assert.Equal(t, before, teamBindings(t, cs, "bind-missing", "team-m"), "the working binding is untouched")
 
@@ -270,4 +272,25 @@ func TestBindTeamNeverTakesAnotherTeamsBinding(t *testing.T) {
 	assert.ErrorIs(t, err, kubefoundry.ErrAlreadyExists)
 	assert.Len(t, teamBindings(t, cs, ns, "tb:view"), 1, "the other team keeps its binding")
 	assert.Empty(t, teamBindings(t, cs, ns, "tb"))
+
+	// An earlier version's binding is the team's only if named for the
+	// team alone with the team's group as its only subject: one of
+	// another name binding the group, and one of that name binding a user
+	// of the team's name, are not, and stay.
+	for name, subject := range map[string]rbacv1.Subject{
+		"kubefoundry:team:te:extra": {APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: "te"},
+		"kubefoundry:team:te":       {APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "te"},
+	} {
+		_, err = cs.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/managed-by": "kubefoundry"}},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "view"},
+			Subjects:   []rbacv1.Subject{subject},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	require.NoError(t, c.BindTeam(ctx, "te", "view", []string{ns}))
+	for _, name := range []string{"kubefoundry:team:te:extra", "kubefoundry:team:te"} {
+		_, err := cs.RbacV1().RoleBindings(ns).Get(ctx, name, metav1.GetOptions{})
+		assert.NoError(t, err, "%s is not the team's: kept", name)
+	}
 }

@@ -92,6 +92,13 @@ func TestPKI(t *testing.T) {
 		assert.Equal(t, ca.Cert.Raw, back.Cert.Raw)
 		_, err = kube.ParseCA([]byte("junk"), key)
 		assert.ErrorIs(t, err, kube.ErrInvalidCert)
+		// A certificate and its key that are not a CA's are refused.
+		leaf, err := ca.IssueClient("leaf", nil, time.Hour)
+		require.NoError(t, err)
+		leafKey, err := kube.KeyPEM(leaf.Key)
+		require.NoError(t, err)
+		_, err = kube.ParseCA(kube.CertPEM(leaf.Cert), leafKey)
+		assert.ErrorIs(t, err, kube.ErrInvalidCert, "a client certificate is not a CA")
 	})
 
 	t.Run("expiry report", func(t *testing.T) {
@@ -104,6 +111,11 @@ func TestPKI(t *testing.T) {
 		rep = kube.ExpiryReport(certs, 400*24*time.Hour, time.Now())
 		require.Len(t, rep, 2)
 		assert.Equal(t, []string{"short", "apiserver"}, []string{rep[0].Name, rep[1].Name})
+		// Within the horizon includes its last instant.
+		now := time.Now()
+		rep = kube.ExpiryReport(certs, short.Cert.NotAfter.Sub(now), now)
+		require.Len(t, rep, 1, "expiring exactly at the horizon")
+		assert.Equal(t, "short", rep[0].Name)
 	})
 
 	t.Run("a certificate never outlives its CA", func(t *testing.T) {
@@ -262,6 +274,9 @@ func TestCertificateDates(t *testing.T) {
 	for _, ca := range []*kube.CA{fresh, short} {
 		assert.True(t, ca.Cert.NotBefore.Before(now.Add(-4*time.Minute)), "%s is backdated for clock skew: %s", ca, ca.Cert.NotBefore)
 	}
+	// A CA lasts as long as asked, from now (not from its backdated start).
+	assert.WithinDuration(t, now.Add(kube.CAValidity), fresh.Cert.NotAfter, time.Minute)
+	assert.WithinDuration(t, now.Add(time.Hour), short.Cert.NotAfter, time.Minute, "an hour's CA, not ten years'")
 
 	expired := selfSignedCA(t, "expired", now.Add(-2*time.Hour), now.Add(-time.Hour))
 	_, err = expired.IssueClient("u", nil, kube.CertValidity)

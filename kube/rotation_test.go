@@ -42,6 +42,7 @@ func TestCARotationPhases(t *testing.T) {
 		if r.Phase == kube.Done {
 			break
 		}
+		assert.Same(t, r.Old, p.ClusterCA, "phase %s: the PKI's cluster CA is the old one until the rotation is done", r.Phase)
 		require.NoError(t, r.Advance(p))
 	}
 	assert.Equal(t, r.New, p.ClusterCA)

@@ -169,6 +169,13 @@ func TestUpdateWritesOnlyWhatChanged(t *testing.T) {
 
 	topo.LBSize = "MEDIUM"
 	topo.APIMembers = topo.APIMembers[:1]
+	// The plan of a change that allocates nothing is not empty, and prints
+	// each update with the fields it changes.
+	p, err := e.c.PlanTopology(ctx, topo)
+	require.NoError(t, err)
+	require.Empty(t, p.Allocate)
+	require.False(t, p.Empty(), "a plan with only a configure stage is not empty")
+	require.Equal(t, "update LBService /infra/lb-services/kf_c1 (size)\nupdate LBPool /infra/lb-pools/kf_c1_api (members)\n", p.String())
 	n, err := e.c.BuildTopology(ctx, topo)
 	require.NoError(t, err)
 	require.Equal(t, 1, n.Writes)
@@ -194,7 +201,8 @@ func TestPlanTopologyWritesNothing(t *testing.T) {
 	require.Equal(t, "Topology.Tier0Path", fe.Field)
 	require.Zero(t, e.sim.Writes())
 	require.Len(t, p.Allocate, 6)
-	require.Contains(t, p.String(), "create Segment /infra/segments/kf_c1_ns_a")
+	require.Contains(t, p.String(), "\ncreate Segment /infra/segments/kf_c1_ns_a\n", "a create names no fields")
+	require.False(t, p.Empty())
 	require.Empty(t, e.sim.Paths())
 }
 
@@ -608,6 +616,9 @@ func TestAllocationsCannotChangeInPlace(t *testing.T) {
 	require.ErrorAs(t, err, &fe)
 	require.Contains(t, fe.Field, "NamespaceSubnetSize")
 	require.Contains(t, fe.Value, "ip-subnets/ns_a")
+	var ve *kubefoundry.ValidationError
+	require.ErrorAs(t, err, &ve)
+	require.Equal(t, "nsxt.Topology", ve.Object, "the error names what was refused: %v", err)
 	_, err = e.c.PlanTopology(ctx, topo)
 	require.ErrorAs(t, err, &fe, "the dry run says so too")
 }

@@ -38,6 +38,10 @@ func TestListOwned(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, ownedBy(e.sim, "c2", ""), ownedPaths(other))
 
+	// An object renamed in NSX (its display name, not its id) is listed
+	// by the name NSX shows.
+	require.NoError(t, e.sim.Patch("/infra/lb-pools/kf_c1_api", map[string]any{"display_name": "c1 API servers"}))
+
 	e.sim.FreezeSearch() // the index shows nothing written from here on
 	topo.NamespacesManagedElsewhere = true
 	_, err = e.c.EnsureNamespace(ctx, topo, "b")
@@ -65,6 +69,7 @@ func TestListOwned(t *testing.T) {
 	require.Equal(t, nsxt.OwnedObject{Type: "Tier1", Path: "/infra/tier-1s/kf_c1", Name: "kf_c1"}, byPath["/infra/tier-1s/kf_c1"])
 	require.Equal(t, nsxt.OwnedObject{Type: "Segment", Path: "/infra/segments/kf_c1_ns_b", Name: "kf_c1_ns_b", Namespace: "b"},
 		byPath["/infra/segments/kf_c1_ns_b"], "a namespace the search index does not show yet")
+	require.Equal(t, "c1 API servers", byPath["/infra/lb-pools/kf_c1_api"].Name, "the display name, not the id")
 	require.Equal(t, "a/fe", byPath["/infra/lb-virtual-servers/kf_c1_svc_a_fe_tcp_80"].Service)
 	require.Equal(t, "a", byPath["/infra/lb-virtual-servers/kf_c1_svc_a_fe_tcp_80"].Namespace)
 	var policies int

@@ -99,6 +99,9 @@ func TestLoadBalancerValidation(t *testing.T) {
 		{"Ports", func(lb *nsxt.LoadBalancer) { lb.Ports = nil }},
 		{"Ports[0].Protocol", func(lb *nsxt.LoadBalancer) { lb.Ports[0].Protocol = "SCTP" }},
 		{"Ports[0].NodePort", func(lb *nsxt.LoadBalancer) { lb.Ports[0].NodePort = 0 }},
+		{"Ports[0].NodePort", func(lb *nsxt.LoadBalancer) { lb.Ports[0].NodePort = 65536 }},
+		{"Ports[0].Port", func(lb *nsxt.LoadBalancer) { lb.Ports[0].Port = 0 }},
+		{"Ports[0].Port", func(lb *nsxt.LoadBalancer) { lb.Ports[0].Port = 65536 }},
 		{"Ports[1]", func(lb *nsxt.LoadBalancer) { lb.Ports = append(lb.Ports, lb.Ports[0]) }},
 		{"Nodes[0]", func(lb *nsxt.LoadBalancer) { lb.Nodes = []string{"node-1"} }},
 		{"IP", func(lb *nsxt.LoadBalancer) { lb.IP = "10.0.0" }},
@@ -110,4 +113,8 @@ func TestLoadBalancerValidation(t *testing.T) {
 		require.ErrorIs(t, err, nsxt.ErrInvalid, tc.field)
 		require.Equal(t, []string{"LoadBalancer." + tc.field}, problemFields(t, err))
 	}
+	// The ends of the range are ports.
+	edge := good
+	edge.Ports = []nsxt.ServicePort{{Port: 1, NodePort: 65535}, {Port: 65535, NodePort: 1}}
+	require.NoError(t, edge.Validate())
 }

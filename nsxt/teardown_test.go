@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -368,4 +370,25 @@ func TestTeardownFindsAddressesInPoolsNotRecorded(t *testing.T) {
 		}
 		requireNothingLeft(t, e.sim)
 	})
+}
+
+// TestTeardownGivesUpOnEndlessConflicts: a teardown NSX refuses for a
+// concurrent change on every try reads again a bounded number of rounds
+// (with backoff), then returns an error naming what is left and NSX's
+// last answer; it does not loop until the caller's deadline.
+func TestTeardownGivesUpOnEndlessConflicts(t *testing.T) {
+	e := newEnv(t, simulator.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	_, err := e.c.BuildTopology(ctx, topology(e.sim, "c1", "a"))
+	require.NoError(t, err)
+	before := e.sim.Requests()["PATCH /policy/api/v1/infra"]
+	e.sim.Inject(&simulator.Fault{Method: http.MethodPatch, Path: regexp.MustCompile(`/infra$`), Nth: 1, Times: 1000, Status: http.StatusConflict})
+
+	_, err = e.c.TeardownTopology(ctx, "c1")
+	require.ErrorIs(t, err, nsxt.ErrConflict)
+	require.NoError(t, ctx.Err(), "given up before the deadline: %v", err)
+	require.Contains(t, err.Error(), "objects are still there after 6 rounds")
+	require.Equal(t, 6, e.sim.Requests()["PATCH /policy/api/v1/infra"]-before, "one PATCH a round")
+	require.NotEmpty(t, ownedBy(e.sim, "c1", ""), "nothing was deleted")
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/kubefoundry/kubefoundry/vsphere"
@@ -109,4 +111,36 @@ func TestRemoveContainers(t *testing.T) {
 	assert.Equal(t, []string{"folder /DC0/vm/preexisting/kf"}, paths(removed), "kf is empty now: it goes with the cluster that made it")
 	_, err = c.FindFolder(ctx, "preexisting")
 	assert.NoError(t, err, "a folder made before stays")
+}
+
+// TestContainersOnlyByTheirOwnAttribute: before any run has defined the
+// container attribute, a folder or pool carrying another custom attribute
+// whose value is the cluster's name is not the cluster's: not listed, and
+// not removed.
+func TestContainersOnlyByTheirOwnAttribute(t *testing.T) {
+	c := newSim(t).client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dc, err := find.NewFinder(c.Vim25()).DefaultDatacenter(ctx)
+	require.NoError(t, err)
+	dcFolders, err := dc.Folders(ctx)
+	require.NoError(t, err)
+	theirs, err := dcFolders.VmFolder.CreateFolder(ctx, "theirs")
+	require.NoError(t, err)
+	fields, err := object.GetCustomFieldsManager(c.Vim25())
+	require.NoError(t, err)
+	for _, name := range []string{"team", "cost-centre", "project"} {
+		def, err := fields.Add(ctx, name, "", nil, nil)
+		require.NoError(t, err)
+		require.NoError(t, fields.Set(ctx, theirs.Reference(), def.Key, "one"))
+	}
+
+	list, err := c.ListContainers(ctx, "one")
+	require.NoError(t, err)
+	assert.Empty(t, list)
+	removed, err := c.RemoveContainers(ctx, "one")
+	require.NoError(t, err)
+	assert.Empty(t, removed)
+	_, err = find.NewFinder(c.Vim25()).Folder(ctx, "/DC0/vm/theirs")
+	require.NoError(t, err, "the folder is still there")
 }

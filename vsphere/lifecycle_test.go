@@ -2,6 +2,7 @@ package vsphere_test
 
 import (
 	"context"
+	"fmt"
 	"path"
 	"sync"
 	"testing"
@@ -59,6 +60,57 @@ func TestPlacementRules(t *testing.T) {
 	assert.Equal(t, "az1-hosts", vmHost.AffineHostGroupName)
 	assert.True(t, *vmHost.Mandatory)
 
+	// Nothing changed, nothing written: with the cluster refusing the next
+	// reconfiguration, ensuring both rules again succeeds.
+	s.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
+		MethodName: "ReconfigureComputeResource_Task", ObjectType: "*", ObjectName: "*",
+		FaultType: simulator.FaultTypeInvalidState, Probability: 1, MaxCount: 1, Enabled: true,
+	})
+	require.NoError(t, c.EnsureAntiAffinityRule(ctx, simCluster, "zeta-masters", vms[:2]), "unchanged: not written")
+	require.NoError(t, c.EnsureVMHostRule(ctx, simCluster, rule), "unchanged: not written")
+	// The same VMs and hosts in another order, or named twice, are no change.
+	require.NoError(t, c.EnsureAntiAffinityRule(ctx, simCluster, "zeta-masters", []types.ManagedObjectReference{vms[1], vms[0], vms[1]}),
+		"the same VMs reordered: not written")
+	reordered := rule
+	reordered.VMs = []types.ManagedObjectReference{vms[2], vms[0], vms[1], vms[0]}
+	reordered.Hosts = []string{hosts[1], hosts[0]}
+	require.NoError(t, c.EnsureVMHostRule(ctx, simCluster, reordered), "the same VMs and hosts reordered: not written")
+	err = c.EnsureAntiAffinityRule(ctx, simCluster, "zeta-masters", vms)
+	require.True(t, fault.Is(err, &types.InvalidState{}), "a change the cluster refuses is an error: %v", err)
+	s.model.Service.ClearFaultRules()
+
+	// The host group alone, Mandatory alone, a rule disabled by hand: each
+	// is put right.
+	vmHostRule := func() *types.ClusterVmHostRuleInfo {
+		t.Helper()
+		rules, err := c.Rules(ctx, simCluster)
+		require.NoError(t, err)
+		for _, r := range rules {
+			if r, ok := r.(*types.ClusterVmHostRuleInfo); ok && r.Name == "zeta-az1" {
+				return r
+			}
+		}
+		require.FailNow(t, "no rule zeta-az1")
+		return nil
+	}
+	rule.HostGroup, rule.Hosts = "az2-hosts", []string{"DC0_C0_H2"}
+	require.NoError(t, c.EnsureVMHostRule(ctx, simCluster, rule))
+	assert.Equal(t, "az2-hosts", vmHostRule().AffineHostGroupName, "the host group changed alone")
+	rule.Mandatory = false
+	require.NoError(t, c.EnsureVMHostRule(ctx, simCluster, rule))
+	assert.False(t, *vmHostRule().Mandatory, "Mandatory changed alone")
+	off := *vmHostRule()
+	off.Enabled = types.NewBool(false)
+	cl, err := c.FindCluster(ctx, simCluster)
+	require.NoError(t, err)
+	task, err := cl.Reconfigure(ctx, &types.ClusterConfigSpecEx{RulesSpec: []types.ClusterRuleSpec{{
+		ArrayUpdateSpec: types.ArrayUpdateSpec{Operation: types.ArrayUpdateOperationEdit}, Info: &off}}}, true)
+	require.NoError(t, err)
+	require.NoError(t, task.Wait(ctx))
+	require.False(t, *vmHostRule().Enabled)
+	require.NoError(t, c.EnsureVMHostRule(ctx, simCluster, rule))
+	assert.True(t, *vmHostRule().Enabled, "enabled again")
+
 	t.Run("errors", func(t *testing.T) {
 		err := c.EnsureAntiAffinityRule(ctx, simCluster, "zeta-az1", vms)
 		assert.ErrorIs(t, err, vsphere.ErrAlreadyExists, "a VM/host rule of that name exists")
@@ -71,6 +123,44 @@ func TestPlacementRules(t *testing.T) {
 		err = c.EnsureAntiAffinityRule(ctx, "no-cluster", "x", vms)
 		assert.ErrorIs(t, err, vsphere.ErrNotFound)
 	})
+}
+
+// ListVMs lists a cluster's VMs by instance group, then index (not by
+// name), and only those whose owner record is whole: a VM with the
+// cluster's key but no index is not one of its instances.
+func TestListVMsOrderAndWholeOwner(t *testing.T) {
+	s := newSim(t)
+	c := s.client(t)
+	ctx := context.Background()
+	sp := specs("iota", 3)
+	for i := range sp {
+		sp[i].Name = fmt.Sprintf("iota-%c", 'c'-i) // iota-c is worker 0, iota-b worker 1
+	}
+	sp[2].Owner = vsphere.Owner{Cluster: "iota", Group: "master", Index: 0} // iota-a
+	_, err := c.ProvisionVMs(ctx, sp)
+	require.NoError(t, err)
+	names := func() []string {
+		t.Helper()
+		vms, err := c.ListVMs(ctx, "iota", "")
+		require.NoError(t, err)
+		var out []string
+		for _, vm := range vms {
+			out = append(out, vm.Name)
+		}
+		return out
+	}
+	require.Equal(t, []string{"iota-a", "iota-c", "iota-b"}, names(), "master 0, worker 0, worker 1")
+
+	vms, err := c.ListVMs(ctx, "iota", "worker")
+	require.NoError(t, err)
+	require.Len(t, vms, 2)
+	b := object.NewVirtualMachine(c.Vim25(), vms[1].Ref)
+	require.Equal(t, "iota-b", vms[1].Name)
+	task, err := b.Reconfigure(ctx, types.VirtualMachineConfigSpec{ExtraConfig: []types.BaseOptionValue{
+		&types.OptionValue{Key: "kubefoundry.index", Value: ""}}})
+	require.NoError(t, err)
+	require.NoError(t, task.Wait(ctx))
+	require.Equal(t, []string{"iota-a", "iota-c"}, names(), "a VM without its index is not listed")
 }
 
 func TestOrphanScanPowerResizeDestroy(t *testing.T) {

@@ -88,9 +88,10 @@ func (c *Client) vmsInFolder(ctx context.Context, folder types.ManagedObjectRefe
 }
 
 // ListVMs returns every VM of the datacenter owned by cluster, sorted by
-// name: the orphan scan. An empty group matches every instance group.
-// Ownership is read from what ProvisionVMs recorded at creation, so VMs
-// whose callers crashed or lost their records are found too.
+// instance group, then index, then name: the orphan scan. An empty group
+// matches every instance group. Ownership is read from what ProvisionVMs
+// recorded at creation (cluster and index both), so VMs whose callers
+// crashed or lost their records are found too.
 func (c *Client) ListVMs(ctx context.Context, cluster, group string) ([]VM, error) {
 	m := view.NewManager(c.vim)
 	v, err := m.CreateContainerView(ctx, c.dc.Reference(), []string{"VirtualMachine"}, true)

@@ -134,12 +134,43 @@ func TestProvisionVMs(t *testing.T) {
 		assert.Equal(t, before, c.Stats().ByMethod["CloneVM_Task"], "no clone was started")
 	})
 
+	t.Run("existing VMs are adopted without looking up what only a clone needs", func(t *testing.T) {
+		// The template deleted or renamed since (a stemcell replaced): a
+		// call whose VMs all exist still converges.
+		gone := slices.Clone(in)
+		for i := range gone {
+			gone[i].Template = "deleted-stemcell"
+		}
+		before := c.Stats().ByMethod["CloneVM_Task"]
+		again, err := c.ProvisionVMs(ctx, gone)
+		require.NoError(t, err)
+		for i := range again {
+			assert.False(t, again[i].Created)
+			assert.Equal(t, res[i].Ref, again[i].Ref)
+		}
+		assert.Equal(t, before, c.Stats().ByMethod["CloneVM_Task"])
+	})
+
 	t.Run("a powered-off VM is powered on again", func(t *testing.T) {
 		require.NoError(t, c.PowerOff(ctx, res[1].Ref))
-		again, err := c.ProvisionVMs(ctx, in[1:2])
+		var got []vsphere.Phase
+		again, err := c.ProvisionVMs(ctx, in[1:2], vsphere.WithProgress(func(ev vsphere.ProgressEvent) { got = append(got, ev.Phase) }))
 		require.NoError(t, err)
 		assert.False(t, again[0].Created)
 		assert.Equal(t, types.VirtualMachinePowerStatePoweredOn, vmProps(t, c, res[1].Ref).Runtime.PowerState)
+		assert.Equal(t, []vsphere.Phase{vsphere.PhaseExisting, vsphere.PhasePoweredOn, vsphere.PhaseReady}, got)
+
+		// A power-on vCenter refuses is the VM's error, not a success.
+		require.NoError(t, c.PowerOff(ctx, res[1].Ref))
+		s.refuseOnce("PowerOnVM_Task")
+		got = nil
+		again, err = c.ProvisionVMs(ctx, in[1:2], vsphere.WithProgress(func(ev vsphere.ProgressEvent) { got = append(got, ev.Phase) }))
+		require.Error(t, err)
+		assert.True(t, fault.Is(again[0].Err, &types.InvalidState{}), "%v", again[0].Err)
+		assert.Equal(t, []vsphere.Phase{vsphere.PhaseExisting, vsphere.PhaseFailed}, got)
+		assert.Equal(t, types.VirtualMachinePowerStatePoweredOff, vmProps(t, c, res[1].Ref).Runtime.PowerState)
+		_, err = c.ProvisionVMs(ctx, in[1:2])
+		require.NoError(t, err, "the next call powers it on")
 	})
 
 	// The owner is the whole of cluster, group and index: a VM of the
@@ -583,6 +614,31 @@ func TestProvisionVMsResumesInFlightClones(t *testing.T) {
 	assert.Len(t, vms, len(sp), "no VM twice")
 }
 
+// TestProvisionVMsInFlightWithoutATask: a journal entry that names no task
+// (a VM recorded before its clone started) is nothing to resume: the VM is
+// cloned, once, and no task is waited for.
+func TestProvisionVMsInFlightWithoutATask(t *testing.T) {
+	c := newSim(t).client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sp := specs("kappa", 2)
+	journal := map[string]types.ManagedObjectReference{sp[0].Name: {}, sp[1].Name: {Type: "Task"}}
+	var mu sync.Mutex
+	phases := map[string][]vsphere.Phase{}
+	res, err := c.ProvisionVMs(ctx, sp, vsphere.WithInFlight(journal), vsphere.WithProgress(func(ev vsphere.ProgressEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		phases[ev.VM] = append(phases[ev.VM], ev.Phase)
+	}))
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, c.Stats().ByMethod["CloneVM_Task"])
+	for _, r := range res {
+		assert.True(t, r.Created, r.Name)
+		assert.Equal(t, []vsphere.Phase{vsphere.PhaseCloneStarted, vsphere.PhaseCloned, vsphere.PhasePoweredOn, vsphere.PhaseReady}, phases[r.Name],
+			"%s: one clone started, none resumed", r.Name)
+	}
+}
+
 // TestProvisionVMsSink: the shared progress event carries each VM's steps,
 // the clone task's handle before it is waited for, the count of VMs done,
 // and the IP.
@@ -656,4 +712,26 @@ func TestDestroyVMsResumes(t *testing.T) {
 	vms, err := c.ListVMs(ctx, "omega", "")
 	require.NoError(t, err)
 	assert.Empty(t, vms)
+}
+
+// TestProvisionVMsPollPace: while every VM's clone is in flight (none
+// waits for a slot) the one poll of all pending tasks and VMs keeps its
+// normal pace, a read every 100 ms; only while VMs queue for a slot does
+// it poll four times as often, to free slots sooner.
+func TestProvisionVMsPollPace(t *testing.T) {
+	withTaskDelays(t, map[string]int{"CloneVm": 2000, "LockHandoff": 0})
+	c := newSim(t).client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	before := c.Stats().ByMethod["RetrievePropertiesEx"]
+	start := time.Now()
+	_, err := c.ProvisionVMs(ctx, specs("pace", 2))
+	require.NoError(t, err)
+	took := time.Since(start)
+	reads := c.Stats().ByMethod["RetrievePropertiesEx"] - before
+	// About 25 reads find the template, folders, pool and network, and
+	// then one poll every 100 ms (polling every 25 ms made about 100
+	// reads in all).
+	polls := float64(took) / float64(100*time.Millisecond)
+	assert.Less(t, float64(reads), 30+1.5*polls, "%d reads in %s", reads, took)
 }
