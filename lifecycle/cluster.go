@@ -11,11 +11,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 	"go.yaml.in/yaml/v3"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/bosh/director"
@@ -177,6 +180,9 @@ func (m *Manager) Create(ctx context.Context, spec ClusterSpec) (*Cluster, error
 	if err := spec.Validate(m.cfg.Plans); err != nil {
 		return nil, err
 	}
+	if err := unsupported(spec); err != nil {
+		return nil, err
+	}
 	if spec.KubernetesVersion != m.cfg.KubernetesVersion {
 		return nil, &kubefoundry.ValidationError{Object: "cluster " + string(spec.Name), Problems: []kubefoundry.FieldError{{
 			Field: "kubernetesVersion", Value: spec.KubernetesVersion, Reason: "this foundation runs " + m.cfg.KubernetesVersion}}}
@@ -198,13 +204,40 @@ func (m *Manager) Create(ctx context.Context, spec ClusterSpec) (*Cluster, error
 	if err := m.cfg.Store.PutCluster(rec); err != nil {
 		return nil, err
 	}
-	c, err := m.create(ctx, spec, &rec)
+	c, err := m.converge(ctx, "create cluster", spec, &rec)
 	if err != nil {
 		rec.State, rec.Error, rec.Updated = StateFailed, err.Error(), time.Now().UTC()
 		return nil, errors.Join(err, m.cfg.Store.PutCluster(rec))
 	}
 	rec.State, rec.Updated = StateRunning, time.Now().UTC()
 	return c, m.cfg.Store.PutCluster(rec)
+}
+
+// unsupported refuses what a spec may say that Create does not do yet,
+// rather than leave it undone in silence.
+func unsupported(spec ClusterSpec) error {
+	ve := kubefoundry.ValidationError{Object: "cluster " + string(spec.Name)}
+	const why = "not supported yet: the cluster would be made without it"
+	if spec.Kubernetes.OIDC != nil {
+		ve.Add("kubernetes.oidc", spec.Kubernetes.OIDC.IssuerURL, why)
+	}
+	if spec.Kubernetes.EncryptionAtRest {
+		ve.Add("kubernetes.encryptionAtRest", "true", why)
+	}
+	if len(spec.Kubernetes.KubeletArgs) > 0 {
+		ve.Add("kubernetes.kubeletArgs", "", "%s (the simulated kubelet takes no kubelet flags)", why)
+	}
+	if spec.Harbor != (HarborSettings{}) {
+		ve.Add("harbor", spec.Harbor.Project, why)
+	}
+	if spec.Compute != nil {
+		for i, az := range spec.Compute.AZs {
+			if az.HostGroup != "" {
+				ve.Add(fmt.Sprintf("compute.azs[%d].hostGroup", i), az.HostGroup, why)
+			}
+		}
+	}
+	return ve.Err()
 }
 
 // withDefaults fills what a spec leaves to the foundation: the network
@@ -229,11 +262,16 @@ func sameSpec(a, b ClusterSpec) bool {
 	return string(ja) == string(jb)
 }
 
-func (m *Manager) create(ctx context.Context, spec ClusterSpec, rec *ClusterRecord) (*Cluster, error) {
+// converge makes the cluster what spec says, the stages reported as op:
+// the network, cloud config, stemcell and release as Create makes them,
+// then the deployment, where a node about to be stopped (a worker removed
+// by a resize) is drained first, then the API, the Nodes of instances no
+// longer there removed, and every node Ready.
+func (m *Manager) converge(ctx context.Context, op string, spec ClusterSpec, rec *ClusterRecord) (*Cluster, error) {
 	name := string(spec.Name)
 	plan := m.cfg.Plans[spec.Plan]
 	log := m.log.With(zap.String("cluster", name))
-	st := &stages{sink: m.cfg.Events, op: "create cluster", obj: name, n: len(createStages)}
+	st := &stages{sink: m.cfg.Events, op: op, obj: name, n: len(createStages)}
 
 	var net *nsxt.Network
 	var masters []string
@@ -297,7 +335,8 @@ func (m *Manager) create(ctx context.Context, spec ClusterSpec, rec *ClusterReco
 		if err != nil {
 			return err
 		}
-		res, err := m.cfg.Director.Deploy(ctx, manifest, director.DeployOptions{Events: directorEvents(m.cfg.Events, "deploy")})
+		res, err := m.cfg.Director.Deploy(ctx, manifest, director.DeployOptions{Events: directorEvents(m.cfg.Events, "deploy"),
+			BeforeStop: func(ctx context.Context, inst director.Instance) error { return m.drain(ctx, name, rec, inst) }})
 		if err == nil {
 			log.Info("deployed", zap.Int64("task", res.Task.ID))
 		}
@@ -321,11 +360,130 @@ func (m *Manager) create(ctx context.Context, spec ClusterSpec, rec *ClusterReco
 	for _, n := range c.Nodes {
 		nodes = append(nodes, n.Name)
 	}
-	if err := st.run("nodes", func() error { return kc.WaitNodesReady(ctx, nodes, 5*time.Minute) }); err != nil {
+	if err := st.run("nodes", func() error {
+		if err := m.pruneNodes(ctx, kc, nodes); err != nil {
+			return err
+		}
+		return kc.WaitNodesReady(ctx, nodes, 5*time.Minute)
+	}); err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", name, err)
 	}
 	log.Info("cluster ready", zap.Int("nodes", len(c.Nodes)))
 	return c, nil
+}
+
+// Resize sets the number of workers: of the default pool (spec.Workers)
+// for a cluster without node pools, of each named pool otherwise. New
+// workers are created and Ready before it returns; a worker removed is
+// drained first (kube.Drain: evictions through the API, so that
+// PodDisruptionBudgets hold, pods without a controller evicted too), its
+// VM deleted, and its Node removed. It converges as Create does, and
+// runs again after a failure.
+func (m *Manager) Resize(ctx context.Context, name string, workers map[string]int) (*Cluster, error) {
+	rec, err := m.cfg.Store.Cluster(name)
+	if err != nil {
+		return nil, err
+	}
+	if rec.State == StateDeleting {
+		return nil, fmt.Errorf("cluster %s is being deleted: %w", name, kubefoundry.ErrConflict)
+	}
+	spec := rec.Spec
+	if spec.Compute != nil && len(spec.Compute.NodePools) > 0 {
+		c := *spec.Compute
+		c.NodePools = slices.Clone(c.NodePools)
+		spec.Compute = &c
+	}
+	ve := kubefoundry.ValidationError{Object: "resize of cluster " + name}
+	for pool, n := range workers {
+		switch {
+		case spec.Compute != nil && len(spec.Compute.NodePools) > 0:
+			i := slices.IndexFunc(spec.Compute.NodePools, func(p NodePool) bool { return p.Name == pool })
+			if i < 0 {
+				ve.Add("workers["+pool+"]", "", "the cluster has no node pool %q", pool)
+				continue
+			}
+			spec.Compute.NodePools[i].Count = n
+		case pool == "worker":
+			spec.Workers = n
+		default:
+			ve.Add("workers["+pool+"]", "", "the cluster has one pool, worker")
+		}
+		if n < 1 {
+			ve.Add("workers["+pool+"]", strconv.Itoa(n), "must be at least 1")
+		}
+	}
+	if err := ve.Err(); err != nil {
+		return nil, err
+	}
+	if err := spec.Validate(m.cfg.Plans); err != nil {
+		return nil, err
+	}
+	rec.Spec, rec.State, rec.Error, rec.Updated = spec, StateCreating, "", time.Now().UTC()
+	if err := m.cfg.Store.PutCluster(rec); err != nil {
+		return nil, err
+	}
+	c, err := m.converge(ctx, "resize cluster", spec, &rec)
+	if err != nil {
+		rec.State, rec.Error, rec.Updated = StateFailed, err.Error(), time.Now().UTC()
+		return nil, errors.Join(err, m.cfg.Store.PutCluster(rec))
+	}
+	rec.State, rec.Updated = StateRunning, time.Now().UTC()
+	return c, m.cfg.Store.PutCluster(rec)
+}
+
+// drain drains the Kubernetes node of an instance the director is about
+// to stop. An instance whose node Kubernetes does not know (its kubelet
+// never registered) has nothing to drain.
+func (m *Manager) drain(ctx context.Context, name string, rec *ClusterRecord, inst director.Instance) error {
+	recs, err := m.cfg.Director.Instances(rec.Deployment)
+	if err != nil {
+		return err
+	}
+	ip := ""
+	for _, r := range recs {
+		if r.ID == inst.ID && len(r.IPs) > 0 {
+			_, ip, _ = strings.Cut(r.IPs[0], "=")
+		}
+	}
+	if ip == "" {
+		return nil
+	}
+	kc, err := m.client(name, &Cluster{APIAddress: rec.APIAddress, APIPort: rec.APIPort})
+	if err != nil {
+		return err
+	}
+	if _, err := kc.Clientset().CoreV1().Nodes().Get(ctx, ip, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		return nil
+	}
+	rep, err := kc.Drain(ctx, ip, kube.DrainOptions{Force: true, DeleteEmptyDirData: true, Timeout: 10 * time.Minute,
+		Sink: m.cfg.Events})
+	if err != nil {
+		return fmt.Errorf("drain node %s (%s): %w", ip, inst.Name(), err)
+	}
+	m.log.Info("node drained", zap.String("node", ip), zap.String("instance", inst.Name()), zap.Int("pods", len(rep.Pods)),
+		zap.Duration("took", rep.Duration))
+	return nil
+}
+
+// pruneNodes deletes the Nodes of the cluster's VMs that are gone (a
+// resize removed them): Nodes its kubelets registered (they carry the
+// instance-group label) whose names are not among nodes.
+func (m *Manager) pruneNodes(ctx context.Context, kc *kube.Client, nodes []string) error {
+	list, err := kc.Clientset().CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "bosh.io/instance-group"})
+	if err != nil {
+		return err
+	}
+	for _, n := range list.Items {
+		if slices.Contains(nodes, n.Name) {
+			continue
+		}
+		err := kc.Clientset().CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &n.UID}})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("remove node %s: %w", n.Name, err)
+		}
+		m.log.Info("node removed", zap.String("node", n.Name))
+	}
+	return nil
 }
 
 // stages reports an operation's stages as events: run runs one, between
@@ -402,7 +560,8 @@ func (m *Manager) topology(spec ClusterSpec) nsxt.Topology {
 	t := nsxt.Topology{ClusterID: string(spec.Name), Tier0Path: m.cfg.Tier0Path, EdgeClusterPath: m.cfg.EdgeClusterPath,
 		TransportZonePath: m.cfg.TransportZonePath, NodeIPBlockPath: m.cfg.NodeIPBlockPath, PodIPBlockPaths: m.cfg.PodIPBlockPaths,
 		FloatingIPPoolPaths: m.cfg.FloatingIPPoolPaths, APIPort: apiPort, NamespacesManagedElsewhere: true,
-		LBSize: spec.Network.LBSize, SingleTier: spec.Network.SingleTier, PodRoutable: spec.Network.PodRoutable}
+		LBSize: spec.Network.LBSize, SingleTier: spec.Network.SingleTier, PodRoutable: spec.Network.PodRoutable,
+		MaxL4LBServices: spec.Network.MaxL4LBServices}
 	if spec.Network.Tier0Path != "" {
 		t.Tier0Path = spec.Network.Tier0Path
 	}
@@ -461,7 +620,11 @@ func (m *Manager) cloudConfig(spec ClusterSpec, plan Plan, net *nsxt.Network) (m
 		}
 	} else {
 		vmTypes = append(vmTypes, vmType(name+"-worker", plan.Worker))
-		pools = []kuberelease.WorkerPool{{Name: "worker", Instances: plan.Workers, AZs: azNames, VMType: name + "-worker"}}
+		n := plan.Workers
+		if spec.Workers > 0 {
+			n = spec.Workers
+		}
+		pools = []kuberelease.WorkerPool{{Name: "worker", Instances: n, AZs: azNames, VMType: name + "-worker"}}
 	}
 	cc := mp{"azs": ccAZs, "vm_types": vmTypes}
 	if plan.ControlPlane.PersistentDiskGB > 0 {

@@ -2,6 +2,7 @@ package lifecycle_test
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -14,15 +15,21 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vmware/govmomi/find"
 	"go.uber.org/zap/zaptest"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubefoundry/kubefoundry"
+	"github.com/kubefoundry/kubefoundry/bosh/director"
 	"github.com/kubefoundry/kubefoundry/kube"
 	"github.com/kubefoundry/kubefoundry/lifecycle"
 	"github.com/kubefoundry/kubefoundry/lifecycle/kuberelease"
 	"github.com/kubefoundry/kubefoundry/lifecycle/simulator"
+	"github.com/kubefoundry/kubefoundry/nsxt"
 )
 
 // binaries are the ones `make tools` builds into the repository's bin/;
@@ -119,6 +126,67 @@ func TestCreateAndDelete(t *testing.T) {
 	}
 	assert.Equal(t, 3, ready, "the control-plane node and both workers Ready, through the load balancer")
 
+	// Resize: a worker goes, drained first, its pods moved and its Node
+	// removed; then two come.
+	replicas := int32(4)
+	labels := map[string]string{"app": "web"}
+	_, err = cs.AppsV1().Deployments("default").Create(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: appsv1.DeploymentSpec{Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx"}}}}}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	minAvailable := intstr.FromInt32(3)
+	_, err = cs.PolicyV1().PodDisruptionBudgets("default").Create(ctx, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &minAvailable, Selector: &metav1.LabelSelector{MatchLabels: labels}}},
+		metav1.CreateOptions{})
+	require.NoError(t, err)
+	webReady := func() int32 {
+		d, err := cs.AppsV1().Deployments("default").Get(ctx, "web", metav1.GetOptions{})
+		require.NoError(t, err)
+		return d.Status.ReadyReplicas
+	}
+	waitFor(t, func() bool { return webReady() == 4 }, "4 pods of web ready")
+	removed := c.Nodes[2].Name // worker/1, the highest index, goes
+	onRemoved := 0
+	pods, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+	require.NoError(t, err)
+	for _, p := range pods.Items {
+		if p.Spec.NodeName == removed {
+			onRemoved++
+		}
+	}
+	require.NotZero(t, onRemoved, "pods of web run on the worker to remove")
+	mu.Lock()
+	events = nil
+	mu.Unlock()
+	c, err = m.Resize(ctx, "alpha", map[string]int{"worker": 1})
+	require.NoError(t, err)
+	mu.Lock()
+	evicted := 0
+	for _, e := range events {
+		if e.Op == "drain" && e.Phase == "evicted" && strings.HasPrefix(e.Object, "default/web-") {
+			evicted++
+		}
+	}
+	mu.Unlock()
+	assert.Equal(t, onRemoved, evicted, "the worker was drained before it went: each of its pods evicted, through its PDB")
+	require.Len(t, c.Nodes, 2)
+	_, err = cs.CoreV1().Nodes().Get(ctx, removed, metav1.GetOptions{})
+	assert.True(t, apierrors.IsNotFound(err), "the removed worker's Node is gone: %v", err)
+	pods, err = cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+	require.NoError(t, err)
+	for _, p := range pods.Items {
+		assert.NotEqual(t, removed, p.Spec.NodeName, "no pod is left on the removed worker")
+	}
+	waitFor(t, func() bool { return webReady() == 4 }, "web back to 4 ready pods on the remaining worker")
+	assert.Len(t, mustGet(t, m, "alpha").Nodes, 2, "the record and the director agree: one worker left")
+	c, err = m.Resize(ctx, "alpha", map[string]int{"worker": 3})
+	require.NoError(t, err)
+	require.Len(t, c.Nodes, 4, "1 control-plane node and 3 workers")
+	_, err = m.Resize(ctx, "alpha", map[string]int{"gpu": 2})
+	require.ErrorIs(t, err, kubefoundry.ErrInvalid, "no such pool")
+	spec.Workers = 3 // what the record now says
+
 	again, err := m.Create(ctx, spec)
 	require.NoError(t, err, "Create again converges")
 	assert.Equal(t, c.APIAddress, again.APIAddress)
@@ -145,6 +213,18 @@ func TestCreateAndDelete(t *testing.T) {
 	require.NoError(t, m.Delete(ctx, "alpha"), "deleting what is gone is done")
 }
 
+// waitFor polls cond every second for up to 2 minutes.
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 2 minutes: %s", what)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
 func mustGet(t *testing.T, m *lifecycle.Manager, name string) *lifecycle.Cluster {
 	t.Helper()
 	c, err := m.Get(t.Context(), name)
@@ -157,4 +237,48 @@ func mustAddr(t *testing.T, s string) netip.Addr {
 	a, err := netip.ParseAddr(s)
 	require.NoError(t, err)
 	return a
+}
+
+// What a spec may say that Create does not do yet is refused, each at its
+// field, before anything is made.
+func TestCreateRefusesWhatItCannotDo(t *testing.T) {
+	st, err := lifecycle.OpenStore(filepath.Join(t.TempDir(), "lifecycle.db"))
+	require.NoError(t, err)
+	defer st.Close()
+	dir := t.TempDir()
+	var bins kuberelease.Binaries
+	for _, p := range []*string{&bins.Etcd, &bins.KubeAPIServer, &bins.KubeControllerManager, &bins.KubeScheduler, &bins.Kubectl, &bins.Kubelet} {
+		*p = filepath.Join(dir, fmt.Sprint(len(dir), p))
+		require.NoError(t, os.WriteFile(*p, nil, 0o755))
+	}
+	// A foundation whose director and NSX are never reached.
+	m, err := lifecycle.New(lifecycle.Config{Foundation: lifecycle.Foundation{Director: &director.Director{}, NSX: &nsxt.Client{},
+		Tier0Path: "/infra/tier-0s/t0", EdgeClusterPath: "e", TransportZonePath: "tz", NodeIPBlockPath: "/infra/ip-blocks/n",
+		PodIPBlockPaths: []string{"/infra/ip-blocks/p"}, FloatingIPPoolPaths: []string{"/infra/ip-pools/f"},
+		AZs: []lifecycle.AZ{{Name: "az1", Cluster: "C0"}}, Stemcell: "s.tgz", StemcellOS: "ubuntu-jammy", StemcellVersion: "1",
+		Kubernetes: bins, KubernetesVersion: "1.36.3", CacheDir: t.TempDir()}, Store: st})
+	require.NoError(t, err)
+	spec := lifecycle.ClusterSpec{Name: "beta", Plan: "small", KubernetesVersion: "1.36.3",
+		Kubernetes: lifecycle.KubernetesProfile{EncryptionAtRest: true, KubeletArgs: map[string]string{"max-pods": "50"},
+			OIDC: &lifecycle.OIDC{IssuerURL: "https://id.example.com", ClientID: "k8s"}},
+		Harbor: lifecycle.HarborSettings{Project: "beta"}}
+	_, err = m.Create(t.Context(), spec)
+	var ve *kubefoundry.ValidationError
+	require.ErrorAs(t, err, &ve)
+	var fields []string
+	for _, p := range ve.Problems {
+		fields = append(fields, p.Field)
+	}
+	assert.ElementsMatch(t, []string{"kubernetes.oidc", "kubernetes.encryptionAtRest", "kubernetes.kubeletArgs", "harbor"}, fields)
+	_, err = st.Cluster("beta")
+	require.ErrorIs(t, err, kubefoundry.ErrNotFound, "nothing recorded")
+
+	spec = lifecycle.ClusterSpec{Name: "beta", Plan: "small", KubernetesVersion: "1.35.0"}
+	_, err = m.Create(t.Context(), spec)
+	require.ErrorAs(t, err, &ve)
+	assert.Equal(t, "kubernetesVersion", ve.Problems[0].Field)
+
+	_, err = lifecycle.New(lifecycle.Config{})
+	require.ErrorAs(t, err, &ve)
+	assert.GreaterOrEqual(t, len(ve.Problems), 10, "every missing part of the foundation at once: %v", err)
 }

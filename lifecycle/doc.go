@@ -1,9 +1,9 @@
-// Package lifecycle will be kubefoundry's cluster orchestrator: the one
-// call that stands up, changes and removes a Kubernetes cluster across
-// NSX-T, vSphere, CNS, BOSH, Kubernetes and Harbor, as TKGI does.
+// Package lifecycle is kubefoundry's cluster orchestrator: the one call
+// that stands up, changes and removes a Kubernetes cluster across NSX-T,
+// vSphere, CNS, BOSH and Kubernetes, as TKGI does (Harbor's part is to
+// come).
 //
-// What is here today is the cluster's spec and its check, nothing that
-// provisions yet:
+// # Specs and plans
 //
 //	plans := lifecycle.DefaultPlans() // or the platform team's own
 //	spec := lifecycle.ClusterSpec{Name: "prod-1", Plan: "medium", KubernetesVersion: "1.36.3",
@@ -21,12 +21,58 @@
 // vSphere clusters, resource pools and host groups, and worker node pools
 // with sizes, counts, AZs, labels and taints), a KubernetesProfile (extra
 // API server and kubelet flags, never those the SDK sets itself; OIDC;
-// encryption at rest) and the Harbor project's settings. Validate checks
+// encryption at rest), a worker count overriding the plan's, and the
+// Harbor project's settings. Validate checks
 // a spec against the plans without reaching the foundation, and reports
 // every problem at once as a *kubefoundry.ValidationError whose fields
 // are paths such as "compute.nodePools[1].taints[0].effect".
 //
-// Not here yet (issue 17): the primitives, Create, Resize, Update,
-// Upgrade, Delete, Repair, the journal, lifecycle/simulator and make
-// demo's cluster.
+// # Clusters
+//
+// A Manager builds clusters on a Foundation (a BOSH director with the
+// vSphere CPI, an NSX client, the platform team's NSX objects and AZs, a
+// stemcell and the Kubernetes binaries), keeping their records in a Store
+// (OpenStore: one bbolt file):
+//
+//	m, err := lifecycle.New(lifecycle.Config{Foundation: f, Store: st, Events: sink})
+//	c, err := m.Create(ctx, spec)       // network, cloud config, stemcell, release, deploy, API, nodes
+//	kubeconfig, err := m.Credentials(ctx, "prod-1")
+//	c, err = m.Resize(ctx, "prod-1", map[string]int{"worker": 5})
+//	err = m.Delete(ctx, "prod-1")
+//
+// Create builds the cluster's NSX topology (tier-1, node segment and
+// subnet, SNAT, a load balancer whose API virtual server fronts the
+// control plane's static addresses), a named cloud config of its own (its
+// AZs, VM types, etcd's disk type, its node network), uploads the stemcell
+// and the Kubernetes release (lifecycle/kuberelease, built once from the
+// binaries into CacheDir), deploys it through the director (the control
+// plane's members all at once, then the workers), and waits until the API
+// answers through the load balancer and every node is Ready. Every step
+// converges, so Create run again finishes what a failed one began; another
+// spec under the same name is refused (kubefoundry.ErrConflict). Resize
+// sets the worker count (spec.Workers, or the node pools' counts): a
+// worker that goes is drained first through the Eviction API (its
+// PodDisruptionBudgets hold), its VM deleted, its Node removed. Delete
+// removes the deployment, the network and the cloud config, then the
+// record; it finishes what is half gone and is a no-op on what is gone.
+// Credentials issues an admin kubeconfig (system:masters, a day) from the
+// cluster's CA, its server the load balancer's address.
+//
+// Every operation reports one stream of kubefoundry events: its stages
+// (Op "create cluster", "resize cluster" or "delete cluster", Object the
+// stage, Step of Steps), the director's steps within the deploy (Op
+// "deploy" or "delete deployment", Object the instance), and each pod a
+// drain evicts (Op "drain").
+//
+// Not here yet (issue 17): operations as asynchronous tasks with ids and
+// a journal that resumes them after a crash, one task per cluster at a
+// time; Update of profiles, Upgrade (a stemcell or Kubernetes version
+// rolled through with canaries, each node drained), Repair, Health, List
+// and Plan; certificates from package kube's PKI put as the deployment's
+// variables (the director generates them today); the CSI driver, the NCP
+// controllers (namespace networks, LoadBalancer Services, NetworkPolicies)
+// and Harbor's project, robot and pull secret as add-ons; the orphan scan.
+// The control plane's instances all land in the first AZ (static
+// addresses of one subnet); a resize of the control plane is refused by
+// the plan, not handled.
 package lifecycle

@@ -104,11 +104,15 @@ type ClusterSpec struct {
 	// Plan names one of the plans the cluster is checked against.
 	Plan string `json:"plan"`
 	// KubernetesVersion is the version the nodes run: "1.36.3".
-	KubernetesVersion string            `json:"kubernetesVersion"`
-	Network           NetworkProfile    `json:"network"`
-	Compute           *ComputeProfile   `json:"compute,omitempty"`
-	Kubernetes        KubernetesProfile `json:"kubernetes,omitzero"`
-	Harbor            HarborSettings    `json:"harbor,omitzero"`
+	KubernetesVersion string `json:"kubernetesVersion"`
+	// Workers overrides the plan's worker count (tkgi resize
+	// --num-nodes); 0 keeps the plan's. A cluster with a compute profile
+	// sizes its node pools instead.
+	Workers    int               `json:"workers,omitempty"`
+	Network    NetworkProfile    `json:"network"`
+	Compute    *ComputeProfile   `json:"compute,omitempty"`
+	Kubernetes KubernetesProfile `json:"kubernetes,omitzero"`
+	Harbor     HarborSettings    `json:"harbor,omitzero"`
 }
 
 // NetworkProfile is what TKGI's network profiles set: the nsxt.Topology
@@ -232,6 +236,11 @@ func (s *ClusterSpec) Validate(plans map[string]Plan) error {
 	}
 	if !versionRe.MatchString(s.KubernetesVersion) {
 		v.Add("kubernetesVersion", s.KubernetesVersion, "must be a version such as 1.36.3")
+	}
+	if s.Workers < 0 {
+		v.Add("workers", fmt.Sprint(s.Workers), "must not be negative (0 keeps the plan's)")
+	} else if s.Workers > 0 && s.Compute != nil && len(s.Compute.NodePools) > 0 {
+		v.Add("workers", fmt.Sprint(s.Workers), "a cluster with node pools sizes them (compute.nodePools[].count)")
 	}
 	s.Network.check(v)
 	if s.Compute != nil {

@@ -168,3 +168,22 @@ func TestSpecWithoutNodePools(t *testing.T) {
 	assert.Equal(t, "compute.nodePools", ve.Problems[0].Field)
 	assert.Contains(t, ve.Problems[0].Reason, "at least one node pool is required")
 }
+
+// Workers overrides the plan's worker count; it is never negative, and a
+// cluster with node pools sizes them instead.
+func TestSpecWorkers(t *testing.T) {
+	s := validSpec()
+	s.Plan, s.Compute, s.Workers = "small", nil, 7
+	require.NoError(t, s.Validate(lifecycle.DefaultPlans()))
+	s.Workers = -1
+	err := s.Validate(lifecycle.DefaultPlans())
+	var ve *kubefoundry.ValidationError
+	require.ErrorAs(t, err, &ve)
+	require.Len(t, ve.Problems, 1)
+	assert.Equal(t, "workers", ve.Problems[0].Field)
+	s2 := validSpec()
+	s2.Workers = 2
+	require.ErrorAs(t, s2.Validate(lifecycle.DefaultPlans()), &ve)
+	require.Len(t, ve.Problems, 1)
+	assert.Contains(t, ve.Problems[0].Reason, "node pools")
+}
