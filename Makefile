@@ -11,7 +11,7 @@ help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: demo
-demo: ## Build a Kubernetes cluster (3 control-plane nodes, 3 workers) on the embedded simulated foundation, show it, delete it.
+demo: ## Build a Kubernetes cluster (3 control-plane nodes, 3 workers) on the embedded simulated foundation, show it, resize it to 5 workers, delete it.
 	@missing=$$(for t in $(KUBE_TOOLS) $(BIN)/kwok; do test -x $$t || echo $$(basename $$t); done); \
 	  if [ -n "$$missing" ]; then echo "make demo: building the Kubernetes binaries the cluster runs ($$missing) into bin/: once, several minutes"; fi
 	@$(MAKE) -s --no-print-directory $(KUBE_TOOLS) $(BIN)/kwok

@@ -3,7 +3,8 @@
 // this process (lifecycle/simulator: vCenter with CNS, NSX-T, Harbor, a
 // BOSH director with its agents), prints what it made and a kubeconfig
 // with which kubectl reaches the cluster through its NSX load balancer,
-// then deletes the cluster and shows that nothing of it is left.
+// resizes its workers (a worker that goes is drained first), then deletes
+// the cluster and shows that nothing of it is left.
 //
 //	make demo                         # builds the tools when needed, then:
 //	go run ./examples/cluster-build   # 3 control-plane nodes, 3 workers
@@ -57,9 +58,9 @@ func main() {
 }
 
 type flags struct {
-	name, bin, state   string
-	controlPlane, work int
-	keep               bool
+	name, bin, state           string
+	controlPlane, work, resize int
+	keep                       bool
 }
 
 func parse(args []string, stderr io.Writer) (*flags, error) {
@@ -69,6 +70,7 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.name, "name", "demo", "the cluster's name")
 	fs.IntVar(&f.controlPlane, "control-plane", 3, "control-plane nodes: 1, 3 or 5")
 	fs.IntVar(&f.work, "workers", 3, "worker nodes")
+	fs.IntVar(&f.resize, "resize", 5, "then resize the workers to this many (0: no resize)")
 	fs.StringVar(&f.bin, "bin", "bin", "where `make tools` put etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok")
 	fs.StringVar(&f.state, "state", "", "directory for the log, the kubeconfig and the clusters' records (default: a new temporary one)")
 	fs.BoolVar(&f.keep, "keep", false, "leave the cluster running until interrupted, and say how to reach it")
@@ -81,8 +83,8 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	if err := kubefoundry.ClusterID(f.name).Validate(); err != nil {
 		return nil, fmt.Errorf("-name: %w", err)
 	}
-	if f.work < 0 {
-		return nil, errors.New("-workers must not be negative")
+	if f.work < 0 || f.resize < 0 {
+		return nil, errors.New("-workers and -resize must not be negative")
 	}
 	return f, nil
 }
@@ -174,6 +176,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("kubectl get nodes: %w", err)
+	}
+
+	if f.resize > 0 && f.resize != f.work {
+		fmt.Fprintf(stdout, "\nResizing cluster %s to %d workers (a worker that goes is drained first)\n", f.name, f.resize)
+		start = time.Now()
+		p.start = start
+		if c, err = m.Resize(ctx, f.name, map[string]int{"worker": f.resize}); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Cluster %s resized in %s: %d nodes\n\n$ kubectl get nodes\n", f.name, time.Since(start).Round(time.Second), len(c.Nodes))
+		cmd := exec.CommandContext(ctx, bins.Kubectl, "--kubeconfig", kubeconfig, "get", "nodes")
+		cmd.Stdout, cmd.Stderr = stdout, stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("kubectl get nodes: %w", err)
+		}
 	}
 
 	if f.keep {

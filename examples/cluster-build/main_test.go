@@ -29,14 +29,16 @@ func TestClusterBuild(t *testing.T) {
 	defer cancel()
 	var out, errOut bytes.Buffer
 	state := t.TempDir()
-	err = run(ctx, []string{"-name", "ex", "-control-plane", "1", "-workers", "1", "-bin", bin, "-state", state}, &out, &errOut)
+	err = run(ctx, []string{"-name", "ex", "-control-plane", "1", "-workers", "1", "-resize", "2", "-bin", bin, "-state", state}, &out, &errOut)
 	require.NoError(t, err, "stdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
 	s := out.String()
 	for _, stage := range []string{"network", "cloud config", "stemcell", "release", "deploy", "api", "nodes"} {
 		assert.Regexp(t, `\[\d/7\] `+stage+` done`, s)
 	}
 	assert.Regexp(t, `(?m)^127\.16\.\d+\.\d+\s+Ready\s+control-plane`, s, "kubectl shows the control-plane node Ready")
-	assert.Len(t, regexp.MustCompile(`(?m)^127\.16\.\d+\.\d+\s+Ready\s+<none>`).FindAllString(s, -1), 1, "and the worker")
+	assert.Len(t, regexp.MustCompile(`(?m)^127\.16\.\d+\.\d+\s+Ready\s+<none>`).FindAllString(s, -1), 3, "and the worker, then the two after the resize")
+	assert.Contains(t, s, "resized in")
+	assert.Regexp(t, `\[\d/7\] deploy done`, s)
 	assert.Regexp(t, `API at https://127\.200\.\d+\.\d+:8443 through the load balancer`, s)
 	assert.Contains(t, s, "Left behind: 0 VMs, 0 NSX objects")
 	assert.FileExists(t, filepath.Join(state, "kubeconfig"))
@@ -45,7 +47,7 @@ func TestClusterBuild(t *testing.T) {
 }
 
 func TestFlags(t *testing.T) {
-	for _, args := range [][]string{{"-name", "Bad_Name"}, {"-workers", "-1"}, {"extra"}} {
+	for _, args := range [][]string{{"-name", "Bad_Name"}, {"-workers", "-1"}, {"-resize", "-1"}, {"extra"}} {
 		_, err := parse(args, &bytes.Buffer{})
 		assert.Error(t, err, "%q", args)
 	}
