@@ -2,6 +2,7 @@ package kuberelease_test
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,7 +46,16 @@ func binaries(t *testing.T) kuberelease.Binaries {
 	return b
 }
 
-const cloudConfig = `
+// cloudConfig is the test's cloud config, its node network on subnet,
+// and the first static address.
+func cloudConfig(subnet netip.Prefix) (string, string) {
+	a := subnet.Addr().As4()
+	ip := func(last byte) string { return netip.AddrFrom4([4]byte{a[0], a[1], a[2], last}).String() }
+	return strings.NewReplacer("SUBNET", subnet.String(), "GW", ip(1), "R1", ip(2), "R2", ip(9), "S1", ip(10), "S2", ip(20)).
+		Replace(cloudConfigTemplate), ip(10)
+}
+
+const cloudConfigTemplate = `
 azs:
 - {name: z1}
 vm_types:
@@ -57,10 +67,10 @@ networks:
 - name: nodes
   type: manual
   subnets:
-  - range: 127.16.9.0/24
-    gateway: 127.16.9.1
-    reserved: [127.16.9.2 - 127.16.9.9]
-    static: [127.16.9.10 - 127.16.9.20]
+  - range: SUBNET
+    gateway: GW
+    reserved: [R1 - R2]
+    static: [S1 - S2]
     azs: [z1]
     cloud_properties: {name: VM Network}
 compilation: {workers: 1, az: z1, vm_type: master, network: nodes}
@@ -107,7 +117,8 @@ func TestDeployControlPlane(t *testing.T) {
 	assert.Equal(t, kuberelease.Name, m.Name)
 	assert.Len(t, m.CompiledPackages, 6)
 
-	require.NoError(t, f.Director.UpdateCloudConfig([]byte(cloudConfig)))
+	cc, master := cloudConfig(f.Subnet(0))
+	require.NoError(t, f.Director.UpdateCloudConfig([]byte(cc)))
 	sc, err := f.Stemcell("1.1")
 	require.NoError(t, err)
 	_, err = f.Director.UploadStemcell(ctx, sc)
@@ -118,8 +129,8 @@ func TestDeployControlPlane(t *testing.T) {
 	t.Logf("release uploaded in %s", time.Since(start).Round(time.Millisecond))
 
 	d := kuberelease.Deployment{Name: "k8s-one", ReleaseVersion: "1.36.3", StemcellOS: "ubuntu-jammy", StemcellVersion: "latest",
-		Network: "nodes", APIAddress: "127.16.9.10", NodeMonitorGracePeriod: "20s",
-		ControlPlane: kuberelease.ControlPlane{StaticIPs: []string{"127.16.9.10"}, AZs: []string{"z1"}, VMType: "master", DiskType: "etcd"},
+		Network: "nodes", APIAddress: master, NodeMonitorGracePeriod: "20s",
+		ControlPlane: kuberelease.ControlPlane{StaticIPs: []string{master}, AZs: []string{"z1"}, VMType: "master", DiskType: "etcd"},
 		Workers: []kuberelease.WorkerPool{{Name: "worker", Instances: 2, AZs: []string{"z1"}, VMType: "worker",
 			Labels: map[string]string{"pool": "default"}, Taints: []kuberelease.Taint{{Key: "dedicated", Value: "apps", Effect: "PreferNoSchedule"}}}}}
 	manifest, err := d.Manifest()
@@ -143,7 +154,7 @@ func TestDeployControlPlane(t *testing.T) {
 	require.NoError(t, err)
 	key, err := kube.KeyPEM(admin.Key)
 	require.NoError(t, err)
-	cfg := &rest.Config{Host: "https://127.16.9.10:8443", Timeout: 10 * time.Second, TLSClientConfig: rest.TLSClientConfig{
+	cfg := &rest.Config{Host: "https://" + master + ":8443", Timeout: 10 * time.Second, TLSClientConfig: rest.TLSClientConfig{
 		CAData: kube.CertPEM(ca.Cert), CertData: kube.CertPEM(admin.Cert), KeyData: key}}
 	cs, err := kubernetes.NewForConfig(cfg)
 	require.NoError(t, err)

@@ -17,8 +17,10 @@
 //     vsphere.Config trusts, and a random administrator password;
 //   - NSX-T: nsxt/simulator seeded with a tier-0, an edge cluster, an
 //     overlay transport zone, IP blocks and a floating IP pool (Inventory);
-//     the node block 127.16.0.0/16 and the floating pool 127.200.0.0/20
-//     are loopback, so a cluster's VMs and its load balancers' addresses
+//     the node block and the floating pool are loopback addresses of the
+//     foundation's own (127.(16+n).0.0/16 and 127.(128+n).0.0/20, n the
+//     slot it holds, by a lock file, among 64: foundations running at
+//     once, in one process or several, never share an address), so a cluster's VMs and its load balancers' addresses
 //     are addresses this machine can listen on, and its load balancers'
 //     virtual servers forward TCP to their pool members
 //     (nsxt/simulator's ForwardLoadBalancers);
@@ -29,8 +31,9 @@
 //     and an agent (bosh/agent/agentsim) for every powered-on VM the CPI
 //     makes. Jobs run as real processes of this machine under their
 //     agents; each VM's address comes from the cloud config's networks,
-//     so with a manual network on 127.16.x.0/24 every VM has its own
-//     loopback address and its jobs listen there.
+//     so with a manual network on a loopback subnet (Subnet gives some
+//     for a caller's own cloud config) every VM has its own loopback
+//     address and its jobs listen there.
 //
 // Stemcell writes a light stemcell vcsim imports, for UploadStemcell.
 // Close stops every part, the job processes included, and leaves no

@@ -10,11 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	_ "github.com/vmware/govmomi/cns/simulator" // the CNS endpoint
@@ -67,10 +69,12 @@ type Config struct {
 	// DC0_C1, ... (one per availability zone, as TKGI maps them); 1 when
 	// 0. Each has 3 hosts.
 	Clusters int
-	// NSX is the NSX inventory the simulator starts with; Inventory()
-	// when nil: its node IP block and floating IP pool are on loopback,
-	// so the VMs of a cluster's node segment and its load balancers'
-	// virtual servers have addresses this machine can listen on.
+	// NSX is the NSX inventory the simulator starts with. When nil it is
+	// nsxt/simulator's default with the node IP block and the floating
+	// IP pool on loopback addresses of this foundation's own, so the VMs
+	// of a cluster's node segment and its load balancers' virtual servers
+	// have addresses this machine can listen on, and foundations running
+	// at once (tests in parallel, in several processes) do not meet.
 	NSX *nsxsim.Inventory
 	// HeartbeatInterval is how often each VM's agent sends a heartbeat;
 	// 1s when 0.
@@ -79,15 +83,44 @@ type Config struct {
 	Log *zap.Logger
 }
 
-// Inventory is the NSX inventory a Foundation starts with by default:
-// nsxt/simulator's default inventory with the node IP block
-// 127.16.0.0/16 and the floating IP pool 127.200.0.0/20, both loopback.
-func Inventory() nsxsim.Inventory {
+// slots is how many foundations may run at once on one machine: each
+// claims a slot, and with it its own loopback addresses.
+const slots = 64
+
+// inventory is the NSX inventory of the foundation in slot n: the node
+// IP block 127.(16+n).0.0/16 and the floating IP pool 127.(128+n).0.0/20.
+func inventory(n int) nsxsim.Inventory {
 	inv := nsxsim.DefaultInventory()
-	inv.NodeBlock.CIDR = "127.16.0.0/16"
-	inv.FloatingCIDR = "127.200.0.0/20"
-	inv.FloatingRange = [2]string{"127.200.0.10", "127.200.15.250"}
+	inv.NodeBlock.CIDR = fmt.Sprintf("127.%d.0.0/16", 16+n)
+	inv.FloatingCIDR = fmt.Sprintf("127.%d.0.0/20", 128+n)
+	inv.FloatingRange = [2]string{fmt.Sprintf("127.%d.0.10", 128+n), fmt.Sprintf("127.%d.15.250", 128+n)}
 	return inv
+}
+
+// claimSlot takes the first free slot: an exclusive lock on a file of
+// the system's temporary directory, held until release (and let go by
+// the kernel if the process dies).
+func claimSlot() (int, func(), error) {
+	for n := range slots {
+		p := filepath.Join(os.TempDir(), fmt.Sprintf("kubefoundry-foundation-slot-%d.lock", n))
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return 0, nil, err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			continue
+		}
+		return n, func() { _ = f.Close() }, nil
+	}
+	return 0, nil, fmt.Errorf("all %d foundation address slots are taken on this machine", slots)
+}
+
+// Subnet is the i-th /24 (0 to 127) from the top of this foundation's
+// node block, which NSX hands out from the bottom: for a caller's own
+// cloud config, in tests that deploy without lifecycle.
+func (f *Foundation) Subnet(i int) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{127, byte(16 + f.slot), byte(255 - i), 0}), 24)
 }
 
 // Foundation is a whole simulated vSphere foundation running in this
@@ -130,6 +163,7 @@ type Foundation struct {
 
 	dir, tmp  string
 	clusters  int
+	slot      int
 	closers   []func() error
 	closeOnce sync.Once
 	closeErr  error
@@ -166,6 +200,12 @@ func Start(ctx context.Context, cfg Config) (_ *Foundation, err error) {
 			return nil, err
 		}
 	}
+	slot, release, err := claimSlot()
+	if err != nil {
+		return nil, err
+	}
+	f.slot = slot
+	f.onClose(func() error { release(); return nil })
 	if err := f.startVCenter(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("vCenter: %w", err)
 	}
@@ -223,7 +263,7 @@ func (f *Foundation) startVCenter(ctx context.Context, cfg Config) error {
 }
 
 func (f *Foundation) startNSX(cfg Config) error {
-	inv := Inventory()
+	inv := inventory(f.slot)
 	if cfg.NSX != nil {
 		inv = *cfg.NSX
 	}
@@ -331,7 +371,7 @@ func (f *Foundation) startDirector(ctx context.Context, cfg Config) error {
 	}
 	// The platform team's part of the cloud config: compilation (the
 	// clusters' named cloud configs bring the rest).
-	return f.Director.UpdateCloudConfig([]byte(defaultCloudConfig))
+	return f.Director.UpdateCloudConfig(fmt.Appendf(nil, defaultCloudConfig, 80+f.slot, 80+f.slot))
 }
 
 // defaultCloudConfig is the director's default cloud config: what every
@@ -346,7 +386,7 @@ networks:
 - name: compilation
   type: manual
   subnets:
-  - {range: 127.15.0.0/24, gateway: 127.15.0.1, azs: [compilation], cloud_properties: {name: VM Network}}
+  - {range: 127.%[1]d.0.0/24, gateway: 127.%[2]d.0.1, azs: [compilation], cloud_properties: {name: VM Network}}
 compilation: {workers: 1, az: compilation, vm_type: compilation, network: compilation}
 `
 

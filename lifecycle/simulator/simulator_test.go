@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -67,7 +68,14 @@ properties:
 	return out
 }
 
-const cloudConfig = `
+// cloudConfig is the test's cloud config, its node network on subnet.
+func cloudConfig(subnet netip.Prefix) string {
+	a := subnet.Addr().As4()
+	ip := func(last byte) string { return netip.AddrFrom4([4]byte{a[0], a[1], a[2], last}).String() }
+	return strings.NewReplacer("SUBNET", subnet.String(), "GW", ip(1), "R1", ip(2), "R2", ip(9)).Replace(cloudConfigTemplate)
+}
+
+const cloudConfigTemplate = `
 azs:
 - {name: z1, cloud_properties: {datacenters: [{name: DC0, clusters: [{DC0_C0: {}}]}]}}
 - {name: z2, cloud_properties: {datacenters: [{name: DC0, clusters: [{DC0_C1: {}}]}]}}
@@ -77,7 +85,7 @@ networks:
 - name: nodes
   type: manual
   subnets:
-  - {range: 127.16.5.0/24, gateway: 127.16.5.1, reserved: [127.16.5.2 - 127.16.5.9], azs: [z1, z2], cloud_properties: {name: VM Network}}
+  - {range: SUBNET, gateway: GW, reserved: [R1 - R2], azs: [z1, z2], cloud_properties: {name: VM Network}}
 compilation: {workers: 1, az: z1, vm_type: small, network: nodes}
 `
 
@@ -141,7 +149,8 @@ func TestFoundation(t *testing.T) {
 	assert.False(t, f.VCenter.Insecure, "TLS is verified against the simulator's certificate")
 
 	// A deployment: two VMs in two AZs, each job listening on its VM's IP.
-	require.NoError(t, f.Director.UpdateCloudConfig([]byte(cloudConfig)))
+	subnet := f.Subnet(0)
+	require.NoError(t, f.Director.UpdateCloudConfig([]byte(cloudConfig(subnet))))
 	sc, err := f.Stemcell("1.1")
 	require.NoError(t, err)
 	_, err = f.Director.UploadStemcell(ctx, sc)
@@ -161,7 +170,7 @@ func TestFoundation(t *testing.T) {
 		ip, ok := strings.CutPrefix(r.IPs[0], "nodes=")
 		require.True(t, ok, "an address on network nodes: %s", r.IPs[0])
 		ips = append(ips, ip)
-		assert.True(t, strings.HasPrefix(ip, "127.16.5."), "a loopback address of the node network: %s", ip)
+		assert.True(t, subnet.Contains(netip.MustParseAddr(ip)), "a loopback address of the node network %s: %s", subnet, ip)
 		got := dial(t, net.JoinHostPort(ip, "7000"))
 		assert.Equal(t, "listener/"+strconv.Itoa(r.Index), got, "the job on %s answers as its instance", ip)
 		for _, id := range f.Agents.Agents() {
@@ -235,4 +244,31 @@ func dial(t *testing.T, addr string) string {
 	line, err := bufio.NewReader(c).ReadString('\n')
 	require.NoError(t, err)
 	return strings.TrimSpace(line)
+}
+
+// Foundations running at once get addresses of their own: the node
+// blocks and floating pools of two never overlap, and a closed one's
+// slot is taken again.
+func TestFoundationsDoNotShareAddresses(t *testing.T) {
+	if _, err := exec.LookPath("ruby"); err != nil {
+		t.Skip("ruby is needed (apt-get install ruby)")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	a, err := simulator.Start(ctx, simulator.Config{})
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := simulator.Start(ctx, simulator.Config{})
+	require.NoError(t, err)
+	pa, pb := netip.MustParsePrefix(a.NSXInventory.NodeBlock.CIDR), netip.MustParsePrefix(b.NSXInventory.NodeBlock.CIDR)
+	assert.False(t, pa.Overlaps(pb), "node blocks %s and %s", pa, pb)
+	fa, fb := netip.MustParsePrefix(a.NSXInventory.FloatingCIDR), netip.MustParsePrefix(b.NSXInventory.FloatingCIDR)
+	assert.False(t, fa.Overlaps(fb), "floating pools %s and %s", fa, fb)
+	assert.False(t, fa.Overlaps(pb) || fb.Overlaps(pa))
+	assert.True(t, pa.Contains(a.Subnet(0).Addr()) && pb.Contains(b.Subnet(3).Addr()), "Subnet is of the foundation's node block")
+	require.NoError(t, b.Close())
+	c, err := simulator.Start(ctx, simulator.Config{})
+	require.NoError(t, err)
+	defer c.Close()
+	assert.Equal(t, b.NSXInventory.NodeBlock.CIDR, c.NSXInventory.NodeBlock.CIDR, "the slot b let go is taken again")
 }
