@@ -62,10 +62,7 @@ func TestPlacementRules(t *testing.T) {
 
 	// Nothing changed, nothing written: with the cluster refusing the next
 	// reconfiguration, ensuring both rules again succeeds.
-	s.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
-		MethodName: "ReconfigureComputeResource_Task", ObjectType: "*", ObjectName: "*",
-		FaultType: simulator.FaultTypeInvalidState, Probability: 1, MaxCount: 1, Enabled: true,
-	})
+	s.refuseOnce("ReconfigureComputeResource_Task")
 	require.NoError(t, c.EnsureAntiAffinityRule(ctx, simCluster, "zeta-masters", vms[:2]), "unchanged: not written")
 	require.NoError(t, c.EnsureVMHostRule(ctx, simCluster, rule), "unchanged: not written")
 	// The same VMs and hosts in another order, or named twice, are no change.

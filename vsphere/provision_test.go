@@ -323,19 +323,9 @@ func TestProvisionVMsValidation(t *testing.T) {
 // of the failed one is left behind.
 func TestProvisionVMsOneCloneFails(t *testing.T) {
 	s := newSim(t)
-	// One clone call at a time: vcsim's FaultInjector counts matches under a
-	// read lock, so concurrent matching calls race inside the simulator.
+	// One clone call at a time, so that the 4th is the one refused.
 	c := s.client(t, vsphere.WithConcurrency(1))
-	s.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
-		MethodName:  "CloneVM_Task",
-		ObjectType:  "*",
-		ObjectName:  "*",
-		FaultType:   simulator.FaultTypeInsufficientResourcesFault,
-		Probability: 1,
-		SkipCount:   3,
-		MaxCount:    1,
-		Enabled:     true,
-	})
+	s.faultOnce("CloneVM_Task", simulator.FaultTypeInsufficientResourcesFault, 3)
 	in := specs("gamma", 8)
 	res, err := c.ProvisionVMs(context.Background(), in)
 	require.Error(t, err)
@@ -506,19 +496,9 @@ func TestProvisionVMsDeletedWhileWaiting(t *testing.T) {
 // creates each VM exactly once.
 func TestProvisionVMsInjectedNotAuthenticated(t *testing.T) {
 	s := newSim(t)
-	// One clone call at a time: vcsim's FaultInjector counts matches under a
-	// read lock, so concurrent matching calls race inside the simulator.
+	// One clone call at a time, so that the 3rd is the one refused.
 	c := s.client(t, vsphere.WithConcurrency(1))
-	s.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
-		MethodName:  "CloneVM_Task",
-		ObjectType:  "*",
-		ObjectName:  "*",
-		FaultType:   simulator.FaultTypeNotAuthenticated,
-		Probability: 1,
-		SkipCount:   2,
-		MaxCount:    1,
-		Enabled:     true,
-	})
+	s.faultOnce("CloneVM_Task", simulator.FaultTypeNotAuthenticated, 2)
 	res, err := c.ProvisionVMs(context.Background(), specs("xi", 6))
 	require.NoError(t, err)
 	for _, r := range res {
