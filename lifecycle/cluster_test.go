@@ -38,9 +38,7 @@ func binaries(t *testing.T) kuberelease.Binaries {
 	t.Helper()
 	bin, err := filepath.Abs("../bin")
 	require.NoError(t, err)
-	b := kuberelease.Binaries{Etcd: filepath.Join(bin, "etcd"), KubeAPIServer: filepath.Join(bin, "kube-apiserver"),
-		KubeControllerManager: filepath.Join(bin, "kube-controller-manager"), KubeScheduler: filepath.Join(bin, "kube-scheduler"),
-		Kubectl: filepath.Join(bin, "kubectl"), Kubelet: filepath.Join(bin, "kwok")}
+	b := kuberelease.BinariesIn(bin)
 	if err := b.Validate(); err != nil {
 		if os.Getenv("KUBEFOUNDRY_REQUIRE_KUBE") == "1" {
 			t.Fatalf("the Kubernetes binaries (make tools): %v", err)

@@ -230,9 +230,7 @@ func binaries(ctx context.Context, dir string) (kuberelease.Binaries, string, er
 	if err != nil {
 		return kuberelease.Binaries{}, "", err
 	}
-	b := kuberelease.Binaries{Etcd: filepath.Join(abs, "etcd"), KubeAPIServer: filepath.Join(abs, "kube-apiserver"),
-		KubeControllerManager: filepath.Join(abs, "kube-controller-manager"), KubeScheduler: filepath.Join(abs, "kube-scheduler"),
-		Kubectl: filepath.Join(abs, "kubectl"), Kubelet: filepath.Join(abs, "kwok")}
+	b := kuberelease.BinariesIn(abs)
 	if err := b.Validate(); err != nil {
 		return b, "", fmt.Errorf("%w\n(make tools builds them into bin/; make demo runs it first)", err)
 	}

@@ -36,6 +36,15 @@ type Binaries struct {
 	Kubelet string
 }
 
+// BinariesIn are the binaries as `make tools` lays them out in dir: etcd,
+// kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and
+// kwok (the simulated kubelet). Validate says whether they are there.
+func BinariesIn(dir string) Binaries {
+	return Binaries{Etcd: filepath.Join(dir, "etcd"), KubeAPIServer: filepath.Join(dir, "kube-apiserver"),
+		KubeControllerManager: filepath.Join(dir, "kube-controller-manager"), KubeScheduler: filepath.Join(dir, "kube-scheduler"),
+		Kubectl: filepath.Join(dir, "kubectl"), Kubelet: filepath.Join(dir, "kwok")}
+}
+
 // packages are the release's packages and the binary each holds.
 func (b Binaries) packages() []struct{ name, path, field string } {
 	return []struct{ name, path, field string }{

@@ -22,7 +22,6 @@ import (
 	"github.com/kubefoundry/kubefoundry"
 	"github.com/kubefoundry/kubefoundry/bosh/director"
 	"github.com/kubefoundry/kubefoundry/bosh/release"
-	"github.com/kubefoundry/kubefoundry/bosh/variables"
 	"github.com/kubefoundry/kubefoundry/kube"
 	"github.com/kubefoundry/kubefoundry/lifecycle/kuberelease"
 	"github.com/kubefoundry/kubefoundry/lifecycle/simulator"
@@ -34,9 +33,7 @@ func binaries(t *testing.T) kuberelease.Binaries {
 	t.Helper()
 	bin, err := filepath.Abs("../../bin")
 	require.NoError(t, err)
-	b := kuberelease.Binaries{Etcd: filepath.Join(bin, "etcd"), KubeAPIServer: filepath.Join(bin, "kube-apiserver"),
-		KubeControllerManager: filepath.Join(bin, "kube-controller-manager"), KubeScheduler: filepath.Join(bin, "kube-scheduler"),
-		Kubectl: filepath.Join(bin, "kubectl"), Kubelet: filepath.Join(bin, "kwok")}
+	b := kuberelease.BinariesIn(bin)
 	if err := b.Validate(); err != nil {
 		if os.Getenv("KUBEFOUNDRY_REQUIRE_KUBE") == "1" {
 			t.Fatalf("the Kubernetes binaries (make tools): %v", err)
@@ -75,16 +72,6 @@ networks:
     cloud_properties: {name: VM Network}
 compilation: {workers: 1, az: z1, vm_type: master, network: nodes}
 `
-
-// storeVars is a deployment's variables in the director's store.
-type storeVars struct {
-	st         director.Store
-	deployment string
-}
-
-func (s storeVars) Load() ([]byte, error)     { return s.st.Variables(s.deployment) }
-func (s storeVars) Save(content []byte) error { return s.st.PutVariables(s.deployment, content) }
-func (s storeVars) String() string            { return s.deployment }
 
 // The release, built from the real binaries and deployed by the director
 // on the simulated foundation, runs a control plane that answers: etcd,
@@ -142,7 +129,7 @@ func TestDeployControlPlane(t *testing.T) {
 	t.Logf("deployed in %s", time.Since(start).Round(time.Millisecond))
 
 	// An admin's client certificate from the cluster CA the director made.
-	vars, err := variables.OpenBackend(storeVars{f.DirectorStore, "k8s-one"})
+	vars, err := f.Director.Variables("k8s-one")
 	require.NoError(t, err)
 	v, ok, err := vars.Get(kuberelease.VarClusterCA)
 	require.NoError(t, err)
