@@ -160,10 +160,7 @@ func TestReleaseRefusedWhileTheVMCannotBeRead(t *testing.T) {
 	node := e.vms[0].Reference()
 	require.NoError(t, e.c.AttachVolume(ctx, vol.ID, node))
 
-	e.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
-		MethodName: "RetrievePropertiesEx", ObjectType: "*", ObjectName: "*",
-		FaultType: simulator.FaultTypeNoPermission, Probability: 1, MaxCount: 1, Enabled: true,
-	})
+	vspheretest.FaultOnce(e.model, "RetrievePropertiesEx", simulator.FaultTypeNoPermission, 0)
 	err = e.c.ReleaseVolume(ctx, vol.ID)
 	var ae *csi.AttachedError
 	require.ErrorAs(t, err, &ae, "a VM that could not be read is not a deleted one")
@@ -246,10 +243,7 @@ func TestFaultsInjected(t *testing.T) {
 	vol, err := e.c.CreateVolume(ctx, spec("pv-fault"))
 	require.NoError(t, err)
 	for _, method := range []string{"CnsAttachVolume", "CnsCreateVolume"} {
-		e.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
-			MethodName: method, ObjectType: "*", ObjectName: "*",
-			FaultType: simulator.FaultTypeInsufficientResourcesFault, Probability: 1, MaxCount: 1, Enabled: true,
-		})
+		vspheretest.FaultOnce(e.model, method, simulator.FaultTypeInsufficientResourcesFault, 0)
 	}
 	vm := e.vms[0].Reference()
 	err = e.c.AttachVolume(ctx, vol.ID, vm)

@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	_ "github.com/vmware/govmomi/pbm/simulator" // the storage policy (SPBM) endpoint
 
 	"github.com/stretchr/testify/require"
 	"github.com/vmware/govmomi/simulator"
-	"github.com/vmware/govmomi/vim25/mo"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/kubefoundry/kubefoundry/vsphere"
@@ -64,16 +62,9 @@ func startSim(t testing.TB, edit []func(*simulator.Model), created func(*simulat
 func (s *sim) refuseOnce(method string) { s.faultOnce(method, simulator.FaultTypeInvalidState, 0) }
 
 // faultOnce makes vcsim fail one call of method, the one after skip
-// others, with fault. The rule counts the calls itself: vcsim's own
-// MaxCount and SkipCount are read on every call of any method under a
-// read lock and written under it on a match, which the race detector
-// catches when calls run at once (it failed a test under load).
+// others, with fault.
 func (s *sim) faultOnce(method string, fault simulator.FaultType, skip int) {
-	var calls atomic.Int64
-	s.model.Service.AddFaultRule(&simulator.FaultInjectionRule{
-		MethodName: method, ObjectType: "*", ObjectName: "*", FaultType: fault, Probability: 1, Enabled: true,
-		InclusionPropertyFilter: func(mo.Reference) bool { return calls.Add(1) == int64(skip)+1 },
-	})
+	vspheretest.FaultOnce(s.model, method, fault, skip)
 }
 
 // withTaskDelays sets vcsim's task delays (milliseconds) for one test.
