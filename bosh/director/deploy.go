@@ -48,6 +48,17 @@ type DeployOptions struct {
 	// Kubernetes node). Its error fails that instance as a failed step
 	// does, before anything of it changed.
 	BeforeStop func(ctx context.Context, inst Instance) error
+	// AfterStart, when set, is called for each instance the deploy
+	// started again or for the first time, once its post-start ran: what
+	// a platform checks before it moves on (lifecycle waits for the
+	// instance's Kubernetes node to be Ready and uncordons it). Its error
+	// fails that instance as a failed step does: the update stops there.
+	AfterStart func(ctx context.Context, inst Instance) error
+}
+
+// hooks are a deploy's calls out to its caller around each instance.
+type hooks struct {
+	beforeStop, afterStart func(context.Context, Instance) error
 }
 
 // DeployResult is what a deploy did: its task (none for a dry run) and
@@ -119,7 +130,7 @@ func (d *Director) Deploy(ctx context.Context, manifestYAML []byte, opts DeployO
 			return "", err
 		}
 		res.Plan = b.plan
-		if err := d.apply(ctx, b, manifestYAML, configs.ids, sink, opts.BeforeStop); err != nil {
+		if err := d.apply(ctx, b, manifestYAML, configs.ids, sink, hooks{opts.BeforeStop, opts.AfterStart}); err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("/deployments/%s", m.Name), nil
@@ -1000,8 +1011,7 @@ func archive(files []template.File) ([]byte, error) {
 }
 
 // apply carries a built deploy out.
-func (d *Director) apply(ctx context.Context, b *built, manifestYAML []byte, configIDs []int64, sink EventSink,
-	beforeStop func(context.Context, Instance) error) error {
+func (d *Director) apply(ctx context.Context, b *built, manifestYAML []byte, configIDs []int64, sink EventSink, h hooks) error {
 	st := d.cfg.Store
 	m := b.m
 	dep, err := st.Deployment(m.Name)
@@ -1032,7 +1042,7 @@ func (d *Director) apply(ctx context.Context, b *built, manifestYAML []byte, con
 		stg := newStage(sink, "Deleting unneeded instances", nil, len(gone))
 		for _, r := range gone {
 			end := stg.start(fmt.Sprintf("%s/%s (%d)", r.Group, r.ID, r.Index))
-			err := d.deleteInstance(ctx, r, false, "keep", beforeStop, true)
+			err := d.deleteInstance(ctx, r, false, "keep", h.beforeStop, true)
 			end(err)
 			if err != nil {
 				return err
@@ -1072,7 +1082,7 @@ func (d *Director) apply(ctx context.Context, b *built, manifestYAML []byte, con
 					running: p.rec.VMCID != "" && p.rec.Applied != nil && !stopped, noStart: stopped})
 			}
 			wg.Go(func() {
-				if err := d.rollGroup(ctx, m, g, rolls, sink, beforeStop); err != nil {
+				if err := d.rollGroup(ctx, m, g, rolls, sink, h); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
@@ -1128,7 +1138,7 @@ type roll struct {
 // rollGroup updates a group's instances through UpdateGroup and records
 // each that it updated.
 func (d *Director) rollGroup(ctx context.Context, m *manifest.Manifest, g *manifest.InstanceGroup, rolls []roll, sink EventSink,
-	beforeStop func(context.Context, Instance) error) error {
+	h hooks) error {
 	if len(rolls) == 0 {
 		return nil
 	}
@@ -1186,9 +1196,16 @@ func (d *Director) rollGroup(ctx context.Context, m *manifest.Manifest, g *manif
 		case r.replace:
 			c.Replace = func(ctx context.Context) (string, error) { return d.replaceVM(ctx, m.Name, p, &mu) }
 		}
-		if beforeStop != nil {
+		if h.beforeStop != nil {
 			inst := c.Instance
-			c.BeforeStop = func(ctx context.Context) error { return beforeStop(ctx, inst) }
+			c.BeforeStop = func(ctx context.Context) error { return h.beforeStop(ctx, inst) }
+		}
+		if h.afterStart != nil {
+			inst := c.Instance
+			c.AfterStart = func(ctx context.Context, agentID string) error {
+				inst.AgentID = agentID
+				return h.afterStart(ctx, inst)
+			}
 		}
 		if p.desired.DiskSize > 0 || p.rec.DiskCID != "" || p.rec.NewDiskCID != "" || p.rec.OldDiskCID != "" {
 			c.Prepare = func(ctx context.Context, agentID string) error { return d.ensureDisk(ctx, p, agentID, &mu) }

@@ -1733,6 +1733,62 @@ func TestBeforeStop(t *testing.T) {
 	assert.ElementsMatch(t, []string{"server/1", "server/0"}, called, "the deleted instance and the updated one")
 }
 
+// TestAfterStart: the deploy's AfterStart is called for each instance it
+// started, new or updated, after its post-start, with the agent it runs
+// under; its error fails the instance, which is not recorded as updated,
+// and the deploy stops there: the next deploy updates it again.
+func TestAfterStart(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	var mu sync.Mutex
+	var called []string
+	agents := map[string]string{}
+	hook := func(fail string) func(context.Context, director.Instance) error {
+		return func(_ context.Context, inst director.Instance) error {
+			mu.Lock()
+			defer mu.Unlock()
+			name := fmt.Sprintf("%s/%d", inst.Group, inst.Index)
+			called = append(called, name)
+			agents[inst.ID] = inst.AgentID
+			if name == fail {
+				return errors.New("the node is not Ready")
+			}
+			return nil
+		}
+	}
+	_, err := g.dir.Deploy(ctx, deployment(2, 0, 8080, false, "1"), director.DeployOptions{AfterStart: hook("")})
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"server/0", "server/1"}, called, "each new instance, once started")
+	for _, r := range g.instances(t) {
+		assert.Equal(t, r.AgentID, agents[r.ID], "%s/%d: the agent it runs under", r.Group, r.Index)
+		st, _ := g.state(t, r)
+		assert.Equal(t, "running", st, "%s/%d runs when its hook is called", r.Group, r.Index)
+	}
+
+	called = nil
+	_, err = g.dir.Deploy(ctx, deployment(2, 0, 9090, false, "1"), director.DeployOptions{AfterStart: hook("server/0")})
+	require.ErrorContains(t, err, "the node is not Ready")
+	require.ErrorContains(t, err, "after start")
+	assert.Equal(t, []string{"server/0"}, called, "the canary's hook failed: nothing else was begun")
+	for _, r := range g.instances(t) {
+		if r.Index == 0 {
+			assert.True(t, r.Dirty, "server/0 is not recorded as updated")
+		} else {
+			assert.False(t, r.Dirty, "server/1 is left as it was")
+		}
+	}
+
+	called = nil
+	_, err = g.dir.Deploy(ctx, deployment(2, 0, 9090, false, "1"), director.DeployOptions{AfterStart: hook("")})
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"server/0", "server/1"}, called, "the failed instance is updated again, then the other")
+	for _, r := range g.instances(t) {
+		assert.False(t, r.Dirty, "%s/%d is updated", r.Group, r.Index)
+	}
+}
+
 // TestHardStopThatFailsIsRecordedStopped: a hard stop whose VM deletion
 // fails leaves the instance recorded stopped, which Start starts.
 func TestHardStopThatFailsIsRecordedStopped(t *testing.T) {

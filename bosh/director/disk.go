@@ -447,7 +447,7 @@ func (d *Director) AttachDisk(ctx context.Context, deployment, instance, cid str
 				return fmt.Sprintf("%s has disk %s; it is attached when the instance starts", name, cid), nil
 			}
 			r := roll{p: p, running: p.rec.Applied != nil && p.rec.State == StateStarted, noStart: p.rec.State == StateStopped}
-			if err := d.rollGroup(ctx, m, p.group, []roll{r}, sink, nil); err != nil {
+			if err := d.rollGroup(ctx, m, p.group, []roll{r}, sink, hooks{}); err != nil {
 				return "", err
 			}
 			return fmt.Sprintf("attached disk %s to %s", cid, name), nil

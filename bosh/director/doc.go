@@ -203,6 +203,9 @@
 //	                      every ninth of the range (at least a second) until max, as
 //	                      BOSH's watch_schedule
 //	run_script post-start
+//	Change.AfterStart     when set (a platform's own check: lifecycle waits for the
+//	                      instance's Kubernetes node to be Ready and uncordons it;
+//	                      DeployOptions.AfterStart)
 //
 // A failed instance stops the update: nothing new begins, what is in
 // flight finishes, and the error is an *UpdateError listing every failed

@@ -86,7 +86,7 @@ func (d *Director) RunErrand(ctx context.Context, deployment, name string, opts 
 				rolls = append(rolls, roll{p: p, create: p.rec.VMCID == "" && p.rec.Applied == nil, replace: p.rec.VMCID == "",
 					running: false})
 			}
-			if err := d.rollGroup(ctx, m, g, rolls, sink, nil); err != nil {
+			if err := d.rollGroup(ctx, m, g, rolls, sink, hooks{}); err != nil {
 				return "", err
 			}
 			if err := d.refresh(on); err != nil {

@@ -58,7 +58,7 @@ func (d *Director) Recreate(ctx context.Context, deployment string, opts Recreat
 						rolls = append(rolls, roll{p: p, running: p.rec.State == StateStarted, noStart: p.rec.State == StateStopped})
 					}
 				}
-				if err := d.rollGroup(ctx, m, g, rolls, sink, nil); err != nil {
+				if err := d.rollGroup(ctx, m, g, rolls, sink, hooks{}); err != nil {
 					return err
 				}
 			}

@@ -153,7 +153,7 @@ func (d *Director) startInstances(ctx context.Context, m *manifest.Manifest, cho
 			}
 			rolls = append(rolls, roll{p: p, replace: p.rec.VMCID == "", create: p.rec.VMCID == "" && p.rec.Applied == nil})
 		}
-		if err := d.rollGroup(ctx, m, g, rolls, sink, nil); err != nil {
+		if err := d.rollGroup(ctx, m, g, rolls, sink, hooks{}); err != nil {
 			return err
 		}
 	}

@@ -54,6 +54,10 @@ type Change struct {
 	// drained and stopped (a Kubernetes node drained of its pods, say); its
 	// error fails the instance, which is left running as it was.
 	BeforeStop func(ctx context.Context) error
+	// AfterStart, when set, is called once the instance is started and
+	// its post-start ran, with its agent id; its error fails the
+	// instance.
+	AfterStart func(ctx context.Context, agentID string) error
 	// Begin, when set, is called before the instance's first step: a
 	// failure of it fails the instance, which is left as it was.
 	Begin func(ctx context.Context) error
@@ -341,7 +345,15 @@ func (u *Updater) steps(ctx context.Context, c Change, agentID *string, watch ma
 	if err := u.watch(ctx, id, watch); err != nil {
 		return err
 	}
-	return step("post-start", "run_script", "post-start", map[string]any{})
+	if err := step("post-start", "run_script", "post-start", map[string]any{}); err != nil {
+		return err
+	}
+	if c.AfterStart != nil {
+		if err := c.AfterStart(ctx, id); err != nil {
+			return fmt.Errorf("after start: %w", err)
+		}
+	}
+	return nil
 }
 
 // watch waits for the agent to report every job running, as BOSH watches
