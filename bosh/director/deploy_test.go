@@ -1733,6 +1733,64 @@ func TestBeforeStop(t *testing.T) {
 	assert.ElementsMatch(t, []string{"server/1", "server/0"}, called, "the deleted instance and the updated one")
 }
 
+// TestStemcellUpgrade: a deployment on stemcell version "latest" moves to
+// a newly uploaded stemcell once the release is uploaded compiled against
+// it too (the same version: its packages for the new stemcell are added to
+// it); until then the deploy refuses, naming the package, and changes
+// nothing. Each instance gets a new VM from the new stemcell.
+func TestStemcellUpgrade(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	_, err := g.dir.Deploy(ctx, deployment(2, 0, 8080, false, "1"), director.DeployOptions{})
+	require.NoError(t, err)
+	vms := map[string]string{}
+	for _, r := range g.instances(t) {
+		vms[r.ID] = r.VMCID
+		require.Equal(t, "ubuntu-jammy/1.1", r.Applied.Stemcell)
+	}
+
+	_, err = g.dir.UploadStemcell(ctx, stemcellTarball(t, "1.2"))
+	require.NoError(t, err)
+	_, err = g.dir.Deploy(ctx, deployment(2, 0, 8080, false, "1"), director.DeployOptions{})
+	require.ErrorContains(t, err, "app", "the release has no package compiled for 1.2 yet")
+	for _, r := range g.instances(t) {
+		assert.Equal(t, vms[r.ID], r.VMCID, "a refused deploy changes nothing")
+	}
+
+	blobs := countBlobs(t, g.w.Store)
+	rel := testRelease(t, "1", "ubuntu-jammy/1.2")
+	rec, err := g.dir.UploadRelease(ctx, rel)
+	require.NoError(t, err, "the same release, compiled against another stemcell")
+	var on []string
+	for _, p := range rec.Packages {
+		on = append(on, p.Name+"@"+p.Stemcell)
+	}
+	assert.ElementsMatch(t, []string{"app@ubuntu-jammy/1.1", "app@ubuntu-jammy/1.2"}, on)
+	assert.Equal(t, blobs+1, countBlobs(t, g.w.Store), "the new stemcell's package is stored")
+	again, err := g.dir.UploadRelease(ctx, rel)
+	require.NoError(t, err)
+	assert.Equal(t, rec, again)
+	assert.Equal(t, blobs+1, countBlobs(t, g.w.Store), "and once")
+
+	other := testReleaseWith(t, "1", "ubuntu-jammy/1.3", func(dir string) {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "src/app/extra.go"), []byte("package main\n"), 0o644))
+	})
+	_, err = g.dir.UploadRelease(ctx, other)
+	require.ErrorIs(t, err, kubefoundry.ErrConflict, "another package under the same release version")
+	assert.Equal(t, blobs+1, countBlobs(t, g.w.Store), "a refused upload leaves no blob")
+
+	_, err = g.dir.Deploy(ctx, deployment(2, 0, 8080, false, "1"), director.DeployOptions{})
+	require.NoError(t, err)
+	for _, r := range g.instances(t) {
+		assert.NotEqual(t, vms[r.ID], r.VMCID, "%s/%d has a new VM", r.Group, r.Index)
+		assert.Equal(t, "ubuntu-jammy/1.2", r.Applied.Stemcell)
+		st, _ := g.state(t, r)
+		assert.Equal(t, "running", st)
+	}
+}
+
 // TestAfterStart: the deploy's AfterStart is called for each instance it
 // started, new or updated, after its post-start, with the agent it runs
 // under; its error fails the instance, which is not recorded as updated,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -276,7 +277,10 @@ func (d *Director) UploadStemcell(ctx context.Context, tarball string) (Stemcell
 // Packages are taken as compiled: a release's source packages are kept by
 // name only, and a deploy that needs one fails naming it. Uploading the
 // same release again (the same jobs and packages) returns its record and
-// stores nothing; the same name and version with other content is
+// stores nothing; the same release compiled against another stemcell
+// (the same jobs; packages of the same names and versions) adds those
+// compiled packages, as BOSH's director does, so that deployments move to
+// the new stemcell. The same name and version with other content is
 // ErrConflict. On failure, no blob it stored is left.
 func (d *Director) UploadRelease(ctx context.Context, path string) (rec ReleaseRecord, err error) {
 	d.uploadMu.Lock()
@@ -294,28 +298,36 @@ func (d *Director) UploadRelease(ctx context.Context, path string) (rec ReleaseR
 		}
 		rec.Jobs = append(rec.Jobs, ReleaseJob{Name: ref.Name, Fingerprint: ref.Fingerprint, Spec: j.Manifest, Templates: j.Templates})
 	}
+	add := m.CompiledPackages
 	old, err := d.cfg.Store.Release(m.Name, m.Version)
 	switch {
 	case err == nil:
-		if !sameRelease(old, rec, m) {
-			return ReleaseRecord{}, fmt.Errorf("release %s/%s is uploaded with other jobs or packages: %w", m.Name, m.Version, kubefoundry.ErrConflict)
+		if add, err = newPackages(old, rec, m); err != nil {
+			return ReleaseRecord{}, fmt.Errorf("release %s/%s is uploaded with other %w", m.Name, m.Version, err)
 		}
-		return old, nil
+		if len(add) == 0 {
+			return old, nil
+		}
+		// Jobs as first uploaded: they are the same.
+		rec = old
+		rec.Packages = slices.Clone(old.Packages)
 	case !errors.Is(err, kubefoundry.ErrNotFound):
 		return ReleaseRecord{}, err
 	}
+	var stored []string
 	defer func() {
 		if err != nil {
-			for _, p := range rec.Packages {
-				_ = d.cfg.Blobs.Delete(context.WithoutCancel(ctx), p.BlobID)
+			for _, id := range stored {
+				_ = d.cfg.Blobs.Delete(context.WithoutCancel(ctx), id)
 			}
 		}
 	}()
-	for _, ref := range m.CompiledPackages {
+	for _, ref := range add {
 		id, digest, err := d.putPackage(ctx, rel, ref.Name)
 		if err != nil {
 			return rec, fmt.Errorf("release %s/%s: package %s: %w", m.Name, m.Version, ref.Name, err)
 		}
+		stored = append(stored, id)
 		rec.Packages = append(rec.Packages, ReleasePackage{Name: ref.Name, Version: ref.Version, Stemcell: ref.Stemcell,
 			Dependencies: ref.Dependencies, BlobID: id, Digest: digest.String()})
 	}
@@ -325,22 +337,38 @@ func (d *Director) UploadRelease(ctx context.Context, path string) (rec ReleaseR
 	return rec, nil
 }
 
-// sameRelease: the record holds the release's jobs and compiled packages.
-func sameRelease(old, rec ReleaseRecord, m release.Manifest) bool {
-	if len(old.Jobs) != len(rec.Jobs) || len(old.Packages) != len(m.CompiledPackages) {
-		return false
+// newPackages are the compiled packages of an upload of a release already
+// held that the record does not have: none when it is the same release,
+// those of another stemcell when it is the same release compiled against
+// it. Other jobs, or another version of a package, is ErrConflict.
+func newPackages(old, rec ReleaseRecord, m release.Manifest) ([]release.CompiledPackageRef, error) {
+	if len(old.Jobs) != len(rec.Jobs) {
+		return nil, fmt.Errorf("jobs: %w", kubefoundry.ErrConflict)
 	}
 	for i := range old.Jobs {
 		if old.Jobs[i].Name != rec.Jobs[i].Name || old.Jobs[i].Fingerprint != rec.Jobs[i].Fingerprint {
-			return false
+			return nil, fmt.Errorf("jobs (%s): %w", rec.Jobs[i].Name, kubefoundry.ErrConflict)
 		}
 	}
-	for i, p := range m.CompiledPackages {
-		if old.Packages[i].Name != p.Name || old.Packages[i].Version != p.Version || old.Packages[i].Stemcell != p.Stemcell {
-			return false
+	// Whatever the stemcell, the packages are the release's: the same
+	// names and versions.
+	want, got := map[string]string{}, map[string]string{}
+	for _, p := range old.Packages {
+		want[p.Name] = p.Version
+	}
+	for _, p := range m.CompiledPackages {
+		got[p.Name] = p.Version
+	}
+	if !maps.Equal(want, got) {
+		return nil, fmt.Errorf("packages: %w", kubefoundry.ErrConflict)
+	}
+	var add []release.CompiledPackageRef
+	for _, p := range m.CompiledPackages {
+		if !slices.ContainsFunc(old.Packages, func(o ReleasePackage) bool { return o.Name == p.Name && o.Stemcell == p.Stemcell }) {
+			add = append(add, p)
 		}
 	}
-	return true
+	return add, nil
 }
 
 // putPackage copies a compiled package's tarball into the blobstore.
