@@ -209,12 +209,17 @@ func (s *Supervisor) Stop(ctx context.Context, job string) error {
 	return nil
 }
 
-// StopAll stops every job.
+// StopAll stops every job, all at once as monit's stop all does: one job
+// that takes its time to stop (an API server's graceful shutdown) does
+// not hold back the others, nor waits for them.
 func (s *Supervisor) StopAll(ctx context.Context) error {
-	var errs []error
-	for _, job := range s.Jobs() {
-		errs = append(errs, s.Stop(ctx, job))
+	jobs := s.Jobs()
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	for i, job := range jobs {
+		wg.Go(func() { errs[i] = s.Stop(ctx, job) })
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 

@@ -107,6 +107,33 @@ while :; do sleep 0.05; done`)
 	assert.Error(t, syscall.Kill(st.PID, 0), "the process is gone")
 }
 
+// TestSupervisorStopsAllAtOnce: StopAll signals every job at once, as
+// monit's stop all does: job a, which on TERM waits for job b to have
+// been signalled too before it exits, exits by itself; stopped one job
+// after the other (a first, by name), a would wait for b until it is
+// killed.
+func TestSupervisorStopsAllAtOnce(t *testing.T) {
+	l := Layout{Root: t.TempDir()}
+	s := fastSupervisor(t, l)
+	bTermed, aSaw := l.Path("/var/vcap/data/b-termed"), l.Path("/var/vcap/data/a-saw-b")
+	require.NoError(t, os.MkdirAll(filepath.Dir(bTermed), 0o755))
+	a := script(t, l, "/var/vcap/jobs/a/bin/a", `
+trap 'for i in $(seq 1 40); do [ -e `+bTermed+` ] && { touch `+aSaw+`; exit 0; }; sleep 0.1; done; exit 1' TERM
+while :; do sleep 0.05; done`)
+	b := script(t, l, "/var/vcap/jobs/b/bin/b", `
+trap 'touch `+bTermed+`; exit 0' TERM
+while :; do sleep 0.05; done`)
+	require.NoError(t, s.Start(t.Context(), "a", []Process{{Name: "a", Executable: a}}))
+	require.NoError(t, s.Start(t.Context(), "b", []Process{{Name: "b", Executable: b}}))
+	eventually(t, func() bool { return JobState(s.Status()) == StateRunning }, "a and b are not running: %+v", s.Status())
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, s.StopAll(ctx))
+	assert.FileExists(t, bTermed)
+	assert.FileExists(t, aSaw, "a was still running, and saw b signalled: both were stopped at once")
+	assert.Empty(t, s.Status())
+}
+
 func TestSupervisorRestartsWhatExits(t *testing.T) {
 	l := Layout{Root: t.TempDir()}
 	s := fastSupervisor(t, l)
