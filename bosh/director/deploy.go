@@ -1752,8 +1752,8 @@ type DeleteOptions struct {
 	Events    EventSink
 }
 
-// DeleteDeployment deletes a deployment: each instance drained and
-// stopped, its persistent disks detached and deleted (or, with
+// DeleteDeployment deletes a deployment: its instances at once (up to
+// Config.MaxThreads), each drained and stopped, its persistent disks detached and deleted (or, with
 // KeepDisks, orphaned), its VM deleted, and the deployment forgotten. It
 // is idempotent: VMs and disks already gone are no error, and a deletion
 // stopped half-way finishes when run again. One instance's or disk's
@@ -1772,16 +1772,21 @@ func (d *Director) DeleteDeployment(ctx context.Context, name string, opts Delet
 		}
 		sort.SliceStable(recs, func(i, j int) bool { return recs[i].Group < recs[j].Group })
 		stg := newStage(sink, "Deleting instances", nil, len(recs))
-		var errs []error
-		for _, r := range recs {
-			end := stg.start(fmt.Sprintf("%s/%s (%d)", r.Group, r.ID, r.Index))
-			err := d.deleteInstance(ctx, r, opts.Force, "delete", nil, opts.KeepDisks)
-			end(err)
-			if err != nil {
-				// One instance's failure does not keep the others.
-				errs = append(errs, err)
-			}
+		// Every instance at once, up to MaxThreads, as BOSH's director
+		// deletes them; one instance's failure does not keep the others.
+		errs := make([]error, len(recs))
+		sem := make(chan struct{}, d.cfg.MaxThreads)
+		var wg sync.WaitGroup
+		for i, r := range recs {
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				end := stg.start(fmt.Sprintf("%s/%s (%d)", r.Group, r.ID, r.Index))
+				errs[i] = d.deleteInstance(ctx, r, opts.Force, "delete", nil, opts.KeepDisks)
+				end(errs[i])
+			})
 		}
+		wg.Wait()
 		if err := errors.Join(errs...); err != nil {
 			return "", err
 		}

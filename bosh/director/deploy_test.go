@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -1789,6 +1790,35 @@ func TestStemcellUpgrade(t *testing.T) {
 		st, _ := g.state(t, r)
 		assert.Equal(t, "running", st)
 	}
+}
+
+// TestDeleteDeploymentAtOnce: a deployment's deletion works on all its
+// instances at once, as BOSH's director does: every instance's deletion
+// has begun before the first ends.
+func TestDeleteDeploymentAtOnce(t *testing.T) {
+	g := newRig(t)
+	g.upload(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	_, err := g.dir.Deploy(ctx, deployment(2, 1, 8080, false, "1"), director.DeployOptions{})
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var seq []string
+	sink := func(e director.Event) {
+		if e.Stage == "Deleting instances" {
+			mu.Lock()
+			seq = append(seq, e.State)
+			mu.Unlock()
+		}
+	}
+	_, err = g.dir.DeleteDeployment(ctx, "e2e", director.DeleteOptions{Events: sink})
+	require.NoError(t, err)
+	assert.Empty(t, g.vms(t))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, seq, 6)
+	first := slices.Index(seq, director.EventFinished)
+	assert.Equal(t, 3, first, "the three instances' deletions began before one ended: %v", seq)
 }
 
 // TestAfterStart: the deploy's AfterStart is called for each instance it

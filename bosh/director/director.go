@@ -64,6 +64,9 @@ type Config struct {
 	VariablesDir string
 	// TempDir is where uploads are unpacked; the system's when empty.
 	TempDir string
+	// MaxThreads bounds the instances a deployment's deletion works on
+	// at once (BOSH's max_threads): 32 when 0.
+	MaxThreads int
 	// Log logs; nothing when nil.
 	Log *zap.Logger
 }
@@ -115,6 +118,9 @@ func New(cfg Config) (*Director, error) {
 	}
 	if cfg.AgentPing == 0 {
 		cfg.AgentPing = time.Second
+	}
+	if cfg.MaxThreads <= 0 {
+		cfg.MaxThreads = 32
 	}
 	if cfg.PingTimeout == 0 {
 		cfg.PingTimeout = 10 * time.Second
