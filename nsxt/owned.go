@@ -61,3 +61,28 @@ func (c *Client) ListOwned(ctx context.Context, clusterID string) ([]OwnedObject
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out, nil
 }
+
+// Clusters returns, sorted, every cluster ID that owns something in NSX
+// (an object tagged TagCluster): where an orphan scan begins, with
+// ListOwned for each cluster no one knows. It reads NSX's search index,
+// so a cluster whose only objects were made a moment ago, which the index
+// does not show yet, may be missing; what a teardown deleted and NSX has
+// not purged yet is left out.
+func (c *Client) Clusters(ctx context.Context) ([]string, error) {
+	res, err := searchAll(ctx, c, "tags.scope:"+escape(TagCluster))
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, m := range res {
+		for _, id := range tagValues(m, TagCluster) {
+			seen[id] = true
+		}
+	}
+	out := []string{}
+	for id := range seen {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out, nil
+}

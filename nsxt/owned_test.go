@@ -93,3 +93,26 @@ func TestListOwned(t *testing.T) {
 	_, err = e.c.ListOwned(ctx, "C1")
 	require.ErrorIs(t, err, kubefoundry.ErrInvalid)
 }
+
+// Clusters lists every cluster that owns something in NSX, once each, and
+// not one whose objects a teardown deleted, before NSX purges them.
+func TestClusters(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, simulator.Config{PurgeAfter: time.Hour})
+	none, err := e.c.Clusters(ctx)
+	require.NoError(t, err)
+	require.Empty(t, none)
+	for _, id := range []string{"c2", "c1"} {
+		_, err := e.c.BuildTopology(ctx, topology(e.sim, id, "a"))
+		require.NoError(t, err)
+	}
+	ids, err := e.c.Clusters(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"c1", "c2"}, ids)
+	_, err = e.c.TeardownTopology(ctx, "c1")
+	require.NoError(t, err)
+	require.NotEmpty(t, e.sim.Marked())
+	ids, err = e.c.Clusters(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"c2"}, ids)
+}
