@@ -146,6 +146,11 @@ type Cluster struct {
 	// NodeSubnet is its node network, carved from the node IP block.
 	NodeSubnet netip.Prefix
 	Nodes      []Node
+	// Stemcell ("os/version") and Release (the Kubernetes release's
+	// version) are what it runs; UpgradeAvailable says the Manager's
+	// Foundation has another of either, which Upgrade moves it to.
+	Stemcell, Release string
+	UpgradeAvailable  bool
 }
 
 // Node is one of a cluster's VMs: a control-plane node or a worker.
@@ -204,12 +209,13 @@ func (m *Manager) Create(ctx context.Context, spec ClusterSpec) (*Cluster, error
 	if err := m.cfg.Store.PutCluster(rec); err != nil {
 		return nil, err
 	}
-	c, err := m.converge(ctx, "create cluster", spec, &rec)
+	c, err := m.converge(ctx, "create cluster", spec, &rec, false)
 	if err != nil {
 		rec.State, rec.Error, rec.Updated = StateFailed, err.Error(), time.Now().UTC()
 		return nil, errors.Join(err, m.cfg.Store.PutCluster(rec))
 	}
 	rec.State, rec.Updated = StateRunning, time.Now().UTC()
+	c.State = rec.State
 	return c, m.cfg.Store.PutCluster(rec)
 }
 
@@ -267,7 +273,7 @@ func sameSpec(a, b ClusterSpec) bool {
 // then the deployment, where a node about to be stopped (a worker removed
 // by a resize) is drained first, then the API, the Nodes of instances no
 // longer there removed, and every node Ready.
-func (m *Manager) converge(ctx context.Context, op string, spec ClusterSpec, rec *ClusterRecord) (*Cluster, error) {
+func (m *Manager) converge(ctx context.Context, op string, spec ClusterSpec, rec *ClusterRecord, upgrade bool) (*Cluster, error) {
 	name := string(spec.Name)
 	plan := m.cfg.Plans[spec.Plan]
 	log := m.log.With(zap.String("cluster", name))
@@ -308,7 +314,17 @@ func (m *Manager) converge(ctx context.Context, op string, spec ClusterSpec, rec
 	}); err != nil {
 		return nil, fmt.Errorf("cluster %s: cloud config: %w", name, err)
 	}
+	// What the cluster runs stays what it runs until an upgrade: the
+	// Foundation's stemcell and release only for a new cluster or an
+	// upgrade. One it runs already is on the director.
+	stemcell := m.stemcell()
+	if !upgrade && rec.Stemcell != "" {
+		stemcell = rec.Stemcell
+	}
 	if err := st.run("stemcell", func() error {
+		if stemcell != m.stemcell() {
+			return nil
+		}
 		_, err := m.cfg.Director.UploadStemcell(ctx, m.cfg.Stemcell)
 		return err
 	}); err != nil {
@@ -316,16 +332,41 @@ func (m *Manager) converge(ctx context.Context, op string, spec ClusterSpec, rec
 	}
 	var version string
 	if err := st.run("release", func() (err error) {
-		version, err = m.uploadRelease(ctx)
+		if !upgrade && rec.Release != "" {
+			if current, err := m.releaseVersion(); err == nil && current != rec.Release {
+				version = rec.Release
+				return nil
+			}
+		}
+		version, err = m.uploadRelease(ctx, stemcell)
 		return err
 	}); err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", name, err)
 	}
+	if rec.Stemcell != stemcell || rec.Release != version {
+		rec.Stemcell, rec.Release = stemcell, version
+		if err := m.cfg.Store.PutCluster(*rec); err != nil {
+			return nil, err
+		}
+	}
+	stemOS, stemVersion, _ := strings.Cut(stemcell, "/")
+	// A control plane that runs already is updated one member at a time.
+	recs, err := m.cfg.Director.Instances(rec.Deployment)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", name, err)
+	}
+	running := 0
+	for _, r := range recs {
+		if r.Group == "master" && r.VMCID != "" && r.Applied != nil && r.State == director.StateStarted {
+			running++
+		}
+	}
 
-	d := kuberelease.Deployment{Name: deploymentName(name), ReleaseVersion: version, StemcellOS: m.cfg.StemcellOS,
-		StemcellVersion: m.cfg.StemcellVersion, Network: name + "-nodes", APIAddress: net.APIAddress, APIPort: net.APIPort,
+	d := kuberelease.Deployment{Name: deploymentName(name), ReleaseVersion: version, StemcellOS: stemOS,
+		StemcellVersion: stemVersion, Network: name + "-nodes", APIAddress: net.APIAddress, APIPort: net.APIPort,
 		APIServerArgs: spec.Kubernetes.APIServerArgs,
-		ControlPlane:  kuberelease.ControlPlane{StaticIPs: masters, AZs: azs, VMType: name + "-master"}}
+		ControlPlane: kuberelease.ControlPlane{StaticIPs: masters, AZs: azs, VMType: name + "-master",
+			Rolling: running == len(masters)}}
 	if plan.ControlPlane.PersistentDiskGB > 0 {
 		d.ControlPlane.DiskType = name + "-etcd"
 	}
@@ -336,7 +377,8 @@ func (m *Manager) converge(ctx context.Context, op string, spec ClusterSpec, rec
 			return err
 		}
 		res, err := m.cfg.Director.Deploy(ctx, manifest, director.DeployOptions{Events: directorEvents(m.cfg.Events, "deploy"),
-			BeforeStop: func(ctx context.Context, inst director.Instance) error { return m.drain(ctx, name, rec, inst) }})
+			BeforeStop: func(ctx context.Context, inst director.Instance) error { return m.drain(ctx, name, rec, inst) },
+			AfterStart: func(ctx context.Context, inst director.Instance) error { return m.rejoin(ctx, name, rec, inst) }})
 		if err == nil {
 			log.Info("deployed", zap.Int64("task", res.Task.ID))
 		}
@@ -364,7 +406,17 @@ func (m *Manager) converge(ctx context.Context, op string, spec ClusterSpec, rec
 		if err := m.pruneNodes(ctx, kc, nodes); err != nil {
 			return err
 		}
-		return kc.WaitNodesReady(ctx, nodes, 5*time.Minute)
+		if err := kc.WaitNodesReady(ctx, nodes, 5*time.Minute); err != nil {
+			return err
+		}
+		// A node drained by an operation that stopped before it was back
+		// (a crash between the two) is schedulable again.
+		for _, n := range nodes {
+			if err := uncordonDrained(ctx, kc, n); err != nil {
+				return err
+			}
+		}
+		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", name, err)
 	}
@@ -418,51 +470,18 @@ func (m *Manager) Resize(ctx context.Context, name string, workers map[string]in
 	if err := spec.Validate(m.cfg.Plans); err != nil {
 		return nil, err
 	}
-	rec.Spec, rec.State, rec.Error, rec.Updated = spec, StateCreating, "", time.Now().UTC()
+	rec.Spec, rec.State, rec.Error, rec.Updated = spec, StateUpdating, "", time.Now().UTC()
 	if err := m.cfg.Store.PutCluster(rec); err != nil {
 		return nil, err
 	}
-	c, err := m.converge(ctx, "resize cluster", spec, &rec)
+	c, err := m.converge(ctx, "resize cluster", spec, &rec, false)
 	if err != nil {
 		rec.State, rec.Error, rec.Updated = StateFailed, err.Error(), time.Now().UTC()
 		return nil, errors.Join(err, m.cfg.Store.PutCluster(rec))
 	}
 	rec.State, rec.Updated = StateRunning, time.Now().UTC()
+	c.State = rec.State
 	return c, m.cfg.Store.PutCluster(rec)
-}
-
-// drain drains the Kubernetes node of an instance the director is about
-// to stop. An instance whose node Kubernetes does not know (its kubelet
-// never registered) has nothing to drain.
-func (m *Manager) drain(ctx context.Context, name string, rec *ClusterRecord, inst director.Instance) error {
-	recs, err := m.cfg.Director.Instances(rec.Deployment)
-	if err != nil {
-		return err
-	}
-	ip := ""
-	for _, r := range recs {
-		if r.ID == inst.ID && len(r.IPs) > 0 {
-			_, ip, _ = strings.Cut(r.IPs[0], "=")
-		}
-	}
-	if ip == "" {
-		return nil
-	}
-	kc, err := m.client(name, &Cluster{APIAddress: rec.APIAddress, APIPort: rec.APIPort})
-	if err != nil {
-		return err
-	}
-	if _, err := kc.Clientset().CoreV1().Nodes().Get(ctx, ip, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-		return nil
-	}
-	rep, err := kc.Drain(ctx, ip, kube.DrainOptions{Force: true, DeleteEmptyDirData: true, Timeout: 10 * time.Minute,
-		Sink: m.cfg.Events})
-	if err != nil {
-		return fmt.Errorf("drain node %s (%s): %w", ip, inst.Name(), err)
-	}
-	m.log.Info("node drained", zap.String("node", ip), zap.String("instance", inst.Name()), zap.Int("pods", len(rep.Pods)),
-		zap.Duration("took", rep.Duration))
-	return nil
 }
 
 // pruneNodes deletes the Nodes of the cluster's VMs that are gone (a
@@ -657,17 +676,16 @@ func nth(a netip.Addr, n int) netip.Addr {
 // uploadRelease builds the Kubernetes release from the Foundation's
 // binaries (once: it is kept in CacheDir under a name that changes with
 // them) and uploads it, returning its version.
-func (m *Manager) uploadRelease(ctx context.Context) (string, error) {
-	key, err := m.releaseKey()
+func (m *Manager) uploadRelease(ctx context.Context, stemcell string) (string, error) {
+	version, err := m.releaseVersion()
 	if err != nil {
 		return "", err
 	}
-	version := m.cfg.KubernetesVersion + "+kf." + key
 	dir := filepath.Join(m.cfg.CacheDir, "releases")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	path := filepath.Join(dir, kuberelease.Name+"-"+version+"-"+strings.ReplaceAll(m.stemcell(), "/", "-")+".tgz")
+	path := filepath.Join(dir, kuberelease.Name+"-"+version+"-"+strings.ReplaceAll(stemcell, "/", "-")+".tgz")
 	if _, err := os.Stat(path); err != nil {
 		start := time.Now()
 		tmp, err := os.CreateTemp(dir, ".building-")
@@ -675,7 +693,7 @@ func (m *Manager) uploadRelease(ctx context.Context) (string, error) {
 			return "", err
 		}
 		defer os.Remove(tmp.Name())
-		_, err = kuberelease.Build(ctx, m.cfg.Kubernetes, version, m.stemcell(), dir, tmp)
+		_, err = kuberelease.Build(ctx, m.cfg.Kubernetes, version, stemcell, dir, tmp)
 		if cerr := tmp.Close(); err == nil {
 			err = cerr
 		}
@@ -694,6 +712,16 @@ func (m *Manager) uploadRelease(ctx context.Context) (string, error) {
 }
 
 func (m *Manager) stemcell() string { return m.cfg.StemcellOS + "/" + m.cfg.StemcellVersion }
+
+// releaseVersion is the version of the release the Foundation's binaries
+// make: the Kubernetes version and the release key.
+func (m *Manager) releaseVersion() (string, error) {
+	key, err := m.releaseKey()
+	if err != nil {
+		return "", err
+	}
+	return m.cfg.KubernetesVersion + "+kf." + key, nil
+}
 
 // releaseKey changes with the binaries (their paths, sizes and times)
 // and the SDK's own release jobs: 8 hex digits.
@@ -725,7 +753,10 @@ func (m *Manager) Get(ctx context.Context, name string) (*Cluster, error) {
 		return nil, fmt.Errorf("cluster %s: %w", name, err)
 	}
 	c := &Cluster{Name: name, Deployment: rec.Deployment, State: rec.State, Error: rec.Error, APIAddress: rec.APIAddress,
-		APIPort: rec.APIPort, NodeSubnet: rec.NodeSubnet}
+		APIPort: rec.APIPort, NodeSubnet: rec.NodeSubnet, Stemcell: rec.Stemcell, Release: rec.Release}
+	if current, err := m.releaseVersion(); err == nil && rec.Release != "" {
+		c.UpgradeAvailable = rec.Stemcell != m.stemcell() || rec.Release != current
+	}
 	for _, r := range recs {
 		ip := ""
 		if len(r.IPs) > 0 {

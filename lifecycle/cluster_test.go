@@ -106,6 +106,24 @@ func TestCreateAndDelete(t *testing.T) {
 	assert.Equal(t, "master", c.Nodes[0].Group)
 	assert.True(t, c.NodeSubnet.Contains(mustAddr(t, c.Nodes[0].IP)), "the nodes are on the cluster's NSX node subnet %s", c.NodeSubnet)
 
+	// A cluster whose record is lost is orphans, all of it; with its record
+	// back, none.
+	rec, err := st.Cluster("alpha")
+	require.NoError(t, err)
+	require.NoError(t, st.DeleteCluster("alpha"))
+	orphans, err := m.Orphans(ctx)
+	require.NoError(t, err)
+	kinds := map[string]bool{}
+	for _, o := range orphans {
+		assert.Equal(t, "alpha", o.Cluster)
+		kinds[o.System+" "+o.Kind] = true
+	}
+	assert.True(t, kinds["bosh deployment"] && kinds["bosh cloud config"] && kinds["nsx Tier1"] && kinds["nsx LBVirtualServer"], "%v", kinds)
+	require.NoError(t, st.PutCluster(rec))
+	orphans, err = m.Orphans(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, orphans)
+
 	kc, err := m.Credentials(ctx, "alpha")
 	require.NoError(t, err)
 	assert.Contains(t, string(kc), "https://"+c.APIAddress+":8443", "the kubeconfig points at the load balancer")
@@ -186,7 +204,96 @@ func TestCreateAndDelete(t *testing.T) {
 	require.ErrorIs(t, err, kubefoundry.ErrInvalid, "no such pool")
 	spec.Workers = 3 // what the record now says
 
-	again, err := m.Create(ctx, spec)
+	// Upgrade: the platform has a new stemcell. Every VM is replaced, one
+	// at a time, each node drained first and back before the next, while
+	// web's budget keeps at least 3 of its 4 pods ready.
+	before := map[string]string{}
+	for _, r := range directorInstances(t, f, "kubefoundry-alpha") {
+		before[r.ID] = r.VMCID
+		assert.Equal(t, "ubuntu-jammy/1.0", r.Applied.Stemcell)
+	}
+	waitFor(t, func() bool { return webReady() == 4 }, "4 pods of web ready before the upgrade")
+	newer := lf
+	newer.Stemcell, err = f.Stemcell("1.1")
+	require.NoError(t, err)
+	newer.StemcellVersion = "1.1"
+	m2, err := lifecycle.New(lifecycle.Config{Foundation: newer, Store: st, Plans: plans, Events: sink, Log: zaptest.NewLogger(t)})
+	require.NoError(t, err)
+	got := mustGet(t, m2, "alpha")
+	assert.True(t, got.UpgradeAvailable, "the foundation has a newer stemcell")
+	assert.Equal(t, "ubuntu-jammy/1.0", got.Stemcell)
+	assert.False(t, mustGet(t, m, "alpha").UpgradeAvailable, "nothing newer for the old foundation")
+	c, err = m2.Resize(ctx, "alpha", map[string]int{"worker": 3})
+	require.NoError(t, err, "a resize changes nothing it runs")
+	for _, r := range directorInstances(t, f, "kubefoundry-alpha") {
+		assert.Equal(t, before[r.ID], r.VMCID, "%s/%d: a resize on a newer foundation replaces no VM", r.Group, r.Index)
+	}
+	// The least number of web's pods ready while it upgrades, read every
+	// 200 ms (a read the API does not answer, while the control plane's
+	// VM is replaced, counts for nothing).
+	least := int32(4)
+	stop := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+			d, err := cs.AppsV1().Deployments("default").Get(rctx, "web", metav1.GetOptions{})
+			rcancel()
+			if err == nil && d.Status.ReadyReplicas < least {
+				least = d.Status.ReadyReplicas
+			}
+		}
+	}()
+	mu.Lock()
+	events = nil
+	mu.Unlock()
+	start = time.Now()
+	c, err = m2.Upgrade(ctx, "alpha")
+	close(stop)
+	<-watched
+	require.NoError(t, err)
+	t.Logf("upgraded 1+3 in %s; web's least ready pods: %d", time.Since(start).Round(time.Second), least)
+	assert.GreaterOrEqual(t, least, int32(3), "web's budget held through the upgrade")
+	assert.Equal(t, "ubuntu-jammy/1.1", c.Stemcell)
+	assert.False(t, c.UpgradeAvailable)
+	assert.Equal(t, lifecycle.StateRunning, c.State)
+	for _, r := range directorInstances(t, f, "kubefoundry-alpha") {
+		assert.NotEqual(t, before[r.ID], r.VMCID, "%s/%d has a new VM", r.Group, r.Index)
+		assert.Equal(t, "ubuntu-jammy/1.1", r.Applied.Stemcell, "%s/%d", r.Group, r.Index)
+	}
+	mu.Lock()
+	evicted = 0
+	for _, e := range events {
+		if e.Op == "drain" && e.Phase == "evicted" && strings.HasPrefix(e.Object, "default/web-") {
+			evicted++
+		}
+	}
+	mu.Unlock()
+	assert.GreaterOrEqual(t, evicted, 4, "each worker drained before its VM was replaced")
+	nodes, err = cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	require.NoError(t, err)
+	assert.Len(t, nodes.Items, 4)
+	for _, n := range nodes.Items {
+		assert.False(t, n.Spec.Unschedulable, "node %s is schedulable again", n.Name)
+		assert.NotContains(t, n.Annotations, "kubefoundry.io/drained-for", "node %s", n.Name)
+	}
+	waitFor(t, func() bool { return webReady() == 4 }, "web back to 4 ready pods")
+	again, err := m2.Upgrade(ctx, "alpha")
+	require.NoError(t, err, "an upgrade done converges")
+	for i, n := range again.Nodes {
+		assert.Equal(t, c.Nodes[i].VM, n.VM, "and replaces nothing")
+	}
+	m = m2
+
+	again, err = m.Create(ctx, spec)
 	require.NoError(t, err, "Create again converges")
 	assert.Equal(t, c.APIAddress, again.APIAddress)
 	other := spec
@@ -210,6 +317,17 @@ func TestCreateAndDelete(t *testing.T) {
 		assert.NotEqual(t, "kubefoundry-alpha", c.Name, "the cluster's cloud config is gone")
 	}
 	require.NoError(t, m.Delete(ctx, "alpha"), "deleting what is gone is done")
+	orphans, err = m.Orphans(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, orphans, "the orphan scan finds nothing of a deleted cluster")
+}
+
+// directorInstances are a deployment's instances as the director has them.
+func directorInstances(t *testing.T, f *simulator.Foundation, deployment string) []director.InstanceRecord {
+	t.Helper()
+	recs, err := f.Director.Instances(deployment)
+	require.NoError(t, err)
+	return recs
 }
 
 // waitFor polls cond every second for up to 2 minutes.

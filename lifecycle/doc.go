@@ -38,6 +38,7 @@
 //	c, err := m.Create(ctx, spec)       // network, cloud config, stemcell, release, deploy, API, nodes
 //	kubeconfig, err := m.Credentials(ctx, "prod-1")
 //	c, err = m.Resize(ctx, "prod-1", map[string]int{"worker": 5})
+//	c, err = m.Upgrade(ctx, "prod-1")   // to the Foundation's stemcell and release
 //	err = m.Delete(ctx, "prod-1")
 //
 // Create builds the cluster's NSX topology (tier-1, node segment and
@@ -52,26 +53,49 @@
 // spec under the same name is refused (kubefoundry.ErrConflict). Resize
 // sets the worker count (spec.Workers, or the node pools' counts): a
 // worker that goes is drained first through the Eviction API (its
-// PodDisruptionBudgets hold), its VM deleted, its Node removed. Delete
+// PodDisruptionBudgets hold), its VM deleted, its Node removed.
+//
+// A cluster keeps the stemcell and release it was created with
+// (Cluster.Stemcell and Release) until it is upgraded: a Manager whose
+// Foundation has a newer stemcell or other binaries shows
+// Cluster.UpgradeAvailable, and its Resize changes nothing else. Upgrade
+// moves the cluster to the Foundation's (the release compiled against
+// the new stemcell is added to the same release version on the director)
+// and rolls the deployment: the control plane one member at a time, then
+// each worker pool with a canary. Each node is drained before its VM is
+// stopped (a preflight reports the budgets that refuse now; a drain that
+// leaves pods is a *DrainError, the node left running and schedulable),
+// and once its VM runs again the director waits until the node's new
+// kubelet holds its Lease and the node is Ready, then uncordons it,
+// before it touches the next; a node left cordoned by an operation that
+// stopped half-way is uncordoned by the next that converges. The
+// Kubernetes version moves one minor at a time, never back. Delete
 // removes the deployment, the network and the cloud config, then the
 // record; it finishes what is half gone and is a no-op on what is gone.
 // Credentials issues an admin kubeconfig (system:masters, a day) from the
 // cluster's CA, its server the load balancer's address.
 //
+// Orphans lists what on the foundation was made for a cluster no record
+// knows (a lost record, a deletion that never finished): the director's
+// deployments and cloud configs named for it and the NSX objects tagged
+// with its ID; DeleteOrphans removes them as Delete would. It does not
+// scan vSphere for VMs the director does not know, nor CNS or Harbor
+// (lifecycle makes nothing there yet).
+//
 // Every operation reports one stream of kubefoundry events: its stages
-// (Op "create cluster", "resize cluster" or "delete cluster", Object the
+// (Op "create cluster", "resize cluster", "upgrade cluster" or "delete cluster", Object the
 // stage, Step of Steps), the director's steps within the deploy (Op
 // "deploy" or "delete deployment", Object the instance), and each pod a
-// drain evicts (Op "drain").
+// drain evicts (Op "drain"; Phase "waiting" for a budget its preflight
+// found refusing).
 //
 // Not here yet (issue 17): operations as asynchronous tasks with ids and
 // a journal that resumes them after a crash, one task per cluster at a
-// time; Update of profiles, Upgrade (a stemcell or Kubernetes version
-// rolled through with canaries, each node drained), Repair, Health, List
-// and Plan; certificates from package kube's PKI put as the deployment's
+// time; Update of profiles, Repair, Health, List and Plan; certificates from package kube's PKI put as the deployment's
 // variables (the director generates them today); the CSI driver, the NCP
 // controllers (namespace networks, LoadBalancer Services, NetworkPolicies)
-// and Harbor's project, robot and pull secret as add-ons; the orphan scan.
+// and Harbor's project, robot and pull secret as add-ons; the orphan
+// scan's vSphere, CNS and Harbor parts.
 // The control plane's instances all land in the first AZ (static
 // addresses of one subnet); a resize of the control plane is refused by
 // the plan, not handled.

@@ -19,6 +19,8 @@ type ClusterState string
 // A cluster's states.
 const (
 	StateCreating ClusterState = "creating"
+	// StateUpdating: a resize or an upgrade is changing it.
+	StateUpdating ClusterState = "updating"
 	StateRunning  ClusterState = "running"
 	StateFailed   ClusterState = "failed"
 	StateDeleting ClusterState = "deleting"
@@ -41,8 +43,13 @@ type ClusterRecord struct {
 	APIPort         int          `json:"apiPort,omitempty"`
 	NodeSubnet      netip.Prefix `json:"nodeSubnet,omitzero"`
 	ControlPlaneIPs []string     `json:"controlPlaneIPs,omitempty"`
-	Created         time.Time    `json:"created"`
-	Updated         time.Time    `json:"updated"`
+	// Stemcell ("os/version") and Release (the Kubernetes release's
+	// version) are what the cluster runs: set by its create, moved on by
+	// Upgrade only, so that a resize changes nothing else.
+	Stemcell string    `json:"stemcell,omitempty"`
+	Release  string    `json:"release,omitempty"`
+	Created  time.Time `json:"created"`
+	Updated  time.Time `json:"updated"`
 }
 
 // Store keeps the clusters a Manager made. Its implementations are safe

@@ -3,8 +3,11 @@
 // this process (lifecycle/simulator: vCenter with CNS, NSX-T, Harbor, a
 // BOSH director with its agents), prints what it made and a kubeconfig
 // with which kubectl reaches the cluster through its NSX load balancer,
-// resizes its workers (a worker that goes is drained first), then deletes
-// the cluster and shows that nothing of it is left.
+// resizes its workers (a worker that goes is drained first), upgrades it
+// to a newer stemcell while a Deployment with a PodDisruptionBudget runs
+// (each node drained before its VM is replaced, the budget held), then
+// deletes the cluster and shows that nothing of it is left, nor anything
+// the orphan scan finds.
 //
 //	make demo                         # builds the tools when needed, then:
 //	go run ./examples/cluster-build   # 3 control-plane nodes, 3 workers
@@ -60,7 +63,7 @@ func main() {
 type flags struct {
 	name, bin, state           string
 	controlPlane, work, resize int
-	keep                       bool
+	keep, upgrade              bool
 }
 
 func parse(args []string, stderr io.Writer) (*flags, error) {
@@ -73,6 +76,7 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.IntVar(&f.resize, "resize", 5, "then resize the workers to this many (0: no resize)")
 	fs.StringVar(&f.bin, "bin", "bin", "where `make tools` put etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok")
 	fs.StringVar(&f.state, "state", "", "directory for the log, the kubeconfig and the clusters' records (default: a new temporary one)")
+	fs.BoolVar(&f.upgrade, "upgrade", true, "then upgrade the cluster to a newer stemcell, with a Deployment and its PodDisruptionBudget running")
 	fs.BoolVar(&f.keep, "keep", false, "leave the cluster running until interrupted, and say how to reach it")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -181,7 +185,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if f.resize > 0 && f.resize != f.work {
 		fmt.Fprintf(stdout, "\nResizing cluster %s to %d workers (a worker that goes is drained first)\n", f.name, f.resize)
 		start = time.Now()
-		p.start = start
+		p.reset(start)
 		if c, err = m.Resize(ctx, f.name, map[string]int{"worker": f.resize}); err != nil {
 			return err
 		}
@@ -190,6 +194,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cmd.Stdout, cmd.Stderr = stdout, stderr
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("kubectl get nodes: %w", err)
+		}
+	}
+
+	if f.upgrade {
+		newer := lifecycle.Config{Foundation: lf, Store: st, Plans: plans, Events: p, Log: log}
+		if m, err = upgrade(ctx, f.name, sim, newer, kubeconfig, bins.Kubectl, p, stdout, stderr); err != nil {
+			return err
 		}
 	}
 
@@ -203,7 +214,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	fmt.Fprintf(stdout, "\nDeleting cluster %s\n", f.name)
 	start = time.Now()
-	p.start = start
+	p.reset(start)
 	if err := m.Delete(ctx, f.name); err != nil {
 		return err
 	}
@@ -220,6 +231,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "Left behind: %d VMs, %d NSX objects\n", len(vms), len(owned))
 	if len(vms)+len(owned) > 0 {
 		return fmt.Errorf("the deleted cluster left %d VMs and %d NSX objects", len(vms), len(owned))
+	}
+	orphans, err := m.Orphans(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Orphan scan (BOSH deployments and cloud configs, NSX objects, of clusters no record knows): %d found\n", len(orphans))
+	for _, o := range orphans {
+		fmt.Fprintf(stdout, "  %s: %s %s %s\n", o.Cluster, o.System, o.Kind, o.Name)
+	}
+	if len(orphans) > 0 {
+		return fmt.Errorf("the orphan scan found %d objects", len(orphans))
 	}
 	return nil
 }
@@ -254,11 +276,23 @@ type progress struct {
 	began time.Time
 }
 
+// reset starts the clock again, for the next operation.
+func (p *progress) reset(start time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.start = start
+}
+
 func (p *progress) Event(e kubefoundry.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	at := time.Since(p.start).Round(time.Second)
 	switch {
+	case e.Op == "drain" && e.Phase == "evicted":
+		fmt.Fprintf(p.w, "%6s         drain: evicted %s\n", at, e.Object)
+	case e.Op == "drain" && e.Phase == "waiting":
+		fmt.Fprintf(p.w, "%6s         drain: %s: %s\n", at, e.Object, e.Message)
+	case e.Op == "drain":
 	case strings.HasSuffix(e.Op, " cluster") && e.Phase == "started":
 		p.began = time.Now()
 		fmt.Fprintf(p.w, "%6s  [%d/%d] %s\n", at, e.Step+1, e.Steps, e.Object)

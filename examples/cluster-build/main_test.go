@@ -36,11 +36,17 @@ func TestClusterBuild(t *testing.T) {
 		assert.Regexp(t, `\[\d/7\] `+stage+` done`, s)
 	}
 	assert.Regexp(t, `(?m)^127\.\d+\.\d+\.\d+\s+Ready\s+control-plane`, s, "kubectl shows the control-plane node Ready")
-	assert.Len(t, regexp.MustCompile(`(?m)^127\.\d+\.\d+\.\d+\s+Ready\s+<none>`).FindAllString(s, -1), 3, "and the worker, then the two after the resize")
+	assert.Len(t, regexp.MustCompile(`(?m)^127\.\d+\.\d+\.\d+\s+Ready\s+<none>`).FindAllString(s, -1), 5,
+		"and the worker, then the two after the resize, then the two after the upgrade")
 	assert.Contains(t, s, "resized in")
+	assert.Contains(t, s, "deployment.apps/web created")
+	assert.Contains(t, s, "runs ubuntu-jammy/1.0 (upgrade available: true)")
+	assert.Regexp(t, `upgraded to ubuntu-jammy/1\.1 in .*; web kept at least [34] of 4 pods ready`, s)
+	assert.Contains(t, s, "drain: evicted default/web-", "a worker drained before its VM was replaced")
 	assert.Regexp(t, `\[\d/7\] deploy done`, s)
 	assert.Regexp(t, `API at https://127\.\d+\.\d+\.\d+:8443 through the load balancer`, s)
 	assert.Contains(t, s, "Left behind: 0 VMs, 0 NSX objects")
+	assert.Contains(t, s, "of clusters no record knows): 0 found")
 	assert.FileExists(t, filepath.Join(state, "kubeconfig"))
 	assert.FileExists(t, filepath.Join(state, "foundation.log"))
 	assert.NotContains(t, s, "FileAlreadyExists", "vcsim's own log goes to the log file")

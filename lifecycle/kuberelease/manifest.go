@@ -64,6 +64,13 @@ type ControlPlane struct {
 	// DiskType is the cloud config's disk type of etcd's persistent disk;
 	// none when empty.
 	DiskType string
+	// Rolling updates the members one at a time, each a canary, as an
+	// upgrade of a running control plane must: the others keep etcd's
+	// quorum and the API answering. Otherwise they are updated all at
+	// once, as a new control plane must be: a new etcd of 3 or 5 members
+	// has no quorum, and its API servers do not start, until most of them
+	// run, so a lone canary would never become healthy.
+	Rolling bool
 }
 
 // WorkerPool is a group of worker nodes: an instance group whose VMs run
@@ -241,6 +248,10 @@ func (d Deployment) Manifest() ([]byte, error) {
 	}
 	ca := "((" + VarClusterCA + ".certificate))"
 	job := func(name string, props m) m { return m{"name": name, "release": Name, "properties": props} }
+	update := m{"canaries": 0, "max_in_flight": len(d.ControlPlane.StaticIPs)}
+	if d.ControlPlane.Rolling {
+		update = m{"canaries": 1, "max_in_flight": 1}
+	}
 	master := m{
 		"name":      "master",
 		"instances": len(d.ControlPlane.StaticIPs),
@@ -248,10 +259,7 @@ func (d Deployment) Manifest() ([]byte, error) {
 		"vm_type":   d.ControlPlane.VMType,
 		"stemcell":  "default",
 		"networks":  []m{{"name": d.Network, "static_ips": d.ControlPlane.StaticIPs}},
-		// Every member at once: a new etcd of 3 or 5 members has no
-		// quorum, and its API servers do not start, until most of them
-		// run, so a lone canary would never become healthy.
-		"update": m{"canaries": 0, "max_in_flight": len(d.ControlPlane.StaticIPs)},
+		"update":    update,
 		"jobs": []m{
 			job("etcd", m{"tls": m{"etcd": "((" + VarEtcd + "))"}}),
 			job("kube-apiserver", m{

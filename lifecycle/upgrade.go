@@ -1,0 +1,80 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/version"
+
+	"github.com/kubefoundry/kubefoundry"
+)
+
+// Upgrade moves a cluster to the Foundation's stemcell and Kubernetes
+// release, as `tkgi upgrade-cluster` does once the platform has a new
+// version: the stemcell is uploaded and the release built for it (the
+// same release is compiled against the new stemcell when only that
+// changed), then the deployment is rolled: the control plane one member
+// at a time (the others keep etcd's quorum and the API answering), then
+// each worker pool, a canary first. Before the director stops a node's
+// VM, the node is drained (a preflight names the PodDisruptionBudgets
+// that refuse now; kube.Drain evicts through the API, so every budget
+// holds, and a drain that leaves pods fails that node, left running as it
+// was); once the VM runs again, the next waits until the node is Ready
+// and schedulable. The cluster's spec takes the Foundation's Kubernetes
+// version; a downgrade, or a skip of a minor version, is refused before
+// anything changes. Running it again converges: an upgrade stopped
+// half-way goes on where it stopped, and one already done changes
+// nothing. Resize and Create keep a cluster on what it runs.
+func (m *Manager) Upgrade(ctx context.Context, name string) (*Cluster, error) {
+	if err := kubefoundry.ClusterID(name).Validate(); err != nil {
+		return nil, err
+	}
+	rec, err := m.cfg.Store.Cluster(name)
+	if err != nil {
+		return nil, err
+	}
+	if rec.State == StateDeleting {
+		return nil, fmt.Errorf("cluster %s is being deleted: %w", name, kubefoundry.ErrConflict)
+	}
+	if err := upgradable(rec.Spec.KubernetesVersion, m.cfg.KubernetesVersion); err != nil {
+		return nil, &kubefoundry.ValidationError{Object: "upgrade of cluster " + name, Problems: []kubefoundry.FieldError{{
+			Field: "kubernetesVersion", Value: rec.Spec.KubernetesVersion, Reason: err.Error()}}}
+	}
+	spec := rec.Spec
+	spec.KubernetesVersion = m.cfg.KubernetesVersion
+	rec.Spec, rec.State, rec.Error, rec.Updated = spec, StateUpdating, "", time.Now().UTC()
+	if err := m.cfg.Store.PutCluster(rec); err != nil {
+		return nil, err
+	}
+	c, err := m.converge(ctx, "upgrade cluster", spec, &rec, true)
+	if err != nil {
+		rec.State, rec.Error, rec.Updated = StateFailed, err.Error(), time.Now().UTC()
+		return nil, errors.Join(err, m.cfg.Store.PutCluster(rec))
+	}
+	rec.State, rec.Updated = StateRunning, time.Now().UTC()
+	c.State = rec.State
+	return c, m.cfg.Store.PutCluster(rec)
+}
+
+// upgradable says whether a cluster on Kubernetes from may move to to:
+// the same version, a later patch, or the next minor; Kubernetes supports
+// no downgrade and no skipped minor.
+func upgradable(from, to string) error {
+	f, err := version.ParseSemantic(from)
+	if err != nil {
+		return fmt.Errorf("the cluster's version: %w", err)
+	}
+	t, err := version.ParseSemantic(to)
+	if err != nil {
+		return fmt.Errorf("the foundation's version %q: %w", to, err)
+	}
+	switch {
+	case t.LessThan(f):
+		return fmt.Errorf("the foundation runs %s, older than the cluster's: Kubernetes is not downgraded", to)
+	case t.Major() != f.Major() || t.Minor() > f.Minor()+1:
+		return fmt.Errorf("the foundation runs %s: Kubernetes is upgraded one minor version at a time", to)
+	}
+	return nil
+}
