@@ -257,3 +257,9 @@ func (d *Director) runtimeFor(deployment string, rec ConfigRecord, generate bool
 func (d *Director) Instances(deployment string) ([]InstanceRecord, error) {
 	return d.cfg.Store.Instances(deployment)
 }
+
+// Deployments are the deployments the director has, by name (bosh
+// deployments).
+func (d *Director) Deployments() ([]Deployment, error) {
+	return d.cfg.Store.Deployments()
+}

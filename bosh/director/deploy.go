@@ -1777,8 +1777,20 @@ func (d *Director) DeleteDeployment(ctx context.Context, name string, opts Delet
 		errs := make([]error, len(recs))
 		sem := make(chan struct{}, d.cfg.MaxThreads)
 		var wg sync.WaitGroup
+		// A panic in one instance's deletion is the task's, as it would be
+		// were the instances deleted in the task's own goroutine: raised
+		// again once the others are done.
+		var pmu sync.Mutex
+		var panicked any
 		for i, r := range recs {
 			wg.Go(func() {
+				defer func() {
+					if p := recover(); p != nil {
+						pmu.Lock()
+						panicked = cmp.Or(panicked, p)
+						pmu.Unlock()
+					}
+				}()
 				sem <- struct{}{}
 				defer func() { <-sem }()
 				end := stg.start(fmt.Sprintf("%s/%s (%d)", r.Group, r.ID, r.Index))
@@ -1787,6 +1799,9 @@ func (d *Director) DeleteDeployment(ctx context.Context, name string, opts Delet
 			})
 		}
 		wg.Wait()
+		if panicked != nil {
+			panic(panicked)
+		}
 		if err := errors.Join(errs...); err != nil {
 			return "", err
 		}
