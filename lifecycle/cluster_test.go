@@ -223,8 +223,9 @@ func TestCreateAndDelete(t *testing.T) {
 	assert.True(t, got.UpgradeAvailable, "the foundation has a newer stemcell")
 	assert.Equal(t, "ubuntu-jammy/1.0", got.Stemcell)
 	assert.False(t, mustGet(t, m, "alpha").UpgradeAvailable, "nothing newer for the old foundation")
-	c, err = m2.Resize(ctx, "alpha", map[string]int{"worker": 3})
+	resized, err := m2.Resize(ctx, "alpha", map[string]int{"worker": 3})
 	require.NoError(t, err, "a resize changes nothing it runs")
+	assert.Equal(t, "ubuntu-jammy/1.0", resized.Stemcell)
 	for _, r := range directorInstances(t, f, "kubefoundry-alpha") {
 		assert.Equal(t, before[r.ID], r.VMCID, "%s/%d: a resize on a newer foundation replaces no VM", r.Group, r.Index)
 	}
