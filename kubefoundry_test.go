@@ -104,4 +104,14 @@ func TestEventJSON(t *testing.T) {
 	assert.Equal(t, "no space", m["error"])
 	assert.Equal(t, "task-7", m["handle"])
 	assert.Equal(t, float64(3), m["steps"])
+
+	var back kubefoundry.Event
+	require.NoError(t, json.Unmarshal(b, &back))
+	require.EqualError(t, back.Err, "no space", "the error comes back as one with its message")
+	assert.True(t, back.Time.Equal(got[0].Time))
+	want := got[0]
+	back.Err, back.Time, want.Err, want.Time = nil, time.Time{}, nil, time.Time{}
+	assert.Equal(t, want, back)
+	require.NoError(t, json.Unmarshal([]byte(`{"op":"x","phase":"done"}`), &back))
+	assert.NoError(t, back.Err, "no error, no Err")
 }

@@ -2,6 +2,7 @@ package kubefoundry
 
 import (
 	"encoding/json"
+	"errors"
 	"time"
 )
 
@@ -43,6 +44,24 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		plain
 		Error string `json:"error,omitempty"`
 	}{plain(e), msg})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes: an "error" becomes an Err
+// with its message.
+func (e *Event) UnmarshalJSON(b []byte) error {
+	type plain Event
+	var v struct {
+		plain
+		Error string `json:"error,omitempty"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*e = Event(v.plain)
+	if v.Error != "" {
+		e.Err = errors.New(v.Error)
+	}
+	return nil
 }
 
 // A Sink receives progress events. Packages call it from one goroutine at a
