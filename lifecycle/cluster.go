@@ -84,8 +84,9 @@ type Config struct {
 
 // Manager creates, reads and deletes clusters on a Foundation.
 type Manager struct {
-	cfg Config
-	log *zap.Logger
+	cfg   Config
+	log   *zap.Logger
+	tasks *runner
 }
 
 // New returns a Manager on cfg.
@@ -128,7 +129,7 @@ func New(cfg Config) (*Manager, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Manager{cfg: cfg, log: log}, nil
+	return &Manager{cfg: cfg, log: log, tasks: newRunner()}, nil
 }
 
 // Cluster is a cluster as it stands.
@@ -171,26 +172,11 @@ type Node struct {
 func deploymentName(cluster string) string { return "kubefoundry-" + cluster }
 func configName(cluster string) string     { return "kubefoundry-" + cluster }
 
-// Create builds a cluster from spec: its network (nsxt.BuildTopology: a
-// tier-1, node segment and subnet, SNAT, and a load balancer whose API
-// virtual server fronts the control plane), its cloud config (a named
-// one: its AZs, VM types, disk type and node network), the Kubernetes
-// release (built from the Foundation's binaries, once) and the stemcell,
-// then its BOSH deployment (control-plane instances on static IPs running
-// etcd and the control plane, a group per worker pool), and waits until
-// its API answers through the load balancer and every node is Ready.
-// Running it again converges: every step is idempotent.
-func (m *Manager) Create(ctx context.Context, spec ClusterSpec) (*Cluster, error) {
+// create is Create without its task: the work itself.
+func (m *Manager) create(ctx context.Context, spec ClusterSpec) (*Cluster, error) {
 	spec = m.withDefaults(spec)
-	if err := spec.Validate(m.cfg.Plans); err != nil {
+	if err := m.validate(spec); err != nil {
 		return nil, err
-	}
-	if err := unsupported(spec); err != nil {
-		return nil, err
-	}
-	if spec.KubernetesVersion != m.cfg.KubernetesVersion {
-		return nil, &kubefoundry.ValidationError{Object: "cluster " + string(spec.Name), Problems: []kubefoundry.FieldError{{
-			Field: "kubernetesVersion", Value: spec.KubernetesVersion, Reason: "this foundation runs " + m.cfg.KubernetesVersion}}}
 	}
 	name := string(spec.Name)
 	now := time.Now().UTC()
@@ -217,6 +203,22 @@ func (m *Manager) Create(ctx context.Context, spec ClusterSpec) (*Cluster, error
 	rec.State, rec.Updated = StateRunning, time.Now().UTC()
 	c.State = rec.State
 	return c, m.cfg.Store.PutCluster(rec)
+}
+
+// validate checks a spec (with its defaults) for a create: against the
+// plans, what is not supported yet, and the Foundation's Kubernetes.
+func (m *Manager) validate(spec ClusterSpec) error {
+	if err := spec.Validate(m.cfg.Plans); err != nil {
+		return err
+	}
+	if err := unsupported(spec); err != nil {
+		return err
+	}
+	if spec.KubernetesVersion != m.cfg.KubernetesVersion {
+		return &kubefoundry.ValidationError{Object: "cluster " + string(spec.Name), Problems: []kubefoundry.FieldError{{
+			Field: "kubernetesVersion", Value: spec.KubernetesVersion, Reason: "this foundation runs " + m.cfg.KubernetesVersion}}}
+	}
+	return nil
 }
 
 // unsupported refuses what a spec may say that Create does not do yet,
@@ -424,14 +426,8 @@ func (m *Manager) converge(ctx context.Context, op string, spec ClusterSpec, rec
 	return c, nil
 }
 
-// Resize sets the number of workers: of the default pool (spec.Workers)
-// for a cluster without node pools, of each named pool otherwise. New
-// workers are created and Ready before it returns; a worker removed is
-// drained first (kube.Drain: evictions through the API, so that
-// PodDisruptionBudgets hold, pods without a controller evicted too), its
-// VM deleted, and its Node removed. It converges as Create does, and
-// runs again after a failure.
-func (m *Manager) Resize(ctx context.Context, name string, workers map[string]int) (*Cluster, error) {
+// resize is Resize without its task: the work itself.
+func (m *Manager) resize(ctx context.Context, name string, workers map[string]int) (*Cluster, error) {
 	rec, err := m.cfg.Store.Cluster(name)
 	if err != nil {
 		return nil, err
@@ -704,11 +700,39 @@ func (m *Manager) uploadRelease(ctx context.Context, stemcell string) (string, e
 			return "", err
 		}
 		m.log.Info("release built", zap.String("version", version), zap.Duration("took", time.Since(start)))
+		pruneReleases(dir, keepReleases, m.log)
 	}
 	if _, err := m.cfg.Director.UploadRelease(ctx, path); err != nil {
 		return "", fmt.Errorf("release %s: %w", version, err)
 	}
 	return version, nil
+}
+
+// keepReleases is how many built releases CacheDir keeps: the newest,
+// enough for a release and its upgrade's on two stemcells each.
+const keepReleases = 4
+
+// pruneReleases removes the built releases in dir but the keep newest: a
+// release is built again for each version of the binaries or of the
+// SDK's jobs and each stemcell, half a gigabyte each, and the cache would
+// otherwise only grow.
+func pruneReleases(dir string, keep int, log *zap.Logger) {
+	paths, err := filepath.Glob(filepath.Join(dir, kuberelease.Name+"-*.tgz"))
+	if err != nil || len(paths) <= keep {
+		return
+	}
+	mod := map[string]time.Time{}
+	for _, p := range paths {
+		if st, err := os.Stat(p); err == nil {
+			mod[p] = st.ModTime()
+		}
+	}
+	slices.SortFunc(paths, func(a, b string) int { return mod[b].Compare(mod[a]) })
+	for _, p := range paths[keep:] {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			log.Warn("release cache", zap.String("path", p), zap.Error(err))
+		}
+	}
 }
 
 func (m *Manager) stemcell() string { return m.cfg.StemcellOS + "/" + m.cfg.StemcellVersion }
@@ -841,11 +865,8 @@ func (m *Manager) client(name string, c *Cluster) (*kube.Client, error) {
 	return kube.New(rc, kube.WithLogger(m.log.Named("kube")))
 }
 
-// Delete removes everything the cluster owns, in reverse: its BOSH
-// deployment (VMs and disks), its network, its cloud config. It is
-// idempotent: what is gone already is no error, and a deletion stopped
-// half-way finishes when run again.
-func (m *Manager) Delete(ctx context.Context, name string) error {
+// remove is Delete without its task: the work itself.
+func (m *Manager) remove(ctx context.Context, name string) error {
 	if err := kubefoundry.ClusterID(name).Validate(); err != nil {
 		return err
 	}

@@ -82,6 +82,27 @@
 // scan vSphere for VMs the director does not know, nor CNS or Harbor
 // (lifecycle makes nothing there yet).
 //
+// # Tasks
+//
+// Every operation is a task: recorded in the Store with an ID, its
+// request, its state (running, done, failed) and a journal of its events,
+// and the only one changing its cluster while it runs (another is a
+// *BusyError naming it, kubefoundry.ErrConflict). Create, Resize, Upgrade
+// and Delete run theirs in the caller's goroutine; Start runs one in the
+// background and returns it at once:
+//
+//	t, err := m.Start(lifecycle.Request{Op: lifecycle.OpUpgrade, Cluster: "prod-1"})
+//	t, err = m.Wait(ctx, t.ID)
+//	events, err := m.Events(t.ID, 0) // its journal, from an index on
+//
+// A request wrong on its face (an invalid spec) is refused before any
+// task is recorded. A task whose process ended before it did (killed, or
+// its Manager closed: Close) stays running in the Store; Resume, on a
+// Manager started again, runs each such task again in the background.
+// Every operation converges, so the second run finds done what the first
+// did and finishes the rest; the journal holds both runs ("task" events
+// started, resumed, done or failed, around the stages).
+//
 // Every operation reports one stream of kubefoundry events: its stages
 // (Op "create cluster", "resize cluster", "upgrade cluster" or "delete cluster", Object the
 // stage, Step of Steps), the director's steps within the deploy (Op
@@ -89,9 +110,9 @@
 // drain evicts (Op "drain"; Phase "waiting" for a budget its preflight
 // found refusing).
 //
-// Not here yet (issue 17): operations as asynchronous tasks with ids and
-// a journal that resumes them after a crash, one task per cluster at a
-// time; Update of profiles, Repair, Health, List and Plan; certificates from package kube's PKI put as the deployment's
+// Not here yet (issue 17): cancelling a task; a kill test at every step
+// of the journal (one kill, in the deploy, is tested); Update of
+// profiles, Repair, Health, List and Plan; certificates from package kube's PKI put as the deployment's
 // variables (the director generates them today); the CSI driver, the NCP
 // controllers (namespace networks, LoadBalancer Services, NetworkPolicies)
 // and Harbor's project, robot and pull secret as add-ons; the orphan

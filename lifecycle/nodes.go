@@ -180,7 +180,7 @@ func waitKubelet(ctx context.Context, kc *kube.Client, node, old string, started
 	var last string
 	err := wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(ctx context.Context) (bool, error) {
 		l, err := kc.Clientset().CoordinationV1().Leases(leaseNamespace).Get(ctx, node, metav1.GetOptions{})
-		if ctx.Err() != nil {
+		if over(ctx, err) {
 			// The wait is over: what it waited for is what it last saw.
 			return false, nil
 		}
@@ -197,7 +197,7 @@ func waitKubelet(ctx context.Context, kc *kube.Client, node, old string, started
 			return false, nil
 		}
 		n, err := kc.Clientset().CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
-		if ctx.Err() != nil {
+		if over(ctx, err) {
 			return false, nil
 		}
 		if err != nil {
@@ -214,6 +214,17 @@ func waitKubelet(ctx context.Context, kc *kube.Client, node, old string, started
 		return fmt.Errorf("%s: %w", last, err)
 	}
 	return err
+}
+
+// over says the wait is over, so that err says nothing of the node: ctx
+// ended, or ends within the poll's second (the client's rate limiter
+// refuses at once a call whose wait would outlast it).
+func over(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return err != nil && ok && time.Until(d) < time.Second
 }
 
 // markDrained annotates a node as drained for an instance, with the

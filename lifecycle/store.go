@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -65,10 +66,26 @@ type Store interface {
 	// DeleteCluster forgets a cluster; forgetting one not recorded is no
 	// error.
 	DeleteCluster(name string) error
+	// PutTask records a task, replacing what was recorded; a task of ID 0
+	// is given the next ID first. It returns the task as recorded.
+	PutTask(Task) (Task, error)
+	// Task is the task of that ID, or an error wrapping
+	// kubefoundry.ErrNotFound.
+	Task(id int64) (Task, error)
+	// Tasks are every task, oldest first.
+	Tasks() ([]Task, error)
+	// AddEvent appends an event to a task's journal.
+	AddEvent(task int64, e kubefoundry.Event) error
+	// Events are a task's journal from its index from on (0 for all).
+	Events(task int64, from int) ([]kubefoundry.Event, error)
 	Close() error
 }
 
-var bClusters = []byte("clusters")
+var (
+	bClusters = []byte("clusters")
+	bTasks    = []byte("tasks")
+	bEvents   = []byte("events")
+)
 
 type boltStore struct{ db *bolt.DB }
 
@@ -82,7 +99,14 @@ func OpenStore(path string) (Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lifecycle: open store %s: %w", path, err)
 	}
-	if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists(bClusters); return err }); err != nil {
+	if err := db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bClusters, bTasks, bEvents} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("lifecycle: open store %s: %w", path, err)
 	}
@@ -131,4 +155,90 @@ func (s *boltStore) Clusters() ([]ClusterRecord, error) {
 
 func (s *boltStore) DeleteCluster(name string) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bClusters).Delete([]byte(name)) })
+}
+
+func taskKey(id int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(id)) }
+
+func (s *boltStore) PutTask(t Task) (Task, error) {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bTasks)
+		if t.ID == 0 {
+			seq, err := b.NextSequence()
+			if err != nil {
+				return err
+			}
+			t.ID = int64(seq)
+		}
+		raw, err := json.Marshal(t)
+		if err != nil {
+			return err
+		}
+		return b.Put(taskKey(t.ID), raw)
+	})
+	return t, err
+}
+
+func (s *boltStore) Task(id int64) (Task, error) {
+	var t Task
+	err := s.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bTasks).Get(taskKey(id))
+		if raw == nil {
+			return fmt.Errorf("task %d: %w", id, kubefoundry.ErrNotFound)
+		}
+		return json.Unmarshal(raw, &t)
+	})
+	return t, err
+}
+
+func (s *boltStore) Tasks() ([]Task, error) {
+	var out []Task
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bTasks).ForEach(func(_, raw []byte) error {
+			var t Task
+			if err := json.Unmarshal(raw, &t); err != nil {
+				return err
+			}
+			out = append(out, t)
+			return nil
+		})
+	})
+	return out, err
+}
+
+func (s *boltStore) AddEvent(task int64, e kubefoundry.Event) error {
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(bEvents).CreateBucketIfNotExists(taskKey(task))
+		if err != nil {
+			return err
+		}
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		return b.Put(taskKey(int64(seq)), raw)
+	})
+}
+
+func (s *boltStore) Events(task int64, from int) ([]kubefoundry.Event, error) {
+	var out []kubefoundry.Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bEvents).Bucket(taskKey(task))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, raw := c.Seek(taskKey(int64(from) + 1)); k != nil; k, raw = c.Next() {
+			var e kubefoundry.Event
+			if err := json.Unmarshal(raw, &e); err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
 }

@@ -11,23 +11,8 @@ import (
 	"github.com/kubefoundry/kubefoundry"
 )
 
-// Upgrade moves a cluster to the Foundation's stemcell and Kubernetes
-// release, as `tkgi upgrade-cluster` does once the platform has a new
-// version: the stemcell is uploaded and the release built for it (the
-// same release is compiled against the new stemcell when only that
-// changed), then the deployment is rolled: the control plane one member
-// at a time (the others keep etcd's quorum and the API answering), then
-// each worker pool, a canary first. Before the director stops a node's
-// VM, the node is drained (a preflight names the PodDisruptionBudgets
-// that refuse now; kube.Drain evicts through the API, so every budget
-// holds, and a drain that leaves pods fails that node, left running as it
-// was); once the VM runs again, the next waits until the node is Ready
-// and schedulable. The cluster's spec takes the Foundation's Kubernetes
-// version; a downgrade, or a skip of a minor version, is refused before
-// anything changes. Running it again converges: an upgrade stopped
-// half-way goes on where it stopped, and one already done changes
-// nothing. Resize and Create keep a cluster on what it runs.
-func (m *Manager) Upgrade(ctx context.Context, name string) (*Cluster, error) {
+// upgrade is Upgrade without its task: the work itself.
+func (m *Manager) upgrade(ctx context.Context, name string) (*Cluster, error) {
 	if err := kubefoundry.ClusterID(name).Validate(); err != nil {
 		return nil, err
 	}

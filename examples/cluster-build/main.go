@@ -292,7 +292,7 @@ func (p *progress) Event(e kubefoundry.Event) {
 		fmt.Fprintf(p.w, "%6s         drain: evicted %s\n", at, e.Object)
 	case e.Op == "drain" && e.Phase == "waiting":
 		fmt.Fprintf(p.w, "%6s         drain: %s: %s\n", at, e.Object, e.Message)
-	case e.Op == "drain":
+	case e.Op == "drain" || e.Op == "task":
 	case strings.HasSuffix(e.Op, " cluster") && e.Phase == "started":
 		p.began = time.Now()
 		fmt.Fprintf(p.w, "%6s  [%d/%d] %s\n", at, e.Step+1, e.Steps, e.Object)

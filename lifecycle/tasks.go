@@ -1,0 +1,390 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/kubefoundry/kubefoundry"
+)
+
+// Operation is what a task does to its cluster.
+type Operation string
+
+// The operations.
+const (
+	OpCreate  Operation = "create"
+	OpResize  Operation = "resize"
+	OpUpgrade Operation = "upgrade"
+	OpDelete  Operation = "delete"
+)
+
+// TaskState is where a task stands.
+type TaskState string
+
+// A task's states. A task recorded running whose process ended (killed,
+// or a Manager closed under it) is running still: Resume runs it again.
+const (
+	TaskRunning TaskState = "running"
+	TaskDone    TaskState = "done"
+	TaskFailed  TaskState = "failed"
+)
+
+// Request is an operation to run as a task: Spec for a create, Workers
+// for a resize (as Resize takes them).
+type Request struct {
+	Op      Operation      `json:"op"`
+	Cluster string         `json:"cluster"`
+	Spec    *ClusterSpec   `json:"spec,omitempty"`
+	Workers map[string]int `json:"workers,omitempty"`
+}
+
+// Task is an operation on a cluster, as the Store keeps it; its events
+// are its journal (Manager.Events).
+type Task struct {
+	ID int64 `json:"id"`
+	Request
+	State TaskState `json:"state"`
+	// Error is why it failed.
+	Error string `json:"error,omitempty"`
+	// Runs counts the times it was run: more than once when a process
+	// that ran it ended first and Resume ran it again.
+	Runs    int       `json:"runs"`
+	Started time.Time `json:"started"`
+	Ended   time.Time `json:"ended,omitzero"`
+}
+
+// BusyError is an operation refused because another task is changing the
+// cluster. It wraps kubefoundry.ErrConflict.
+type BusyError struct {
+	Cluster string
+	// Task is the running task.
+	Task int64
+	Op   Operation
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("cluster %s: task %d (%s) is running", e.Cluster, e.Task, e.Op)
+}
+
+func (e *BusyError) Unwrap() error { return kubefoundry.ErrConflict }
+
+// runner runs a Manager's tasks: one per cluster at a time; those Start
+// and Resume begin run in the background until they end or Close.
+type runner struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	busy   map[string]Task
+	done   map[int64]chan struct{}
+}
+
+func newRunner() *runner {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &runner{ctx: ctx, cancel: cancel, busy: map[string]Task{}, done: map[int64]chan struct{}{}}
+}
+
+// claim makes a recorded task its cluster's running one, or says which
+// task is.
+func (r *runner) claim(t Task) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if o, ok := r.busy[t.Cluster]; ok {
+		return &BusyError{Cluster: t.Cluster, Task: o.ID, Op: o.Op}
+	}
+	r.busy[t.Cluster] = t
+	r.done[t.ID] = make(chan struct{})
+	return nil
+}
+
+func (r *runner) release(t Task) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.busy, t.Cluster)
+	if ch, ok := r.done[t.ID]; ok {
+		close(ch)
+		delete(r.done, t.ID)
+	}
+}
+
+// check refuses, before a task is recorded, what is wrong with a request
+// on its face.
+func (m *Manager) check(req *Request) error {
+	if err := kubefoundry.ClusterID(req.Cluster).Validate(); err != nil {
+		return err
+	}
+	switch req.Op {
+	case OpCreate:
+		if req.Spec == nil {
+			return &kubefoundry.ValidationError{Object: "create " + req.Cluster, Problems: []kubefoundry.FieldError{{Field: "spec", Reason: "required"}}}
+		}
+		spec := m.withDefaults(*req.Spec)
+		if string(spec.Name) != req.Cluster {
+			return &kubefoundry.ValidationError{Object: "create " + req.Cluster, Problems: []kubefoundry.FieldError{{
+				Field: "spec.name", Value: string(spec.Name), Reason: "is not the request's cluster " + req.Cluster}}}
+		}
+		if err := m.validate(spec); err != nil {
+			return err
+		}
+		req.Spec = &spec
+	case OpResize:
+		if len(req.Workers) == 0 {
+			return &kubefoundry.ValidationError{Object: "resize " + req.Cluster, Problems: []kubefoundry.FieldError{{Field: "workers", Reason: "required"}}}
+		}
+	case OpUpgrade, OpDelete:
+	default:
+		return &kubefoundry.ValidationError{Object: "task", Problems: []kubefoundry.FieldError{{Field: "op", Value: string(req.Op),
+			Reason: "one of create, resize, upgrade, delete"}}}
+	}
+	return nil
+}
+
+// begin records a new task for req and makes it its cluster's running
+// one. The cluster is claimed before the task is recorded, so that two
+// requests for one cluster never both record a task.
+func (m *Manager) begin(req Request) (Task, error) {
+	if err := m.check(&req); err != nil {
+		return Task{}, err
+	}
+	r := m.tasks
+	r.mu.Lock()
+	if o, ok := r.busy[req.Cluster]; ok {
+		r.mu.Unlock()
+		return Task{}, &BusyError{Cluster: req.Cluster, Task: o.ID, Op: o.Op}
+	}
+	r.busy[req.Cluster] = Task{Request: req}
+	r.mu.Unlock()
+	t, err := m.cfg.Store.PutTask(Task{Request: req, State: TaskRunning, Runs: 1, Started: time.Now().UTC()})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		delete(r.busy, req.Cluster)
+		return Task{}, err
+	}
+	r.busy[req.Cluster] = t
+	r.done[t.ID] = make(chan struct{})
+	return t, nil
+}
+
+// run runs a task to its end and records how it ended; a task whose
+// Manager closed under it stays running, for Resume.
+func (m *Manager) run(ctx context.Context, t Task) (*Cluster, error) {
+	defer m.tasks.release(t)
+	op := *m
+	journal := kubefoundry.SinkFunc(func(e kubefoundry.Event) {
+		if err := m.cfg.Store.AddEvent(t.ID, e); err != nil {
+			m.log.Warn("task journal", zap.Int64("task", t.ID), zap.Error(err))
+		}
+		kubefoundry.Emit(m.cfg.Events, e)
+	})
+	op.cfg.Events = journal
+	phase := "started"
+	if t.Runs > 1 {
+		phase = "resumed"
+	}
+	kubefoundry.Emit(journal, kubefoundry.Event{Op: "task", Object: fmt.Sprint(t.ID), Phase: phase,
+		Message: fmt.Sprintf("%s cluster %s", t.Op, t.Cluster)})
+	var c *Cluster
+	var err error
+	switch t.Op {
+	case OpCreate:
+		c, err = op.create(ctx, *t.Spec)
+	case OpResize:
+		c, err = op.resize(ctx, t.Cluster, t.Workers)
+	case OpUpgrade:
+		c, err = op.upgrade(ctx, t.Cluster)
+	case OpDelete:
+		err = op.remove(ctx, t.Cluster)
+	}
+	if err != nil && ctx == m.tasks.ctx && ctx.Err() != nil {
+		// The Manager closed under it (whatever the error the interrupted
+		// step gave): the task is left running, to be resumed, as a
+		// process killed there leaves it.
+		return c, err
+	}
+	t.State, t.Ended = TaskDone, time.Now().UTC()
+	if err != nil {
+		t.State, t.Error = TaskFailed, err.Error()
+	}
+	kubefoundry.Emit(journal, kubefoundry.Event{Op: "task", Object: fmt.Sprint(t.ID), Phase: string(t.State), Err: err,
+		Message: fmt.Sprintf("%s cluster %s", t.Op, t.Cluster)})
+	if _, perr := m.cfg.Store.PutTask(t); perr != nil {
+		err = errors.Join(err, perr)
+	}
+	return c, err
+}
+
+// do runs req as a task in the caller's goroutine.
+func (m *Manager) do(ctx context.Context, req Request) (*Cluster, error) {
+	t, err := m.begin(req)
+	if err != nil {
+		return nil, err
+	}
+	return m.run(ctx, t)
+}
+
+// Create builds a cluster from spec: its network (nsxt.BuildTopology: a
+// tier-1, node segment and subnet, SNAT, and a load balancer whose API
+// virtual server fronts the control plane), its cloud config (a named
+// one: its AZs, VM types, disk type and node network), the Kubernetes
+// release (built from the Foundation's binaries, once) and the stemcell,
+// then its BOSH deployment (control-plane instances on static IPs running
+// etcd and the control plane, a group per worker pool), and waits until
+// its API answers through the load balancer and every node is Ready.
+// Running it again converges: every step is idempotent.
+//
+// It runs as a task in the caller's goroutine (Start runs one in the
+// background): recorded with its journal, and refused with a *BusyError
+// while another task changes the cluster. An invalid spec is refused
+// before any task is recorded.
+func (m *Manager) Create(ctx context.Context, spec ClusterSpec) (*Cluster, error) {
+	return m.do(ctx, Request{Op: OpCreate, Cluster: string(spec.Name), Spec: &spec})
+}
+
+// Resize sets the number of workers: of the default pool (spec.Workers)
+// for a cluster without node pools, of each named pool otherwise. New
+// workers are created and Ready before it returns; a worker removed is
+// drained first (kube.Drain: evictions through the API, so that
+// PodDisruptionBudgets hold, pods without a controller evicted too), its
+// VM deleted, and its Node removed. It converges as Create does, and
+// runs again after a failure.
+//
+// It runs as a task in the caller's goroutine, as Create does.
+func (m *Manager) Resize(ctx context.Context, name string, workers map[string]int) (*Cluster, error) {
+	return m.do(ctx, Request{Op: OpResize, Cluster: name, Workers: workers})
+}
+
+// Upgrade moves a cluster to the Foundation's stemcell and Kubernetes
+// release, as `tkgi upgrade-cluster` does once the platform has a new
+// version: the stemcell is uploaded and the release built for it (the
+// same release is compiled against the new stemcell when only that
+// changed), then the deployment is rolled: the control plane one member
+// at a time (the others keep etcd's quorum and the API answering), then
+// each worker pool, a canary first. Before the director stops a node's
+// VM, the node is drained (a preflight names the PodDisruptionBudgets
+// that refuse now; kube.Drain evicts through the API, so every budget
+// holds, and a drain that leaves pods fails that node, left running as it
+// was); once the VM runs again, the next waits until the node is Ready
+// and schedulable. The cluster's spec takes the Foundation's Kubernetes
+// version; a downgrade, or a skip of a minor version, is refused before
+// anything changes. Running it again converges: an upgrade stopped
+// half-way goes on where it stopped, and one already done changes
+// nothing. Resize and Create keep a cluster on what it runs.
+//
+// It runs as a task in the caller's goroutine, as Create does.
+func (m *Manager) Upgrade(ctx context.Context, name string) (*Cluster, error) {
+	return m.do(ctx, Request{Op: OpUpgrade, Cluster: name})
+}
+
+// Delete removes everything the cluster owns, in reverse: its BOSH
+// deployment (VMs and disks), its network, its cloud config. It is
+// idempotent: what is gone already is no error, and a deletion stopped
+// half-way finishes when run again.
+//
+// It runs as a task in the caller's goroutine, as Create does.
+func (m *Manager) Delete(ctx context.Context, name string) error {
+	_, err := m.do(ctx, Request{Op: OpDelete, Cluster: name})
+	return err
+}
+
+// Start runs req as a task in the background and returns it at once,
+// recorded running: Wait waits for its end, Events reads its journal.
+// What is wrong with the request on its face (an invalid spec, an
+// unknown operation) is refused before any task is recorded; another
+// task running on the cluster is a *BusyError. The task runs until it
+// ends or the Manager is closed, which leaves it running in the Store
+// for Resume.
+func (m *Manager) Start(req Request) (Task, error) {
+	t, err := m.begin(req)
+	if err != nil {
+		return Task{}, err
+	}
+	m.tasks.wg.Go(func() { _, _ = m.run(m.tasks.ctx, t) })
+	return t, nil
+}
+
+// Resume runs again, in the background, every task the Store has running
+// that this Manager does not: those of a process that ended before they
+// did. Each operation converges, so it finishes what the first run began
+// (steps already done are found done) and its journal goes on. It
+// returns the tasks resumed.
+func (m *Manager) Resume() ([]Task, error) {
+	all, err := m.cfg.Store.Tasks()
+	if err != nil {
+		return nil, err
+	}
+	var out []Task
+	for _, t := range all {
+		if t.State != TaskRunning {
+			continue
+		}
+		t.Runs++
+		if err := m.tasks.claim(t); err != nil {
+			continue // this Manager runs it
+		}
+		if _, err := m.cfg.Store.PutTask(t); err != nil {
+			m.tasks.release(t)
+			return out, err
+		}
+		m.log.Info("task resumed", zap.Int64("task", t.ID), zap.String("cluster", t.Cluster), zap.String("op", string(t.Op)))
+		m.tasks.wg.Go(func() { _, _ = m.run(m.tasks.ctx, t) })
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// Task reads a task.
+func (m *Manager) Task(id int64) (Task, error) { return m.cfg.Store.Task(id) }
+
+// Tasks are every task, oldest first.
+func (m *Manager) Tasks() ([]Task, error) { return m.cfg.Store.Tasks() }
+
+// Events are a task's journal from index from on (0 for all of it): its
+// start, its stages and every step within them, its end.
+func (m *Manager) Events(id int64, from int) ([]kubefoundry.Event, error) {
+	return m.cfg.Store.Events(id, from)
+}
+
+// Wait waits until the task has ended, or ctx has, and returns it as
+// recorded. A task another process runs is polled every second.
+func (m *Manager) Wait(ctx context.Context, id int64) (Task, error) {
+	for {
+		m.tasks.mu.Lock()
+		ch, ours := m.tasks.done[id]
+		m.tasks.mu.Unlock()
+		if ours {
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return Task{}, ctx.Err()
+			}
+		}
+		t, err := m.cfg.Store.Task(id)
+		if err != nil || t.State != TaskRunning {
+			return t, err
+		}
+		if ours {
+			// Closed under it: it stays running.
+			return t, nil
+		}
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return t, ctx.Err()
+		}
+	}
+}
+
+// Close stops the tasks running in the background and waits for them to
+// return; each stays running in the Store, for a Manager's Resume. It
+// does not close the Store.
+func (m *Manager) Close() error {
+	m.tasks.cancel()
+	m.tasks.wg.Wait()
+	return nil
+}
