@@ -80,6 +80,10 @@ type Config struct {
 	Plans map[string]Plan
 	// Log logs; nothing when nil.
 	Log *zap.Logger
+	// Context is what the tasks Start and Resume run in the background
+	// run under: when it ends they stop, as Close stops them, and stay
+	// running in the Store, to be resumed. context.Background() when nil.
+	Context context.Context
 }
 
 // Manager creates, reads and deletes clusters on a Foundation.
@@ -129,7 +133,11 @@ func New(cfg Config) (*Manager, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Manager{cfg: cfg, log: log, tasks: newRunner()}, nil
+	parent := cfg.Context
+	if parent == nil {
+		parent = context.Background()
+	}
+	return &Manager{cfg: cfg, log: log, tasks: newRunner(parent)}, nil
 }
 
 // Cluster is a cluster as it stands.

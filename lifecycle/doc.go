@@ -96,12 +96,14 @@
 //	events, err := m.Events(t.ID, 0) // its journal, from an index on
 //
 // A request wrong on its face (an invalid spec) is refused before any
-// task is recorded. A task whose process ended before it did (killed, or
-// its Manager closed: Close) stays running in the Store; Resume, on a
-// Manager started again, runs each such task again in the background.
-// Every operation converges, so the second run finds done what the first
-// did and finishes the rest; the journal holds both runs ("task" events
-// started, resumed, done or failed, around the stages).
+// task is recorded. A task whose process ended before it did (killed,
+// its Manager closed, or its Config.Context ended) stays running in the
+// Store; Resume, on a Manager started again, runs each such task again in
+// the background. Every operation converges, so a second run finds done
+// what the first did and finishes the rest; the journal holds every run
+// ("task" events started, resumed, done or failed, around the stages). A
+// create killed as each of its stages begins, in turn, and resumed each
+// time, converges (TestTaskKilledAndResumed).
 //
 // Every operation reports one stream of kubefoundry events: its stages
 // (Op "create cluster", "resize cluster", "upgrade cluster" or "delete cluster", Object the
@@ -110,8 +112,8 @@
 // drain evicts (Op "drain"; Phase "waiting" for a budget its preflight
 // found refusing).
 //
-// Not here yet (issue 17): cancelling a task; a kill test at every step
-// of the journal (one kill, in the deploy, is tested); Update of
+// Not here yet (issue 17): cancelling a task; kills within a stage (a
+// kill as each stage begins is tested); Update of
 // profiles, Repair, Health, List and Plan; certificates from package kube's PKI put as the deployment's
 // variables (the director generates them today); the CSI driver, the NCP
 // controllers (namespace networks, LoadBalancer Services, NetworkPolicies)

@@ -84,8 +84,8 @@ type runner struct {
 	done   map[int64]chan struct{}
 }
 
-func newRunner() *runner {
-	ctx, cancel := context.WithCancel(context.Background())
+func newRunner(parent context.Context) *runner {
+	ctx, cancel := context.WithCancel(parent)
 	return &runner{ctx: ctx, cancel: cancel, busy: map[string]Task{}, done: map[int64]chan struct{}{}}
 }
 
@@ -202,9 +202,9 @@ func (m *Manager) run(ctx context.Context, t Task) (*Cluster, error) {
 		err = op.remove(ctx, t.Cluster)
 	}
 	if err != nil && ctx == m.tasks.ctx && ctx.Err() != nil {
-		// The Manager closed under it (whatever the error the interrupted
-		// step gave): the task is left running, to be resumed, as a
-		// process killed there leaves it.
+		// The Manager closed under it, or its Context ended (whatever the
+		// error the interrupted step gave): the task is left running, to
+		// be resumed, as a process killed there leaves it.
 		return c, err
 	}
 	t.State, t.Ended = TaskDone, time.Now().UTC()

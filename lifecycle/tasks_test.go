@@ -17,10 +17,12 @@ import (
 )
 
 // A create runs as a task in the background: while it runs, any other
-// operation on the cluster is refused naming it. A Manager closed in the
-// middle of its deploy (as a process killed there) leaves it running in
-// the store; a Manager started again on the store resumes it, and the
-// cluster converges. The journal holds both runs, in order, and the
+// operation on the cluster is refused naming it. A Manager closed as a
+// step of the task begins (as a process killed there) leaves the task
+// running in the store, and a Manager started again on the store resumes
+// it: killed at its first step, resumed and killed at the second, and so
+// on (the steps are the stages the journal shows) until a run finishes,
+// the cluster converges. The journal holds every run, in order, and the
 // orphan scan finds nothing once the cluster is deleted.
 func TestTaskKilledAndResumed(t *testing.T) {
 	bins := binaries(t)
@@ -39,17 +41,36 @@ func TestTaskKilledAndResumed(t *testing.T) {
 	tiny.Name, tiny.Workers = "tiny", 1
 	plans["tiny"] = tiny
 
-	// The first Manager "dies" (is closed) once the deploy has begun.
-	var m *lifecycle.Manager
-	var once sync.Once
-	closed := make(chan struct{})
-	kill := kubefoundry.SinkFunc(func(e kubefoundry.Event) {
-		if e.Op == "create cluster" && e.Object == "deploy" && e.Phase == "started" {
-			once.Do(func() { go func() { _ = m.Close(); close(closed) }() })
-		}
-	})
-	m, err = lifecycle.New(lifecycle.Config{Foundation: lf, Store: st, Plans: plans, Events: kill, Log: zaptest.NewLogger(t)})
-	require.NoError(t, err)
+	// killedAt is a Manager that "dies" (is closed) as the k-th stage of
+	// its run begins; closed is closed once it has.
+	// The Manager's Context ends in the sink, before the stage runs.
+	killedAt := func(k int) (m *lifecycle.Manager, closed chan struct{}) {
+		life, die := context.WithCancel(ctx)
+		var once sync.Once
+		var mu sync.Mutex
+		n := 0
+		closed = make(chan struct{})
+		kill := kubefoundry.SinkFunc(func(e kubefoundry.Event) {
+			if e.Op != "create cluster" || e.Phase != "started" {
+				return
+			}
+			mu.Lock()
+			n++
+			hit := n == k
+			mu.Unlock()
+			if hit {
+				t.Logf("killed as stage %d (%s) begins", k, e.Object)
+				die()
+				once.Do(func() { go func() { _ = m.Close(); close(closed) }() })
+			}
+		})
+		m, err := lifecycle.New(lifecycle.Config{Foundation: lf, Store: st, Plans: plans, Events: kill, Log: zaptest.NewLogger(t),
+			Context: life})
+		require.NoError(t, err)
+		t.Cleanup(die)
+		return m, closed
+	}
+	m, closed := killedAt(1)
 	spec := lifecycle.ClusterSpec{Name: "gamma", Plan: "tiny", KubernetesVersion: "1.36.3"}
 	task, err := m.Start(lifecycle.Request{Op: lifecycle.OpCreate, Cluster: "gamma", Spec: &spec})
 	require.NoError(t, err)
@@ -69,30 +90,40 @@ func TestTaskKilledAndResumed(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, tasks, 1, "no task was recorded for what was refused")
 
-	select {
-	case <-closed:
-	case <-ctx.Done():
-		t.Fatal("the deploy never began")
-	}
-	got, err := m.Task(task.ID)
-	require.NoError(t, err)
-	assert.Equal(t, lifecycle.TaskRunning, got.State, "a task its Manager closed under stays running, to be resumed")
+	var m2 *lifecycle.Manager
+	runs := 1
+	for k := 2; ; k++ {
+		select {
+		case <-closed:
+		case <-ctx.Done():
+			t.Fatalf("run %d was never killed", runs)
+		}
+		got, err := m.Task(task.ID)
+		require.NoError(t, err)
+		require.Equal(t, lifecycle.TaskRunning, got.State, "a task its Manager closed under stays running, to be resumed")
+		require.Less(t, k, 20, "the task never finishes")
 
-	var mu sync.Mutex
-	var after []kubefoundry.Event
-	sink := kubefoundry.SinkFunc(func(e kubefoundry.Event) { mu.Lock(); after = append(after, e); mu.Unlock() })
-	m2, err := lifecycle.New(lifecycle.Config{Foundation: lf, Store: st, Plans: plans, Events: sink, Log: zaptest.NewLogger(t)})
-	require.NoError(t, err)
+		m, closed = killedAt(k)
+		resumed, err := m.Resume()
+		require.NoError(t, err)
+		require.Len(t, resumed, 1)
+		runs++
+		assert.Equal(t, runs, resumed[0].Runs)
+		if k == 2 {
+			require.ErrorAs(t, m.Delete(ctx, "gamma"), &busy, "the resumed task holds the cluster")
+			assert.Equal(t, task.ID, busy.Task)
+		}
+		done, err := m.Wait(ctx, task.ID)
+		require.NoError(t, err)
+		if done.State != lifecycle.TaskRunning {
+			require.Equal(t, lifecycle.TaskDone, done.State, "the resumed create finished: %s", done.Error)
+			m2 = m
+			break
+		}
+	}
 	defer m2.Close()
-	resumed, err := m2.Resume()
-	require.NoError(t, err)
-	require.Len(t, resumed, 1)
-	assert.Equal(t, 2, resumed[0].Runs)
-	require.ErrorAs(t, m2.Delete(ctx, "gamma"), &busy, "the resumed task holds the cluster")
-	assert.Equal(t, task.ID, busy.Task)
-	done, err := m2.Wait(ctx, task.ID)
-	require.NoError(t, err)
-	require.Equal(t, lifecycle.TaskDone, done.State, "the resumed create finished: %s", done.Error)
+	t.Logf("the create ran %d times", runs)
+	assert.Equal(t, 8, runs, "killed at each of its 7 stages, then finished")
 	c, err := m2.Get(ctx, "gamma")
 	require.NoError(t, err)
 	assert.Equal(t, lifecycle.StateRunning, c.State)
@@ -106,14 +137,19 @@ func TestTaskKilledAndResumed(t *testing.T) {
 			phases = append(phases, e.Phase)
 		}
 	}
-	assert.Equal(t, []string{"started", "resumed", "done"}, phases, "both runs in the journal, in order")
-	deploys := 0
+	want := []string{"started"}
+	for range runs - 1 {
+		want = append(want, "resumed")
+	}
+	assert.Equal(t, append(want, "done"), phases, "every run in the journal, in order")
+	var stages []string
 	for _, e := range journal {
-		if e.Op == "create cluster" && e.Object == "deploy" && e.Phase == "started" {
-			deploys++
+		if e.Op == "create cluster" && e.Phase == "done" {
+			stages = append(stages, e.Object)
 		}
 	}
-	assert.Equal(t, 2, deploys, "the deploy begun, then begun again")
+	assert.Equal(t, []string{"network", "cloud config", "stemcell", "release", "deploy", "api", "nodes"}, stages[len(stages)-7:],
+		"the last run did every stage")
 	tail, err := m2.Events(task.ID, len(journal)-1)
 	require.NoError(t, err)
 	require.Len(t, tail, 1)
