@@ -80,6 +80,11 @@ type Config struct {
 	Plans map[string]Plan
 	// Log logs; nothing when nil.
 	Log *zap.Logger
+	// DrainTimeout bounds the eviction of one pod from a node being
+	// drained, its budget's refusals retried meanwhile (kube.DrainOptions
+	// PodTimeout): 5 minutes when 0. A pod still there then fails the
+	// node's drain (*DrainError).
+	DrainTimeout time.Duration
 	// Context is what the tasks Start and Resume run in the background
 	// run under: when it ends they stop, as Close stops them, and stay
 	// running in the Store, to be resumed. context.Background() when nil.

@@ -294,6 +294,38 @@ func TestCreateAndDelete(t *testing.T) {
 	}
 	m = m2
 
+	// A drain that a budget never allows (a pod on the worker that would
+	// go, which its budget keeps) fails the resize at that worker: the
+	// pod named, the worker left running and schedulable, nothing removed.
+	last := c.Nodes[len(c.Nodes)-1].Name // worker/2, the highest index, would go
+	pinned := map[string]string{"app": "pinned"}
+	_, err = cs.CoreV1().Pods("default").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "pinned", Labels: pinned},
+		Spec: corev1.PodSpec{NodeName: last, Containers: []corev1.Container{{Name: "p", Image: "nginx"}}}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	one := intstr.FromInt32(1)
+	_, err = cs.PolicyV1().PodDisruptionBudgets("default").Create(ctx, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "pinned"},
+		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &one, Selector: &metav1.LabelSelector{MatchLabels: pinned}}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	strict, err := lifecycle.New(lifecycle.Config{Foundation: newer, Store: st, Plans: plans, Log: zaptest.NewLogger(t),
+		DrainTimeout: 3 * time.Second})
+	require.NoError(t, err)
+	_, err = strict.Resize(ctx, "alpha", map[string]int{"worker": 2})
+	var de *lifecycle.DrainError
+	require.ErrorAs(t, err, &de)
+	assert.Equal(t, last, de.Node)
+	require.Len(t, de.Pods, 1)
+	assert.Equal(t, "pinned", de.Pods[0].Name)
+	assert.Equal(t, kube.Refused, de.Pods[0].Result)
+	assert.Len(t, mustGet(t, strict, "alpha").Nodes, 4, "nothing removed")
+	n, err := cs.CoreV1().Nodes().Get(ctx, last, metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.False(t, n.Spec.Unschedulable, "the node that could not be drained is schedulable again")
+	assert.NotContains(t, n.Annotations, "kubefoundry.io/drained-for")
+	require.NoError(t, cs.PolicyV1().PodDisruptionBudgets("default").Delete(ctx, "pinned", metav1.DeleteOptions{}))
+	c, err = strict.Resize(ctx, "alpha", map[string]int{"worker": 3})
+	require.NoError(t, err, "back to what the record said before")
+	require.Len(t, c.Nodes, 4)
+
 	again, err = m.Create(ctx, spec)
 	require.NoError(t, err, "Create again converges")
 	assert.Equal(t, c.APIAddress, again.APIAddress)

@@ -92,7 +92,7 @@ func (m *Manager) drain(ctx context.Context, name string, rec *ClusterRecord, in
 	if _, err := kc.Clientset().CoreV1().Nodes().Get(ctx, ip, metav1.GetOptions{}); apierrors.IsNotFound(err) {
 		return nil
 	}
-	opts := kube.DrainOptions{Force: true, DeleteEmptyDirData: true, Timeout: 10 * time.Minute, Sink: m.cfg.Events}
+	opts := kube.DrainOptions{Force: true, DeleteEmptyDirData: true, PodTimeout: m.cfg.DrainTimeout, Sink: m.cfg.Events}
 	pf, err := kc.DrainPreflight(ctx, ip, opts)
 	if err != nil {
 		return fmt.Errorf("drain node %s (%s): preflight: %w", ip, inst.Name(), err)
