@@ -112,8 +112,11 @@
 // drain evicts (Op "drain"; Phase "waiting" for a budget its preflight
 // found refusing).
 //
-// Not here yet (issue 17): cancelling a task; kills within a stage (a
-// kill as each stage begins is tested); Update of
+// Cancel stops a task this Manager runs: it ends failed, its error
+// wrapping ErrCanceled, and is not resumed.
+//
+// Not here yet (issue 17): kills within a stage (a kill as each stage
+// begins is tested); Update of
 // profiles, Repair, Health, List and Plan; certificates from package kube's PKI put as the deployment's
 // variables (the director generates them today); the CSI driver, the NCP
 // controllers (namespace networks, LoadBalancer Services, NetworkPolicies)

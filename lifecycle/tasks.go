@@ -82,11 +82,15 @@ type runner struct {
 	mu     sync.Mutex
 	busy   map[string]Task
 	done   map[int64]chan struct{}
+	stop   map[int64]context.CancelCauseFunc
+	// canceled are tasks Cancel stopped before they began to run.
+	canceled map[int64]bool
 }
 
 func newRunner(parent context.Context) *runner {
 	ctx, cancel := context.WithCancel(parent)
-	return &runner{ctx: ctx, cancel: cancel, busy: map[string]Task{}, done: map[int64]chan struct{}{}}
+	return &runner{ctx: ctx, cancel: cancel, busy: map[string]Task{}, done: map[int64]chan struct{}{},
+		stop: map[int64]context.CancelCauseFunc{}, canceled: map[int64]bool{}}
 }
 
 // claim makes a recorded task its cluster's running one, or says which
@@ -106,6 +110,8 @@ func (r *runner) release(t Task) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.busy, t.Cluster)
+	delete(r.stop, t.ID)
+	delete(r.canceled, t.ID)
 	if ch, ok := r.done[t.ID]; ok {
 		close(ch)
 		delete(r.done, t.ID)
@@ -173,8 +179,16 @@ func (m *Manager) begin(req Request) (Task, error) {
 
 // run runs a task to its end and records how it ended; a task whose
 // Manager closed under it stays running, for Resume.
-func (m *Manager) run(ctx context.Context, t Task) (*Cluster, error) {
+func (m *Manager) run(ctx context.Context, t Task, background bool) (*Cluster, error) {
 	defer m.tasks.release(t)
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	m.tasks.mu.Lock()
+	m.tasks.stop[t.ID] = stop
+	if m.tasks.canceled[t.ID] {
+		stop(ErrCanceled)
+	}
+	m.tasks.mu.Unlock()
 	op := *m
 	journal := kubefoundry.SinkFunc(func(e kubefoundry.Event) {
 		if err := m.cfg.Store.AddEvent(t.ID, e); err != nil {
@@ -201,11 +215,14 @@ func (m *Manager) run(ctx context.Context, t Task) (*Cluster, error) {
 	case OpDelete:
 		err = op.remove(ctx, t.Cluster)
 	}
-	if err != nil && ctx == m.tasks.ctx && ctx.Err() != nil {
+	if err != nil && background && m.tasks.ctx.Err() != nil && !errors.Is(context.Cause(ctx), ErrCanceled) {
 		// The Manager closed under it, or its Context ended (whatever the
 		// error the interrupted step gave): the task is left running, to
 		// be resumed, as a process killed there leaves it.
 		return c, err
+	}
+	if err != nil && errors.Is(context.Cause(ctx), ErrCanceled) {
+		err = fmt.Errorf("%w: %w", ErrCanceled, err)
 	}
 	t.State, t.Ended = TaskDone, time.Now().UTC()
 	if err != nil {
@@ -225,7 +242,7 @@ func (m *Manager) do(ctx context.Context, req Request) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	return m.run(ctx, t)
+	return m.run(ctx, t, false)
 }
 
 // Create builds a cluster from spec: its network (nsxt.BuildTopology: a
@@ -304,7 +321,7 @@ func (m *Manager) Start(req Request) (Task, error) {
 	if err != nil {
 		return Task{}, err
 	}
-	m.tasks.wg.Go(func() { _, _ = m.run(m.tasks.ctx, t) })
+	m.tasks.wg.Go(func() { _, _ = m.run(m.tasks.ctx, t, true) })
 	return t, nil
 }
 
@@ -332,10 +349,33 @@ func (m *Manager) Resume() ([]Task, error) {
 			return out, err
 		}
 		m.log.Info("task resumed", zap.Int64("task", t.ID), zap.String("cluster", t.Cluster), zap.String("op", string(t.Op)))
-		m.tasks.wg.Go(func() { _, _ = m.run(m.tasks.ctx, t) })
+		m.tasks.wg.Go(func() { _, _ = m.run(m.tasks.ctx, t, true) })
 		out = append(out, t)
 	}
 	return out, nil
+}
+
+// ErrCanceled is the error of a task Cancel stopped.
+var ErrCanceled = errors.New("task canceled")
+
+// Cancel stops a task this Manager runs: its operation stops at its next
+// step, and the task ends failed, its error wrapping ErrCanceled; what
+// it did stays done, and the cluster is as a failed operation leaves it
+// (its next operation converges; Delete removes it). A task that is not
+// running here is ErrNotFound (one another process runs is not this
+// Manager's to stop).
+func (m *Manager) Cancel(id int64) error {
+	m.tasks.mu.Lock()
+	defer m.tasks.mu.Unlock()
+	if _, ok := m.tasks.done[id]; !ok {
+		return fmt.Errorf("task %d is not running here: %w", id, kubefoundry.ErrNotFound)
+	}
+	if stop, ok := m.tasks.stop[id]; ok {
+		stop(ErrCanceled)
+	} else {
+		m.tasks.canceled[id] = true
+	}
+	return nil
 }
 
 // Task reads a task.

@@ -172,4 +172,41 @@ func TestTaskKilledAndResumed(t *testing.T) {
 	again, err := m3.Resume()
 	require.NoError(t, err)
 	assert.Empty(t, again, "nothing left to resume: every task ended")
+	require.ErrorIs(t, m3.Cancel(task.ID), kubefoundry.ErrNotFound, "a task that ended is not running to cancel")
+
+	// Cancel: a create canceled as its deploy begins ends failed, canceled,
+	// not left to resume; Delete then removes what it made.
+	var m4 *lifecycle.Manager
+	var id int64
+	var idMu sync.Mutex
+	cancelAt := kubefoundry.SinkFunc(func(e kubefoundry.Event) {
+		if e.Op == "create cluster" && e.Object == "deploy" && e.Phase == "started" {
+			idMu.Lock()
+			defer idMu.Unlock()
+			assert.NoError(t, m4.Cancel(id))
+		}
+	})
+	m4, err = lifecycle.New(lifecycle.Config{Foundation: lf, Store: st, Plans: plans, Events: cancelAt, Log: zaptest.NewLogger(t)})
+	require.NoError(t, err)
+	defer m4.Close()
+	eps := lifecycle.ClusterSpec{Name: "epsilon", Plan: "tiny", KubernetesVersion: "1.36.3"}
+	idMu.Lock()
+	started, err := m4.Start(lifecycle.Request{Op: lifecycle.OpCreate, Cluster: "epsilon", Spec: &eps})
+	id = started.ID
+	idMu.Unlock()
+	require.NoError(t, err)
+	ended, err := m4.Wait(ctx, started.ID)
+	require.NoError(t, err)
+	assert.Equal(t, lifecycle.TaskFailed, ended.State)
+	assert.Contains(t, ended.Error, lifecycle.ErrCanceled.Error())
+	c, err = m4.Get(ctx, "epsilon")
+	require.NoError(t, err)
+	assert.Equal(t, lifecycle.StateFailed, c.State)
+	gone, err := m4.Resume()
+	require.NoError(t, err)
+	assert.Empty(t, gone, "a canceled task is not resumed")
+	require.NoError(t, m4.Delete(ctx, "epsilon"))
+	orphans, err = m4.Orphans(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, orphans)
 }
