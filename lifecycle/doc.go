@@ -115,14 +115,16 @@
 // Cancel stops a task this Manager runs: it ends failed, its error
 // wrapping ErrCanceled, and is not resumed.
 //
+// The control plane's members are spread over the cluster's AZs (their
+// static addresses are of one subnet of every AZ, and the director
+// balances them as BOSH does).
+//
 // Not here yet (issue 17): kills within a stage (a kill as each stage
-// begins is tested); Update of
-// profiles, Repair, Health, List and Plan; certificates from package kube's PKI put as the deployment's
-// variables (the director generates them today); the CSI driver, the NCP
-// controllers (namespace networks, LoadBalancer Services, NetworkPolicies)
-// and Harbor's project, robot and pull secret as add-ons; the orphan
-// scan's vSphere, CNS and Harbor parts.
-// The control plane's instances all land in the first AZ (static
-// addresses of one subnet); a resize of the control plane is refused by
-// the plan, not handled.
+// begins is tested); Update of profiles, Repair, Health, List and Plan;
+// certificates from package kube's PKI put as the deployment's variables
+// (the director generates them today); the CSI driver, the NCP
+// controllers (namespace networks, LoadBalancer Services,
+// NetworkPolicies) and Harbor's project, robot and pull secret as
+// add-ons; the orphan scan's vSphere, CNS and Harbor parts. A resize of
+// the control plane is refused by the plan, not handled.
 package lifecycle

@@ -455,8 +455,14 @@ func (a *allocator) static(pools []*pool) ([]Address, error) {
 	if err := a.problems.Err(); err != nil {
 		return nil, err
 	}
+	// count is how many of the group's instances each AZ has so far.
+	count := map[string]int{}
 	// fits reports whether the k-th address may go to an instance in az,
-	// and the AZ the instance then has.
+	// and the AZ the instance then has: one without an AZ takes its
+	// address's subnet's, and of a subnet of several of the group's AZs
+	// the one with the fewest instances yet (the first listed on a tie),
+	// so that a group's static IPs in one subnet spread its instances
+	// over its AZs as BOSH balances them.
 	fits := func(k int, az string) (string, bool) {
 		switch {
 		case owner[k] == nil || owner[k].serves(az, false):
@@ -464,12 +470,13 @@ func (a *allocator) static(pools []*pool) ([]Address, error) {
 		case az != "":
 			return "", false
 		}
-		for _, z := range req.AZs { // the instance takes its address's AZ
-			if owner[k].serves(z, false) {
-				return z, true
+		best := ""
+		for _, z := range req.AZs {
+			if owner[k].serves(z, false) && (best == "" || count[z] < count[best]) {
+				best = z
 			}
 		}
-		return "", false
+		return best, best != ""
 	}
 	out := make([]Address, len(req.Instances))
 	left := make([]bool, len(ips))
@@ -478,6 +485,7 @@ func (a *allocator) static(pools []*pool) ([]Address, error) {
 	}
 	give := func(i, k int, az string) {
 		left[k] = false
+		count[az]++
 		out[i] = Address{ID: req.Instances[i].ID, AZ: az, IP: ips[k], Static: true}
 		if owner[k] != nil {
 			out[i].Subnet = owner[k].subnet

@@ -30,6 +30,9 @@ networks:
 - name: flat
   subnets:
   - {range: 10.7.0.0/24, gateway: 10.7.0.1}
+- name: shared
+  subnets:
+  - {range: 10.8.0.0/24, gateway: 10.8.0.1, azs: [z1, z2, z4], static: [10.8.0.10 - 10.8.0.14]}
 - name: dhcp
   type: dynamic
   subnets: [{az: z1, cloud_properties: {name: pg-z1}}, {az: z2, cloud_properties: {name: pg-z2}}]
@@ -154,6 +157,15 @@ func TestAllocate(t *testing.T) {
 			req: Request{Network: "infrastructure", AZs: []string{"z1", "z2"}, StaticIPs: []string{"10.0.1.10 - 10.0.1.11", "10.0.2.10"},
 				Instances: placed("m0", "m1", "m2")},
 			want: []string{"m0 z1 10.0.1.10 static 0", "m1 z1 10.0.1.11 static 0", "m2 z2 10.0.2.10 static 1"}},
+		{name: "static: one subnet of several AZs spreads the instances over them", cloud: small,
+			req: Request{Network: "shared", AZs: []string{"z1", "z2", "z4"}, StaticIPs: []string{"10.8.0.10 - 10.8.0.14"},
+				Instances: placed("m0", "m1", "m2", "m3", "m4")},
+			want: []string{"m0 z1 10.8.0.10 static 0", "m1 z2 10.8.0.11 static 0", "m2 z4 10.8.0.12 static 0",
+				"m3 z1 10.8.0.13 static 0", "m4 z2 10.8.0.14 static 0"}},
+		{name: "static: spread around the AZs instances have", cloud: small,
+			req: Request{Network: "shared", AZs: []string{"z1", "z2", "z4"}, StaticIPs: []string{"10.8.0.10 - 10.8.0.12"},
+				Instances: placed("m0 z2 10.8.0.10", "m1", "m2")},
+			want: []string{"m0 z2 10.8.0.10 static 0", "m1 z1 10.8.0.11 static 0", "m2 z4 10.8.0.12 static 0"}},
 		{name: "static: instances placed in an AZ take that AZ's addresses first",
 			req: Request{Network: "infrastructure", AZs: []string{"z1", "z2"}, StaticIPs: []string{"10.0.1.10", "10.0.1.11", "10.0.2.10"},
 				Instances: placed("m0 -", "m1 z2", "m2 z1")},
