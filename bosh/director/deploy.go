@@ -1142,6 +1142,8 @@ func (d *Director) rollGroup(ctx context.Context, m *manifest.Manifest, g *manif
 	if len(rolls) == 0 {
 		return nil
 	}
+	// The group's initial deploy: every one of its instances is new.
+	initial := len(rolls) == g.Instances && !slices.ContainsFunc(rolls, func(r roll) bool { return !r.create })
 	st := d.cfg.Store
 	var mu sync.Mutex
 	// What a swap cut short left goes first: a swap begins with neither.
@@ -1177,7 +1179,7 @@ func (d *Director) rollGroup(ctx context.Context, m *manifest.Manifest, g *manif
 			return fmt.Errorf("instance %s/%s (%d): %w", g.Name, p.rec.ID, p.rec.Index, err)
 		}
 		c := Change{Instance: Instance{Group: g.Name, ID: p.rec.ID, Index: p.rec.Index, AZ: p.rec.AZ, AgentID: p.rec.AgentID,
-			Running: r.running}, Spec: spec, NoStart: r.noStart}
+			Running: r.running}, Spec: spec, NoStart: r.noStart, New: initial}
 		c.Begin = func(context.Context) error {
 			mu.Lock()
 			defer mu.Unlock()

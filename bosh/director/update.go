@@ -47,6 +47,11 @@ type Change struct {
 	// is stopped. Its error fails the instance, which is left running as
 	// it was.
 	Create func(ctx context.Context) error
+	// New marks an instance of a group on its initial deploy (every one
+	// of its instances deployed for the first time): changes all New are
+	// updated in every AZ at once with initial_deploy_az_update_strategy
+	// parallel.
+	New bool
 	// NoStart stops after the apply: the instance gets its new spec and
 	// stays stopped (an instance stopped on purpose, through a deploy).
 	NoStart bool
@@ -163,6 +168,9 @@ func (u *Updater) UpdateGroup(ctx context.Context, changes []Change, up manifest
 		results[i] = Result{Instance: c.Instance, Canary: i < canaries}
 	}
 
+	// On a group's initial deploy with initial_deploy_az_update_strategy
+	// parallel, every AZ at once (BOSH 270.6); otherwise AZ by AZ.
+	initial := up.InitialDeployAZUpdateStrategy == "parallel" && !slices.ContainsFunc(order, func(c Change) bool { return !c.New })
 	// batches: the canaries, then each AZ's remaining instances.
 	type batch struct {
 		from, to int
@@ -175,7 +183,7 @@ func (u *Updater) UpdateGroup(ctx context.Context, changes []Change, up manifest
 	}
 	for i := canaries; i < n; {
 		j := i
-		for j < n && order[j].Instance.AZ == order[i].Instance.AZ {
+		for j < n && (initial || order[j].Instance.AZ == order[i].Instance.AZ) {
 			j++
 		}
 		batches = append(batches, batch{i, j, inFlight, up.UpdateWatchTime})

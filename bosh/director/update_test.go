@@ -193,6 +193,48 @@ func TestUpdateGroupRollsOutCanaryFirstThenAZByAZ(t *testing.T) {
 	}
 }
 
+// With initial_deploy_az_update_strategy parallel, a group's initial
+// deploy (every change New) updates every AZ at once: an instance of z2
+// begins before z1's are done, which AZ by AZ never does; a group with an
+// instance deployed before goes AZ by AZ still.
+func TestUpdateGroupInitialDeployAcrossAZs(t *testing.T) {
+	f := newFleet(t, "master", "z1", "z2", "z3")
+	u := director.NewUpdater(f.w.Director, zaptest.NewLogger(t))
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	up := update(0, "3", 10*time.Second)
+	up.InitialDeployAZUpdateStrategy = "parallel"
+	first := func(lines []string, prefix string) int {
+		for i, l := range lines {
+			if strings.HasPrefix(l, prefix) {
+				return i
+			}
+		}
+		t.Fatalf("no event %q in %q", prefix, lines)
+		return -1
+	}
+	var rec recorder
+	changes := f.changes(t, "v1", nil)
+	for i := range changes {
+		changes[i].New = true
+	}
+	_, err := u.UpdateGroup(ctx, changes, up, rec.sink)
+	require.NoError(t, err)
+	lines := rec.lines()
+	assert.Less(t, first(lines, "started master/id2"), first(lines, "finished"), "all AZs began before one ended: %q", lines)
+
+	var serial recorder
+	for i := range f.instances {
+		f.instances[i].Running = true
+	}
+	changes = f.changes(t, "v2", nil)
+	changes[1].New = true
+	_, err = u.UpdateGroup(ctx, changes, up, serial.sink)
+	require.NoError(t, err)
+	lines = serial.lines()
+	assert.Less(t, first(lines, "finished master/id0"), first(lines, "started master/id1"), "AZ by AZ: %q", lines)
+}
+
 func TestUpdateGroupStopsAtAFailedCanary(t *testing.T) {
 	f := newFleet(t, "worker", "z1", "z1", "z1")
 	u := director.NewUpdater(f.w.Director, zaptest.NewLogger(t))
