@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -391,9 +392,23 @@ func (m *Manager) converge(ctx context.Context, op string, spec ClusterSpec, rec
 		if err != nil {
 			return err
 		}
+		// Only an instance this deploy drained has a node to bring back: a
+		// new one's control plane may not even answer yet.
+		var drained sync.Map
 		res, err := m.cfg.Director.Deploy(ctx, manifest, director.DeployOptions{Events: directorEvents(m.cfg.Events, "deploy"),
-			BeforeStop: func(ctx context.Context, inst director.Instance) error { return m.drain(ctx, name, rec, inst) },
-			AfterStart: func(ctx context.Context, inst director.Instance) error { return m.rejoin(ctx, name, rec, inst) }})
+			BeforeStop: func(ctx context.Context, inst director.Instance) error {
+				err := m.drain(ctx, name, rec, inst)
+				if err == nil {
+					drained.Store(inst.ID, true)
+				}
+				return err
+			},
+			AfterStart: func(ctx context.Context, inst director.Instance) error {
+				if _, ok := drained.Load(inst.ID); !ok {
+					return nil
+				}
+				return m.rejoin(ctx, name, rec, inst)
+			}})
 		if err == nil {
 			log.Info("deployed", zap.Int64("task", res.Task.ID))
 		}

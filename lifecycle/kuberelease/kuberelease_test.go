@@ -349,7 +349,7 @@ func TestManifest(t *testing.T) {
 			Networks []struct {
 				StaticIPs []string `yaml:"static_ips"`
 			}
-			Update map[string]int
+			Update map[string]any
 		} `yaml:"instance_groups"`
 		Variables []struct {
 			Name    string
@@ -376,11 +376,12 @@ func TestManifest(t *testing.T) {
 	require.Len(t, w.Jobs, 1)
 	assert.Equal(t, "kubelet", w.Jobs[0].Name)
 	assert.Equal(t, "https://127.200.0.10:8443", w.Jobs[0].Properties["kubelet"].(map[string]any)["api_server"], "kubelets reach the load balancer")
-	assert.Equal(t, map[string]int{"canaries": 0, "max_in_flight": 3}, doc.InstanceGroups[0].Update, "a new control plane: every member at once")
+	assert.Equal(t, map[string]any{"canaries": 0, "max_in_flight": 3, "initial_deploy_az_update_strategy": "parallel"},
+		doc.InstanceGroups[0].Update, "a new control plane: every member at once, in every AZ at once")
 
 	d.ControlPlane.Rolling = true
 	b, err = d.Manifest()
 	require.NoError(t, err)
 	require.NoError(t, yaml.Unmarshal(b, &doc))
-	assert.Equal(t, map[string]int{"canaries": 1, "max_in_flight": 1}, doc.InstanceGroups[0].Update, "a running control plane: one member at a time")
+	assert.Equal(t, map[string]any{"canaries": 1, "max_in_flight": 1}, doc.InstanceGroups[0].Update, "a running control plane: one member at a time")
 }

@@ -67,9 +67,11 @@ type ControlPlane struct {
 	// Rolling updates the members one at a time, each a canary, as an
 	// upgrade of a running control plane must: the others keep etcd's
 	// quorum and the API answering. Otherwise they are updated all at
-	// once, as a new control plane must be: a new etcd of 3 or 5 members
-	// has no quorum, and its API servers do not start, until most of them
-	// run, so a lone canary would never become healthy.
+	// once, in every AZ at once (initial_deploy_az_update_strategy
+	// parallel), as a new control plane must be: a new etcd of 3 or 5
+	// members has no quorum, and its API servers do not start, until most
+	// of them run, so a lone canary, or one AZ's members, would never
+	// become healthy.
 	Rolling bool
 }
 
@@ -248,7 +250,8 @@ func (d Deployment) Manifest() ([]byte, error) {
 	}
 	ca := "((" + VarClusterCA + ".certificate))"
 	job := func(name string, props m) m { return m{"name": name, "release": Name, "properties": props} }
-	update := m{"canaries": 0, "max_in_flight": len(d.ControlPlane.StaticIPs)}
+	// A new control plane: every member at once, in every AZ at once.
+	update := m{"canaries": 0, "max_in_flight": len(d.ControlPlane.StaticIPs), "initial_deploy_az_update_strategy": "parallel"}
 	if d.ControlPlane.Rolling {
 		update = m{"canaries": 1, "max_in_flight": 1}
 	}
