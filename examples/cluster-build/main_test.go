@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,17 +26,23 @@ func TestClusterBuild(t *testing.T) {
 		}
 		t.Skip(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
 	var out, errOut bytes.Buffer
 	state := t.TempDir()
-	err = run(ctx, []string{"-name", "ex", "-control-plane", "1", "-workers", "1", "-resize", "2", "-bin", bin, "-state", state}, &out, &errOut)
+	// Three control-plane nodes, as the demo has: one in each AZ, up
+	// together (etcd's quorum needs two), upgraded one at a time.
+	err = run(ctx, []string{"-name", "ex", "-control-plane", "3", "-workers", "1", "-resize", "2", "-bin", bin, "-state", state}, &out, &errOut)
 	require.NoError(t, err, "stdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
 	s := out.String()
 	for _, stage := range []string{"network", "cloud config", "stemcell", "release", "deploy", "api", "nodes"} {
 		assert.Regexp(t, `\[\d/7\] `+stage+` done`, s)
 	}
-	assert.Regexp(t, `(?m)^127\.\d+\.\d+\.\d+\s+Ready\s+control-plane`, s, "kubectl shows the control-plane node Ready")
+	for i, az := range []string{"az1", "az2", "az3"} {
+		assert.Regexp(t, fmt.Sprintf(`(?m)^127\.\d+\.\d+\.\d+\s+master/%d\s+%s\s`, i, az), s, "the control plane spread over the AZs")
+	}
+	assert.GreaterOrEqual(t, len(regexp.MustCompile(`(?m)^127\.\d+\.\d+\.\d+\s+Ready\s+control-plane`).FindAllString(s, -1)), 3,
+		"kubectl shows the control-plane nodes Ready")
 	assert.Len(t, regexp.MustCompile(`(?m)^127\.\d+\.\d+\.\d+\s+Ready\s+<none>`).FindAllString(s, -1), 5,
 		"and the worker, then the two after the resize, then the two after the upgrade")
 	assert.Contains(t, s, "resized in")
