@@ -63,8 +63,9 @@
 // the new stemcell is added to the same release version on the director)
 // and rolls the deployment: the control plane one member at a time, then
 // each worker pool with a canary. Each node is drained before its VM is
-// stopped (a preflight reports the budgets that refuse now; a drain that
-// leaves pods is a *DrainError, the node left running and schedulable),
+// stopped (a preflight reports the budgets that refuse now; a pod still
+// there after Config.DrainTimeout makes the drain a *DrainError, the node
+// left running and schedulable),
 // and once its VM runs again the director waits until the node's new
 // kubelet holds its Lease and the node is Ready, then uncordons it,
 // before it touches the next; a node left cordoned by an operation that
