@@ -104,7 +104,11 @@
 // what the first did and finishes the rest; the journal holds every run
 // ("task" events started, resumed, done or failed, around the stages). A
 // create killed as each of its stages begins, in turn, and resumed each
-// time, converges (TestTaskKilledAndResumed).
+// time, converges (TestTaskKilledAndResumed). Of several tasks an ended
+// process left running on one cluster only the newest is resumed, and a
+// new task on a cluster ends those left running there: each is failed,
+// superseded. One Manager uses a Store at a time; after Close it begins
+// nothing (ErrClosed).
 //
 // Every operation reports one stream of kubefoundry events: its stages
 // (Op "create cluster", "resize cluster", "upgrade cluster" or "delete cluster", Object the

@@ -73,7 +73,8 @@ func (m *Manager) Orphans(ctx context.Context) ([]Orphan, error) {
 		return nil, fmt.Errorf("orphans: NSX: %w", err)
 	}
 	for _, id := range ids {
-		if known[id] {
+		if known[id] || kubefoundry.ClusterID(id).Validate() != nil {
+			// A tag that names no cluster of ours is not ours to delete.
 			continue
 		}
 		objs, err := m.cfg.NSX.ListOwned(ctx, id)

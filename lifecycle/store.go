@@ -224,6 +224,10 @@ func (s *boltStore) AddEvent(task int64, e kubefoundry.Event) error {
 }
 
 func (s *boltStore) Events(task int64, from int) ([]kubefoundry.Event, error) {
+	if from < 0 {
+		return nil, &kubefoundry.ValidationError{Object: fmt.Sprintf("events of task %d", task),
+			Problems: []kubefoundry.FieldError{{Field: "from", Value: fmt.Sprint(from), Reason: "must not be negative"}}}
+	}
 	var out []kubefoundry.Event
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bEvents).Bucket(taskKey(task))

@@ -65,6 +65,8 @@ func TestStoreTasksAndJournal(t *testing.T) {
 	none, err := st.Events(a.ID, 3)
 	require.NoError(t, err)
 	assert.Empty(t, none)
+	_, err = st.Events(a.ID, -1)
+	require.ErrorIs(t, err, kubefoundry.ErrInvalid)
 	none, err = st.Events(99, 0)
 	require.NoError(t, err)
 	assert.Empty(t, none, "a task without a journal")

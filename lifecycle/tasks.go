@@ -85,7 +85,12 @@ type runner struct {
 	stop   map[int64]context.CancelCauseFunc
 	// canceled are tasks Cancel stopped before they began to run.
 	canceled map[int64]bool
+	// closed: Close was called; no task begins.
+	closed bool
 }
+
+// ErrClosed is an operation asked of a Manager after Close.
+var ErrClosed = errors.New("lifecycle: the Manager is closed")
 
 func newRunner(parent context.Context) *runner {
 	ctx, cancel := context.WithCancel(parent)
@@ -98,6 +103,9 @@ func newRunner(parent context.Context) *runner {
 func (r *runner) claim(t Task) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
 	if o, ok := r.busy[t.Cluster]; ok {
 		return &BusyError{Cluster: t.Cluster, Task: o.ID, Op: o.Op}
 	}
@@ -159,6 +167,10 @@ func (m *Manager) begin(req Request) (Task, error) {
 	}
 	r := m.tasks
 	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return Task{}, ErrClosed
+	}
 	if o, ok := r.busy[req.Cluster]; ok {
 		r.mu.Unlock()
 		return Task{}, &BusyError{Cluster: req.Cluster, Task: o.ID, Op: o.Op}
@@ -167,14 +179,51 @@ func (m *Manager) begin(req Request) (Task, error) {
 	r.mu.Unlock()
 	t, err := m.cfg.Store.PutTask(Task{Request: req, State: TaskRunning, Runs: 1, Started: time.Now().UTC()})
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if err != nil {
 		delete(r.busy, req.Cluster)
+		r.mu.Unlock()
 		return Task{}, err
 	}
 	r.busy[req.Cluster] = t
 	r.done[t.ID] = make(chan struct{})
+	r.mu.Unlock()
+	// What a process that ended left running on the cluster is overtaken:
+	// this task makes the cluster what it is to be now.
+	if err := m.supersede(req.Cluster, t.ID); err != nil {
+		m.log.Warn("tasks superseded", zap.String("cluster", req.Cluster), zap.Error(err))
+	}
 	return t, nil
+}
+
+// supersede ends, failed, every task the Store has running on cluster
+// but by: a process that ran them ended first, and a newer task on the
+// cluster (by) overtook them, so they are not to be resumed. One Manager
+// uses a Store at a time, so a task running there that this Manager does
+// not run is such a task.
+func (m *Manager) supersede(cluster string, by int64) error {
+	all, err := m.cfg.Store.Tasks()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, o := range all {
+		if o.Cluster != cluster || o.State != TaskRunning || o.ID == by {
+			continue
+		}
+		m.tasks.mu.Lock()
+		_, ours := m.tasks.done[o.ID]
+		m.tasks.mu.Unlock()
+		if ours {
+			continue
+		}
+		o.State, o.Ended = TaskFailed, time.Now().UTC()
+		o.Error = fmt.Sprintf("superseded by task %d: the process that ran it ended first", by)
+		errs = append(errs, m.cfg.Store.AddEvent(o.ID, kubefoundry.Event{Time: o.Ended, Op: "task", Object: fmt.Sprint(o.ID),
+			Phase: string(TaskFailed), Err: errors.New(o.Error), Message: fmt.Sprintf("%s cluster %s", o.Op, o.Cluster)}))
+		_, err := m.cfg.Store.PutTask(o)
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // run runs a task to its end and records how it ended; a task whose
@@ -231,6 +280,8 @@ func (m *Manager) run(ctx context.Context, t Task, background bool) (*Cluster, e
 	kubefoundry.Emit(journal, kubefoundry.Event{Op: "task", Object: fmt.Sprint(t.ID), Phase: string(t.State), Err: err,
 		Message: fmt.Sprintf("%s cluster %s", t.Op, t.Cluster)})
 	if _, perr := m.cfg.Store.PutTask(t); perr != nil {
+		// The Store keeps it running: Resume would run it again.
+		m.log.Error("task end not recorded", zap.Int64("task", t.ID), zap.String("state", string(t.State)), zap.Error(perr))
 		err = errors.Join(err, perr)
 	}
 	return c, err
@@ -335,14 +386,33 @@ func (m *Manager) Resume() ([]Task, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The newest running task of each cluster is resumed; older ones are
+	// superseded by it.
+	newest := map[string]int64{}
+	for _, t := range all {
+		if t.State == TaskRunning {
+			newest[t.Cluster] = t.ID
+		}
+	}
 	var out []Task
 	for _, t := range all {
-		if t.State != TaskRunning {
+		if t.State != TaskRunning || newest[t.Cluster] != t.ID {
 			continue
 		}
 		t.Runs++
-		if err := m.tasks.claim(t); err != nil {
-			continue // this Manager runs it
+		switch err := m.tasks.claim(t); {
+		case errors.Is(err, ErrClosed):
+			return out, err
+		case err != nil:
+			continue // this Manager runs it, or a newer one on the cluster
+		}
+		// It may have ended since the Store was read.
+		if cur, err := m.cfg.Store.Task(t.ID); err != nil || cur.State != TaskRunning {
+			m.tasks.release(t)
+			continue
+		}
+		if err := m.supersede(t.Cluster, t.ID); err != nil {
+			m.log.Warn("tasks superseded", zap.String("cluster", t.Cluster), zap.Error(err))
 		}
 		if _, err := m.cfg.Store.PutTask(t); err != nil {
 			m.tasks.release(t)
@@ -424,6 +494,9 @@ func (m *Manager) Wait(ctx context.Context, id int64) (Task, error) {
 // return; each stays running in the Store, for a Manager's Resume. It
 // does not close the Store.
 func (m *Manager) Close() error {
+	m.tasks.mu.Lock()
+	m.tasks.closed = true
+	m.tasks.mu.Unlock()
 	m.tasks.cancel()
 	m.tasks.wg.Wait()
 	return nil

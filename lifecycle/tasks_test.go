@@ -209,4 +209,32 @@ func TestTaskKilledAndResumed(t *testing.T) {
 	orphans, err = m4.Orphans(ctx)
 	require.NoError(t, err)
 	assert.Empty(t, orphans)
+
+	// What an ended process left running is overtaken by a newer task on
+	// the cluster: by one begun here, or by the newest of them on Resume.
+	stale := func(cluster string) lifecycle.Task {
+		tk, err := st.PutTask(lifecycle.Task{Request: lifecycle.Request{Op: lifecycle.OpDelete, Cluster: cluster}, State: lifecycle.TaskRunning, Runs: 1})
+		require.NoError(t, err)
+		return tk
+	}
+	zeta := stale("zeta")
+	require.NoError(t, m4.Delete(ctx, "zeta"))
+	got, err := st.Task(zeta.ID)
+	require.NoError(t, err)
+	assert.Equal(t, lifecycle.TaskFailed, got.State)
+	assert.Contains(t, got.Error, "superseded by task")
+	older, newer := stale("eta"), stale("eta")
+	resumed, err := m4.Resume()
+	require.NoError(t, err)
+	require.Len(t, resumed, 1, "only the newest of a cluster's running tasks")
+	assert.Equal(t, newer.ID, resumed[0].ID)
+	_, err = m4.Wait(ctx, newer.ID)
+	require.NoError(t, err)
+	got, err = st.Task(older.ID)
+	require.NoError(t, err)
+	assert.Equal(t, lifecycle.TaskFailed, got.State, "the older is superseded")
+
+	require.NoError(t, m4.Close())
+	_, err = m4.Start(lifecycle.Request{Op: lifecycle.OpDelete, Cluster: "eta"})
+	require.ErrorIs(t, err, lifecycle.ErrClosed)
 }
