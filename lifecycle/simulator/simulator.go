@@ -363,7 +363,7 @@ func (f *Foundation) startDirector(ctx context.Context, cfg Config) error {
 	}
 	st := f.DirectorStore
 	f.onClose(st.Close)
-	f.Director, err = director.New(director.Config{Store: st, CPI: f.CPI, Bus: bus, Agents: agents, Blobs: f.Blobstore,
+	f.Director, err = director.New(director.Config{Store: st, CPI: &vcsimCPI{CPI: f.CPI}, Bus: bus, Agents: agents, Blobs: f.Blobstore,
 		Signer: blobs.Signer(), BlobstoreURL: https.URL, Renderer: r, AgentPing: 200 * time.Millisecond, PingTimeout: 5 * time.Second,
 		AgentWait: 5 * time.Minute, TempDir: filepath.Join(f.dir, "tmp"), Log: f.log.Named("director")})
 	if err != nil {
