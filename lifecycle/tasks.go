@@ -460,34 +460,22 @@ func (m *Manager) Events(id int64, from int) ([]kubefoundry.Event, error) {
 	return m.cfg.Store.Events(id, from)
 }
 
-// Wait waits until the task has ended, or ctx has, and returns it as
-// recorded. A task another process runs is polled every second.
+// Wait waits until a task this Manager runs has ended, or ctx has, and
+// returns it as recorded. A task it does not run is returned as recorded
+// at once: ended, or running but abandoned by a process that ended (one
+// Manager uses a Store at a time), for Resume to run again.
 func (m *Manager) Wait(ctx context.Context, id int64) (Task, error) {
-	for {
-		m.tasks.mu.Lock()
-		ch, ours := m.tasks.done[id]
-		m.tasks.mu.Unlock()
-		if ours {
-			select {
-			case <-ch:
-			case <-ctx.Done():
-				return Task{}, ctx.Err()
-			}
-		}
-		t, err := m.cfg.Store.Task(id)
-		if err != nil || t.State != TaskRunning {
-			return t, err
-		}
-		if ours {
-			// Closed under it: it stays running.
-			return t, nil
-		}
+	m.tasks.mu.Lock()
+	ch, ours := m.tasks.done[id]
+	m.tasks.mu.Unlock()
+	if ours {
 		select {
-		case <-time.After(time.Second):
+		case <-ch:
 		case <-ctx.Done():
-			return t, ctx.Err()
+			return Task{}, ctx.Err()
 		}
 	}
+	return m.cfg.Store.Task(id)
 }
 
 // Close stops the tasks running in the background and waits for them to

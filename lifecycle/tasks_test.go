@@ -104,6 +104,13 @@ func TestTaskKilledAndResumed(t *testing.T) {
 		require.Less(t, k, 20, "the task never finishes")
 
 		m, closed = killedAt(k)
+		if k == 2 {
+			wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+			w, err := m.Wait(wctx, task.ID)
+			wcancel()
+			require.NoError(t, err, "a task no one runs is returned at once, not waited for")
+			assert.Equal(t, lifecycle.TaskRunning, w.State, "abandoned, for Resume")
+		}
 		resumed, err := m.Resume()
 		require.NoError(t, err)
 		require.Len(t, resumed, 1)
