@@ -205,11 +205,19 @@ func (m *Manager) create(ctx context.Context, spec ClusterSpec) (*Cluster, error
 	case !sameSpec(rec.Spec, spec):
 		return nil, fmt.Errorf("cluster %s exists with another spec (change it with Update): %w", name, kubefoundry.ErrConflict)
 	}
-	rec.State, rec.Error, rec.Updated = StateCreating, "", now
+	return m.convergeRecorded(ctx, "create cluster", spec, rec, StateCreating, false)
+}
+
+// convergeRecorded records the cluster with spec in state, converges it
+// (op as its events name it), and records how that ended: running, or
+// failed with the error.
+func (m *Manager) convergeRecorded(ctx context.Context, op string, spec ClusterSpec, rec ClusterRecord, state ClusterState,
+	upgrade bool) (*Cluster, error) {
+	rec.Spec, rec.State, rec.Error, rec.Updated = spec, state, "", time.Now().UTC()
 	if err := m.cfg.Store.PutCluster(rec); err != nil {
 		return nil, err
 	}
-	c, err := m.converge(ctx, "create cluster", spec, &rec, false)
+	c, err := m.converge(ctx, op, spec, &rec, upgrade)
 	if err != nil {
 		rec.State, rec.Error, rec.Updated = StateFailed, err.Error(), time.Now().UTC()
 		return nil, errors.Join(err, m.cfg.Store.PutCluster(rec))
@@ -494,18 +502,7 @@ func (m *Manager) resize(ctx context.Context, name string, workers map[string]in
 	if err := spec.Validate(m.cfg.Plans); err != nil {
 		return nil, err
 	}
-	rec.Spec, rec.State, rec.Error, rec.Updated = spec, StateUpdating, "", time.Now().UTC()
-	if err := m.cfg.Store.PutCluster(rec); err != nil {
-		return nil, err
-	}
-	c, err := m.converge(ctx, "resize cluster", spec, &rec, false)
-	if err != nil {
-		rec.State, rec.Error, rec.Updated = StateFailed, err.Error(), time.Now().UTC()
-		return nil, errors.Join(err, m.cfg.Store.PutCluster(rec))
-	}
-	rec.State, rec.Updated = StateRunning, time.Now().UTC()
-	c.State = rec.State
-	return c, m.cfg.Store.PutCluster(rec)
+	return m.convergeRecorded(ctx, "resize cluster", spec, rec, StateUpdating, false)
 }
 
 // pruneNodes deletes the Nodes of the cluster's VMs that are gone (a

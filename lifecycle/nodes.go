@@ -54,6 +54,17 @@ func (e *DrainError) Error() string {
 	return strings.TrimSuffix(b.String(), ";")
 }
 
+// nodeClient is an instance's node name (its address) and a client of
+// its cluster; no client when the instance has no address.
+func (m *Manager) nodeClient(name string, rec *ClusterRecord, inst director.Instance) (string, *kube.Client, error) {
+	ip, err := m.instanceIP(rec, inst.ID)
+	if err != nil || ip == "" {
+		return "", nil, err
+	}
+	kc, err := m.client(name, &Cluster{APIAddress: rec.APIAddress, APIPort: rec.APIPort})
+	return ip, kc, err
+}
+
 // instanceIP is an instance's address as the director has it; "" when
 // it has none.
 func (m *Manager) instanceIP(rec *ClusterRecord, id string) (string, error) {
@@ -81,12 +92,8 @@ func (m *Manager) instanceIP(rec *ClusterRecord, id string) (string, error) {
 // node Kubernetes does not know (its kubelet never registered) has
 // nothing to drain.
 func (m *Manager) drain(ctx context.Context, name string, rec *ClusterRecord, inst director.Instance) error {
-	ip, err := m.instanceIP(rec, inst.ID)
-	if err != nil || ip == "" {
-		return err
-	}
-	kc, err := m.client(name, &Cluster{APIAddress: rec.APIAddress, APIPort: rec.APIPort})
-	if err != nil {
+	ip, kc, err := m.nodeClient(name, rec, inst)
+	if err != nil || kc == nil {
 		return err
 	}
 	if _, err := kc.Clientset().CoreV1().Nodes().Get(ctx, ip, metav1.GetOptions{}); apierrors.IsNotFound(err) {
@@ -145,12 +152,8 @@ func (m *Manager) drain(ctx context.Context, name string, rec *ClusterRecord, in
 // node drained have somewhere to go. A new instance's node is waited for
 // with the rest, at the end.
 func (m *Manager) rejoin(ctx context.Context, name string, rec *ClusterRecord, inst director.Instance) error {
-	ip, err := m.instanceIP(rec, inst.ID)
-	if err != nil || ip == "" {
-		return err
-	}
-	kc, err := m.client(name, &Cluster{APIAddress: rec.APIAddress, APIPort: rec.APIPort})
-	if err != nil {
+	ip, kc, err := m.nodeClient(name, rec, inst)
+	if err != nil || kc == nil {
 		return err
 	}
 	started := time.Now().Add(-time.Second)

@@ -2,9 +2,7 @@ package lifecycle
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"time"
 
 	"k8s.io/apimachinery/pkg/util/version"
 
@@ -29,18 +27,7 @@ func (m *Manager) upgrade(ctx context.Context, name string) (*Cluster, error) {
 	}
 	spec := rec.Spec
 	spec.KubernetesVersion = m.cfg.KubernetesVersion
-	rec.Spec, rec.State, rec.Error, rec.Updated = spec, StateUpdating, "", time.Now().UTC()
-	if err := m.cfg.Store.PutCluster(rec); err != nil {
-		return nil, err
-	}
-	c, err := m.converge(ctx, "upgrade cluster", spec, &rec, true)
-	if err != nil {
-		rec.State, rec.Error, rec.Updated = StateFailed, err.Error(), time.Now().UTC()
-		return nil, errors.Join(err, m.cfg.Store.PutCluster(rec))
-	}
-	rec.State, rec.Updated = StateRunning, time.Now().UTC()
-	c.State = rec.State
-	return c, m.cfg.Store.PutCluster(rec)
+	return m.convergeRecorded(ctx, "upgrade cluster", spec, rec, StateUpdating, true)
 }
 
 // upgradable says whether a cluster on Kubernetes from may move to to:
